@@ -1,0 +1,1 @@
+"""What users run: the `coseg` command, the retrieval trainer, reports."""

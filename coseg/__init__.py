@@ -1,0 +1,1 @@
+"""Co-segmentation: data layouts, model, objective, trainer, evaluation, prediction."""

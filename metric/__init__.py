@@ -1,0 +1,1 @@
+"""Metric-learning core: distances, losses, miners, samplers, retrieval metrics. Pure tensors."""

@@ -1,0 +1,39 @@
+"""Named shape and value checks for public boundaries (kept out of hot inner loops)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def check_shape(x: torch.Tensor, dims: Sequence[str], name: str = "tensor") -> dict[str, int]:
+    """Check ``x`` has ``len(dims)`` dimensions; return ``{dim name: size}``.
+
+    Dimension names that repeat must have equal sizes; a name made of digits must equal that size.
+    Raises ``ValueError`` showing the expected and received shapes.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    expected = "(" + ", ".join(dims) + ")"
+    if x.dim() != len(dims):
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+    sizes: dict[str, int] = {}
+    for dim, size in zip(dims, x.shape):
+        if dim.isdigit() and int(dim) != size:
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+        if sizes.setdefault(dim, size) != size:
+            raise ValueError(f"{name} must have shape {expected} with equal '{dim}' sizes, got {tuple(x.shape)}")
+    return sizes
+
+
+def check_same_size(a: int, b: int, what: str) -> None:
+    """Raise ``ValueError`` unless ``a == b``; ``what`` names the two sizes, e.g. 'embeddings and labels'."""
+    if a != b:
+        raise ValueError(f"{what} must have the same length, got {a} and {b}")
+
+
+def check_finite(x: torch.Tensor, name: str = "tensor") -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} holds {bad} NaN/Inf value(s)")

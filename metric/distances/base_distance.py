@@ -1,0 +1,81 @@
+"""Distance objects: one triplet body serves Euclidean, cosine and SNR through them."""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from metric._checks import check_finite, check_same_size, check_shape
+
+
+class BaseDistance(nn.Module):
+    """Pairwise (N×M) and paired (N) distances between embeddings.
+
+    Subclasses write ``_pairwise(x, y) -> (n, m)`` and ``_paired(x, y) -> (n,)``; this class checks shapes and
+    values and chunks the rows so no call holds more than ``chunk_size × M`` temporaries (never N×M×D).
+
+    ``is_inverted`` is True for similarities (larger = closer, e.g. cosine); code that compares an anchor's
+    positive and negative uses :meth:`gap` so it works for both kinds.
+    """
+
+    is_inverted: bool = False
+
+    def __init__(self, chunk_size: int = 4096) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        dx = check_shape(x, ["N", "D"], "x")["D"]
+        dy = check_shape(y, ["M", "D"], "y")["D"]
+        if dx != dy:
+            raise ValueError(f"x and y must have the same embedding size D, got {dx} and {dy}")
+        check_finite(x, "x")
+        check_finite(y, "y")
+
+    def pairwise(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N, D), (M, D) → (N, M): entry (i, j) is d(x_i, y_j). ``y`` defaults to ``x``."""
+        y = x if y is None else y
+        self._check(x, y)
+        if x.shape[0] <= self.chunk_size:
+            return self._pairwise(x, y)
+        return torch.cat([block for _, block in self._blocks(x, y)], dim=0)
+
+    def iter_pairwise(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield ``(rows, block)`` with ``block = pairwise(x[rows], y)``: for N×M too large to hold at once."""
+        y = x if y is None else y
+        self._check(x, y)
+        yield from self._blocks(x, y)
+
+    def _blocks(self, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        for start in range(0, x.shape[0], self.chunk_size):
+            rows = slice(start, min(start + self.chunk_size, x.shape[0]))
+            yield rows, self._pairwise(x[rows], y)
+
+    def paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, D), (N, D) → (N,): d(x_i, y_i)."""
+        self._check(x, y)
+        check_same_size(x.shape[0], y.shape[0], "x and y")
+        return self._paired(x, y)
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.pairwise(x, y)
+
+    def gap(self, to_positive: torch.Tensor, to_negative: torch.Tensor) -> torch.Tensor:
+        """How far the negative is from being ``margin`` worse than the positive: d(a,p) − d(a,n), or
+        s(a,n) − s(a,p) for similarities. A triplet is violated with margin m when ``gap + m > 0``."""
+        if self.is_inverted:
+            return to_negative - to_positive
+        return to_positive - to_negative
+
+    def closer(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Elementwise: True where value ``a`` means closer than value ``b``."""
+        return a > b if self.is_inverted else a < b

@@ -1,0 +1,49 @@
+"""Base class of the triplet miners: run without gradient, return index triplets (never a B×B×B mask)."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from metric._checks import check_finite, check_same_size, check_shape
+from metric.distances.base_distance import BaseDistance
+
+
+class TripletIndices(NamedTuple):
+    """Indices into a batch, each a LongTensor of shape (T,): anchor, positive, negative."""
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+    def __len__(self) -> int:  # number of triplets, not of fields
+        return int(self.anchor.shape[0])
+
+    @staticmethod
+    def empty(device: torch.device | str = "cpu") -> "TripletIndices":
+        e = torch.empty(0, dtype=torch.long, device=device)
+        return TripletIndices(e, e.clone(), e.clone())
+
+
+class BaseTripletMiner(nn.Module):
+    """``forward(embeddings (N, D), labels (N,)) → TripletIndices``; subclasses write ``mine``."""
+
+    def __init__(self, distance: Optional[BaseDistance] = None) -> None:
+        super().__init__()
+        if distance is None:
+            from metric.distances.euclidean import EuclideanDistance
+
+            distance = EuclideanDistance()
+        self.distance = distance
+
+    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
+        n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
+        check_shape(labels, ["N"], "labels")
+        check_same_size(n, labels.shape[0], "embeddings and labels")
+        check_finite(embeddings, "embeddings")
+        return self.mine(embeddings.detach(), labels)

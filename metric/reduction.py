@@ -1,0 +1,33 @@
+"""The small reduction protocol shared by all losses: mean | sum | mean_nonzero | none."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
+REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
+
+
+def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
+    """Reduce per-item losses (any shape).
+
+    ``mean_nonzero`` averages over items with a loss > 0 (0 if none). Empty inputs give a zero that is
+    still attached to the graph when ``losses`` is, so ``backward()`` always works.
+    """
+    check_reduction(reduction)
+    if reduction == "none":
+        return losses
+    if losses.numel() == 0:
+        return losses.sum()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "mean":
+        return losses.mean()
+    nonzero = (losses > 0).sum()
+    return losses.sum() / nonzero.clamp(min=1).to(losses.dtype)

