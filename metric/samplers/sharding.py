@@ -1,0 +1,95 @@
+"""Shared plumbing of the class-block batch samplers: per-class index lists, per-(seed, epoch) randomness and
+the DDP split of one global batch across ranks.
+
+Every rank builds the same global batches (same seed, same epoch) and keeps its share of each: the batch is a
+list of class blocks and each rank takes a contiguous run of whole blocks. So all ranks see the same number of
+batches, no class block is cut between ranks, and the union of the ranks' batches is exactly the batch one
+process would see. A subclass of :class:`ShardedBatchSampler` writes ``global_batches`` and ``__len__``.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+from metric._checks import check_shape
+
+Block = list[int]  # dataset indices of one class inside a batch
+
+
+def check_rank(rank: int, world_size: int) -> None:
+    """Raise ``ValueError`` unless ``0 <= rank < world_size``."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+
+
+def check_blocks_divisible(blocks_per_batch: int, world_size: int, what: str = "classes_per_batch") -> None:
+    """Raise ``ValueError`` unless a batch of ``blocks_per_batch`` class blocks splits evenly over the ranks."""
+    if blocks_per_batch % world_size != 0:
+        raise ValueError(
+            f"{what} ({blocks_per_batch}) must be divisible by world_size ({world_size}): each rank takes whole "
+            f"class blocks of every global batch"
+        )
+
+
+def shard_blocks(blocks: Sequence[Sequence[int]], rank: int, world_size: int) -> list[int]:
+    """The share of one global batch (a list of class blocks) that ``rank`` keeps, flattened.
+
+    Rank ``r`` keeps blocks ``[r·n/world_size, (r+1)·n/world_size)``; ``n`` must be divisible by ``world_size``.
+    """
+    check_rank(rank, world_size)
+    check_blocks_divisible(len(blocks), world_size, "the number of class blocks in a batch")
+    per_rank = len(blocks) // world_size
+    return [int(i) for block in blocks[rank * per_rank : (rank + 1) * per_rank] for i in block]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator whose stream depends only on ``(seed, epoch)``, identical on every rank."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``labels (N,)`` → sorted distinct classes ``(C,)`` and, per class, its dataset indices (ascending)."""
+    labels = torch.as_tensor(labels)
+    check_shape(labels, ["N"], "labels")
+    if labels.is_floating_point():
+        raise TypeError("labels must be integers")
+    if labels.numel() == 0:
+        raise ValueError("labels is empty: a batch sampler needs at least one sample")
+    labels = labels.cpu()
+    order = torch.argsort(labels, stable=True)
+    classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
+    return classes, list(torch.split(order, counts.tolist()))
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Base of the batch samplers that build global batches of class blocks and shard them over DDP ranks.
+
+    Subclasses write ``global_batches(generator) -> Iterator[list[Block]]`` (the same on every rank, drawing
+    randomness only from ``generator``) and ``__len__`` (number of batches per epoch, the same on every rank).
+    """
+
+    def __init__(self, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        check_rank(rank, world_size)
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next ``iter()`` yields (call it before each epoch, as with
+        ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    def global_batches(self, generator: torch.Generator) -> Iterator[list[Block]]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for blocks in self.global_batches(epoch_generator(self.seed, self.epoch)):
+            yield shard_blocks(blocks, self.rank, self.world_size)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
