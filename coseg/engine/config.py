@@ -1,0 +1,129 @@
+"""Config-first runs: a dataclass holds the defaults, a YAML file overrides them, command-line flags override
+the file, and the resolved config is saved beside the outputs (``config.yaml``)."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, Optional, TypeVar, Union
+
+import yaml
+
+from coseg.atomic import write_text_atomic
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the config's fields or types."""
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError("; ".join(errors))
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{key}' must be a list, got {value!r}")
+        (item_type, *_rest) = typing.get_args(annotation) or (Any,)
+        items = [_coerce(v, item_type, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"'{key}' must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        return value
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        try:
+            coerced = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{key}' must be {annotation.__name__}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and coerced != value:
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        return coerced
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be a string, got {value!r}")
+        return str(value)
+    if annotation is dict or typing.get_origin(annotation) is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"'{key}': unsupported config type {annotation!r}")
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming ``source``."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+    values = {}
+    for key, value in data.items():
+        try:
+            values[key] = _coerce(value, hints[key], key)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return cls(**values)
+
+
+def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None) -> C:
+    """Defaults of ``cls`` ← YAML file ``path`` (safe loader) ← ``overrides`` (entries that are None are skipped)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        data.update(loaded)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config_from_dict(cls, data, source=str(path) if path is not None else "config")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict of the config with YAML-friendly values (tuples → lists, paths → strings)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg: Any, path: Union[str, Path]) -> None:
+    """Write the resolved config as YAML, atomically."""
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -1,0 +1,231 @@
+"""The one training engine behind both trainers (co-segmentation and retrieval).
+
+It owns the loop: device, AMP on CUDA, channels_last, DDP, the learning-rate schedule, gradient clipping, the
+non-finite-loss guard, a time budget, per-epoch validation, best/last checkpoints, resume, CSV log and progress.
+A task supplies what differs: how one batch becomes losses, and how to validate."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from coseg.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from coseg.engine.csv_log import CsvLog
+from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/Inf; the run stops and the last good checkpoint is left as it was."""
+
+
+class TrainTask(Protocol):
+    def train_step(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        """Losses of one batch; key ``loss`` is optimised, every other entry is logged (means per epoch)."""
+
+    def batch_size(self, batch: Any) -> int:
+        """Number of images in ``batch`` (for throughput)."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics of ``model`` (called on the main process only, model in eval mode)."""
+
+
+class SaveableModel(Protocol):
+    def save(self, path: Path, metadata: Optional[dict[str, str]] = None) -> None: ...
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    best_epoch: int
+    best_metric: Optional[float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by_time: bool = False
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+
+
+def lr_factor(progress: float, warmup: float, schedule: str) -> float:
+    """Learning-rate multiplier at ``progress`` ∈ [0, 1] of the run: linear warm-up, then constant or cosine."""
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 0.01)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        rest = (progress - warmup) / max(1e-8, 1 - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
+    raise ValueError(f"unknown lr schedule '{schedule}'; valid: constant, cosine")
+
+
+class Engine:
+    """Train ``model`` with ``optimizer`` for ``epochs`` epochs (or until ``time_budget_s`` has passed).
+
+    Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
+    via ``model.save``), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
+    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, output_dir: Path, *, dist: DistInfo,
+                 epochs: int, amp: bool = True, channels_last: bool = True, grad_clip: Optional[float] = None,
+                 lr_schedule: str = "cosine", warmup: float = 0.05, time_budget_s: Optional[float] = None,
+                 select_metric: str = "J", select_mode: str = "max", find_unused_parameters: bool = False,
+                 quiet: bool = False) -> None:
+        if select_mode not in ("max", "min"):
+            raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
+        self.dist = dist
+        self.device = dist.device
+        self.output_dir = Path(output_dir)
+        self.epochs = epochs
+        self.amp = amp and self.device.type == "cuda"
+        self.grad_clip = grad_clip
+        self.lr_schedule = lr_schedule
+        self.warmup = warmup
+        self.time_budget_s = time_budget_s
+        self.select_metric = select_metric
+        self.select_mode = select_mode
+        self.quiet = quiet
+        model = model.to(self.device)
+        if channels_last and self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ddp_model: nn.Module = (
+            DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                    find_unused_parameters=find_unused_parameters)
+            if dist.distributed else model)
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.log = CsvLog(self.output_dir / "log.csv")
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool) -> None:
+        meta = {"epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
+        model: SaveableModel = self.model  # type: ignore[assignment]
+        if improved:
+            model.save(self.output_dir / "best.safetensors", metadata=meta)
+        model.save(self.output_dir / "last.safetensors", metadata=meta)
+        save_training_state(self.output_dir / "last.pt", {
+            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
+            "world_size": self.dist.world_size,
+        })
+
+    def _resume(self) -> tuple[int, Optional[float], int]:
+        state = load_training_state(self.output_dir / "last.pt", map_location=self.device)
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise RuntimeError(f"{self.output_dir / 'last.pt'}: saved by a run with {state['world_size']} process(es); "
+                               f"resume it with the same number (now {self.dist.world_size})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.log.load(up_to_epoch=state["epoch"])
+        return state["epoch"], state["best"], state["best_epoch"]
+
+    def _is_better(self, value: float, best: Optional[float]) -> bool:
+        if best is None:
+            return True
+        return value > best if self.select_mode == "max" else value < best
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    def fit(self, task: TrainTask, loader: Iterable, resume: bool = False) -> FitResult:
+        """Run the epochs; ``loader``'s batch sampler gets ``set_epoch(epoch)`` when it has one."""
+        start_epoch, best, best_epoch = 0, None, 0
+        if resume:
+            start_epoch, best, best_epoch = self._resume()
+        steps_per_epoch = len(loader)  # type: ignore[arg-type]
+        if steps_per_epoch == 0:
+            raise ValueError("the training loader yields no batch: too few samples for one batch")
+        total_steps = self.epochs * steps_per_epoch
+        result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best)
+        t_start = time.perf_counter()
+        images_seen = 0
+        for epoch in range(start_epoch + 1, self.epochs + 1):
+            sampler = getattr(loader, "batch_sampler", None)
+            for obj in (sampler, getattr(loader, "sampler", None)):
+                if hasattr(obj, "set_epoch"):
+                    obj.set_epoch(epoch)
+            self.ddp_model.train()
+            sums: dict[str, torch.Tensor] = {}
+            steps = 0
+            t_epoch = time.perf_counter()
+            epoch_images = 0
+            stop = False
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+                       disable=self.quiet or not self.dist.is_main, dynamic_ncols=True)
+            for batch in bar:
+                step = (epoch - 1) * steps_per_epoch + steps
+                progress = step / total_steps
+                if self.time_budget_s:
+                    progress = max(progress, (time.perf_counter() - t_start) / self.time_budget_s)
+                factor = lr_factor(min(progress, 1.0), self.warmup, self.lr_schedule)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    terms = task.train_step(self.ddp_model, batch, self.device)
+                loss = terms["loss"]
+                over_time = bool(self.time_budget_s) and time.perf_counter() - t_start > self.time_budget_s
+                flags = all_reduce_max(torch.tensor([float(not torch.isfinite(loss.detach()).item()), float(over_time)]),
+                                       self.dist)
+                if flags[0] > 0:
+                    shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                    raise NonFiniteLossError(
+                        f"non-finite loss at epoch {epoch}, step {steps + 1} ({shown}); stopped. The last good "
+                        f"checkpoint is {self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning "
+                        f"rate or check the data, then --resume")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if self.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.detach().float()
+                steps += 1
+                epoch_images += task.batch_size(batch)
+                if steps % 10 == 0 or steps == 1:
+                    bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
+                if flags[1] > 0:
+                    stop = True
+                    break
+            bar.close()
+            seconds = time.perf_counter() - t_epoch
+            images_seen += epoch_images
+            means = all_reduce_sum(torch.stack([sums[k] / max(steps, 1) for k in sorted(sums)]), self.dist) / self.dist.world_size
+            row: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            row.update({f"train_{k}": round(float(v), 6) for k, v in zip(sorted(sums), means)})
+            row["seconds"] = round(seconds, 2)
+            row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
+            if self.dist.is_main:
+                self.ddp_model.eval()
+                metrics = task.validate(self.model)
+                row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
+                value = metrics.get(self.select_metric)
+                improved = value is not None and self._is_better(value, best)
+                if improved:
+                    best, best_epoch = float(value), epoch
+                elif value is None and not metrics:
+                    improved = True  # nothing to select on: the newest model is the best one we know
+                    best_epoch = epoch
+                self._save(epoch, best, best_epoch, metrics, improved)
+                self.log.append(row)
+                if not self.quiet:
+                    shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
+                    tqdm.write(f"epoch {epoch}: {shown}")
+            barrier(self.dist)
+            result.history.append(row)
+            result.epochs_run = epoch
+            if stop:
+                result.stopped_by_time = True
+                break
+        result.best_metric, result.best_epoch = best, best_epoch
+        result.seconds = time.perf_counter() - t_start
+        result.images_per_s = images_seen * self.dist.world_size / max(result.seconds, 1e-9)
+        return result

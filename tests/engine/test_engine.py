@@ -1,0 +1,98 @@
+import csv
+
+import pytest
+import torch
+
+from coseg.engine import DistInfo, Engine, NonFiniteLossError, lr_factor
+from tests.engine.toy import ToyModel, ToyTask
+
+
+def make_engine(tmp_path, epochs, **kw):
+    torch.manual_seed(0)
+    model = ToyModel()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return Engine(model, opt, tmp_path, dist=DistInfo(), epochs=epochs, select_metric="acc", quiet=True, **kw), model
+
+
+def test_fit_writes_checkpoints_and_log(tmp_path):
+    engine, model = make_engine(tmp_path, epochs=3)
+    task = ToyTask()
+    result = engine.fit(task, task.loader())
+    assert result.epochs_run == 3
+    for name in ("last.safetensors", "best.safetensors", "last.pt", "log.csv"):
+        assert (tmp_path / name).is_file(), name
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_ce", "val_acc", "lr", "seconds", "images_per_s"} <= set(rows[0])
+    best = max(float(r["val_acc"]) for r in rows)
+    assert result.best_metric == pytest.approx(best, abs=1e-4)
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    full, full_model = make_engine(tmp_path / "full", epochs=4)
+    task = ToyTask()
+    full.fit(task, task.loader())
+
+    torch.manual_seed(123)  # the interrupted run must not depend on the global RNG at restart
+    first, _ = make_engine(tmp_path / "cut", epochs=4)
+    task = ToyTask(crash_at_step=11)  # 4 steps per epoch: dies in epoch 3, after epoch 2's checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(task, task.loader())
+    torch.manual_seed(999)
+    second, resumed_model = make_engine(tmp_path / "cut", epochs=4)
+    task = ToyTask()
+    second.fit(task, task.loader(), resume=True)
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    engine, _ = make_engine(tmp_path, epochs=3)
+    task = ToyTask(nan_at_step=6)  # 4 steps per epoch: fails in epoch 2
+    with pytest.raises(NonFiniteLossError, match="epoch 2"):
+        engine.fit(task, task.loader())
+    good = ToyModel()
+    good.load(tmp_path / "last.safetensors")
+    assert all(torch.isfinite(p).all() for p in good.parameters())
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+
+
+def test_time_budget_stops_early(tmp_path):
+    engine, _ = make_engine(tmp_path, epochs=1000, time_budget_s=0.5)
+    task = ToyTask()
+    result = engine.fit(task, task.loader())
+    assert result.stopped_by_time and result.epochs_run < 1000
+    assert (tmp_path / "last.safetensors").is_file()
+
+
+def test_lr_factor_schedule():
+    assert lr_factor(0.0, 0.1, "cosine") == pytest.approx(0.01)
+    assert lr_factor(0.05, 0.1, "cosine") == pytest.approx(0.5)
+    assert lr_factor(0.1, 0.1, "cosine") == pytest.approx(1.0)
+    assert lr_factor(1.0, 0.1, "cosine") == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(0.7, 0.0, "constant") == 1.0
+    with pytest.raises(ValueError, match="valid"):
+        lr_factor(0.5, 0.0, "bogus")
+
+
+def test_resume_refuses_pickled_payload(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "last.pt").write_bytes(pickle.dumps({"epoch": 1, "model": Evil()}))
+    engine, _ = make_engine(tmp_path, epochs=2)
+    task = ToyTask()
+    from coseg.engine import CheckpointError
+
+    with pytest.raises(CheckpointError, match="refused"):
+        engine.fit(task, task.loader(), resume=True)
+    assert not marker.exists()
