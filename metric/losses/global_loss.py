@@ -1,0 +1,75 @@
+"""Global loss (Kumar BG, Carneiro, Reid, CVPR 2016): shrink the spread of the positive and negative distance
+distributions of a batch and keep their means apart. Used with smart mining (Harwood et al., ICCV 2017)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from metric._checks import check_finite, check_same_size, check_shape
+from metric.distances.base_distance import BaseDistance
+from metric.distances.euclidean import EuclideanDistance
+from metric.losses.base_loss import BaseMetricLoss
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.batch_all import BatchAllMiner
+from metric.registry import LOSSES
+
+
+def global_loss(
+    d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, lam: float, is_inverted: bool = False
+) -> torch.Tensor:
+    """(σ²₊ + σ²₋) + λ·max(0, μ₊ − μ₋ + t) → scalar, from the (T,) anchor–positive and anchor–negative
+    distances of T triplets (μ mean, σ² population variance: 0 for one triplet).
+
+    With ``is_inverted`` the inputs are similarities and the hinge is max(0, μ₋ − μ₊ + t). No triplet gives 0,
+    still attached to the inputs' graph.
+    """
+    t = check_shape(d_pos, ["T"], "d_pos")["T"]
+    check_same_size(t, check_shape(d_neg, ["T"], "d_neg")["T"], "d_pos and d_neg")
+    check_finite(d_pos, "d_pos")
+    check_finite(d_neg, "d_neg")
+    if t == 0:
+        return d_pos.sum() + d_neg.sum()
+    spread = d_pos.var(correction=0) + d_neg.var(correction=0)
+    gap = d_neg.mean() - d_pos.mean() if is_inverted else d_pos.mean() - d_neg.mean()
+    return spread + lam * torch.relu(gap + margin)
+
+
+@LOSSES.register("global")
+class GlobalLoss(BaseMetricLoss):
+    """``forward(embeddings (N, D), labels (N,), triplets=None) → scalar``: :func:`global_loss` over the given
+    triplets (e.g. from smart mining), or over those ``miner`` finds (default: all valid triplets).
+
+    ``distance`` defaults to squared Euclidean, as in the paper (on L2-normalised embeddings).
+    """
+
+    def __init__(
+        self,
+        distance: Optional[BaseDistance] = None,
+        margin: float = 0.4,
+        lam: float = 0.8,
+        miner: Optional[BaseTripletMiner] = None,
+    ) -> None:
+        super().__init__()  # the loss is one value per batch: there is nothing to reduce
+        if lam < 0:
+            raise ValueError(f"lam must be >= 0, got {lam}")
+        self.distance = EuclideanDistance(squared=True) if distance is None else distance
+        self.miner = BatchAllMiner(distance=self.distance) if miner is None else miner
+        self.margin = margin
+        self.lam = lam
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
+    ) -> torch.Tensor:
+        self.check_inputs(embeddings, labels)
+        return self.compute_loss(embeddings, labels, triplets)
+
+    def compute_loss(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
+    ) -> torch.Tensor:
+        if triplets is None:
+            triplets = self.miner(embeddings, labels)
+        anchors = embeddings[triplets.anchor]
+        d_pos = self.distance.paired(anchors, embeddings[triplets.positive])
+        d_neg = self.distance.paired(anchors, embeddings[triplets.negative])
+        return global_loss(d_pos, d_neg, self.margin, self.lam, self.distance.is_inverted)
