@@ -1,0 +1,48 @@
+"""Euclidean (L2) distance, optionally squared."""
+from __future__ import annotations
+
+import torch
+
+from metric.distances.base_distance import BaseDistance
+from metric.registry import DISTANCES
+
+
+def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
+    """sqrt of squared distances ≥ 0 with a finite gradient everywhere (0 at 0, e.g. a point and itself).
+
+    Values below the dtype's smallest normal number read as its square root (1e-19 in float32)."""
+    return squared.clamp(min=torch.finfo(squared.dtype).tiny).sqrt()
+
+
+def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(n, D), (m, D) → (n, m): ‖x_i − y_j‖² ≥ 0 as ‖x‖² + ‖y‖² − 2xᵀy, one matmul, never n×m×D."""
+    # In place on the matmul's output: each extra pass over an n×m block costs as much as the matmul.
+    squared = torch.addmm(y.pow(2).sum(1), x, y.T, alpha=-2)
+    return squared.add_(x.pow(2).sum(1, keepdim=True)).clamp_(min=0)
+
+
+@DISTANCES.register("euclidean")
+class EuclideanDistance(BaseDistance):
+    """‖x − y‖₂ (or ‖x − y‖₂² with ``squared=True``), in embedding units.
+
+    Pairwise uses :func:`pairwise_squared_euclidean` (round-off about eps·‖x‖·‖y‖ on the squared distance,
+    so a point's distance to itself can be ~sqrt(eps)·‖x‖ in float32); paired uses the differences directly.
+    """
+
+    def __init__(self, squared: bool = False, chunk_size: int = 4096) -> None:
+        super().__init__(chunk_size=chunk_size)
+        self.squared = squared
+
+    def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        squared = pairwise_squared_euclidean(x, y)
+        return squared if self.squared else safe_sqrt(squared)
+
+    def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        squared = (x - y).pow(2).sum(1)
+        return squared if self.squared else safe_sqrt(squared)
+
+
+@DISTANCES.register("squared_euclidean")
+def squared_euclidean(chunk_size: int = 4096) -> EuclideanDistance:
+    """``EuclideanDistance(squared=True)``: ‖x − y‖₂²."""
+    return EuclideanDistance(squared=True, chunk_size=chunk_size)

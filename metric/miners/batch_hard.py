@@ -1,0 +1,24 @@
+"""Batch-hard triplets: per anchor, its farthest positive and its closest negative."""
+from __future__ import annotations
+
+import torch
+
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.batch_all import positive_negative_masks
+from metric.registry import MINERS
+
+
+@MINERS.register("batch_hard")
+class BatchHardMiner(BaseTripletMiner):
+    """One triplet per anchor: (a, hardest positive, hardest negative); anchors without a positive or without
+    a negative are skipped. ``BatchHardMiner(distance=None)`` (Euclidean by default)."""
+
+    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
+        values = self.distance.pairwise(embeddings)
+        # "Farness": the distance itself, or minus a similarity, so larger always means farther.
+        far = self.distance.gap(values, torch.zeros_like(values))
+        positives, negatives = positive_negative_masks(labels)
+        hardest_positive = far.masked_fill(~positives, float("-inf")).argmax(1)
+        hardest_negative = far.masked_fill(~negatives, float("inf")).argmin(1)
+        anchor = (positives.any(1) & negatives.any(1)).nonzero(as_tuple=True)[0]
+        return TripletIndices(anchor, hardest_positive[anchor], hardest_negative[anchor])

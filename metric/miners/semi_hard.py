@@ -1,0 +1,30 @@
+"""Semi-hard triplets (FaceNet): the negative is farther than the positive but within the margin."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from metric.distances.base_distance import BaseDistance
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.batch_all import all_valid_triplets, select, triplet_gaps
+from metric.registry import MINERS
+
+
+@MINERS.register("semi_hard")
+class SemiHardMiner(BaseTripletMiner):
+    """Every valid (a, p, n) with d(a,p) < d(a,n) < d(a,p) + margin, i.e. −margin < gap < 0 (so it also holds
+    for similarities). One triplet per such (a, p, n), not only the hardest negative per (a, p): the same set
+    as pytorch-metric-learning's ``TripletMarginMiner(type_of_triplets="semihard")`` (which also keeps
+    d(a,n) = d(a,p) + margin exactly)."""
+
+    def __init__(self, margin: float = 0.1, distance: Optional[BaseDistance] = None) -> None:
+        super().__init__(distance)
+        if margin <= 0:
+            raise ValueError(f"margin must be > 0 (no triplet is semi-hard otherwise), got {margin}")
+        self.margin = margin
+
+    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
+        triplets = all_valid_triplets(labels)
+        gaps = triplet_gaps(self.distance.pairwise(embeddings), triplets, self.distance)
+        return select(triplets, (gaps < 0) & (gaps + self.margin > 0))

@@ -1,0 +1,124 @@
+"""Triplet miners: naive-loop references, pytorch-metric-learning's miners, edge cases."""
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import miners as pml_miners
+
+from metric.distances import CosineSimilarity, EuclideanDistance
+from metric.miners import BaseTripletMiner, BatchAllMiner, BatchHardMiner, SemiHardMiner, TripletIndices
+from metric.miners.batch_all import all_valid_triplets
+from metric.registry import DISTANCES, MINERS
+from tests.reference import triplet as ref
+
+KINDS = ["euclidean", "squared_euclidean", "cosine", "snr"]
+# Every registered triplet miner (the registry also holds pixel samplers with another interface).
+TRIPLET_MINERS = [
+    name
+    for name in MINERS.names()
+    if isinstance(MINERS.get(name), type) and issubclass(MINERS.get(name), BaseTripletMiner)
+]
+# pytorch-metric-learning distances equal to ours: (ours, theirs); PML's Lp distance must not normalise.
+PML_PAIRS = [
+    (EuclideanDistance(), pml_distances.LpDistance(normalize_embeddings=False)),
+    (CosineSimilarity(), pml_distances.CosineSimilarity()),
+]
+
+
+def as_list(triplets) -> list[tuple[int, int, int]]:
+    return list(zip(*(index.tolist() for index in triplets)))
+
+
+def batch(n: int = 12, d: int = 4, classes: int = 3, dtype: torch.dtype = torch.float64):
+    return torch.randn(n, d, dtype=dtype), torch.randint(0, classes, (n,))
+
+
+def test_all_valid_triplets_matches_reference_in_order():
+    for labels in (torch.tensor([0, 1, 0, 2, 1, 0, 2]), torch.randint(0, 4, (15,)), torch.tensor([5, 5, 9])):
+        assert as_list(all_valid_triplets(labels)) == ref.all_triplets(labels)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("margin", [None, 0.0, 0.3])
+def test_batch_all_matches_reference(kind, margin):
+    emb, labels = batch()
+    mined = BatchAllMiner(DISTANCES.create(kind), margin=margin)(emb, labels)
+    assert as_list(mined) == ref.batch_all(emb, labels, kind, margin)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_hard_matches_reference(kind):
+    emb, labels = batch()
+    labels[0] = 7  # an anchor with no positive is skipped
+    assert as_list(BatchHardMiner(DISTANCES.create(kind))(emb, labels)) == ref.batch_hard(emb, labels, kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_semi_hard_matches_reference(kind):
+    emb, labels = batch()
+    mined = as_list(SemiHardMiner(margin=0.5, distance=DISTANCES.create(kind))(emb, labels))
+    assert mined == ref.semi_hard(emb, labels, kind, 0.5)
+    assert mined  # not vacuous
+
+
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+def test_batch_hard_matches_pytorch_metric_learning(ours, theirs):
+    emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
+    labels[0] = 9
+    expected = pml_miners.BatchHardMiner(distance=theirs)(emb, labels)
+    assert sorted(as_list(BatchHardMiner(ours)(emb, labels))) == sorted(as_list(expected))
+
+
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+def test_semi_hard_matches_pytorch_metric_learning(ours, theirs):
+    emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
+    expected = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets="semihard", distance=theirs)(emb, labels)
+    mined = as_list(SemiHardMiner(margin=0.3, distance=ours)(emb, labels))
+    assert mined and sorted(mined) == sorted(as_list(expected))
+
+
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+def test_batch_all_with_margin_matches_pytorch_metric_learning(ours, theirs):
+    emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
+    expected = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets="all", distance=theirs)(emb, labels)
+    assert sorted(as_list(BatchAllMiner(ours, margin=0.3)(emb, labels))) == sorted(as_list(expected))
+
+
+@pytest.mark.parametrize("name", TRIPLET_MINERS)
+@pytest.mark.parametrize("labels", [torch.arange(6), torch.zeros(6, dtype=torch.long)], ids=["singletons", "one_class"])
+def test_no_valid_triplet_gives_empty_indices(name, labels):
+    mined = MINERS.create(name)(torch.randn(6, 3), labels)
+    assert isinstance(mined, TripletIndices) and len(mined) == 0
+    assert all(index.dtype == torch.long for index in mined)
+
+
+@pytest.mark.parametrize("name", TRIPLET_MINERS)
+def test_miners_run_without_gradient_and_return_valid_triplets(name, device):
+    emb = torch.randn(10, 4, device=device, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3], device=device)
+    miner = MINERS.create(name)
+    assert isinstance(miner, BaseTripletMiner)
+    a, p, n = miner(emb, labels)
+    assert not a.requires_grad and a.device.type == device.type
+    assert ((labels[a] == labels[p]) & (a != p) & (labels[a] != labels[n])).all()
+
+
+def test_miners_reject_bad_inputs():
+    with pytest.raises(ValueError, match="embeddings holds 1 NaN"):
+        BatchHardMiner()(torch.tensor([[0.0, float("nan")], [1.0, 1.0]]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="same length"):
+        BatchAllMiner()(torch.randn(4, 2), torch.tensor([0, 1, 0]))
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        SemiHardMiner(margin=0.0)
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        BatchAllMiner(margin=-1.0)
+
+
+def test_all_valid_triplets_on_a_larger_batch():
+    labels = torch.arange(128) // 64  # two classes of 64: 128·63·64 triplets, each (a, p, n) once
+    mined = all_valid_triplets(labels)
+    assert len(mined) == 128 * 63 * 64
+    assert ((labels[mined.anchor] == labels[mined.positive]) & (labels[mined.anchor] != labels[mined.negative])).all()
+    assert (mined.anchor != mined.positive).all()
+    assert torch.stack(list(mined)).unique(dim=1).shape[1] == len(mined)
