@@ -2,3 +2,4 @@ from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.miners.batch_all import BatchAllMiner
 from metric.miners.batch_hard import BatchHardMiner
 from metric.miners.semi_hard import SemiHardMiner
+from metric.miners.pixel_sampler import PixelSample, sample_pixels

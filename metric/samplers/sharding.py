@@ -8,7 +8,7 @@ process would see. A subclass of :class:`ShardedBatchSampler` writes ``global_ba
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -65,6 +65,12 @@ def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, l
     return classes, list(torch.split(order, counts.tolist()))
 
 
+def cyclic_take(indices: torch.Tensor, count: int) -> torch.Tensor:
+    """The first ``count`` entries of ``indices (n,)`` (n ≥ 1) repeated end to end: fills a class block from a
+    class with fewer samples than the block needs."""
+    return indices.repeat(-(-count // indices.numel()))[:count]
+
+
 class ShardedBatchSampler(Sampler[list[int]]):
     """Base of the batch samplers that build global batches of class blocks and shard them over DDP ranks.
 
@@ -93,3 +99,46 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+
+class ClassBlockBatchSampler(ShardedBatchSampler):
+    """A :class:`ShardedBatchSampler` whose global batches are ``classes_per_batch`` (P) blocks of
+    ``samples_per_class`` (K) indices of one class each: checks P and K and indexes the classes of ``labels``."""
+
+    def __init__(
+        self,
+        labels: torch.Tensor | Sequence[int],
+        classes_per_batch: int,
+        samples_per_class: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(rank=rank, world_size=world_size, seed=seed)
+        self.classes, self.indices_per_class = class_indices(labels)
+        self.num_samples = sum(indices.numel() for indices in self.indices_per_class)
+        if classes_per_batch < 1 or samples_per_class < 1:
+            raise ValueError(
+                f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch} and {samples_per_class}"
+            )
+        if classes_per_batch > len(self.classes):
+            raise ValueError(
+                f"classes_per_batch ({classes_per_batch}) exceeds the number of classes in labels ({len(self.classes)})"
+            )
+        check_blocks_divisible(classes_per_batch, world_size)
+        self.classes_per_batch = classes_per_batch
+        self.samples_per_class = samples_per_class
+
+    @property
+    def batch_size(self) -> int:
+        """Number of indices in each batch this rank yields."""
+        return self.classes_per_batch * self.samples_per_class // self.world_size
+
+    def epoch_length(self, batches_per_epoch: Optional[int]) -> int:
+        """``batches_per_epoch``, or by default ``N // (P·K)`` (at least 1), for samplers that draw with
+        replacement across batches; raises ``ValueError`` if it is < 1."""
+        if batches_per_epoch is None:
+            return max(1, self.num_samples // (self.classes_per_batch * self.samples_per_class))
+        if batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
+        return batches_per_epoch

@@ -1,0 +1,146 @@
+"""Pixel sampling for pixel-level triplets: K pixels per class per image, uniformly or favouring hard pixels."""
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+from metric._checks import check_finite, check_shape
+
+Strategy = Literal["random", "hard"]
+STRATEGIES = ("random", "hard")
+
+# Log-weight given to zero-weight pixels: finite, so they are still drawn once every weighted pixel is taken.
+_LOG_FLOOR = -1e4
+
+
+class PixelSample(NamedTuple):
+    """Sampled pixels, each a LongTensor of shape (S,), ordered by image, then class, then draw order.
+
+    ``index`` is flat into (B·H·W): pixel (b, h, w) has index ``(b·H + h)·W + w``.
+    """
+
+    index: torch.Tensor
+    label: torch.Tensor
+    image: torch.Tensor
+
+
+def boundary_mask(labels: torch.Tensor, width: int = 2, ignore_index: int = 255) -> torch.Tensor:
+    """(B, H, W) labels → (B, H, W) bool: valid pixels with a pixel of another valid class at Chebyshev distance
+    ≤ ``width`` (the band on both sides of every class boundary; ``ignore_index`` pixels are no class)."""
+    valid = labels != ignore_index
+    values = labels.to(torch.float32).unsqueeze(1)
+    window = dict(kernel_size=2 * width + 1, stride=1, padding=width)
+    highest = F.max_pool2d(torch.where(valid.unsqueeze(1), values, -1.0), **window).squeeze(1)
+    lowest = -F.max_pool2d(torch.where(valid.unsqueeze(1), -values, -float("inf")), **window).squeeze(1)
+    flat = values.squeeze(1)
+    return valid & ((highest != flat) | (lowest != flat))
+
+
+def pixel_hardness(
+    labels: torch.Tensor,
+    probabilities: Optional[torch.Tensor] = None,
+    boundary_width: int = 2,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """(B, H, W) hardness in [0, 2]: 1 on the boundary band (:func:`boundary_mask`) plus, when foreground
+    ``probabilities`` are given, the prediction error ``|p − label|`` (labels 0/1)."""
+    hardness = boundary_mask(labels, boundary_width, ignore_index).to(torch.float32)
+    if probabilities is not None:
+        hardness = hardness + (probabilities.to(torch.float32) - labels.to(torch.float32)).abs()
+    return hardness
+
+
+def check_sampling(k_per_class: int, strategy: str, random_share: float, boundary_width: int) -> None:
+    """Raise ``ValueError`` naming the first invalid pixel-sampling setting."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
+    if k_per_class < 1:
+        raise ValueError(f"k_per_class must be >= 1, got {k_per_class}")
+    if not 0.0 <= random_share <= 1.0:
+        raise ValueError(f"random_share must lie in [0, 1], got {random_share}")
+    if boundary_width < 1:
+        raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
+
+
+def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], ignore_index: int) -> None:
+    check_shape(labels, ["B", "H", "W"], "labels")
+    if labels.is_floating_point():
+        raise TypeError("labels must be an integer tensor of class ids")
+    if probabilities is None:
+        return
+    check_shape(probabilities, ["B", "H", "W"], "probabilities")
+    if probabilities.shape != labels.shape:
+        raise ValueError(
+            f"probabilities {tuple(probabilities.shape)} and labels {tuple(labels.shape)} must have the same shape"
+        )
+    check_finite(probabilities, "probabilities")
+    if bool(((probabilities < 0) | (probabilities > 1)).any()):
+        raise ValueError("probabilities must lie in [0, 1] (foreground probabilities: apply sigmoid to logits)")
+    if bool(((labels != 0) & (labels != 1) & (labels != ignore_index)).any()):
+        raise ValueError("probabilities are foreground probabilities, so labels must be 0/1 (or ignore_index)")
+
+
+def present_classes(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Sorted distinct class ids in ``labels`` (any shape), ``ignore_index`` left out."""
+    low, high = int(labels.amin()), int(labels.amax())
+    if high - low < 65536:  # a histogram is several times faster than torch.unique's sort
+        classes = torch.bincount((labels - low).flatten(), minlength=high - low + 1).nonzero().flatten() + low
+    else:
+        classes = torch.unique(labels)
+    return classes[classes != ignore_index]
+
+
+@torch.no_grad()
+def sample_pixels(
+    labels: torch.Tensor,
+    k_per_class: int,
+    strategy: Strategy = "random",
+    probabilities: Optional[torch.Tensor] = None,
+    random_share: float = 0.5,
+    boundary_width: int = 2,
+    ignore_index: int = 255,
+    generator: Optional[torch.Generator] = None,
+) -> PixelSample:
+    """Sample up to ``k_per_class`` distinct pixels of every class in every image of ``labels (B, H, W)``.
+
+    ``ignore_index`` pixels are never sampled; a class with fewer than K pixels in an image gives all of them.
+    ``"random"``: uniform without replacement. ``"hard"``: without replacement from the mixture
+    ``random_share · uniform + (1 − random_share) · hardness-proportional`` within the (image, class), where
+    hardness is :func:`pixel_hardness` (boundary band of ``boundary_width`` pixels, plus the error of the optional
+    foreground ``probabilities (B, H, W)``, which ``"random"`` ignores); the uniform share keeps it from
+    collapsing onto a few pixels. One Gumbel-top-k per class, vectorised over the batch. ``generator`` (on the
+    labels' device) makes it reproducible.
+    """
+    check_sampling(k_per_class, strategy, random_share, boundary_width)
+    _check_inputs(labels, probabilities, ignore_index)
+    b, h, w = labels.shape
+    flat = labels.reshape(b, h * w)
+    classes = present_classes(flat, ignore_index)
+    # Gumbel noise: top-k of log(weight) + Gumbel draws k without replacement with probability ∝ weight.
+    uniform = torch.rand(flat.shape, generator=generator, device=labels.device).clamp_(min=1e-12, max=1 - 1e-7)
+    gumbel = -torch.log(-torch.log(uniform))
+    if strategy == "hard":
+        hardness = pixel_hardness(labels, probabilities, boundary_width, ignore_index).reshape(b, h * w)
+    k = min(k_per_class, h * w)
+    picked, kept = [], []
+    for c in classes.tolist():
+        member = flat == c
+        keys = gumbel
+        if strategy == "hard":
+            count = member.sum(1, keepdim=True).clamp(min=1)
+            total = (hardness * member).sum(1, keepdim=True)
+            share = torch.where(total > 0, hardness / total.clamp(min=1e-12), 1.0 / count)
+            keys = gumbel + torch.log(random_share / count + (1 - random_share) * share).clamp(min=_LOG_FLOOR)
+        top = torch.topk(torch.where(member, keys, -float("inf")), k, dim=1).indices
+        picked.append(top)
+        kept.append(member.gather(1, top))
+    if not picked:
+        empty = torch.empty(0, dtype=torch.long, device=labels.device)
+        return PixelSample(empty, empty.clone(), empty.clone())
+    pixel = torch.stack(picked, 1)  # (B, C, k)
+    keep = torch.stack(kept, 1)
+    image = torch.arange(b, device=labels.device).view(b, 1, 1).expand_as(pixel)
+    label = classes.view(1, -1, 1).expand_as(pixel)
+    return PixelSample((image * (h * w) + pixel)[keep], label[keep], image[keep])

@@ -1,0 +1,174 @@
+"""IS-Triplet pixel loss: naive reference, group extension, empty cases, gradients, PML, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+
+from metric.distances import CosineSimilarity, EuclideanDistance
+from metric.losses import ISTripletLoss, is_triplet_loss
+from metric.losses.is_triplet_loss import pixel_triplets
+from metric.miners import BatchHardMiner, SemiHardMiner, sample_pixels
+from metric.registry import DISTANCES, LOSSES
+from tests.helpers import assert_close, gradcheck
+from tests.reference import pixel as ref
+
+
+def masks(b: int = 4, size: int = 6) -> torch.Tensor:
+    labels = torch.zeros(b, size, size, dtype=torch.long)
+    for i in range(b):
+        labels[i, 1 + i % 2 : 4 + i % 2, 2:5] = 1
+    labels[:, 0, 0] = 255
+    return labels
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("kind", ["euclidean", "cosine", "snr"])
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 1, 0, 1])], ids=["per_image", "groups"])
+@pytest.mark.parametrize("strategy", ["random", "hard"])
+def test_matches_naive_reference(kind, groups, strategy):
+    emb = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    labels = masks()
+    probabilities = torch.rand(labels.shape)
+    out = is_triplet_loss(
+        emb, labels, margin=0.3, k_per_class=5, groups=groups, distance=DISTANCES.create(kind),
+        strategy=strategy, probabilities=probabilities, generator=seeded(1),
+    )
+    sample = sample_pixels(labels, 5, strategy, probabilities, generator=seeded(1))
+    expected = ref.is_triplet_losses(
+        emb, sample.index.tolist(), sample.label.tolist(), sample.image.tolist(),
+        None if groups is None else groups.tolist(), 0.3, kind,
+    )
+    assert out.shape == (sample.index.numel(),)  # every sampled pixel has a positive and a negative here
+    assert_close(out.sort().values, expected.sort().values)  # triplets come pool by pool, not anchor by anchor
+
+
+def test_group_triplets_stay_in_their_group_and_cross_images():
+    labels = masks(b=4)
+    groups = torch.tensor([7, 3, 7, 3])
+    sample = sample_pixels(labels, 6, "random", generator=seeded(2))
+    emb = torch.randn(sample.index.numel(), 3)
+    emb[sample.image >= 2] += 5.0  # images 2 and 3 are far away: the hardest positive lies in the other image
+    a, p, n = pixel_triplets(emb, sample.label, groups[sample.image], BatchHardMiner())
+    assert len(a) == sample.index.numel()
+    assert torch.equal(groups[sample.image[a]], groups[sample.image[p]])
+    assert torch.equal(groups[sample.image[a]], groups[sample.image[n]])
+    assert (sample.label[a] == sample.label[p]).all() and (sample.label[a] != sample.label[n]).all()
+    assert (sample.image[a] != sample.image[p]).float().mean() > 0.9
+    per_image = pixel_triplets(emb, sample.label, sample.image, BatchHardMiner())
+    assert torch.equal(sample.image[per_image.anchor], sample.image[per_image.positive])
+
+
+def test_miner_sees_one_image_or_group_at_a_time():
+    sizes = []
+
+    class Spy(BatchHardMiner):
+        def mine(self, embeddings, labels):
+            sizes.append(embeddings.shape[0])
+            return super().mine(embeddings, labels)
+
+    emb = torch.randn(4, 3, 6, 6)
+    is_triplet_loss(emb, masks(), k_per_class=4, miner=Spy())
+    assert sizes == [8, 8, 8, 8]
+    sizes.clear()
+    is_triplet_loss(emb, masks(), k_per_class=4, miner=Spy(), groups=torch.tensor([0, 0, 1, 1]))
+    assert sizes == [16, 16]
+
+
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 0])], ids=["per_image", "groups"])
+def test_one_class_everywhere_gives_zero_loss_with_gradient(groups):
+    emb = torch.randn(2, 3, 6, 6, requires_grad=True)
+    labels = torch.zeros(2, 6, 6, dtype=torch.long)
+    labels[1, :2] = 255
+    loss = ISTripletLoss(k_per_class=8)(emb, labels, groups=groups)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert emb.grad is not None and (emb.grad == 0).all()
+
+
+def test_image_with_one_class_adds_no_triplet_unless_its_group_has_another_class():
+    labels = masks(b=2)
+    labels[1] = 0
+    emb = torch.randn(2, 3, 6, 6)
+    alone = is_triplet_loss(emb, labels, k_per_class=4, generator=seeded())
+    grouped = is_triplet_loss(emb, labels, k_per_class=4, groups=torch.tensor([0, 0]), generator=seeded())
+    assert alone.numel() == 8 and grouped.numel() == 12
+
+
+def test_all_ignored_gives_zero_loss_with_gradient():
+    emb = torch.randn(2, 3, 5, 5, requires_grad=True)
+    loss = ISTripletLoss()(emb, torch.full((2, 5, 5), 255))
+    loss.backward()
+    assert loss.item() == 0.0 and (emb.grad == 0).all()
+
+
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 0])], ids=["per_image", "groups"])
+@pytest.mark.parametrize("distance", [EuclideanDistance(), CosineSimilarity()], ids=["euclidean", "cosine"])
+def test_gradcheck(groups, distance):
+    labels = masks(b=2)
+    emb = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+
+    def fn(x):
+        return is_triplet_loss(x, labels, margin=0.5, k_per_class=6, groups=groups, distance=distance,
+                               generator=seeded(4)).sum()
+
+    assert fn(emb) > 0  # some triplets are active, so the gradient is not trivially 0
+    assert gradcheck(fn, [emb], fast_mode=True)
+
+
+def test_module_matches_function_and_registry():
+    emb, labels, probabilities = torch.randn(4, 3, 6, 6), masks(), torch.rand(4, 6, 6)
+    module = LOSSES.create("is_triplet", margin=0.3, k_per_class=5, strategy="hard", reduction="sum")
+    assert isinstance(module, ISTripletLoss)
+    torch.manual_seed(9)
+    value = module(emb, labels, probabilities=probabilities)
+    torch.manual_seed(9)
+    expected = is_triplet_loss(emb, labels, margin=0.3, k_per_class=5, probabilities=probabilities).sum()
+    assert_close(value, expected)
+
+
+def test_matches_pytorch_metric_learning_on_one_image():
+    emb, labels = torch.randn(1, 4, 8, 8), masks(b=1, size=8)
+    ours = ISTripletLoss(margin=0.2, k_per_class=10, strategy="random", reduction="mean_nonzero")
+    torch.manual_seed(3)
+    value = ours(emb, labels)
+    torch.manual_seed(3)
+    sample = sample_pixels(labels, 10, "random")
+    rows = emb.permute(0, 2, 3, 1).reshape(-1, 4)[sample.index]
+    distance = pml_distances.LpDistance(normalize_embeddings=False)
+    triplets = pml_miners.BatchHardMiner(distance=distance)(rows, sample.label)
+    expected = pml_losses.TripletMarginLoss(margin=0.2, distance=distance)(rows, sample.label, triplets)
+    assert_close(value, expected)
+
+
+def test_semi_hard_miner_option():
+    emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
+    losses = is_triplet_loss(emb, labels, margin=0.5, k_per_class=6, miner=SemiHardMiner(margin=0.5))
+    assert ((losses > 0) & (losses < 0.5)).all()
+
+
+def test_rejects_bad_inputs():
+    emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(B, D, H, W\)"):
+        is_triplet_loss(emb[0], labels)
+    with pytest.raises(ValueError, match="resize"):
+        is_triplet_loss(emb, masks(b=2, size=5))
+    with pytest.raises(ValueError, match="resize"):
+        is_triplet_loss(emb, masks(b=3))
+    with pytest.raises(ValueError, match="groups"):
+        is_triplet_loss(emb, labels, groups=torch.tensor([0, 0, 1]))
+    with pytest.raises(TypeError, match="groups"):
+        is_triplet_loss(emb, labels, groups=torch.tensor([0.0, 1.0]))
+    bad = emb.clone()
+    bad[1, 2, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="embeddings holds 1 NaN"):
+        is_triplet_loss(bad, labels)
+    with pytest.raises(ValueError, match="reduction"):
+        ISTripletLoss(reduction="max")
+    with pytest.raises(ValueError, match="k_per_class"):
+        ISTripletLoss(k_per_class=0)
