@@ -1,0 +1,155 @@
+"""Decode each image (and mask) once per run, resized to S×S, held in memory as uint8; optionally kept on disk.
+
+The disk cache holds one ``.npz`` per sample, named by a hash of (image path, mtime, size in bytes, mask path,
+mtime, size, S, mask encoding), so an edited or replaced file is decoded again and a second run skips decoding.
+Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from coseg.atomic import PathLike, write_bytes_atomic
+from coseg.data.io import DataFileError, read_image, read_pair
+from coseg.data.layouts import Sample
+
+_FORMAT = 1  # bump when the stored arrays change meaning
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One sample resized to S×S: ``image`` (S, S, 3) uint8 RGB, ``mask`` (S, S) uint8 0/1 or None, and the
+    original ``size`` (H, W) in pixels (after EXIF rotation), at which evaluation happens."""
+
+    image: np.ndarray
+    mask: Optional[np.ndarray]
+    size: tuple[int, int]
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 → ``(size, size, 3)``: area interpolation when shrinking both sides, else bilinear."""
+    shrink = image.shape[0] >= size and image.shape[1] >= size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W)`` bool/0-1 → ``(size, size)`` uint8 0/1 with nearest-neighbour interpolation."""
+    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def decode_sample(sample: Sample, size: int) -> Decoded:
+    """Read ``sample`` and resize it to ``size``×``size``; raises ``DataFileError`` naming the bad file."""
+    if sample.mask is None:
+        image, mask = read_image(sample.image), None
+    else:
+        image, mask = read_pair(sample.image, sample.mask, any_nonzero=sample.any_nonzero)
+    return Decoded(resize_image(image, size), None if mask is None else resize_mask(mask, size),
+                   (image.shape[0], image.shape[1]))
+
+
+def _fingerprint(path: Optional[Path]) -> bytes:
+    if path is None:
+        return b"-"
+    stat = os.stat(path)
+    return b"%s|%d|%d" % (os.fsencode(os.path.abspath(path)), stat.st_mtime_ns, stat.st_size)
+
+
+class ImageCache:
+    """Decoded, resized samples in memory (``cache[sample] -> Decoded``), filled by ``load``.
+
+    ``cache_dir``: keep decoded arrays there across runs. ``progress``: show a tqdm bar. ``threads``: decoding
+    threads (OpenCV releases the GIL), default ``min(2, cpu count)``."""
+
+    def __init__(self, image_size: int, cache_dir: Optional[PathLike] = None, progress: bool = True,
+                 threads: Optional[int] = None) -> None:
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.image_size = image_size
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.progress = progress
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.skipped: list[tuple[Path, str]] = []
+        self.decoded = 0  # samples decoded from their files
+        self.from_disk = 0  # samples read from cache_dir instead
+        self._entries: dict[Sample, Decoded] = {}
+        self._failed: set[Sample] = set()
+
+    def __getitem__(self, sample: Sample) -> Decoded:
+        return self._entries[sample]
+
+    def __contains__(self, sample: object) -> bool:
+        return sample in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def load(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Decode the samples not held yet; return those available, in the given order. Failures are skipped and
+        recorded in ``skipped`` as (file, reason)."""
+        todo = list(dict.fromkeys(s for s in samples if s not in self._entries and s not in self._failed))
+        if todo:
+            with ThreadPoolExecutor(self.threads) as pool:
+                results = list(tqdm(pool.map(self._fetch, todo), total=len(todo), disable=not self.progress,
+                                    desc=f"decoding {self.image_size}px", unit="img"))
+            for sample, (result, from_disk) in zip(todo, results):
+                if isinstance(result, DataFileError):
+                    self._failed.add(sample)
+                    self.skipped.append((result.path, result.problem))
+                else:
+                    self._entries[sample] = result
+                    self.from_disk += from_disk
+                    self.decoded += not from_disk
+        return [s for s in samples if s in self._entries]
+
+    def _disk_path(self, sample: Sample) -> Optional[Path]:
+        if self.cache_dir is None:
+            return None
+        try:
+            key = b"|".join([_fingerprint(sample.image), _fingerprint(sample.mask),
+                             b"%d|%d|%d" % (self.image_size, sample.any_nonzero, _FORMAT)])
+        except OSError:
+            return None  # the file is missing: decoding reports it
+        return self.cache_dir / f"{hashlib.sha1(key).hexdigest()}.npz"
+
+    def _read_disk(self, path: Path, with_mask: bool) -> Optional[Decoded]:
+        """The stored arrays, or None when absent or unusable (then they are decoded and stored again)."""
+        s = self.image_size
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                image, size = stored["image"], stored["size"]
+                mask = stored["mask"] if with_mask else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if image.shape != (s, s, 3) or image.dtype != np.uint8 or (with_mask and mask.shape != (s, s)):
+            return None
+        return Decoded(image, mask, (int(size[0]), int(size[1])))
+
+    def _fetch(self, sample: Sample) -> tuple[Union[Decoded, DataFileError], bool]:
+        """(decoded sample or the error met, whether it came from the disk cache)."""
+        disk = self._disk_path(sample)
+        if disk is not None:
+            stored = self._read_disk(disk, sample.mask is not None)
+            if stored is not None:
+                return stored, True
+        try:
+            decoded = decode_sample(sample, self.image_size)
+        except DataFileError as e:
+            return e, False
+        if disk is not None:
+            arrays = {"image": decoded.image, "size": np.asarray(decoded.size)}
+            if decoded.mask is not None:
+                arrays["mask"] = decoded.mask
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            write_bytes_atomic(disk, buffer.getvalue())
+        return decoded, False

@@ -1,0 +1,53 @@
+"""A torch Dataset of co-segmentation samples, decoded once into memory."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from coseg.data.cache import ImageCache
+from coseg.data.layouts import Sample
+
+
+class CosegDataset(Dataset):
+    """Samples resized to ``image_size``; unreadable ones are left out (listed in ``cache.skipped``).
+
+    Item ``i`` is a dict: ``image`` uint8 (3, S, S) RGB, ``mask`` uint8 (S, S) 0/1 (only for samples with a mask),
+    ``group`` int id (index into ``groups``), ``index`` int (= i, into ``samples``) and ``size`` int64 (2,) = the
+    original (H, W). Batches of samples with and without masks do not collate: use ``Scan.labelled`` to train.
+    """
+
+    def __init__(self, samples: Sequence[Sample], image_size: int, cache: Optional[ImageCache] = None) -> None:
+        self.cache = cache if cache is not None else ImageCache(image_size, progress=False)
+        if self.cache.image_size != image_size:
+            raise ValueError(f"cache holds {self.cache.image_size}px images, dataset wants {image_size}px")
+        self.image_size = image_size
+        self.samples: list[Sample] = self.cache.load(samples)
+        if not self.samples:
+            raise ValueError(f"none of the {len(samples)} samples could be read; "
+                             f"first problem: {self.cache.skipped[0] if self.cache.skipped else 'no samples given'}")
+        self.groups: list[str] = sorted({s.group for s in self.samples})
+        index = {g: i for i, g in enumerate(self.groups)}
+        self._group_ids = torch.tensor([index[s.group] for s in self.samples], dtype=torch.long)
+
+    @property
+    def group_ids(self) -> torch.Tensor:
+        """(N,) int64 group id of each sample: the labels for a group-aware batch sampler."""
+        return self._group_ids
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        sample = self.samples[i]
+        decoded = self.cache[sample]
+        item: dict[str, torch.Tensor | int] = {
+            "image": torch.from_numpy(decoded.image).permute(2, 0, 1).contiguous(),
+            "group": int(self._group_ids[i]),
+            "index": i,
+            "size": torch.tensor(decoded.size, dtype=torch.long),
+        }
+        if decoded.mask is not None:
+            item["mask"] = torch.from_numpy(decoded.mask)
+        return item

@@ -1,0 +1,199 @@
+"""Reading images and binary masks robustly, and writing PNGs atomically.
+
+Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any file name the OS accepts works,
+including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
+RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
+unless ``cv2.IMREAD_IGNORE_ORIENTATION`` is set. Masks are decoded with Pillow, which keeps palette indices
+and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored.
+``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the stored one does,
+the image is used as stored.
+
+Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from coseg.atomic import PathLike, write_bytes_atomic
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+MASK_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff", ".gif"})
+
+_JPEG_START = b"\xff\xd8"
+_JPEG_SCAN = b"\xff\xda"
+_JPEG_END = b"\xff\xd9"
+_SHOWN_VALUES = 8
+
+
+def printable(name: Union[str, os.PathLike]) -> str:
+    """``name`` as text safe to print or log: undecodable bytes of a file name appear as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+class DataFileError(Exception):
+    """A data file that cannot be used; ``path`` is the file, ``problem`` says why."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{printable(self.path)}: {problem}")
+
+
+class ImageReadError(DataFileError):
+    """The file is missing, empty, truncated or not an image."""
+
+
+class MaskError(DataFileError):
+    """The file is an image but not a binary mask we can interpret (or does not fit its image)."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from None
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    return data
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """True for a JPEG whose last scan is not followed by an end-of-image marker.
+
+    An embedded EXIF thumbnail has its own markers, so only the marker after the last scan counts.
+    Needed because older OpenCV builds return a grey-filled partial image for a cut-off JPEG."""
+    return data.startswith(_JPEG_START) and data.rfind(_JPEG_END) < data.rfind(_JPEG_SCAN)
+
+
+def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
+    if _truncated_jpeg(data):
+        raise ImageReadError(path, "truncated JPEG (no end-of-image marker after the last scan)")
+    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as e:
+        raise ImageReadError(path, f"OpenCV cannot decode it ({e.msg or e})") from None
+    if bgr is None or bgr.size == 0:
+        raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
+    """Image at ``path`` as ``(H, W, 3)`` uint8 RGB, EXIF-rotated unless ``apply_exif=False``.
+
+    Grayscale becomes 3 equal channels, alpha is dropped, 16-bit is scaled to 8-bit, CMYK JPEG becomes RGB.
+    Raises ``ImageReadError`` naming the file."""
+    path = Path(path)
+    return _decode_image(_read_bytes(path), path, apply_exif)
+
+
+def _describe(values: np.ndarray) -> str:
+    """Distinct values (rows for colours) as text, at most a few of them."""
+    shown = [tuple(v.tolist()) if v.ndim else v.item() for v in values[:_SHOWN_VALUES]]
+    text = ", ".join(str(v) for v in shown)
+    return f"{text}, ... ({len(values)} distinct)" if len(values) > _SHOWN_VALUES else text
+
+
+def _binary_levels(values: np.ndarray, path: Path) -> np.ndarray:
+    """Foreground of a grayscale mask: values must be 0 and one of 1 / 255 / 65535 (or only one of those)."""
+    levels = np.unique(values)
+    nonzero = levels[levels != 0]
+    if len(nonzero) > 1 or (len(nonzero) == 1 and nonzero[0] not in (1, 255, 65535)):
+        raise MaskError(path, f"grayscale mask must hold two levels, 0 and 1/255, found values {_describe(levels)}")
+    return values != 0
+
+
+def _palette_indices(indices: np.ndarray, path: Path) -> np.ndarray:
+    """Foreground of a palette mask: at most two indices used, index 0 = background."""
+    used = np.unique(indices)
+    if len(used) > 2 or (len(used) == 2 and used[0] != 0):
+        raise MaskError(path, f"palette mask must use index 0 (background) and one other index, found indices "
+                              f"{_describe(used)}")
+    return indices != 0
+
+
+def _opaque(array: np.ndarray, path: Path) -> np.ndarray:
+    """Drop a constant alpha channel; a mask with transparency is ambiguous."""
+    alpha = array[..., -1]
+    if alpha.min() != alpha.max():
+        raise MaskError(path, f"mask has transparency (alpha values {_describe(np.unique(alpha))}); "
+                              "save it without alpha")
+    return array[..., :-1]
+
+
+def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
+    """Binary mask at ``path`` as ``(H, W)`` bool (True = foreground), pixel for pixel as stored.
+
+    Accepted: 1-bit; 8/16-bit with values 0 and 1, 255 or 65535; palette images using at most two indices, index 0
+    = background; RGB(A) holding only black and white. With ``any_nonzero`` (Internet data set) any non-zero value,
+    index or colour is foreground. Raises ``MaskError`` naming the file and the values found, or ``ImageReadError``
+    when the file cannot be decoded."""
+    path = Path(path)
+    data = _read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            mode = im.mode
+            array = np.asarray(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(path, f"not a decodable image ({e})") from None
+    if mode in ("LA", "PA", "RGBA"):
+        array = _opaque(array, path)
+        mode = mode[:-1]
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+    if array.ndim == 2:
+        if mode == "1" or any_nonzero:
+            return array != 0
+        return _palette_indices(array, path) if mode == "P" else _binary_levels(array, path)
+    if mode == "RGB":
+        if any_nonzero:
+            return array.any(axis=-1)
+        colours = np.unique(array.reshape(-1, 3), axis=0)
+        black_white = np.all((colours == 0) | (colours == 255), axis=1) & (colours.min(axis=1) == colours.max(axis=1))
+        if not black_white.all():
+            raise MaskError(path, f"RGB mask must hold only black and white, found colours {_describe(colours)}")
+        return array[..., 0] != 0
+    raise MaskError(path, f"unsupported mask image mode '{mode}' (use 1-bit, grayscale, palette or RGB)")
+
+
+def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An image ``(H, W, 3)`` uint8 RGB and its mask ``(H, W)`` bool, checked to be the same size.
+
+    The image is EXIF-rotated unless only the stored (unrotated) image fits the mask. A mask of another size
+    raises ``MaskError`` naming both files: it is not resized, since a size mismatch usually means a wrong
+    pairing."""
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    mask = read_mask(mask_path, any_nonzero=any_nonzero)
+    data = _read_bytes(image_path)
+    image = _decode_image(data, image_path, apply_exif=True)
+    if image.shape[:2] != mask.shape and image.shape[1::-1] == mask.shape:
+        stored = _decode_image(data, image_path, apply_exif=False)
+        if stored.shape[:2] == mask.shape:
+            image = stored
+    if image.shape[:2] != mask.shape:
+        raise MaskError(mask_path, f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
+                                   f"{printable(image_path)} is {image.shape[0]}x{image.shape[1]}")
+    return image, mask
+
+
+def write_png_atomic(path: PathLike, array: np.ndarray) -> None:
+    """Write ``(H, W)`` bool/uint8 or ``(H, W, 3)`` uint8 RGB as PNG atomically (bool masks become 0/255)."""
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"expected (H, W) bool/uint8 or (H, W, 3) uint8, got {array.dtype} {array.shape}")
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a PNG for {printable(path)}")
+    write_bytes_atomic(path, encoded.tobytes())

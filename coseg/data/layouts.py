@@ -1,0 +1,321 @@
+"""Finding (image, mask, group) samples in the folder layouts of co-segmentation data sets.
+
+Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (samples, problems)``):
+
+- ``icoseg``:   ``images/<group>/*.jpg`` + ``ground_truth/<group>/<stem>.png`` (``masks_root`` replaces
+  ``ground_truth``).
+- ``internet``: ``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground;
+  noise images keep their empty masks. ``root`` may be the folder holding ``Data`` or ``Data`` itself.
+- ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
+  top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
+  other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``.
+- ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a ``masks``,
+  ``ground_truth``, ``gt`` or ``labels`` folder beside ``root/images``), matched by relative folder + stem.
+  A group is the folder path under the images root (``a/b``); images directly in it form one group named after
+  it. Without masks every sample has ``mask=None`` (prediction).
+- ``auto``: picks one of the above from the folders present (``detect_layout``).
+
+Hidden files and folders, ``__MACOSX`` and files that are not images are ignored. Symlinked folders are followed
+once (a folder reached again, e.g. through a loop, is reported and skipped). An image without a mask (when a mask
+folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Group names are kept
+exactly as the OS gives them (non-UTF-8 bytes as surrogate escapes); ``printable`` shows them.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from metric.registry import Registry
+
+from coseg.atomic import PathLike
+from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, printable
+
+SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
+MASK_FOLDER_NAMES = ("masks", "ground_truth", "GroundTruth", "gt", "labels")
+_IGNORED_FOLDERS = frozenset({"__MACOSX"})
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a group; ``mask`` is None when it has no ground truth."""
+
+    image: Path
+    mask: Optional[Path]
+    group: str
+    subset: Optional[str] = None
+    any_nonzero: bool = False  # mask encoding: any non-zero value is foreground (Internet data set)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or folder that did not make a complete sample. ``kind``: "image without mask", "mask without
+    image", "ambiguous mask", "outside any group", "skipped folder" or "broken link"."""
+
+    kind: str
+    path: Path
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {printable(self.path)}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class Scan:
+    """What ``find_samples`` found: samples sorted by (group, image path) and the problems met."""
+
+    layout: str
+    root: Path
+    samples: list[Sample]
+    problems: list[Problem]
+
+    @property
+    def labelled(self) -> list[Sample]:
+        """The samples that have a mask."""
+        return [s for s in self.samples if s.mask is not None]
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({s.group for s in self.samples})
+
+    def group_subsets(self) -> dict[str, Optional[str]]:
+        """Group → subset (None outside SBCoseg), for ``stratified_holdout``."""
+        return {s.group: s.subset for s in self.samples}
+
+
+class LayoutError(ValueError):
+    """The folder does not hold a usable data set in the requested layout."""
+
+
+ScanFn = Callable[[Path, Optional[Path]], tuple[list[Sample], list[Problem]]]
+LAYOUTS: Registry = Registry("layout")
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in _IGNORED_FOLDERS
+
+
+def _walk(top: Path, suffixes: frozenset[str], problems: list[Problem], recursive: bool = True,
+          exclude: Iterable[Path] = ()) -> list[Path]:
+    """Visible files under ``top`` whose suffix is in ``suffixes``, sorted.
+
+    Symlinked folders are followed after the real ones, and each real folder is visited once, so loops end and
+    a folder linked from elsewhere keeps its own path. Folders in ``exclude`` are skipped silently."""
+    excluded = {os.path.realpath(p) for p in exclude}
+    seen: set[str] = set()
+    found: list[Path] = []
+    pending, linked = deque([top]), deque()
+    while pending or linked:
+        folder = pending.popleft() if pending else linked.popleft()
+        real = os.path.realpath(folder)
+        if real in excluded:
+            continue
+        if real in seen:
+            problems.append(Problem("skipped folder", folder, "already visited through another path or a loop"))
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Problem("skipped folder", folder, e.strerror or str(e)))
+            continue
+        for entry in entries:
+            if not _visible(entry.name):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir():  # follows symlinks
+                if recursive:
+                    (linked if entry.is_symlink() else pending).append(path)
+            elif entry.is_file():
+                if path.suffix.lower() in suffixes:
+                    found.append(path)
+            elif entry.is_symlink():
+                problems.append(Problem("broken link", path))
+    return sorted(found)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(Path(e.path) for e in os.scandir(folder) if _visible(e.name) and e.is_dir())
+
+
+def _index_masks(masks: list[Path], base: Path, problems: list[Problem]) -> dict[tuple[str, str], Path]:
+    """Masks keyed by (folder relative to ``base``, stem); several masks for one key are reported and dropped."""
+    index: dict[tuple[str, str], list[Path]] = {}
+    for mask in masks:
+        index.setdefault((mask.parent.relative_to(base).as_posix(), mask.stem), []).append(mask)
+    unique = {}
+    for key, paths in index.items():
+        if len(paths) > 1:
+            detail = f"{len(paths)} masks share the stem '{key[1]}'"
+            problems.extend(Problem("ambiguous mask", p, detail) for p in paths)
+        else:
+            unique[key] = paths[0]
+    return unique
+
+
+def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, str], Path]],
+          group_of: Callable[[Path], str], problems: list[Problem], subset: Optional[str] = None,
+          any_nonzero: bool = False) -> list[Sample]:
+    """Samples for ``images`` matched to ``masks`` by (relative folder, stem); leftovers on both sides reported.
+
+    ``masks=None`` means there is no mask folder at all: samples get ``mask=None`` without a report."""
+    samples = []
+    used: set[Path] = set()
+    for image in images:
+        mask = None
+        if masks is not None:
+            mask = masks.get((image.parent.relative_to(image_base).as_posix(), image.stem))
+            if mask is None:
+                problems.append(Problem("image without mask", image))
+            else:
+                used.add(mask)
+        samples.append(Sample(image, mask, group_of(image), subset, any_nonzero))
+    if masks is not None:
+        problems.extend(Problem("mask without image", m) for m in sorted(set(masks.values()) - used))
+    return samples
+
+
+def _folder_groups(images_root: Path) -> Callable[[Path], str]:
+    flat_name = Path(os.path.abspath(images_root)).name
+
+    def group_of(image: Path) -> str:
+        relative = image.parent.relative_to(images_root).as_posix()
+        return flat_name if relative == "." else relative
+
+    return group_of
+
+
+def _scan_folder_pair(images_root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+    problems: list[Problem] = []
+    if not images_root.is_dir():
+        raise LayoutError(f"image folder not found: {printable(images_root)}")
+    exclude = [masks_root] if masks_root is not None else []
+    images = _walk(images_root, IMAGE_SUFFIXES, problems, exclude=exclude)
+    masks = None
+    if masks_root is not None:
+        masks = _index_masks(_walk(masks_root, MASK_SUFFIXES, problems), masks_root, problems)
+    return _pair(images, images_root, masks, _folder_groups(images_root), problems), problems
+
+
+def _mask_folder_beside(images_root: Path) -> Optional[Path]:
+    for name in MASK_FOLDER_NAMES:
+        if (images_root.parent / name).is_dir():
+            return images_root.parent / name
+    return None
+
+
+@LAYOUTS.register("folders")
+def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+    """Generic layout: see the module docstring."""
+    images_root = root / "images" if (root / "images").is_dir() else root
+    if masks_root is None and images_root != root:
+        masks_root = _mask_folder_beside(images_root)
+    return _scan_folder_pair(images_root, masks_root)
+
+
+@LAYOUTS.register("icoseg")
+def scan_icoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+    """``images/<group>/*`` + ``ground_truth/<group>/<stem>.png``."""
+    masks_root = masks_root if masks_root is not None else root / "ground_truth"
+    samples, problems = _scan_folder_pair(root / "images", masks_root if masks_root.is_dir() else None)
+    outside = {s.image for s in samples if s.image.parent == root / "images"}
+    problems = [p for p in problems if p.path not in outside] + [Problem("outside any group", p) for p in outside]
+    return [s for s in samples if s.image not in outside], problems
+
+
+def _no_masks_root(layout: str, masks_root: Optional[Path]) -> None:
+    if masks_root is not None:
+        raise LayoutError(f"layout '{layout}' keeps masks beside the images; masks_root does not apply")
+
+
+def _groundtruth_folder(group: Path) -> Optional[Path]:
+    for entry in _subfolders(group):
+        if entry.name.lower() == "groundtruth":
+            return entry
+    return None
+
+
+@LAYOUTS.register("internet")
+def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+    """``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground."""
+    _no_masks_root("internet", masks_root)
+    data = root / "Data" if (root / "Data").is_dir() else root
+    problems: list[Problem] = []
+    problems.extend(Problem("outside any group", p) for p in _walk(data, IMAGE_SUFFIXES, problems, recursive=False))
+    samples = []
+    for group in _subfolders(data):
+        images = _walk(group, IMAGE_SUFFIXES, problems, recursive=False)
+        truth = _groundtruth_folder(group)
+        masks = None if truth is None else _index_masks(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
+                                                        truth, problems)
+        samples += _pair(images, group, masks, lambda _, name=group.name: name, problems, any_nonzero=True)
+    return samples, problems
+
+
+def _sbcoseg_subset(name: str) -> Optional[str]:
+    return next((s for s in SBCOSEG_SUBSETS if s.lower() == name.lower()), None)
+
+
+@LAYOUTS.register("sbcoseg")
+def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+    """``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: JPEG (or other non-PNG) images, PNG masks, same folder."""
+    _no_masks_root("sbcoseg", masks_root)
+    problems: list[Problem] = []
+    problems.extend(Problem("outside any group", p) for p in _walk(root, IMAGE_SUFFIXES, problems, recursive=False))
+    samples = []
+    for top in _subfolders(root):
+        subset = _sbcoseg_subset(top.name)
+        for group in _subfolders(top) if subset else [top]:
+            files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
+            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
+            masks = _index_masks([f for f in files if f.suffix.lower() == ".png"], group, problems)
+            name = group.relative_to(root).as_posix()
+            samples += _pair(images, group, masks, lambda _, name=name: name, problems, subset=subset)
+    return samples, problems
+
+
+def _pairs_side_by_side(folder: Path) -> bool:
+    """True if ``folder`` holds a JPEG and a PNG with the same stem."""
+    stems: dict[str, set[str]] = {}
+    for entry in os.scandir(folder):
+        if _visible(entry.name) and entry.is_file():
+            stem, suffix = os.path.splitext(entry.name)
+            stems.setdefault(stem, set()).add(suffix.lower())
+    return any(".png" in s and (s & {".jpg", ".jpeg"}) for s in stems.values())
+
+
+def detect_layout(root: PathLike) -> str:
+    """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg, else folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"data folder not found: {printable(root)}")
+    if (root / "Data").is_dir():
+        return "internet"
+    tops = _subfolders(root)
+    if any(_groundtruth_folder(top) is not None for top in tops):
+        return "internet"
+    if (root / "images").is_dir() and (root / "ground_truth").is_dir():
+        return "icoseg"
+    if any(_sbcoseg_subset(t.name) for t in tops) or any(_pairs_side_by_side(t) for t in tops):
+        return "sbcoseg"
+    return "folders"
+
+
+def find_samples(root: PathLike, layout: str = "auto", masks_root: Optional[PathLike] = None) -> Scan:
+    """Scan ``root`` in ``layout`` (a ``LAYOUTS`` name or ``"auto"``).
+
+    Raises ``LayoutError`` when the folder is missing or holds no image, ``KeyError`` for an unknown layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"data folder not found: {printable(root)}")
+    name = detect_layout(root) if layout == "auto" else layout
+    scan: ScanFn = LAYOUTS.get(name)
+    samples, problems = scan(root, None if masks_root is None else Path(masks_root))
+    if not samples:
+        raise LayoutError(f"no images found under {printable(root)} in layout '{name}'"
+                          + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else ""))
+    samples.sort(key=lambda s: (s.group, s.image))
+    problems.sort(key=lambda p: (p.path, p.kind))
+    return Scan(name, root, samples, problems)

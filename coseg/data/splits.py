@@ -1,0 +1,136 @@
+"""Choosing groups: named splits from a JSON file, held-out validation groups, subset-stratified splits.
+
+A splits JSON maps split names to either a list of group names or a mapping ``{group folder: short name}``
+(iCoseg's ``test8`` uses the short names of the DOCS/SSNM papers). Names are resolved against the group folders
+actually present, tolerating differences in case, Unicode normalisation, whitespace and punctuation; a mapping's
+short name is tried when its folder name is not found, and a name contained in exactly one folder name matches it.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import re
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+from coseg.atomic import PathLike
+from coseg.data.io import printable
+
+Wanted = Union[Sequence[str], Mapping[str, str]]
+
+
+def load_split(path: PathLike, name: str) -> dict[str, str]:
+    """Split ``name`` of the JSON file at ``path`` as ``{name as written: short name}`` (a list maps to itself)."""
+    path = Path(path)
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read splits file {printable(path)}: {e}") from None
+    if not isinstance(splits, dict) or name not in splits:
+        valid = ", ".join(sorted(splits)) if isinstance(splits, dict) else "(not a JSON object)"
+        raise KeyError(f"split '{name}' not in {printable(path)}; splits there: {valid}")
+    entry = splits[name]
+    if isinstance(entry, list) and all(isinstance(g, str) for g in entry):
+        return {g: g for g in entry}
+    if isinstance(entry, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
+        return dict(entry)
+    raise ValueError(f"split '{name}' in {printable(path)} must be a list of names or a mapping name → short name")
+
+
+def _loose(name: str) -> str:
+    """Case, Unicode form, whitespace and punctuation removed: '025 Airshows-helicopter' → '025airshowshelicopter'."""
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _match(name: str, available: Sequence[str]) -> list[str]:
+    """Folders matching ``name``: exact, then loosely equal, then the unique folder containing it loosely."""
+    if name in available:
+        return [name]
+    key = _loose(name)
+    if not key:
+        return []
+    equal = [g for g in available if _loose(g) == key]
+    return equal or [g for g in available if key in _loose(g)]
+
+
+def resolve_groups(wanted: Wanted, available: Iterable[str]) -> dict[str, str]:
+    """Map each wanted group to its folder among ``available``: ``{folder: short name}`` in the order wanted.
+
+    ``wanted`` is a list of names or a mapping ``{folder name: short name}`` (as ``load_split`` returns).
+    Raises ``ValueError`` listing the names not found (with close folder names) or matching several folders,
+    and when two names resolve to one folder."""
+    available = sorted(set(available))
+    pairs = wanted.items() if isinstance(wanted, Mapping) else ((w, w) for w in wanted)
+    resolved: dict[str, str] = {}
+    errors = []
+    for name, short in pairs:
+        matches = _match(name, available) or _match(short, available)
+        if len(matches) == 1:
+            if matches[0] in resolved:
+                errors.append(f"'{printable(name)}' and another name both resolve to '{printable(matches[0])}'")
+            resolved[matches[0]] = short
+        elif matches:
+            errors.append(f"'{printable(name)}' matches {len(matches)} groups: "
+                          + ", ".join(f"'{printable(m)}'" for m in matches))
+        else:
+            close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+            hint = f" (closest: {', '.join(repr(printable(c)) for c in close)})" if close else ""
+            errors.append(f"'{printable(name)}' not found{hint}")
+    if errors:
+        raise ValueError(f"cannot resolve {len(errors)} group name(s) among {len(available)} groups: "
+                         + "; ".join(errors))
+    return resolved
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+
+
+def _holdout_count(n: int, fraction: Optional[float], number: Optional[int]) -> int:
+    if (fraction is None) == (number is None):
+        raise ValueError("give exactly one of fraction and number")
+    if fraction is not None:
+        _check_fraction(fraction)
+        return max(1, round(fraction * n)) if fraction > 0 else 0
+    if number < 0:
+        raise ValueError(f"number must be >= 0, got {number}")
+    return number
+
+
+def holdout_groups(groups: Iterable[str], fraction: Optional[float] = None, number: Optional[int] = None,
+                   seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split ``groups`` into (kept, held out), both sorted; held out: ``number`` groups or ``fraction`` of them
+    (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept."""
+    groups = sorted(set(groups))
+    count = _holdout_count(len(groups), fraction, number)
+    if count >= len(groups) and count > 0:
+        raise ValueError(f"cannot hold out {count} of {len(groups)} groups and keep one for training")
+    held = set(random.Random(seed).sample(groups, count))
+    return [g for g in groups if g not in held], sorted(held)
+
+
+def _subset_seed(seed: int, name: Optional[str]) -> int:
+    """A seed derived from ``seed`` and a name, stable across runs and platforms (unlike ``hash``)."""
+    return random.Random(f"{seed}:{name}").getrandbits(63)
+
+
+def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: float,
+                       seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split groups into (kept, held out), holding out ``fraction`` of each subset (SBCoseg: ECFB, TR, ...).
+
+    Each subset holds out ``round(fraction × size)`` groups but keeps at least one; a subset of one group is
+    kept whole. The draw of each subset depends only on ``seed`` and the subset's name."""
+    _check_fraction(fraction)
+    by_subset: dict[Optional[str], list[str]] = {}
+    for group, subset in group_subsets.items():
+        by_subset.setdefault(subset, []).append(group)
+    kept, held = [], []
+    for subset, members in by_subset.items():
+        count = min(round(fraction * len(members)), len(members) - 1)
+        k, h = holdout_groups(members, number=count, seed=_subset_seed(seed, subset))
+        kept += k
+        held += h
+    return sorted(kept), sorted(held)

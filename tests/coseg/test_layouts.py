@@ -1,0 +1,163 @@
+"""coseg.data.layouts: every layout on generated fixtures, auto detection, odd names, problems reported."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coseg.data import LAYOUTS, LayoutError, Sample, SBCOSEG_SUBSETS, detect_layout, find_samples, make_synthetic_coseg
+from coseg.data.io import read_pair
+from tests.coseg.files import left_red_image, write_rgb
+
+WEIRD_GROUPS = ["two words", "a, b", "it's \"quoted\"", "wow!", os.fsdecode(b"caf\xc3\xa9 \xff\xfe bytes")]
+
+
+def test_registry_lists_all_layouts():
+    assert LAYOUTS.names() == ["folders", "icoseg", "internet", "sbcoseg"]
+    with pytest.raises(KeyError, match="valid names: folders, icoseg, internet, sbcoseg"):
+        LAYOUTS.get("voc")
+
+
+@pytest.mark.parametrize("layout", ["icoseg", "internet", "sbcoseg", "folders"])
+def test_each_layout_found_explicitly_and_by_auto(tmp_path, layout):
+    root = make_synthetic_coseg(tmp_path / "d", num_groups=3, images_per_group=4, size=32, layout=layout)
+    assert detect_layout(root) == layout
+    scan = find_samples(root)
+    assert scan.layout == layout and scan.problems == []
+    assert find_samples(root, layout).samples == scan.samples
+    assert len(scan.samples) == 12 and len(scan.labelled) == 12 and len(scan.groups) == 3
+    assert scan.samples == sorted(scan.samples, key=lambda s: (s.group, s.image))
+    for s in scan.samples:
+        assert s.mask.stem == s.image.stem and s.image.suffix == ".jpg" and s.mask.suffix == ".png"
+        assert s.group.endswith(s.image.parent.name)
+        assert s.any_nonzero is (layout == "internet")
+        assert (s.subset is not None) is (layout == "sbcoseg")
+
+
+def test_sbcoseg_subsets_and_flat_group_folders(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=6, images_per_group=2, size=32, layout="sbcoseg")
+    shutil.move(str(root / "ECFB" / "00-star"), str(root / "flat group"))
+    scan = find_samples(root, "sbcoseg")
+    subsets = scan.group_subsets()
+    assert subsets["flat group"] is None
+    assert subsets["TR/01-ellipse"] == "TR" and subsets["ECFB/05-star"] == "ECFB"
+    assert sorted({s for s in subsets.values() if s}) == sorted(SBCOSEG_SUBSETS)
+    assert len(scan.samples) == 12
+
+
+def test_internet_noise_images_keep_empty_masks(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=3, size=32, layout="internet",
+                                empty_per_group=1)
+    scan = find_samples(root / "Data")  # the Data folder itself works too
+    assert scan.layout == "internet" and len(scan.labelled) == 6
+    empty = [s for s in scan.samples if not read_pair(s.image, s.mask, any_nonzero=True)[1].any()]
+    assert [s.image.name for s in empty] == ["img002.jpg", "img002.jpg"]
+
+
+@pytest.mark.parametrize("layout", ["icoseg", "internet", "sbcoseg", "folders"])
+def test_weird_group_names(tmp_path, layout):
+    root = make_synthetic_coseg(tmp_path, num_groups=5, images_per_group=2, size=32, layout=layout,
+                                group_names=WEIRD_GROUPS)
+    scan = find_samples(root)
+    names = {g.split("/")[-1] for g in scan.groups}
+    assert names == set(WEIRD_GROUPS) and len(scan.samples) == 10
+    image, mask = read_pair(scan.samples[-1].image, scan.samples[-1].mask)
+    assert image.shape[:2] == mask.shape == (32, 32)
+
+
+def test_unpaired_files_are_reported_not_dropped(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=3, size=32)
+    (root / "ground_truth" / "00-star" / "img001.png").unlink()
+    (root / "images" / "01-ellipse" / "img002.jpg").unlink()
+    scan = find_samples(root)
+    assert [(p.kind, p.path.name) for p in scan.problems] == [("mask without image", "img002.png"),
+                                                               ("image without mask", "img001.jpg")]
+    assert str(scan.problems[1]) == f"image without mask: {root}/images/00-star/img001.jpg"
+    unlabelled = [s for s in scan.samples if s.mask is None]
+    assert [s.image.name for s in unlabelled] == ["img001.jpg"] and len(scan.labelled) == 4
+
+
+def test_hidden_and_non_image_files_ignored(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=1, images_per_group=2, size=32)
+    group = root / "images" / "00-star"
+    (group / ".DS_Store").write_bytes(b"\0\0")
+    (group / "._img000.jpg").write_bytes(b"apple double")
+    (group / "notes.txt").write_text("hello")
+    (group / "Thumbs.db").write_bytes(b"x")
+    shutil.copytree(group, root / "images" / ".hidden group")
+    shutil.copytree(group, root / "images" / "__MACOSX")
+    scan = find_samples(root)
+    assert scan.groups == ["00-star"] and len(scan.samples) == 2 and scan.problems == []
+
+
+def test_symlink_loop_terminates_and_is_reported(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=1, images_per_group=2, size=32, layout="folders")
+    os.symlink("..", root / "images" / "00-star" / "loop")
+    scan = find_samples(root, "folders")
+    assert len(scan.samples) == 2
+    assert [p.kind for p in scan.problems] == ["skipped folder"] and scan.problems[0].path.name == "loop"
+
+
+def test_symlinked_group_folder_and_broken_link(tmp_path):
+    root = make_synthetic_coseg(tmp_path / "d", num_groups=1, images_per_group=2, size=32)
+    elsewhere = make_synthetic_coseg(tmp_path / "other", num_groups=1, images_per_group=3, size=32, seed=1,
+                                     group_names=["linked"])
+    os.symlink(elsewhere / "images" / "linked", root / "images" / "linked")
+    os.symlink(elsewhere / "ground_truth" / "linked", root / "ground_truth" / "linked")
+    os.symlink(tmp_path / "missing.jpg", root / "images" / "00-star" / "gone.jpg")
+    scan = find_samples(root)
+    assert scan.groups == ["00-star", "linked"] and len(scan.labelled) == 5
+    assert [(p.kind, p.path.name) for p in scan.problems] == [("broken link", "gone.jpg")]
+
+
+def test_folders_layout_flat_nested_and_without_masks(tmp_path):
+    flat = tmp_path / "my photos"
+    for name in ("b.jpg", "a.png", "c.JPEG"):
+        write_rgb(flat / name, left_red_image())
+    write_rgb(flat / "sub" / "deeper" / "d.jpg", left_red_image())
+    scan = find_samples(flat)
+    assert scan.layout == "folders" and scan.problems == []
+    assert [(s.group, s.image.name, s.mask) for s in scan.samples] == [
+        ("my photos", "a.png", None), ("my photos", "b.jpg", None), ("my photos", "c.JPEG", None),
+        ("sub/deeper", "d.jpg", None)]
+
+
+def test_folders_layout_with_explicit_masks_root(tmp_path):
+    root = make_synthetic_coseg(tmp_path / "d", num_groups=2, images_per_group=2, size=32, layout="folders")
+    shutil.move(str(root / "masks"), str(tmp_path / "elsewhere"))
+    assert find_samples(root / "images").labelled == []
+    scan = find_samples(root / "images", "folders", masks_root=tmp_path / "elsewhere")
+    assert len(scan.labelled) == 4 and scan.problems == []
+
+
+def test_ambiguous_masks_and_images_outside_groups(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=1, images_per_group=2, size=32)
+    shutil.copy(root / "ground_truth" / "00-star" / "img000.png", root / "ground_truth" / "00-star" / "img000.bmp")
+    write_rgb(root / "images" / "stray.jpg", left_red_image())
+    scan = find_samples(root)
+    kinds = sorted((p.kind, p.path.name) for p in scan.problems)
+    assert kinds == [("ambiguous mask", "img000.bmp"), ("ambiguous mask", "img000.png"),
+                     ("image without mask", "img000.jpg"), ("outside any group", "stray.jpg")]
+    assert [s.image.name for s in scan.samples] == ["img000.jpg", "img001.jpg"]
+
+
+def test_empty_and_missing_folders_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayoutError, match="no images found under .*empty"):
+        find_samples(tmp_path / "empty")
+    (tmp_path / "only text").mkdir()
+    (tmp_path / "only text" / "a.txt").write_text("x")
+    with pytest.raises(LayoutError, match="no images found"):
+        find_samples(tmp_path / "only text", "folders")
+    with pytest.raises(LayoutError, match="data folder not found: .*absent"):
+        find_samples(tmp_path / "absent")
+    with pytest.raises(LayoutError, match="masks_root does not apply"):
+        find_samples(make_synthetic_coseg(tmp_path / "i", 1, 1, 16, layout="internet"), masks_root=tmp_path)
+
+
+def test_samples_are_hashable_values():
+    a = Sample(image=Path("x.jpg"), mask=None, group="g")
+    assert {a: 1}[Sample(Path("x.jpg"), None, "g")] == 1
+    assert a != Sample(Path("x.jpg"), None, "h")

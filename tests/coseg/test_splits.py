@@ -1,0 +1,119 @@
+"""coseg.data.splits: split files, name resolution, held-out groups, subset-stratified splits."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from coseg.data import (
+    find_samples, holdout_groups, load_split, make_synthetic_coseg, resolve_groups, stratified_holdout,
+)
+
+FOLDERS = ["002 Alaskan Brown Bear-Eukaryote", "025 Airshows-helicopter", "025 Airshows-planes",
+           "015 Ferrari 599 GTB Fiorano-599-auTomoTiVe FreAk !", "028 Cheetah-National Zoo, Washington DC",
+           "brown_bear", os.fsdecode(b"odd \xff group")]
+
+
+def write_splits(tmp_path: Path, content: object) -> Path:
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps(content), encoding="utf-8")
+    return path
+
+
+def test_load_split_list_and_mapping(tmp_path):
+    path = write_splits(tmp_path, {"train": ["a", "b"], "test": {"long name": "short"}})
+    assert load_split(path, "train") == {"a": "a", "b": "b"}
+    assert load_split(path, "test") == {"long name": "short"}
+    with pytest.raises(KeyError, match="split 'val' not in .*splits.json; splits there: test, train"):
+        load_split(path, "val")
+
+
+@pytest.mark.parametrize("content", [{"train": [1, 2]}, {"train": "a"}, {"train": {"a": 3}}])
+def test_load_split_rejects_malformed_entries(tmp_path, content):
+    with pytest.raises(ValueError, match="must be a list of names or a mapping"):
+        load_split(write_splits(tmp_path, content), "train")
+
+
+def test_load_split_rejects_bad_json(tmp_path):
+    path = tmp_path / "splits.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read splits file .*splits.json"):
+        load_split(path, "train")
+
+
+def test_resolve_exact_loose_short_and_contained_names():
+    wanted = {
+        "025 Airshows-helicopter": "helicopter",  # exact
+        "015 FERRARI 599 GTB Fiorano - 599 - automotive freak!": "ferrari",  # case, spaces, punctuation
+        "renamed folder": "brown_bear",  # folder name not found: the short name is
+        "Cheetah": "cheetah",  # contained in exactly one folder name
+        os.fsdecode(b"odd \xff group"): "odd",
+    }
+    assert resolve_groups(wanted, FOLDERS) == {
+        "025 Airshows-helicopter": "helicopter", "015 Ferrari 599 GTB Fiorano-599-auTomoTiVe FreAk !": "ferrari",
+        "brown_bear": "brown_bear", "028 Cheetah-National Zoo, Washington DC": "cheetah",
+        os.fsdecode(b"odd \xff group"): "odd"}
+    assert resolve_groups(["brown_bear"], FOLDERS) == {"brown_bear": "brown_bear"}  # exact beats contained
+
+
+def test_resolve_reports_missing_ambiguous_and_duplicate_names():
+    with pytest.raises(ValueError, match=r"'airshow' matches 2 groups.*'panda' not found") as info:
+        resolve_groups(["airshow", "panda"], FOLDERS)
+    assert "cannot resolve 2 group name(s) among 7 groups" in str(info.value)
+    with pytest.raises(ValueError, match=r"closest: '025 Airshows-planes'"):
+        resolve_groups(["026 Airshows-planes"], FOLDERS[:3])
+    with pytest.raises(ValueError, match="both resolve to 'brown_bear'"):
+        resolve_groups(["brown_bear", "BROWN BEAR"], FOLDERS)
+
+
+def test_holdout_groups_disjoint_deterministic_and_sized():
+    groups = [f"g{i:02d}" for i in range(20)]
+    kept, held = holdout_groups(groups, fraction=0.2, seed=3)
+    assert len(held) == 4 and sorted(kept + held) == groups and not set(kept) & set(held)
+    assert holdout_groups(reversed(groups), fraction=0.2, seed=3) == (kept, held)
+    assert holdout_groups(groups, fraction=0.2, seed=4)[1] != held
+    assert len(holdout_groups(groups, number=7)[1]) == 7
+    assert holdout_groups(groups[:3], fraction=0.01)[1] != []  # a positive fraction holds out at least one
+    assert holdout_groups(groups, fraction=0.0) == (groups, [])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "exactly one of"), ({"fraction": 0.5, "number": 2}, "exactly one of"), ({"fraction": 1.0}, r"\[0, 1\)"),
+    ({"number": -1}, ">= 0"), ({"number": 3}, "keep one"),
+])
+def test_holdout_groups_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        holdout_groups(["a", "b", "c"], **kwargs)
+
+
+def test_stratified_holdout_keeps_subset_proportions():
+    subsets = {f"{s}/g{i}": s for s, n in [("ECFB", 10), ("TR", 20), ("MH", 5)] for i in range(n)}
+    subsets["lonely"] = "SD"
+    kept, held = stratified_holdout(subsets, fraction=0.2, seed=1)
+    count = {s: sum(g.startswith(s) for g in held) for s in ("ECFB", "TR", "MH")}
+    assert count == {"ECFB": 2, "TR": 4, "MH": 1}
+    assert "lonely" in kept and sorted(kept + held) == sorted(subsets)
+    assert stratified_holdout(dict(reversed(list(subsets.items()))), fraction=0.2, seed=1) == (kept, held)
+    assert stratified_holdout(subsets, fraction=0.2, seed=2) != (kept, held)
+
+
+def test_stratified_holdout_on_a_scanned_sbcoseg_tree(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=10, images_per_group=1, size=16, layout="sbcoseg")
+    kept, held = stratified_holdout(find_samples(root).group_subsets(), fraction=0.5, seed=0)
+    assert len(held) == 5 and len({g.split("/")[0] for g in held}) == 5  # one of each subset's two groups
+
+
+@pytest.mark.data
+def test_real_icoseg_splits_resolve_to_folders(shared_data):
+    root = shared_data / "icoseg"
+    if not (root / "splits.json").is_file():
+        pytest.skip("iCoseg not in shared data")
+    groups = find_samples(root, "icoseg").groups
+    train = resolve_groups(load_split(root / "splits.json", "train30"), groups)
+    test = resolve_groups(load_split(root / "splits.json", "test8"), groups)
+    assert len(groups) == 38 and len(train) == 30 and len(test) == 8
+    assert set(train) | set(test) == set(groups) and not set(train) & set(test)
+    assert sorted(test.values()) == ["bear2", "brown_bear", "cheetah", "elephant", "helicopter", "hotballoon",
+                                     "panda1", "panda2"]
