@@ -19,6 +19,9 @@ Hidden files and folders, ``__MACOSX`` and files that are not images are ignored
 once (a folder reached again, e.g. through a loop, is reported and skipped). An image without a mask (when a mask
 folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Group names are kept
 exactly as the OS gives them (non-UTF-8 bytes as surrogate escapes); ``printable`` shows them.
+
+A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
+registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output and rejects an empty result.
 """
 from __future__ import annotations
 

@@ -1,0 +1,3 @@
+from metric.losses.base_loss import BaseMetricLoss
+from metric.losses.triplet_margin_loss import TripletMarginLoss, triplet_margin_loss
+from metric.losses.zero_mean_regularizer import ZeroMeanRegularizer, zero_mean_regularizer

@@ -1,0 +1,92 @@
+"""Triplet margin loss (FaceNet) on given or mined triplets, with optional per-class-pair margins (ATL)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from metric._checks import check_finite, check_same_size, check_shape
+from metric.distances.base_distance import BaseDistance
+from metric.distances.euclidean import EuclideanDistance
+from metric.losses.base_loss import BaseMetricLoss
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.batch_all import BatchAllMiner
+from metric.reduction import Reduction, reduce_loss
+from metric.registry import LOSSES
+
+
+def _triplet_margins(
+    labels: Optional[torch.Tensor], triplets: TripletIndices, class_margins: torch.Tensor
+) -> torch.Tensor:
+    c = check_shape(class_margins, ["C", "C"], "class_margins")["C"]
+    check_finite(class_margins, "class_margins")
+    if labels is None:
+        raise ValueError("class_margins needs labels: the margin of a triplet is class_margins[label_a, label_n]")
+    if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < c):
+        raise ValueError(f"labels must lie in [0, {c}) to index class_margins of shape ({c}, {c})")
+    return class_margins[labels[triplets.anchor], labels[triplets.negative]]
+
+
+def triplet_margin_loss(
+    embeddings: torch.Tensor,
+    triplets: TripletIndices,
+    margin: float,
+    distance: BaseDistance,
+    labels: Optional[torch.Tensor] = None,
+    class_margins: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """(N, D) embeddings, T triplets of row indices → (T,) losses ``relu(distance.gap(d(a,p), d(a,n)) + m)``.
+
+    Only the T gathered rows are compared (O(T·D)). ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
+    given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,) needed).
+    """
+    check_shape(embeddings, ["N", "D"], "embeddings")
+    check_finite(embeddings, "embeddings")
+    t = check_shape(triplets.anchor, ["T"], "triplets.anchor")["T"]
+    for name in ("positive", "negative"):
+        size = check_shape(getattr(triplets, name), ["T"], f"triplets.{name}")["T"]
+        check_same_size(t, size, f"triplets.anchor and triplets.{name}")
+    anchors = embeddings[triplets.anchor]
+    to_positive = distance.paired(anchors, embeddings[triplets.positive])
+    to_negative = distance.paired(anchors, embeddings[triplets.negative])
+    margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)
+    return torch.relu(distance.gap(to_positive, to_negative) + margins)
+
+
+@LOSSES.register("triplet_margin")
+class TripletMarginLoss(BaseMetricLoss):
+    """``forward(embeddings (N, D), labels (N,), triplets=None) → loss``: :func:`triplet_margin_loss` on the
+    given triplets, or on those ``miner`` finds (default: all valid triplets, with the loss's distance).
+
+    ``distance`` defaults to Euclidean; ``class_margins`` (C, C) gives per-class-pair margins (ATL) instead of
+    ``margin``.
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.1,
+        distance: Optional[BaseDistance] = None,
+        miner: Optional[BaseTripletMiner] = None,
+        class_margins: Optional[torch.Tensor] = None,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(reduction)
+        self.margin = margin
+        self.distance = EuclideanDistance() if distance is None else distance
+        self.miner = BatchAllMiner(distance=self.distance) if miner is None else miner
+        if class_margins is not None:
+            check_shape(class_margins, ["C", "C"], "class_margins")
+        self.register_buffer("class_margins", class_margins)
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
+    ) -> torch.Tensor:
+        self.check_inputs(embeddings, labels)
+        return reduce_loss(self.compute_loss(embeddings, labels, triplets), self.reduction)
+
+    def compute_loss(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
+    ) -> torch.Tensor:
+        if triplets is None:
+            triplets = self.miner(embeddings, labels)
+        return triplet_margin_loss(embeddings, triplets, self.margin, self.distance, labels, self.class_margins)
