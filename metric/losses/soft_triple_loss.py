@@ -58,7 +58,8 @@ def center_merging_regularizer(centers: torch.Tensor, num_classes: int, centers_
     w = F.normalize(centers, dim=0).T.reshape(num_classes, centers_per_class, -1)
     upper = torch.triu_indices(centers_per_class, centers_per_class, offset=1, device=centers.device)
     cosines = (w @ w.transpose(1, 2))[:, upper[0], upper[1]]
-    return torch.sqrt(2.0 + _SQRT_EPS - 2.0 * cosines).sum() / (num_classes * centers_per_class * (centers_per_class - 1))
+    normaliser = num_classes * centers_per_class * (centers_per_class - 1)  # as the official code
+    return torch.sqrt(2.0 + _SQRT_EPS - 2.0 * cosines).sum() / normaliser
 
 
 @LOSSES.register("soft_triple")

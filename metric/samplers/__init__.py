@@ -1,3 +1,4 @@
 from metric.samplers.sharding import ClassBlockBatchSampler, ShardedBatchSampler, shard_blocks
 from metric.samplers.pk_sampler import PKBatchSampler
 from metric.samplers.class_representative_sampler import ClassRepresentativeBatchSampler
+from metric.samplers.hierarchical_class_sampler import HierarchicalClassBatchSampler

@@ -30,7 +30,8 @@ def test_fixed_centroids_are_equidistant_on_a_sphere(num_classes, dim):
     assert_close(c.sum(0), torch.zeros(dim))
     d = (c.unsqueeze(0) - c.unsqueeze(1)).norm(dim=2)
     off = ~torch.eye(num_classes, dtype=torch.bool)
-    assert_close(d[off], torch.full((num_classes * (num_classes - 1),), centroid_distance(num_classes, 2.5), dtype=torch.float64))
+    expected = centroid_distance(num_classes, 2.5)
+    assert_close(d[off], torch.full((num_classes * (num_classes - 1),), expected, dtype=torch.float64))
 
 
 def test_fixed_centroids_need_c_minus_1_dimensions():

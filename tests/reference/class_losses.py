@@ -65,3 +65,39 @@ def global_loss(d_pos: list[float], d_neg: list[float], margin: float, lam: floa
         return sum((t - m) ** 2 for t in v) / len(v)
 
     return var(d_pos) + var(d_neg) + lam * max(0.0, mean(d_pos) - mean(d_neg) + margin)
+
+
+def class_tree_levels(centres: torch.Tensor, thresholds: list[float]) -> list[set[frozenset[int]]]:
+    """Partitions of the classes per level (level 0 first): at each threshold, repeatedly join the two nearest
+    clusters (mean Euclidean distance between their classes' centres) while that distance is <= the threshold."""
+    c = centres.shape[0]
+    x = centres.double().tolist()
+    dist = [[math.dist(x[i], x[j]) for j in range(c)] for i in range(c)]
+    clusters = [[i] for i in range(c)]
+    levels = [{frozenset(k) for k in clusters}]
+    for threshold in thresholds:
+        while True:
+            best = None
+            for i in range(len(clusters)):
+                for j in range(i + 1, len(clusters)):
+                    pairs = [dist[a][b] for a in clusters[i] for b in clusters[j]]
+                    d = sum(pairs) / len(pairs)
+                    if d <= threshold and (best is None or d < best[0]):
+                        best = (d, i, j)
+            if best is None:
+                break
+            _, i, j = best
+            clusters[i] = clusters[i] + clusters[j]
+            del clusters[j]
+        levels.append({frozenset(k) for k in clusters})
+    return levels
+
+
+def hierarchical_triplet_losses(embeddings, labels, triplets, merge_distances, spreads, beta) -> list[float]:
+    """[d(a,p) − d(a,n) + β + d_H(y_a, y_n) − s_{y_a}]₊ per triplet, Euclidean d, by loops."""
+    x, y = embeddings.double().tolist(), labels.tolist()
+    losses = []
+    for a, p, n in zip(*(t.tolist() for t in triplets)):
+        margin = beta + merge_distances[y[a]][y[n]] - spreads[y[a]]
+        losses.append(max(0.0, math.dist(x[a], x[p]) - math.dist(x[a], x[n]) + margin))
+    return losses
