@@ -22,6 +22,7 @@ setup(
         "opencv-python-headless>=4.8",
         "faiss-cpu>=1.8",
         "numpy>=1.24",
+        "pillow>=9",
         "click>=8.1",
         "pyyaml>=6",
         "tqdm>=4.60",
