@@ -126,7 +126,11 @@ class ClassTree:
     """
 
     def __init__(
-        self, classes: torch.Tensor, centres: torch.Tensor, assignments: torch.Tensor, thresholds: torch.Tensor,
+        self,
+        classes: torch.Tensor,
+        centres: torch.Tensor,
+        assignments: torch.Tensor,
+        thresholds: torch.Tensor,
         distance: BaseDistance,
     ) -> None:
         self.classes = classes
@@ -182,8 +186,8 @@ class ClassTree:
         if bool((assignments[-1] != 0).any()):
             assignments = torch.cat([assignments, torch.zeros(1, c, dtype=torch.long)])
             levels.append(max(levels[-1], top))
-        return cls(classes, centres.detach(), assignments.to(centres.device),
-                   torch.tensor(levels, dtype=centres.dtype, device=centres.device), distance)
+        thresholds_t = torch.tensor(levels, dtype=centres.dtype, device=centres.device)
+        return cls(classes, centres.detach(), assignments.to(centres.device), thresholds_t, distance)
 
     @classmethod
     def from_embeddings(
@@ -192,8 +196,8 @@ class ClassTree:
         """Tree of a data set's classes (N, D) with ``num_levels`` levels starting at the mean intra-class
         distance s_0 (as the paper), and the classes' mean intra-class distances ``spreads (C,)``."""
         classes, centres, spreads = class_statistics(embeddings, labels, distance)
-        tree = cls.build(centres, num_levels=num_levels, classes=classes, distance=distance,
-                         start=float(spreads.mean()))
+        start = float(spreads.mean())
+        tree = cls.build(centres, num_levels=num_levels, classes=classes, distance=distance, start=start)
         return tree, spreads
 
     @property

@@ -15,7 +15,9 @@ from metric.reduction import Reduction
 from metric.registry import LOSSES
 
 
-def tree_margins(tree: ClassTree, spreads: torch.Tensor, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+def class_tree_margins(
+    tree: ClassTree, spreads: torch.Tensor, classes: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """(k, k) matrix d_H(a, n) − s_a between the given class labels (default all, in ``tree.classes`` order);
     ``spreads (C,)`` are the mean intra-class distances s_c in ``tree.classes`` order."""
     check_shape(spreads, [str(tree.num_classes)], "spreads")
@@ -32,7 +34,7 @@ def hierarchical_triplet_loss(
     distance: BaseDistance,
 ) -> torch.Tensor:
     """(T,) losses relu(d(a,p) − d(a,n) + β + tree_margins[y_a, y_n]) of T triplets of rows of ``embeddings``
-    (N, D); ``labels (N,)`` index ``tree_margins (C, C)`` = d_H(y_a, y_n) − s_{y_a} (see :func:`tree_margins`).
+    (N, D); ``labels (N,)`` index ``tree_margins (C, C)`` = d_H(y_a, y_n) − s_{y_a} (:func:`class_tree_margins`).
     The margin may be negative where a class spreads wider than its tree distance to the negative's class."""
     check_shape(tree_margins, ["C", "C"], "tree_margins")
     return triplet_margin_loss(embeddings, triplets, beta, distance, labels, class_margins=beta + tree_margins)
@@ -83,5 +85,5 @@ class HierarchicalTripletLoss(TripletMarginLoss):
             triplets = self.miner(embeddings, labels)
         # Margins of the batch's classes only: O(k²) for k classes in the batch, whatever the data set's C.
         classes, local_labels = torch.unique(labels, return_inverse=True)
-        margins = tree_margins(self.tree, self.spreads, classes.to(self.tree.classes.device)).to(embeddings)
+        margins = class_tree_margins(self.tree, self.spreads, classes.to(self.tree.classes.device)).to(embeddings)
         return hierarchical_triplet_loss(embeddings, local_labels, triplets, margins, self.beta, self.distance)

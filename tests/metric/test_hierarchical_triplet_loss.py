@@ -7,7 +7,11 @@ import torch
 from metric.class_tree import ClassTree, class_statistics
 from metric.distances.cosine import CosineSimilarity
 from metric.distances.euclidean import EuclideanDistance
-from metric.losses.hierarchical_triplet_loss import HierarchicalTripletLoss, hierarchical_triplet_loss, tree_margins
+from metric.losses.hierarchical_triplet_loss import (
+    HierarchicalTripletLoss,
+    class_tree_margins,
+    hierarchical_triplet_loss,
+)
 from metric.miners.base_miner import TripletIndices
 from metric.miners.batch_all import all_valid_triplets
 from metric.registry import LOSSES
@@ -60,7 +64,7 @@ def test_module_uses_the_tree_of_update_tree(dtype):
 def test_tree_margins_matrix():
     x, labels = _dataset()
     tree, spreads = ClassTree.from_embeddings(x, labels, num_levels=2)
-    m = tree_margins(tree, spreads, torch.tensor([30, 10]))
+    m = class_tree_margins(tree, spreads, torch.tensor([30, 10]))
     assert_close(m, tree.merge_matrix(torch.tensor([30, 10])) - spreads[[2, 0]].unsqueeze(1))
 
 
