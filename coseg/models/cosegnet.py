@@ -1,0 +1,163 @@
+"""Co-segmentation network: encoder → decoder → mask head + per-pixel embedding head, built from names."""
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.base import SegmentationModel
+from torch import nn
+
+from coseg.models.checkpoint import read_checkpoint, write_checkpoint
+from coseg.models.embedding_head import EmbeddingHead
+from coseg.models.pretrained import (downloading_weights, encoder_normalization, has_offline_imagenet,
+                                     load_encoder_weights, smp_imagenet_argument)
+from metric._checks import check_shape
+from metric.registry import Registry
+
+PathLike = Union[str, os.PathLike]
+DEFAULT_ENCODER = "tu-tf_efficientnet_lite0"
+
+# Architecture name → smp model class; its encoder and decoder are used, its segmentation head is not.
+ARCHITECTURES: Registry[SegmentationModel] = Registry("segmentation architecture")
+for _name, _smp_class in (("unet", smp.Unet), ("unetplusplus", smp.UnetPlusPlus), ("manet", smp.MAnet),
+                          ("linknet", smp.Linknet), ("fpn", smp.FPN), ("deeplabv3plus", smp.DeepLabV3Plus),
+                          ("upernet", smp.UPerNet)):
+    ARCHITECTURES.register(_name)(_smp_class)
+
+
+class CosegOutput(NamedTuple):
+    mask_logits: torch.Tensor  # (B, 1, H, W) foreground logits
+    embeddings: torch.Tensor  # (B, D, H, W), unit L2 norm over D at every pixel
+
+
+class CosegNet(nn.Module):
+    """Images (B, 3, H, W), float in [0, 1] → :class:`CosegOutput` at the input size.
+
+    Normalises inside with the ``mean``/``std`` the encoder's weights expect. ``config`` holds the
+    :func:`create_model` arguments that rebuild this model (saved by :meth:`save`); build it with
+    :func:`create_model` rather than directly."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, decoder_channels: int, *, embedding_dim: int,
+                 embedding_hidden_channels: int, mean: Sequence[float], std: Sequence[float],
+                 config: dict[str, Any]) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.mask_head = nn.Conv2d(decoder_channels, 1, kernel_size=3, padding=1)
+        self.embedding_head = EmbeddingHead(decoder_channels, embedding_dim, embedding_hidden_channels)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.output_stride = int(encoder.output_stride)
+        self.config = dict(config)
+        self._encoder_frozen = False
+
+    def check_images(self, images: torch.Tensor) -> tuple[int, int]:
+        """Raise a clear error unless ``images`` is float (B, 3, H, W) with H, W multiples of the output stride;
+        return (H, W)."""
+        sizes = check_shape(images, ["B", "3", "H", "W"], "images")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+        h, w, s = sizes["H"], sizes["W"], self.output_stride
+        if h % s or w % s:
+            raise ValueError(f"images height and width must be multiples of {s} (the encoder's output stride), "
+                             f"got {h}×{w}; resize or pad to {-(-h // s) * s}×{-(-w // s) * s}")
+        return h, w
+
+    def forward(self, images: torch.Tensor) -> CosegOutput:
+        size = self.check_images(images)
+        features = self.encoder((images - self.mean) / self.std)
+        decoded = self.decoder(features)
+        logits = self.mask_head(decoded)
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return CosegOutput(logits, self.embedding_head(decoded, size))
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self(images).mask_logits)
+        finally:
+            self.train(was_training)
+
+    def train(self, mode: bool = True) -> "CosegNet":
+        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed)."""
+        super().train(mode)
+        if self._encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder: no gradients for its parameters, BatchNorm statistics fixed (eval mode)."""
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        self._encoder_frozen = True
+
+    def unfreeze_encoder(self) -> None:
+        """Undo :meth:`freeze_encoder`: the encoder trains again (in the model's current mode)."""
+        self.encoder.requires_grad_(True)
+        self.encoder.train(self.training)
+        self._encoder_frozen = False
+
+    def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
+        """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
+        string ``metadata``. :func:`load_model` rebuilds the model from it."""
+        write_checkpoint(path, self.state_dict(), self.config, metadata)
+
+
+def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
+                 embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None,
+                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> CosegNet:
+    """Build a :class:`CosegNet` from names.
+
+    arch: a name in ``ARCHITECTURES`` (unet, fpn, deeplabv3plus, ...); encoder: an smp encoder name (``tu-<timm
+    name>`` for timm encoders). weights: ``"imagenet"`` (offline for ``tu-tf_efficientnet_lite0/1/2``, downloaded by
+    smp/timm for other encoders), None (random), or a local ``.safetensors``/``.pth`` file (timm key names for
+    ``tu-`` encoders, the encoder's own key names otherwise). embedding_hidden_channels: width of the embedding
+    head's hidden layer (default: the decoder's output channels). mean/std: input normalisation (default: what the
+    encoder's ImageNet weights expect)."""
+    architecture = ARCHITECTURES.get(arch)
+    download = weights == "imagenet" and not has_offline_imagenet(encoder)
+    if download:
+        with downloading_weights(encoder):
+            net = architecture(encoder_name=encoder, encoder_weights=smp_imagenet_argument(encoder), classes=1)
+    else:
+        net = architecture(encoder_name=encoder, encoder_weights=None, classes=1)
+        if weights is not None:
+            load_encoder_weights(net.encoder, weights)
+    default_mean, default_std = encoder_normalization(encoder, downloaded=download)
+    decoder_channels = net.segmentation_head[0].in_channels
+    config = {
+        "arch": arch,
+        "encoder": encoder,
+        "embedding_dim": embedding_dim,
+        "embedding_hidden_channels": embedding_hidden_channels or decoder_channels,
+        "mean": [float(v) for v in (default_mean if mean is None else mean)],
+        "std": [float(v) for v in (default_std if std is None else std)],
+    }
+    return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
+                    embedding_hidden_channels=config["embedding_hidden_channels"], mean=config["mean"],
+                    std=config["std"], config=config)
+
+
+def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:
+    """Rebuild the model saved by :meth:`CosegNet.save` in ``path`` (no download: weights=None, then its state
+    dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file."""
+    state_dict, config, _ = read_checkpoint(path, map_location)
+    try:
+        model = create_model(**config, weights=None)
+    except TypeError as err:
+        raise ValueError(f"{path}: its model config {config} does not match create_model's arguments ({err})") from err
+    model.to(map_location)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
+    return model

@@ -1,0 +1,29 @@
+"""Per-pixel embedding head: conv3×3-BN-ReLU-conv1×1 on decoder features, resized, L2-normalised over channels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EmbeddingHead(nn.Module):
+    """(B, in_channels, h, w) decoder features → (B, embedding_dim, H, W) unit-length pixel embeddings.
+
+    The raw map is resized to ``size`` (bilinear) before normalising, so every output pixel has norm 1."""
+
+    def __init__(self, in_channels: int, embedding_dim: int, hidden_channels: int) -> None:
+        super().__init__()
+        if embedding_dim < 1 or hidden_channels < 1:
+            raise ValueError(f"embedding_dim and hidden_channels must be >= 1, got {embedding_dim} and {hidden_channels}")
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_channels, embedding_dim, kernel_size=1),
+        )
+
+    def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        embeddings = self.layers(features)
+        if embeddings.shape[-2:] != size:
+            embeddings = F.interpolate(embeddings, size=size, mode="bilinear", align_corners=False)
+        return F.normalize(embeddings, dim=1)
