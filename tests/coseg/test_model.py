@@ -1,0 +1,179 @@
+"""CosegNet: output shapes and unit embeddings for every registered architecture, normalisation inside, predict,
+freezing, model files (round trip, no download, refusal of pickles and corrupt files), input checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import coseg.models.cosegnet as cosegnet
+from coseg.models import ARCHITECTURES, CosegOutput, checkpoint_metadata, create_model, load_imagenet_state_dict
+from coseg.models import load_model
+from tests.coseg.malicious import malicious_pickle
+from tests.helpers import assert_close
+
+
+def images(batch: int = 2, height: int = 64, width: int = 64) -> torch.Tensor:
+    return torch.rand(batch, 3, height, width)
+
+
+@pytest.fixture(scope="module")
+def unet() -> cosegnet.CosegNet:
+    return create_model("unet", weights=None, embedding_dim=8)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_outputs_at_input_size_with_unit_embeddings(arch):
+    model = create_model(arch, weights=None, embedding_dim=5)
+    out = model(images(2, 32, 64))
+    assert isinstance(out, CosegOutput)
+    assert out.mask_logits.shape == (2, 1, 32, 64)
+    assert out.embeddings.shape == (2, 5, 32, 64)
+    assert bool(torch.isfinite(out.mask_logits).all())
+    assert_close(out.embeddings.norm(dim=1), torch.ones(2, 32, 64))
+
+
+def test_real_lite0_weights_and_normalisation():
+    model = create_model("unet")
+    reference = load_imagenet_state_dict("tf_efficientnet_lite0")
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, reference[key[len("model."):]]), key
+    assert model.config["mean"] == [0.5] * 3 and model.config["std"] == [0.5] * 3
+    out = model.eval()(images(1))
+    assert_close(out.embeddings.norm(dim=1), torch.ones(1, 64, 64))
+
+
+def test_images_are_normalised_inside():
+    model = create_model("unet", weights=None, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0))
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = images(1)
+    model(x)
+    expected = (x - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.25, 2.0]).view(1, 3, 1, 1)
+    assert_close(seen[0], expected)
+
+
+def test_predict_gives_probabilities_in_inference_mode(unet):
+    unet.train()
+    x = images(2)
+    probabilities = unet.predict(x)
+    assert unet.training
+    assert probabilities.shape == (2, 1, 64, 64) and torch.is_inference(probabilities)
+    assert bool(((probabilities >= 0) & (probabilities <= 1)).all())
+    unet.eval()
+    with torch.no_grad():
+        assert_close(probabilities, torch.sigmoid(unet(x).mask_logits))
+
+
+def test_freeze_encoder_freezes_only_the_encoder():
+    model = create_model("unet", weights=None)
+    model.freeze_encoder()
+    model.train()
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    rest = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
+    assert rest and all(p.requires_grad for p in rest)
+    assert not any(m.training for m in model.encoder.modules())
+    assert model.decoder.training and model.embedding_head.training
+    statistics = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    out = model(images(2))
+    (out.mask_logits.mean() + out.embeddings.mean()).backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in rest)
+    assert all(torch.equal(v, statistics[k]) for k, v in model.encoder.state_dict().items())
+    model.unfreeze_encoder()
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert all(m.training for m in model.encoder.modules())
+
+
+def test_channels_last_gives_the_same_outputs():
+    model = create_model("unet", weights=None).eval()
+    x = images(2)
+    with torch.no_grad():
+        expected = model(x)
+        model.to(memory_format=torch.channels_last)
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    assert_close(out.mask_logits, expected.mask_logits, rtol=1e-4, atol=1e-4)
+    assert_close(out.embeddings, expected.embeddings, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn"])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch):
+    model = create_model(arch, weights=None, embedding_dim=6, embedding_hidden_channels=12, mean=(0.4, 0.5, 0.6))
+    model.train()
+    model(images(4))  # moves the BatchNorm statistics away from their initial values
+    model.eval().to(memory_format=torch.channels_last)
+    path = tmp_path / "sub" / "model.safetensors"
+    model.save(path, metadata={"epoch": "3"})
+    model.save(path, metadata={"epoch": "4"})  # replaces the file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.safetensors"]
+    loaded = load_model(path).eval().to(memory_format=torch.channels_last)
+    assert loaded.config == model.config and loaded.config["arch"] == arch
+    assert checkpoint_metadata(path) == {"epoch": "4"}
+    x = images(2)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.embeddings, b.embeddings)
+
+
+def test_load_model_downloads_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    create_model("unet", weights="imagenet").save(path)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("load_model must not load encoder weights")
+
+    monkeypatch.setattr(cosegnet, "load_encoder_weights", no_weights)
+    monkeypatch.setattr(cosegnet, "downloading_weights", no_weights)
+    assert load_model(path).config["encoder"] == "tu-tf_efficientnet_lite0"
+
+
+def test_pickle_disguised_as_a_model_file_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    for name in ("model.safetensors", "model.pt"):
+        path = tmp_path / name
+        path.write_bytes(malicious_pickle(marker))
+        with pytest.raises(ValueError, match=name):
+            load_model(path)
+    assert not marker.exists()
+
+
+def test_corrupt_and_foreign_model_files(tmp_path, unet):
+    path = tmp_path / "model.safetensors"
+    unet.save(path)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.safetensors"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="foreign.safetensors.*not a model file"):
+        load_model(foreign)
+    with pytest.raises(FileNotFoundError, match="absent.safetensors"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_reserved_metadata_key_is_refused(tmp_path, unet):
+    with pytest.raises(ValueError, match="reserved"):
+        unet.save(tmp_path / "m.safetensors", metadata={"coseg_model_config": "{}"})
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (torch.rand(1, 3, 65, 64), ValueError, "multiples of 32.*65×64.*96×64"),
+    (torch.rand(1, 1, 64, 64), ValueError, r"\(B, 3, H, W\).*\(1, 1, 64, 64\)"),
+    (torch.rand(3, 64, 64), ValueError, r"\(B, 3, H, W\).*\(3, 64, 64\)"),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, "float.*uint8"),
+])
+def test_bad_inputs_give_clear_errors(unet, bad, error, words):
+    with pytest.raises(error, match=words):
+        unet(bad)
+
+
+def test_deeplab_accepts_multiples_of_its_output_stride():
+    model = create_model("deeplabv3plus", weights=None)
+    assert model.output_stride == 16
+    assert model(images(2, 48, 80)).mask_logits.shape == (2, 1, 48, 80)
+
+
+def test_unknown_architecture_lists_the_valid_names():
+    with pytest.raises(KeyError, match="unet.*fpn|deeplabv3plus.*unet"):
+        create_model("segnet", weights=None)

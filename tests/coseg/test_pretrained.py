@@ -1,0 +1,171 @@
+"""Offline ImageNet weights: mapping onto timm names (checked by classifying a cat), encoder subsets, local files,
+strict errors, and the clear error when weights would need a network."""
+from __future__ import annotations
+
+import pickle
+import socket
+
+import huggingface_hub.constants as hf_constants
+import pytest
+import segmentation_models_pytorch as smp
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from skimage import data
+
+from coseg.models import create_model, encoder_normalization, load_encoder_weights, load_imagenet_state_dict
+from coseg.models import load_timm_weights, load_weights_file, offline_encoders
+from tests.coseg.malicious import malicious_pickle
+
+LITE0 = "tf_efficientnet_lite0"
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Any connection attempt fails at once; the Hub is offline with an empty cache."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch_hub"))
+
+
+def random_timm_state(name: str = LITE0) -> dict[str, torch.Tensor]:
+    return timm.create_model(name).state_dict()
+
+
+def lite0_encoder() -> torch.nn.Module:
+    return smp.encoders.get_encoder("tu-" + LITE0, weights=None)
+
+
+@pytest.mark.parametrize("name", [LITE0, pytest.param("tf_efficientnet_lite1", marks=pytest.mark.slow),
+                                  pytest.param("tf_efficientnet_lite2", marks=pytest.mark.slow)])
+def test_packaged_weights_classify_a_cat(name):
+    model = timm.create_model(name).eval()
+    load_timm_weights(model, name, "imagenet")
+    size = model.pretrained_cfg["input_size"][-2:]
+    image = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    image = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in encoder_normalization("tu-" + name))
+    with torch.no_grad():
+        probabilities = model((image - mean) / std).softmax(dim=1)[0]
+    assert int(probabilities.argmax()) in CAT_CLASSES
+    assert float(probabilities[CAT_CLASSES.start:CAT_CLASSES.stop].sum()) > 0.5
+
+
+def test_lite_normalisation_is_one_half():
+    for encoder in offline_encoders():
+        assert encoder_normalization(encoder) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_smp_encoder_gets_the_full_models_weights_bit_for_bit():
+    full = timm.create_model(LITE0)
+    load_timm_weights(full, LITE0, "imagenet")
+    encoder = lite0_encoder()
+    load_encoder_weights(encoder, "imagenet")
+    full_state, encoder_state = full.state_dict(), encoder.state_dict()
+    assert len(encoder_state) == 288 and all(key.startswith("model.") for key in encoder_state)
+    for key, value in encoder_state.items():
+        assert torch.equal(value, full_state[key[len("model."):]]), key
+    dropped = set(full_state) - {key[len("model."):] for key in encoder_state}
+    assert dropped == {f"{m}.{p}" for m in ("bn2",) for p in ("weight", "bias", "running_mean", "running_var",
+                                                               "num_batches_tracked")} | {
+        "conv_head.weight", "classifier.weight", "classifier.bias"}
+
+
+def test_features_only_and_headless_timm_models_load():
+    reference = load_imagenet_state_dict(LITE0)
+    for model in (timm.create_model(LITE0, features_only=True), timm.create_model(LITE0, num_classes=0)):
+        load_timm_weights(model, LITE0, "imagenet")
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, reference[key]), key
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_weights_file_round_trip(tmp_path, suffix):
+    state = random_timm_state()
+    path = tmp_path / f"lite0{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save({"state_dict": state}, path)
+    encoder = lite0_encoder()
+    load_encoder_weights(encoder, path)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, state[key[len("model."):]]), key
+
+
+def test_local_file_for_a_non_timm_smp_encoder(tmp_path):
+    source = smp.encoders.get_encoder("resnet18", weights=None)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(source.state_dict(), path)
+    model = create_model("unet", encoder="resnet18", weights=path)
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key
+
+
+def test_weights_that_do_not_fit_are_listed(tmp_path):
+    state = random_timm_state()
+    state["bogus.weight"] = torch.zeros(1)
+    del state["conv_stem.weight"]
+    state["bn1.weight"] = torch.zeros(7)
+    path = tmp_path / "bad.safetensors"
+    save_file(state, path)
+    with pytest.raises(ValueError) as err:
+        load_encoder_weights(lite0_encoder(), path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "missing keys: conv_stem.weight" in message
+    assert "unexpected keys: bogus.weight" in message
+    assert "bn1.weight (7,) vs (32,)" in message
+
+
+def test_full_model_is_strict_about_its_own_keys(tmp_path):
+    state = random_timm_state()
+    del state["classifier.bias"]
+    path = tmp_path / "headless.safetensors"
+    save_file(state, path)
+    with pytest.raises(ValueError, match="missing keys: classifier.bias"):
+        load_timm_weights(timm.create_model(LITE0), LITE0, path)
+
+
+def test_malicious_pickle_is_live(tmp_path):
+    pickle.loads(malicious_pickle(tmp_path / "control"))
+    assert (tmp_path / "control").exists()
+
+
+def test_pickled_weights_file_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pth"
+    path.write_bytes(malicious_pickle(marker))
+    with pytest.raises(ValueError, match="weights.pth"):
+        load_weights_file(path)
+    assert not marker.exists()
+
+
+def test_missing_and_unknown_weight_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.pth"):
+        load_weights_file(tmp_path / "nothing.pth")
+    odd = tmp_path / "weights.npz"
+    odd.write_bytes(b"\0")
+    with pytest.raises(ValueError, match="weights.npz"):
+        load_weights_file(odd)
+
+
+def test_no_offline_weights_for_other_timm_models():
+    with pytest.raises(KeyError, match="tf_efficientnet_lite0"):
+        load_imagenet_state_dict("resnet18")
+
+
+@pytest.mark.parametrize("encoder", ["tu-resnet18", "resnet18"])
+def test_imagenet_weights_without_network_give_a_clear_error(no_network, encoder):
+    with pytest.raises(RuntimeError) as err:
+        create_model("unet", encoder=encoder, weights="imagenet")
+    message = str(err.value)
+    assert encoder in message and "local weights file" in message and "tu-tf_efficientnet_lite0" in message
