@@ -1,0 +1,74 @@
+"""faiss plumbing shared by the retrieval metrics and the smart miner: a lazy import with a clear error, conversion
+of torch tensors / numpy arrays to the float32 host arrays faiss reads, and the CPU/GPU choice."""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Union
+
+import numpy as np
+import torch
+
+from metric._checks import check_finite, check_shape
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+# faiss's GPU brute-force search selects at most this many neighbours per query (GPU_MAX_SELECTION_K).
+GPU_MAX_K = 2048
+
+
+def import_faiss() -> ModuleType:
+    """Import faiss, or raise an ``ImportError`` that says how to install it."""
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError(
+            "faiss is required for k-nearest-neighbour search, k-means and smart mining: "
+            "`pip install faiss-cpu` (or `pip install faiss-gpu-cu12` to search CUDA embeddings on the GPU)"
+        ) from error
+    return faiss
+
+
+def as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    """A torch view of ``x`` (numpy arrays are wrapped without copying)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    if isinstance(x, torch.Tensor):
+        return x
+    raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}")
+
+
+def as_float32_rows(x: ArrayLike, name: str) -> np.ndarray:
+    """(N, D) embeddings → C-contiguous float32 host array (no copy when ``x`` already is one).
+
+    Raises ``ValueError`` for a wrong shape or NaN/Inf values."""
+    t = as_tensor(x, name)
+    check_shape(t, ["N", "D"], name)
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must hold floating-point values, got {t.dtype}")
+    check_finite(t, name)
+    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+
+
+def as_int64_labels(labels: ArrayLike, n: int, name: str = "labels") -> np.ndarray:
+    """(N,) integer labels → int64 host array; checks the length against the ``n`` embeddings."""
+    t = as_tensor(labels, name)
+    check_shape(t, ["N"], name)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers, got {t.dtype}")
+    if t.shape[0] != n:
+        raise ValueError(f"embeddings and {name} must have the same length, got {n} and {t.shape[0]}")
+    return t.detach().to("cpu", torch.int64).numpy()
+
+
+def l2_normalized(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a new array; zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
+def gpu_available(x: ArrayLike) -> bool:
+    """True when ``x`` is a CUDA tensor and the installed faiss can use a GPU."""
+    if not (isinstance(x, torch.Tensor) and x.is_cuda):
+        return False
+    faiss = import_faiss()
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0

@@ -1,0 +1,17 @@
+"""MAP@R (Musgrave, Belongie, Lim, "A Metric Learning Reality Check", 2020)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def average_precision_at_r(matches: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """AP@R of each query, float64 (Q,).
+
+    ``AP@R = (1/R) Σ_{i=1..R} P(i)·rel(i)``, where R = ``relevant`` (other samples of the query's class, ≥ 1),
+    rel(i) = neighbour i has the query's class and P(i) = matches among the first i neighbours / i.
+    ``matches (Q, k)`` bool, best first, with k ≥ each query's R (columns past R are ignored).
+    """
+    ranks = np.arange(1, matches.shape[1] + 1)
+    hits = matches & (ranks[None, :] <= relevant[:, None])
+    precision = np.cumsum(hits, axis=1) / ranks
+    return (precision * hits).sum(axis=1) / relevant

@@ -1,0 +1,66 @@
+"""Recall@K, MAP@R and NMI of embeddings in one streaming pass: the retrieval protocol of GUIDE §4."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_available
+from metric.retrieval.knn import Metric, check_metric
+from metric.retrieval.map_at_r import average_precision_at_r
+from metric.retrieval.neighbour_matches import iter_neighbour_matches
+from metric.retrieval.nmi import kmeans_nmi
+from metric.retrieval.recall_at_k import recall_hits
+
+
+def retrieval_metrics(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    metric: Metric = "l2",
+    with_map_at_r: bool = True,
+    with_nmi: bool = True,
+    chunk_budget: int = 1 << 21,
+    kmeans_seed: int = 1234,
+) -> dict[str, float]:
+    """Leave-one-out retrieval metrics of ``embeddings (N, D)`` with integer ``labels (N,)``, as fractions in [0, 1].
+
+    Returns ``{"R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI"}`` (one "R@K" per entry of ``ks``):
+      - R@K: share of queries with a same-class sample among their K nearest neighbours (the query excluded).
+        R@1 equals pytorch-metric-learning's ``precision_at_1``.
+      - MAP@R: mean AP@R (see :func:`average_precision_at_r`), R = other samples of the query's class; equals
+        PML's ``mean_average_precision_at_r``.
+      - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
+    Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
+    is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
+    lone. NMI counts every sample.
+
+    ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
+    for any N: queries are streamed in chunks holding about ``chunk_budget`` neighbour entries (see
+    :func:`iter_neighbour_matches` for the cost); ``with_map_at_r=False`` searches only max(ks) neighbours.
+    """
+    check_metric(metric)
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    if chunk_budget < 1:
+        raise ValueError(f"chunk_budget must be >= 1, got {chunk_budget}")
+    x = as_float32_rows(embeddings, "embeddings")
+    _, codes = np.unique(as_int64_labels(labels, x.shape[0]), return_inverse=True)
+    hits = np.zeros(len(ks), dtype=np.int64)
+    ap_sum, queries = 0.0, 0
+    chunks = iter_neighbour_matches(
+        x, codes.reshape(-1), ks[-1], with_map_at_r, metric, chunk_budget, gpu_available(embeddings)
+    )
+    for chunk in chunks:
+        hits += recall_hits(chunk.matches, ks).sum(axis=0)
+        if with_map_at_r:
+            ap_sum += float(average_precision_at_r(chunk.matches, chunk.relevant).sum())
+        queries += chunk.queries.size
+    mean = (lambda total: total / queries) if queries else (lambda total: float("nan"))
+    result = {f"R@{k}": float(mean(h)) for k, h in zip(ks, hits)}
+    if with_map_at_r:
+        result["MAP@R"] = float(mean(ap_sum))
+    if with_nmi:
+        result["NMI"] = kmeans_nmi(embeddings, labels, metric=metric, seed=kmeans_seed)
+    return result

@@ -1,0 +1,177 @@
+"""Recall@K, MAP@R and NMI against naive references, scikit-learn and pytorch-metric-learning's AccuracyCalculator."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metric.retrieval import (
+    average_precision_at_r,
+    kmeans_assign,
+    kmeans_nmi,
+    normalized_mutual_info,
+    recall_hits,
+    retrieval_metrics,
+)
+from metric.retrieval.knn import ExactIndex
+from tests.reference import retrieval as ref
+
+
+def clustered(n: int, dim: int, classes: int, spread: float = 1.0, generator_seed: int = 0):
+    g = torch.Generator().manual_seed(generator_seed)
+    centres = torch.randn(classes, dim, generator=g) * 2
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return centres[labels] + spread * torch.randn(n, dim, generator=g), labels
+
+
+@pytest.fixture
+def search_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Records (query rows, depth) of every ExactIndex search."""
+    calls: list[tuple[int, int]] = []
+    search = ExactIndex.search
+
+    def spy(self, queries, k, self_ids=None):
+        calls.append((queries.shape[0], k))
+        return search(self, queries, k, self_ids)
+
+    monkeypatch.setattr(ExactIndex, "search", spy)
+    return calls
+
+
+def test_recall_hits_and_average_precision_by_hand() -> None:
+    matches = np.array([[True, False, True], [False, False, True], [False, False, False]])
+    assert recall_hits(matches, [1, 2, 3, 8]).tolist() == [
+        [True, True, True, True],
+        [False, False, True, True],
+        [False, False, False, False],
+    ]
+    relevant = np.array([2, 3, 1])
+    # Query 0: hit at rank 1 (P=1), rank 3 is past R=2. Query 1: hit at rank 3 (P=1/3). Query 2: none.
+    assert np.allclose(average_precision_at_r(matches, relevant), [0.5, 1 / 9, 0.0])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_matches_reference(metric: str) -> None:
+    x, y = clustered(40, 4, 5, spread=2.0)
+    y[7] = 99  # a class with a single sample: a lone query, left out
+    got = retrieval_metrics(x, y, metric=metric, with_nmi=False)
+    expected = ref.retrieval(x.tolist(), y.tolist(), (1, 2, 4, 8), metric)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-12), key
+
+
+def test_streaming_chunks_respect_the_budget_and_do_not_change_results(search_calls: list) -> None:
+    x, y = clustered(300, 8, 4, spread=2.0)
+    whole = retrieval_metrics(x, y, with_nmi=False)
+    budget = 500
+    search_calls.clear()
+    streamed = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
+    assert streamed == pytest.approx(whole, abs=1e-12)
+    assert len(search_calls) > 10
+    assert all(rows * k <= budget for rows, k in search_calls)
+    assert sum(rows for rows, _ in search_calls) == 300
+    # Each chunk searches as deep as its deepest query's R (here: class size - 1), not max R overall.
+    assert {k for _, k in search_calls} == {int(c) - 1 for c in torch.bincount(y)}
+
+
+def test_recall_only_searches_max_k_neighbours(search_calls: list) -> None:
+    x, y = clustered(100, 4, 3)
+    result = retrieval_metrics(x, y, ks=(1, 5), with_map_at_r=False, with_nmi=False)
+    assert set(result) == {"R@1", "R@5"} and {k for _, k in search_calls} == {5}
+
+
+def test_matches_pml_accuracy_calculator() -> None:
+    accuracy_calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
+    x, y = clustered(600, 16, 12, spread=1.5)
+    y[5] = 1000  # a lone query: PML leaves it out of precision_at_1 and MAP@R, and so do we
+    calculator = accuracy_calculator.AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r", "NMI"), k="max_bin_count", device=torch.device("cpu")
+    )
+    pml = calculator.get_accuracy(x, y)
+    ours = retrieval_metrics(x, y)
+    assert ours["R@1"] == pml["precision_at_1"]
+    assert ours["MAP@R"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-12)
+    # Same faiss k-means settings (niter=20, seed 1234) on the same float32 data: the same clusters.
+    assert ours["NMI"] == pytest.approx(pml["NMI"], abs=1e-9)
+
+
+def test_nmi_matches_sklearn_and_reference() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for n, a, b in [(50, 3, 4), (200, 10, 10), (30, 1, 5), (30, 5, 1), (30, 1, 1)]:
+        u, v = rng.integers(0, a, n) * 7 - 3, rng.integers(0, b, n)
+        expected = metrics.normalized_mutual_info_score(u, v)
+        assert normalized_mutual_info(u, v) == pytest.approx(expected, abs=1e-12)
+        assert ref.nmi(u.tolist(), v.tolist()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_nmi_of_a_relabelled_partition_is_one() -> None:
+    u = np.array([0, 0, 1, 1, 2, 2, 2])
+    assert normalized_mutual_info(u, 5 - u) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same length"):
+        normalized_mutual_info(u, u[:-1])
+
+
+def test_kmeans_nmi_on_the_same_assignment_as_sklearn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    x, y = clustered(400, 8, 6, spread=2.5)
+    clusters = kmeans_assign(x.numpy(), 6)
+    assert kmeans_nmi(x, y) == pytest.approx(metrics.normalized_mutual_info_score(y.numpy(), clusters), abs=1e-12)
+    assert 0.0 < kmeans_nmi(x, y) < 1.0
+    assert np.array_equal(kmeans_assign(x.numpy(), 6), clusters)  # seeded: deterministic
+
+
+def test_well_separated_classes_score_one() -> None:
+    x, y = clustered(120, 8, 4, spread=0.01)
+    assert retrieval_metrics(x, y) == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1, "NMI": 1})
+
+
+def test_all_one_class() -> None:
+    x = torch.randn(20, 3)
+    result = retrieval_metrics(x, torch.zeros(20, dtype=torch.long))
+    assert result == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1, "NMI": 1})
+
+
+def test_every_query_lone_gives_nan_like_pml() -> None:
+    x = torch.randn(6, 3)
+    result = retrieval_metrics(x, torch.arange(6))
+    assert all(math.isnan(result[key]) for key in ("R@1", "R@8", "MAP@R"))
+    assert result["NMI"] == pytest.approx(1.0)  # k = N clusters: every sample alone, as every class
+
+
+def test_numpy_inputs_and_k_larger_than_references() -> None:
+    x, y = clustered(6, 3, 2, spread=0.01)
+    result = retrieval_metrics(x.numpy(), y.numpy(), ks=(1, 100), with_nmi=False)
+    assert result == pytest.approx({"R@1": 1.0, "R@100": 1.0, "MAP@R": 1.0})
+
+
+def test_invalid_inputs() -> None:
+    x = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="same length"):
+        retrieval_metrics(x, torch.zeros(9, dtype=torch.long))
+    with pytest.raises(TypeError, match="integers"):
+        retrieval_metrics(x, torch.zeros(10))
+    with pytest.raises(ValueError, match="ks must be positive"):
+        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), ks=(0, 1))
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(x.masked_fill(x > 1, float("inf")), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(ValueError, match="metric must be"):
+        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), metric="l1")
+
+
+@pytest.mark.slow
+def test_large_query_set_streams_in_bounded_chunks(search_calls: list) -> None:
+    """20,000 queries × 16, 20 classes (R ≈ 1,000): the full neighbour lists (2·10⁷ entries) never exist at once,
+    only chunks of at most 2¹⁶ entries. (Exact MAP@R costs N² distances: 200,000 queries take tens of minutes
+    on this 2-core machine, hence this size.)"""
+    n, budget = 20_000, 1 << 16
+    x, y = clustered(n, 16, 20, spread=0.05)
+    result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
+    assert result == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1})
+    assert sum(rows for rows, _ in search_calls) == n
+    assert len(search_calls) > 100
+    assert max(rows * k for rows, k in search_calls) <= budget
+    assert max(k for _, k in search_calls) == int(torch.bincount(y).max()) - 1
