@@ -3,3 +3,5 @@ from metric.miners.batch_all import BatchAllMiner
 from metric.miners.batch_hard import BatchHardMiner
 from metric.miners.semi_hard import SemiHardMiner
 from metric.miners.pixel_sampler import PixelSample, sample_pixels
+from metric.miners.adaptive_controller import AdaptiveHardnessController
+from metric.miners.smart_miner import SmartMiner

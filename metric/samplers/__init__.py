@@ -2,3 +2,4 @@ from metric.samplers.sharding import ClassBlockBatchSampler, ShardedBatchSampler
 from metric.samplers.pk_sampler import PKBatchSampler
 from metric.samplers.class_representative_sampler import ClassRepresentativeBatchSampler
 from metric.samplers.hierarchical_class_sampler import HierarchicalClassBatchSampler
+from metric.samplers.smart_mining_sampler import SmartMiningBatchSampler
