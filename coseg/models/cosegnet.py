@@ -134,17 +134,17 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
             load_encoder_weights(net.encoder, weights)
     default_mean, default_std = encoder_normalization(encoder, downloaded=download)
     decoder_channels = net.segmentation_head[0].in_channels
+    hidden = decoder_channels if embedding_hidden_channels is None else embedding_hidden_channels
     config = {
         "arch": arch,
         "encoder": encoder,
         "embedding_dim": embedding_dim,
-        "embedding_hidden_channels": embedding_hidden_channels or decoder_channels,
+        "embedding_hidden_channels": hidden,
         "mean": [float(v) for v in (default_mean if mean is None else mean)],
         "std": [float(v) for v in (default_std if std is None else std)],
     }
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
-                    embedding_hidden_channels=config["embedding_hidden_channels"], mean=config["mean"],
-                    std=config["std"], config=config)
+                    embedding_hidden_channels=hidden, mean=config["mean"], std=config["std"], config=config)
 
 
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:

@@ -14,7 +14,8 @@ class EmbeddingHead(nn.Module):
     def __init__(self, in_channels: int, embedding_dim: int, hidden_channels: int) -> None:
         super().__init__()
         if embedding_dim < 1 or hidden_channels < 1:
-            raise ValueError(f"embedding_dim and hidden_channels must be >= 1, got {embedding_dim} and {hidden_channels}")
+            raise ValueError(f"embedding_dim and hidden_channels must be >= 1, "
+                             f"got {embedding_dim} and {hidden_channels}")
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(hidden_channels),

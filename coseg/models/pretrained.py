@@ -104,7 +104,8 @@ def load_weights_file(path: PathLike) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"{path}: unknown weights file type '{path.suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+        raise ValueError(f"{path}: unknown weights file type '{path.suffix}'; "
+                         f"expected one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
         if path.suffix == ".safetensors":
             return load_file(path, device="cpu")
@@ -141,9 +142,9 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
     mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                   if k in state_dict and state_dict[k].shape != v.shape]
     if missing or unexpected or mismatched:
-        problems = [f"{what}: {_key_list(keys)}" for what, keys in
-                    (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (given vs model)", mismatched))
-                    if keys]
+        found = (("missing keys", missing), ("unexpected keys", unexpected),
+                 ("shape mismatches (given vs model)", mismatched))
+        problems = [f"{what}: {_key_list(keys)}" for what, keys in found if keys]
         raise ValueError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
     module.load_state_dict({k: state_dict[k] for k in target}, strict=True)
 
