@@ -67,14 +67,14 @@ class Engine:
     """Train ``model`` with ``optimizer`` for ``epochs`` epochs (or until ``time_budget_s`` has passed).
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
-    via ``model.save``), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
+    via ``model.save``, with ``metadata`` plus the epoch and its validation metrics), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, output_dir: Path, *, dist: DistInfo,
                  epochs: int, amp: bool = True, channels_last: bool = True, grad_clip: Optional[float] = None,
                  lr_schedule: str = "cosine", warmup: float = 0.05, time_budget_s: Optional[float] = None,
                  select_metric: str = "J", select_mode: str = "max", find_unused_parameters: bool = False,
-                 quiet: bool = False) -> None:
+                 metadata: Optional[dict[str, str]] = None, quiet: bool = False) -> None:
         if select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
         self.dist = dist
@@ -89,6 +89,7 @@ class Engine:
         self.select_metric = select_metric
         self.select_mode = select_mode
         self.quiet = quiet
+        self.metadata = dict(metadata or {})
         model = model.to(self.device)
         if channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -105,7 +106,7 @@ class Engine:
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool) -> None:
-        meta = {"epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
+        meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         model: SaveableModel = self.model  # type: ignore[assignment]
         if improved:
             model.save(self.output_dir / "best.safetensors", metadata=meta)

@@ -1,0 +1,45 @@
+"""Click options generated from a config dataclass: every field becomes ``--field-name`` (default: unset, so the
+YAML file or the dataclass default applies), with the field's ``help`` text."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Callable, Union
+
+import click
+
+
+def _click_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if typing.get_origin(annotation) is Union and len(args) == 1 else annotation
+    if base in (int, float, str):
+        return base
+    return str  # lists are given comma-separated; the config loader splits and checks them
+
+
+def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
+    """Decorator adding one option per field of dataclass ``cls`` (except ``exclude``)."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(fn: Callable) -> Callable:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in exclude:
+                continue
+            flag = f.name.replace("_", "-")
+            text = f.metadata.get("help", "")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            text = f"{text} [default: {shown if shown not in ('', None, []) else 'unset'}]"
+            if hints[f.name] is bool:
+                fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
+            else:
+                fn = click.option(f"--{flag}", f.name, type=_click_type(hints[f.name]), default=None, help=text)(fn)
+        return fn
+
+    return decorate
+
+
+def overrides(params: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The entries of click ``params`` that are fields of ``cls`` and were given."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in params.items() if k in names and v is not None}

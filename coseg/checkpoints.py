@@ -1,0 +1,23 @@
+"""Loading a trained model file for evaluation/prediction, with the image size it was trained at."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from coseg.models import CosegNet, checkpoint_metadata, load_model
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
+                       image_size: Optional[int] = None) -> tuple[CosegNet, int]:
+    """The model in eval mode on ``device`` and the inference size: ``image_size`` if given, else the size the
+    checkpoint was trained at (its metadata), else 224."""
+    model = load_model(checkpoint, map_location="cpu").to(device).eval()
+    if image_size is None:
+        image_size = int(checkpoint_metadata(checkpoint).get("image_size", DEFAULT_IMAGE_SIZE))
+    if image_size % model.output_stride:
+        raise ValueError(f"image size must be a multiple of {model.output_stride}, got {image_size}")
+    return model, image_size

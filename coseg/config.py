@@ -1,0 +1,50 @@
+"""Configuration of a co-segmentation training run. Each field's ``help`` is shown by ``coseg train --help``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+def option(default, help: str):  # noqa: A002 - mirrors click's wording
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class CosegTrainConfig:
+    data: str = option("", "Data set root folder.")
+    layout: str = option("auto", "Data layout: icoseg, internet, sbcoseg, folders, or auto (detect).")
+    output: str = option("runs/coseg", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
+    splits: Optional[str] = option(None, "Splits JSON file (e.g. iCoseg splits.json); default: <data>/splits.json if present.")
+    train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30).")
+    train_groups: list = option([], "Explicit training groups (comma-separated); default: all groups, or --train-split.")
+    val_groups: list = option([], "Explicit validation groups; default: hold out --val-fraction of the training groups.")
+    val_fraction: float = option(0.15, "Share of training groups held out for validation / model selection (0 = none).")
+    image_size: int = option(224, "Training and inference size in pixels (square, multiple of 32).")
+    epochs: int = option(30, "Number of epochs.")
+    minutes: Optional[float] = option(None, "Time budget in minutes: stop after it (the schedule follows elapsed time).")
+    groups_per_batch: int = option(2, "Groups per batch (P).")
+    images_per_group: int = option(4, "Images of each group per batch (K).")
+    arch: str = option("unet", "Decoder architecture (smp name: unet, fpn, deeplabv3plus, ...).")
+    encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
+    weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local file, or none.")
+    embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
+    lr: float = option(1e-3, "Learning rate of decoder and heads (AdamW).")
+    encoder_lr_scale: float = option(0.1, "Encoder learning rate = lr × this.")
+    weight_decay: float = option(1e-4, "AdamW weight decay.")
+    dice_weight: float = option(1.0, "Weight of the Dice loss.")
+    ce_weight: float = option(1.0, "Weight of the (binary) cross-entropy loss.")
+    focal_weight: float = option(0.0, "Weight of the focal loss.")
+    jaccard_weight: float = option(0.0, "Weight of the Jaccard (IoU) loss.")
+    triplet_weight: float = option(0.5, "Weight of the IS-Triplet pixel loss (0 = off).")
+    triplet_margin: float = option(0.3, "Margin of the IS-Triplet loss.")
+    triplet_pixels: int = option(64, "Pixels sampled per class per image for IS-Triplet.")
+    triplet_strategy: str = option("hard", "Pixel sampling: random, or hard (boundary / mis-predicted pixels).")
+    augment: bool = option(True, "Random crop/flip/colour augmentation (kornia).")
+    seed: int = option(0, "Random seed (runs on CPU are deterministic for a seed).")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    amp: bool = option(True, "Mixed precision on CUDA.")
+    workers: int = option(0, "DataLoader worker processes.")
+    cache_dir: Optional[str] = option(None, "Folder for decoded-image cache files (default: in memory only).")
+    quiet: bool = option(False, "No progress bars.")

@@ -1,0 +1,83 @@
+"""Evaluation: P and J per image at the ground truth's original resolution, per group, then over groups."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from coseg.atomic import write_text_atomic
+from coseg.data import DataFileError, Sample, printable, read_mask
+from coseg.inference import ImageFileDataset, predict_dataset
+from coseg.models import CosegNet
+from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
+
+
+@dataclass
+class Evaluation:
+    summary: dict
+    scores: list[ImageScore]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int, device: torch.device,
+                     batch_size: int = 8, workers: int = 0, empty: EmptyPolicy = "exclude",
+                     progress: bool = True) -> Evaluation:
+    """Predict each labelled sample at ``image_size``, resize the probability to the ground truth's size,
+    threshold at 0.5 and score. Unreadable images/masks are skipped and listed in ``skipped``."""
+    samples = [s for s in samples if s.mask is not None]
+    dataset = ImageFileDataset([s.image for s in samples], image_size)
+    scores: list[ImageScore] = []
+    skipped: list[tuple[str, str]] = []
+    bar = tqdm(total=len(samples), desc="evaluating", unit="img", disable=not progress, leave=False)
+    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True):
+        bar.update(1)
+        sample = samples[index]
+        if isinstance(result, str):
+            skipped.append((printable(sample.image), result))
+            continue
+        try:
+            gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)  # type: ignore[arg-type]
+            scores.append(score_image(result.numpy() >= 0.5, gt, sample.group, sample.image.name))
+        except DataFileError as e:
+            skipped.append((printable(sample.image), str(e)))
+        except ValueError as e:
+            skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))  # type: ignore[arg-type]
+    bar.close()
+    if not scores:
+        raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
+    summary = summarize(scores, empty)
+    other = "zero" if empty == "exclude" else "exclude"
+    summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
+    summary["skipped"] = len(skipped)
+    return Evaluation(summary, scores, skipped)
+
+
+def _finite(x: float) -> Optional[float]:
+    return None if isinstance(x, float) and math.isnan(x) else round(x, 4)
+
+
+def write_evaluation(evaluation: Evaluation, output: Path) -> None:
+    """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), atomically."""
+    s = evaluation.summary
+    summary = {
+        "P": _finite(s["P"]), "J": _finite(s["J"]),
+        "per_group": {printable(g): {k: _finite(v) if isinstance(v, float) else v for k, v in d.items()}
+                      for g, d in s["per_group"].items()},
+        **{k: (_finite(v) if isinstance(v, float) else v) for k, v in s.items() if k not in ("P", "J", "per_group")},
+        "skipped_files": [{"file": f, "reason": r} for f, r in evaluation.skipped],
+    }
+    write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["group", "image", "P", "J", "empty_gt"])
+    for sc in evaluation.scores:
+        writer.writerow([printable(sc.group), printable(sc.name), f"{100 * sc.P:.4f}",
+                         "" if math.isnan(sc.J) else f"{100 * sc.J:.4f}", int(sc.empty_gt)])
+    write_text_atomic(output / "per_image.csv", buf.getvalue())

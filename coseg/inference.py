@@ -1,0 +1,72 @@
+"""Batched inference: the one prediction loop behind validation, evaluation and ``coseg predict``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from coseg.data import DataFileError, read_image, resize_image
+from coseg.models import CosegNet
+
+
+class ImageFileDataset(Dataset):
+    """Images decoded on demand (for folders too large to cache) and resized to ``image_size``.
+
+    Item: ``{"image": uint8 (3, S, S), "index": i, "size": (2,) original (H, W)}``, or ``{"index": i, "error":
+    "<file>: <problem>"}`` for a file that cannot be read (the batch goes on without it)."""
+
+    def __init__(self, paths: Sequence[Path], image_size: int) -> None:
+        self.paths = list(paths)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            image = read_image(self.paths[i])
+        except DataFileError as e:
+            return {"index": i, "error": str(e)}
+        return {"image": torch.from_numpy(resize_image(image, self.image_size)).permute(2, 0, 1).contiguous(),
+                "index": i, "size": torch.tensor(image.shape[:2], dtype=torch.long)}
+
+
+def collate_images(items: list[dict]) -> dict:
+    """Batch image, index and original size; items that failed to decode are passed on under ``errors``."""
+    good = [it for it in items if "error" not in it]
+    return {
+        "image": torch.stack([it["image"] for it in good]) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8),
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "size": torch.stack([it["size"] for it in good]) if good else torch.empty(0, 2, dtype=torch.long),
+        "errors": [(it["index"], it["error"]) for it in items if "error" in it],
+    }
+
+
+Prediction = Union[tuple[int, torch.Tensor], tuple[int, str]]
+
+
+def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
+                    original_size: bool = False) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
+    """Yield ``(index, foreground probability (H, W) float32 on the CPU)`` for every item of ``dataset``
+    (a CosegDataset or ImageFileDataset), at the dataset's size or resized bilinearly to the image's original
+    size; for an item that could not be read, ``(index, error message)``."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_images,
+                        pin_memory=device.type == "cuda")
+    for batch in loader:
+        yield from batch["errors"]
+        if not len(batch["index"]):
+            continue
+        images = batch["image"].to(device, non_blocking=True).float().div_(255)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            probs = model.predict(images)[:, 0].float()
+        for i, index in enumerate(batch["index"].tolist()):
+            p = probs[i]
+            if original_size:
+                h, w = batch["size"][i].tolist()
+                p = F.interpolate(p[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            yield index, p.cpu()

@@ -1,0 +1,59 @@
+"""The co-segmentation objective: weighted segmentation losses (from smp.losses) + the IS-Triplet pixel loss."""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from metric._checks import check_shape
+from metric.losses import ISTripletLoss
+from metric.registry import Registry
+
+SEGMENTATION_LOSSES: Registry = Registry("segmentation loss")
+SEGMENTATION_LOSSES.register("dice")(lambda: smp.losses.DiceLoss("binary", from_logits=True))
+SEGMENTATION_LOSSES.register("ce")(lambda: smp.losses.SoftBCEWithLogitsLoss())
+SEGMENTATION_LOSSES.register("focal")(lambda: smp.losses.FocalLoss("binary"))
+SEGMENTATION_LOSSES.register("jaccard")(lambda: smp.losses.JaccardLoss("binary", from_logits=True))
+
+
+class CosegObjective(nn.Module):
+    """``Σ_name w_name · seg_loss_name(mask_logits, masks) + w_triplet · IS-Triplet(embeddings, masks, groups)``.
+
+    ``forward(mask_logits (B, 1, H, W), embeddings (B, D, H, W) | None, masks (B, H, W) in {0, 1},
+    groups (B,) | None)`` returns every term and their weighted sum under ``loss``. Terms with weight 0 are not
+    computed. The triplet sampler sees the predicted probabilities, so "hard" sampling can favour mis-predicted
+    pixels."""
+
+    def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
+                 triplet: Optional[ISTripletLoss] = None) -> None:
+        super().__init__()
+        self.seg_weights = {k: float(v) for k, v in seg_weights.items() if v}
+        self.seg_losses = nn.ModuleDict({k: SEGMENTATION_LOSSES.create(k) for k in self.seg_weights})
+        self.triplet_weight = float(triplet_weight)
+        if self.triplet_weight and triplet is None:
+            raise ValueError("triplet_weight > 0 needs an ISTripletLoss")
+        self.triplet = triplet if self.triplet_weight else None
+        if not self.seg_weights and not self.triplet_weight:
+            raise ValueError("the objective has no term with a non-zero weight")
+
+    def forward(self, mask_logits: torch.Tensor, embeddings: Optional[torch.Tensor], masks: torch.Tensor,
+                groups: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        size = check_shape(mask_logits, ["B", "1", "H", "W"], "mask_logits")
+        check_shape(masks, ["B", "H", "W"], "masks")
+        if masks.shape != (size["B"], size["H"], size["W"]):
+            raise ValueError(f"masks must have shape {(size['B'], size['H'], size['W'])} to match mask_logits, "
+                             f"got {tuple(masks.shape)}")
+        logits = mask_logits.float()
+        target = masks.unsqueeze(1).to(logits.dtype)
+        terms = {name: loss(logits, target) for name, loss in self.seg_losses.items()}
+        total = sum(self.seg_weights[k] * v for k, v in terms.items())
+        if self.triplet is not None:
+            if embeddings is None:
+                raise ValueError("the IS-Triplet term needs the model's pixel embeddings")
+            probabilities = torch.sigmoid(logits.detach()).squeeze(1)
+            terms["triplet"] = self.triplet(embeddings.float(), masks.long(), groups=groups, probabilities=probabilities)
+            total = total + self.triplet_weight * terms["triplet"]
+        terms["loss"] = total
+        return terms

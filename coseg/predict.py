@@ -1,0 +1,81 @@
+"""``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from coseg.data import find_samples, printable, read_image, write_png_atomic
+from coseg.inference import ImageFileDataset, predict_dataset
+from coseg.models import CosegNet
+
+
+@dataclass
+class PredictReport:
+    output: Path
+    written: int = 0
+    already_done: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def output_path(output: Path, relative: Path) -> Path:
+    """``output/<relative>.png``, refusing any path that would land outside ``output``."""
+    target = (output / relative).with_suffix(".png")
+    if ".." in relative.parts or relative.is_absolute() or not _inside(target, output):
+        raise ValueError(f"{printable(relative)}: output path would leave the output folder")
+    return target
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """RGB image with the foreground tinted red and the rest darkened: (H, W, 3) uint8."""
+    out = image.astype(np.float32) * np.where(mask[..., None], 1.0, 0.45)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array([255, 40, 40], np.float32)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
+                   batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
+                   progress: bool = True) -> PredictReport:
+    """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
+    ``input_dir``. Masks already written are kept (an interrupted run resumes) unless ``overwrite``; files that
+    cannot be read are skipped and listed. Nothing is ever written inside ``input_dir``."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise ValueError(f"{printable(input_dir)}: input folder not found")
+    for target in (output_dir, overlays):
+        if target is not None and _inside(target, input_dir):
+            raise ValueError(f"{printable(target)} is inside the input folder {printable(input_dir)}: choose an "
+                             "output folder elsewhere (predict never writes into its input)")
+    scan = find_samples(input_dir, "folders")
+    report = PredictReport(output=output_dir)
+    todo = []
+    for sample in scan.samples:
+        target = output_path(output_dir, sample.image.relative_to(input_dir))
+        if target.exists() and not overwrite:
+            report.already_done += 1
+        else:
+            todo.append((sample.image, target))
+    dataset = ImageFileDataset([image for image, _ in todo], image_size)
+    bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
+    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True):
+        bar.update(1)
+        image_path, target = todo[index]
+        if isinstance(result, str):
+            report.skipped.append((printable(image_path), result))
+            continue
+        mask = result.numpy() >= 0.5
+        write_png_atomic(target, mask)
+        if overlays is not None:
+            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), overlay(read_image(image_path), mask))
+        report.written += 1
+    bar.close()
+    return report

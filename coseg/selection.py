@@ -1,0 +1,34 @@
+"""Choosing groups for a run: from a splits file entry, an explicit list, or all groups of a scan."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from coseg.data import Sample, Scan, load_split, resolve_groups
+
+
+def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
+    """``splits`` if given, else ``<data>/splits.json`` when it exists."""
+    if splits:
+        return Path(splits)
+    candidate = Path(data) / "splits.json"
+    return candidate if candidate.is_file() else None
+
+
+def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str], explicit: Sequence[str]) -> list[str]:
+    """Folder names of the chosen groups: ``explicit`` names, else entry ``split`` of ``splits_file``, else all
+    groups of ``scan`` that have masks. Names are matched leniently (see ``resolve_groups``)."""
+    available = sorted({s.group for s in scan.samples})
+    if explicit:
+        return list(resolve_groups(list(explicit), available))
+    if split:
+        if splits_file is None:
+            raise ValueError(f"split '{split}' was asked for but there is no splits file (give --splits FILE)")
+        return list(resolve_groups(load_split(splits_file, split), available))
+    return sorted({s.group for s in scan.labelled})
+
+
+def samples_of(scan: Scan, groups: Sequence[str], labelled: bool = True) -> list[Sample]:
+    wanted = set(groups)
+    pool = scan.labelled if labelled else scan.samples
+    return [s for s in pool if s.group in wanted]

@@ -1,0 +1,155 @@
+"""Co-segmentation training: data → model → objective → the shared engine."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from coseg.config import CosegTrainConfig
+from coseg.data import CosegDataset, ImageCache, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout
+from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
+from coseg.inference import predict_dataset
+from coseg.models import CosegNet, create_model
+from coseg.objective import CosegObjective
+from coseg.scores import score_image, summarize
+from coseg.selection import choose_groups, default_splits_file, samples_of
+from metric.losses import ISTripletLoss
+from metric.samplers import PKBatchSampler
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class CosegTask:
+    """One training step (augment → model → objective) and validation J/P on held-out groups."""
+
+    def __init__(self, objective: CosegObjective, augmentation: Optional[TrainAugmentation],
+                 val_data: Optional[CosegDataset], device: torch.device) -> None:
+        self.objective = objective.to(device)
+        self.augmentation = augmentation.to(device) if augmentation is not None else None
+        self.val_data = val_data
+        self.device = device
+
+    def train_step(self, model: torch.nn.Module, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+        images = batch["image"].to(device, non_blocking=True).float().div_(255)
+        masks = batch["mask"].to(device, non_blocking=True)
+        groups = batch["group"].to(device, non_blocking=True)
+        if self.augmentation is not None:
+            images, aug_masks = self.augmentation(images, masks.unsqueeze(1).float())
+            masks = (aug_masks[:, 0] > 0.5).long()
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = model(images)
+        return self.objective(out.mask_logits, out.embeddings, masks.long(), groups)
+
+    def batch_size(self, batch: dict) -> int:
+        return int(batch["image"].shape[0])
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        """P and J (percent) on the validation groups at the training resolution (a fast proxy of the
+        original-resolution evaluation, used for model selection)."""
+        if self.val_data is None:
+            return {}
+        scores = []
+        for index, prob in predict_dataset(model, self.val_data, self.device):  # type: ignore[arg-type]
+            sample = self.val_data.samples[index]
+            gt = self.val_data.cache[sample].mask.astype(bool)
+            scores.append(score_image(prob.numpy() >= 0.5, gt, sample.group, sample.image.name))
+        summary = summarize(scores)
+        return {"P": summary["P"], "J": summary["J"]}
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    fit: FitResult
+    train_groups: list[str]
+    val_groups: list[str]
+    skipped: list[tuple[Path, str]]
+
+
+def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
+    """Training and validation groups: validation is carved from the training groups (never the test split)."""
+    groups = choose_groups(scan, default_splits_file(Path(cfg.data), cfg.splits), cfg.train_split, cfg.train_groups)
+    if cfg.val_groups:
+        val = choose_groups(scan, None, None, cfg.val_groups)
+        overlap = sorted(set(val) & set(groups))
+        if overlap and not cfg.train_groups and not cfg.train_split:
+            groups = [g for g in groups if g not in set(val)]
+        elif overlap:
+            raise ValueError(f"groups both in training and validation: {', '.join(map(printable, overlap))}")
+        return groups, val
+    if cfg.val_fraction <= 0 or len(groups) < 2:
+        return groups, []
+    subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}
+    if any(subsets.values()):
+        return stratified_holdout(subsets, cfg.val_fraction, seed=cfg.seed)
+    return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed)
+
+
+def build_model(cfg: CosegTrainConfig) -> CosegNet:
+    weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
+    return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim)
+
+
+def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
+    triplet = None
+    if cfg.triplet_weight:
+        triplet = ISTripletLoss(margin=cfg.triplet_margin, k_per_class=cfg.triplet_pixels,
+                                strategy=cfg.triplet_strategy)  # type: ignore[arg-type]
+    seg = {"dice": cfg.dice_weight, "ce": cfg.ce_weight, "focal": cfg.focal_weight, "jaccard": cfg.jaccard_weight}
+    return CosegObjective(seg, cfg.triplet_weight, triplet)
+
+
+def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optimizer:
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]
+    return torch.optim.AdamW([{"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}, {"params": rest, "lr": cfg.lr}],
+                             lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
+    """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`)."""
+    if cfg.image_size % 32:
+        raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+    own_dist = dist is None
+    dist = setup_distributed(cfg.device) if dist is None else dist
+    try:
+        seed_everything(cfg.seed)
+        output = Path(cfg.output)
+        scan = find_samples(cfg.data, cfg.layout)
+        train_groups, val_groups = split_train_val(cfg, scan)
+        cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
+        train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
+        val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
+        if len(train_data.groups) < cfg.groups_per_batch:
+            raise ValueError(f"{len(train_data.groups)} training group(s) but groups_per_batch = {cfg.groups_per_batch}")
+        sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
+                                 world_size=dist.world_size, seed=cfg.seed)
+        loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.workers,
+                            pin_memory=dist.device.type == "cuda", persistent_workers=cfg.workers > 0)
+        model = build_model(cfg)
+        optimizer = build_optimizer(model, cfg)
+        augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
+        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device)
+        if dist.is_main:
+            output.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, output / "config.yaml")
+        engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
+                        time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
+                        find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet,
+                        metadata={"image_size": str(cfg.image_size)})
+        fit = engine.fit(task, loader, resume=resume)
+        return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped))
+    finally:
+        if own_dist:
+            cleanup_distributed()
