@@ -57,10 +57,13 @@ def retrieval_metrics(
         if with_map_at_r:
             ap_sum += float(average_precision_at_r(chunk.matches, chunk.relevant).sum())
         queries += chunk.queries.size
-    mean = (lambda total: total / queries) if queries else (lambda total: float("nan"))
-    result = {f"R@{k}": float(mean(h)) for k, h in zip(ks, hits)}
+
+    def mean(total: float) -> float:
+        return float(total) / queries if queries else float("nan")
+
+    result = {f"R@{k}": mean(h) for k, h in zip(ks, hits)}
     if with_map_at_r:
-        result["MAP@R"] = float(mean(ap_sum))
+        result["MAP@R"] = mean(ap_sum)
     if with_nmi:
         result["NMI"] = kmeans_nmi(embeddings, labels, metric=metric, seed=kmeans_seed)
     return result
