@@ -1,0 +1,67 @@
+import csv
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from apps.cli import main
+from tests.coseg.pipeline_fixtures import synthetic_set
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_resume(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=4)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"epochs": 1, "weights": "none", "image_size": 64, "groups_per_batch": 2,
+                                   "images_per_group": 2, "val_fraction": 0.34, "triplet_pixels": 8}))
+    run = tmp_path / "run"
+    r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 2, "--quiet")
+    assert r.exit_code == 0, r.output
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["image_size"] == 64 and saved["weights"] == "none"  # flag beats file
+    for name in ("best.safetensors", "last.safetensors", "last.pt", "log.csv"):
+        assert (run / name).is_file()
+    assert "outputs:" in r.output
+
+    r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert [row["epoch"] for row in csv.DictReader(open(run / "log.csv"))] == ["1", "2", "3"]
+
+    r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev", "--quiet")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
+    assert "mean" in r.output
+
+    r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
+               tmp_path / "pred", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "pred").rglob("*.png"))) == 12
+
+
+def test_config_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    r = invoke("train", "--config", bad, "--data", tmp_path)
+    assert r.exit_code != 0
+    assert "unknown key(s) learning_rate" in r.output and "valid keys:" in r.output
+    bad.write_text("epochs: many\n")
+    r = invoke("train", "--config", bad, "--data", tmp_path)
+    assert r.exit_code != 0 and "'epochs' must be int" in r.output
+    bad.write_text("!!python/object/apply:os.system ['touch pwned']\n")
+    r = invoke("train", "--config", bad, "--data", tmp_path)
+    assert r.exit_code != 0 and not (tmp_path / "pwned").exists()
+
+
+def test_every_command_has_help():
+    for cmd in ("train", "evaluate", "predict", "demo"):
+        r = invoke(cmd, "--help")
+        assert r.exit_code == 0 and "--" in r.output
+    r = invoke("train", "--help")
+    assert "--triplet-weight" in r.output and "IS-Triplet" in r.output

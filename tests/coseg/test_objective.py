@@ -1,0 +1,51 @@
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+
+from coseg.objective import SEGMENTATION_LOSSES, CosegObjective
+from metric.losses import ISTripletLoss
+from tests.helpers import assert_close
+
+
+def batch():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 1, 16, 16, requires_grad=True)
+    emb = torch.nn.functional.normalize(torch.randn(4, 8, 16, 16), dim=1).requires_grad_(True)
+    masks = (torch.rand(4, 16, 16) > 0.5).long()
+    return logits, emb, masks, torch.tensor([0, 0, 1, 1])
+
+
+def test_weighted_sum_of_terms_matches_smp_losses():
+    logits, emb, masks, groups = batch()
+    obj = CosegObjective({"dice": 1.0, "ce": 0.5, "focal": 2.0, "jaccard": 0.0})
+    terms = obj(logits, None, masks, groups)
+    target = masks.unsqueeze(1).float()
+    dice = smp.losses.DiceLoss("binary")(logits, target)
+    ce = smp.losses.SoftBCEWithLogitsLoss()(logits, target)
+    focal = smp.losses.FocalLoss("binary")(logits, target)
+    assert set(terms) == {"dice", "ce", "focal", "loss"}  # zero weight: not computed
+    assert_close(terms["loss"], dice + 0.5 * ce + 2.0 * focal)
+
+
+def test_triplet_term_is_added_and_differentiable():
+    logits, emb, masks, groups = batch()
+    torch.manual_seed(1)
+    obj = CosegObjective({"dice": 1.0}, triplet_weight=0.5, triplet=ISTripletLoss(k_per_class=8, strategy="random"))
+    terms = obj(logits, emb, masks, groups)
+    assert_close(terms["loss"], terms["dice"] + 0.5 * terms["triplet"])
+    assert terms["triplet"] > 0
+    terms["loss"].backward()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+
+
+def test_bad_configuration_and_shapes():
+    with pytest.raises(ValueError, match="no term"):
+        CosegObjective({"dice": 0.0})
+    with pytest.raises(ValueError, match="ISTripletLoss"):
+        CosegObjective({"dice": 1.0}, triplet_weight=1.0)
+    with pytest.raises(KeyError, match="valid names: ce, dice, focal, jaccard"):
+        CosegObjective({"lovasz": 1.0})
+    logits, emb, masks, groups = batch()
+    with pytest.raises(ValueError, match="masks must have shape"):
+        CosegObjective({"dice": 1.0})(logits, None, masks[:, :8], groups)
+    assert SEGMENTATION_LOSSES.names() == ["ce", "dice", "focal", "jaccard"]
