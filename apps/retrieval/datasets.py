@@ -1,0 +1,373 @@
+"""Finding the labelled images of a retrieval data set's split, in the official layouts and in class folders.
+
+Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train_classes) -> (entries, problems)``):
+
+- ``cub``:     CUB-200-2011: ``images.txt`` (id, path under ``images/``), ``image_class_labels.txt`` (id, class),
+  ``classes.txt`` (class, name). Classes 1–100 are ``train``, 101–200 ``test`` (the official
+  ``train_test_split.txt`` is a classification split and is not used).
+- ``cars``:    Cars196: ``cars_annos.mat`` (struct array ``annotations`` with ``relative_im_path`` and ``class``;
+  cell array ``class_names``), read with scipy. Classes 1–98 are ``train``, 99–196 ``test`` (the ``test`` flag of
+  each annotation is a classification split and is not used).
+- ``sop``:     Stanford Online Products: ``Ebay_train.txt`` / ``Ebay_test.txt`` (columns image_id, class_id,
+  super_class_id, path); super-classes are kept (``Record.super_label``).
+- ``folders``: ``<root>/<class>/*.jpg`` or ``<root>/images/<class>/*.jpg`` (found by coseg's ``folders`` layout;
+  nested folders: the class is the relative path ``a/b``; images outside a class folder are reported). The split
+  comes from ``train_classes`` (``train`` = those, ``test`` = the others) or from ``<root>/splits.json``
+  (``{"train": [...], "test": [...]}``, any split name it holds; class names are matched tolerantly).
+- ``auto``:    picks one of the above from the files present (``detect_retrieval_layout``).
+
+Every layout also has the split ``all``. ``root`` may be the official top folder or the folder holding it
+(``CUB_200_2011``, ``Stanford_Online_Products``). Labels are remapped to 0..C−1 per split, in the order of the
+official class ids (folders: of the sorted class names). Index lines that cannot be parsed, images listed but
+missing, images without a class and classes outside the official ranges are reported as ``Problem`` entries,
+never dropped silently.
+
+A new layout is a function ``scan(root: Path, split: str, train_classes: Sequence[str] | None) ->
+(list[Entry], list[Problem])`` registered with ``@RETRIEVAL_LAYOUTS.register("name")``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from coseg.atomic import PathLike
+from coseg.data.io import printable
+from coseg.data.layouts import LayoutError, Problem, find_samples
+from coseg.data.splits import load_split, resolve_groups
+from metric.registry import Registry
+
+OFFICIAL_SPLITS = ("train", "test", "all")
+SPLITS_FILE = "splits.json"
+CUB_RANGES = (range(1, 101), range(101, 201))
+CARS_RANGES = (range(1, 99), range(99, 197))
+
+
+class Record(NamedTuple):
+    """One image of a split: its file, its class label in 0..C−1 and its super-class label (SOP) or None."""
+
+    path: Path
+    label: int
+    super_label: Optional[int]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a layout finds for one image, before labels are remapped: official ids and names."""
+
+    path: Path
+    class_id: int
+    class_name: str
+    super_id: Optional[int] = None
+    super_name: Optional[str] = None
+
+
+@dataclass
+class RetrievalSplit:
+    """The records of one split sorted by (label, path), the class name of each label (and of each super label),
+    and the problems met while reading the index files."""
+
+    layout: str
+    root: Path
+    split: str
+    records: list[Record]
+    classes: list[str]
+    super_classes: Optional[list[str]]
+    problems: list[Problem]
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+ScanFn = Callable[[Path, str, Optional[Sequence[str]]], tuple[list[Entry], list[Problem]]]
+RETRIEVAL_LAYOUTS: Registry = Registry("retrieval layout")
+
+
+def _official_root(root: Path, marker: str, folder: str) -> Path:
+    """``root`` if it holds ``marker``, else ``root/folder`` if that does (the folder the archive unpacks to)."""
+    if not (root / marker).exists() and (root / folder / marker).exists():
+        return root / folder
+    return root
+
+
+def _check_split(layout: str, split: str, train_classes: Optional[Sequence[str]]) -> None:
+    if train_classes is not None:
+        raise LayoutError(f"layout '{layout}' has official class ranges; train_classes applies to class folders only")
+    if split not in OFFICIAL_SPLITS:
+        raise ValueError(f"unknown split '{split}' for layout '{layout}'; valid: {', '.join(OFFICIAL_SPLITS)}")
+
+
+def _in_split(class_id: int, split: str, ranges: tuple[range, range]) -> bool:
+    train, test = ranges
+    return split == "all" or class_id in (train if split == "train" else test)
+
+
+def _outside_ranges(entry: Entry, ranges: tuple[range, range], source: Path, problems: list[Problem]) -> bool:
+    """True (and reported) if ``entry``'s class is in neither official range."""
+    train, test = ranges
+    if entry.class_id in train or entry.class_id in test:
+        return False
+    problems.append(Problem("class outside the official ranges", entry.path,
+                            f"class {entry.class_id} in {printable(source)}; expected {train.start}–{test.stop - 1}"))
+    return True
+
+
+def _relative_image(root: Path, text: str, source: Path, where: str, problems: list[Problem]) -> Optional[Path]:
+    """``root / text`` for a relative path inside ``root``; an absolute or escaping path is reported."""
+    relative = Path(text)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        problems.append(Problem("bad path", source, f"{where}: '{printable(text)}' is not a path inside the data set"))
+        return None
+    return root / relative
+
+
+def _parse_ints(fields: Sequence[str]) -> Optional[tuple[int, ...]]:
+    try:
+        return tuple(int(f) for f in fields)
+    except ValueError:
+        return None
+
+
+def _table(path: Path, ints: int, text: bool, problems: list[Problem],
+           header: Optional[str] = None) -> list[tuple[int, tuple[int, ...], str]]:
+    """Rows ``(line number, integer columns, rest of the line)`` of a whitespace-separated index file holding
+    ``ints`` integer columns, then, if ``text``, one text column (which may contain spaces). Lines that do not
+    parse are reported. A first line starting with ``header`` is skipped."""
+    if not path.is_file():
+        raise LayoutError(f"index file not found: {printable(path)}")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as e:
+        raise LayoutError(f"cannot read index file {printable(path)}: {e.strerror or e}") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (number == 1 and header is not None and line.split()[0] == header):
+            continue
+        fields = line.split(maxsplit=ints) if text else line.split()
+        values = _parse_ints(fields[:ints]) if len(fields) == ints + text else None
+        if values is None:
+            expected = f"{ints} integers" + (" and a path or name" if text else "")
+            problems.append(Problem("bad line", path,
+                                    f"line {number}: '{printable(line.strip())}' (expected {expected})"))
+            continue
+        rows.append((number, values, fields[ints].strip() if text else ""))
+    return rows
+
+
+def _id_map(path: Path, rows: list[tuple[int, tuple[int, ...], str]], problems: list[Problem]) -> dict[int, tuple]:
+    """First column → (other columns..., text) of ``rows``; a repeated id is reported and its later rows dropped."""
+    mapping: dict[int, tuple] = {}
+    for number, values, text in rows:
+        if values[0] in mapping:
+            problems.append(Problem("duplicate id", path, f"line {number}: id {values[0]} given again"))
+            continue
+        mapping[values[0]] = (*values[1:], text)
+    return mapping
+
+
+@RETRIEVAL_LAYOUTS.register("cub")
+def scan_cub(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
+    """CUB-200-2011: see the module docstring."""
+    _check_split("cub", split, train_classes)
+    root = _official_root(root, "images.txt", "CUB_200_2011")
+    problems: list[Problem] = []
+    images_file, labels_file, classes_file = root / "images.txt", root / "image_class_labels.txt", root / "classes.txt"
+    images = _id_map(images_file, _table(images_file, 1, True, problems), problems)
+    labels = _id_map(labels_file, _table(labels_file, 2, False, problems), problems)
+    names = _id_map(classes_file, _table(classes_file, 1, True, problems), problems)
+    for image_id in sorted(labels.keys() - images.keys()):
+        problems.append(Problem("class label without image", labels_file, f"image id {image_id}"))
+    entries = []
+    for image_id, (relative,) in images.items():
+        path = _relative_image(root / "images", relative, images_file, f"image id {image_id}", problems)
+        if path is None:
+            continue
+        if image_id not in labels:
+            problems.append(Problem("image without class", path, f"image id {image_id} not in {labels_file.name}"))
+            continue
+        class_id = labels[image_id][0]
+        if class_id not in names:
+            problems.append(Problem("unknown class", path, f"class {class_id} not in {classes_file.name}"))
+            continue
+        entry = Entry(path, class_id, names[class_id][0])
+        if not _outside_ranges(entry, CUB_RANGES, labels_file, problems) and _in_split(class_id, split, CUB_RANGES):
+            entries.append(entry)
+    return entries, problems
+
+
+def _load_mat(path: Path) -> dict:
+    try:
+        from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
+    except ImportError as err:
+        raise ImportError("reading Cars196's cars_annos.mat needs scipy (pip install scipy)") from err
+    if not path.is_file():
+        raise LayoutError(f"annotation file not found: {printable(path)}")
+    try:
+        return loadmat(path, squeeze_me=True)
+    except (MatReadError, ValueError, TypeError, IndexError, OSError, NotImplementedError) as e:  # scipy's parser
+        raise LayoutError(f"cannot read {printable(path)} as a MATLAB file: {e}") from None
+
+
+def _cars_annotations(path: Path) -> tuple[np.ndarray, dict[int, str]]:
+    """The ``annotations`` struct array (1-D) of ``cars_annos.mat`` and class id → name from ``class_names``."""
+    mat = _load_mat(path)
+    annotations = mat.get("annotations")
+    fields = () if annotations is None or annotations.dtype.names is None else annotations.dtype.names
+    missing = [f for f in ("relative_im_path", "class") if f not in fields]
+    if missing:
+        raise LayoutError(f"{printable(path)} is not Cars196's cars_annos.mat: no struct array 'annotations' with "
+                          f"field(s) {', '.join(missing)}")
+    names = np.atleast_1d(mat.get("class_names", np.array([], dtype=object)))
+    return np.atleast_1d(annotations), {i: str(name) for i, name in enumerate(names, start=1)}
+
+
+def _integer(value: object) -> Optional[int]:
+    """``value`` as an int if it is an integral number (not text), else None."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    return number if number == value else None
+
+
+@RETRIEVAL_LAYOUTS.register("cars")
+def scan_cars(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
+    """Cars196: see the module docstring."""
+    _check_split("cars", split, train_classes)
+    mat_file = root / "cars_annos.mat"
+    annotations, names = _cars_annotations(mat_file)
+    problems: list[Problem] = []
+    entries = []
+    for number, annotation in enumerate(annotations, start=1):
+        relative, class_value = annotation["relative_im_path"], annotation["class"]
+        where = f"annotation {number}"
+        if not isinstance(relative, str):
+            problems.append(Problem("bad annotation", mat_file, f"{where}: relative_im_path is not text"))
+            continue
+        path = _relative_image(root, relative, mat_file, where, problems)
+        if path is None:
+            continue
+        class_id = _integer(class_value)
+        if class_id is None:
+            problems.append(Problem("bad annotation", path, f"{where}: class {class_value!r} is not an integer"))
+            continue
+        entry = Entry(path, class_id, names.get(class_id, f"class {class_id}"))
+        if not _outside_ranges(entry, CARS_RANGES, mat_file, problems) and _in_split(class_id, split, CARS_RANGES):
+            entries.append(entry)
+    return entries, problems
+
+
+@RETRIEVAL_LAYOUTS.register("sop")
+def scan_sop(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
+    """Stanford Online Products: see the module docstring. Super-class names are the top folders of the paths."""
+    _check_split("sop", split, train_classes)
+    root = _official_root(root, "Ebay_train.txt", "Stanford_Online_Products")
+    problems: list[Problem] = []
+    entries = []
+    for part in ("train", "test") if split == "all" else (split,):
+        index = root / f"Ebay_{part}.txt"
+        for number, (_, class_id, super_id), relative in _table(index, 3, True, problems, header="image_id"):
+            path = _relative_image(root, relative, index, f"line {number}", problems)
+            if path is not None:
+                super_name = Path(relative).parts[0] if len(Path(relative).parts) > 1 else str(super_id)
+                entries.append(Entry(path, class_id, str(class_id), super_id, super_name))
+    return entries, problems
+
+
+def _folder_classes(split: str, available: list[str], splits_file: Path,
+                    train_classes: Optional[Sequence[str]]) -> list[str]:
+    """The class folders of ``split`` (see the module docstring)."""
+    if split == "all":
+        return available
+    if train_classes is not None:
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split '{split}' with train_classes; valid: {', '.join(OFFICIAL_SPLITS)}")
+        train = set(resolve_groups(train_classes, available))
+        return [c for c in available if (c in train) == (split == "train")]
+    if not splits_file.is_file():
+        raise LayoutError(f"cannot tell the '{split}' classes of {printable(splits_file.parent)}: no {SPLITS_FILE} "
+                          f"there and no train classes given (split 'all' takes every class)")
+    return list(resolve_groups(load_split(splits_file, split), available))
+
+
+@RETRIEVAL_LAYOUTS.register("folders")
+def scan_folders(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
+    """``<root>/<class>/*`` class folders: see the module docstring. Images directly in ``root`` are reported."""
+    scan = find_samples(root, "folders")
+    problems = list(scan.problems)
+    flat = {root, root / "images"}  # the images root of coseg's folders layout: no class folder
+    problems.extend(Problem("outside any class", s.image) for s in scan.samples if s.image.parent in flat)
+    inside = [s for s in scan.samples if s.image.parent not in flat]
+    available = sorted({s.group for s in inside})
+    if not available:
+        raise LayoutError(f"no class folders with images under {printable(root)}")
+    wanted = set(_folder_classes(split, available, root / SPLITS_FILE, train_classes))
+    class_ids = {name: i for i, name in enumerate(available)}
+    return [Entry(s.image, class_ids[s.group], s.group) for s in inside if s.group in wanted], problems
+
+
+def detect_retrieval_layout(root: PathLike) -> str:
+    """The layout name ``root`` looks like: cub, cars or sop by their index files, else folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"data folder not found: {printable(root)}")
+    if (_official_root(root, "images.txt", "CUB_200_2011") / "image_class_labels.txt").is_file():
+        return "cub"
+    if (root / "cars_annos.mat").is_file():
+        return "cars"
+    sop = _official_root(root, "Ebay_train.txt", "Stanford_Online_Products")
+    if (sop / "Ebay_train.txt").is_file() or (sop / "Ebay_test.txt").is_file():
+        return "sop"
+    return "folders"
+
+
+def _numbering(pairs: Iterable[tuple[int, str]]) -> tuple[dict[int, int], list[str]]:
+    """Official id → label 0..C−1 in the order of the ids, and the name of each label (its first pair's)."""
+    names: dict[int, str] = {}
+    for official, name in pairs:
+        names.setdefault(official, name)
+    order = sorted(names)
+    return {official: label for label, official in enumerate(order)}, [names[i] for i in order]
+
+
+def load_retrieval_split(root: PathLike, split: str = "train", layout: str = "auto",
+                         train_classes: Optional[Sequence[str]] = None) -> RetrievalSplit:
+    """The records of ``split`` (``train``, ``test``, ``all``; folders: any split of their ``splits.json``) of the
+    data set at ``root`` in ``layout`` (a ``RETRIEVAL_LAYOUTS`` name or ``"auto"``).
+
+    ``train_classes`` (folders only): class folder names forming ``train``; the others form ``test``.
+    Listed images missing on disk are reported in ``problems`` and left out. Raises ``LayoutError`` when the
+    folder, an index file or every image of the split is missing, ``KeyError`` for an unknown layout or split
+    name in ``splits.json``, ``ValueError`` for an unknown split or class name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"data folder not found: {printable(root)}")
+    name = detect_retrieval_layout(root) if layout == "auto" else layout
+    scan: ScanFn = RETRIEVAL_LAYOUTS.get(name)
+    entries, problems = scan(root, split, train_classes)
+    present = []
+    for entry in entries:
+        if entry.path.is_file():
+            present.append(entry)
+        else:
+            problems.append(Problem("missing image", entry.path, f"listed in the {name} index"))
+    if not present:
+        raise LayoutError(f"no images of split '{split}' found under {printable(root)} in layout '{name}'"
+                          + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else ""))
+    labels, classes = _numbering((e.class_id, e.class_name) for e in present)
+    has_super = all(e.super_id is not None for e in present)
+    super_labels, super_classes = _numbering((e.super_id, e.super_name) for e in present) if has_super else ({}, None)
+    records = sorted((Record(e.path, labels[e.class_id], super_labels.get(e.super_id)) for e in present),
+                     key=lambda r: (r.label, r.path))
+    problems.sort(key=lambda p: (p.path, p.kind))
+    return RetrievalSplit(name, root, split, records, classes, super_classes, problems)
