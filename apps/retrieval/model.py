@@ -1,0 +1,153 @@
+"""Retrieval embedding model: timm backbone → global pooling → linear embedding → L2 normalisation, built from
+names, saved as safetensors with its constructor config."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from apps.retrieval.pooling import POOLINGS
+from coseg.models.checkpoint import read_checkpoint, write_checkpoint
+from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, encoder_normalization,
+                                     load_timm_weights)
+from metric._checks import check_shape
+
+PathLike = Union[str, os.PathLike]
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+
+
+def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:
+    return (m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+class RetrievalModel(nn.Module):
+    """Images (B, 3, H, W), float in [0, 1] → unit-length embeddings (B, embedding_dim).
+
+    ``forward(x) == embed_features(features(x))``: :meth:`features` runs the backbone and the pooling (normalising
+    the images inside with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can
+    be cached and the head trained on them. With ``freeze_bn`` the backbone's BatchNorm layers stay in eval mode
+    (running statistics fixed) and their affine parameters do not train. ``config`` holds the
+    :func:`create_retrieval_model` arguments that rebuild this model; build it with that function."""
+
+    def __init__(self, backbone: nn.Module, pooling: nn.Module, feature_dim: int, *, embedding_dim: int,
+                 freeze_bn: bool, mean: Sequence[float], std: Sequence[float], config: dict[str, Any]) -> None:
+        super().__init__()
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
+        self.backbone = backbone
+        self.pooling = pooling
+        self.embedding = nn.Linear(feature_dim, embedding_dim)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.feature_dim = feature_dim
+        self.embedding_dim = embedding_dim
+        self.freeze_bn = freeze_bn
+        self.config = dict(config)
+        if freeze_bn:
+            for bn in _batch_norms(self.backbone):
+                bn.requires_grad_(False)
+            self.train(self.training)
+
+    def train(self, mode: bool = True) -> "RetrievalModel":
+        """Like ``nn.Module.train``, but frozen BatchNorm layers stay in eval mode."""
+        super().train(mode)
+        if self.freeze_bn:
+            for bn in _batch_norms(self.backbone):
+                bn.eval()
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (B, feature_dim) of images (B, 3, H, W), float in [0, 1]."""
+        check_shape(images, ["B", "3", "H", "W"], "images")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+        feature_map = self.backbone.forward_features((images - self.mean) / self.std)
+        if feature_map.dim() != 4:
+            raise ValueError(f"backbone '{self.config['backbone']}' gives features of shape "
+                             f"{tuple(feature_map.shape)}, not a (B, C, h, w) map: only convolutional backbones "
+                             f"are supported")
+        return self.pooling(feature_map)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings (B, embedding_dim) of pooled features (B, feature_dim): the head alone."""
+        check_shape(features, ["B", str(self.feature_dim)], "features")
+        return F.normalize(self.embedding(features), dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed_features(self.features(images))
+
+    def feature_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of :meth:`features` (backbone and pooling), e.g. for their own learning rate."""
+        return [p for p in [*self.backbone.parameters(), *self.pooling.parameters()] if p.requires_grad]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of :meth:`embed_features` (the linear embedding)."""
+        return list(self.embedding.parameters())
+
+    def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
+        """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
+        string ``metadata``. :func:`load_retrieval_model` rebuilds the model from it."""
+        write_checkpoint(path, self.state_dict(), self.config, metadata)
+
+
+def _backbone(name: str, weights: Optional[PathLike]) -> nn.Module:
+    """Headless, unpooled timm model ``name`` with ``weights`` (see :func:`create_retrieval_model`)."""
+    if not timm.is_model(name):
+        raise KeyError(f"unknown timm backbone '{name}'; backbones with offline ImageNet weights: "
+                       f"{', '.join(IMAGENET_WEIGHT_SOURCES.names())}")
+    if weights == "imagenet" and name not in IMAGENET_WEIGHT_SOURCES:
+        with downloading_weights(name):
+            return timm.create_model(name, pretrained=True, num_classes=0, global_pool="")
+    backbone = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+    if weights is not None:
+        load_timm_weights(backbone, name, weights)
+    return backbone
+
+
+def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[PathLike] = "imagenet",
+                           pooling: str = "avg", embedding_dim: int = 128, freeze_bn: bool = False,
+                           mean: Optional[Sequence[float]] = None,
+                           std: Optional[Sequence[float]] = None) -> RetrievalModel:
+    """Build a :class:`RetrievalModel` from names.
+
+    backbone: a timm model name. weights: ``"imagenet"`` (offline for ``tf_efficientnet_lite0/1/2``, downloaded by
+    timm for other backbones), None (random), or a local ``.safetensors``/``.pth`` file in timm key names.
+    pooling: a name in ``POOLINGS`` (``avg``, ``gem``). mean/std: input normalisation (default: the backbone's
+    pretrained config)."""
+    pool = POOLINGS.get(pooling)()
+    net = _backbone(backbone, weights)
+    default_mean, default_std = encoder_normalization(TIMM_PREFIX + backbone)
+    config = {
+        "backbone": backbone,
+        "pooling": pooling,
+        "embedding_dim": embedding_dim,
+        "freeze_bn": freeze_bn,
+        "mean": [float(v) for v in (default_mean if mean is None else mean)],
+        "std": [float(v) for v in (default_std if std is None else std)],
+    }
+    return RetrievalModel(net, pool, int(net.num_features), embedding_dim=embedding_dim, freeze_bn=freeze_bn,
+                          mean=config["mean"], std=config["std"], config=config)
+
+
+def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RetrievalModel:
+    """Rebuild the model saved by :meth:`RetrievalModel.save` in ``path`` (no download: weights=None, then its
+    state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file; a
+    pickled file is refused without being unpickled."""
+    state_dict, config, _ = read_checkpoint(path, map_location)
+    try:
+        model = create_retrieval_model(**config, weights=None)
+    except TypeError as err:
+        raise ValueError(f"{path}: its model config {config} does not match create_retrieval_model's arguments "
+                         f"({err}); is it a retrieval model file?") from err
+    model.to(map_location)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
+    return model

@@ -1,0 +1,37 @@
+"""Global pooling of a backbone's feature map into one vector per image: average, or GeM with a learnable power."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metric._checks import check_shape
+from metric.registry import Registry
+
+POOLINGS: Registry[nn.Module] = Registry("pooling")
+
+
+@POOLINGS.register("avg")
+class AvgPool(nn.Module):
+    """(B, C, h, w) → (B, C): mean over the spatial positions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_shape(x, ["B", "C", "h", "w"], "feature map")
+        return x.mean(dim=(-2, -1))
+
+
+@POOLINGS.register("gem")
+class GeM(nn.Module):
+    """(B, C, h, w) → (B, C): generalised mean ``(mean_hw max(x, eps)^p)^(1/p)`` with a learnable power ``p``
+    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 (stable under AMP)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if p <= 0 or eps <= 0:
+            raise ValueError(f"GeM needs p > 0 and eps > 0, got p={p}, eps={eps}")
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_shape(x, ["B", "C", "h", "w"], "feature map")
+        p = self.p.float()
+        return x.float().clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
