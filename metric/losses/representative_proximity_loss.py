@@ -1,0 +1,67 @@
+"""Proximity-to-representative regulariser (Can, Gürbüz, Alatan, ICIP 2021): pull each sample of a batch
+towards its class representative in the batch (see ``ClassRepresentativeBatchSampler``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from metric._checks import check_finite, check_same_size, check_shape
+from metric.distances.base_distance import BaseDistance
+from metric.distances.euclidean import EuclideanDistance
+from metric.reduction import Reduction, check_reduction, reduce_loss
+from metric.registry import LOSSES
+
+
+def representative_proximity_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    representative_mask: torch.Tensor,
+    distance: Optional[BaseDistance] = None,
+) -> torch.Tensor:
+    """Per-sample losses (M,): for each non-representative sample whose class has a representative in the
+    batch, its distance to that representative under ``distance`` (default Euclidean; for a similarity, minus
+    the similarity, e.g. cos − 1 up to a constant for cosine). Samples of classes without a representative are
+    left out; gradients reach both the sample and the representative.
+
+    ``embeddings (N, D)``, ``labels (N,)``, ``representative_mask (N,)`` bool (at most one per class).
+    """
+    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
+    check_shape(labels, ["N"], "labels")
+    check_shape(representative_mask, ["N"], "representative_mask")
+    check_same_size(n, labels.shape[0], "embeddings and labels")
+    check_same_size(n, representative_mask.shape[0], "embeddings and representative_mask")
+    if labels.is_floating_point():
+        raise TypeError("labels must be an integer tensor")
+    if representative_mask.dtype != torch.bool:
+        raise TypeError("representative_mask must be a bool tensor")
+    check_finite(embeddings, "embeddings")
+    distance = EuclideanDistance() if distance is None else distance
+    representatives = representative_mask.nonzero(as_tuple=True)[0]
+    if torch.unique(labels[representatives]).numel() != representatives.numel():
+        raise ValueError("representative_mask marks more than one representative of a class")
+    # (N, R) has at most one True per row: each sample's representative, if its class has one.
+    samples, column = (labels.unsqueeze(1) == labels[representatives].unsqueeze(0)).nonzero(as_tuple=True)
+    pulled = ~representative_mask[samples]
+    samples, targets = samples[pulled], representatives[column[pulled]]
+    values = distance.paired(embeddings[samples], embeddings[targets])
+    return distance.gap(values, torch.zeros_like(values))
+
+
+@LOSSES.register("representative_proximity")
+class RepresentativeProximityLoss(nn.Module):
+    """``forward(embeddings (N, D), labels (N,), representative_mask (N,)) → loss``:
+    :func:`representative_proximity_loss` reduced by ``reduction`` (``mean``: the mean distance)."""
+
+    def __init__(self, distance: Optional[BaseDistance] = None, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.distance = EuclideanDistance() if distance is None else distance
+        self.reduction = reduction
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, representative_mask: torch.Tensor
+    ) -> torch.Tensor:
+        losses = representative_proximity_loss(embeddings, labels, representative_mask, self.distance)
+        return reduce_loss(losses, self.reduction)
