@@ -23,6 +23,7 @@ setup(
         "faiss-cpu>=1.8",
         "numpy>=1.24",
         "pillow>=9",
+        "scipy>=1.10",  # reads Cars196 cars_annos.mat
         "click>=8.1",
         "pyyaml>=6",
         "tqdm>=4.60",

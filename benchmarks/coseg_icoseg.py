@@ -1,0 +1,223 @@
+"""iCoseg benchmark: train on ``train30`` (validation groups carved from it), evaluate on ``test8``.
+
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ../shared/data/icoseg --minutes 30 --out bench_out/icoseg.json
+    .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice+CE ablation
+
+Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) and
+writes ``P``, ``J``, ``per_group``, ``minutes``, ``images_per_s`` and the side-by-side speed ratios to the JSON:
+- ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
+- ``predict_vs_forward``: ``predict`` images/s on the test8 files (decode, resize, forward, upsample, write PNG) /
+  the raw model forward on the same number of ready tensors (goal ≥ 0.90);
+- ``train_vs_plain``: our training loop's images/s / a plain smp-style loop (same model, Dice + BCE, same batches,
+  no engine) (goal ≥ 0.95).
+test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from coseg.config import CosegTrainConfig
+from coseg.data import find_samples, printable
+from coseg.engine import config_from_dict, config_to_dict, resolve_device
+from coseg.evaluate import evaluate_samples
+from coseg.inference import collate_images
+from coseg.models import load_model
+from coseg.predict import predict_folder
+from coseg.selection import choose_groups, samples_of
+from coseg.train import build_objective, train
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random train-sized batch: images (B, 3, S, S) in [0, 1], masks (B, S, S), groups (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    b, s = cfg.groups_per_batch * cfg.images_per_group, cfg.image_size
+    images = torch.rand(b, 3, s, s, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    masks = torch.stack([((yy - s / 2) ** 2 + (xx - s / 2 + 8 * i) ** 2 < (s / 4) ** 2) for i in range(b)]).long()
+    groups = torch.arange(cfg.groups_per_batch).repeat_interleave(cfg.images_per_group)
+    return images, masks, groups
+
+
+def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict[str, float]:
+    """Time of the IS-Triplet term (sampling + loss + its backward into the embeddings) / a whole train step."""
+    images, masks, groups = train_batch(cfg)
+    objective = build_objective(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model.train()
+
+    def step() -> None:
+        out = model(images)
+        loss = objective(out.mask_logits, out.embeddings, masks, groups)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with torch.no_grad():
+        out = model(images)
+    emb = out.embeddings.detach().requires_grad_(True)
+    probs = torch.sigmoid(out.mask_logits.detach()).squeeze(1)
+    triplet = objective.triplet
+
+    def triplet_only() -> None:
+        loss = triplet(emb, masks, groups=groups, probabilities=probs)
+        loss.backward()
+
+    step_s = median_time(step, repeats=3)
+    triplet_s = median_time(triplet_only, repeats=7) if triplet is not None else 0.0
+    return {"train_step_s": step_s, "triplet_s": triplet_s, "triplet_share": triplet_s / step_s}
+
+
+def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 6) -> dict[str, float]:
+    """images/s of our loop (CosegTask.train_step through the engine's step: autocast, NaN guard, optimizer) vs a
+    plain loop (model forward, Dice + BCE, backward, step) over the same cached batches."""
+    import segmentation_models_pytorch as smp
+    from torch.utils.data import DataLoader
+
+    from coseg.data import CosegDataset, ImageCache, TrainAugmentation
+    from coseg.engine import DistInfo, Engine
+    from coseg.train import CosegTask
+    from metric.samplers import PKBatchSampler
+
+    scan = find_samples(data, "icoseg")
+    groups = choose_groups(scan, data / "splits.json", "train30", [])[:6]
+    dataset = CosegDataset(samples_of(scan, groups), cfg.image_size, ImageCache(cfg.image_size, progress=False))
+    sampler = PKBatchSampler(dataset.group_ids, cfg.groups_per_batch, cfg.images_per_group, seed=0)
+    loader = DataLoader(dataset, batch_sampler=sampler)
+    batches = [b for _, b in zip(range(steps), loader)]
+
+    def plain() -> float:
+        model = load_model(model_path).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        dice, bce = smp.losses.DiceLoss("binary"), smp.losses.SoftBCEWithLogitsLoss()
+        start = time.perf_counter()
+        for b in batches:
+            x = b["image"].float() / 255
+            y = b["mask"].unsqueeze(1).float()
+            logits = model(x).mask_logits
+            loss = dice(logits, y) + bce(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return len(batches) * len(batches[0]["image"]) / (time.perf_counter() - start)
+
+    def ours() -> float:
+        model = load_model(model_path)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = Engine(model, opt, Path(tmp), dist=DistInfo(), epochs=1, quiet=True)
+            task = CosegTask(build_objective(cfg), TrainAugmentation(cfg.image_size) if cfg.augment else None, None,
+                             torch.device("cpu"))
+            start = time.perf_counter()
+            engine.fit(task, batches)
+            seconds = time.perf_counter() - start
+        return len(batches) * len(batches[0]["image"]) / seconds
+
+    plain()  # warm-up (allocator, kernels)
+    p = [plain() for _ in range(2)]
+    o = [ours() for _ in range(2)]
+    return {"plain_images_per_s": max(p), "ours_images_per_s": max(o), "train_vs_plain": max(o) / max(p)}
+
+
+def measure_predict_vs_forward(model_path: Path, image_size: int, images_dir: Path) -> dict[str, float]:
+    """``predict_folder`` on real files vs the raw forward on as many ready (B, 3, S, S) tensors."""
+    device = torch.device("cpu")
+    model = load_model(model_path).eval()
+    n = sum(1 for p in images_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    x = torch.rand(8, 3, image_size, image_size)
+    batches = -(-n // 8)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for _ in range(batches):
+                model(x)
+
+    def predict() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            predict_folder(model, image_size, images_dir, Path(tmp), device, batch_size=8, progress=False)
+
+    forward_s = min(median_time(forward, repeats=1, warmup=1) for _ in range(2))
+    predict_s = min(median_time(predict, repeats=1, warmup=0) for _ in range(2))
+    return {"forward_images_per_s": batches * 8 / forward_s, "predict_images_per_s": n / predict_s,
+            "predict_vs_forward": (n / predict_s) / (batches * 8 / forward_s)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
+    parser.add_argument("--minutes", type=float, required=True, help="training time budget")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--run-dir", type=Path, help="where the run goes (default: beside --out)")
+    parser.add_argument("--config", type=Path, help="YAML config of the run (defaults: the toolkit's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--skip-speed", action="store_true", help="skip the speed ratios")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    base = yaml.safe_load(args.config.read_text()) if args.config else {}
+    base.update(dict(kv.split("=", 1) for kv in args.set))
+    run_dir = args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
+    base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
+                minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
+    cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
+    result = train(cfg)
+
+    device = resolve_device(cfg.device)
+    model = load_model(run_dir / "best.safetensors").to(device).eval()
+    scan = find_samples(args.data, "icoseg")
+    test_groups = choose_groups(scan, args.data / "splits.json", "test8", [])
+    short = json.loads((args.data / "splits.json").read_text())["test8"]
+    t0 = time.perf_counter()
+    evaluation = evaluate_samples(model, samples_of(scan, test_groups), cfg.image_size, device, progress=False)
+    eval_s = time.perf_counter() - t0
+    s = evaluation.summary
+    per_group = {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)} for g, d in s["per_group"].items()}
+    out: dict[str, Any] = {
+        "P": round(s["P"], 2), "J": round(s["J"], 2), "per_group": per_group,
+        "minutes": round(result.fit.seconds / 60, 2), "images_per_s": round(result.fit.images_per_s, 2),
+        "epochs": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
+        "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2),
+        "val_groups": [printable(g) for g in result.val_groups], "eval_seconds": round(eval_s, 1),
+        "config": config_to_dict(cfg),
+    }
+    if not args.skip_speed:
+        out.update({k: round(v, 4) for k, v in measure_triplet_share(load_model(run_dir / "best.safetensors"), cfg).items()})
+        out.update({k: round(v, 4) for k, v in measure_predict_vs_forward(
+            run_dir / "best.safetensors", cfg.image_size, args.data / "images" / test_groups[0]).items()})
+        out.update({k: round(v, 4) for k, v in measure_train_vs_plain(run_dir / "best.safetensors", cfg, args.data).items()})
+
+    width = max(len(g) for g in per_group)
+    print(f"{'group':<{width}}  {'P':>6}  {'J':>6}")
+    for g, d in sorted(per_group.items(), key=lambda kv: kv[1]["J"]):
+        print(f"{g:<{width}}  {d['P']:6.2f}  {d['J']:6.2f}")
+    print(f"{'mean':<{width}}  {out['P']:6.2f}  {out['J']:6.2f}")
+    print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
+          f"best validation J {out['val_J']} at epoch {out['best_epoch']}")
+    for k in ("triplet_share", "predict_vs_forward", "train_vs_plain"):
+        if k in out:
+            print(f"{k}: {out[k]}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
