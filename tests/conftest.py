@@ -1,7 +1,6 @@
 """Shared fixtures: devices (CUDA cases skip cleanly without a GPU), dtypes, seeding, shared data paths."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 

@@ -4,6 +4,6 @@ from metric.losses.zero_mean_regularizer import ZeroMeanRegularizer, zero_mean_r
 from metric.losses.triplet_upper_bound import TripletUpperBoundLoss, fixed_centroids, triplet_upper_bound_loss
 from metric.losses.soft_triple_loss import SoftTripleLoss, soft_triple_loss
 from metric.losses.global_loss import GlobalLoss, global_loss
-from metric.losses.hierarchical_triplet_loss import HierarchicalTripletLoss, hierarchical_triplet_loss
 from metric.losses.is_triplet_loss import ISTripletLoss, is_triplet_loss
 from metric.losses.representative_proximity_loss import RepresentativeProximityLoss, representative_proximity_loss
+from metric.losses.hierarchical_triplet_loss import HierarchicalTripletLoss, hierarchical_triplet_loss
