@@ -102,6 +102,14 @@ def test_gradcheck():
     assert gradcheck(lambda e: triplet_upper_bound_loss(e, labels, centroids, 0.3), [x])
 
 
+def test_gradcheck_centroids_too():
+    # The squared distances to the centroids have a hand-written backward: check both of its gradients.
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    centroids = fixed_centroids(3, 3, dtype=torch.float64) + 0.1 * torch.randn(3, 3, dtype=torch.float64)
+    x = centroids[labels] + 0.4 * torch.randn(6, 3, dtype=torch.float64)
+    assert gradcheck(lambda e, c: triplet_upper_bound_loss(e, labels, c, 0.3), [x, centroids])
+
+
 def test_module_matches_function_and_holds_fixed_centroids(dtype):
     loss = LOSSES.create("triplet_upper_bound", num_classes=3, embedding_size=4, margin=0.2).to(dtype)
     assert isinstance(loss, TripletUpperBoundLoss)
