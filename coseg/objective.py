@@ -5,6 +5,7 @@ from typing import Mapping, Optional
 
 import segmentation_models_pytorch as smp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from metric._checks import check_shape
@@ -18,13 +19,29 @@ SEGMENTATION_LOSSES.register("focal")(lambda: smp.losses.FocalLoss("binary"))
 SEGMENTATION_LOSSES.register("jaccard")(lambda: smp.losses.JaccardLoss("binary", from_logits=True))
 
 
+IGNORE = 255
+
+
+def pool_labels(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) 0/1 masks → (B, h, w) labels of the embedding grid: 1 (or 0) where the cell is all foreground
+    (or all background), ``IGNORE`` where it straddles the boundary, so no pixel triplet uses a mixed cell."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks.long()
+    share = F.adaptive_avg_pool2d(masks.unsqueeze(1).float(), size).squeeze(1)
+    labels = torch.full_like(share, IGNORE, dtype=torch.long)
+    labels[share <= 0.0] = 0
+    labels[share >= 1.0] = 1
+    return labels
+
+
 class CosegObjective(nn.Module):
     """``Σ_name w_name · seg_loss_name(mask_logits, masks) + w_triplet · IS-Triplet(embeddings, masks, groups)``.
 
-    ``forward(mask_logits (B, 1, H, W), embeddings (B, D, H, W) | None, masks (B, H, W) in {0, 1},
+    ``forward(mask_logits (B, 1, H, W), embeddings (B, D, h, w) | None, masks (B, H, W) in {0, 1},
     groups (B,) | None)`` returns every term and their weighted sum under ``loss``. Terms with weight 0 are not
-    computed. The triplet sampler sees the predicted probabilities, so "hard" sampling can favour mis-predicted
-    pixels."""
+    computed. Embeddings may be coarser than the masks (the model's ``embedding_stride``): labels are pooled to
+    their grid (:func:`pool_labels`). The triplet sampler sees the predicted probabilities, so "hard" sampling
+    can favour mis-predicted pixels."""
 
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
@@ -52,8 +69,12 @@ class CosegObjective(nn.Module):
         if self.triplet is not None:
             if embeddings is None:
                 raise ValueError("the IS-Triplet term needs the model's pixel embeddings")
-            probabilities = torch.sigmoid(logits.detach()).squeeze(1)
-            terms["triplet"] = self.triplet(embeddings.float(), masks.long(), groups=groups, probabilities=probabilities)
+            grid = tuple(embeddings.shape[-2:])
+            probabilities = torch.sigmoid(logits.detach())
+            if grid != tuple(logits.shape[-2:]):
+                probabilities = F.adaptive_avg_pool2d(probabilities, grid)
+            terms["triplet"] = self.triplet(embeddings.float(), pool_labels(masks, grid), groups=groups,
+                                            probabilities=probabilities.squeeze(1))
             total = total + self.triplet_weight * terms["triplet"]
         terms["loss"] = total
         return terms

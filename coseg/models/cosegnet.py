@@ -30,7 +30,7 @@ for _name, _smp_class in (("unet", smp.Unet), ("unetplusplus", smp.UnetPlusPlus)
 
 class CosegOutput(NamedTuple):
     mask_logits: torch.Tensor  # (B, 1, H, W) foreground logits
-    embeddings: torch.Tensor  # (B, D, H, W), unit L2 norm over D at every pixel
+    embeddings: torch.Tensor  # (B, D, H / s, W / s) with s = embedding_stride, unit L2 norm over D at every pixel
 
 
 class CosegNet(nn.Module):
@@ -41,7 +41,7 @@ class CosegNet(nn.Module):
     :func:`create_model` rather than directly."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, decoder_channels: int, *, embedding_dim: int,
-                 embedding_hidden_channels: int, mean: Sequence[float], std: Sequence[float],
+                 embedding_hidden_channels: int, embedding_stride: int, mean: Sequence[float], std: Sequence[float],
                  config: dict[str, Any]) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -53,6 +53,10 @@ class CosegNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.output_stride = int(encoder.output_stride)
+        if embedding_stride < 1 or self.output_stride % embedding_stride:
+            raise ValueError(f"embedding_stride must divide the encoder's output stride {self.output_stride}, "
+                             f"got {embedding_stride}")
+        self.embedding_stride = embedding_stride
         self.config = dict(config)
         self._encoder_frozen = False
 
@@ -75,7 +79,8 @@ class CosegNet(nn.Module):
         logits = self.mask_head(decoded)
         if logits.shape[-2:] != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return CosegOutput(logits, self.embedding_head(decoded, size))
+        s = self.embedding_stride
+        return CosegOutput(logits, self.embedding_head(decoded, (size[0] // s, size[1] // s)))
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -113,7 +118,7 @@ class CosegNet(nn.Module):
 
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
-                 embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None,
+                 embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> CosegNet:
     """Build a :class:`CosegNet` from names.
 
@@ -121,7 +126,9 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     name>`` for timm encoders). weights: ``"imagenet"`` (offline for ``tu-tf_efficientnet_lite0/1/2``, downloaded by
     smp/timm for other encoders), None (random), or a local ``.safetensors``/``.pth`` file (timm key names for
     ``tu-`` encoders, the encoder's own key names otherwise). embedding_hidden_channels: width of the embedding
-    head's hidden layer (default: the decoder's output channels). mean/std: input normalisation (default: what the
+    head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
+    1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
+    the IS-Triplet loss samples pixels, so it needs no full-resolution map). mean/std: input normalisation (default: what the
     encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
@@ -140,11 +147,12 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         "encoder": encoder,
         "embedding_dim": embedding_dim,
         "embedding_hidden_channels": hidden,
+        "embedding_stride": embedding_stride,
         "mean": [float(v) for v in (default_mean if mean is None else mean)],
         "std": [float(v) for v in (default_std if std is None else std)],
     }
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
-                    embedding_hidden_channels=hidden, mean=config["mean"], std=config["std"], config=config)
+                    embedding_hidden_channels=hidden, embedding_stride=embedding_stride, mean=config["mean"], std=config["std"], config=config)
 
 
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:

@@ -1,4 +1,5 @@
-"""Per-pixel embedding head: conv3×3-BN-ReLU-conv1×1 on decoder features, resized, L2-normalised over channels."""
+"""Per-pixel embedding head: conv3×3-BN-ReLU-conv1×1 on decoder features at a reduced resolution, L2-normalised
+over channels."""
 from __future__ import annotations
 
 import torch
@@ -7,9 +8,11 @@ from torch import nn
 
 
 class EmbeddingHead(nn.Module):
-    """(B, in_channels, h, w) decoder features → (B, embedding_dim, H, W) unit-length pixel embeddings.
+    """(B, in_channels, h, w) decoder features → (B, embedding_dim, *size) unit-length pixel embeddings.
 
-    The raw map is resized to ``size`` (bilinear) before normalising, so every output pixel has norm 1."""
+    Features larger than ``size`` are average-pooled down to it first (so the head runs at the embedding
+    resolution, which keeps the metric head cheap); smaller ones are resized up (bilinear) after the head. The
+    raw map is normalised last, so every output pixel has norm 1."""
 
     def __init__(self, in_channels: int, embedding_dim: int, hidden_channels: int) -> None:
         super().__init__()
@@ -24,6 +27,9 @@ class EmbeddingHead(nn.Module):
         )
 
     def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        h, w = features.shape[-2:]
+        if h > size[0] or w > size[1]:
+            features = F.adaptive_avg_pool2d(features, size)
         embeddings = self.layers(features)
         if embeddings.shape[-2:] != size:
             embeddings = F.interpolate(embeddings, size=size, mode="bilinear", align_corners=False)

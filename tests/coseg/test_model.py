@@ -28,9 +28,22 @@ def test_outputs_at_input_size_with_unit_embeddings(arch):
     out = model(images(2, 32, 64))
     assert isinstance(out, CosegOutput)
     assert out.mask_logits.shape == (2, 1, 32, 64)
-    assert out.embeddings.shape == (2, 5, 32, 64)
+    assert out.embeddings.shape == (2, 5, 8, 16)  # default embedding_stride 4
     assert bool(torch.isfinite(out.mask_logits).all())
-    assert_close(out.embeddings.norm(dim=1), torch.ones(2, 32, 64))
+    assert_close(out.embeddings.norm(dim=1), torch.ones(2, 8, 16))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 8])
+def test_embedding_stride(stride):
+    model = create_model("unet", weights=None, embedding_dim=3, embedding_stride=stride)
+    out = model(images(1, 64, 32))
+    assert out.embeddings.shape == (1, 3, 64 // stride, 32 // stride)
+    assert_close(out.embeddings.norm(dim=1), torch.ones(1, 64 // stride, 32 // stride))
+
+
+def test_embedding_stride_must_divide_the_output_stride():
+    with pytest.raises(ValueError, match="embedding_stride must divide"):
+        create_model("unet", weights=None, embedding_stride=3)
 
 
 def test_real_lite0_weights_and_normalisation():
@@ -40,7 +53,7 @@ def test_real_lite0_weights_and_normalisation():
         assert torch.equal(value, reference[key[len("model."):]]), key
     assert model.config["mean"] == [0.5] * 3 and model.config["std"] == [0.5] * 3
     out = model.eval()(images(1))
-    assert_close(out.embeddings.norm(dim=1), torch.ones(1, 64, 64))
+    assert_close(out.embeddings.norm(dim=1), torch.ones(1, 16, 16))
 
 
 def test_images_are_normalised_inside():

@@ -49,3 +49,25 @@ def test_bad_configuration_and_shapes():
     with pytest.raises(ValueError, match="masks must have shape"):
         CosegObjective({"dice": 1.0})(logits, None, masks[:, :8], groups)
     assert SEGMENTATION_LOSSES.names() == ["ce", "dice", "focal", "jaccard"]
+
+
+def test_pool_labels_marks_mixed_cells_ignored():
+    from coseg.objective import IGNORE, pool_labels
+
+    masks = torch.zeros(1, 8, 8, dtype=torch.long)
+    masks[0, :4, :] = 1
+    masks[0, 4, 0] = 1  # makes the cell (rows 4-7, cols 0-3) mixed
+    labels = pool_labels(masks, (2, 2))
+    assert labels.tolist() == [[[1, 1], [IGNORE, 0]]]
+    assert torch.equal(pool_labels(masks, (8, 8)), masks)
+
+
+def test_triplet_on_coarser_embeddings():
+    logits, _, masks, groups = batch()
+    emb = torch.nn.functional.normalize(torch.randn(4, 8, 4, 4), dim=1).requires_grad_(True)
+    obj = CosegObjective({"dice": 1.0}, triplet_weight=1.0, triplet=ISTripletLoss(k_per_class=4, strategy="hard"))
+    masks = torch.zeros_like(masks)
+    masks[:, :8] = 1  # top half foreground: every 4×4 cell is pure
+    terms = obj(logits, emb, masks, groups)
+    terms["loss"].backward()
+    assert terms["triplet"] >= 0 and emb.grad is not None
