@@ -13,9 +13,9 @@ DEFAULT_IMAGE_SIZE = 224
 
 def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
                        image_size: Optional[int] = None) -> tuple[CosegNet, int]:
-    """The model in eval mode on ``device`` and the inference size: ``image_size`` if given, else the size the
+    """The model in eval mode on ``device`` (channels_last) and the inference size: ``image_size`` if given, else the size the
     checkpoint was trained at (its metadata), else 224."""
-    model = load_model(checkpoint, map_location="cpu").to(device).eval()
+    model = load_model(checkpoint, map_location="cpu").to(device, memory_format=torch.channels_last).eval()
     if image_size is None:
         image_size = int(checkpoint_metadata(checkpoint).get("image_size", DEFAULT_IMAGE_SIZE))
     if image_size % model.output_stride:

@@ -60,8 +60,7 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
         if not len(batch["index"]):
             continue
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             probs = model.predict(images)[:, 0].float()
         for i, index in enumerate(batch["index"].tolist()):

@@ -32,11 +32,12 @@ class CosegTask:
     """One training step (augment → model → objective) and validation J/P on held-out groups."""
 
     def __init__(self, objective: CosegObjective, augmentation: Optional[TrainAugmentation],
-                 val_data: Optional[CosegDataset], device: torch.device) -> None:
+                 val_data: Optional[CosegDataset], device: torch.device, channels_last: bool = True) -> None:
         self.objective = objective.to(device)
         self.augmentation = augmentation.to(device) if augmentation is not None else None
         self.val_data = val_data
         self.device = device
+        self.channels_last = channels_last
 
     def train_step(self, model: torch.nn.Module, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
@@ -45,7 +46,7 @@ class CosegTask:
         if self.augmentation is not None:
             images, aug_masks = self.augmentation(images, masks.unsqueeze(1).float())
             masks = (aug_masks[:, 0] > 0.5).long()
-        if device.type == "cuda":
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         out = model(images)
         return self.objective(out.mask_logits, out.embeddings, masks.long(), groups)
@@ -140,11 +141,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         model = build_model(cfg)
         optimizer = build_optimizer(model, cfg)
         augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
-        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device)
+        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last)
         if dist.is_main:
             output.mkdir(parents=True, exist_ok=True)
             save_config(cfg, output / "config.yaml")
         engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
+                        channels_last=cfg.channels_last,
                         time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
                         find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet,
                         metadata={"image_size": str(cfg.image_size)})
