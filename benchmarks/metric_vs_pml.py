@@ -1,24 +1,64 @@
-"""metric/ against pytorch-metric-learning (PML): speed and agreement of the same computations.
+"""metric/ against pytorch-metric-learning (PML): speed, memory and agreement of the same computations.
 
-    .venv/bin/python benchmarks/metric_vs_pml.py --out bench_out/metric_vs_pml.json [--quick]
+    .venv/bin/python benchmarks/metric_vs_pml.py --out bench_out/metric_vs_pml.json [--quick] [--threads N]
 
-One function per measurement, each returning ``{key: value}`` for the JSON; add new measurements (SNR distance,
-triplet upper bound, pixel triplets, ...) as functions beside these and list them in ``MEASUREMENTS``. Timings:
-:func:`median_seconds` (warm-up runs, then the median of repeats), single process, both libraries on the same
-threads. ``--quick`` shrinks the inputs so the whole run takes under a minute.
+One function per measurement, each returning ``{key: value}`` for the JSON and listed in ``MEASUREMENTS``; the
+headline keys and their goals are in ``GOALS`` (``pixel_triplet_ms`` is reported without a goal), the other keys
+are the details they come from. Both libraries run in this one process on the same threads. Timings:
+:func:`median_seconds` (warm-up runs, then the median of repeats) for the retrieval and pixel-loss calls, and
+:func:`seconds_per_call` (calls repeated back to back until a timing lasts ``min_seconds``, the compared
+functions timed in turns) for the SNR and upper-bound ratios. Peak memory: :func:`peak_allocated_bytes`.
+``--quick`` shrinks the inputs so the whole run takes under a minute.
+
+Both run on one intra-op thread unless ``--threads`` says otherwise: the ratios compare implementations, and one
+thread keeps them reproducible on a machine shared with other jobs, where a parallel region waits for a
+descheduled thread (milliseconds per op, measured up to 200× slower on small calls with 2 threads on 2 busy cores).
 """
 from __future__ import annotations
 
+import os
+
+# Read when torch is imported: above kineto's highest level (5), so the profiler logs no start/stop and no-GPU lines.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
 import argparse
 import json
+import math
 import statistics
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
+from metric.distances import SNRDistance
+from metric.losses import ISTripletLoss, TripletUpperBoundLoss
 from metric.retrieval import retrieval_metrics
+
+try:
+    from pytorch_metric_learning import distances as pml_distances
+    from pytorch_metric_learning import losses as pml_losses
+    from pytorch_metric_learning import reducers as pml_reducers
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+except ModuleNotFoundError as missing:
+    raise SystemExit(
+        f"{missing}: this benchmark compares with pytorch-metric-learning, a dev extra: pip install -e '.[dev]'"
+    ) from missing
+
+# Headline keys: (comparison, threshold). A key in REPORTED has no goal; every other key is a detail.
+GOALS: dict[str, tuple[str, float]] = {
+    "snr_time_ratio": (">=", 2.0),
+    "snr_mem_ratio": ("<=", 0.1),
+    "upper_bound_speedup": (">=", 50.0),
+    "upper_bound_scaling": ("<=", 1.5),
+    "retrieval_speedup": (">=", 2.0),
+    "retrieval_max_abs_diff": ("<=", 1e-6),
+}
+REPORTED = ("pixel_triplet_ms",)
+MIB = 2**20
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> tuple[float, Any]:
@@ -33,10 +73,64 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> 
     return statistics.median(times), result
 
 
-def clustered_embeddings(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian classes around random centres, overlapping enough that R@1 and MAP@R are well below 1."""
+def seconds_per_call(fns: Sequence[Callable[[], Any]], repeats: int = 5, min_seconds: float = 0.2) -> list[float]:
+    """Median seconds per call of each of ``fns``, side by side.
+
+    A first call of each function (its warm-up, timed again if it was short) sets how many calls in a row make
+    one timing last about ``min_seconds``, so a sub-millisecond call is not lost in timer and scheduling noise;
+    then ``repeats`` rounds time each function in turn, so a change in the machine's load hits all alike.
+    """
+    calls = []
+    for fn in fns:
+        elapsed = 0.0
+        for _ in range(2):
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        calls.append(max(1, math.ceil(min_seconds / elapsed)))
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, count, timings in zip(fns, calls, times):
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            timings.append((time.perf_counter() - start) / count)
+    return [statistics.median(timings) for timings in times]
+
+
+def peak_allocated_bytes(fn: Callable[[], Any]) -> int:
+    """Peak bytes that tensors allocated during ``fn()`` hold at once (its output included, its inputs not).
+
+    Read from torch's profiler (``profile_memory``): every allocation and free of torch's CPU allocator is an
+    event with a signed size, and the peak is the running sum's maximum. This counts exactly the tensors an
+    implementation creates, deterministically, whoever else runs on the machine. The process's peak resident
+    size (``ru_maxrss``) would not: glibc keeps freed pages for reuse, so a second call adds nothing, and a
+    first call in a fresh process adds one-time thread-pool and library buffers of a few MiB, as large as a
+    small implementation's whole footprint. Not counted: memory libraries take outside torch's allocator (BLAS
+    packing buffers, a few MiB at most, independent of N and M).
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"),
+        key=lambda event: event.start_ns(),
+    )
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def clustered_embeddings(
+    n: int, dim: int, classes: int, seed: int = 0, balanced: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian classes around random centres, overlapping enough that R@1 and MAP@R are well below 1.
+    ``balanced``: labels cycle through the classes (n / classes samples each, as in a P×K batch)."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, classes, (n,), generator=g)
+    labels = torch.arange(n) % classes if balanced else torch.randint(0, classes, (n,), generator=g)
     centres = torch.randn(classes, dim, generator=g)
     return centres[labels] + 1.8 * torch.randn(n, dim, generator=g), labels
 
@@ -44,8 +138,6 @@ def clustered_embeddings(n: int, dim: int, classes: int, seed: int = 0) -> tuple
 def measure_retrieval(quick: bool) -> dict[str, float]:
     """R@1, MAP@R and NMI of 100,000 × 128 embeddings in 100 classes (10,000 with --quick): our one streaming
     pass vs PML's AccuracyCalculator with k="max_bin_count" (the smallest k that makes its MAP@R exact)."""
-    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-
     n = 10_000 if quick else 100_000
     x, y = clustered_embeddings(n, 128, 100)
     calculator = AccuracyCalculator(
@@ -70,22 +162,173 @@ def measure_retrieval(quick: bool) -> dict[str, float]:
     }
 
 
-MEASUREMENTS: list[Callable[[bool], dict[str, float]]] = [measure_retrieval]
+def snr_calls(quick: bool) -> tuple[int, int, Callable[[], torch.Tensor], Callable[[], torch.Tensor]]:
+    """(N, D, ours, PML): pairwise SNR distances of N = M = 2048 rows of D = 512 (512 × 128 with --quick).
+    PML's ``SNRDistance`` runs with ``normalize_embeddings=False``, so both compute the same matrix."""
+    n, dim = (512, 128) if quick else (2048, 512)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+    ours, pml = SNRDistance(), pml_distances.SNRDistance(normalize_embeddings=False)
+    return n, dim, lambda: ours.pairwise(x, y), lambda: pml(x, y)
 
 
-def print_table(results: dict[str, float]) -> None:
+def measure_snr_time(quick: bool) -> dict[str, float]:
+    """PML's time / ours for the same N×M SNR matrix, and how far the two matrices differ (relative)."""
+    n, dim, ours, pml = snr_calls(quick)
+    # PML's call takes ~20 s at full size on one core: few repeats.
+    pml_seconds, ours_seconds = seconds_per_call([pml, ours], repeats=5 if quick else 3)
+    expected = pml()
+    return {
+        "snr_n": n,
+        "snr_dim": dim,
+        "snr_pml_seconds": pml_seconds,
+        "snr_ours_seconds": ours_seconds,
+        "snr_time_ratio": pml_seconds / ours_seconds,
+        "snr_max_rel_diff": float(((ours() - expected).abs() / expected.abs()).max()),
+    }
+
+
+def measure_snr_memory(quick: bool) -> dict[str, float]:
+    """Our peak extra memory / PML's for the same SNR call (:func:`peak_allocated_bytes`). PML's holds the
+    N×M×D differences (8 GiB at full size); ours one matmul's N×M output and a few N×D or N×M temporaries."""
+    _, _, ours, pml = snr_calls(quick)
+    ours_bytes, pml_bytes = peak_allocated_bytes(ours), peak_allocated_bytes(pml)
+    return {
+        "snr_ours_peak_mib": ours_bytes / MIB,
+        "snr_pml_peak_mib": pml_bytes / MIB,
+        "snr_mem_ratio": ours_bytes / pml_bytes,
+    }
+
+
+def upper_bound_step(n: int, num_classes: int = 32, dim: int = 128) -> tuple[Callable[[], float], torch.Tensor, torch.Tensor]:
+    """(forward+backward of our :class:`TripletUpperBoundLoss`, embeddings, labels) on a P×K batch of ``n``
+    L2-normalised embeddings (``num_classes`` classes, n / num_classes each), margin 0.2."""
+    x, labels = clustered_embeddings(n, dim, num_classes, balanced=True)
+    x = F.normalize(x, dim=1).requires_grad_(True)
+    loss = TripletUpperBoundLoss(num_classes, dim, margin=0.2)
+    return partial(forward_backward, loss, x, labels), x, labels
+
+
+def forward_backward(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     labels: torch.Tensor) -> float:
+    """One training step's worth of ``loss``: forward, backward into the leaf ``x``; returns the loss value."""
+    x.grad = None
+    value = loss(x, labels)
+    value.backward()
+    return float(value.detach())
+
+
+def measure_upper_bound_speedup(quick: bool) -> dict[str, float]:
+    """PML's ``TripletMarginLoss`` over all triplets (its default, no miner) vs our upper bound, forward +
+    backward, on one P×K batch: N = 1024 = 32 classes × 32 (512 = 32 × 16 with --quick), D = 128,
+    L2-normalised, margin 0.2. PML gets squared Euclidean distances and a plain mean over all triplets, so it
+    computes exactly the mean triplet loss our loss bounds (its value ≤ ours: both are in the JSON)."""
+    n = 512 if quick else 1024
+    ours, x, labels = upper_bound_step(n)
+    pml_loss = pml_losses.TripletMarginLoss(
+        margin=0.2,
+        distance=pml_distances.LpDistance(normalize_embeddings=False, power=2),
+        reducer=pml_reducers.MeanReducer(),
+    )
+    pml = partial(forward_backward, pml_loss, x, labels)
+    pml_seconds, ours_seconds = seconds_per_call([pml, ours], repeats=5 if quick else 3)
+    return {
+        "upper_bound_n": n,
+        "upper_bound_pml_seconds": pml_seconds,
+        "upper_bound_ours_seconds": ours_seconds,
+        "upper_bound_speedup": pml_seconds / ours_seconds,
+        "upper_bound_pml_mean_triplet_loss": pml(),
+        "upper_bound_ours_bound": ours(),
+    }
+
+
+def measure_upper_bound_scaling(quick: bool) -> dict[str, float]:
+    """Our upper bound's forward + backward time per sample at N = 65,536 / at N = 256 (16,384 / 256 with
+    --quick), 32 classes, D = 128 both. Each timing repeats the call until it lasts ≥ 0.3 s, so the small
+    batch's time is that of many calls, not one call's timer noise; it still carries the fixed cost of a call
+    (~30 small ops and the input checks), which a linear loss amortises at the large N."""
+    small_n, large_n = 256, 16_384 if quick else 65_536
+    small, large = upper_bound_step(small_n)[0], upper_bound_step(large_n)[0]
+    small_seconds, large_seconds = seconds_per_call([small, large], repeats=5 if quick else 7,
+                                                    min_seconds=0.1 if quick else 0.3)
+    return {
+        "upper_bound_small_n": small_n,
+        "upper_bound_large_n": large_n,
+        "upper_bound_small_us_per_sample": small_seconds / small_n * 1e6,
+        "upper_bound_large_us_per_sample": large_seconds / large_n * 1e6,
+        "upper_bound_scaling": (large_seconds / large_n) / (small_seconds / small_n),
+    }
+
+
+def measure_pixel_triplet(quick: bool) -> dict[str, float]:
+    """Our pixel sampler + IS-Triplet (``ISTripletLoss()`` defaults: hard sampling with the predicted
+    probabilities, 64 pixels per class per image, batch-hard triplets, margin 0.2), forward + backward, on
+    B = 8, D = 32, 256 × 256: L2-normalised pixel embeddings, one elliptic object per image, probabilities
+    that mostly agree with the masks, 2 groups of 4 images (positives across the images of a group)."""
+    b, dim, size = 8, 32, 256
+    g = torch.Generator().manual_seed(0)
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centre_row, centre_col = (size / 4 + size / 2 * torch.rand(2, b, 1, 1, generator=g)).unbind(0)
+    radius = size / 6 + size / 8 * torch.rand(b, 1, 1, generator=g)
+    masks = ((rows - centre_row) ** 2 + (cols - centre_col) ** 2 < radius**2).long()
+    probabilities = torch.sigmoid(2.0 * (2 * masks - 1) + 1.5 * torch.randn(b, size, size, generator=g))
+    embeddings = F.normalize(torch.randn(b, dim, size, size, generator=g), dim=1).requires_grad_(True)
+    groups = torch.arange(b) // 4
+    loss = ISTripletLoss()
+
+    def step() -> None:
+        embeddings.grad = None
+        loss(embeddings, masks, groups=groups, probabilities=probabilities).backward()
+
+    seconds, _ = median_seconds(step, repeats=3 if quick else 7)
+    return {"pixel_triplet_ms": seconds * 1e3}
+
+
+MEASUREMENTS: list[Callable[[bool], dict[str, float]]] = [
+    measure_snr_time,
+    measure_snr_memory,
+    measure_upper_bound_speedup,
+    measure_upper_bound_scaling,
+    measure_retrieval,
+    measure_pixel_triplet,
+]
+
+
+def goal_met(key: str, value: float) -> str:
+    """'yes' / 'NO' for a key with a goal, '' otherwise."""
+    if key not in GOALS:
+        return ""
+    comparison, threshold = GOALS[key]
+    return "yes" if (value >= threshold if comparison == ">=" else value <= threshold) else "NO"
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """The headline keys (goal, met or not), then every other key as a detail."""
+    headline = [key for key in results if key in GOALS or key in REPORTED]
+    details = [key for key in results if key not in headline]
     width = max(len(key) for key in results)
-    print(f"{'measurement':<{width}}  value")
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print(f"{'measurement':<{width}}  {'value':>10}  {'goal':<9}  met")
+    for key in headline:
+        goal = f"{GOALS[key][0]} {GOALS[key][1]:g}" if key in GOALS else "(report)"
+        print(f"{key:<{width}}  {results[key]:>10.4g}  {goal:<9}  {goal_met(key, results[key])}".rstrip())
+    print("\ndetails")
+    for key in details:
+        value = results[key]
+        print(f"{key:<{width}}  {value:>10.4g}" if isinstance(value, float) else f"{key:<{width}}  {value!s:>10}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write the results to")
     parser.add_argument("--quick", action="store_true", help="smaller inputs: the whole run under a minute")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for both libraries (default 1: reproducible on a shared machine)")
     args = parser.parse_args()
-    results: dict[str, float] = {"quick": args.quick, "torch_threads": torch.get_num_threads()}
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the pixel sampler draws from the global generator
+    results: dict[str, Any] = {"quick": args.quick, "torch_threads": torch.get_num_threads()}
     for measure in MEASUREMENTS:
         results.update(measure(args.quick))
     print_table(results)

@@ -1,0 +1,40 @@
+"""Smoke test of benchmarks/metric_vs_pml.py: ``--quick`` runs and writes every key as a finite number (no goals:
+speed is the benchmark's business, not a test's)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "metric_vs_pml.py"
+# The keys issue 2 asks for.
+KEYS = (
+    "snr_time_ratio",
+    "snr_mem_ratio",
+    "upper_bound_speedup",
+    "upper_bound_scaling",
+    "retrieval_speedup",
+    "retrieval_max_abs_diff",
+    "pixel_triplet_ms",
+)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_key_as_a_finite_number(tmp_path):
+    out = tmp_path / "new_dir" / "metric_vs_pml.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text(encoding="utf-8"))
+    for key in KEYS:
+        assert type(results[key]) in (int, float), f"{key} = {results[key]!r} is not a number"
+    for key, value in results.items():
+        assert isinstance(value, (int, float)) and math.isfinite(value), f"{key} = {value!r}"
+    table = done.stdout.splitlines()
+    for key in KEYS:
+        assert any(line.split()[:1] == [key] for line in table), f"the table has no row for {key}"
