@@ -30,6 +30,7 @@ class CosegTrainConfig:
     encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
     weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local file, or none.")
     embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
+    group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model).")
     lr: float = option(1e-3, "Learning rate of decoder and heads (AdamW).")
     encoder_lr_scale: float = option(0.1, "Encoder learning rate = lr × this.")
     weight_decay: float = option(1e-4, "AdamW weight decay.")

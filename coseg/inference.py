@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from coseg.data import DataFileError, read_image, resize_image
+from coseg.data import DataFileError, Sample, read_image, resize_image
 from coseg.models import CosegNet
 
 
@@ -48,13 +48,37 @@ def collate_images(items: list[dict]) -> dict:
 Prediction = Union[tuple[int, torch.Tensor], tuple[int, str]]
 
 
+def group_ids(samples: Sequence[Sample]) -> list[int]:
+    """One integer id per sample, equal for samples of the same group."""
+    index: dict[str, int] = {}
+    return [index.setdefault(s.group, len(index)) for s in samples]
+
+
+def group_batches(groups: Sequence[int]) -> list[list[int]]:
+    """Dataset indices grouped by group id (one batch per group), groups in order of first appearance."""
+    batches: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        batches.setdefault(int(group), []).append(index)
+    return list(batches.values())
+
+
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
-                    original_size: bool = False) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
+                    original_size: bool = False, groups: Optional[Sequence[int]] = None,
+                    ) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
     """Yield ``(index, foreground probability (H, W) float32 on the CPU)`` for every item of ``dataset``
     (a CosegDataset or ImageFileDataset), at the dataset's size or resized bilinearly to the image's original
-    size; for an item that could not be read, ``(index, error message)``."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_images,
-                        pin_memory=device.type == "cuda")
+    size; for an item that could not be read, ``(index, error message)``.
+
+    ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
+    chunks of ``batch_size`` images sharing the group's consensus); otherwise images are predicted alone."""
+    if groups is not None:
+        if len(groups) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
+        loader = DataLoader(dataset, batch_sampler=group_batches(groups), num_workers=workers,
+                            collate_fn=collate_images, pin_memory=device.type == "cuda")
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                            collate_fn=collate_images, pin_memory=device.type == "cuda")
     for batch in loader:
         yield from batch["errors"]
         if not len(batch["index"]):
@@ -62,7 +86,10 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
         images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            probs = model.predict(images)[:, 0].float()
+            if groups is not None:
+                probs = model.predict_group(images, chunk_size=batch_size)[:, 0].float()
+            else:
+                probs = model.predict(images)[:, 0].float()
         for i, index in enumerate(batch["index"].tolist()):
             p = probs[i]
             if original_size:

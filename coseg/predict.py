@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.data import find_samples, printable, read_image, write_png_atomic
-from coseg.inference import ImageFileDataset, predict_dataset
+from coseg.inference import ImageFileDataset, group_ids, predict_dataset
 from coseg.models import CosegNet
 
 
@@ -44,10 +44,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
-                   progress: bool = True) -> PredictReport:
+                   progress: bool = True, group_mode: bool = True) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
-    ``input_dir``. Masks already written are kept (an interrupted run resumes) unless ``overwrite``; files that
-    cannot be read are skipped and listed. Nothing is ever written inside ``input_dir``."""
+    ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
+    a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
+    kept (an interrupted run resumes) unless ``overwrite``; files that cannot be read are skipped and listed.
+    Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
@@ -57,16 +59,19 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
                              "output folder elsewhere (predict never writes into its input)")
     scan = find_samples(input_dir, "folders")
     report = PredictReport(output=output_dir)
-    todo = []
+    todo, todo_samples = [], []
     for sample in scan.samples:
         target = output_path(output_dir, sample.image.relative_to(input_dir))
         if target.exists() and not overwrite:
             report.already_done += 1
         else:
             todo.append((sample.image, target))
+            todo_samples.append(sample)
     dataset = ImageFileDataset([image for image, _ in todo], image_size)
+    groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
-    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True):
+    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
+                                         groups=groups):
         bar.update(1)
         image_path, target = todo[index]
         if isinstance(result, str):

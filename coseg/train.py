@@ -48,7 +48,7 @@ class CosegTask:
             masks = (aug_masks[:, 0] > 0.5).long()
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        out = model(images)
+        out = model(images, groups)
         return self.objective(out.mask_logits, out.embeddings, masks.long(), groups)
 
     def batch_size(self, batch: dict) -> int:
@@ -60,7 +60,8 @@ class CosegTask:
         if self.val_data is None:
             return {}
         scores = []
-        for index, prob in predict_dataset(model, self.val_data, self.device):  # type: ignore[arg-type]
+        groups = self.val_data.group_ids.tolist()
+        for index, prob in predict_dataset(model, self.val_data, self.device, groups=groups):  # type: ignore[arg-type]
             sample = self.val_data.samples[index]
             gt = self.val_data.cache[sample].mask.astype(bool)
             scores.append(score_image(prob.numpy() >= 0.5, gt, sample.group, sample.image.name))
@@ -98,7 +99,8 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
 
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
-    return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim)
+    return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim,
+                        group_levels=cfg.group_levels)
 
 
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:

@@ -12,6 +12,7 @@ from torch import nn
 
 from coseg.models.checkpoint import read_checkpoint, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
+from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.pretrained import (downloading_weights, encoder_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
 from metric._checks import check_shape
@@ -34,7 +35,11 @@ class CosegOutput(NamedTuple):
 
 
 class CosegNet(nn.Module):
-    """Images (B, 3, H, W), float in [0, 1] → :class:`CosegOutput` at the input size.
+    """Images (B, 3, H, W), float in [0, 1], and optional group ids (B,) → :class:`CosegOutput` at the input size.
+
+    With ``group_levels`` > 0, a :class:`GroupConsensus` module on each of the encoder's deepest ``group_levels``
+    feature maps lets the images of a group inform each other before decoding (images without a group id are
+    each a group of one).
 
     Normalises inside with the ``mean``/``std`` the encoder's weights expect. ``config`` holds the
     :func:`create_model` arguments that rebuild this model (saved by :meth:`save`); build it with
@@ -42,7 +47,7 @@ class CosegNet(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, decoder_channels: int, *, embedding_dim: int,
                  embedding_hidden_channels: int, embedding_stride: int, mean: Sequence[float], std: Sequence[float],
-                 config: dict[str, Any]) -> None:
+                 group_levels: int = 0, config: dict[str, Any]) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
@@ -57,6 +62,11 @@ class CosegNet(nn.Module):
             raise ValueError(f"embedding_stride must divide the encoder's output stride {self.output_stride}, "
                              f"got {embedding_stride}")
         self.embedding_stride = embedding_stride
+        channels = list(encoder.out_channels)
+        if not 0 <= group_levels < len(channels):
+            raise ValueError(f"group_levels must be in [0, {len(channels) - 1}], got {group_levels}")
+        self.group_levels = group_levels
+        self.group_consensus = nn.ModuleList(GroupConsensus(c) for c in channels[len(channels) - group_levels:])
         self.config = dict(config)
         self._encoder_frozen = False
 
@@ -72,9 +82,21 @@ class CosegNet(nn.Module):
                              f"got {h}×{w}; resize or pad to {-(-h // s) * s}×{-(-w // s) * s}")
         return h, w
 
-    def forward(self, images: torch.Tensor) -> CosegOutput:
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.encoder((images - self.mean) / self.std))
+
+    def forward(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None) -> CosegOutput:
         size = self.check_images(images)
-        features = self.encoder((images - self.mean) / self.std)
+        features = self.encode(images)
+        if self.group_levels:
+            if groups is None:
+                groups = torch.arange(images.shape[0], device=images.device)
+            first = len(features) - self.group_levels
+            for i, module in enumerate(self.group_consensus):
+                features[first + i] = module(features[first + i], groups)
+        return self.decode(features, size)
+
+    def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> CosegOutput:
         decoded = self.decoder(features)
         logits = self.mask_head(decoded)
         if logits.shape[-2:] != size:
@@ -83,12 +105,42 @@ class CosegNet(nn.Module):
         return CosegOutput(logits, self.embedding_head(decoded, (size[0] // s, size[1] // s)))
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored."""
         was_training = self.training
         self.eval()
         try:
-            return torch.sigmoid(self(images).mask_logits)
+            return torch.sigmoid(self(images, groups).mask_logits)
+        finally:
+            self.train(was_training)
+
+    @torch.inference_mode()
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+        """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
+        time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
+        memory): a first pass keeps only the deep features' keys of every image."""
+        if not self.group_levels or images.shape[0] <= chunk_size:
+            return self.predict(images, torch.zeros(images.shape[0], dtype=torch.long, device=images.device))
+        was_training = self.training
+        self.eval()
+        try:
+            size = self.check_images(images)
+            first = -self.group_levels
+            chunks = images.split(chunk_size)
+            keys = [[m.keys(f).float() for m, f in zip(self.group_consensus, self.encode(c)[first:])] for c in chunks]
+            group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
+            prototypes = [group_prototypes(k) for k in group_keys]
+            out, start = [], 0
+            for chunk, chunk_keys in zip(chunks, keys):
+                features = self.encode(chunk)
+                rows = torch.arange(start, start + len(chunk), device=images.device)
+                self_mask = rows[:, None] == torch.arange(images.shape[0], device=images.device)[None, :]
+                for level, module in enumerate(self.group_consensus):
+                    maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
+                    features[first + level] = module.fuse_maps(features[first + level], maps)
+                out.append(torch.sigmoid(self.decode(features, size).mask_logits))
+                start += len(chunk)
+            return torch.cat(out)
         finally:
             self.train(was_training)
 
@@ -119,7 +171,8 @@ class CosegNet(nn.Module):
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
                  embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
-                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> CosegNet:
+                 group_levels: int = 0, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None) -> CosegNet:
     """Build a :class:`CosegNet` from names.
 
     arch: a name in ``ARCHITECTURES`` (unet, fpn, deeplabv3plus, ...); encoder: an smp encoder name (``tu-<timm
@@ -128,7 +181,8 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     ``tu-`` encoders, the encoder's own key names otherwise). embedding_hidden_channels: width of the embedding
     head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
     1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
-    the IS-Triplet loss samples pixels, so it needs no full-resolution map). mean/std: input normalisation (default: what the
+    the IS-Triplet loss samples pixels, so it needs no full-resolution map). group_levels: how many of the
+    encoder's deepest feature maps get a group-consensus module (0 = a single-image model). mean/std: input normalisation (default: what the
     encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
@@ -148,11 +202,13 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         "embedding_dim": embedding_dim,
         "embedding_hidden_channels": hidden,
         "embedding_stride": embedding_stride,
+        "group_levels": group_levels,
         "mean": [float(v) for v in (default_mean if mean is None else mean)],
         "std": [float(v) for v in (default_std if std is None else std)],
     }
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
-                    embedding_hidden_channels=hidden, embedding_stride=embedding_stride, mean=config["mean"], std=config["std"], config=config)
+                    embedding_hidden_channels=hidden, embedding_stride=embedding_stride, group_levels=group_levels,
+                    mean=config["mean"], std=config["std"], config=config)
 
 
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:

@@ -1,0 +1,82 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from coseg.models import create_model
+from coseg.models.group_consensus import GroupConsensus, best_matches, consensus_maps, group_prototypes
+from tests.helpers import assert_close
+
+
+def unit(*shape):
+    return F.normalize(torch.randn(*shape), dim=1)
+
+
+def naive_common(keys, i):
+    """Mean over the other images j of max_q <k_i[:, p], k_j[:, q]>, by loops."""
+    n, _, p = keys.shape
+    out = torch.zeros(p)
+    for pix in range(p):
+        vals = [max(float(keys[i, :, pix] @ keys[j, :, q]) for q in range(keys.shape[2])) for j in range(n) if j != i]
+        out[pix] = sum(vals) / len(vals) if vals else 0.0
+    return out
+
+
+def test_common_map_matches_loops_and_chunking():
+    keys = unit(4, 5, 6)
+    eye = torch.eye(4, dtype=torch.bool)
+    maps = consensus_maps(keys, keys, group_prototypes(keys), eye)
+    for i in range(4):
+        assert_close(maps[i, 0], naive_common(keys, i))
+    assert_close(best_matches(keys, keys, budget=7), best_matches(keys, keys))
+
+
+def test_group_of_one_gets_zero_maps():
+    keys = unit(1, 5, 6)
+    maps = consensus_maps(keys, keys, group_prototypes(keys), torch.ones(1, 1, dtype=torch.bool))
+    assert torch.count_nonzero(maps) == 0
+
+
+def test_output_of_an_image_does_not_depend_on_the_order_of_the_others():
+    torch.manual_seed(0)
+    module = GroupConsensus(8, key_channels=4).eval()
+    torch.nn.init.normal_(module.fuse[-1].weight)
+    f = torch.randn(5, 8, 3, 3)
+    groups = torch.tensor([0, 0, 1, 0, 1])
+    out = module(f, groups)
+    perm = torch.tensor([3, 1, 4, 0, 2])
+    out_perm = module(f[perm], groups[perm])
+    assert_close(out_perm, out[perm])
+    solo_groups = torch.tensor([0, 0, 9, 0, 1])
+    assert_close(module(f[2:3], torch.tensor([7])), module(f, solo_groups)[2:3])  # other groups do not matter
+
+
+def test_fresh_module_is_the_identity():
+    module = GroupConsensus(8).eval()
+    f = torch.randn(3, 8, 4, 4)
+    assert torch.equal(module(f, torch.tensor([0, 0, 1])), f)
+
+
+def test_model_group_forward_and_chunked_group_prediction():
+    torch.manual_seed(0)
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=2).eval()
+    for m in model.group_consensus:
+        torch.nn.init.normal_(m.fuse[-1].weight, std=0.1)
+    x = torch.rand(5, 3, 64, 64)
+    whole = model.predict_group(x, chunk_size=16)
+    chunked = model.predict_group(x, chunk_size=2)
+    assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+    assert_close(whole, model.predict(x, torch.zeros(5, dtype=torch.long)))
+    single = model.predict(x)  # no group ids: every image alone
+    assert not torch.allclose(single, whole)
+    out = model(x, torch.tensor([0, 0, 1, 1, 1]))
+    assert out.mask_logits.shape == (5, 1, 64, 64)
+
+
+def test_group_levels_are_saved_and_checked(tmp_path):
+    from coseg.models import load_model
+
+    model = create_model("unet", weights=None, group_levels=1)
+    model.save(tmp_path / "m.safetensors")
+    assert load_model(tmp_path / "m.safetensors").group_levels == 1
+    with pytest.raises(ValueError, match="group_levels"):
+        create_model("unet", weights=None, group_levels=9)
