@@ -105,11 +105,11 @@ def peak_allocated_bytes(fn: Callable[[], Any]) -> int:
 
     Read from torch's profiler (``profile_memory``): every allocation and free of torch's CPU allocator is an
     event with a signed size, and the peak is the running sum's maximum. This counts exactly the tensors an
-    implementation creates, deterministically, whoever else runs on the machine. The process's peak resident
-    size (``ru_maxrss``) would not: glibc keeps freed pages for reuse, so a second call adds nothing, and a
-    first call in a fresh process adds one-time thread-pool and library buffers of a few MiB, as large as a
-    small implementation's whole footprint. Not counted: memory libraries take outside torch's allocator (BLAS
-    packing buffers, a few MiB at most, independent of N and M).
+    implementation creates, deterministically, whoever else runs on the machine. The growth of the process's
+    peak resident size (``ru_maxrss``, even in a fresh process per call) would mix in the first call's one-time
+    thread-pool and library start-up memory and miss pages glibc reuses, noise as large as a small footprint
+    (ours is 36 MiB at full size). Not counted: memory a library takes outside torch's allocator (e.g. BLAS
+    workspace), which does not grow with N·M·D.
     """
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
@@ -175,7 +175,7 @@ def snr_calls(quick: bool) -> tuple[int, int, Callable[[], torch.Tensor], Callab
 def measure_snr_time(quick: bool) -> dict[str, float]:
     """PML's time / ours for the same N×M SNR matrix, and how far the two matrices differ (relative)."""
     n, dim, ours, pml = snr_calls(quick)
-    # PML's call takes ~20 s at full size on one core: few repeats.
+    # PML's call takes tens of seconds at full size on one core: few repeats.
     pml_seconds, ours_seconds = seconds_per_call([pml, ours], repeats=5 if quick else 3)
     expected = pml()
     return {
@@ -200,7 +200,9 @@ def measure_snr_memory(quick: bool) -> dict[str, float]:
     }
 
 
-def upper_bound_step(n: int, num_classes: int = 32, dim: int = 128) -> tuple[Callable[[], float], torch.Tensor, torch.Tensor]:
+def upper_bound_step(
+    n: int, num_classes: int = 32, dim: int = 128
+) -> tuple[Callable[[], float], torch.Tensor, torch.Tensor]:
     """(forward+backward of our :class:`TripletUpperBoundLoss`, embeddings, labels) on a P×K batch of ``n``
     L2-normalised embeddings (``num_classes`` classes, n / num_classes each), margin 0.2."""
     x, labels = clustered_embeddings(n, dim, num_classes, balanced=True)

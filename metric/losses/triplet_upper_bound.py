@@ -105,7 +105,9 @@ def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, 
                          f"[{int(labels.min())}, {int(labels.max())}]")
 
 
-def _bound_terms(embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float) -> torch.Tensor:
+def _bound_terms(
+    embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
+) -> torch.Tensor:
     n, num_classes = embeddings.shape[0], centroids.shape[0]
     counts = torch.bincount(labels, minlength=num_classes).to(embeddings.dtype)  # n_k
     to_centroids = _SquaredDistancesToCentroids.apply(embeddings, centroids.to(embeddings))  # e_ik, (N, C)
