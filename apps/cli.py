@@ -28,6 +28,12 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _refinement(iterations: int, weight: float):
+    from coseg.models import GroupRefinement
+
+    return GroupRefinement(iterations, weight) if iterations else None
+
+
 def _device(name: str):
     from coseg.engine import resolve_device
 
@@ -85,13 +91,16 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @click.option("--group-mode/--single-image", default=True, show_default=True,
               help="Predict each group's images together (sub-folders are groups) or every image alone.")
+@click.option("--refine-iterations", default=0, show_default=True,
+              help="Group refinement through the pixel embeddings: rounds of prototype updates (0 = off; group mode).")
+@click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             device: str, workers: int, quiet: bool) -> None:
+             refine_iterations: int, refine_weight: float, device: str, workers: int, quiet: bool) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
@@ -105,7 +114,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     explicit = [g.strip() for g in groups.split(",")] if groups else []
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     evaluation = evaluate_samples(model, samples_of(scan, chosen), size, dev, batch_size, workers, empty,  # type: ignore[arg-type]
-                                  progress=not quiet, group_mode=group_mode)
+                                  progress=not quiet, group_mode=group_mode,
+                                  refinement=_refinement(refine_iterations, refine_weight))
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
     if evaluation.skipped:
@@ -138,12 +148,16 @@ def _print_summary(summary: dict) -> None:
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them).")
 @click.option("--group-mode/--single-image", default=True, show_default=True,
               help="Predict each group's images together (sub-folders are groups) or every image alone.")
+@click.option("--refine-iterations", default=0, show_default=True,
+              help="Group refinement through the pixel embeddings: rounds of prototype updates (0 = off; group mode).")
+@click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
-            batch_size: int, overwrite: bool, group_mode: bool, device: str, workers: int, quiet: bool) -> None:
+            batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
+            device: str, workers: int, quiet: bool) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
@@ -151,7 +165,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     dev = _device(device)
     model, size = load_for_inference(checkpoint, dev, image_size)
     report = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
-                            progress=not quiet, group_mode=group_mode)
+                            progress=not quiet, group_mode=group_mode,
+                            refinement=_refinement(refine_iterations, refine_weight))
     click.echo(f"wrote {report.written} mask(s)" + (f", kept {report.already_done} already done" if report.already_done else "")
                + f" → {output}/")
     if report.skipped:

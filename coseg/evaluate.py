@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
-from coseg.models import CosegNet
+from coseg.models import CosegNet, GroupRefinement
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
 
@@ -28,7 +28,8 @@ class Evaluation:
 
 def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int, device: torch.device,
                      batch_size: int = 8, workers: int = 0, empty: EmptyPolicy = "exclude",
-                     progress: bool = True, group_mode: bool = True) -> Evaluation:
+                     progress: bool = True, group_mode: bool = True,
+                     refinement: Optional[GroupRefinement] = None) -> Evaluation:
     """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``), resize the
     probability to the ground truth's size, threshold at 0.5 and score. Unreadable images/masks are skipped and
     listed in ``skipped``."""
@@ -39,7 +40,7 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
     bar = tqdm(total=len(samples), desc="evaluating", unit="img", disable=not progress, leave=False)
     groups = group_ids(samples) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                         groups=groups):
+                                         groups=groups, refinement=refinement):
         bar.update(1)
         sample = samples[index]
         if isinstance(result, str):

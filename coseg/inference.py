@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image, resize_image
-from coseg.models import CosegNet
+from coseg.models import CosegNet, GroupRefinement
 
 
 class ImageFileDataset(Dataset):
@@ -64,13 +64,14 @@ def group_batches(groups: Sequence[int]) -> list[list[int]]:
 
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
-                    ) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
+                    refinement: Optional[GroupRefinement] = None) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
     """Yield ``(index, foreground probability (H, W) float32 on the CPU)`` for every item of ``dataset``
     (a CosegDataset or ImageFileDataset), at the dataset's size or resized bilinearly to the image's original
     size; for an item that could not be read, ``(index, error message)``.
 
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
-    chunks of ``batch_size`` images sharing the group's consensus); otherwise images are predicted alone."""
+    chunks of ``batch_size`` images sharing the group's consensus), optionally refined through the group's
+    pixel embeddings (``refinement``); otherwise images are predicted alone."""
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
@@ -87,7 +88,7 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
         images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             if groups is not None:
-                probs = model.predict_group(images, chunk_size=batch_size)[:, 0].float()
+                probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement)[:, 0].float()
             else:
                 probs = model.predict(images)[:, 0].float()
         for i, index in enumerate(batch["index"].tolist()):

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from coseg.data import find_samples, printable, read_image, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
-from coseg.models import CosegNet
+from coseg.models import CosegNet, GroupRefinement
 
 
 @dataclass
@@ -44,7 +44,8 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
-                   progress: bool = True, group_mode: bool = True) -> PredictReport:
+                   progress: bool = True, group_mode: bool = True,
+                   refinement: Optional[GroupRefinement] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
     a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
@@ -71,7 +72,7 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                         groups=groups):
+                                         groups=groups, refinement=refinement):
         bar.update(1)
         image_path, target = todo[index]
         if isinstance(result, str):

@@ -2,12 +2,14 @@
 from coseg.models.checkpoint import checkpoint_metadata
 from coseg.models.cosegnet import ARCHITECTURES, DEFAULT_ENCODER, CosegNet, CosegOutput, create_model, load_model
 from coseg.models.embedding_head import EmbeddingHead
+from coseg.models.refinement import GroupRefinement
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, encoder_normalization, load_encoder_weights,
                                      load_imagenet_state_dict, load_timm_weights, load_weights_file,
                                      offline_encoders)
 
 __all__ = [
     "ARCHITECTURES", "DEFAULT_ENCODER", "IMAGENET_WEIGHT_SOURCES", "CosegNet", "CosegOutput", "EmbeddingHead",
+    "GroupRefinement",
     "checkpoint_metadata", "create_model", "encoder_normalization", "load_encoder_weights", "load_imagenet_state_dict",
     "load_model", "load_timm_weights", "load_weights_file", "offline_encoders",
 ]

@@ -13,6 +13,7 @@ from torch import nn
 from coseg.models.checkpoint import read_checkpoint, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
+from coseg.models.refinement import GroupRefinement
 from coseg.models.pretrained import (downloading_weights, encoder_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
 from metric._checks import check_shape
@@ -115,34 +116,47 @@ class CosegNet(nn.Module):
             self.train(was_training)
 
     @torch.inference_mode()
-    def predict_group(self, images: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16,
+                      refinement: Optional[GroupRefinement] = None) -> torch.Tensor:
         """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
-        memory): a first pass keeps only the deep features' keys of every image."""
-        if not self.group_levels or images.shape[0] <= chunk_size:
-            return self.predict(images, torch.zeros(images.shape[0], dtype=torch.long, device=images.device))
+        memory: a first pass keeps only the deep features' keys of every image). ``refinement``: optional group
+        refinement through the pixel embeddings (:class:`GroupRefinement`)."""
         was_training = self.training
         self.eval()
         try:
-            size = self.check_images(images)
-            first = -self.group_levels
-            chunks = images.split(chunk_size)
-            keys = [[m.keys(f).float() for m, f in zip(self.group_consensus, self.encode(c)[first:])] for c in chunks]
-            group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
-            prototypes = [group_prototypes(k) for k in group_keys]
-            out, start = [], 0
-            for chunk, chunk_keys in zip(chunks, keys):
-                features = self.encode(chunk)
-                rows = torch.arange(start, start + len(chunk), device=images.device)
-                self_mask = rows[:, None] == torch.arange(images.shape[0], device=images.device)[None, :]
-                for level, module in enumerate(self.group_consensus):
-                    maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
-                    features[first + level] = module.fuse_maps(features[first + level], maps)
-                out.append(torch.sigmoid(self.decode(features, size).mask_logits))
-                start += len(chunk)
-            return torch.cat(out)
+            outputs = self._group_outputs(images, chunk_size)
+            logits = torch.cat([o.mask_logits for o in outputs])
+            if refinement is not None:
+                logits = refinement(logits, torch.cat([o.embeddings for o in outputs]))
+            return torch.sigmoid(logits)
         finally:
             self.train(was_training)
+
+    def _group_outputs(self, images: torch.Tensor, chunk_size: int) -> list[CosegOutput]:
+        """Outputs of a group's images, chunk by chunk, every chunk seeing the whole group's consensus."""
+        n = images.shape[0]
+        if not self.group_levels:
+            return [self(chunk) for chunk in images.split(chunk_size)]
+        if n <= chunk_size:
+            return [self(images, torch.zeros(n, dtype=torch.long, device=images.device))]
+        size = self.check_images(images)
+        first = -self.group_levels
+        chunks = images.split(chunk_size)
+        keys = [[m.keys(f).float() for m, f in zip(self.group_consensus, self.encode(c)[first:])] for c in chunks]
+        group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
+        prototypes = [group_prototypes(k) for k in group_keys]
+        outputs, start = [], 0
+        for chunk, chunk_keys in zip(chunks, keys):
+            features = self.encode(chunk)
+            rows = torch.arange(start, start + len(chunk), device=images.device)
+            self_mask = rows[:, None] == torch.arange(n, device=images.device)[None, :]
+            for level, module in enumerate(self.group_consensus):
+                maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
+                features[first + level] = module.fuse_maps(features[first + level], maps)
+            outputs.append(self.decode(features, size))
+            start += len(chunk)
+        return outputs
 
     def train(self, mode: bool = True) -> "CosegNet":
         """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed)."""

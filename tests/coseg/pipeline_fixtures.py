@@ -42,5 +42,5 @@ class ConstantModel(torch.nn.Module):
         b, _, h, w = images.shape
         return torch.full((b, 1, h, w), self.p)
 
-    def predict_group(self, images: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None) -> torch.Tensor:
         return self.predict(images)

@@ -80,3 +80,50 @@ def test_group_levels_are_saved_and_checked(tmp_path):
     assert load_model(tmp_path / "m.safetensors").group_levels == 1
     with pytest.raises(ValueError, match="group_levels"):
         create_model("unet", weights=None, group_levels=9)
+
+
+def naive_refine(logits, emb, iterations, weight):
+    refined = logits.clone()
+    n, d, h, w = emb.shape
+    H, W = logits.shape[-2:]
+    for _ in range(iterations):
+        p = torch.nn.functional.adaptive_avg_pool2d(torch.sigmoid(refined), (h, w))
+        fg, bg = torch.zeros(d), torch.zeros(d)
+        for i in range(n):
+            for y in range(h):
+                for x in range(w):
+                    fg += p[i, 0, y, x] * emb[i, :, y, x]
+                    bg += (1 - p[i, 0, y, x]) * emb[i, :, y, x]
+        fg, bg = fg / fg.norm(), bg / bg.norm()
+        score = torch.zeros(n, 1, h, w)
+        for i in range(n):
+            for y in range(h):
+                for x in range(w):
+                    score[i, 0, y, x] = emb[i, :, y, x] @ (fg - bg)
+        score = torch.nn.functional.interpolate(score, size=(H, W), mode="bilinear", align_corners=False)
+        refined = logits + weight * score
+    return refined
+
+
+def test_group_refinement_matches_loops():
+    from coseg.models import GroupRefinement
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1, 8, 8)
+    emb = F.normalize(torch.randn(3, 4, 2, 2), dim=1)
+    for iterations in (0, 1, 3):
+        out = GroupRefinement(iterations=iterations, weight=1.5)(logits, emb)
+        assert_close(out, naive_refine(logits, emb, iterations, 1.5))
+    with pytest.raises(ValueError, match="same images"):
+        GroupRefinement()(logits, emb[:2])
+
+
+def test_refined_group_prediction_runs_chunked():
+    from coseg.models import GroupRefinement
+
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=1).eval()
+    x = torch.rand(5, 3, 64, 64)
+    a = model.predict_group(x, chunk_size=2, refinement=GroupRefinement(2, 1.0))
+    b = model.predict_group(x, chunk_size=8, refinement=GroupRefinement(2, 1.0))
+    assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(a, model.predict_group(x, chunk_size=8))

@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from metric._checks import check_finite, check_shape
+
+
+def test_check_finite_finds_nan_inf_and_tolerates_overflowing_sums():
+    check_finite(torch.randn(10))
+    check_finite(torch.full((4,), 3e38))  # the sum overflows to inf, yet every value is finite
+    check_finite(torch.tensor([1, 2]))  # integers are always finite
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.randn(5)
+        x[2] = bad
+        with pytest.raises(ValueError, match="emb holds 1 NaN/Inf"):
+            check_finite(x, "emb")
+
+
+def test_check_shape_messages():
+    assert check_shape(torch.zeros(2, 3), ["N", "D"]) == {"N": 2, "D": 3}
+    with pytest.raises(ValueError, match=r"x must have shape \(N, D\), got \(2,\)"):
+        check_shape(torch.zeros(2), ["N", "D"], "x")
+    with pytest.raises(ValueError, match="equal 'N' sizes"):
+        check_shape(torch.zeros(2, 3), ["N", "N"], "x")
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        check_shape(torch.zeros(1, 4, 2, 2), ["B", "3", "H", "W"])
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_shape([1, 2], ["N"])
