@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apps.retrieval.pooling import POOLINGS
-from coseg.models.checkpoint import read_checkpoint, write_checkpoint
+from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, encoder_normalization,
                                      load_timm_weights)
 from metric._checks import check_shape
@@ -139,15 +139,4 @@ def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] 
     """Rebuild the model saved by :meth:`RetrievalModel.save` in ``path`` (no download: weights=None, then its
     state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file; a
     pickled file is refused without being unpickled."""
-    state_dict, config, _ = read_checkpoint(path, map_location)
-    try:
-        model = create_retrieval_model(**config, weights=None)
-    except TypeError as err:
-        raise ValueError(f"{path}: its model config {config} does not match create_retrieval_model's arguments "
-                         f"({err}); is it a retrieval model file?") from err
-    model.to(map_location)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
-    return model
+    return load_model_file(path, create_retrieval_model, map_location)

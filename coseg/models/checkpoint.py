@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -16,6 +16,7 @@ from coseg.atomic import write_bytes_atomic
 
 PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],
@@ -63,6 +64,24 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         config = _config(path, header)
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     return tensors, config, {k: v for k, v in header.items() if k != CONFIG_KEY}
+
+
+def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union[str, torch.device] = "cpu") -> M:
+    """Rebuild a model saved with :func:`write_checkpoint`: ``build(**config, weights=None)`` (so nothing is
+    downloaded), then its state dict, on ``map_location``. Raises ``ValueError`` naming the file when the config
+    or the weights do not fit ``build``'s model."""
+    state_dict, config, _ = read_checkpoint(path, map_location)
+    try:
+        model = build(**config, weights=None)
+    except TypeError as err:
+        raise ValueError(f"{path}: its model config {config} does not fit {build.__name__}'s arguments ({err}); "
+                         "is it a model file of this kind?") from err
+    model.to(map_location)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
+    return model
 
 
 def checkpoint_metadata(path: PathLike) -> dict[str, str]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 
-from coseg.models.checkpoint import read_checkpoint, write_checkpoint
+from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.refinement import GroupRefinement
@@ -228,14 +228,4 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:
     """Rebuild the model saved by :meth:`CosegNet.save` in ``path`` (no download: weights=None, then its state
     dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file."""
-    state_dict, config, _ = read_checkpoint(path, map_location)
-    try:
-        model = create_model(**config, weights=None)
-    except TypeError as err:
-        raise ValueError(f"{path}: its model config {config} does not match create_model's arguments ({err})") from err
-    model.to(map_location)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
-    return model
+    return load_model_file(path, create_model, map_location)
