@@ -193,5 +193,10 @@ def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     click.echo(f"outputs: {output}/summary.json, masks in {result['masks']}/, checkpoint {result['checkpoint']}")
 
 
+from apps.retrieval.cli import retrieval  # noqa: E402  (coseg retrieval ...: apps/retrieval/cli.py)
+
+main.add_command(retrieval)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,185 @@
+"""``coseg retrieval train | evaluate | export | search``: thin click wrappers around apps.retrieval."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+
+from apps.options import config_options, overrides
+from apps.retrieval.config import RetrievalTrainConfig
+
+
+def friendly(fn: Callable) -> Callable:
+    """``apps.cli.friendly_errors``, looked up when the command runs (``apps.cli`` imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from apps.cli import friendly_errors
+
+        return friendly_errors(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _device(name: str):
+    from coseg.engine import resolve_device
+
+    return resolve_device(name)
+
+
+device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+batch_option = click.option("--batch-size", default=32, show_default=True, help="Images per forward pass.")
+size_option = click.option("--image-size", type=int,
+                           help="Inference size (default: the size the checkpoint was trained at).")
+checkpoint_option = click.option("--checkpoint", required=True,
+                                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                 help="Model file (best.safetensors or last.safetensors of a run).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def retrieval() -> None:
+    """Image retrieval: train embeddings, evaluate them, export a collection, search it."""
+
+
+@retrieval.command(context_settings={"show_default": False})
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML file with any of the options below; flags given on the command line override it.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
+@config_options(RetrievalTrainConfig)
+@friendly
+def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
+    """Train retrieval embeddings. Writes OUTPUT/config.yaml, log.csv, last.*, best.* (and OUTPUT/finetune/ for a
+    fine-tuning stage)."""
+    from apps.retrieval.train import train as run_training
+    from coseg.engine import load_config
+
+    cfg = load_config(RetrievalTrainConfig, config_file, overrides(params, RetrievalTrainConfig))
+    if not cfg.data:
+        raise click.UsageError("--data is required (in the config file or on the command line)")
+    result = run_training(cfg, resume=resume)
+    if result.feature_seconds:
+        click.echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
+                   f"{result.feature_seconds:.1f} s")
+    for stage, fit in result.stages.items():
+        click.echo(f"{stage}: {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"
+                   + (" — stopped by the time budget" if fit.stopped_by_time else ""))
+        if fit.best_metric is not None:
+            click.echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
+                       f"({len(result.val_classes)} held-out class(es))")
+    if result.promoted_finetune:
+        click.echo("best.safetensors is the fine-tuned model (better validation MAP@R)")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} unreadable file(s): " +
+                   "; ".join(f"{p}: {r}" for p, r in result.skipped[:5]))
+    if result.problems:
+        click.echo(f"{len(result.problems)} problem(s) in the data set's index files, first: {result.problems[0]}")
+    click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
+
+
+METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
+
+
+@retrieval.command()
+@checkpoint_option
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Data set root.")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for summary.json.")
+@click.option("--layout", default="auto", show_default=True, help="cub, cars, sop, folders or auto.")
+@click.option("--split", default="test", show_default=True,
+              help="Split to evaluate (official layouts: test, train, all; folders: a key of splits.json).")
+@click.option("--train-classes", help="Folders layout: comma-separated training classes (the others are 'test').")
+@size_option
+@batch_option
+@device_option
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of decoded images and backbone features to reuse.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@friendly
+def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[str],
+             image_size: Optional[int], batch_size: int, device: str, workers: int, cache_dir: Optional[Path],
+             quiet: bool) -> None:
+    """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image queries
+    all the others)."""
+    from apps.retrieval.evaluate import evaluate_checkpoint
+
+    classes = [c.strip() for c in train_classes.split(",") if c.strip()] if train_classes else None
+    evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, classes, image_size, batch_size,
+                                     _device(device), workers, cache_dir, progress=not quiet)
+    summary = evaluation.summary
+    click.echo("  ".join(f"{name:>6}" for name in METRICS))
+    click.echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
+    click.echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'")
+    if evaluation.skipped:
+        click.echo(f"skipped {len(evaluation.skipped)} unreadable file(s): " +
+                   "; ".join(reason for _, reason in evaluation.skipped[:5]))
+    click.echo(f"outputs: {output}/summary.json")
+
+
+@retrieval.command()
+@checkpoint_option
+@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of images (class subfolders give the manifest's labels).")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for embeddings.npy, manifest.csv, index.faiss (and model.safetensors, skipped.csv, "
+                   "export.json).")
+@size_option
+@batch_option
+@click.option("--shard-size", default=1024, show_default=True,
+              help="Images per stored shard: an interrupted export resumes after the last finished shard.")
+@click.option("--index", "index_type", type=click.Choice(["flat", "hnsw"]), default="flat", show_default=True,
+              help="faiss index: exact (flat) or HNSW graph (approximate, for very large collections).")
+@device_option
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes (decoding).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@friendly
+def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional[int], batch_size: int,
+           shard_size: int, index_type: str, device: str, workers: int, quiet: bool) -> None:
+    """Embed every image under INPUT and write the embeddings, a manifest and a faiss index; unreadable files are
+    skipped and listed. Run it again after an interruption: finished shards are kept."""
+    from apps.retrieval.export import export_folder
+
+    report = export_folder(checkpoint, input_dir, output, image_size, batch_size, _device(device), workers,
+                           shard_size, index_type, progress=not quiet)
+    if report.up_to_date:
+        click.echo(f"up to date: {report.images} image(s) already exported with this model")
+    else:
+        reused = f" ({report.shards_reused} of {report.shards} shard(s) from an earlier run)" if report.shards_reused else ""
+        click.echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
+    if report.skipped:
+        click.echo(f"skipped {len(report.skipped)} unreadable file(s) (listed in skipped.csv):")
+        for path, _ in report.skipped[:10]:
+            click.echo(f"  {path}")
+    click.echo(f"outputs: {output}/embeddings.npy, manifest.csv, index.faiss")
+
+
+@retrieval.command()
+@click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder written by `coseg retrieval export`.")
+@click.option("--query", "queries", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Query image, or folder of query images; repeat for several.")
+@click.option("--k", default=10, show_default=True, help="Neighbours per query.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the table as CSV (query, rank, path, label, distance).")
+@batch_option
+@device_option
+@friendly
+def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[Path], batch_size: int,
+           device: str) -> None:
+    """The K nearest exported images of each query: rank, path, Euclidean distance (embedding units)."""
+    from apps.retrieval.search import search_export
+
+    results = search_export(index_dir, queries, k, _device(device), batch_size, output)
+    width = max([len(n.path) for n in results] + [4])
+    current = None
+    for n in results:
+        if n.query != current:
+            current = n.query
+            click.echo(f"query: {n.query}")
+            click.echo(f"{'rank':>4}  {'path':<{width}}  distance")
+        click.echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
+    if output is not None:
+        click.echo(f"saved: {output}")

@@ -1,0 +1,116 @@
+"""From a config to a method's training components — distance, miner, loss, regularisers, batch sampler and hooks —
+each built from its registry name with the constructor arguments it takes.
+
+Arguments are matched to constructor parameters by name: the trainer offers everything it knows (the tunable
+options of the config, the number of classes, the labels, the DDP rank, ...) and each component takes what its
+signature names. Tunable options left unset keep the component's default; one that is set but taken by no
+component (nor read by a hook of the method) is an error naming the components, so nothing is silently ignored.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import Sampler
+
+from apps.retrieval.config import RetrievalTrainConfig
+from apps.retrieval.hooks import TRAINING_HOOKS, TrainingHook
+from coseg.engine import ConfigError
+import metric.losses  # noqa: F401  (the imports register the components by name)
+import metric.samplers  # noqa: F401
+from metric.distances import BaseDistance
+from metric.miners import AdaptiveHardnessController, SmartMiner
+from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
+
+# Config fields passed to the components whose constructors name them; None = the component's default.
+TUNABLE = ("margin", "beta", "num_levels", "centers_per_class", "la", "gamma", "tau", "scale", "lam",
+           "iterations_per_representative", "classes_per_anchor", "num_neighbours")
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """An offered argument built only if a constructor takes it."""
+
+    build: Callable[[], Any]
+
+
+@dataclass
+class Parts:
+    """The components of one method. ``miner`` is None when the loss mines its own default triplets;
+    ``regularizers`` are added to the loss with their own weights; ``hooks`` in call order (loss, then sampler)."""
+
+    distance: Optional[BaseDistance]
+    miner: Optional[nn.Module]
+    loss: nn.Module
+    sampler: Sampler
+    regularizers: dict[str, nn.Module] = field(default_factory=dict)
+    hooks: list[TrainingHook] = field(default_factory=list)
+
+
+def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[str, Any],
+                     taken: set[str]) -> Any:
+    """``factory(**the entries of arguments its signature names)``, skipping None values and building
+    :class:`Lazy` ones; the names passed are added to ``taken``. A required parameter the arguments do not
+    supply raises ``ConfigError`` naming ``what``."""
+    params = inspect.signature(factory).parameters
+    kwargs = {}
+    for name, value in arguments.items():
+        if name in params and value is not None:
+            kwargs[name] = value.build() if isinstance(value, Lazy) else value
+            taken.add(name)
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in kwargs
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, which the retrieval trainer does not supply")
+    return factory(**kwargs)
+
+
+def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
+                     world_size: int = 1) -> Parts:
+    """The components of ``cfg``'s method for training labels ``labels`` (N,) in [0, num_classes)."""
+    tunable = {name: getattr(cfg, name) for name in TUNABLE}
+    taken: set[str] = set()
+    distance = DISTANCES.create(cfg.distance) if cfg.distance else None
+    miner = None
+    if cfg.miner and cfg.miner != "none":
+        miner = create_component(MINERS.get(cfg.miner), f"miner '{cfg.miner}'",
+                                 {"distance": distance, "margin": cfg.margin}, taken)
+    loss_taken: set[str] = set()
+    loss = create_component(LOSSES.get(cfg.loss), f"loss '{cfg.loss}'", {
+        **tunable, "distance": distance, "miner": miner, "num_classes": num_classes,
+        "embedding_size": cfg.embedding_dim}, loss_taken)
+    if miner is not None and "miner" not in loss_taken:
+        raise ConfigError(f"loss '{cfg.loss}' does not take a miner: leave --miner unset")
+    needs = [n for n, p in list(inspect.signature(loss.forward).parameters.items())[2:] if p.default is p.empty]
+    if needs:
+        raise ConfigError(f"loss '{cfg.loss}' needs {', '.join(needs)} besides embeddings and labels: it is not a "
+                          "loss to train with on its own (e.g. a regulariser a sampler's hook adds)")
+    taken |= loss_taken
+
+    def smart_miner() -> SmartMiner:
+        controller = AdaptiveHardnessController(target_active=cfg.target_active, gain=cfg.controller_gain)
+        return create_component(SmartMiner, "smart miner", {
+            "num_neighbours": cfg.num_neighbours, "controller": controller, "seed": cfg.seed}, taken)
+
+    sampler = create_component(BATCH_SAMPLERS.get(cfg.sampler), f"batch sampler '{cfg.sampler}'", {
+        **tunable, "labels": labels, "classes_per_batch": cfg.classes_per_batch,
+        "samples_per_class": cfg.samples_per_class, "triplets_per_batch": cfg.classes_per_batch * cfg.samples_per_class // 3,
+        "miner": Lazy(smart_miner), "distance": distance, "rank": rank, "world_size": world_size, "seed": cfg.seed,
+    }, taken)
+    parts = Parts(distance, miner, loss, sampler)
+    if cfg.zero_mean_weight:
+        parts.regularizers["zero_mean"] = LOSSES.create("zero_mean", weight=cfg.zero_mean_weight)
+    for name in dict.fromkeys((cfg.loss, cfg.sampler)):
+        if name in TRAINING_HOOKS:
+            hook = TRAINING_HOOKS.get(name)(cfg, parts)
+            parts.hooks.append(hook)
+            taken |= set(hook.options)
+    unused = [name for name in (*TUNABLE, "distance") if getattr(cfg, name) is not None and name not in taken]
+    if unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise ConfigError(f"{flags} set but not used by loss '{cfg.loss}', miner '{cfg.miner or 'none'}' or sampler "
+                          f"'{cfg.sampler}'")
+    return parts

@@ -1,0 +1,88 @@
+"""Configuration of a retrieval training run. Each field's ``help`` is shown by ``coseg retrieval train --help``.
+
+Component options left unset (None) keep the default of the component that takes them (see metric/); setting
+one that no chosen component takes is an error, so a typo or a mismatched option never goes unnoticed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from coseg.config import option
+
+
+@dataclass
+class RetrievalTrainConfig:
+    # --- data -------------------------------------------------------------------------------------------------
+    data: str = option("", "Data set root folder.")
+    layout: str = option("auto", "Data layout: cub, cars, sop, folders, or auto (detect).")
+    output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
+    train_split: str = option("train", "Split to train on (official layouts: train; folders: a key of splits.json).")
+    train_classes: list = option([], "Class folders forming the training split (folders layout, instead of splits.json).")
+    val_classes: list = option([], "Training classes held out for validation; default: --val-fraction of them.")
+    val_fraction: float = option(0.2, "Share of the training classes held out (class-disjoint) for validation and "
+                                      "best-checkpoint selection; at least 2 classes (0 = no validation).")
+    image_size: int = option(224, "Training and inference size in pixels (square).")
+    # --- schedule ---------------------------------------------------------------------------------------------
+    mode: str = option("staged", "staged: train the embedding head on cached backbone features, then optionally "
+                                 "fine-tune everything (--finetune-epochs); end_to_end: train everything from the start.")
+    epochs: int = option(100, "Epochs of the head stage (staged) or of the whole run (end_to_end).")
+    minutes: Optional[float] = option(None, "Time budget of the head stage (staged) or of the run, in minutes.")
+    feature_views: int = option(2, "Staged: views cached per training image (1: as is, 2: + mirrored, 3: + centre "
+                                   "zoom, 4: + mirrored zoom); each step draws one per image.")
+    head_init: str = option("pca", "Embedding head start: pca (principal axes of the training features: starts "
+                                   "from the backbone's own geometry), pca_whiten, or random.")
+    finetune_epochs: int = option(0, "Staged: epochs of the second stage that fine-tunes backbone and head (0 = none).")
+    finetune_minutes: Optional[float] = option(None, "Staged: time budget of the fine-tuning stage, in minutes.")
+    # --- model ------------------------------------------------------------------------------------------------
+    backbone: str = option("tf_efficientnet_lite0", "timm backbone name.")
+    weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
+                                                "local file, or none.")
+    pooling: str = option("avg", "Global pooling: avg or gem.")
+    embedding_dim: int = option(128, "Embedding size.")
+    freeze_bn: bool = option(True, "Keep the backbone's BatchNorm statistics and affine parameters fixed.")
+    # --- method -----------------------------------------------------------------------------------------------
+    loss: str = option("triplet_margin", "Loss (metric/ LOSSES name): triplet_margin, soft_triple, triplet_upper_bound, "
+                                         "global, hierarchical_triplet, ...")
+    miner: Optional[str] = option(None, "Triplet miner (MINERS name: batch_all, batch_hard, semi_hard) for losses that "
+                                        "take one; default: the loss's own (all valid triplets).")
+    distance: Optional[str] = option(None, "Distance (DISTANCES name: euclidean, squared_euclidean, cosine, snr) for "
+                                           "loss, miner and class mining; default: each component's own.")
+    sampler: str = option("pk", "Batch sampler (BATCH_SAMPLERS name): pk, class_representative, hierarchical, "
+                                "smart_mining.")
+    classes_per_batch: int = option(8, "Classes per batch (P).")
+    samples_per_class: int = option(4, "Images of each class per batch (K); smart_mining: P·K/3 triplets per batch.")
+    margin: Optional[float] = option(None, "Margin of the loss and of the semi-hard miner (triplet 0.1, SoftTriple δ "
+                                           "0.01, upper bound 0.2, global t 0.4 by default).")
+    beta: Optional[float] = option(None, "Hierarchical triplet: base margin β (0.1).")
+    num_levels: Optional[int] = option(None, "Hierarchical triplet: levels of the class tree (16).")
+    centers_per_class: Optional[int] = option(None, "SoftTriple: centres per class K (10).")
+    la: Optional[float] = option(None, "SoftTriple: scale λ (20).")
+    gamma: Optional[float] = option(None, "SoftTriple: softmax temperature γ (0.1).")
+    tau: Optional[float] = option(None, "SoftTriple: centre-merging weight τ (0.2).")
+    scale: Optional[float] = option(None, "Triplet upper bound: distance of the fixed centroids from the origin (1).")
+    lam: Optional[float] = option(None, "Global loss: weight λ of the mean-separation term (0.8).")
+    zero_mean_weight: float = option(0.0, "Weight of DSML's zero-mean regulariser |Σ_d h_d| (0 = off).")
+    proximity_weight: float = option(0.1, "class_representative sampler: weight of the proximity-to-representative "
+                                          "regulariser.")
+    iterations_per_representative: Optional[int] = option(None, "class_representative: batches that keep the same "
+                                                                "representatives (T, 10).")
+    classes_per_anchor: Optional[int] = option(None, "hierarchical sampler: classes drawn with each anchor class from "
+                                                     "the tree (2).")
+    num_neighbours: Optional[int] = option(None, "smart_mining: neighbours searched per anchor in the graph index (32).")
+    target_active: float = option(0.5, "smart_mining: share of active triplets the adaptive controller aims at.")
+    controller_gain: float = option(0.05, "smart_mining: controller step per unit of share error (distance units).")
+    # --- optimisation -----------------------------------------------------------------------------------------
+    lr: float = option(1e-3, "Learning rate of the embedding head (Adam).")
+    backbone_lr: float = option(1e-5, "Learning rate of backbone and pooling (end_to_end and fine-tuning).")
+    loss_lr: float = option(1e-2, "Learning rate of a loss's own parameters (SoftTriple centres).")
+    weight_decay: float = option(1e-4, "AdamW weight decay.")
+    lr_schedule: str = option("cosine", "Learning-rate schedule after warm-up: cosine or constant.")
+    batch_size: int = option(32, "Images per forward pass when caching features, embedding and validating.")
+    # --- run --------------------------------------------------------------------------------------------------
+    seed: int = option(0, "Random seed (runs on CPU are deterministic for a seed).")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    amp: bool = option(True, "Mixed precision on CUDA.")
+    workers: int = option(0, "DataLoader worker processes.")
+    cache_dir: Optional[str] = option(None, "Folder for decoded images and cached backbone features, reused across "
+                                            "runs (default: in memory only).")
+    quiet: bool = option(False, "No progress bars.")

@@ -1,0 +1,217 @@
+"""``coseg retrieval export``: embeddings, manifest and faiss index of an image folder, resumable and atomic.
+
+Output folder:
+- ``embeddings.npy``: float32 (N, D), row i = the i-th readable image in sorted path order;
+- ``manifest.csv``: columns ``path`` (relative to the input folder, '/'-separated; undecodable bytes of a name as
+  ``\\xNN``) and ``label`` (the class folder holding the image, empty for images directly in the input folder),
+  row i = embedding row i;
+- ``index.faiss``: the embeddings in a faiss index (exact ``flat`` L2, or ``hnsw`` for very large folders);
+- ``model.safetensors``: a copy of the model, so ``search`` embeds queries the same way;
+- ``skipped.csv``: unreadable images (path, reason); ``export.json``: what was exported, written last.
+
+Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
+hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
+run again continues with the first unfinished shard, and shards whose images changed are embedded again. The
+final files are assembled from the shards (each written atomically), then ``.shards/`` is removed.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from apps.retrieval.evaluate import load_for_retrieval
+from apps.retrieval.inference import image_batches
+from apps.retrieval.model import RetrievalModel
+from coseg.atomic import PathLike, atomic_path, write_bytes_atomic, write_text_atomic
+from coseg.data import find_samples, printable
+from coseg.inference import ImageFileDataset
+from metric.retrieval.faiss_backend import import_faiss
+
+SHARD_DIR = ".shards"
+INDEX_TYPES = ("flat", "hnsw")
+HNSW_LINKS = 32
+FILES = ("embeddings.npy", "manifest.csv", "index.faiss", "model.safetensors", "skipped.csv", "export.json")
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    images: int = 0
+    dim: int = 0
+    shards: int = 0
+    shards_reused: int = 0
+    up_to_date: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    relative: str
+    label: str
+
+
+def list_images(input_dir: Path) -> list[Item]:
+    """Every image under ``input_dir`` in sorted relative-path order, with its class folder as label."""
+    scan = find_samples(input_dir, "folders")
+    flat = {input_dir, input_dir / "images"}
+    items = [Item(s.image, s.image.relative_to(input_dir).as_posix(), "" if s.image.parent in flat else s.group)
+             for s in scan.samples]
+    return sorted(items, key=lambda item: item.relative)
+
+
+def _digest(*parts: Union[str, bytes]) -> str:
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_stamp(item: Item) -> str:
+    """An image's relative path, modification time and byte size: changes when the file is replaced or edited."""
+    stat = os.stat(item.path)
+    return f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+@torch.no_grad()
+def embed_shard(model: RetrievalModel, items: Sequence[Item], image_size: int, device: torch.device,
+                batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """(embeddings (n, D) float32 of the readable images, their positions in ``items`` (n,), [(position, reason)]
+    of the unreadable ones)."""
+    dataset = ImageFileDataset([item.path for item in items], image_size)
+    rows, positions, errors = [], [], []
+    for indices, images, failed in image_batches(dataset, device, batch_size, workers):
+        errors.extend(failed)
+        if len(indices):
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                rows.append(model(images).float().cpu().numpy())
+            positions.append(indices.numpy())
+    dim = model.embedding_dim
+    embeddings = np.concatenate(rows) if rows else np.empty((0, dim), np.float32)
+    return embeddings, (np.concatenate(positions) if positions else np.empty(0, np.int64)), sorted(errors)
+
+
+def _load_shard(path: Path) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["embeddings"], stored["positions"], stored["failed"], stored["reasons"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def build_index(embeddings: np.ndarray, kind: str):  # noqa: ANN201 - a faiss index
+    """A faiss index over ``embeddings`` (N, D) float32 searching squared L2 distances."""
+    if kind not in INDEX_TYPES:
+        raise ValueError(f"unknown index type '{kind}'; valid: {', '.join(INDEX_TYPES)}")
+    faiss = import_faiss()
+    dim = embeddings.shape[1]
+    index = faiss.IndexFlatL2(dim) if kind == "flat" else faiss.IndexHNSWFlat(dim, HNSW_LINKS)
+    index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+    return index
+
+
+def _csv(rows: list[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLike, image_size: Optional[int] = None,
+                  batch_size: int = 32, device: Union[str, torch.device] = "cpu", workers: int = 0,
+                  shard_size: int = 1024, index: str = "flat", progress: bool = False) -> ExportReport:
+    """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
+    ``input_dir``. Raises ``ValueError`` when no image is readable."""
+    input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
+    if not input_dir.is_dir():
+        raise ValueError(f"{printable(input_dir)}: input folder not found")
+    if output_dir.resolve().is_relative_to(input_dir.resolve()):
+        raise ValueError(f"{printable(output_dir)} is inside the input folder {printable(input_dir)}: choose an output "
+                         "folder elsewhere (export never writes into its input)")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if index not in INDEX_TYPES:
+        raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
+    device = torch.device(device)
+    model, size = load_for_retrieval(checkpoint, device, image_size)
+    items = list_images(input_dir)
+    model_digest = _file_digest(checkpoint)
+    stamps = [file_stamp(item) for item in items]
+    shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
+    keys = [_digest(model_digest, str(size), *stamps[start:start + shard_size])[:20]
+            for start in range(0, len(items), shard_size)]
+    export_key = _digest(index, model_digest, str(size), *stamps)
+    report = ExportReport(output_dir, shards=len(shards))
+    record = output_dir / "export.json"
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == export_key \
+            and all((output_dir / name).is_file() for name in FILES):
+        done = json.loads(record.read_text(encoding="utf-8"))
+        report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
+        report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
+        return report
+    shard_dir = output_dir / SHARD_DIR
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    bar = tqdm(total=len(items), desc="exporting", unit="img", disable=not progress, leave=False)
+    for number, (shard, key) in enumerate(zip(shards, keys)):
+        path = shard_dir / f"{number:06d}-{key}.npz"
+        stored = _load_shard(path) if path.is_file() else None
+        if stored is None:
+            embeddings, positions, errors = embed_shard(model, shard, size, device, batch_size, workers)
+            stored = (embeddings, positions, np.array([p for p, _ in errors], np.int64),
+                      np.array([reason for _, reason in errors], dtype=str))
+            _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3])
+        else:
+            report.shards_reused += 1
+        parts.append((shard, stored))
+        bar.update(len(shard))
+    bar.close()
+    rows, manifest, skipped = [], [("path", "label")], [("path", "reason")]
+    for shard, (embeddings, positions, failed, reasons) in parts:
+        rows.append(embeddings)
+        manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
+        skipped.extend((printable(shard[p].relative), str(r)) for p, r in zip(failed.tolist(), reasons.tolist()))
+    embeddings = np.concatenate(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), np.float32)
+    if embeddings.shape[0] == 0:
+        raise ValueError(f"no readable image under {printable(input_dir)}"
+                         + (f"; first problem: {skipped[1][0]}: {skipped[1][1]}" if len(skipped) > 1 else ""))
+    with atomic_path(output_dir / "embeddings.npy") as tmp:
+        np.save(tmp, embeddings)
+    write_text_atomic(output_dir / "manifest.csv", _csv(manifest))
+    write_text_atomic(output_dir / "skipped.csv", _csv(skipped))
+    with atomic_path(output_dir / "index.faiss") as tmp:
+        import_faiss().write_index(build_index(embeddings, index), str(tmp))
+    write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
+    report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
+    write_text_atomic(record, json.dumps({
+        "key": export_key, "checkpoint": str(checkpoint), "input": str(input_dir), "image_size": size,
+        "images": report.images, "dim": report.dim, "index": index, "metric": "l2",
+        "skipped": [list(pair) for pair in report.skipped],
+    }, indent=2, ensure_ascii=False) + "\n")
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return report

@@ -1,0 +1,87 @@
+"""``coseg retrieval search``: the k nearest exported images of query images, with their distances."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from apps.retrieval.evaluate import load_for_retrieval
+from apps.retrieval.export import Item, embed_shard, list_images
+from coseg.atomic import PathLike, write_text_atomic
+from coseg.data import printable
+from metric.retrieval.faiss_backend import import_faiss
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """The ``rank``-th (1 = nearest) exported image for ``query``: its manifest path and label, and its Euclidean
+    distance to the query in embedding units."""
+
+    query: str
+    rank: int
+    path: str
+    label: str
+    distance: float
+
+
+def query_images(queries: Sequence[PathLike]) -> list[Item]:
+    """Query files as given, and every image under the given folders."""
+    items = []
+    for query in map(Path, queries):
+        if query.is_dir():
+            items.extend(Item(i.path, str(i.path), i.label) for i in list_images(query))
+        elif query.is_file():
+            items.append(Item(query, str(query), ""))
+        else:
+            raise ValueError(f"{printable(query)}: query image not found")
+    return items
+
+
+def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
+                  device: Union[str, torch.device] = "cpu", batch_size: int = 32,
+                  output: Optional[PathLike] = None) -> list[Neighbour]:
+    """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
+    index: the ``k`` nearest per query, nearest first. With ``output``, the rows are also written there as CSV
+    (query, rank, path, label, distance). Raises ``ValueError`` for an unreadable query or an incomplete export."""
+    index_dir = Path(index_dir)
+    record = index_dir / "export.json"
+    if not record.is_file():
+        raise ValueError(f"{printable(index_dir)}: no finished export here (export.json missing); run `coseg retrieval "
+                         "export` first")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    info = json.loads(record.read_text(encoding="utf-8"))
+    device = torch.device(device)
+    model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
+    items = query_images(queries)
+    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0)
+    if errors:
+        raise ValueError(f"cannot read query {errors[0][1]}")
+    faiss = import_faiss()
+    index = faiss.read_index(str(index_dir / "index.faiss"))
+    with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
+        manifest = list(csv.DictReader(f))
+    if index.ntotal != len(manifest):
+        raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.ntotal} vectors but manifest.csv "
+                         f"{len(manifest)} rows; export again")
+    squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
+    results = []
+    for row, position in enumerate(positions.tolist()):
+        for rank, (value, hit) in enumerate(zip(squared[row].tolist(), found[row].tolist()), start=1):
+            if hit >= 0:
+                entry = manifest[hit]
+                results.append(Neighbour(printable(items[position].relative), rank, entry["path"], entry["label"],
+                                         float(np.sqrt(max(value, 0.0)))))
+    if output is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["query", "rank", "path", "label", "distance"])
+        writer.writerows([n.query, n.rank, n.path, n.label, f"{n.distance:.6f}"] for n in results)
+        write_text_atomic(output, buffer.getvalue())
+    return results

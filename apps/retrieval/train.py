@@ -1,0 +1,365 @@
+"""Retrieval training: data → model → method components → the shared engine, in one or two stages.
+
+``mode="staged"`` (default, CPU-first): the backbone's pooled features of every training image (and of a few
+views) are computed once; stage 1 trains only the embedding head (started from the features' principal axes)
+and the loss's parameters on them, so an epoch costs a few matrix products. With ``finetune_epochs`` a stage 2
+then fine-tunes backbone and head on images from stage 1's best model, into ``OUTPUT/finetune/``; the run's
+``best.safetensors`` becomes stage 2's best if its validation MAP@R is higher. ``mode="end_to_end"`` trains
+everything on images from the start. The same code runs on CPU and CUDA, and under torchrun (DDP).
+
+Validation (best-checkpoint selection) uses classes held out from the training split, never the test split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from apps.retrieval.components import build_components
+from apps.retrieval.config import RetrievalTrainConfig
+from apps.retrieval.datasets import Record, load_retrieval_split
+from apps.retrieval.features import FeatureDataset, cached_features
+from apps.retrieval.head_init import HEAD_INITS, init_head
+from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.inference import embed_dataset
+from apps.retrieval.learner import RetrievalLearner
+from apps.retrieval.model import RetrievalModel, create_retrieval_model
+from coseg.atomic import write_bytes_atomic
+from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
+from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
+from coseg.models import checkpoint_metadata
+from coseg.models.checkpoint import read_checkpoint
+from coseg.train import seed_everything
+from metric.retrieval import retrieval_metrics
+
+MODES = ("staged", "end_to_end")
+SELECT_METRIC = "MAP@R"
+FINETUNE_DIR = "finetune"
+MIN_VAL_CLASSES = 2
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    """The training images (labels 0..C−1 over ``train_classes``) and the held-out validation images (labels over
+    ``val_classes``, class-disjoint from training), with the problems met reading the index files."""
+
+    train: RetrievalImageDataset
+    val: Optional[RetrievalImageDataset]
+    train_classes: list[str]
+    val_classes: list[str]
+    problems: list[Problem]
+
+    @property
+    def skipped(self) -> list[tuple[Path, str]]:
+        return self.train.skipped + (self.val.skipped if self.val is not None else [])
+
+
+def split_classes(classes: list[str], cfg: RetrievalTrainConfig) -> tuple[list[str], list[str]]:
+    """(training classes, validation classes) of the training split: ``cfg.val_classes`` (matched tolerantly),
+    or ``val_fraction`` of them drawn with ``seed`` (at least 2, leaving at least 2 for training), or none."""
+    if cfg.val_classes:
+        val = list(resolve_groups(cfg.val_classes, classes))
+    elif cfg.val_fraction > 0:
+        count = max(MIN_VAL_CLASSES, round(cfg.val_fraction * len(classes)))
+        if len(classes) - count < 2:
+            raise ValueError(f"the training split has {len(classes)} classes: too few to hold out {count} for "
+                             f"validation and keep 2 for training; set --val-fraction 0 (no validation)")
+        val = holdout_groups(classes, number=count, seed=cfg.seed)[1]
+    else:
+        return list(classes), []
+    chosen = set(val)
+    return [c for c in classes if c not in chosen], sorted(val, key=classes.index)
+
+
+def relabel(records: list[Record], names: list[str], keep: list[str]) -> list[Record]:
+    """The records whose class (``names[label]``) is in ``keep``, labelled by position in ``keep``."""
+    position = {name: i for i, name in enumerate(keep)}
+    return [r._replace(label=position[names[r.label]]) for r in records if names[r.label] in position]
+
+
+def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
+                       check: Optional[Callable[[list[Record], list[str]], None]] = None) -> TrainingData:
+    """The training and validation images of ``cfg``, decoded. ``check(training records, training classes)`` runs
+    before any image is decoded (e.g. to reject a bad method config early)."""
+    split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
+    train_classes, val_classes = split_classes(split.classes, cfg)
+    train_records = relabel(split.records, split.classes, train_classes)
+    if check is not None:
+        check(train_records, train_classes)
+    cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=progress)
+    train = RetrievalImageDataset(train_records, cfg.image_size, cache)
+    val = (RetrievalImageDataset(relabel(split.records, split.classes, val_classes), cfg.image_size, cache)
+           if val_classes else None)
+    return TrainingData(train, val, train_classes, val_classes, split.problems)
+
+
+# --- the engine task ----------------------------------------------------------------------------------------------
+def percent_metrics(embeddings: torch.Tensor, labels: torch.Tensor, with_nmi: bool = True,
+                    ks: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, float]:
+    """:func:`retrieval_metrics` in percent."""
+    metrics = retrieval_metrics(embeddings, labels, ks=ks, with_nmi=with_nmi)
+    return {name: 100.0 * value for name, value in metrics.items()}
+
+
+class Validation:
+    """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage),
+    or on their images through the whole model."""
+
+    def __init__(self, labels: torch.Tensor, device: torch.device, features: Optional[torch.Tensor] = None,
+                 images: Optional[Dataset] = None, batch_size: int = 32, workers: int = 0) -> None:
+        self.labels, self.device, self.features, self.images = labels, device, features, images
+        self.batch_size, self.workers = batch_size, workers
+
+    @torch.no_grad()
+    def __call__(self, learner: RetrievalLearner) -> dict[str, float]:
+        if self.features is not None:
+            embeddings = learner.net.embed_features(self.features.to(self.device))
+        else:
+            embeddings = embed_dataset(learner.net, self.images, self.device, self.batch_size, self.workers)
+        return percent_metrics(embeddings, self.labels, with_nmi=False, ks=(1,))
+
+
+class RetrievalTask:
+    """One training step (inputs → embeddings → the learner's objective) and validation."""
+
+    def __init__(self, learner: RetrievalLearner, validation: Optional[Validation],
+                 augmentation: Optional[nn.Module] = None) -> None:
+        self.learner = learner
+        self.validation = validation
+        self.augmentation = augmentation
+
+    def train_step(self, model: nn.Module, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+        labels = batch["label"].to(device, non_blocking=True)
+        if "features" in batch:
+            inputs = batch["features"].to(device, non_blocking=True)
+        else:
+            inputs = batch["image"].to(device, non_blocking=True).float().div_(255)
+            if self.augmentation is not None:
+                inputs = self.augmentation(inputs)
+            if device.type == "cuda":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.learner.objective(model(inputs), labels)
+
+    def batch_size(self, batch: dict) -> int:
+        return int(batch["label"].shape[0])
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return {} if self.validation is None else self.validation(model)  # type: ignore[arg-type]
+
+
+class EpochStartSampler(Sampler[list[int]]):
+    """A batch sampler that calls ``on_epoch()`` in ``set_epoch`` — which the engine calls before each epoch's
+    batches are drawn — and then delegates everything to ``sampler``."""
+
+    def __init__(self, sampler: Sampler[list[int]], on_epoch: Callable[[], None]) -> None:
+        self.sampler = sampler
+        self.on_epoch = on_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.on_epoch()
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
+# --- building blocks ----------------------------------------------------------------------------------------------
+def check_config(cfg: RetrievalTrainConfig) -> None:
+    if not cfg.data:
+        raise ValueError("data is required: the data set root folder")
+    if cfg.mode not in MODES:
+        raise ValueError(f"unknown mode '{cfg.mode}'; valid: {', '.join(MODES)}")
+    if cfg.head_init not in HEAD_INITS:
+        raise ValueError(f"unknown head_init '{cfg.head_init}'; valid: {', '.join(HEAD_INITS)}")
+    for name in ("epochs", "image_size", "embedding_dim", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be >= 0, got {cfg.finetune_epochs}")
+
+
+def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
+    weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
+    return create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
+                                  freeze_bn=cfg.freeze_bn)
+
+
+def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, feature_params: list[nn.Parameter],
+                    train_features: bool) -> torch.optim.Optimizer:
+    """AdamW over the head (``lr``), the loss's own parameters (``loss_lr``) and, when ``train_features``, the
+    backbone and pooling (``backbone_lr``)."""
+    groups = [{"params": learner.net.head_parameters(), "lr": cfg.lr}]
+    loss_params = [p for p in learner.loss.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": cfg.loss_lr})
+    if train_features:
+        groups.append({"params": feature_params, "lr": cfg.backbone_lr})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, labels: torch.Tensor,
+                 embed: Callable[[], torch.Tensor], cfg: RetrievalTrainConfig, device: torch.device) -> DataLoader:
+    """The epoch's batches from ``sampler``; before each epoch the learner's hooks refresh from ``embed()`` (the
+    training set's current embeddings, computed in eval mode and only if a hook asks)."""
+
+    def on_epoch() -> None:
+        memo: list[torch.Tensor] = []
+
+        def embed_once() -> torch.Tensor:
+            if not memo:
+                was_training = learner.training
+                learner.eval()
+                with torch.no_grad():
+                    memo.append(embed())
+                learner.train(was_training)
+            return memo[0]
+
+        learner.before_epoch(embed_once, labels)
+
+    batches = EpochStartSampler(sampler, on_epoch) if len(learner.hooks) else sampler
+    return DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                      persistent_workers=cfg.workers > 0)
+
+
+def _engine(learner: RetrievalLearner, optimizer: torch.optim.Optimizer, output: Path, epochs: int,
+            minutes: Optional[float], cfg: RetrievalTrainConfig, dist: DistInfo) -> Engine:
+    return Engine(learner, optimizer, output, dist=dist, epochs=epochs, amp=cfg.amp, lr_schedule=cfg.lr_schedule,
+                  time_budget_s=minutes * 60 if minutes else None, select_metric=SELECT_METRIC, quiet=cfg.quiet,
+                  metadata={"image_size": str(cfg.image_size)})
+
+
+def _best_metric(path: Path) -> Optional[float]:
+    value = checkpoint_metadata(path).get(SELECT_METRIC) if path.is_file() else None
+    return None if value is None else float(value)
+
+
+def promote_finetuned(output: Path) -> bool:
+    """Make ``output/best.safetensors`` the fine-tuned best if its validation MAP@R is higher (or if neither has
+    one: the later stage wins). Returns whether it was replaced."""
+    stage1, stage2 = output / "best.safetensors", output / FINETUNE_DIR / "best.safetensors"
+    if not stage2.is_file():
+        return False
+    before, after = _best_metric(stage1), _best_metric(stage2)
+    better = after is None or before is None or after > before
+    if better and stage2.read_bytes() != (stage1.read_bytes() if stage1.is_file() else b""):
+        write_bytes_atomic(stage1, stage2.read_bytes())
+        return True
+    return False
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    output: Path
+    stages: dict[str, FitResult]
+    train_classes: list[str]
+    val_classes: list[str]
+    skipped: list[tuple[Path, str]]
+    problems: list[Problem]
+    feature_seconds: float = 0.0
+    promoted_finetune: bool = False
+
+
+def _augmentation(size: int) -> nn.Module:
+    return nn.Sequential(K.RandomResizedCrop((size, size), scale=(0.5, 1.0)), K.RandomHorizontalFlip())
+
+
+def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
+    """Train a retrieval model as configured; files go to ``cfg.output`` (see the module docstring and
+    :class:`coseg.engine.Engine`)."""
+    check_config(cfg)
+    own_dist = dist is None
+    dist = setup_distributed(cfg.device) if dist is None else dist
+    try:
+        return _train(cfg, resume, dist)
+    finally:
+        if own_dist:
+            cleanup_distributed()
+
+
+def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
+    seed_everything(cfg.seed)
+    output = Path(cfg.output)
+    progress = not cfg.quiet and dist.is_main
+
+    def check_method(records: list[Record], classes: list[str]) -> None:
+        build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size)
+
+    data = load_training_data(cfg, progress, check=check_method)
+    labels = data.train.labels
+    net = build_model(cfg)
+    feature_params = net.feature_parameters()
+    parts = build_components(cfg, labels, len(data.train_classes), dist.rank, dist.world_size)
+    learner = RetrievalLearner(net, parts, cfg.loss)
+    val_labels = data.val.labels if data.val is not None else None
+    device = dist.device
+    result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems)
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output / "config.yaml")
+    finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
+    head_stage = cfg.mode == "staged" and not finetune_resume
+    features = None
+    if head_stage or (cfg.head_init != "random" and not resume):
+        start = time.perf_counter()
+        views = cfg.feature_views if cfg.mode == "staged" else 1
+        features = cached_features(net, data.train, views, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
+                                   progress)
+        result.feature_seconds = time.perf_counter() - start
+        if not resume:
+            init_head(net, features.flatten(0, 1), cfg.head_init)
+
+    def embed_images() -> torch.Tensor:
+        return embed_dataset(net, data.train, device, cfg.batch_size, cfg.workers)
+
+    if head_stage:
+        assert features is not None
+        val_features = None
+        if data.val is not None:
+            val_features = cached_features(net, data.val, 1, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
+                                           progress)[0]
+        for p in feature_params:
+            p.requires_grad_(False)
+        learner.head_only = True
+
+        def embed_features() -> torch.Tensor:
+            return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in features[0].split(4096)])
+
+        validation = Validation(val_labels, device, features=val_features) if val_labels is not None else None
+        loader = train_loader(FeatureDataset(features, labels), learner, parts.sampler, labels, embed_features, cfg,
+                              device)
+        engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
+                         cfg.minutes, cfg, dist)
+        result.stages["head"] = engine.fit(RetrievalTask(learner, validation), loader, resume=resume)
+        learner.head_only = False
+        for p in feature_params:
+            p.requires_grad_(True)
+    if cfg.mode == "staged" and cfg.finetune_epochs == 0:
+        return result
+    image_output, epochs, minutes = output, cfg.epochs, cfg.minutes
+    if cfg.mode == "staged":
+        image_output, epochs, minutes = output / FINETUNE_DIR, cfg.finetune_epochs, cfg.finetune_minutes
+        state, _, _ = read_checkpoint(output / "best.safetensors", "cpu")
+        net.load_state_dict(state)
+    validation = (Validation(val_labels, device, images=data.val, batch_size=cfg.batch_size, workers=cfg.workers)
+                  if val_labels is not None else None)
+    loader = train_loader(data.train, learner, parts.sampler, labels, embed_images, cfg, device)
+    engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
+                     cfg, dist)
+    task = RetrievalTask(learner, validation, _augmentation(cfg.image_size))
+    stage = "finetune" if cfg.mode == "staged" else "end_to_end"
+    result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume)
+    if cfg.mode == "staged" and dist.is_main:
+        result.promoted_finetune = promote_finetuned(output)
+    return result

@@ -1,0 +1,126 @@
+"""apps.retrieval.export and search: files and their agreement, unreadable images listed, resume after an
+interruption (same result, finished shards not redone), changed images re-embedded, search finds the query."""
+from __future__ import annotations
+
+import csv
+import os
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+import apps.retrieval.export as export_module
+from apps.retrieval.export import export_folder
+from apps.retrieval.model import create_retrieval_model, load_retrieval_model
+from apps.retrieval.search import search_export
+from coseg.data import read_image, resize_image
+from tests.apps.retrieval_files import tiny_image
+from tests.apps.retrieval_runs import BACKBONE, tiny_set
+from tests.helpers import assert_close
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """8 class folders × 3 images, one image directly in the root, one unreadable file."""
+    root = tiny_set(tmp_path_factory.mktemp("collection") / "images", per_class=3)
+    (root / "splits.json").unlink()
+    tiny_image(root / "loose.png", seed=7)
+    (root / "class3" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "best.safetensors"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=8).save(path, metadata={"image_size": "32"})
+    return path
+
+
+def manifest(folder) -> list[dict]:
+    with open(folder / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class CountingEmbed:
+    """Stands in for export's ``embed_shard``: counts calls and raises KeyboardInterrupt at call ``fail_at``."""
+
+    def __init__(self, fail_at: int = 0) -> None:
+        self.calls, self.fail_at, self.real = 0, fail_at, export_module.embed_shard
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def test_export_files_agree_with_the_model(collection, checkpoint, tmp_path):
+    out = tmp_path / "export"
+    report = export_folder(checkpoint, collection, out, shard_size=7)
+    embeddings = np.load(out / "embeddings.npy")
+    rows = manifest(out)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (25, 8) == (report.images, report.dim)
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows) and "class3/broken.jpg" not in {r["path"] for r in rows}
+    assert {r["path"]: r["label"] for r in rows}["loose.png"] == "" and rows[0] == {"path": "class0/img000.jpg",
+                                                                                    "label": "class0"}
+    assert [path for path, _ in report.skipped] == ["class3/broken.jpg"]
+    assert faiss.read_index(str(out / "index.faiss")).ntotal == 25 and not (out / export_module.SHARD_DIR).exists()
+    model = load_retrieval_model(checkpoint).eval()
+    image = torch.from_numpy(resize_image(read_image(collection / rows[5]["path"]), 32)).permute(2, 0, 1)
+    with torch.no_grad():
+        assert_close(torch.from_numpy(embeddings[5]), model(image[None].float() / 255)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_interrupted_export_resumes_without_redoing_finished_shards(collection, checkpoint, tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    export_folder(checkpoint, collection, whole, shard_size=4)  # 26 files: 7 shards
+    interrupted = tmp_path / "interrupted"
+    monkeypatch.setattr(export_module, "embed_shard", CountingEmbed(fail_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        export_folder(checkpoint, collection, interrupted, shard_size=4)
+    assert len(list((interrupted / export_module.SHARD_DIR).glob("*.npz"))) == 3
+    assert not (interrupted / "embeddings.npy").exists() and not (interrupted / "export.json").exists()
+    counting = CountingEmbed()
+    monkeypatch.setattr(export_module, "embed_shard", counting)
+    report = export_folder(checkpoint, collection, interrupted, shard_size=4)
+    assert counting.calls == 4 and report.shards == 7 and report.shards_reused == 3
+    assert np.array_equal(np.load(interrupted / "embeddings.npy"), np.load(whole / "embeddings.npy"))
+    assert manifest(interrupted) == manifest(whole)
+    again = export_folder(checkpoint, collection, interrupted, shard_size=4)
+    assert again.up_to_date and counting.calls == 4 and again.skipped == report.skipped
+
+
+def test_a_changed_image_is_embedded_again(collection, checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out, shard_size=100)
+    counting = CountingEmbed()
+    monkeypatch.setattr(export_module, "embed_shard", counting)
+    changed = collection / "class0" / "img001.jpg"
+    stat = os.stat(changed)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert not export_folder(checkpoint, collection, out, shard_size=100).up_to_date and counting.calls == 1
+
+
+def test_export_never_writes_into_its_input(collection, checkpoint):
+    with pytest.raises(ValueError, match="inside the input folder"):
+        export_folder(checkpoint, collection, collection / "export")
+
+
+def test_search_finds_the_query_itself_first(collection, checkpoint, tmp_path):
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out)
+    query = collection / "class5" / "img002.jpg"
+    results = search_export(out, [query], k=4, output=tmp_path / "hits.csv")
+    assert [n.rank for n in results] == [1, 2, 3, 4]
+    assert results[0].path == "class5/img002.jpg" and results[0].label == "class5" and results[0].distance < 1e-3
+    assert all(a.distance <= b.distance for a, b in zip(results, results[1:]))
+    with open(tmp_path / "hits.csv", newline="") as f:
+        saved = list(csv.DictReader(f))
+    assert [r["path"] for r in saved] == [n.path for n in results] and saved[0]["rank"] == "1"
+    several = search_export(out, [collection / "class1"], k=2)
+    assert len(several) == 6 and all(n.path == n.query.split(str(collection) + "/")[1] for n in several[::2])
+    with pytest.raises(ValueError, match="cannot read query"):
+        search_export(out, [collection / "class3" / "broken.jpg"])
+    with pytest.raises(ValueError, match="no finished export"):
+        search_export(tmp_path, [query])

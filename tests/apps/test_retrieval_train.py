@@ -1,0 +1,182 @@
+"""apps.retrieval.train: class-disjoint validation, every loss and sampler name trains, components from names
+(unused options rejected), PCA head start, cached features, hooks' state, fine-tuning stage, resume."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from apps.retrieval.components import build_components
+from apps.retrieval.config import RetrievalTrainConfig
+from apps.retrieval.features import FeatureDataset, cached_features
+from apps.retrieval.head_init import init_head
+from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.model import create_retrieval_model, load_retrieval_model
+from apps.retrieval.train import EpochStartSampler, load_training_data, split_classes, train
+from coseg.engine import ConfigError, load_training_state
+from coseg.models import checkpoint_metadata
+from metric.registry import BATCH_SAMPLERS, LOSSES
+from tests.apps.retrieval_runs import BACKBONE, CLASSES, TRAIN_CLASSES, tiny_config, tiny_set
+from tests.helpers import assert_close
+
+# Image-level losses the trainer trains with; the others are not image-level training losses (see the test below).
+PIXEL_OR_PART = {"is_triplet": "pixel-level", "representative_proximity": "needs a representative mask"}
+TRAINABLE_LOSSES = [name for name in LOSSES.names() if name not in PIXEL_OR_PART]
+# A sampler needs a loss that can use it: smart mining hands the loss mined triplets.
+SAMPLER_LOSS = {"smart_mining": "global"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_set(tmp_path_factory.mktemp("retrieval") / "data")
+
+
+def log_rows(run) -> list[dict]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_validation_classes_are_held_out_of_the_training_classes(data, tmp_path):
+    loaded = load_training_data(tiny_config(data, tmp_path))
+    assert len(loaded.val_classes) == 2 and len(loaded.train_classes) == 4
+    assert set(loaded.train_classes).isdisjoint(loaded.val_classes)
+    assert set(loaded.train_classes) | set(loaded.val_classes) == set(TRAIN_CLASSES)  # never the test classes
+    for dataset, classes in ((loaded.train, loaded.train_classes), (loaded.val, loaded.val_classes)):
+        assert {r.path.parent.name for r in dataset.records} == set(classes)
+        assert sorted(set(dataset.labels.tolist())) == list(range(len(classes)))
+        assert all(r.path.parent.name == classes[r.label] for r in dataset.records)
+
+
+def test_explicit_and_impossible_validation_splits():
+    cfg = RetrievalTrainConfig(val_classes=["B", "c"])
+    assert split_classes(["a", "b", "c", "d"], cfg) == (["a", "d"], ["b", "c"])
+    assert split_classes(["a", "b"], RetrievalTrainConfig(val_fraction=0)) == (["a", "b"], [])
+    with pytest.raises(ValueError, match="too few to hold out 2"):
+        split_classes(["a", "b", "c"], RetrievalTrainConfig(val_fraction=0.2))
+
+
+@pytest.mark.parametrize("loss", TRAINABLE_LOSSES)
+def test_every_loss_trains_an_epoch(loss, data, tmp_path):
+    result = train(tiny_config(data, tmp_path / "run", loss=loss, epochs=1))
+    row = log_rows(tmp_path / "run")[0]
+    assert result.stages["head"].epochs_run == 1 and float(row["train_loss"]) >= 0
+    assert 0 <= float(row["val_MAP@R"]) <= 100
+    assert load_retrieval_model(tmp_path / "run" / "best.safetensors").embedding_dim == 8
+
+
+@pytest.mark.parametrize("sampler", BATCH_SAMPLERS.names())
+def test_every_sampler_trains_an_epoch(sampler, data, tmp_path):
+    loss = SAMPLER_LOSS.get(sampler, "triplet_margin")
+    result = train(tiny_config(data, tmp_path / "run", sampler=sampler, loss=loss, epochs=1))
+    assert result.stages["head"].epochs_run == 1
+    assert float(log_rows(tmp_path / "run")[0]["train_loss"]) >= 0
+
+
+@pytest.mark.parametrize("loss", sorted(PIXEL_OR_PART))
+def test_losses_that_are_not_image_level_fail_clearly(loss, data, tmp_path):
+    with pytest.raises((ConfigError, ValueError)):
+        train(tiny_config(data, tmp_path / "run", loss=loss, epochs=1))
+
+
+def test_components_from_names_and_unused_options():
+    labels = torch.arange(4).repeat_interleave(3)
+    cfg = RetrievalTrainConfig(loss="triplet_margin", miner="semi_hard", distance="snr", margin=0.3,
+                               classes_per_batch=2, samples_per_class=3)
+    parts = build_components(cfg, labels, 4)
+    assert type(parts.distance).__name__ == "SNRDistance" and parts.loss.distance is parts.distance
+    assert parts.loss.miner is parts.miner and parts.miner.margin == 0.3 == parts.loss.margin
+    assert type(parts.sampler).__name__ == "PKBatchSampler" and parts.hooks == []
+    with pytest.raises(ConfigError, match="--la set but not used by loss 'triplet_margin'"):
+        build_components(RetrievalTrainConfig(la=10.0, classes_per_batch=2), labels, 4)
+    with pytest.raises(ConfigError, match="does not take a miner"):
+        build_components(RetrievalTrainConfig(loss="soft_triple", miner="batch_hard", classes_per_batch=2), labels, 4)
+    with pytest.raises(KeyError, match="unknown batch sampler 'pq'; valid names: class_representative"):
+        build_components(RetrievalTrainConfig(sampler="pq"), labels, 4)
+    soft = build_components(RetrievalTrainConfig(loss="soft_triple", la=10.0, centers_per_class=2,
+                                                 classes_per_batch=2), labels, 4).loss
+    assert soft.la == 10.0 and soft.centers.shape == (128, 4 * 2)
+    smart = build_components(RetrievalTrainConfig(loss="global", sampler="smart_mining", classes_per_batch=2,
+                                                  samples_per_class=3, num_neighbours=5), labels, 4)
+    assert smart.sampler.miner.num_neighbours == 5 and smart.sampler.triplets_per_batch == 2
+    with pytest.raises(ValueError, match="cannot take the triplets"):
+        build_components(RetrievalTrainConfig(loss="soft_triple", sampler="smart_mining", classes_per_batch=2),
+                         labels, 4)
+
+
+def test_pca_head_start_keeps_the_geometry_of_the_features():
+    model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=6)
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(model.feature_dim, 5, generator=generator))[0]  # 5-d subspace
+    features = torch.randn(40, 5, generator=generator) * torch.tensor([5.0, 4, 3, 2, 1]) @ basis.T + 2.0
+    init_head(model, features, "pca")
+    with torch.no_grad():
+        projected = model.embedding(features)
+    ratio = torch.cdist(projected, projected)[~torch.eye(40, dtype=torch.bool)] / \
+        torch.cdist(features, features)[~torch.eye(40, dtype=torch.bool)]
+    assert_close(ratio, torch.full_like(ratio, float(ratio.mean())), rtol=2e-3, atol=0)  # distances scaled alike
+    assert_close(projected.mean(0), torch.zeros(6), rtol=0, atol=1e-4)  # centred
+    init_head(model, features, "pca_whiten")
+    with torch.no_grad():
+        spread = model.embedding(features)[:, :5].std(0)
+    assert_close(spread, torch.full_like(spread, float(spread.mean())), rtol=1e-3, atol=1e-4)  # whitened axes
+
+
+def test_cached_features_are_read_back_without_the_backbone(data, tmp_path, monkeypatch):
+    loaded = load_training_data(tiny_config(data, tmp_path))
+    model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=8)
+    first = cached_features(model, loaded.train, 2, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert first.shape == (2, len(loaded.train), model.feature_dim)
+    with torch.no_grad():
+        mirrored = model.features(torch.stack([loaded.train[i]["image"] for i in range(3)]).float().div(255).flip(-1))
+    assert_close(first[1, :3], mirrored, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(model, "features", lambda x: pytest.fail("the backbone ran again"))
+    assert torch.equal(cached_features(model, loaded.train, 2, torch.device("cpu"), cache_dir=tmp_path / "cache"), first)
+    other = RetrievalImageDataset(loaded.val.records, 32)
+    monkeypatch.undo()
+    assert cached_features(model, other, 1, torch.device("cpu"), cache_dir=tmp_path / "cache").shape[1] == len(other)
+    dataset = FeatureDataset(first, loaded.train.labels)
+    item = dataset[3]
+    assert any(torch.equal(item["features"], first[v, 3]) for v in range(2)) and item["label"] == loaded.train.labels[3]
+
+
+def test_epoch_start_sampler_calls_back_before_each_epoch():
+    calls = []
+    sampler = EpochStartSampler(BATCH_SAMPLERS.create("pk", labels=[0, 0, 1, 1], classes_per_batch=2,
+                                                      samples_per_class=2), lambda: calls.append(len(calls)))
+    sampler.set_epoch(1)
+    first = list(sampler)
+    sampler.set_epoch(2)
+    assert calls == [0, 1] and len(first) == len(sampler) == 1 and sorted(first[0]) == [0, 1, 2, 3]
+
+
+def test_smart_mining_controller_offset_is_checkpointed(data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(data, run, loss="global", sampler="smart_mining", epochs=2, target_active=0.9,
+                      controller_gain=0.5))
+    rows = log_rows(run)
+    assert {"train_active", "train_offset"} <= set(rows[0])
+    state = load_training_state(run / "last.pt")
+    offsets = [v for k, v in state["model"].items() if k.endswith("offset")]
+    assert len(offsets) == 1 and abs(float(offsets[0]) - float(rows[-1]["train_offset"])) < 0.5
+
+
+def test_resume_continues_the_head_stage(data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(data, run, epochs=1))
+    result = train(tiny_config(data, run, epochs=3), resume=True)
+    assert [int(r["epoch"]) for r in log_rows(run)] == [1, 2, 3] and result.stages["head"].epochs_run == 3
+
+
+def test_finetune_stage_and_end_to_end(data, tmp_path):
+    run = tmp_path / "staged"
+    result = train(tiny_config(data, run, epochs=1, finetune_epochs=1, loss="soft_triple"))
+    assert set(result.stages) == {"head", "finetune"}
+    assert (run / "finetune" / "best.safetensors").is_file() and len(log_rows(run / "finetune")) == 1
+    best_of_stages = max(result.stages["head"].best_metric, result.stages["finetune"].best_metric)
+    kept = load_retrieval_model(run / "best.safetensors")
+    assert float(checkpoint_metadata(run / "best.safetensors")["MAP@R"]) == pytest.approx(best_of_stages, abs=1e-3)
+    assert kept.embedding_dim == 8
+    end = train(tiny_config(data, tmp_path / "e2e", mode="end_to_end", epochs=1, head_init="random"))
+    assert set(end.stages) == {"end_to_end"} and end.feature_seconds == 0
+    assert len(log_rows(tmp_path / "e2e")) == 1 and set(CLASSES[6:]).isdisjoint(end.train_classes + end.val_classes)
