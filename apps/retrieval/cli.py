@@ -147,7 +147,8 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
     if report.up_to_date:
         click.echo(f"up to date: {report.images} image(s) already exported with this model")
     else:
-        reused = f" ({report.shards_reused} of {report.shards} shard(s) from an earlier run)" if report.shards_reused else ""
+        reused = (f" ({report.shards_reused} of {report.shards} shard(s) from an earlier run)"
+                  if report.shards_reused else "")
         click.echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
     if report.skipped:
         click.echo(f"skipped {len(report.skipped)} unreadable file(s) (listed in skipped.csv):")

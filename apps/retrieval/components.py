@@ -97,7 +97,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
 
     sampler = create_component(BATCH_SAMPLERS.get(cfg.sampler), f"batch sampler '{cfg.sampler}'", {
         **tunable, "labels": labels, "classes_per_batch": cfg.classes_per_batch,
-        "samples_per_class": cfg.samples_per_class, "triplets_per_batch": cfg.classes_per_batch * cfg.samples_per_class // 3,
+        "samples_per_class": cfg.samples_per_class,
+        "triplets_per_batch": cfg.classes_per_batch * cfg.samples_per_class // 3,
         "miner": Lazy(smart_miner), "distance": distance, "rank": rank, "world_size": world_size, "seed": cfg.seed,
     }, taken)
     parts = Parts(distance, miner, loss, sampler)

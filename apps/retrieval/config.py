@@ -17,16 +17,21 @@ class RetrievalTrainConfig:
     layout: str = option("auto", "Data layout: cub, cars, sop, folders, or auto (detect).")
     output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
     train_split: str = option("train", "Split to train on (official layouts: train; folders: a key of splits.json).")
-    train_classes: list = option([], "Class folders forming the training split (folders layout, instead of splits.json).")
+    train_classes: list = option([], "Class folders forming the training split (folders layout, instead of "
+                                     "splits.json).")
     val_classes: list = option([], "Training classes held out for validation; default: --val-fraction of them.")
     val_fraction: float = option(0.2, "Share of the training classes held out (class-disjoint) for validation and "
                                       "best-checkpoint selection; at least 2 classes (0 = no validation).")
     image_size: int = option(224, "Training and inference size in pixels (square).")
     # --- schedule ---------------------------------------------------------------------------------------------
     mode: str = option("staged", "staged: train the embedding head on cached backbone features, then optionally "
-                                 "fine-tune everything (--finetune-epochs); end_to_end: train everything from the start.")
+                                 "fine-tune everything (--finetune-epochs); end_to_end: train everything from the "
+                                 "start.")
     epochs: int = option(100, "Epochs of the head stage (staged) or of the whole run (end_to_end).")
     minutes: Optional[float] = option(None, "Time budget of the head stage (staged) or of the run, in minutes.")
+    head_passes: int = option(1, "Staged: passes over the training set per epoch of the head stage (validation and "
+                                 "checkpoints and the method hooks' refresh come once per epoch; raise it when a "
+                                 "pass takes milliseconds).")
     feature_views: int = option(2, "Staged: views cached per training image (1: as is, 2: + mirrored, 3: + centre "
                                    "zoom, 4: + mirrored zoom); each step draws one per image.")
     head_init: str = option("pca", "Embedding head start: pca (principal axes of the training features: starts "
@@ -41,7 +46,8 @@ class RetrievalTrainConfig:
     embedding_dim: int = option(128, "Embedding size.")
     freeze_bn: bool = option(True, "Keep the backbone's BatchNorm statistics and affine parameters fixed.")
     # --- method -----------------------------------------------------------------------------------------------
-    loss: str = option("triplet_margin", "Loss (metric/ LOSSES name): triplet_margin, soft_triple, triplet_upper_bound, "
+    loss: str = option("triplet_margin", "Loss (metric/ LOSSES name): triplet_margin, soft_triple, "
+                                         "triplet_upper_bound, "
                                          "global, hierarchical_triplet, ...")
     miner: Optional[str] = option(None, "Triplet miner (MINERS name: batch_all, batch_hard, semi_hard) for losses that "
                                         "take one; default: the loss's own (all valid triplets).")
@@ -68,7 +74,8 @@ class RetrievalTrainConfig:
                                                                 "representatives (T, 10).")
     classes_per_anchor: Optional[int] = option(None, "hierarchical sampler: classes drawn with each anchor class from "
                                                      "the tree (2).")
-    num_neighbours: Optional[int] = option(None, "smart_mining: neighbours searched per anchor in the graph index (32).")
+    num_neighbours: Optional[int] = option(None, "smart_mining: neighbours searched per anchor in the graph index "
+                                                 "(32).")
     target_active: float = option(0.5, "smart_mining: share of active triplets the adaptive controller aims at.")
     controller_gain: float = option(0.05, "smart_mining: controller step per unit of share error (distance units).")
     # --- optimisation -----------------------------------------------------------------------------------------

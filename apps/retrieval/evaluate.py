@@ -49,8 +49,9 @@ class Evaluation:
 
 def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[PathLike] = None, layout: str = "auto",
                         split: str = "test", train_classes: Optional[Sequence[str]] = None,
-                        image_size: Optional[int] = None, batch_size: int = 32, device: Union[str, torch.device] = "cpu",
-                        workers: int = 0, cache_dir: Optional[PathLike] = None, progress: bool = False) -> Evaluation:
+                        image_size: Optional[int] = None, batch_size: int = 32,
+                        device: Union[str, torch.device] = "cpu", workers: int = 0,
+                        cache_dir: Optional[PathLike] = None, progress: bool = False) -> Evaluation:
     """Score the model of ``checkpoint`` on ``split`` of the data set at ``data``: every image is a query against all
     the others (GUIDE §4). Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4,
     R@8, MAP@R, NMI in percent, and the images, classes, split, checkpoint and image size used."""

@@ -136,8 +136,8 @@ class ClassTreeHook(TrainingHook):
 
 @TRAINING_HOOKS.register("hierarchical")
 class TreeSamplingHook(TrainingHook):
-    """Anchor-neighbour class sampling (Ge et al. 2018): give the sampler the class tree every epoch — the hierarchical
-    loss's own tree (its hook runs first), or one built here for another loss."""
+    """Anchor-neighbour class sampling (Ge et al. 2018): give the sampler the class tree every epoch — the
+    hierarchical loss's own tree (its hook runs first), or one built here for another loss."""
 
     DEFAULT_LEVELS = 16
     options = ("num_levels",)

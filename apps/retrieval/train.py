@@ -154,24 +154,33 @@ class RetrievalTask:
         return {} if self.validation is None else self.validation(model)  # type: ignore[arg-type]
 
 
-class EpochStartSampler(Sampler[list[int]]):
-    """A batch sampler that calls ``on_epoch()`` in ``set_epoch`` — which the engine calls before each epoch's
-    batches are drawn — and then delegates everything to ``sampler``."""
+class EpochBatches(Sampler[list[int]]):
+    """One engine epoch of ``passes`` passes of the batch sampler ``sampler``; ``set_epoch`` — which the engine
+    calls before each epoch's batches are drawn — first calls ``on_epoch()``, then numbers the passes (pass k of
+    epoch e is the sampler's epoch (e − 1)·passes + k + 1, so every pass draws new batches)."""
 
-    def __init__(self, sampler: Sampler[list[int]], on_epoch: Callable[[], None]) -> None:
+    def __init__(self, sampler: Sampler[list[int]], passes: int = 1,
+                 on_epoch: Optional[Callable[[], None]] = None) -> None:
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
         self.sampler = sampler
+        self.passes = passes
         self.on_epoch = on_epoch
+        self.epoch = 1
 
     def set_epoch(self, epoch: int) -> None:
-        self.on_epoch()
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+        if self.on_epoch is not None:
+            self.on_epoch()
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.sampler)
+        for k in range(self.passes):
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch((self.epoch - 1) * self.passes + k + 1)
+            yield from self.sampler
 
     def __len__(self) -> int:
-        return len(self.sampler)  # type: ignore[arg-type]
+        return self.passes * len(self.sampler)  # type: ignore[arg-type]
 
 
 # --- building blocks ----------------------------------------------------------------------------------------------
@@ -209,9 +218,10 @@ def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, featur
 
 
 def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, labels: torch.Tensor,
-                 embed: Callable[[], torch.Tensor], cfg: RetrievalTrainConfig, device: torch.device) -> DataLoader:
-    """The epoch's batches from ``sampler``; before each epoch the learner's hooks refresh from ``embed()`` (the
-    training set's current embeddings, computed in eval mode and only if a hook asks)."""
+                 embed: Callable[[], torch.Tensor], cfg: RetrievalTrainConfig, device: torch.device,
+                 passes: int = 1) -> DataLoader:
+    """Each epoch's batches: ``passes`` passes of ``sampler``; before each epoch the learner's hooks refresh from
+    ``embed()`` (the training set's current embeddings, computed in eval mode and only if a hook asks)."""
 
     def on_epoch() -> None:
         memo: list[torch.Tensor] = []
@@ -227,7 +237,7 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
 
         learner.before_epoch(embed_once, labels)
 
-    batches = EpochStartSampler(sampler, on_epoch) if len(learner.hooks) else sampler
+    batches = EpochBatches(sampler, passes, on_epoch if len(learner.hooks) else None)
     return DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                       persistent_workers=cfg.workers > 0)
 
@@ -338,7 +348,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
 
         validation = Validation(val_labels, device, features=val_features) if val_labels is not None else None
         loader = train_loader(FeatureDataset(features, labels), learner, parts.sampler, labels, embed_features, cfg,
-                              device)
+                              device, cfg.head_passes)
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
                          cfg.minutes, cfg, dist)
         result.stages["head"] = engine.fit(RetrievalTask(learner, validation), loader, resume=resume)

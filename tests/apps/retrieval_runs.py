@@ -21,7 +21,7 @@ def tiny_set(root: Path, per_class: int = 4) -> Path:
 def tiny_config(data: Path, output: Path, **changes) -> RetrievalTrainConfig:
     """Train on classes 0–5 (2 held out for validation: 4 left, P = 2 × K = 2), 2 epochs of the head stage."""
     values = dict(data=str(data), output=str(output), backbone=BACKBONE, weights="none", image_size=32,
-                  embedding_dim=8, epochs=2, classes_per_batch=2, samples_per_class=2, val_fraction=0.34, feature_views=2, batch_size=16,
-                  quiet=True, device="cpu")
+                  embedding_dim=8, epochs=2, classes_per_batch=2, samples_per_class=2, val_fraction=0.34,
+                  feature_views=2, batch_size=16, quiet=True, device="cpu")
     values.update(changes)
     return RetrievalTrainConfig(**values)

@@ -61,7 +61,8 @@ def test_export_files_agree_with_the_model(collection, checkpoint, tmp_path):
     embeddings = np.load(out / "embeddings.npy")
     rows = manifest(out)
     assert embeddings.dtype == np.float32 and embeddings.shape == (25, 8) == (report.images, report.dim)
-    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows) and "class3/broken.jpg" not in {r["path"] for r in rows}
+    paths = [r["path"] for r in rows]
+    assert paths == sorted(paths) and "class3/broken.jpg" not in paths
     assert {r["path"]: r["label"] for r in rows}["loose.png"] == "" and rows[0] == {"path": "class0/img000.jpg",
                                                                                     "label": "class0"}
     assert [path for path, _ in report.skipped] == ["class3/broken.jpg"]

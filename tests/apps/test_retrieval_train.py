@@ -12,8 +12,9 @@ from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.features import FeatureDataset, cached_features
 from apps.retrieval.head_init import init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import EpochStartSampler, load_training_data, split_classes, train
+from apps.retrieval.train import EpochBatches, load_training_data, split_classes, train
 from coseg.engine import ConfigError, load_training_state
 from coseg.models import checkpoint_metadata
 from metric.registry import BATCH_SAMPLERS, LOSSES
@@ -131,7 +132,8 @@ def test_cached_features_are_read_back_without_the_backbone(data, tmp_path, monk
         mirrored = model.features(torch.stack([loaded.train[i]["image"] for i in range(3)]).float().div(255).flip(-1))
     assert_close(first[1, :3], mirrored, rtol=1e-4, atol=1e-5)
     monkeypatch.setattr(model, "features", lambda x: pytest.fail("the backbone ran again"))
-    assert torch.equal(cached_features(model, loaded.train, 2, torch.device("cpu"), cache_dir=tmp_path / "cache"), first)
+    again = cached_features(model, loaded.train, 2, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert torch.equal(again, first)
     other = RetrievalImageDataset(loaded.val.records, 32)
     monkeypatch.undo()
     assert cached_features(model, other, 1, torch.device("cpu"), cache_dir=tmp_path / "cache").shape[1] == len(other)
@@ -140,14 +142,28 @@ def test_cached_features_are_read_back_without_the_backbone(data, tmp_path, monk
     assert any(torch.equal(item["features"], first[v, 3]) for v in range(2)) and item["label"] == loaded.train.labels[3]
 
 
-def test_epoch_start_sampler_calls_back_before_each_epoch():
+def test_epoch_batches_call_back_and_make_several_passes():
     calls = []
-    sampler = EpochStartSampler(BATCH_SAMPLERS.create("pk", labels=[0, 0, 1, 1], classes_per_batch=2,
-                                                      samples_per_class=2), lambda: calls.append(len(calls)))
-    sampler.set_epoch(1)
-    first = list(sampler)
-    sampler.set_epoch(2)
-    assert calls == [0, 1] and len(first) == len(sampler) == 1 and sorted(first[0]) == [0, 1, 2, 3]
+    pk = BATCH_SAMPLERS.create("pk", labels=[0, 0, 0, 0, 1, 1, 1, 1], classes_per_batch=2, samples_per_class=2)
+    batches = EpochBatches(pk, passes=3, on_epoch=lambda: calls.append(len(calls)))
+    batches.set_epoch(1)
+    first = list(batches)
+    batches.set_epoch(2)
+    second = list(batches)
+    assert calls == [0, 1] and len(first) == len(second) == len(batches) == 3 * len(pk) == 6
+    for epoch in (first, second):  # each pass covers the data set once
+        for start in (0, 2, 4):
+            assert sorted(i for batch in epoch[start:start + 2] for i in batch) == list(range(8))
+    assert first != second and first[:2] != first[2:4]
+
+
+def test_head_passes_make_longer_epochs(data, tmp_path, monkeypatch):
+    steps = []
+    objective = RetrievalLearner.objective
+    monkeypatch.setattr(RetrievalLearner, "objective", lambda self, *a: steps.append(1) or objective(self, *a))
+    result = train(tiny_config(data, tmp_path / "run", epochs=1, head_passes=3))
+    # 4 training classes × 4 images, 2 classes × 2 images per batch: 4 batches per pass
+    assert result.stages["head"].epochs_run == 1 and len(log_rows(tmp_path / "run")) == 1 and len(steps) == 12
 
 
 def test_smart_mining_controller_offset_is_checkpointed(data, tmp_path):

@@ -1,0 +1,217 @@
+"""Retrieval methods on Oxford-17 Flowers at the same budget, class-disjoint: train on the 8 ``train`` classes
+(validation classes held out of them for model selection), test on the 9 ``test`` classes.
+
+    .venv/bin/python benchmarks/retrieval_flowers.py --data ../shared/data/flowers17 --minutes 10 \\
+        --out bench_out/retrieval_flowers.json [--methods triplet_semi_hard,soft_triple] [--set lr=1e-4]
+
+One row per method, each trained by the toolkit's retrieval trainer (``apps.retrieval.train``) with the same
+config apart from the method's own options (``METHODS``) and the same time budget ``--minutes``; the PML rows plug
+pytorch-metric-learning's losses into the same trainer through the loss registry (``PML_LOSSES``). ``frozen`` is the
+ImageNet backbone's L2-normalised pooled features without training. Every row is scored by
+``apps.retrieval.evaluate`` on the test classes. Columns:
+- R@1, R@2, R@4, R@8, MAP@R, NMI (percent);
+- s/epoch: training seconds per pass over the training set (head stage: on cached features);
+- loss s/epoch: miner + loss + hooks' terms, forward and backward, per pass (median of 20 timed steps × steps per
+  pass, one thread, on random unit embeddings of the method's batches; the network's share is the same for every
+  method).
+Backbone features are computed once and shared by all rows through ``--work``/cache (their seconds are reported
+separately as ``feature_seconds``, not in any row's budget).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from apps.retrieval.components import build_components
+from apps.retrieval.config import RetrievalTrainConfig
+from apps.retrieval.datasets import load_retrieval_split
+from apps.retrieval.evaluate import evaluate_checkpoint
+from apps.retrieval.features import cached_features
+from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.learner import RetrievalLearner
+from apps.retrieval.model import create_retrieval_model
+from apps.retrieval.train import build_model, load_training_data, percent_metrics, train
+from coseg.data import ImageCache
+from coseg.engine import config_from_dict, config_to_dict, resolve_device
+from metric.registry import LOSSES
+
+# --- pytorch-metric-learning's losses, plugged into the trainer by name -------------------------------------------
+
+
+class PMLTripletSemiHard(nn.Module):
+    """PML ``TripletMarginLoss`` on the triplets of PML's ``TripletMarginMiner(type_of_triplets="semihard")``."""
+
+    def __init__(self, margin: float = 0.1) -> None:
+        super().__init__()
+        from pytorch_metric_learning import losses, miners
+
+        self.loss = losses.TripletMarginLoss(margin=margin)
+        self.miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(embeddings, labels, self.miner(embeddings, labels))
+
+
+class PMLSoftTriple(nn.Module):
+    """PML ``SoftTripleLoss`` (its centres train at the trainer's ``loss_lr``, like ours)."""
+
+    def __init__(self, num_classes: int, embedding_size: int) -> None:
+        super().__init__()
+        from pytorch_metric_learning import losses
+
+        self.loss = losses.SoftTripleLoss(num_classes, embedding_size)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(embeddings, labels)
+
+
+PML_LOSSES = {"pml_triplet_margin": PMLTripletSemiHard, "pml_soft_triple": PMLSoftTriple}
+
+# --- the rows -----------------------------------------------------------------------------------------------------
+FROZEN = "frozen"
+METHODS: dict[str, dict[str, Any]] = {
+    FROZEN: {},
+    "triplet_batch_hard": {"loss": "triplet_margin", "miner": "batch_hard"},
+    "triplet_semi_hard": {"loss": "triplet_margin", "miner": "semi_hard"},
+    "dsml_snr_triplet": {"loss": "triplet_margin", "miner": "semi_hard", "distance": "snr", "zero_mean_weight": 0.01},
+    "triplet_upper_bound": {"loss": "triplet_upper_bound"},
+    "soft_triple": {"loss": "soft_triple"},
+    "global_smart_mining": {"loss": "global", "sampler": "smart_mining"},
+    "class_representative": {"loss": "triplet_margin", "miner": "semi_hard", "sampler": "class_representative"},
+    "hierarchical_triplet": {"loss": "hierarchical_triplet", "sampler": "hierarchical"},
+    "pml_triplet_semi_hard": {"loss": "pml_triplet_margin"},
+    "pml_soft_triple": {"loss": "pml_soft_triple"},
+}
+# Shared by every row unless --config/--set say otherwise: 4 classes × 8 images (batch 32) from the 6 classes left
+# after holding 2 out for validation; ~20 passes per epoch so checkpoints do not dominate the cheap head stage.
+BASE = {"classes_per_batch": 4, "samples_per_class": 8, "head_passes": 20, "epochs": 100_000, "quiet": True}
+COLUMNS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
+
+
+def register_pml_losses() -> None:
+    for name, cls in PML_LOSSES.items():
+        if name not in LOSSES:
+            LOSSES.register(name)(cls)
+
+
+def seconds_per_pass(run: Path, passes: int) -> float:
+    """Median training seconds of the run's epochs (log.csv), divided by the passes per epoch."""
+    with open(run / "log.csv", newline="") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    return statistics.median(seconds) / passes
+
+
+def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, steps: int = 20) -> float:
+    """Miner + loss + hooks' terms, forward and backward, per pass over ``labels`` (see the module docstring)."""
+    torch.manual_seed(0)
+    parts = build_components(cfg, labels, num_classes)
+    tiny = create_retrieval_model("test_efficientnet", weights=None, embedding_dim=cfg.embedding_dim)
+    learner = RetrievalLearner(tiny, parts, cfg.loss)
+    dataset_embeddings = F.normalize(torch.randn(len(labels), cfg.embedding_dim))
+    learner.before_epoch(lambda: dataset_embeddings, labels)
+    parts.sampler.set_epoch(1)
+    batches = list(parts.sampler)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-step ops this small only lose from sharing cores with other processes
+    try:
+        times = []
+        for step in range(steps + 1):
+            batch = batches[step % len(batches)]
+            embeddings = F.normalize(torch.randn(len(batch), cfg.embedding_dim)).requires_grad_()
+            start = time.perf_counter()
+            learner.objective(embeddings, labels[batch])["loss"].backward()
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times[1:]) * len(batches)  # the first step warms up
+
+
+def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device) -> dict[str, Any]:
+    """The ImageNet backbone's pooled features, L2-normalised, on the test classes."""
+    model = build_model(cfg).eval()
+    split = load_retrieval_split(data, "test", "folders")
+    dataset = RetrievalImageDataset(split.records, cfg.image_size, ImageCache(cfg.image_size, cache_dir=cfg.cache_dir,
+                                                                              progress=False))
+    features = cached_features(model, dataset, 1, device, cfg.batch_size, cfg.workers, cfg.cache_dir)[0]
+    return {**percent_metrics(F.normalize(features), dataset.labels), "dim": model.feature_dim}
+
+
+def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.device) -> dict[str, Any]:
+    result = train(cfg)
+    run = Path(cfg.output)
+    evaluation = evaluate_checkpoint(run / "best.safetensors", data, run / "test", "folders", "test",
+                                     image_size=cfg.image_size, batch_size=cfg.batch_size, device=device,
+                                     workers=cfg.workers, cache_dir=cfg.cache_dir)
+    stage = next(iter(result.stages.values()))
+    passes = cfg.head_passes if cfg.mode == "staged" else 1
+    loaded = load_training_data(cfg)
+    return {
+        **{k: evaluation.summary[k] for k in COLUMNS},
+        "seconds_per_epoch": seconds_per_pass(run, passes),
+        "loss_seconds_per_epoch": loss_seconds_per_pass(cfg, loaded.train.labels, len(loaded.train_classes)),
+        "epochs": stage.epochs_run * passes, "best_epoch": stage.best_epoch * passes,
+        "val_MAP@R": stage.best_metric, "feature_seconds": round(result.feature_seconds, 1),
+        "dim": cfg.embedding_dim, "config": {k: v for k, v in config_to_dict(cfg).items() if k in METHODS[name]},
+    }
+
+
+def print_table(rows: dict[str, dict[str, Any]]) -> None:
+    width = max(len(name) for name in rows) + 2
+    header = "".join(f"{c:>8}" for c in COLUMNS) + f"{'s/epoch':>10}{'loss s/epoch':>14}"
+    print(f"{'method':<{width}}{header}")
+    for name, row in rows.items():
+        cells = "".join(f"{row[c]:8.1f}" for c in COLUMNS)
+        speed = "" if name == FROZEN else f"{row['seconds_per_epoch']:10.3f}{row['loss_seconds_per_epoch']:14.4f}"
+        print(f"{name:<{width}}{cells}{speed}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="flowers17 root (class folders + splits.json)")
+    parser.add_argument("--minutes", type=float, required=True, help="training time budget of each method")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--methods", help=f"comma-separated rows (default all): {', '.join(METHODS)}")
+    parser.add_argument("--work", type=Path, help="runs and the shared feature cache (default: beside --out)")
+    parser.add_argument("--config", type=Path, help="YAML config shared by all rows (defaults: the toolkit's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all rows")
+    args = parser.parse_args(argv)
+    names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+    register_pml_losses()
+    work = args.work or args.out.with_suffix("").with_name(args.out.stem + "_runs")
+    shared = {**BASE, **(yaml.safe_load(args.config.read_text()) if args.config else {})}
+    shared.update(dict(kv.split("=", 1) for kv in args.set))
+    shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
+                  cache_dir=str(shared.get("cache_dir") or work / "cache"))
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        cfg = config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name)},
+                               f"method {name}")
+        device = resolve_device(cfg.device)
+        start = time.perf_counter()
+        rows[name] = frozen_row(cfg, args.data, device) if name == FROZEN else method_row(name, cfg, args.data, device)
+        rows[name]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        print(f"{name}: R@1 {rows[name]['R@1']:.1f}  MAP@R {rows[name]['MAP@R']:.1f}  NMI {rows[name]['NMI']:.1f}",
+              flush=True)
+    print_table(rows)
+    shared_cfg = config_to_dict(config_from_dict(RetrievalTrainConfig, {**shared, "output": str(work)}, "shared"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"minutes_per_method": args.minutes, "rows": rows, "shared_config": shared_cfg},
+                                   indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
