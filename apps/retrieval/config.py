@@ -90,6 +90,8 @@ class RetrievalTrainConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     amp: bool = option(True, "Mixed precision on CUDA.")
     workers: int = option(0, "DataLoader worker processes.")
+    threads: Optional[int] = option(None, "CPU threads of torch (default: torch's choice). The head stage's steps are "
+                                          "tiny: 1 thread is often fastest, and much faster on a shared machine.")
     cache_dir: Optional[str] = option(None, "Folder for decoded images and cached backbone features, reused across "
                                             "runs (default: in memory only).")
     quiet: bool = option(False, "No progress bars.")

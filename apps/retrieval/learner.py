@@ -40,7 +40,8 @@ class RetrievalLearner(nn.Module):
         embeddings = embeddings.float()
         triplets: Optional[TripletIndices] = None
         for hook in self.hooks:
-            triplets = triplets or hook.batch_triplets(len(labels))
+            if triplets is None:
+                triplets = hook.batch_triplets(len(labels))
         if triplets is None:
             main = self.loss(embeddings, labels)
         else:

@@ -300,6 +300,8 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
 
 def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
     seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     output = Path(cfg.output)
     progress = not cfg.quiet and dist.is_main
 
