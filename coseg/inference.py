@@ -85,8 +85,7 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
         if not len(batch["index"]):
             continue
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
-        if getattr(model, "is_channels_last", False):
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             if groups is not None:
                 probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement)[:, 0].float()

@@ -37,7 +37,7 @@ class CosegTask:
         self.augmentation = augmentation.to(device) if augmentation is not None else None
         self.val_data = val_data
         self.device = device
-        self.channels_last = channels_last and device.type == "cuda"
+        self.channels_last = channels_last
 
     def train_step(self, model: torch.nn.Module, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
         images = batch["image"].to(device, non_blocking=True).float().div_(255)

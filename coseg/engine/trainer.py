@@ -91,7 +91,7 @@ class Engine:
         self.quiet = quiet
         self.metadata = dict(metadata or {})
         model = model.to(self.device)
-        if channels_last and self.device.type == "cuda":  # on the CPU its backward is several times slower
+        if channels_last:  # faster convolutions on CUDA and, with oneDNN, on the CPU too
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ddp_model: nn.Module = (

@@ -71,12 +71,6 @@ class CosegNet(nn.Module):
         self.config = dict(config)
         self._encoder_frozen = False
 
-    @property
-    def is_channels_last(self) -> bool:
-        """True after ``model.to(memory_format=torch.channels_last)``: inputs should then be channels_last too."""
-        w = self.mask_head.weight
-        return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-
     def check_images(self, images: torch.Tensor) -> tuple[int, int]:
         """Raise a clear error unless ``images`` is float (B, 3, H, W) with H, W multiples of the output stride;
         return (H, W)."""
