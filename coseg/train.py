@@ -117,7 +117,7 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]
     return torch.optim.AdamW([{"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}, {"params": rest, "lr": cfg.lr}],
-                             lr=cfg.lr, weight_decay=cfg.weight_decay)
+                             lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
