@@ -20,7 +20,7 @@ def retrieval_metrics(
     metric: Metric = "l2",
     with_map_at_r: bool = True,
     with_nmi: bool = True,
-    chunk_budget: int = 1 << 21,
+    chunk_budget: int = 1 << 26,
     kmeans_seed: int = 1234,
 ) -> dict[str, float]:
     """Leave-one-out retrieval metrics of ``embeddings (N, D)`` with integer ``labels (N,)``, as fractions in [0, 1].
@@ -29,31 +29,34 @@ def retrieval_metrics(
       - R@K: share of queries with a same-class sample among their K nearest neighbours (the query excluded).
         R@1 equals pytorch-metric-learning's ``precision_at_1``.
       - MAP@R: mean AP@R (see :func:`average_precision_at_r`), R = other samples of the query's class; equals
-        PML's ``mean_average_precision_at_r``.
+        PML's ``mean_average_precision_at_r`` (up to neighbours within float32 rounding of each other on a BLAS
+        that rounds dot products differently from faiss's, see :func:`iter_neighbour_matches`).
       - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
     Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
     is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
-    lone. NMI counts every sample.
+    lone. NMI counts every sample. Neighbours at exactly equal distances rank by smaller index (as in faiss, which
+    orders tied *similarities* the other way round and, for them, differently with the number it returns).
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
-    for any N: queries are streamed in chunks holding about ``chunk_budget`` neighbour entries (see
-    :func:`iter_neighbour_matches` for the cost); ``with_map_at_r=False`` searches only max(ks) neighbours.
+    for any number of queries: they are streamed in chunks of max(1, ``chunk_budget`` // N) queries, each scored
+    against all N samples by one matrix product (~5 bytes per product: ~340 MB for the default budget), see
+    :func:`iter_neighbour_matches`; ``with_map_at_r=False`` sorts only max(ks) + 1 neighbours per query.
     """
     check_metric(metric)
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    if chunk_budget < 1:
-        raise ValueError(f"chunk_budget must be >= 1, got {chunk_budget}")
+    if not 1 <= chunk_budget < 1 << 31:
+        raise ValueError(f"chunk_budget must be in [1, 2^31), got {chunk_budget}")
     x = as_float32_rows(embeddings, "embeddings")
     _, codes = np.unique(as_int64_labels(labels, x.shape[0]), return_inverse=True)
     hits = np.zeros(len(ks), dtype=np.int64)
     ap_sum, queries = 0.0, 0
     chunks = iter_neighbour_matches(
-        x, codes.reshape(-1), ks[-1], with_map_at_r, metric, chunk_budget, gpu_available(embeddings)
+        x, codes.reshape(-1), ks, with_map_at_r, metric, chunk_budget, gpu_available(embeddings)
     )
     for chunk in chunks:
-        hits += recall_hits(chunk.matches, ks).sum(axis=0)
+        hits += recall_hits(chunk.nearest, ks).sum(axis=0)
         if with_map_at_r:
             ap_sum += float(average_precision_at_r(chunk.matches, chunk.relevant).sum())
         queries += chunk.queries.size

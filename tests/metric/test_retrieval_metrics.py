@@ -15,7 +15,7 @@ from metric.retrieval import (
     recall_hits,
     retrieval_metrics,
 )
-from metric.retrieval.knn import ExactIndex
+from metric.retrieval.block_search import BlockSearch
 from tests.reference import retrieval as ref
 
 
@@ -27,16 +27,16 @@ def clustered(n: int, dim: int, classes: int, spread: float = 1.0, generator_see
 
 
 @pytest.fixture
-def search_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Records (query rows, depth) of every ExactIndex search."""
-    calls: list[tuple[int, int]] = []
-    search = ExactIndex.search
+def search_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """Records (query rows, depth, references) of every block of the streaming search."""
+    calls: list[tuple[int, int, int]] = []
+    nearest = BlockSearch.nearest
 
-    def spy(self, queries, k, self_ids=None):
-        calls.append((queries.shape[0], k))
-        return search(self, queries, k, self_ids)
+    def spy(self, ids, depth):
+        calls.append((ids.size, int(depth.max()), self.size))
+        return nearest(self, ids, depth)
 
-    monkeypatch.setattr(ExactIndex, "search", spy)
+    monkeypatch.setattr(BlockSearch, "nearest", spy)
     return calls
 
 
@@ -66,21 +66,21 @@ def test_matches_reference(metric: str) -> None:
 def test_streaming_chunks_respect_the_budget_and_do_not_change_results(search_calls: list) -> None:
     x, y = clustered(300, 8, 4, spread=2.0)
     whole = retrieval_metrics(x, y, with_nmi=False)
-    budget = 500
+    budget = 300 * 11
     search_calls.clear()
     streamed = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
     assert streamed == pytest.approx(whole, abs=1e-12)
     assert len(search_calls) > 10
-    assert all(rows * k <= budget for rows, k in search_calls)
-    assert sum(rows for rows, _ in search_calls) == 300
-    # Each chunk searches as deep as its deepest query's R (here: class size - 1), not max R overall.
-    assert {k for _, k in search_calls} == {int(c) - 1 for c in torch.bincount(y)}
+    assert all(rows * references <= budget for rows, _, references in search_calls)
+    assert sum(rows for rows, _, _ in search_calls) == 300
+    # Each chunk sorts as deep as its deepest query's R + 1 (here: the class size), not max R overall.
+    assert {k for _, k, _ in search_calls} == {int(c) for c in torch.bincount(y)}
 
 
-def test_recall_only_searches_max_k_neighbours(search_calls: list) -> None:
+def test_recall_only_sorts_max_k_neighbours_and_one_more(search_calls: list) -> None:
     x, y = clustered(100, 4, 3)
     result = retrieval_metrics(x, y, ks=(1, 5), with_map_at_r=False, with_nmi=False)
-    assert set(result) == {"R@1", "R@5"} and {k for _, k in search_calls} == {5}
+    assert set(result) == {"R@1", "R@5"} and {k for _, k, _ in search_calls} == {6}
 
 
 def test_matches_pml_accuracy_calculator() -> None:
@@ -96,6 +96,33 @@ def test_matches_pml_accuracy_calculator() -> None:
     assert ours["MAP@R"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-12)
     # Same faiss k-means settings (niter=20, seed 1234) on the same float32 data: the same clusters.
     assert ours["NMI"] == pytest.approx(pml["NMI"], abs=1e-9)
+
+
+def test_matches_pml_where_faiss_searches_by_matrix_products() -> None:
+    """1,100 × 128: faiss (inside PML) computes distances by matrix products, as our blocks do: identical lists."""
+    accuracy_calculator = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
+    x, y = clustered(1100, 128, 25, spread=1.5)
+    calculator = accuracy_calculator.AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count", device=torch.device("cpu")
+    )
+    pml = calculator.get_accuracy(x, y)
+    ours = retrieval_metrics(x, y, ks=(1,), with_nmi=False, chunk_budget=1100 * 150)
+    assert ours["R@1"] == pml["precision_at_1"]
+    assert ours["MAP@R"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_ties_tiny_classes_and_chunk_boundaries_match_the_reference(metric: str) -> None:
+    # Points on a small integer grid: exact ties and duplicates everywhere (exact in float32), so only the
+    # tie-breaking (smaller index first, the query left out by index) decides R@K and MAP@R.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, (80, 3), generator=g).float()
+    y = torch.randint(0, 5, (80,), generator=g)
+    y[0], y[1:3] = 50, 51  # a lone query and a class of two (R = 1)
+    expected = ref.retrieval(x.tolist(), y.tolist(), (1, 2, 4, 8), metric)
+    for budget in (80, 80 * 7, 80 * 80):  # one query per chunk, chunks of mixed depths, a single chunk
+        got = retrieval_metrics(x, y, metric=metric, with_nmi=False, chunk_budget=budget)
+        assert got == pytest.approx(expected, abs=1e-12), budget
 
 
 def test_nmi_matches_sklearn_and_reference() -> None:
@@ -160,18 +187,20 @@ def test_invalid_inputs() -> None:
         retrieval_metrics(x.masked_fill(x > 1, float("inf")), torch.zeros(10, dtype=torch.long))
     with pytest.raises(ValueError, match="metric must be"):
         retrieval_metrics(x, torch.zeros(10, dtype=torch.long), metric="l1")
+    with pytest.raises(ValueError, match="chunk_budget"):
+        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), chunk_budget=1 << 31)
 
 
 @pytest.mark.slow
 def test_large_query_set_streams_in_bounded_chunks(search_calls: list) -> None:
-    """20,000 queries × 16, 20 classes (R ≈ 1,000): the full neighbour lists (2·10⁷ entries) never exist at once,
-    only chunks of at most 2¹⁶ entries. (Exact MAP@R costs N² distances: 200,000 queries take tens of minutes
-    on this 2-core machine, hence this size.)"""
-    n, budget = 20_000, 1 << 16
+    """20,000 queries × 16, 20 classes (R ≈ 1,000): the 20,000² distances (4·10⁸) never exist at once, only
+    blocks of at most 2²² (and the neighbour lists of one block). (Exact MAP@R costs N² distances: 200,000
+    queries take minutes on this 2-core machine, hence this size.)"""
+    n, budget = 20_000, 1 << 22
     x, y = clustered(n, 16, 20, spread=0.05)
     result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
     assert result == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1})
-    assert sum(rows for rows, _ in search_calls) == n
-    assert len(search_calls) > 100
-    assert max(rows * k for rows, k in search_calls) <= budget
-    assert max(k for _, k in search_calls) == int(torch.bincount(y).max()) - 1
+    assert sum(rows for rows, _, _ in search_calls) == n
+    assert len(search_calls) > 50
+    assert max(rows * references for rows, _, references in search_calls) <= budget
+    assert max(k for _, k, _ in search_calls) == int(torch.bincount(y).max())
