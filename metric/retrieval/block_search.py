@@ -64,7 +64,7 @@ class BlockSearch:
     """
 
     def __init__(
-        self, embeddings: np.ndarray, metric: Metric = "l2", sample_stride: int = 16, norm_bins: int = 128
+        self, embeddings: np.ndarray, metric: Metric = "l2", sample_stride: int = 16, norm_bins: int = 512
     ) -> None:
         check_metric(metric)
         x = l2_normalized(embeddings) if metric == "cosine" else np.ascontiguousarray(embeddings, np.float32)
