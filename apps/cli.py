@@ -40,6 +40,23 @@ def _device(name: str):
     return resolve_device(name)
 
 
+def inference_options(fn: Callable) -> Callable:
+    """The options evaluate and predict share: group mode, refinement, device, workers, quiet."""
+    for option in reversed([
+        click.option("--group-mode/--single-image", default=True, show_default=True,
+                     help="Predict each group's images together (sub-folders are groups) or every image alone."),
+        click.option("--refine-iterations", default=0, show_default=True,
+                     help="Group refinement through the pixel embeddings: rounds of prototype updates "
+                          "(0 = off; group mode)."),
+        click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--workers", default=0, show_default=True, help="DataLoader worker processes."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Image co-segmentation and retrieval with metric-learning heads."""
@@ -89,14 +106,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 @click.option("--batch-size", default=8, show_default=True, help="Images per forward pass.")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
-@click.option("--group-mode/--single-image", default=True, show_default=True,
-              help="Predict each group's images together (sub-folders are groups) or every image alone.")
-@click.option("--refine-iterations", default=0, show_default=True,
-              help="Group refinement through the pixel embeddings: rounds of prototype updates (0 = off; group mode).")
-@click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@inference_options
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
@@ -146,14 +156,7 @@ def _print_summary(summary: dict) -> None:
 @click.option("--image-size", type=int, help="Inference size (default: the size the checkpoint was trained at).")
 @click.option("--batch-size", default=8, show_default=True, help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them).")
-@click.option("--group-mode/--single-image", default=True, show_default=True,
-              help="Predict each group's images together (sub-folders are groups) or every image alone.")
-@click.option("--refine-iterations", default=0, show_default=True,
-              help="Group refinement through the pixel embeddings: rounds of prototype updates (0 = off; group mode).")
-@click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@inference_options
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
