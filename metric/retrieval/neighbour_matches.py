@@ -11,6 +11,9 @@ from metric.retrieval.block_search import BlockSearch, NearestLists
 from metric.retrieval.faiss_backend import import_faiss
 from metric.retrieval.knn import ExactIndex, Metric
 
+# Queries per chunk at most: larger blocks are no faster (the matrix product is already efficient), only bigger.
+MAX_CHUNK = 1024
+
 
 class NeighbourMatches(NamedTuple):
     """One chunk of queries (rows of the embeddings)."""
@@ -38,7 +41,7 @@ def iter_neighbour_matches(
         ks: the K of Recall@K; ``nearest`` holds the k = min(max(ks), N − 1) nearest.
         through_r: also reach each query's R-th neighbour (for MAP@R): a query's depth is max(k, R) (+ 1, see
             :func:`is_settled`).
-        chunk_budget: products held at once (< 2³¹); a chunk holds max(1, chunk_budget // N) queries.
+        chunk_budget: products held at once (< 2³¹); a chunk holds max(1, min(1024, chunk_budget // N)) queries.
 
     Queries whose class has no other sample (R = 0, "lone") are not yielded: nothing can be retrieved for them.
     Queries run in order of decreasing depth, so a chunk's lists are about as deep as each of its queries needs.
@@ -63,7 +66,7 @@ def iter_neighbour_matches(
     depth = np.minimum((np.maximum(relevant, k) if through_r else np.full(n, k)) + 1, n - 1)
     boundaries = [K for K in sorted(set(ks)) if K < n - 1]
     order = queries[np.argsort(-depth[queries], kind="stable")]
-    rows = max(1, chunk_budget // n)
+    rows = max(1, min(MAX_CHUNK, chunk_budget // n))
     exact = ExactRecheck(embeddings, codes, k, metric, gpu)
     with BlockSearch(embeddings, metric) as search:
         for start in range(0, order.size, rows):
