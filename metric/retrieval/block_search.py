@@ -95,7 +95,7 @@ class BlockSearch:
         # Keys pack (query row, score, index) in 64 bits: index in the low `_index_bits`, then 32 score bits.
         self._index_bits = max(1, (self.size - 1).bit_length())
         self._products = np.empty(0, np.float32)
-        self._mask = np.empty(0, bool)
+        self._flags = np.empty((0, 0), bool)
         self._workers = max(1, torch.get_num_threads())
         self._pool = ThreadPoolExecutor(self._workers)
 
@@ -113,29 +113,32 @@ class BlockSearch:
         """The ``depth[i]`` (1 ≤ depth ≤ N − 1) nearest others of query row ``ids[i]``, for a chunk of at most
         2³¹ / N queries.
 
-        Memory: an N × rows block of float32 products and one of flags (kept for the next chunks, which reuse them
-        when no larger), plus the candidates (~1.5 × depth per query). The matrix products run on torch's threads;
+        Memory: an N × rows block of float32 products (kept for the next chunks, which reuse it when no larger),
+        flags for one norm range per worker, and the candidates (~1.5 × depth per query). The matrix products run on torch's threads;
         the comparisons on the object's worker threads (numpy releases the GIL)."""
         rows = ids.size
         if rows << self._index_bits > 1 << 32:
             raise ValueError(f"a chunk holds at most 2^31 products (queries × N), got {rows} × {self.size}")
+        workers = min(rows, self._workers)
         if self._products.size < self.size * rows:
             self._products = np.empty(self.size * rows, np.float32)
-            self._mask = np.empty(self.size * rows, bool)
+            self._flags = np.empty((self._workers, int(np.diff(self._bins).max()) * rows), bool)
         products = self._products[: self.size * rows].reshape(self.size, rows)
-        mask = self._mask[: self.size * rows].reshape(self.size, rows)
         queries = torch.from_numpy(self._queries[ids])
         torch.mm(torch.from_numpy(self._references), queries.T, out=torch.from_numpy(products))
         products[self._block_row[ids], np.arange(rows)] = np.inf  # self-exclusion by index, not by score
         sample_products = torch.mm(queries, self._sample_references.T).numpy()
-        workers = min(rows, self._workers)
         by_rows = [slice(a, b) for a, b in pairwise(np.linspace(0, rows, workers + 1).astype(int))]
         threshold = np.concatenate(
             list(self._pool.map(lambda p: self._threshold(ids[p], sample_products[p], depth[p]), by_rows))
         )
         bound = self._bounds(ids, threshold)
-        bin_ranges = pairwise(np.linspace(0, self._bins.size - 1, workers + 1).astype(int))
-        found = list(self._pool.map(lambda r: self._candidates(r, ids, products, mask, bound, threshold), bin_ranges))
+        bin_ranges = list(pairwise(np.linspace(0, self._bins.size - 1, workers + 1).astype(int)))
+        found = list(
+            self._pool.map(
+                lambda w: self._candidates(bin_ranges[w], ids, products, self._flags[w], bound, threshold), range(workers)
+            )
+        )
         keys = np.concatenate([keys for keys, _ in found])
         keys = self._complete(ids, products, depth, keys, sum(counts for _, counts in found))
         keys.sort()  # by query row, then score, then index
@@ -197,17 +200,20 @@ class BlockSearch:
         bins: tuple[int, int],
         ids: np.ndarray,
         products: np.ndarray,
-        mask: np.ndarray,
+        scratch: np.ndarray,
         bound: np.ndarray,
         threshold: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keys (see :meth:`_keys`) of every pair scored at most its query's threshold among the block rows of norm
-        ranges ``bins[0]`` to ``bins[1]``, and how many each query row has there."""
-        first, last = self._bins[bins[0]], self._bins[bins[1]]
+        ranges ``bins[0]`` to ``bins[1]``, and how many each query row has there. ``scratch``: flags of one range."""
+        flagged = []
         for b in range(*bins):
             start, stop = self._bins[b], self._bins[b + 1]
-            np.less_equal(products[start:stop], bound[b], out=mask[start:stop])
-        flat = np.flatnonzero(mask[first:last]) + first * ids.size
+            # One norm range at a time: its flags stay in cache between the comparison and the search for them.
+            flags = scratch[: (stop - start) * ids.size].reshape(stop - start, ids.size)
+            np.less_equal(products[start:stop], bound[b], out=flags)
+            flagged.append(np.flatnonzero(flags) + start * ids.size)
+        flat = np.concatenate(flagged)
         block_row, row = np.divmod(flat, ids.size)
         scores = self._scores(ids[row], block_row, products.ravel()[flat])
         keep = scores <= threshold[row]

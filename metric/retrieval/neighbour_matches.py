@@ -46,7 +46,7 @@ def iter_neighbour_matches(
     Queries whose class has no other sample (R = 0, "lone") are not yielded: nothing can be retrieved for them.
     Queries run in order of decreasing depth, so a chunk's lists are about as deep as each of its queries needs.
     Each chunk is one :class:`BlockSearch` block: O(N·D) multiply-adds per query, so O(N²·D) for the whole pass,
-    plus scoring and sorting ~1.5 × depth candidates per query; memory is ~5 bytes per budgeted product plus the
+    plus scoring and sorting ~1.5 × depth candidates per query; memory is 4 bytes per budgeted product plus the
     candidates, whatever the number of queries.
 
     ``matches`` ranks neighbours by BlockSearch's scores, which are faiss's distances wherever the BLAS rounds dot

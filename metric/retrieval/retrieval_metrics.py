@@ -39,7 +39,7 @@ def retrieval_metrics(
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
     for any number of queries: they are streamed in chunks of max(1, min(1024, ``chunk_budget`` // N)) queries,
-    each scored against all N samples by one matrix product (~5 bytes per product: ≤ ~340 MB by default), see
+    each scored against all N samples by one matrix product (4 bytes per product: ≤ 270 MB by default), see
     :func:`iter_neighbour_matches`; ``with_map_at_r=False`` sorts only max(ks) + 1 neighbours per query.
     """
     check_metric(metric)

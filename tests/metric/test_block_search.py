@@ -99,4 +99,5 @@ def test_memory_is_one_block_of_the_largest_chunk() -> None:
     with BlockSearch(x, "l2") as search:
         for rows in (40, 10, 40, 25):
             search.nearest(np.arange(rows), np.full(rows, 450))
-    assert search._products.shape == (40 * 500,) and search._mask.shape == (40 * 500,)
+    assert search._products.shape == (40 * 500,)
+    assert search._flags.shape[1] == 40 * np.diff(search._bins).max()  # one norm range per worker
