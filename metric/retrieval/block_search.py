@@ -114,8 +114,8 @@ class BlockSearch:
         2³¹ / N queries.
 
         Memory: an N × rows block of float32 products (kept for the next chunks, which reuse it when no larger),
-        flags for one norm range per worker, and the candidates (~1.5 × depth per query). The matrix products run on torch's threads;
-        the comparisons on the object's worker threads (numpy releases the GIL)."""
+        flags for one norm range per worker, and the candidates (~1.5 × depth per query). The matrix products run
+        on torch's threads, the comparisons on the object's worker threads (numpy releases the GIL)."""
         rows = ids.size
         if rows << self._index_bits > 1 << 32:
             raise ValueError(f"a chunk holds at most 2^31 products (queries × N), got {rows} × {self.size}")
@@ -136,7 +136,8 @@ class BlockSearch:
         bin_ranges = list(pairwise(np.linspace(0, self._bins.size - 1, workers + 1).astype(int)))
         found = list(
             self._pool.map(
-                lambda w: self._candidates(bin_ranges[w], ids, products, self._flags[w], bound, threshold), range(workers)
+                lambda w: self._candidates(bin_ranges[w], ids, products, self._flags[w], bound, threshold),
+                range(workers),
             )
         )
         keys = np.concatenate([keys for keys, _ in found])
