@@ -31,6 +31,7 @@ from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import collate_images
 from coseg.models import load_model
+from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
 from coseg.train import build_objective, train
@@ -66,7 +67,7 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
     model.train()
 
     def step() -> None:
-        out = model(images)
+        out = model(images, groups)
         loss = objective(out.mask_logits, out.embeddings, masks, groups)["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -75,11 +76,13 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
     with torch.no_grad():
         out = model(images)
     emb = out.embeddings.detach().requires_grad_(True)
-    probs = torch.sigmoid(out.mask_logits.detach()).squeeze(1)
+    grid = tuple(emb.shape[-2:])
+    probs = torch.nn.functional.adaptive_avg_pool2d(torch.sigmoid(out.mask_logits.detach()), grid).squeeze(1)
+    labels = pool_labels(masks, grid)
     triplet = objective.triplet
 
     def triplet_only() -> None:
-        loss = triplet(emb, masks, groups=groups, probabilities=probs)
+        loss = triplet(emb, labels, groups=groups, probabilities=probs)
         loss.backward()
 
     step_s = median_time(step, repeats=3)
@@ -113,7 +116,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
         for b in batches:
             x = b["image"].float() / 255
             y = b["mask"].unsqueeze(1).float()
-            logits = model(x).mask_logits
+            logits = model(x, b["group"]).mask_logits
             loss = dice(logits, y) + bce(logits, y)
             opt.zero_grad()
             loss.backward()
@@ -199,6 +202,8 @@ def main() -> None:
         "val_groups": [printable(g) for g in result.val_groups], "eval_seconds": round(eval_s, 1),
         "config": config_to_dict(cfg),
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")  # quality first: a failing speed probe loses nothing
     if not args.skip_speed:
         out.update({k: round(v, 4) for k, v in measure_triplet_share(load_model(run_dir / "best.safetensors"), cfg).items()})
         out.update({k: round(v, 4) for k, v in measure_predict_vs_forward(
