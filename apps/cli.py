@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import config_options, overrides
+from apps.options import training_config, training_options
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -66,19 +66,13 @@ from coseg.config import CosegTrainConfig  # noqa: E402  (options are generated 
 
 
 @main.command(context_settings={"show_default": False})
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML file with any of the options below; flags given on the command line override it.")
-@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
-@config_options(CosegTrainConfig)
+@training_options(CosegTrainConfig)
 @friendly_errors
 def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     """Train a co-segmentation model. Writes OUTPUT/config.yaml, log.csv, last.*, best.*."""
-    from coseg.engine import load_config
     from coseg.train import train as run_training
 
-    cfg = load_config(CosegTrainConfig, config_file, overrides(params, CosegTrainConfig))
-    if not cfg.data:
-        raise click.UsageError("--data is required (in the config file or on the command line)")
+    cfg = training_config(CosegTrainConfig, config_file, params)
     result = run_training(cfg, resume=resume)
     fit = result.fit
     click.echo(f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"

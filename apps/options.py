@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Callable, Union
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 import click
 
@@ -43,3 +44,26 @@ def overrides(params: dict[str, Any], cls: type) -> dict[str, Any]:
     """The entries of click ``params`` that are fields of ``cls`` and were given."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in params.items() if k in names and v is not None}
+
+
+def training_options(cls: type) -> Callable:
+    """``--config FILE.yaml``, ``--resume`` and one option per field of config dataclass ``cls``."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn = config_options(cls)(fn)
+        fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")(fn)
+        return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                            help="YAML file with any of the options below; flags given on the command line "
+                                 "override it.")(fn)
+
+    return decorate
+
+
+def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any]) -> Any:
+    """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them."""
+    from coseg.engine import load_config
+
+    cfg = load_config(cls, config_file, overrides(params, cls))
+    if not cfg.data:
+        raise click.UsageError("--data is required (in the config file or on the command line)")
+    return cfg

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import config_options, overrides
+from apps.options import training_config, training_options
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -44,20 +44,14 @@ def retrieval() -> None:
 
 
 @retrieval.command(context_settings={"show_default": False})
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML file with any of the options below; flags given on the command line override it.")
-@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
-@config_options(RetrievalTrainConfig)
+@training_options(RetrievalTrainConfig)
 @friendly
 def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     """Train retrieval embeddings. Writes OUTPUT/config.yaml, log.csv, last.*, best.* (and OUTPUT/finetune/ for a
     fine-tuning stage)."""
     from apps.retrieval.train import train as run_training
-    from coseg.engine import load_config
 
-    cfg = load_config(RetrievalTrainConfig, config_file, overrides(params, RetrievalTrainConfig))
-    if not cfg.data:
-        raise click.UsageError("--data is required (in the config file or on the command line)")
+    cfg = training_config(RetrievalTrainConfig, config_file, params)
     result = run_training(cfg, resume=resume)
     if result.feature_seconds:
         click.echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
