@@ -12,7 +12,7 @@ from torch import nn
 
 from apps.retrieval.pooling import POOLINGS
 from coseg.models.checkpoint import load_model_file, write_checkpoint
-from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, encoder_normalization,
+from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, input_normalization,
                                      load_timm_weights)
 from metric._checks import check_shape
 
@@ -122,14 +122,14 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
     pretrained config)."""
     pool = POOLINGS.get(pooling)()
     net = _backbone(backbone, weights)
-    default_mean, default_std = encoder_normalization(TIMM_PREFIX + backbone)
+    mean, std = input_normalization(TIMM_PREFIX + backbone, mean, std)
     config = {
         "backbone": backbone,
         "pooling": pooling,
         "embedding_dim": embedding_dim,
         "freeze_bn": freeze_bn,
-        "mean": [float(v) for v in (default_mean if mean is None else mean)],
-        "std": [float(v) for v in (default_std if std is None else std)],
+        "mean": mean,
+        "std": std,
     }
     return RetrievalModel(net, pool, int(net.num_features), embedding_dim=embedding_dim, freeze_bn=freeze_bn,
                           mean=config["mean"], std=config["std"], config=config)

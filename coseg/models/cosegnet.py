@@ -14,7 +14,7 @@ from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.refinement import GroupRefinement
-from coseg.models.pretrained import (downloading_weights, encoder_normalization, has_offline_imagenet,
+from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
 from metric._checks import check_shape
 from metric.registry import Registry
@@ -196,7 +196,8 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
     1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
     the IS-Triplet loss samples pixels, so it needs no full-resolution map). group_levels: how many of the
-    encoder's deepest feature maps get a group-consensus module (0 = a single-image model). mean/std: input normalisation (default: what the
+    encoder's deepest feature maps get a group-consensus module (0 = a single-image model).
+    mean/std: input normalisation (default: what the
     encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
@@ -207,7 +208,7 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         net = architecture(encoder_name=encoder, encoder_weights=None, classes=1)
         if weights is not None:
             load_encoder_weights(net.encoder, weights)
-    default_mean, default_std = encoder_normalization(encoder, downloaded=download)
+    mean, std = input_normalization(encoder, mean, std, downloaded=download)
     decoder_channels = net.segmentation_head[0].in_channels
     hidden = decoder_channels if embedding_hidden_channels is None else embedding_hidden_channels
     config = {
@@ -217,8 +218,8 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         "embedding_hidden_channels": hidden,
         "embedding_stride": embedding_stride,
         "group_levels": group_levels,
-        "mean": [float(v) for v in (default_mean if mean is None else mean)],
-        "std": [float(v) for v in (default_std if std is None else std)],
+        "mean": mean,
+        "std": std,
     }
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
                     embedding_hidden_channels=hidden, embedding_stride=embedding_stride, group_levels=group_levels,

@@ -16,7 +16,7 @@ import importlib
 import os
 import pickle
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Union
+from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import timm
 import torch
@@ -202,3 +202,12 @@ def encoder_normalization(encoder: str, downloaded: bool = False) -> Stats:
             params = get_preprocessing_params(encoder, pretrained="imagenet")
         return tuple(params["mean"]), tuple(params["std"])
     return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
+
+
+def input_normalization(encoder: str, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                        downloaded: bool = False) -> tuple[list[float], list[float]]:
+    """``mean``/``std`` as float lists for a model config: the given values, else what the encoder's weights
+    expect (:func:`encoder_normalization`)."""
+    default_mean, default_std = encoder_normalization(encoder, downloaded=downloaded)
+    return ([float(v) for v in (default_mean if mean is None else mean)],
+            [float(v) for v in (default_std if std is None else std)])
