@@ -4,8 +4,8 @@ from coseg.data.augment import TrainAugmentation
 from coseg.data.cache import Decoded, ImageCache, decode_sample, resize_image, resize_mask
 from coseg.data.dataset import CosegDataset
 from coseg.data.io import (
-    IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, printable, read_image, read_mask,
-    read_pair, write_png_atomic,
+    IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, printable, read_image, read_image_for_size,
+    read_mask, read_pair, write_png_atomic,
 )
 from coseg.data.layouts import (
     LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
@@ -17,6 +17,6 @@ __all__ = [
     "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
     "DataFileError", "Decoded", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem", "Sample",
     "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "find_samples", "holdout_groups", "load_split",
-    "make_synthetic_coseg", "printable", "read_image", "read_mask", "read_pair", "resize_image", "resize_mask",
-    "resolve_groups", "stratified_holdout", "synthetic_image", "write_png_atomic",
+    "make_synthetic_coseg", "printable", "read_image", "read_image_for_size", "read_mask", "read_pair", "resize_image",
+    "resize_mask", "resolve_groups", "stratified_holdout", "synthetic_image", "write_png_atomic",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coseg.atomic import PathLike, write_bytes_atomic
-from coseg.data.io import DataFileError, read_image, read_pair
+from coseg.data.io import DataFileError, read_image_for_size, read_pair
 from coseg.data.layouts import Sample
 
 _FORMAT = 1  # bump when the stored arrays change meaning
@@ -50,11 +50,10 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 def decode_sample(sample: Sample, size: int) -> Decoded:
     """Read ``sample`` and resize it to ``size``×``size``; raises ``DataFileError`` naming the bad file."""
     if sample.mask is None:
-        image, mask = read_image(sample.image), None
-    else:
-        image, mask = read_pair(sample.image, sample.mask, any_nonzero=sample.any_nonzero)
-    return Decoded(resize_image(image, size), None if mask is None else resize_mask(mask, size),
-                   (image.shape[0], image.shape[1]))
+        image, full = read_image_for_size(sample.image, size)
+        return Decoded(resize_image(image, size), None, full)
+    image, mask = read_pair(sample.image, sample.mask, any_nonzero=sample.any_nonzero)
+    return Decoded(resize_image(image, size), resize_mask(mask, size), (image.shape[0], image.shape[1]))
 
 
 def _fingerprint(path: Optional[Path]) -> bytes:

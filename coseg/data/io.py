@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -30,6 +31,8 @@ _JPEG_START = b"\xff\xd8"
 _JPEG_SCAN = b"\xff\xda"
 _JPEG_END = b"\xff\xd9"
 _SHOWN_VALUES = 8
+_EXIF_ORIENTATION = 0x0112
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def printable(name: Union[str, os.PathLike]) -> str:
@@ -82,7 +85,7 @@ def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
         raise ImageReadError(path, f"OpenCV cannot decode it ({e.msg or e})") from None
     if bgr is None or bgr.size == 0:
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second full-size copy
 
 
 def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
@@ -92,6 +95,40 @@ def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
     Raises ``ImageReadError`` naming the file."""
     path = Path(path)
     return _decode_image(_read_bytes(path), path, apply_exif)
+
+
+def _jpeg_full_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(H, W) of a JPEG as viewed (after its EXIF rotation), read from its header; None for other files."""
+    if not data.startswith(_JPEG_START):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                turned = im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # the full decode reports the problem
+    return (width, height) if turned else (height, width)
+
+
+def read_image_for_size(path: PathLike, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image at ``path`` for resizing to ``size``×``size``: ``(H', W', 3)`` uint8 RGB, EXIF-rotated, and the
+    image's full (H, W) after rotation.
+
+    A JPEG whose shorter side is at least twice ``size`` is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
+    scaling), keeping the shorter side at least ``size``: a 10,000 × 10,000 JPEG then takes ~20 MB and a fraction
+    of the time, where a full decode takes ~600 MB. Other images are decoded in full. Raises ``ImageReadError``."""
+    path = Path(path)
+    data = _read_bytes(path)
+    full = None if _truncated_jpeg(data) else _jpeg_full_size(data)
+    factor = next((f for f in (8, 4, 2) if full is not None and min(full) >= f * size), 1)
+    if factor > 1:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        if bgr is not None and bgr.shape[:2] == tuple(-(-side // factor) for side in full):  # type: ignore[union-attr]
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr), full  # type: ignore[return-value]
+    image = _decode_image(data, path, apply_exif=True)
+    return image, (image.shape[0], image.shape[1])
 
 
 def _describe(values: np.ndarray) -> str:
@@ -188,7 +225,7 @@ def write_png_atomic(path: PathLike, array: np.ndarray) -> None:
     """Write ``(H, W)`` bool/uint8 or ``(H, W, 3)`` uint8 RGB as PNG atomically (bool masks become 0/255)."""
     array = np.asarray(array)
     if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
+        array = array.view(np.uint8) * np.uint8(255)  # one uint8 copy, not two
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
         raise ValueError(f"expected (H, W) bool/uint8 or (H, W, 3) uint8, got {array.dtype} {array.shape}")
     if array.ndim == 3:
