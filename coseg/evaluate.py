@@ -48,7 +48,7 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
             continue
         try:
             gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)  # type: ignore[arg-type]
-            scores.append(score_image(result.numpy() >= 0.5, gt, sample.group, sample.image.name))
+            scores.append(score_image(result, gt, sample.group, sample.image.name))
         except DataFileError as e:
             skipped.append((printable(sample.image), str(e)))
         except ValueError as e:

@@ -4,16 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from coseg.data import DataFileError, Sample, read_image, resize_image
+from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
 from coseg.models import CosegNet, GroupRefinement
 
 
 class ImageFileDataset(Dataset):
-    """Images decoded on demand (for folders too large to cache) and resized to ``image_size``.
+    """Images decoded on demand (for folders too large to cache) and resized to ``image_size`` (large JPEGs are
+    decoded at a reduced scale: ``read_image_for_size``).
 
     Item: ``{"image": uint8 (3, S, S), "index": i, "size": (2,) original (H, W)}``, or ``{"index": i, "error":
     "<file>: <problem>"}`` for a file that cannot be read (the batch goes on without it)."""
@@ -27,11 +29,11 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         try:
-            image = read_image(self.paths[i])
+            image, size = read_image_for_size(self.paths[i], self.image_size)
         except DataFileError as e:
             return {"index": i, "error": str(e)}
         return {"image": torch.from_numpy(resize_image(image, self.image_size)).permute(2, 0, 1).contiguous(),
-                "index": i, "size": torch.tensor(image.shape[:2], dtype=torch.long)}
+                "index": i, "size": torch.tensor(size, dtype=torch.long)}
 
 
 def collate_images(items: list[dict]) -> dict:
@@ -45,7 +47,6 @@ def collate_images(items: list[dict]) -> dict:
     }
 
 
-Prediction = Union[tuple[int, torch.Tensor], tuple[int, str]]
 
 
 def group_ids(samples: Sequence[Sample]) -> list[int]:
@@ -62,12 +63,37 @@ def group_batches(groups: Sequence[int]) -> list[list[int]]:
     return list(batches.values())
 
 
+ROWS_PER_BAND = 256
+
+
+def foreground_at_size(prob: torch.Tensor, size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
+    """``prob`` (h, w) resized bilinearly to ``size`` = (H, W) (half-pixel centres, as ``F.interpolate`` with
+    ``align_corners=False``), then ``>= threshold``: (H, W) bool. Rows are resized first, then bands of output
+    rows, so a 10,000 × 10,000 mask costs its 100 MB of bools, not a 400 MB float image."""
+    height, width = size
+    wide = F.interpolate(prob[None, None].float(), size=(prob.shape[0], width), mode="bilinear",
+                         align_corners=False)[0, 0]
+    out = np.empty((height, width), dtype=bool)
+    scale = prob.shape[0] / height
+    for top in range(0, height, ROWS_PER_BAND):
+        rows = torch.arange(top, min(top + ROWS_PER_BAND, height), dtype=torch.float32)
+        source = ((rows + 0.5) * scale - 0.5).clamp(min=0)
+        below = source.floor().long().clamp(max=prob.shape[0] - 1)
+        above = (below + 1).clamp(max=prob.shape[0] - 1)
+        weight = (source - below)[:, None]
+        band = wide[below] * (1 - weight) + wide[above] * weight
+        out[top:top + len(rows)] = (band >= threshold).numpy()
+    return out
+
+
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
-                    refinement: Optional[GroupRefinement] = None) -> Iterator[tuple[int, Union[torch.Tensor, str]]]:
-    """Yield ``(index, foreground probability (H, W) float32 on the CPU)`` for every item of ``dataset``
-    (a CosegDataset or ImageFileDataset), at the dataset's size or resized bilinearly to the image's original
-    size; for an item that could not be read, ``(index, error message)``.
+                    refinement: Optional[GroupRefinement] = None,
+                    ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+    """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
+    CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
+    probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
+    that could not be read, ``(index, error message)``.
 
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
     chunks of ``batch_size`` images sharing the group's consensus), optionally refined through the group's
@@ -92,8 +118,5 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
             else:
                 probs = model.predict(images)[:, 0].float()
         for i, index in enumerate(batch["index"].tolist()):
-            p = probs[i]
-            if original_size:
-                h, w = batch["size"][i].tolist()
-                p = F.interpolate(p[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            yield index, p.cpu()
+            p = probs[i].cpu()
+            yield index, foreground_at_size(p, tuple(batch["size"][i].tolist())) if original_size else p

@@ -78,10 +78,9 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
         if isinstance(result, str):
             report.skipped.append((printable(image_path), result))
             continue
-        mask = result.numpy() >= 0.5
-        write_png_atomic(target, mask)
+        write_png_atomic(target, result)
         if overlays is not None:
-            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), overlay(read_image(image_path), mask))
+            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), overlay(read_image(image_path), result))
         report.written += 1
     bar.close()
     return report
