@@ -28,6 +28,14 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def echo_skipped(what: str, lines: list[str]) -> None:
+    """Tell what a run left out, one file per line (names printable even when not UTF-8)."""
+    if lines:
+        click.echo(f"skipped {len(lines)} {what}:")
+        for line in lines:
+            click.echo(f"  {line}")
+
+
 def _refinement(iterations: int, weight: float):
     from coseg.models import GroupRefinement
 
@@ -80,9 +88,10 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     if fit.best_metric is not None:
         click.echo(f"best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                    f"({len(result.val_groups)} held-out group(s))")
-    if result.skipped:
-        click.echo(f"skipped {len(result.skipped)} unreadable file(s): " +
-                   "; ".join(f"{p}: {r}" for p, r in result.skipped[:5]))
+    from coseg.data import printable
+
+    echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
+    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
     click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
 
 
@@ -122,8 +131,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   refinement=_refinement(refine_iterations, refine_weight))
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
-    if evaluation.skipped:
-        click.echo(f"skipped {len(evaluation.skipped)} file(s): " + "; ".join(r for _, r in evaluation.skipped[:5]))
+    echo_skipped("unreadable file(s)", [reason for _, reason in evaluation.skipped])
+    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
     click.echo(f"outputs: {output}/summary.json, {output}/per_image.csv")
 
 

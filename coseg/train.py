@@ -11,7 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from coseg.config import CosegTrainConfig
-from coseg.data import CosegDataset, ImageCache, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout
+from coseg.data import (
+    CosegDataset, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
+)
 from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, create_model
@@ -76,6 +78,7 @@ class TrainResult:
     train_groups: list[str]
     val_groups: list[str]
     skipped: list[tuple[Path, str]]
+    problems: list[Problem]  # files the scan left out: images without masks, masks without images, ...
 
 
 def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
@@ -153,7 +156,8 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
                         find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet,
                         metadata={"image_size": str(cfg.image_size)})
         fit = engine.fit(task, loader, resume=resume)
-        return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped))
+        return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
+                           scan.problems)
     finally:
         if own_dist:
             cleanup_distributed()

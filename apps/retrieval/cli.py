@@ -64,11 +64,11 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
                        f"({len(result.val_classes)} held-out class(es))")
     if result.promoted_finetune:
         click.echo("best.safetensors is the fine-tuned model (better validation MAP@R)")
-    if result.skipped:
-        click.echo(f"skipped {len(result.skipped)} unreadable file(s): " +
-                   "; ".join(f"{p}: {r}" for p, r in result.skipped[:5]))
-    if result.problems:
-        click.echo(f"{len(result.problems)} problem(s) in the data set's index files, first: {result.problems[0]}")
+    from apps.cli import echo_skipped
+    from coseg.data import printable
+
+    echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
+    echo_skipped("entries of the data set's index files", [str(p) for p in result.problems])
     click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
 
 
@@ -107,9 +107,10 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     click.echo("  ".join(f"{name:>6}" for name in METRICS))
     click.echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
     click.echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'")
-    if evaluation.skipped:
-        click.echo(f"skipped {len(evaluation.skipped)} unreadable file(s): " +
-                   "; ".join(reason for _, reason in evaluation.skipped[:5]))
+    from apps.cli import echo_skipped
+    from coseg.data import printable
+
+    echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in evaluation.skipped])
     click.echo(f"outputs: {output}/summary.json")
 
 
