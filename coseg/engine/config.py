@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    origin = typing.get_origin(annotation)
+    origin = typing.get_origin(annotation) or (annotation if annotation in (list, tuple) else None)  # bare list too
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
