@@ -44,6 +44,9 @@ def _load(path: Path, rows: int, dim: int) -> Optional[torch.Tensor]:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
+    if not isinstance(array, np.ndarray):  # an .npz archive where an array belongs
+        array.close()
+        return None
     if array.shape != (rows, dim) or array.dtype != np.float32:
         return None
     return torch.from_numpy(array)
