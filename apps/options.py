@@ -67,3 +67,23 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
     return cfg
+
+
+def report_options(what: str) -> Callable:
+    """``--report`` (write OUTPUT/report.html about ``what``) and the report's size options."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--thumbnail", default=160, show_default=True,
+                          help="Report thumbnails: longer side in pixels.")(fn)
+        return click.option("--report", is_flag=True,
+                            help=f"Also write OUTPUT/report.html (static, opens offline; PNGs in "
+                                 f"OUTPUT/report_files/): {what}. `coseg report OUTPUT` rebuilds it.")(fn)
+
+    return decorate
+
+
+def echo_report(result: Any) -> None:
+    """Print where a ``coseg.report.build.ReportResult`` went and the sections that could not be reported."""
+    click.echo(f"report: {result.path} ({len(result.sections)} section(s); images in {result.files}/)")
+    for heading, reason in result.problems:
+        click.echo(f"  not reported: {heading}: {reason}")

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,9 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import write_text_atomic
-from coseg.data import DataFileError, Sample, printable, read_mask
+from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
 from coseg.models import CosegNet, GroupRefinement
+from coseg.predict import output_path
+from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
 
@@ -24,19 +27,22 @@ class Evaluation:
     summary: dict
     scores: list[ImageScore]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    predicted: list[tuple[Sample, Path]] = field(default_factory=list)  # (sample, saved mask) with ``predictions``
 
 
 def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int, device: torch.device,
                      batch_size: int = 8, workers: int = 0, empty: EmptyPolicy = "exclude",
                      progress: bool = True, group_mode: bool = True,
-                     refinement: Optional[GroupRefinement] = None) -> Evaluation:
+                     refinement: Optional[GroupRefinement] = None, predictions: Optional[Path] = None) -> Evaluation:
     """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``), resize the
     probability to the ground truth's size, threshold at 0.5 and score. Unreadable images/masks are skipped and
-    listed in ``skipped``."""
+    listed in ``skipped``. With ``predictions``, each scored mask is also saved as
+    ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size) and listed in ``predicted``."""
     samples = [s for s in samples if s.mask is not None]
     dataset = ImageFileDataset([s.image for s in samples], image_size)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
+    predicted: list[tuple[Sample, Path]] = []
     bar = tqdm(total=len(samples), desc="evaluating", unit="img", disable=not progress, leave=False)
     groups = group_ids(samples) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
@@ -49,6 +55,10 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
         try:
             gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)  # type: ignore[arg-type]
             scores.append(score_image(result, gt, sample.group, sample.image.name))
+            if predictions is not None:
+                saved = output_path(predictions, Path(sample.group) / sample.image.name)
+                write_png_atomic(saved, result)
+                predicted.append((sample, saved))
         except DataFileError as e:
             skipped.append((printable(sample.image), str(e)))
         except ValueError as e:
@@ -60,7 +70,7 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
     other = "zero" if empty == "exclude" else "exclude"
     summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
     summary["skipped"] = len(skipped)
-    return Evaluation(summary, scores, skipped)
+    return Evaluation(summary, scores, skipped, predicted)
 
 
 def _finite(x: float) -> Optional[float]:
@@ -68,7 +78,9 @@ def _finite(x: float) -> Optional[float]:
 
 
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
-    """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), atomically."""
+    """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), atomically;
+    with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs to, read by
+    the report)."""
     s = evaluation.summary
     summary = {
         "P": _finite(s["P"]), "J": _finite(s["J"]),
@@ -85,3 +97,13 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
         writer.writerow([printable(sc.group), printable(sc.name), f"{100 * sc.P:.4f}",
                          "" if math.isnan(sc.J) else f"{100 * sc.J:.4f}", int(sc.empty_gt)])
     write_text_atomic(output / "per_image.csv", buf.getvalue())
+    if evaluation.predicted:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(PREDICTION_INDEX_COLUMNS)
+        folder = (output / PREDICTIONS).resolve()
+        for sample, saved in evaluation.predicted:
+            writer.writerow([printable(sample.group), printable(sample.image.name), printable(sample.image.resolve()),
+                             printable(sample.mask.resolve()), int(sample.any_nonzero),  # type: ignore[union-attr]
+                             printable(os.path.relpath(saved.resolve(), folder))])
+        write_text_atomic(output / PREDICTIONS / "index.csv", buf.getvalue())

@@ -35,10 +35,14 @@ def output_path(output: Path, relative: Path) -> Path:
     return target
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """RGB image with the foreground tinted red and the rest darkened: (H, W, 3) uint8."""
+RED = (255, 40, 40)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
+            colour: tuple[int, int, int] = RED) -> np.ndarray:
+    """RGB image with the foreground tinted ``colour`` (RGB) and the rest darkened: (H, W, 3) uint8."""
     out = image.astype(np.float32) * np.where(mask[..., None], 1.0, 0.45)
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.array([255, 40, 40], np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array(colour, np.float32)
     return out.clip(0, 255).astype(np.uint8)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import training_config, training_options
+from apps.options import echo_report, report_options, training_config, training_options
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -53,6 +53,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 
     cfg = training_config(RetrievalTrainConfig, config_file, params)
     result = run_training(cfg, resume=resume)
+    if not result.is_main:
+        return
     if result.feature_seconds:
         click.echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
                    f"{result.feature_seconds:.1f} s")
@@ -92,17 +94,22 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of decoded images and backbone features to reuse.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@report_options("the scores, the R@K curve, and queries (worst first, at even steps) with their 8 nearest "
+                "neighbours, distances and right/wrong marks; also the training curves of the checkpoint's run")
+@click.option("--report-queries", default=24, show_default=True, help="Queries shown in the report.")
 @friendly
 def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[str],
              image_size: Optional[int], batch_size: int, device: str, workers: int, cache_dir: Optional[Path],
-             quiet: bool) -> None:
+             quiet: bool, report: bool, thumbnail: int, report_queries: int) -> None:
     """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image queries
     all the others)."""
     from apps.retrieval.evaluate import evaluate_checkpoint
+    from coseg.report.build import build_report
 
     classes = [c.strip() for c in train_classes.split(",") if c.strip()] if train_classes else None
     evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, classes, image_size, batch_size,
-                                     _device(device), workers, cache_dir, progress=not quiet)
+                                     _device(device), workers, cache_dir, progress=not quiet,
+                                     report_queries=report_queries if report else 0)
     summary = evaluation.summary
     click.echo("  ".join(f"{name:>6}" for name in METRICS))
     click.echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
@@ -111,7 +118,9 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in evaluation.skipped])
-    click.echo(f"outputs: {output}/summary.json")
+    click.echo(f"outputs: {output}/summary.json" + (", neighbours.csv, recall_at_k.csv" if report else ""))
+    if report:
+        echo_report(build_report(output, thumbnail=thumbnail, progress=not quiet))
 
 
 @retrieval.command()
@@ -162,13 +171,14 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
               help="Also save the table as CSV (query, rank, path, label, distance).")
 @batch_option
 @device_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
 def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[Path], batch_size: int,
-           device: str) -> None:
+           device: str, quiet: bool) -> None:
     """The K nearest exported images of each query: rank, path, Euclidean distance (embedding units)."""
     from apps.retrieval.search import search_export
 
-    results = search_export(index_dir, queries, k, _device(device), batch_size, output)
+    results = search_export(index_dir, queries, k, _device(device), batch_size, output, progress=not quiet)
     width = max([len(n.path) for n in results] + [4])
     current = None
     for n in results:

@@ -1,11 +1,14 @@
 """``coseg retrieval evaluate``: Recall@1/2/4/8, MAP@R and NMI (percent) of a model on a labelled split."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from apps.retrieval.datasets import load_retrieval_split
@@ -17,6 +20,11 @@ from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, printable
 from coseg.models import checkpoint_metadata
+from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE
+from metric.retrieval.knn import knn
+from metric.retrieval.recall_at_k import recall_hits
+
+CURVE_MAX_K = 32  # the R@K curve of a report runs from K = 1 to this (or to N − 1)
 
 
 def load_for_retrieval(checkpoint: PathLike, device: torch.device,
@@ -47,14 +55,51 @@ class Evaluation:
     skipped: list[tuple[Path, str]]
 
 
+def report_order(matches: np.ndarray) -> np.ndarray:
+    """Query indices worst first: by the rank of the first neighbour of the query's class, descending (queries with
+    none among their (Q, k) ``matches`` first), ties by query index."""
+    first = np.where(matches.any(axis=1), matches.argmax(axis=1), matches.shape[1])
+    return np.lexsort((np.arange(len(first)), -first))
+
+
+def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset, classes: Sequence[str],
+                       output: Path, queries: int = 24, k: int = 8) -> None:
+    """``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
+    (the ``k`` nearest neighbours of ``queries`` queries taken at even steps along the worst-first order, so both
+    failures and successes are shown; Euclidean distances in embedding units)."""
+    labels = dataset.labels.numpy()
+    depth = min(max(k, CURVE_MAX_K), len(labels) - 1)
+    if depth < 1:
+        raise ValueError("a retrieval report needs at least 2 images")
+    squared, found = knn(embeddings.float().numpy(), None, depth)
+    matches = labels[found] == labels[:, None]
+    ks = np.arange(1, depth + 1)
+    recall = 100.0 * recall_hits(matches, ks).mean(axis=0)
+    write_text_atomic(output / RECALL_CURVE, "k,recall\n" + "".join(f"{a},{b:.4f}\n" for a, b in zip(ks, recall)))
+    order = report_order(matches)
+    shown = order[np.unique(np.linspace(0, len(order) - 1, min(queries, len(order))).round().astype(int))]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(NEIGHBOUR_COLUMNS)
+    paths = [printable(r.path) for r in dataset.records]
+    for n, q in enumerate(shown.tolist()):
+        for rank in range(min(k, depth)):
+            hit = int(found[q, rank])
+            writer.writerow([n, paths[q], classes[labels[q]], rank + 1, paths[hit], classes[labels[hit]],
+                             f"{float(np.sqrt(max(squared[q, rank], 0.0))):.6f}", int(matches[q, rank])])
+    write_text_atomic(output / NEIGHBOURS, buffer.getvalue())
+
+
 def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[PathLike] = None, layout: str = "auto",
                         split: str = "test", train_classes: Optional[Sequence[str]] = None,
                         image_size: Optional[int] = None, batch_size: int = 32,
                         device: Union[str, torch.device] = "cpu", workers: int = 0,
-                        cache_dir: Optional[PathLike] = None, progress: bool = False) -> Evaluation:
+                        cache_dir: Optional[PathLike] = None, progress: bool = False,
+                        report_queries: int = 0) -> Evaluation:
     """Score the model of ``checkpoint`` on ``split`` of the data set at ``data``: every image is a query against all
     the others (GUIDE §4). Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4,
-    R@8, MAP@R, NMI in percent, and the images, classes, split, checkpoint and image size used."""
+    R@8, MAP@R, NMI in percent, and the images, classes, split, checkpoint and image size used; with
+    ``report_queries`` > 0 also the files of its report (:func:`write_report_files`)."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
@@ -63,9 +108,12 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     summary = {
         **percent_metrics(embeddings, dataset.labels),
         "images": len(dataset), "classes": int(dataset.labels.unique().numel()), "split": split,
-        "layout": records.layout, "data": str(data), "checkpoint": str(checkpoint), "image_size": size,
+        "layout": records.layout, "data": str(data), "checkpoint": str(Path(checkpoint).resolve()),
+        "image_size": size,
         "skipped": [f"{printable(path)}: {reason}" for path, reason in dataset.skipped],
     }
     if output is not None:
         write_text_atomic(Path(output) / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        if report_queries > 0:
+            write_report_files(embeddings, dataset, records.classes, Path(output), report_queries)
     return Evaluation(summary, dataset.skipped)

@@ -101,12 +101,13 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 @torch.no_grad()
 def embed_shard(model: RetrievalModel, items: Sequence[Item], image_size: int, device: torch.device,
-                batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+                batch_size: int, workers: int,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
     """(embeddings (n, D) float32 of the readable images, their positions in ``items`` (n,), [(position, reason)]
-    of the unreadable ones)."""
+    of the unreadable ones); ``progress``: a bar over the batches."""
     dataset = ImageFileDataset([item.path for item in items], image_size)
     rows, positions, errors = [], [], []
-    for indices, images, failed in image_batches(dataset, device, batch_size, workers):
+    for indices, images, failed in image_batches(dataset, device, batch_size, workers, progress):
         errors.extend(failed)
         if len(indices):
             with torch.autocast(device.type, enabled=device.type == "cuda"):

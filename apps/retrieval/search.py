@@ -45,7 +45,7 @@ def query_images(queries: Sequence[PathLike]) -> list[Item]:
 
 def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                   device: Union[str, torch.device] = "cpu", batch_size: int = 32,
-                  output: Optional[PathLike] = None) -> list[Neighbour]:
+                  output: Optional[PathLike] = None, progress: bool = False) -> list[Neighbour]:
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
     index: the ``k`` nearest per query, nearest first. With ``output``, the rows are also written there as CSV
     (query, rank, path, label, distance). Raises ``ValueError`` for an unreadable query or an incomplete export."""
@@ -60,7 +60,7 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     device = torch.device(device)
     model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
     items = query_images(queries)
-    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0)
+    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if errors:
         raise ValueError(f"cannot read query {errors[0][1]}")
     faiss = import_faiss()

@@ -49,7 +49,7 @@ def test_train_evaluate_export_search(tmp_path):
     r = invoke("search", "--index", tmp_path / "export", "--query", data / "class2" / "img001.jpg", "--k", 3,
                "--output", tmp_path / "hits.csv")
     assert r.exit_code == 0, r.output
-    lines = r.output.splitlines()
+    lines = r.stdout.splitlines()  # the embedding progress bar goes to stderr
     assert lines[1].split() == ["rank", "path", "distance"] and lines[2].split()[:2] == ["1", "class2/img001.jpg"]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3 and (tmp_path / "hits.csv").is_file()
 

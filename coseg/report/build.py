@@ -1,0 +1,130 @@
+"""``coseg report``: one static HTML page from whatever result folders it finds.
+
+What a folder can hold (each kind is recognised by its files):
+
+- a training run (``log.csv``, ``config.yaml``; co-segmentation or retrieval): loss and validation curves, the
+  epoch table, the config;
+- a co-segmentation ``evaluate`` output (``summary.json``, ``per_image.csv``, and with ``--report`` the predicted
+  masks in ``predictions/``): scores per group and per image, worst first, and image | ground truth | prediction
+  grids;
+- a retrieval ``evaluate --report`` output (``summary.json``, ``neighbours.csv``, ``recall_at_k.csv``): scores, the
+  R@K curve and query → nearest-neighbour grids;
+- a ``predict --report`` output (``predict.json`` beside the masks): image | prediction grids.
+
+The folder given and its immediate sub-folders are searched, so a run folder holding its evaluations gives one
+report of everything; an evaluation whose ``summary.json`` names a checkpoint inside a training run also brings
+that run's curves and config."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from coseg.atomic import PathLike
+from coseg.data import printable
+from coseg.report.files import read_json
+from coseg.report.html import Page, esc
+from coseg.report.retrieval import is_retrieval_evaluation, retrieval_section
+from coseg.report.segmentation import evaluation_section, is_evaluation, is_prediction, prediction_section
+from coseg.report.training import is_training_run, training_section
+
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class ReportResult:
+    """The page written, the folder of its PNG files, its section headings and the sections that failed
+    (heading, reason; the page says why too)."""
+
+    path: Path
+    files: Path
+    sections: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def files_folder(page: Path) -> Path:
+    """The folder of a page's PNG files: ``report.html`` → ``report_files/``."""
+    return page.with_name(f"{page.stem}_files")
+
+
+def _candidates(root: Path, skip: Path) -> list[Path]:
+    subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()),
+                        key=lambda p: printable(p.name))
+    return [root] + subfolders
+
+
+def _checkpoint_run(folder: Path) -> Optional[Path]:
+    """The training run folder holding the checkpoint an evaluation's ``summary.json`` names, if any."""
+    checkpoint = read_json(folder / "summary.json").get("checkpoint")
+    if not checkpoint:
+        return None
+    run = Path(checkpoint).parent
+    return run if run.is_dir() and is_training_run(run) else None
+
+
+def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group: int = 12, thumbnail: int = 160,
+                 progress: bool = True) -> ReportResult:
+    """Write the report of ``folder`` (see the module docstring) to ``output`` (default ``folder/report.html``),
+    its plots and thumbnails (longer side ``thumbnail`` pixels; at most ``per_group`` images per group) to
+    ``<output stem>_files/`` beside it. Raises ``ValueError`` when ``folder`` holds nothing to report."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"{printable(root)}: not a folder")
+    if per_group < 1:
+        raise ValueError(f"per_group must be >= 1, got {per_group}")
+    page_path = Path(output) if output is not None else root / REPORT_NAME
+    files = files_folder(page_path)
+    files.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[str, Callable[[str], str]]] = []
+    runs_seen: set[Path] = set()
+
+    def add_run(run: Path) -> None:
+        if run.resolve() not in runs_seen:
+            runs_seen.add(run.resolve())
+            plan.append((f"Training: {_name(run, root)}", lambda prefix: training_section(run, files, prefix)))
+
+    for candidate in _candidates(root, files):
+        if is_evaluation(candidate) or is_retrieval_evaluation(candidate):
+            linked = _checkpoint_run(candidate)
+            if linked is not None:
+                add_run(linked)
+        if is_training_run(candidate):
+            add_run(candidate)
+        if is_evaluation(candidate):
+            plan.append((f"Evaluation: {_name(candidate, root)}", lambda prefix, c=candidate: evaluation_section(
+                c, files, prefix, per_group, thumbnail, progress)))
+        if is_retrieval_evaluation(candidate):
+            plan.append((f"Retrieval evaluation: {_name(candidate, root)}", lambda prefix, c=candidate:
+                         retrieval_section(c, files, prefix, thumbnail, progress)))
+        if is_prediction(candidate):
+            plan.append((f"Predictions: {_name(candidate, root)}", lambda prefix, c=candidate: prediction_section(
+                c, files, prefix, per_group, thumbnail, progress)))
+    if not plan:
+        raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
+                         "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
+                         "`coseg predict --report` output: predict.json)")
+    page = Page(f"Report: {printable(root.resolve().name)}",
+                f"Made by <code>coseg report</code> on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
+                f"<code>{esc(root.resolve())}</code>.")
+    result = ReportResult(page_path, files)
+    for n, (heading, make) in enumerate(plan, start=1):
+        try:
+            body = make(f"s{n}")
+        except (ValueError, OSError, KeyError) as e:
+            reason = str(e).strip("'\"")
+            result.problems.append((heading, reason))
+            body = f"<p><strong>Not reported:</strong> {esc(reason)}</p>"
+        page.add(heading, body)
+        result.sections.append(heading)
+    page.write(page_path)
+    return result
+
+
+def _name(folder: Path, root: Path) -> str:
+    """``folder`` relative to ``root``, or its own name (the root itself, or a linked run elsewhere)."""
+    try:
+        relative = folder.resolve().relative_to(root.resolve())
+    except ValueError:
+        relative = Path()
+    return printable(relative if relative.parts else folder.resolve().name)

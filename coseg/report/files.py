@@ -1,0 +1,34 @@
+"""The result files reports are built from, and how to read them: names, columns and CSV cells."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from coseg.data.io import printable
+
+PREDICTIONS = "predictions"  # evaluate --report: predicted masks and their index.csv in this sub-folder
+PREDICTION_INDEX_COLUMNS = ("group", "image", "image_path", "mask_path", "any_nonzero", "prediction")
+PREDICT_RECORD = "predict.json"  # predict --report: where the inputs and the checkpoint were
+NEIGHBOURS = "neighbours.csv"  # retrieval evaluate --report: the shown queries' nearest neighbours
+NEIGHBOUR_COLUMNS = ("order", "query", "query_class", "rank", "path", "class", "distance", "correct")
+RECALL_CURVE = "recall_at_k.csv"  # retrieval evaluate --report: R@K (percent) for K = 1, 2, 3, ...
+
+
+def as_float(text: str) -> float:
+    """A CSV cell as a float; blank or unparsable cells become NaN."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; a clear ``ValueError`` naming the file when it cannot be read."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{printable(path)}: cannot read it ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{printable(path)}: expected a JSON object")
+    return value

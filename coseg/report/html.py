@@ -1,0 +1,129 @@
+"""Static HTML building blocks for the reports: escaping, sortable tables, image cells, the page frame.
+
+A report is one self-contained file: inline CSS, an inline sort script, images linked by relative paths to PNG
+files written beside it. Nothing is loaded from the network. Every piece of text from the data (file and group
+names, config values) goes through :func:`esc`."""
+from __future__ import annotations
+
+import html
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+from coseg.atomic import PathLike, write_text_atomic
+from coseg.data.io import printable
+
+Cell = Union[str, int, float, None]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:1em 1.5em;
+color:#222;background:#fff}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+h3{margin-bottom:.3em} .note{color:#666;font-size:.9em} nav a{margin-right:1em}
+table.data{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+table.data th,table.data td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.sortable th{cursor:pointer;background:#f2f2f2;user-select:none}
+table.sortable th:hover{background:#e4e4e4} th.asc:after{content:" \\25B2"} th.desc:after{content:" \\25BC"}
+.grid{display:grid;gap:6px 10px;align-items:start;margin-bottom:1.2em;overflow-x:auto}
+.grid figure{margin:0} .grid img{display:block;max-width:100%;border:1px solid #bbb}
+.grid figcaption{font-size:.8em;color:#444;word-break:break-all}
+.grid .head{font-weight:600;font-size:.85em}
+.right img{border:3px solid #2a9d3a} .wrong img{border:3px solid #d33}
+.mark-right{color:#2a9d3a;font-weight:700} .mark-wrong{color:#d33;font-weight:700}
+pre.config{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:.85em}
+img.plot{width:49%;min-width:320px;border:1px solid #ddd;vertical-align:top}
+"""
+
+# Click a header to sort its table; numbers sort by the cell's data-value, blanks always last.
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, column) {
+    th.addEventListener("click", function () {
+      var ascending = !th.classList.contains("asc");
+      table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+      th.classList.add(ascending ? "asc" : "desc");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[column];
+        var value = cell.getAttribute("data-value");
+        if (value === null) { return cell.textContent; }
+        return value === "" ? null : parseFloat(value);
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null || y === null) { return (x === null) - (y === null); }
+        var order = typeof x === "number" ? x - y : String(x).localeCompare(String(y));
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def esc(value: object) -> str:
+    """Text safe inside HTML elements and quoted attributes (``& < > " '`` escaped; undecodable bytes of a file
+    name shown as ``\\xNN``)."""
+    text = printable(value) if isinstance(value, os.PathLike) else str(value)
+    return html.escape(text, quote=True)
+
+
+def _cell(value: Cell, number_format: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"<td>{esc('' if value is None else value)}</td>"
+    if isinstance(value, float) and math.isnan(value):
+        return '<td class="num" data-value="">–</td>'
+    shown = format(value, number_format) if isinstance(value, float) else str(value)
+    return f'<td class="num" data-value="{value!r}">{shown}</td>'
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], sortable: bool = True, number_format: str = ".2f",
+          table_id: Optional[str] = None) -> str:
+    """An HTML table; numbers right-aligned, floats as ``number_format`` (NaN shown as – and sorted last); with
+    ``sortable`` a click on a header sorts the rows (the inline script). Rows keep the given order until then."""
+    ident = f' id="{esc(table_id)}"' if table_id else ""
+    classes = "data sortable" if sortable else "data"
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "\n".join("<tr>" + "".join(_cell(v, number_format) for v in row) + "</tr>" for row in rows)
+    return f'<table class="{classes}"{ident}><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
+
+
+def image(src: str, alt: str, caption: str = "", css_class: str = "") -> str:
+    """A figure showing the PNG at relative path ``src`` (generated, URL-safe names) with an escaped caption."""
+    cls = f' class="{esc(css_class)}"' if css_class else ""
+    text = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return f'<figure{cls}><img src="{esc(src)}" alt="{esc(alt)}">{text}</figure>'
+
+
+def grid(columns: int, cells: Sequence[str], width: int) -> str:
+    """``cells`` (HTML) laid out ``columns`` to a row, each column ``width`` CSS pixels wide."""
+    return (f'<div class="grid" style="grid-template-columns:repeat({columns},{width}px)">'
+            + "".join(cells) + "</div>")
+
+
+@dataclass
+class Page:
+    """An HTML page assembled from sections, written atomically by :meth:`write`."""
+
+    title: str
+    intro: str = ""
+    sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, heading, body HTML)
+
+    def add(self, heading: str, body: str) -> None:
+        self.sections.append((f"s{len(self.sections) + 1}", heading, body))
+
+    def render(self) -> str:
+        nav = " ".join(f'<a href="#{a}">{esc(h)}</a>' for a, h, _ in self.sections)
+        parts = [f'<section id="{a}"><h2>{esc(h)}</h2>\n{body}\n</section>' for a, h, body in self.sections]
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(self.title)}</title>"
+                f"<style>{_CSS}</style></head>\n<body>\n<h1>{esc(self.title)}</h1>\n"
+                f"<p class=\"note\">{self.intro}</p>\n<nav>{nav}</nav>\n" + "\n".join(parts)
+                + f"\n<script>{_SORT_SCRIPT}</script>\n</body></html>\n")
+
+    def write(self, path: PathLike) -> None:
+        write_text_atomic(path, self.render())

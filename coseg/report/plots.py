@@ -1,0 +1,45 @@
+"""PNG plots for the reports, drawn with matplotlib's Agg canvas (no display, no global backend switch)."""
+from __future__ import annotations
+
+import io
+from typing import Mapping, Optional, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from coseg.atomic import PathLike, write_bytes_atomic
+
+
+def _save(figure: Figure, path: PathLike) -> None:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[float]], title: str, xlabel: str,
+              ylabel: str, mark: Optional[tuple[float, str]] = None, log_x: bool = False) -> None:
+    """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN values
+    are gaps.
+    ``mark``: a vertical dashed line at x with a label (e.g. the best epoch)."""
+    if not series:
+        raise ValueError(f"{title}: nothing to plot")
+    figure = Figure(figsize=(6.4, 3.6))
+    axes = figure.add_subplot()
+    for name, values in series.items():
+        if len(values) != len(x):
+            raise ValueError(f"{title}: series '{name}' has {len(values)} values for {len(x)} x positions")
+        axes.plot(x, values, marker="o" if len(x) <= 30 else None, markersize=3, label=name)
+    if mark is not None:
+        axes.axvline(mark[0], color="#888", linestyle="--", linewidth=1, label=mark[1])
+    if log_x:
+        axes.set_xscale("log", base=2)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    _save(figure, path)

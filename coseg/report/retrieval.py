@@ -1,0 +1,73 @@
+"""The retrieval part of a report: a ``coseg retrieval evaluate --report`` output folder (the scores, the R@K curve,
+and query → nearest neighbours with their distances, right or wrong)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, read_json
+from coseg.report.html import esc, grid, table
+from coseg.report.plots import line_plot
+from coseg.report.segmentation import Thumbnails, read_once
+from coseg.report.thumbnails import write_thumbnail
+
+METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
+
+
+def is_retrieval_evaluation(folder: Path) -> bool:
+    return (folder / NEIGHBOURS).is_file() and (folder / "summary.json").is_file()
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool) -> str:
+    """HTML for a retrieval evaluation folder: metrics, the R@K curve (``<prefix>_recall.png``) and one row per
+    shown query: the query, then its nearest neighbours with distance and a right (same class) / wrong mark."""
+    summary = read_json(folder / "summary.json")
+    parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
+             + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
+             + "</p>",
+             table(list(METRICS) + ["images", "classes", "split"],
+                   [[float(summary.get(m, "nan")) for m in METRICS]
+                    + [summary.get("images"), summary.get("classes"), summary.get("split", "")]], sortable=False),
+             '<p class="note">Percent. Every image queries all the others (itself excluded); R@K counts a query when '
+             "one of its K nearest neighbours has its class.</p>"]
+    curve_file = folder / RECALL_CURVE
+    if curve_file.is_file():
+        curve = _read_csv(curve_file)
+        ks = [int(r["k"]) for r in curve]
+        line_plot(files / f"{prefix}_recall.png", ks, {"R@K": [as_float(r["recall"]) for r in curve]},
+                  "Recall@K", "K", "percent", log_x=len(ks) > 8)
+        parts.append(f'<img class="plot" src="{files.name}/{prefix}_recall.png" alt="Recall@K curve">')
+    rows = _read_csv(folder / NEIGHBOURS)
+    queries: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        queries.setdefault(row["order"], []).append(row)
+    k = max((len(v) for v in queries.values()), default=0)
+    parts.append(f"<h3>Queries ({len(queries)} shown, worst first) → {k} nearest neighbours</h3>")
+    parts.append('<p class="note">Ordered by the rank of the first neighbour of the query\'s class (queries with '
+                 "none among the shown neighbours first). Green frame / ✓: same class as the query; red / ✗: "
+                 "another class. Distances are Euclidean, in embedding units.</p>")
+    thumbs = Thumbnails(files, prefix, max_side)
+    cells = ['<div class="head">query</div>'] + [f'<div class="head">{n}</div>' for n in range(1, k + 1)]
+    for order in tqdm(sorted(queries, key=int), desc="report thumbnails", unit="query", disable=not progress,
+                      leave=False):
+        found = sorted(queries[order], key=lambda r: int(r["rank"]))
+        first = found[0]
+        query = read_once(Path(first["query"]))
+        cells.append(thumbs.cell(f"{esc(Path(first['query']).name)}<br>class {esc(first['query_class'])}",
+                                 first["query"], lambda p: write_thumbnail(p, query(), max_side)))
+        for row in found:
+            right = row["correct"] == "1"
+            mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
+            neighbour = read_once(Path(row["path"]))
+            cells.append(thumbs.cell(f"{mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}", row["path"],
+                                     lambda p: write_thumbnail(p, neighbour(), max_side), "right" if right else "wrong"))
+        cells.extend("<div></div>" for _ in range(k - len(found)))
+    parts.append(grid(k + 1, cells, max_side))
+    return "\n".join(parts)

@@ -1,0 +1,234 @@
+"""The co-segmentation parts of a report: an ``evaluate`` output folder (scores, worst first, and image | ground truth
+| prediction grids) and a ``predict`` output folder (image | prediction grids)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from coseg.atomic import write_text_atomic
+from coseg.data import DataFileError, find_samples, printable, read_image, read_mask
+from coseg.predict import output_path
+from coseg.report.files import PREDICT_RECORD, PREDICTIONS, as_float, read_json
+from coseg.report.html import esc, grid, image, table
+from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One row of ``per_image.csv``: P and J in percent (J NaN when the ground truth is empty)."""
+
+    group: str
+    image: str
+    P: float
+    J: float
+    empty_gt: bool
+
+
+def worst_first_key(j: float, p: float) -> tuple[bool, float, float]:
+    """Sort key putting the worst first: lowest J first, ties by lowest P; rows without a J (empty ground truth)
+    come after all scored rows, lowest P first."""
+    return (math.isnan(j), p if math.isnan(j) else j, p)
+
+
+def worst_first(rows: Sequence[ImageRow]) -> list[ImageRow]:
+    return sorted(rows, key=lambda r: worst_first_key(r.J, r.P))
+
+
+def is_evaluation(folder: Path) -> bool:
+    return (folder / "per_image.csv").is_file() and (folder / "summary.json").is_file()
+
+
+def is_prediction(folder: Path) -> bool:
+    return (folder / PREDICT_RECORD).is_file()
+
+
+def record_prediction(output: Path, input_dir: Path, checkpoint: Path) -> None:
+    """Write ``output/predict.json``: the input folder and checkpoint of a ``predict`` run, for its report."""
+    write_text_atomic(output / PREDICT_RECORD, json.dumps(
+        {"input": str(input_dir.resolve()), "checkpoint": str(checkpoint.resolve())}, indent=1) + "\n")
+
+
+def read_per_image(path: Path) -> list[ImageRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"group", "image", "P", "J", "empty_gt"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{printable(path)}: missing column(s) {', '.join(sorted(missing))}")
+        return [ImageRow(r["group"], r["image"], as_float(r["P"]), as_float(r["J"]), r["empty_gt"] == "1")
+                for r in reader]
+
+
+def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
+    path = folder / PREDICTIONS / "index.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(r["group"], r["image"]): r for r in csv.DictReader(f)}
+
+
+class Thumbnails:
+    """Numbered thumbnail files in the report's files folder; a file that cannot be read becomes a note."""
+
+    def __init__(self, files: Path, prefix: str, max_side: int) -> None:
+        self.files, self.prefix, self.max_side = files, prefix, max_side
+        self.count = 0
+
+    def cell(self, caption: str, alt: str, make: Callable[[Path], None], css_class: str = "") -> str:
+        """A figure for the PNG ``make(path)`` writes (``caption``: HTML), or a figure with the reason when it
+        fails."""
+        self.count += 1
+        name = f"{self.prefix}_{self.count:05d}.png"
+        try:
+            make(self.files / name)
+        except (DataFileError, ValueError) as e:
+            return f'<figure><figcaption>{esc(alt)}: not shown ({esc(e)})</figcaption></figure>'
+        return image(f"{self.files.name}/{name}", alt, caption, css_class)
+
+
+def _score_caption(row: ImageRow) -> str:
+    j = "–" if math.isnan(row.J) else f"{row.J:.1f}"
+    return f"{esc(row.image)}<br>P {row.P:.1f} · J {j}"
+
+
+def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
+                       progress: bool) -> str:
+    """HTML for a co-segmentation ``evaluate`` output folder: the summary, the per-group and per-image tables worst
+    first, and per group (worst first) its ``per_group`` worst images as image | ground truth | prediction."""
+    summary = read_json(folder / "summary.json")
+    rows = read_per_image(folder / "per_image.csv")
+    groups: dict[str, list[ImageRow]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append(row)
+    per_group_scores = summary.get("per_group", {})
+    group_rows = [(g, per_group_scores.get(g, {}).get("images", len(rs)), _percent(per_group_scores.get(g, {}), "P"),
+                   _percent(per_group_scores.get(g, {}), "J")) for g, rs in groups.items()]
+    group_rows.sort(key=lambda r: worst_first_key(r[3], r[2]))
+    parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
+             + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
+             + "</p>",
+             table(["mean P", "mean J", "images", "groups", "empty ground truth", "images with empty ground truth",
+                    "skipped files"],
+                   [[_percent(summary, "P"), _percent(summary, "J"), summary.get("images"), len(groups),
+                     summary.get("empty", ""), summary.get("empty_gt_images"), summary.get("skipped", 0)]],
+                   sortable=False),
+             "<p class=\"note\">P = pixel accuracy, J = foreground IoU, in percent, at the ground truth's resolution; "
+             "averaged per group, then over groups. Tables are sorted worst first (lowest J, then lowest P; images "
+             "without a J, whose ground truth is empty, last); click a header to sort by it.</p>",
+             "<h3>Per group</h3>", table(["group", "images", "P", "J"], group_rows, table_id=f"{prefix}-groups"),
+             f"<h3>Per image ({len(rows)})</h3>",
+             table(["group", "image", "P", "J", "empty ground truth"],
+                   [[r.group, r.image, r.P, r.J, "yes" if r.empty_gt else ""] for r in worst_first(rows)],
+                   table_id=f"{prefix}-images")]
+    skipped = summary.get("skipped_files") or []
+    if skipped:
+        parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
+        parts.append(table(["file", "reason"], [[s.get("file", ""), s.get("reason", "")] for s in skipped]))
+    index = _read_prediction_index(folder)
+    if not index:
+        parts.append("<p>No predicted masks saved in this folder: run <code>coseg evaluate … --report</code> to "
+                     "see image | ground truth | prediction grids.</p>")
+        return "\n".join(parts)
+    thumbs = Thumbnails(files, prefix, max_side)
+    shown = [(g, worst_first(groups[g])[:per_group]) for g, *_ in group_rows]
+    bar = tqdm(total=sum(len(rs) for _, rs in shown), desc="report thumbnails", unit="img", disable=not progress,
+               leave=False)
+    for group, group_images in shown:
+        parts.append(f"<h3>{esc(group)}</h3>")
+        if len(groups[group]) > len(group_images):
+            parts.append(f'<p class="note">The {len(group_images)} worst of {len(groups[group])} images.</p>')
+        cells = [f'<div class="head">{h}</div>' for h in ("image", "ground truth (green)", "prediction (red)")]
+        for row in group_images:
+            cells.extend(_evaluation_cells(folder, index.get((row.group, row.image)), row, thumbs))
+            bar.update(1)
+        parts.append(grid(3, cells, max_side))
+    bar.close()
+    return "\n".join(parts)
+
+
+def read_once(path: Path) -> Callable[[], np.ndarray]:
+    """A function returning the image at ``path`` (read on the first call only; errors raised on each call)."""
+    held: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not held:
+            held.append(read_image(path))
+        return held[0]
+
+    return get
+
+
+def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageRow, thumbs: Thumbnails) -> list[str]:
+    if entry is None:
+        return [f"<figure><figcaption>{esc(row.image)}: no saved prediction</figcaption></figure>", "", ""]
+    source = Path(entry["image_path"])
+    truth = Path(entry["mask_path"])
+    predicted = folder / PREDICTIONS / entry["prediction"]
+    photo = read_once(source)
+    return [
+        thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, photo(), thumbs.max_side)),
+        thumbs.cell("", f"ground truth of {row.image}", lambda p: write_thumbnail(
+            p, photo(), thumbs.max_side, read_mask(truth, any_nonzero=entry["any_nonzero"] == "1"),
+            GROUND_TRUTH_COLOUR)),
+        thumbs.cell("", f"prediction for {row.image}",
+                    lambda p: write_thumbnail(p, photo(), thumbs.max_side, read_mask(predicted))),
+    ]
+
+
+def _percent(scores: dict, key: str) -> float:
+    value = scores.get(key)
+    return math.nan if value is None else float(value)
+
+
+def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
+                       progress: bool) -> str:
+    """HTML for a ``predict --report`` output folder: per group its first ``per_group`` images as image |
+    prediction, and a table of every image's predicted foreground share (sortable)."""
+    record = read_json(folder / PREDICT_RECORD)
+    source = Path(record["input"])
+    if not source.is_dir():
+        raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {printable(source)} is gone")
+    samples = find_samples(source, "folders").samples
+    thumbs = Thumbnails(files, prefix, max_side)
+    groups: dict[str, list] = {}
+    for sample in samples:
+        groups.setdefault(sample.group, []).append(sample)
+    rows, parts = [], [f'<p class="note">Masks in <code>{esc(folder.resolve())}</code> for the images in '
+                       f'<code>{esc(source.resolve())}</code>'
+                       + (f"; checkpoint <code>{esc(record['checkpoint'])}</code>" if record.get("checkpoint") else "")
+                       + "</p>"]
+    grids = []
+    bar = tqdm(total=len(samples), desc="report thumbnails", unit="img", disable=not progress, leave=False)
+    for group in sorted(groups, key=printable):
+        cells = [f'<div class="head">{h}</div>' for h in ("image", "prediction (red)")]
+        for n, sample in enumerate(groups[group]):
+            name = printable(sample.image.relative_to(source))
+            mask_file = output_path(folder, sample.image.relative_to(source))
+            try:
+                mask = read_mask(mask_file)
+            except DataFileError as e:
+                rows.append([printable(group), name, math.nan, f"no mask ({e.problem})"])
+                continue
+            finally:
+                bar.update(1)
+            rows.append([printable(group), name, 100.0 * float(mask.mean()), ""])
+            if n < per_group:
+                photo = read_once(sample.image)
+                cells.append(thumbs.cell(esc(sample.image.name), name,
+                                         lambda p: write_thumbnail(p, photo(), max_side)))
+                cells.append(thumbs.cell(f"foreground {100 * mask.mean():.1f} %", f"prediction for {name}",
+                                         lambda p: write_thumbnail(p, photo(), max_side, mask)))
+        grids.append(f"<h3>{esc(printable(group))}</h3>"
+                     + (f'<p class="note">The first {per_group} of {len(groups[group])} images.</p>'
+                        if len(groups[group]) > per_group else "")
+                     + grid(2, cells, max_side))
+    bar.close()
+    parts.append(f"<h3>Images ({len(rows)})</h3>")
+    parts.append(table(["group", "image", "foreground %", "note"], rows))
+    return "\n".join(parts + grids)

@@ -1,0 +1,78 @@
+"""The training part of a report: curves from a run's ``log.csv`` and the ``config.yaml`` it was trained with.
+
+Both trainers log through the shared engine: one row per epoch with ``epoch``, ``lr``, ``train_<term>`` (mean loss
+terms), ``seconds``, ``images_per_s`` and ``val_<metric>`` (co-segmentation: P, J; retrieval: R@1, MAP@R)."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Optional
+
+from coseg.report.html import esc, table
+from coseg.report.files import as_float
+from coseg.report.plots import line_plot
+
+# The metric each trainer selects its best checkpoint by (coseg: J; retrieval: MAP@R), in order of preference.
+SELECTION_COLUMNS = ("val_J", "val_MAP@R", "val_R@1")
+
+
+def is_training_run(folder: Path) -> bool:
+    return (folder / "log.csv").is_file() or (folder / "config.yaml").is_file()
+
+
+def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and rows of a ``log.csv``; rows without an integer epoch are dropped."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if (r.get("epoch") or "").strip().isdigit()]
+        return list(reader.fieldnames or []), rows
+
+
+def best_epoch(columns: list[str], rows: list[dict[str, str]]) -> Optional[tuple[int, str]]:
+    """(epoch, column) of the highest value of the selection metric, or None when no column has a value."""
+    for column in SELECTION_COLUMNS:
+        if column in columns:
+            scored = [(as_float(r[column]), int(r["epoch"])) for r in rows]
+            scored = [(v, e) for v, e in scored if not math.isnan(v)]
+            if scored:
+                return max(scored, key=lambda ve: (ve[0], -ve[1]))[1], column
+    return None
+
+
+def training_section(run: Path, files: Path, prefix: str) -> str:
+    """HTML for the training run in ``run``: loss and validation curves (PNGs written to ``files`` as
+    ``<prefix>_loss.png`` and ``<prefix>_val.png``), the epoch table and the config."""
+    parts = [f'<p class="note">Run folder: <code>{esc(run.resolve())}</code></p>']
+    log = run / "log.csv"
+    if log.is_file():
+        columns, rows = read_log(log)
+        if rows:
+            epochs = [int(r["epoch"]) for r in rows]
+            best = best_epoch(columns, rows)
+            mark = (best[0], f"best {best[1][4:]} (epoch {best[0]})") if best else None
+            losses = {c[6:]: [as_float(r[c]) for r in rows] for c in columns if c.startswith("train_")}
+            metrics = {c[4:]: [as_float(r[c]) for r in rows] for c in columns if c.startswith("val_")}
+            for name, series, title, unit in (("loss", losses, "training loss terms (epoch means)", "loss"),
+                                              ("val", metrics, "validation metrics", "percent")):
+                if series:
+                    line_plot(files / f"{prefix}_{name}.png", epochs, series, title, "epoch", unit, mark=mark)
+                    parts.append(f'<img class="plot" src="{files.name}/{prefix}_{name}.png" alt="{esc(title)}">')
+            parts.append(f"<h3>Epochs ({len(rows)})</h3>")
+            parts.append(table(columns, [[_number(r.get(c, "")) for c in columns] for r in rows], number_format=".4g"))
+        else:
+            parts.append("<p>log.csv holds no finished epoch yet.</p>")
+    config = run / "config.yaml"
+    if config.is_file():
+        parts.append("<h3>Config</h3>")
+        parts.append(f'<pre class="config">{esc(config.read_text(encoding="utf-8", errors="replace"))}</pre>')
+    return "\n".join(parts)
+
+
+def _number(text: str):  # noqa: ANN202 - int, float or the text itself
+    """A log cell as int or float when it is one (for numeric sorting; blank = NaN, sorted last), else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        value = as_float(text)
+        return text if math.isnan(value) and text.strip() else value

@@ -1,0 +1,82 @@
+import csv
+import json
+
+import numpy as np
+import torch
+
+from apps.retrieval.datasets import load_retrieval_split
+from apps.retrieval.evaluate import report_order, write_report_files
+from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.train import percent_metrics
+from coseg.report.build import build_report
+from tests.apps.retrieval_files import write_class_folders
+from tests.report.report_runs import parse_page, run_files
+
+CLASSES = ['a <b> & "c"', "plain", "third"]
+
+
+def naive_order(matches):
+    """Worst first by a loop: rank of the first match (none = after the last rank), larger first, then index."""
+    first = []
+    for q, row in enumerate(matches):
+        hits = [rank for rank, hit in enumerate(row) if hit]
+        first.append((-(hits[0] if hits else len(row)), q))
+    return [q for _, q in sorted(first)]
+
+
+def test_report_order_is_worst_first():
+    matches = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]], dtype=bool)
+    assert report_order(matches).tolist() == naive_order(matches) == [2, 4, 1, 3, 0, 5]
+
+
+def retrieval_evaluation(tmp_path, queries=4):
+    data = write_class_folders(tmp_path / "data", CLASSES, per_class=4)
+    split = load_retrieval_split(data, "all", "folders")
+    dataset = RetrievalImageDataset(split.records, 16)
+    embeddings = torch.randn(len(dataset), 4) + 2 * dataset.labels[:, None].float()
+    output = tmp_path / "eval"
+    output.mkdir()
+    summary = {**percent_metrics(embeddings, dataset.labels), "images": len(dataset), "classes": 3, "split": "all",
+               "checkpoint": str(run_files(tmp_path / "run") / "best.safetensors")}
+    (output / "summary.json").write_text(json.dumps(summary))
+    write_report_files(embeddings, dataset, split.classes, output, queries=queries, k=5)
+    return output, embeddings, dataset, split, summary
+
+
+def test_neighbours_and_recall_curve_match_brute_force(tmp_path):
+    output, embeddings, dataset, split, summary = retrieval_evaluation(tmp_path)
+    with open(output / "recall_at_k.csv", newline="") as f:
+        curve = {int(r["k"]): float(r["recall"]) for r in csv.DictReader(f)}
+    assert sorted(curve) == list(range(1, 12))  # 12 images: K up to N - 1
+    for k in (1, 2, 4, 8):
+        assert abs(curve[k] - summary[f"R@{k}"]) < 1e-3
+    assert all(curve[k] <= curve[k + 1] for k in range(1, 11)) and curve[11] == 100.0
+    distances = torch.cdist(embeddings, embeddings).numpy()
+    np.fill_diagonal(distances, np.inf)
+    labels = dataset.labels.numpy()
+    names = {str(r.path): split.classes[r.label] for r in dataset.records}
+    index = {str(r.path): i for i, r in enumerate(dataset.records)}
+    with open(output / "neighbours.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 5 and {r["order"] for r in rows} == {"0", "1", "2", "3"}
+    for row in rows:
+        q, hit = index[row["query"]], index[row["path"]]
+        assert row["query_class"] == names[row["query"]] and row["class"] == names[row["path"]]
+        assert row["correct"] == str(int(labels[q] == labels[hit]))
+        assert abs(float(row["distance"]) - distances[q, hit]) < 1e-4
+        assert abs(np.sort(distances[q])[int(row["rank"]) - 1] - distances[q, hit]) < 1e-4
+
+
+def test_retrieval_report_page(tmp_path):
+    output, *_ = retrieval_evaluation(tmp_path, queries=3)
+    result = build_report(output, thumbnail=32, progress=False)
+    assert result.sections == ["Training: run", "Retrieval evaluation: eval"] and not result.problems
+    page = parse_page(result.path)
+    text = result.path.read_text(encoding="utf-8")
+    assert len(page.images) == 2 + 1 + 3 * (1 + 5)  # training plots, R@K curve, 3 queries with 5 neighbours
+    assert all((output / src).is_file() for src in page.images)
+    assert "s2_recall.png" in text and "class a &lt;b&gt; &amp; &quot;c&quot;" in text
+    with open(output / "neighbours.csv", newline="", encoding="utf-8") as f:
+        correct = [r["correct"] for r in csv.DictReader(f)]
+    assert text.count('<figure class="right">') == text.count('class="mark-right"') == correct.count("1")
+    assert text.count('<figure class="wrong">') == text.count('class="mark-wrong"') == correct.count("0")

@@ -1,0 +1,82 @@
+import csv
+import functools
+import math
+
+import cv2
+import pytest
+
+from coseg.report.build import build_report
+from coseg.report.segmentation import ImageRow, worst_first
+from tests.report.report_runs import AWKWARD_GROUPS, evaluation_folder, parse_page
+
+
+def naive_worst_first(rows):
+    """Explicit comparison: rows with a J before rows without; lower J first, then lower P; no J: lower P first."""
+    def compare(a, b):
+        if math.isnan(a.J) != math.isnan(b.J):
+            return 1 if math.isnan(a.J) else -1
+        first = (a.P, a.P) if math.isnan(a.J) else (a.J, a.P)
+        second = (b.P, b.P) if math.isnan(b.J) else (b.J, b.P)
+        return (first > second) - (first < second)
+    return sorted(rows, key=functools.cmp_to_key(compare))
+
+
+def test_worst_first_order_matches_naive_comparison():
+    rows = [ImageRow("g", f"i{n}", p, j, math.isnan(j)) for n, (p, j) in enumerate(
+        [(90, 50), (80, 50), (99, math.nan), (40, math.nan), (95, 10), (70, 90), (85, 10)])]
+    ordered = worst_first(rows)
+    assert [r.image for r in ordered] == [r.image for r in naive_worst_first(rows)]
+    assert [r.image for r in ordered] == ["i6", "i4", "i1", "i0", "i5", "i3", "i2"]
+
+
+def test_evaluation_report(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    result = build_report(folder, per_group=2, thumbnail=48, progress=False)
+    assert result.path == folder / "report.html" and result.files == folder / "report_files"
+    assert result.sections == ["Training: run", "Evaluation: eval"] and not result.problems  # run via checkpoint
+    page = parse_page(result.path)
+    text = result.path.read_text(encoding="utf-8")
+    assert page.scripts == 1 and not page.external
+    for name in AWKWARD_GROUPS:
+        assert name not in text or "<" not in name  # raw markup never reaches the page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;my data&gt; &amp; more" in text
+    # every image is a file beside the page: 2 plots, then 3 groups x 2 worst images x (image, truth, prediction)
+    assert len(page.images) == 2 + 3 * 2 * 3
+    for src in page.images:
+        picture = cv2.imread(str(folder / src))
+        assert picture is not None and (src.endswith(("loss.png", "val.png")) or max(picture.shape[:2]) <= 48)
+    # tables worst first, the same order as a naive sort of per_image.csv
+    with open(folder / "per_image.csv", newline="", encoding="utf-8") as f:
+        rows = [ImageRow(r["group"], r["image"], float(r["P"]), float(r["J"]), False) for r in csv.DictReader(f)]
+    shown = [(r[0], r[1]) for r in page.tables["s2-images"][1:]]
+    assert shown == [(r.group, r.image) for r in naive_worst_first(rows)]
+    group_j = [float(r[3]) for r in page.tables["s2-groups"][1:]]
+    assert group_j == sorted(group_j) and {r[0] for r in page.tables["s2-groups"][1:]} == set(AWKWARD_GROUPS)
+
+
+def test_report_without_saved_predictions_has_tables_only(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    for saved in sorted((folder / "predictions").rglob("*"), reverse=True):
+        saved.unlink() if saved.is_file() else saved.rmdir()
+    result = build_report(folder, output=tmp_path / "elsewhere" / "mine.html", progress=False)
+    assert result.files == tmp_path / "elsewhere" / "mine_files"
+    page = parse_page(result.path)
+    assert len(page.images) == 2 and "coseg evaluate … --report" in result.path.read_text(encoding="utf-8")
+    assert all((result.path.parent / src).is_file() for src in page.images)
+
+
+def test_missing_image_becomes_a_note_not_a_broken_link(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    for image in (tmp_path / "data" / "images" / "plain group").iterdir():
+        image.unlink()
+    result = build_report(folder, per_group=1, progress=False)
+    page = parse_page(result.path)
+    assert all((folder / src).is_file() for src in page.images)
+    assert len(page.images) == 2 + 2 * 3 and "not shown" in result.path.read_text(encoding="utf-8")
+
+
+def test_nothing_to_report_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="nothing to report"):
+        build_report(tmp_path, progress=False)
+    with pytest.raises(ValueError, match="not a folder"):
+        build_report(tmp_path / "missing", progress=False)

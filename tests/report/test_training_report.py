@@ -1,0 +1,55 @@
+import cv2
+import numpy as np
+import pytest
+
+from coseg.report.plots import line_plot
+from coseg.report.training import best_epoch, read_log, training_section
+from tests.report.report_runs import PageParser, run_files
+
+
+def test_curves_written_from_log(tmp_path):
+    run = run_files(tmp_path / "run")
+    files = tmp_path / "files"
+    html = training_section(run, files, "s1")
+    for name in ("s1_loss.png", "s1_val.png"):
+        picture = cv2.imread(str(files / name))
+        assert picture is not None and picture.shape[0] > 200 and picture.shape[1] > 300
+        assert picture.std() > 10  # lines and text, not a blank canvas
+        assert f'src="files/{name}"' in html
+    assert "&lt;my data&gt; &amp; more" in html  # the config, escaped
+    parser = PageParser()
+    parser.feed(html)
+    epochs = parser.tables["table0"]
+    assert epochs[0][:3] == ["epoch", "lr", "train_ce"] and [r[0] for r in epochs[1:]] == ["1", "2", "3"]
+
+
+def test_best_epoch_follows_the_selection_metric(tmp_path):
+    run = run_files(tmp_path / "run")
+    columns, rows = read_log(run / "log.csv")
+    assert best_epoch(columns, rows) == (2, "val_J")
+    (run / "log.csv").write_text("epoch,train_loss,val_R@1,val_MAP@R\n1,2.0,10,5\n2,1.5,30,4\n3,1.2,20,,\n")
+    columns, rows = read_log(run / "log.csv")
+    assert best_epoch(columns, rows) == (1, "val_MAP@R")  # retrieval selects by MAP@R; a blank is no value
+    (run / "log.csv").write_text("epoch,train_loss\n1,2.0\n2,1.0\n")
+    columns, rows = read_log(run / "log.csv")
+    assert best_epoch(columns, rows) is None
+
+
+def test_run_without_validation_has_only_the_loss_plot(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,lr,train_loss\n1,0.1,2.0\n2,0.05,1.0\n")
+    html = training_section(run, tmp_path / "files", "s3")
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["s3_loss.png"]
+    assert "Config" not in html
+    (run / "log.csv").write_text("epoch,lr,train_loss\n")
+    assert "no finished epoch" in training_section(run, tmp_path / "files", "s4")
+
+
+def test_line_plot_checks_its_series(tmp_path):
+    with pytest.raises(ValueError, match="has 2 values for 3"):
+        line_plot(tmp_path / "p.png", [1, 2, 3], {"a": [1.0, 2.0]}, "t", "x", "y")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        line_plot(tmp_path / "p.png", [1, 2, 3], {}, "t", "x", "y")
+    line_plot(tmp_path / "p.png", [1, 2, 4, 8], {"R@K": [10.0, np.nan, 30.0, 40.0]}, "t", "K", "%", log_x=True)
+    assert cv2.imread(str(tmp_path / "p.png")) is not None and not list(tmp_path.glob(".p.png.tmp-*"))
