@@ -22,7 +22,7 @@ from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, b
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/Inf; the run stops and the last good checkpoint is left as it was."""
+    """The loss or its gradient became NaN/Inf; the run stops and the last good checkpoint is left as it was."""
 
 
 class TrainTask(Protocol):
@@ -129,6 +129,13 @@ class Engine:
         self.log.load(up_to_epoch=state["epoch"])
         return state["epoch"], state["best"], state["best_epoch"]
 
+    def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
+        shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+        return NonFiniteLossError(
+            f"non-finite {what} at epoch {epoch}, step {step} ({shown}); stopped. The last good checkpoint is "
+            f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
+            f"then --resume")
+
     def _is_better(self, value: float, best: Optional[float]) -> bool:
         if best is None:
             return True
@@ -175,13 +182,13 @@ class Engine:
                 flags = all_reduce_max(torch.tensor([float(not torch.isfinite(loss.detach()).item()), float(over_time)]),
                                        self.dist)
                 if flags[0] > 0:
-                    shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                    raise NonFiniteLossError(
-                        f"non-finite loss at epoch {epoch}, step {steps + 1} ({shown}); stopped. The last good "
-                        f"checkpoint is {self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning "
-                        f"rate or check the data, then --resume")
+                    raise self._non_finite("loss", epoch, steps + 1, terms)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                if not self.amp:  # with AMP the scaler itself skips steps whose gradients hold Inf/NaN
+                    grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+                    if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                        raise self._non_finite("gradient", epoch, steps + 1, terms)  # DDP: same gradients on all ranks
                 if self.grad_clip:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
