@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
+TEMPORARY_MARK = ".tmp-"  # temporary files are named ``.<target name>.tmp-<random><suffix>``
 
 
 @contextlib.contextmanager
@@ -20,7 +21,7 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     On error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}.tmp-", suffix=path.suffix if suffix is None else suffix,
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}", suffix=path.suffix if suffix is None else suffix,
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -41,3 +42,17 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
 
 def write_text_atomic(path: PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def remove_temporaries(folder: PathLike, recursive: bool = True) -> int:
+    """Delete the temporary files that atomic writes left in ``folder`` when their process was killed (kill -9
+    runs no clean-up); returns how many. Call it when a run starts on its own output folder, not while another
+    process writes there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = f".*{TEMPORARY_MARK}*"
+    found = [p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file()]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return len(found)

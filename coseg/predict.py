@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from coseg.atomic import remove_temporaries
 from coseg.data import find_samples, printable, read_image, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
 from coseg.models import CosegNet, GroupRefinement
@@ -53,7 +54,8 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
     a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
-    kept (an interrupted run resumes) unless ``overwrite``; files that cannot be read are skipped and listed.
+    kept (an interrupted run resumes, and removes the temporary files a killed run left) unless ``overwrite``; files
+    that cannot be read are skipped and listed.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
@@ -62,6 +64,9 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
         if target is not None and _inside(target, input_dir):
             raise ValueError(f"{printable(target)} is inside the input folder {printable(input_dir)}: choose an "
                              "output folder elsewhere (predict never writes into its input)")
+    for target in (output_dir, overlays):
+        if target is not None:
+            remove_temporaries(target)  # left by a killed run
     scan = find_samples(input_dir, "folders")
     report = PredictReport(output=output_dir)
     todo, todo_samples = [], []

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.inference import image_batches
 from apps.retrieval.model import RetrievalModel
-from coseg.atomic import PathLike, atomic_path, write_bytes_atomic, write_text_atomic
+from coseg.atomic import PathLike, atomic_path, remove_temporaries, write_bytes_atomic, write_text_atomic
 from coseg.data import find_samples, printable
 from coseg.inference import ImageFileDataset
 from metric.retrieval.faiss_backend import import_faiss
@@ -175,6 +175,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
         report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
         return report
+    remove_temporaries(output_dir)  # left by a killed run
     shard_dir = output_dir / SHARD_DIR
     shard_dir.mkdir(parents=True, exist_ok=True)
     parts = []

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from coseg.atomic import remove_temporaries
 from coseg.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
@@ -147,6 +148,8 @@ class Engine:
         start_epoch, best, best_epoch = 0, None, 0
         if resume:
             start_epoch, best, best_epoch = self._resume()
+            if self.dist.is_main:
+                remove_temporaries(self.output_dir, recursive=False)  # left by a killed run
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
