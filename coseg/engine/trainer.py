@@ -225,8 +225,9 @@ class Engine:
                 elif value is None and not metrics:
                     improved = True  # nothing to select on: the newest model is the best one we know
                     best_epoch = epoch
-                self._save(epoch, best, best_epoch, metrics, improved)
+                # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 self.log.append(row)
+                self._save(epoch, best, best_epoch, metrics, improved)
                 if not self.quiet:
                     shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
                     tqdm.write(f"epoch {epoch}: {shown}")
