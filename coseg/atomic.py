@@ -21,8 +21,8 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     On error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}", suffix=path.suffix if suffix is None else suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}",
+                               suffix=path.suffix if suffix is None else suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

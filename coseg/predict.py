@@ -89,7 +89,8 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
             continue
         write_png_atomic(target, result)
         if overlays is not None:
-            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), overlay(read_image(image_path), result))
+            tinted = overlay(read_image(image_path), result)
+            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), tinted)
         report.written += 1
     bar.close()
     return report
