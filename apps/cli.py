@@ -244,13 +244,14 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
 @friendly_errors
 def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     """Run the whole pipeline on a generated co-segmentation set (no data, no network): train from the
-    ImageNet encoder, predict the held-out groups, evaluate, print P/J."""
+    ImageNet encoder, predict the held-out groups, evaluate, print P/J, write OUTPUT/report.html."""
     from coseg.demo import run_demo
 
     result = run_demo(output, minutes=minutes, device=device, quiet=quiet)
     _print_summary(result["summary"])
     click.echo(json.dumps({"P": round(result["summary"]["P"], 2), "J": round(result["summary"]["J"], 2)}))
     click.echo(f"outputs: {output}/summary.json, masks in {result['masks']}/, checkpoint {result['checkpoint']}")
+    _report(output, 160, quiet)
 
 
 from apps.retrieval.cli import retrieval  # noqa: E402  (coseg retrieval ...: apps/retrieval/cli.py)

@@ -12,6 +12,7 @@ from coseg.data import find_samples, make_synthetic_coseg
 from coseg.engine import resolve_device
 from coseg.evaluate import evaluate_samples, write_evaluation
 from coseg.predict import predict_folder
+from coseg.report.files import PREDICTIONS
 from coseg.selection import samples_of
 from coseg.train import train
 
@@ -23,7 +24,8 @@ DEMO_IMAGE_SIZE = 128
 
 def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
     """Generate 8 groups (the last 2 never seen in training), train for ``minutes`` from the ImageNet encoder,
-    predict and evaluate the unseen groups. Returns the summary and where everything went."""
+    predict and evaluate the unseen groups (their predicted masks saved for a report: ``coseg report output``).
+    Returns the summary and where everything went."""
     output = Path(output)
     data = output / "data"
     if not (data / "splits.json").is_file():
@@ -42,7 +44,9 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     split = json.loads((data / "splits.json").read_text())
     test_groups = split["test"]
     scan = find_samples(data, "icoseg")
-    evaluation = evaluate_samples(model, samples_of(scan, test_groups), size, dev, progress=not quiet)
+    evaluation = evaluate_samples(model, samples_of(scan, test_groups), size, dev, progress=not quiet,
+                                  predictions=output / PREDICTIONS)
+    evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     masks = output / "masks"
     for group in test_groups:

@@ -26,10 +26,10 @@ table.data th,table.data td{border:1px solid #ccc;padding:3px 8px;text-align:lef
 table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer;background:#f2f2f2;user-select:none}
 table.sortable th:hover{background:#e4e4e4} th.asc:after{content:" \\25B2"} th.desc:after{content:" \\25BC"}
-.grid{display:grid;gap:6px 10px;align-items:start;margin-bottom:1.2em;overflow-x:auto}
-.grid figure{margin:0} .grid img{display:block;max-width:100%;border:1px solid #bbb}
-.grid figcaption{font-size:.8em;color:#444;word-break:break-all}
-.grid .head{font-weight:600;font-size:.85em}
+.tiles{display:flex;flex-wrap:wrap;gap:14px 28px;margin-bottom:1.2em}
+.tile{display:flex;gap:6px;align-items:flex-start;max-width:100%;overflow-x:auto}
+.tile figure{margin:0;width:var(--cell);flex:none} .tile img{display:block;max-width:100%;border:1px solid #bbb}
+.tile figcaption{font-size:.8em;color:#444;word-break:break-all}
 .right img{border:3px solid #2a9d3a} .wrong img{border:3px solid #d33}
 .mark-right{color:#2a9d3a;font-weight:700} .mark-wrong{color:#d33;font-weight:700}
 pre.config{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:.85em}
@@ -99,10 +99,12 @@ def image(src: str, alt: str, caption: str = "", css_class: str = "") -> str:
     return f'<figure{cls}><img src="{esc(src)}" alt="{esc(alt)}">{text}</figure>'
 
 
-def grid(columns: int, cells: Sequence[str], width: int) -> str:
-    """``cells`` (HTML) laid out ``columns`` to a row, each column ``width`` CSS pixels wide."""
-    return (f'<div class="grid" style="grid-template-columns:repeat({columns},{width}px)">'
-            + "".join(cells) + "</div>")
+def tiles(rows: Sequence[Sequence[str]], width: int) -> str:
+    """Tiles of figures flowing across the page, one tile per entry of ``rows`` (its cells, HTML, side by side,
+    each ``width`` CSS pixels wide): e.g. image | ground truth | prediction, or a query and its neighbours."""
+    body = "".join('<div class="tile">' + "".join(cells) + "</div>" for cells in rows)
+    return f'<div class="tiles" style="--cell:{width}px">{body}</div>'
+
 
 
 @dataclass
@@ -120,7 +122,8 @@ class Page:
         nav = " ".join(f'<a href="#{a}">{esc(h)}</a>' for a, h, _ in self.sections)
         parts = [f'<section id="{a}"><h2>{esc(h)}</h2>\n{body}\n</section>' for a, h, body in self.sections]
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(self.title)}</title>"
+                "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+                f"<title>{esc(self.title)}</title>"
                 f"<style>{_CSS}</style></head>\n<body>\n<h1>{esc(self.title)}</h1>\n"
                 f"<p class=\"note\">{self.intro}</p>\n<nav>{nav}</nav>\n" + "\n".join(parts)
                 + f"\n<script>{_SORT_SCRIPT}</script>\n</body></html>\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, read_json
-from coseg.report.html import esc, grid, table
+from coseg.report.html import esc, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
 from coseg.report.thumbnails import write_thumbnail
@@ -54,20 +54,21 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                  "none among the shown neighbours first). Green frame / ✓: same class as the query; red / ✗: "
                  "another class. Distances are Euclidean, in embedding units.</p>")
     thumbs = Thumbnails(files, prefix, max_side)
-    cells = ['<div class="head">query</div>'] + [f'<div class="head">{n}</div>' for n in range(1, k + 1)]
+    shown = []
     for order in tqdm(sorted(queries, key=int), desc="report thumbnails", unit="query", disable=not progress,
                       leave=False):
         found = sorted(queries[order], key=lambda r: int(r["rank"]))
         first = found[0]
         query = read_once(Path(first["query"]))
-        cells.append(thumbs.cell(f"{esc(Path(first['query']).name)}<br>class {esc(first['query_class'])}",
-                                 first["query"], lambda p: write_thumbnail(p, query(), max_side)))
+        cells = [thumbs.cell(f"<b>query</b> {esc(Path(first['query']).name)}<br>class {esc(first['query_class'])}",
+                             first["query"], lambda p: write_thumbnail(p, query(), max_side))]
         for row in found:
             right = row["correct"] == "1"
             mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
             neighbour = read_once(Path(row["path"]))
-            cells.append(thumbs.cell(f"{mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}", row["path"],
-                                     lambda p: write_thumbnail(p, neighbour(), max_side), "right" if right else "wrong"))
-        cells.extend("<div></div>" for _ in range(k - len(found)))
-    parts.append(grid(k + 1, cells, max_side))
+            cells.append(thumbs.cell(f"{row['rank']}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
+                                     row["path"], lambda p: write_thumbnail(p, neighbour(), max_side),
+                                     "right" if right else "wrong"))
+        shown.append(cells)
+    parts.append(tiles(shown, max_side))
     return "\n".join(parts)

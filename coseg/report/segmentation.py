@@ -16,7 +16,7 @@ from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, find_samples, printable, read_image, read_mask
 from coseg.predict import output_path
 from coseg.report.files import PREDICT_RECORD, PREDICTIONS, as_float, read_json
-from coseg.report.html import esc, grid, image, table
+from coseg.report.html import esc, image, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
 
@@ -121,20 +121,27 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
              "<p class=\"note\">P = pixel accuracy, J = foreground IoU, in percent, at the ground truth's resolution; "
              "averaged per group, then over groups. Tables are sorted worst first (lowest J, then lowest P; images "
              "without a J, whose ground truth is empty, last); click a header to sort by it.</p>",
-             "<h3>Per group</h3>", table(["group", "images", "P", "J"], group_rows, table_id=f"{prefix}-groups"),
-             f"<h3>Per image ({len(rows)})</h3>",
-             table(["group", "image", "P", "J", "empty ground truth"],
-                   [[r.group, r.image, r.P, r.J, "yes" if r.empty_gt else ""] for r in worst_first(rows)],
-                   table_id=f"{prefix}-images")]
+             "<h3>Per group</h3>", table(["group", "images", "P", "J"], group_rows, table_id=f"{prefix}-groups")]
+    parts.extend(_evaluation_grids(folder, files, prefix, per_group, max_side, progress, groups, group_rows))
+    parts += [f"<h3>Per image ({len(rows)})</h3>",
+              table(["group", "image", "P", "J", "empty ground truth"],
+                    [[r.group, r.image, r.P, r.J, "yes" if r.empty_gt else ""] for r in worst_first(rows)],
+                    table_id=f"{prefix}-images")]
     skipped = summary.get("skipped_files") or []
     if skipped:
         parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
         parts.append(table(["file", "reason"], [[s.get("file", ""), s.get("reason", "")] for s in skipped]))
+    return "\n".join(parts)
+
+
+def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, max_side: int, progress: bool,
+                      groups: dict[str, list[ImageRow]], group_rows: list[tuple]) -> list[str]:
+    """Per group, worst group first, its worst images as image | ground truth | prediction tiles."""
     index = _read_prediction_index(folder)
     if not index:
-        parts.append("<p>No predicted masks saved in this folder: run <code>coseg evaluate … --report</code> to "
-                     "see image | ground truth | prediction grids.</p>")
-        return "\n".join(parts)
+        return ["<p>No predicted masks saved in this folder: run <code>coseg evaluate … --report</code> to see "
+                "image | ground truth | prediction grids.</p>"]
+    parts = []
     thumbs = Thumbnails(files, prefix, max_side)
     shown = [(g, worst_first(groups[g])[:per_group]) for g, *_ in group_rows]
     bar = tqdm(total=sum(len(rs) for _, rs in shown), desc="report thumbnails", unit="img", disable=not progress,
@@ -143,13 +150,13 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
         parts.append(f"<h3>{esc(group)}</h3>")
         if len(groups[group]) > len(group_images):
             parts.append(f'<p class="note">The {len(group_images)} worst of {len(groups[group])} images.</p>')
-        cells = [f'<div class="head">{h}</div>' for h in ("image", "ground truth (green)", "prediction (red)")]
+        triples = []
         for row in group_images:
-            cells.extend(_evaluation_cells(folder, index.get((row.group, row.image)), row, thumbs))
+            triples.append(_evaluation_cells(folder, index.get((row.group, row.image)), row, thumbs))
             bar.update(1)
-        parts.append(grid(3, cells, max_side))
+        parts.append(tiles(triples, max_side))
     bar.close()
-    return "\n".join(parts)
+    return parts
 
 
 def read_once(path: Path) -> Callable[[], np.ndarray]:
@@ -166,17 +173,17 @@ def read_once(path: Path) -> Callable[[], np.ndarray]:
 
 def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageRow, thumbs: Thumbnails) -> list[str]:
     if entry is None:
-        return [f"<figure><figcaption>{esc(row.image)}: no saved prediction</figcaption></figure>", "", ""]
+        return [f"<figure><figcaption>{esc(row.image)}: no saved prediction</figcaption></figure>"]
     source = Path(entry["image_path"])
     truth = Path(entry["mask_path"])
     predicted = folder / PREDICTIONS / entry["prediction"]
     photo = read_once(source)
     return [
         thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, photo(), thumbs.max_side)),
-        thumbs.cell("", f"ground truth of {row.image}", lambda p: write_thumbnail(
+        thumbs.cell("ground truth", f"ground truth of {row.image}", lambda p: write_thumbnail(
             p, photo(), thumbs.max_side, read_mask(truth, any_nonzero=entry["any_nonzero"] == "1"),
             GROUND_TRUTH_COLOUR)),
-        thumbs.cell("", f"prediction for {row.image}",
+        thumbs.cell("prediction", f"prediction for {row.image}",
                     lambda p: write_thumbnail(p, photo(), thumbs.max_side, read_mask(predicted))),
     ]
 
@@ -206,7 +213,7 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     grids = []
     bar = tqdm(total=len(samples), desc="report thumbnails", unit="img", disable=not progress, leave=False)
     for group in sorted(groups, key=printable):
-        cells = [f'<div class="head">{h}</div>' for h in ("image", "prediction (red)")]
+        pairs = []
         for n, sample in enumerate(groups[group]):
             name = printable(sample.image.relative_to(source))
             mask_file = output_path(folder, sample.image.relative_to(source))
@@ -220,14 +227,14 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
             rows.append([printable(group), name, 100.0 * float(mask.mean()), ""])
             if n < per_group:
                 photo = read_once(sample.image)
-                cells.append(thumbs.cell(esc(sample.image.name), name,
-                                         lambda p: write_thumbnail(p, photo(), max_side)))
-                cells.append(thumbs.cell(f"foreground {100 * mask.mean():.1f} %", f"prediction for {name}",
-                                         lambda p: write_thumbnail(p, photo(), max_side, mask)))
+                pairs.append([thumbs.cell(esc(sample.image.name), name,
+                                          lambda p: write_thumbnail(p, photo(), max_side)),
+                              thumbs.cell(f"prediction: foreground {100 * mask.mean():.1f} %", f"prediction for {name}",
+                                          lambda p: write_thumbnail(p, photo(), max_side, mask))])
         grids.append(f"<h3>{esc(printable(group))}</h3>"
                      + (f'<p class="note">The first {per_group} of {len(groups[group])} images.</p>'
                         if len(groups[group]) > per_group else "")
-                     + grid(2, cells, max_side))
+                     + tiles(pairs, max_side))
     bar.close()
     parts.append(f"<h3>Images ({len(rows)})</h3>")
     parts.append(table(["group", "image", "foreground %", "note"], rows))

@@ -64,8 +64,8 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
             parts.append("<p>log.csv holds no finished epoch yet.</p>")
     config = run / "config.yaml"
     if config.is_file():
-        parts.append("<h3>Config</h3>")
-        parts.append(f'<pre class="config">{esc(config.read_text(encoding="utf-8", errors="replace"))}</pre>')
+        parts.append(f'<details><summary><b>Config</b> (config.yaml, click to show)</summary><pre class="config">'
+                     f'{esc(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
     return "\n".join(parts)
 
 

@@ -51,8 +51,8 @@ def test_report_renders_in_chromium(tmp_path, browser):
     assert rows == 9 and browser.execute_script("return document.querySelectorAll('table').length") == 4
 
     def column(index):
-        return browser.execute_script(
-            f"return Array.from(document.querySelectorAll('#s2-images tbody tr')).map(r => r.cells[{index}].textContent)")
+        return browser.execute_script("return Array.from(document.querySelectorAll('#s2-images tbody tr'))"
+                                      f".map(r => r.cells[{index}].textContent)")
 
     worst_first = [float(v) for v in column(3)]
     assert worst_first == sorted(worst_first)

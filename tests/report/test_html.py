@@ -2,7 +2,7 @@ import math
 import os
 from pathlib import Path
 
-from coseg.report.html import Page, esc, grid, image, table
+from coseg.report.html import Page, esc, image, table, tiles
 from tests.report.report_runs import AWKWARD_GROUPS, PageParser
 
 
@@ -36,7 +36,8 @@ def test_table_cells_numbers_and_sorting_values():
 def test_image_cells_and_grid_escape_alt_and_class():
     cell = image("files/x_1.png", 'a "quoted" <name>', "caption", "right")
     assert 'alt="a &quot;quoted&quot; &lt;name&gt;"' in cell and '<figure class="right">' in cell
-    assert "repeat(3,120px)" in grid(3, [cell], 120)
+    assert tiles([[cell, cell], [cell]], 120) == ('<div class="tiles" style="--cell:120px">'
+                                                  f'<div class="tile">{cell}{cell}</div><div class="tile">{cell}</div></div>')
 
 
 def test_page_is_self_contained(tmp_path):
