@@ -1,6 +1,7 @@
-"""Self-excluding nearest-neighbour lists from blocks of distances: one matrix product per chunk of queries, then
-a threshold estimated on a sample of the references leaves ~1.5 × depth candidates per query to sort, instead of
-a k-selection over all N distances (faiss's cost for a depth of ~1,000 neighbours)."""
+"""Self-excluding nearest-neighbour lists from blocks of distances: matrix products of a chunk of queries with one
+range of references at a time, each compared with a threshold estimated on a sample of the references, leave
+~1.5 × depth candidates per query to sort, instead of a k-selection over all N distances (faiss's cost for a depth
+of ~1,000 neighbours)."""
 from __future__ import annotations
 
 import math
@@ -37,6 +38,14 @@ def faiss_squared_norms(x: np.ndarray) -> np.ndarray:
     return norms
 
 
+def flagged(flags: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of a sparse 1-D bool array whose length is a multiple of 8, faster: it first finds the
+    non-zero 8-byte words, then the set flags inside them."""
+    words = np.flatnonzero(flags.view(np.uint64))
+    within = np.flatnonzero(flags.reshape(-1, 8)[words])
+    return (words[within >> 3] << 3) | (within & 7)
+
+
 class NearestLists(NamedTuple):
     """One chunk of queries: their nearest others, best first, ties by smaller index."""
 
@@ -58,13 +67,14 @@ class BlockSearch:
     index (as faiss orders distances; it lists tied similarities the other way round).
 
     Candidates are picked from the products alone (one comparison per product, no score computed): for "l2" the
-    references are held in order of increasing norm, cut into ``norm_bins`` ranges, each compared with one bound
-    per query. ``sample_stride``: each query's candidate threshold is read from its scores to one reference in
+    references are held in order of increasing norm and cut into ranges of ``block_products`` / (chunk size)
+    references, each compared with one bound per query right after its matrix product, while it is in cache.
+    ``sample_stride``: each query's candidate threshold is read from its scores to one reference in
     ``sample_stride`` (a seeded sample). Neither changes the result, only how many candidates get scored and sorted.
     """
 
     def __init__(
-        self, embeddings: np.ndarray, metric: Metric = "l2", sample_stride: int = 16, norm_bins: int = 512
+        self, embeddings: np.ndarray, metric: Metric = "l2", sample_stride: int = 16, block_products: int = 1 << 18
     ) -> None:
         check_metric(metric)
         x = l2_normalized(embeddings) if metric == "cosine" else np.ascontiguousarray(embeddings, np.float32)
@@ -85,18 +95,19 @@ class BlockSearch:
         self._order = np.argsort(self._query_norms, kind="stable") if metric == "l2" else np.arange(self.size)
         self._block_row = np.empty(self.size, np.int64)
         self._block_row[self._order] = np.arange(self.size)
-        self._references = np.ascontiguousarray((-2 if metric == "l2" else -1) * x[self._order])
+        self._references = torch.from_numpy((-2 if metric == "l2" else -1) * x[self._order])
         self._reference_norms = self._query_norms[self._order]
-        self._bins = np.unique(np.linspace(0, self.size, (norm_bins if metric == "l2" else 1) + 1).astype(int))
         sample = np.random.default_rng(0).permutation(self.size)[: math.ceil(self.size / sample_stride)]
         self._sample = np.sort(sample)
-        self._sample_references = torch.from_numpy(self._references[self._sample])
+        self._sample_references = self._references[self._sample]
         self._sample_stride = sample_stride
+        self._block_products = block_products
         # Keys pack (query row, score, index) in 64 bits: index in the low `_index_bits`, then 32 score bits.
         self._index_bits = max(1, (self.size - 1).bit_length())
-        self._products = np.empty(0, np.float32)
-        self._flags = np.empty((0, 0), bool)
         self._workers = max(1, torch.get_num_threads())
+        # Per worker: one block of products and its flags (whole 8-byte words, see `flagged`).
+        self._products = np.empty((self._workers, 0), np.float32)
+        self._flags = np.zeros((self._workers, 0), bool)
         self._pool = ThreadPoolExecutor(self._workers)
 
     def __enter__(self) -> BlockSearch:
@@ -113,57 +124,101 @@ class BlockSearch:
         """The ``depth[i]`` (1 ≤ depth ≤ N − 1) nearest others of query row ``ids[i]``, for a chunk of at most
         2³¹ / N queries.
 
-        Memory: an N × rows block of float32 products (kept for the next chunks, which reuse it when no larger),
-        flags for one norm range per worker, and the candidates (~1.5 × depth per query). The matrix products run
-        on torch's threads, the comparisons on the object's worker threads (numpy releases the GIL)."""
+        Memory: one block of about ``block_products`` products per worker thread (a chunk's N × rows products are
+        never held at once), and the candidates (~1.5 × depth per query). The matrix products run on torch's
+        threads, the comparisons on the object's worker threads (numpy releases the GIL)."""
         rows = ids.size
         if rows << self._index_bits > 1 << 32:
             raise ValueError(f"a chunk holds at most 2^31 products (queries × N), got {rows} × {self.size}")
+        sample_products = torch.mm(torch.from_numpy(self._queries[ids]), self._sample_references.T).numpy()
         workers = min(rows, self._workers)
-        if self._products.size < self.size * rows:
-            self._products = np.empty(self.size * rows, np.float32)
-            self._flags = np.empty((self._workers, int(np.diff(self._bins).max()) * rows), bool)
-        products = self._products[: self.size * rows].reshape(self.size, rows)
-        queries = torch.from_numpy(self._queries[ids])
-        torch.mm(torch.from_numpy(self._references), queries.T, out=torch.from_numpy(products))
-        products[self._block_row[ids], np.arange(rows)] = np.inf  # self-exclusion by index, not by score
-        sample_products = torch.mm(queries, self._sample_references.T).numpy()
         by_rows = [slice(a, b) for a, b in pairwise(np.linspace(0, rows, workers + 1).astype(int))]
         threshold = np.concatenate(
             list(self._pool.map(lambda p: self._threshold(ids[p], sample_products[p], depth[p]), by_rows))
         )
-        bound = self._bounds(ids, threshold)
-        bin_ranges = list(pairwise(np.linspace(0, self._bins.size - 1, workers + 1).astype(int)))
-        found = list(
-            self._pool.map(
-                lambda w: self._candidates(bin_ranges[w], ids, products, self._flags[w], bound, threshold),
-                range(workers),
-            )
-        )
-        keys = np.concatenate([keys for keys, _ in found])
-        keys = self._complete(ids, products, depth, keys, sum(counts for _, counts in found))
+        keys = self._pass(ids, threshold)
         keys.sort()  # by query row, then score, then index
-        starts = np.searchsorted(keys, np.arange(rows + 1, dtype=np.uint64) << np.uint64(32 + self._index_bits))
+        row_starts = np.arange(rows + 1, dtype=np.uint64) << np.uint64(32 + self._index_bits)
+        starts = np.searchsorted(keys, row_starts)
+        short = np.flatnonzero(np.diff(starts) < depth)
+        if short.size:
+            keys = self._complete(ids, short, keys)
+            starts = np.searchsorted(keys, row_starts)
         taken = starts[:-1, None] + np.arange(int(depth.max()))
         past = taken >= starts[1:, None]
         chosen = keys[np.minimum(taken, keys.size - 1)]
-        ranked = float_from_ordered_bits((chosen >> np.uint64(self._index_bits)).astype(np.uint32))
+        ranked = self._unpacked_scores((chosen >> np.uint64(self._index_bits)).astype(np.uint32))
         indices = (chosen & np.uint64((1 << self._index_bits) - 1)).astype(np.int64)
         ranked[past], indices[past] = np.inf, self.size
         return NearestLists(ranked, indices, self._tolerance[ids])
 
+    def _pass(self, ids: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+        """Keys (see :meth:`_keys`) of every other reference scored at most its query's threshold, unsorted, from
+        one pass over ranges of references (split between the worker threads)."""
+        rows = ids.size
+        # Columns: a power of two, so that a flat index splits into (block row, column) by shifts, and at least two
+        # (one column would make the BLAS take its matrix-vector path, which rounds differently). Padding columns
+        # repeat queries and flag nothing.
+        shift = max(1, (rows - 1).bit_length())
+        columns = 1 << shift
+        queries_t = torch.from_numpy(self._queries[np.resize(ids, columns)]).T
+        ranges = math.ceil(self.size * columns / self._block_products)
+        bins = np.unique(np.linspace(0, self.size, ranges + 1).astype(int))
+        bound = np.pad(self._bounds(ids, threshold, bins), ((0, 0), (0, columns - rows)), constant_values=-np.inf)
+        block = int(np.diff(bins).max()) * columns
+        if self._products.shape[1] < block:
+            self._products = np.empty((self._workers, block), np.float32)
+            self._flags = np.zeros((self._workers, block + 8), bool)
+
+        def flag(worker: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+            """Flat indices (block row × columns + column) and products of the flagged pairs of ranges
+            ``first`` to ``last``."""
+            flats, values = [], []
+            for b in range(first, last):
+                start, stop = bins[b], bins[b + 1]
+                products = self._products[worker, : (stop - start) * columns].reshape(stop - start, columns)
+                torch.mm(self._references[start:stop], queries_t, out=torch.from_numpy(products))
+                flags = self._flags[worker, : -(-products.size // 8) * 8]
+                flags[products.size :] = False
+                np.less_equal(products, bound[b], out=flags[: products.size].reshape(products.shape))
+                flat = flagged(flags)
+                values.append(products.ravel()[flat])
+                flats.append(flat + start * columns)
+            return np.concatenate(flats), np.concatenate(values)
+
+        split = np.linspace(0, bins.size - 1, min(rows, self._workers) + 1).astype(int)
+        if split.size == 2:
+            found = [flag(0, 0, bins.size - 1)]
+        else:
+            found = list(self._pool.map(flag, range(split.size - 1), split[:-1], split[1:]))
+        flat = np.concatenate([f for f, _ in found])
+        row, block_row = flat & (columns - 1), flat >> shift
+        scores = self._scores(ids, row, block_row, np.concatenate([v for _, v in found]))
+        keep = scores <= threshold[row]
+        keep &= block_row != self._block_row[ids][row]  # each query's own row: left out by index, not by score
+        return self._keys(row, scores, block_row)[keep]
+
     def _keys(self, row: np.ndarray, scores: np.ndarray, block_row: np.ndarray) -> np.ndarray:
         """One uint64 per (query row, score, reference), ordered like those triples: query row, score bits (mapped
         so that unsigned order is float order) and reference index, packed from the high bits down."""
-        high = (row.astype(np.uint64) << np.uint64(32)) | ordered_bits(scores)
-        return (high << np.uint64(self._index_bits)) | self._order[block_row].astype(np.uint64)
+        # "l2" scores are ≥ 0 (or −0.0, which clearing the sign bit makes +0.0): their bits are in float order.
+        bits = scores.view(np.uint32) & np.uint32(0x7FFFFFFF) if self.metric == "l2" else ordered_bits(scores)
+        keys = row.astype(np.uint64) << np.uint64(32)
+        keys |= bits
+        keys <<= np.uint64(self._index_bits)
+        keys |= self._order[block_row].view(np.uint64)
+        return keys
 
-    def _scores(self, ids: np.ndarray, block_rows: np.ndarray, products: np.ndarray) -> np.ndarray:
-        """Scores of queries ``ids`` against references at ``block_rows`` (broadcast together) from their
+    def _unpacked_scores(self, bits: np.ndarray) -> np.ndarray:
+        """Inverse of the score bits of :meth:`_keys`."""
+        return bits.view(np.float32) if self.metric == "l2" else float_from_ordered_bits(bits)
+
+    def _scores(self, ids: np.ndarray, row: np.ndarray, block_row: np.ndarray, products: np.ndarray) -> np.ndarray:
+        """Scores of queries ``ids[row]`` against references at ``block_row`` (broadcast together) from their
         ``products``: for "l2", (‖q‖² + ‖x‖²) + (−2 q·x) clamped to 0, as faiss rounds it."""
         if self.metric != "l2":
             return products
-        scores = self._query_norms[ids] + self._reference_norms[block_rows]
+        scores = self._query_norms[ids][row] + self._reference_norms[block_row]
         scores += products
         return np.maximum(scores, 0, out=scores)
 
@@ -176,19 +231,20 @@ class BlockSearch:
         rank = math.ceil(expected + 3 * math.sqrt(expected) + 4) + 1
         if rank > self._sample.size:
             return np.full(ids.size, np.inf, np.float32)
-        sample_scores = self._scores(ids[:, None], self._sample[None, :], sample_products)
+        sample_scores = self._scores(ids, np.arange(ids.size)[:, None], self._sample[None, :], sample_products)
         sample_scores.partition(rank - 1, axis=1)  # in place: the products are this chunk's own
         return sample_scores[:, rank - 1].copy()
 
-    def _bounds(self, ids: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-        """(bins, rows) float32: in each norm range, a product above its query's bound scores above the threshold.
+    def _bounds(self, ids: np.ndarray, threshold: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """(ranges, rows) float32: in each range ``bins[b]`` to ``bins[b + 1]`` of block rows, a product above its
+        query's bound scores above the threshold.
 
         For "l2", score ≤ t implies −2 q·x ≤ t − ‖q‖² − ‖x‖² + rounding, and ‖x‖² ≥ the range's smallest."""
         if self.metric != "l2":
-            return threshold[None, :]
+            return np.broadcast_to(threshold, (bins.size - 1, threshold.size))
         query_norms = self._query_norms[ids].astype(np.float64)[None, :]
-        lowest = self._reference_norms[self._bins[:-1]].astype(np.float64)[:, None]
-        highest = self._reference_norms[self._bins[1:] - 1].astype(np.float64)[:, None]
+        lowest = self._reference_norms[bins[:-1]].astype(np.float64)[:, None]
+        highest = self._reference_norms[bins[1:] - 1].astype(np.float64)[:, None]
         t = threshold.astype(np.float64)[None, :]
         with np.errstate(invalid="ignore"):  # inf thresholds
             rounding = 4 * UNIT_ROUNDOFF * (query_norms + highest + np.abs(t))
@@ -196,43 +252,13 @@ class BlockSearch:
         bound[:, np.isinf(threshold)] = np.inf
         return bound
 
-    def _candidates(
-        self,
-        bins: tuple[int, int],
-        ids: np.ndarray,
-        products: np.ndarray,
-        scratch: np.ndarray,
-        bound: np.ndarray,
-        threshold: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Keys (see :meth:`_keys`) of every pair scored at most its query's threshold among the block rows of norm
-        ranges ``bins[0]`` to ``bins[1]``, and how many each query row has there. ``scratch``: flags of one range."""
-        flagged = []
-        for b in range(*bins):
-            start, stop = self._bins[b], self._bins[b + 1]
-            # One norm range at a time: its flags stay in cache between the comparison and the search for them.
-            flags = scratch[: (stop - start) * ids.size].reshape(stop - start, ids.size)
-            np.less_equal(products[start:stop], bound[b], out=flags)
-            flagged.append(np.flatnonzero(flags) + start * ids.size)
-        flat = np.concatenate(flagged)
-        block_row, row = np.divmod(flat, ids.size)
-        scores = self._scores(ids[row], block_row, products.ravel()[flat])
-        keep = scores <= threshold[row]
-        counts = np.bincount(row, weights=keep, minlength=ids.size)
-        return self._keys(row[keep], scores[keep], block_row[keep]), counts
-
-    def _complete(
-        self, ids: np.ndarray, products: np.ndarray, depth: np.ndarray, keys: np.ndarray, counts: np.ndarray
-    ) -> np.ndarray:
-        """The candidates' keys, where a query row with fewer candidates than its depth (the sample put its
-        threshold below its depth-th score: rare) gets all references up to its exact depth-th score instead."""
-        short = np.flatnonzero(counts < depth)
-        if short.size == 0:
-            return keys
-        keys = keys[~np.isin(keys >> np.uint64(32 + self._index_bits), short)]
-        redone = [keys]
-        for i in short:
-            scores = self._scores(ids[i], np.arange(self.size), products[:, i])
-            found = np.flatnonzero(scores <= np.partition(scores, depth[i] - 1)[depth[i] - 1])
-            redone.append(self._keys(np.full(found.size, i), scores[found], found))
-        return np.concatenate(redone)
+    def _complete(self, ids: np.ndarray, short: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Sorted keys, where the query rows ``short`` with fewer candidates than their depth (the sample put their
+        threshold below their depth-th score: rare) get the keys of all their N − 1 others (a second pass)."""
+        shift = np.uint64(32 + self._index_bits)
+        redone = self._pass(ids[short], np.full(short.size, np.inf, np.float32))
+        low = redone & ((np.uint64(1) << shift) - np.uint64(1))
+        relabelled = low | (short[redone >> shift].astype(np.uint64) << shift)
+        keys = np.concatenate([keys[~np.isin(keys >> shift, short)], relabelled])
+        keys.sort()
+        return keys

@@ -41,13 +41,13 @@ def iter_neighbour_matches(
         ks: the K of Recall@K; ``nearest`` holds the k = min(max(ks), N − 1) nearest.
         through_r: also reach each query's R-th neighbour (for MAP@R): a query's depth is max(k, R) (+ 1, see
             :func:`is_settled`).
-        chunk_budget: products held at once (< 2³¹); a chunk holds max(1, min(1024, chunk_budget // N)) queries.
+        chunk_budget: (< 2³¹) a chunk holds min(1024, chunk_budget // N) queries, down to a power of two (≥ 1).
 
     Queries whose class has no other sample (R = 0, "lone") are not yielded: nothing can be retrieved for them.
     Queries run in order of decreasing depth, so a chunk's lists are about as deep as each of its queries needs.
-    Each chunk is one :class:`BlockSearch` block: O(N·D) multiply-adds per query, so O(N²·D) for the whole pass,
-    plus scoring and sorting ~1.5 × depth candidates per query; memory is 4 bytes per budgeted product plus the
-    candidates, whatever the number of queries.
+    Each chunk is one :meth:`BlockSearch.nearest` call: O(N·D) multiply-adds per query, so O(N²·D) for the whole
+    pass, plus scoring and sorting ~1.5 × depth candidates per query; memory is one ~1 MiB block of products per
+    thread plus the candidates, whatever the number of queries.
 
     ``matches`` ranks neighbours by BlockSearch's scores, which are faiss's distances wherever the BLAS rounds dot
     products as faiss's does (x86 MKL and OpenBLAS do); elsewhere two neighbours within float32 rounding of each
@@ -66,7 +66,8 @@ def iter_neighbour_matches(
     depth = np.minimum((np.maximum(relevant, k) if through_r else np.full(n, k)) + 1, n - 1)
     boundaries = [K for K in sorted(set(ks)) if K < n - 1]
     order = queries[np.argsort(-depth[queries], kind="stable")]
-    rows = max(1, min(MAX_CHUNK, chunk_budget // n))
+    # A power of two: BlockSearch pads a chunk's columns to one.
+    rows = 1 << (max(1, min(MAX_CHUNK, chunk_budget // n)).bit_length() - 1)
     exact = ExactRecheck(embeddings, codes, k, metric, gpu)
     with BlockSearch(embeddings, metric) as search:
         for start in range(0, order.size, rows):

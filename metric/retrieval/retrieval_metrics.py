@@ -38,8 +38,9 @@ def retrieval_metrics(
     orders tied *similarities* the other way round and, for them, differently with the number it returns).
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
-    for any number of queries: they are streamed in chunks of max(1, min(1024, ``chunk_budget`` // N)) queries,
-    each scored against all N samples by one matrix product (4 bytes per product: ≤ 270 MB by default), see
+    for any number of queries: they are streamed in chunks of min(1024, ``chunk_budget`` // N) queries (down to a
+    power of two, at least 1), each scored against all N samples by matrix products with ~1 MiB blocks of
+    references; the candidates of a chunk take ~8 bytes × 1.5 × depth per query, see
     :func:`iter_neighbour_matches`; ``with_map_at_r=False`` sorts only max(ks) + 1 neighbours per query.
     """
     check_metric(metric)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metric.retrieval import knn
-from metric.retrieval.block_search import BlockSearch, float_from_ordered_bits, ordered_bits
+from metric.retrieval.block_search import BlockSearch, flagged, float_from_ordered_bits, ordered_bits
 from tests.reference import retrieval as ref
 
 
@@ -94,10 +94,20 @@ def test_a_threshold_below_the_depth_falls_back_to_exact_selection(monkeypatch: 
     assert np.array_equal(lists.indices, expected)
 
 
-def test_memory_is_one_block_of_the_largest_chunk() -> None:
+def test_memory_is_one_block_of_products_per_worker_whatever_the_chunk() -> None:
     x = np.random.default_rng(9).normal(size=(500, 4)).astype(np.float32)
-    with BlockSearch(x, "l2") as search:
-        for rows in (40, 10, 40, 25):
-            search.nearest(np.arange(rows), np.full(rows, 450))
-    assert search._products.shape == (40 * 500,)
-    assert search._flags.shape[1] == 40 * np.diff(search._bins).max()  # one norm range per worker
+    with BlockSearch(x, "l2") as whole:  # one block of references per chunk here
+        expected = whole.nearest(np.arange(64), np.full(64, 450)).indices
+    with BlockSearch(x, "l2", block_products=1024) as search:
+        for rows in (40, 10, 64, 25):
+            lists = search.nearest(np.arange(rows), np.full(rows, 450))
+            assert np.array_equal(lists.indices, expected[:rows])
+    # A block holds about 1,024 products (ranges of references × columns, padded to a power of two), not N × rows.
+    assert search._products.shape[1] <= 2 * 1024
+    assert search._flags.shape[1] == search._products.shape[1] + 8
+
+
+def test_flagged_is_flatnonzero() -> None:
+    flags = np.random.default_rng(10).random(8 * 1000) < 0.02
+    flags[[0, 7, 8, 8 * 1000 - 1]] = True
+    assert np.array_equal(flagged(flags), np.flatnonzero(flags))

@@ -96,7 +96,8 @@ def test_unsettled_queries_are_searched_again_in_faiss_sized_batches(monkeypatch
         seen.extend(chunk.queries.tolist())
         assert np.array_equal(chunk.nearest, expected[chunk.queries])
     assert sorted(seen) == list(range(1100))
-    # 66 of each chunk of 100 queries rechecked, in batches of at least faiss's matrix-product size: 4 chunks'
-    # worth (264), 4 more, then the last 3 chunks' 198 topped up with other queries.
+    # Chunks of 64 queries (the budget's 100, down to a power of two): 42 of each rechecked, in batches of at least
+    # faiss's matrix-product size: 6 chunks' worth (252), 6 more, then the last 5 chunks' 210 and the 8 of the
+    # final 12-query chunk, topped up with other queries.
     assert exact_batch_size(1100, 512) == 250
-    assert batches == [264, 264, 250]
+    assert batches == [252, 252, 250]
