@@ -69,8 +69,12 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
 
 
 def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
-                     world_size: int = 1) -> Parts:
-    """The components of ``cfg``'s method for training labels ``labels`` (N,) in [0, num_classes)."""
+                     world_size: int = 1, embedding_dim: Optional[int] = None) -> Parts:
+    """The components of ``cfg``'s method for training labels ``labels`` (N,) in [0, num_classes), for embeddings
+    of ``embedding_dim`` (default ``cfg.embedding_dim``; pass the model's when the config says 0)."""
+    embedding_dim = embedding_dim or cfg.embedding_dim
+    if embedding_dim < 1:
+        raise ValueError("embedding_dim 0 (the backbone's feature size) must be resolved: pass the model's")
     tunable = {name: getattr(cfg, name) for name in TUNABLE}
     taken: set[str] = set()
     distance = DISTANCES.create(cfg.distance) if cfg.distance else None
@@ -81,7 +85,7 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     loss_taken: set[str] = set()
     loss = create_component(LOSSES.get(cfg.loss), f"loss '{cfg.loss}'", {
         **tunable, "distance": distance, "miner": miner, "num_classes": num_classes,
-        "embedding_size": cfg.embedding_dim}, loss_taken)
+        "embedding_size": embedding_dim}, loss_taken)
     if miner is not None and "miner" not in loss_taken:
         raise ConfigError(f"loss '{cfg.loss}' does not take a miner: leave --miner unset")
     needs = [n for n, p in list(inspect.signature(loss.forward).parameters.items())[2:] if p.default is p.empty]

@@ -34,8 +34,9 @@ class RetrievalTrainConfig:
                                  "pass takes milliseconds).")
     feature_views: int = option(2, "Staged: views cached per training image (1: as is, 2: + mirrored, 3: + centre "
                                    "zoom, 4: + mirrored zoom); each step draws one per image.")
-    head_init: str = option("pca", "Embedding head start: pca (principal axes of the training features: starts "
-                                   "from the backbone's own geometry), pca_whiten, or random.")
+    head_init: str = option("pca", "Embedding head start: identity (embeddings start as the frozen features; needs "
+                                   "embedding_dim 0), pca (principal axes of the training features: starts from the "
+                                   "backbone's own geometry), pca_whiten, or random.")
     finetune_epochs: int = option(0, "Staged: epochs of the second stage that fine-tunes backbone and head (0 = none).")
     finetune_minutes: Optional[float] = option(None, "Staged: time budget of the fine-tuning stage, in minutes.")
     # --- model ------------------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ class RetrievalTrainConfig:
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
                                                 "local file, or none.")
     pooling: str = option("avg", "Global pooling: avg or gem.")
-    embedding_dim: int = option(128, "Embedding size.")
+    embedding_dim: int = option(128, "Embedding size; 0 = the backbone's feature size (needed by head_init identity).")
     freeze_bn: bool = option(True, "Keep the backbone's BatchNorm statistics and affine parameters fixed.")
     # --- method -----------------------------------------------------------------------------------------------
     loss: str = option("triplet_margin", "Loss (metric/ LOSSES name): triplet_margin, soft_triple, "

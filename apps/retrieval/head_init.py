@@ -1,8 +1,10 @@
-"""Starting the embedding head from the principal axes of the backbone's features.
+"""Starting the embedding head from the backbone's own geometry: the identity, or the principal axes of its features.
 
 A random linear head maps the backbone's features to a random 128-d projection, which loses much of what the
-pretrained features know before training starts. Starting from the top principal axes keeps most of their
-variance, so training refines the frozen features' geometry instead of rebuilding it."""
+pretrained features know before training starts. The identity (embedding size = feature size) starts exactly at
+the frozen features: the head then trains as a residual ``x + W x`` with W = 0 at the start, so training (with
+early stopping on validation) refines the frozen geometry and the first checkpoints are as good as the frozen
+features. Starting from the top principal axes keeps most of their variance in fewer dimensions."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +12,7 @@ import torch
 from apps.retrieval.model import RetrievalModel
 from metric._checks import check_finite, check_shape
 
-HEAD_INITS = ("pca", "pca_whiten", "random")
+HEAD_INITS = ("identity", "pca", "pca_whiten", "random")
 # Whitening divides by sqrt(eigenvalue); axes with less variance than this share of the largest are treated as
 # having that much, so near-empty axes are not blown up into noise.
 WHITEN_FLOOR = 1e-3
@@ -18,13 +20,21 @@ WHITEN_FLOOR = 1e-3
 
 @torch.no_grad()
 def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca") -> None:
-    """Set ``model``'s linear head from ``features`` (M, feature_dim): rows are the top ``embedding_dim``
+    """Set ``model``'s linear head from ``features`` (M, feature_dim). ``identity``: weight I, bias 0 (embeddings =
+    the L2-normalised features; needs embedding_dim = feature_dim). ``pca``: rows are the top ``embedding_dim``
     principal axes (divided by their standard deviations for ``pca_whiten``) and the bias centres the features,
-    so the head projects the centred features onto them; rows are scaled to a mean norm of 1. ``random`` keeps
-    the head as it is. Needs embedding_dim ≤ feature_dim."""
+    so the head projects the centred features onto them; rows are scaled to a mean norm of 1 (needs embedding_dim
+    ≤ feature_dim). ``random`` keeps the head as it is."""
     if how not in HEAD_INITS:
         raise ValueError(f"unknown head_init '{how}'; valid: {', '.join(HEAD_INITS)}")
     if how == "random":
+        return
+    if how == "identity":
+        if model.embedding_dim != model.feature_dim:
+            raise ValueError(f"head_init identity needs embedding_dim = the backbone's feature size "
+                             f"({model.feature_dim}), got {model.embedding_dim}; set embedding_dim 0 (= that size)")
+        model.embedding.weight.copy_(torch.eye(model.feature_dim))
+        model.embedding.bias.zero_()
         return
     check_shape(features, ["M", str(model.feature_dim)], "features")
     check_finite(features, "features")

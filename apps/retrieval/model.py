@@ -118,10 +118,13 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
 
     backbone: a timm model name. weights: ``"imagenet"`` (offline for ``tf_efficientnet_lite0/1/2``, downloaded by
     timm for other backbones), None (random), or a local ``.safetensors``/``.pth`` file in timm key names.
-    pooling: a name in ``POOLINGS`` (``avg``, ``gem``). mean/std: input normalisation (default: the backbone's
-    pretrained config)."""
+    pooling: a name in ``POOLINGS`` (``avg``, ``gem``). embedding_dim: 0 = the backbone's feature size (e.g. for an
+    identity head start). mean/std: input normalisation (default: the backbone's pretrained config)."""
+    if embedding_dim < 0:
+        raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {embedding_dim}")
     pool = POOLINGS.get(pooling)()
     net = _backbone(backbone, weights)
+    embedding_dim = embedding_dim or int(net.num_features)
     mean, std = input_normalization(TIMM_PREFIX + backbone, mean, std)
     config = {
         "backbone": backbone,

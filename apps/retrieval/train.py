@@ -191,9 +191,11 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ValueError(f"unknown mode '{cfg.mode}'; valid: {', '.join(MODES)}")
     if cfg.head_init not in HEAD_INITS:
         raise ValueError(f"unknown head_init '{cfg.head_init}'; valid: {', '.join(HEAD_INITS)}")
-    for name in ("epochs", "image_size", "embedding_dim", "batch_size"):
+    for name in ("epochs", "image_size", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.embedding_dim < 0:
+        raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
     if cfg.finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {cfg.finetune_epochs}")
 
@@ -279,6 +281,7 @@ class TrainResult:
     problems: list[Problem]
     feature_seconds: float = 0.0
     promoted_finetune: bool = False
+    is_main: bool = True  # False in the other processes of a torchrun run (rank > 0)
 
 
 def _augmentation(size: int) -> nn.Module:
@@ -305,18 +308,21 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     output = Path(cfg.output)
     progress = not cfg.quiet and dist.is_main
 
+    net = build_model(cfg)
+
     def check_method(records: list[Record], classes: list[str]) -> None:
-        build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size)
+        build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size,
+                         net.embedding_dim)
 
     data = load_training_data(cfg, progress, check=check_method)
     labels = data.train.labels
-    net = build_model(cfg)
     feature_params = net.feature_parameters()
-    parts = build_components(cfg, labels, len(data.train_classes), dist.rank, dist.world_size)
+    parts = build_components(cfg, labels, len(data.train_classes), dist.rank, dist.world_size, net.embedding_dim)
     learner = RetrievalLearner(net, parts, cfg.loss)
     val_labels = data.val.labels if data.val is not None else None
     device = dist.device
-    result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems)
+    result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems,
+                         is_main=dist.is_main)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")

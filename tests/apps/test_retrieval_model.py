@@ -132,8 +132,8 @@ def test_factory_errors():
         create_retrieval_model(weights=None, pooling="max")
     with pytest.raises(KeyError, match="unknown timm backbone 'no_such_net'.*tf_efficientnet_lite0"):
         create_retrieval_model("no_such_net", weights=None)
-    with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
-        create_retrieval_model(weights=None, embedding_dim=0)
+    with pytest.raises(ValueError, match="embedding_dim must be >= 0"):
+        create_retrieval_model(weights=None, embedding_dim=-1)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -123,6 +123,25 @@ def test_pca_head_start_keeps_the_geometry_of_the_features():
     assert_close(spread, torch.full_like(spread, float(spread.mean())), rtol=1e-3, atol=1e-4)  # whitened axes
 
 
+def test_identity_head_start_is_the_frozen_features_and_trains_from_there(data, tmp_path):
+    model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=0)
+    assert model.embedding_dim == model.feature_dim and model.config["embedding_dim"] == model.feature_dim
+    features = torch.randn(10, model.feature_dim)
+    init_head(model, features, "identity")
+    with torch.no_grad():
+        assert_close(model.embed_features(features), torch.nn.functional.normalize(features), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="needs embedding_dim = the backbone's feature size"):
+        init_head(create_retrieval_model(BACKBONE, weights=None, embedding_dim=8), features, "identity")
+    with pytest.raises(ValueError, match="embedding_dim must be >= 0"):
+        create_retrieval_model(BACKBONE, weights=None, embedding_dim=-1)
+    result = train(tiny_config(data, tmp_path / "run", embedding_dim=0, head_init="identity",
+                               loss="triplet_upper_bound", epochs=1))
+    trained = load_retrieval_model(tmp_path / "run" / "best.safetensors")
+    assert result.stages["head"].epochs_run == 1 and trained.embedding_dim == trained.feature_dim
+    moved = (trained.embedding.weight.detach() - torch.eye(trained.feature_dim)).abs().max()
+    assert 0 < float(moved) < 0.1  # a residual step away from the identity
+
+
 def test_cached_features_are_read_back_without_the_backbone(data, tmp_path, monkeypatch):
     loaded = load_training_data(tiny_config(data, tmp_path))
     model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=8)
