@@ -216,7 +216,9 @@ class Engine:
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
             if self.dist.is_main:
                 self.ddp_model.eval()
-                metrics = task.validate(self.model)
+                streams = rng_state()  # validation (rank 0 only) must not move the random streams: under DDP
+                metrics = task.validate(self.model)  # all ranks then hold the state last.pt saves for resuming
+                set_rng_state(streams)
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 value = metrics.get(self.select_metric)
                 improved = value is not None and self._is_better(value, best)
