@@ -51,5 +51,5 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     masks = output / "masks"
     for group in test_groups:
         predict_folder(model, size, data / "images" / group, masks / group, dev, overlays=output / "overlays" / group,
-                       overwrite=True, progress=False)
+                       overwrite=True, progress=not quiet)
     return {"summary": evaluation.summary, "masks": masks, "checkpoint": checkpoint, "train": result}
