@@ -133,8 +133,11 @@ class CosegNet(nn.Module):
         finally:
             self.train(was_training)
 
-    def _group_outputs(self, images: torch.Tensor, chunk_size: int) -> list[CosegOutput]:
-        """Outputs of a group's images, chunk by chunk, every chunk seeing the whole group's consensus."""
+    def _group_outputs(self, images: torch.Tensor, chunk_size: int,
+                       feature_budget_bytes: int = 1 << 30) -> list[CosegOutput]:
+        """Outputs of a group's images, chunk by chunk, every chunk seeing the whole group's consensus. The first
+        pass keeps each chunk's encoder features while they fit in ``feature_budget_bytes`` (so the second pass
+        decodes them without encoding again); chunks beyond the budget are encoded a second time."""
         n = images.shape[0]
         if not self.group_levels:
             return [self(chunk) for chunk in images.split(chunk_size)]
@@ -143,12 +146,19 @@ class CosegNet(nn.Module):
         size = self.check_images(images)
         first = -self.group_levels
         chunks = images.split(chunk_size)
-        keys = [[m.keys(f).float() for m, f in zip(self.group_consensus, self.encode(c)[first:])] for c in chunks]
+        kept: list[Optional[list[torch.Tensor]]] = []
+        keys, used = [], 0
+        for chunk in chunks:
+            features = self.encode(chunk)
+            keys.append([m.keys(f).float() for m, f in zip(self.group_consensus, features[first:])])
+            nbytes = sum(f.numel() * f.element_size() for f in features)
+            kept.append(features if used + nbytes <= feature_budget_bytes else None)
+            used += nbytes if kept[-1] is not None else 0
         group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
         prototypes = [group_prototypes(k) for k in group_keys]
         outputs, start = [], 0
-        for chunk, chunk_keys in zip(chunks, keys):
-            features = self.encode(chunk)
+        for chunk, chunk_keys, features in zip(chunks, keys, kept):
+            features = self.encode(chunk) if features is None else features
             rows = torch.arange(start, start + len(chunk), device=images.device)
             self_mask = rows[:, None] == torch.arange(n, device=images.device)[None, :]
             for level, module in enumerate(self.group_consensus):

@@ -72,6 +72,24 @@ def test_model_group_forward_and_chunked_group_prediction():
     assert out.mask_logits.shape == (5, 1, 64, 64)
 
 
+def test_chunked_group_prediction_encodes_once_within_the_feature_budget(monkeypatch):
+    torch.manual_seed(0)
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=2).eval()
+    for m in model.group_consensus:
+        torch.nn.init.normal_(m.fuse[-1].weight, std=0.1)
+    x = torch.rand(5, 3, 64, 64)
+    calls = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda images: calls.append(len(images)) or encode(images))
+    with torch.inference_mode():
+        kept = torch.cat([o.mask_logits for o in model._group_outputs(x, chunk_size=2)])
+        assert calls == [2, 2, 1]  # one encoder pass per image
+        calls.clear()
+        again = torch.cat([o.mask_logits for o in model._group_outputs(x, chunk_size=2, feature_budget_bytes=0)])
+        assert calls == [2, 2, 1, 2, 2, 1]  # nothing fits: encoded twice
+    assert_close(kept, again)
+
+
 def test_group_levels_are_saved_and_checked(tmp_path):
     from coseg.models import load_model
 
