@@ -186,7 +186,8 @@ class BlockSearch:
                 flats.append(flat + start * columns)
             return np.concatenate(flats), np.concatenate(values)
 
-        split = np.linspace(0, bins.size - 1, min(rows, self._workers) + 1).astype(int)
+        # fewer ranges than workers (small sets): drop the empty shares
+        split = np.unique(np.linspace(0, bins.size - 1, min(rows, self._workers) + 1).astype(int))
         if split.size == 2:
             found = [flag(0, 0, bins.size - 1)]
         else:

@@ -111,3 +111,20 @@ def test_flagged_is_flatnonzero() -> None:
     flags = np.random.default_rng(10).random(8 * 1000) < 0.02
     flags[[0, 7, 8, 8 * 1000 - 1]] = True
     assert np.array_equal(flagged(flags), np.flatnonzero(flags))
+
+
+def test_fewer_reference_ranges_than_worker_threads() -> None:
+    # A small set is one range of references; with two worker threads one share is empty (once a crash).
+    import torch
+
+    x = np.random.default_rng(4).normal(size=(160, 16)).astype(np.float32)
+    expected_scores, expected_indices = faiss_lists(x, "l2", 10)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with BlockSearch(x, "l2") as search:
+            lists = search.nearest(np.arange(160), np.full(160, 10))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(lists.indices, expected_indices)
+    assert np.all(np.abs(lists.scores - expected_scores) <= lists.tolerance[:, None])
