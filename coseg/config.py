@@ -42,6 +42,7 @@ class CosegTrainConfig:
     triplet_margin: float = option(0.3, "Margin of the IS-Triplet loss.")
     triplet_pixels: int = option(64, "Pixels sampled per class per image for IS-Triplet.")
     triplet_strategy: str = option("hard", "Pixel sampling: random, or hard (boundary / mis-predicted pixels).")
+    triplet_miner: str = option("batch_hard", "Triplets among the sampled pixels of a group: batch_hard, semi_hard or batch_all (the last two keep many triplets per anchor: use few --triplet-pixels).")
     augment: bool = option(True, "Random crop/flip/colour augmentation (kornia).")
     seed: int = option(0, "Random seed (runs on CPU are deterministic for a seed).")
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")

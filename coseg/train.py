@@ -21,6 +21,7 @@ from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
 from coseg.selection import choose_groups, default_splits_file, samples_of
 from metric.losses import ISTripletLoss
+from metric.registry import MINERS
 from metric.samplers import PKBatchSampler
 
 
@@ -109,8 +110,11 @@ def build_model(cfg: CosegTrainConfig) -> CosegNet:
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
     triplet = None
     if cfg.triplet_weight:
+        # semi-hard and batch-all select triplets by the loss margin; batch-hard needs none
+        miner_args = {} if cfg.triplet_miner == "batch_hard" else {"margin": cfg.triplet_margin}
         triplet = ISTripletLoss(margin=cfg.triplet_margin, k_per_class=cfg.triplet_pixels,
-                                strategy=cfg.triplet_strategy)  # type: ignore[arg-type]
+                                strategy=cfg.triplet_strategy,  # type: ignore[arg-type]
+                                miner=MINERS.create(cfg.triplet_miner, **miner_args))
     seg = {"dice": cfg.dice_weight, "ce": cfg.ce_weight, "focal": cfg.focal_weight, "jaccard": cfg.jaccard_weight}
     return CosegObjective(seg, cfg.triplet_weight, triplet)
 

@@ -71,3 +71,28 @@ def test_triplet_on_coarser_embeddings():
     terms = obj(logits, emb, masks, groups)
     terms["loss"].backward()
     assert terms["triplet"] >= 0 and emb.grad is not None
+
+
+@pytest.mark.parametrize("miner", ["batch_hard", "semi_hard", "batch_all"])
+def test_config_chooses_the_pixel_triplet_miner(miner):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_objective
+    from metric.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner
+
+    obj = build_objective(CosegTrainConfig(triplet_miner=miner, triplet_pixels=8, triplet_margin=0.4))
+    expected = {"batch_hard": BatchHardMiner, "semi_hard": SemiHardMiner, "batch_all": BatchAllMiner}[miner]
+    assert type(obj.triplet.miner) is expected
+    if miner != "batch_hard":
+        assert obj.triplet.miner.margin == 0.4
+    logits, emb, masks, groups = batch()
+    terms = obj(logits, emb, masks, groups)
+    terms["loss"].backward()
+    assert terms["triplet"] > 0 and emb.grad.abs().sum() > 0
+
+
+def test_unknown_pixel_triplet_miner_lists_the_valid_ones():
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_objective
+
+    with pytest.raises(KeyError, match="semi_hard"):
+        build_objective(CosegTrainConfig(triplet_miner="hardest"))
