@@ -194,10 +194,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
                             refinement=_refinement(refine_iterations, refine_weight))
-    if result.skipped:
-        click.echo(f"skipped {len(result.skipped)} unreadable file(s):")
-        for _, reason in result.skipped:
-            click.echo(f"  {reason}")
+    echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                      if result.already_done else ""))
     click.echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))

@@ -47,8 +47,6 @@ def collate_images(items: list[dict]) -> dict:
     }
 
 
-
-
 def group_ids(samples: Sequence[Sample]) -> list[int]:
     """One integer id per sample, equal for samples of the same group."""
     index: dict[str, int] = {}

@@ -152,8 +152,9 @@ class CosegNet(nn.Module):
             features = self.encode(chunk)
             keys.append([m.keys(f).float() for m, f in zip(self.group_consensus, features[first:])])
             nbytes = sum(f.numel() * f.element_size() for f in features)
-            kept.append(features if used + nbytes <= feature_budget_bytes else None)
-            used += nbytes if kept[-1] is not None else 0
+            fits = used + nbytes <= feature_budget_bytes
+            kept.append(features if fits else None)
+            used += nbytes if fits else 0
         group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
         prototypes = [group_prototypes(k) for k in group_keys]
         outputs, start = [], 0
