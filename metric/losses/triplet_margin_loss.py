@@ -27,6 +27,25 @@ def _triplet_margins(
     return class_margins[labels[triplets.anchor], labels[triplets.negative]]
 
 
+# Largest N²·D for which the distances of all N² ordered pairs are computed once and looked up (64 MiB per
+# gathered float32 operand).
+_PAIR_TABLE_ELEMENTS = 1 << 24
+
+
+def _triplet_distances(
+    embeddings: torch.Tensor, triplets: TripletIndices, distance: BaseDistance
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T,) d(a, p) and (T,) d(a, n), each the exact ``distance.paired`` value. With more triplets than rows (as
+    batch-all and semi-hard mining give) every ordered pair is computed once, O(N²·D), instead of once per
+    triplet, O(T·D)."""
+    n, d = embeddings.shape
+    if len(triplets) <= n or n * n * d > _PAIR_TABLE_ELEMENTS:
+        anchors = embeddings[triplets.anchor]
+        return distance.paired(anchors, embeddings[triplets.positive]), distance.paired(anchors, embeddings[triplets.negative])
+    table = distance.paired(embeddings.repeat_interleave(n, 0), embeddings.repeat(n, 1))  # row i·N + j: d(x_i, x_j)
+    return table[triplets.anchor * n + triplets.positive], table[triplets.anchor * n + triplets.negative]
+
+
 def triplet_margin_loss(
     embeddings: torch.Tensor,
     triplets: TripletIndices,
@@ -37,7 +56,7 @@ def triplet_margin_loss(
 ) -> torch.Tensor:
     """(N, D) embeddings, T triplets of row indices → (T,) losses ``relu(distance.gap(d(a,p), d(a,n)) + m)``.
 
-    Only the T gathered rows are compared (O(T·D)). ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
+    Cost O(min(T, N²)·D): each needed distance is computed once. ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
     given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,) needed).
     """
     check_shape(embeddings, ["N", "D"], "embeddings")
@@ -46,9 +65,7 @@ def triplet_margin_loss(
     for name in ("positive", "negative"):
         size = check_shape(getattr(triplets, name), ["T"], f"triplets.{name}")["T"]
         check_same_size(t, size, f"triplets.anchor and triplets.{name}")
-    anchors = embeddings[triplets.anchor]
-    to_positive = distance.paired(anchors, embeddings[triplets.positive])
-    to_negative = distance.paired(anchors, embeddings[triplets.negative])
+    to_positive, to_negative = _triplet_distances(embeddings, triplets, distance)
     margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)
     return torch.relu(distance.gap(to_positive, to_negative) + margins)
 

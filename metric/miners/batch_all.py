@@ -1,7 +1,7 @@
 """All valid triplets of a batch, optionally only those that violate the margin."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -38,15 +38,34 @@ def all_valid_triplets(labels: torch.Tensor) -> TripletIndices:
     return TripletIndices(anchor, positive, negative)
 
 
-def triplet_gaps(distances: torch.Tensor, triplets: TripletIndices, distance: BaseDistance) -> torch.Tensor:
-    """(T,) ``distance.gap`` of each triplet, read from the batch's (B, B) pairwise ``distances``."""
-    a, p, n = triplets
-    return distance.gap(distances[a, p], distances[a, n])
+# Elements of one anchor block's (anchors, B, B) gap tensor: bounds the miners' temporary memory (~64 MiB).
+_BLOCK_ELEMENTS = 1 << 22
 
 
-def select(triplets: TripletIndices, keep: torch.Tensor) -> TripletIndices:
-    """The triplets where the (T,) boolean ``keep`` is True."""
-    return TripletIndices(*(index[keep] for index in triplets))
+def triplets_where(
+    distances: torch.Tensor, labels: torch.Tensor, distance: BaseDistance, keep: Callable[[torch.Tensor], torch.Tensor]
+) -> TripletIndices:
+    """Valid (a, p, n), ordered by (a, p, n), whose gap ``distance.gap(d(a,p), d(a,n))`` satisfies ``keep(gap)``
+    (an elementwise boolean test), read from the batch's (B, B) pairwise ``distances``.
+
+    Tests every (a, p, n) at once with broadcasting, over blocks of anchors so a block holds at most
+    ``_BLOCK_ELEMENTS`` candidates: memory O(B² + T), never B×B×B, and no per-triplet index arithmetic.
+    """
+    b = labels.shape[0]
+    # "Farness" (the distance, or minus a similarity): gap = far(a,p) − far(a,n), exactly distance.gap's value.
+    far = distance.gap(distances, torch.zeros_like(distances))
+    positives, negatives = positive_negative_masks(labels)
+    rows = max(1, _BLOCK_ELEMENTS // max(1, b * b))
+    found = []
+    for start in range(0, b, rows):
+        block = slice(start, min(start + rows, b))
+        gaps = far[block].unsqueeze(2) - far[block].unsqueeze(1)  # (A, P, N)
+        valid = positives[block].unsqueeze(2) & negatives[block].unsqueeze(1) & keep(gaps)
+        a, p, n = valid.nonzero(as_tuple=True)
+        found.append((a + start, p, n))
+    if not found:
+        return TripletIndices.empty(labels.device)
+    return TripletIndices(*(torch.cat(parts) for parts in zip(*found)))
 
 
 @MINERS.register("batch_all")
@@ -60,8 +79,7 @@ class BatchAllMiner(BaseTripletMiner):
         self.margin = margin
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        triplets = all_valid_triplets(labels)
         if self.margin is None:
-            return triplets
-        gaps = triplet_gaps(self.distance.pairwise(embeddings), triplets, self.distance)
-        return select(triplets, gaps + self.margin > 0)
+            return all_valid_triplets(labels)
+        margin = self.margin
+        return triplets_where(self.distance.pairwise(embeddings), labels, self.distance, lambda gap: gap + margin > 0)

@@ -7,7 +7,7 @@ import torch
 
 from metric.distances.base_distance import BaseDistance
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
-from metric.miners.batch_all import all_valid_triplets, select, triplet_gaps
+from metric.miners.batch_all import triplets_where
 from metric.registry import MINERS
 
 
@@ -25,6 +25,7 @@ class SemiHardMiner(BaseTripletMiner):
         self.margin = margin
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        triplets = all_valid_triplets(labels)
-        gaps = triplet_gaps(self.distance.pairwise(embeddings), triplets, self.distance)
-        return select(triplets, (gaps < 0) & (gaps + self.margin > 0))
+        margin = self.margin
+        return triplets_where(
+            self.distance.pairwise(embeddings), labels, self.distance, lambda gap: (gap < 0) & (gap + margin > 0)
+        )

@@ -122,3 +122,15 @@ def test_all_valid_triplets_on_a_larger_batch():
     assert ((labels[mined.anchor] == labels[mined.positive]) & (labels[mined.anchor] != labels[mined.negative])).all()
     assert (mined.anchor != mined.positive).all()
     assert torch.stack(list(mined)).unique(dim=1).shape[1] == len(mined)
+
+
+@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)], ids=["batch_all", "semi_hard"])
+def test_blocks_of_anchors_give_the_same_triplets_as_one_block(miner, monkeypatch):
+    """The margin-based miners test (a, p, n) over blocks of anchors bounded in size; block edges change nothing."""
+    import metric.miners.batch_all as module
+
+    emb, labels = batch(n=23, classes=4)
+    whole = as_list(miner(emb, labels))
+    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 23 * 23 * 2)  # two anchors per block, last block of one
+    assert as_list(miner(emb, labels)) == whole
+    assert len(whole) > 0

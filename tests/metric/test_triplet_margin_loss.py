@@ -1,6 +1,8 @@
 """Triplet margin loss: naive-loop reference, function vs module, pytorch-metric-learning, ATL margins, edges."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from pytorch_metric_learning import distances as pml_distances
@@ -145,3 +147,27 @@ def test_invalid_inputs_raise_clear_errors():
         triplet_margin_loss(emb, short, 0.1, EuclideanDistance())
     with pytest.raises(TypeError, match="integer"):
         TripletMarginLoss()(emb, LABELS.float())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pair_table_and_per_triplet_paths_agree(kind, monkeypatch):
+    """Many triplets (T > N) read d(a, p), d(a, n) from a table of all ordered pairs; few, or a table over the
+    memory cap, compute them per triplet. Both give the same losses and gradients."""
+    module = importlib.import_module("metric.losses.triplet_margin_loss")  # the package exports a same-named function
+    distance = DISTANCES.create(kind)
+    emb = torch.randn(9, 5, dtype=torch.float64)
+    triplets = all_valid_triplets(LABELS)
+    assert len(triplets) > len(emb)
+
+    def losses_and_grad():
+        x = emb.clone().requires_grad_(True)
+        losses = triplet_margin_loss(x, triplets, 0.4, distance)
+        losses.sum().backward()
+        return losses.detach(), x.grad
+
+    table = losses_and_grad()
+    monkeypatch.setattr(module, "_PAIR_TABLE_ELEMENTS", 0)
+    per_triplet = losses_and_grad()
+    assert_close(table[0], per_triplet[0])
+    assert_close(table[1], per_triplet[1])
+    assert (table[0] > 0).any()
