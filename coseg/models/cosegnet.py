@@ -14,6 +14,8 @@ from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.refinement import GroupRefinement
+from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_semantic_prior, group_mean,
+                                         resize_maps)
 from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
 from metric._checks import check_shape
@@ -40,7 +42,8 @@ class CosegNet(nn.Module):
 
     With ``group_levels`` > 0, a :class:`GroupConsensus` module on each of the encoder's deepest ``group_levels``
     feature maps lets the images of a group inform each other before decoding (images without a group id are
-    each a group of one).
+    each a group of one). With a ``semantic_prior`` (:class:`SemanticPrior`, the encoder's frozen ImageNet
+    classifier), those modules also fuse the class-activation maps of the classes the group has in common.
 
     Normalises inside with the ``mean``/``std`` the encoder's weights expect. ``config`` holds the
     :func:`create_model` arguments that rebuild this model (saved by :meth:`save`); build it with
@@ -48,7 +51,8 @@ class CosegNet(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, decoder_channels: int, *, embedding_dim: int,
                  embedding_hidden_channels: int, embedding_stride: int, mean: Sequence[float], std: Sequence[float],
-                 group_levels: int = 0, config: dict[str, Any]) -> None:
+                 group_levels: int = 0, semantic_prior: Optional[SemanticPrior] = None,
+                 config: dict[str, Any]) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
@@ -67,7 +71,12 @@ class CosegNet(nn.Module):
         if not 0 <= group_levels < len(channels):
             raise ValueError(f"group_levels must be in [0, {len(channels) - 1}], got {group_levels}")
         self.group_levels = group_levels
-        self.group_consensus = nn.ModuleList(GroupConsensus(c) for c in channels[len(channels) - group_levels:])
+        if semantic_prior is not None and not group_levels:
+            raise ValueError("a semantic prior is fused by the group-consensus modules: it needs group_levels >= 1")
+        extra = PRIOR_CHANNELS if semantic_prior is not None else 0
+        self.group_consensus = nn.ModuleList(GroupConsensus(c, extra_channels=extra)
+                                             for c in channels[len(channels) - group_levels:])
+        self.semantic_prior = semantic_prior
         self.config = dict(config)
         self._encoder_frozen = False
 
@@ -92,10 +101,29 @@ class CosegNet(nn.Module):
         if self.group_levels:
             if groups is None:
                 groups = torch.arange(images.shape[0], device=images.device)
+            prior = self._prior_maps(features[-1], groups=groups)
             first = len(features) - self.group_levels
             for i, module in enumerate(self.group_consensus):
-                features[first + i] = module(features[first + i], groups)
+                level = features[first + i]
+                extra = None if prior is None else resize_maps(prior, tuple(level.shape[-2:]))
+                features[first + i] = module(level, groups, extra)
         return self.decode(features, size)
+
+    def _prior_maps(self, deepest: torch.Tensor, groups: Optional[torch.Tensor] = None,
+                    group_probabilities: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """(B, PRIOR_CHANNELS, h, w) semantic-prior maps of the deepest features (None without a prior); the group
+        mixture of classes is the mean over ``groups`` unless ``group_probabilities`` (B, K) are given."""
+        if self.semantic_prior is None:
+            return None
+        class_features = self.semantic_prior.class_features(deepest)
+        if group_probabilities is None:
+            group_probabilities = group_mean(self.semantic_prior.probabilities(class_features), groups)
+        return self.semantic_prior.maps(class_features, group_probabilities)
+
+    def _image_probabilities(self, deepest: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.semantic_prior is None:
+            return None
+        return self.semantic_prior.probabilities(self.semantic_prior.class_features(deepest))
 
     def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> CosegOutput:
         decoded = self.decoder(features)
@@ -147,24 +175,30 @@ class CosegNet(nn.Module):
         first = -self.group_levels
         chunks = images.split(chunk_size)
         kept: list[Optional[list[torch.Tensor]]] = []
-        keys, used = [], 0
+        keys, probabilities, used = [], [], 0
         for chunk in chunks:
             features = self.encode(chunk)
             keys.append([m.keys(f).float() for m, f in zip(self.group_consensus, features[first:])])
+            probabilities.append(self._image_probabilities(features[-1]))
             nbytes = sum(f.numel() * f.element_size() for f in features)
             fits = used + nbytes <= feature_budget_bytes
             kept.append(features if fits else None)
             used += nbytes if fits else 0
         group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
         prototypes = [group_prototypes(k) for k in group_keys]
+        group_probabilities = None if self.semantic_prior is None else torch.cat(probabilities).mean(0, keepdim=True)
         outputs, start = [], 0
         for chunk, chunk_keys, features in zip(chunks, keys, kept):
             features = self.encode(chunk) if features is None else features
             rows = torch.arange(start, start + len(chunk), device=images.device)
             self_mask = rows[:, None] == torch.arange(n, device=images.device)[None, :]
+            prior = self._prior_maps(features[-1], group_probabilities=None if group_probabilities is None
+                                     else group_probabilities.expand(len(chunk), -1))
             for level, module in enumerate(self.group_consensus):
                 maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
-                features[first + level] = module.fuse_maps(features[first + level], maps)
+                deep = features[first + level]
+                extra = None if prior is None else resize_maps(prior, tuple(deep.shape[-2:]))
+                features[first + level] = module.fuse_maps(deep, maps, extra)
             outputs.append(self.decode(features, size))
             start += len(chunk)
         return outputs
@@ -196,7 +230,7 @@ class CosegNet(nn.Module):
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
                  embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
-                 group_levels: int = 0, mean: Optional[Sequence[float]] = None,
+                 group_levels: int = 0, semantic_prior: bool = False, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None) -> CosegNet:
     """Build a :class:`CosegNet` from names.
 
@@ -207,9 +241,11 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
     1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
     the IS-Triplet loss samples pixels, so it needs no full-resolution map). group_levels: how many of the
-    encoder's deepest feature maps get a group-consensus module (0 = a single-image model).
-    mean/std: input normalisation (default: what the
-    encoder's ImageNet weights expect)."""
+    encoder's deepest feature maps get a group-consensus module (0 = a single-image model). semantic_prior: those
+    modules also fuse the class-activation maps of the group's common ImageNet classes, read by the encoder's
+    frozen classifier (:mod:`coseg.models.semantic_prior`; timm EfficientNet/ResNet-style encoders, with weights
+    that hold the classifier). mean/std: input normalisation (default: what the encoder's ImageNet weights
+    expect)."""
     architecture = ARCHITECTURES.get(arch)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
     if download:
@@ -229,12 +265,14 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         "embedding_hidden_channels": hidden,
         "embedding_stride": embedding_stride,
         "group_levels": group_levels,
+        "semantic_prior": semantic_prior,
         "mean": mean,
         "std": std,
     }
+    prior = build_semantic_prior(encoder, net.encoder.out_channels[-1], weights) if semantic_prior else None
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
                     embedding_hidden_channels=hidden, embedding_stride=embedding_stride, group_levels=group_levels,
-                    mean=config["mean"], std=config["std"], config=config)
+                    semantic_prior=prior, mean=config["mean"], std=config["std"], config=config)
 
 
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:

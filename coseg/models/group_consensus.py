@@ -6,6 +6,8 @@ functions of the other images (a mean of best matches, a weighted mean), so an i
 the order of the others, and a group of one image gets no group signal (its maps are zero)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,14 +56,16 @@ def consensus_maps(keys: torch.Tensor, group_keys: torch.Tensor, prototypes: tor
 
 
 class GroupConsensus(nn.Module):
-    """(B, C, h, w) features and (B,) group ids → (B, C, h, w): features + a learned function of the consensus maps
-    and the features. The fusion starts at zero, so a pretrained decoder sees its usual features at first."""
+    """(B, C, h, w) features and (B,) group ids → (B, C, h, w): features + a learned function of the consensus maps,
+    ``extra_channels`` further maps given by the caller (e.g. a semantic prior) and the features. The fusion starts
+    at zero, so a pretrained decoder sees its usual features at first."""
 
-    def __init__(self, channels: int, key_channels: int = 64) -> None:
+    def __init__(self, channels: int, key_channels: int = 64, extra_channels: int = 0) -> None:
         super().__init__()
+        self.extra_channels = extra_channels
         self.key = nn.Conv2d(channels, key_channels, kernel_size=1)
         self.fuse = nn.Sequential(
-            nn.Conv2d(channels + 2, channels, kernel_size=1, bias=False),
+            nn.Conv2d(channels + 2 + extra_channels, channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, kernel_size=1),
@@ -73,12 +77,18 @@ class GroupConsensus(nn.Module):
         """(B, C, h, w) → (B, K, h·w) unit key vectors."""
         return F.normalize(self.key(features).flatten(2), dim=1)
 
-    def fuse_maps(self, features: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """features (B, C, h, w) + consensus maps (B, 2, h·w) → updated features."""
-        maps = maps.view(maps.shape[0], 2, *features.shape[-2:]).to(features.dtype)
-        return features + self.fuse(torch.cat([features, maps], dim=1))
+    def fuse_maps(self, features: torch.Tensor, maps: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """features (B, C, h, w) + consensus maps (B, 2, h·w) (+ ``extra`` (B, E, h, w)) → updated features."""
+        inputs = [features, maps.view(maps.shape[0], 2, *features.shape[-2:]).to(features.dtype)]
+        if self.extra_channels:
+            if extra is None or tuple(extra.shape[1:]) != (self.extra_channels, *features.shape[-2:]):
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f"this consensus module fuses {self.extra_channels} extra map(s) of the features' "
+                                 f"size {tuple(features.shape[-2:])}, got {got}")
+            inputs.append(extra.to(features.dtype))
+        return features + self.fuse(torch.cat(inputs, dim=1))
 
-    def forward(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, groups: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         check_shape(features, ["B", "C", "h", "w"], "features")
         check_shape(groups, [str(features.shape[0])], "groups")
         keys = self.keys(features).float()
@@ -87,4 +97,4 @@ class GroupConsensus(nn.Module):
             k = keys[members]
             eye = torch.eye(len(members), dtype=torch.bool, device=k.device)
             maps[members] = consensus_maps(k, k, group_prototypes(k), eye)
-        return self.fuse_maps(features, maps)
+        return self.fuse_maps(features, maps, extra)

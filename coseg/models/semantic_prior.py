@@ -1,0 +1,116 @@
+"""Semantic prior: where the classes a group has in common are, read by the encoder's own ImageNet classifier.
+
+An ImageNet encoder knows about a thousand object classes, far more than a co-segmentation training set shows.
+Its classifier head (for EfficientNet: the 1×1 ``conv_head`` + BN, then the linear classifier), kept frozen and
+applied per pixel to the encoder's deepest features, gives class-activation maps (CAMs). The group's common
+classes are the mean of its images' class probabilities; the CAM of that mixture marks, in every image, what
+the group has in common, also for categories the segmentation network never saw in training. The maps are
+inputs to the group-consensus fusion, which learns how far to trust them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coseg.models.pretrained import TIMM_PREFIX, downloading_weights, has_offline_imagenet, load_timm_weights
+
+PathLike = Union[str, os.PathLike]
+PRIOR_CHANNELS = 2
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _minmax(maps: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) → each map scaled to [0, 1] (a constant map becomes 0)."""
+    flat = maps.flatten(1)
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    return ((flat - low) / (high - low).clamp(min=1e-6)).view_as(maps)
+
+
+class SemanticPrior(nn.Module):
+    """Frozen classifier head over the encoder's deepest features (B, C, h, w).
+
+    ``class_features`` → (B, C', h, w) pre-pooling features; ``probabilities`` → (B, K) ImageNet class
+    probabilities of each image (the classifier on their spatial mean, as the full network computes them);
+    ``maps(features, group_probabilities)`` → (B, 2, h, w) in [0, 1]: the CAM of each image's group mixture of
+    classes and the CAM of its own classes. Always in eval mode, no trainable parameters."""
+
+    def __init__(self, head: nn.Module, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.head = head
+        self.classifier = classifier
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "SemanticPrior":
+        return super().train(False)  # frozen BatchNorm statistics
+
+    def class_features(self, deepest: torch.Tensor) -> torch.Tensor:
+        return self.head(deepest.detach())
+
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = _at_least_float32(features).mean(dim=(2, 3))
+        return torch.softmax(self.classifier(pooled.to(self.classifier.weight.dtype)), dim=1).to(pooled.dtype)
+
+    def cam(self, features: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+        """(B, C', h, w) features, (B, K) class weights → (B, h, w) CAM of the weighted classes, scaled to [0, 1]."""
+        features = _at_least_float32(features)
+        directions = class_weights.to(features.dtype) @ self.classifier.weight.to(features.dtype)  # (B, C')
+        return _minmax(torch.einsum("bchw,bc->bhw", features, directions))
+
+    def maps(self, features: torch.Tensor, group_probabilities: torch.Tensor) -> torch.Tensor:
+        own = self.probabilities(features)
+        return torch.stack([self.cam(features, group_probabilities), self.cam(features, own)], dim=1)
+
+
+def group_mean(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(B, K) per-image values, (B,) group ids → (B, K): each row replaced by the mean over its group (an
+    order-invariant function of the group's members)."""
+    ids, inverse = torch.unique(groups, return_inverse=True)
+    sums = values.new_zeros(len(ids), values.shape[1]).index_add_(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=len(ids)).to(values.dtype)
+    return (sums / counts[:, None])[inverse]
+
+
+def _head_of(model: nn.Module, deepest_channels: int, encoder: str) -> tuple[nn.Module, nn.Linear]:
+    classifier = model.get_classifier()
+    if not isinstance(classifier, nn.Linear):
+        raise ValueError(f"semantic prior: encoder '{encoder}' has no linear ImageNet classifier")
+    head: nn.Module = nn.Sequential(model.conv_head, model.bn2) if hasattr(model, "conv_head") else nn.Identity()
+    expected = model.conv_head.in_channels if hasattr(model, "conv_head") else classifier.in_features
+    if expected != deepest_channels:
+        raise ValueError(f"semantic prior: the classifier head of '{encoder}' takes {expected} channels but the "
+                         f"encoder's deepest features have {deepest_channels}; this encoder is not supported")
+    return head, classifier
+
+
+def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[PathLike, None]) -> SemanticPrior:
+    """The frozen classifier head of timm model ``encoder`` (``tu-<timm name>``) with ``weights``: ``"imagenet"``
+    (offline source, else timm's download), a local file in timm key names holding the classifier, or None
+    (random: the weights then come from a model file's state dict)."""
+    if not encoder.startswith(TIMM_PREFIX):
+        raise ValueError(f"semantic prior needs a timm encoder ('{TIMM_PREFIX}<name>') with an ImageNet classifier, "
+                         f"got '{encoder}'")
+    name = encoder[len(TIMM_PREFIX):]
+    if weights == "imagenet" and not has_offline_imagenet(encoder):
+        with downloading_weights(encoder):
+            model = timm.create_model(name, pretrained=True)
+    else:
+        model = timm.create_model(name, pretrained=False)
+        if weights is not None:
+            load_timm_weights(model, name, weights)  # strict: a file without the classifier is refused
+    return SemanticPrior(*_head_of(model, deepest_channels, encoder))
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, P, h, w) prior maps → (B, P, *size), bilinear."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
