@@ -3,6 +3,7 @@ synthetic data."""
 from coseg.data.augment import TrainAugmentation
 from coseg.data.cache import Decoded, ImageCache, decode_sample, resize_image, resize_mask
 from coseg.data.dataset import CosegDataset
+from coseg.data.group_paste import GroupPaste
 from coseg.data.io import (
     IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, printable, read_image, read_image_for_size,
     read_mask, read_pair, write_png_atomic,
@@ -15,7 +16,7 @@ from coseg.data.synthetic import SYNTHETIC_LAYOUTS, make_synthetic_coseg, synthe
 
 __all__ = [
     "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
-    "DataFileError", "Decoded", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem", "Sample",
+    "DataFileError", "Decoded", "GroupPaste", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem", "Sample",
     "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "find_samples", "holdout_groups", "load_split",
     "make_synthetic_coseg", "printable", "read_image", "read_image_for_size", "read_mask", "read_pair", "resize_image",
     "resize_mask", "resolve_groups", "stratified_holdout", "synthetic_image", "write_png_atomic",

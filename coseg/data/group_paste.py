@@ -1,0 +1,113 @@
+"""Group paste augmentation: new training groups out of a batch of groups, teaching what "in common" means.
+
+A batch holds several groups (P groups × K images). Two batch-level operations on images and masks:
+
+- **distractors**: an object cut from an image of *another* group (its ground-truth foreground), shrunk and put
+  at a random place, is pasted into an image and labelled background. A salient object that the rest of the
+  group lacks is not the common object, so a model that only finds salient things is wrong on it; the group
+  consensus has to tell them apart.
+- **background swap**: an image's foreground is put on the background of an image of another group (the
+  foreground kept, everything else replaced). The common object then appears in unrelated scenes, so the
+  scene around it stops being a cue.
+
+Runs on the batch's device; randomness from torch's global generator (``torch.manual_seed`` repeats it).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metric._checks import check_shape
+
+
+def donors_of(groups: torch.Tensor) -> torch.Tensor:
+    """(B,) group ids → (B,) for each image a random batch position of an image of another group (−1 if none)."""
+    other = groups[:, None] != groups[None, :]
+    keys = torch.where(other, torch.rand(other.shape, device=groups.device), -1.0)
+    choice = keys.argmax(dim=1)
+    return torch.where(other.any(dim=1), choice, torch.full_like(choice, -1))
+
+
+def shrink_and_place(images: torch.Tensor, masks: torch.Tensor, factor: torch.Tensor, target: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (image, mask) pair scaled by ``factor (B,)`` about its foreground's centre, which moves to ``target
+    (B, 2)`` (x, y in [-1, 1] image coordinates); areas from outside are empty (image and mask 0)."""
+    b, _, h, w = images.shape
+    device = images.device
+    ys = torch.linspace(-1, 1, h, device=device).view(1, h, 1)
+    xs = torch.linspace(-1, 1, w, device=device).view(1, 1, w)
+    weight = masks[:, 0]
+    area = weight.sum(dim=(1, 2)).clamp(min=1)
+    centre_y, centre_x = (weight * ys).sum(dim=(1, 2)) / area, (weight * xs).sum(dim=(1, 2)) / area
+    target_x, target_y = target[:, 0], target[:, 1]
+    # output point t samples the source at centre + (t − target) / factor
+    theta = torch.zeros(b, 2, 3, device=device, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factor
+    theta[:, 0, 2] = centre_x - target_x / factor
+    theta[:, 1, 2] = centre_y - target_y / factor
+    grid = F.affine_grid(theta, list(images.shape), align_corners=True)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    moved_masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return moved, moved_masks
+
+
+class GroupPaste(nn.Module):
+    """``forward(images (B, 3, S, S) in [0, 1], masks (B, 1, S, S) in {0, 1}, groups (B,))`` → images, masks.
+
+    Each image independently: with probability ``distractor_p`` an object of another group's image is pasted in
+    (scaled by a factor in ``distractor_scale``, labelled background); with probability ``background_p`` its
+    foreground is put on another group's image instead of its own background. Pasted edges are feathered over
+    ``feather`` pixels so a hard cut-out edge is no cue. A batch of one group is returned unchanged."""
+
+    def __init__(self, distractor_p: float = 0.5, background_p: float = 0.0,
+                 distractor_scale: tuple[float, float] = (0.3, 0.7), feather: float = 1.5) -> None:
+        super().__init__()
+        for name, p in (("distractor_p", distractor_p), ("background_p", background_p)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {p}")
+        if not 0 < distractor_scale[0] <= distractor_scale[1]:
+            raise ValueError(f"distractor_scale must be (low, high) with 0 < low <= high, got {distractor_scale}")
+        self.distractor_p = distractor_p
+        self.background_p = background_p
+        self.distractor_scale = distractor_scale
+        self.feather = feather
+
+    def _soft(self, masks: torch.Tensor) -> torch.Tensor:
+        if self.feather <= 0:
+            return masks
+        radius = max(1, math.ceil(2 * self.feather))
+        x = torch.arange(-radius, radius + 1, device=masks.device, dtype=masks.dtype)
+        kernel = torch.exp(-0.5 * (x / self.feather) ** 2)
+        kernel = kernel / kernel.sum()
+        soft = F.conv2d(masks, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        return F.conv2d(soft, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, groups: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes = check_shape(images, ["B", "3", "H", "W"], "images")
+        check_shape(masks, [str(sizes["B"]), "1", str(sizes["H"]), str(sizes["W"])], "masks")
+        check_shape(groups, [str(sizes["B"])], "groups")
+        donors = donors_of(groups)
+        has_donor = donors >= 0
+        if not bool(has_donor.any()):
+            return images, masks
+        donor = donors.clamp(min=0)
+        masks = masks.to(images.dtype)
+        b = sizes["B"]
+        swap = has_donor & (torch.rand(b, device=images.device) < self.background_p)
+        if bool(swap.any()):
+            keep = self._soft(masks)
+            swapped = keep * images + (1 - keep) * images[donor]
+            images = torch.where(swap.view(b, 1, 1, 1), swapped, images)
+        paste = has_donor & (torch.rand(b, device=images.device) < self.distractor_p)
+        if bool(paste.any()):
+            factor = torch.empty(b, device=images.device).uniform_(*self.distractor_scale)
+            target = torch.rand(b, 2, device=images.device) * 1.4 - 0.7  # the object's centre stays inside
+            moved, moved_masks = shrink_and_place(images[donor], masks[donor], factor, target)
+            alpha = self._soft((moved_masks > 0.5).to(images.dtype)) * paste.view(b, 1, 1, 1).to(images.dtype)
+            images = alpha * moved + (1 - alpha) * images
+            masks = masks * (alpha <= 0.5).to(masks.dtype)
+        return images.clamp(0.0, 1.0), masks
