@@ -38,7 +38,7 @@ from coseg.models import GroupRefinement, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import build_objective, train
+from coseg.train import build_objective, build_optimizer, train
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -67,7 +67,7 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
     """Time of the IS-Triplet term (sampling + loss + its backward into the embeddings) / a whole train step."""
     images, masks, groups = train_batch(cfg)
     objective = build_objective(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    optimizer = build_optimizer(model, cfg)  # freezes the encoder as the run did (encoder_lr_scale 0)
     model.train()
 
     def step() -> None:
@@ -121,7 +121,9 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
     def plain() -> float:
         model = load_model(model_path).to(memory_format=memory_format).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        if cfg.encoder_lr_scale == 0:  # the same trainable parameters as the run
+            model.freeze_encoder()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         dice, bce = smp.losses.DiceLoss("binary"), smp.losses.SoftBCEWithLogitsLoss()
         augment = augmentation()
         start = time.perf_counter()
@@ -140,7 +142,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
     def ours() -> float:
         model = load_model(model_path)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        opt = build_optimizer(model, cfg)
         with tempfile.TemporaryDirectory() as tmp:
             engine = Engine(model, opt, Path(tmp), dist=DistInfo(), epochs=1, quiet=True,
                             channels_last=cfg.channels_last)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from coseg.config import CosegTrainConfig
 from coseg.data import (
-    CosegDataset, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
+    CosegDataset, GroupPaste, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
 from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
 from coseg.inference import predict_dataset
@@ -35,9 +35,11 @@ class CosegTask:
     """One training step (augment → model → objective) and validation J/P on held-out groups."""
 
     def __init__(self, objective: CosegObjective, augmentation: Optional[TrainAugmentation],
-                 val_data: Optional[CosegDataset], device: torch.device, channels_last: bool = True) -> None:
+                 val_data: Optional[CosegDataset], device: torch.device, channels_last: bool = True,
+                 paste: Optional[GroupPaste] = None) -> None:
         self.objective = objective.to(device)
         self.augmentation = augmentation.to(device) if augmentation is not None else None
+        self.paste = paste
         self.val_data = val_data
         self.device = device
         self.channels_last = channels_last
@@ -49,6 +51,9 @@ class CosegTask:
         if self.augmentation is not None:
             images, aug_masks = self.augmentation(images, masks.unsqueeze(1).float())
             masks = (aug_masks[:, 0] > 0.5).long()
+        if self.paste is not None:
+            images, pasted_masks = self.paste(images, masks.unsqueeze(1).float(), groups)
+            masks = (pasted_masks[:, 0] > 0.5).long()
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         out = model(images, groups)
@@ -104,7 +109,8 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
     return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim,
-                        group_levels=cfg.group_levels)
+                        group_levels=cfg.group_levels,
+                        semantic_prior=cfg.semantic_prior and cfg.group_levels > 0)
 
 
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
@@ -120,11 +126,19 @@ def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
 
 
 def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters: the encoder at ``lr × encoder_lr_scale``, the rest at ``lr``. An
+    encoder_lr_scale of 0 freezes the encoder (:meth:`CosegNet.freeze_encoder`)."""
+    if cfg.encoder_lr_scale < 0:
+        raise ValueError(f"encoder_lr_scale must be >= 0, got {cfg.encoder_lr_scale}")
+    if cfg.encoder_lr_scale == 0:
+        model.freeze_encoder()
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]
-    return torch.optim.AdamW([{"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}, {"params": rest, "lr": cfg.lr}],
-                             lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if encoder:
+        groups.insert(0, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
@@ -150,7 +164,9 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         model = build_model(cfg)
         optimizer = build_optimizer(model, cfg)
         augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
-        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last)
+        paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
+                 if cfg.paste_distractor_p or cfg.paste_background_p else None)
+        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
         if dist.is_main:
             output.mkdir(parents=True, exist_ok=True)
             save_config(cfg, output / "config.yaml")

@@ -190,3 +190,24 @@ def test_deeplab_accepts_multiples_of_its_output_stride():
 def test_unknown_architecture_lists_the_valid_names():
     with pytest.raises(KeyError, match="unet.*fpn|deeplabv3plus.*unet"):
         create_model("segnet", weights=None)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.1])
+def test_optimizer_groups_and_a_frozen_encoder(scale):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_optimizer
+
+    model = create_model("unet", weights=None, embedding_dim=4)
+    optimizer = build_optimizer(model, CosegTrainConfig(lr=1e-3, encoder_lr_scale=scale))
+    encoder = {id(p) for p in model.encoder.parameters()}
+    optimized = [p for g in optimizer.param_groups for p in g["params"]]
+    if scale == 0:  # frozen: no encoder parameter is optimized or gets gradients, BatchNorm stays in eval mode
+        assert len(optimizer.param_groups) == 1 and not encoder & {id(p) for p in optimized}
+        model.train()
+        assert not model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
+    else:
+        assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(1e-4), 1e-3]
+        assert {id(p) for p in optimizer.param_groups[0]["params"]} == encoder
+    assert len(optimized) == sum(1 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="encoder_lr_scale must be >= 0"):
+        build_optimizer(model, CosegTrainConfig(encoder_lr_scale=-1))
