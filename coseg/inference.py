@@ -1,8 +1,10 @@
 """Batched inference: the one prediction loop behind validation, evaluation and ``coseg predict``."""
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -11,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
 from coseg.models import CosegNet, GroupRefinement
+
+T = TypeVar("T")
 
 
 class ImageFileDataset(Dataset):
@@ -84,6 +88,47 @@ def foreground_at_size(prob: torch.Tensor, size: tuple[int, int], threshold: flo
     return out
 
 
+def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """The items of ``iterable``, produced by a background thread up to ``depth`` items ahead (image decoding
+    releases the GIL, so the next batch is decoded while the model works on this one). An exception in the
+    producer is raised here; leaving the loop early stops the producer."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as error:  # handed to the consumer
+            put((end, error))
+
+    producer = threading.Thread(target=produce, name="prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None,
@@ -104,7 +149,7 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
     else:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                             collate_fn=collate_images, pin_memory=device.type == "cuda")
-    for batch in loader:
+    for batch in prefetched(loader) if workers == 0 else loader:
         yield from batch["errors"]
         if not len(batch["index"]):
             continue

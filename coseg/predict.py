@@ -1,6 +1,7 @@
 """``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -80,17 +81,29 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     dataset = ImageFileDataset([image for image, _ in todo], image_size)
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
-    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                         groups=groups, refinement=refinement):
-        bar.update(1)
-        image_path, target = todo[index]
-        if isinstance(result, str):
-            report.skipped.append((printable(image_path), result))
-            continue
-        write_png_atomic(target, result)
-        if overlays is not None:
-            tinted = overlay(read_image(image_path), result)
-            write_png_atomic(output_path(overlays, image_path.relative_to(input_dir)), tinted)
-        report.written += 1
+    # PNG encoding and the atomic writes' fsync run in threads (they release the GIL) while the model goes on
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS) as writer:
+        pending: list[Future] = []
+        for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
+                                             groups=groups, refinement=refinement):
+            bar.update(1)
+            image_path, target = todo[index]
+            if isinstance(result, str):
+                report.skipped.append((printable(image_path), result))
+                continue
+            tinted = None if overlays is None else output_path(overlays, image_path.relative_to(input_dir))
+            pending.append(writer.submit(_write_outputs, result, target, image_path, tinted))
+            report.written += 1
+        for job in pending:
+            job.result()  # a failed write raises here
     bar.close()
     return report
+
+
+WRITER_THREADS = 2
+
+
+def _write_outputs(mask: np.ndarray, target: Path, image_path: Path, overlay_target: Optional[Path]) -> None:
+    write_png_atomic(target, mask)
+    if overlay_target is not None:
+        write_png_atomic(overlay_target, overlay(read_image(image_path), mask))

@@ -48,3 +48,46 @@ def test_output_paths_cannot_escape(tmp_path):
         output_path(tmp_path, Path("../evil.jpg"))
     with pytest.raises(ValueError, match="leave the output folder"):
         output_path(tmp_path, Path("/etc/x.jpg"))
+
+
+def test_prefetched_keeps_order_raises_producer_errors_and_stops_early():
+    import threading
+
+    from coseg.inference import prefetched
+
+    assert list(prefetched(range(50), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetched(failing()))
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    for i in prefetched(endless(), depth=2):
+        if i == 5:
+            break
+    assert threading.active_count() == before  # the producer thread has ended
+    assert len(produced) <= 5 + 1 + 2 + 1  # it never ran far ahead
+
+
+def test_a_failed_mask_write_is_raised(tmp_path, monkeypatch):
+    import coseg.predict as predict
+
+    root = odd_sized_set(tmp_path / "data") / "images"
+
+    def broken(*args):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(predict, "write_png_atomic", broken)
+    with pytest.raises(OSError, match="no space left"):
+        predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
