@@ -82,12 +82,14 @@ def group_mean(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 def _head_of(model: nn.Module, deepest_channels: int, encoder: str) -> tuple[nn.Module, nn.Linear]:
     classifier = model.get_classifier()
     if not isinstance(classifier, nn.Linear):
-        raise ValueError(f"semantic prior: encoder '{encoder}' has no linear ImageNet classifier")
+        raise ValueError(f"semantic prior: encoder '{encoder}' has no linear ImageNet classifier; train without it: "
+                         f"--no-semantic-prior (semantic_prior: false)")
     head: nn.Module = nn.Sequential(model.conv_head, model.bn2) if hasattr(model, "conv_head") else nn.Identity()
     expected = model.conv_head.in_channels if hasattr(model, "conv_head") else classifier.in_features
     if expected != deepest_channels:
         raise ValueError(f"semantic prior: the classifier head of '{encoder}' takes {expected} channels but the "
-                         f"encoder's deepest features have {deepest_channels}; this encoder is not supported")
+                         f"encoder's deepest features have {deepest_channels}; this encoder is not supported "
+                         f"(--no-semantic-prior)")
     return head, classifier
 
 
@@ -97,7 +99,7 @@ def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[Pat
     (random: the weights then come from a model file's state dict)."""
     if not encoder.startswith(TIMM_PREFIX):
         raise ValueError(f"semantic prior needs a timm encoder ('{TIMM_PREFIX}<name>') with an ImageNet classifier, "
-                         f"got '{encoder}'")
+                         f"got '{encoder}'; train without it: --no-semantic-prior (semantic_prior: false)")
     name = encoder[len(TIMM_PREFIX):]
     if weights == "imagenet" and not has_offline_imagenet(encoder):
         with downloading_weights(encoder):
