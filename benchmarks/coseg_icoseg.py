@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice+CE ablation
 
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
 model and of the model + group refinement through the metric head (its weight chosen on the validation groups), and
@@ -51,6 +52,12 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over rounds of numerator / denominator measured side by side in one round: the machine's slow
+    drifts cancel within a pair."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,10 +161,11 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
     plain()  # warm-up (allocator, kernels)
     p, o = [], []
-    for _ in range(4):  # interleaved, so a load change on this shared machine hits both sides
+    for _ in range(4):  # interleaved pairs, so a load change on this shared machine hits both sides
         p.append(plain())
         o.append(ours())
-    return {"plain_images_per_s": max(p), "ours_images_per_s": max(o), "train_vs_plain": max(o) / max(p)}
+    return {"plain_images_per_s": statistics.median(p), "ours_images_per_s": statistics.median(o),
+            "train_vs_plain": paired_ratio(o, p)}
 
 
 def measure_predict_vs_forward(model_path: Path, image_size: int, group_dirs: list[Path]) -> dict[str, float]:
@@ -186,24 +194,49 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, group_dirs: li
 
         forward()  # warm-up
         forward_s, predict_s = [], []
-        for _ in range(3):  # interleaved, so a load change on this shared machine hits both sides
+        for _ in range(5):  # interleaved pairs, so a load change on this shared machine hits both sides
             forward_s.append(median_time(forward, repeats=1, warmup=0))
             predict_s.append(median_time(predict, repeats=1, warmup=0))
-    return {"forward_images_per_s": n / min(forward_s), "predict_images_per_s": n / min(predict_s),
-            "predict_vs_forward": min(forward_s) / min(predict_s)}
+    return {"forward_images_per_s": n / statistics.median(forward_s),
+            "predict_images_per_s": n / statistics.median(predict_s),
+            "predict_vs_forward": paired_ratio(forward_s, predict_s)}
+
+
+def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, float]:
+    """The three side-by-side speed measurements of the run's best model (rounded)."""
+    model_path = run_dir / "best.safetensors"
+    out = measure_triplet_share(load_model(model_path), cfg)
+    scan = find_samples(data, "icoseg")
+    test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
+    test_dirs = sorted({s.image.parent for s in test})
+    out.update(measure_predict_vs_forward(model_path, cfg.image_size, test_dirs))
+    out.update(measure_train_vs_plain(model_path, cfg, data))
+    return {k: round(v, 4) for k, v in out.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
-    parser.add_argument("--minutes", type=float, required=True, help="training time budget")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--run-dir", type=Path, help="where the run goes (default: beside --out)")
     parser.add_argument("--config", type=Path, help="YAML config of the run (defaults: the toolkit's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--skip-speed", action="store_true", help="skip the speed ratios")
+    parser.add_argument("--speed-of", type=Path, metavar="RUN_DIR",
+                        help="no training: measure the speed ratios of a finished run (its config.yaml, best.*)")
+    parser.add_argument("--minutes", type=float, help="training time budget (required unless --speed-of)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.speed_of:
+        cfg = config_from_dict(CosegTrainConfig, yaml.safe_load((args.speed_of / "config.yaml").read_text()),
+                               str(args.speed_of / "config.yaml"))
+        out = speed_ratios(args.speed_of, cfg, args.data)
+        print("\n".join(f"{k}: {v}" for k, v in out.items()))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        return
+    if args.minutes is None:
+        parser.error("--minutes is required (unless --speed-of)")
 
     base = yaml.safe_load(args.config.read_text()) if args.config else {}
     base.update(dict(kv.split("=", 1) for kv in args.set))
@@ -248,11 +281,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")  # quality first: a failing speed probe loses nothing
     if not args.skip_speed:
-        out.update({k: round(v, 4) for k, v in measure_triplet_share(load_model(run_dir / "best.safetensors"), cfg).items()})
-        test_dirs = sorted({s.image.parent for s in test})
-        out.update({k: round(v, 4) for k, v in measure_predict_vs_forward(
-            run_dir / "best.safetensors", cfg.image_size, test_dirs).items()})
-        out.update({k: round(v, 4) for k, v in measure_train_vs_plain(run_dir / "best.safetensors", cfg, args.data).items()})
+        out.update(speed_ratios(run_dir, cfg, args.data))
 
     groups = sorted(first["per_group"], key=lambda g: first["per_group"][g]["J"])
     width = max(len(g) for g in groups + ["mean"])

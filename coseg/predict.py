@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries
 from coseg.data import find_samples, printable, read_image, write_png_atomic
-from coseg.inference import ImageFileDataset, group_ids, predict_dataset
+from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
 from coseg.models import CosegNet, GroupRefinement
 
 
@@ -81,8 +82,8 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     dataset = ImageFileDataset([image for image, _ in todo], image_size)
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
-    # PNG encoding and the atomic writes' fsync run in threads (they release the GIL) while the model goes on
-    with ThreadPoolExecutor(max_workers=WRITER_THREADS) as writer:
+    # with a core to spare, PNG encoding and the atomic writes' fsync run in threads while the model goes on
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS) if spare_cpu(device) else nullcontext() as writer:
         pending: list[Future] = []
         for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                              groups=groups, refinement=refinement):
@@ -92,7 +93,10 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
                 report.skipped.append((printable(image_path), result))
                 continue
             tinted = None if overlays is None else output_path(overlays, image_path.relative_to(input_dir))
-            pending.append(writer.submit(_write_outputs, result, target, image_path, tinted))
+            if writer is None:
+                _write_outputs(result, target, image_path, tinted)
+            else:
+                pending.append(writer.submit(_write_outputs, result, target, image_path, tinted))
             report.written += 1
         for job in pending:
             job.result()  # a failed write raises here

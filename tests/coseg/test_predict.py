@@ -11,7 +11,31 @@ from tests.coseg.pipeline_fixtures import ConstantModel, odd_sized_set
 CPU = torch.device("cpu")
 
 
-def test_masks_at_input_size_with_same_relative_paths(tmp_path):
+@pytest.fixture(params=[False, True], ids=["inline", "helper-threads"])
+def helpers(request, monkeypatch):
+    """Both ways predict runs: decoding and writing inline (the model fills every core) or in helper threads."""
+    import coseg.inference
+    import coseg.predict
+
+    for module in (coseg.inference, coseg.predict):
+        monkeypatch.setattr(module, "spare_cpu", lambda device: request.param)
+    return request.param
+
+
+def test_helper_threads_only_with_a_core_to_spare(monkeypatch):
+    import os
+
+    from coseg.inference import spare_cpu
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert not spare_cpu(CPU)
+    assert spare_cpu(torch.device("cuda"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores - 1)
+    assert spare_cpu(CPU) == (cores > 1)
+
+
+def test_masks_at_input_size_with_same_relative_paths(tmp_path, helpers):
     root = odd_sized_set(tmp_path / "data") / "images"
     report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, overlays=tmp_path / "ov", progress=False)
     assert report.written == 3 and not report.skipped
@@ -22,7 +46,7 @@ def test_masks_at_input_size_with_same_relative_paths(tmp_path):
         assert (tmp_path / "ov" / image.relative_to(root).with_suffix(".png")).is_file()
 
 
-def test_rerun_keeps_finished_masks_and_skips_unreadable(tmp_path):
+def test_rerun_keeps_finished_masks_and_skips_unreadable(tmp_path, helpers):
     root = odd_sized_set(tmp_path / "data") / "images"
     (root / "g1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     first = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
@@ -80,7 +104,7 @@ def test_prefetched_keeps_order_raises_producer_errors_and_stops_early():
     assert len(produced) <= 5 + 1 + 2 + 1  # it never ran far ahead
 
 
-def test_a_failed_mask_write_is_raised(tmp_path, monkeypatch):
+def test_a_failed_mask_write_is_raised(tmp_path, monkeypatch, helpers):
     import coseg.predict as predict
 
     root = odd_sized_set(tmp_path / "data") / "images"
