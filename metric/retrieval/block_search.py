@@ -159,8 +159,8 @@ class BlockSearch:
         self._sample_references = self._references[self._sample]
         self._sample_stride = sample_stride
         self._block_products = block_products
-        # The symmetric pass's tiles: at most tile × tile products per block.
-        self._tile = max(MIN_SIDE, math.isqrt(block_products))
+        # The symmetric pass's tiles: a power of two (the BLAS is slower on widths that are no multiple of 16).
+        self._tile = max(MIN_SIDE, 1 << (math.isqrt(block_products).bit_length() - 1))
         # Keys pack (query row, score, index) in 64 bits: index in the low `_index_bits`, then 32 score bits.
         self._index_bits = max(1, (self.size - 1).bit_length())
         self._workers = max(1, torch.get_num_threads())
@@ -228,7 +228,7 @@ class BlockSearch:
             raise ValueError(f"{self.size} rows are too many for the symmetric pass")
         block_depth, block_threshold = depth[self._order], threshold[self._order].astype(np.float32)
         block_threshold[block_depth == 0] = -np.inf
-        self._reserve(self._tile**2)
+        self._reserve(int(np.diff(bins).max()) ** 2)
         pending: list[list[np.ndarray]] = [[] for _ in range(bins.size - 1)]
         for i in range(bins.size - 1):
             later = np.arange(i, bins.size - 1)
@@ -251,10 +251,10 @@ class BlockSearch:
                 yield ids[queries], NearestLists(*(part[queries] for part in lists))
 
     def _tile_bins(self) -> np.ndarray:
-        """Tile boundaries in block rows: tiles of nearly equal sizes, at most ``_tile`` rows (no small last tile:
-        the BLAS rounds products of small blocks differently)."""
-        tiles = -(-self.size // self._tile)
-        return np.arange(tiles + 1) * self.size // tiles
+        """Tile boundaries in block rows: tiles of ``_tile`` rows, the last one merged into the one before when it
+        would have fewer than :data:`MIN_SIDE` rows."""
+        bins = np.append(np.arange(0, self.size, self._tile), self.size)
+        return np.delete(bins, -2) if bins.size > 2 and bins[-1] - bins[-2] < MIN_SIDE else bins
 
     def _reserve(self, block: int) -> None:
         """Per-worker buffers for blocks of ``block`` products."""

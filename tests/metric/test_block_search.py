@@ -173,8 +173,8 @@ def symmetric_lists(x: np.ndarray, metric: str, depth: np.ndarray, block_product
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_symmetric_pass_gives_faiss_lists_and_the_chunked_scores(metric: str) -> None:
-    # 1,100 rows in 18 tiles of 61-62: rows meet columns of their own tile, of later tiles (as rows) and of earlier
-    # tiles (as columns); a duplicate pair and rows that are no query (depth 0).
+    # 1,100 rows in tiles of 64 (and 76 last): rows meet columns of their own tile, of later tiles (as rows) and
+    # of earlier tiles (as columns); a duplicate pair and rows that are no query (depth 0).
     x = np.random.default_rng(11).normal(size=(1100, 128)).astype(np.float32)
     x[900] = x[5]
     depth = np.random.default_rng(12).integers(1, 60, size=1100)
@@ -197,7 +197,7 @@ def test_symmetric_pass_gives_faiss_lists_and_the_chunked_scores(metric: str) ->
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("block_products", [1, 1 << 18])  # tiles of 23-24 rows (the least), one tile
+@pytest.mark.parametrize("block_products", [1, 1 << 18])  # tiles of 32 and 38 rows (the least), one tile
 def test_symmetric_pass_ties_by_smaller_index_and_self_left_out(metric: str, block_products: int) -> None:
     # Integer points on a tiny grid (exact in float32): ties and duplicates everywhere, across tiles and within.
     x = np.random.default_rng(13).integers(0, 3, size=(70, 2)).astype(np.float32)
