@@ -100,13 +100,6 @@ class NearestLists(NamedTuple):
     tolerance: np.ndarray  # (rows,) float64: bound on |score − faiss's distance| (see BlockSearch)
 
 
-class Thresholds(NamedTuple):
-    """Per query, the candidate threshold and how many references are expected to score at most it."""
-
-    scores: np.ndarray  # (rows,) float32
-    candidates: np.ndarray  # (rows,) int64: stride × sample scores at most the threshold (ties included)
-
-
 class BlockSearch:
     """Nearest neighbours of rows of ``embeddings (N, D)`` (float32 host array) among all its other rows.
 
@@ -179,15 +172,12 @@ class BlockSearch:
         """Stop the worker threads (also done on leaving a ``with`` block)."""
         self._pool.shutdown()
 
-    def thresholds(self, ids: np.ndarray, depth: np.ndarray) -> Thresholds:
-        """Candidate thresholds of query rows ``ids`` for their ``depth`` (≥ 1) nearest others (see
+    def thresholds(self, ids: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """(rows,) float32 candidate thresholds of query rows ``ids`` for their ``depth`` (≥ 1) nearest others (see
         :meth:`_threshold`), from the sample's scores, :data:`SAMPLE_PRODUCTS` at a time."""
         rows = max(1, SAMPLE_PRODUCTS // self._sample.size)
         parts = [self._sample_thresholds(ids[s : s + rows], depth[s : s + rows]) for s in range(0, ids.size, rows)]
-        return Thresholds(
-            np.concatenate([p.scores for p in parts] or [np.empty(0, np.float32)]),
-            np.concatenate([p.candidates for p in parts] or [np.empty(0, np.int64)]),
-        )
+        return np.concatenate(parts or [np.empty(0, np.float32)])
 
     def nearest(self, ids: np.ndarray, depth: np.ndarray, threshold: np.ndarray | None = None) -> NearestLists:
         """The ``depth[i]`` (1 ≤ depth ≤ N − 1) nearest others of query row ``ids[i]``, for a chunk of at most
@@ -200,50 +190,51 @@ class BlockSearch:
         if rows << self._index_bits > 1 << 32:
             raise ValueError(f"a chunk holds at most 2^31 products (queries × N), got {rows} × {self.size}")
         if threshold is None:
-            threshold = self._sample_thresholds(ids, depth).scores
+            threshold = self._sample_thresholds(ids, depth)
         return self._ranked(ids, depth, self._pass(ids, threshold))
 
-    def symmetric_peak_bytes(self, candidates: np.ndarray) -> int:
-        """Expected peak bytes of the candidates :meth:`symmetric` holds, from each row's expected number of
-        candidates (``candidates (N,)``, 0 for rows that are no query): a tile's rows collect candidates from
-        every earlier tile before their own turn."""
-        bins = self._tile_bins()
-        per_tile = np.add.reduceat(candidates[self._order].astype(np.float64), bins[:-1])
-        later = per_tile[::-1].cumsum()[::-1] - per_tile  # candidates of the tiles after tile i
-        seen = bins[1:] / self.size  # share of the references in tiles up to i
-        return int(8 * np.max(per_tile + later * seen, initial=0.0))
-
-    def symmetric(self, depth: np.ndarray, threshold: np.ndarray) -> Iterator[tuple[np.ndarray, NearestLists]]:
-        """Every query's ``depth`` nearest others (``depth (N,)``, 0 for rows that are no query; ``threshold (N,)``
-        their :meth:`thresholds`), a tile of rows at a time: ``(ids, lists)`` of the tile's queries.
+    def symmetric(
+        self, depth: np.ndarray, threshold: np.ndarray, budget: int
+    ) -> Iterator[tuple[np.ndarray, NearestLists]]:
+        """The ``depth`` nearest others of every query (``depth (N,)``, 0 for rows that are no query; ``threshold
+        (N,)`` their :meth:`thresholds`), a tile of rows at a time: ``(ids, lists)`` of the tile's queries. Tiles
+        whose candidates would exceed ``budget`` bytes are left out (see below): their queries are not yielded.
 
         Tiles are ranges of block rows (for "l2": of increasing norm). Tile I's products with tile J ≥ I (one
         matrix product) are compared with the bounds of I's rows for J's norms and with those of J's rows for I's
-        norms: a pair's score is the same either way round (same rounded dot product, norms added in either order),
-        so each pair is multiplied once. Candidates of later tiles wait until their tile's turn: memory is the
-        candidates of all rows in the worst case (see :meth:`symmetric_peak_bytes`) plus one tile × tile block per
-        worker."""
+        norms: a pair's score is the same either way round (the same rounded dot product, norms added in either
+        order), so each pair is multiplied once. Candidates of later tiles wait until their tile's turn. Memory:
+        when they take more than ``budget`` bytes, the last tiles are left out (their waiting candidates dropped,
+        none collected for them any more) until half the budget is held; so at most the budget plus one tile row's
+        new candidates are held, plus one tile × tile block per worker."""
         bins = self._tile_bins()
+        tiles = bins.size - 1
         if int(np.diff(bins).max()) << self._index_bits > 1 << 32:
             raise ValueError(f"{self.size} rows are too many for the symmetric pass")
         block_depth, block_threshold = depth[self._order], threshold[self._order].astype(np.float32)
         block_threshold[block_depth == 0] = -np.inf
         self._reserve(int(np.diff(bins).max()) ** 2)
-        pending: list[list[np.ndarray]] = [[] for _ in range(bins.size - 1)]
-        for i in range(bins.size - 1):
-            later = np.arange(i, bins.size - 1)
+        pending: list[list[np.ndarray]] = [[] for _ in range(tiles)]
+        held, kept = 0, tiles  # bytes of candidates waiting; tiles still collecting them
+        for i in range(tiles):
+            if i == kept:
+                return
+            later = np.arange(i, tiles)
             shares = np.array_split(later, min(self._workers, later.size))
-            if len(shares) == 1:
-                found = [self._tile_row(0, i, later, bins, block_threshold)]
-            else:
-                found = list(self._pool.map(self._tile_row, range(len(shares)), [i] * len(shares), shares,
-                                            [bins] * len(shares), [block_threshold] * len(shares)))
-            for own, others in found:
-                pending[i].append(own)
+            found = list(self._pool.map(self._tile_row, range(len(shares)), [i] * len(shares), shares,
+                                        [bins] * len(shares), [block_threshold] * len(shares), [bins[kept]] * len(shares)))
+            for _, others in found:
                 for j, keys in others:
                     pending[j].append(keys)
-            keys = np.concatenate(pending[i] or [np.empty(0, np.uint64)])
-            pending[i] = []
+                    held += keys.nbytes
+            waiting, pending[i] = pending[i], []
+            held -= sum(part.nbytes for part in waiting)
+            keys = np.concatenate([own for own, _ in found] + waiting)
+            if held > budget:
+                while kept > i + 1 and held > budget // 2:
+                    kept -= 1
+                    held -= sum(part.nbytes for part in pending[kept])
+                    pending[kept] = []
             ids, tile_depth = self._order[bins[i] : bins[i + 1]], block_depth[bins[i] : bins[i + 1]]
             queries = np.flatnonzero(tile_depth > 0)
             if queries.size:
@@ -263,10 +254,11 @@ class BlockSearch:
             self._flags = np.zeros((self._workers, block + 8), bool)
 
     def _tile_row(
-        self, worker: int, i: int, tiles: np.ndarray, bins: np.ndarray, threshold: np.ndarray
+        self, worker: int, i: int, tiles: np.ndarray, bins: np.ndarray, threshold: np.ndarray, collected: int
     ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-        """Keys of tile ``i``'s rows from its blocks with ``tiles`` (consecutive, all ≥ i), and per other tile, the
-        keys of its rows from the same blocks (row fields: the row within its tile)."""
+        """Keys of tile ``i``'s rows from its blocks with ``tiles`` (consecutive, all ≥ i), and per other tile of
+        the block rows below ``collected``, the keys of its rows from the same blocks (row fields: the row within
+        its tile)."""
         first, last = bins[i], bins[i + 1]
         # Bounds of tile i's rows for each of the tiles' norms; of the tiles' rows for tile i's norms.
         norms = self._reference_norms
@@ -298,7 +290,7 @@ class BlockSearch:
         # Each query's own row (diagonal block) is left out by index, not by score.
         keep = (scores <= threshold[row]) & (row != column)
         own = self._keys(row[keep] - first, scores[keep], column[keep])
-        keep = (column >= last) & (scores <= threshold[column])
+        keep = (column >= last) & (column < collected) & (scores <= threshold[column])
         column, row = column[keep], row[keep]
         tile = np.searchsorted(bins, column, side="right") - 1
         keys = self._keys(column - bins[tile], scores[keep], row)
@@ -388,25 +380,23 @@ class BlockSearch:
         scores += products
         return np.maximum(scores, 0, out=scores)
 
-    def _sample_thresholds(self, ids: np.ndarray, depth: np.ndarray) -> Thresholds:
+    def _sample_thresholds(self, ids: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """:meth:`_threshold` of the query rows ``ids``, their sample products split between the worker threads."""
         sample_products = torch.mm(torch.from_numpy(self._queries[ids]), self._sample_references.T).numpy()
         workers = min(ids.size, self._workers)
         by_rows = [slice(a, b) for a, b in pairwise(np.linspace(0, ids.size, workers + 1).astype(int))]
-        parts = list(self._pool.map(lambda p: self._threshold(ids[p], sample_products[p], depth[p]), by_rows))
-        return Thresholds(np.concatenate([p.scores for p in parts]), np.concatenate([p.candidates for p in parts]))
+        parts = self._pool.map(lambda p: self._threshold(ids[p], sample_products[p], depth[p]), by_rows)
+        return np.concatenate(list(parts))
 
-    def _threshold(self, ids: np.ndarray, sample_products: np.ndarray, depth: np.ndarray) -> Thresholds:
+    def _threshold(self, ids: np.ndarray, sample_products: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Per query, a score below which about depth + 3√(depth·stride) + 4·stride references lie: the sample's
         count below the depth-th score is ~Poisson(depth / stride), so falling short happens with probability
         ~1e-4 per query (and is then handled exactly, see :meth:`_complete`)."""
         expected = depth / self._sample_stride
         # One rank more: the sample may hold the query itself.
         rank = np.ceil(expected + 3 * np.sqrt(expected) + 4).astype(np.int64) + 1
-        everything = rank > self._sample.size
         scores = np.full(ids.size, np.inf, np.float32)
-        candidates = np.full(ids.size, self.size, np.int64)
-        some = np.flatnonzero(~everything)
+        some = np.flatnonzero(rank <= self._sample.size)
         if some.size:
             # For "l2", ‖x‖² − 2 q·x orders a query's references as its scores do (up to rounding: this is only
             # an estimate), one pass instead of three.
@@ -415,8 +405,7 @@ class BlockSearch:
                 partial += self._reference_norms[self._sample]
             chosen = kth_smallest(partial, rank[some])
             scores[some] = chosen + self._query_norms[ids[some]] if self.metric == "l2" else chosen
-            candidates[some] = self._sample_stride * (partial <= chosen[:, None]).sum(axis=1)
-        return Thresholds(scores, candidates)
+        return scores
 
     def _bounds(self, norms: np.ndarray, threshold: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """(ranges, rows) float32: in each range ``bins[b]`` to ``bins[b + 1]`` of block rows, a product above its

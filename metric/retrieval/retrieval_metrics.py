@@ -40,10 +40,11 @@ def retrieval_metrics(
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
     for any number of queries: the neighbour candidates take ~8 bytes × 1.5 × depth per query (depth: R + 1 with
-    MAP@R, max(ks) + 1 without). When all of them fit ``candidate_budget`` bytes, one pass over the N²/2 pairs
-    finds them (each pair's distance computed once, for both of its samples); otherwise queries are streamed in
-    chunks of min(1024, ``chunk_budget`` // N) queries (down to a power of two, at least 1), each scored against
-    all N samples by matrix products with ~1 MiB blocks of references, see :func:`iter_neighbour_matches`.
+    MAP@R, max(ks) + 1 without). One pass over the N²/2 pairs finds them (each pair's distance computed once, for
+    both of its samples) as long as those waiting for later samples fit ``candidate_budget`` bytes (0: never);
+    the queries it leaves out are streamed in chunks of min(1024, ``chunk_budget`` // N) queries (down to a power
+    of two, at least 1), each scored against all N samples by matrix products with ~1 MiB blocks of references,
+    see :func:`iter_neighbour_matches`.
     """
     check_metric(metric)
     ks = sorted(set(int(k) for k in ks))

@@ -2,6 +2,8 @@
 distances, against faiss, the brute-force reference and its own rounding bound."""
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,6 @@ from metric.retrieval import knn
 from metric.retrieval.block_search import (
     BlockSearch,
     NearestLists,
-    Thresholds,
     flagged,
     float_from_ordered_bits,
     kth_smallest,
@@ -114,14 +115,12 @@ def test_a_threshold_below_the_depth_falls_back_to_exact_selection(
 ) -> None:
     x = np.random.default_rng(8).normal(size=(300, 5)).astype(np.float32)
     _, expected = faiss_lists(x, "l2", 30)
-    too_low = lambda self, ids, products, depth: Thresholds(  # noqa: E731
-        np.full(ids.size, -1.0, np.float32), np.zeros(ids.size, np.int64)
-    )
+    too_low = lambda self, ids, products, depth: np.full(ids.size, -1.0, np.float32)  # noqa: E731
     monkeypatch.setattr(BlockSearch, "_threshold", too_low)
     with BlockSearch(x, "l2", block_products=64**2) as search:
         depth = np.full(300, 30)
         if symmetric:
-            lists = gathered(search.symmetric(depth, search.thresholds(np.arange(300), depth).scores), 300)
+            lists = gathered(search.symmetric(depth, search.thresholds(np.arange(300), depth), 1 << 30), 300)
         else:
             lists = search.nearest(np.arange(300), depth)
     assert np.array_equal(lists.indices, expected)
@@ -163,12 +162,14 @@ def test_fewer_reference_ranges_than_worker_threads() -> None:
     assert np.all(np.abs(lists.scores - expected_scores) <= lists.tolerance[:, None])
 
 
-def symmetric_lists(x: np.ndarray, metric: str, depth: np.ndarray, block_products: int) -> NearestLists:
+def symmetric_lists(
+    x: np.ndarray, metric: str, depth: np.ndarray, block_products: int, budget: int = 1 << 30
+) -> NearestLists:
     with BlockSearch(x, metric, block_products=block_products) as search:
         queries = np.flatnonzero(depth > 0)
         threshold = np.full(x.shape[0], -np.inf, np.float32)
-        threshold[queries] = search.thresholds(queries, depth[queries]).scores
-        return gathered(search.symmetric(depth, threshold), x.shape[0])
+        threshold[queries] = search.thresholds(queries, depth[queries])
+        return gathered(search.symmetric(depth, threshold, budget), x.shape[0])
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
@@ -226,13 +227,30 @@ def test_symmetric_pass_agrees_with_query_chunks_and_with_two_threads() -> None:
         assert np.array_equal(lists.scores[i, :d], chunked.scores[i, :d])
 
 
-def test_symmetric_peak_bytes_by_hand() -> None:
-    x = np.zeros((160, 2), np.float32)
-    with BlockSearch(x, "ip", block_products=32**2) as search:  # 5 tiles of 32 rows
-        # 8 candidates per row, 256 per tile: at tile i, its own 256 plus (i + 1)/5 of every later tile's.
-        peak = max(256 + (4 - i) * 256 * (i + 1) / 5 for i in range(5))
-        assert search.symmetric_peak_bytes(np.full(160, 8)) == int(8 * peak)
-        assert search.symmetric_peak_bytes(np.zeros(160, np.int64)) == 0
+def test_symmetric_pass_within_a_budget_leaves_out_the_last_tiles() -> None:
+    # Collapsed embeddings (all equal): every pair ties, so every row is a candidate of every other row and the
+    # candidates waiting for later tiles grow as N²; the budget caps them by leaving out the last tiles.
+    n, depth = 3072, np.full(3072, 40)
+    x = np.ones((n, 8), np.float32)
+    peaks, yielded = {}, []
+    with BlockSearch(x, "l2", block_products=32**2) as search:  # 96 tiles of 32 rows
+        threshold = search.thresholds(np.arange(n), depth)
+        for budget in (1 << 30, 1 << 20):
+            tracemalloc.start()
+            for ids, lists in search.symmetric(depth, threshold, budget):
+                yielded.append(ids)
+                # Ties by smaller index, the query itself left out.
+                expected = [np.delete(np.arange(41), i)[:40] if i < 41 else np.arange(40) for i in ids]
+                assert np.array_equal(lists.indices[:, :40], expected)
+            peaks[budget] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            if budget == 1 << 30:
+                assert np.array_equal(np.sort(np.concatenate(yielded)), np.arange(n))
+                yielded.clear()
+    rows = np.sort(search._block_row[np.concatenate(yielded)])
+    assert 32 <= rows.size < n and np.array_equal(rows, np.arange(rows.size))  # a prefix of whole tiles
+    # Unbounded: ~n² / 4 keys of 8 bytes wait at the peak (19 MB); within 1 MiB: that plus one tile row's.
+    assert peaks[1 << 30] > 16 << 20 and peaks[1 << 20] < peaks[1 << 30] / 2
 
 
 def test_kth_smallest_is_a_row_wise_selection() -> None:
@@ -255,17 +273,3 @@ def test_sorted_by_row_is_a_sort() -> None:
     got, starts = sorted_by_row(keys, 40, 40)  # rows 37 to 39 are empty
     assert np.array_equal(got, np.sort(keys))
     assert np.array_equal(starts, np.searchsorted(np.sort(keys), np.arange(41, dtype=np.uint64) << np.uint64(40)))
-
-
-def test_expected_candidates_count_ties() -> None:
-    # Collapsed embeddings (every distance 0): every other row ties with the depth-th, so all are candidates, and
-    # the estimate says so (it decides whether the symmetric pass fits its memory budget).
-    x = np.ones((800, 4), np.float32)
-    with BlockSearch(x, "l2") as search:
-        thresholds = search.thresholds(np.arange(800), np.full(800, 20))
-    assert np.all(thresholds.scores == 0) and np.all(thresholds.candidates >= 790)
-    x = np.random.default_rng(19).normal(size=(800, 4)).astype(np.float32)
-    with BlockSearch(x, "l2") as search:
-        thresholds = search.thresholds(np.arange(800), np.full(800, 20))
-    # Without ties: the stride (16) × the threshold's rank in the sample (depth 20: 10).
-    assert np.all(thresholds.candidates == 16 * 10)

@@ -46,9 +46,9 @@ def symmetric_depths(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     calls: list[np.ndarray] = []
     symmetric = BlockSearch.symmetric
 
-    def spy(self, depth, threshold):
+    def spy(self, depth, threshold, budget):
         calls.append(depth)
-        return symmetric(self, depth, threshold)
+        return symmetric(self, depth, threshold, budget)
 
     monkeypatch.setattr(BlockSearch, "symmetric", spy)
     return calls
@@ -100,20 +100,23 @@ def test_recall_only_sorts_max_k_neighbours_and_one_more(search_calls: list, sym
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
-def test_symmetric_pass_within_the_budget_and_chunks_beyond_it(
+def test_symmetric_pass_then_chunks_for_the_queries_it_leaves_out(
     metric: str, search_calls: list, symmetric_depths: list
 ) -> None:
-    # 3,000 × 32 in 30 classes (R ≈ 100): ~300 candidates per query (small depths take a wide margin), 7 MB in all,
-    # about 2 MB at the peak.
+    # 3,000 × 32 in 30 classes (R ≈ 100): ~300 candidates per query (small depths take a wide margin), 7 MB in all.
     x, y = clustered(3000, 32, 30, spread=2.5)
     y[:2] = 1000  # a class of two (R = 1)
     y[2] = 1001  # a lone query
-    symmetric = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=1 << 22)
+    chunked = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=0)
+    assert not symmetric_depths and sum(rows for rows, _, _ in search_calls) == 2999
+    search_calls.clear()
+    symmetric = retrieval_metrics(x, y, metric=metric, with_nmi=False)
     assert len(symmetric_depths) == 1 and not search_calls
-    chunked = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=1 << 16)
-    assert len(symmetric_depths) == 1 and sum(rows for rows, _, _ in search_calls) == 2999
-    assert symmetric == pytest.approx(chunked, abs=1e-12)
-    assert symmetric["R@1"] == chunked["R@1"]
+    assert symmetric == pytest.approx(chunked, abs=1e-12) and symmetric["R@1"] == chunked["R@1"]
+    # Within 64 KiB the symmetric pass leaves the last tiles out: chunks search their queries.
+    mixed = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=1 << 16)
+    assert len(symmetric_depths) == 2 and 0 < sum(rows for rows, _, _ in search_calls) < 2999
+    assert mixed == pytest.approx(chunked, abs=1e-12) and mixed["R@1"] == chunked["R@1"]
 
 
 def test_matches_pml_accuracy_calculator() -> None:
@@ -228,12 +231,12 @@ def test_invalid_inputs() -> None:
 
 @pytest.mark.slow
 def test_large_query_set_streams_in_bounded_chunks(search_calls: list) -> None:
-    """20,000 queries × 16, 20 classes (R ≈ 1,000), the candidates of all queries above the budget: the 20,000²
-    distances (4·10⁸) never exist at once, only blocks of at most 2²² (and the neighbour lists of one block).
+    """20,000 queries × 16, 20 classes (R ≈ 1,000), searched by chunks of queries: the 20,000² distances (4·10⁸)
+    never exist at once, only blocks of at most 2²² (and the neighbour lists of one block).
     (Exact MAP@R costs N² distances: 200,000 queries take minutes on this 2-core machine, hence this size.)"""
     n, budget = 20_000, 1 << 22
     x, y = clustered(n, 16, 20, spread=0.05)
-    result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget, candidate_budget=1 << 24)
+    result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget, candidate_budget=0)
     assert result == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1})
     assert sum(rows for rows, _, _ in search_calls) == n
     assert len(search_calls) > 50
