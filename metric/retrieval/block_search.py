@@ -221,8 +221,11 @@ class BlockSearch:
                 return
             later = np.arange(i, tiles)
             shares = np.array_split(later, min(self._workers, later.size))
-            found = list(self._pool.map(self._tile_row, range(len(shares)), [i] * len(shares), shares,
-                                        [bins] * len(shares), [block_threshold] * len(shares), [bins[kept]] * len(shares)))
+            found = list(
+                self._pool.map(
+                    lambda w: self._tile_row(w, i, shares[w], bins, block_threshold, bins[kept]), range(len(shares))
+                )
+            )
             for _, others in found:
                 for j, keys in others:
                     pending[j].append(keys)
@@ -269,9 +272,10 @@ class BlockSearch:
         for b, j in enumerate(tiles):
             height, width = last - first, bins[j + 1] - bins[j]
             products = self._products[worker, : height * width].reshape(height, width)
-            torch.mm(self._references[first:last], self._sorted[bins[j] : bins[j + 1]].T, out=torch.from_numpy(products))
+            columns_t = self._sorted[bins[j] : bins[j + 1]].T
+            torch.mm(self._references[first:last], columns_t, out=torch.from_numpy(products))
             flags = self._flags[worker, : products.size].reshape(height, width)
-            if j == i:
+            if j == i or bins[j] >= collected:
                 bound = own_bounds[b][:, None]
             else:
                 # Flag a pair that may be a candidate of its row or of its column. One bound per column (the rows'
@@ -308,7 +312,8 @@ class BlockSearch:
         queries_t = torch.from_numpy(self._queries[np.resize(ids, columns)]).T
         ranges = math.ceil(self.size * columns / self._block_products)
         bins = np.unique(np.linspace(0, self.size, ranges + 1).astype(int))
-        bound = np.pad(self._bounds(self._query_norms[ids], threshold, bins), ((0, 0), (0, columns - rows)), constant_values=-np.inf)
+        bound = self._bounds(self._query_norms[ids], threshold, bins)
+        bound = np.pad(bound, ((0, 0), (0, columns - rows)), constant_values=-np.inf)
         self._reserve(int(np.diff(bins).max()) * columns)
 
         def flag(worker: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
