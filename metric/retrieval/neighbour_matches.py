@@ -32,6 +32,7 @@ def iter_neighbour_matches(
     metric: Metric = "l2",
     chunk_budget: int = 1 << 26,
     gpu: bool = False,
+    candidate_budget: int = 1 << 30,
 ) -> Iterator[NeighbourMatches]:
     """Search every sample among all the others, a chunk of queries at a time.
 
@@ -42,16 +43,22 @@ def iter_neighbour_matches(
         through_r: also reach each query's R-th neighbour (for MAP@R): a query's depth is max(k, R) (+ 1, see
             :func:`is_settled`).
         chunk_budget: (< 2³¹) a chunk holds min(1024, chunk_budget // N) queries, down to a power of two (≥ 1).
+        candidate_budget: bytes of neighbour candidates the symmetric pass may hold (see
+            :meth:`BlockSearch.symmetric`); 0 searches chunks of queries only.
 
     Queries whose class has no other sample (R = 0, "lone") are not yielded: nothing can be retrieved for them.
-    Queries run in order of decreasing depth, so a chunk's lists are about as deep as each of its queries needs.
-    Each chunk is one :meth:`BlockSearch.nearest` call: O(N·D) multiply-adds per query, so O(N²·D) for the whole
-    pass, plus scoring and sorting ~1.5 × depth candidates per query; memory is one ~1 MiB block of products per
-    thread plus the candidates, whatever the number of queries.
+    A symmetric pass (:meth:`BlockSearch.symmetric`) computes each pair's product once, for both of its rows, and
+    yields a tile of rows at a time, as long as the candidates waiting for later tiles (~8 bytes × 1.5 × depth
+    per query in all) fit ``candidate_budget``; the queries of the tiles it leaves out then run in chunks, in
+    order of decreasing depth (so a chunk's lists are about as deep as each of its queries needs), each one
+    :meth:`BlockSearch.nearest` call: O(N·D) multiply-adds per query; memory is then one ~1 MiB block of
+    products per thread plus one chunk's candidates, whatever the number of queries. Either way ~1.5 × depth
+    candidates per query are scored and sorted.
 
-    ``matches`` ranks neighbours by BlockSearch's scores, which are faiss's distances wherever the BLAS rounds dot
-    products as faiss's does (x86 MKL and OpenBLAS do); elsewhere two neighbours within float32 rounding of each
-    other may swap, and MAP@R agrees with faiss (and so with pytorch-metric-learning) up to such near-ties.
+    ``matches`` ranks neighbours by BlockSearch's scores, which are faiss's distances wherever faiss's BLAS rounds
+    a dot product as torch's does (most pairs, see :class:`BlockSearch`); elsewhere two neighbours within float32
+    rounding of each other may swap, and MAP@R agrees with faiss (and so with pytorch-metric-learning) up to such
+    near-ties (3.8e-9 at 100,000 × 128, see benchmarks/metric_vs_pml.py).
     ``nearest`` is exact in any case: a query is settled when no rounding of its scores within the bound of both
     computations can change its Recall@K hit at any K of ``ks`` (see :func:`is_settled`); the other queries are
     searched again with faiss (:class:`ExactRecheck`) and yielded in later chunks.
@@ -70,14 +77,32 @@ def iter_neighbour_matches(
     rows = 1 << (max(1, min(MAX_CHUNK, chunk_budget // n)).bit_length() - 1)
     exact = ExactRecheck(embeddings, codes, k, metric, gpu)
     with BlockSearch(embeddings, metric) as search:
-        for start in range(0, order.size, rows):
-            ids = order[start : start + rows]
-            lists = search.nearest(ids, depth[ids])
+        for ids, lists in nearest_lists(search, order, depth, rows, candidate_budget):
             matches = np.append(codes, -1)[lists.indices] == codes[ids][:, None]
             settled = is_settled(lists, matches, depth[ids], boundaries)
             yield NeighbourMatches(ids[settled], relevant[ids[settled]], matches[settled], matches[settled, :k])
             yield from exact.add(ids[~settled], relevant[ids[~settled]], matches[~settled])
     yield from exact.flush()
+
+
+def nearest_lists(
+    search: BlockSearch, order: np.ndarray, depth: np.ndarray, rows: int, candidate_budget: int
+) -> Iterator[tuple[np.ndarray, NearestLists]]:
+    """``(ids, lists)`` covering each query of ``order`` once: the tiles of the symmetric pass (none when
+    ``candidate_budget`` is 0), then chunks of ``rows`` queries, in ``order``, for those it left out."""
+    threshold = np.full(search.size, -np.inf, np.float32)
+    threshold[order] = search.thresholds(order, depth[order])
+    done = np.zeros(search.size, bool)
+    if candidate_budget > 0:
+        query_depth = np.zeros_like(depth)
+        query_depth[order] = depth[order]
+        for ids, lists in search.symmetric(query_depth, threshold, candidate_budget):
+            done[ids] = True
+            yield ids, lists
+    left = order[~done[order]]
+    for start in range(0, left.size, rows):
+        ids = left[start : start + rows]
+        yield ids, search.nearest(ids, depth[ids], threshold[ids])
 
 
 def is_settled(lists: NearestLists, matches: np.ndarray, depth: np.ndarray, boundaries: Sequence[int]) -> np.ndarray:

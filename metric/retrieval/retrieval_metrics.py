@@ -22,6 +22,7 @@ def retrieval_metrics(
     with_nmi: bool = True,
     chunk_budget: int = 1 << 26,
     kmeans_seed: int = 1234,
+    candidate_budget: int = 1 << 30,
 ) -> dict[str, float]:
     """Leave-one-out retrieval metrics of ``embeddings (N, D)`` with integer ``labels (N,)``, as fractions in [0, 1].
 
@@ -29,8 +30,8 @@ def retrieval_metrics(
       - R@K: share of queries with a same-class sample among their K nearest neighbours (the query excluded).
         R@1 equals pytorch-metric-learning's ``precision_at_1``.
       - MAP@R: mean AP@R (see :func:`average_precision_at_r`), R = other samples of the query's class; equals
-        PML's ``mean_average_precision_at_r`` (up to neighbours within float32 rounding of each other on a BLAS
-        that rounds dot products differently from faiss's, see :func:`iter_neighbour_matches`).
+        PML's ``mean_average_precision_at_r`` up to neighbours within float32 rounding of each other that faiss's
+        BLAS orders the other way (see :func:`iter_neighbour_matches`).
       - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
     Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
     is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
@@ -38,10 +39,12 @@ def retrieval_metrics(
     orders tied *similarities* the other way round and, for them, differently with the number it returns).
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
-    for any number of queries: they are streamed in chunks of min(1024, ``chunk_budget`` // N) queries (down to a
-    power of two, at least 1), each scored against all N samples by matrix products with ~1 MiB blocks of
-    references; the candidates of a chunk take ~8 bytes × 1.5 × depth per query, see
-    :func:`iter_neighbour_matches`; ``with_map_at_r=False`` sorts only max(ks) + 1 neighbours per query.
+    for any number of queries: the neighbour candidates take ~8 bytes × 1.5 × depth per query (depth: R + 1 with
+    MAP@R, max(ks) + 1 without). One pass over the N²/2 pairs finds them (each pair's distance computed once, for
+    both of its samples) as long as those waiting for later samples fit ``candidate_budget`` bytes (0: never);
+    the queries it leaves out are streamed in chunks of min(1024, ``chunk_budget`` // N) queries (down to a power
+    of two, at least 1), each scored against all N samples by matrix products with ~1 MiB blocks of references,
+    see :func:`iter_neighbour_matches`.
     """
     check_metric(metric)
     ks = sorted(set(int(k) for k in ks))
@@ -49,12 +52,14 @@ def retrieval_metrics(
         raise ValueError(f"ks must be positive integers, got {ks}")
     if not 1 <= chunk_budget < 1 << 31:
         raise ValueError(f"chunk_budget must be in [1, 2^31), got {chunk_budget}")
+    if candidate_budget < 0:
+        raise ValueError(f"candidate_budget must be >= 0 bytes, got {candidate_budget}")
     x = as_float32_rows(embeddings, "embeddings")
     _, codes = np.unique(as_int64_labels(labels, x.shape[0]), return_inverse=True)
     hits = np.zeros(len(ks), dtype=np.int64)
     ap_sum, queries = 0.0, 0
     chunks = iter_neighbour_matches(
-        x, codes.reshape(-1), ks, with_map_at_r, metric, chunk_budget, gpu_available(embeddings)
+        x, codes.reshape(-1), ks, with_map_at_r, metric, chunk_budget, gpu_available(embeddings), candidate_budget
     )
     for chunk in chunks:
         hits += recall_hits(chunk.nearest, ks).sum(axis=0)

@@ -64,17 +64,19 @@ def faiss_nearest_matches(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarra
     return codes[neighbours] == codes[:, None]
 
 
-def test_every_query_once_with_faiss_nearest_matches() -> None:
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_every_query_once_with_faiss_nearest_matches(symmetric: bool) -> None:
     x, codes = clustered(300, 8, 20)
     codes[:3] = [100, 101, 102]  # lone queries: not yielded
     codes[3:5] = 103  # a class of two: R = 1
     expected = faiss_nearest_matches(x, codes, 8)
     seen = []
-    for chunk in iter_neighbour_matches(x, codes, KS, True, chunk_budget=300 * 7):
+    budget = 1 << 30 if symmetric else 0
+    for chunk in iter_neighbour_matches(x, codes, KS, True, chunk_budget=300 * 7, candidate_budget=budget):
         seen.extend(chunk.queries.tolist())
         assert np.array_equal(chunk.nearest, expected[chunk.queries])
         assert np.array_equal(chunk.matches[:, :8], expected[chunk.queries])
-        assert chunk.matches.shape[1] >= chunk.relevant.max() and chunk.queries.size <= 7
+        assert chunk.matches.shape[1] >= chunk.relevant.max() and (symmetric or chunk.queries.size <= 7)
         assert np.array_equal(chunk.relevant, np.bincount(codes)[codes[chunk.queries]] - 1)
     assert sorted(seen) == list(range(3, 300))
 
@@ -92,7 +94,7 @@ def test_unsettled_queries_are_searched_again_in_faiss_sized_batches(monkeypatch
 
     monkeypatch.setattr(ExactIndex, "search", spy)
     seen = []
-    for chunk in iter_neighbour_matches(x, codes, KS, True, chunk_budget=1100 * 100):
+    for chunk in iter_neighbour_matches(x, codes, KS, True, chunk_budget=1100 * 100, candidate_budget=0):
         seen.extend(chunk.queries.tolist())
         assert np.array_equal(chunk.nearest, expected[chunk.queries])
     assert sorted(seen) == list(range(1100))

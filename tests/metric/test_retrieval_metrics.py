@@ -28,15 +28,29 @@ def clustered(n: int, dim: int, classes: int, spread: float = 1.0, generator_see
 
 @pytest.fixture
 def search_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
-    """Records (query rows, depth, references) of every block of the streaming search."""
+    """Records (query rows, depth, references) of every chunk of the streaming search by chunks of queries."""
     calls: list[tuple[int, int, int]] = []
     nearest = BlockSearch.nearest
 
-    def spy(self, ids, depth):
+    def spy(self, ids, depth, threshold=None):
         calls.append((ids.size, int(depth.max()), self.size))
-        return nearest(self, ids, depth)
+        return nearest(self, ids, depth, threshold)
 
     monkeypatch.setattr(BlockSearch, "nearest", spy)
+    return calls
+
+
+@pytest.fixture
+def symmetric_depths(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Records the depths of every symmetric pass."""
+    calls: list[np.ndarray] = []
+    symmetric = BlockSearch.symmetric
+
+    def spy(self, depth, threshold, budget):
+        calls.append(depth)
+        return symmetric(self, depth, threshold, budget)
+
+    monkeypatch.setattr(BlockSearch, "symmetric", spy)
     return calls
 
 
@@ -68,7 +82,7 @@ def test_streaming_chunks_respect_the_budget_and_do_not_change_results(search_ca
     whole = retrieval_metrics(x, y, with_nmi=False)
     budget = 300 * 11
     search_calls.clear()
-    streamed = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
+    streamed = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget, candidate_budget=0)
     assert streamed == pytest.approx(whole, abs=1e-12)
     assert len(search_calls) > 10
     assert all(rows * references <= budget for rows, _, references in search_calls)
@@ -77,10 +91,32 @@ def test_streaming_chunks_respect_the_budget_and_do_not_change_results(search_ca
     assert {k for _, k, _ in search_calls} == {int(c) for c in torch.bincount(y)}
 
 
-def test_recall_only_sorts_max_k_neighbours_and_one_more(search_calls: list) -> None:
+def test_recall_only_sorts_max_k_neighbours_and_one_more(search_calls: list, symmetric_depths: list) -> None:
     x, y = clustered(100, 4, 3)
-    result = retrieval_metrics(x, y, ks=(1, 5), with_map_at_r=False, with_nmi=False)
+    result = retrieval_metrics(x, y, ks=(1, 5), with_map_at_r=False, with_nmi=False, candidate_budget=0)
     assert set(result) == {"R@1", "R@5"} and {k for _, k, _ in search_calls} == {6}
+    assert retrieval_metrics(x, y, ks=(1, 5), with_map_at_r=False, with_nmi=False) == result
+    assert len(symmetric_depths) == 1 and set(symmetric_depths[0].tolist()) == {6}
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_symmetric_pass_then_chunks_for_the_queries_it_leaves_out(
+    metric: str, search_calls: list, symmetric_depths: list
+) -> None:
+    # 3,000 × 32 in 30 classes (R ≈ 100): ~300 candidates per query (small depths take a wide margin), 7 MB in all.
+    x, y = clustered(3000, 32, 30, spread=2.5)
+    y[:2] = 1000  # a class of two (R = 1)
+    y[2] = 1001  # a lone query
+    chunked = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=0)
+    assert not symmetric_depths and sum(rows for rows, _, _ in search_calls) == 2999
+    search_calls.clear()
+    symmetric = retrieval_metrics(x, y, metric=metric, with_nmi=False)
+    assert len(symmetric_depths) == 1 and not search_calls
+    assert symmetric == pytest.approx(chunked, abs=1e-12) and symmetric["R@1"] == chunked["R@1"]
+    # Within 64 KiB the symmetric pass leaves the last tiles out: chunks search their queries.
+    mixed = retrieval_metrics(x, y, metric=metric, with_nmi=False, candidate_budget=1 << 16)
+    assert len(symmetric_depths) == 2 and 0 < sum(rows for rows, _, _ in search_calls) < 2999
+    assert mixed == pytest.approx(chunked, abs=1e-12) and mixed["R@1"] == chunked["R@1"]
 
 
 def test_matches_pml_accuracy_calculator() -> None:
@@ -189,16 +225,18 @@ def test_invalid_inputs() -> None:
         retrieval_metrics(x, torch.zeros(10, dtype=torch.long), metric="l1")
     with pytest.raises(ValueError, match="chunk_budget"):
         retrieval_metrics(x, torch.zeros(10, dtype=torch.long), chunk_budget=1 << 31)
+    with pytest.raises(ValueError, match="candidate_budget"):
+        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), candidate_budget=-1)
 
 
 @pytest.mark.slow
 def test_large_query_set_streams_in_bounded_chunks(search_calls: list) -> None:
-    """20,000 queries × 16, 20 classes (R ≈ 1,000): the 20,000² distances (4·10⁸) never exist at once, only
-    blocks of at most 2²² (and the neighbour lists of one block). (Exact MAP@R costs N² distances: 200,000
-    queries take minutes on this 2-core machine, hence this size.)"""
+    """20,000 queries × 16, 20 classes (R ≈ 1,000), searched by chunks of queries: the 20,000² distances (4·10⁸)
+    never exist at once, only blocks of at most 2²² (and the neighbour lists of one block).
+    (Exact MAP@R costs N² distances: 200,000 queries take minutes on this 2-core machine, hence this size.)"""
     n, budget = 20_000, 1 << 22
     x, y = clustered(n, 16, 20, spread=0.05)
-    result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget)
+    result = retrieval_metrics(x, y, with_nmi=False, chunk_budget=budget, candidate_budget=0)
     assert result == pytest.approx({"R@1": 1, "R@2": 1, "R@4": 1, "R@8": 1, "MAP@R": 1})
     assert sum(rows for rows, _, _ in search_calls) == n
     assert len(search_calls) > 50
