@@ -36,7 +36,7 @@ from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import load_retrieval_split
 from apps.retrieval.evaluate import evaluate_checkpoint
-from apps.retrieval.features import cached_features
+from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
@@ -97,7 +97,8 @@ METHODS: dict[str, dict[str, Any]] = {
 # best checkpoint on the validation classes is kept); 4 classes × 8 images (batch 32) from the 6 classes left after
 # holding 2 out for validation; 6 epochs of 2 passes at head lr 1e-4 (the validation MAP@R of every method peaks
 # within ~150 steps, later steps overfit the 6 classes); one thread (the head stage's steps are tiny).
-BASE = {"pooling": "gem", "embedding_dim": 0, "head_init": "identity", "classes_per_batch": 4, "samples_per_class": 8,
+BASE = {"pooling": "gem", "pool_stages": [3, 4], "flip_average": True, "image_size": 288, "embedding_dim": 0,
+        "head_init": "class_whiten", "classes_per_batch": 4, "samples_per_class": 8,
         "head_passes": 2, "epochs": 6, "lr": 1e-4, "threads": 1, "quiet": True}
 COLUMNS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 
@@ -142,14 +143,22 @@ def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_c
     return statistics.median(times[1:]) * len(batches)  # the first step warms up
 
 
-def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device) -> dict[str, Any]:
-    """The ImageNet backbone's pooled features, L2-normalised, on the test classes."""
+def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device, validation: bool) -> dict[str, Any]:
+    """The ImageNet backbone's features as the model embeds them without a head (L2-normalised; mirror-averaged
+    with ``flip_average``), on the test classes — or, with ``validation``, on the run's validation classes."""
     model = build_model(cfg).eval()
-    split = load_retrieval_split(data, "test", "folders")
-    dataset = RetrievalImageDataset(split.records, cfg.image_size, ImageCache(cfg.image_size, cache_dir=cfg.cache_dir,
-                                                                              progress=False))
-    features = cached_features(model, dataset, 1, device, cfg.batch_size, cfg.workers, cfg.cache_dir)[0]
-    return {**percent_metrics(F.normalize(features), dataset.labels), "dim": model.feature_dim}
+    if validation:
+        dataset = load_training_data(cfg).val
+        if dataset is None:
+            raise ValueError("--validation needs validation classes (val_fraction > 0)")
+    else:
+        split = load_retrieval_split(data, "test", "folders")
+        dataset = RetrievalImageDataset(split.records, cfg.image_size,
+                                        ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=False))
+    features = inference_features(model, dataset, device, cfg.batch_size, cfg.workers, cfg.cache_dir)
+    metrics = percent_metrics(F.normalize(features), dataset.labels, with_nmi=not validation,
+                              ks=(1,) if validation else (1, 2, 4, 8))
+    return {**metrics, "dim": model.feature_dim}
 
 
 def checkpoint_dim(path: Path) -> int:
@@ -157,33 +166,41 @@ def checkpoint_dim(path: Path) -> int:
     return int(load_retrieval_model(path).embedding_dim)
 
 
-def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.device) -> dict[str, Any]:
+def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.device,
+               validation: bool) -> dict[str, Any]:
+    """Train the method; score its best checkpoint on the test classes (with ``validation``: report the
+    validation classes' R@1 and MAP@R of that checkpoint instead, and leave the test classes unread)."""
     result = train(cfg)
     run = Path(cfg.output)
+    stage = next(iter(result.stages.values()))
+    passes = cfg.head_passes if cfg.mode == "staged" else 1
+    dim = checkpoint_dim(run / "best.safetensors")
+    row = {"seconds_per_epoch": seconds_per_pass(run, passes), "epochs": stage.epochs_run * passes,
+           "best_epoch": stage.best_epoch * passes, "val_MAP@R": stage.best_metric,
+           "feature_seconds": round(result.feature_seconds, 1), "dim": dim,
+           "config": {k: v for k, v in config_to_dict(cfg).items() if k in METHODS[name]}}
+    if validation:
+        with open(run / "log.csv", newline="") as f:
+            best = next(r for r in csv.DictReader(f) if int(r["epoch"]) == stage.best_epoch)
+        return {"R@1": float(best["val_R@1"]), "MAP@R": float(best["val_MAP@R"]), **row}
     evaluation = evaluate_checkpoint(run / "best.safetensors", data, run / "test", "folders", "test",
                                      image_size=cfg.image_size, batch_size=cfg.batch_size, device=device,
                                      workers=cfg.workers, cache_dir=cfg.cache_dir)
-    stage = next(iter(result.stages.values()))
-    passes = cfg.head_passes if cfg.mode == "staged" else 1
     loaded = load_training_data(cfg)
-    dim = checkpoint_dim(run / "best.safetensors")
-    return {
-        **{k: evaluation.summary[k] for k in COLUMNS},
-        "seconds_per_epoch": seconds_per_pass(run, passes),
-        "loss_seconds_per_epoch": loss_seconds_per_pass(cfg, loaded.train.labels, len(loaded.train_classes), dim),
-        "epochs": stage.epochs_run * passes, "best_epoch": stage.best_epoch * passes,
-        "val_MAP@R": stage.best_metric, "feature_seconds": round(result.feature_seconds, 1),
-        "dim": dim, "config": {k: v for k, v in config_to_dict(cfg).items() if k in METHODS[name]},
-    }
+    loss_seconds = loss_seconds_per_pass(cfg, loaded.train.labels, len(loaded.train_classes), dim)
+    return {**{k: evaluation.summary[k] for k in COLUMNS}, **row, "loss_seconds_per_epoch": loss_seconds}
 
 
-def print_table(rows: dict[str, dict[str, Any]]) -> None:
+def print_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...]) -> None:
     width = max(len(name) for name in rows) + 2
-    header = "".join(f"{c:>8}" for c in COLUMNS) + f"{'s/epoch':>10}{'loss s/epoch':>14}"
+    timed = all("loss_seconds_per_epoch" in row for name, row in rows.items() if name != FROZEN)
+    header = "".join(f"{c:>8}" for c in columns) + f"{'s/epoch':>10}" + (f"{'loss s/epoch':>14}" if timed else "")
     print(f"{'method':<{width}}{header}")
     for name, row in rows.items():
-        cells = "".join(f"{row[c]:8.1f}" for c in COLUMNS)
-        speed = "" if name == FROZEN else f"{row['seconds_per_epoch']:10.3f}{row['loss_seconds_per_epoch']:14.4f}"
+        cells = "".join(f"{row[c]:8.1f}" for c in columns)
+        speed = "" if name == FROZEN else f"{row['seconds_per_epoch']:10.3f}"
+        if timed and name != FROZEN:
+            speed += f"{row['loss_seconds_per_epoch']:14.4f}"
         print(f"{name:<{width}}{cells}{speed}")
 
 
@@ -196,12 +213,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--work", type=Path, help="runs and the shared feature cache (default: beside --out)")
     parser.add_argument("--config", type=Path, help="YAML config shared by all rows (defaults: the toolkit's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all rows")
+    parser.add_argument("--validation", action="store_true",
+                        help="model selection: report R@1 and MAP@R on the validation classes held out of the "
+                             "training classes (frozen row included), never reading the test classes")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     register_pml_losses()
+    columns = ("R@1", "MAP@R") if args.validation else COLUMNS
     work = args.work or args.out.with_suffix("").with_name(args.out.stem + "_runs")
     shared = {**BASE, **(yaml.safe_load(args.config.read_text()) if args.config else {})}
     shared.update(dict(kv.split("=", 1) for kv in args.set))
@@ -213,14 +234,15 @@ def main(argv: Optional[list[str]] = None) -> None:
                                f"method {name}")
         device = resolve_device(cfg.device)
         start = time.perf_counter()
-        rows[name] = frozen_row(cfg, args.data, device) if name == FROZEN else method_row(name, cfg, args.data, device)
+        rows[name] = (frozen_row(cfg, args.data, device, args.validation) if name == FROZEN
+                      else method_row(name, cfg, args.data, device, args.validation))
         rows[name]["wall_seconds"] = round(time.perf_counter() - start, 1)
-        print(f"{name}: R@1 {rows[name]['R@1']:.1f}  MAP@R {rows[name]['MAP@R']:.1f}  NMI {rows[name]['NMI']:.1f}",
-              flush=True)
-    print_table(rows)
+        print(f"{name}: " + "  ".join(f"{c} {rows[name][c]:.1f}" for c in columns), flush=True)
+    print_table(rows, columns)
     shared_cfg = config_to_dict(config_from_dict(RetrievalTrainConfig, {**shared, "output": str(work)}, "shared"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"minutes_per_method": args.minutes, "rows": rows, "shared_config": shared_cfg},
+    args.out.write_text(json.dumps({"minutes_per_method": args.minutes, "scored_on": "validation classes" if
+                                    args.validation else "test classes", "rows": rows, "shared_config": shared_cfg},
                                    indent=2) + "\n")
     print(f"wrote {args.out}")
 

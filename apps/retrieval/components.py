@@ -113,7 +113,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
             hook = TRAINING_HOOKS.get(name)(cfg, parts)
             parts.hooks.append(hook)
             taken |= set(hook.options)
-    unused = [name for name in (*TUNABLE, "distance") if getattr(cfg, name) is not None and name not in taken]
+    unused = [name for name in (*TUNABLE, "distance", "align_centroids")
+              if getattr(cfg, name) is not None and name not in taken]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ConfigError(f"{flags} set but not used by loss '{cfg.loss}', miner '{cfg.miner or 'none'}' or sampler "

@@ -36,7 +36,11 @@ class RetrievalTrainConfig:
                                    "zoom, 4: + mirrored zoom); each step draws one per image.")
     head_init: str = option("pca", "Embedding head start: identity (embeddings start as the frozen features; needs "
                                    "embedding_dim 0), pca (principal axes of the training features: starts from the "
-                                   "backbone's own geometry), pca_whiten, or random.")
+                                   "backbone's own geometry), pca_whiten, class_whiten (whitens the within-class "
+                                   "scatter of the training classes, shrunk by --whiten-shrinkage), or random.")
+    whiten_shrinkage: float = option(10.0, "head_init class_whiten: shrinkage λ added to the within-class covariance, "
+                                           "in units of its mean eigenvalue (small: full whitening, large: "
+                                           "centring only).")
     finetune_epochs: int = option(0, "Staged: epochs of the second stage that fine-tunes backbone and head (0 = none).")
     finetune_minutes: Optional[float] = option(None, "Staged: time budget of the fine-tuning stage, in minutes.")
     # --- model ------------------------------------------------------------------------------------------------
@@ -44,6 +48,11 @@ class RetrievalTrainConfig:
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
                                                 "local file, or none.")
     pooling: str = option("avg", "Global pooling: avg or gem.")
+    pool_stages: list = option([], "Backbone stages (indices of its feature_info, negative from the end) whose pooled "
+                                   "maps are L2-normalised and concatenated to the final map's (e.g. 3,4 for "
+                                   "tf_efficientnet_lite*: strides 16 and 32).")
+    flip_average: bool = option(False, "Embed every image as the mean of its features and its mirror's (test-time "
+                                       "augmentation: twice the backbone's cost at inference).")
     embedding_dim: int = option(128, "Embedding size; 0 = the backbone's feature size (needed by head_init identity).")
     freeze_bn: bool = option(True, "Keep the backbone's BatchNorm statistics and affine parameters fixed.")
     # --- method -----------------------------------------------------------------------------------------------
@@ -67,6 +76,8 @@ class RetrievalTrainConfig:
     gamma: Optional[float] = option(None, "SoftTriple: softmax temperature γ (0.1).")
     tau: Optional[float] = option(None, "SoftTriple: centre-merging weight τ (0.2).")
     scale: Optional[float] = option(None, "Triplet upper bound: distance of the fixed centroids from the origin (1).")
+    align_centroids: Optional[bool] = option(None, "Triplet upper bound: turn the fixed centroids rigidly to the "
+                                                   "training classes' mean embeddings before training (default on).")
     lam: Optional[float] = option(None, "Global loss: weight λ of the mean-separation term (0.8).")
     zero_mean_weight: float = option(0.0, "Weight of DSML's zero-mean regulariser |Σ_d h_d| (0 = off).")
     proximity_weight: float = option(0.1, "class_representative sampler: weight of the proximity-to-representative "

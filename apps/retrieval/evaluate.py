@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from apps.retrieval.datasets import load_retrieval_split
-from apps.retrieval.features import cached_features
+from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.model import RetrievalModel, load_retrieval_model
 from apps.retrieval.train import percent_metrics
@@ -43,9 +43,10 @@ def load_for_retrieval(checkpoint: PathLike, device: torch.device,
 def embed_split(model: RetrievalModel, dataset: RetrievalImageDataset, device: torch.device, batch_size: int = 32,
                 workers: int = 0, cache_dir: Optional[PathLike] = None, progress: bool = False) -> torch.Tensor:
     """Embeddings (N, D) of ``dataset``'s images: the head on the backbone's features, which are read from
-    ``cache_dir`` when an earlier run with the same backbone stored them (see ``apps.retrieval.features``)."""
+    ``cache_dir`` when an earlier run with the same backbone stored them (see ``apps.retrieval.features``); as the
+    model's forward embeds them (mirror-averaged with ``flip_average``)."""
     model.eval()
-    features = cached_features(model, dataset, 1, device, batch_size, workers, cache_dir, progress)[0]
+    features = inference_features(model, dataset, device, batch_size, workers, cache_dir, progress)
     return torch.cat([model.embed_features(chunk.to(device)).float().cpu() for chunk in features.split(4096)])
 
 

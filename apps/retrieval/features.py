@@ -22,7 +22,7 @@ from coseg.atomic import PathLike, write_bytes_atomic
 from metric._checks import check_shape
 
 # The model config entries that change the pooled features (the head's do not).
-FEATURE_CONFIG = ("backbone", "pooling", "mean", "std")
+FEATURE_CONFIG = ("backbone", "pooling", "mean", "std", "pool_stages")
 
 
 def features_key(model: RetrievalModel, dataset: RetrievalImageDataset, view: int) -> str:
@@ -79,6 +79,15 @@ def cached_features(model: RetrievalModel, dataset: RetrievalImageDataset, views
             write_bytes_atomic(path, buffer.getvalue())
         result.append(features)
     return torch.stack(result)
+
+
+def inference_features(model: RetrievalModel, dataset: RetrievalImageDataset, device: torch.device,
+                       batch_size: int = 32, workers: int = 0, cache_dir: Optional[PathLike] = None,
+                       progress: bool = False) -> torch.Tensor:
+    """The features (N, feature_dim) that ``model``'s forward embeds, through :func:`cached_features`: of the
+    images as they are, or with ``flip_average`` the mean of theirs and their mirror's."""
+    views = 2 if model.flip_average else 1
+    return cached_features(model, dataset, views, device, batch_size, workers, cache_dir, progress).mean(0)
 
 
 class FeatureDataset(Dataset):

@@ -25,7 +25,8 @@ from torch import nn
 
 from metric.class_tree import ClassTree
 from metric.distances.euclidean import EuclideanDistance
-from metric.losses import HierarchicalTripletLoss, RepresentativeProximityLoss, triplet_margin_loss
+from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
+                           triplet_margin_loss)
 from metric.miners import TripletIndices
 from metric.registry import Registry
 from metric.samplers import SmartMiningBatchSampler
@@ -155,3 +156,36 @@ class TreeSamplingHook(TrainingHook):
         else:
             tree, _ = ClassTree.from_embeddings(embed(), labels, self.num_levels, self.distance)
         self.sampler.set_tree(tree)
+
+
+def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(num_classes, D) mean embedding of each class in [0, num_classes) (0 for a class without samples)."""
+    sums = embeddings.new_zeros(num_classes, embeddings.shape[1]).index_add_(0, labels, embeddings)
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(embeddings)
+    return sums / counts.unsqueeze(1)
+
+
+@TRAINING_HOOKS.register("triplet_upper_bound")
+class CentroidAlignmentHook(TrainingHook):
+    """Triplet upper bound: before the first epoch, turn the loss's fixed centroids rigidly to the class means of
+    the training embeddings (``TripletUpperBoundLoss.align_centroids``), so that the simplex starts where the
+    classes already are instead of along the first coordinate axes. Done once: a buffer records it, so a resumed
+    run keeps the centroids of its checkpoint. Config ``align_centroids`` (default on)."""
+
+    options = ("align_centroids",)
+
+    def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
+        super().__init__()
+        if not isinstance(parts.loss, TripletUpperBoundLoss):
+            raise TypeError(f"the triplet_upper_bound hook needs a TripletUpperBoundLoss, got "
+                            f"{type(parts.loss).__name__}")
+        self.loss = parts.loss
+        self.enabled = cfg.align_centroids is not False
+        self.register_buffer("aligned", torch.tensor(False))
+
+    def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
+        if not self.enabled or bool(self.aligned):
+            return
+        embeddings = embed().to(self.loss.centroids.device, torch.float64)
+        self.loss.align_centroids(class_means(embeddings, labels.to(embeddings.device), len(self.loss.centroids)))
+        self.aligned.fill_(True)

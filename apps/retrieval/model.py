@@ -27,14 +27,18 @@ def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]
 class RetrievalModel(nn.Module):
     """Images (B, 3, H, W), float in [0, 1] → unit-length embeddings (B, embedding_dim).
 
-    ``forward(x) == embed_features(features(x))``: :meth:`features` runs the backbone and the pooling (normalising
-    the images inside with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can
-    be cached and the head trained on them. With ``freeze_bn`` the backbone's BatchNorm layers stay in eval mode
+    ``forward(x) == embed_features(features(x))``, or with ``flip_average`` ``embed_features((features(x) +
+    features(mirrored x)) / 2)``: :meth:`features` runs the backbone and the pooling (normalising the images inside
+    with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can be cached and the
+    head trained on them. With ``pool_stages`` the features are the L2-normalised pooled final feature map followed
+    by the L2-normalised pooled maps of those stages (indices of the backbone's ``feature_info``, as timm's
+    ``forward_intermediates`` takes them), concatenated. With ``freeze_bn`` the backbone's BatchNorm layers stay in eval mode
     (running statistics fixed) and their affine parameters do not train. ``config`` holds the
     :func:`create_retrieval_model` arguments that rebuild this model; build it with that function."""
 
     def __init__(self, backbone: nn.Module, pooling: nn.Module, feature_dim: int, *, embedding_dim: int,
-                 freeze_bn: bool, mean: Sequence[float], std: Sequence[float], config: dict[str, Any]) -> None:
+                 freeze_bn: bool, mean: Sequence[float], std: Sequence[float], config: dict[str, Any],
+                 pool_stages: Sequence[int] = (), flip_average: bool = False) -> None:
         super().__init__()
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
@@ -47,6 +51,8 @@ class RetrievalModel(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.feature_dim = feature_dim
         self.embedding_dim = embedding_dim
+        self.pool_stages = list(pool_stages)
+        self.flip_average = flip_average
         self.freeze_bn = freeze_bn
         self.config = dict(config)
         if freeze_bn:
@@ -67,12 +73,18 @@ class RetrievalModel(nn.Module):
         check_shape(images, ["B", "3", "H", "W"], "images")
         if not images.is_floating_point():
             raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
-        feature_map = self.backbone.forward_features((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        if not self.pool_stages:
+            return self.pooling(self._checked_map(self.backbone.forward_features(x)))
+        final, stages = self.backbone.forward_intermediates(x, indices=self.pool_stages)
+        return torch.cat([F.normalize(self.pooling(self._checked_map(m)), dim=1) for m in (final, *stages)], dim=1)
+
+    def _checked_map(self, feature_map: torch.Tensor) -> torch.Tensor:
         if feature_map.dim() != 4:
             raise ValueError(f"backbone '{self.config['backbone']}' gives features of shape "
                              f"{tuple(feature_map.shape)}, not a (B, C, h, w) map: only convolutional backbones "
                              f"are supported")
-        return self.pooling(feature_map)
+        return feature_map
 
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings (B, embedding_dim) of pooled features (B, feature_dim): the head alone."""
@@ -80,7 +92,10 @@ class RetrievalModel(nn.Module):
         return F.normalize(self.embedding(features), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed_features(self.features(images))
+        features = self.features(images)
+        if self.flip_average:
+            features = (features + self.features(images.flip(-1))) / 2
+        return self.embed_features(features)
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of :meth:`features` (backbone and pooling), e.g. for their own learning rate."""
@@ -112,19 +127,24 @@ def _backbone(name: str, weights: Optional[PathLike]) -> nn.Module:
 
 def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[PathLike] = "imagenet",
                            pooling: str = "avg", embedding_dim: int = 128, freeze_bn: bool = False,
-                           mean: Optional[Sequence[float]] = None,
-                           std: Optional[Sequence[float]] = None) -> RetrievalModel:
+                           mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                           pool_stages: Sequence[int] = (), flip_average: bool = False) -> RetrievalModel:
     """Build a :class:`RetrievalModel` from names.
 
     backbone: a timm model name. weights: ``"imagenet"`` (offline for ``tf_efficientnet_lite0/1/2``, downloaded by
     timm for other backbones), None (random), or a local ``.safetensors``/``.pth`` file in timm key names.
     pooling: a name in ``POOLINGS`` (``avg``, ``gem``). embedding_dim: 0 = the backbone's feature size (e.g. for an
-    identity head start). mean/std: input normalisation (default: the backbone's pretrained config)."""
+    identity head start). mean/std: input normalisation (default: the backbone's pretrained config).
+    pool_stages: stages of the backbone (indices into its ``feature_info``, negative from the end) whose pooled maps
+    are concatenated to the final one (see :class:`RetrievalModel`). flip_average: embed images as the mean of their
+    features and their mirror's (test-time augmentation, twice the backbone's cost)."""
     if embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {embedding_dim}")
     pool = POOLINGS.get(pooling)()
     net = _backbone(backbone, weights)
-    embedding_dim = embedding_dim or int(net.num_features)
+    stages = _stage_indices(net, backbone, pool_stages)
+    feature_dim = int(net.num_features) + sum(int(net.feature_info[i]["num_chs"]) for i in stages)
+    embedding_dim = embedding_dim or feature_dim
     mean, std = input_normalization(TIMM_PREFIX + backbone, mean, std)
     config = {
         "backbone": backbone,
@@ -133,9 +153,27 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
         "freeze_bn": freeze_bn,
         "mean": mean,
         "std": std,
+        "pool_stages": stages,
+        "flip_average": flip_average,
     }
-    return RetrievalModel(net, pool, int(net.num_features), embedding_dim=embedding_dim, freeze_bn=freeze_bn,
-                          mean=config["mean"], std=config["std"], config=config)
+    return RetrievalModel(net, pool, feature_dim, embedding_dim=embedding_dim, freeze_bn=freeze_bn,
+                          mean=config["mean"], std=config["std"], config=config, pool_stages=stages,
+                          flip_average=flip_average)
+
+
+def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> list[int]:
+    """``pool_stages`` as non-negative indices into ``net``'s ``feature_info`` (ascending, distinct)."""
+    if not pool_stages:
+        return []
+    info = getattr(net, "feature_info", None)
+    if not hasattr(net, "forward_intermediates") or not isinstance(info, list) or not info:
+        raise ValueError(f"backbone '{name}' does not expose intermediate stages (timm's forward_intermediates): "
+                         f"leave pool_stages empty")
+    bad = [i for i in pool_stages if not -len(info) <= int(i) < len(info)]
+    if bad:
+        raise ValueError(f"pool_stages {bad} out of range: backbone '{name}' has {len(info)} stages (0 to "
+                         f"{len(info) - 1}, or -{len(info)} to -1 from the end)")
+    return sorted({int(i) % len(info) for i in pool_stages})
 
 
 def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RetrievalModel:

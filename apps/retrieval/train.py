@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import Record, load_retrieval_split
-from apps.retrieval.features import FeatureDataset, cached_features
+from apps.retrieval.features import FeatureDataset, cached_features, inference_features
 from apps.retrieval.head_init import HEAD_INITS, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.inference import embed_dataset
@@ -198,12 +198,14 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
     if cfg.finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {cfg.finetune_epochs}")
+    if cfg.whiten_shrinkage <= 0:
+        raise ValueError(f"whiten_shrinkage must be > 0, got {cfg.whiten_shrinkage}")
 
 
 def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
     return create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
-                                  freeze_bn=cfg.freeze_bn)
+                                  freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average)
 
 
 def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, feature_params: list[nn.Parameter],
@@ -336,7 +338,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                                    progress)
         result.feature_seconds = time.perf_counter() - start
         if not resume:
-            init_head(net, features.flatten(0, 1), cfg.head_init)
+            init_head(net, features.flatten(0, 1), cfg.head_init, labels.repeat(len(features)), cfg.whiten_shrinkage)
 
     def embed_images() -> torch.Tensor:
         return embed_dataset(net, data.train, device, cfg.batch_size, cfg.workers)
@@ -345,8 +347,8 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         assert features is not None
         val_features = None
         if data.val is not None:
-            val_features = cached_features(net, data.val, 1, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
-                                           progress)[0]
+            val_features = inference_features(net, data.val, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
+                                              progress)
         for p in feature_params:
             p.requires_grad_(False)
         learner.head_only = True

@@ -1,7 +1,8 @@
 from metric.losses.base_loss import BaseMetricLoss
 from metric.losses.triplet_margin_loss import TripletMarginLoss, triplet_margin_loss
 from metric.losses.zero_mean_regularizer import ZeroMeanRegularizer, zero_mean_regularizer
-from metric.losses.triplet_upper_bound import TripletUpperBoundLoss, fixed_centroids, triplet_upper_bound_loss
+from metric.losses.triplet_upper_bound import (TripletUpperBoundLoss, aligned_centroids, fixed_centroids,
+                                               triplet_upper_bound_loss)
 from metric.losses.soft_triple_loss import SoftTripleLoss, soft_triple_loss
 from metric.losses.global_loss import GlobalLoss, global_loss
 from metric.losses.is_triplet_loss import ISTripletLoss, is_triplet_loss

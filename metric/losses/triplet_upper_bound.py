@@ -66,6 +66,23 @@ def fixed_centroids(
     return centroids.to(torch.get_default_dtype() if dtype is None else dtype)
 
 
+def aligned_centroids(centroids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The orthogonal transform of ``centroids`` (C, D) nearest ``targets`` (C, D), e.g. the current class means:
+    ``centroids @ Q`` with Q (D, D) orthogonal minimising ‖centroids·Q − targets‖_F (orthogonal Procrustes,
+    Q = U Vᵀ from the SVD of centroidsᵀ·targets). Norms and mutual distances are those of ``centroids``, so a
+    regular simplex stays one; it is only turned to where the classes already are. Computed in float64, returned
+    in the dtype of ``centroids``."""
+    sizes = check_shape(centroids, ["C", "D"], "centroids")
+    check_shape(targets, [str(sizes["C"]), str(sizes["D"])], "targets")
+    check_finite(targets, "targets")
+    c, t = centroids.double(), targets.to(device=centroids.device, dtype=torch.float64)
+    # In the row space of the centroids (cᵀ = q r): Procrustes there costs O(C²·D) instead of a D×D SVD.
+    # c·Q = rᵀ·qᵀ·Q, and the optimal Q maps the row space by q·u·vh, so c·Q = rᵀ·u·vh.
+    _, r = torch.linalg.qr(c.T)
+    u, _, vh = torch.linalg.svd(r @ t, full_matrices=False)
+    return (r.T @ u @ vh).to(centroids.dtype)
+
+
 def centroid_distance(num_classes: int, scale: float) -> float:
     """Distance between two of the ``fixed_centroids(num_classes, dim, scale)`` (C ≥ 2)."""
     return scale * math.sqrt(2 * num_classes / (num_classes - 1))
@@ -170,6 +187,14 @@ class TripletUpperBoundLoss(BaseMetricLoss):
             )
         self.margin = margin
         self.register_buffer("centroids", fixed_centroids(num_classes, embedding_size, scale))
+
+    @torch.no_grad()
+    def align_centroids(self, class_means: torch.Tensor) -> None:
+        """Turn the fixed centroids (a rigid rotation/reflection: same scale, same mutual distances) to the
+        orientation nearest ``class_means`` (C, D), e.g. the class means of the embeddings before training; see
+        :func:`aligned_centroids`. Without it the simplex lies along the first C − 1 coordinate axes, an
+        arbitrary place for a pretrained embedding, and the loss drags every class there."""
+        self.centroids.copy_(aligned_centroids(self.centroids, class_means))
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # The base class has checked the embeddings and labels: only the centroid-specific checks remain.

@@ -32,7 +32,8 @@ def test_shapes_and_unit_norm(pooling):
     assert embeddings.shape == (2, 7) and model.embedding_dim == 7 and model.feature_dim == 1280
     assert_close(embeddings.norm(dim=1), torch.ones(2))
     assert model.config == {"backbone": "tf_efficientnet_lite0", "pooling": pooling, "embedding_dim": 7,
-                            "freeze_bn": False, "mean": [0.5] * 3, "std": [0.5] * 3}
+                            "freeze_bn": False, "mean": [0.5] * 3, "std": [0.5] * 3, "pool_stages": [],
+                            "flip_average": False}
 
 
 def test_features_then_head_equals_forward(gem_model):
@@ -46,6 +47,36 @@ def test_features_then_head_equals_forward(gem_model):
     assert gem_model.embedding.weight.grad is not None  # the head trains on cached features
     assert all(p.grad is None for p in gem_model.feature_parameters())
     gem_model.zero_grad(set_to_none=True)
+
+
+def test_pooled_stages_are_normalised_and_concatenated_after_the_final_map():
+    model = create_retrieval_model(weights=None, pooling="gem", embedding_dim=0, pool_stages=[-1, 3]).eval()
+    assert model.config["pool_stages"] == [3, 4] and model.feature_dim == 1280 + 112 + 320 == model.embedding_dim
+    maps = {}
+    for name, block in (("stage3", model.backbone.blocks[4]), ("stage4", model.backbone.blocks[6])):
+        block.register_forward_hook(lambda module, args, out, name=name: maps.__setitem__(name, out))
+    x = images(2, 64)
+    with torch.no_grad():
+        features = model.features(x)
+        final = model.backbone.forward_features((x - 0.5) / 0.5)
+    gem = model.pooling
+    expected = torch.cat([torch.nn.functional.normalize(gem(m), dim=1)
+                          for m in (final, maps["stage3"], maps["stage4"])], dim=1)
+    assert_close(features, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"pool_stages \[5\] out of range: backbone 'tf_efficientnet_lite0' has 5"):
+        create_retrieval_model(weights=None, pool_stages=[2, 5])
+
+
+def test_flip_average_embeds_an_image_and_its_mirror_alike():
+    model = create_retrieval_model(weights=None, pooling="gem", embedding_dim=8, flip_average=True).eval()
+    x = images(2, 64)
+    with torch.no_grad():
+        both = (model.features(x) + model.features(x.flip(-1))) / 2
+        assert_close(model(x), model.embed_features(both))
+        assert_close(model(x.flip(-1)), model(x), rtol=1e-5, atol=1e-6)
+        plain = create_retrieval_model(weights=None, pooling="gem", embedding_dim=8).eval()
+        plain.load_state_dict(model.state_dict())
+        assert not torch.allclose(plain(x), model(x), atol=1e-4)
 
 
 def test_gem_against_average_and_maximum():
@@ -137,7 +168,8 @@ def test_factory_errors():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = create_retrieval_model(weights=None, pooling="gem", embedding_dim=12, freeze_bn=True)
+    model = create_retrieval_model(weights=None, pooling="gem", embedding_dim=12, freeze_bn=True, pool_stages=[4],
+                                   flip_average=True)
     with torch.no_grad():
         model.pooling.p.fill_(2.5)
         model.backbone.bn1.running_mean.add_(0.3)
@@ -145,6 +177,7 @@ def test_save_load_round_trip(tmp_path):
     model.save(path, metadata={"epoch": "4", "R@1": "81.5"})
     loaded = load_retrieval_model(path)
     assert loaded.config == model.config and loaded.freeze_bn and loaded.pooling.p.item() == 2.5
+    assert loaded.pool_stages == [4] and loaded.flip_average and loaded.feature_dim == 1600
     assert checkpoint_metadata(path) == {"epoch": "4", "R@1": "81.5"}
     assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temporary file left
     x = images(2)

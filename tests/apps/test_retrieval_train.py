@@ -10,7 +10,7 @@ import torch
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.features import FeatureDataset, cached_features
-from apps.retrieval.head_init import init_head
+from apps.retrieval.head_init import init_head, within_class_whitening
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
@@ -123,6 +123,61 @@ def test_pca_head_start_keeps_the_geometry_of_the_features():
     assert_close(spread, torch.full_like(spread, float(spread.mean())), rtol=1e-3, atol=1e-4)  # whitened axes
 
 
+def naive_within_class_scatter(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64)
+    classes = sorted(set(labels.tolist()))
+    for c in classes:
+        rows = [x.double() for x, y in zip(features, labels.tolist()) if y == c]
+        mean = sum(rows) / len(rows)
+        for x in rows:
+            total += torch.outer(x - mean, x - mean)
+    return total / (len(features) - len(classes))
+
+
+def test_within_class_whitening_against_a_naive_reference():
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(30, 6, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 1, 1, 0.5, 2, 1])
+    labels = torch.tensor([0, 1, 2] * 10)
+    scatter = naive_within_class_scatter(features, labels)
+    for shrinkage in (0.1, 10.0):
+        w = within_class_whitening(features, labels, shrinkage)
+        shrunk = scatter + shrinkage * torch.trace(scatter) / 6 * torch.eye(6, dtype=torch.float64)
+        assert_close(w, w.T, rtol=0, atol=1e-12)
+        assert_close(w @ shrunk @ w, torch.eye(6, dtype=torch.float64), rtol=0, atol=1e-9)  # whitens it
+    with pytest.raises(ValueError, match="shrinkage must be > 0"):
+        within_class_whitening(features, labels, 0.0)
+
+
+def test_class_whiten_head_start_damps_what_varies_within_classes():
+    model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=0)
+    f = model.feature_dim
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(10)
+    # Classes apart along axis 0 (by 1); within a class, a large spread along axes 1-5 (std 3), small elsewhere.
+    features = torch.randn(40, f, generator=generator) * 0.05
+    features[:, 0] += labels.float()
+    features[:, 1:6] += 3 * torch.randn(40, 5, generator=generator)
+    init_head(model, features, "class_whiten", labels, shrinkage=0.1)
+    with torch.no_grad():
+        projected = model.embedding(features).double()
+    whitened = (features.double() - features.double().mean(0)) @ within_class_whitening(
+        features.double(), labels, 0.1)
+    ratio = torch.pdist(projected) / torch.pdist(whitened)
+    assert_close(ratio, torch.full_like(ratio, float(ratio.mean())), rtol=1e-4, atol=0)  # a rotation, scaled
+
+    def nearest_is_same_class(x: torch.Tensor) -> float:
+        d = torch.cdist(x, x) + torch.eye(40) * 1e9
+        return float((labels[d.argmin(1)] == labels).float().mean())
+
+    assert nearest_is_same_class(features) < 0.5 and nearest_is_same_class(projected.float()) > 0.95
+    reduced = create_retrieval_model(BACKBONE, weights=None, embedding_dim=3)
+    init_head(reduced, features, "class_whiten", labels, shrinkage=0.1)
+    with torch.no_grad():
+        assert nearest_is_same_class(reduced.embedding(features)) > 0.95  # the top whitened axes keep the classes
+    with pytest.raises(ValueError, match="class_whiten needs the class labels"):
+        init_head(model, features, "class_whiten")
+
+
 def test_identity_head_start_is_the_frozen_features_and_trains_from_there(data, tmp_path):
     model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=0)
     assert model.embedding_dim == model.feature_dim and model.config["embedding_dim"] == model.feature_dim
@@ -194,6 +249,39 @@ def test_smart_mining_controller_offset_is_checkpointed(data, tmp_path):
     state = load_training_state(run / "last.pt")
     offsets = [v for k, v in state["model"].items() if k.endswith("offset")]
     assert len(offsets) == 1 and abs(float(offsets[0]) - float(rows[-1]["train_offset"])) < 0.5
+
+
+def test_upper_bound_centroids_are_turned_to_the_classes_once_and_resumed(data, tmp_path, monkeypatch):
+    from metric.losses import TripletUpperBoundLoss, fixed_centroids
+
+    aligned = []
+    align = TripletUpperBoundLoss.align_centroids
+    monkeypatch.setattr(TripletUpperBoundLoss, "align_centroids", lambda self, m: aligned.append(m) or align(self, m))
+    run = tmp_path / "run"
+    train(tiny_config(data, run, loss="triplet_upper_bound", epochs=2))
+    assert len(aligned) == 1 and aligned[0].shape == (4, 8)  # 4 training classes, before the first epoch only
+    centroids = load_training_state(run / "last.pt")["model"]["loss.centroids"]
+    simplex = fixed_centroids(4, 8)
+    assert not torch.allclose(centroids, simplex)
+    assert_close(centroids @ centroids.T, simplex @ simplex.T, rtol=0, atol=1e-5)  # rigidly turned
+    train(tiny_config(data, run, loss="triplet_upper_bound", epochs=3), resume=True)
+    assert len(aligned) == 1  # the resumed run keeps the checkpointed centroids
+    off = tmp_path / "off"
+    train(tiny_config(data, off, loss="triplet_upper_bound", epochs=1, align_centroids=False))
+    assert len(aligned) == 1 and torch.equal(load_training_state(off / "last.pt")["model"]["loss.centroids"], simplex)
+    with pytest.raises(ConfigError, match="--align-centroids set but not used by loss 'triplet_margin'"):
+        train(tiny_config(data, tmp_path / "bad", align_centroids=True))
+
+
+def test_class_whiten_head_start_with_pooled_stages_and_flip_average(data, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_config(data, run, embedding_dim=0, head_init="class_whiten", pool_stages=[-1],
+                               flip_average=True, epochs=1))
+    model = load_retrieval_model(run / "best.safetensors")
+    assert result.stages["head"].epochs_run == 1 and model.flip_average and model.pool_stages
+    assert model.embedding_dim == model.feature_dim > create_retrieval_model(BACKBONE, weights=None).feature_dim
+    with pytest.raises(ValueError, match="whiten_shrinkage must be > 0"):
+        train(tiny_config(data, tmp_path / "bad", head_init="class_whiten", whiten_shrinkage=0.0))
 
 
 def test_resume_continues_the_head_stage(data, tmp_path):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from metric.losses.triplet_upper_bound import (
     TripletUpperBoundLoss,
+    aligned_centroids,
     centroid_distance,
     fixed_centroids,
     triplet_upper_bound_loss,
@@ -32,6 +33,38 @@ def test_fixed_centroids_are_equidistant_on_a_sphere(num_classes, dim):
     off = ~torch.eye(num_classes, dtype=torch.bool)
     expected = centroid_distance(num_classes, 2.5)
     assert_close(d[off], torch.full((num_classes * (num_classes - 1),), expected, dtype=torch.float64))
+
+
+def naive_procrustes(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """source @ Q for the orthogonal (D, D) Q minimising ‖source·Q − target‖ (full SVD, textbook form)."""
+    u, _, vh = torch.linalg.svd(source.T @ target)
+    return source @ (u @ vh)
+
+
+@pytest.mark.parametrize("num_classes,dim", [(3, 2), (4, 3), (5, 9), (6, 40)])
+def test_aligned_centroids_turn_the_simplex_rigidly_to_the_targets(num_classes, dim):
+    g = torch.Generator().manual_seed(num_classes * dim)
+    simplex = fixed_centroids(num_classes, dim, scale=0.7, dtype=torch.float64)
+    targets = torch.randn(num_classes, dim, generator=g, dtype=torch.float64)
+    aligned = aligned_centroids(simplex, targets)
+    assert_close(aligned @ aligned.T, simplex @ simplex.T, rtol=0, atol=1e-12)  # norms and distances kept
+    expected = naive_procrustes(simplex, targets)
+    assert_close((aligned - targets).norm(), (expected - targets).norm(), rtol=1e-10, atol=1e-12)  # as close
+    assert_close(aligned, expected, rtol=0, atol=1e-9)
+    rotation = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))[0]
+    assert_close(aligned_centroids(simplex, 3.0 * simplex @ rotation), simplex @ rotation, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="targets must have shape"):
+        aligned_centroids(simplex, targets[:, :1])
+
+
+def test_module_aligns_its_centroids_once_asked():
+    loss = TripletUpperBoundLoss(num_classes=3, embedding_size=5, margin=0.2).float()
+    before = loss.centroids.clone()
+    means = torch.randn(3, 5)
+    loss.align_centroids(means)
+    assert loss.centroids.dtype == torch.float32 and not torch.allclose(loss.centroids, before)
+    assert_close(loss.centroids, aligned_centroids(before, means))
+    assert_close(loss.centroids @ loss.centroids.T, before @ before.T, rtol=0, atol=1e-5)
 
 
 def test_fixed_centroids_need_c_minus_1_dimensions():
