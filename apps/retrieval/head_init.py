@@ -19,6 +19,7 @@ import torch
 
 from apps.retrieval.model import RetrievalModel
 from metric._checks import check_finite, check_shape
+from metric.index_means import index_means
 
 HEAD_INITS = ("identity", "pca", "pca_whiten", "class_whiten", "random")
 # Shrinkage λ of class_whiten (in units of the mean within-class variance): chosen by class-disjoint
@@ -94,9 +95,7 @@ def within_class_whitening(features: torch.Tensor, labels: torch.Tensor, shrinka
         raise ValueError(f"shrinkage must be > 0 (the within-class scatter of a few classes is singular), got "
                          f"{shrinkage}")
     classes, index = labels.unique(return_inverse=True)
-    sums = features.new_zeros(len(classes), features.shape[1]).index_add_(0, index, features)
-    counts = torch.bincount(index, minlength=len(classes)).to(features)
-    deviations = features - (sums / counts.unsqueeze(1))[index]
+    deviations = features - index_means(features, index, len(classes))[index]
     scatter = deviations.T @ deviations / max(1, features.shape[0] - len(classes))
     dim = scatter.shape[0]
     floor = max(shrinkage * float(scatter.trace()) / dim, 1e-12)

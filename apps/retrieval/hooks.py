@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from metric.class_tree import ClassTree
+from metric.index_means import index_means
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
                            triplet_margin_loss)
@@ -158,13 +159,6 @@ class TreeSamplingHook(TrainingHook):
         self.sampler.set_tree(tree)
 
 
-def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(num_classes, D) mean embedding of each class in [0, num_classes) (0 for a class without samples)."""
-    sums = embeddings.new_zeros(num_classes, embeddings.shape[1]).index_add_(0, labels, embeddings)
-    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(embeddings)
-    return sums / counts.unsqueeze(1)
-
-
 @TRAINING_HOOKS.register("triplet_upper_bound")
 class CentroidAlignmentHook(TrainingHook):
     """Triplet upper bound: before the first epoch, turn the loss's fixed centroids rigidly to the class means of
@@ -187,5 +181,5 @@ class CentroidAlignmentHook(TrainingHook):
         if not self.enabled or bool(self.aligned):
             return
         embeddings = embed().to(self.loss.centroids.device, torch.float64)
-        self.loss.align_centroids(class_means(embeddings, labels.to(embeddings.device), len(self.loss.centroids)))
+        self.loss.align_centroids(index_means(embeddings, labels.to(embeddings.device), len(self.loss.centroids)))
         self.aligned.fill_(True)

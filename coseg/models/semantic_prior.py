@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coseg.models.pretrained import TIMM_PREFIX, downloading_weights, has_offline_imagenet, load_timm_weights
+from metric.index_means import index_means
 
 PathLike = Union[str, os.PathLike]
 PRIOR_CHANNELS = 2
@@ -74,9 +75,7 @@ def group_mean(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """(B, K) per-image values, (B,) group ids → (B, K): each row replaced by the mean over its group (an
     order-invariant function of the group's members)."""
     ids, inverse = torch.unique(groups, return_inverse=True)
-    sums = values.new_zeros(len(ids), values.shape[1]).index_add_(0, inverse, values)
-    counts = torch.bincount(inverse, minlength=len(ids)).to(values.dtype)
-    return (sums / counts[:, None])[inverse]
+    return index_means(values, inverse, len(ids))[inverse]
 
 
 def _head_of(model: nn.Module, deepest_channels: int, encoder: str) -> tuple[nn.Module, nn.Linear]:
