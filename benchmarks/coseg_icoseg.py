@@ -24,6 +24,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -168,13 +169,14 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
             "train_vs_plain": paired_ratio(o, p)}
 
 
-def measure_predict_vs_forward(model_path: Path, image_size: int, group_dirs: list[Path]) -> dict[str, float]:
-    """``predict_folder`` on the real files of the given groups (decode, resize, group inference, upsample to each
+def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list) -> dict[str, float]:
+    """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, upsample to each
     image's size, write PNG) vs the raw model doing the same group inference (``predict_group``, chunks of 8
     sharing each group's consensus) on as many ready tensors. The model is loaded as ``coseg predict`` loads it."""
     device = torch.device("cpu")
     model, _ = load_for_inference(model_path, device, image_size)
-    sizes = [sum(1 for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) for d in group_dirs]
+    per_group = Counter(sample.image.parent for sample in samples)  # the group folders, as the scan found them
+    group_dirs, sizes = sorted(per_group), [per_group[d] for d in sorted(per_group)]
     ready = [torch.rand(n, 3, image_size, image_size).contiguous(memory_format=torch.channels_last) for n in sizes]
     n = sum(sizes)
 
@@ -208,8 +210,7 @@ def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, 
     out = measure_triplet_share(load_model(model_path), cfg)
     scan = find_samples(data, "icoseg")
     test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
-    test_dirs = sorted({s.image.parent for s in test})
-    out.update(measure_predict_vs_forward(model_path, cfg.image_size, test_dirs))
+    out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
     out.update(measure_train_vs_plain(model_path, cfg, data))
     return {k: round(v, 4) for k, v in out.items()}
 
