@@ -6,7 +6,6 @@ of the N × N products are computed (:meth:`BlockSearch.symmetric`)."""
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Iterator, NamedTuple
 
@@ -15,6 +14,7 @@ import torch
 
 from metric.retrieval.faiss_backend import import_faiss, l2_normalized
 from metric.retrieval.knn import Metric, check_metric
+from metric.threads import single_threaded_pool
 
 # Unit roundoff of float32.
 UNIT_ROUNDOFF = 2.0**-24
@@ -160,7 +160,7 @@ class BlockSearch:
         # Per worker: one block of products and its flags (whole 8-byte words, see `flagged`).
         self._products = np.empty((self._workers, 0), np.float32)
         self._flags = np.zeros((self._workers, 0), bool)
-        self._pool = ThreadPoolExecutor(self._workers)
+        self._pool = single_threaded_pool(self._workers)
 
     def __enter__(self) -> BlockSearch:
         return self
