@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
 from coseg.models import CosegNet, GroupRefinement
+from metric.threads import start_single_threaded
 
 T = TypeVar("T")
 
@@ -131,8 +132,7 @@ def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
         except BaseException as error:  # handed to the consumer
             put((end, error))
 
-    producer = threading.Thread(target=produce, name="prefetch", daemon=True)
-    producer.start()
+    producer = start_single_threaded(produce, name="prefetch")
     try:
         while True:
             item, error = items.get()

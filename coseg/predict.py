@@ -1,7 +1,7 @@
 """``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from coseg.atomic import remove_temporaries
 from coseg.data import find_samples, printable, read_image, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
 from coseg.models import CosegNet, GroupRefinement
+from metric.threads import single_threaded_pool
 
 
 @dataclass
@@ -83,7 +84,7 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
     # with a core to spare, PNG encoding and the atomic writes' fsync run in threads while the model goes on
-    with ThreadPoolExecutor(max_workers=WRITER_THREADS) if spare_cpu(device) else nullcontext() as writer:
+    with single_threaded_pool(WRITER_THREADS) if spare_cpu(device) else nullcontext() as writer:
         pending: list[Future] = []
         for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                              groups=groups, refinement=refinement):
