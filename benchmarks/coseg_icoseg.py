@@ -55,10 +55,11 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
-def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
-    """Median over rounds of numerator / denominator measured side by side in one round: the machine's slow
-    drifts cancel within a pair."""
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
+def paired_ratios(numerators: list[float], denominators: list[float], key: str) -> dict[str, Any]:
+    """``key``: the median over rounds of numerator / denominator measured side by side in one round (the machine's
+    slow drifts cancel within a pair), and ``key_pairs``: every round's ratio, for the spread."""
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    return {key: statistics.median(ratios), f"{key}_pairs": [round(r, 4) for r in ratios]}
 
 
 def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,7 +104,8 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
     return {"train_step_s": step_s, "triplet_s": triplet_s, "triplet_share": triplet_s / step_s}
 
 
-def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 16) -> dict[str, float]:
+def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 16,
+                           rounds: int = 8) -> dict[str, Any]:
     """images/s of our training loop (the engine's step: lr schedule, autocast, NaN guard, optimizer, with
     CosegTask's augmentation and the full objective incl. IS-Triplet) vs a plain loop (same model in the same memory
     format, same augmentation, Dice + BCE, backward, step) over the same cached batches. Ours is the engine's own
@@ -162,14 +164,14 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
     plain()  # warm-up (allocator, kernels)
     p, o = [], []
-    for _ in range(4):  # interleaved pairs, so a load change on this shared machine hits both sides
+    for _ in range(rounds):  # interleaved pairs, so a load change on this shared machine hits both sides
         p.append(plain())
         o.append(ours())
     return {"plain_images_per_s": statistics.median(p), "ours_images_per_s": statistics.median(o),
-            "train_vs_plain": paired_ratio(o, p)}
+            **paired_ratios(o, p, "train_vs_plain")}
 
 
-def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list) -> dict[str, float]:
+def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 9) -> dict[str, Any]:
     """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, upsample to each
     image's size, write PNG) vs the raw model doing the same group inference (``predict_group``, chunks of 8
     sharing each group's consensus) on as many ready tensors. The model is loaded as ``coseg predict`` loads it."""
@@ -196,15 +198,15 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list)
 
         forward()  # warm-up
         forward_s, predict_s = [], []
-        for _ in range(5):  # interleaved pairs, so a load change on this shared machine hits both sides
+        for _ in range(rounds):  # interleaved pairs, so a load change on this shared machine hits both sides
             forward_s.append(median_time(forward, repeats=1, warmup=0))
             predict_s.append(median_time(predict, repeats=1, warmup=0))
     return {"forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
-            "predict_vs_forward": paired_ratio(forward_s, predict_s)}
+            **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
 
 
-def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, float]:
+def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, Any]:
     """The three side-by-side speed measurements of the run's best model (rounded)."""
     model_path = run_dir / "best.safetensors"
     out = measure_triplet_share(load_model(model_path), cfg)
@@ -212,7 +214,7 @@ def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, 
     test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
     out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
     out.update(measure_train_vs_plain(model_path, cfg, data))
-    return {k: round(v, 4) for k, v in out.items()}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def main() -> None:
@@ -297,7 +299,7 @@ def main() -> None:
           f"refinement weight {chosen.weight} chosen on validation (J by weight {val_j}, without {val_plain})")
     for k in ("triplet_share", "predict_vs_forward", "train_vs_plain"):
         if k in out:
-            print(f"{k}: {out[k]}")
+            print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
 

@@ -321,11 +321,13 @@ def test_reduced_decode_matches_a_full_decode(tmp_path):
 
 
 @pytest.mark.parametrize("source, size", [((64, 64), (1000, 700)), ((64, 64), (1, 1)), ((7, 5), (1030, 3)),
-                                          ((64, 48), (33, 91))])
-def test_mask_at_original_size_equals_interpolate_then_threshold(source, size):
+                                          ((64, 48), (33, 91)), ((224, 224), (375, 500))])
+@pytest.mark.parametrize("direct_pixels", [0, 1 << 22])  # in bands / in one call
+def test_mask_at_original_size_equals_interpolate_then_threshold(source, size, direct_pixels):
     prob = torch.rand(*source, generator=torch.Generator().manual_seed(0))
     naive = F.interpolate(prob[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    got = foreground_at_size(prob, size)
+    got = foreground_at_size(prob, size, direct_pixels=direct_pixels)
     assert got.shape == size and got.dtype == np.bool_
     differ = got != (naive >= 0.5).numpy()
-    assert not differ.any() or float((naive[torch.from_numpy(differ)] - 0.5).abs().max()) < 1e-6
+    # only pixels within OpenCV's weight rounding of the threshold may differ
+    assert not differ.any() or float((naive[torch.from_numpy(differ)] - 0.5).abs().max()) < 1e-4
