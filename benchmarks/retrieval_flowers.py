@@ -11,6 +11,8 @@ ImageNet backbone's L2-normalised pooled features without training. Every row is
 ``apps.retrieval.evaluate`` on the test classes. Columns:
 - R@1, R@2, R@4, R@8, MAP@R, NMI (percent);
 - s/epoch: training seconds per pass over the training set (head stage: on cached features);
+  with ``--set finetune_epochs=N`` the JSON also holds the fine-tuning stage's seconds per epoch, epochs, best
+  validation MAP@R and which stage's model was kept (``kept_stage``, the better one on validation);
 - loss s/epoch: miner + loss + hooks' terms, forward and backward, per pass (median of 20 timed steps × steps per
   pass, one thread, on random unit embeddings of the method's batches; the network's share is the same for every
   method).
@@ -40,7 +42,7 @@ from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import build_model, load_training_data, percent_metrics, train
+from apps.retrieval.train import FINETUNE_DIR, build_model, load_training_data, percent_metrics, train
 from coseg.data import ImageCache
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from metric.registry import LOSSES
@@ -181,9 +183,18 @@ def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.d
            "best_epoch": stage.best_epoch * passes, "val_MAP@R": stage.best_metric,
            "feature_seconds": round(result.feature_seconds, 1), "dim": dim,
            "config": {k: v for k, v in config_to_dict(cfg).items() if k in METHODS[name]}}
+    # the kept model's stage: the fine-tuning stage when its best beat the head stage's on validation
+    kept_log, kept = run / "log.csv", stage
+    if "finetune" in result.stages:
+        finetune = result.stages["finetune"]
+        row.update(finetune_seconds_per_epoch=seconds_per_pass(run / FINETUNE_DIR, 1),
+                   finetune_epochs=finetune.epochs_run, finetune_val_MAP_at_R=finetune.best_metric,
+                   kept_stage="finetune" if result.promoted_finetune else "head")
+        if result.promoted_finetune:
+            kept_log, kept = run / FINETUNE_DIR / "log.csv", finetune
     if validation:
-        with open(run / "log.csv", newline="") as f:
-            best = next(r for r in csv.DictReader(f) if int(r["epoch"]) == stage.best_epoch)
+        with open(kept_log, newline="") as f:
+            best = next(r for r in csv.DictReader(f) if int(r["epoch"]) == kept.best_epoch)
         return {"R@1": float(best["val_R@1"]), "MAP@R": float(best["val_MAP@R"]), **row}
     evaluation = evaluate_checkpoint(run / "best.safetensors", data, run / "test", "folders", "test",
                                      image_size=cfg.image_size, batch_size=cfg.batch_size, device=device,
