@@ -27,8 +27,9 @@ def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]
 class RetrievalModel(nn.Module):
     """Images (B, 3, H, W), float in [0, 1] → unit-length embeddings (B, embedding_dim).
 
-    ``forward(x) == embed_features(features(x))``, or with ``flip_average`` ``embed_features((features(x) +
-    features(mirrored x)) / 2)``: :meth:`features` runs the backbone and the pooling (normalising the images inside
+    ``forward(x) == embed_features(features(x))``, or with ``flip_average`` in eval mode ``embed_features((features(x)
+    + features(mirrored x)) / 2)`` (test-time augmentation; training steps embed the one view they are given, which
+    the training augmentation mirrors at random): :meth:`features` runs the backbone and the pooling (normalising the images inside
     with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can be cached and the
     head trained on them. With ``pool_stages`` the features are the L2-normalised pooled final feature map followed
     by the L2-normalised pooled maps of those stages (indices of the backbone's ``feature_info``, as timm's
@@ -93,9 +94,30 @@ class RetrievalModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.features(images)
-        if self.flip_average:
+        if self.flip_average and not self.training:
             features = (features + self.features(images.flip(-1))) / 2
         return self.embed_features(features)
+
+    def freeze_stages(self, count: int) -> None:
+        """Fix the backbone's parameters from the input up to and including its first ``count`` stages (entries of
+        its ``feature_info``): they no longer train, and no backward pass runs through them."""
+        if count == 0:
+            return
+        info = getattr(self.backbone, "feature_info", None)
+        if not isinstance(info, list) or not info:
+            raise ValueError(f"backbone '{self.config['backbone']}' does not list its stages (timm's feature_info): "
+                             f"set frozen_stages to 0")
+        if not 0 <= count <= len(info):
+            raise ValueError(f"frozen_stages must be in 0..{len(info)} (backbone '{self.config['backbone']}' has "
+                             f"{len(info)} stages), got {count}")
+        last, reached = info[count - 1]["module"], False
+        for name, module in self.backbone.named_modules():
+            inside = name == last or name.startswith(last + ".")
+            if reached and not inside:
+                break
+            reached = reached or inside
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of :meth:`features` (backbone and pooling), e.g. for their own learning rate."""

@@ -196,6 +196,8 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
+    if cfg.frozen_stages < 0:
+        raise ValueError(f"frozen_stages must be >= 0, got {cfg.frozen_stages}")
     if cfg.finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be >= 0, got {cfg.finetune_epochs}")
     if cfg.whiten_shrinkage <= 0:
@@ -204,8 +206,10 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
 
 def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
-    return create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
-                                  freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average)
+    net = create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
+                                 freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average)
+    net.freeze_stages(cfg.frozen_stages)
+    return net
 
 
 def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, feature_params: list[nn.Parameter],

@@ -77,6 +77,26 @@ def test_flip_average_embeds_an_image_and_its_mirror_alike():
         plain = create_retrieval_model(weights=None, pooling="gem", embedding_dim=8).eval()
         plain.load_state_dict(model.state_dict())
         assert not torch.allclose(plain(x), model(x), atol=1e-4)
+        model.train()  # training steps embed the one view given (the augmentation mirrors at random)
+        assert_close(model(x), model.embed_features(model.features(x)))
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "resnet18"])
+def test_freeze_stages_fixes_the_backbone_up_to_a_stage(backbone):
+    model = create_retrieval_model(backbone, weights=None, embedding_dim=4)
+    last = model.backbone.feature_info[2]["module"]  # lite0: blocks.2 (stride 8); resnet18: layer2
+    model.freeze_stages(3)
+    names = [name for name, _ in model.backbone.named_parameters()]
+    end = max(i for i, name in enumerate(names) if name.startswith(last + "."))
+    trainable = [p.requires_grad for _, p in model.backbone.named_parameters()]
+    assert not any(trainable[:end + 1]) and all(trainable[end + 1:])
+    model(images(2, 64)).sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters() if not p.requires_grad)
+    assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
+    model.freeze_stages(0)
+    assert [p.requires_grad for p in model.backbone.parameters()] == trainable
+    with pytest.raises(ValueError, match=r"frozen_stages must be in 0\.\.5 \(backbone '" + backbone):
+        model.freeze_stages(6)
 
 
 def test_gem_against_average_and_maximum():

@@ -291,6 +291,19 @@ def test_resume_continues_the_head_stage(data, tmp_path):
     assert [int(r["epoch"]) for r in log_rows(run)] == [1, 2, 3] and result.stages["head"].epochs_run == 3
 
 
+def test_finetuning_leaves_the_frozen_stages_as_they_were(data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(data, run, epochs=1, finetune_epochs=1, frozen_stages=2, backbone_lr=1e-2))
+    before = load_retrieval_model(run / "last.safetensors").state_dict()  # the head stage's: backbone as built
+    after = load_retrieval_model(run / "finetune" / "last.safetensors").state_dict()
+    frozen = ("backbone.conv_stem.", "backbone.bn1.", "backbone.blocks.0.", "backbone.blocks.1.")
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(frozen))
+    changed = [k for k in before if not torch.equal(after[k], before[k])]
+    assert any(k.startswith("backbone.blocks.2.") for k in changed) and "embedding.weight" in changed
+    with pytest.raises(ValueError, match="frozen_stages must be >= 0, got -1"):
+        train(tiny_config(data, tmp_path / "bad", frozen_stages=-1))
+
+
 def test_finetune_stage_and_end_to_end(data, tmp_path):
     run = tmp_path / "staged"
     result = train(tiny_config(data, run, epochs=1, finetune_epochs=1, loss="soft_triple"))
