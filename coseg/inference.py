@@ -103,7 +103,7 @@ def foreground_at_size(prob: torch.Tensor, size: tuple[int, int], threshold: flo
 
 
 def spare_cpu(device: torch.device) -> bool:
-    """Whether helper threads (decoding the next batch, writing outputs) get a core of their own: the model runs
+    """Whether helper threads (decoding the next batch, encoding outputs) get a core of their own: the model runs
     on a GPU, or this process may use more cores than torch's threads. Where the model fills every core they gain
     nothing (2 cores, iCoseg test8: predict at 0.884 of the raw forward with them, 0.885 without, medians of 15
     rounds) and only widen the spread."""

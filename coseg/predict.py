@@ -1,8 +1,8 @@
 """``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import Future
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import remove_temporaries
-from coseg.data import find_samples, printable, read_image, write_png_atomic
+from coseg.atomic import remove_temporaries, write_bytes_atomic
+from coseg.data import encode_png, find_samples, printable, read_image
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
 from coseg.models import CosegNet, GroupRefinement
 from metric.threads import single_threaded_pool
@@ -83,9 +83,12 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     dataset = ImageFileDataset([image for image, _ in todo], image_size)
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
-    # with a core to spare, PNG encoding and the atomic writes' fsync run in threads while the model goes on
-    with single_threaded_pool(WRITER_THREADS) if spare_cpu(device) else nullcontext() as writer:
-        pending: list[Future] = []
+    # The atomic writes (mostly waiting for fsync) always run in a background thread while the model goes on; PNG
+    # encoding runs there too only with a core to spare, since where the model fills every core it would only
+    # compete with it.
+    spare = spare_cpu(device)
+    with single_threaded_pool(WRITER_THREADS if spare else 1) as writer:
+        pending: deque[Future] = deque()
         for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                              groups=groups, refinement=refinement):
             bar.update(1)
@@ -94,21 +97,36 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
                 report.skipped.append((printable(image_path), result))
                 continue
             tinted = None if overlays is None else output_path(overlays, image_path.relative_to(input_dir))
-            if writer is None:
-                _write_outputs(result, target, image_path, tinted)
-            else:
+            if spare:
                 pending.append(writer.submit(_write_outputs, result, target, image_path, tinted))
+            else:
+                pending.append(writer.submit(_write_files, _encoded_outputs(result, target, image_path, tinted)))
             report.written += 1
+            if len(pending) > MAX_PENDING_WRITES:
+                pending.popleft().result()  # a failed write raises here; and the backlog stays bounded
         for job in pending:
-            job.result()  # a failed write raises here
+            job.result()
     bar.close()
     return report
 
 
 WRITER_THREADS = 2
+MAX_PENDING_WRITES = 64
+
+
+def _encoded_outputs(mask: np.ndarray, target: Path, image_path: Path,
+                     overlay_target: Optional[Path]) -> list[tuple[Path, bytes]]:
+    """The PNG files to write for one image: its mask, and its overlay if asked for."""
+    files = [(target, encode_png(mask, target))]
+    if overlay_target is not None:
+        files.append((overlay_target, encode_png(overlay(read_image(image_path), mask), overlay_target)))
+    return files
+
+
+def _write_files(files: list[tuple[Path, bytes]]) -> None:
+    for path, data in files:
+        write_bytes_atomic(path, data)
 
 
 def _write_outputs(mask: np.ndarray, target: Path, image_path: Path, overlay_target: Optional[Path]) -> None:
-    write_png_atomic(target, mask)
-    if overlay_target is not None:
-        write_png_atomic(overlay_target, overlay(read_image(image_path), mask))
+    _write_files(_encoded_outputs(mask, target, image_path, overlay_target))

@@ -5,8 +5,8 @@ from coseg.data.cache import Decoded, ImageCache, decode_sample, resize_image, r
 from coseg.data.dataset import CosegDataset
 from coseg.data.group_paste import GroupPaste
 from coseg.data.io import (
-    IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, printable, read_image, read_image_for_size,
-    read_mask, read_pair, write_png_atomic,
+    IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, encode_png, printable, read_image,
+    read_image_for_size, read_mask, read_pair, write_png_atomic,
 )
 from coseg.data.layouts import (
     LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
@@ -17,7 +17,7 @@ from coseg.data.synthetic import SYNTHETIC_LAYOUTS, make_synthetic_coseg, synthe
 __all__ = [
     "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
     "DataFileError", "Decoded", "GroupPaste", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem", "Sample",
-    "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "find_samples", "holdout_groups", "load_split",
+    "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "encode_png", "find_samples", "holdout_groups", "load_split",
     "make_synthetic_coseg", "printable", "read_image", "read_image_for_size", "read_mask", "read_pair", "resize_image",
     "resize_mask", "resolve_groups", "stratified_holdout", "synthetic_image", "write_png_atomic",
 ]

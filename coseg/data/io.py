@@ -223,6 +223,12 @@ def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = Fal
 
 def write_png_atomic(path: PathLike, array: np.ndarray) -> None:
     """Write ``(H, W)`` bool/uint8 or ``(H, W, 3)`` uint8 RGB as PNG atomically (bool masks become 0/255)."""
+    write_bytes_atomic(path, encode_png(array, path))
+
+
+def encode_png(array: np.ndarray, path: PathLike = "<memory>") -> bytes:
+    """The PNG file of ``(H, W)`` bool/uint8 or ``(H, W, 3)`` uint8 RGB (bool masks become 0/255); ``path`` names
+    the file it is for in errors."""
     array = np.asarray(array)
     if array.dtype == np.bool_:
         array = array.view(np.uint8) * np.uint8(255)  # one uint8 copy, not two
@@ -233,4 +239,4 @@ def write_png_atomic(path: PathLike, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise ValueError(f"OpenCV could not encode a PNG for {printable(path)}")
-    write_bytes_atomic(path, encoded.tobytes())
+    return encoded.tobytes()

@@ -112,6 +112,6 @@ def test_a_failed_mask_write_is_raised(tmp_path, monkeypatch, helpers):
     def broken(*args):
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(predict, "write_png_atomic", broken)
+    monkeypatch.setattr(predict, "write_bytes_atomic", broken)
     with pytest.raises(OSError, match="no space left"):
         predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
