@@ -192,15 +192,18 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
         for i, d in enumerate(group_dirs):
             (inputs / f"{i:02d}").symlink_to(d.resolve(), target_is_directory=True)
 
-        def predict() -> None:
+        def predict() -> float:
+            """Seconds of one ``predict_folder`` into a new output folder (its removal afterwards not timed)."""
             with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
                 predict_folder(model, image_size, inputs, Path(tmp), device, batch_size=8, progress=False)
+                return time.perf_counter() - start
 
         forward()  # warm-up
         forward_s, predict_s = [], []
         for _ in range(rounds):  # interleaved pairs, so a load change on this shared machine hits both sides
             forward_s.append(median_time(forward, repeats=1, warmup=0))
-            predict_s.append(median_time(predict, repeats=1, warmup=0))
+            predict_s.append(predict())
     return {"forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
