@@ -55,6 +55,20 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
+def paired_rounds(first: Callable[[], float], second: Callable[[], float], rounds: int) -> tuple[list[float], list[float]]:
+    """``rounds`` measurements of each, side by side in pairs (a load change on this shared machine hits both
+    sides of a pair) whose order alternates (whatever favours the first or the second of a pair cancels)."""
+    a, b = [], []
+    for k in range(rounds):
+        if k % 2:
+            b.append(second())
+            a.append(first())
+        else:
+            a.append(first())
+            b.append(second())
+    return a, b
+
+
 def paired_ratios(numerators: list[float], denominators: list[float], key: str) -> dict[str, Any]:
     """``key``: the median over rounds of numerator / denominator measured side by side in one round (the machine's
     slow drifts cancel within a pair), and ``key_pairs``: every round's ratio, for the spread."""
@@ -163,10 +177,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
         return float(fit.history[0]["images_per_s"])
 
     plain()  # warm-up (allocator, kernels)
-    p, o = [], []
-    for _ in range(rounds):  # interleaved pairs, so a load change on this shared machine hits both sides
-        p.append(plain())
-        o.append(ours())
+    p, o = paired_rounds(plain, ours, rounds)
     return {"plain_images_per_s": statistics.median(p), "ours_images_per_s": statistics.median(o),
             **paired_ratios(o, p, "train_vs_plain")}
 
@@ -200,10 +211,7 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
                 return time.perf_counter() - start
 
         forward()  # warm-up
-        forward_s, predict_s = [], []
-        for _ in range(rounds):  # interleaved pairs, so a load change on this shared machine hits both sides
-            forward_s.append(median_time(forward, repeats=1, warmup=0))
-            predict_s.append(predict())
+        forward_s, predict_s = paired_rounds(lambda: median_time(forward, repeats=1, warmup=0), predict, rounds)
     return {"forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
