@@ -55,7 +55,8 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
-def paired_rounds(first: Callable[[], float], second: Callable[[], float], rounds: int) -> tuple[list[float], list[float]]:
+def paired_rounds(first: Callable[[], float], second: Callable[[], float],
+                  rounds: int) -> tuple[list[float], list[float]]:
     """``rounds`` measurements of each, side by side in pairs (a load change on this shared machine hits both
     sides of a pair) whose order alternates (whatever favours the first or the second of a pair cancels)."""
     a, b = [], []
@@ -119,7 +120,7 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
 
 
 def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 16,
-                           rounds: int = 8) -> dict[str, Any]:
+                           rounds: int = 10) -> dict[str, Any]:
     """images/s of our training loop (the engine's step: lr schedule, autocast, NaN guard, optimizer, with
     CosegTask's augmentation and the full objective incl. IS-Triplet) vs a plain loop (same model in the same memory
     format, same augmentation, Dice + BCE, backward, step) over the same cached batches. Ours is the engine's own
@@ -182,7 +183,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
             **paired_ratios(o, p, "train_vs_plain")}
 
 
-def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 9) -> dict[str, Any]:
+def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 15) -> dict[str, Any]:
     """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, upsample to each
     image's size, write PNG) vs the raw model doing the same group inference (``predict_group``, chunks of 8
     sharing each group's consensus) on as many ready tensors. The model is loaded as ``coseg predict`` loads it."""
