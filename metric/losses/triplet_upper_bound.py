@@ -88,30 +88,49 @@ def centroid_distance(num_classes: int, scale: float) -> float:
     return scale * math.sqrt(2 * num_classes / (num_classes - 1))
 
 
-class _SquaredDistancesToCentroids(torch.autograd.Function):
-    """(N, D), (C, D) → (N, C): e_ik = ‖x_i − c_k‖², forward by :func:`pairwise_squared_euclidean`, with the
-    backward written out, ∂e_ik/∂x_i = 2 (x_i − c_k), so that it allocates only the (N, D) gradient.
+class _BoundTerms(torch.autograd.Function):
+    """(N, D) embeddings, (N,) labels, (C, D) centroids, margin → the (N,) bound terms of
+    :func:`triplet_upper_bound_loss`, forward and backward written out in a few whole-matrix operations.
 
-    Autograd's backward through ‖x‖² + ‖c‖² − 2xᵀc makes about six N×D temporaries: at N = 65,536, D = 128
-    (each a fresh, page-faulted allocation) they took about a third of the loss's forward + backward time.
+    With e_ik = ‖x_i − c_k‖², w_ik = n_k (0 for k = y_i), a_i = n_{y_i} − 1, b_i the pull coefficient and |T| the
+    number of valid triplets, term_i = (a_i Σ_k w_ik h_ik + b_i e_{i,y_i}) / |T|, h_ik = [2 e_{i,y_i} − ½ e_ik + m]₊.
+    Its derivatives in e are ∂term_i/∂e_ik = −½ a_i w_ik 1[h_ik > 0] / |T| (k ≠ y_i) and ∂term_i/∂e_{i,y_i} =
+    (2 a_i Σ_k w_ik 1[h_ik > 0] + b_i) / |T|; through e, ∂/∂x_i = 2 (x_i Σ_k G_ik − Σ_k G_ik c_k) and ∂/∂c_k = 2 (c_k
+    Σ_i G_ik − Σ_i G_ik x_i) for G = ∂L/∂e. At batch sizes of a few dozen the cost is the number of operations,
+    not their size: autograd's graph of the same formula took about twice as long, forward and backward.
     The gradient is that of the exact squared distance (the forward's clamp of round-off negatives to 0 is not
     differentiated; the gradient there is ~0 anyway).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, centroids)
-        return pairwise_squared_euclidean(x, centroids)
+    def forward(ctx: Any, x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
+                margin: float) -> torch.Tensor:
+        n, num_classes = x.shape[0], centroids.shape[0]
+        counts = torch.bincount(labels, minlength=num_classes).to(x.dtype)  # n_k
+        rows = labels.unsqueeze(1)
+        to_centroids = pairwise_squared_euclidean(x, centroids)  # e_ik, (N, C)
+        to_own = to_centroids.gather(1, rows).squeeze(1)  # e_{i,y_i}
+        own_count = counts[labels]
+        pairs = counts * (counts - 1)  # ordered positive pairs per class
+        num_triplets = (pairs * (n - counts)).sum().clamp_(min=1)
+        # a_i w_ik / |T| with w_{i,y_i} = 0: the anchor weights, (N, C)
+        anchor = counts.expand(n, num_classes).scatter(1, rows, 0.0).mul_(((own_count - 1) / num_triplets)[:, None])
+        hinge = torch.add((2 * to_own + margin).unsqueeze(1), to_centroids, alpha=-0.5).relu_()  # h_ik
+        pull = (2 * (own_count - 1) * (n - own_count) + (pairs.sum() - pairs[labels])) / num_triplets  # b_i / |T|
+        ctx.save_for_backward(x, labels, centroids, anchor.mul_(hinge > 0), pull)
+        return (anchor * hinge).sum(1).add_(pull * to_own)  # anchor is 0 where the hinge is: the same sum
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        x, centroids = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], None, Optional[torch.Tensor], None]:
+        x, labels, centroids, active, pull = ctx.saved_tensors
+        own = (2 * active.sum(1) + pull).unsqueeze(1)  # ∂term_i/∂e_{i,y_i}
+        g = active.mul(-0.5).scatter_(1, labels.unsqueeze(1), own).mul_(grad.unsqueeze(1))  # G = ∂L/∂e, (N, C)
         grad_x = grad_centroids = None
-        if ctx.needs_input_grad[0]:  # 2 (x_i Σ_k g_ik − Σ_k g_ik c_k)
-            grad_x = (x * (2 * grad.sum(1, keepdim=True))).addmm_(grad, centroids, alpha=-2)
-        if ctx.needs_input_grad[1]:  # 2 (c_k Σ_i g_ik − Σ_i g_ik x_i)
-            grad_centroids = (centroids * (2 * grad.sum(0).unsqueeze(1))).addmm_(grad.T, x, alpha=-2)
-        return grad_x, grad_centroids
+        if ctx.needs_input_grad[0]:  # 2 (x_i Σ_k G_ik − Σ_k G_ik c_k)
+            grad_x = (x * (2 * g.sum(1, keepdim=True))).addmm_(g, centroids, alpha=-2)
+        if ctx.needs_input_grad[2]:  # 2 (c_k Σ_i G_ik − Σ_i G_ik x_i)
+            grad_centroids = (centroids * (2 * g.sum(0).unsqueeze(1))).addmm_(g.T, x, alpha=-2)
+        return grad_x, None, grad_centroids, None
 
 
 def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> None:
@@ -125,18 +144,7 @@ def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, 
 def _bound_terms(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    n, num_classes = embeddings.shape[0], centroids.shape[0]
-    counts = torch.bincount(labels, minlength=num_classes).to(embeddings.dtype)  # n_k
-    to_centroids = _SquaredDistancesToCentroids.apply(embeddings, centroids.to(embeddings))  # e_ik, (N, C)
-    to_own = to_centroids.gather(1, labels.unsqueeze(1)).squeeze(1)  # e_{i,y_i}
-    own_count = counts[labels]
-    hinge = torch.add((2 * to_own + margin).unsqueeze(1), to_centroids, alpha=-0.5).relu_()  # h_ik
-    # Σ_{k≠y_i} n_k h_ik as Σ_k n_k h_ik minus the own-class term: no N×C mask.
-    as_anchor = (own_count - 1) * (hinge.mv(counts) - own_count * hinge.gather(1, labels.unsqueeze(1)).squeeze(1))
-    pairs = counts * (counts - 1)  # ordered positive pairs per class
-    pull = 2 * (own_count - 1) * (n - own_count) + (pairs.sum() - pairs[labels])
-    num_triplets = (pairs * (n - counts)).sum()
-    return (as_anchor + pull * to_own) / num_triplets.clamp(min=1)
+    return _BoundTerms.apply(embeddings, labels, centroids.to(embeddings), margin)
 
 
 def triplet_upper_bound_loss(

@@ -98,6 +98,43 @@ def test_bound_is_above_the_mean_triplet_loss(seed, n, num_classes, extra_dims, 
     assert bound >= mean_triplet_loss_all(x, labels, margin) - 1e-9
 
 
+def naive_bound_terms(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float) -> torch.Tensor:
+    """The module docstring's sum over the valid triplets (a, p, n) of h_{a,y_n} + 2 e_{p,y_p} + e_{n,y_n}, each
+    part credited to its own sample, divided by |T| — loops over triplets, autograd for the gradient."""
+    n = len(labels)
+    e = [[((x[i] - c) ** 2).sum() for c in centroids] for i in range(n)]
+    terms = [x.new_zeros(()) for _ in range(n)]
+    count = 0
+    for a in range(n):
+        for p in range(n):
+            for q in range(n):
+                if a == p or labels[p] != labels[a] or labels[q] == labels[a]:
+                    continue
+                count += 1
+                ya, yn = int(labels[a]), int(labels[q])
+                terms[a] = terms[a] + torch.relu(2 * e[a][ya] - 0.5 * e[a][yn] + margin)
+                terms[p] = terms[p] + 2 * e[p][ya]
+                terms[q] = terms[q] + e[q][yn]
+    return torch.stack(terms) / max(count, 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_terms_and_gradients_match_the_sum_over_triplets(seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(3, (7,), generator=g)
+    centroids = (fixed_centroids(3, 4, dtype=torch.float64) + 0.1 * torch.randn(3, 4, generator=g,
+                                                                            dtype=torch.float64)).requires_grad_()
+    x = (centroids.detach()[labels] + 0.5 * torch.randn(7, 4, generator=g, dtype=torch.float64)).requires_grad_()
+    upstream = torch.rand(7, generator=g, dtype=torch.float64)  # a weighted sum exercises every term's gradient
+    ours = triplet_upper_bound_loss(x, labels, centroids, 0.3)
+    grads = torch.autograd.grad((ours * upstream).sum(), [x, centroids])
+    naive = naive_bound_terms(x, labels, centroids, 0.3)
+    expected = torch.autograd.grad((naive * upstream).sum(), [x, centroids])
+    assert_close(ours, naive)
+    assert_close(grads[0], expected[0])
+    assert_close(grads[1], expected[1])
+
+
 def test_bound_is_zero_with_every_sample_on_its_centroid():
     centroids = fixed_centroids(4, 5, scale=1.0, dtype=torch.float64)
     labels = torch.tensor([0, 0, 1, 1, 2, 3, 3, 3])
