@@ -15,7 +15,7 @@ ImageNet backbone's L2-normalised pooled features without training. Every row is
   validation MAP@R and which stage's model was kept (``kept_stage``, the better one on validation);
 - loss s/epoch: miner + loss + hooks' terms, forward and backward, per pass (median of 20 timed steps × steps per
   pass, one thread, on random unit embeddings of the method's batches; the network's share is the same for every
-  method).
+  method); ``--loss-times`` measures this column alone for every method, one after the other in one process.
 Backbone features are computed once and shared by all rows through ``--work``/cache (their seconds are reported
 separately as ``feature_seconds``, not in any row's budget).
 """
@@ -42,7 +42,8 @@ from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import FINETUNE_DIR, build_model, load_training_data, percent_metrics, train
+from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, relabel,
+                                  split_classes, train)
 from coseg.data import ImageCache
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from metric.registry import LOSSES
@@ -165,6 +166,14 @@ def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device, vali
     return {**metrics, "dim": model.feature_dim}
 
 
+def training_labels(cfg: RetrievalTrainConfig) -> tuple[torch.Tensor, int]:
+    """Labels (N,) of the training images of ``cfg`` (validation classes held out) and the number of classes,
+    from the split's index alone (no image is decoded)."""
+    split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
+    train_classes, _ = split_classes(split.classes, cfg)
+    return torch.tensor([r.label for r in relabel(split.records, split.classes, train_classes)]), len(train_classes)
+
+
 def checkpoint_dim(path: Path) -> int:
     """Embedding size of the model file ``path``."""
     return int(load_retrieval_model(path).embedding_dim)
@@ -199,8 +208,7 @@ def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.d
     evaluation = evaluate_checkpoint(run / "best.safetensors", data, run / "test", "folders", "test",
                                      image_size=cfg.image_size, batch_size=cfg.batch_size, device=device,
                                      workers=cfg.workers, cache_dir=cfg.cache_dir)
-    loaded = load_training_data(cfg)
-    loss_seconds = loss_seconds_per_pass(cfg, loaded.train.labels, len(loaded.train_classes), dim)
+    loss_seconds = loss_seconds_per_pass(cfg, *training_labels(cfg), dim)
     return {**{k: evaluation.summary[k] for k in COLUMNS}, **row, "loss_seconds_per_epoch": loss_seconds}
 
 
@@ -217,6 +225,23 @@ def print_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...]) -> No
         print(f"{name:<{width}}{cells}{speed}")
 
 
+def write_loss_times(out: Path, configs: dict[str, RetrievalTrainConfig]) -> None:
+    """Time every method's loss per epoch (:func:`loss_seconds_per_pass`, each at its model's embedding size),
+    print them with their ratio to the upper bound's, and write them to ``out``."""
+    rows = {}
+    for name, cfg in configs.items():
+        dim = build_model(cfg).embedding_dim
+        rows[name] = {"loss_seconds_per_epoch": loss_seconds_per_pass(cfg, *training_labels(cfg), dim), "dim": dim}
+    bound = rows.get("triplet_upper_bound", {}).get("loss_seconds_per_epoch")
+    print(f"{'method':<26}{'loss s/epoch':>14}" + (f"{'/ upper bound':>15}" if bound else ""))
+    for name, row in rows.items():
+        ratio = f"{row['loss_seconds_per_epoch'] / bound:15.1f}" if bound else ""
+        print(f"{name:<26}{row['loss_seconds_per_epoch']:14.4f}{ratio}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"loss_times_only": True, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="flowers17 root (class folders + splits.json)")
@@ -229,6 +254,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--validation", action="store_true",
                         help="model selection: report R@1 and MAP@R on the validation classes held out of the "
                              "training classes (frozen row included), never reading the test classes")
+    parser.add_argument("--loss-times", action="store_true",
+                        help="only time each method's miner + loss (+ hooks) per epoch, one after the other in this "
+                             "process (no training, no evaluation): the loss s/epoch column on its own")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
     unknown = [m for m in names if m not in METHODS]
@@ -241,6 +269,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     shared.update(dict(kv.split("=", 1) for kv in args.set))
     shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
                   cache_dir=str(shared.get("cache_dir") or work / "cache"))
+    if args.loss_times:
+        write_loss_times(args.out, {name: config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name],
+                                                                                 "output": str(work / name)},
+                                                           f"method {name}") for name in names if name != FROZEN})
+        return
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
         cfg = config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name)},

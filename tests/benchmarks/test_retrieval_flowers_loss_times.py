@@ -1,0 +1,30 @@
+"""benchmarks/retrieval_flowers.py --loss-times: every trained method's loss s/epoch, without training (a smoke test
+on a generated class-folder set; the timings themselves are the benchmark's business, not a test's)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.apps.retrieval_files import write_class_folders
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval_flowers.py"
+CLASSES = [f"{i:02d}_flower" for i in range(10)]
+
+
+@pytest.mark.slow
+def test_loss_times_cover_every_trained_method(tmp_path):
+    spec = importlib.util.spec_from_file_location("retrieval_flowers_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = write_class_folders(tmp_path / "flowers", CLASSES, per_class=8,
+                               splits={"train": CLASSES[:8], "test": CLASSES[8:]})
+    out = tmp_path / "loss_times.json"
+    bench.main(["--data", str(data), "--minutes", "1", "--out", str(out), "--loss-times", "--set", "embedding_dim=16"])
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == set(bench.METHODS) - {bench.FROZEN}
+    assert all(math.isfinite(r["loss_seconds_per_epoch"]) and r["loss_seconds_per_epoch"] > 0 and r["dim"] == 16
+               for r in rows.values())
