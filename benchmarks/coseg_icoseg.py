@@ -42,6 +42,7 @@ from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
 from coseg.train import build_objective, build_optimizer, train
+from timing import paired_ratios, paired_rounds
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -53,28 +54,6 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def paired_rounds(first: Callable[[], float], second: Callable[[], float],
-                  rounds: int) -> tuple[list[float], list[float]]:
-    """``rounds`` measurements of each, side by side in pairs (a load change on this shared machine hits both
-    sides of a pair) whose order alternates (whatever favours the first or the second of a pair cancels)."""
-    a, b = [], []
-    for k in range(rounds):
-        if k % 2:
-            b.append(second())
-            a.append(first())
-        else:
-            a.append(first())
-            b.append(second())
-    return a, b
-
-
-def paired_ratios(numerators: list[float], denominators: list[float], key: str) -> dict[str, Any]:
-    """``key``: the median over rounds of numerator / denominator measured side by side in one round (the machine's
-    slow drifts cancel within a pair), and ``key_pairs``: every round's ratio, for the spread."""
-    ratios = [a / b for a, b in zip(numerators, denominators)]
-    return {key: statistics.median(ratios), f"{key}_pairs": [round(r, 4) for r in ratios]}
 
 
 def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

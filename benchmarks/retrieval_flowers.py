@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -37,7 +38,8 @@ from torch import nn
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import load_retrieval_split
-from apps.retrieval.evaluate import evaluate_checkpoint
+from apps.retrieval.evaluate import evaluate_checkpoint, load_for_retrieval
+from apps.retrieval.export import export_folder, list_images
 from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
@@ -47,6 +49,7 @@ from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data,
 from coseg.data import ImageCache
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from metric.registry import LOSSES
+from timing import paired_ratios, paired_rounds
 
 # --- pytorch-metric-learning's losses, plugged into the trainer by name -------------------------------------------
 
@@ -174,6 +177,41 @@ def training_labels(cfg: RetrievalTrainConfig) -> tuple[torch.Tensor, int]:
     return torch.tensor([r.label for r in relabel(split.records, split.classes, train_classes)]), len(train_classes)
 
 
+def measure_export_vs_forward(checkpoint: Path, folders: list[Path], batch_size: int = 32,
+                              rounds: int = 7) -> dict[str, Any]:
+    """``coseg retrieval export`` of the images in ``folders`` (decode, resize, embed — mirror-averaged if the model
+    does —, shards, manifest, faiss index) vs the raw model embedding as many ready tensors in the same batches,
+    side by side (:func:`timing.paired_rounds`); the output folder's removal is not timed."""
+    device = torch.device("cpu")
+    model, size = load_for_retrieval(checkpoint, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "images"
+        inputs.mkdir()
+        for folder in folders:
+            (inputs / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+        n = len(list_images(inputs))
+        ready = torch.rand(n, 3, size, size)
+
+        @torch.no_grad()
+        def forward() -> float:
+            start = time.perf_counter()
+            for chunk in ready.split(batch_size):
+                model(chunk)
+            return time.perf_counter() - start
+
+        def export() -> float:
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                export_folder(checkpoint, inputs, Path(out) / "export", batch_size=batch_size)
+                return time.perf_counter() - start
+
+        forward()  # warm-up
+        forward_s, export_s = paired_rounds(forward, export, rounds)
+    return {"images": n, "forward_images_per_s": n / statistics.median(forward_s),
+            "export_images_per_s": n / statistics.median(export_s),
+            **paired_ratios(forward_s, export_s, "export_vs_forward")}
+
+
 def checkpoint_dim(path: Path) -> int:
     """Embedding size of the model file ``path``."""
     return int(load_retrieval_model(path).embedding_dim)
@@ -257,6 +295,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--loss-times", action="store_true",
                         help="only time each method's miner + loss (+ hooks) per epoch, one after the other in this "
                              "process (no training, no evaluation): the loss s/epoch column on its own")
+    parser.add_argument("--export-speed", type=Path, metavar="CHECKPOINT",
+                        help="only measure `coseg retrieval export` of the first two test classes with this model vs "
+                             "its raw forward on ready tensors, side by side (export_vs_forward, goal >= 0.90)")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
     unknown = [m for m in names if m not in METHODS]
@@ -269,6 +310,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     shared.update(dict(kv.split("=", 1) for kv in args.set))
     shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
                   cache_dir=str(shared.get("cache_dir") or work / "cache"))
+    if args.export_speed:
+        classes = json.loads((args.data / "splits.json").read_text())["test"][:2]
+        speed = measure_export_vs_forward(args.export_speed, [args.data / c for c in classes])
+        print(f"export_vs_forward: {speed['export_vs_forward']:.3f} (rounds: {speed['export_vs_forward_pairs']}); "
+              f"forward {speed['forward_images_per_s']:.1f} images/s, export {speed['export_images_per_s']:.1f}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"checkpoint": str(args.export_speed), **speed}, indent=2) + "\n")
+        return
     if args.loss_times:
         write_loss_times(args.out, {name: config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name],
                                                                                  "output": str(work / name)},

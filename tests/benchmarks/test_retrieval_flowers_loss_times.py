@@ -16,7 +16,8 @@ CLASSES = [f"{i:02d}_flower" for i in range(10)]
 
 
 @pytest.mark.slow
-def test_loss_times_cover_every_trained_method(tmp_path):
+def test_loss_times_cover_every_trained_method(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports its sibling timing.py
     spec = importlib.util.spec_from_file_location("retrieval_flowers_bench", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

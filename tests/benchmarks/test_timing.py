@@ -1,4 +1,4 @@
-"""benchmarks/coseg_icoseg.py's side-by-side measurement: pairs alternate their order, ratios are per pair."""
+"""benchmarks/timing.py, the benchmarks' side-by-side measurement: pairs alternate their order, ratios are per pair."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "coseg_icoseg.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "timing.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("coseg_icoseg_bench", SCRIPT)
+    spec = importlib.util.spec_from_file_location("benchmark_timing", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
