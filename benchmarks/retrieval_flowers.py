@@ -318,15 +318,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"checkpoint": str(args.export_speed), **speed}, indent=2) + "\n")
         return
+
+    def method_config(name: str) -> RetrievalTrainConfig:
+        return config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name)},
+                                f"method {name}")
+
     if args.loss_times:
-        write_loss_times(args.out, {name: config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name],
-                                                                                 "output": str(work / name)},
-                                                           f"method {name}") for name in names if name != FROZEN})
+        write_loss_times(args.out, {name: method_config(name) for name in names if name != FROZEN})
         return
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
-        cfg = config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name)},
-                               f"method {name}")
+        cfg = method_config(name)
         device = resolve_device(cfg.device)
         start = time.perf_counter()
         rows[name] = (frozen_row(cfg, args.data, device, args.validation) if name == FROZEN
