@@ -44,8 +44,8 @@ from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, relabel,
-                                  split_classes, train)
+from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, train,
+                                  training_records)
 from coseg.data import ImageCache
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from metric.registry import LOSSES
@@ -172,9 +172,8 @@ def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device, vali
 def training_labels(cfg: RetrievalTrainConfig) -> tuple[torch.Tensor, int]:
     """Labels (N,) of the training images of ``cfg`` (validation classes held out) and the number of classes,
     from the split's index alone (no image is decoded)."""
-    split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
-    train_classes, _ = split_classes(split.classes, cfg)
-    return torch.tensor([r.label for r in relabel(split.records, split.classes, train_classes)]), len(train_classes)
+    _, records, train_classes, _ = training_records(cfg)
+    return torch.tensor([r.label for r in records]), len(train_classes)
 
 
 def measure_export_vs_forward(checkpoint: Path, folders: list[Path], batch_size: int = 32,

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
-from apps.retrieval.datasets import Record, load_retrieval_split
+from apps.retrieval.datasets import Record, RetrievalSplit, load_retrieval_split
 from apps.retrieval.features import FeatureDataset, cached_features, inference_features
 from apps.retrieval.head_init import HEAD_INITS, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
@@ -84,13 +84,19 @@ def relabel(records: list[Record], names: list[str], keep: list[str]) -> list[Re
     return [r._replace(label=position[names[r.label]]) for r in records if names[r.label] in position]
 
 
+def training_records(cfg: RetrievalTrainConfig) -> tuple[RetrievalSplit, list[Record], list[str], list[str]]:
+    """The training split of ``cfg``, the records of its training classes (labelled 0..C−1 over them), the training
+    classes and the validation classes, from the split's index alone (no image is decoded)."""
+    split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
+    train_classes, val_classes = split_classes(split.classes, cfg)
+    return split, relabel(split.records, split.classes, train_classes), train_classes, val_classes
+
+
 def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
                        check: Optional[Callable[[list[Record], list[str]], None]] = None) -> TrainingData:
     """The training and validation images of ``cfg``, decoded. ``check(training records, training classes)`` runs
     before any image is decoded (e.g. to reject a bad method config early)."""
-    split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
-    train_classes, val_classes = split_classes(split.classes, cfg)
-    train_records = relabel(split.records, split.classes, train_classes)
+    split, train_records, train_classes, val_classes = training_records(cfg)
     if check is not None:
         check(train_records, train_classes)
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=progress)
