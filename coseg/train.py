@@ -14,7 +14,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
+from coseg.engine import DistInfo, Engine, FitResult, adamw, cleanup_distributed, save_config, setup_distributed
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, create_model
 from coseg.objective import CosegObjective
@@ -126,8 +126,9 @@ def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
 
 
 def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters: the encoder at ``lr × encoder_lr_scale``, the rest at ``lr``. An
-    encoder_lr_scale of 0 freezes the encoder (:meth:`CosegNet.freeze_encoder`)."""
+    """AdamW (fused where torch can: :func:`coseg.engine.adamw`) over the trainable parameters: the encoder at
+    ``lr × encoder_lr_scale``, the rest at ``lr``. An encoder_lr_scale of 0 freezes the encoder
+    (:meth:`CosegNet.freeze_encoder`)."""
     if cfg.encoder_lr_scale < 0:
         raise ValueError(f"encoder_lr_scale must be >= 0, got {cfg.encoder_lr_scale}")
     if cfg.encoder_lr_scale == 0:
@@ -138,7 +139,7 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
     groups = [{"params": rest, "lr": cfg.lr}]
     if encoder:
         groups.insert(0, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale})
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:

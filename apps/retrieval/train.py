@@ -32,7 +32,7 @@ from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
 from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
-from coseg.engine import DistInfo, Engine, FitResult, cleanup_distributed, save_config, setup_distributed
+from coseg.engine import DistInfo, Engine, FitResult, adamw, cleanup_distributed, save_config, setup_distributed
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
 from coseg.train import seed_everything
@@ -228,7 +228,7 @@ def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, featur
         groups.append({"params": loss_params, "lr": cfg.loss_lr})
     if train_features:
         groups.append({"params": feature_params, "lr": cfg.backbone_lr})
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, labels: torch.Tensor,
