@@ -33,4 +33,24 @@ def test_pairs_alternate_which_side_runs_first(bench):
 
 def test_paired_ratios_are_the_median_of_each_pairs_ratio(bench):
     out = bench.paired_ratios([1.0, 3.0, 2.0], [2.0, 2.0, 1.0], "r")
-    assert out == {"r": 1.5, "r_pairs": [0.5, 1.5, 2.0]}
+    assert out == {"r": 1.5, "r_ci95": None, "r_pairs": [0.5, 1.5, 2.0]}
+
+
+@pytest.mark.parametrize("n", [5, 6, 10, 24, 25])
+def test_median_interval_matches_the_binomial_order_statistics(bench, n):
+    """Against a direct count: the interval (x_(k), x_(n+1-k)) covers the median with probability
+    1 - 2·P(Bin(n, 1/2) <= k - 1) >= 95 %, and k + 1 would fall below 95 %."""
+    from math import comb
+
+    def coverage(k):
+        return 1 - 2 * sum(comb(n, i) for i in range(k)) / 2 ** n
+
+    values = [float(v) for v in range(n, 0, -1)]  # order must not matter
+    interval = bench.median_interval(values)
+    feasible = [k for k in range(1, n // 2 + 1) if coverage(k) >= 0.95]
+    if not feasible:
+        assert interval is None
+        return
+    k = max(feasible)
+    assert interval == (float(k), float(n + 1 - k))
+    assert coverage(k) >= 0.95 > coverage(k + 1)
