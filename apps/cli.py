@@ -49,7 +49,7 @@ def _device(name: str):
 
 
 def inference_options(fn: Callable) -> Callable:
-    """The options evaluate and predict share: group mode, refinement, device, workers, quiet."""
+    """The options evaluate and predict share: group mode, refinement, flip, device, workers, quiet."""
     for option in reversed([
         click.option("--group-mode/--single-image", default=True, show_default=True,
                      help="Predict each group's images together (sub-folders are groups) or every image alone."),
@@ -57,6 +57,8 @@ def inference_options(fn: Callable) -> Callable:
                      help="Group refinement through the pixel embeddings: rounds of prototype updates "
                           "(0 = off; group mode)."),
         click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score."),
+        click.option("--flip", is_flag=True, help="Test-time augmentation: average each prediction with that of the "
+                                                  "mirrored image (twice the model time)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--workers", default=0, show_default=True, help="DataLoader worker processes."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -115,8 +117,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             refine_iterations: int, refine_weight: float, device: str, workers: int, quiet: bool, report: bool,
-             thumbnail: int) -> None:
+             refine_iterations: int, refine_weight: float, flip: bool, device: str, workers: int, quiet: bool,
+             report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
@@ -133,7 +135,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     evaluation = evaluate_samples(model, samples_of(scan, chosen), size, dev, batch_size, workers, empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
                                   refinement=_refinement(refine_iterations, refine_weight),
-                                  predictions=output / PREDICTIONS if report else None)
+                                  predictions=output / PREDICTIONS if report else None, flip=flip)
     evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
@@ -179,7 +181,7 @@ def _print_summary(summary: dict) -> None:
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
-            device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
+            flip: bool, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
@@ -193,7 +195,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     model, size = load_for_inference(checkpoint, dev, image_size)
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
-                            refinement=_refinement(refine_iterations, refine_weight))
+                            refinement=_refinement(refine_iterations, refine_weight), flip=flip)
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                      if result.already_done else ""))

@@ -7,8 +7,9 @@
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
-model and of the model + group refinement through the metric head (its weight chosen on the validation groups), and
-writes ``P``, ``J``, ``per_group`` (the model alone), ``variants`` (both, with inference seconds), ``minutes``,
+model, the model + group refinement through the metric head (its weight chosen on the validation groups), and both
+with flip test-time augmentation (the validation J with and without it is in the JSON), and
+writes ``P``, ``J``, ``per_group`` (the model alone), ``variants`` (all four, with inference seconds), ``minutes``,
 ``images_per_s`` and the side-by-side speed ratios to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, upsample,
@@ -98,8 +99,8 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
     return {"train_step_s": step_s, "triplet_s": triplet_s, "triplet_share": triplet_s / step_s}
 
 
-def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 16,
-                           rounds: int = 10) -> dict[str, Any]:
+def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 8,
+                           rounds: int = 24) -> dict[str, Any]:
     """images/s of our training loop (the engine's step: lr schedule, autocast, NaN guard, optimizer, with
     CosegTask's augmentation and the full objective incl. IS-Triplet) vs a plain loop (same model in the same memory
     format, same augmentation, Dice + BCE, backward, step) over the same cached batches. Ours is the engine's own
@@ -162,7 +163,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
             **paired_ratios(o, p, "train_vs_plain")}
 
 
-def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 15) -> dict[str, Any]:
+def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 25) -> dict[str, Any]:
     """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, upsample to each
     image's size, write PNG) vs the raw model doing the same group inference (``predict_group``, chunks of 8
     sharing each group's consensus) on as many ready tensors. The model is loaded as ``coseg predict`` loads it."""
@@ -247,9 +248,10 @@ def main() -> None:
     test = samples_of(scan, choose_groups(scan, args.data / "splits.json", "test8", []))
     val = samples_of(scan, result.val_groups)
 
-    def scored(samples: list, refinement: Optional[GroupRefinement]) -> dict[str, Any]:
+    def scored(samples: list, refinement: Optional[GroupRefinement], flip: bool = False) -> dict[str, Any]:
         t0 = time.perf_counter()
-        s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement).summary
+        s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
+                             flip=flip).summary
         return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
                 "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
                               for g, d in s["per_group"].items()}}
@@ -259,7 +261,9 @@ def main() -> None:
     val_j = {c.weight: scored(val, c)["J"] for c in candidates} if val else {}
     val_plain = scored(val, None)["J"] if val else None
     chosen = max(candidates, key=lambda c: val_j[c.weight]) if val else GroupRefinement()
-    variants = {"model": scored(test, None), "model+refinement": scored(test, chosen)}
+    val_flip = scored(val, None, flip=True)["J"] if val else None
+    variants = {"model": scored(test, None), "model+refinement": scored(test, chosen),
+                "model+flip": scored(test, None, flip=True), "model+flip+refinement": scored(test, chosen, flip=True)}
     first = variants["model"]
     out: dict[str, Any] = {
         "P": first["P"], "J": first["J"], "per_group": first["per_group"],
@@ -270,6 +274,7 @@ def main() -> None:
         "variants": variants,
         "refinement": {"iterations": chosen.iterations, "weight": chosen.weight, "val_J_by_weight": val_j,
                        "val_J_without": val_plain},
+        "flip": {"val_J": val_flip, "val_J_without": val_plain},
         "config": config_to_dict(cfg),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +292,8 @@ def main() -> None:
     print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
           f"best validation J {out['val_J']} at epoch {out['best_epoch']}; inference "
           + ", ".join(f"{n} {variants[n]['seconds']} s" for n in names) + f" for {len(test)} test images; "
-          f"refinement weight {chosen.weight} chosen on validation (J by weight {val_j}, without {val_plain})")
+          f"refinement weight {chosen.weight} chosen on validation (J by weight {val_j}, without {val_plain}); "
+          f"validation J with flip {val_flip}")
     for k in ("triplet_share", "predict_vs_forward", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))

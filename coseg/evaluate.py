@@ -33,8 +33,10 @@ class Evaluation:
 def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int, device: torch.device,
                      batch_size: int = 8, workers: int = 0, empty: EmptyPolicy = "exclude",
                      progress: bool = True, group_mode: bool = True,
-                     refinement: Optional[GroupRefinement] = None, predictions: Optional[Path] = None) -> Evaluation:
-    """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``), resize the
+                     refinement: Optional[GroupRefinement] = None, predictions: Optional[Path] = None,
+                     flip: bool = False) -> Evaluation:
+    """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``; ``refinement`` and
+    ``flip`` as in :func:`~coseg.inference.predict_dataset`), resize the
     probability to the ground truth's size, threshold at 0.5 and score. Unreadable images/masks are skipped and
     listed in ``skipped``. With ``predictions``, each scored mask is also saved as
     ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size) and listed in ``predicted``."""
@@ -46,7 +48,7 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
     bar = tqdm(total=len(samples), desc="evaluating", unit="img", disable=not progress, leave=False)
     groups = group_ids(samples) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                         groups=groups, refinement=refinement):
+                                         groups=groups, refinement=refinement, flip=flip):
         bar.update(1)
         sample = samples[index]
         if isinstance(result, str):

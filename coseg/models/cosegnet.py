@@ -134,29 +134,40 @@ class CosegNet(nn.Module):
         return CosegOutput(logits, self.embedding_head(decoded, (size[0] // s, size[1] // s)))
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored."""
+    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False) -> torch.Tensor:
+        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored. ``flip``:
+        test-time augmentation, the logits averaged with those of the mirrored images (twice the time)."""
         was_training = self.training
         self.eval()
         try:
-            return torch.sigmoid(self(images, groups).mask_logits)
+            logits = self(images, groups).mask_logits
+            if flip:
+                logits = (logits + self(images.flip(-1), groups).mask_logits.flip(-1)) / 2
+            return torch.sigmoid(logits)
         finally:
             self.train(was_training)
 
     @torch.inference_mode()
-    def predict_group(self, images: torch.Tensor, chunk_size: int = 16,
-                      refinement: Optional[GroupRefinement] = None) -> torch.Tensor:
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
+                      flip: bool = False) -> torch.Tensor:
         """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
         memory: a first pass keeps only the deep features' keys of every image). ``refinement``: optional group
-        refinement through the pixel embeddings (:class:`GroupRefinement`)."""
+        refinement through the pixel embeddings (:class:`GroupRefinement`). ``flip``: test-time augmentation, the
+        group's logits (and embeddings) averaged with those of the mirrored group (twice the time)."""
         was_training = self.training
         self.eval()
         try:
             outputs = self._group_outputs(images, chunk_size)
             logits = torch.cat([o.mask_logits for o in outputs])
+            embeddings = torch.cat([o.embeddings for o in outputs]) if refinement is not None else None
+            if flip:
+                mirrored = self._group_outputs(images.flip(-1), chunk_size)
+                logits = (logits + torch.cat([o.mask_logits for o in mirrored]).flip(-1)) / 2
+                if embeddings is not None:
+                    embeddings = F.normalize(embeddings + torch.cat([o.embeddings for o in mirrored]).flip(-1), dim=1)
             if refinement is not None:
-                logits = refinement(logits, torch.cat([o.embeddings for o in outputs]))
+                logits = refinement(logits, embeddings)
             return torch.sigmoid(logits)
         finally:
             self.train(was_training)

@@ -38,9 +38,9 @@ class ConstantModel(torch.nn.Module):
         super().__init__()
         self.p = p
 
-    def predict(self, images: torch.Tensor, groups=None) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, groups=None, flip: bool = False) -> torch.Tensor:
         b, _, h, w = images.shape
         return torch.full((b, 1, h, w), self.p)
 
-    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None) -> torch.Tensor:
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False) -> torch.Tensor:
         return self.predict(images)

@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -38,6 +39,20 @@ def test_train_evaluate_predict_resume(tmp_path):
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
     assert "mean" in r.output
+
+    # --flip and --refine-iterations reach the evaluation: the same scores as evaluate_samples with them
+    r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev_tta",
+               "--flip", "--refine-iterations", 1, "--quiet")
+    assert r.exit_code == 0, r.output
+    from coseg.data import find_samples
+    from coseg.evaluate import evaluate_samples
+    from coseg.models import GroupRefinement, load_model
+
+    model = load_model(run / "best.safetensors")
+    expected = evaluate_samples(model, find_samples(data, "auto").samples, 64, torch.device("cpu"), progress=False,
+                                refinement=GroupRefinement(1, 2.0), flip=True).summary
+    summary = json.loads((tmp_path / "ev_tta" / "summary.json").read_text())
+    assert summary["J"] == pytest.approx(expected["J"], abs=1e-3) and summary["P"] == pytest.approx(expected["P"], abs=1e-3)
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")

@@ -145,3 +145,28 @@ def test_refined_group_prediction_runs_chunked():
     b = model.predict_group(x, chunk_size=8, refinement=GroupRefinement(2, 1.0))
     assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(a, model.predict_group(x, chunk_size=8))
+
+
+def test_flip_averages_the_logits_of_the_group_and_of_the_mirrored_group():
+    from coseg.models import GroupRefinement
+
+    torch.manual_seed(0)
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=1).eval()
+    x = torch.rand(5, 3, 64, 64)
+    with torch.no_grad():
+        direct = model(x, torch.zeros(5, dtype=torch.long))
+        mirrored = model(x.flip(-1), torch.zeros(5, dtype=torch.long))
+    expected = torch.sigmoid((direct.mask_logits + mirrored.mask_logits.flip(-1)) / 2)
+    assert_close(model.predict_group(x, chunk_size=2, flip=True), expected, atol=1e-5, rtol=1e-4)
+    assert_close(model.predict(x, torch.zeros(5, dtype=torch.long), flip=True), expected, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(model.predict_group(x, chunk_size=2), expected, atol=1e-3)
+    # refinement then sees the averaged logits and the averaged (re-normalised) embeddings
+    refinement = GroupRefinement(2, 1.0)
+    embeddings = F.normalize(direct.embeddings + mirrored.embeddings.flip(-1), dim=1)
+    averaged = (direct.mask_logits + mirrored.mask_logits.flip(-1)) / 2
+    assert_close(model.predict_group(x, chunk_size=8, refinement=refinement, flip=True),
+                 torch.sigmoid(refinement(averaged, embeddings)), atol=1e-5, rtol=1e-4)
+    # a mirror-symmetric group gives a mirror-symmetric prediction
+    symmetric = torch.cat([x[..., :32], x[..., :32].flip(-1)], dim=-1)
+    probs = model.predict_group(symmetric, chunk_size=8, flip=True)
+    assert_close(probs, probs.flip(-1), atol=1e-5, rtol=1e-4)
