@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
 import torch
@@ -140,9 +140,7 @@ class CosegNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            logits = self(images, groups).mask_logits
-            if flip:
-                logits = (logits + self(images.flip(-1), groups).mask_logits.flip(-1)) / 2
+            logits, _ = self._combined_outputs(lambda x: [self(x, groups)], images, flip, embeddings=False)
             return torch.sigmoid(logits)
         finally:
             self.train(was_training)
@@ -158,19 +156,32 @@ class CosegNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            outputs = self._group_outputs(images, chunk_size)
-            logits = torch.cat([o.mask_logits for o in outputs])
-            embeddings = torch.cat([o.embeddings for o in outputs]) if refinement is not None else None
-            if flip:
-                mirrored = self._group_outputs(images.flip(-1), chunk_size)
-                logits = (logits + torch.cat([o.mask_logits for o in mirrored]).flip(-1)) / 2
-                if embeddings is not None:
-                    embeddings = F.normalize(embeddings + torch.cat([o.embeddings for o in mirrored]).flip(-1), dim=1)
+            logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images, flip,
+                                                        embeddings=refinement is not None)
             if refinement is not None:
                 logits = refinement(logits, embeddings)
             return torch.sigmoid(logits)
         finally:
             self.train(was_training)
+
+    @staticmethod
+    def _combined_outputs(run: Callable[[torch.Tensor], list[CosegOutput]], images: torch.Tensor, flip: bool,
+                          embeddings: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The mask logits (and, if ``embeddings``, the unit pixel embeddings) of ``run(images)``'s chunks joined;
+        with ``flip`` averaged with those of ``run`` on the mirrored images, mirrored back (embeddings
+        re-normalised)."""
+        def joined(x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+            outputs = run(x)
+            return (torch.cat([o.mask_logits for o in outputs]),
+                    torch.cat([o.embeddings for o in outputs]) if embeddings else None)
+
+        logits, pixels = joined(images)
+        if flip:
+            mirrored_logits, mirrored_pixels = joined(images.flip(-1))
+            logits = (logits + mirrored_logits.flip(-1)) / 2
+            if pixels is not None and mirrored_pixels is not None:
+                pixels = F.normalize(pixels + mirrored_pixels.flip(-1), dim=1)
+        return logits, pixels
 
     def _group_outputs(self, images: torch.Tensor, chunk_size: int,
                        feature_budget_bytes: int = 1 << 30) -> list[CosegOutput]:

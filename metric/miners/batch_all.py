@@ -61,7 +61,8 @@ def triplets_where(
         others = (labels != labels[members[0]]).nonzero().squeeze(1)
         if len(members) < 2 or not len(others):
             continue
-        to_positive, to_negative = far[members][:, members], far[members][:, others]
+        of_anchors = far[members]
+        to_positive, to_negative = of_anchors[:, members], of_anchors[:, others]
         not_self = ~torch.eye(len(members), dtype=torch.bool, device=labels.device)
         rows = max(1, _BLOCK_ELEMENTS // (len(members) * len(others)))
         for start in range(0, len(members), rows):
