@@ -79,3 +79,10 @@ class BaseDistance(nn.Module):
     def closer(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Elementwise: True where value ``a`` means closer than value ``b``."""
         return a > b if self.is_inverted else a < b
+
+    def same_as(self, other: "BaseDistance") -> bool:
+        """Whether ``other`` computes the same values: same class and settings (``chunk_size`` aside)."""
+        def settings(d: BaseDistance) -> dict:
+            return {k: v for k, v in vars(d).items() if not k.startswith("_") and k not in ("training", "chunk_size")}
+
+        return type(other) is type(self) and settings(other) == settings(self)

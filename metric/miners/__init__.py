@@ -1,4 +1,5 @@
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.margin_miner import MarginMiner
 from metric.miners.batch_all import BatchAllMiner
 from metric.miners.batch_hard import BatchHardMiner
 from metric.miners.semi_hard import SemiHardMiner

@@ -26,6 +26,14 @@ class TripletIndices(NamedTuple):
         return TripletIndices(e, e.clone(), e.clone())
 
 
+def check_mining_inputs(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+    """Embeddings (N, D), finite, and labels (N,)."""
+    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
+    check_shape(labels, ["N"], "labels")
+    check_same_size(n, labels.shape[0], "embeddings and labels")
+    check_finite(embeddings, "embeddings")
+
+
 class BaseTripletMiner(nn.Module):
     """``forward(embeddings (N, D), labels (N,)) → TripletIndices``; subclasses write ``mine``."""
 
@@ -42,8 +50,5 @@ class BaseTripletMiner(nn.Module):
 
     @torch.no_grad()
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
-        check_shape(labels, ["N"], "labels")
-        check_same_size(n, labels.shape[0], "embeddings and labels")
-        check_finite(embeddings, "embeddings")
+        check_mining_inputs(embeddings, labels)
         return self.mine(embeddings.detach(), labels)

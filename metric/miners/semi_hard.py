@@ -6,13 +6,12 @@ from typing import Optional
 import torch
 
 from metric.distances.base_distance import BaseDistance
-from metric.miners.base_miner import BaseTripletMiner, TripletIndices
-from metric.miners.batch_all import triplets_where
+from metric.miners.margin_miner import MarginMiner
 from metric.registry import MINERS
 
 
 @MINERS.register("semi_hard")
-class SemiHardMiner(BaseTripletMiner):
+class SemiHardMiner(MarginMiner):
     """Every valid (a, p, n) with d(a,p) < d(a,n) < d(a,p) + margin, i.e. −margin < gap < 0 (so it also holds
     for similarities). One triplet per such (a, p, n), not only the hardest negative per (a, p): the same set
     as pytorch-metric-learning's ``TripletMarginMiner(type_of_triplets="semihard")`` (which also keeps
@@ -24,8 +23,5 @@ class SemiHardMiner(BaseTripletMiner):
             raise ValueError(f"margin must be > 0 (no triplet is semi-hard otherwise), got {margin}")
         self.margin = margin
 
-    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        margin = self.margin
-        return triplets_where(
-            self.distance.pairwise(embeddings), labels, self.distance, lambda gap: (gap < 0) & (gap + margin > 0)
-        )
+    def keep(self, gap: torch.Tensor) -> torch.Tensor:
+        return (gap < 0) & (gap + self.margin > 0)

@@ -1,6 +1,8 @@
 """IS-Triplet pixel loss: naive reference, group extension, empty cases, gradients, PML, errors."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from pytorch_metric_learning import distances as pml_distances
@@ -9,8 +11,9 @@ from pytorch_metric_learning import miners as pml_miners
 
 from metric.distances import CosineSimilarity, EuclideanDistance
 from metric.losses import ISTripletLoss, is_triplet_loss
-from metric.losses.is_triplet_loss import pixel_triplets
-from metric.miners import BatchHardMiner, SemiHardMiner, sample_pixels
+from metric.losses.is_triplet_loss import counts_suffice, pixel_triplets
+from metric.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner, sample_pixels
+from metric.reduction import reduce_loss
 from metric.registry import DISTANCES, LOSSES
 from tests.helpers import assert_close, gradcheck
 from tests.reference import pixel as ref
@@ -152,6 +155,72 @@ def test_semi_hard_miner_option():
     assert ((losses > 0) & (losses < 0.5)).all()
 
 
+MARGIN_MINERS = {
+    "semi_hard": lambda d: SemiHardMiner(margin=0.3, distance=d),
+    "batch_all_margin": lambda d: BatchAllMiner(d, margin=0.2),
+}
+
+
+@pytest.mark.parametrize("kind", ["euclidean", "cosine", "snr"])
+@pytest.mark.parametrize("miner", sorted(MARGIN_MINERS))
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 1, 0, 1])], ids=["per_image", "groups"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero"])
+def test_reduced_loss_from_pair_counts_equals_the_listed_triplets(kind, miner, groups, reduction, monkeypatch):
+    """Semi-hard and margin batch-all triplets all have a positive loss: the reduced loss is summed from the
+    miner's pair counts without listing the triplets, with the same value and gradient."""
+    emb = torch.randn(4, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    labels, distance = masks(), DISTANCES.create(kind)
+    kwargs = dict(margin=0.3, k_per_class=6, groups=groups, distance=distance,
+                  miner=MARGIN_MINERS[miner](distance))
+    listed = reduce_loss(is_triplet_loss(emb, labels, generator=seeded(5), **kwargs), reduction)
+    expected_grad, = torch.autograd.grad(listed, emb)
+
+    def no_listing(*args, **kw):
+        raise AssertionError("the reduced loss listed its triplets")
+
+    # the package exports the function is_triplet_loss under the module's name: fetch the module itself
+    monkeypatch.setattr(importlib.import_module("metric.losses.is_triplet_loss"), "pixel_triplets", no_listing)
+    counted = is_triplet_loss(emb, labels, generator=seeded(5), reduction=reduction, **kwargs)
+    grad, = torch.autograd.grad(counted, emb)
+    assert listed > 0
+    assert_close(counted, listed)
+    assert_close(grad, expected_grad)
+
+
+def test_pair_counts_only_where_every_mined_triplet_has_a_positive_loss():
+    euclidean = EuclideanDistance()
+    assert counts_suffice(SemiHardMiner(margin=0.3), 0.3, euclidean)
+    assert counts_suffice(SemiHardMiner(margin=0.3), 0.5, EuclideanDistance(chunk_size=8))
+    assert counts_suffice(BatchAllMiner(margin=0.2), 0.3, euclidean)
+    assert not counts_suffice(SemiHardMiner(margin=0.3), 0.2, euclidean)  # gaps in (−0.3, −0.2] would clip to 0
+    assert not counts_suffice(BatchAllMiner(), 0.3, euclidean)  # every valid triplet, also those of zero loss
+    assert not counts_suffice(BatchHardMiner(), 0.3, euclidean)
+    assert not counts_suffice(SemiHardMiner(margin=0.3), 0.3, CosineSimilarity())
+    assert not counts_suffice(SemiHardMiner(margin=0.3), 0.3, EuclideanDistance(squared=True))
+
+
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 0])], ids=["per_image", "groups"])
+def test_gradcheck_of_the_counted_loss(groups):
+    labels = masks(b=2)
+    emb = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+
+    def fn(x):
+        return is_triplet_loss(x, labels, margin=0.5, k_per_class=6, groups=groups, miner=SemiHardMiner(0.5),
+                               generator=seeded(4), reduction="sum")
+
+    assert fn(emb) > 0
+    assert gradcheck(fn, [emb], fast_mode=True)
+
+
+@pytest.mark.parametrize("labels", [torch.full((2, 5, 5), 255), torch.zeros(2, 5, 5, dtype=torch.long)],
+                         ids=["all_ignored", "one_class"])
+def test_counted_loss_without_triplets_is_zero_with_gradient(labels):
+    emb = torch.randn(2, 3, 5, 5, requires_grad=True)
+    loss = ISTripletLoss(margin=0.3, miner=SemiHardMiner(margin=0.3))(emb, labels, groups=torch.tensor([0, 0]))
+    loss.backward()
+    assert loss.item() == 0.0 and (emb.grad == 0).all()
+
+
 def test_rejects_bad_inputs():
     emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
     with pytest.raises(ValueError, match=r"embeddings must have shape \(B, D, H, W\)"):
@@ -170,5 +239,7 @@ def test_rejects_bad_inputs():
         is_triplet_loss(bad, labels)
     with pytest.raises(ValueError, match="reduction"):
         ISTripletLoss(reduction="max")
+    with pytest.raises(ValueError, match="reduction"):
+        is_triplet_loss(emb, labels, reduction="max")
     with pytest.raises(ValueError, match="k_per_class"):
         ISTripletLoss(k_per_class=0)

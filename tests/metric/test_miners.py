@@ -133,7 +133,7 @@ def test_all_valid_triplets_on_a_larger_batch():
 @pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)], ids=["batch_all", "semi_hard"])
 def test_blocks_of_anchors_give_the_same_triplets_as_one_block(miner, monkeypatch):
     """The margin-based miners test (a, p, n) over blocks of anchors bounded in size; block edges change nothing."""
-    import metric.miners.batch_all as module
+    import metric.miners.margin_miner as module
 
     emb, labels = batch(n=23, classes=4)
     whole = as_list(miner(emb, labels))
@@ -142,3 +142,45 @@ def test_blocks_of_anchors_give_the_same_triplets_as_one_block(miner, monkeypatc
         monkeypatch.setattr(module, "_BLOCK_ELEMENTS", elements)
         assert as_list(miner(emb, labels)) == whole
     assert len(whole) > 0
+
+
+def reference_counts(triplets: list[tuple[int, int, int]], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pair, in how many of ``triplets`` it is (anchor, positive) and (anchor, negative): a plain loop."""
+    as_positive, as_negative = torch.zeros(n, n, dtype=torch.long), torch.zeros(n, n, dtype=torch.long)
+    for a, p, neg in triplets:
+        as_positive[a, p] += 1
+        as_negative[a, neg] += 1
+    return as_positive, as_negative
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("make", [lambda d: SemiHardMiner(margin=0.5, distance=d),
+                                  lambda d: BatchAllMiner(d, margin=0.3), lambda d: BatchAllMiner(d)],
+                         ids=["semi_hard", "batch_all_margin", "batch_all"])
+def test_counts_match_the_mined_triplets_counted_by_a_loop(kind, make):
+    emb, labels = batch(n=14, classes=3)
+    miner = make(DISTANCES.create(kind))
+    mined = as_list(miner(emb, labels))
+    expected = reference_counts(mined, len(labels))
+    as_positive, as_negative = miner.counts(emb, labels)
+    assert torch.equal(as_positive, expected[0]) and torch.equal(as_negative, expected[1])
+    assert int(as_positive.sum()) == int(as_negative.sum()) == len(mined) > 0
+
+
+def test_counts_over_blocks_of_anchors_equal_one_block(monkeypatch):
+    import metric.miners.margin_miner as module
+
+    emb, labels = batch(n=23, classes=4)
+    miner = SemiHardMiner(margin=0.5)
+    whole = miner.counts(emb, labels)
+    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 1)
+    assert all(torch.equal(x, y) for x, y in zip(miner.counts(emb, labels), whole))
+
+
+def test_counts_of_a_batch_without_triplets_are_zero():
+    emb = torch.randn(3, 2)
+    for labels in (torch.tensor([1, 1, 1]), torch.tensor([0, 1, 2])):
+        as_positive, as_negative = SemiHardMiner(margin=0.5).counts(emb, labels)
+        assert as_positive.shape == (3, 3) and not as_positive.any() and not as_negative.any()
+    with pytest.raises(ValueError, match="embeddings and labels"):
+        SemiHardMiner(margin=0.5).counts(emb, torch.tensor([0, 1]))
