@@ -10,7 +10,7 @@ from torch import nn
 from metric._checks import check_finite, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
-from metric.losses.triplet_margin_loss import triplet_margin_loss
+from metric.losses.triplet_margin_loss import counted_triplet_margin_loss, counts_suffice, triplet_margin_loss
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.miners.batch_hard import BatchHardMiner
 from metric.miners.margin_miner import MarginMiner
@@ -60,37 +60,18 @@ def pixel_triplets(
     return TripletIndices(*(torch.cat(parts) for parts in zip(*found)))
 
 
-def counts_suffice(miner: BaseTripletMiner, margin: float, distance: BaseDistance) -> bool:
-    """Whether every triplet ``miner`` keeps has a positive loss ``gap + margin`` under ``distance`` (a
-    :class:`MarginMiner` with margin ≤ ``margin`` on the same distance), so that the summed loss is linear in the
-    pair distances and follows from the miner's pair counts."""
-    return (isinstance(miner, MarginMiner) and miner.margin is not None and margin >= miner.margin
-            and miner.distance.same_as(distance))
-
-
-def counted_triplet_loss(
+def counted_pixel_triplet_loss(
     embeddings: torch.Tensor, labels: torch.Tensor, pools: torch.Tensor, miner: MarginMiner, margin: float,
     distance: BaseDistance,
 ) -> tuple[torch.Tensor, int]:
-    """``(Σ loss, T)`` over the triplets :func:`pixel_triplets` would give, without listing them (valid when
-    :func:`counts_suffice`): Σ_(a,p,n) [far(a,p) − far(a,n) + m] = Σ_(a,p) n⁺_ap·far(a,p) − Σ_(a,n) n⁻_an·far(a,n)
-    + T·m, with the miner's pair counts n⁺, n⁻ and far = ``distance.gap(d, 0)`` (d, or −d for similarities). Cost
-    O(pool²·D) for the distances instead of O(T) gathers; the mining itself is unchanged."""
-    firsts, seconds, weights = [], [], []
-    count = 0
+    """``(Σ loss, T)`` over the triplets :func:`pixel_triplets` would give, pool by pool
+    (:func:`~metric.losses.triplet_margin_loss.counted_triplet_margin_loss`), without listing them."""
+    total, count = embeddings.sum() * 0, 0  # a zero on the graph when no pool has a triplet
     for members in _pool_members(pools):
-        as_positive, as_negative = miner.counts(embeddings[members], labels[members])
-        count += int(as_positive.sum())
-        weight = as_positive - as_negative  # a pair is a positive or a negative pair, never both
-        first, second = weight.nonzero(as_tuple=True)
-        firsts.append(members[first])
-        seconds.append(members[second])
-        weights.append(weight[first, second])
-    if not firsts:  # no sampled pixel at all
-        return embeddings.sum() * 0, 0
-    first, second, weight = torch.cat(firsts), torch.cat(seconds), torch.cat(weights)
-    far = distance.gap(distance.paired(embeddings[first], embeddings[second]), torch.zeros((), device=embeddings.device))
-    return (weight.to(far.dtype) * far).sum() + count * margin, count
+        pool_total, pool_count = counted_triplet_margin_loss(embeddings[members], labels[members], miner, margin,
+                                                             distance)
+        total, count = total + pool_total, count + pool_count
+    return total, count
 
 
 def is_triplet_loss(
@@ -124,7 +105,7 @@ def is_triplet_loss(
     3. :func:`triplet_margin_loss` with ``margin`` and ``distance`` (default Euclidean) on those triplets. A reduced
        loss whose miner only keeps triplets of positive loss (semi-hard, or batch-all with a margin ≤ ``margin``,
        same distance: :func:`counts_suffice`) is summed from the miner's pair counts instead
-       (:func:`counted_triplet_loss`: the same value and gradient without listing the T triplets; its triplets all
+       (:func:`counted_pixel_triplet_loss`: the same value and gradient without listing the T triplets; its triplets all
        have a non-zero loss, so ``mean_nonzero`` equals ``mean`` there).
 
     Labels must have the embeddings' H×W: the caller resizes. Without any valid triplet (e.g. every image
@@ -142,7 +123,7 @@ def is_triplet_loss(
     sampled = embeddings.reshape(b, d, h * w)[sample.image, :, pixel]  # (S, D)
     pools = sample.image if groups is None else groups.to(sample.image.device)[sample.image]
     if reduction != "none" and counts_suffice(miner, margin, distance):
-        total, count = counted_triplet_loss(sampled, sample.label, pools, miner, margin, distance)  # type: ignore[arg-type]
+        total, count = counted_pixel_triplet_loss(sampled, sample.label, pools, miner, margin, distance)  # type: ignore[arg-type]
         return total if reduction == "sum" else total / max(count, 1)
     triplets = pixel_triplets(sampled, sample.label, pools, miner)
     return reduce_loss(triplet_margin_loss(sampled, triplets, margin, distance), reduction)

@@ -11,6 +11,7 @@ from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.miners.batch_all import BatchAllMiner
+from metric.miners.margin_miner import MarginMiner
 from metric.reduction import Reduction, reduce_loss
 from metric.registry import LOSSES
 
@@ -70,6 +71,29 @@ def triplet_margin_loss(
     return torch.relu(distance.gap(to_positive, to_negative) + margins)
 
 
+def counts_suffice(miner: BaseTripletMiner, margin: float, distance: BaseDistance) -> bool:
+    """Whether every triplet ``miner`` keeps has a positive loss ``gap + margin`` under ``distance`` (a
+    :class:`MarginMiner` with margin ≤ ``margin`` on the same distance), so that the summed loss is linear in the
+    pair distances and follows from the miner's pair counts."""
+    return (isinstance(miner, MarginMiner) and miner.margin is not None and margin >= miner.margin
+            and miner.distance.same_as(distance))
+
+
+def counted_triplet_margin_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, miner: MarginMiner, margin: float, distance: BaseDistance
+) -> tuple[torch.Tensor, int]:
+    """``(Σ loss, T)`` over the T triplets ``miner(embeddings (N, D), labels (N,))`` would list, without listing
+    them (valid when :func:`counts_suffice`): Σ_(a,p,n) [far(a,p) − far(a,n) + m] = Σ_(a,p) n⁺_ap·far(a,p) −
+    Σ_(a,n) n⁻_an·far(a,n) + T·m, with the miner's pair counts n⁺, n⁻ (:meth:`MarginMiner.counts`) and far =
+    ``distance.gap(d, 0)`` (d, or −d for similarities) from ``distance.pairwise``: one N×N product with its
+    gradient, where listing costs O(T) gathers and an exact distance per pair, O(N²·D) elementwise."""
+    as_positive, as_negative = miner.counts(embeddings, labels)
+    far = distance.gap(distance.pairwise(embeddings), torch.zeros((), dtype=embeddings.dtype, device=embeddings.device))
+    count = int(as_positive.sum())
+    # a pair is a positive or a negative pair, never both: one signed weight per pair
+    return ((as_positive - as_negative).to(far.dtype) * far).sum() + count * margin, count
+
+
 @LOSSES.register("triplet_margin")
 class TripletMarginLoss(BaseMetricLoss):
     """``forward(embeddings (N, D), labels (N,), triplets=None) → loss``: :func:`triplet_margin_loss` on the
@@ -99,6 +123,11 @@ class TripletMarginLoss(BaseMetricLoss):
         self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
     ) -> torch.Tensor:
         self.check_inputs(embeddings, labels)
+        if (triplets is None and self.class_margins is None and self.reduction != "none"
+                and counts_suffice(self.miner, self.margin, self.distance)):
+            # every mined triplet has a positive loss: sum it from pair counts (mean_nonzero is the mean then)
+            total, count = counted_triplet_margin_loss(embeddings, labels, self.miner, self.margin, self.distance)  # type: ignore[arg-type]
+            return total if self.reduction == "sum" else total / max(count, 1)
         return reduce_loss(self.compute_loss(embeddings, labels, triplets), self.reduction)
 
     def compute_loss(

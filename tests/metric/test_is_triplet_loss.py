@@ -11,7 +11,8 @@ from pytorch_metric_learning import miners as pml_miners
 
 from metric.distances import CosineSimilarity, EuclideanDistance
 from metric.losses import ISTripletLoss, is_triplet_loss
-from metric.losses.is_triplet_loss import counts_suffice, pixel_triplets
+from metric.losses.is_triplet_loss import pixel_triplets
+from metric.losses.triplet_margin_loss import counts_suffice
 from metric.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner, sample_pixels
 from metric.reduction import reduce_loss
 from metric.registry import DISTANCES, LOSSES

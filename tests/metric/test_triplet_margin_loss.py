@@ -11,8 +11,9 @@ from pytorch_metric_learning import reducers as pml_reducers
 
 from metric.distances import CosineSimilarity, EuclideanDistance, SNRDistance
 from metric.losses import TripletMarginLoss, triplet_margin_loss
-from metric.miners import BatchHardMiner, TripletIndices
+from metric.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner, TripletIndices
 from metric.miners.batch_all import all_valid_triplets
+from metric.reduction import reduce_loss
 from metric.registry import DISTANCES, LOSSES
 from tests.helpers import assert_close, gradcheck
 from tests.reference import triplet as ref
@@ -171,3 +172,42 @@ def test_pair_table_and_per_triplet_paths_agree(kind, monkeypatch):
     assert_close(table[0], per_triplet[0])
     assert_close(table[1], per_triplet[1])
     assert (table[0] > 0).any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("miner", ["semi_hard", "batch_all_margin"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero"])
+def test_reduced_loss_from_pair_counts_equals_the_listed_triplets(kind, miner, reduction, monkeypatch):
+    """With a miner whose triplets all have a positive loss, the module sums the loss from the miner's pair counts
+    (never listing the triplets): the same value and gradient as the per-triplet losses reduced."""
+    distance = DISTANCES.create(kind)
+    make = {"semi_hard": lambda: SemiHardMiner(margin=0.5, distance=distance),
+            "batch_all_margin": lambda: BatchAllMiner(distance, margin=0.3)}[miner]
+    emb = torch.randn(16, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.arange(4).repeat(4)
+    triplets = make()(emb, labels)
+    listed = reduce_loss(triplet_margin_loss(emb, triplets, 0.5, distance), reduction)
+    expected_grad, = torch.autograd.grad(listed, emb)
+    module = TripletMarginLoss(margin=0.5, distance=distance, miner=make(), reduction=reduction)
+    monkeypatch.setattr(module.miner, "mine", lambda *a: pytest.fail("the reduced loss listed its triplets"))
+    counted = module(emb, labels)
+    grad, = torch.autograd.grad(counted, emb)
+    assert len(triplets) > 0 and listed > 0
+    assert_close(counted, listed)
+    assert_close(grad, expected_grad)
+
+
+def test_listing_stays_where_counts_do_not_give_the_loss():
+    """Given triplets, per-class-pair margins, a miner margin above the loss margin, or no reduction: listed."""
+    emb, labels = torch.randn(16, 5, dtype=torch.float64), torch.arange(4).repeat(4)
+    miner = SemiHardMiner(margin=0.5)
+    triplets = miner(emb, labels)
+    losses = triplet_margin_loss(emb, triplets, 0.3, EuclideanDistance())
+    assert (losses == 0).any()  # gaps in (−0.5, −0.3] clip to 0: a count would be wrong here
+    assert_close(TripletMarginLoss(margin=0.3, miner=miner)(emb, labels), losses.mean())
+    assert_close(TripletMarginLoss(margin=0.3, miner=miner, reduction="mean_nonzero")(emb, labels),
+                 losses[losses > 0].mean())
+    assert_close(TripletMarginLoss(margin=0.5, miner=miner, reduction="none")(emb, labels),
+                 triplet_margin_loss(emb, triplets, 0.5, EuclideanDistance()))
+    margins = torch.full((4, 4), 0.3)  # the per-pair margins replace the loss margin (0.5, which would allow counting)
+    assert_close(TripletMarginLoss(margin=0.5, miner=miner, class_margins=margins)(emb, labels), losses.mean())
