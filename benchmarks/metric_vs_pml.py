@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/metric_vs_pml.py --out bench_out/metric_vs_pml.json [--quick] [--threads N]
 
 One function per measurement, each returning ``{key: value}`` for the JSON and listed in ``MEASUREMENTS``; the
-headline keys and their goals are in ``GOALS`` (``pixel_triplet_ms`` is reported without a goal), the other keys
+headline keys and their goals are in ``GOALS`` (``REPORTED`` keys have no goal), the other keys
 are the details they come from. Both libraries run in this one process on the same threads. Timings:
 :func:`median_seconds` (warm-up runs, then the median of repeats; process CPU seconds for the retrieval, wall
 seconds otherwise) for the retrieval and pixel-loss calls, and
@@ -36,12 +36,14 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from metric.distances import SNRDistance
-from metric.losses import ISTripletLoss, TripletUpperBoundLoss
+from metric.losses import ISTripletLoss, TripletMarginLoss, TripletUpperBoundLoss
+from metric.miners import SemiHardMiner
 from metric.retrieval import kmeans_nmi, retrieval_metrics
 
 try:
     from pytorch_metric_learning import distances as pml_distances
     from pytorch_metric_learning import losses as pml_losses
+    from pytorch_metric_learning import miners as pml_miners
     from pytorch_metric_learning import reducers as pml_reducers
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 except ModuleNotFoundError as missing:
@@ -58,7 +60,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "retrieval_speedup": (">=", 2.0),
     "retrieval_max_abs_diff": ("<=", 1e-6),
 }
-REPORTED = ("pixel_triplet_ms",)
+REPORTED = ("pixel_triplet_ms", "semi_hard_time_ratio")
 MIB = 2**20
 
 
@@ -302,6 +304,33 @@ def measure_pixel_triplet(quick: bool) -> dict[str, float]:
     return {"pixel_triplet_ms": seconds * 1e3}
 
 
+def measure_semi_hard(quick: bool) -> dict[str, float]:
+    """Triplet margin loss over every semi-hard triplet (margin 0.1 for the loss and the miner), forward + backward on
+    one P×K batch of random L2-normalised embeddings (8 classes × 4, D = 1280, an EfficientNet feature's size, as
+    from a head early in training: thousands of semi-hard triplets): PML (``TripletMarginMiner("semihard")`` +
+    ``TripletMarginLoss``), ours summed from the miner's pair counts (what ``TripletMarginLoss(miner=SemiHardMiner)``
+    does), and ours over the listed triplets (the per-triplet losses, then their mean)."""
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(32, 1280, generator=g), dim=1).requires_grad_(True)
+    labels = torch.arange(32) % 8
+    pml_miner = pml_miners.TripletMarginMiner(margin=0.1, type_of_triplets="semihard")
+    pml_loss = pml_losses.TripletMarginLoss(margin=0.1)  # its default reducer averages the non-zero losses: all here
+    counted = TripletMarginLoss(margin=0.1, miner=SemiHardMiner(margin=0.1))
+    listed = TripletMarginLoss(margin=0.1, miner=SemiHardMiner(margin=0.1), reduction="none")
+    steps = [partial(forward_backward, lambda e, y: pml_loss(e, y, pml_miner(e, y)), x, labels),
+             partial(forward_backward, counted, x, labels),
+             partial(forward_backward, lambda e, y: listed(e, y).mean(), x, labels)]
+    pml_seconds, counted_seconds, listed_seconds = seconds_per_call(steps, repeats=5 if quick else 9)
+    return {
+        "semi_hard_triplets": len(SemiHardMiner(margin=0.1)(x, labels)),
+        "semi_hard_pml_ms": pml_seconds * 1e3,
+        "semi_hard_counted_ms": counted_seconds * 1e3,
+        "semi_hard_listed_ms": listed_seconds * 1e3,
+        "semi_hard_time_ratio": pml_seconds / counted_seconds,
+        "semi_hard_abs_diff": abs(steps[0]() - steps[1]()),
+    }
+
+
 MEASUREMENTS: list[Callable[[bool], dict[str, float]]] = [
     measure_snr_time,
     measure_snr_memory,
@@ -309,6 +338,7 @@ MEASUREMENTS: list[Callable[[bool], dict[str, float]]] = [
     measure_upper_bound_scaling,
     measure_retrieval,
     measure_pixel_triplet,
+    measure_semi_hard,
 ]
 
 

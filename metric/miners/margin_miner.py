@@ -11,6 +11,8 @@ from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_min
 
 # Elements of one anchor block's (anchors, P, N) gap tensor: bounds the miners' temporary memory (~64 MiB).
 _BLOCK_ELEMENTS = 1 << 22
+# Batches with at most this many (a, p, n) candidates are counted in one broadcast (B ≤ 64).
+_ONE_SHOT_ELEMENTS = 1 << 18
 
 
 def _kept_blocks(
@@ -60,6 +62,12 @@ def triplet_counts_where(
     ``(B, B)`` int64 ``as_positive[a, p]`` = #kept (a, p, ·) and ``as_negative[a, n]`` = #kept (a, ·, n).
     Their sums both equal the number of triplets. Memory O(B²) besides one block."""
     b = labels.shape[0]
+    if b**3 <= _ONE_SHOT_ELEMENTS:  # small batches: one broadcast over all B³ candidates beats a loop over classes
+        far = distance.gap(distances, torch.zeros_like(distances))
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)
+        positive = same & ~torch.eye(b, dtype=torch.bool, device=labels.device)
+        kept = keep(far.unsqueeze(2) - far.unsqueeze(1)) & positive.unsqueeze(2) & ~same.unsqueeze(1)
+        return kept.sum(2), kept.sum(1)
     as_positive = torch.zeros(b, b, dtype=torch.long, device=labels.device)
     as_negative = torch.zeros_like(as_positive)
     for anchors, positives, negatives, kept in _kept_blocks(distances, labels, distance, keep):

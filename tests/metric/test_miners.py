@@ -157,7 +157,12 @@ def reference_counts(triplets: list[tuple[int, int, int]], n: int) -> tuple[torc
 @pytest.mark.parametrize("make", [lambda d: SemiHardMiner(margin=0.5, distance=d),
                                   lambda d: BatchAllMiner(d, margin=0.3), lambda d: BatchAllMiner(d)],
                          ids=["semi_hard", "batch_all_margin", "batch_all"])
-def test_counts_match_the_mined_triplets_counted_by_a_loop(kind, make):
+@pytest.mark.parametrize("one_shot", [True, False], ids=["one_broadcast", "by_class"])
+def test_counts_match_the_mined_triplets_counted_by_a_loop(kind, make, one_shot, monkeypatch):
+    import metric.miners.margin_miner as module
+
+    if not one_shot:
+        monkeypatch.setattr(module, "_ONE_SHOT_ELEMENTS", 0)
     emb, labels = batch(n=14, classes=3)
     miner = make(DISTANCES.create(kind))
     mined = as_list(miner(emb, labels))
@@ -167,14 +172,21 @@ def test_counts_match_the_mined_triplets_counted_by_a_loop(kind, make):
     assert int(as_positive.sum()) == int(as_negative.sum()) == len(mined) > 0
 
 
-def test_counts_over_blocks_of_anchors_equal_one_block(monkeypatch):
+@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)], ids=["batch_all", "semi_hard"])
+def test_counts_in_one_broadcast_by_class_and_by_blocks_agree(miner, monkeypatch):
+    """Small batches are counted in one broadcast over all B³ candidates, larger ones class by class in blocks of
+    anchors: the same counts."""
     import metric.miners.margin_miner as module
 
     emb, labels = batch(n=23, classes=4)
-    miner = SemiHardMiner(margin=0.5)
-    whole = miner.counts(emb, labels)
+    one_shot = miner.counts(emb, labels)
+    monkeypatch.setattr(module, "_ONE_SHOT_ELEMENTS", 0)
+    by_class = miner.counts(emb, labels)
     monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 1)
-    assert all(torch.equal(x, y) for x, y in zip(miner.counts(emb, labels), whole))
+    by_blocks = miner.counts(emb, labels)
+    assert int(one_shot[0].sum()) > 0
+    for counts in (by_class, by_blocks):
+        assert all(torch.equal(x, y) for x, y in zip(counts, one_shot))
 
 
 def test_counts_of_a_batch_without_triplets_are_zero():
