@@ -31,3 +31,12 @@ def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Te
         return losses.mean()
     nonzero = (losses > 0).sum()
     return losses.sum() / nonzero.clamp(min=1).to(losses.dtype)
+
+
+def reduce_positive_sum(total: torch.Tensor, count: int, reduction: Reduction) -> torch.Tensor:
+    """:func:`reduce_loss` of ``count`` positive losses known only by their sum ``total`` (so ``mean_nonzero`` is
+    the mean); ``none`` has no per-item losses to return."""
+    check_reduction(reduction)
+    if reduction == "none":
+        raise ValueError("reduction 'none' needs the per-item losses, not their sum")
+    return total if reduction == "sum" else total / max(count, 1)

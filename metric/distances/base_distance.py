@@ -80,6 +80,11 @@ class BaseDistance(nn.Module):
         """Elementwise: True where value ``a`` means closer than value ``b``."""
         return a > b if self.is_inverted else a < b
 
+    def farness(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` oriented so that larger always means farther: distances as they are (the same tensor), minus
+        similarities; ``gap(p, n) = farness(p) − farness(n)``."""
+        return -values if self.is_inverted else values
+
     def same_as(self, other: "BaseDistance") -> bool:
         """Whether ``other`` computes the same values: same class and settings (``chunk_size`` aside)."""
         def settings(d: BaseDistance) -> dict:

@@ -15,7 +15,7 @@ from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.miners.batch_hard import BatchHardMiner
 from metric.miners.margin_miner import MarginMiner
 from metric.miners.pixel_sampler import Strategy, check_sampling, sample_pixels
-from metric.reduction import Reduction, check_reduction, reduce_loss
+from metric.reduction import Reduction, check_reduction, reduce_loss, reduce_positive_sum
 from metric.registry import LOSSES
 
 
@@ -124,7 +124,7 @@ def is_triplet_loss(
     pools = sample.image if groups is None else groups.to(sample.image.device)[sample.image]
     if reduction != "none" and counts_suffice(miner, margin, distance):
         total, count = counted_pixel_triplet_loss(sampled, sample.label, pools, miner, margin, distance)  # type: ignore[arg-type]
-        return total if reduction == "sum" else total / max(count, 1)
+        return reduce_positive_sum(total, count, reduction)
     triplets = pixel_triplets(sampled, sample.label, pools, miner)
     return reduce_loss(triplet_margin_loss(sampled, triplets, margin, distance), reduction)
 

@@ -46,7 +46,7 @@ def representative_proximity_loss(
     pulled = ~representative_mask[samples]
     samples, targets = samples[pulled], representatives[column[pulled]]
     values = distance.paired(embeddings[samples], embeddings[targets])
-    return distance.gap(values, torch.zeros_like(values))
+    return distance.farness(values)
 
 
 @LOSSES.register("representative_proximity")

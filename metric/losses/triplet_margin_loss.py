@@ -12,7 +12,7 @@ from metric.losses.base_loss import BaseMetricLoss
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.miners.batch_all import BatchAllMiner
 from metric.miners.margin_miner import MarginMiner
-from metric.reduction import Reduction, reduce_loss
+from metric.reduction import Reduction, reduce_loss, reduce_positive_sum
 from metric.registry import LOSSES
 
 
@@ -87,8 +87,9 @@ def counted_triplet_margin_loss(
     Σ_(a,n) n⁻_an·far(a,n) + T·m, with the miner's pair counts n⁺, n⁻ (:meth:`MarginMiner.counts`) and far =
     ``distance.gap(d, 0)`` (d, or −d for similarities) from ``distance.pairwise``: one N×N product with its
     gradient, where listing costs O(T) gathers and an exact distance per pair, O(N²·D) elementwise."""
-    as_positive, as_negative = miner.counts(embeddings, labels)
-    far = distance.gap(distance.pairwise(embeddings), torch.zeros((), dtype=embeddings.dtype, device=embeddings.device))
+    distances = distance.pairwise(embeddings)  # the miner's distance too (counts_suffice): computed once
+    as_positive, as_negative = miner.counts(embeddings, labels, distances)
+    far = distance.farness(distances)
     count = int(as_positive.sum())
     # a pair is a positive or a negative pair, never both: one signed weight per pair
     return ((as_positive - as_negative).to(far.dtype) * far).sum() + count * margin, count
@@ -127,7 +128,7 @@ class TripletMarginLoss(BaseMetricLoss):
                 and counts_suffice(self.miner, self.margin, self.distance)):
             # every mined triplet has a positive loss: sum it from pair counts (mean_nonzero is the mean then)
             total, count = counted_triplet_margin_loss(embeddings, labels, self.miner, self.margin, self.distance)  # type: ignore[arg-type]
-            return total if self.reduction == "sum" else total / max(count, 1)
+            return reduce_positive_sum(total, count, self.reduction)
         return reduce_loss(self.compute_loss(embeddings, labels, triplets), self.reduction)
 
     def compute_loss(

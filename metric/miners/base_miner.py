@@ -26,6 +26,13 @@ class TripletIndices(NamedTuple):
         return TripletIndices(e, e.clone(), e.clone())
 
 
+def positive_negative_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) labels → (B, B) boolean masks: same label but not itself, and different label."""
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    itself = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~itself, ~same
+
+
 def check_mining_inputs(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
     """Embeddings (N, D), finite, and labels (N,)."""
     n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]

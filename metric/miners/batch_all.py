@@ -6,16 +6,9 @@ from typing import Optional
 import torch
 
 from metric.distances.base_distance import BaseDistance
-from metric.miners.base_miner import TripletIndices
+from metric.miners.base_miner import TripletIndices, positive_negative_masks
 from metric.miners.margin_miner import MarginMiner
 from metric.registry import MINERS
-
-
-def positive_negative_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,) labels → (B, B) boolean masks: same label but not itself, and different label."""
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    itself = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    return same & ~itself, ~same
 
 
 def all_valid_triplets(labels: torch.Tensor) -> TripletIndices:

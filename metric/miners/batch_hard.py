@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
-from metric.miners.batch_all import positive_negative_masks
+from metric.miners.base_miner import positive_negative_masks
 from metric.registry import MINERS
 
 
@@ -15,8 +15,7 @@ class BatchHardMiner(BaseTripletMiner):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         values = self.distance.pairwise(embeddings)
-        # "Farness": the distance itself, or minus a similarity, so larger always means farther.
-        far = self.distance.gap(values, torch.zeros_like(values))
+        far = self.distance.farness(values)
         positives, negatives = positive_negative_masks(labels)
         hardest_positive = far.masked_fill(~positives, float("-inf")).argmax(1)
         hardest_negative = far.masked_fill(~negatives, float("inf")).argmin(1)

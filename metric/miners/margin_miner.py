@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from metric.distances.base_distance import BaseDistance
-from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_mining_inputs
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_mining_inputs, positive_negative_masks
 
 
 # Elements of one anchor block's (anchors, P, N) gap tensor: bounds the miners' temporary memory (~64 MiB).
@@ -22,8 +22,7 @@ def _kept_blocks(
     (a, p, n) of them satisfy ``keep(gap)``, class by class (every anchor once), in blocks of anchors holding at most
     ``_BLOCK_ELEMENTS`` candidates. Only a class's own positives and negatives are tested (Σ_c n_c²·(B − n_c)
     candidates, a quarter of B³ for two balanced classes)."""
-    # "Farness" (the distance, or minus a similarity): gap = far(a,p) − far(a,n), exactly distance.gap's value.
-    far = distance.gap(distances, torch.zeros_like(distances))
+    far = distance.farness(distances)  # gap = far(a,p) − far(a,n), exactly distance.gap's value
     order = torch.argsort(labels, stable=True)
     counts = torch.unique_consecutive(labels[order], return_counts=True)[1]
     for members in torch.split(order, counts.tolist()):
@@ -63,10 +62,9 @@ def triplet_counts_where(
     Their sums both equal the number of triplets. Memory O(B²) besides one block."""
     b = labels.shape[0]
     if b**3 <= _ONE_SHOT_ELEMENTS:  # small batches: one broadcast over all B³ candidates beats a loop over classes
-        far = distance.gap(distances, torch.zeros_like(distances))
-        same = labels.unsqueeze(0) == labels.unsqueeze(1)
-        positive = same & ~torch.eye(b, dtype=torch.bool, device=labels.device)
-        kept = keep(far.unsqueeze(2) - far.unsqueeze(1)) & positive.unsqueeze(2) & ~same.unsqueeze(1)
+        far = distance.farness(distances)
+        positives, negatives = positive_negative_masks(labels)
+        kept = keep(far.unsqueeze(2) - far.unsqueeze(1)) & positives.unsqueeze(2) & negatives.unsqueeze(1)
         return kept.sum(2), kept.sum(1)
     as_positive = torch.zeros(b, b, dtype=torch.long, device=labels.device)
     as_negative = torch.zeros_like(as_positive)
@@ -94,9 +92,12 @@ class MarginMiner(BaseTripletMiner):
         return triplets_where(self.distance.pairwise(embeddings), labels, self.distance, self.keep)
 
     @torch.no_grad()
-    def counts(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def counts(self, embeddings: torch.Tensor, labels: torch.Tensor,
+               distances: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``embeddings (N, D)``, ``labels (N,)`` → ``(N, N)`` int64 ``as_positive[a, p]``, ``as_negative[a, n]``: in
-        how many of the triplets :meth:`mine` returns each pair is the (anchor, positive) or (anchor, negative)."""
+        how many of the triplets :meth:`mine` returns each pair is the (anchor, positive) or (anchor, negative).
+        ``distances``: this miner's ``(N, N)`` pairwise distances of ``embeddings`` when the caller has them."""
         check_mining_inputs(embeddings, labels)
-        embeddings = embeddings.detach()
-        return triplet_counts_where(self.distance.pairwise(embeddings), labels, self.distance, self.keep)
+        if distances is None:
+            distances = self.distance.pairwise(embeddings.detach())
+        return triplet_counts_where(distances.detach(), labels, self.distance, self.keep)

@@ -97,7 +97,7 @@ class ClassRepresentativeBatchSampler(ClassBlockBatchSampler):
             return torch.randperm(count, generator=generator)[: self.classes_per_batch]
         seed_class = int(torch.randint(count, (1,), generator=generator))
         values = self.distance.pairwise(self._class_embeddings[seed_class : seed_class + 1], self._class_embeddings)[0]
-        far = self.distance.gap(values, torch.zeros_like(values))  # larger = farther, for distances and similarities
+        far = self.distance.farness(values)
         far[seed_class] = -float("inf")
         return torch.topk(far, self.classes_per_batch, largest=False).indices.cpu()
 

@@ -153,3 +153,10 @@ def test_iter_pairwise_holds_at_most_chunk_size_rows_at_once():
     sample = torch.randint(0, n, (8,))
     expected = (x[sample, None, :] - y[None, :, :]).pow(2).sum(2).min(1).values
     assert_close(row_min[sample], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["euclidean", "cosine", "snr"])
+def test_farness_orders_like_gap(kind):
+    distance = DISTANCES.create(kind)
+    p, n = torch.rand(6), torch.rand(6)
+    assert_close(distance.farness(p) - distance.farness(n), distance.gap(p, n))

@@ -211,3 +211,14 @@ def test_listing_stays_where_counts_do_not_give_the_loss():
                  triplet_margin_loss(emb, triplets, 0.5, EuclideanDistance()))
     margins = torch.full((4, 4), 0.3)  # the per-pair margins replace the loss margin (0.5, which would allow counting)
     assert_close(TripletMarginLoss(margin=0.5, miner=miner, class_margins=margins)(emb, labels), losses.mean())
+
+
+def test_reduce_positive_sum():
+    from metric.reduction import reduce_positive_sum
+
+    total = torch.tensor(6.0)
+    assert reduce_positive_sum(total, 3, "sum") == 6.0
+    assert reduce_positive_sum(total, 3, "mean") == reduce_positive_sum(total, 3, "mean_nonzero") == 2.0
+    assert reduce_positive_sum(torch.tensor(0.0), 0, "mean") == 0.0
+    with pytest.raises(ValueError, match="per-item losses"):
+        reduce_positive_sum(total, 3, "none")
