@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import click
 
 from apps.options import echo_report, report_options, training_config, training_options
+from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -42,6 +43,12 @@ def _refinement(iterations: int, weight: float):
     return GroupRefinement(iterations, weight) if iterations else None
 
 
+def _edges(radius: float, eps: float):
+    from coseg.models import EdgeFilter
+
+    return EdgeFilter(radius, eps) if radius else None
+
+
 def _device(name: str):
     from coseg.engine import resolve_device
 
@@ -49,7 +56,7 @@ def _device(name: str):
 
 
 def inference_options(fn: Callable) -> Callable:
-    """The options evaluate and predict share: group mode, refinement, flip, device, workers, quiet."""
+    """The options evaluate and predict share: group mode, refinement, flip, edge filter, device, workers, quiet."""
     for option in reversed([
         click.option("--group-mode/--single-image", default=True, show_default=True,
                      help="Predict each group's images together (sub-folders are groups) or every image alone."),
@@ -59,6 +66,13 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score."),
         click.option("--flip", is_flag=True, help="Test-time augmentation: average each prediction with that of the "
                                                   "mirrored image (twice the model time)."),
+        click.option("--edge-radius", default=EDGE_RADIUS, show_default=True,
+                     type=click.FloatRange(0, 1),
+                     help="Edge-aware refinement: guided-filter each mask by its image so boundaries follow image "
+                          "edges; window radius as a fraction of the image side (0 = off)."),
+        click.option("--edge-eps", default=EDGE_EPS, show_default=True, type=click.FloatRange(0, None,
+                     min_open=True), help="Edge filter regularisation (squared intensity, images in [0, 1]): larger "
+                                          "lets only strong edges move the mask."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--workers", default=0, show_default=True, help="DataLoader worker processes."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -117,8 +131,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             refine_iterations: int, refine_weight: float, flip: bool, device: str, workers: int, quiet: bool,
-             report: bool, thumbnail: int) -> None:
+             refine_iterations: int, refine_weight: float, flip: bool, edge_radius: float, edge_eps: float,
+             device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
@@ -135,7 +149,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     evaluation = evaluate_samples(model, samples_of(scan, chosen), size, dev, batch_size, workers, empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
                                   refinement=_refinement(refine_iterations, refine_weight),
-                                  predictions=output / PREDICTIONS if report else None, flip=flip)
+                                  predictions=output / PREDICTIONS if report else None, flip=flip,
+                                  edges=_edges(edge_radius, edge_eps))
     evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
@@ -181,7 +196,8 @@ def _print_summary(summary: dict) -> None:
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
-            flip: bool, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
+            flip: bool, edge_radius: float, edge_eps: float, device: str, workers: int, quiet: bool, report: bool,
+            thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
@@ -195,7 +211,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     model, size = load_for_inference(checkpoint, dev, image_size)
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
-                            refinement=_refinement(refine_iterations, refine_weight), flip=flip)
+                            refinement=_refinement(refine_iterations, refine_weight), flip=flip,
+                            edges=_edges(edge_radius, edge_eps))
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                      if result.already_done else ""))

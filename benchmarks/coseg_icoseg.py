@@ -5,15 +5,18 @@
 
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
-model, the model + group refinement through the metric head (its weight chosen on the validation groups), and both
-with flip test-time augmentation (the validation J with and without it is in the JSON), and
-writes ``P``, ``J``, ``per_group`` (the model alone), ``variants`` (all four, with inference seconds), ``minutes``,
-``images_per_s`` and the side-by-side speed ratios to the JSON:
+model alone, the model + edge filter (``coseg evaluate``/``predict``'s default inference), and on top of that group
+refinement through the metric head (its weight chosen on the validation groups) and flip test-time augmentation
+(the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference),
+``variants`` (all five, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
+to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
-- ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, upsample,
-  write PNG) / the raw model's group inference on as many ready tensors (goal ≥ 0.90);
+- ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
+  filter, upsample, write PNG) / the model's group inference with the same edge filter on as many ready tensors
+  (goal ≥ 0.90); ``edge_filter_share``: the edge filter's part of that inference;
 - ``train_vs_plain``: our training loop's images/s / a plain smp-style loop (same model, Dice + BCE, same batches,
   no engine) (goal ≥ 0.95).
 test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups.
@@ -38,11 +41,11 @@ from coseg.data import find_samples, printable
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import collate_images
-from coseg.models import GroupRefinement, load_model
+from coseg.models import EdgeFilter, GroupRefinement, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import build_objective, build_optimizer, train
+from coseg.train import build_objective, build_optimizer, split_train_val, train
 from timing import paired_ratios, paired_rounds
 
 
@@ -164,11 +167,13 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
 
 def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 25) -> dict[str, Any]:
-    """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, upsample to each
-    image's size, write PNG) vs the raw model doing the same group inference (``predict_group``, chunks of 8
-    sharing each group's consensus) on as many ready tensors. The model is loaded as ``coseg predict`` loads it."""
+    """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, edge filter,
+    upsample to each image's size, write PNG) vs the model doing the same group inference (``predict_group``,
+    chunks of 8 sharing each group's consensus, the default edge filter) on as many ready tensors; and the edge
+    filter's share of that inference. The model is loaded as ``coseg predict`` loads it."""
     device = torch.device("cpu")
     model, _ = load_for_inference(model_path, device, image_size)
+    edges = EdgeFilter()  # coseg predict's default
     per_group = Counter(sample.image.parent for sample in samples)  # the group folders, as the scan found them
     group_dirs, sizes = sorted(per_group), [per_group[d] for d in sorted(per_group)]
     ready = [torch.rand(n, 3, image_size, image_size).contiguous(memory_format=torch.channels_last) for n in sizes]
@@ -176,7 +181,13 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
 
     def forward() -> None:
         for x in ready:
-            model.predict_group(x, chunk_size=8)
+            model.predict_group(x, chunk_size=8, edges=edges)
+
+    probs = [model.predict_group(x, chunk_size=8) for x in ready]
+
+    def edge_filter_only() -> None:
+        for p, x in zip(probs, ready):
+            edges(p, x)
 
     with tempfile.TemporaryDirectory() as folders:
         inputs = Path(folders) / "groups"
@@ -188,12 +199,15 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
             """Seconds of one ``predict_folder`` into a new output folder (its removal afterwards not timed)."""
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                predict_folder(model, image_size, inputs, Path(tmp), device, batch_size=8, progress=False)
+                predict_folder(model, image_size, inputs, Path(tmp), device, batch_size=8, progress=False,
+                               edges=edges)
                 return time.perf_counter() - start
 
         forward()  # warm-up
         forward_s, predict_s = paired_rounds(lambda: median_time(forward, repeats=1, warmup=0), predict, rounds)
-    return {"forward_images_per_s": n / statistics.median(forward_s),
+    edge_s = median_time(edge_filter_only, repeats=5)
+    return {"edge_filter_share": edge_s / statistics.median(forward_s),
+            "forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
 
@@ -209,6 +223,53 @@ def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, 
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
+
+DEFAULT_VARIANT = "model+edges"  # what coseg evaluate / predict do by default
+
+
+def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[str]) -> dict[str, Any]:
+    """P/J on test8 of the run's best model: alone, with the edge filter (the default inference), and with group
+    refinement (its weight chosen on the validation groups) and flip on top; validation J of each choice."""
+    device = resolve_device(cfg.device)
+    model = load_model(run_dir / "best.safetensors").to(device).eval()
+    scan = find_samples(data, "icoseg")
+    short = json.loads((data / "splits.json").read_text())["test8"]
+    test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
+    val = samples_of(scan, val_groups)
+    edges = EdgeFilter()
+
+    def scored(samples: list, refinement: Optional[GroupRefinement] = None, flip: bool = False,
+               edge_filter: Optional[EdgeFilter] = edges) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
+                             flip=flip, edges=edge_filter).summary
+        return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
+                "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
+                              for g, d in s["per_group"].items()}}
+
+    # refinement weight chosen on the validation groups carved from train30, never on test8
+    candidates = [GroupRefinement(2, w) for w in (1.0, 2.0, 4.0)]
+    val_j = {c.weight: scored(val, c)["J"] for c in candidates} if val else {}
+    val_plain = scored(val, edge_filter=None)["J"] if val else None
+    val_edges = scored(val)["J"] if val else None
+    chosen = max(candidates, key=lambda c: val_j[c.weight]) if val else GroupRefinement()
+    val_flip = scored(val, flip=True)["J"] if val else None
+    variants = {"model": scored(test, edge_filter=None), DEFAULT_VARIANT: scored(test),
+                "model+edges+refinement": scored(test, chosen), "model+edges+flip": scored(test, flip=True),
+                "model+edges+flip+refinement": scored(test, chosen, flip=True)}
+    first = variants[DEFAULT_VARIANT]
+    return {
+        "P": first["P"], "J": first["J"], "per_group": first["per_group"],
+        "val_groups": [printable(g) for g in val_groups], "eval_seconds": first["seconds"],
+        "variants": variants,
+        "edges": {"radius": edges.radius, "eps": edges.eps, "val_J": val_edges, "val_J_without": val_plain},
+        "refinement": {"iterations": chosen.iterations, "weight": chosen.weight, "val_J_by_weight": val_j,
+                       "val_J_without": val_edges},
+        "flip": {"val_J": val_flip, "val_J_without": val_edges},
+        "config": config_to_dict(cfg),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
@@ -219,7 +280,10 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="skip the speed ratios")
     parser.add_argument("--speed-of", type=Path, metavar="RUN_DIR",
                         help="no training: measure the speed ratios of a finished run (its config.yaml, best.*)")
-    parser.add_argument("--minutes", type=float, help="training time budget (required unless --speed-of)")
+    parser.add_argument("--scores-of", type=Path, metavar="RUN_DIR",
+                        help="no training: score a finished run's best model (its config.yaml picks the validation "
+                             "groups) with the current inference")
+    parser.add_argument("--minutes", type=float, help="training time budget (required unless --speed-of/--scores-of)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.speed_of:
@@ -230,58 +294,33 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1) + "\n")
         return
-    if args.minutes is None:
-        parser.error("--minutes is required (unless --speed-of)")
+    if args.scores_of:
+        cfg = config_from_dict(CosegTrainConfig, yaml.safe_load((args.scores_of / "config.yaml").read_text()),
+                               str(args.scores_of / "config.yaml"))
+        _, val_groups = split_train_val(cfg, find_samples(args.data, "icoseg"))
+        out = {**quality(args.scores_of, cfg, args.data, val_groups), "scores_of": str(args.scores_of)}
+    else:
+        if args.minutes is None:
+            parser.error("--minutes is required (unless --speed-of or --scores-of)")
+        base = yaml.safe_load(args.config.read_text()) if args.config else {}
+        base.update(dict(kv.split("=", 1) for kv in args.set))
+        run_dir = args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
+        base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
+                    minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
+        cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
+        result = train(cfg)
+        out = quality(run_dir, cfg, args.data, result.val_groups)
+        out.update({
+            "minutes": round(result.fit.seconds / 60, 2), "images_per_s": round(result.fit.images_per_s, 2),
+            "epochs": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
+            "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2)})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n")  # quality first: a failing speed probe loses nothing
+        if not args.skip_speed:
+            out.update(speed_ratios(run_dir, cfg, args.data))
 
-    base = yaml.safe_load(args.config.read_text()) if args.config else {}
-    base.update(dict(kv.split("=", 1) for kv in args.set))
-    run_dir = args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
-    base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
-                minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
-    cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
-    result = train(cfg)
-
-    device = resolve_device(cfg.device)
-    model = load_model(run_dir / "best.safetensors").to(device).eval()
-    scan = find_samples(args.data, "icoseg")
-    short = json.loads((args.data / "splits.json").read_text())["test8"]
-    test = samples_of(scan, choose_groups(scan, args.data / "splits.json", "test8", []))
-    val = samples_of(scan, result.val_groups)
-
-    def scored(samples: list, refinement: Optional[GroupRefinement], flip: bool = False) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
-                             flip=flip).summary
-        return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
-                "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
-                              for g, d in s["per_group"].items()}}
-
-    # refinement weight chosen on the validation groups carved from train30, never on test8
-    candidates = [GroupRefinement(2, w) for w in (1.0, 2.0, 4.0)]
-    val_j = {c.weight: scored(val, c)["J"] for c in candidates} if val else {}
-    val_plain = scored(val, None)["J"] if val else None
-    chosen = max(candidates, key=lambda c: val_j[c.weight]) if val else GroupRefinement()
-    val_flip = scored(val, None, flip=True)["J"] if val else None
-    variants = {"model": scored(test, None), "model+refinement": scored(test, chosen),
-                "model+flip": scored(test, None, flip=True), "model+flip+refinement": scored(test, chosen, flip=True)}
-    first = variants["model"]
-    out: dict[str, Any] = {
-        "P": first["P"], "J": first["J"], "per_group": first["per_group"],
-        "minutes": round(result.fit.seconds / 60, 2), "images_per_s": round(result.fit.images_per_s, 2),
-        "epochs": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
-        "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2),
-        "val_groups": [printable(g) for g in result.val_groups], "eval_seconds": first["seconds"],
-        "variants": variants,
-        "refinement": {"iterations": chosen.iterations, "weight": chosen.weight, "val_J_by_weight": val_j,
-                       "val_J_without": val_plain},
-        "flip": {"val_J": val_flip, "val_J_without": val_plain},
-        "config": config_to_dict(cfg),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")  # quality first: a failing speed probe loses nothing
-    if not args.skip_speed:
-        out.update(speed_ratios(run_dir, cfg, args.data))
-
+    variants = out["variants"]
+    first = variants[DEFAULT_VARIANT]
     groups = sorted(first["per_group"], key=lambda g: first["per_group"][g]["J"])
     width = max(len(g) for g in groups + ["mean"])
     names = list(variants)
@@ -289,11 +328,13 @@ def main() -> None:
     for g in groups + ["mean"]:
         cells = [variants[n]["per_group"][g] if g != "mean" else variants[n] for n in names]
         print(f"{g:<{width}}  " + "  ".join(f"{c['P']:20.2f}  {c['J']:6.2f}" for c in cells))
-    print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
-          f"best validation J {out['val_J']} at epoch {out['best_epoch']}; inference "
-          + ", ".join(f"{n} {variants[n]['seconds']} s" for n in names) + f" for {len(test)} test images; "
-          f"refinement weight {chosen.weight} chosen on validation (J by weight {val_j}, without {val_plain}); "
-          f"validation J with flip {val_flip}")
+    if "minutes" in out:
+        print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
+              f"best validation J {out['val_J']} at epoch {out['best_epoch']}")
+    print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
+    print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
+          f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
+          f"+ flip {out['flip']['val_J']}")
     for k in ("triplet_share", "predict_vs_forward", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))

@@ -5,6 +5,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 
+# Inference defaults shared by the CLI (kept free of torch imports) and coseg.models.EdgeFilter.
+EDGE_RADIUS = 0.08  # edge filter window radius, fraction of the image side (chosen on validation groups)
+EDGE_EPS = 1e-3
+
+
 def option(default, help: str):  # noqa: A002 - mirrors click's wording
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
-from coseg.models import CosegNet, GroupRefinement
+from coseg.models import CosegNet, EdgeFilter, GroupRefinement
 from metric.threads import start_single_threaded
 
 T = TypeVar("T")
@@ -154,7 +154,7 @@ def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
-                    ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+                    edges: Optional[EdgeFilter] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
@@ -163,7 +163,8 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
     chunks of ``batch_size`` images sharing the group's consensus), optionally refined through the group's
     pixel embeddings (``refinement``); otherwise images are predicted alone. ``flip``: each prediction averaged with
-    that of the mirrored image (test-time augmentation, twice the model time)."""
+    that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
+    guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing."""
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
@@ -180,9 +181,10 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
         images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             if groups is not None:
-                probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip)[:, 0]
+                probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
+                                            edges=edges)[:, 0]
             else:
-                probs = model.predict(images, flip=flip)[:, 0]
+                probs = model.predict(images, flip=flip, edges=edges)[:, 0]
             probs = probs.float()
         for i, index in enumerate(batch["index"].tolist()):
             p = probs[i].cpu()

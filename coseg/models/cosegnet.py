@@ -13,6 +13,7 @@ from torch import nn
 from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
+from coseg.models.edge_filter import EdgeFilter
 from coseg.models.refinement import GroupRefinement
 from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_semantic_prior, group_mean,
                                          resize_maps)
@@ -134,25 +135,28 @@ class CosegNet(nn.Module):
         return CosegOutput(logits, self.embedding_head(decoded, (size[0] // s, size[1] // s)))
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
+                edges: Optional[EdgeFilter] = None) -> torch.Tensor:
         """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored. ``flip``:
-        test-time augmentation, the logits averaged with those of the mirrored images (twice the time)."""
+        test-time augmentation, the logits averaged with those of the mirrored images (twice the time). ``edges``:
+        the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
         was_training = self.training
         self.eval()
         try:
             logits, _ = self._combined_outputs(lambda x: [self(x, groups)], images, flip, embeddings=False)
-            return torch.sigmoid(logits)
+            return self._probabilities(logits, images, edges)
         finally:
             self.train(was_training)
 
     @torch.inference_mode()
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
-                      flip: bool = False) -> torch.Tensor:
+                      flip: bool = False, edges: Optional[EdgeFilter] = None) -> torch.Tensor:
         """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
         memory: a first pass keeps only the deep features' keys of every image). ``refinement``: optional group
         refinement through the pixel embeddings (:class:`GroupRefinement`). ``flip``: test-time augmentation, the
-        group's logits (and embeddings) averaged with those of the mirrored group (twice the time)."""
+        group's logits (and embeddings) averaged with those of the mirrored group (twice the time). ``edges``: the
+        final probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
         was_training = self.training
         self.eval()
         try:
@@ -160,9 +164,14 @@ class CosegNet(nn.Module):
                                                         embeddings=refinement is not None)
             if refinement is not None:
                 logits = refinement(logits, embeddings)
-            return torch.sigmoid(logits)
+            return self._probabilities(logits, images, edges)
         finally:
             self.train(was_training)
+
+    @staticmethod
+    def _probabilities(logits: torch.Tensor, images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:
+        probs = torch.sigmoid(logits)
+        return probs if edges is None else edges(probs, images)
 
     @staticmethod
     def _combined_outputs(run: Callable[[torch.Tensor], list[CosegOutput]], images: torch.Tensor, flip: bool,

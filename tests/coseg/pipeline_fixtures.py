@@ -38,9 +38,11 @@ class ConstantModel(torch.nn.Module):
         super().__init__()
         self.p = p
 
-    def predict(self, images: torch.Tensor, groups=None, flip: bool = False) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, groups=None, flip: bool = False, edges=None) -> torch.Tensor:
         b, _, h, w = images.shape
-        return torch.full((b, 1, h, w), self.p)
+        probs = torch.full((b, 1, h, w), self.p)
+        return probs if edges is None else edges(probs, images)
 
-    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False) -> torch.Tensor:
-        return self.predict(images)
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
+                      edges=None) -> torch.Tensor:
+        return self.predict(images, edges=edges)

@@ -40,19 +40,29 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
     assert "mean" in r.output
 
-    # --flip and --refine-iterations reach the evaluation: the same scores as evaluate_samples with them
-    r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev_tta",
-               "--flip", "--refine-iterations", 1, "--quiet")
-    assert r.exit_code == 0, r.output
+    # --flip, --refine-iterations and the edge filter options reach the evaluation: the same scores as
+    # evaluate_samples with them (the edge filter is on by default)
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples
-    from coseg.models import GroupRefinement, load_model
+    from coseg.models import EdgeFilter, GroupRefinement, load_model
 
     model = load_model(run / "best.safetensors")
-    expected = evaluate_samples(model, find_samples(data, "auto").samples, 64, torch.device("cpu"), progress=False,
-                                refinement=GroupRefinement(1, 2.0), flip=True).summary
-    summary = json.loads((tmp_path / "ev_tta" / "summary.json").read_text())
-    assert summary["J"] == pytest.approx(expected["J"], abs=1e-3) and summary["P"] == pytest.approx(expected["P"], abs=1e-3)
+    samples = find_samples(data, "auto").samples
+    seen = []
+    for options, expected_options in (
+            (["--flip", "--refine-iterations", 1], dict(refinement=GroupRefinement(1, 2.0), flip=True,
+                                                         edges=EdgeFilter())),
+            (["--edge-radius", 0.2, "--edge-eps", 0.01], dict(edges=EdgeFilter(0.2, 0.01))),
+            (["--edge-radius", 0], dict(edges=None))):
+        r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output",
+                   tmp_path / "ev_options", "--quiet", *options)
+        assert r.exit_code == 0, r.output
+        expected = evaluate_samples(model, samples, 64, torch.device("cpu"), progress=False, **expected_options).summary
+        summary = json.loads((tmp_path / "ev_options" / "summary.json").read_text())
+        assert summary["J"] == pytest.approx(expected["J"], abs=1e-3), options
+        assert summary["P"] == pytest.approx(expected["P"], abs=1e-3), options
+        seen.append(summary["P"])
+    assert len(set(seen)) == 3  # each set of options changed the masks
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")
