@@ -335,7 +335,7 @@ def main() -> None:
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
           f"+ flip {out['flip']['val_J']}")
-    for k in ("triplet_share", "predict_vs_forward", "train_vs_plain"):
+    for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)

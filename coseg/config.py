@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 
-# Inference defaults shared by the CLI (kept free of torch imports) and coseg.models.EdgeFilter.
+# Inference defaults: one value for the CLI's option defaults and coseg.models.EdgeFilter's.
 EDGE_RADIUS = 0.08  # edge filter window radius, fraction of the image side (chosen on validation groups)
 EDGE_EPS = 1e-3
 
