@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from concurrent.futures import Executor
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
@@ -14,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
 from coseg.models import CosegNet, EdgeFilter, GroupRefinement
-from metric.threads import start_single_threaded
+from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
 
@@ -102,13 +104,29 @@ def foreground_at_size(prob: torch.Tensor, size: tuple[int, int], threshold: flo
     return out
 
 
+def usable_cores() -> int:
+    """The number of cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def spare_cpu(device: torch.device) -> bool:
     """Whether helper threads (decoding the next batch, encoding outputs) get a core of their own: the model runs
     on a GPU, or this process may use more cores than torch's threads. Where the model fills every core they gain
     nothing (2 cores, iCoseg test8: predict at 0.884 of the raw forward with them, 0.885 without, medians of 15
     rounds) and only widen the spread."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return device.type != "cpu" or cores > torch.get_num_threads()
+    return device.type != "cpu" or usable_cores() > torch.get_num_threads()
+
+
+def read_batches(dataset: Dataset, batches: Iterable[Sequence[int]], pool: Executor,
+                 pin_memory: bool = False) -> Iterator[dict]:
+    """The collated items (``collate_images``) of each batch of dataset indices, the items of a batch read by
+    ``pool``'s threads at once: image decoding and resizing release the GIL, so between two model calls, when the
+    model leaves the cores idle, a batch is read on all of them instead of one."""
+    for indices in batches:
+        batch = collate_images(list(pool.map(dataset.__getitem__, indices)))
+        if pin_memory:
+            batch["image"] = batch["image"].pin_memory()
+        yield batch
 
 
 def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
@@ -168,24 +186,43 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
-        loader = DataLoader(dataset, batch_sampler=group_batches(groups), num_workers=workers,
-                            collate_fn=collate_images, pin_memory=device.type == "cuda")
+        batches = group_batches(groups)
     else:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                            collate_fn=collate_images, pin_memory=device.type == "cuda")
-    for batch in prefetched(loader) if workers == 0 and spare_cpu(device) else loader:
+        n = len(dataset)  # type: ignore[arg-type]
+        batches = [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+    with single_threaded_pool(usable_cores()) as pool, ExitStack() as stack:
+        if workers > 0:
+            loader: Iterable[dict] = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                                                collate_fn=collate_images, pin_memory=device.type == "cuda")
+        else:
+            loader = read_batches(dataset, batches, pool, pin_memory=device.type == "cuda")
+            if spare_cpu(device):  # its reading thread stops before the pool does
+                loader = stack.enter_context(closing(prefetched(loader)))
+        yield from _predict_batches(model, loader, device, batch_size, original_size, groups is not None, pool,
+                                    refinement, flip, edges)
+
+
+def _predict_batches(model: CosegNet, loader: Iterable[dict], device: torch.device, batch_size: int,
+                     original_size: bool, group_mode: bool, pool: Executor, refinement: Optional[GroupRefinement],
+                     flip: bool, edges: Optional[EdgeFilter]
+                     ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+    """``predict_dataset``'s loop over the read batches; masks at original size are made by ``pool``'s threads."""
+    for batch in loader:
         yield from batch["errors"]
         if not len(batch["index"]):
             continue
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
         images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            if groups is not None:
+            if group_mode:
                 probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
                                             edges=edges)[:, 0]
             else:
                 probs = model.predict(images, flip=flip, edges=edges)[:, 0]
-            probs = probs.float()
-        for i, index in enumerate(batch["index"].tolist()):
-            p = probs[i].cpu()
-            yield index, foreground_at_size(p, tuple(batch["size"][i].tolist())) if original_size else p
+            probs = probs.float().cpu()
+        indices = batch["index"].tolist()
+        if original_size:
+            sizes = [tuple(size) for size in batch["size"].tolist()]
+            yield from zip(indices, pool.map(foreground_at_size, probs, sizes))
+        else:
+            yield from zip(indices, probs)

@@ -115,3 +115,67 @@ def test_a_failed_mask_write_is_raised(tmp_path, monkeypatch, helpers):
     monkeypatch.setattr(predict, "write_bytes_atomic", broken)
     with pytest.raises(OSError, match="no space left"):
         predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
+
+
+class RedModel(torch.nn.Module):
+    """Foreground probability = the image's red channel: its masks depend on which image it was given."""
+
+    def predict(self, images: torch.Tensor, flip: bool = False, edges=None) -> torch.Tensor:
+        return images[:, :1].clone()
+
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
+                      edges=None) -> torch.Tensor:
+        return self.predict(images)
+
+
+@pytest.mark.parametrize("group_mode", [True, False], ids=["groups", "alone"])
+@pytest.mark.parametrize("original_size", [True, False], ids=["original-size", "model-size"])
+def test_predictions_do_not_depend_on_how_images_are_read(tmp_path, monkeypatch, group_mode, original_size):
+    """Items read one at a time, by several threads at once, or by a DataLoader worker: the same results for the
+    same indices, and the unreadable file reported."""
+    import coseg.inference as inference
+    from coseg.data import find_samples
+    from coseg.inference import ImageFileDataset, group_ids, predict_dataset
+
+    root = odd_sized_set(tmp_path / "data") / "images"
+    (root / "g1" / "broken.jpg").write_bytes(b"not an image")
+    samples = find_samples(root, "folders").samples
+    dataset = ImageFileDataset([s.image for s in samples], 64)
+    groups = group_ids(samples) if group_mode else None
+
+    def run(cores: int, workers: int = 0) -> dict:
+        monkeypatch.setattr(inference, "usable_cores", lambda: cores)
+        results = list(predict_dataset(RedModel(), dataset, CPU, batch_size=2, workers=workers, groups=groups,
+                                       original_size=original_size))
+        assert sorted(i for i, _ in results) == list(range(len(samples)))
+        return dict(results)
+
+    one = run(1)
+    broken = next(i for i, s in enumerate(samples) if s.image.name == "broken.jpg")
+    assert "broken.jpg" in one.pop(broken)
+    for other in (run(3), run(1, workers=1)):
+        assert "broken.jpg" in other.pop(broken)
+        for i, result in one.items():
+            if original_size:
+                assert result.shape == read_image(samples[i].image).shape[:2]
+                assert result.any() and not result.all()  # a real mask of the image's red channel
+                assert (result == other[i]).all()
+            else:
+                assert torch.equal(result, other[i])
+
+
+def test_read_batches_match_one_at_a_time_reading(tmp_path):
+    from coseg.inference import ImageFileDataset, collate_images, read_batches
+    from metric.threads import single_threaded_pool
+
+    root = odd_sized_set(tmp_path / "data") / "images"
+    paths = sorted(root.rglob("*.jpg")) * 3
+    dataset = ImageFileDataset(paths, 32)
+    batches = [[4, 0, 2], [1], [3, 5, 6, 7, 8]]
+    with single_threaded_pool(3) as pool:
+        read = list(read_batches(dataset, batches, pool))
+    assert len(read) == len(batches)
+    for batch, indices in zip(read, batches):
+        serial = collate_images([dataset[i] for i in indices])
+        assert batch["index"].tolist() == indices
+        assert torch.equal(batch["image"], serial["image"]) and torch.equal(batch["size"], serial["size"])
