@@ -38,7 +38,7 @@ import yaml
 from coseg.checkpoints import load_for_inference
 from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, printable
-from coseg.engine import config_from_dict, config_to_dict, resolve_device
+from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import collate_images
 from coseg.models import EdgeFilter, GroupRefinement, load_model
@@ -270,6 +270,11 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     }
 
 
+def write_json(path: Path, out: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
@@ -287,16 +292,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.speed_of:
-        cfg = config_from_dict(CosegTrainConfig, yaml.safe_load((args.speed_of / "config.yaml").read_text()),
-                               str(args.speed_of / "config.yaml"))
-        out = speed_ratios(args.speed_of, cfg, args.data)
+        out = speed_ratios(args.speed_of, load_config(CosegTrainConfig, args.speed_of / "config.yaml"), args.data)
         print("\n".join(f"{k}: {v}" for k, v in out.items()))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.out, out)
         return
     if args.scores_of:
-        cfg = config_from_dict(CosegTrainConfig, yaml.safe_load((args.scores_of / "config.yaml").read_text()),
-                               str(args.scores_of / "config.yaml"))
+        cfg = load_config(CosegTrainConfig, args.scores_of / "config.yaml")
         _, val_groups = split_train_val(cfg, find_samples(args.data, "icoseg"))
         out = {**quality(args.scores_of, cfg, args.data, val_groups), "scores_of": str(args.scores_of)}
     else:
@@ -314,8 +315,7 @@ def main() -> None:
             "minutes": round(result.fit.seconds / 60, 2), "images_per_s": round(result.fit.images_per_s, 2),
             "epochs": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
             "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2)})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n")  # quality first: a failing speed probe loses nothing
+        write_json(args.out, out)  # quality first: a failing speed probe loses nothing
         if not args.skip_speed:
             out.update(speed_ratios(run_dir, cfg, args.data))
 
@@ -338,8 +338,7 @@ def main() -> None:
     for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

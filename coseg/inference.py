@@ -198,31 +198,22 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
             loader = read_batches(dataset, batches, pool, pin_memory=device.type == "cuda")
             if spare_cpu(device):  # its reading thread stops before the pool does
                 loader = stack.enter_context(closing(prefetched(loader)))
-        yield from _predict_batches(model, loader, device, batch_size, original_size, groups is not None, pool,
-                                    refinement, flip, edges)
-
-
-def _predict_batches(model: CosegNet, loader: Iterable[dict], device: torch.device, batch_size: int,
-                     original_size: bool, group_mode: bool, pool: Executor, refinement: Optional[GroupRefinement],
-                     flip: bool, edges: Optional[EdgeFilter]
-                     ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
-    """``predict_dataset``'s loop over the read batches; masks at original size are made by ``pool``'s threads."""
-    for batch in loader:
-        yield from batch["errors"]
-        if not len(batch["index"]):
-            continue
-        images = batch["image"].to(device, non_blocking=True).float().div_(255)
-        images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            if group_mode:
-                probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
-                                            edges=edges)[:, 0]
+        for batch in loader:
+            yield from batch["errors"]
+            if not len(batch["index"]):
+                continue
+            images = batch["image"].to(device, non_blocking=True).float().div_(255)
+            images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                if groups is not None:
+                    probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
+                                                edges=edges)[:, 0]
+                else:
+                    probs = model.predict(images, flip=flip, edges=edges)[:, 0]
+                probs = probs.float().cpu()
+            indices = batch["index"].tolist()
+            if original_size:
+                sizes = [tuple(size) for size in batch["size"].tolist()]
+                yield from zip(indices, pool.map(foreground_at_size, probs, sizes))
             else:
-                probs = model.predict(images, flip=flip, edges=edges)[:, 0]
-            probs = probs.float().cpu()
-        indices = batch["index"].tolist()
-        if original_size:
-            sizes = [tuple(size) for size in batch["size"].tolist()]
-            yield from zip(indices, pool.map(foreground_at_size, probs, sizes))
-        else:
-            yield from zip(indices, probs)
+                yield from zip(indices, probs)
