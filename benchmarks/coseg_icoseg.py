@@ -9,9 +9,10 @@
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
 model alone, the model + edge filter (``coseg evaluate``/``predict``'s default inference), and on top of that group
-refinement through the metric head (its weight chosen on the validation groups) and flip test-time augmentation
+refinement through the metric head (its weight chosen on the validation groups), flip test-time augmentation and
+the group colour cut (``--colour-cut``)
 (the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference),
-``variants`` (all five, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
+``variants`` (all seven, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
 to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
@@ -41,7 +42,7 @@ from coseg.data import find_samples, printable
 from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import collate_images
-from coseg.models import EdgeFilter, GroupRefinement, load_model
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
@@ -239,10 +240,10 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     edges = EdgeFilter()
 
     def scored(samples: list, refinement: Optional[GroupRefinement] = None, flip: bool = False,
-               edge_filter: Optional[EdgeFilter] = edges) -> dict[str, Any]:
+               edge_filter: Optional[EdgeFilter] = edges, colour: Optional[GroupColourCut] = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
-                             flip=flip, edges=edge_filter).summary
+                             flip=flip, edges=edge_filter, colour=colour).summary
         return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
                 "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
                               for g, d in s["per_group"].items()}}
@@ -254,9 +255,13 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     val_edges = scored(val)["J"] if val else None
     chosen = max(candidates, key=lambda c: val_j[c.weight]) if val else GroupRefinement()
     val_flip = scored(val, flip=True)["J"] if val else None
+    colour = GroupColourCut()
+    val_colour = scored(val, colour=colour)["J"] if val else None
     variants = {"model": scored(test, edge_filter=None), DEFAULT_VARIANT: scored(test),
                 "model+edges+refinement": scored(test, chosen), "model+edges+flip": scored(test, flip=True),
-                "model+edges+flip+refinement": scored(test, chosen, flip=True)}
+                "model+edges+flip+refinement": scored(test, chosen, flip=True),
+                "model+edges+colour": scored(test, colour=colour),
+                "model+edges+flip+colour": scored(test, flip=True, colour=colour)}
     first = variants[DEFAULT_VARIANT]
     return {
         "P": first["P"], "J": first["J"], "per_group": first["per_group"],
@@ -266,6 +271,8 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
         "refinement": {"iterations": chosen.iterations, "weight": chosen.weight, "val_J_by_weight": val_j,
                        "val_J_without": val_edges},
         "flip": {"val_J": val_flip, "val_J_without": val_edges},
+        "colour": {"iterations": colour.iterations, "sure": colour.sure, "val_J": val_colour,
+                   "val_J_without": val_edges},
         "config": config_to_dict(cfg),
     }
 
@@ -334,7 +341,7 @@ def main() -> None:
     print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
-          f"+ flip {out['flip']['val_J']}")
+          f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']}")
     for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
-from coseg.models import CosegNet, EdgeFilter, GroupRefinement
+from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement
 from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
@@ -169,10 +169,21 @@ def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
         producer.join()
 
 
+def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Tensor, pool: Executor,
+                  grouped: bool) -> torch.Tensor:
+    """uint8 images (N, 3, S, S), probabilities (N, S, S) on the CPU → 0/1 masks (N, S, S): one group cut with
+    shared colour models (its images cut in ``pool``), or, not ``grouped``, every image cut alone."""
+    if grouped:
+        return colour(images, probs[:, None], pool.map)[:, 0]
+    return torch.cat(list(pool.map(lambda i: colour(images[i:i + 1], probs[i:i + 1, None])[:, 0],
+                                   range(len(probs)))))
+
+
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
-                    edges: Optional[EdgeFilter] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+                    edges: Optional[EdgeFilter] = None,
+                    colour: Optional[GroupColourCut] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
@@ -182,7 +193,9 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
     chunks of ``batch_size`` images sharing the group's consensus), optionally refined through the group's
     pixel embeddings (``refinement``); otherwise images are predicted alone. ``flip``: each prediction averaged with
     that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
-    guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing."""
+    guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
+    group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
+    alone without ``groups``); the probabilities become 0/1 masks."""
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
@@ -211,6 +224,8 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
                 else:
                     probs = model.predict(images, flip=flip, edges=edges)[:, 0]
                 probs = probs.float().cpu()
+            if colour is not None:
+                probs = cut_by_colour(colour, batch["image"], probs, pool, grouped=groups is not None)
             indices = batch["index"].tolist()
             if original_size:
                 sizes = [tuple(size) for size in batch["size"].tolist()]

@@ -40,11 +40,11 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
     assert "mean" in r.output
 
-    # --flip, --refine-iterations and the edge filter options reach the evaluation: the same scores as
+    # --flip, --refine-iterations, the edge filter and colour cut options reach the evaluation: the same scores as
     # evaluate_samples with them (the edge filter is on by default)
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples
-    from coseg.models import EdgeFilter, GroupRefinement, load_model
+    from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
 
     model = load_model(run / "best.safetensors")
     samples = find_samples(data, "auto").samples
@@ -53,7 +53,8 @@ def test_train_evaluate_predict_resume(tmp_path):
             (["--flip", "--refine-iterations", 1], dict(refinement=GroupRefinement(1, 2.0), flip=True,
                                                          edges=EdgeFilter())),
             (["--edge-radius", 0.2, "--edge-eps", 0.01], dict(edges=EdgeFilter(0.2, 0.01))),
-            (["--edge-radius", 0], dict(edges=None))):
+            (["--edge-radius", 0], dict(edges=None)),
+            (["--colour-cut", "--colour-iterations", 2], dict(edges=EdgeFilter(), colour=GroupColourCut(2)))):
         r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output",
                    tmp_path / "ev_options", "--quiet", *options)
         assert r.exit_code == 0, r.output
@@ -62,7 +63,7 @@ def test_train_evaluate_predict_resume(tmp_path):
         assert summary["J"] == pytest.approx(expected["J"], abs=1e-3), options
         assert summary["P"] == pytest.approx(expected["P"], abs=1e-3), options
         seen.append(summary["P"])
-    assert len(set(seen)) == 3  # each set of options changed the masks
+    assert len(set(seen)) == 4  # each set of options changed the masks
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")

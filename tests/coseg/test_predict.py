@@ -179,3 +179,30 @@ def test_read_batches_match_one_at_a_time_reading(tmp_path):
         serial = collate_images([dataset[i] for i in indices])
         assert batch["index"].tolist() == indices
         assert torch.equal(batch["image"], serial["image"]) and torch.equal(batch["size"], serial["size"])
+
+
+@pytest.mark.parametrize("group_mode", [True, False], ids=["groups", "alone"])
+def test_colour_cut_sees_each_group_or_each_image(tmp_path, group_mode):
+    """``predict_dataset(colour=...)`` cuts a group's masks with the group's shared colours (group mode) or each
+    image with its own: the same masks as the colour cut called directly on the model's probabilities."""
+    from coseg.data import find_samples
+    from coseg.inference import ImageFileDataset, group_batches, group_ids, predict_dataset
+    from coseg.models import GroupColourCut
+
+    samples = find_samples(odd_sized_set(tmp_path / "data") / "images", "folders").samples
+    dataset = ImageFileDataset([s.image for s in samples], 64)
+    groups = group_ids(samples)
+    colour = GroupColourCut(iterations=1)
+    got = dict(predict_dataset(RedModel(), dataset, CPU, batch_size=2, groups=groups if group_mode else None,
+                               colour=colour))
+    alone = {}
+    for batch in group_batches(groups):
+        images = torch.stack([dataset[i]["image"] for i in batch])
+        probs = images[:, :1].float() / 255  # RedModel's prediction
+        expected = colour(images, probs) if group_mode else None
+        for j, i in enumerate(batch):
+            alone[i] = colour(images[j:j + 1], probs[j:j + 1])[0, 0]
+            assert torch.equal(got[i], expected[j, 0] if group_mode else alone[i])
+    assert set(torch.cat([m.flatten() for m in got.values()]).unique().tolist()) == {0.0, 1.0}
+    if group_mode:  # the group's colours changed some image's mask
+        assert any(not torch.equal(got[i], alone[i]) for i in got)

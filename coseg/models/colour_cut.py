@@ -1,0 +1,92 @@
+"""Group colour cut at inference: GrabCut (OpenCV) with foreground and background colour models shared by the group.
+
+The network's mask is a good guess of where the common object is but misses parts of it (a bear's dark legs, an
+elephant's far side) and its boundaries follow 1/4-resolution features. The object looks alike across the group,
+so its colours, learnt from the confident pixels of *all* the group's images, tell the uncertain pixels of each
+image apart: one GrabCut fit (Gaussian-mixture colour models + graph cut, iterated) on the group's images side by
+side, then one graph cut per image with those shared, frozen models.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
+
+import cv2
+import numpy as np
+import torch
+
+from metric._checks import check_shape
+
+T = TypeVar("T")
+R = TypeVar("R")
+MapFn = Callable[[Callable[[T], R], Iterable[T]], Iterator[R]]
+
+
+@dataclass(frozen=True)
+class GroupColourCut:
+    """``iterations``: GrabCut rounds fitting the group's colour models (OpenCV's 5-component Gaussian mixtures).
+    ``sure``: pixels with foreground probability ≥ ``sure`` stay foreground, ≤ 1 − ``sure`` stay background; the
+    rest start from the probability thresholded at 0.5 and may flip. ``max_fit_images``: the models are fitted on
+    at most this many of the group's images (spread over the group), which bounds the cost for large groups;
+    every image is then cut with them."""
+
+    iterations: int = 3
+    sure: float = 0.9
+    max_fit_images: int = 16
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"colour cut iterations must be >= 1, got {self.iterations}")
+        if not 0.5 < self.sure <= 1:
+            raise ValueError(f"colour cut 'sure' must be in (0.5, 1], got {self.sure}")
+        if self.max_fit_images < 1:
+            raise ValueError(f"colour cut max_fit_images must be >= 1, got {self.max_fit_images}")
+
+    def trimap(self, probs: np.ndarray) -> np.ndarray:
+        """(..., H, W) foreground probabilities → GrabCut labels uint8 (sure/probable foreground/background)."""
+        labels = np.where(probs > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        labels[probs >= self.sure] = cv2.GC_FGD
+        labels[probs <= 1 - self.sure] = cv2.GC_BGD
+        return labels
+
+    def __call__(self, images: torch.Tensor, probs: torch.Tensor, map_fn: MapFn = map) -> torch.Tensor:
+        """images uint8 (N, 3, H, W), foreground probabilities (N, 1, H, W) of one group → foreground masks
+        (N, 1, H, W) float32 in {0, 1} on the CPU. The result for an image does not depend on the order of the
+        group's images. A group whose confident pixels hold no foreground or no background is returned thresholded
+        at 0.5 (there is nothing to learn colours from). ``map_fn``: how the per-image cuts are run (e.g. a thread
+        pool's ``map``; OpenCV releases the GIL)."""
+        size = check_shape(images, ["N", "3", "H", "W"], "images")
+        check_shape(probs, [str(size["N"]), "1", str(size["H"]), str(size["W"])], "probs (as the images)")
+        if images.dtype != torch.uint8:
+            raise TypeError(f"colour cut images must be uint8 (0-255), got {images.dtype}")
+        pixels = np.ascontiguousarray(images.cpu().permute(0, 2, 3, 1).numpy())  # (N, H, W, 3)
+        labels = self.trimap(probs.detach().float().cpu().numpy()[:, 0])  # (N, H, W)
+        models = self.fit(pixels, labels)
+        if models is None:
+            return (probs.detach().float().cpu() > 0.5).float()
+
+        def cut(i: int) -> np.ndarray:
+            mask = labels[i].copy()
+            cv2.grabCut(pixels[i], mask, None, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
+            return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+
+        masks = np.stack(list(map_fn(cut, range(len(pixels)))))
+        return torch.from_numpy(masks.astype(np.float32)).unsqueeze(1)
+
+    def fit(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(background, foreground) GrabCut models fitted on the group's images stacked into one, in an order
+        fixed by their content (so that it does not depend on the order given); None without foreground or
+        background pixels to fit on."""
+        order = sorted(range(len(pixels)), key=lambda i: hashlib.sha1(pixels[i].tobytes()).digest())
+        if len(order) > self.max_fit_images:
+            order = [order[int(i)] for i in np.linspace(0, len(order) - 1, self.max_fit_images).round()]
+        mosaic = np.ascontiguousarray(np.concatenate([pixels[i] for i in order]))
+        mask = np.concatenate([labels[i] for i in order])
+        foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+        if foreground.all() or not foreground.any():
+            return None
+        background, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
+        cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's (per-thread) generator
+        cv2.grabCut(mosaic, mask, None, background, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK)
+        return background, foreground_model

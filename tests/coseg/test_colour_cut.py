@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+
+from coseg.models import GroupColourCut
+from coseg.scores import score_image
+
+SIZE = 64
+
+
+def disc(cx: int, cy: int, r: int) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+
+
+def red_objects(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images of a red disc (a different place and size in each) on a noisy green-grey background:
+    uint8 (n, 3, S, S) and the true masks (n, S, S) bool."""
+    g = torch.Generator().manual_seed(seed)
+    images, masks = [], []
+    for i in range(n):
+        mask = disc(20 + 4 * i, 28 + 3 * i, 12 + i)
+        image = torch.stack([torch.full((SIZE, SIZE), 0.3), torch.full((SIZE, SIZE), 0.55),
+                             torch.full((SIZE, SIZE), 0.4)])
+        image[:, mask] = torch.tensor([0.85, 0.15, 0.1])[:, None]
+        images.append((image + 0.06 * torch.randn(image.shape, generator=g)).clamp(0, 1).mul(255).round().byte())
+        masks.append(mask)
+    return torch.stack(images), torch.stack(masks)
+
+
+def flawed_guess(masks: torch.Tensor) -> torch.Tensor:
+    """What a network might say: confident inside most of each object, unsure (0.4) over its right part, and
+    a false unsure patch (0.6) in a background corner. (n, 1, S, S)."""
+    probs = torch.where(masks, 0.95, 0.05)
+    for m, p in zip(masks, probs):
+        cols = m.any(0).nonzero()[:, 0]
+        right = int(cols.float().mean())
+        p[:, right:][m[:, right:]] = 0.4
+        p[:4, -6:] = 0.6
+    return probs.unsqueeze(1)
+
+
+def mean_j(pred: torch.Tensor, masks: torch.Tensor) -> float:
+    return float(np.mean([score_image(p[0].numpy() > 0.5, m.numpy()).J for p, m in zip(pred, masks)]))
+
+
+def test_colour_cut_recovers_what_the_guess_missed():
+    images, masks = red_objects(4)
+    guess = flawed_guess(masks)
+    cut = GroupColourCut()(images, guess)
+    assert cut.shape == guess.shape and cut.dtype == torch.float32
+    assert set(cut.unique().tolist()) <= {0.0, 1.0}
+    assert mean_j(guess, masks) < 0.85
+    assert mean_j(cut, masks) > 0.97
+    # confident pixels keep their label
+    assert bool((cut[guess >= 0.9] == 1).all()) and bool((cut[guess <= 0.1] == 0).all())
+
+
+def test_the_group_colours_help_an_image_the_network_was_unsure_about():
+    """One image has no confident pixel at all: alone there is nothing to learn colours from (its guess is only
+    thresholded); in its group it is cut with the others' colours."""
+    images, masks = red_objects(4)
+    guess = flawed_guess(masks)
+    guess[2] = torch.where(masks[2], 0.45, 0.3).unsqueeze(0)  # under-confident everywhere: all background at 0.5
+    alone = GroupColourCut()(images[2:3], guess[2:3])
+    assert torch.equal(alone, (guess[2:3] > 0.5).float())
+    grouped = GroupColourCut()(images, guess)
+    assert mean_j(grouped[2:3], masks[2:3]) > 0.95
+
+
+def test_each_mask_does_not_depend_on_the_order_of_the_group():
+    images, masks = red_objects(5, seed=3)
+    guess = flawed_guess(masks)
+    cut = GroupColourCut(max_fit_images=3)(images, guess)
+    for order in ([4, 2, 0, 3, 1], [1, 0, 2, 4, 3]):
+        perm = torch.tensor(order)
+        assert torch.equal(GroupColourCut(max_fit_images=3)(images[perm], guess[perm]), cut[perm])
+
+
+def test_cuts_run_through_any_map_and_large_groups_fit_on_a_subset():
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, masks = red_objects(6, seed=1)
+    guess = flawed_guess(masks)
+    colour = GroupColourCut(iterations=2, max_fit_images=2)
+    with ThreadPoolExecutor(3) as pool:
+        threaded = colour(images, guess, pool.map)
+    assert torch.equal(threaded, colour(images, guess))
+    assert mean_j(threaded, masks) > 0.95
+
+
+def test_nothing_to_learn_from_gives_the_thresholded_guess():
+    images, masks = red_objects(3)
+    for probs in (torch.zeros(3, 1, SIZE, SIZE), torch.ones(3, 1, SIZE, SIZE)):
+        assert torch.equal(GroupColourCut()(images, probs), (probs > 0.5).float())
+
+
+def test_bad_input_is_a_clear_error():
+    images, masks = red_objects(2)
+    guess = flawed_guess(masks)
+    with pytest.raises(TypeError, match="uint8"):
+        GroupColourCut()(images.float() / 255, guess)
+    with pytest.raises(ValueError, match="probs"):
+        GroupColourCut()(images, guess[:1])
+    with pytest.raises(ValueError, match="iterations"):
+        GroupColourCut(iterations=0)
+    with pytest.raises(ValueError, match="sure"):
+        GroupColourCut(sure=0.5)
+    with pytest.raises(ValueError, match="max_fit_images"):
+        GroupColourCut(max_fit_images=0)
