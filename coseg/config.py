@@ -40,6 +40,7 @@ class CosegTrainConfig:
     lr: float = option(1e-3, "Learning rate of decoder and heads (AdamW).")
     encoder_lr_scale: float = option(0.1, "Encoder learning rate = lr × this; 0 = frozen encoder (no gradients, fixed BatchNorm statistics; trains ~1.4x faster).")
     weight_decay: float = option(1e-4, "AdamW weight decay.")
+    ema_decay: float = option(0.0, "Validate and save an exponential moving average of the weights with this decay per step (e.g. 0.995; 0 = off).")
     dice_weight: float = option(1.0, "Weight of the Dice loss.")
     ce_weight: float = option(1.0, "Weight of the (binary) cross-entropy loss.")
     focal_weight: float = option(0.0, "Weight of the focal loss.")

@@ -174,7 +174,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
                         channels_last=cfg.channels_last,
                         time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
-                        find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet,
+                        find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
                         metadata={"image_size": str(cfg.image_size)})
         fit = engine.fit(task, loader, resume=resume)
         return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),

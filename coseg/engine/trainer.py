@@ -20,6 +20,7 @@ from coseg.atomic import remove_temporaries
 from coseg.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
+from coseg.engine.ema import weight_ema
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,13 +70,15 @@ class Engine:
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
-    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end."""
+    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end.
+    With ``ema_decay`` > 0 an exponential moving average of the weights (:func:`~coseg.engine.ema.weight_ema`) is
+    what is validated and saved in the ``.safetensors`` files (``eval_model``); ``last.pt`` holds both."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, output_dir: Path, *, dist: DistInfo,
                  epochs: int, amp: bool = True, channels_last: bool = True, grad_clip: Optional[float] = None,
                  lr_schedule: str = "cosine", warmup: float = 0.05, time_budget_s: Optional[float] = None,
                  select_metric: str = "J", select_mode: str = "max", find_unused_parameters: bool = False,
-                 metadata: Optional[dict[str, str]] = None, quiet: bool = False) -> None:
+                 metadata: Optional[dict[str, str]] = None, quiet: bool = False, ema_decay: float = 0.0) -> None:
         if select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
         self.dist = dist
@@ -95,6 +98,7 @@ class Engine:
         if channels_last:  # faster convolutions on CUDA and, with oneDNN, on the CPU too
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.ema = weight_ema(model, ema_decay) if ema_decay else None
         self.ddp_model: nn.Module = (
             DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                     find_unused_parameters=find_unused_parameters)
@@ -105,17 +109,22 @@ class Engine:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.log = CsvLog(self.output_dir / "log.csv")
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and saved: the weight average with ``ema_decay``, else the trained one."""
+        return self.ema.module if self.ema is not None else self.model
+
     # --- checkpoints -------------------------------------------------------------------------------------
     def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool) -> None:
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
-        model: SaveableModel = self.model  # type: ignore[assignment]
+        model: SaveableModel = self.eval_model  # type: ignore[assignment]
         if improved:
             model.save(self.output_dir / "best.safetensors", metadata=meta)
         model.save(self.output_dir / "last.safetensors", metadata=meta)
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
-            "world_size": self.dist.world_size,
+            "world_size": self.dist.world_size, **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
 
     def _resume(self) -> tuple[int, Optional[float], int]:
@@ -124,6 +133,11 @@ class Engine:
             raise RuntimeError(f"{self.output_dir / 'last.pt'}: saved by a run with {state['world_size']} process(es); "
                                f"resume it with the same number (now {self.dist.world_size})")
         self.model.load_state_dict(state["model"])
+        if (self.ema is not None) != ("ema" in state):
+            raise RuntimeError(f"{self.output_dir / 'last.pt'}: saved by a run {'with' if 'ema' in state else 'without'} "
+                               f"a weight average (ema_decay); resume it with the same setting")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -197,6 +211,8 @@ class Engine:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.detach().float()
                 steps += 1
@@ -216,8 +232,9 @@ class Engine:
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
             if self.dist.is_main:
                 self.ddp_model.eval()
+                self.eval_model.eval()
                 streams = rng_state()  # validation (rank 0 only) must not move the random streams: under DDP
-                metrics = task.validate(self.model)  # all ranks then hold the state last.pt saves for resuming
+                metrics = task.validate(self.eval_model)  # all ranks then hold the state last.pt saves for resuming
                 set_rng_state(streams)
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 value = metrics.get(self.select_metric)

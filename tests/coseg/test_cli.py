@@ -71,6 +71,25 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert len(list((tmp_path / "pred").rglob("*.png"))) == 12
 
 
+def test_train_with_weight_average_saves_the_average(tmp_path):
+    from coseg.models import load_model
+
+    data = synthetic_set(tmp_path / "data", groups=3, images=4)
+    run = tmp_path / "run"
+    r = invoke("train", "--data", data, "--output", run, "--epochs", 1, "--val-fraction", 0.34, "--weights", "none",
+               "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2, "--triplet-pixels", 8,
+               "--ema-decay", 0.5, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["ema_decay"] == 0.5
+    state = torch.load(run / "last.pt", weights_only=True)
+    saved = load_model(run / "last.safetensors").state_dict()
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert saved.keys() == averaged.keys()
+    for k, v in saved.items():
+        torch.testing.assert_close(v, averaged[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(v, state["model"][k]) for k, v in saved.items())  # the average, not the last step
+
+
 def test_config_errors_are_one_clear_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
