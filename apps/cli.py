@@ -80,10 +80,10 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--edge-eps", default=EDGE_EPS, show_default=True, type=click.FloatRange(0, None,
                      min_open=True), help="Edge filter regularisation (squared intensity, images in [0, 1]): larger "
                                           "lets only strong edges move the mask."),
-        click.option("--colour-cut", is_flag=True,
+        click.option("--colour-cut/--no-colour-cut", default=True, show_default=True,
                      help="Cut each group's masks again with foreground/background colour models learnt from the "
                           "confident pixels of the whole group (GrabCut; each image alone with --single-image). "
-                          "Better masks on iCoseg (README), ~3-4x the inference time on a CPU."),
+                          "+3 to +5 J on iCoseg (README) for ~4x the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),

@@ -8,16 +8,16 @@
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
-model alone, the model + edge filter (``coseg evaluate``/``predict``'s default inference), and on top of that group
-refinement through the metric head (its weight chosen on the validation groups), flip test-time augmentation and
-the group colour cut (``--colour-cut``)
-(the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference),
+model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
+default inference), and group refinement through the metric head (its weight chosen on the validation groups) and
+flip test-time augmentation (the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference),
 ``variants`` (all seven, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
 to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
-  filter, upsample, write PNG) / the model's group inference with the same edge filter on as many ready tensors
-  (goal ≥ 0.90); ``edge_filter_share``: the edge filter's part of that inference;
+  filter, colour cut, upsample, write PNG) / the same group inference, edge filter and colour cut on the images
+  already decoded and resized (goal ≥ 0.90); ``edge_filter_share``, ``colour_cut_share``: their parts of that
+  inference;
 - ``train_vs_plain``: our training loop's images/s / a plain smp-style loop (same model, Dice + BCE, same batches,
   no engine) (goal ≥ 0.95).
 test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups.
@@ -29,7 +29,6 @@ import json
 import statistics
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -41,11 +40,12 @@ from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, printable
 from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
 from coseg.evaluate import evaluate_samples
-from coseg.inference import collate_images
+from coseg.inference import ImageFileDataset, cut_by_colour, usable_cores
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
+from metric.threads import single_threaded_pool
 from coseg.train import build_objective, build_optimizer, split_train_val, train
 from timing import paired_ratios, paired_rounds
 
@@ -168,46 +168,61 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
 
 def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list, rounds: int = 25) -> dict[str, Any]:
-    """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, edge filter,
-    upsample to each image's size, write PNG) vs the model doing the same group inference (``predict_group``,
-    chunks of 8 sharing each group's consensus, the default edge filter) on as many ready tensors; and the edge
-    filter's share of that inference. The model is loaded as ``coseg predict`` loads it."""
+    """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, edge filter, colour
+    cut, upsample to each image's size, write PNG) vs the same group inference (``predict_group``, chunks of 8
+    sharing each group's consensus, the default edge filter, then the default group colour cut) on the groups'
+    images already decoded and resized; and the edge filter's and the colour cut's shares of that inference. The
+    model is loaded as ``coseg predict`` loads it, and both sides use ``coseg predict``'s default inference."""
     device = torch.device("cpu")
     model, _ = load_for_inference(model_path, device, image_size)
-    edges = EdgeFilter()  # coseg predict's default
-    per_group = Counter(sample.image.parent for sample in samples)  # the group folders, as the scan found them
-    group_dirs, sizes = sorted(per_group), [per_group[d] for d in sorted(per_group)]
-    ready = [torch.rand(n, 3, image_size, image_size).contiguous(memory_format=torch.channels_last) for n in sizes]
-    n = sum(sizes)
+    edges, colour = EdgeFilter(), GroupColourCut()  # coseg predict's defaults
+    per_group: dict[Path, list[Path]] = {}
+    for sample in samples:  # the group folders, as the scan found them
+        per_group.setdefault(sample.image.parent, []).append(sample.image)
+    group_dirs = sorted(per_group)
+    ready = []
+    for d in group_dirs:
+        files = ImageFileDataset(sorted(per_group[d]), image_size)
+        ready.append(torch.stack([files[i]["image"] for i in range(len(files))]))
+    inputs = [(x.float() / 255).contiguous(memory_format=torch.channels_last) for x in ready]
+    n = sum(len(x) for x in ready)
 
-    def forward() -> None:
-        for x in ready:
-            model.predict_group(x, chunk_size=8, edges=edges)
+    with single_threaded_pool(usable_cores()) as pool:
+        def forward() -> None:
+            for x, x8 in zip(inputs, ready):
+                cut_by_colour(colour, x8, model.predict_group(x, chunk_size=8, edges=edges)[:, 0], pool, grouped=True)
 
-    probs = [model.predict_group(x, chunk_size=8) for x in ready]
+        probs = [model.predict_group(x, chunk_size=8) for x in inputs]
+        filtered = [edges(p, x)[:, 0] for p, x in zip(probs, inputs)]
 
-    def edge_filter_only() -> None:
-        for p, x in zip(probs, ready):
-            edges(p, x)
+        def edge_filter_only() -> None:
+            for p, x in zip(probs, inputs):
+                edges(p, x)
 
-    with tempfile.TemporaryDirectory() as folders:
-        inputs = Path(folders) / "groups"
-        inputs.mkdir()
-        for i, d in enumerate(group_dirs):
-            (inputs / f"{i:02d}").symlink_to(d.resolve(), target_is_directory=True)
+        def colour_cut_only() -> None:
+            for p, x8 in zip(filtered, ready):
+                cut_by_colour(colour, x8, p, pool, grouped=True)
 
-        def predict() -> float:
-            """Seconds of one ``predict_folder`` into a new output folder (its removal afterwards not timed)."""
-            with tempfile.TemporaryDirectory() as tmp:
-                start = time.perf_counter()
-                predict_folder(model, image_size, inputs, Path(tmp), device, batch_size=8, progress=False,
-                               edges=edges)
-                return time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as folders:
+            groups = Path(folders) / "groups"
+            groups.mkdir()
+            for i, d in enumerate(group_dirs):
+                (groups / f"{i:02d}").symlink_to(d.resolve(), target_is_directory=True)
 
-        forward()  # warm-up
-        forward_s, predict_s = paired_rounds(lambda: median_time(forward, repeats=1, warmup=0), predict, rounds)
-    edge_s = median_time(edge_filter_only, repeats=5)
+            def predict() -> float:
+                """Seconds of one ``predict_folder`` into a new output folder (its removal afterwards not timed)."""
+                with tempfile.TemporaryDirectory() as tmp:
+                    start = time.perf_counter()
+                    predict_folder(model, image_size, groups, Path(tmp), device, batch_size=8, progress=False,
+                                   edges=edges, colour=colour)
+                    return time.perf_counter() - start
+
+            forward()  # warm-up
+            forward_s, predict_s = paired_rounds(lambda: median_time(forward, repeats=1, warmup=0), predict, rounds)
+        edge_s = median_time(edge_filter_only, repeats=5)
+        colour_s = median_time(colour_cut_only, repeats=3)
     return {"edge_filter_share": edge_s / statistics.median(forward_s),
+            "colour_cut_share": colour_s / statistics.median(forward_s),
             "forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
@@ -225,12 +240,13 @@ def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, 
 
 
 
-DEFAULT_VARIANT = "model+edges"  # what coseg evaluate / predict do by default
+DEFAULT_VARIANT = "model+edges+colour"  # what coseg evaluate / predict do by default
 
 
 def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[str]) -> dict[str, Any]:
-    """P/J on test8 of the run's best model: alone, with the edge filter (the default inference), and with group
-    refinement (its weight chosen on the validation groups) and flip on top; validation J of each choice."""
+    """P/J on test8 of the run's best model: alone, with the edge filter, with the edge filter and the group colour
+    cut (the default inference), and with group refinement (its weight chosen on the validation groups) and flip
+    on top; validation J of each choice."""
     device = resolve_device(cfg.device)
     model = load_model(run_dir / "best.safetensors").to(device).eval()
     scan = find_samples(data, "icoseg")
@@ -342,7 +358,7 @@ def main() -> None:
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
           f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']}")
-    for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "train_vs_plain"):
+    for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "colour_cut_share", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))
     write_json(args.out, out)

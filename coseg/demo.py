@@ -11,7 +11,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, make_synthetic_coseg
 from coseg.engine import resolve_device
 from coseg.evaluate import evaluate_samples, write_evaluation
-from coseg.models import EdgeFilter
+from coseg.models import EdgeFilter, GroupColourCut
 from coseg.predict import predict_folder
 from coseg.report.files import PREDICTIONS
 from coseg.selection import samples_of
@@ -48,13 +48,13 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     split = json.loads((data / "splits.json").read_text())
     test_groups = split["test"]
     scan = find_samples(data, "icoseg")
-    edges = EdgeFilter()  # as coseg evaluate / predict by default
+    edges, colour = EdgeFilter(), GroupColourCut()  # as coseg evaluate / predict by default
     evaluation = evaluate_samples(model, samples_of(scan, test_groups), size, dev, progress=not quiet,
-                                  predictions=output / PREDICTIONS, edges=edges)
+                                  predictions=output / PREDICTIONS, edges=edges, colour=colour)
     evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     masks = output / "masks"
     for group in test_groups:
         predict_folder(model, size, data / "images" / group, masks / group, dev, overlays=output / "overlays" / group,
-                       overwrite=True, progress=not quiet, edges=edges)
+                       overwrite=True, progress=not quiet, edges=edges, colour=colour)
     return {"summary": evaluation.summary, "masks": masks, "checkpoint": checkpoint, "train": result}

@@ -41,7 +41,7 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert "mean" in r.output
 
     # --flip, --refine-iterations, the edge filter and colour cut options reach the evaluation: the same scores as
-    # evaluate_samples with them (the edge filter is on by default)
+    # evaluate_samples with them (the edge filter and the colour cut are on by default)
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples
     from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
@@ -50,11 +50,12 @@ def test_train_evaluate_predict_resume(tmp_path):
     samples = find_samples(data, "auto").samples
     seen = []
     for options, expected_options in (
-            (["--flip", "--refine-iterations", 1], dict(refinement=GroupRefinement(1, 2.0), flip=True,
-                                                         edges=EdgeFilter())),
-            (["--edge-radius", 0.2, "--edge-eps", 0.01], dict(edges=EdgeFilter(0.2, 0.01))),
-            (["--edge-radius", 0], dict(edges=None)),
-            (["--colour-cut", "--colour-iterations", 2], dict(edges=EdgeFilter(), colour=GroupColourCut(2)))):
+            ([], dict(edges=EdgeFilter(), colour=GroupColourCut())),
+            (["--flip", "--refine-iterations", 1, "--no-colour-cut"], dict(refinement=GroupRefinement(1, 2.0),
+                                                                            flip=True, edges=EdgeFilter())),
+            (["--edge-radius", 0.2, "--edge-eps", 0.01, "--no-colour-cut"], dict(edges=EdgeFilter(0.2, 0.01))),
+            (["--edge-radius", 0, "--no-colour-cut"], dict(edges=None)),
+            (["--colour-iterations", 1], dict(edges=EdgeFilter(), colour=GroupColourCut(1)))):
         r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output",
                    tmp_path / "ev_options", "--quiet", *options)
         assert r.exit_code == 0, r.output
@@ -63,7 +64,7 @@ def test_train_evaluate_predict_resume(tmp_path):
         assert summary["J"] == pytest.approx(expected["J"], abs=1e-3), options
         assert summary["P"] == pytest.approx(expected["P"], abs=1e-3), options
         seen.append(summary["P"])
-    assert len(set(seen)) == 4  # each set of options changed the masks
+    assert len(set(seen)) == 5  # each set of options changed the masks
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")
