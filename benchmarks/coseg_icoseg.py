@@ -273,7 +273,7 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     val_flip = scored(val, flip=True)["J"] if val else None
     colour = GroupColourCut()
     val_colour = scored(val, colour=colour)["J"] if val else None
-    variants = {"model": scored(test, edge_filter=None), DEFAULT_VARIANT: scored(test),
+    variants = {"model": scored(test, edge_filter=None), "model+edges": scored(test),
                 "model+edges+refinement": scored(test, chosen), "model+edges+flip": scored(test, flip=True),
                 "model+edges+flip+refinement": scored(test, chosen, flip=True),
                 "model+edges+colour": scored(test, colour=colour),
