@@ -10,8 +10,8 @@
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
 model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
 default inference), and group refinement through the metric head (its weight chosen on the validation groups) and
-flip test-time augmentation (the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference),
-``variants`` (all seven, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
+flip test-time augmentation (the validation J of each choice is in the JSON), and writes ``P``, ``J``,
+``per_group`` (the default inference), ``variants`` (all seven, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
 to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
@@ -45,8 +45,8 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from metric.threads import single_threaded_pool
 from coseg.train import build_objective, build_optimizer, split_train_val, train
+from metric.threads import single_threaded_pool
 from timing import paired_ratios, paired_rounds
 
 

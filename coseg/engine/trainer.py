@@ -231,8 +231,7 @@ class Engine:
             row["seconds"] = round(seconds, 2)
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
             if self.dist.is_main:
-                self.ddp_model.eval()
-                self.eval_model.eval()
+                self.ddp_model.eval()  # the weight average, if any, is always in eval mode
                 streams = rng_state()  # validation (rank 0 only) must not move the random streams: under DDP
                 metrics = task.validate(self.eval_model)  # all ranks then hold the state last.pt saves for resuming
                 set_rng_state(streams)
