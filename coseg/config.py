@@ -37,6 +37,7 @@ class CosegTrainConfig:
     embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
     group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model).")
     semantic_prior: bool = option(True, "Group-consensus modules also fuse class-activation maps of the group's common ImageNet classes (the encoder's frozen ImageNet classifier; timm encoders; used when group_levels >= 1).")
+    frozen_prior: bool = option(False, "The semantic prior reads a frozen copy of the ImageNet encoder, so its class maps do not drift as the encoder is fine-tuned (one more encoder pass per image, without gradients).")
     lr: float = option(1e-3, "Learning rate of decoder and heads (AdamW).")
     encoder_lr_scale: float = option(0.1, "Encoder learning rate = lr × this; 0 = frozen encoder (no gradients, fixed BatchNorm statistics; trains ~1.4x faster).")
     weight_decay: float = option(1e-4, "AdamW weight decay.")

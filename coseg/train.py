@@ -108,9 +108,10 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
 
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
+    prior = cfg.semantic_prior and cfg.group_levels > 0
     return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim,
-                        group_levels=cfg.group_levels,
-                        semantic_prior=cfg.semantic_prior and cfg.group_levels > 0)
+                        group_levels=cfg.group_levels, semantic_prior=prior,
+                        frozen_prior=prior and cfg.frozen_prior)
 
 
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:

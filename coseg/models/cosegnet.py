@@ -1,6 +1,7 @@
 """Co-segmentation network: encoder → decoder → mask head + per-pixel embedding head, built from names."""
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
@@ -102,7 +103,7 @@ class CosegNet(nn.Module):
         if self.group_levels:
             if groups is None:
                 groups = torch.arange(images.shape[0], device=images.device)
-            prior = self._prior_maps(features[-1], groups=groups)
+            prior = self._prior_maps(self._class_features(images, features[-1]), groups=groups)
             first = len(features) - self.group_levels
             for i, module in enumerate(self.group_consensus):
                 level = features[first + i]
@@ -110,21 +111,23 @@ class CosegNet(nn.Module):
                 features[first + i] = module(level, groups, extra)
         return self.decode(features, size)
 
-    def _prior_maps(self, deepest: torch.Tensor, groups: Optional[torch.Tensor] = None,
-                    group_probabilities: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-        """(B, PRIOR_CHANNELS, h, w) semantic-prior maps of the deepest features (None without a prior); the group
-        mixture of classes is the mean over ``groups`` unless ``group_probabilities`` (B, K) are given."""
+    def _class_features(self, images: torch.Tensor, deepest: torch.Tensor) -> Optional[torch.Tensor]:
+        """The semantic prior's (B, C', h, w) class features of ``images`` (B, 3, H, W) whose encoder features end
+        with ``deepest`` (None without a prior)."""
         if self.semantic_prior is None:
             return None
-        class_features = self.semantic_prior.class_features(deepest)
+        normalized = None if self.semantic_prior.trunk is None else (images - self.mean) / self.std
+        return self.semantic_prior.class_features(deepest, normalized)
+
+    def _prior_maps(self, class_features: Optional[torch.Tensor], groups: Optional[torch.Tensor] = None,
+                    group_probabilities: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """(B, PRIOR_CHANNELS, h, w) semantic-prior maps of the class features (None without a prior); the group
+        mixture of classes is the mean over ``groups`` unless ``group_probabilities`` (B, K) are given."""
+        if self.semantic_prior is None or class_features is None:
+            return None
         if group_probabilities is None:
             group_probabilities = group_mean(self.semantic_prior.probabilities(class_features), groups)
         return self.semantic_prior.maps(class_features, group_probabilities)
-
-    def _image_probabilities(self, deepest: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.semantic_prior is None:
-            return None
-        return self.semantic_prior.probabilities(self.semantic_prior.class_features(deepest))
 
     def decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> CosegOutput:
         decoded = self.decoder(features)
@@ -205,25 +208,31 @@ class CosegNet(nn.Module):
         size = self.check_images(images)
         first = -self.group_levels
         chunks = images.split(chunk_size)
-        kept: list[Optional[list[torch.Tensor]]] = []
+        kept: list[Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]] = []
         keys, probabilities, used = [], [], 0
         for chunk in chunks:
             features = self.encode(chunk)
+            classes = self._class_features(chunk, features[-1])
             keys.append([m.keys(f).float() for m, f in zip(self.group_consensus, features[first:])])
-            probabilities.append(self._image_probabilities(features[-1]))
-            nbytes = sum(f.numel() * f.element_size() for f in features)
+            if self.semantic_prior is not None and classes is not None:
+                probabilities.append(self.semantic_prior.probabilities(classes))
+            nbytes = sum(f.numel() * f.element_size() for f in features + ([] if classes is None else [classes]))
             fits = used + nbytes <= feature_budget_bytes
-            kept.append(features if fits else None)
+            kept.append((features, classes) if fits else None)
             used += nbytes if fits else 0
         group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
         prototypes = [group_prototypes(k) for k in group_keys]
-        group_probabilities = None if self.semantic_prior is None else torch.cat(probabilities).mean(0, keepdim=True)
+        group_probabilities = torch.cat(probabilities).mean(0, keepdim=True) if probabilities else None
         outputs, start = [], 0
-        for chunk, chunk_keys, features in zip(chunks, keys, kept):
-            features = self.encode(chunk) if features is None else features
+        for chunk, chunk_keys, stored in zip(chunks, keys, kept):
+            if stored is None:
+                features = self.encode(chunk)
+                classes = self._class_features(chunk, features[-1])
+            else:
+                features, classes = stored
             rows = torch.arange(start, start + len(chunk), device=images.device)
             self_mask = rows[:, None] == torch.arange(n, device=images.device)[None, :]
-            prior = self._prior_maps(features[-1], group_probabilities=None if group_probabilities is None
+            prior = self._prior_maps(classes, group_probabilities=None if group_probabilities is None
                                      else group_probabilities.expand(len(chunk), -1))
             for level, module in enumerate(self.group_consensus):
                 maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
@@ -261,8 +270,8 @@ class CosegNet(nn.Module):
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
                  embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
-                 group_levels: int = 0, semantic_prior: bool = False, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None) -> CosegNet:
+                 group_levels: int = 0, semantic_prior: bool = False, frozen_prior: bool = False,
+                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> CosegNet:
     """Build a :class:`CosegNet` from names.
 
     arch: a name in ``ARCHITECTURES`` (unet, fpn, deeplabv3plus, ...); encoder: an smp encoder name (``tu-<timm
@@ -275,8 +284,9 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     encoder's deepest feature maps get a group-consensus module (0 = a single-image model). semantic_prior: those
     modules also fuse the class-activation maps of the group's common ImageNet classes, read by the encoder's
     frozen classifier (:mod:`coseg.models.semantic_prior`; timm EfficientNet/ResNet-style encoders, with weights
-    that hold the classifier). mean/std: input normalisation (default: what the encoder's ImageNet weights
-    expect)."""
+    that hold the classifier). frozen_prior: the prior reads a frozen copy of the ImageNet encoder instead of the
+    fine-tuned one (its maps do not drift in training; one more encoder pass per image). mean/std: input
+    normalisation (default: what the encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
     if download:
@@ -297,10 +307,15 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         "embedding_stride": embedding_stride,
         "group_levels": group_levels,
         "semantic_prior": semantic_prior,
+        "frozen_prior": frozen_prior,
         "mean": mean,
         "std": std,
     }
-    prior = build_semantic_prior(encoder, net.encoder.out_channels[-1], weights) if semantic_prior else None
+    if frozen_prior and not semantic_prior:
+        raise ValueError("frozen_prior is the semantic prior's own encoder: it needs semantic_prior=True")
+    trunk = copy.deepcopy(net.encoder) if frozen_prior else None
+    prior = (build_semantic_prior(encoder, net.encoder.out_channels[-1], weights, trunk=trunk) if semantic_prior
+             else None)
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
                     embedding_hidden_channels=hidden, embedding_stride=embedding_stride, group_levels=group_levels,
                     semantic_prior=prior, mean=config["mean"], std=config["std"], config=config)

@@ -6,11 +6,16 @@ applied per pixel to the encoder's deepest features, gives class-activation maps
 classes are the mean of its images' class probabilities; the CAM of that mixture marks, in every image, what
 the group has in common, also for categories the segmentation network never saw in training. The maps are
 inputs to the group-consensus fusion, which learns how far to trust them.
+
+The classifier reads either the segmentation encoder's own deepest features (which drift from ImageNet's as the
+encoder is fine-tuned: after 30 minutes on iCoseg's train30 the maps of a group of bears light up the rocks of
+their enclosure, stone buildings being foreground in train30) or those of a frozen copy of the ImageNet encoder
+(``trunk``: the maps stay ImageNet's, for one more encoder pass per image without gradients).
 """
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Optional, Union
 
 import timm
 import torch
@@ -36,15 +41,18 @@ def _minmax(maps: torch.Tensor) -> torch.Tensor:
 
 
 class SemanticPrior(nn.Module):
-    """Frozen classifier head over the encoder's deepest features (B, C, h, w).
+    """Frozen classifier head over the encoder's deepest features (B, C, h, w), or over those of its own frozen
+    ImageNet encoder ``trunk`` (an smp encoder: normalised images → feature list).
 
-    ``class_features`` → (B, C', h, w) pre-pooling features; ``probabilities`` → (B, K) ImageNet class
+    ``class_features(deepest, normalized)`` → (B, C', h, w) pre-pooling features (of ``trunk(normalized)[-1]``
+    when there is a trunk, else of ``deepest``); ``probabilities`` → (B, K) ImageNet class
     probabilities of each image (the classifier on their spatial mean, as the full network computes them);
     ``maps(features, group_probabilities)`` → (B, 2, h, w) in [0, 1]: the CAM of each image's group mixture of
     classes and the CAM of its own classes. Always in eval mode, no trainable parameters."""
 
-    def __init__(self, head: nn.Module, classifier: nn.Linear) -> None:
+    def __init__(self, head: nn.Module, classifier: nn.Linear, trunk: Optional[nn.Module] = None) -> None:
         super().__init__()
+        self.trunk = trunk
         self.head = head
         self.classifier = classifier
         self.requires_grad_(False)
@@ -53,8 +61,11 @@ class SemanticPrior(nn.Module):
     def train(self, mode: bool = True) -> "SemanticPrior":
         return super().train(False)  # frozen BatchNorm statistics
 
-    def class_features(self, deepest: torch.Tensor) -> torch.Tensor:
-        return self.head(deepest.detach())
+    def class_features(self, deepest: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+        if self.trunk is None:
+            return self.head(deepest.detach())
+        with torch.no_grad():
+            return self.head(self.trunk(normalized)[-1])
 
     def probabilities(self, features: torch.Tensor) -> torch.Tensor:
         pooled = _at_least_float32(features).mean(dim=(2, 3))
@@ -92,10 +103,12 @@ def _head_of(model: nn.Module, deepest_channels: int, encoder: str) -> tuple[nn.
     return head, classifier
 
 
-def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[PathLike, None]) -> SemanticPrior:
+def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[PathLike, None],
+                         trunk: Optional[nn.Module] = None) -> SemanticPrior:
     """The frozen classifier head of timm model ``encoder`` (``tu-<timm name>``) with ``weights``: ``"imagenet"``
     (offline source, else timm's download), a local file in timm key names holding the classifier, or None
-    (random: the weights then come from a model file's state dict)."""
+    (random: the weights then come from a model file's state dict). ``trunk``: the frozen encoder it reads (None:
+    the segmentation encoder's features are passed in)."""
     if not encoder.startswith(TIMM_PREFIX):
         raise ValueError(f"semantic prior needs a timm encoder ('{TIMM_PREFIX}<name>') with an ImageNet classifier, "
                          f"got '{encoder}'; train without it: --no-semantic-prior (semantic_prior: false)")
@@ -107,7 +120,7 @@ def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[Pat
         model = timm.create_model(name, pretrained=False)
         if weights is not None:
             load_timm_weights(model, name, weights)  # strict: a file without the classifier is refused
-    return SemanticPrior(*_head_of(model, deepest_channels, encoder))
+    return SemanticPrior(*_head_of(model, deepest_channels, encoder), trunk=trunk)
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Semantic prior: CAMs of a group's common ImageNet classes, checked against loops, against timm's full classifier
-(a cat is found where the cat is), and inside the model (order invariance, chunked groups, model files)."""
+(a cat is found where the cat is), and inside the model (order invariance, chunked groups, model files); the frozen
+prior encoder keeps ImageNet's maps whatever happens to the segmentation encoder."""
 from __future__ import annotations
 
 import pytest
@@ -61,6 +62,14 @@ def test_prior_is_frozen_and_stays_in_eval_mode():
     assert all(p.grad is None for p in model.semantic_prior.parameters())
 
 
+def cat_on_grey() -> torch.Tensor:
+    """(1, 3, 224, 448): skimage's chelsea on the right half of a plain grey image."""
+    cat = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    image = torch.full((1, 3, 224, 448), 0.5)
+    image[..., 224:] = F.interpolate(cat, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    return image
+
+
 def test_prior_of_the_encoder_is_timms_classifier_and_finds_the_cat():
     """The prior reads the same class probabilities as timm's full ImageNet model from the (smp) encoder's
     features, and the CAM of the image's classes is high where the cat is: skimage's chelsea pasted on the right
@@ -68,18 +77,73 @@ def test_prior_of_the_encoder_is_timms_classifier_and_finds_the_cat():
     full = timm.create_model(LITE0).eval()
     load_timm_weights(full, LITE0, "imagenet")
     model = create_model("unet", weights="imagenet", embedding_dim=4, group_levels=1, semantic_prior=True).eval()
-    cat = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    image = torch.full((1, 3, 224, 448), 0.5)
-    image[..., 224:] = F.interpolate(cat, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    image = cat_on_grey()
     with torch.no_grad():
         expected = full((image - 0.5) / 0.5).softmax(dim=1)
-        features = model.semantic_prior.class_features(model.encode(image)[-1])
+        features = model.semantic_prior.class_features(model.encode(image)[-1], None)
         probabilities = model.semantic_prior.probabilities(features)
         cam = model.semantic_prior.maps(features, probabilities)[0, 0]
     assert_close(probabilities, expected, atol=1e-5, rtol=1e-4)
     assert int(probabilities.argmax()) in CAT_CLASSES
     half = cam.shape[1] // 2
     assert float(cam[:, half:].mean()) > float(cam[:, :half].mean()) + 0.3
+
+
+def scramble_encoder(model) -> None:
+    """What fine-tuning could do at worst to the segmentation encoder: every weight replaced by noise."""
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.copy_(torch.randn_like(p) * p.std().clamp(min=1e-3))
+
+
+def test_frozen_prior_reads_its_own_imagenet_encoder_not_the_fine_tuned_one():
+    """With ``frozen_prior`` the maps come from a frozen copy of the ImageNet encoder: scrambling the segmentation
+    encoder leaves the class probabilities and maps exactly as they were (and the cat is still found); the shared
+    prior's maps move with it."""
+    image = cat_on_grey()
+    frozen = create_model("unet", weights="imagenet", embedding_dim=4, group_levels=1, semantic_prior=True,
+                          frozen_prior=True).eval()
+    shared = create_model("unet", weights="imagenet", embedding_dim=4, group_levels=1, semantic_prior=True).eval()
+
+    def prior(model):
+        with torch.no_grad():
+            features = model._class_features(image, model.encode(image)[-1])
+            return model.semantic_prior.probabilities(features), model._prior_maps(features, torch.zeros(1).long())
+
+    before, before_shared = prior(frozen), prior(shared)
+    assert_close(before[0], before_shared[0], atol=1e-6, rtol=1e-5)  # the same ImageNet encoder to begin with
+    assert_close(before[1], before_shared[1], atol=1e-5, rtol=1e-4)
+    scramble_encoder(frozen)
+    scramble_encoder(shared)
+    after, after_shared = prior(frozen), prior(shared)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert int(after[0].argmax()) in CAT_CLASSES
+    cam = after[1][0, 0]
+    assert float(cam[:, cam.shape[1] // 2:].mean()) > float(cam[:, :cam.shape[1] // 2].mean()) + 0.3
+    assert not torch.allclose(after_shared[1], before_shared[1], atol=1e-2)
+
+
+def test_frozen_prior_encoder_does_not_train_and_keeps_its_statistics():
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=1, semantic_prior=True,
+                         frozen_prior=True).train()
+    trunk = model.semantic_prior.trunk
+    state = {k: v.clone() for k, v in trunk.state_dict().items()}
+    assert not trunk.training and not any(p.requires_grad for p in trunk.parameters())
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    encoder_before = [p.clone() for p in model.encoder.parameters()]
+    for _ in range(2):
+        model(torch.rand(4, 3, 64, 64), torch.tensor([0, 0, 1, 1])).mask_logits.mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert all(p.grad is None for p in trunk.parameters())
+    assert all(torch.equal(v, state[k]) for k, v in trunk.state_dict().items())  # incl. BatchNorm statistics
+    assert any(not torch.equal(a, b) for a, b in zip(model.encoder.parameters(), encoder_before))
+
+
+def test_frozen_prior_needs_the_prior():
+    with pytest.raises(ValueError, match="needs semantic_prior=True"):
+        create_model("unet", weights=None, group_levels=1, semantic_prior=False, frozen_prior=True)
 
 
 def with_active_fusion(model):
@@ -89,9 +153,12 @@ def with_active_fusion(model):
     return model.eval()
 
 
-def test_model_with_prior_is_order_invariant_and_chunks_agree():
+@pytest.mark.parametrize("frozen_prior", [False, True])
+def test_model_with_prior_is_order_invariant_and_chunks_agree(frozen_prior):
     model = with_active_fusion(create_model("unet", weights="imagenet", embedding_dim=4, group_levels=2,
-                                            semantic_prior=True))
+                                            semantic_prior=True, frozen_prior=frozen_prior))
+    if frozen_prior:
+        scramble_encoder(model)  # the two encoders differ, as after fine-tuning
     torch.manual_seed(0)
     x = torch.rand(5, 3, 64, 64)
     groups = torch.tensor([0, 0, 1, 0, 1])
@@ -105,12 +172,15 @@ def test_model_with_prior_is_order_invariant_and_chunks_agree():
     assert not torch.allclose(model.predict(x, torch.arange(5)), whole)  # the group mixture of classes matters
 
 
-def test_model_file_keeps_the_prior(tmp_path):
+@pytest.mark.parametrize("frozen_prior", [False, True])
+def test_model_file_keeps_the_prior(tmp_path, frozen_prior):
     model = with_active_fusion(create_model("unet", weights="imagenet", embedding_dim=4, group_levels=1,
-                                            semantic_prior=True))
+                                            semantic_prior=True, frozen_prior=frozen_prior))
+    if frozen_prior:
+        scramble_encoder(model)
     model.save(tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors").eval()  # rebuilt with weights=None: the file holds the prior
-    assert loaded.config["semantic_prior"] is True
+    assert loaded.config["semantic_prior"] is True and loaded.config["frozen_prior"] is frozen_prior
     x, groups = torch.rand(3, 3, 64, 64), torch.tensor([0, 0, 0])
     with torch.no_grad():
         assert torch.equal(loaded(x, groups).mask_logits, model(x, groups).mask_logits)
