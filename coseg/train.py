@@ -88,16 +88,16 @@ class TrainResult:
 
 
 def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
-    """Training and validation groups: validation is carved from the training groups (never the test split)."""
+    """Training and validation groups: validation is carved from the training groups (never the test split).
+    Explicit ``val_groups`` are taken out of the training split (or of all groups); listed both there and in
+    explicit ``train_groups`` they are an error."""
     groups = choose_groups(scan, default_splits_file(Path(cfg.data), cfg.splits), cfg.train_split, cfg.train_groups)
     if cfg.val_groups:
         val = choose_groups(scan, None, None, cfg.val_groups)
         overlap = sorted(set(val) & set(groups))
-        if overlap and not cfg.train_groups and not cfg.train_split:
-            groups = [g for g in groups if g not in set(val)]
-        elif overlap:
+        if overlap and cfg.train_groups:
             raise ValueError(f"groups both in training and validation: {', '.join(map(printable, overlap))}")
-        return groups, val
+        return [g for g in groups if g not in set(val)], val
     if cfg.val_fraction <= 0 or len(groups) < 2:
         return groups, []
     subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}

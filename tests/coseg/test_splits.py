@@ -117,3 +117,21 @@ def test_real_icoseg_splits_resolve_to_folders(shared_data):
     assert set(train) | set(test) == set(groups) and not set(train) & set(test)
     assert sorted(test.values()) == ["bear2", "brown_bear", "cheetah", "elephant", "helicopter", "hotballoon",
                                      "panda1", "panda2"]
+
+
+def test_explicit_validation_groups_are_carved_out_of_the_training_split(tmp_path):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import split_train_val
+
+    names = ["010 Kite-a", "011 Kite-b", "020 Goose-c, d", "030 Monks-e", "040 Bear-f"]
+    root = make_synthetic_coseg(tmp_path, num_groups=5, images_per_group=1, size=16, group_names=names)
+    write_splits(root, {"train": names[:4], "test": names[4:]})
+    scan = find_samples(root, "icoseg")
+    cfg = CosegTrainConfig(data=str(root), train_split="train", val_groups=["Goose", "Monks"])
+    assert split_train_val(cfg, scan) == (["010 Kite-a", "011 Kite-b"], ["020 Goose-c, d", "030 Monks-e"])
+    everything = CosegTrainConfig(data=str(root), val_groups=["Monks"])  # no split: all groups with masks
+    assert split_train_val(everything, scan) == (["010 Kite-a", "011 Kite-b", "020 Goose-c, d", "040 Bear-f"],
+                                                 ["030 Monks-e"])
+    listed_twice = CosegTrainConfig(data=str(root), train_groups=names[:3], val_groups=["Goose"])
+    with pytest.raises(ValueError, match="groups both in training and validation: 020 Goose-c, d"):
+        split_train_val(listed_twice, scan)
