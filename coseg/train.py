@@ -14,7 +14,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, adamw, cleanup_distributed, save_config, setup_distributed
+from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, create_model
 from coseg.objective import CosegObjective
@@ -147,39 +147,38 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`)."""
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
-    own_dist = dist is None
-    dist = setup_distributed(cfg.device) if dist is None else dist
-    try:
-        seed_everything(cfg.seed)
-        output = Path(cfg.output)
-        scan = find_samples(cfg.data, cfg.layout)
-        train_groups, val_groups = split_train_val(cfg, scan)
-        cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-        train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
-        val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
-        if len(train_data.groups) < cfg.groups_per_batch:
-            raise ValueError(f"{len(train_data.groups)} training group(s) but groups_per_batch = {cfg.groups_per_batch}")
-        sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
-                                 world_size=dist.world_size, seed=cfg.seed)
-        loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.workers,
-                            pin_memory=dist.device.type == "cuda", persistent_workers=cfg.workers > 0)
-        model = build_model(cfg)
-        optimizer = build_optimizer(model, cfg)
-        augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
-        paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
-                 if cfg.paste_distractor_p or cfg.paste_background_p else None)
-        task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
-        if dist.is_main:
-            output.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, output / "config.yaml")
-        engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
-                        channels_last=cfg.channels_last,
-                        time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
-                        find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
-                        metadata={"image_size": str(cfg.image_size)})
-        fit = engine.fit(task, loader, resume=resume)
-        return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
-                           scan.problems)
-    finally:
-        if own_dist:
-            cleanup_distributed()
+    with distributed_run(cfg.device, dist) as info:
+        return _train(cfg, resume, info)
+
+
+def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
+    seed_everything(cfg.seed)
+    output = Path(cfg.output)
+    scan = find_samples(cfg.data, cfg.layout)
+    train_groups, val_groups = split_train_val(cfg, scan)
+    cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
+    train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
+    val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
+    if len(train_data.groups) < cfg.groups_per_batch:
+        raise ValueError(f"{len(train_data.groups)} training group(s) but groups_per_batch = {cfg.groups_per_batch}")
+    sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
+                             world_size=dist.world_size, seed=cfg.seed)
+    loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.workers,
+                        pin_memory=dist.device.type == "cuda", persistent_workers=cfg.workers > 0)
+    model = build_model(cfg)
+    optimizer = build_optimizer(model, cfg)
+    augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
+    paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
+             if cfg.paste_distractor_p or cfg.paste_background_p else None)
+    task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output / "config.yaml")
+    engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
+                    channels_last=cfg.channels_last,
+                    time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
+                    find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
+                    metadata={"image_size": str(cfg.image_size)})
+    fit = engine.fit(task, loader, resume=resume)
+    return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
+                       scan.problems)

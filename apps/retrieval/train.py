@@ -32,7 +32,7 @@ from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
 from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
-from coseg.engine import DistInfo, Engine, FitResult, adamw, cleanup_distributed, save_config, setup_distributed
+from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
 from coseg.train import seed_everything
@@ -304,13 +304,8 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
     """Train a retrieval model as configured; files go to ``cfg.output`` (see the module docstring and
     :class:`coseg.engine.Engine`)."""
     check_config(cfg)
-    own_dist = dist is None
-    dist = setup_distributed(cfg.device) if dist is None else dist
-    try:
-        return _train(cfg, resume, dist)
-    finally:
-        if own_dist:
-            cleanup_distributed()
+    with distributed_run(cfg.device, dist) as info:
+        return _train(cfg, resume, info)
 
 
 def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:

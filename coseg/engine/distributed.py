@@ -1,8 +1,11 @@
 """Process-group set-up for runs started with ``torchrun`` (DDP); a single process needs none of it."""
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -55,8 +58,27 @@ def setup_distributed(device: str = "auto") -> DistInfo:
 
 
 def cleanup_distributed() -> None:
+    """Destroy the process group, after collecting garbage: a DDP wrapper caught in a reference cycle (lazy imports
+    inside a training step make them) would otherwise keep gloo's worker threads alive until interpreter shutdown,
+    where their last release of Python-owned tensors aborts the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_run(device: str = "auto", info: Optional[DistInfo] = None) -> Iterator[DistInfo]:
+    """``info`` as given, or the process group joined for the block and destroyed after it.
+
+    Keep the models and DDP wrappers inside a function called in the block, so that they are garbage when it ends."""
+    if info is not None:
+        yield info
+        return
+    info = setup_distributed(device)
+    try:
+        yield info
+    finally:
+        cleanup_distributed()
 
 
 def barrier(info: DistInfo) -> None:

@@ -1,13 +1,15 @@
 """Run by tests under ``torchrun``: the toy task trained with the engine, each rank taking half of every batch."""
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from coseg.engine import Engine, cleanup_distributed, setup_distributed
+from coseg.engine import DistInfo, Engine, distributed_run
 from tests.engine.toy import ToyModel, ToyTask
 
 
@@ -31,8 +33,8 @@ class HalfBatches:
         return self.n // 16
 
 
-def main(out: Path, epochs: int, resume: bool) -> None:
-    info = setup_distributed("cpu")
+def fit(out: Path, epochs: int, resume: bool, info: DistInfo) -> weakref.ref:
+    """Train as the real trainers do, inside a function; returns a weak reference to the DDP wrapper."""
     torch.manual_seed(0)
     model = ToyModel()
     model.net[2].p = 0.0  # no dropout: rank-local randomness would make the two set-ups differ
@@ -44,7 +46,17 @@ def main(out: Path, epochs: int, resume: bool) -> None:
     engine.fit(task, loader, resume=resume)
     if info.is_main:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "final_weights.pt")
-    cleanup_distributed()
+    return weakref.ref(engine.ddp_model)
+
+
+def main(out: Path, epochs: int, resume: bool) -> None:
+    gc.disable()  # reference cycles then stay until an explicit collection: the worst case, every time
+    with distributed_run("cpu") as info:
+        wrapper = fit(out, epochs, resume, info)
+    # A wrapper still alive here would hold gloo's threads until interpreter shutdown, where they can abort
+    # the process ("terminate called without an active exception").
+    if info.distributed and wrapper() is not None:
+        sys.exit("the DDP wrapper outlived the process group")
 
 
 if __name__ == "__main__":
