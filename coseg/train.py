@@ -97,7 +97,7 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         overlap = sorted(set(val) & set(groups))
         if overlap and cfg.train_groups:
             raise ValueError(f"groups both in training and validation: {', '.join(map(printable, overlap))}")
-        return [g for g in groups if g not in set(val)], val
+        return [g for g in groups if g not in overlap], val
     if cfg.val_fraction <= 0 or len(groups) < 2:
         return groups, []
     subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}

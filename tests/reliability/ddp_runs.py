@@ -16,7 +16,7 @@ import torch
 import apps.retrieval.train as retrieval_train
 import coseg.train as coseg_train
 from coseg.config import CosegTrainConfig
-from coseg.engine import Engine, cleanup_distributed, setup_distributed
+from coseg.engine import Engine, distributed_run
 from tests.apps.retrieval_runs import tiny_config
 
 
@@ -59,21 +59,20 @@ def recording(record: dict) -> None:
 
 def main(out: Path, data: dict[str, Path]) -> None:
     torch.set_num_threads(1)
-    dist = setup_distributed("cpu")
     record: dict = {}
     recording(record)
-    for name, (module, _, config) in TRAINERS.items():
-        record.update(batches=[], saves=[], stop_at=None)
-        module.train(config(data[name], out / name / "whole", 2), dist=dist)
-        (out / name).mkdir(parents=True, exist_ok=True)
-        (out / name / f"rank{dist.rank}.json").write_text(json.dumps(record))
-        record.update(batches=[], stop_at=len(record["batches"]) // 2 + 1)
-        try:
-            module.train(config(data[name], out / name / "cut", 2), dist=dist)
-        except KeyboardInterrupt:
-            record["stop_at"] = None
-        module.train(config(data[name], out / name / "cut", 2), resume=True, dist=dist)
-    cleanup_distributed()
+    with distributed_run("cpu") as dist:
+        for name, (module, _, config) in TRAINERS.items():
+            record.update(batches=[], saves=[], stop_at=None)
+            module.train(config(data[name], out / name / "whole", 2), dist=dist)
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / f"rank{dist.rank}.json").write_text(json.dumps(record))
+            record.update(batches=[], stop_at=len(record["batches"]) // 2 + 1)
+            try:
+                module.train(config(data[name], out / name / "cut", 2), dist=dist)
+            except KeyboardInterrupt:
+                record["stop_at"] = None
+            module.train(config(data[name], out / name / "cut", 2), resume=True, dist=dist)
 
 
 if __name__ == "__main__":
