@@ -55,6 +55,12 @@ def _colour(enabled: bool, iterations: int):
     return GroupColourCut(iterations) if enabled else None
 
 
+def _statistics(strength: Optional[float]):
+    from coseg.models import GroupStatistics
+
+    return None if strength is None else GroupStatistics(strength)
+
+
 def _device(name: str):
     from coseg.engine import resolve_device
 
@@ -62,8 +68,8 @@ def _device(name: str):
 
 
 def inference_options(fn: Callable) -> Callable:
-    """The options evaluate and predict share: group mode, refinement, flip, edge filter, colour cut, device,
-    workers, quiet."""
+    """The options evaluate and predict share: group mode, refinement, group statistics, flip, edge filter,
+    colour cut, device, workers, quiet."""
     for option in reversed([
         click.option("--group-mode/--single-image", default=True, show_default=True,
                      help="Predict each group's images together (sub-folders are groups) or every image alone."),
@@ -71,6 +77,12 @@ def inference_options(fn: Callable) -> Callable:
                      help="Group refinement through the pixel embeddings: rounds of prototype updates "
                           "(0 = off; group mode)."),
         click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score."),
+        click.option("--group-statistics", type=click.FloatRange(0, None), default=None,
+                     help="Adapt the BatchNorm statistics to each group before predicting it (AdaBN): blend of the "
+                          "training statistics, counted as this many images, and the group's own (one more model "
+                          "pass per group; group mode; e.g. 8). Off by default: on iCoseg's validation groups it "
+                          "raised the J of the model alone and with the edge filter, but not with the colour cut "
+                          "(docs/icoseg_experiments.md)."),
         click.option("--flip", is_flag=True, help="Test-time augmentation: average each prediction with that of the "
                                                   "mirrored image (twice the model time)."),
         click.option("--edge-radius", default=EDGE_RADIUS, show_default=True,
@@ -83,7 +95,7 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--colour-cut/--no-colour-cut", default=True, show_default=True,
                      help="Cut each group's masks again with foreground/background colour models learnt from the "
                           "confident pixels of the whole group (GrabCut; each image alone with --single-image). "
-                          "+3 to +5 J on iCoseg (README) for ~4x the inference time on a CPU."),
+                          "+2 to +5 J on iCoseg (docs/icoseg_experiments.md) for ~4x the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
@@ -144,9 +156,9 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 @friendly_errors
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             refine_iterations: int, refine_weight: float, flip: bool, edge_radius: float, edge_eps: float,
-             colour_cut: bool, colour_iterations: int, device: str, workers: int, quiet: bool, report: bool,
-             thumbnail: int) -> None:
+             refine_iterations: int, refine_weight: float, group_statistics: Optional[float], flip: bool,
+             edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int, device: str, workers: int,
+             quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
@@ -164,7 +176,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   progress=not quiet, group_mode=group_mode,
                                   refinement=_refinement(refine_iterations, refine_weight),
                                   predictions=output / PREDICTIONS if report else None, flip=flip,
-                                  edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations))
+                                  edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations),
+                                  statistics=_statistics(group_statistics))
     evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
@@ -210,8 +223,8 @@ def _print_summary(summary: dict) -> None:
 @friendly_errors
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
-            flip: bool, edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int, device: str,
-            workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
+            group_statistics: Optional[float], flip: bool, edge_radius: float, edge_eps: float, colour_cut: bool,
+            colour_iterations: int, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
@@ -226,7 +239,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
                             refinement=_refinement(refine_iterations, refine_weight), flip=flip,
-                            edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations))
+                            edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations),
+                            statistics=_statistics(group_statistics))
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                      if result.already_done else ""))

@@ -9,10 +9,10 @@
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
 model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
-default inference), and group refinement through the metric head (its weight chosen on the validation groups) and
-flip test-time augmentation (the validation J of each choice is in the JSON), and writes ``P``, ``J``,
-``per_group`` (the default inference), ``variants`` (all seven, with inference seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios
-to the JSON:
+default inference), and group refinement through the metric head (its weight chosen on the validation groups),
+flip test-time augmentation and BatchNorm statistics adapted to each group (the validation J of each choice is in
+the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference), ``variants`` (all ten, with inference
+seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
   filter, colour cut, upsample, write PNG) / the same group inference, edge filter and colour cut on the images
@@ -41,7 +41,7 @@ from coseg.data import find_samples, printable
 from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import ImageFileDataset, cut_by_colour, usable_cores
-from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
@@ -245,8 +245,8 @@ DEFAULT_VARIANT = "model+edges+colour"  # what coseg evaluate / predict do by de
 
 def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[str]) -> dict[str, Any]:
     """P/J on test8 of the run's best model: alone, with the edge filter, with the edge filter and the group colour
-    cut (the default inference), and with group refinement (its weight chosen on the validation groups) and flip
-    on top; validation J of each choice."""
+    cut (the default inference), and with group refinement (its weight chosen on the validation groups), flip or
+    BatchNorm statistics adapted to each group on top; validation J of each choice."""
     device = resolve_device(cfg.device)
     model = load_model(run_dir / "best.safetensors").to(device).eval()
     scan = find_samples(data, "icoseg")
@@ -256,10 +256,11 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     edges = EdgeFilter()
 
     def scored(samples: list, refinement: Optional[GroupRefinement] = None, flip: bool = False,
-               edge_filter: Optional[EdgeFilter] = edges, colour: Optional[GroupColourCut] = None) -> dict[str, Any]:
+               edge_filter: Optional[EdgeFilter] = edges, colour: Optional[GroupColourCut] = None,
+               statistics: Optional[GroupStatistics] = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
-                             flip=flip, edges=edge_filter, colour=colour).summary
+                             flip=flip, edges=edge_filter, colour=colour, statistics=statistics).summary
         return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
                 "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
                               for g, d in s["per_group"].items()}}
@@ -273,11 +274,18 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     val_flip = scored(val, flip=True)["J"] if val else None
     colour = GroupColourCut()
     val_colour = scored(val, colour=colour)["J"] if val else None
+    adapted = GroupStatistics()
+    val_adapted = ({"model": scored(val, edge_filter=None, statistics=adapted)["J"],
+                    "model+edges": scored(val, statistics=adapted)["J"],
+                    "model+edges+colour": scored(val, colour=colour, statistics=adapted)["J"]} if val else {})
     variants = {"model": scored(test, edge_filter=None), "model+edges": scored(test),
                 "model+edges+refinement": scored(test, chosen), "model+edges+flip": scored(test, flip=True),
                 "model+edges+flip+refinement": scored(test, chosen, flip=True),
                 "model+edges+colour": scored(test, colour=colour),
-                "model+edges+flip+colour": scored(test, flip=True, colour=colour)}
+                "model+edges+flip+colour": scored(test, flip=True, colour=colour),
+                "model+statistics": scored(test, edge_filter=None, statistics=adapted),
+                "model+edges+statistics": scored(test, statistics=adapted),
+                "model+edges+colour+statistics": scored(test, colour=colour, statistics=adapted)}
     first = variants[DEFAULT_VARIANT]
     return {
         "P": first["P"], "J": first["J"], "per_group": first["per_group"],
@@ -289,6 +297,8 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
         "flip": {"val_J": val_flip, "val_J_without": val_edges},
         "colour": {"iterations": colour.iterations, "sure": colour.sure, "val_J": val_colour,
                    "val_J_without": val_edges},
+        "statistics": {"strength": adapted.strength, "val_J": val_adapted,
+                       "val_J_without": {"model": val_plain, "model+edges": val_edges, "model+edges+colour": val_colour}},
         "config": config_to_dict(cfg),
     }
 
@@ -357,7 +367,8 @@ def main() -> None:
     print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
-          f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']}")
+          f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']}; group statistics "
+          f"{out['statistics']['val_J']} (without: {out['statistics']['val_J_without']})")
     for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "colour_cut_share", "train_vs_plain"):
         if k in out:
             print(f"{k}: {out[k]}" + (f" (rounds: {out[k + '_pairs']})" if k + "_pairs" in out else ""))

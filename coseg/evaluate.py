@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement
+from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
 from coseg.predict import output_path
 from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
@@ -35,9 +35,10 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
                      progress: bool = True, group_mode: bool = True,
                      refinement: Optional[GroupRefinement] = None, predictions: Optional[Path] = None,
                      flip: bool = False, edges: Optional[EdgeFilter] = None,
-                     colour: Optional[GroupColourCut] = None) -> Evaluation:
+                     colour: Optional[GroupColourCut] = None,
+                     statistics: Optional[GroupStatistics] = None) -> Evaluation:
     """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``; ``refinement``,
-    ``flip``, ``edges`` and ``colour`` as in :func:`~coseg.inference.predict_dataset`), resize the
+    ``flip``, ``edges``, ``colour`` and ``statistics`` as in :func:`~coseg.inference.predict_dataset`), resize the
     probability to the ground truth's size, threshold at 0.5 and score. Unreadable images/masks are skipped and
     listed in ``skipped``. With ``predictions``, each scored mask is also saved as
     ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size) and listed in ``predicted``."""
@@ -50,7 +51,7 @@ def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int
     groups = group_ids(samples) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                          groups=groups, refinement=refinement, flip=flip, edges=edges,
-                                         colour=colour):
+                                         colour=colour, statistics=statistics):
         bar.update(1)
         sample = samples[index]
         if isinstance(result, str):

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement
+from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
 from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
@@ -182,16 +182,17 @@ def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Ten
 def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
-                    edges: Optional[EdgeFilter] = None,
-                    colour: Optional[GroupColourCut] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+                    edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
+                    statistics: Optional[GroupStatistics] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
     that could not be read, ``(index, error message)``.
 
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
-    chunks of ``batch_size`` images sharing the group's consensus), optionally refined through the group's
-    pixel embeddings (``refinement``); otherwise images are predicted alone. ``flip``: each prediction averaged with
+    chunks of ``batch_size`` images sharing the group's consensus), with the BatchNorm statistics adapted to the
+    group (``statistics``) and optionally refined through the group's pixel embeddings (``refinement``);
+    otherwise images are predicted alone (``statistics`` and ``refinement`` unused). ``flip``: each prediction averaged with
     that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
     guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
     group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
@@ -220,7 +221,7 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
             with torch.autocast(device.type, enabled=device.type == "cuda"):
                 if groups is not None:
                     probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
-                                                edges=edges)[:, 0]
+                                                edges=edges, statistics=statistics)[:, 0]
                 else:
                     probs = model.predict(images, flip=flip, edges=edges)[:, 0]
                 probs = probs.float().cpu()

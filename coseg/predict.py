@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import remove_temporaries, write_bytes_atomic
 from coseg.data import encode_png, find_samples, printable, read_image
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement
+from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
 from metric.threads import single_threaded_pool
 
 
@@ -54,12 +54,13 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
                    progress: bool = True, group_mode: bool = True,
                    refinement: Optional[GroupRefinement] = None, flip: bool = False,
-                   edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None) -> PredictReport:
+                   edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
+                   statistics: Optional[GroupStatistics] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
     a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
     kept (an interrupted run resumes, and removes the temporary files a killed run left) unless ``overwrite``; files
-    that cannot be read are skipped and listed. ``refinement``, ``flip``, ``edges`` and ``colour``: as in
+    that cannot be read are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
     :func:`~coseg.inference.predict_dataset`.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -93,7 +94,7 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
         pending: deque[Future] = deque()
         for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                              groups=groups, refinement=refinement, flip=flip, edges=edges,
-                                             colour=colour):
+                                             colour=colour, statistics=statistics):
             bar.update(1)
             image_path, target = todo[index]
             if isinstance(result, str):

@@ -4,6 +4,7 @@ from coseg.models.cosegnet import ARCHITECTURES, DEFAULT_ENCODER, CosegNet, Cose
 from coseg.models.colour_cut import GroupColourCut
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.embedding_head import EmbeddingHead
+from coseg.models.group_statistics import GroupStatistics
 from coseg.models.refinement import GroupRefinement
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, encoder_normalization, load_encoder_weights,
                                      load_imagenet_state_dict, load_timm_weights, load_weights_file,
@@ -11,7 +12,7 @@ from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, encoder_normalizat
 
 __all__ = [
     "ARCHITECTURES", "DEFAULT_ENCODER", "IMAGENET_WEIGHT_SOURCES", "CosegNet", "CosegOutput", "EdgeFilter", "EmbeddingHead",
-    "GroupColourCut", "GroupRefinement",
+    "GroupColourCut", "GroupRefinement", "GroupStatistics",
     "checkpoint_metadata", "create_model", "encoder_normalization", "load_encoder_weights", "load_imagenet_state_dict",
     "load_model", "load_timm_weights", "load_weights_file", "offline_encoders",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import ExitStack
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
@@ -15,6 +16,7 @@ from coseg.models.checkpoint import load_model_file, write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
+from coseg.models.group_statistics import GroupStatistics
 from coseg.models.refinement import GroupRefinement
 from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_semantic_prior, group_mean,
                                          resize_maps)
@@ -153,18 +155,25 @@ class CosegNet(nn.Module):
 
     @torch.inference_mode()
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
-                      flip: bool = False, edges: Optional[EdgeFilter] = None) -> torch.Tensor:
+                      flip: bool = False, edges: Optional[EdgeFilter] = None,
+                      statistics: Optional[GroupStatistics] = None) -> torch.Tensor:
         """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
-        memory: a first pass keeps only the deep features' keys of every image). ``refinement``: optional group
-        refinement through the pixel embeddings (:class:`GroupRefinement`). ``flip``: test-time augmentation, the
-        group's logits (and embeddings) averaged with those of the mirrored group (twice the time). ``edges``: the
-        final probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
+        memory: a first pass keeps only the deep features' keys of every image). ``statistics``: the BatchNorm
+        statistics adapted to the group first (:class:`GroupStatistics`, one more pass over the group).
+        ``refinement``: optional group refinement through the pixel embeddings (:class:`GroupRefinement`).
+        ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
+        group (twice the time). ``edges``: the final probabilities guided-filtered by their images
+        (:class:`EdgeFilter`)."""
         was_training = self.training
         self.eval()
         try:
-            logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images, flip,
-                                                        embeddings=refinement is not None)
+            with ExitStack() as stack:
+                if statistics is not None:
+                    stack.enter_context(statistics.adapted(self, lambda: self._group_outputs(images, chunk_size),
+                                                           images.shape[0]))
+                logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images,
+                                                            flip, embeddings=refinement is not None)
             if refinement is not None:
                 logits = refinement(logits, embeddings)
             return self._probabilities(logits, images, edges)

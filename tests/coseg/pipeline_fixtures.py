@@ -44,5 +44,5 @@ class ConstantModel(torch.nn.Module):
         return probs if edges is None else edges(probs, images)
 
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
-                      edges=None) -> torch.Tensor:
+                      edges=None, statistics=None) -> torch.Tensor:
         return self.predict(images, edges=edges)

@@ -40,13 +40,13 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
     assert "mean" in r.output
 
-    # --flip, --refine-iterations, the edge filter and colour cut options reach the evaluation: the same scores as
+    # --flip, --refine-iterations, --group-statistics, the edge filter and colour cut options reach the evaluation: the same scores as
     # evaluate_samples with them (the edge filter and the colour cut are on by default)
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples
-    from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, load_model
+    from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
 
-    model = load_model(run / "best.safetensors")
+    model = load_model(run / "best.safetensors").to(memory_format=torch.channels_last)  # as the CLI loads it
     samples = find_samples(data, "auto").samples
     seen = []
     for options, expected_options in (
@@ -55,7 +55,8 @@ def test_train_evaluate_predict_resume(tmp_path):
                                                                             flip=True, edges=EdgeFilter())),
             (["--edge-radius", 0.2, "--edge-eps", 0.01, "--no-colour-cut"], dict(edges=EdgeFilter(0.2, 0.01))),
             (["--edge-radius", 0, "--no-colour-cut"], dict(edges=None)),
-            (["--colour-iterations", 1], dict(edges=EdgeFilter(), colour=GroupColourCut(1)))):
+            (["--colour-iterations", 1], dict(edges=EdgeFilter(), colour=GroupColourCut(1))),
+            (["--group-statistics", 2, "--no-colour-cut"], dict(edges=EdgeFilter(), statistics=GroupStatistics(2)))):
         r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output",
                    tmp_path / "ev_options", "--quiet", *options)
         assert r.exit_code == 0, r.output
@@ -64,12 +65,16 @@ def test_train_evaluate_predict_resume(tmp_path):
         assert summary["J"] == pytest.approx(expected["J"], abs=1e-3), options
         assert summary["P"] == pytest.approx(expected["P"], abs=1e-3), options
         seen.append(summary["P"])
-    assert len(set(seen)) == 5  # each set of options changed the masks
+    assert len(set(seen)) == 6  # each set of options changed the masks
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "pred").rglob("*.png"))) == 12
+    r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
+               tmp_path / "pred_adapted", "--group-statistics", 8, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "pred_adapted").rglob("*.png"))) == 12
 
 
 def test_train_with_weight_average_saves_the_average(tmp_path):

@@ -124,7 +124,7 @@ class RedModel(torch.nn.Module):
         return images[:, :1].clone()
 
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
-                      edges=None) -> torch.Tensor:
+                      edges=None, statistics=None) -> torch.Tensor:
         return self.predict(images)
 
 

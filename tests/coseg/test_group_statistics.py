@@ -1,0 +1,148 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from coseg.models import GroupStatistics, create_model
+from tests.helpers import assert_close
+
+
+def small_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 2, 3, padding=1), nn.BatchNorm2d(2))
+    with torch.no_grad():  # trained-looking statistics and affine parameters
+        for bn in (net[1], net[4]):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_()
+            bn.num_batches_tracked.fill_(123)
+    return net.eval()
+
+
+@torch.no_grad()
+def naive_adapted_output(net, x, w):
+    """Layer by layer with loops over channels: each BatchNorm's group statistics are the mean and unbiased variance
+    over (N, H, W) of its input, computed with the earlier layers normalised by their group statistics; then the
+    output with every layer normalised by w · stored + (1 − w) · group."""
+    def normalise(h, mean, var, bn):
+        out = torch.empty_like(h)
+        for c in range(h.shape[1]):
+            out[:, c] = (h[:, c] - mean[c]) / math.sqrt(var[c] + bn.eps) * bn.weight[c] + bn.bias[c]
+        return out
+
+    group_stats = []
+    h = x
+    for layer in net:
+        if isinstance(layer, nn.BatchNorm2d):
+            values = [h[:, c].flatten() for c in range(h.shape[1])]
+            mean = torch.stack([v.mean() for v in values])
+            biased = torch.stack([((v - v.mean()) ** 2).mean() for v in values])
+            unbiased = torch.stack([((v - v.mean()) ** 2).sum() / (v.numel() - 1) for v in values])
+            group_stats.append((mean, unbiased))
+            h = normalise(h, mean, biased, layer)  # train mode normalises by the biased variance
+        else:
+            h = layer(h)
+    h = x
+    stats = iter(group_stats)
+    for layer in net:
+        if isinstance(layer, nn.BatchNorm2d):
+            mean, var = next(stats)
+            h = normalise(h, w * layer.running_mean + (1 - w) * mean, w * layer.running_var + (1 - w) * var, layer)
+        else:
+            h = layer(h)
+    return h
+
+
+def test_prior_weight_and_bad_settings():
+    assert GroupStatistics(8).prior_weight(8) == pytest.approx(0.5)
+    assert GroupStatistics(8).prior_weight(24) == pytest.approx(0.25)
+    assert GroupStatistics(0).prior_weight(3) == 0.0
+    with pytest.raises(ValueError, match="at least one image"):
+        GroupStatistics(8).prior_weight(0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="strength"):
+            GroupStatistics(bad)
+
+
+@pytest.mark.parametrize("strength", [0.0, 3.0, 40.0])
+def test_adapted_statistics_match_a_layer_by_layer_reference(strength):
+    net = small_net()
+    x = torch.randn(3, 3, 6, 5) * 2 + 1
+    stats = GroupStatistics(strength)
+    with torch.no_grad(), stats.adapted(net, lambda: net(x), n=3):
+        adapted = net(x)
+    assert_close(adapted, naive_adapted_output(net, x, stats.prior_weight(3)), atol=1e-5, rtol=1e-4)
+
+
+def test_statistics_momentum_and_modes_are_restored_even_after_an_error():
+    net = small_net()
+    net[4].train()  # a mixed state must come back as it was
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    momenta = [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(RuntimeError, match="inside"):
+        with GroupStatistics(1.0).adapted(net, lambda: net(x), n=2):
+            assert not net[1].training and not net[4].training  # prediction inside uses the blended statistics
+            assert not torch.equal(net[1].running_mean, before["1.running_mean"])
+            raise RuntimeError("inside")
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    assert not net[1].training and net[4].training
+
+
+def test_a_very_strong_prior_leaves_the_prediction_unchanged():
+    net = small_net()
+    x = torch.randn(4, 3, 5, 5)
+    with torch.no_grad():
+        plain = net(x)
+        with GroupStatistics(1e9).adapted(net, lambda: net(x), n=4):
+            assert_close(net(x), plain, atol=1e-5, rtol=1e-5)
+
+
+def test_several_measuring_passes_are_averaged():
+    net = small_net()
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4) + 3
+    with torch.no_grad(), GroupStatistics(0).adapted(net, lambda: (net(a), net(b)), n=4):
+        measured = net[1].running_mean.clone()
+    first_conv = net[0]
+    with torch.no_grad():
+        expected = (first_conv(a).mean(dim=(0, 2, 3)) + first_conv(b).mean(dim=(0, 2, 3))) / 2
+    assert_close(measured, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def group_model():
+    torch.manual_seed(0)
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=2).eval()
+    for m in model.group_consensus:
+        torch.nn.init.normal_(m.fuse[-1].weight, std=0.1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def test_group_prediction_with_adapted_statistics(group_model):
+    x = torch.rand(5, 3, 64, 64)
+    stats = GroupStatistics(4.0)
+    adapted = group_model.predict_group(x, chunk_size=8, statistics=stats)
+    assert not torch.allclose(adapted, group_model.predict_group(x, chunk_size=8), atol=1e-3)
+    # the same as blending by hand: the whole group through the model with its BatchNorm layers in train mode
+    reference = GroupStatistics(4.0)
+    with torch.no_grad(), reference.adapted(group_model, lambda: group_model(x, torch.zeros(5, dtype=torch.long)), 5):
+        expected = torch.sigmoid(group_model(x, torch.zeros(5, dtype=torch.long)).mask_logits)
+    assert_close(adapted, expected, atol=1e-5, rtol=1e-4)
+    assert not group_model.training
+    # an image's mask does not depend on the order of the others
+    perm = torch.tensor([3, 0, 4, 2, 1])
+    assert_close(group_model.predict_group(x[perm], chunk_size=8, statistics=stats), adapted[perm],
+                 atol=1e-5, rtol=1e-4)
+    # chunks: the statistics are averaged over the chunks' passes, so close to but not exactly the whole group's
+    chunked = group_model.predict_group(x, chunk_size=3, statistics=stats)
+    assert (chunked - adapted).abs().mean() < 0.05
