@@ -50,7 +50,7 @@ class CosegTrainConfig:
     triplet_margin: float = option(0.3, "Margin of the IS-Triplet loss.")
     triplet_pixels: int = option(16, "Pixels sampled per class per image for IS-Triplet.")
     triplet_strategy: str = option("hard", "Pixel sampling: random, or hard (boundary / mis-predicted pixels).")
-    triplet_miner: str = option("semi_hard", "Triplets among the sampled pixels of a group: semi_hard, batch_hard or batch_all (semi_hard and batch_all keep many triplets per anchor: use few --triplet-pixels). batch_hard collapsed the embeddings to one vector on iCoseg (README, Results).")
+    triplet_miner: str = option("semi_hard", "Triplets among the sampled pixels of a group: semi_hard, batch_hard or batch_all (semi_hard and batch_all keep many triplets per anchor: use few --triplet-pixels). batch_hard collapsed the embeddings to one vector on iCoseg (docs/icoseg_experiments.md).")
     augment: bool = option(True, "Random crop/flip/colour augmentation (kornia).")
     paste_distractor_p: float = option(0.0, "Per image, probability of pasting in an object of another group of the batch, labelled background (it is not common to the group).")
     paste_background_p: float = option(0.0, "Per image, probability of putting its foreground on the background of another group's image.")

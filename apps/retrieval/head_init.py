@@ -23,7 +23,7 @@ from metric.index_means import index_means
 
 HEAD_INITS = ("identity", "pca", "pca_whiten", "class_whiten", "random")
 # Shrinkage λ of class_whiten (in units of the mean within-class variance): chosen by class-disjoint
-# cross-validation inside Flowers-17's training classes (λ = 5 to 10 best, 1 and 50 worse; see the README).
+# cross-validation inside Flowers-17's training classes (λ = 5 to 10 best, 1 and 50 worse).
 DEFAULT_SHRINKAGE = 10.0
 # Whitening divides by sqrt(eigenvalue); axes with less variance than this share of the largest are treated as
 # having that much, so near-empty axes are not blown up into noise.
