@@ -80,9 +80,8 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--group-statistics", type=click.FloatRange(0, None), default=None,
                      help="Adapt the BatchNorm statistics to each group before predicting it (AdaBN): blend of the "
                           "training statistics, counted as this many images, and the group's own (one more model "
-                          "pass per group; group mode; e.g. 8). Off by default: on iCoseg's validation groups it "
-                          "raised the J of the model alone and with the edge filter, but not with the colour cut "
-                          "(docs/icoseg_experiments.md)."),
+                          "pass per group; group mode; e.g. 8). Off by default: on iCoseg it lowered the validation J "
+                          "of the default inference on every model tried (docs/icoseg_experiments.md)."),
         click.option("--flip", is_flag=True, help="Test-time augmentation: average each prediction with that of the "
                                                   "mirrored image (twice the model time)."),
         click.option("--edge-radius", default=EDGE_RADIUS, show_default=True,
