@@ -298,7 +298,8 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
         "colour": {"iterations": colour.iterations, "sure": colour.sure, "val_J": val_colour,
                    "val_J_without": val_edges},
         "statistics": {"strength": adapted.strength, "val_J": val_adapted,
-                       "val_J_without": {"model": val_plain, "model+edges": val_edges, "model+edges+colour": val_colour}},
+                       "val_J_without": {"model": val_plain, "model+edges": val_edges,
+                                         "model+edges+colour": val_colour}},
         "config": config_to_dict(cfg),
     }
 

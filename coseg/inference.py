@@ -183,7 +183,8 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
                     edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
-                    statistics: Optional[GroupStatistics] = None) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+                    statistics: Optional[GroupStatistics] = None
+                    ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
@@ -192,8 +193,8 @@ def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, bat
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
     chunks of ``batch_size`` images sharing the group's consensus), with the BatchNorm statistics adapted to the
     group (``statistics``) and optionally refined through the group's pixel embeddings (``refinement``);
-    otherwise images are predicted alone (``statistics`` and ``refinement`` unused). ``flip``: each prediction averaged with
-    that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
+    otherwise images are predicted alone (``statistics`` and ``refinement`` unused). ``flip``: each prediction
+    averaged with that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
     guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
     group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
     alone without ``groups``); the probabilities become 0/1 masks."""

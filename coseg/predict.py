@@ -60,8 +60,8 @@ def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir
     ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
     a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
     kept (an interrupted run resumes, and removes the temporary files a killed run left) unless ``overwrite``; files
-    that cannot be read are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
-    :func:`~coseg.inference.predict_dataset`.
+    that cannot be read are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and
+    ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
-from contextlib import ExitStack
+from contextlib import nullcontext
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
@@ -168,10 +168,9 @@ class CosegNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with ExitStack() as stack:
-                if statistics is not None:
-                    stack.enter_context(statistics.adapted(self, lambda: self._group_outputs(images, chunk_size),
-                                                           images.shape[0]))
+            adapted = (nullcontext() if statistics is None else
+                       statistics.adapted(self, lambda: self._group_outputs(images, chunk_size), images.shape[0]))
+            with adapted:
                 logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images,
                                                             flip, embeddings=refinement is not None)
             if refinement is not None:

@@ -40,8 +40,8 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3
     assert "mean" in r.output
 
-    # --flip, --refine-iterations, --group-statistics, the edge filter and colour cut options reach the evaluation: the same scores as
-    # evaluate_samples with them (the edge filter and the colour cut are on by default)
+    # --flip, --refine-iterations, --group-statistics, the edge filter and colour cut options reach the evaluation:
+    # the same scores as evaluate_samples with them (the edge filter and the colour cut are on by default)
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples
     from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
