@@ -122,17 +122,28 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 
     cfg = training_config(CosegTrainConfig, config_file, params)
     result = run_training(cfg, resume=resume)
-    fit = result.fit
-    click.echo(f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"
-               + (" — stopped by the time budget" if fit.stopped_by_time else ""))
-    if fit.best_metric is not None:
-        click.echo(f"best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
-                   f"({len(result.val_groups)} held-out group(s))")
+    for i, member in enumerate(result.members):
+        _echo_fit(member, f"member {i}: ", len(result.val_groups))
+    if result.members:
+        fit = result.fit
+        click.echo(f"ensemble of {len(result.members)} models, {fit.seconds / 60:.1f} min in all"
+                   + (f": validation J {fit.best_metric:.2f}" if fit.best_metric is not None else ""))
+    else:
+        _echo_fit(result.fit, "", len(result.val_groups))
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
-    click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
+    click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
+               + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
+
+
+def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
+    click.echo(f"{prefix}trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} "
+               "images/s)" + (" — stopped by the time budget" if fit.stopped_by_time else ""))
+    if fit.best_metric is not None:
+        click.echo(f"{prefix}best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
+                   f"({val_groups} held-out group(s))")
 
 
 @main.command()
@@ -247,6 +258,22 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     if report:
         record_prediction(output, input_dir, checkpoint)
         _report(output, thumbnail, quiet)
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The ensemble's model file (.safetensors), for evaluate and predict like any other.")
+@friendly_errors
+def ensemble(models: tuple[Path, ...], output: Path) -> None:
+    """Join model files (e.g. runs with different seeds) into one ensemble, whose prediction is the mean of their
+    foreground probabilities. They must have been trained at the same image size."""
+    from coseg.models import load_ensemble
+
+    joined, size = load_ensemble(models)
+    joined.save(output, None if size is None else {"image_size": str(size)})
+    click.echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")
 
 
 @main.command()

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice+CE ablation
 
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
+    .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=3              # an ensemble of 3 shorter runs
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
@@ -229,13 +230,15 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
 
 
 def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, Any]:
-    """The three side-by-side speed measurements of the run's best model (rounded)."""
+    """The three side-by-side speed measurements of the run's best model (rounded); an ensemble's training ones
+    on its first member."""
     model_path = run_dir / "best.safetensors"
-    out = measure_triplet_share(load_model(model_path), cfg)
+    trained = run_dir / "member0" / "best.safetensors" if cfg.members > 1 else model_path
+    out = measure_triplet_share(load_model(trained), cfg)
     scan = find_samples(data, "icoseg")
     test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
     out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
-    out.update(measure_train_vs_plain(model_path, cfg, data))
+    out.update(measure_train_vs_plain(trained, cfg, data))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -348,7 +351,10 @@ def main() -> None:
         out.update({
             "minutes": round(result.fit.seconds / 60, 2), "images_per_s": round(result.fit.images_per_s, 2),
             "epochs": result.fit.epochs_run, "best_epoch": result.fit.best_epoch,
-            "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2)})
+            "val_J": None if result.fit.best_metric is None else round(result.fit.best_metric, 2),
+            "members": [{"minutes": round(f.seconds / 60, 2), "epochs": f.epochs_run, "best_epoch": f.best_epoch,
+                         "val_J": None if f.best_metric is None else round(f.best_metric, 2)}
+                        for f in result.members]})
         write_json(args.out, out)  # quality first: a failing speed probe loses nothing
         if not args.skip_speed:
             out.update(speed_ratios(run_dir, cfg, args.data))
@@ -362,9 +368,13 @@ def main() -> None:
     for g in groups + ["mean"]:
         cells = [variants[n]["per_group"][g] if g != "mean" else variants[n] for n in names]
         print(f"{g:<{width}}  " + "  ".join(f"{c['P']:20.2f}  {c['J']:6.2f}" for c in cells))
+    for i, m in enumerate(out.get("members", [])):
+        print(f"member {i}: {m['minutes']} min, {m['epochs']} epochs, best validation J {m['val_J']} at epoch "
+              f"{m['best_epoch']}")
     if "minutes" in out:
         print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
-              f"best validation J {out['val_J']} at epoch {out['best_epoch']}")
+              + (f"the ensemble's validation J {out['val_J']}" if out.get("members") else
+                 f"best validation J {out['val_J']} at epoch {out['best_epoch']}"))
     print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "

@@ -6,13 +6,13 @@ from typing import Optional, Union
 
 import torch
 
-from coseg.models import CosegNet, checkpoint_metadata, load_model
+from coseg.models import Model, checkpoint_metadata, load_model
 
 DEFAULT_IMAGE_SIZE = 224
 
 
 def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
-                       image_size: Optional[int] = None) -> tuple[CosegNet, int]:
+                       image_size: Optional[int] = None) -> tuple[Model, int]:
     """The model in eval mode on ``device`` (channels_last) and the inference size: ``image_size`` if given, else the size the
     checkpoint was trained at (its metadata), else 224."""
     model = load_model(checkpoint, map_location="cpu").to(device, memory_format=torch.channels_last).eval()

@@ -29,6 +29,7 @@ class CosegTrainConfig:
     image_size: int = option(224, "Training and inference size in pixels (square, multiple of 32).")
     epochs: int = option(30, "Number of epochs.")
     minutes: Optional[float] = option(None, "Time budget in minutes: stop after it (the schedule follows elapsed time).")
+    members: int = option(3, "Train an ensemble: this many models one after another (seeds seed, seed+1, ...; the same validation groups), sharing the time budget (or, without --minutes, the epochs); inference averages their probabilities. OUTPUT/member<i>/ holds each run, OUTPUT/best.safetensors the ensemble. 1 = one model. On iCoseg three 10-minute runs beat one 30-minute run on both validations (docs/icoseg_experiments.md).")
     groups_per_batch: int = option(2, "Groups per batch (P).")
     images_per_group: int = option(4, "Images of each group per batch (K).")
     arch: str = option("unet", "Decoder architecture (smp name: unet, fpn, deeplabv3plus, ...).")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import output_path
 from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
@@ -30,7 +30,7 @@ class Evaluation:
     predicted: list[tuple[Sample, Path]] = field(default_factory=list)  # (sample, saved mask) with ``predictions``
 
 
-def evaluate_samples(model: CosegNet, samples: Sequence[Sample], image_size: int, device: torch.device,
+def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, device: torch.device,
                      batch_size: int = 8, workers: int = 0, empty: EmptyPolicy = "exclude",
                      progress: bool = True, group_mode: bool = True,
                      refinement: Optional[GroupRefinement] = None, predictions: Optional[Path] = None,

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Ten
                                    range(len(probs)))))
 
 
-def predict_dataset(model: CosegNet, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
+def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
                     edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,

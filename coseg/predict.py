@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import remove_temporaries, write_bytes_atomic
 from coseg.data import encode_png, find_samples, printable, read_image
 from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
-from coseg.models import CosegNet, EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from metric.threads import single_threaded_pool
 
 
@@ -50,7 +50,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
     return out.clip(0, 255).astype(np.uint8)
 
 
-def predict_folder(model: CosegNet, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
+def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
                    progress: bool = True, group_mode: bool = True,
                    refinement: Optional[GroupRefinement] = None, flip: bool = False,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,8 +15,9 @@ from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
 from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
+from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
-from coseg.models import CosegNet, create_model
+from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
 from coseg.selection import choose_groups, default_splits_file, samples_of
@@ -63,18 +64,21 @@ class CosegTask:
         return int(batch["image"].shape[0])
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
-        """P and J (percent) on the validation groups at the training resolution (a fast proxy of the
-        original-resolution evaluation, used for model selection)."""
-        if self.val_data is None:
-            return {}
-        scores = []
-        groups = self.val_data.group_ids.tolist()
-        for index, prob in predict_dataset(model, self.val_data, self.device, groups=groups):  # type: ignore[arg-type]
-            sample = self.val_data.samples[index]
-            gt = self.val_data.cache[sample].mask.astype(bool)
-            scores.append(score_image(prob.numpy() >= 0.5, gt, sample.group, sample.image.name))
-        summary = summarize(scores)
-        return {"P": summary["P"], "J": summary["J"]}
+        """P and J (percent) on the validation groups: :func:`validation_scores`."""
+        return {} if self.val_data is None else validation_scores(model, self.val_data, self.device)
+
+
+def validation_scores(model: Model, val_data: CosegDataset, device: torch.device) -> dict[str, float]:
+    """P and J (percent) of ``model``'s group predictions on ``val_data`` at the training resolution (a fast proxy
+    of the original-resolution evaluation, used for model selection)."""
+    scores = []
+    groups = val_data.group_ids.tolist()
+    for index, prob in predict_dataset(model, val_data, device, groups=groups):  # type: ignore[arg-type]
+        sample = val_data.samples[index]
+        gt = val_data.cache[sample].mask.astype(bool)
+        scores.append(score_image(prob.numpy() >= 0.5, gt, sample.group, sample.image.name))
+    summary = summarize(scores)
+    return {"P": summary["P"], "J": summary["J"]}
 
 
 @dataclass
@@ -85,6 +89,7 @@ class TrainResult:
     val_groups: list[str]
     skipped: list[tuple[Path, str]]
     problems: list[Problem]  # files the scan left out: images without masks, masks without images, ...
+    members: list[FitResult] = field(default_factory=list)  # each member's run, when an ensemble was trained
 
 
 def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
@@ -144,11 +149,64 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
 
 
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
-    """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`)."""
+    """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
+    ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+    if cfg.members < 1:
+        raise ValueError(f"members must be >= 1, got {cfg.members}")
     with distributed_run(cfg.device, dist) as info:
-        return _train(cfg, resume, info)
+        return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
+
+
+def member_configs(cfg: CosegTrainConfig, scan) -> list[CosegTrainConfig]:
+    """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
+    ``cfg.minutes / cfg.members`` minutes and ``cfg.epochs / cfg.members`` epochs (rounded, at least 1: the budget
+    is shared), on the same training and validation groups (carved once, with ``cfg.seed``)."""
+    train_groups, val_groups = split_train_val(cfg, scan)
+    minutes = cfg.minutes / cfg.members if cfg.minutes else cfg.minutes
+    epochs = max(1, round(cfg.epochs / cfg.members))
+    return [replace(cfg, members=1, seed=cfg.seed + i, output=str(Path(cfg.output) / f"member{i}"), minutes=minutes,
+                    epochs=epochs,
+                    train_groups=list(train_groups), val_groups=list(val_groups),
+                    val_fraction=cfg.val_fraction if val_groups else 0.0)
+            for i in range(cfg.members)]
+
+
+def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
+    """Train the members one after another, then write ``best.safetensors`` (the ensemble of their best models)
+    and ``last.safetensors`` (of their last ones), the ensemble's validation P/J in the first's metadata."""
+    output = Path(cfg.output)
+    scan = find_samples(cfg.data, cfg.layout)
+    configs = member_configs(cfg, scan)
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output / "config.yaml")
+    runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist) for c in configs]
+    val_groups = runs[0].val_groups
+    best_metric = None
+    if dist.is_main:
+        metadata = {"image_size": str(cfg.image_size), "members": str(cfg.members)}
+        last, _ = load_ensemble([Path(c.output) / "last.safetensors" for c in configs])
+        last.save(output / "last.safetensors", metadata)
+        if val_groups:
+            best, _ = load_ensemble([Path(c.output) / "best.safetensors" for c in configs], dist.device)
+            cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=False)
+            val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache)
+            scores = validation_scores(best.to(memory_format=torch.channels_last).eval(), val_data, dist.device)
+            best.save(output / "best.safetensors", {**metadata, **{f"val_{k}": f"{v:.6g}" for k, v in scores.items()}})
+            best_metric = scores["J"]
+        else:  # no validation: every member's best is its last
+            last.save(output / "best.safetensors", metadata)
+    barrier(dist)
+    fits = [r.fit for r in runs]
+    seconds = sum(f.seconds for f in fits)
+    images = sum(f.seconds * f.images_per_s for f in fits)
+    fit = FitResult(epochs_run=sum(f.epochs_run for f in fits), best_epoch=0, best_metric=best_metric,
+                    stopped_by_time=any(f.stopped_by_time for f in fits), seconds=seconds,
+                    images_per_s=images / seconds if seconds else 0.0)
+    return TrainResult(output, fit, runs[0].train_groups, val_groups, [s for r in runs for s in r.skipped],
+                       runs[0].problems, members=fits)
 
 
 def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:

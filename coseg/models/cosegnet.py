@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 
-from coseg.models.checkpoint import load_model_file, write_checkpoint
+from coseg.models.checkpoint import write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
@@ -327,9 +327,3 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     return CosegNet(net.encoder, net.decoder, decoder_channels, embedding_dim=embedding_dim,
                     embedding_hidden_channels=hidden, embedding_stride=embedding_stride, group_levels=group_levels,
                     semantic_prior=prior, mean=config["mean"], std=config["std"], config=config)
-
-
-def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> CosegNet:
-    """Rebuild the model saved by :meth:`CosegNet.save` in ``path`` (no download: weights=None, then its state
-    dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file."""
-    return load_model_file(path, create_model, map_location)

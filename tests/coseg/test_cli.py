@@ -19,7 +19,7 @@ def invoke(*args):
 def test_train_evaluate_predict_resume(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=3, images=4)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"epochs": 1, "weights": "none", "image_size": 64, "groups_per_batch": 2,
+    cfg.write_text(yaml.safe_dump({"epochs": 1, "members": 1, "weights": "none", "image_size": 64, "groups_per_batch": 2,
                                    "images_per_group": 2, "val_fraction": 0.34, "triplet_pixels": 8}))
     run = tmp_path / "run"
     r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 2, "--quiet")
@@ -82,7 +82,8 @@ def test_train_with_weight_average_saves_the_average(tmp_path):
 
     data = synthetic_set(tmp_path / "data", groups=3, images=4)
     run = tmp_path / "run"
-    r = invoke("train", "--data", data, "--output", run, "--epochs", 1, "--val-fraction", 0.34, "--weights", "none",
+    r = invoke("train", "--data", data, "--output", run, "--epochs", 1, "--members", 1, "--val-fraction", 0.34,
+               "--weights", "none",
                "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2, "--triplet-pixels", 8,
                "--ema-decay", 0.5, "--quiet")
     assert r.exit_code == 0, r.output
@@ -111,7 +112,7 @@ def test_config_errors_are_one_clear_line(tmp_path):
 
 
 def test_every_command_has_help():
-    for cmd in ("train", "evaluate", "predict", "demo"):
+    for cmd in ("train", "evaluate", "predict", "ensemble", "demo"):
         r = invoke(cmd, "--help")
         assert r.exit_code == 0 and "--" in r.output
     r = invoke("train", "--help")

@@ -22,7 +22,8 @@ from tests.apps.retrieval_runs import tiny_config
 
 def coseg_config(data: Path, output: Path, epochs: int) -> CosegTrainConfig:
     """5 groups × 4 images; 1 held out, so 4 groups × 2 chunks of K = 2: 4 batches of P = 2 groups per epoch."""
-    return CosegTrainConfig(data=str(data), output=str(output), epochs=epochs, weights="none", image_size=64,
+    return CosegTrainConfig(data=str(data), output=str(output), epochs=epochs, members=1, weights="none",
+                            image_size=64,
                             groups_per_batch=2, images_per_group=2, val_fraction=0.2, triplet_pixels=8,
                             device="cpu", quiet=True)
 

@@ -31,7 +31,7 @@ from tests.coseg.files import write_exif_jpeg
 from tests.reliability.messy import messy_coseg_set, write_bad_images, write_odd_images
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_COSEG = ["--weights", "none", "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2,
+TINY_COSEG = ["--members", 1, "--weights", "none", "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2,
               "--triplet-pixels", 8, "--device", "cpu", "--quiet"]
 TINY_RETRIEVAL = ["--backbone", BACKBONE, "--weights", "none", "--image-size", 32, "--embedding-dim", 8,
                   "--classes-per-batch", 2, "--samples-per-class", 2, "--val-fraction", 0.34, "--batch-size", 16,

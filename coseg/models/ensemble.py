@@ -1,0 +1,55 @@
+"""An ensemble of co-segmentation models: their foreground probabilities averaged.
+
+Models trained with different seeds make different mistakes, and on iCoseg one setting's runs differ by several J
+(docs/icoseg_experiments.md), so averaging a few short runs' probabilities is steadier than one long run."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from coseg.models.checkpoint import PathLike, write_checkpoint
+from coseg.models.cosegnet import CosegNet
+from coseg.models.edge_filter import EdgeFilter
+from coseg.models.group_statistics import GroupStatistics
+from coseg.models.refinement import GroupRefinement
+
+
+class CosegEnsemble(nn.Module):
+    """Members' foreground probabilities averaged, then (optionally) edge-filtered; the same ``predict`` and
+    ``predict_group`` as :class:`CosegNet`. Each member runs its own group consensus, refinement, flip and group
+    statistics. Saved as one model file (:meth:`save`; :func:`~coseg.models.load_model` reads it back)."""
+
+    def __init__(self, members: Sequence[CosegNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(members)
+        self.config = {"members": [dict(m.config) for m in members]}
+
+    @property
+    def output_stride(self) -> int:
+        """Input sides must be multiples of this (every member's stride is a power of two: the largest)."""
+        return max(m.output_stride for m in self.members)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
+                edges: Optional[EdgeFilter] = None) -> torch.Tensor:
+        """(B, 1, H, W) mean of the members' :meth:`CosegNet.predict` probabilities, then ``edges``."""
+        probs = torch.stack([m.predict(images, groups, flip=flip) for m in self.members]).mean(0)
+        return probs if edges is None else edges(probs, images)
+
+    @torch.inference_mode()
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
+                      flip: bool = False, edges: Optional[EdgeFilter] = None,
+                      statistics: Optional[GroupStatistics] = None) -> torch.Tensor:
+        """(N, 1, H, W) mean of the members' :meth:`CosegNet.predict_group` probabilities for the N images of one
+        group, then ``edges``."""
+        probs = torch.stack([m.predict_group(images, chunk_size, refinement, flip=flip, statistics=statistics)
+                             for m in self.members]).mean(0)
+        return probs if edges is None else edges(probs, images)
+
+    def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
+        """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
+        write_checkpoint(path, self.state_dict(), self.config, metadata)
