@@ -117,7 +117,9 @@ from coseg.config import CosegTrainConfig  # noqa: E402  (options are generated 
 @training_options(CosegTrainConfig)
 @friendly_errors
 def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
-    """Train a co-segmentation model. Writes OUTPUT/config.yaml, log.csv, last.*, best.*."""
+    """Train a co-segmentation model: by default an ensemble of three (--members). Writes OUTPUT/config.yaml,
+    best.* and last.* (the ensemble), and each member's run (log.csv, last.*, best.*) in OUTPUT/member<i>/; with
+    --members 1 the run's files are in OUTPUT itself."""
     from coseg.train import train as run_training
 
     cfg = training_config(CosegTrainConfig, config_file, params)
