@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from coseg.config import CosegTrainConfig
 from coseg.data import (
-    CosegDataset, GroupPaste, ImageCache, Problem, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
+    CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
 from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
 from coseg.engine.distributed import barrier
@@ -159,7 +159,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
 
 
-def member_configs(cfg: CosegTrainConfig, scan) -> list[CosegTrainConfig]:
+def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
     ``cfg.minutes / cfg.members`` minutes and ``cfg.epochs / cfg.members`` epochs (rounded, at least 1: the budget
     is shared), on the same training and validation groups (carved once, with ``cfg.seed``)."""
@@ -182,7 +182,8 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
-    runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist) for c in configs]
+    cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
+    runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist, scan, cache) for c in configs]
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
@@ -191,7 +192,6 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
         last.save(output / "last.safetensors", metadata)
         if val_groups:
             best, _ = load_ensemble([Path(c.output) / "best.safetensors" for c in configs], dist.device)
-            cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=False)
             val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache)
             scores = validation_scores(best.to(memory_format=torch.channels_last).eval(), val_data, dist.device)
             best.save(output / "best.safetensors", {**metadata, **{f"val_{k}": f"{v:.6g}" for k, v in scores.items()}})
@@ -205,16 +205,19 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     fit = FitResult(epochs_run=sum(f.epochs_run for f in fits), best_epoch=0, best_metric=best_metric,
                     stopped_by_time=any(f.stopped_by_time for f in fits), seconds=seconds,
                     images_per_s=images / seconds if seconds else 0.0)
-    return TrainResult(output, fit, runs[0].train_groups, val_groups, [s for r in runs for s in r.skipped],
-                       runs[0].problems, members=fits)
+    return TrainResult(output, fit, runs[0].train_groups, val_groups, list(cache.skipped), runs[0].problems,
+                       members=fits)
 
 
-def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
+def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[Scan] = None,
+           cache: Optional[ImageCache] = None) -> TrainResult:
+    """One run; an ensemble's members share the data set's ``scan`` and decoded images (``cache``)."""
     seed_everything(cfg.seed)
     output = Path(cfg.output)
-    scan = find_samples(cfg.data, cfg.layout)
+    scan = find_samples(cfg.data, cfg.layout) if scan is None else scan
     train_groups, val_groups = split_train_val(cfg, scan)
-    cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
+    if cache is None:
+        cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
     val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
     if len(train_data.groups) < cfg.groups_per_batch:

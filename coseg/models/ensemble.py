@@ -37,8 +37,7 @@ class CosegEnsemble(nn.Module):
     def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
                 edges: Optional[EdgeFilter] = None) -> torch.Tensor:
         """(B, 1, H, W) mean of the members' :meth:`CosegNet.predict` probabilities, then ``edges``."""
-        probs = torch.stack([m.predict(images, groups, flip=flip) for m in self.members]).mean(0)
-        return probs if edges is None else edges(probs, images)
+        return _mean_filtered([m.predict(images, groups, flip=flip) for m in self.members], images, edges)
 
     @torch.inference_mode()
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
@@ -46,10 +45,15 @@ class CosegEnsemble(nn.Module):
                       statistics: Optional[GroupStatistics] = None) -> torch.Tensor:
         """(N, 1, H, W) mean of the members' :meth:`CosegNet.predict_group` probabilities for the N images of one
         group, then ``edges``."""
-        probs = torch.stack([m.predict_group(images, chunk_size, refinement, flip=flip, statistics=statistics)
-                             for m in self.members]).mean(0)
-        return probs if edges is None else edges(probs, images)
+        return _mean_filtered([m.predict_group(images, chunk_size, refinement, flip=flip, statistics=statistics)
+                               for m in self.members], images, edges)
 
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
         write_checkpoint(path, self.state_dict(), self.config, metadata)
+
+
+def _mean_filtered(probs: list[torch.Tensor], images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:
+    """The members' probabilities averaged, then guided-filtered by ``images`` once (not once per member)."""
+    mean = torch.stack(probs).mean(0)
+    return mean if edges is None else edges(mean, images)
