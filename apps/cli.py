@@ -49,10 +49,10 @@ def _edges(radius: float, eps: float):
     return EdgeFilter(radius, eps) if radius else None
 
 
-def _colour(enabled: bool, iterations: int):
+def _colour(enabled: bool, iterations: int, scale: float):
     from coseg.models import GroupColourCut
 
-    return GroupColourCut(iterations) if enabled else None
+    return GroupColourCut(iterations, scale=scale) if enabled else None
 
 
 def _statistics(strength: Optional[float]):
@@ -97,6 +97,10 @@ def inference_options(fn: Callable) -> Callable:
                           "+2 to +5 J on iCoseg (docs/icoseg_experiments.md) for ~4x the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
+        click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None),
+                     help="The colour cut runs on the images at this many times the model's input side (the masks "
+                          "upsampled to it), so thin parts lost at the model's resolution can come back (with "
+                          "--colour-cut; 1 = at the model's input size)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--workers", default=0, show_default=True, help="DataLoader worker processes."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -169,8 +173,8 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
              groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
              refine_iterations: int, refine_weight: float, group_statistics: Optional[float], flip: bool,
-             edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int, device: str, workers: int,
-             quiet: bool, report: bool, thumbnail: int) -> None:
+             edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int, colour_scale: float,
+             device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.checkpoints import load_for_inference
@@ -188,7 +192,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   progress=not quiet, group_mode=group_mode,
                                   refinement=_refinement(refine_iterations, refine_weight),
                                   predictions=output / PREDICTIONS if report else None, flip=flip,
-                                  edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations),
+                                  edges=_edges(edge_radius, edge_eps),
+                                  colour=_colour(colour_cut, colour_iterations, colour_scale),
                                   statistics=_statistics(group_statistics))
     evaluation.summary["checkpoint"] = str(checkpoint.resolve())
     write_evaluation(evaluation, output)
@@ -236,7 +241,8 @@ def _print_summary(summary: dict) -> None:
 def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[Path], image_size: Optional[int],
             batch_size: int, overwrite: bool, group_mode: bool, refine_iterations: int, refine_weight: float,
             group_statistics: Optional[float], flip: bool, edge_radius: float, edge_eps: float, colour_cut: bool,
-            colour_iterations: int, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
+            colour_iterations: int, colour_scale: float, device: str, workers: int, quiet: bool, report: bool,
+            thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
@@ -251,7 +257,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
                             refinement=_refinement(refine_iterations, refine_weight), flip=flip,
-                            edges=_edges(edge_radius, edge_eps), colour=_colour(colour_cut, colour_iterations),
+                            edges=_edges(edge_radius, edge_eps),
+                            colour=_colour(colour_cut, colour_iterations, colour_scale),
                             statistics=_statistics(group_statistics))
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"

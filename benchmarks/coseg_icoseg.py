@@ -10,9 +10,9 @@
 
 Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
 model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
-default inference), and group refinement through the metric head (its weight chosen on the validation groups),
-flip test-time augmentation and BatchNorm statistics adapted to each group (the validation J of each choice is in
-the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference), ``variants`` (all ten, with inference
+default inference; also with the cut at the model's input size instead of 1.5 times it), and group refinement
+through the metric head (its weight chosen on the validation groups), flip test-time augmentation and BatchNorm
+statistics adapted to each group (the validation J of each choice is in the JSON), and writes ``P``, ``J``, ``per_group`` (the default inference), ``variants`` (all eleven, with inference
 seconds), ``minutes``, ``images_per_s`` and the side-by-side speed ratios to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
@@ -41,7 +41,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, printable
 from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
 from coseg.evaluate import evaluate_samples
-from coseg.inference import ImageFileDataset, cut_by_colour, usable_cores
+from coseg.inference import cut_by_colour, images_for, usable_cores
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
@@ -181,16 +181,18 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
     for sample in samples:  # the group folders, as the scan found them
         per_group.setdefault(sample.image.parent, []).append(sample.image)
     group_dirs = sorted(per_group)
-    ready = []
+    ready, ready_cut = [], []  # uint8 images at the model's size and at the colour cut's
     for d in group_dirs:
-        files = ImageFileDataset(sorted(per_group[d]), image_size)
-        ready.append(torch.stack([files[i]["image"] for i in range(len(files))]))
+        files = images_for(sorted(per_group[d]), image_size, colour)
+        items = [files[i] for i in range(len(files))]
+        ready.append(torch.stack([item["image"] for item in items]))
+        ready_cut.append(torch.stack([item["cut_image"] for item in items]))
     inputs = [(x.float() / 255).contiguous(memory_format=torch.channels_last) for x in ready]
     n = sum(len(x) for x in ready)
 
     with single_threaded_pool(usable_cores()) as pool:
         def forward() -> None:
-            for x, x8 in zip(inputs, ready):
+            for x, x8 in zip(inputs, ready_cut):
                 cut_by_colour(colour, x8, model.predict_group(x, chunk_size=8, edges=edges)[:, 0], pool, grouped=True)
 
         probs = [model.predict_group(x, chunk_size=8) for x in inputs]
@@ -201,7 +203,7 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
                 edges(p, x)
 
         def colour_cut_only() -> None:
-            for p, x8 in zip(filtered, ready):
+            for p, x8 in zip(filtered, ready_cut):
                 cut_by_colour(colour, x8, p, pool, grouped=True)
 
         with tempfile.TemporaryDirectory() as folders:
@@ -275,8 +277,9 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     val_edges = scored(val)["J"] if val else None
     chosen = max(candidates, key=lambda c: val_j[c.weight]) if val else GroupRefinement()
     val_flip = scored(val, flip=True)["J"] if val else None
-    colour = GroupColourCut()
+    colour, colour_at_input = GroupColourCut(), GroupColourCut(scale=1)
     val_colour = scored(val, colour=colour)["J"] if val else None
+    val_colour_at_input = scored(val, colour=colour_at_input)["J"] if val else None
     adapted = GroupStatistics()
     val_adapted = ({"model": scored(val, edge_filter=None, statistics=adapted)["J"],
                     "model+edges": scored(val, statistics=adapted)["J"],
@@ -285,6 +288,7 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
                 "model+edges+refinement": scored(test, chosen), "model+edges+flip": scored(test, flip=True),
                 "model+edges+flip+refinement": scored(test, chosen, flip=True),
                 "model+edges+colour": scored(test, colour=colour),
+                "model+edges+colour_at_input_size": scored(test, colour=colour_at_input),
                 "model+edges+flip+colour": scored(test, flip=True, colour=colour),
                 "model+statistics": scored(test, edge_filter=None, statistics=adapted),
                 "model+edges+statistics": scored(test, statistics=adapted),
@@ -298,8 +302,8 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
         "refinement": {"iterations": chosen.iterations, "weight": chosen.weight, "val_J_by_weight": val_j,
                        "val_J_without": val_edges},
         "flip": {"val_J": val_flip, "val_J_without": val_edges},
-        "colour": {"iterations": colour.iterations, "sure": colour.sure, "val_J": val_colour,
-                   "val_J_without": val_edges},
+        "colour": {"iterations": colour.iterations, "sure": colour.sure, "scale": colour.scale, "val_J": val_colour,
+                   "val_J_without": val_edges, "val_J_at_input_size": val_colour_at_input},
         "statistics": {"strength": adapted.strength, "val_J": val_adapted,
                        "val_J_without": {"model": val_plain, "model+edges": val_edges,
                                          "model+edges+colour": val_colour}},
@@ -378,7 +382,8 @@ def main() -> None:
     print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "
-          f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']}; group statistics "
+          f"+ flip {out['flip']['val_J']}; + colour cut {out['colour']['val_J']} (at the model's input size "
+          f"{out['colour'].get('val_J_at_input_size')}); group statistics "
           f"{out['statistics']['val_J']} (without: {out['statistics']['val_J_without']})")
     for k in ("triplet_share", "predict_vs_forward", "edge_filter_share", "colour_cut_share", "train_vs_plain"):
         if k in out:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
-from coseg.inference import ImageFileDataset, group_ids, predict_dataset
+from coseg.inference import group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import output_path
 from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
@@ -43,7 +43,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     listed in ``skipped``. With ``predictions``, each scored mask is also saved as
     ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size) and listed in ``predicted``."""
     samples = [s for s in samples if s.mask is not None]
-    dataset = ImageFileDataset([s.image for s in samples], image_size)
+    dataset = images_for([s.image for s in samples], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
     predicted: list[tuple[Sample, Path]] = []

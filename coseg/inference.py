@@ -23,36 +23,56 @@ T = TypeVar("T")
 
 class ImageFileDataset(Dataset):
     """Images decoded on demand (for folders too large to cache) and resized to ``image_size`` (large JPEGs are
-    decoded at a reduced scale: ``read_image_for_size``).
+    decoded at a reduced scale: ``read_image_for_size``); with ``cut_size``, each also resized to that side for the
+    colour cut (:meth:`GroupColourCut.size_for <coseg.models.GroupColourCut.size_for>`), from the same decode.
 
-    Item: ``{"image": uint8 (3, S, S), "index": i, "size": (2,) original (H, W)}``, or ``{"index": i, "error":
-    "<file>: <problem>"}`` for a file that cannot be read (the batch goes on without it)."""
+    Item: ``{"image": uint8 (3, S, S), "index": i, "size": (2,) original (H, W)}`` (+ ``"cut_image"``: uint8
+    (3, C, C)), or ``{"index": i, "error": "<file>: <problem>"}`` for a file that cannot be read (the batch goes on
+    without it)."""
 
-    def __init__(self, paths: Sequence[Path], image_size: int) -> None:
+    def __init__(self, paths: Sequence[Path], image_size: int, cut_size: Optional[int] = None) -> None:
         self.paths = list(paths)
         self.image_size = image_size
+        self.cut_size = cut_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict:
         try:
-            image, size = read_image_for_size(self.paths[i], self.image_size)
+            image, size = read_image_for_size(self.paths[i], max(self.image_size, self.cut_size or 0))
         except DataFileError as e:
             return {"index": i, "error": str(e)}
-        return {"image": torch.from_numpy(resize_image(image, self.image_size)).permute(2, 0, 1).contiguous(),
-                "index": i, "size": torch.tensor(size, dtype=torch.long)}
+        item = {"image": _chw(resize_image(image, self.image_size)), "index": i,
+                "size": torch.tensor(size, dtype=torch.long)}
+        if self.cut_size is not None:
+            item["cut_image"] = _chw(resize_image(image, self.cut_size))
+        return item
+
+
+def images_for(paths: Sequence[Path], image_size: int, colour: Optional[GroupColourCut]) -> ImageFileDataset:
+    """The images to predict at ``image_size``, with the colour cut's own size when there is one."""
+    return ImageFileDataset(paths, image_size, cut_size=colour.size_for(image_size) if colour is not None else None)
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 → contiguous (3, H, W) tensor."""
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 def collate_images(items: list[dict]) -> dict:
-    """Batch image, index and original size; items that failed to decode are passed on under ``errors``."""
+    """Batch image (and cut image), index and original size; items that failed to decode are passed on under
+    ``errors``."""
     good = [it for it in items if "error" not in it]
-    return {
+    batch = {
         "image": torch.stack([it["image"] for it in good]) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8),
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
         "size": torch.stack([it["size"] for it in good]) if good else torch.empty(0, 2, dtype=torch.long),
         "errors": [(it["index"], it["error"]) for it in items if "error" in it],
     }
+    if good and "cut_image" in good[0]:
+        batch["cut_image"] = torch.stack([it["cut_image"] for it in good])
+    return batch
 
 
 def group_ids(samples: Sequence[Sample]) -> list[int]:
@@ -171,8 +191,8 @@ def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
 
 def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Tensor, pool: Executor,
                   grouped: bool) -> torch.Tensor:
-    """uint8 images (N, 3, S, S), probabilities (N, S, S) on the CPU → 0/1 masks (N, S, S): one group cut with
-    shared colour models (its images cut in ``pool``), or, not ``grouped``, every image cut alone."""
+    """uint8 images (N, 3, C, C), probabilities (N, S, S) on the CPU (S ≤ C) → 0/1 masks (N, C, C): one group cut
+    with shared colour models (its images cut in ``pool``), or, not ``grouped``, every image cut alone."""
     if grouped:
         return colour(images, probs[:, None], pool.map)[:, 0]
     return torch.cat(list(pool.map(lambda i: colour(images[i:i + 1], probs[i:i + 1, None])[:, 0],
@@ -197,7 +217,8 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     averaged with that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
     guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
     group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
-    alone without ``groups``); the probabilities become 0/1 masks."""
+    alone without ``groups``), on the batch's ``cut_image`` where the dataset gives one (``ImageFileDataset``'s
+    ``cut_size``: ``colour.size_for(S)``), else on ``image``; the probabilities become 0/1 masks of the cut's size."""
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
@@ -227,7 +248,8 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
                     probs = model.predict(images, flip=flip, edges=edges)[:, 0]
                 probs = probs.float().cpu()
             if colour is not None:
-                probs = cut_by_colour(colour, batch["image"], probs, pool, grouped=groups is not None)
+                probs = cut_by_colour(colour, batch.get("cut_image", batch["image"]), probs, pool,
+                                      grouped=groups is not None)
             indices = batch["index"].tolist()
             if original_size:
                 sizes = [tuple(size) for size in batch["size"].tolist()]

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries, write_bytes_atomic
 from coseg.data import encode_png, find_samples, printable, read_image
-from coseg.inference import ImageFileDataset, group_ids, predict_dataset, spare_cpu
+from coseg.inference import group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from metric.threads import single_threaded_pool
 
@@ -83,7 +83,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         else:
             todo.append((sample.image, target))
             todo_samples.append(sample)
-    dataset = ImageFileDataset([image for image, _ in todo], image_size)
+    dataset = images_for([image for image, _ in todo], image_size, colour)
     groups = group_ids(todo_samples) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
     # The atomic writes (mostly waiting for fsync) always run in a background thread while the model goes on; PNG

@@ -56,6 +56,7 @@ def test_train_evaluate_predict_resume(tmp_path):
             (["--edge-radius", 0.2, "--edge-eps", 0.01, "--no-colour-cut"], dict(edges=EdgeFilter(0.2, 0.01))),
             (["--edge-radius", 0, "--no-colour-cut"], dict(edges=None)),
             (["--colour-iterations", 1], dict(edges=EdgeFilter(), colour=GroupColourCut(1))),
+            (["--colour-scale", 1], dict(edges=EdgeFilter(), colour=GroupColourCut(scale=1))),
             (["--group-statistics", 2, "--no-colour-cut"], dict(edges=EdgeFilter(), statistics=GroupStatistics(2)))):
         r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output",
                    tmp_path / "ev_options", "--quiet", *options)
@@ -65,7 +66,7 @@ def test_train_evaluate_predict_resume(tmp_path):
         assert summary["J"] == pytest.approx(expected["J"], abs=1e-3), options
         assert summary["P"] == pytest.approx(expected["P"], abs=1e-3), options
         seen.append(summary["P"])
-    assert len(set(seen)) == 6  # each set of options changed the masks
+    assert len(set(seen)) == 7  # each set of options changed the masks
 
     r = invoke("predict", "--checkpoint", run / "best.safetensors", "--input", data / "images", "--output",
                tmp_path / "pred", "--quiet")

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from coseg.models import GroupColourCut
 from coseg.scores import score_image
@@ -108,3 +109,58 @@ def test_bad_input_is_a_clear_error():
         GroupColourCut(sure=0.5)
     with pytest.raises(ValueError, match="max_fit_images"):
         GroupColourCut(max_fit_images=0)
+    with pytest.raises(ValueError, match="scale"):
+        GroupColourCut(scale=0.5)
+    with pytest.raises(ValueError, match="larger than the images"):
+        GroupColourCut()(images[:, :, ::2, ::2].contiguous(), guess)
+
+
+def test_the_cut_size_follows_the_scale():
+    assert GroupColourCut().size_for(224) == 336
+    assert GroupColourCut(scale=1).size_for(224) == 224
+    assert GroupColourCut(scale=2).size_for(100) == 200
+
+
+def test_smaller_probabilities_are_upsampled_to_the_images():
+    images, masks = red_objects(3, seed=2)
+    guess = flawed_guess(masks)[:, :, ::2, ::2].contiguous()  # (3, 1, 32, 32) for 64-px images
+    upsampled = F.interpolate(guess, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    cut = GroupColourCut()(images, guess)
+    assert cut.shape == (3, 1, SIZE, SIZE)
+    assert torch.equal(cut, GroupColourCut()(images, upsampled))
+    assert not torch.equal(cut, GroupColourCut()(images, F.interpolate(guess, size=(SIZE, SIZE), mode="nearest")))
+    nothing = torch.zeros(3, 1, 32, 32)  # nothing to learn from: the upsampled probabilities thresholded
+    assert torch.equal(GroupColourCut()(images, nothing), torch.zeros(3, 1, SIZE, SIZE))
+
+
+def test_a_larger_cut_keeps_thin_parts_the_model_size_loses():
+    """A red disc with a 1-px red arm, seen by the model at a third of the image's side, where the arm is under a
+    pixel wide and the model misses it: cut at the model's size (then upsampled), the arm stays lost; cut on the
+    full-size image with the probabilities upsampled, the group's red comes back along it."""
+    n, big, small = 3, 96, 32
+    yy, xx = torch.meshgrid(torch.arange(big), torch.arange(big), indexing="ij")
+    g = torch.Generator().manual_seed(0)
+    images, masks, arms = [], [], []
+    for i in range(n):
+        body = (yy - 48 - 2 * i) ** 2 + (xx - 30 - 3 * i) ** 2 < (14 + i) ** 2
+        arm = (yy == 48 - 2 * i) & (xx >= 30 + 3 * i) & (xx < 88)
+        arm &= ~body
+        mask = body | arm
+        image = torch.stack([torch.full((big, big), 0.3), torch.full((big, big), 0.55), torch.full((big, big), 0.4)])
+        image[:, mask] = torch.tensor([0.85, 0.15, 0.1])[:, None]
+        images.append((image + 0.04 * torch.randn(image.shape, generator=g)).clamp(0, 1).mul(255).round().byte())
+        masks.append(mask)
+        arms.append(arm)
+    images, masks, arms = torch.stack(images), torch.stack(masks), torch.stack(arms)
+    # the model's view: the body found, the arm's faint trace unsure (below 0.5), everything else background
+    small_masks = F.interpolate(masks[:, None].float(), size=(small, small), mode="area")
+    small_body = F.interpolate((masks & ~arms)[:, None].float(), size=(small, small), mode="area")
+    probs = torch.where(small_body > 0.5, 0.95, torch.where(small_masks > 0, 0.3, 0.05))
+    small_images = F.interpolate(images.float(), size=(small, small), mode="area").round().byte()
+
+    at_model_size = F.interpolate(GroupColourCut()(small_images, probs), size=(big, big), mode="nearest")[:, 0] > 0.5
+    at_image_size = GroupColourCut()(images, probs)[:, 0] > 0.5
+    recall = lambda pred: float((pred & arms).sum() / arms.sum())  # noqa: E731
+    assert recall(at_model_size) < 0.3
+    assert recall(at_image_size) > 0.8
+    assert mean_j(at_image_size[:, None].float(), masks) > mean_j(at_model_size[:, None].float(), masks) + 0.05

@@ -181,16 +181,18 @@ def test_read_batches_match_one_at_a_time_reading(tmp_path):
         assert torch.equal(batch["image"], serial["image"]) and torch.equal(batch["size"], serial["size"])
 
 
+@pytest.mark.parametrize("cut_size", [None, 96], ids=["model_size", "larger"])
 @pytest.mark.parametrize("group_mode", [True, False], ids=["groups", "alone"])
-def test_colour_cut_sees_each_group_or_each_image(tmp_path, group_mode):
+def test_colour_cut_sees_each_group_or_each_image(tmp_path, group_mode, cut_size):
     """``predict_dataset(colour=...)`` cuts a group's masks with the group's shared colours (group mode) or each
-    image with its own: the same masks as the colour cut called directly on the model's probabilities."""
+    image with its own: the same masks as the colour cut called directly on the model's probabilities, on the
+    dataset's cut images (their own size) where it has them."""
     from coseg.data import find_samples
     from coseg.inference import ImageFileDataset, group_batches, group_ids, predict_dataset
     from coseg.models import GroupColourCut
 
     samples = find_samples(odd_sized_set(tmp_path / "data") / "images", "folders").samples
-    dataset = ImageFileDataset([s.image for s in samples], 64)
+    dataset = ImageFileDataset([s.image for s in samples], 64, cut_size=cut_size)
     groups = group_ids(samples)
     colour = GroupColourCut(iterations=1)
     got = dict(predict_dataset(RedModel(), dataset, CPU, batch_size=2, groups=groups if group_mode else None,
@@ -199,10 +201,34 @@ def test_colour_cut_sees_each_group_or_each_image(tmp_path, group_mode):
     for batch in group_batches(groups):
         images = torch.stack([dataset[i]["image"] for i in batch])
         probs = images[:, :1].float() / 255  # RedModel's prediction
+        if cut_size is not None:
+            images = torch.stack([dataset[i]["cut_image"] for i in batch])
         expected = colour(images, probs) if group_mode else None
         for j, i in enumerate(batch):
             alone[i] = colour(images[j:j + 1], probs[j:j + 1])[0, 0]
+            assert got[i].shape == (cut_size or 64,) * 2
             assert torch.equal(got[i], expected[j, 0] if group_mode else alone[i])
     assert set(torch.cat([m.flatten() for m in got.values()]).unique().tolist()) == {0.0, 1.0}
     if group_mode:  # the group's colours changed some image's mask
         assert any(not torch.equal(got[i], alone[i]) for i in got)
+
+
+def test_images_for_the_colour_cut_come_from_the_same_file_at_their_own_size(tmp_path):
+    from coseg.data import read_image, resize_image
+    from coseg.inference import collate_images, images_for
+    from coseg.models import GroupColourCut
+
+    paths = sorted((odd_sized_set(tmp_path / "data") / "images").rglob("*.jpg"))[:3]
+    plain = images_for(paths, 32, None)
+    assert "cut_image" not in plain[0] and "cut_image" not in collate_images([plain[0], plain[1]])
+    both = images_for(paths, 32, GroupColourCut(scale=2))
+    assert both.cut_size == 64
+    for i, path in enumerate(paths):
+        item = both[i]
+        assert torch.equal(item["image"], plain[i]["image"])
+        full = read_image(path)
+        assert torch.equal(item["cut_image"], torch.from_numpy(resize_image(full, 64)).permute(2, 0, 1))
+        assert item["size"].tolist() == list(full.shape[:2])
+    batch = collate_images([both[0], {"index": 9, "error": "bad.jpg: broken"}, both[2]])
+    assert batch["cut_image"].shape == (2, 3, 64, 64) and batch["image"].shape == (2, 3, 32, 32)
+    assert torch.equal(batch["cut_image"][1], both[2]["cut_image"]) and batch["errors"] == [(9, "bad.jpg: broken")]
