@@ -134,11 +134,16 @@ def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
 def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optimizer:
     """AdamW (fused where torch can: :func:`coseg.engine.adamw`) over the trainable parameters: the encoder at
     ``lr × encoder_lr_scale``, the rest at ``lr``. An encoder_lr_scale of 0 freezes the encoder
-    (:meth:`CosegNet.freeze_encoder`)."""
+    (:meth:`CosegNet.freeze_encoder`); ``encoder_statistics="frozen"`` keeps only its BatchNorm statistics
+    (:meth:`CosegNet.freeze_encoder_statistics`)."""
     if cfg.encoder_lr_scale < 0:
         raise ValueError(f"encoder_lr_scale must be >= 0, got {cfg.encoder_lr_scale}")
+    if cfg.encoder_statistics not in ("train", "frozen"):
+        raise ValueError(f"encoder_statistics must be 'train' or 'frozen', got {cfg.encoder_statistics!r}")
     if cfg.encoder_lr_scale == 0:
         model.freeze_encoder()
+    elif cfg.encoder_statistics == "frozen":
+        model.freeze_encoder_statistics()
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from coseg.models.checkpoint import write_checkpoint
 from coseg.models.embedding_head import EmbeddingHead
@@ -83,6 +84,7 @@ class CosegNet(nn.Module):
         self.semantic_prior = semantic_prior
         self.config = dict(config)
         self._encoder_frozen = False
+        self._encoder_statistics_frozen = False
 
     def check_images(self, images: torch.Tensor) -> tuple[int, int]:
         """Raise a clear error unless ``images`` is float (B, 3, H, W) with H, W multiples of the output stride;
@@ -252,11 +254,22 @@ class CosegNet(nn.Module):
         return outputs
 
     def train(self, mode: bool = True) -> "CosegNet":
-        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed)."""
+        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed), and
+        so do the encoder's BatchNorm layers after :meth:`freeze_encoder_statistics`."""
         super().train(mode)
         if self._encoder_frozen:
             self.encoder.eval()
+        elif self._encoder_statistics_frozen:
+            for module in self.encoder.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
         return self
+
+    def freeze_encoder_statistics(self) -> None:
+        """Keep the encoder's BatchNorm statistics (its ImageNet ones) while its weights train: small batches of a
+        few groups give noisy statistics."""
+        self._encoder_statistics_frozen = True
+        self.train(self.training)
 
     def freeze_encoder(self) -> None:
         """Stop training the encoder: no gradients for its parameters, BatchNorm statistics fixed (eval mode)."""

@@ -98,6 +98,29 @@ def test_freeze_encoder_freezes_only_the_encoder():
     assert all(m.training for m in model.encoder.modules())
 
 
+def test_freeze_encoder_statistics_keeps_them_and_trains_the_weights():
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_optimizer
+
+    model = create_model("unet", weights=None, group_levels=1)
+    build_optimizer(model, CosegTrainConfig(encoder_statistics="frozen"))
+    model.eval().train()  # the flag survives mode switches
+    encoder_bn = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    other_bn = [m for name, m in model.named_modules()
+                if isinstance(m, torch.nn.BatchNorm2d) and not name.startswith("encoder.")]
+    assert encoder_bn and other_bn
+    assert not any(m.training for m in encoder_bn) and all(m.training for m in other_bn)
+    before = [m.running_mean.clone() for m in encoder_bn], [m.running_mean.clone() for m in other_bn]
+    out = model(images(4), torch.tensor([0, 0, 1, 1]))
+    (out.mask_logits.mean() + out.embeddings.mean()).backward()
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(encoder_bn, before[0]))
+    assert not any(torch.equal(m.running_mean, b) for m, b in zip(other_bn, before[1]))
+    assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    with pytest.raises(ValueError, match="encoder_statistics must be 'train' or 'frozen'"):
+        build_optimizer(create_model("unet", weights=None), CosegTrainConfig(encoder_statistics="fixed"))
+
+
 def test_channels_last_gives_the_same_outputs():
     model = create_model("unet", weights=None).eval()
     x = images(2)
