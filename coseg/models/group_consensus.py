@@ -24,10 +24,14 @@ def best_matches(a: torch.Tensor, b: torch.Tensor, budget: int = 1 << 24) -> tor
     """``a`` (n, K, P), ``b`` (m, K, Q) unit vectors → (n, P, m): each pixel of each image of ``a``, its best cosine
     match among the pixels of each image of ``b``. Computed over chunks of ``a`` so no more than ``budget``
     similarities are held at once."""
-    n, _, p = a.shape
+    n, k, p = a.shape
     m, _, q = b.shape
+    # b laid out (K, m·Q) once: an einsum per chunk would copy it again each time, and on a large group those
+    # copies pile up in the heap (peak memory grew by the copy's size with every chunk)
+    columns = b.permute(1, 0, 2).reshape(k, m * q)
     step = max(1, budget // max(1, p * m * q))
-    return torch.cat([torch.einsum("ikp,jkq->ipjq", a[i:i + step], b).amax(dim=3) for i in range(0, n, step)])
+    return torch.cat([(a[i:i + step].transpose(1, 2) @ columns).view(-1, p, m, q).amax(dim=3)
+                      for i in range(0, n, step)])
 
 
 def group_prototypes(keys: torch.Tensor, sharpness: float = 10.0) -> torch.Tensor:
