@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -66,6 +66,25 @@ class GroupColourCut:
         does not depend on the order of the group's images. A group whose confident pixels hold no foreground or no
         background is returned thresholded at 0.5 (there is nothing to learn colours from). ``map_fn``: how the
         per-image cuts are run (e.g. a thread pool's ``map``; OpenCV releases the GIL)."""
+        pixels, labels, probs = self.prepare(images, probs)
+        models = self.fit(pixels, labels)
+        if models is None:
+            return (probs > 0.5).float()
+        masks = np.stack(list(map_fn(lambda i: self.cut(pixels[i], labels[i], models), range(len(pixels)))))
+        return torch.from_numpy(masks.astype(np.float32)).unsqueeze(1)
+
+    @staticmethod
+    def cut(pixels: np.ndarray, labels: np.ndarray, models: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """One image's pixels (H, W, 3) uint8 and GrabCut labels (H, W) (:meth:`trimap`) → (H, W) bool foreground,
+        cut with the group's frozen colour ``models`` (:meth:`fit`)."""
+        mask = labels.copy()
+        cv2.grabCut(pixels, mask, None, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
+        return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+
+    def prepare(self, images: torch.Tensor, probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """images uint8 (N, 3, H, W), foreground probabilities (N, 1, h, w) → the pixels (N, H, W, 3) uint8, their
+        GrabCut labels (N, H, W) (:meth:`trimap`) and the probabilities (N, 1, H, W) float32 on the CPU, upsampled
+        bilinearly when smaller than the images."""
         size = check_shape(images, ["N", "3", "H", "W"], "images")
         at = check_shape(probs, [str(size["N"]), "1", "h", "w"], "probs (one per image)")
         if images.dtype != torch.uint8:
@@ -78,27 +97,28 @@ class GroupColourCut:
             probs = F.interpolate(probs, size=(size["H"], size["W"]), mode="bilinear", align_corners=False)
         pixels = np.ascontiguousarray(images.cpu().permute(0, 2, 3, 1).numpy())  # (N, H, W, 3)
         labels = self.trimap(probs.numpy()[:, 0])  # (N, H, W)
-        models = self.fit(pixels, labels)
-        if models is None:
-            return (probs > 0.5).float()
-
-        def cut(i: int) -> np.ndarray:
-            mask = labels[i].copy()
-            cv2.grabCut(pixels[i], mask, None, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
-            return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-
-        masks = np.stack(list(map_fn(cut, range(len(pixels)))))
-        return torch.from_numpy(masks.astype(np.float32)).unsqueeze(1)
+        return pixels, labels, probs
 
     def fit(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
-        """(background, foreground) GrabCut models fitted on the group's images stacked into one, in an order
-        fixed by their content (so that it does not depend on the order given); None without foreground or
-        background pixels to fit on."""
-        order = sorted(range(len(pixels)), key=lambda i: hashlib.sha1(pixels[i].tobytes()).digest())
+        """(background, foreground) GrabCut models fitted on the group's images (N, H, W, 3) stacked into one, in
+        an order fixed by their content (so that it does not depend on the order given); None without foreground
+        or background pixels to fit on."""
+        order = self.fit_images([image_digest(image) for image in pixels])
+        return self.fit_selected(pixels[order], labels[order])
+
+    def fit_images(self, digests: Sequence[bytes]) -> list[int]:
+        """Which of a group's images the colour models are fitted on, in which order, from each image's
+        :func:`image_digest`: at most ``max_fit_images``, spread over the group sorted by digest."""
+        order = sorted(range(len(digests)), key=lambda i: digests[i])
         if len(order) > self.max_fit_images:
             order = [order[int(i)] for i in np.linspace(0, len(order) - 1, self.max_fit_images).round()]
-        mosaic = np.ascontiguousarray(np.concatenate([pixels[i] for i in order]))
-        mask = np.concatenate([labels[i] for i in order])
+        return order
+
+    def fit_selected(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(background, foreground) GrabCut models fitted on these images (n, H, W, 3) and labels (n, H, W) stacked
+        into one, in the order given (:meth:`fit_images`); None without foreground or background pixels."""
+        mosaic = np.ascontiguousarray(np.concatenate(list(pixels)))
+        mask = np.concatenate(list(labels))
         foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         if foreground.all() or not foreground.any():
             return None
@@ -106,3 +126,8 @@ class GroupColourCut:
         cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's (per-thread) generator
         cv2.grabCut(mosaic, mask, None, background, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK)
         return background, foreground_model
+
+
+def image_digest(pixels: np.ndarray) -> bytes:
+    """A digest of an image's (H, W, 3) uint8 pixels, which orders a group's images by content."""
+    return hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).digest()
