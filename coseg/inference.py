@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
+from coseg.models.colour_cut import image_digest
 from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
@@ -89,6 +90,7 @@ def group_batches(groups: Sequence[int]) -> list[list[int]]:
     return list(batches.values())
 
 
+STREAM_ABOVE = 128  # images: larger groups are read in chunks (a group held whole costs ~6-10 MB per image)
 ROWS_PER_BAND = 256
 DIRECT_PIXELS = 1 << 22  # masks up to this size are resized in one call (its float image: 16 MiB)
 
@@ -203,7 +205,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
                     edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
-                    statistics: Optional[GroupStatistics] = None
+                    statistics: Optional[GroupStatistics] = None, stream_above: int = STREAM_ABOVE
                     ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
@@ -218,11 +220,19 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
     group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
     alone without ``groups``), on the batch's ``cut_image`` where the dataset gives one (``ImageFileDataset``'s
-    ``cut_size``: ``colour.size_for(S)``), else on ``image``; the probabilities become 0/1 masks of the cut's size."""
+    ``cut_size``: ``colour.size_for(S)``), else on ``image``; the probabilities become 0/1 masks of the cut's size.
+
+    A group of more than ``stream_above`` images (without ``refinement`` or ``statistics``, which need the whole
+    group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
+    in memory (:func:`predict_large_group`); the other groups are read whole."""
+    streamed: list[list[int]] = []
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]
             raise ValueError(f"groups has {len(groups)} entries for {len(dataset)} images")  # type: ignore[arg-type]
         batches = group_batches(groups)
+        if refinement is None and statistics is None:
+            streamed = [b for b in batches if len(b) > stream_above]
+            batches = [b for b in batches if len(b) <= stream_above]
     else:
         n = len(dataset)  # type: ignore[arg-type]
         batches = [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
@@ -238,8 +248,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             yield from batch["errors"]
             if not len(batch["index"]):
                 continue
-            images = batch["image"].to(device, non_blocking=True).float().div_(255)
-            images = images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
+            images = _model_images(batch, device)
             with torch.autocast(device.type, enabled=device.type == "cuda"):
                 if groups is not None:
                     probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
@@ -251,8 +260,96 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
                 probs = cut_by_colour(colour, batch.get("cut_image", batch["image"]), probs, pool,
                                       grouped=groups is not None)
             indices = batch["index"].tolist()
-            if original_size:
-                sizes = [tuple(size) for size in batch["size"].tolist()]
-                yield from zip(indices, pool.map(foreground_at_size, probs, sizes))
-            else:
-                yield from zip(indices, probs)
+            yield from _results(indices, probs, batch["size"], original_size, pool)
+        for indices in streamed:
+            yield from predict_large_group(model, dataset, indices, device, batch_size, pool, flip=flip, edges=edges,
+                                           colour=colour, original_size=original_size)
+
+
+def _results(indices: Sequence[int], probs: Sequence[torch.Tensor], sizes: torch.Tensor, original_size: bool,
+             pool: Executor) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray]]]:
+    """``(index, probability)`` pairs, or with ``original_size`` ``(index, mask at the image's original size)``."""
+    if original_size:
+        yield from zip(indices, pool.map(foreground_at_size, probs, [tuple(size) for size in sizes.tolist()]))
+    else:
+        yield from zip(indices, probs)
+
+
+def _model_images(batch: dict, device: torch.device) -> torch.Tensor:
+    images = batch["image"].to(device, non_blocking=True).float().div_(255)
+    return images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
+
+
+def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], device: torch.device,
+                        chunk_size: int, pool: Executor, flip: bool = False, edges: Optional[EdgeFilter] = None,
+                        colour: Optional[GroupColourCut] = None, original_size: bool = False
+                        ) -> Iterator[tuple[int, Union[torch.Tensor, np.ndarray, str]]]:
+    """The results of :func:`predict_dataset` for one group (its dataset ``indices``), with memory bounded by
+    ``chunk_size`` images instead of the group's size. The images are read three times: once for the group's
+    context (``model.group_context``, with each cut image's digest), once to predict each chunk in that context
+    (keeping only the probabilities, and the cut images the colour models are fitted on), once to cut each image
+    with the group's colour models. Without ``colour``, two reads, and each chunk's results come out as they are
+    made. An image that cannot be read is reported once and left out."""
+    chunks = [list(indices[i:i + chunk_size]) for i in range(0, len(indices), chunk_size)]
+    readable: list[int] = []
+    failed: list[tuple[int, str]] = []
+    digests: dict[int, bytes] = {}
+
+    def first_read() -> Iterator[torch.Tensor]:
+        for batch in read_batches(dataset, chunks, pool):
+            failed.extend(batch["errors"])
+            if len(batch["index"]):
+                readable.extend(batch["index"].tolist())
+                if colour is not None:
+                    digests.update(zip(batch["index"].tolist(),
+                                       map(image_digest, batch["cut_image"].permute(0, 2, 3, 1).numpy())))
+                yield _model_images(batch, device)
+
+    with torch.autocast(device.type, enabled=device.type == "cuda"):
+        context = model.group_context(first_read(), flip=flip)
+    yield from failed
+    if not readable:
+        return
+    row = {index: position for position, index in enumerate(readable)}
+    chunks = [readable[i:i + chunk_size] for i in range(0, len(readable), chunk_size)]
+    fitted = set() if colour is None else {readable[i] for i in colour.fit_images([digests[i] for i in readable])}
+    probs: dict[int, torch.Tensor] = {}
+    fit_images: dict[int, torch.Tensor] = {}
+    for batch in read_batches(dataset, chunks, pool):
+        yield from batch["errors"]
+        if not len(batch["index"]):
+            continue
+        batch_indices = batch["index"].tolist()
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            chunk_probs = model.predict_chunk(_model_images(batch, device), context, [row[i] for i in batch_indices],
+                                              flip=flip, edges=edges)[:, 0].float().cpu()
+        if colour is None:
+            yield from _results(batch_indices, chunk_probs, batch["size"], original_size, pool)
+            continue
+        for k, index in enumerate(batch_indices):
+            probs[index] = chunk_probs[k]
+            if index in fitted:
+                fit_images[index] = batch["cut_image"][k]
+    if colour is None:
+        return
+    order = sorted(fit_images, key=digests.__getitem__)
+    models = None
+    if order:
+        pixels, labels, _ = colour.prepare(torch.stack([fit_images[i] for i in order]),
+                                           torch.stack([probs[i] for i in order])[:, None])
+        models = colour.fit_selected(pixels, labels)
+    fit_images.clear()
+    chunks = [[i for i in chunk if i in probs] for chunk in chunks]
+    for batch in read_batches(dataset, [c for c in chunks if c], pool):
+        yield from batch["errors"]
+        if not len(batch["index"]):
+            continue
+        batch_indices = batch["index"].tolist()
+        pixels, labels, upsampled = colour.prepare(batch["cut_image"],
+                                                   torch.stack([probs.pop(i) for i in batch_indices])[:, None])
+        if models is None:
+            masks = (upsampled[:, 0] > 0.5).float()
+        else:
+            masks = torch.from_numpy(np.stack(list(pool.map(lambda k: colour.cut(pixels[k], labels[k], models),
+                                                            range(len(pixels))))).astype(np.float32))
+        yield from _results(batch_indices, masks, batch["size"], original_size, pool)

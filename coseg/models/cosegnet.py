@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import copy
 import os
-from contextlib import nullcontext
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
 import torch
@@ -40,6 +40,33 @@ for _name, _smp_class in (("unet", smp.Unet), ("unetplusplus", smp.UnetPlusPlus)
 class CosegOutput(NamedTuple):
     mask_logits: torch.Tensor  # (B, 1, H, W) foreground logits
     embeddings: torch.Tensor  # (B, D, H / s, W / s) with s = embedding_stride, unit L2 norm over D at every pixel
+
+
+class GroupContext(NamedTuple):
+    """What a chunk of a group needs from the whole group: at each consensus level the unit keys (N, K, Q) of all
+    N images and their prototypes (N, K), and the semantic prior's class mixture of the group (1, C) or None."""
+
+    keys: list[torch.Tensor]
+    prototypes: list[torch.Tensor]
+    probabilities: Optional[torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        return self.keys[0].shape[0]
+
+
+class StreamedContext(NamedTuple):
+    """A group's :class:`GroupContext`, and that of the mirrored group for flip test-time augmentation."""
+
+    plain: GroupContext
+    mirrored: Optional[GroupContext]
+
+
+class ChunkKeys(NamedTuple):
+    """One chunk's part of a group's context: its keys and class probabilities, and its mirror image's."""
+
+    plain: tuple[list[torch.Tensor], Optional[torch.Tensor]]
+    mirrored: Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]
 
 
 class CosegNet(nn.Module):
@@ -215,43 +242,137 @@ class CosegNet(nn.Module):
             return [self(chunk) for chunk in images.split(chunk_size)]
         if n <= chunk_size:
             return [self(images, torch.zeros(n, dtype=torch.long, device=images.device))]
-        size = self.check_images(images)
-        first = -self.group_levels
         chunks = images.split(chunk_size)
         kept: list[Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]] = []
-        keys, probabilities, used = [], [], 0
-        for chunk in chunks:
-            features = self.encode(chunk)
-            classes = self._class_features(chunk, features[-1])
-            keys.append([m.keys(f).float() for m, f in zip(self.group_consensus, features[first:])])
-            if self.semantic_prior is not None and classes is not None:
-                probabilities.append(self.semantic_prior.probabilities(classes))
+        used = 0
+
+        def keeping(chunk: torch.Tensor) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
+            nonlocal used
+            features, classes = self._encoded(chunk)
             nbytes = sum(f.numel() * f.element_size() for f in features + ([] if classes is None else [classes]))
             fits = used + nbytes <= feature_budget_bytes
             kept.append((features, classes) if fits else None)
             used += nbytes if fits else 0
-        group_keys = [torch.cat([k[level] for k in keys]) for level in range(self.group_levels)]
-        prototypes = [group_prototypes(k) for k in group_keys]
-        group_probabilities = torch.cat(probabilities).mean(0, keepdim=True) if probabilities else None
+            return features, classes
+
+        context = self._context(keeping(chunk) for chunk in chunks)
         outputs, start = [], 0
-        for chunk, chunk_keys, stored in zip(chunks, keys, kept):
-            if stored is None:
-                features = self.encode(chunk)
-                classes = self._class_features(chunk, features[-1])
-            else:
-                features, classes = stored
-            rows = torch.arange(start, start + len(chunk), device=images.device)
-            self_mask = rows[:, None] == torch.arange(n, device=images.device)[None, :]
-            prior = self._prior_maps(classes, group_probabilities=None if group_probabilities is None
-                                     else group_probabilities.expand(len(chunk), -1))
-            for level, module in enumerate(self.group_consensus):
-                maps = consensus_maps(chunk_keys[level], group_keys[level], prototypes[level], self_mask)
-                deep = features[first + level]
-                extra = None if prior is None else resize_maps(prior, tuple(deep.shape[-2:]))
-                features[first + level] = module.fuse_maps(deep, maps, extra)
-            outputs.append(self.decode(features, size))
+        for chunk, stored in zip(chunks, kept):
+            outputs.append(self._decoded_in_context(chunk, context, range(start, start + len(chunk)), stored))
             start += len(chunk)
         return outputs
+
+    def _encoded(self, images: torch.Tensor) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
+        """The encoder features of ``images`` and their semantic-prior class features (None without a prior)."""
+        self.check_images(images)
+        features = self.encode(images)
+        return features, self._class_features(images, features[-1])
+
+    def _context(self, encoded: Iterable[tuple[list[torch.Tensor], Optional[torch.Tensor]]]) -> GroupContext:
+        """The :class:`GroupContext` of a group from its chunks' ``_encoded`` outputs, in group order (each is let
+        go once its keys are taken)."""
+        return self._context_of_keys([self._chunk_keys(*e) for e in encoded])
+
+    def _chunk_keys(self, features: list[torch.Tensor], classes: Optional[torch.Tensor]
+                    ) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
+        """A chunk's unit keys at each consensus level and its semantic-prior class probabilities (or None)."""
+        keys = [m.keys(f).float() for m, f in zip(self.group_consensus, features[-self.group_levels:])]
+        probabilities = (self.semantic_prior.probabilities(classes)
+                         if self.semantic_prior is not None and classes is not None else None)
+        return keys, probabilities
+
+    def _context_of_keys(self, chunks: list[tuple[list[torch.Tensor], Optional[torch.Tensor]]]) -> GroupContext:
+        if not chunks:
+            raise ValueError("a group context needs at least one image")
+        group_keys = [torch.cat([keys[level] for keys, _ in chunks]) for level in range(self.group_levels)]
+        probabilities = [p for _, p in chunks if p is not None]
+        return GroupContext(group_keys, [group_prototypes(k) for k in group_keys],
+                            torch.cat(probabilities).mean(0, keepdim=True) if probabilities else None)
+
+    def _decoded_in_context(self, chunk: torch.Tensor, context: GroupContext, rows: Sequence[int],
+                            encoded: Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]] = None
+                            ) -> CosegOutput:
+        """The outputs of ``chunk``, the group's images at positions ``rows``, with the group's consensus
+        (``encoded``: the chunk's ``_encoded`` output if kept, else it is encoded again)."""
+        size = self.check_images(chunk)
+        features, classes = self._encoded(chunk) if encoded is None else encoded
+        features = list(features)
+        n = context.size
+        positions = torch.as_tensor(list(rows), dtype=torch.long, device=chunk.device)
+        inside = not len(positions) or 0 <= int(positions.min()) <= int(positions.max()) < n
+        if len(positions) != len(chunk) or not inside:
+            raise ValueError(f"rows must give the group positions (0 to {n - 1}) of the chunk's {len(chunk)} images, "
+                             f"got {list(rows)}")
+        first = -self.group_levels
+        self_mask = positions[:, None] == torch.arange(n, device=chunk.device)[None, :]
+        prior = self._prior_maps(classes, group_probabilities=None if context.probabilities is None
+                                 else context.probabilities.expand(len(chunk), -1))
+        for level, module in enumerate(self.group_consensus):
+            deep = features[first + level]
+            maps = consensus_maps(module.keys(deep).float(), context.keys[level], context.prototypes[level],
+                                  self_mask)
+            extra = None if prior is None else resize_maps(prior, tuple(deep.shape[-2:]))
+            features[first + level] = module.fuse_maps(deep, maps, extra)
+        return self.decode(features, size)
+
+    @torch.inference_mode()
+    def chunk_keys(self, chunk: torch.Tensor, flip: bool = False) -> Optional[ChunkKeys]:
+        """The part of a group's context that comes from ``chunk`` (float (B, 3, H, W)), and from its mirror image
+        with ``flip``; None for a model without group consensus. :meth:`context_of` joins the chunks' parts."""
+        if not self.group_levels:
+            return None
+        with self._evaluating():
+            plain = self._chunk_keys(*self._encoded(chunk))
+            return ChunkKeys(plain, self._chunk_keys(*self._encoded(chunk.flip(-1))) if flip else None)
+
+    def context_of(self, chunks: Sequence[Optional[ChunkKeys]]) -> Optional[StreamedContext]:
+        """A group's context from its chunks' :meth:`chunk_keys`, in group order (None without group consensus or
+        without chunks: there is nothing to predict then)."""
+        parts = [c for c in chunks if c is not None]
+        if not self.group_levels or not parts:
+            return None
+        mirrored = [c.mirrored for c in parts if c.mirrored is not None]
+        if mirrored and len(mirrored) != len(parts):
+            raise ValueError("every chunk's keys must be taken with the same flip")
+        return StreamedContext(self._context_of_keys([c.plain for c in parts]),
+                               self._context_of_keys(mirrored) if mirrored else None)
+
+    def group_context(self, chunks: Iterable[torch.Tensor], flip: bool = False) -> Optional[StreamedContext]:
+        """What each chunk of a group needs from the whole group, from one pass over its images (float (B, 3, H, W)
+        chunks in group order), for :meth:`predict_chunk`: a group too large to hold in memory is predicted in two
+        passes over its files, with the same result as :meth:`predict_group`. ``flip``: also the mirrored group's
+        context (for ``predict_chunk(..., flip=True)``). None for a model without group consensus."""
+        return self.context_of([self.chunk_keys(chunk, flip) for chunk in chunks])
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode inside, the previous mode restored after."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    @torch.inference_mode()
+    def predict_chunk(self, chunk: torch.Tensor, context: Optional[StreamedContext], rows: Sequence[int],
+                      flip: bool = False, edges: Optional[EdgeFilter] = None) -> torch.Tensor:
+        """Foreground probabilities (B, 1, H, W) of ``chunk``, the group's images at positions ``rows`` (in the
+        order its context was taken), with the group's ``context`` (:meth:`group_context`, given the same
+        ``flip``); ``edges`` as in :meth:`predict_group`."""
+        if self.group_levels and context is None:
+            raise ValueError("this model has a group consensus: predict_chunk needs the group's context")
+        if flip and context is not None and context.mirrored is None:
+            raise ValueError("flip=True needs a context made with flip=True")
+        def logits_of(images: torch.Tensor, group: Optional[GroupContext]) -> torch.Tensor:
+            return (self(images) if group is None else self._decoded_in_context(images, group, rows)).mask_logits
+
+        with self._evaluating():
+            logits = logits_of(chunk, None if context is None else context.plain)
+            if flip:
+                mirrored = logits_of(chunk.flip(-1), None if context is None else context.mirrored)
+                logits = (logits + mirrored.flip(-1)) / 2
+            return self._probabilities(logits, chunk, edges)
 
     def train(self, mode: bool = True) -> "CosegNet":
         """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed), and

@@ -4,13 +4,13 @@ Models trained with different seeds make different mistakes, and on iCoseg one s
 (docs/icoseg_experiments.md), so averaging a few short runs' probabilities is steadier than one long run."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from coseg.models.checkpoint import PathLike, write_checkpoint
-from coseg.models.cosegnet import CosegNet
+from coseg.models.cosegnet import ChunkKeys, CosegNet, StreamedContext
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.group_statistics import GroupStatistics
 from coseg.models.refinement import GroupRefinement
@@ -47,6 +47,24 @@ class CosegEnsemble(nn.Module):
         group, then ``edges``."""
         return _mean_filtered([m.predict_group(images, chunk_size, refinement, flip=flip, statistics=statistics)
                                for m in self.members], images, edges)
+
+    def group_context(self, chunks: Iterable[torch.Tensor], flip: bool = False) -> list[Optional[StreamedContext]]:
+        """Every member's :meth:`CosegNet.group_context`, from one pass over the group's chunks."""
+        keys: list[list[Optional[ChunkKeys]]] = [[] for _ in self.members]
+        for chunk in chunks:
+            for member, taken in zip(self.members, keys):
+                taken.append(member.chunk_keys(chunk, flip))
+        return [member.context_of(taken) for member, taken in zip(self.members, keys)]
+
+    @torch.inference_mode()
+    def predict_chunk(self, chunk: torch.Tensor, context: Sequence[Optional[StreamedContext]], rows: Sequence[int],
+                      flip: bool = False, edges: Optional[EdgeFilter] = None) -> torch.Tensor:
+        """(B, 1, H, W) mean of the members' :meth:`CosegNet.predict_chunk` probabilities (``context``: from
+        :meth:`group_context`), then ``edges``."""
+        if len(context) != len(self.members):
+            raise ValueError(f"a context per member is needed: {len(context)} for {len(self.members)} members")
+        return _mean_filtered([m.predict_chunk(chunk, c, rows, flip=flip) for m, c in zip(self.members, context)],
+                              chunk, edges)
 
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
