@@ -1,0 +1,127 @@
+"""Peak memory and time of predicting one large group: read whole vs read in chunks (``predict_dataset``'s
+``stream_above``), with the default inference (edge filter + group colour cut), on groups of several sizes.
+
+The group is the first N images of ``--images-from`` (all its subfolders' images as one flat group, as a user's
+folder of photos would be; iCoseg's 643 images when ``../shared/data`` is there), else synthetic images. Each
+measurement runs in a process of its own, so its peak resident memory (``ru_maxrss``) is that prediction's alone.
+Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
+nothing sure to start from and makes its time meaningless (memory is still right).
+
+    python benchmarks/large_group.py --checkpoint runs/ens/d10/best.safetensors --images 100 200 400 \
+        --out bench_out/large_group.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+WHOLE = 1 << 30  # stream_above that keeps every group whole
+DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icoseg" / "images"
+
+
+def child(folder: Path, stream_above: int, checkpoint: Optional[Path], members: int, image_size: int) -> dict:
+    """Predict the group in ``folder`` once; what it cost (run in a fresh process)."""
+    import torch
+
+    from coseg.checkpoints import load_for_inference
+    from coseg.inference import images_for, predict_dataset
+    from coseg.models import CosegEnsemble, EdgeFilter, GroupColourCut, create_model
+
+    if checkpoint is not None:
+        model, image_size = load_for_inference(checkpoint, torch.device("cpu"))
+    else:
+        model = CosegEnsemble([create_model(group_levels=2, semantic_prior=True) for _ in range(members)]).eval()
+        model = model.to(memory_format=torch.channels_last)
+    paths = sorted(folder.glob("*.jpg"))
+    colour = GroupColourCut()
+    dataset = images_for(paths, image_size, colour)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    results = sum(1 for _, mask in predict_dataset(model, dataset, torch.device("cpu"), original_size=True,
+                                                   groups=[0] * len(paths), edges=EdgeFilter(), colour=colour,
+                                                   stream_above=stream_above) if not isinstance(mask, str))
+    return {"seconds": time.perf_counter() - start, "results": results, "model_loaded_mb": loaded,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def group_folder(folder: Path, count: int, images_from: Path) -> Path:
+    """A folder holding a group of ``count`` images: links to the first of ``images_from`` (sorted, any depth),
+    repeated if there are fewer, else synthetic images."""
+    from coseg.data import make_synthetic_coseg
+
+    if not images_from.is_dir():
+        root = make_synthetic_coseg(folder, num_groups=1, images_per_group=count, size=400, layout="folders")
+        return next((root / "images").iterdir())
+    files = sorted(p for p in images_from.rglob("*.jpg"))
+    if not files:
+        raise ValueError(f"{images_from}: no .jpg images")
+    folder.mkdir(parents=True)
+    for i in range(count):
+        (folder / f"{i:05d}.jpg").symlink_to(files[i % len(files)].resolve())
+    return folder
+
+
+def measure(folder: Path, stream_above: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", str(folder), "--stream-above", str(stream_above),
+               "--members", str(args.members), "--image-size", str(args.image_size)]
+    if args.checkpoint is not None:
+        command += ["--checkpoint", str(args.checkpoint)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, nargs="+", default=[100, 200, 400], help="Group sizes to measure.")
+    parser.add_argument("--checkpoint", type=Path, help="A trained model (default: the default architecture).")
+    parser.add_argument("--members", type=int, default=3, help="Ensemble members of the default architecture.")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--images-from", type=Path, default=DEFAULT_IMAGES,
+                        help="Folder whose images (any depth) make the group; synthetic images when it is missing.")
+    parser.add_argument("--out", type=Path, help="Write the measurements here (JSON).")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--stream-above", type=int, default=WHOLE, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
+        return
+
+    source = ("synthetic images" if not args.images_from.is_dir()
+              else f"the first images of {args.images_from}")
+    model = "untrained default architecture" if args.checkpoint is None else args.checkpoint
+    print(f"one flat group of {source}; {model}")
+    rows = []
+    print(f"{'images':>6} {'read':>7} {'peak MB':>8} {'above model MB':>14} {'seconds':>8} {'chunks/whole time':>17}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in args.images:
+            folder = group_folder(Path(scratch) / str(count), count, args.images_from)
+            row = {"images": count}
+            # order alternates between sizes: whatever favours the first of a pair cancels over the table
+            for mode in (("whole", "chunks") if len(rows) % 2 == 0 else ("chunks", "whole")):
+                row[mode] = measure(folder, WHOLE if mode == "whole" else 0, args)
+            row["time_ratio"] = row["chunks"]["seconds"] / row["whole"]["seconds"]
+            rows.append(row)
+            for mode in ("whole", "chunks"):
+                m = row[mode]
+                ratio = f"{row['time_ratio']:.3f}" if mode == "chunks" else ""
+                print(f"{count:>6} {mode:>7} {m['peak_mb']:>8.0f} {m['peak_mb'] - m['model_loaded_mb']:>14.0f} "
+                      f"{m['seconds']:>8.1f} {ratio:>17}")
+    if args.out is not None:
+        from coseg.atomic import write_text_atomic
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.out, json.dumps({"members": args.members, "image_size": args.image_size,
+                                                "checkpoint": None if args.checkpoint is None
+                                                else str(args.checkpoint), "rows": rows}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
