@@ -43,16 +43,16 @@ class CosegOutput(NamedTuple):
 
 
 class GroupContext(NamedTuple):
-    """What a chunk of a group needs from the whole group: at each consensus level the unit keys (N, K, Q) of all
-    N images and their prototypes (N, K), and the semantic prior's class mixture of the group (1, C) or None."""
+    """What a chunk of a group needs from the whole group of N images: at each consensus level the unit keys
+    (R, K, Q) of its R reference images (all N, or a sample of them in a large group) and their prototypes (R, K),
+    the references' positions in the group (R,), the semantic prior's class mixture of the whole group (1, C) or
+    None, and N."""
 
     keys: list[torch.Tensor]
     prototypes: list[torch.Tensor]
+    positions: torch.Tensor
     probabilities: Optional[torch.Tensor]
-
-    @property
-    def size(self) -> int:
-        return self.keys[0].shape[0]
+    size: int
 
 
 class StreamedContext(NamedTuple):
@@ -69,6 +69,23 @@ class ChunkKeys(NamedTuple):
     mirrored: Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]
 
 
+MAX_REFERENCES = 128
+
+
+def reference_images(keys: torch.Tensor, limit: int) -> torch.Tensor:
+    """Positions (R,), ascending, of the images a group's consensus compares each image with, from their keys
+    (N, K, Q): all N when N <= ``limit``, else ``limit`` of them spread over the group ordered by their keys'
+    content, so the choice does not depend on the order of the images. The consensus costs N × R comparisons of
+    images instead of N × N."""
+    n = keys.shape[0]
+    if limit < 1:
+        raise ValueError(f"max_references must be >= 1, got {limit}")
+    if n <= limit:
+        return torch.arange(n, device=keys.device)
+    order = torch.argsort(keys.double().sum(dim=(1, 2)), stable=True)
+    return order[torch.linspace(0, n - 1, limit, device=keys.device).round().long()].sort().values
+
+
 class CosegNet(nn.Module):
     """Images (B, 3, H, W), float in [0, 1], and optional group ids (B,) → :class:`CosegOutput` at the input size.
 
@@ -76,6 +93,9 @@ class CosegNet(nn.Module):
     feature maps lets the images of a group inform each other before decoding (images without a group id are
     each a group of one). With a ``semantic_prior`` (:class:`SemanticPrior`, the encoder's frozen ImageNet
     classifier), those modules also fuse the class-activation maps of the classes the group has in common.
+    :meth:`predict_group` and :meth:`group_context` compare each image with at most ``max_references`` images of
+    its group (:func:`reference_images`; 128 by default, an inference setting not saved with the model), so the
+    consensus of a large group costs time linear in its size.
 
     Normalises inside with the ``mean``/``std`` the encoder's weights expect. ``config`` holds the
     :func:`create_model` arguments that rebuild this model (saved by :meth:`save`); build it with
@@ -110,6 +130,7 @@ class CosegNet(nn.Module):
                                              for c in channels[len(channels) - group_levels:])
         self.semantic_prior = semantic_prior
         self.config = dict(config)
+        self.max_references = MAX_REFERENCES
         self._encoder_frozen = False
         self._encoder_statistics_frozen = False
 
@@ -240,7 +261,7 @@ class CosegNet(nn.Module):
         n = images.shape[0]
         if not self.group_levels:
             return [self(chunk) for chunk in images.split(chunk_size)]
-        if n <= chunk_size:
+        if n <= min(chunk_size, self.max_references):
             return [self(images, torch.zeros(n, dtype=torch.long, device=images.device))]
         chunks = images.split(chunk_size)
         kept: list[Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]] = []
@@ -285,9 +306,12 @@ class CosegNet(nn.Module):
         if not chunks:
             raise ValueError("a group context needs at least one image")
         group_keys = [torch.cat([keys[level] for keys, _ in chunks]) for level in range(self.group_levels)]
+        positions = reference_images(group_keys[0], self.max_references)
+        group_keys = [k[positions] for k in group_keys]
         probabilities = [p for _, p in chunks if p is not None]
-        return GroupContext(group_keys, [group_prototypes(k) for k in group_keys],
-                            torch.cat(probabilities).mean(0, keepdim=True) if probabilities else None)
+        return GroupContext(group_keys, [group_prototypes(k) for k in group_keys], positions,
+                            torch.cat(probabilities).mean(0, keepdim=True) if probabilities else None,
+                            sum(len(keys[0]) for keys, _ in chunks))
 
     def _decoded_in_context(self, chunk: torch.Tensor, context: GroupContext, rows: Sequence[int],
                             encoded: Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]] = None
@@ -304,7 +328,7 @@ class CosegNet(nn.Module):
             raise ValueError(f"rows must give the group positions (0 to {n - 1}) of the chunk's {len(chunk)} images, "
                              f"got {list(rows)}")
         first = -self.group_levels
-        self_mask = positions[:, None] == torch.arange(n, device=chunk.device)[None, :]
+        self_mask = positions[:, None] == context.positions.to(chunk.device)[None, :]
         prior = self._prior_maps(classes, group_probabilities=None if context.probabilities is None
                                  else context.probabilities.expand(len(chunk), -1))
         for level, module in enumerate(self.group_consensus):

@@ -203,3 +203,31 @@ def test_a_large_group_of_unreadable_files_is_only_reported(tmp_path):
     results = list(predict_dataset(group_model(), images_for(paths, 64, colour), CPU, batch_size=2, groups=[0] * 4,
                                    colour=colour, stream_above=1))
     assert sorted(i for i, _ in results) == [0, 1, 2, 3] and all(isinstance(r, str) for _, r in results)
+
+
+def test_reference_images_are_chosen_by_content_not_order():
+    from coseg.models.cosegnet import reference_images
+
+    keys = torch.nn.functional.normalize(torch.randn(10, 4, 6), dim=1)
+    assert torch.equal(reference_images(keys, 10), torch.arange(10))
+    chosen = reference_images(keys, 4)
+    assert len(chosen) == 4 and torch.equal(chosen, chosen.unique())  # ascending, distinct
+    perm = torch.randperm(10)
+    assert torch.equal(perm[reference_images(keys[perm], 4)].sort().values, chosen)  # the same images
+    with pytest.raises(ValueError, match="max_references must be >= 1"):
+        reference_images(keys, 0)
+
+
+def test_a_group_compared_with_reference_images_only():
+    model = group_model()
+    x = torch.rand(7, 3, 64, 64)
+    everyone = model.predict_group(x, chunk_size=16)
+    model.max_references = 3
+    sampled = model.predict_group(x, chunk_size=16)  # beyond max_references, the chunked path with 3 references
+    assert (sampled - everyone).abs().max() > 1e-4  # beyond the tolerance below: the references matter
+    assert_close(chunked(model, x, 2), sampled, atol=1e-5, rtol=1e-4)
+    assert_close(model.predict_group(x, chunk_size=3), sampled, atol=1e-5, rtol=1e-4)
+    perm = torch.tensor([4, 6, 1, 0, 5, 3, 2])
+    assert_close(model.predict_group(x[perm], chunk_size=16), sampled[perm], atol=1e-5, rtol=1e-4)
+    context = model.group_context(x.split(4))
+    assert context.plain.size == 7 and len(context.plain.positions) == 3 and context.plain.keys[0].shape[0] == 3
