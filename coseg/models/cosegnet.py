@@ -209,7 +209,8 @@ class CosegNet(nn.Module):
                       statistics: Optional[GroupStatistics] = None) -> torch.Tensor:
         """Foreground probabilities (N, 1, H, W) of the N images of one group, decoded ``chunk_size`` images at a
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
-        memory: a first pass keeps only the deep features' keys of every image). ``statistics``: the BatchNorm
+        memory: a first pass keeps only the deep features' keys of every image; beyond ``max_references`` images,
+        each is compared with that many reference images of the group). ``statistics``: the BatchNorm
         statistics adapted to the group first (:class:`GroupStatistics`, one more pass over the group).
         ``refinement``: optional group refinement through the pixel embeddings (:class:`GroupRefinement`).
         ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
@@ -388,6 +389,7 @@ class CosegNet(nn.Module):
             raise ValueError("this model has a group consensus: predict_chunk needs the group's context")
         if flip and context is not None and context.mirrored is None:
             raise ValueError("flip=True needs a context made with flip=True")
+
         def logits_of(images: torch.Tensor, group: Optional[GroupContext]) -> torch.Tensor:
             return (self(images) if group is None else self._decoded_in_context(images, group, rows)).mask_logits
 
