@@ -234,8 +234,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             streamed = [b for b in batches if len(b) > stream_above]
             batches = [b for b in batches if len(b) <= stream_above]
     else:
-        n = len(dataset)  # type: ignore[arg-type]
-        batches = [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+        batches = _chunked(range(len(dataset)), batch_size)  # type: ignore[arg-type]
     with single_threaded_pool(usable_cores()) as pool, ExitStack() as stack:
         if workers > 0:
             loader: Iterable[dict] = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
@@ -275,6 +274,11 @@ def _results(indices: Sequence[int], probs: Sequence[torch.Tensor], sizes: torch
         yield from zip(indices, probs)
 
 
+def _chunked(items: Sequence[int], size: int) -> list[list[int]]:
+    """``items`` in consecutive lists of ``size`` (the last one shorter)."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
 def _model_images(batch: dict, device: torch.device) -> torch.Tensor:
     images = batch["image"].to(device, non_blocking=True).float().div_(255)
     return images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
@@ -290,7 +294,7 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
     (keeping only the probabilities, and the cut images the colour models are fitted on), once to cut each image
     with the group's colour models. Without ``colour``, two reads, and each chunk's results come out as they are
     made. An image that cannot be read is reported once and left out."""
-    chunks = [list(indices[i:i + chunk_size]) for i in range(0, len(indices), chunk_size)]
+    chunks = _chunked(indices, chunk_size)
     readable: list[int] = []
     failed: list[tuple[int, str]] = []
     digests: dict[int, bytes] = {}
@@ -311,8 +315,9 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
     if not readable:
         return
     row = {index: position for position, index in enumerate(readable)}
-    chunks = [readable[i:i + chunk_size] for i in range(0, len(readable), chunk_size)]
-    fitted = set() if colour is None else {readable[i] for i in colour.fit_images([digests[i] for i in readable])}
+    chunks = _chunked(readable, chunk_size)
+    fit_order = [] if colour is None else [readable[i] for i in colour.fit_images([digests[i] for i in readable])]
+    fitted = set(fit_order)
     probs: dict[int, torch.Tensor] = {}
     fit_images: dict[int, torch.Tensor] = {}
     for batch in read_batches(dataset, chunks, pool):
@@ -332,7 +337,7 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
                 fit_images[index] = batch["cut_image"][k]
     if colour is None:
         return
-    order = sorted(fit_images, key=digests.__getitem__)
+    order = [i for i in fit_order if i in fit_images]
     models = None
     if order:
         pixels, labels, _ = colour.prepare(torch.stack([fit_images[i] for i in order]),
@@ -345,11 +350,6 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
         if not len(batch["index"]):
             continue
         batch_indices = batch["index"].tolist()
-        pixels, labels, upsampled = colour.prepare(batch["cut_image"],
-                                                   torch.stack([probs.pop(i) for i in batch_indices])[:, None])
-        if models is None:
-            masks = (upsampled[:, 0] > 0.5).float()
-        else:
-            masks = torch.from_numpy(np.stack(list(pool.map(lambda k: colour.cut(pixels[k], labels[k], models),
-                                                            range(len(pixels))))).astype(np.float32))
+        prepared = colour.prepare(batch["cut_image"], torch.stack([probs.pop(i) for i in batch_indices])[:, None])
+        masks = colour.apply(models, *prepared, pool.map)[:, 0]
         yield from _results(batch_indices, masks, batch["size"], original_size, pool)

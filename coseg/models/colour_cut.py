@@ -67,7 +67,13 @@ class GroupColourCut:
         background is returned thresholded at 0.5 (there is nothing to learn colours from). ``map_fn``: how the
         per-image cuts are run (e.g. a thread pool's ``map``; OpenCV releases the GIL)."""
         pixels, labels, probs = self.prepare(images, probs)
-        models = self.fit(pixels, labels)
+        return self.apply(self.fit(pixels, labels), pixels, labels, probs, map_fn)
+
+    def apply(self, models: Optional[tuple[np.ndarray, np.ndarray]], pixels: np.ndarray, labels: np.ndarray,
+              probs: torch.Tensor, map_fn: MapFn = map) -> torch.Tensor:
+        """Images prepared by :meth:`prepare` (pixels, labels, probabilities (N, 1, H, W)) cut with the group's
+        ``models`` (:meth:`fit`) → masks (N, 1, H, W) float32 in {0, 1}; without models, the probabilities
+        thresholded at 0.5."""
         if models is None:
             return (probs > 0.5).float()
         masks = np.stack(list(map_fn(lambda i: self.cut(pixels[i], labels[i], models), range(len(pixels)))))

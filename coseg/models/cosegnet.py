@@ -277,7 +277,7 @@ class CosegNet(nn.Module):
             used += nbytes if fits else 0
             return features, classes
 
-        context = self._context(keeping(chunk) for chunk in chunks)
+        context = self._context_of_keys([self._chunk_keys(*keeping(chunk)) for chunk in chunks])
         outputs, start = [], 0
         for chunk, stored in zip(chunks, kept):
             outputs.append(self._decoded_in_context(chunk, context, range(start, start + len(chunk)), stored))
@@ -290,11 +290,6 @@ class CosegNet(nn.Module):
         features = self.encode(images)
         return features, self._class_features(images, features[-1])
 
-    def _context(self, encoded: Iterable[tuple[list[torch.Tensor], Optional[torch.Tensor]]]) -> GroupContext:
-        """The :class:`GroupContext` of a group from its chunks' ``_encoded`` outputs, in group order (each is let
-        go once its keys are taken)."""
-        return self._context_of_keys([self._chunk_keys(*e) for e in encoded])
-
     def _chunk_keys(self, features: list[torch.Tensor], classes: Optional[torch.Tensor]
                     ) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
         """A chunk's unit keys at each consensus level and its semantic-prior class probabilities (or None)."""
@@ -304,6 +299,7 @@ class CosegNet(nn.Module):
         return keys, probabilities
 
     def _context_of_keys(self, chunks: list[tuple[list[torch.Tensor], Optional[torch.Tensor]]]) -> GroupContext:
+        """The :class:`GroupContext` of a group from its chunks' ``_chunk_keys``, in group order."""
         if not chunks:
             raise ValueError("a group context needs at least one image")
         group_keys = [torch.cat([keys[level] for keys, _ in chunks]) for level in range(self.group_levels)]
