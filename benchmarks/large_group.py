@@ -59,7 +59,7 @@ def group_folder(folder: Path, count: int, images_from: Path) -> Path:
     if not images_from.is_dir():
         root = make_synthetic_coseg(folder, num_groups=1, images_per_group=count, size=400, layout="folders")
         return next((root / "images").iterdir())
-    files = sorted(p for p in images_from.rglob("*.jpg"))
+    files = sorted(images_from.rglob("*.jpg"))
     if not files:
         raise ValueError(f"{images_from}: no .jpg images")
     folder.mkdir(parents=True)

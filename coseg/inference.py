@@ -280,6 +280,7 @@ def _chunked(items: Sequence[int], size: int) -> list[list[int]]:
 
 
 def _model_images(batch: dict, device: torch.device) -> torch.Tensor:
+    """A batch's uint8 images (B, 3, S, S) as the model's input: float in [0, 1] on ``device``, channels_last."""
     images = batch["image"].to(device, non_blocking=True).float().div_(255)
     return images.contiguous(memory_format=torch.channels_last)  # models for inference are channels_last
 
