@@ -101,8 +101,8 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[str],
              image_size: Optional[int], batch_size: int, device: str, workers: int, cache_dir: Optional[Path],
              quiet: bool, report: bool, thumbnail: int, report_queries: int) -> None:
-    """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image queries
-    all the others)."""
+    """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image whose class
+    has another image queries all the others)."""
     from apps.retrieval.evaluate import evaluate_checkpoint
     from coseg.report.build import build_report
 
@@ -113,11 +113,14 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     summary = evaluation.summary
     click.echo("  ".join(f"{name:>6}" for name in METRICS))
     click.echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
-    click.echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'")
+    lone = summary["images"] - summary["queries"]
+    click.echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'"
+               + (f" ({lone} image(s) of single-image classes: references only, not queries)" if lone else ""))
     from apps.cli import echo_skipped
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in evaluation.skipped])
+    echo_skipped("entries of the data set's index files", [str(p) for p in evaluation.problems])
     click.echo(f"outputs: {output}/summary.json" + (", neighbours.csv, recall_at_k.csv" if report else ""))
     if report:
         echo_report(build_report(output, thumbnail=thumbnail, progress=not quiet))
@@ -178,14 +181,17 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
     """The K nearest exported images of each query: rank, path, Euclidean distance (embedding units)."""
     from apps.retrieval.search import search_export
 
-    results = search_export(index_dir, queries, k, _device(device), batch_size, output, progress=not quiet)
-    width = max([len(n.path) for n in results] + [4])
+    result = search_export(index_dir, queries, k, _device(device), batch_size, output, progress=not quiet)
+    width = max([len(n.path) for n in result.neighbours] + [4])
     current = None
-    for n in results:
+    for n in result.neighbours:
         if n.query != current:
             current = n.query
             click.echo(f"query: {n.query}")
             click.echo(f"{'rank':>4}  {'path':<{width}}  distance")
         click.echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
+    from apps.cli import echo_skipped
+
+    echo_skipped("unreadable query image(s)", result.skipped)
     if output is not None:
         click.echo(f"saved: {output}")

@@ -18,7 +18,7 @@ from apps.retrieval.model import RetrievalModel, load_retrieval_model
 from apps.retrieval.train import percent_metrics
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
-from coseg.data import ImageCache, printable
+from coseg.data import ImageCache, Problem, printable
 from coseg.models import checkpoint_metadata
 from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE
 from metric.retrieval.knn import knn
@@ -54,6 +54,7 @@ def embed_split(model: RetrievalModel, dataset: RetrievalImageDataset, device: t
 class Evaluation:
     summary: dict
     skipped: list[tuple[Path, str]]
+    problems: list[Problem]
 
 
 def report_order(matches: np.ndarray) -> np.ndarray:
@@ -67,17 +68,19 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
                        output: Path, queries: int = 24, k: int = 8) -> None:
     """``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
     (the ``k`` nearest neighbours of ``queries`` queries taken at even steps along the worst-first order, so both
-    failures and successes are shown; Euclidean distances in embedding units)."""
+    failures and successes are shown; Euclidean distances in embedding units). As in the scores, the images of
+    single-image classes are references only, never queries."""
     labels = dataset.labels.numpy()
     depth = min(max(k, CURVE_MAX_K), len(labels) - 1)
     if depth < 1:
         raise ValueError("a retrieval report needs at least 2 images")
     squared, found = knn(embeddings.float().numpy(), None, depth)
     matches = labels[found] == labels[:, None]
+    scored = np.flatnonzero(np.bincount(labels)[labels] > 1)
     ks = np.arange(1, depth + 1)
-    recall = 100.0 * recall_hits(matches, ks).mean(axis=0)
+    recall = 100.0 * recall_hits(matches[scored], ks).mean(axis=0)
     write_text_atomic(output / RECALL_CURVE, "k,recall\n" + "".join(f"{a},{b:.4f}\n" for a, b in zip(ks, recall)))
-    order = report_order(matches)
+    order = scored[report_order(matches[scored])]
     shown = order[np.unique(np.linspace(0, len(order) - 1, min(queries, len(order))).round().astype(int))]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -97,24 +100,32 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
                         device: Union[str, torch.device] = "cpu", workers: int = 0,
                         cache_dir: Optional[PathLike] = None, progress: bool = False,
                         report_queries: int = 0) -> Evaluation:
-    """Score the model of ``checkpoint`` on ``split`` of the data set at ``data``: every image is a query against all
-    the others (GUIDE §4). Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4,
-    R@8, MAP@R, NMI in percent, and the images, classes, split, checkpoint and image size used; with
-    ``report_queries`` > 0 also the files of its report (:func:`write_report_files`)."""
+    """Score the model of ``checkpoint`` on ``split`` of the data set at ``data``: every image whose class has another
+    image is a query against all the others (GUIDE §4; images of single-image classes are references only).
+    Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4, R@8, MAP@R, NMI in percent,
+    and the images, queries, classes, split, checkpoint and image size used, the unreadable images and the problems
+    of the data set's index files; with ``report_queries`` > 0 also the files of its report
+    (:func:`write_report_files`). Raises ``ValueError`` when no class has two readable images."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
     dataset = RetrievalImageDataset(records.records, size, ImageCache(size, cache_dir=cache_dir, progress=progress))
+    counts = dataset.labels.bincount()
+    queries = int(counts[dataset.labels].gt(1).sum())
+    if queries == 0:
+        raise ValueError(f"no class of split '{split}' under {printable(data)} has two readable images: nothing to "
+                         f"retrieve for any of its {len(dataset)} image(s)")
     embeddings = embed_split(model, dataset, device, batch_size, workers, cache_dir, progress)
     summary = {
         **percent_metrics(embeddings, dataset.labels),
-        "images": len(dataset), "classes": int(dataset.labels.unique().numel()), "split": split,
+        "images": len(dataset), "queries": queries, "classes": int(dataset.labels.unique().numel()), "split": split,
         "layout": records.layout, "data": str(data), "checkpoint": str(Path(checkpoint).resolve()),
         "image_size": size,
         "skipped": [f"{printable(path)}: {reason}" for path, reason in dataset.skipped],
+        "problems": [str(problem) for problem in records.problems],
     }
     if output is not None:
         write_text_atomic(Path(output) / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         if report_queries > 0:
             write_report_files(embeddings, dataset, records.classes, Path(output), report_queries)
-    return Evaluation(summary, dataset.skipped)
+    return Evaluation(summary, dataset.skipped, records.problems)

@@ -7,7 +7,10 @@ Output folder:
   row i = embedding row i;
 - ``index.faiss``: the embeddings in a faiss index (exact ``flat`` L2, or ``hnsw`` for very large folders);
 - ``model.safetensors``: a copy of the model, so ``search`` embeds queries the same way;
-- ``skipped.csv``: unreadable images (path, reason); ``export.json``: what was exported, written last.
+- ``skipped.csv``: unreadable images and unusable entries of the folder (broken links, unreadable folders):
+  path, reason;
+- ``export.json``: what was exported; removed before the other files are replaced and written last, so a folder
+  without it holds no finished export.
 
 Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
 hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
@@ -64,11 +67,18 @@ class Item:
 
 def list_images(input_dir: Path) -> list[Item]:
     """Every image under ``input_dir`` in sorted relative-path order, with its class folder as label."""
+    return scan_images(input_dir)[0]
+
+
+def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
+    """:func:`list_images`, and the entries the folder scan could not use (broken links, unreadable folders) as
+    (path, problem)."""
     scan = find_samples(input_dir, "folders")
     flat = {input_dir, input_dir / "images"}
     items = [Item(s.image, s.image.relative_to(input_dir).as_posix(), "" if s.image.parent in flat else s.group)
              for s in scan.samples]
-    return sorted(items, key=lambda item: item.relative)
+    problems = [(p.path, p.kind + (f" ({p.detail})" if p.detail else "")) for p in scan.problems]
+    return sorted(items, key=lambda item: item.relative), problems
 
 
 def _digest(*parts: Union[str, bytes]) -> str:
@@ -160,13 +170,13 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
-    items = list_images(input_dir)
+    items, problems = scan_images(input_dir)
     model_digest = _file_digest(checkpoint)
     stamps = [file_stamp(item) for item in items]
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     keys = [_digest(model_digest, str(size), *stamps[start:start + shard_size])[:20]
             for start in range(0, len(items), shard_size)]
-    export_key = _digest(index, model_digest, str(size), *stamps)
+    export_key = _digest(index, model_digest, str(size), *stamps, *(f"{path}|{reason}" for path, reason in problems))
     report = ExportReport(output_dir, shards=len(shards))
     record = output_dir / "export.json"
     if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == export_key \
@@ -198,10 +208,12 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         rows.append(embeddings)
         manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
         skipped.extend((printable(shard[p].relative), str(r)) for p, r in zip(failed.tolist(), reasons.tolist()))
+    skipped.extend((printable(Path(os.path.relpath(path, input_dir)).as_posix()), reason) for path, reason in problems)
     embeddings = np.concatenate(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), np.float32)
     if embeddings.shape[0] == 0:
         raise ValueError(f"no readable image under {printable(input_dir)}"
                          + (f"; first problem: {skipped[1][0]}: {skipped[1][1]}" if len(skipped) > 1 else ""))
+    record.unlink(missing_ok=True)  # until the new record is written, a half-replaced folder is no finished export
     with atomic_path(output_dir / "embeddings.npy") as tmp:
         np.save(tmp, embeddings)
     write_text_atomic(output_dir / "manifest.csv", _csv(manifest))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from apps.retrieval.evaluate import load_for_retrieval
-from apps.retrieval.export import Item, embed_shard, list_images
+from apps.retrieval.export import FILES, Item, embed_shard, scan_images
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import printable
 from metric.retrieval.faiss_backend import import_faiss
@@ -30,46 +30,64 @@ class Neighbour:
     distance: float
 
 
-def query_images(queries: Sequence[PathLike]) -> list[Item]:
-    """Query files as given, and every image under the given folders."""
-    items = []
+@dataclass
+class SearchResult:
+    """The neighbours of every readable query, nearest first, and the unreadable queries and unusable entries of the
+    query folders ("<file>: <problem>")."""
+
+    neighbours: list[Neighbour]
+    skipped: list[str]
+
+
+def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
+    """Query files as given, and every image under the given folders; and the entries of those folders that could
+    not be used ("<path>: <problem>", e.g. broken links)."""
+    items, problems = [], []
     for query in map(Path, queries):
         if query.is_dir():
-            items.extend(Item(i.path, str(i.path), i.label) for i in list_images(query))
+            found, unusable = scan_images(query)
+            items.extend(Item(i.path, str(i.path), i.label) for i in found)
+            problems.extend(f"{printable(path)}: {problem}" for path, problem in unusable)
         elif query.is_file():
             items.append(Item(query, str(query), ""))
         else:
             raise ValueError(f"{printable(query)}: query image not found")
-    return items
+    return items, problems
 
 
 def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                   device: Union[str, torch.device] = "cpu", batch_size: int = 32,
-                  output: Optional[PathLike] = None, progress: bool = False) -> list[Neighbour]:
+                  output: Optional[PathLike] = None, progress: bool = False) -> SearchResult:
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
-    index: the ``k`` nearest per query, nearest first. With ``output``, the rows are also written there as CSV
-    (query, rank, path, label, distance). Raises ``ValueError`` for an unreadable query or an incomplete export."""
+    index: the ``k`` nearest per query, nearest first. Unreadable queries are skipped and listed. With ``output``,
+    the rows are also written there as CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query
+    is readable or the export is unfinished or inconsistent."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
         raise ValueError(f"{printable(index_dir)}: no finished export here (export.json missing); run `coseg retrieval "
                          "export` first")
+    missing = [name for name in FILES if not (index_dir / name).is_file()]
+    if missing:
+        raise ValueError(f"{printable(index_dir)}: incomplete export ({', '.join(missing)} missing); export again")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     info = json.loads(record.read_text(encoding="utf-8"))
     device = torch.device(device)
     model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
-    items = query_images(queries)
-    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
-    if errors:
-        raise ValueError(f"cannot read query {errors[0][1]}")
-    faiss = import_faiss()
-    index = faiss.read_index(str(index_dir / "index.faiss"))
+    index = import_faiss().read_index(str(index_dir / "index.faiss"))
     with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         manifest = list(csv.DictReader(f))
     if index.ntotal != len(manifest):
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.ntotal} vectors but manifest.csv "
                          f"{len(manifest)} rows; export again")
+    if index.d != model.embedding_dim:
+        raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.d}-d vectors but model.safetensors embeds "
+                         f"in {model.embedding_dim} dimensions; export again")
+    items, unusable = query_images(queries)
+    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
+    if errors and len(positions) == 0:
+        raise ValueError(f"cannot read query {errors[0][1]}")
     squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
     results = []
     for row, position in enumerate(positions.tolist()):
@@ -84,4 +102,4 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         writer.writerow(["query", "rank", "path", "label", "distance"])
         writer.writerows([n.query, n.rank, n.path, n.label, f"{n.distance:.6f}"] for n in results)
         write_text_atomic(output, buffer.getvalue())
-    return results
+    return SearchResult(results, [reason for _, reason in errors] + unusable)

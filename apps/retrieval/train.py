@@ -95,7 +95,8 @@ def training_records(cfg: RetrievalTrainConfig) -> tuple[RetrievalSplit, list[Re
 def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
                        check: Optional[Callable[[list[Record], list[str]], None]] = None) -> TrainingData:
     """The training and validation images of ``cfg``, decoded. ``check(training records, training classes)`` runs
-    before any image is decoded (e.g. to reject a bad method config early)."""
+    before any image is decoded (e.g. to reject a bad method config early). Raises ``ValueError`` when no validation
+    class has two readable images (validation would score nothing)."""
     split, train_records, train_classes, val_classes = training_records(cfg)
     if check is not None:
         check(train_records, train_classes)
@@ -103,6 +104,10 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
     train = RetrievalImageDataset(train_records, cfg.image_size, cache)
     val = (RetrievalImageDataset(relabel(split.records, split.classes, val_classes), cfg.image_size, cache)
            if val_classes else None)
+    if val is not None and val.labels.bincount().max() < 2:
+        raise ValueError("no validation class has two readable images, so validation has no query: "
+                         f"{', '.join(printable(c) for c in val_classes)}; name others with --val-classes or set "
+                         "--val-fraction 0")
     return TrainingData(train, val, train_classes, val_classes, split.problems)
 
 

@@ -3,6 +3,7 @@ flags, and errors shown as one line."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import yaml
@@ -52,6 +53,15 @@ def test_train_evaluate_export_search(tmp_path):
     lines = r.stdout.splitlines()  # the embedding progress bar goes to stderr
     assert lines[1].split() == ["rank", "path", "distance"] and lines[2].split()[:2] == ["1", "class2/img001.jpg"]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3 and (tmp_path / "hits.csv").is_file()
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    shutil.copyfile(data / "class2" / "img001.jpg", queries / "good.jpg")
+    (queries / "bad.jpg").write_bytes(b"not an image")
+    r = invoke("search", "--index", tmp_path / "export", "--query", queries, "--k", 2, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert f"query: {queries / 'good.jpg'}" in r.output and "skipped 1 unreadable query image(s):" in r.output
+    assert f"  {queries / 'bad.jpg'}: not a decodable image" in r.output
 
 
 def test_errors_are_one_line(tmp_path):

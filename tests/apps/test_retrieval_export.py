@@ -1,9 +1,12 @@
-"""apps.retrieval.export and search: files and their agreement, unreadable images listed, resume after an
-interruption (same result, finished shards not redone), changed images re-embedded, search finds the query."""
+"""apps.retrieval.export and search: files and their agreement, unreadable images and broken links listed, resume
+after an interruption (same result, finished shards not redone), changed images re-embedded, a half-replaced or
+inconsistent export refused, search finds the query and skips unreadable queries."""
 from __future__ import annotations
 
 import csv
 import os
+import shutil
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -112,16 +115,76 @@ def test_search_finds_the_query_itself_first(collection, checkpoint, tmp_path):
     out = tmp_path / "export"
     export_folder(checkpoint, collection, out)
     query = collection / "class5" / "img002.jpg"
-    results = search_export(out, [query], k=4, output=tmp_path / "hits.csv")
+    results = search_export(out, [query], k=4, output=tmp_path / "hits.csv").neighbours
     assert [n.rank for n in results] == [1, 2, 3, 4]
     assert results[0].path == "class5/img002.jpg" and results[0].label == "class5" and results[0].distance < 1e-3
     assert all(a.distance <= b.distance for a, b in zip(results, results[1:]))
     with open(tmp_path / "hits.csv", newline="") as f:
         saved = list(csv.DictReader(f))
     assert [r["path"] for r in saved] == [n.path for n in results] and saved[0]["rank"] == "1"
-    several = search_export(out, [collection / "class1"], k=2)
+    several = search_export(out, [collection / "class1"], k=2).neighbours
     assert len(several) == 6 and all(n.path == n.query.split(str(collection) + "/")[1] for n in several[::2])
     with pytest.raises(ValueError, match="cannot read query"):
         search_export(out, [collection / "class3" / "broken.jpg"])
     with pytest.raises(ValueError, match="no finished export"):
         search_export(tmp_path, [query])
+
+
+def test_unreadable_images_in_a_query_folder_are_skipped_and_listed(collection, checkpoint, tmp_path):
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out)
+    result = search_export(out, [collection / "class3"], k=30)
+    assert sorted({n.query for n in result.neighbours}) == [str(collection / "class3" / f"img00{i}.jpg")
+                                                            for i in range(3)]
+    assert len(result.neighbours) == 3 * 25  # k above the 25 exported images: every image, once per query
+    assert len(result.skipped) == 1 and result.skipped[0].startswith(str(collection / "class3" / "broken.jpg"))
+
+
+def test_a_half_replaced_export_is_no_finished_export(collection, checkpoint, tmp_path, monkeypatch):
+    """An export killed while it replaces the files of an earlier export (here of a 16-d model) leaves a folder
+    that search refuses; the rerun finishes it."""
+    out, wider = tmp_path / "export", tmp_path / "wide.safetensors"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=16).save(wider, metadata={"image_size": "32"})
+    export_folder(wider, collection, out, index="hnsw")
+    real = export_module.write_bytes_atomic
+
+    def killed_at_the_model_copy(path, data):
+        if Path(path).name == "model.safetensors":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(export_module, "write_bytes_atomic", killed_at_the_model_copy)
+    with pytest.raises(KeyboardInterrupt):
+        export_folder(checkpoint, collection, out)
+    query = collection / "class5" / "img002.jpg"
+    with pytest.raises(ValueError, match="no finished export"):
+        search_export(out, [query])
+    monkeypatch.setattr(export_module, "write_bytes_atomic", real)
+    assert export_folder(checkpoint, collection, out).shards_reused == 1
+    assert search_export(out, [query], k=1).neighbours[0].path == "class5/img002.jpg"
+
+
+def test_search_refuses_an_inconsistent_export(collection, checkpoint, tmp_path):
+    out, wider = tmp_path / "export", tmp_path / "wide.safetensors"
+    export_folder(checkpoint, collection, out)
+    query = collection / "class5" / "img002.jpg"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=16).save(wider, metadata={"image_size": "32"})
+    shutil.copyfile(wider, out / "model.safetensors")
+    with pytest.raises(ValueError, match="holds 8-d vectors but model.safetensors embeds in 16 dimensions"):
+        search_export(out, [query])
+    (out / "index.faiss").unlink()
+    with pytest.raises(ValueError, match=r"incomplete export \(index.faiss missing\)"):
+        search_export(out, [query])
+
+
+def test_broken_links_are_listed_by_export_and_search(checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    tiny_image(folder / "cats" / "a.jpg", seed=1)
+    tiny_image(folder / "dogs" / "b.jpg", seed=2)
+    (folder / "cats" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    report = export_folder(checkpoint, folder, tmp_path / "export")
+    assert report.images == 2 and report.skipped == [("cats/gone.jpg", "broken link")]
+    with open(tmp_path / "export" / "skipped.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["path", "reason"], ["cats/gone.jpg", "broken link"]]
+    result = search_export(tmp_path / "export", [folder], k=1)
+    assert len(result.neighbours) == 2 and result.skipped == [f"{folder / 'cats' / 'gone.jpg'}: broken link"]

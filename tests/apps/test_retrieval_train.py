@@ -18,6 +18,7 @@ from apps.retrieval.train import EpochBatches, load_training_data, split_classes
 from coseg.engine import ConfigError, load_training_state
 from coseg.models import checkpoint_metadata
 from metric.registry import BATCH_SAMPLERS, LOSSES
+from tests.apps.retrieval_files import tiny_image
 from tests.apps.retrieval_runs import BACKBONE, CLASSES, TRAIN_CLASSES, tiny_config, tiny_set
 from tests.helpers import assert_close
 
@@ -55,6 +56,17 @@ def test_explicit_and_impossible_validation_splits():
     assert split_classes(["a", "b"], RetrievalTrainConfig(val_fraction=0)) == (["a", "b"], [])
     with pytest.raises(ValueError, match="too few to hold out 2"):
         split_classes(["a", "b", "c"], RetrievalTrainConfig(val_fraction=0.2))
+
+
+def test_validation_classes_of_single_images_are_a_clear_error(tmp_path):
+    data = tiny_set(tmp_path / "data")
+    for name in ("solo a", "solo b"):
+        tiny_image(data / name / "only.jpg", seed=len(name))
+    cfg = tiny_config(data, tmp_path / "run", train_classes=[*TRAIN_CLASSES, "solo a", "solo b"],
+                      val_classes=["solo a", "solo b"])
+    with pytest.raises(ValueError, match="no validation class has two readable images.*: solo a, solo b"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("loss", TRAINABLE_LOSSES)

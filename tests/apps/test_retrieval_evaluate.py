@@ -1,0 +1,61 @@
+"""apps.retrieval.evaluate: single-image classes are references, never queries (scores, report curve and report
+queries alike; an error when no class has two images), and the problems of an official layout's index files are
+reported, not dropped."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from apps.cli import main
+from apps.retrieval.evaluate import evaluate_checkpoint
+from apps.retrieval.model import create_retrieval_model
+from tests.apps.retrieval_files import tiny_image, write_class_folders, write_cub
+from tests.apps.retrieval_runs import BACKBONE
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "best.safetensors"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=8).save(path, metadata={"image_size": "32"})
+    return path
+
+
+def test_single_image_classes_are_references_only(checkpoint, tmp_path):
+    data = write_class_folders(tmp_path / "data", ["a", "b", "c"], per_class=3)
+    tiny_image(data / "only one" / "x.jpg", seed=9)
+    output = tmp_path / "eval"
+    summary = evaluate_checkpoint(checkpoint, data, output, split="all", report_queries=10).summary
+    assert summary["images"] == 10 and summary["queries"] == 9 and summary["classes"] == 4
+    with open(output / "recall_at_k.csv", newline="") as f:
+        curve = {int(r["k"]): float(r["recall"]) for r in csv.DictReader(f)}
+    assert all(abs(curve[k] - summary[f"R@{k}"]) < 1e-3 for k in (1, 2, 4, 8))
+    with open(output / "neighbours.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["query"] for r in rows}) == 9 and "only one" not in {r["query_class"] for r in rows}
+    assert "only one" in {r["class"] for r in rows}  # still a neighbour of the others
+
+
+def test_no_class_with_two_images_is_a_clear_error(checkpoint, tmp_path):
+    data = write_class_folders(tmp_path / "data", ["a", "b", "c"], per_class=1)
+    with pytest.raises(ValueError, match="no class of split 'all' .* has two readable images"):
+        evaluate_checkpoint(checkpoint, data, tmp_path / "eval", split="all")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_index_file_problems_are_reported(checkpoint, tmp_path):
+    root = write_cub(tmp_path, [1, 101, 102], per_class=3)
+    missing = root / "images" / "101.Bird_101" / "Bird_101_0000.jpg"
+    missing.unlink()
+    with open(root / "images.txt", "a") as f:
+        f.write("garbage\n")
+    output = tmp_path / "eval"
+    result = CliRunner().invoke(main, ["retrieval", "evaluate", "--checkpoint", str(checkpoint), "--data",
+                                       str(tmp_path), "--output", str(output), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["images"] == 5 and len(summary["problems"]) == 2
+    assert "skipped 2 entries of the data set's index files:" in result.output
+    assert f"missing image: {missing}" in result.output and "line 10: 'garbage'" in result.output
