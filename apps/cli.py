@@ -24,7 +24,9 @@ def friendly_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (ValueError, KeyError, DataFileError, ConfigError, CheckpointError, NonFiniteLossError,
                 FileNotFoundError) as e:
-            raise click.ClickException(str(e).strip("'\"")) from None
+            # str(KeyError("x")) is "'x'": show the message itself
+            message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else e
+            raise click.ClickException(str(message)) from None
 
     return wrapper
 
