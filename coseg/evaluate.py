@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
+from coseg.data.io import fit_to_mask
 from coseg.inference import group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
-from coseg.predict import output_path
+from coseg.predict import clashes, output_path
 from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
@@ -39,10 +40,13 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
                      statistics: Optional[GroupStatistics] = None) -> Evaluation:
     """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``; ``refinement``,
     ``flip``, ``edges``, ``colour`` and ``statistics`` as in :func:`~coseg.inference.predict_dataset`), resize the
-    probability to the ground truth's size, threshold at 0.5 and score. Unreadable images/masks are skipped and
-    listed in ``skipped``. With ``predictions``, each scored mask is also saved as
-    ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size) and listed in ``predicted``."""
+    probability to the image's size, threshold at 0.5 and score against the ground truth (turned back to the
+    image's stored orientation where only that fits it: ``fit_to_mask``). Unreadable images/masks and masks of
+    another size are skipped and listed in ``skipped``. With ``predictions``, each scored mask is also saved as
+    ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size; :func:`prediction_files`) and listed in
+    ``predicted``."""
     samples = [s for s in samples if s.mask is not None]
+    saved_as = None if predictions is None else prediction_files(predictions, samples)
     dataset = images_for([s.image for s in samples], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
@@ -59,23 +63,34 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
             continue
         try:
             gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)  # type: ignore[arg-type]
+            result = fit_to_mask(result, sample.image, sample.mask, gt.shape)  # type: ignore[arg-type]
             scores.append(score_image(result, gt, sample.group, sample.image.name))
-            if predictions is not None:
-                saved = output_path(predictions, Path(sample.group) / sample.image.name)
-                write_png_atomic(saved, result)
-                predicted.append((sample, saved))
+            if saved_as is not None:
+                write_png_atomic(saved_as[index], result)
+                predicted.append((sample, saved_as[index]))
         except DataFileError as e:
             skipped.append((printable(sample.image), str(e)))
         except ValueError as e:
             skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))  # type: ignore[arg-type]
     bar.close()
     if not scores:
-        raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
+        raise ValueError("no image could be evaluated: " + (f"{len(skipped)} skipped, the first {skipped[0][1]}"
+                                                            if skipped else "none has a ground-truth mask"))
     summary = summarize(scores, empty)
     other = "zero" if empty == "exclude" else "exclude"
     summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
     summary["skipped"] = len(skipped)
     return Evaluation(summary, scores, skipped, predicted)
+
+
+def prediction_files(folder: Path, samples: Sequence[Sample]) -> list[Path]:
+    """Where each sample's predicted mask is saved: ``folder/<group>/<image stem>.png``, or ``<image name>.png``
+    where images of a group share a stem (``a.jpg``, ``a.png``), so that none overwrites another."""
+    files = [output_path(folder, Path(s.group) / s.image.name) for s in samples]
+    for clash in clashes(files):
+        for i in clash:
+            files[i] = output_path(folder, Path(samples[i].group) / f"{samples[i].image.name}.png")
+    return files
 
 
 def _finite(x: float) -> Optional[float]:

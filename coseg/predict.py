@@ -5,7 +5,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -58,9 +58,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                    statistics: Optional[GroupStatistics] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
-    a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks already written are
-    kept (an interrupted run resumes, and removes the temporary files a killed run left) unless ``overwrite``; files
-    that cannot be read are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and
+    a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks (and overlays) already
+    written are kept unless ``overwrite``: an interrupted run resumes, predicting again each whole group that misses
+    one, so its masks are those of an uninterrupted run, and removes the temporary files a killed run left. Files
+    that cannot be read, broken links, unreadable folders and images whose masks would overwrite each other's
+    (``a.jpg`` and ``a.png``) are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and
     ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -70,21 +72,39 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         if target is not None and _inside(target, input_dir):
             raise ValueError(f"{printable(target)} is inside the input folder {printable(input_dir)}: choose an "
                              "output folder elsewhere (predict never writes into its input)")
+    if overlays is not None and Path(overlays).resolve() == output_dir.resolve():
+        raise ValueError(f"{printable(overlays)} is both the masks' and the overlays' folder: each overlay would "
+                         "replace its mask; choose another folder for the overlays")
     for target in (output_dir, overlays):
         if target is not None:
             remove_temporaries(target)  # left by a killed run
     scan = find_samples(input_dir, "folders")
     report = PredictReport(output=output_dir)
-    todo, todo_samples = [], []
-    for sample in scan.samples:
-        target = output_path(output_dir, sample.image.relative_to(input_dir))
-        if target.exists() and not overwrite:
-            report.already_done += 1
-        else:
-            todo.append((sample.image, target))
-            todo_samples.append(sample)
-    dataset = images_for([image for image, _ in todo], image_size, colour)
-    groups = group_ids(todo_samples) if group_mode else None
+    report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in UNREADABLE_PROBLEMS)
+    relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
+    masks = [output_path(output_dir, relative) for relative in relatives]
+    clashing = set()
+    for clash in clashes(masks):
+        clashing.update(clash)
+        names = ", ".join(printable(scan.samples[i].image.name) for i in clash)
+        report.skipped.extend((printable(scan.samples[i].image), f"{printable(scan.samples[i].image)}: images "
+                               f"{names} would write the same mask {printable(masks[i].name)} (names compared "
+                               "ignoring case); rename all but one") for i in clash)
+    # (sample, mask to write, overlay to write): None where the file is kept
+    planned = []
+    for i, (sample, relative, mask) in enumerate(zip(scan.samples, relatives, masks)):
+        if i not in clashing:
+            tinted = None if overlays is None else output_path(overlays, relative)
+            planned.append((sample, None if mask.exists() and not overwrite else mask,
+                            None if tinted is None or tinted.exists() and not overwrite else tinted))
+    if group_mode:  # a group that misses an output is predicted whole: its consensus is that of the whole group
+        missing = {sample.group for sample, mask, tinted in planned if mask is not None or tinted is not None}
+        todo = [plan for plan in planned if plan[0].group in missing]
+    else:
+        todo = [plan for plan in planned if plan[1] is not None or plan[2] is not None]
+    report.already_done = sum(mask is None for _, mask, _ in planned)
+    dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
+    groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
     # The atomic writes (mostly waiting for fsync) always run in a background thread while the model goes on; PNG
     # encoding runs there too only with a core to spare, since where the model fills every core it would only
@@ -96,16 +116,17 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                                              groups=groups, refinement=refinement, flip=flip, edges=edges,
                                              colour=colour, statistics=statistics):
             bar.update(1)
-            image_path, target = todo[index]
+            sample, target, tinted = todo[index]
             if isinstance(result, str):
-                report.skipped.append((printable(image_path), result))
+                report.skipped.append((printable(sample.image), result))
                 continue
-            tinted = None if overlays is None else output_path(overlays, image_path.relative_to(input_dir))
+            if target is None and tinted is None:
+                continue  # predicted only as part of its group
             if spare:
-                pending.append(writer.submit(_write_outputs, result, target, image_path, tinted))
+                pending.append(writer.submit(_write_outputs, result, target, sample.image, tinted))
             else:
-                pending.append(writer.submit(_write_files, _encoded_outputs(result, target, image_path, tinted)))
-            report.written += 1
+                pending.append(writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)))
+            report.written += target is not None
             if len(pending) > MAX_PENDING_WRITES:
                 pending.popleft().result()  # a failed write raises here; and the backlog stays bounded
         for job in pending:
@@ -114,14 +135,26 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     return report
 
 
+UNREADABLE_PROBLEMS = ("broken link", "skipped folder")
+
+
+def clashes(targets: Sequence[Path]) -> list[list[int]]:
+    """Indices of the ``targets`` that name one file, compared ignoring case (as macOS and Windows file systems
+    do), in sets of two or more: images with one stem in one folder (``a.jpg``, ``a.PNG``) would write one mask."""
+    same: dict[str, list[int]] = {}
+    for i, target in enumerate(targets):
+        same.setdefault(str(target).casefold(), []).append(i)
+    return [indices for indices in same.values() if len(indices) > 1]
+
+
 WRITER_THREADS = 2
 MAX_PENDING_WRITES = 64
 
 
-def _encoded_outputs(mask: np.ndarray, target: Path, image_path: Path,
+def _encoded_outputs(mask: np.ndarray, target: Optional[Path], image_path: Path,
                      overlay_target: Optional[Path]) -> list[tuple[Path, bytes]]:
-    """The PNG files to write for one image: its mask, and its overlay if asked for."""
-    files = [(target, encode_png(mask, target))]
+    """The PNG files to write for one image: its mask and its overlay, each where a target is given."""
+    files = [] if target is None else [(target, encode_png(mask, target))]
     if overlay_target is not None:
         files.append((overlay_target, encode_png(overlay(read_image(image_path), mask), overlay_target)))
     return files
@@ -132,5 +165,5 @@ def _write_files(files: list[tuple[Path, bytes]]) -> None:
         write_bytes_atomic(path, data)
 
 
-def _write_outputs(mask: np.ndarray, target: Path, image_path: Path, overlay_target: Optional[Path]) -> None:
+def _write_outputs(mask: np.ndarray, target: Optional[Path], image_path: Path, overlay_target: Optional[Path]) -> None:
     _write_files(_encoded_outputs(mask, target, image_path, overlay_target))

@@ -6,7 +6,7 @@ RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by
 unless ``cv2.IMREAD_IGNORE_ORIENTATION`` is set. Masks are decoded with Pillow, which keeps palette indices
 and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored.
 ``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the stored one does,
-the image is used as stored.
+the image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back likewise.
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """
@@ -216,9 +216,44 @@ def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = Fal
         if stored.shape[:2] == mask.shape:
             image = stored
     if image.shape[:2] != mask.shape:
-        raise MaskError(mask_path, f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
-                                   f"{printable(image_path)} is {image.shape[0]}x{image.shape[1]}")
+        raise _mismatch(mask_path, mask.shape, image_path, image.shape[:2])
     return image, mask
+
+
+def _mismatch(mask_path: Path, mask_shape: tuple[int, ...], image_path: Path,
+              image_shape: tuple[int, ...]) -> MaskError:
+    return MaskError(mask_path, f"mask is {mask_shape[0]}x{mask_shape[1]} (HxW) but its image "
+                                f"{printable(image_path)} is {image_shape[0]}x{image_shape[1]}")
+
+
+def _exif_orientation(path: Path) -> Optional[int]:
+    """The EXIF orientation tag of the image at ``path`` (read from its header), None without one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
+            with Image.open(path) as im:
+                return im.getexif().get(_EXIF_ORIENTATION)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+# (H, W) array over an image as viewed -> over the image as stored, for the orientations that swap H and W
+_UNDO_TURN = {5: np.transpose, 6: np.rot90, 7: lambda a: np.rot90(a, 2).T, 8: lambda a: np.rot90(a, -1)}
+
+
+def fit_to_mask(prediction: np.ndarray, image_path: PathLike, mask_path: PathLike,
+                mask_shape: tuple[int, ...]) -> np.ndarray:
+    """``prediction`` (H, W) of the image at ``image_path`` as viewed (EXIF-rotated, as ``read_image`` gives it),
+    laid over its mask of ``mask_shape``: as it is when it fits, else turned back to the image's stored orientation
+    when only that fits, as ``read_pair`` pairs them. Raises ``MaskError`` naming both files when neither fits."""
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    if prediction.shape != mask_shape and prediction.shape[::-1] == mask_shape:
+        undo = _UNDO_TURN.get(_exif_orientation(image_path))  # type: ignore[arg-type]
+        if undo is not None:
+            prediction = np.ascontiguousarray(undo(prediction))
+    if prediction.shape != mask_shape:
+        raise _mismatch(mask_path, mask_shape, image_path, prediction.shape)
+    return prediction
 
 
 def write_png_atomic(path: PathLike, array: np.ndarray) -> None:

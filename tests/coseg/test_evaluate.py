@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,10 @@ import torch
 
 from coseg.data import find_samples, read_mask
 from coseg.evaluate import evaluate_samples, write_evaluation
+from tests.coseg.files import write_cv2, write_exif_jpeg, write_rgb
 from tests.coseg.pipeline_fixtures import ConstantModel, odd_sized_set
+
+CPU = torch.device("cpu")
 
 
 def test_scores_at_ground_truth_resolution(tmp_path):
@@ -41,3 +45,53 @@ def test_unreadable_image_is_skipped_and_listed(tmp_path):
     assert "im0.jpg" in ev.skipped[0][1]
     assert ev.summary["J"] == 0.0  # predicting background everywhere
     assert math.isclose(ev.summary["skipped"], 1)
+
+
+class BrightModel(torch.nn.Module):
+    """Foreground probability = the image's first channel: white is foreground."""
+
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
+                      edges=None, statistics=None) -> torch.Tensor:
+        return images[:, :1].clone()
+
+
+def corner_image(height: int = 40, width: int = 56) -> np.ndarray:
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 2, : width // 2] = 255
+    return rgb
+
+
+def test_exif_rotated_image_is_scored_against_a_mask_of_the_stored_image(tmp_path):
+    """Phones store photos sideways with an EXIF turn; a mask drawn on the stored pixels is scored (as training
+    pairs it) with the prediction turned back, not skipped for its size."""
+    root = tmp_path / "data"
+    write_exif_jpeg(root / "images" / "g" / "phone.jpg", corner_image(), 6)
+    write_cv2(root / "ground_truth" / "g" / "phone.png", corner_image()[..., 0])
+    ev = evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False,
+                          predictions=tmp_path / "pred")
+    assert not ev.skipped and ev.summary["J"] > 95
+    saved = read_mask(ev.predicted[0][1])
+    assert saved.shape == (40, 56) and (saved == (corner_image()[..., 0] > 0)).mean() > 0.97  # as stored
+
+
+def test_images_sharing_a_stem_save_their_predictions_apart(tmp_path):
+    root = tmp_path / "data"
+    write_rgb(root / "images" / "g" / "a.jpg", corner_image())
+    write_rgb(root / "images" / "g" / "a.png", 255 - corner_image())
+    write_cv2(root / "ground_truth" / "g" / "a.png", corner_image()[..., 0])
+    ev = evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False,
+                          predictions=tmp_path / "pred")
+    saved = {sample.image.name: path for sample, path in ev.predicted}
+    assert {name: path.name for name, path in saved.items()} == {"a.jpg": "a.jpg.png", "a.png": "a.png.png"}
+    assert (read_mask(saved["a.jpg"]) != read_mask(saved["a.png"])).all()
+
+
+def test_nothing_evaluated_says_why(tmp_path):
+    root = tmp_path / "data"
+    write_rgb(root / "images" / "g" / "a.jpg", corner_image())
+    write_cv2(root / "ground_truth" / "g" / "a.png", corner_image(20, 28)[..., 0])
+    with pytest.raises(ValueError, match=r"1 skipped, the first .*a.png: mask is 20x28 \(HxW\) but its image "
+                                         r".*a.jpg is 40x56"):
+        evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False)
+    with pytest.raises(ValueError, match="none has a ground-truth mask"):
+        evaluate_samples(BrightModel(), [], 64, CPU, progress=False)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coseg.data.io import ImageReadError, MaskError, printable, read_image, read_mask, read_pair, write_png_atomic
+from coseg.data.io import (
+    ImageReadError, MaskError, fit_to_mask, printable, read_image, read_mask, read_pair, write_png_atomic,
+)
 from tests.coseg.files import half_mask, left_red_image, write_cv2, write_exif_jpeg, write_palette, write_pil, write_rgb
 
 ODD_NAME = os.fsdecode(b"caf\xc3\xa9 \xff odd, 'name'!")  # UTF-8 é, then a byte that is not UTF-8
@@ -234,6 +236,23 @@ def test_pair_falls_back_to_stored_orientation_when_only_that_fits(tmp_path):
     got, m = read_pair(image, mask)
     assert close(got, rgb)
     np.testing.assert_array_equal(m, half_mask(12, 16))
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_prediction_on_the_rotated_image_is_turned_back_to_a_mask_of_the_stored_one(tmp_path, orientation):
+    stored = np.zeros((24, 32, 3), np.uint8)
+    stored[:8, :16] = 255  # a corner no turn or flip leaves in place
+    image = write_exif_jpeg(tmp_path / "img.jpg", stored, orientation)
+    prediction = read_image(image)[..., 0] > 128  # as the model sees the image: rotated
+    assert prediction.shape == (32, 24)
+    np.testing.assert_array_equal(fit_to_mask(prediction, image, tmp_path / "m.png", (24, 32)), stored[..., 0] > 0)
+    assert fit_to_mask(prediction, image, tmp_path / "m.png", (32, 24)) is prediction  # drawn on the rotated image
+
+
+def test_prediction_fitting_no_orientation_of_the_mask_names_both_files(tmp_path):
+    image = write_rgb(tmp_path / "img.jpg", left_red_image(12, 16))
+    with pytest.raises(MaskError, match=r"msk.png: mask is 16x12.*img.jpg is 12x16"):
+        fit_to_mask(half_mask(12, 16), image, tmp_path / "msk.png", (16, 12))  # no EXIF turn to undo
 
 
 # --- writing ------------------------------------------------------------------------------------------------------

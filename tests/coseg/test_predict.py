@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -232,3 +233,73 @@ def test_images_for_the_colour_cut_come_from_the_same_file_at_their_own_size(tmp
     batch = collate_images([both[0], {"index": 9, "error": "bad.jpg: broken"}, both[2]])
     assert batch["cut_image"].shape == (2, 3, 64, 64) and batch["image"].shape == (2, 3, 32, 32)
     assert torch.equal(batch["cut_image"][1], both[2]["cut_image"]) and batch["errors"] == [(9, "bad.jpg: broken")]
+
+
+def test_images_that_would_write_one_mask_are_skipped_and_named(tmp_path):
+    """``a.jpg`` and ``A.png`` would both write ``a.png`` (one file where case is ignored): neither overwrites the
+    other's mask; both are listed, the other images are predicted."""
+    from tests.coseg.files import write_rgb
+
+    rng = np.random.default_rng(0)
+    for name, size in (("a.jpg", (30, 50)), ("A.png", (40, 56)), ("b.jpg", (30, 50))):
+        write_rgb(tmp_path / "in" / "g" / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    report = predict_folder(ConstantModel(0.8), 64, tmp_path / "in", tmp_path / "out", CPU, progress=False)
+    assert report.written == 1 and [p.name for p in (tmp_path / "out" / "g").iterdir()] == ["b.png"]
+    assert sorted(Path(f).name for f, _ in report.skipped) == ["A.png", "a.jpg"]
+    assert all("A.png, a.jpg" in reason and "rename" in reason for _, reason in report.skipped)
+
+
+def test_broken_link_is_reported(tmp_path):
+    root = odd_sized_set(tmp_path / "data") / "images"
+    (root / "g0" / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
+    assert report.written == 3 and [f for f, _ in report.skipped] == [str(root / "g0" / "gone.jpg")]
+    assert "broken link" in report.skipped[0][1]
+
+
+def test_overlays_cannot_replace_the_masks(tmp_path):
+    root = odd_sized_set(tmp_path / "data") / "images"
+    with pytest.raises(ValueError, match="both the masks' and the overlays' folder"):
+        predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, overlays=tmp_path / "out" / ".",
+                       progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rerun_with_overlays_writes_the_missing_overlays(tmp_path):
+    root = odd_sized_set(tmp_path / "data") / "images"
+    predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
+    report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, overlays=tmp_path / "ov",
+                            progress=False)
+    assert report.written == 0 and report.already_done == 3
+    assert sorted(p.relative_to(tmp_path / "ov") for p in (tmp_path / "ov").rglob("*.png")) == [
+        Path("g0/im0.png"), Path("g0/im1.png"), Path("g1/im0.png")]
+
+
+class GroupMeanModel(torch.nn.Module):
+    """Foreground probability = the mean red of the image's group, everywhere: a mask depends on its group."""
+
+    def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement=None, flip: bool = False,
+                      edges=None, statistics=None) -> torch.Tensor:
+        return torch.full_like(images[:, :1], float(images[:, 0].mean()))
+
+
+@pytest.mark.parametrize("lost", ["mask", "overlay"])
+def test_resumed_group_is_predicted_whole(tmp_path, lost):
+    """A group that lost one output to an interruption is predicted again with all its images, as the first run
+    did: a dark image is foreground in its group (mean red 0.7) though not alone (0.4); only missing files are
+    written."""
+    from tests.coseg.files import write_rgb
+
+    for name, red in (("dark.png", 100), ("bright.png", 255)):
+        write_rgb(tmp_path / "in" / "g" / name, np.full((8, 8, 3), (red, 0, 0), np.uint8))
+    out, ov = tmp_path / "out", tmp_path / "ov"
+    first = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
+    assert first.written == 2 and cv2.imread(str(out / "g" / "dark.png"), cv2.IMREAD_UNCHANGED).min() == 255
+    (out if lost == "mask" else ov).joinpath("g", "dark.png").unlink()
+    bright = (out / "g" / "bright.png").stat().st_mtime_ns
+    second = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
+    assert (second.written, second.already_done) == ((1, 1) if lost == "mask" else (0, 2))
+    assert cv2.imread(str(out / "g" / "dark.png"), cv2.IMREAD_UNCHANGED).min() == 255
+    overlay = read_image(ov / "g" / "dark.png")
+    assert (overlay[..., 0] > overlay[..., 2]).all()  # tinted red: foreground
+    assert (out / "g" / "bright.png").stat().st_mtime_ns == bright  # kept, not written again
