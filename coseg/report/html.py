@@ -68,7 +68,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 def esc(value: object) -> str:
     """Text safe inside HTML elements and quoted attributes (``& < > " '`` escaped; undecodable bytes of a file
     name shown as ``\\xNN``)."""
-    text = printable(value) if isinstance(value, os.PathLike) else str(value)
+    text = printable(value) if isinstance(value, (str, os.PathLike)) else str(value)
     return html.escape(text, quote=True)
 
 

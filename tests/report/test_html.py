@@ -20,6 +20,8 @@ def test_escaping_of_awkward_names():
 def test_undecodable_file_name_is_shown_with_escapes():
     name = Path(os.fsdecode(b"caf\xe9 <1>.jpg"))
     assert esc(name) == "caf\\xe9 &lt;1&gt;.jpg"
+    assert esc(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"  # the same name as a str
+    assert esc("café ✓") == "café ✓"  # decodable text unchanged
 
 
 def test_table_cells_numbers_and_sorting_values():

@@ -80,3 +80,27 @@ def test_nothing_to_report_is_a_clear_error(tmp_path):
         build_report(tmp_path, progress=False)
     with pytest.raises(ValueError, match="not a folder"):
         build_report(tmp_path / "missing", progress=False)
+
+
+def test_prediction_report_with_a_file_name_that_is_not_utf8(tmp_path):
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from coseg.data import write_png_atomic
+    from coseg.predict import output_path
+    from coseg.report.segmentation import record_prediction
+
+    photos = tmp_path / "photos" / "g"
+    photos.mkdir(parents=True)
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not UTF-8, so Python holds a surrogate escape
+    picture = np.zeros((20, 30, 3), np.uint8)
+    picture[5:15, 10:20] = 200
+    write_png_atomic(photos / name, picture)
+    masks = tmp_path / "masks"
+    write_png_atomic(output_path(masks, Path("g") / name), picture[..., 0] > 0)
+    record_prediction(masks, tmp_path / "photos", tmp_path / "model.safetensors")
+    result = build_report(masks, thumbnail=32, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert "caf\\xe9.png" in text and len(parse_page(result.path).images) == 2
