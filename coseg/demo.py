@@ -40,7 +40,8 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
             {"train": groups[:-DEMO_TEST_GROUPS], "test": groups[-DEMO_TEST_GROUPS:]}, indent=1))
     cfg = CosegTrainConfig(data=str(data), layout="icoseg", output=str(output / "run"), train_split="train",
                            image_size=DEMO_IMAGE_SIZE, epochs=1000, minutes=minutes, val_fraction=0.2,
-                           groups_per_batch=2, images_per_group=4, device=device, quiet=quiet)
+                           groups_per_batch=2, images_per_group=4, device=device, quiet=quiet,
+                           overwrite=True)  # a second demo replaces the first
     result = train(cfg)
     dev = resolve_device(device)
     checkpoint = result.output / "best.safetensors"

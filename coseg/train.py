@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
+from coseg.engine import DistInfo, Engine, FitResult, adamw, config_to_dict, distributed_run, load_config, save_config
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -95,10 +95,16 @@ class TrainResult:
 def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
     """Training and validation groups: validation is carved from the training groups (never the test split).
     Explicit ``val_groups`` are taken out of the training split (or of all groups); listed both there and in
-    explicit ``train_groups`` they are an error."""
+    explicit ``train_groups`` they are an error, and so is a chosen group without any mask. Where the groups
+    belong to subsets (SBCoseg) each subset gives its share, unless that holds none out."""
     groups = choose_groups(scan, default_splits_file(Path(cfg.data), cfg.splits), cfg.train_split, cfg.train_groups)
-    if cfg.val_groups:
-        val = choose_groups(scan, None, None, cfg.val_groups)
+    val = choose_groups(scan, None, None, cfg.val_groups) if cfg.val_groups else []
+    labelled = {s.group for s in scan.labelled}
+    unlabelled = [g for g in dict.fromkeys(groups + val) if g not in labelled]
+    if unlabelled:
+        raise ValueError(f"group(s) without any mask, so nothing to train or validate on: "
+                         f"{', '.join(map(printable, unlabelled))}")
+    if val:
         overlap = sorted(set(val) & set(groups))
         if overlap and cfg.train_groups:
             raise ValueError(f"groups both in training and validation: {', '.join(map(printable, overlap))}")
@@ -107,8 +113,51 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         return groups, []
     subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}
     if any(subsets.values()):
-        return stratified_holdout(subsets, cfg.val_fraction, seed=cfg.seed)
-    return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed)
+        kept, held = stratified_holdout(subsets, cfg.val_fraction, seed=cfg.seed)
+        if held:
+            return kept, held
+    try:
+        return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed)
+    except ValueError as e:
+        raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
+
+
+RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
+"""The options ``--resume`` may change: how long and where the run goes on, not what it trains."""
+
+
+def _run_files(output: Path) -> list[Path]:
+    """The checkpoints and logs of a run (or of an ensemble's members) already in ``output``."""
+    names = ("last.pt", "log.csv", "best.safetensors", "last.safetensors")
+    folders = [output, *sorted(output.glob("member*"))]
+    return [folder / name for folder in folders for name in names if (folder / name).is_file()]
+
+
+def check_output(cfg: CosegTrainConfig, resume: bool) -> None:
+    """Refuse to lose a run already in ``cfg.output``: a new run there needs ``overwrite``, and ``resume`` needs
+    the options saved in its ``config.yaml``, but for :data:`RESUMABLE` ones."""
+    output = Path(cfg.output)
+    saved = output / "config.yaml"
+    if resume and saved.is_file():
+        before = load_config(CosegTrainConfig, saved)
+        changed = [f"{k} {getattr(before, k)!r} → {getattr(cfg, k)!r}" for k in config_to_dict(cfg)
+                   if k not in RESUMABLE and _option_value(before, k) != _option_value(cfg, k)]
+        if changed:
+            raise ValueError(f"{printable(saved)}: --resume with options the run was not trained with: "
+                             f"{'; '.join(changed)}. Resume with its own options (--config {printable(saved)}), "
+                             f"or train a new run in another --output")
+    elif not resume and not cfg.overwrite:
+        found = _run_files(output)
+        if found:
+            names = ", ".join(p.relative_to(output).as_posix() for p in found[:3]) + (", ..." if found[3:] else "")
+            raise ValueError(f"{printable(output)} already holds a run ({printable(names)}); --resume continues it, "
+                             f"--overwrite replaces it, or choose another --output")
+
+
+def _option_value(cfg: CosegTrainConfig, key: str) -> Any:
+    """``cfg.key``, folder options as paths (``data/`` and ``./data`` are the same folder)."""
+    value = getattr(cfg, key)
+    return Path(value) if key in ("data", "splits") and value else value
 
 
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
@@ -160,6 +209,13 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
     if cfg.members < 1:
         raise ValueError(f"members must be >= 1, got {cfg.members}")
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.minutes is not None and cfg.minutes < 0:
+        raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
+    if not 0 <= cfg.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    check_output(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
 
@@ -226,7 +282,9 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
     val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
     if len(train_data.groups) < cfg.groups_per_batch:
-        raise ValueError(f"{len(train_data.groups)} training group(s) but groups_per_batch = {cfg.groups_per_batch}")
+        held = f", {len(val_groups)} held out for validation" if val_groups else ""
+        raise ValueError(f"{len(train_data.groups)} training group(s){held}, but groups_per_batch = "
+                         f"{cfg.groups_per_batch}: lower --groups-per-batch (or --val-fraction)")
     sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
                              world_size=dist.world_size, seed=cfg.seed)
     loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.workers,

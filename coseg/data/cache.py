@@ -2,7 +2,9 @@
 
 The disk cache holds one ``.npz`` per sample, named by a hash of (image path, mtime, size in bytes, mask path,
 mtime, size, S, mask encoding), so an edited or replaced file is decoded again and a second run skips decoding.
-Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them.
+Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them. A cache
+folder that cannot be written (read-only, full, a file) is a ``ValueError`` naming it; one already holding every
+entry is only read.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coseg.atomic import PathLike, write_bytes_atomic
-from coseg.data.io import DataFileError, read_image_for_size, read_pair
+from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair
 from coseg.data.layouts import Sample
 
 _FORMAT = 1  # bump when the stored arrays change meaning
@@ -150,5 +152,9 @@ class ImageCache:
                 arrays["mask"] = decoded.mask
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
-            write_bytes_atomic(disk, buffer.getvalue())
+            try:
+                write_bytes_atomic(disk, buffer.getvalue())
+            except OSError as e:  # read-only, full, or not a folder: bad input, not a crash
+                raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} "
+                                 f"({e.strerror or e}); choose another --cache-dir or leave it out") from None
         return decoded, False

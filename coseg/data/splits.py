@@ -26,7 +26,9 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
     path = Path(path)
     try:
         splits = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except OSError as e:  # its strerror only: the message names the file once
+        raise ValueError(f"cannot read splits file {printable(path)}: {e.strerror or e}") from None
+    except ValueError as e:
         raise ValueError(f"cannot read splits file {printable(path)}: {e}") from None
     if not isinstance(splits, dict) or name not in splits:
         valid = ", ".join(sorted(splits)) if isinstance(splits, dict) else "(not a JSON object)"

@@ -1,7 +1,8 @@
 """Training-state checkpoints (for ``--resume``): written atomically, read back with ``weights_only=True``.
 
 The user-facing model files are safetensors written by the model's own ``save``; this file holds what resuming
-needs besides: model and optimizer state, AMP scaler, epoch, best metric so far, and the RNG states."""
+needs besides: model and optimizer state, AMP scaler, epoch, best metric so far, training seconds so far, and the RNG
+states."""
 from __future__ import annotations
 
 import pickle

@@ -30,12 +30,16 @@ class DistInfo:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' → CUDA when available, else CPU; otherwise the named device."""
+    """'auto' → CUDA when available, else CPU; otherwise the named device. A name torch does not know, or CUDA
+    asked for where there is none, raises ``ValueError``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device '{device}'; valid: auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' was asked for but CUDA is not available")
+        raise ValueError(f"device '{device}' was asked for but CUDA is not available")
     return dev
 
 

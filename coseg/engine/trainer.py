@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries
-from coseg.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from coseg.engine.checkpoint import CheckpointError, load_training_state, rng_state, save_training_state, set_rng_state
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
 from coseg.engine.ema import weight_ema
@@ -70,7 +70,8 @@ class Engine:
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
-    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end.
+    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
+    counts the time its checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
     With ``ema_decay`` > 0 an exponential moving average of the weights (:func:`~coseg.engine.ema.weight_ema`) is
     what is validated and saved in the ``.safetensors`` files (``eval_model``); ``last.pt`` holds both."""
 
@@ -115,7 +116,8 @@ class Engine:
         return self.ema.module if self.ema is not None else self.model
 
     # --- checkpoints -------------------------------------------------------------------------------------
-    def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool) -> None:
+    def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool,
+              seconds: float) -> None:
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         model: SaveableModel = self.eval_model  # type: ignore[assignment]
         if improved:
@@ -124,25 +126,32 @@ class Engine:
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
-            "world_size": self.dist.world_size, **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            "world_size": self.dist.world_size, "seconds": seconds,
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
 
-    def _resume(self) -> tuple[int, Optional[float], int]:
-        state = load_training_state(self.output_dir / "last.pt", map_location=self.device)
+    def _resume(self) -> tuple[int, Optional[float], int, float]:
+        """Load ``last.pt``: (epoch, best metric, best epoch, training seconds used so far)."""
+        path = self.output_dir / "last.pt"
+        state = load_training_state(path, map_location=self.device)
         if state.get("world_size", 1) != self.dist.world_size:
-            raise RuntimeError(f"{self.output_dir / 'last.pt'}: saved by a run with {state['world_size']} process(es); "
-                               f"resume it with the same number (now {self.dist.world_size})")
-        self.model.load_state_dict(state["model"])
+            raise CheckpointError(f"{path}: saved by a run with {state['world_size']} process(es); "
+                                  f"resume it with the same number (now {self.dist.world_size})")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: does not fit this model ({str(e).strip().splitlines()[0]}); resume it "
+                                  f"with the options it was trained with") from None
         if (self.ema is not None) != ("ema" in state):
-            raise RuntimeError(f"{self.output_dir / 'last.pt'}: saved by a run {'with' if 'ema' in state else 'without'} "
-                               f"a weight average (ema_decay); resume it with the same setting")
+            raise CheckpointError(f"{path}: saved by a run {'with' if 'ema' in state else 'without'} "
+                                  f"a weight average (ema_decay); resume it with the same setting")
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.log.load(up_to_epoch=state["epoch"])
-        return state["epoch"], state["best"], state["best_epoch"]
+        return state["epoch"], state["best"], state["best_epoch"], float(state.get("seconds", 0.0))
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
@@ -159,9 +168,9 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------------------------
     def fit(self, task: TrainTask, loader: Iterable, resume: bool = False) -> FitResult:
         """Run the epochs; ``loader``'s batch sampler gets ``set_epoch(epoch)`` when it has one."""
-        start_epoch, best, best_epoch = 0, None, 0
-        if resume:
-            start_epoch, best, best_epoch = self._resume()
+        start_epoch, best, best_epoch, seconds_before = 0, None, 0, 0.0
+        if resume:  # the time budget and the schedule go on from the time the checkpointed epochs took
+            start_epoch, best, best_epoch, seconds_before = self._resume()
             if self.dist.is_main:
                 remove_temporaries(self.output_dir, recursive=False)  # left by a killed run
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
@@ -169,9 +178,13 @@ class Engine:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
         total_steps = self.epochs * steps_per_epoch
         result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best)
-        t_start = time.perf_counter()
+        t_session = time.perf_counter()
+        t_start = t_session - seconds_before
         images_seen = 0
-        for epoch in range(start_epoch + 1, self.epochs + 1):
+        last_epoch = self.epochs
+        if self.time_budget_s and seconds_before >= self.time_budget_s:
+            last_epoch, result.stopped_by_time = start_epoch, True  # resumed after the budget ran out: nothing to do
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             sampler = getattr(loader, "batch_sampler", None)
             for obj in (sampler, getattr(loader, "sampler", None)):
                 if hasattr(obj, "set_epoch"):
@@ -237,15 +250,17 @@ class Engine:
                 set_rng_state(streams)
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 value = metrics.get(self.select_metric)
+                if value is not None and math.isnan(value):
+                    value = None  # e.g. J when every validation mask is empty: nothing to select on
                 improved = value is not None and self._is_better(value, best)
                 if improved:
                     best, best_epoch = float(value), epoch
-                elif value is None and not metrics:
+                elif value is None:
                     improved = True  # nothing to select on: the newest model is the best one we know
                     best_epoch = epoch
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 self.log.append(row)
-                self._save(epoch, best, best_epoch, metrics, improved)
+                self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start)
                 if not self.quiet:
                     shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
                     tqdm.write(f"epoch {epoch}: {shown}")
@@ -257,5 +272,5 @@ class Engine:
                 break
         result.best_metric, result.best_epoch = best, best_epoch
         result.seconds = time.perf_counter() - t_start
-        result.images_per_s = images_seen * self.dist.world_size / max(result.seconds, 1e-9)
+        result.images_per_s = images_seen * self.dist.world_size / max(time.perf_counter() - t_session, 1e-9)
         return result

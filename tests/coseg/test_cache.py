@@ -1,6 +1,7 @@
 """coseg.data.cache: decode once, resize, skip and list bad files, persist across runs."""
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -110,6 +111,25 @@ def test_corrupt_cache_files_are_decoded_again(scan, tmp_path):
     rewritten = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)
     rewritten.load(scan.samples)
     assert rewritten.from_disk == 6
+
+
+def test_unwritable_cache_folder_is_a_clear_error(scan, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="cannot write to the cache folder .*a_file"):
+        ImageCache(16, cache_dir=tmp_path / "a_file", progress=False).load(scan.samples)
+    import coseg.data.cache as cache_module
+
+    ImageCache(16, cache_dir=tmp_path / "cache", progress=False).load(scan.samples)
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_module, "write_bytes_atomic", full)
+    filled = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)  # everything stored: only read
+    filled.load(scan.samples)
+    assert filled.from_disk == 6
+    with pytest.raises(ValueError, match=r"cannot write to the cache folder .*cache \(No space left on device\)"):
+        ImageCache(32, cache_dir=tmp_path / "cache", progress=False).load(scan.samples)
 
 
 def test_samples_without_masks(scan):

@@ -41,6 +41,8 @@ def test_load_split_rejects_bad_json(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read splits file .*splits.json"):
         load_split(path, "train")
+    with pytest.raises(ValueError, match=r"cannot read splits file .*missing.json: No such file or directory$"):
+        load_split(tmp_path / "missing.json", "train")  # named once, no quoted repeat for the CLI to cut
 
 
 def test_resolve_exact_loose_short_and_contained_names():
@@ -135,3 +137,30 @@ def test_explicit_validation_groups_are_carved_out_of_the_training_split(tmp_pat
     listed_twice = CosegTrainConfig(data=str(root), train_groups=names[:3], val_groups=["Goose"])
     with pytest.raises(ValueError, match="groups both in training and validation: 020 Goose-c, d"):
         split_train_val(listed_twice, scan)
+
+
+def test_validation_groups_without_masks_are_named(tmp_path):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import split_train_val
+
+    root = make_synthetic_coseg(tmp_path, num_groups=3, images_per_group=2, size=16, layout="folders")
+    for mask in (root / "masks" / "02-polygon").iterdir():
+        mask.unlink()
+    scan = find_samples(root, "folders")
+    for cfg in (CosegTrainConfig(data=str(root), val_groups=["02-polygon"]),
+                CosegTrainConfig(data=str(root), train_groups=["00-star", "02-polygon"], val_groups=["01-ellipse"])):
+        with pytest.raises(ValueError, match="group.s. without any mask, so nothing to train or validate on: 02-polygon"):
+            split_train_val(cfg, scan)
+    with pytest.raises(ValueError, match=r"val_fraction 0.9: cannot hold out 2 of 2 groups"):  # the option named
+        split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.9), scan)
+
+
+def test_subsets_too_small_to_share_still_hold_out_a_validation_group(tmp_path):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import split_train_val
+
+    root = make_synthetic_coseg(tmp_path, num_groups=6, images_per_group=1, size=16, layout="sbcoseg")
+    scan = find_samples(root, "sbcoseg")  # 5 subsets: four of one group, one of two
+    train, val = split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.15), scan)
+    assert len(val) == 1 and sorted(train + val) == scan.groups
+    assert split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.0), scan) == (scan.groups, [])

@@ -96,3 +96,65 @@ def test_resume_refuses_pickled_payload(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         engine.fit(task, task.loader(), resume=True)
     assert not marker.exists()
+
+
+def test_resume_goes_on_with_the_time_budget_already_used(tmp_path):
+    def resume_after(seconds: float, crash_at_step=None):
+        state = torch.load(tmp_path / "last.pt", weights_only=True)
+        state["seconds"] = seconds  # as if the checkpointed epochs had taken this long
+        torch.save(state, tmp_path / "last.pt")
+        engine, _ = make_engine(tmp_path, epochs=1000, time_budget_s=1000)
+        task = ToyTask(crash_at_step=crash_at_step)
+        return engine, task
+
+    first, _ = make_engine(tmp_path, epochs=1000, time_budget_s=1000)
+    task = ToyTask(crash_at_step=11)  # dies in epoch 3, after epoch 2's checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(task, task.loader())
+    assert 0 < torch.load(tmp_path / "last.pt", weights_only=True)["seconds"] < 1000
+
+    engine, task = resume_after(500, crash_at_step=5)  # half the budget used: the schedule is half way through
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(task, task.loader(), resume=True)
+    lr = float(list(csv.DictReader(open(tmp_path / "log.csv")))[-1]["lr"])
+    assert lr == pytest.approx(0.1 * lr_factor(0.5, 0.05, "cosine"), rel=0.05)  # not warming up again
+
+    engine, task = resume_after(1000)  # the budget was spent: nothing is left to train
+    result = engine.fit(task, task.loader(), resume=True)
+    assert result.stopped_by_time and result.epochs_run == 3 and task.steps == 0
+    assert result.seconds >= 1000
+
+
+def test_nan_validation_metric_is_not_selected(tmp_path):
+    engine, _ = make_engine(tmp_path, epochs=3)
+    task = ToyTask()
+    task.validate = lambda model: {"acc": float("nan")}  # e.g. J when every validation mask is empty
+    result = engine.fit(task, task.loader())
+    assert result.best_metric is None and result.best_epoch == 3  # the newest model, as without validation
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["best_epoch"] == 3
+
+
+def test_resume_into_another_model_is_a_checkpoint_error(tmp_path):
+    from coseg.engine import CheckpointError
+
+    engine, _ = make_engine(tmp_path, epochs=1)
+    task = ToyTask()
+    engine.fit(task, task.loader())
+    model = ToyModel()
+    model.net[0] = torch.nn.Linear(8, 32)
+    model.net[3] = torch.nn.Linear(32, 3)
+    other = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), tmp_path, dist=DistInfo(), epochs=2,
+                   select_metric="acc", quiet=True)
+    with pytest.raises(CheckpointError, match="last.pt: does not fit this model"):
+        other.fit(task, task.loader(), resume=True)
+
+
+def test_resolve_device_rejects_a_bad_name_as_bad_input():
+    from coseg.engine import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'; valid: auto, cpu, cuda"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda:1' was asked for but CUDA is not available"):
+            resolve_device("cuda:1")

@@ -1,0 +1,86 @@
+"""coseg train's run folder: a finished run is never silently replaced, --resume keeps the options the run was
+trained with, and options out of range are refused before anything is read or written."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from apps.cli import main
+from coseg.config import CosegTrainConfig
+from coseg.engine import load_config
+from coseg.train import check_output, train
+from tests.coseg.pipeline_fixtures import synthetic_set
+
+TINY = ["--members", 1, "--weights", "none", "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2,
+        "--triplet-pixels", 8, "--val-fraction", 0.34, "--device", "cpu", "--quiet"]
+
+
+def coseg(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output and not isinstance(result.exception, (ValueError, RuntimeError))
+    return result.exit_code, result.output
+
+
+def digests(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_a_finished_run_is_kept_unless_resumed_or_overwritten(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY]
+    assert coseg(*args)[0] == 0
+    before = digests(run)
+
+    code, output = coseg(*args)  # the same command again, e.g. from the shell history
+    assert code != 0 and f"{run} already holds a run (last.pt, log.csv, best.safetensors, ...)" in output
+    assert "--resume continues it, --overwrite replaces it" in output
+    assert digests(run) == before
+
+    code, output = coseg(*args[:-len(TINY)], *TINY, "--image-size", 96, "--arch", "fpn", "--resume")
+    assert code != 0 and "config.yaml: --resume with options the run was not trained with" in output
+    assert "image_size 64 → 96" in output and "arch 'unet' → 'fpn'" in output
+    assert digests(run) == before  # config.yaml too: it still describes the checkpoints
+
+    # how long and where it runs may change; the data folder written another way is the same folder
+    assert coseg("train", "--data", f"{data}/", "--output", run, "--epochs", 2, *TINY, "--resume")[0] == 0
+    assert load_config(CosegTrainConfig, run / "config.yaml").epochs == 2
+
+    assert coseg(*args, "--overwrite")[0] == 0
+    assert (run / "log.csv").read_text().splitlines()[1].startswith("1,")
+    assert len((run / "log.csv").read_text().splitlines()) == 2  # a new run of one epoch
+
+
+def test_an_ensemble_member_counts_as_a_run(tmp_path):
+    cfg = CosegTrainConfig(data=str(tmp_path), output=str(tmp_path / "run"))
+    check_output(cfg, resume=False)  # empty or missing: fine
+    (tmp_path / "run" / "member0").mkdir(parents=True)
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump({"epochs": 3}))  # killed before any checkpoint
+    check_output(cfg, resume=False)
+    (tmp_path / "run" / "member0" / "last.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"already holds a run \(member0/last.pt\)"):
+        check_output(cfg, resume=False)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("epochs", 0, "epochs must be >= 1, got 0"),
+    ("minutes", -1.0, "minutes must be >= 0"),
+    ("val_fraction", -0.1, r"val_fraction must be in \[0, 1\), got -0.1"),
+    ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
+])
+def test_options_out_of_range_are_refused_before_anything_is_written(tmp_path, option, value, message):
+    cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **{option: value})
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_numeric_group_names_in_a_config_file_are_names(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train_groups: [7, 8]\nval_groups: [12]\n")  # YAML reads these as numbers
+    cfg = load_config(CosegTrainConfig, path)
+    assert cfg.train_groups == ["7", "8"] and cfg.val_groups == ["12"]
