@@ -135,7 +135,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     return report
 
 
-UNREADABLE_PROBLEMS = ("broken link", "skipped folder")
+UNREADABLE_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image")
 
 
 def clashes(targets: Sequence[Path]) -> list[list[int]]:

@@ -12,13 +12,18 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a ``masks``,
   ``ground_truth``, ``gt`` or ``labels`` folder beside ``root/images``), matched by relative folder + stem.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
-  it. Without masks every sample has ``mask=None`` (prediction).
+  it. Without masks every sample has ``mask=None`` (prediction). When ``root/images`` exists it alone holds the
+  images: the other folders of ``root`` holding images (except the mask folder in use) and the images directly
+  in ``root`` are reported and left out; other files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``).
 
 Hidden files and folders, ``__MACOSX`` and files that are not images are ignored. Symlinked folders are followed
 once (a folder reached again, e.g. through a loop, is reported and skipped). An image without a mask (when a mask
-folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Group names are kept
-exactly as the OS gives them (non-UTF-8 bytes as surrogate escapes); ``printable`` shows them.
+folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Where masks exist,
+several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?) and several
+masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask, that is
+``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
+escapes); ``printable`` shows them.
 
 A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
 registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output and rejects an empty result.
@@ -55,7 +60,7 @@ class Sample:
 @dataclass(frozen=True)
 class Problem:
     """A file or folder that did not make a complete sample. ``kind``: "image without mask", "mask without
-    image", "ambiguous mask", "outside any group", "skipped folder" or "broken link"."""
+    image", "ambiguous image", "ambiguous mask", "outside any group", "skipped folder" or "broken link"."""
 
     kind: str
     path: Path
@@ -143,16 +148,21 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(Path(e.path) for e in os.scandir(folder) if _visible(e.name) and e.is_dir())
 
 
-def _index_masks(masks: list[Path], base: Path, problems: list[Problem]) -> dict[tuple[str, str], Path]:
-    """Masks keyed by (folder relative to ``base``, stem); several masks for one key are reported and dropped."""
+def _stem_key(path: Path, base: Path) -> tuple[str, str]:
+    """(folder relative to ``base``, stem): what pairs an image with its mask."""
+    return path.parent.relative_to(base).as_posix(), path.stem
+
+
+def _index_by_stem(files: list[Path], base: Path, what: str, problems: list[Problem]) -> dict[tuple[str, str], Path]:
+    """``files`` keyed by ``_stem_key``; several files for one key are reported as "ambiguous <what>" and dropped."""
     index: dict[tuple[str, str], list[Path]] = {}
-    for mask in masks:
-        index.setdefault((mask.parent.relative_to(base).as_posix(), mask.stem), []).append(mask)
+    for path in files:
+        index.setdefault(_stem_key(path, base), []).append(path)
     unique = {}
     for key, paths in index.items():
         if len(paths) > 1:
-            detail = f"{len(paths)} masks share the stem '{key[1]}'"
-            problems.extend(Problem("ambiguous mask", p, detail) for p in paths)
+            detail = f"{len(paths)} {what}s share the stem '{key[1]}'"
+            problems.extend(Problem(f"ambiguous {what}", p, detail) for p in paths)
         else:
             unique[key] = paths[0]
     return unique
@@ -163,20 +173,19 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
           any_nonzero: bool = False) -> list[Sample]:
     """Samples for ``images`` matched to ``masks`` by (relative folder, stem); leftovers on both sides reported.
 
-    ``masks=None`` means there is no mask folder at all: samples get ``mask=None`` without a report."""
+    ``masks=None`` means there is no mask folder at all: samples get ``mask=None`` without a report. Otherwise
+    images sharing a stem in one folder (``a.jpg``, ``a.png``) could each be given the other's mask: they are
+    reported as ambiguous and left out."""
+    if masks is None:
+        return [Sample(image, None, group_of(image), subset, any_nonzero) for image in images]
     samples = []
-    used: set[Path] = set()
-    for image in images:
-        mask = None
-        if masks is not None:
-            mask = masks.get((image.parent.relative_to(image_base).as_posix(), image.stem))
-            if mask is None:
-                problems.append(Problem("image without mask", image))
-            else:
-                used.add(mask)
+    for key, image in _index_by_stem(images, image_base, "image", problems).items():
+        mask = masks.get(key)
+        if mask is None:
+            problems.append(Problem("image without mask", image))
         samples.append(Sample(image, mask, group_of(image), subset, any_nonzero))
-    if masks is not None:
-        problems.extend(Problem("mask without image", m) for m in sorted(set(masks.values()) - used))
+    keys = {_stem_key(image, image_base) for image in images}
+    problems.extend(Problem("mask without image", m) for key, m in sorted(masks.items()) if key not in keys)
     return samples
 
 
@@ -198,7 +207,7 @@ def _scan_folder_pair(images_root: Path, masks_root: Optional[Path]) -> tuple[li
     images = _walk(images_root, IMAGE_SUFFIXES, problems, exclude=exclude)
     masks = None
     if masks_root is not None:
-        masks = _index_masks(_walk(masks_root, MASK_SUFFIXES, problems), masks_root, problems)
+        masks = _index_by_stem(_walk(masks_root, MASK_SUFFIXES, problems), masks_root, "mask", problems)
     return _pair(images, images_root, masks, _folder_groups(images_root), problems), problems
 
 
@@ -209,13 +218,37 @@ def _mask_folder_beside(images_root: Path) -> Optional[Path]:
     return None
 
 
+def _outside_images(root: Path, masks_root: Optional[Path]) -> list[Problem]:
+    """The image files directly in ``root`` and the other visible folders of ``root`` holding images (at any
+    depth), except ``root/images`` and the mask folder in use: the folders layout leaves them out."""
+    images_root = root / "images"
+    used = [images_root] + ([masks_root] if masks_root is not None else [])
+    skip = {os.path.realpath(p) for p in used}
+    outside = f"outside {printable(images_root)}, which holds this layout's images"
+    problems = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        path = Path(entry.path)
+        if not _visible(entry.name) or os.path.realpath(path) in skip:
+            continue
+        if entry.is_dir():
+            count = len(_walk(path, IMAGE_SUFFIXES, [], exclude=used))
+            if count:
+                problems.append(Problem("skipped folder", path, f"{count} image(s) {outside}; to use them, pass "
+                                                                "this folder itself or move it under images/"))
+        elif entry.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            problems.append(Problem("outside any group", path, f"{outside}; to use it, move it under images/"))
+    return problems
+
+
 @LAYOUTS.register("folders")
 def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """Generic layout: see the module docstring."""
-    images_root = root / "images" if (root / "images").is_dir() else root
-    if masks_root is None and images_root != root:
-        masks_root = _mask_folder_beside(images_root)
-    return _scan_folder_pair(images_root, masks_root)
+    if not (root / "images").is_dir():
+        return _scan_folder_pair(root, masks_root)
+    if masks_root is None:
+        masks_root = _mask_folder_beside(root / "images")
+    samples, problems = _scan_folder_pair(root / "images", masks_root)
+    return samples, problems + _outside_images(root, masks_root)
 
 
 @LAYOUTS.register("icoseg")
@@ -251,8 +284,8 @@ def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample],
     for group in _subfolders(data):
         images = _walk(group, IMAGE_SUFFIXES, problems, recursive=False)
         truth = _groundtruth_folder(group)
-        masks = None if truth is None else _index_masks(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
-                                                        truth, problems)
+        masks = None if truth is None else _index_by_stem(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
+                                                          truth, "mask", problems)
         samples += _pair(images, group, masks, lambda _, name=group.name: name, problems, any_nonzero=True)
     return samples, problems
 
@@ -273,7 +306,7 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
         for group in _subfolders(top) if subset else [top]:
             files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
             images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
-            masks = _index_masks([f for f in files if f.suffix.lower() == ".png"], group, problems)
+            masks = _index_by_stem([f for f in files if f.suffix.lower() == ".png"], group, "mask", problems)
             name = group.relative_to(root).as_posix()
             samples += _pair(images, group, masks, lambda _, name=name: name, problems, subset=subset)
     return samples, problems

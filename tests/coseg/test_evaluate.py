@@ -77,13 +77,14 @@ def test_exif_rotated_image_is_scored_against_a_mask_of_the_stored_image(tmp_pat
 def test_images_sharing_a_stem_save_their_predictions_apart(tmp_path):
     root = tmp_path / "data"
     write_rgb(root / "images" / "g" / "a.jpg", corner_image())
-    write_rgb(root / "images" / "g" / "a.png", 255 - corner_image())
+    write_rgb(root / "images" / "g" / "A.png", 255 - corner_image())  # one file with a.png where case is ignored
     write_cv2(root / "ground_truth" / "g" / "a.png", corner_image()[..., 0])
+    write_cv2(root / "ground_truth" / "g" / "A.png", 255 - corner_image()[..., 0])
     ev = evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False,
                           predictions=tmp_path / "pred")
     saved = {sample.image.name: path for sample, path in ev.predicted}
-    assert {name: path.name for name, path in saved.items()} == {"a.jpg": "a.jpg.png", "a.png": "a.png.png"}
-    assert (read_mask(saved["a.jpg"]) != read_mask(saved["a.png"])).all()
+    assert {name: path.name for name, path in saved.items()} == {"a.jpg": "a.jpg.png", "A.png": "A.png.png"}
+    assert (read_mask(saved["a.jpg"]) != read_mask(saved["A.png"])).all()
 
 
 def test_nothing_evaluated_says_why(tmp_path):

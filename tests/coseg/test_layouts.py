@@ -132,6 +132,61 @@ def test_folders_layout_with_explicit_masks_root(tmp_path):
     assert len(scan.labelled) == 4 and scan.problems == []
 
 
+def test_folders_layout_reports_what_lies_beside_its_images_folder(tmp_path):
+    """With ``root/images``, folders and images beside it are not samples but reported, saying how to use them;
+    the mask folder in use, other files and folders without images are not."""
+    root = make_synthetic_coseg(tmp_path / "photos", num_groups=2, images_per_group=2, size=32, layout="folders")
+    expected = find_samples(root).samples
+    (root / "splits.json").write_text("{}")
+    (root / "README").write_text("a data set")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("label more")
+    write_rgb(root / "cats" / "indoor" / "c.jpg", left_red_image())
+    write_rgb(root / "dogs" / "d.png", left_red_image())
+    write_rgb(root / ".cache" / "e.jpg", left_red_image())
+    write_rgb(root / "stray.jpg", left_red_image())
+    scan = find_samples(root)
+    assert scan.samples == expected
+    assert [(p.kind, p.path.name) for p in scan.problems] == [
+        ("skipped folder", "cats"), ("skipped folder", "dogs"), ("outside any group", "stray.jpg")]
+    assert str(scan.problems[0]) == (f"skipped folder: {root}/cats (1 image(s) outside {root}/images, which holds "
+                                     "this layout's images; to use them, pass this folder itself or move it under "
+                                     "images/)")
+    assert "move it under images/" in scan.problems[2].detail
+    shutil.move(str(root / "masks"), str(root / "annotations"))
+    scan = find_samples(root, "folders", masks_root=root / "annotations")
+    assert [s.image for s in scan.samples] == [s.image for s in expected] and len(scan.labelled) == 4
+    assert [p.path.name for p in scan.problems] == ["cats", "dogs", "stray.jpg"]
+
+
+def test_folders_layout_with_an_empty_images_folder_names_its_neighbours(tmp_path):
+    (tmp_path / "photos" / "images").mkdir(parents=True)
+    write_rgb(tmp_path / "photos" / "cats" / "c.jpg", left_red_image())
+    with pytest.raises(LayoutError, match="no images found .* first: skipped folder: .*photos/cats .*outside"):
+        find_samples(tmp_path / "photos")
+
+
+@pytest.mark.parametrize("layout", ["icoseg", "internet", "sbcoseg", "folders"])
+def test_images_sharing_a_stem_are_ambiguous_where_masks_exist(tmp_path, layout):
+    """``a.jpg`` and ``a.png`` beside mask ``a.png``: neither is paired with it (one would get the other's mask);
+    both are reported and left out. In sbcoseg the PNG beside ``a.jpg`` is its mask: ``a.jpeg`` makes the clash."""
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=2, size=32, layout=layout)
+    image = find_samples(root, layout).samples[0].image
+    twin = image.with_suffix(".jpeg" if layout == "sbcoseg" else ".png")
+    shutil.copy(image, twin)
+    scan = find_samples(root, layout)
+    assert [(p.kind, p.path, p.detail) for p in scan.problems] == [
+        ("ambiguous image", path, "2 images share the stem 'img000'") for path in sorted([image, twin])]
+    assert len(scan.samples) == 3 and image not in {s.image for s in scan.samples} and len(scan.labelled) == 3
+
+
+def test_images_sharing_a_stem_are_kept_without_masks(tmp_path):
+    for name in ("a.jpg", "a.png"):
+        write_rgb(tmp_path / "photos" / name, left_red_image())
+    scan = find_samples(tmp_path / "photos", "folders")
+    assert [s.image.name for s in scan.samples] == ["a.jpg", "a.png"] and scan.problems == []
+
+
 def test_ambiguous_masks_and_images_outside_groups(tmp_path):
     root = make_synthetic_coseg(tmp_path, num_groups=1, images_per_group=2, size=32)
     shutil.copy(root / "ground_truth" / "00-star" / "img000.png", root / "ground_truth" / "00-star" / "img000.bmp")

@@ -303,3 +303,17 @@ def test_resumed_group_is_predicted_whole(tmp_path, lost):
     overlay = read_image(ov / "g" / "dark.png")
     assert (overlay[..., 0] > overlay[..., 2]).all()  # tinted red: foreground
     assert (out / "g" / "bright.png").stat().st_mtime_ns == bright  # kept, not written again
+
+
+def test_folders_beside_the_images_folder_are_listed(tmp_path):
+    """``photos/images/`` makes the folders layout read only it: ``photos/cats/`` and ``photos/d.jpg`` are not
+    predicted, and are named."""
+    from tests.coseg.files import write_rgb
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    for path in ("images/g/a.jpg", "images/g/b.jpg", "cats/c.jpg", "d.jpg"):
+        write_rgb(tmp_path / "photos" / path, image)
+    report = predict_folder(ConstantModel(0.8), 16, tmp_path / "photos", tmp_path / "out", CPU, progress=False)
+    assert report.written == 2 and not (tmp_path / "out" / "cats").exists()
+    assert sorted((f, "outside" in reason and "images/" in reason) for f, reason in report.skipped) == [
+        (str(tmp_path / "photos" / "cats"), True), (str(tmp_path / "photos" / "d.jpg"), True)]
