@@ -318,9 +318,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.out.write_text(json.dumps({"checkpoint": str(args.export_speed), **speed}, indent=2) + "\n")
         return
 
-    def method_config(name: str) -> RetrievalTrainConfig:
-        return config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name)},
-                                f"method {name}")
+    def method_config(name: str) -> RetrievalTrainConfig:  # a rerun of the benchmark trains its rows anew
+        return config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name),
+                                                       "overwrite": True}, f"method {name}")
 
     if args.loss_times:
         write_loss_times(args.out, {name: method_config(name) for name in names if name != FROZEN})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, adamw, config_to_dict, distributed_run, load_config, save_config
+from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -122,42 +122,8 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
 
 
-RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
-"""The options ``--resume`` may change: how long and where the run goes on, not what it trains."""
-
-
-def _run_files(output: Path) -> list[Path]:
-    """The checkpoints and logs of a run (or of an ensemble's members) already in ``output``."""
-    names = ("last.pt", "log.csv", "best.safetensors", "last.safetensors")
-    folders = [output, *sorted(output.glob("member*"))]
-    return [folder / name for folder in folders for name in names if (folder / name).is_file()]
-
-
-def check_output(cfg: CosegTrainConfig, resume: bool) -> None:
-    """Refuse to lose a run already in ``cfg.output``: a new run there needs ``overwrite``, and ``resume`` needs
-    the options saved in its ``config.yaml``, but for :data:`RESUMABLE` ones."""
-    output = Path(cfg.output)
-    saved = output / "config.yaml"
-    if resume and saved.is_file():
-        before = load_config(CosegTrainConfig, saved)
-        changed = [f"{k} {getattr(before, k)!r} → {getattr(cfg, k)!r}" for k in config_to_dict(cfg)
-                   if k not in RESUMABLE and _option_value(before, k) != _option_value(cfg, k)]
-        if changed:
-            raise ValueError(f"{printable(saved)}: --resume with options the run was not trained with: "
-                             f"{'; '.join(changed)}. Resume with its own options (--config {printable(saved)}), "
-                             f"or train a new run in another --output")
-    elif not resume and not cfg.overwrite:
-        found = _run_files(output)
-        if found:
-            names = ", ".join(p.relative_to(output).as_posix() for p in found[:3]) + (", ..." if found[3:] else "")
-            raise ValueError(f"{printable(output)} already holds a run ({printable(names)}); --resume continues it, "
-                             f"--overwrite replaces it, or choose another --output")
-
-
-def _option_value(cfg: CosegTrainConfig, key: str) -> Any:
-    """``cfg.key``, folder options as paths (``data/`` and ``./data`` are the same folder)."""
-    value = getattr(cfg, key)
-    return Path(value) if key in ("data", "splits") and value else value
+RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits"}))
+"""An ensemble's members train in ``OUTPUT/member<i>/``."""
 
 
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
@@ -215,7 +181,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     if not 0 <= cfg.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    check_output(cfg, resume)
+    RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
 

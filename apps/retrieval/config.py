@@ -16,10 +16,14 @@ class RetrievalTrainConfig:
     data: str = option("", "Data set root folder.")
     layout: str = option("auto", "Data layout: cub, cars, sop, folders, or auto (detect).")
     output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
+    overwrite: bool = option(False, "Train anew into an --output folder that already holds a run (its fine-tuning "
+                                    "stage too); default: refuse, so a finished run is not lost (--resume continues "
+                                    "it).")
     train_split: str = option("train", "Split to train on (official layouts: train; folders: a key of splits.json).")
-    train_classes: list = option([], "Class folders forming the training split (folders layout, instead of "
-                                     "splits.json).")
-    val_classes: list = option([], "Training classes held out for validation; default: --val-fraction of them.")
+    train_classes: list[str] = option([], "Class folders forming the training split (folders layout, instead of "
+                                          "splits.json).")
+    val_classes: list[str] = option([], "Training classes held out for validation; default: --val-fraction of "
+                                        "them.")
     val_fraction: float = option(0.2, "Share of the training classes held out (class-disjoint) for validation and "
                                       "best-checkpoint selection; at least 2 classes (0 = no validation).")
     image_size: int = option(224, "Training and inference size in pixels (square).")
@@ -48,9 +52,9 @@ class RetrievalTrainConfig:
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
                                                 "local file, or none.")
     pooling: str = option("avg", "Global pooling: avg or gem.")
-    pool_stages: list = option([], "Backbone stages (indices of its feature_info, negative from the end) whose pooled "
-                                   "maps are L2-normalised and concatenated to the final map's (e.g. 3,4 for "
-                                   "tf_efficientnet_lite*: strides 16 and 32).")
+    pool_stages: list[int] = option([], "Backbone stages (indices of its feature_info, negative from the end) whose "
+                                        "pooled maps are L2-normalised and concatenated to the final map's (e.g. 3,4 "
+                                        "for tf_efficientnet_lite*: strides 16 and 32).")
     flip_average: bool = option(False, "Embed every image as the mean of its features and its mirror's (test-time "
                                        "augmentation: twice the backbone's cost at inference).")
     embedding_dim: int = option(128, "Embedding size; 0 = the backbone's feature size (needed by head_init identity).")

@@ -32,7 +32,9 @@ from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
 from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
-from coseg.engine import DistInfo, Engine, FitResult, adamw, distributed_run, save_config
+from coseg.engine import (
+    RESUMABLE, RUN_FILES, DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config,
+)
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
 from coseg.train import seed_everything
@@ -42,6 +44,10 @@ MODES = ("staged", "end_to_end")
 SELECT_METRIC = "MAP@R"
 FINETUNE_DIR = "finetune"
 MIN_VAL_CLASSES = 2
+RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data"}),
+                       resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"})
+"""The fine-tuning stage trains in ``OUTPUT/finetune/``; ``--resume`` may also change the CPU threads, the images
+per inference pass and the fine-tuning stage's length."""
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -307,8 +313,10 @@ def _augmentation(size: int) -> nn.Module:
 
 def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
     """Train a retrieval model as configured; files go to ``cfg.output`` (see the module docstring and
-    :class:`coseg.engine.Engine`)."""
+    :class:`coseg.engine.Engine`). A run already there is continued (``resume``, with its own options but for
+    :data:`RUN_FOLDER`'s resumable ones) or replaced (``cfg.overwrite``), never silently lost."""
     check_config(cfg)
+    RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         return _train(cfg, resume, info)
 
@@ -337,6 +345,9 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                          is_main=dist.is_main)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        if not resume:  # --overwrite: the replaced run's fine-tuning stage must not be resumed or promoted
+            for name in RUN_FILES:
+                (output / FINETUNE_DIR / name).unlink(missing_ok=True)
         save_config(cfg, output / "config.yaml")
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume

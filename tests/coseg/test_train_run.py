@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from apps.cli import main
 from coseg.config import CosegTrainConfig
 from coseg.engine import load_config
-from coseg.train import check_output, train
+from coseg.train import RUN_FOLDER, train
 from tests.coseg.pipeline_fixtures import synthetic_set
 
 TINY = ["--members", 1, "--weights", "none", "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2,
@@ -57,13 +57,13 @@ def test_a_finished_run_is_kept_unless_resumed_or_overwritten(tmp_path):
 
 def test_an_ensemble_member_counts_as_a_run(tmp_path):
     cfg = CosegTrainConfig(data=str(tmp_path), output=str(tmp_path / "run"))
-    check_output(cfg, resume=False)  # empty or missing: fine
+    RUN_FOLDER.check(cfg, resume=False)  # empty or missing: fine
     (tmp_path / "run" / "member0").mkdir(parents=True)
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump({"epochs": 3}))  # killed before any checkpoint
-    check_output(cfg, resume=False)
+    RUN_FOLDER.check(cfg, resume=False)
     (tmp_path / "run" / "member0" / "last.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"already holds a run \(member0/last.pt\)"):
-        check_output(cfg, resume=False)
+        RUN_FOLDER.check(cfg, resume=False)
 
 
 @pytest.mark.parametrize("option, value, message", [

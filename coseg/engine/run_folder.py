@@ -1,0 +1,60 @@
+"""A trainer's run folder (``--output``): a run already there is not replaced unless asked for (``overwrite``),
+and ``--resume`` continues it only with the options it was trained with (but for those that say how long and
+where it goes on)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coseg.data.io import printable
+from coseg.engine.config import config_to_dict, load_config
+
+RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
+"""The options ``--resume`` may change: how long and where the run goes on, not what it trains."""
+
+RUN_FILES = ("last.pt", "log.csv", "best.safetensors", "last.safetensors")
+"""The checkpoints and the log the engine writes into a run's folder."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What a trainer's run folder holds besides its own :data:`RUN_FILES`, and how its options compare.
+
+    ``subruns`` is the glob of the folders of its sub-runs (ensemble members, a second stage), ``paths`` the
+    options naming a file or folder (``data/`` and ``./data`` are the same folder), ``resumable`` the options
+    ``--resume`` may change."""
+
+    subruns: str
+    paths: frozenset[str]
+    resumable: frozenset[str] = RESUMABLE
+
+    def files(self, output: Path) -> list[Path]:
+        """The checkpoints and logs of a run (or of its sub-runs) already in ``output``."""
+        folders = [output, *sorted(output.glob(self.subruns))]
+        return [folder / name for folder in folders for name in RUN_FILES if (folder / name).is_file()]
+
+    def check(self, cfg: Any, resume: bool) -> None:
+        """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
+        needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones."""
+        output = Path(cfg.output)
+        saved = output / "config.yaml"
+        if resume and saved.is_file():
+            before = load_config(type(cfg), saved)
+            changed = [f"{k} {getattr(before, k)!r} → {getattr(cfg, k)!r}" for k in config_to_dict(cfg)
+                       if k not in self.resumable and self._value(before, k) != self._value(cfg, k)]
+            if changed:
+                raise ValueError(f"{printable(saved)}: --resume with options the run was not trained with: "
+                                 f"{'; '.join(changed)}. Resume with its own options (--config {printable(saved)}), "
+                                 f"or train a new run in another --output")
+        elif not resume and not cfg.overwrite:
+            found = self.files(output)
+            if found:
+                names = ", ".join(p.relative_to(output).as_posix() for p in found[:3]) + (", ..." if found[3:] else "")
+                raise ValueError(f"{printable(output)} already holds a run ({printable(names)}); --resume continues "
+                                 f"it, --overwrite replaces it, or choose another --output")
+
+    def _value(self, cfg: Any, key: str) -> Any:
+        """``cfg.key``, path options as paths."""
+        value = getattr(cfg, key)
+        return Path(value) if key in self.paths and value else value

@@ -1,0 +1,109 @@
+"""``coseg retrieval train``'s run folder: a finished run (its fine-tuning stage too) is never silently replaced,
+--resume keeps the options the run was trained with, and class names in a config file are names."""
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from apps.cli import main
+from apps.retrieval.config import RetrievalTrainConfig
+from apps.retrieval.train import FINETUNE_DIR, train
+from coseg.engine import load_config
+from tests.apps.retrieval_files import write_class_folders
+from tests.apps.retrieval_runs import tiny_config, tiny_set
+from tests.reliability.test_bad_inputs import TINY_RETRIEVAL
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return tiny_set(tmp_path_factory.mktemp("retrieval") / "data")
+
+
+def retrieval(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["retrieval", *map(str, args)])
+    assert "Traceback" not in result.output and not isinstance(result.exception, (ValueError, RuntimeError))
+    return result.exit_code, result.output
+
+
+def digests(run: Path) -> dict[str, str]:
+    return {p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def refused(run: Path, *args) -> str:
+    """The output of ``coseg retrieval ARGS``, which must fail and leave every file of ``run`` as it was."""
+    before = digests(run)
+    code, output = retrieval(*args)
+    assert code != 0 and digests(run) == before
+    return output
+
+
+def epochs_logged(folder: Path) -> list[int]:
+    with open(folder / "log.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_a_finished_run_is_kept_unless_resumed_or_overwritten(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY_RETRIEVAL]
+    assert retrieval(*args)[0] == 0
+    output = refused(run, *args)  # the same command again, e.g. from the shell history
+    assert f"{run} already holds a run (last.pt, log.csv, best.safetensors, ...)" in output
+    assert "--resume continues it, --overwrite replaces it" in output
+    # config.yaml is kept too: it still describes the checkpoints
+    output = refused(run, *args, "--image-size", 48, "--loss", "soft_triple", "--resume")
+    assert "config.yaml: --resume with options the run was not trained with" in output
+    assert "image_size 32 → 48" in output and "loss 'triplet_margin' → 'soft_triple'" in output
+
+    # how long and where it runs may change; the data folder written another way is the same folder
+    resumed = ["train", "--data", f"{data}/", "--output", run, "--epochs", 2, *TINY_RETRIEVAL, "--threads", 1,
+               "--batch-size", 8, "--resume"]
+    assert retrieval(*resumed)[0] == 0
+    assert epochs_logged(run) == [1, 2]
+    saved = load_config(RetrievalTrainConfig, run / "config.yaml")
+    assert saved.epochs == 2 and saved.threads == 1 and saved.batch_size == 8
+
+    assert retrieval(*args, "--overwrite")[0] == 0
+    assert epochs_logged(run) == [1]  # a new run of one epoch
+
+
+def test_a_fine_tuning_stage_counts_as_a_run(data, tmp_path):
+    run = tmp_path / "run"
+    (run / FINETUNE_DIR).mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"epochs": 3}))  # killed before any checkpoint
+    (run / FINETUNE_DIR / "last.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"already holds a run \(finetune/last.pt\)"):
+        train(tiny_config(data, run))
+    assert (run / FINETUNE_DIR / "last.pt").read_bytes() == b""
+
+
+def test_overwrite_drops_the_replaced_runs_fine_tuning_stage(data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(data, run, epochs=1, finetune_epochs=1))
+    train(tiny_config(data, run, epochs=1, overwrite=True))
+    assert not (run / FINETUNE_DIR / "last.pt").exists()
+    # resumed with a longer head stage and a fine-tuning stage added: the head stage goes on, then fine-tunes
+    result = train(tiny_config(data, run, epochs=2, finetune_epochs=1), resume=True)
+    assert epochs_logged(run) == [1, 2] and epochs_logged(run / FINETUNE_DIR) == [1]
+    assert result.stages["head"].epochs_run == 2 and result.stages["finetune"].epochs_run == 1
+
+
+def test_numeric_class_names_in_a_config_file_are_names(tmp_path):
+    names = [str(i) for i in range(1, 9)]
+    data = write_class_folders(tmp_path / "data", names, per_class=4)
+    config = tmp_path / "run.yaml"
+    config.write_text("train_classes: [1, 2, 3, 4, 5, 6]\nval_classes: [5, 6]\n")  # YAML reads these as numbers
+    cfg = load_config(RetrievalTrainConfig, config, {"pool_stages": "3, -1"})
+    assert cfg.train_classes == names[:6] and cfg.val_classes == ["5", "6"] and cfg.pool_stages == [3, -1]
+    run = tmp_path / "run"
+    code, output = retrieval("train", "--config", config, "--data", data, "--layout", "folders", "--output", run,
+                             "--epochs", 1, *TINY_RETRIEVAL)
+    assert code == 0, output
+    assert "best validation MAP@R" in output and "(2 held-out class(es))" in output
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train_classes"] == names[:6] and saved["val_classes"] == ["5", "6"]

@@ -1,0 +1,39 @@
+"""coseg.engine.RunFolder on a config class of its own: the sub-runs it looks into, the options it lets --resume
+change and the options it compares as paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from coseg.engine import RESUMABLE, RunFolder, save_config
+
+
+@dataclass
+class Toy:
+    data: str = "d"
+    output: str = "run"
+    overwrite: bool = False
+    epochs: int = 1
+    lr: float = 0.1
+    threads: int = 1
+
+
+FOLDER = RunFolder(subruns="stage*", paths=frozenset({"data"}), resumable=RESUMABLE | {"threads"})
+
+
+def test_subruns_resumable_options_and_paths(tmp_path):
+    run = tmp_path / "run"
+    cfg = Toy(data=str(tmp_path / "d"), output=str(run))
+    FOLDER.check(cfg, resume=False)  # no folder yet
+    (run / "stage2").mkdir(parents=True)
+    (run / "stage2" / "log.csv").write_text("epoch\n")
+    assert FOLDER.files(run) == [run / "stage2" / "log.csv"]
+    with pytest.raises(ValueError, match=r"already holds a run \(stage2/log.csv\)"):
+        FOLDER.check(cfg, resume=False)
+    FOLDER.check(Toy(data=cfg.data, output=str(run), overwrite=True), resume=False)
+
+    save_config(cfg, run / "config.yaml")
+    FOLDER.check(Toy(data=f"{tmp_path}/./d/", output=str(run), epochs=5, threads=4), resume=True)
+    with pytest.raises(ValueError, match=r"data '.*d' → '.*e'; lr 0.1 → 0.2\. Resume with its own options"):
+        FOLDER.check(Toy(data=str(tmp_path / "e"), output=str(run), lr=0.2, threads=4), resume=True)
