@@ -322,6 +322,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--run-dir", type=Path, help="where the run goes (default: beside --out)")
+    parser.add_argument("--overwrite", action="store_true", help="train anew into a run folder that holds a run")
     parser.add_argument("--config", type=Path, help="YAML config of the run (defaults: the toolkit's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--skip-speed", action="store_true", help="skip the speed ratios")
@@ -350,6 +351,8 @@ def main() -> None:
         run_dir = args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
         base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
                     minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
+        if args.overwrite:
+            base["overwrite"] = True
         cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
         result = train(cfg)
         out = quality(run_dir, cfg, args.data, result.val_groups)
