@@ -80,7 +80,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
             remove_temporaries(target)  # left by a killed run
     scan = find_samples(input_dir, "folders")
     report = PredictReport(output=output_dir)
-    report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in UNREADABLE_PROBLEMS)
+    report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in SKIPPING_PROBLEMS)
     relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
     masks = [output_path(output_dir, relative) for relative in relatives]
     clashing = set()
@@ -135,7 +135,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     return report
 
 
-UNREADABLE_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image")
+# the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
+SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image")
 
 
 def clashes(targets: Sequence[Path]) -> list[list[int]]:
