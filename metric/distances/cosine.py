@@ -15,7 +15,13 @@ class CosineSimilarity(BaseDistance):
     is_inverted = True
 
     def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=1) @ F.normalize(y, dim=1).T
+        return _normalized(x) @ _normalized(y).T
 
     def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(x, dim=1) * F.normalize(y, dim=1)).sum(1)
+        return (_normalized(x) * _normalized(y)).sum(1)
+
+
+def _normalized(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, zero rows kept zero: the norm floor 1e-12 is 0 in float16, so it is raised to
+    the dtype's smallest normal number there (0/0 would give NaN)."""
+    return F.normalize(x, dim=1, eps=max(1e-12, torch.finfo(x.dtype).tiny))

@@ -43,6 +43,7 @@ def soft_triple_loss(
     check_finite(centers, "centers")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+    labels = labels.long()  # one_hot and cross_entropy take int64 class ids only
     similarities = CosineSimilarity().pairwise(embeddings, centers.T).view(-1, num_classes, centers_per_class)
     class_similarity = (F.softmax(similarities / gamma, dim=2) * similarities).sum(2)  # S_ic, (N, C)
     logits = la * (class_similarity - margin * F.one_hot(labels, num_classes).to(class_similarity.dtype))

@@ -25,6 +25,7 @@ def _triplet_margins(
         raise ValueError("class_margins needs labels: the margin of a triplet is class_margins[label_a, label_n]")
     if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < c):
         raise ValueError(f"labels must lie in [0, {c}) to index class_margins of shape ({c}, {c})")
+    labels = labels.long()  # uint8 indices would be read as a mask, int16 ones are refused
     return class_margins[labels[triplets.anchor], labels[triplets.negative]]
 
 

@@ -144,7 +144,7 @@ def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, 
 def _bound_terms(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    return _BoundTerms.apply(embeddings, labels, centroids.to(embeddings), margin)
+    return _BoundTerms.apply(embeddings, labels.long(), centroids.to(embeddings), margin)  # gather: int64 ids
 
 
 def triplet_upper_bound_loss(

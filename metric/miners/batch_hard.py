@@ -14,6 +14,8 @@ class BatchHardMiner(BaseTripletMiner):
     a negative are skipped. ``BatchHardMiner(distance=None)`` (Euclidean by default)."""
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
+        if labels.numel() == 0:  # argmax over an empty row is an error
+            return TripletIndices.empty(labels.device)
         values = self.distance.pairwise(embeddings)
         far = self.distance.farness(values)
         positives, negatives = positive_negative_masks(labels)

@@ -118,10 +118,12 @@ def sample_pixels(
     hardness is :func:`pixel_hardness` (boundary band of ``boundary_width`` pixels, plus the error of the optional
     foreground ``probabilities (B, H, W)``, which ``"random"`` ignores); the uniform share keeps it from
     collapsing onto a few pixels. One Gumbel-top-k per class, vectorised over the batch. ``generator`` (on the
-    labels' device) makes it reproducible.
+    labels' device) makes it reproducible. Boolean ``labels`` are a foreground mask: classes 0 and 1.
     """
     check_sampling(k_per_class, strategy, random_share, boundary_width)
     _check_inputs(labels, probabilities, ignore_index)
+    if labels.dtype == torch.bool:
+        labels = labels.long()
     b, h, w = labels.shape
     flat = labels.reshape(b, h * w)
     classes = present_classes(flat, ignore_index)

@@ -97,7 +97,8 @@ def knn(
         chunk_size: queries searched per faiss call; memory is the (Q, k) results plus one chunk's work.
 
     Returns:
-        ``(distances (Q, k) float32, indices (Q, k) int64)``, best first, ties by smaller index; torch tensors on
+        ``(distances (Q, k) float32, indices (Q, k) int64)``, best first, exact ties in faiss's order (the smaller
+        index first for "l2", the larger first for "cosine" and "ip"); torch tensors on
         the queries' device for tensor queries, numpy arrays for numpy queries. CUDA queries are searched on the
         GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
     """

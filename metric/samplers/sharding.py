@@ -55,10 +55,10 @@ def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, l
     """``labels (N,)`` → sorted distinct classes ``(C,)`` and, per class, its dataset indices (ascending)."""
     labels = torch.as_tensor(labels)
     check_shape(labels, ["N"], "labels")
+    if labels.numel() == 0:  # checked first: torch.as_tensor([]) is a float tensor
+        raise ValueError("labels is empty: a batch sampler needs at least one sample")
     if labels.is_floating_point():
         raise TypeError("labels must be integers")
-    if labels.numel() == 0:
-        raise ValueError("labels is empty: a batch sampler needs at least one sample")
     labels = labels.cpu()
     order = torch.argsort(labels, stable=True)
     classes, counts = torch.unique_consecutive(labels[order], return_counts=True)

@@ -13,6 +13,7 @@ from metric.samplers.sharding import (
     ShardedBatchSampler,
     check_blocks_divisible,
     class_indices,
+    cyclic_take,
     epoch_generator,
     shard_blocks,
 )
@@ -88,8 +89,8 @@ class SmartMiningBatchSampler(ShardedBatchSampler):
         order is drawn from ``generator`` on the call, before the first batch is taken."""
         order = self.anchors[torch.randperm(self.anchors.numel(), generator=generator)]
         g = self.triplets_per_batch
-        if not self.drop_last and order.numel() % g:
-            order = torch.cat([order, order[: g - order.numel() % g]])
+        if not self.drop_last:  # top up the last batch, cycling when there are fewer anchors than it lacks
+            order = cyclic_take(order, -(-order.numel() // g) * g)
         return ([[a] for a in order[start : start + g].tolist()] for start in range(0, order.numel() - g + 1, g))
 
     def __iter__(self) -> Iterator[list[int]]:

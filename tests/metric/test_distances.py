@@ -63,6 +63,16 @@ def test_gradients_are_finite_for_identical_points(name):
     assert torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_cosine_of_a_zero_vector_is_zero_in_every_dtype(dtype):
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=dtype, requires_grad=True)
+    dist = CosineSimilarity()
+    values = dist.pairwise(x)
+    (values.sum() + dist.paired(x, x.flip(0)).sum()).backward()
+    assert values.tolist() == [[0.0, 0.0], [0.0, 1.0]]  # float16's 1e-12 norm floor was 0: 0/0 gave NaN
+    assert torch.isfinite(x.grad).all()
+
+
 @pytest.mark.parametrize("squared", [False, True])
 def test_euclidean_distance_of_a_point_to_itself_is_zero_with_zero_gradient(squared):
     x = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)

@@ -222,6 +222,15 @@ def test_counted_loss_without_triplets_is_zero_with_gradient(labels):
     assert loss.item() == 0.0 and (emb.grad == 0).all()
 
 
+def test_boolean_masks_are_classes_0_and_1():
+    emb, labels = torch.randn(2, 3, 6, 6, requires_grad=True), masks(b=2, size=6) > 0
+    assert labels.any() and not labels.all()
+    loss = is_triplet_loss(emb, labels, reduction="sum", generator=seeded())
+    assert_close(loss, is_triplet_loss(emb, labels.long(), reduction="sum", generator=seeded()))
+    loss.backward()
+    assert emb.grad.abs().sum() > 0
+
+
 def test_rejects_bad_inputs():
     emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
     with pytest.raises(ValueError, match=r"embeddings must have shape \(B, D, H, W\)"):

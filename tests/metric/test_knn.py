@@ -30,6 +30,12 @@ def test_ties_are_broken_by_smaller_index() -> None:
     assert indices.tolist() == ref.knn(x.tolist(), None, 12)[1]
 
 
+@pytest.mark.parametrize("metric, order", [("l2", [1, 2, 3, 4]), ("cosine", [4, 3, 2, 1]), ("ip", [4, 3, 2, 1])])
+def test_tied_similarities_come_in_faiss_order(metric: str, order: list) -> None:
+    _, indices = knn(torch.ones(5, 2), None, k=4, metric=metric)  # as knn's docstring states
+    assert indices[0].tolist() == order
+
+
 def test_self_is_excluded_by_index_not_by_distance() -> None:
     x = torch.zeros(6, 3)  # all duplicates of each other
     _, indices = knn(x, None, k=3)

@@ -100,6 +100,12 @@ def test_no_valid_triplet_gives_empty_indices(name, labels):
 
 
 @pytest.mark.parametrize("name", TRIPLET_MINERS)
+def test_an_empty_batch_gives_empty_indices(name):
+    mined = MINERS.create(name)(torch.randn(0, 3), torch.empty(0, dtype=torch.long))
+    assert len(mined) == 0 and all(index.dtype == torch.long for index in mined)
+
+
+@pytest.mark.parametrize("name", TRIPLET_MINERS)
 def test_miners_run_without_gradient_and_return_valid_triplets(name, device):
     emb = torch.randn(10, 4, device=device, requires_grad=True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3], device=device)

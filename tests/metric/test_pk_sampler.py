@@ -109,7 +109,8 @@ def test_registered_and_rejects_bad_settings():
         PKBatchSampler(labels, 2, 2, rank=2, world_size=2)
     with pytest.raises(ValueError, match=">= 1"):
         PKBatchSampler(labels, 2, 0)
-    with pytest.raises(ValueError, match="empty"):
-        PKBatchSampler(torch.tensor([], dtype=torch.long), 1, 1)
+    for empty in (torch.tensor([], dtype=torch.long), []):  # a plain [] becomes a float tensor
+        with pytest.raises(ValueError, match="empty"):
+            PKBatchSampler(empty, 1, 1)
     with pytest.raises(TypeError, match="integers"):
         PKBatchSampler(labels.float(), 2, 2)

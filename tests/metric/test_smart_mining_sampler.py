@@ -50,6 +50,16 @@ def test_drop_last_and_epochs(data) -> None:
     assert list(sampler) != first
 
 
+def test_no_drop_last_fills_a_batch_larger_than_twice_the_anchors() -> None:
+    labels = torch.tensor([0, 0, 1])  # two anchors for a batch of 8: the top-up cycles through them
+    miner = SmartMiner(num_neighbours=2, index="flat")
+    miner.update(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)), labels)
+    sampler = SmartMiningBatchSampler(miner, labels, triplets_per_batch=8, drop_last=False)
+    batches = list(sampler)
+    assert len(sampler) == len(batches) == 1 and len(batches[0]) == sampler.batch_size == 24
+    assert sorted(set(batches[0][:8])) == [0, 1]
+
+
 def test_ranks_split_each_global_batch(data) -> None:
     _, labels = data
     miner = updated_miner(data)

@@ -84,3 +84,11 @@ def test_edge_cases():
         loss(torch.randn(2, D), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="centers must have shape"):
         soft_triple_loss(torch.randn(2, D + 1), torch.tensor([0, 1]), torch.randn(D, C * K), C, K)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_labels_of_any_integer_dtype_give_the_int64_value(dtype):
+    x, labels, centers = _inputs()
+    losses = soft_triple_loss(x, labels.to(dtype), centers, C, K, **HYPER)[0]
+    assert_close(losses, soft_triple_loss(x, labels, centers, C, K, **HYPER)[0])
+    assert torch.isfinite(SoftTripleLoss(C, D, centers_per_class=K)(x.float(), labels.to(dtype)))  # the module too

@@ -123,6 +123,13 @@ def test_class_margins_match_reference(dtype):
     assert "class_margins" in module.state_dict()
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_class_margins_index_with_labels_of_any_integer_dtype(dtype):
+    emb, class_margins = torch.randn(9, 5), torch.rand(4, 4)
+    module = TripletMarginLoss(class_margins=class_margins, reduction="none")
+    assert_close(module(emb, LABELS.to(dtype)), module(emb, LABELS))  # uint8 indices would be read as a mask
+
+
 def test_class_margins_gradcheck():
     triplets = all_valid_triplets(LABELS)
     class_margins = torch.rand(4, 4, dtype=torch.float64) + 0.5

@@ -204,6 +204,19 @@ def test_errors():
         triplet_upper_bound_loss(torch.zeros(2, 3), torch.tensor([0, 1]), centroids, 0.1)
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_labels_of_any_integer_dtype_give_the_int64_value_and_gradient(dtype):
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    values, grads = [], []
+    for y in (labels, labels.to(dtype)):
+        x = torch.randn(7, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        value = TripletUpperBoundLoss(num_classes=3, embedding_size=4)(x, y)
+        value.backward()
+        values.append(value.detach()), grads.append(x.grad)
+    assert_close(values[1], values[0])
+    assert_close(grads[1], grads[0])
+
+
 def test_linear_in_batch_size():
     # 65,536 samples: an N×N tensor would need 16 GiB in float32; the bound needs N×C.
     n, num_classes = 65_536, 100
