@@ -146,8 +146,13 @@ class CosegNet(nn.Module):
                              f"got {h}×{w}; resize or pad to {-(-h // s) * s}×{-(-w // s) * s}")
         return h, w
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in [0, 1] → the encoder's input: normalised by ``mean``/``std``, in the model's dtype (so that
+        e.g. float64 images run through float32 weights)."""
+        return (images.to(self.mean.dtype) - self.mean) / self.std
+
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.encoder((images - self.mean) / self.std))
+        return list(self.encoder(self.normalize(images)))
 
     def forward(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None) -> CosegOutput:
         size = self.check_images(images)
@@ -168,7 +173,7 @@ class CosegNet(nn.Module):
         with ``deepest`` (None without a prior)."""
         if self.semantic_prior is None:
             return None
-        normalized = None if self.semantic_prior.trunk is None else (images - self.mean) / self.std
+        normalized = None if self.semantic_prior.trunk is None else self.normalize(images)
         return self.semantic_prior.class_features(deepest, normalized)
 
     def _prior_maps(self, class_features: Optional[torch.Tensor], groups: Optional[torch.Tensor] = None,

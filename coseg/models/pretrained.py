@@ -110,7 +110,7 @@ def load_weights_file(path: PathLike) -> StateDict:
         if path.suffix == ".safetensors":
             return load_file(path, device="cpu")
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, LookupError) as err:
         raise ValueError(f"{path}: cannot read weights ({type(err).__name__}: {err})") from err
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):

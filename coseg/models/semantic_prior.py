@@ -94,13 +94,29 @@ def _head_of(model: nn.Module, deepest_channels: int, encoder: str) -> tuple[nn.
     if not isinstance(classifier, nn.Linear):
         raise ValueError(f"semantic prior: encoder '{encoder}' has no linear ImageNet classifier; train without it: "
                          f"--no-semantic-prior (semantic_prior: false)")
-    head: nn.Module = nn.Sequential(model.conv_head, model.bn2) if hasattr(model, "conv_head") else nn.Identity()
-    expected = model.conv_head.in_channels if hasattr(model, "conv_head") else classifier.in_features
+    # EfficientNet-style models end their features with conv_head + bn2, applied per pixel before the pooling
+    per_pixel = hasattr(model, "conv_head") and hasattr(model, "bn2")
+    head: nn.Module = nn.Sequential(model.conv_head, model.bn2) if per_pixel else nn.Identity()
+    expected = model.conv_head.in_channels if per_pixel else classifier.in_features
     if expected != deepest_channels:
         raise ValueError(f"semantic prior: the classifier head of '{encoder}' takes {expected} channels but the "
                          f"encoder's deepest features have {deepest_channels}; this encoder is not supported "
                          f"(--no-semantic-prior)")
+    if not _pools_then_classifies(model, head, classifier, deepest_channels):
+        raise ValueError(f"semantic prior: the classifier head of '{encoder}' does more than average-pool its "
+                         f"features and classify them (e.g. a norm after the pooling), so its class maps cannot be "
+                         f"read per pixel; this encoder is not supported (--no-semantic-prior)")
     return head, classifier
+
+
+def _pools_then_classifies(model: nn.Module, head: nn.Module, classifier: nn.Linear, channels: int) -> bool:
+    """Whether timm ``model``'s own head, on ``head``'s output for (B, ``channels``, h, w) features, is
+    ``classifier`` of their spatial mean (what :class:`SemanticPrior` computes), checked on random features."""
+    features = torch.randn(2, channels, 3, 3, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    with torch.no_grad():
+        mapped = head(features)
+        return torch.allclose(model.forward_head(mapped), classifier(mapped.mean(dim=(2, 3))), rtol=1e-4, atol=1e-5)
 
 
 def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[PathLike, None],

@@ -132,6 +132,20 @@ def test_channels_last_gives_the_same_outputs():
     assert_close(out.embeddings, expected.embeddings, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("frozen_prior", [False, True])
+def test_float64_images_give_the_float32_outputs(frozen_prior):
+    model = create_model("unet", encoder="tu-resnet18", weights=None, embedding_dim=4, group_levels=1,
+                         semantic_prior=True, frozen_prior=frozen_prior).eval()
+    x = images(3)
+    with torch.no_grad():
+        expected = model(x, torch.zeros(3, dtype=torch.long))
+        out = model(x.double(), torch.zeros(3, dtype=torch.long))
+    assert out.mask_logits.dtype == torch.float32
+    assert_close(out.mask_logits, expected.mask_logits, rtol=1e-5, atol=1e-5)
+    assert_close(model.predict_group(x.double(), chunk_size=2), model.predict_group(x, chunk_size=2),
+                 rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ["unet", "fpn"])
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch):
     model = create_model(arch, weights=None, embedding_dim=6, embedding_hidden_channels=12, mean=(0.4, 0.5, 0.6))

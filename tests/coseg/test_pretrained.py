@@ -158,6 +158,14 @@ def test_missing_and_unknown_weight_files(tmp_path):
         load_weights_file(odd)
 
 
+@pytest.mark.parametrize("content", [b"hello", b"\x86\x13"], ids=["text", "short pickle"])
+def test_unreadable_weights_file_gives_a_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pth"  # torch.load raises KeyError / IndexError on these bytes
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="weights.pth: cannot read weights"):
+        load_weights_file(path)
+
+
 def test_no_offline_weights_for_other_timm_models():
     with pytest.raises(KeyError, match="tf_efficientnet_lite0"):
         load_imagenet_state_dict("resnet18")

@@ -193,6 +193,30 @@ def test_clear_errors():
         build_semantic_prior("resnet18", 512, None)
 
 
+@pytest.mark.parametrize("encoder, words", [
+    ("tu-mobilenetv3_small_100", "takes 1024 channels.*576"),  # its conv_head comes after the pooling
+    ("tu-convnext_atto", "does more than average-pool"),  # a LayerNorm after the pooling
+])
+def test_encoders_whose_head_cannot_be_read_per_pixel_are_refused(encoder, words):
+    with pytest.raises(ValueError, match=f"'{encoder}' {words}.*not supported"):
+        create_model("unet", encoder=encoder, weights=None, group_levels=1, semantic_prior=True)
+
+
+@pytest.mark.parametrize("encoder", ["tu-resnet18", "tu-regnety_002"])
+def test_prior_of_other_timm_encoders_is_their_classifier(encoder):
+    model = create_model("unet", encoder=encoder, weights=None, group_levels=1, semantic_prior=True).eval()
+    timm_model = timm.create_model(encoder[len("tu-"):]).eval()
+    timm_model.load_state_dict({**timm_model.state_dict(), **model.encoder.model.state_dict(),
+                                **{k.replace("classifier.", timm_model.default_cfg["classifier"] + "."): v
+                                   for k, v in model.semantic_prior.state_dict().items()
+                                   if k.startswith("classifier.")}})
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        deepest = model.encode(x)[-1]
+        probabilities = model.semantic_prior.probabilities(model.semantic_prior.class_features(deepest, None))
+        assert_close(probabilities, torch.softmax(timm_model(model.normalize(x)), dim=1), atol=1e-5, rtol=1e-4)
+
+
 def test_weights_file_without_classifier_is_refused(tmp_path):
     state = {k: v for k, v in timm.create_model(LITE0).state_dict().items() if not k.startswith("classifier")}
     save_file(state, tmp_path / "headless.safetensors")
