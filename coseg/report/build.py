@@ -55,8 +55,12 @@ def _candidates(root: Path, skip: Path) -> list[Path]:
 
 
 def _checkpoint_run(folder: Path) -> Optional[Path]:
-    """The training run folder holding the checkpoint an evaluation's ``summary.json`` names, if any."""
-    checkpoint = read_json(folder / "summary.json").get("checkpoint")
+    """The training run folder holding the checkpoint an evaluation's ``summary.json`` names, if any (none when the
+    file cannot be read: the evaluation's own section says why)."""
+    try:
+        checkpoint = read_json(folder / "summary.json").get("checkpoint")
+    except ValueError:
+        return None
     if not checkpoint:
         return None
     run = Path(checkpoint).parent
@@ -75,7 +79,6 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"per_group must be >= 1, got {per_group}")
     page_path = Path(output) if output is not None else root / REPORT_NAME
     files = files_folder(page_path)
-    files.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[str, Callable[[str], str]]] = []
     runs_seen: set[Path] = set()
 
@@ -104,6 +107,12 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
                          "`coseg predict --report` output: predict.json)")
+    try:
+        files.mkdir(parents=True, exist_ok=True)
+        for stale in files.glob("s[0-9]*_*.png"):  # an earlier report's plots and thumbnails
+            stale.unlink()
+    except OSError as e:
+        raise _cannot_write(page_path, e) from None
     page = Page(f"Report: {printable(root.resolve().name)}",
                 f"Made by <code>coseg report</code> on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
                 f"<code>{esc(root.resolve())}</code>.")
@@ -117,8 +126,16 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
             body = f"<p><strong>Not reported:</strong> {esc(reason)}</p>"
         page.add(heading, body)
         result.sections.append(heading)
-    page.write(page_path)
+    try:
+        page.write(page_path)
+    except OSError as e:
+        raise _cannot_write(page_path, e) from None
     return result
+
+
+def _cannot_write(page: Path, error: OSError) -> ValueError:
+    return ValueError(f"{printable(page)}: cannot write the report there ({error.strerror or error}); choose another "
+                      "place for it (`coseg report --output`)")
 
 
 def _name(folder: Path, root: Path) -> str:

@@ -1,6 +1,7 @@
 """The result files reports are built from, and how to read them: names, columns and CSV cells."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -32,3 +33,14 @@ def read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{printable(path)}: expected a JSON object")
     return value
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and rows of a CSV file with a header; rows cut short (a truncated last line) are dropped; a clear
+    ``ValueError`` naming the file when it is not UTF-8."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), [r for r in reader if None not in r.values()]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{printable(path)}: cannot read it ({e})") from None

@@ -9,7 +9,9 @@ import html
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence, Union
+from urllib.parse import quote
 
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data.io import printable
@@ -92,8 +94,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], sortable: bool
     return f'<table class="{classes}"{ident}><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
 
 
+def link(files: Path, name: str) -> str:
+    """The relative URL of the generated file ``name`` in a page's files folder, which is named after the page (any
+    characters: ``#``, ``%``, spaces, undecodable bytes are percent-encoded)."""
+    return f"{quote(os.fsencode(files.name))}/{name}"
+
+
 def image(src: str, alt: str, caption: str = "", css_class: str = "") -> str:
-    """A figure showing the PNG at relative path ``src`` (generated, URL-safe names) with an escaped caption."""
+    """A figure showing the PNG at relative URL ``src`` (from :func:`link`) with an escaped caption."""
     cls = f' class="{esc(css_class)}"' if css_class else ""
     text = f"<figcaption>{caption}</figcaption>" if caption else ""
     return f'<figure{cls}><img src="{esc(src)}" alt="{esc(alt)}">{text}</figure>'

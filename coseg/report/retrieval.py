@@ -2,13 +2,12 @@
 and query → nearest neighbours with their distances, right or wrong)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, read_json
-from coseg.report.html import esc, table, tiles
+from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, read_csv, read_json
+from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
 from coseg.report.thumbnails import write_thumbnail
@@ -18,11 +17,6 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 
 def is_retrieval_evaluation(folder: Path) -> bool:
     return (folder / NEIGHBOURS).is_file() and (folder / "summary.json").is_file()
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool) -> str:
@@ -39,12 +33,13 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
              "one of its K nearest neighbours has its class.</p>"]
     curve_file = folder / RECALL_CURVE
     if curve_file.is_file():
-        curve = _read_csv(curve_file)
+        curve = read_csv(curve_file)[1]
         ks = [int(r["k"]) for r in curve]
-        line_plot(files / f"{prefix}_recall.png", ks, {"R@K": [as_float(r["recall"]) for r in curve]},
-                  "Recall@K", "K", "percent", log_x=len(ks) > 8)
-        parts.append(f'<img class="plot" src="{files.name}/{prefix}_recall.png" alt="Recall@K curve">')
-    rows = _read_csv(folder / NEIGHBOURS)
+        plot = f"{prefix}_recall.png"
+        line_plot(files / plot, ks, {"R@K": [as_float(r["recall"]) for r in curve]}, "Recall@K", "K", "percent",
+                  log_x=len(ks) > 8)
+        parts.append(f'<img class="plot" src="{link(files, plot)}" alt="Recall@K curve">')
+    rows = read_csv(folder / NEIGHBOURS)[1]
     queries: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         queries.setdefault(row["order"], []).append(row)

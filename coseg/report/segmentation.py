@@ -2,7 +2,6 @@
 | prediction grids) and a ``predict`` output folder (image | prediction grids)."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from tqdm.auto import tqdm
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, find_samples, printable, read_image, read_mask
 from coseg.predict import output_path
-from coseg.report.files import PREDICT_RECORD, PREDICTIONS, as_float, read_json
-from coseg.report.html import esc, image, table, tiles
+from coseg.report.files import PREDICT_RECORD, PREDICTIONS, as_float, read_csv, read_json
+from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
 
@@ -56,21 +55,18 @@ def record_prediction(output: Path, input_dir: Path, checkpoint: Path) -> None:
 
 
 def read_per_image(path: Path) -> list[ImageRow]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"group", "image", "P", "J", "empty_gt"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{printable(path)}: missing column(s) {', '.join(sorted(missing))}")
-        return [ImageRow(r["group"], r["image"], as_float(r["P"]), as_float(r["J"]), r["empty_gt"] == "1")
-                for r in reader]
+    columns, rows = read_csv(path)
+    missing = {"group", "image", "P", "J", "empty_gt"} - set(columns)
+    if missing:
+        raise ValueError(f"{printable(path)}: missing column(s) {', '.join(sorted(missing))}")
+    return [ImageRow(r["group"], r["image"], as_float(r["P"]), as_float(r["J"]), r["empty_gt"] == "1") for r in rows]
 
 
 def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
     path = folder / PREDICTIONS / "index.csv"
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        return {(r["group"], r["image"]): r for r in csv.DictReader(f)}
+    return {(r["group"], r["image"]): r for r in read_csv(path)[1]}
 
 
 class Thumbnails:
@@ -89,7 +85,7 @@ class Thumbnails:
             make(self.files / name)
         except (DataFileError, ValueError) as e:
             return f'<figure><figcaption>{esc(alt)}: not shown ({esc(e)})</figcaption></figure>'
-        return image(f"{self.files.name}/{name}", alt, caption, css_class)
+        return image(link(self.files, name), alt, caption, css_class)
 
 
 def _score_caption(row: ImageRow) -> str:

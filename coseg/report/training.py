@@ -4,13 +4,12 @@ Both trainers log through the shared engine: one row per epoch with ``epoch``, `
 terms), ``seconds``, ``images_per_s`` and ``val_<metric>`` (co-segmentation: P, J; retrieval: R@1, MAP@R)."""
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Optional
 
-from coseg.report.html import esc, table
-from coseg.report.files import as_float
+from coseg.report.html import esc, link, table
+from coseg.report.files import as_float, read_csv
 from coseg.report.plots import line_plot
 
 # The metric each trainer selects its best checkpoint by (coseg: J; retrieval: MAP@R), in order of preference.
@@ -22,11 +21,9 @@ def is_training_run(folder: Path) -> bool:
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Columns and rows of a ``log.csv``; rows without an integer epoch are dropped."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if (r.get("epoch") or "").strip().isdigit()]
-        return list(reader.fieldnames or []), rows
+    """Columns and rows of a ``log.csv``; rows without an integer epoch, or cut short, are dropped."""
+    columns, rows = read_csv(path)
+    return columns, [r for r in rows if (r.get("epoch") or "").strip().isdigit()]
 
 
 def best_epoch(columns: list[str], rows: list[dict[str, str]]) -> Optional[tuple[int, str]]:
@@ -56,8 +53,9 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
             for name, series, title, unit in (("loss", losses, "training loss terms (epoch means)", "loss"),
                                               ("val", metrics, "validation metrics", "percent")):
                 if series:
-                    line_plot(files / f"{prefix}_{name}.png", epochs, series, title, "epoch", unit, mark=mark)
-                    parts.append(f'<img class="plot" src="{files.name}/{prefix}_{name}.png" alt="{esc(title)}">')
+                    plot = f"{prefix}_{name}.png"
+                    line_plot(files / plot, epochs, series, title, "epoch", unit, mark=mark)
+                    parts.append(f'<img class="plot" src="{link(files, plot)}" alt="{esc(title)}">')
             parts.append(f"<h3>Epochs ({len(rows)})</h3>")
             parts.append(table(columns, [[_number(r.get(c, "")) for c in columns] for r in rows], number_format=".4g"))
         else:

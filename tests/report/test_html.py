@@ -2,7 +2,7 @@ import math
 import os
 from pathlib import Path
 
-from coseg.report.html import Page, esc, image, table, tiles
+from coseg.report.html import Page, esc, image, link, table, tiles
 from tests.report.report_runs import AWKWARD_GROUPS, PageParser
 
 
@@ -22,6 +22,12 @@ def test_undecodable_file_name_is_shown_with_escapes():
     assert esc(name) == "caf\\xe9 &lt;1&gt;.jpg"
     assert esc(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"  # the same name as a str
     assert esc("café ✓") == "café ✓"  # decodable text unchanged
+
+
+def test_links_to_the_files_folder_are_url_quoted():
+    assert link(Path("out/report_files"), "s1_00001.png") == "report_files/s1_00001.png"
+    assert link(Path('a #1 50% & "b"_files'), "s2_loss.png") == "a%20%231%2050%25%20%26%20%22b%22_files/s2_loss.png"
+    assert link(Path(os.fsdecode(b"caf\xe9_files")), "x.png") == "caf%E9_files/x.png"  # the name's own bytes
 
 
 def test_table_cells_numbers_and_sorting_values():

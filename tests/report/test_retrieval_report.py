@@ -80,3 +80,11 @@ def test_retrieval_report_page(tmp_path):
         correct = [r["correct"] for r in csv.DictReader(f)]
     assert text.count('<figure class="right">') == text.count('class="mark-right"') == correct.count("1")
     assert text.count('<figure class="wrong">') == text.count('class="mark-wrong"') == correct.count("0")
+
+
+def test_truncated_neighbours_file_drops_the_cut_row(tmp_path):
+    output, *_ = retrieval_evaluation(tmp_path, queries=3)
+    neighbours = output / "neighbours.csv"
+    neighbours.write_text(neighbours.read_text().rstrip("\n").rsplit(",", 3)[0])
+    result = build_report(output, thumbnail=32, progress=False)
+    assert not result.problems and len(parse_page(result.path).images) == 2 + 1 + 3 * (1 + 5) - 1

@@ -1,6 +1,7 @@
 import csv
 import functools
 import math
+from urllib.parse import unquote
 
 import cv2
 import pytest
@@ -78,6 +79,7 @@ def test_missing_image_becomes_a_note_not_a_broken_link(tmp_path):
 def test_nothing_to_report_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="nothing to report"):
         build_report(tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())  # no empty report_files/ left in the folder
     with pytest.raises(ValueError, match="not a folder"):
         build_report(tmp_path / "missing", progress=False)
 
@@ -104,3 +106,39 @@ def test_prediction_report_with_a_file_name_that_is_not_utf8(tmp_path):
     result = build_report(masks, thumbnail=32, progress=False)
     text = result.path.read_text(encoding="utf-8")
     assert "caf\\xe9.png" in text and len(parse_page(result.path).images) == 2
+
+
+def test_corrupt_result_files_spoil_only_their_own_section(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    index = folder / "predictions" / "index.csv"
+    index.write_text(index.read_text().rstrip("\n").rsplit(",", 2)[0])  # truncated last row
+    result = build_report(folder, per_group=3, thumbnail=32, progress=False)
+    assert not result.problems and "no saved prediction" in result.path.read_text(encoding="utf-8")
+    assert len(parse_page(result.path).images) == 2 + 3 * 3 * 3 - 3  # the truncated row's image: a note
+    summary = folder / "summary.json"
+    summary.write_text(summary.read_text()[:40])
+    result = build_report(folder.parent, progress=False)  # the run holding the evaluation
+    assert result.sections == ["Training: run", "Evaluation: eval"]
+    [(heading, reason)] = result.problems
+    assert heading == "Evaluation: eval" and "summary.json: cannot read it" in reason
+
+
+def test_report_written_again_replaces_the_earlier_files(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    build_report(folder, per_group=3, thumbnail=32, progress=False)
+    result = build_report(folder, per_group=1, thumbnail=32, progress=False)
+    shown = {src.split("/")[-1] for src in parse_page(result.path).images}
+    assert sorted(p.name for p in result.files.iterdir()) == sorted(shown) and len(shown) == 2 + 3 * 3
+
+
+def test_page_name_needing_url_quoting_and_unwritable_places(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    result = build_report(folder, output=tmp_path / "run #3 50%.html", per_group=1, progress=False)
+    images = parse_page(result.path).images
+    assert images[0].startswith("run%20%233%2050%25_files/") and all((tmp_path / unquote(s)).is_file() for s in images)
+    (tmp_path / "a file").write_text("")
+    with pytest.raises(ValueError, match="cannot write the report there"):
+        build_report(folder, output=tmp_path / "a file" / "report.html", progress=False)
+    (tmp_path / "taken.html").mkdir()
+    with pytest.raises(ValueError, match="taken.html: cannot write the report there"):
+        build_report(folder, output=tmp_path / "taken.html", progress=False)

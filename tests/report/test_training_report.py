@@ -53,3 +53,17 @@ def test_line_plot_checks_its_series(tmp_path):
         line_plot(tmp_path / "p.png", [1, 2, 3], {}, "t", "x", "y")
     line_plot(tmp_path / "p.png", [1, 2, 4, 8], {"R@K": [10.0, np.nan, 30.0, 40.0]}, "t", "K", "%", log_x=True)
     assert cv2.imread(str(tmp_path / "p.png")) is not None and not list(tmp_path.glob(".p.png.tmp-*"))
+
+
+def test_truncated_last_line_of_the_log_is_dropped(tmp_path):
+    run = run_files(tmp_path / "run")
+    with open(run / "log.csv", "a") as f:
+        f.write("4,0.0003,0.2")  # a copy taken while the row was written
+    columns, rows = read_log(run / "log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and columns[-1] == "val_J"
+    parser = PageParser()
+    parser.feed(training_section(run, tmp_path / "files", "s1"))
+    assert [r[0] for r in parser.tables["table0"][1:]] == ["1", "2", "3"]
+    (run / "log.csv").write_bytes(b"epoch,train_loss\n1,caf\xe9\n")
+    with pytest.raises(ValueError, match="log.csv: cannot read it"):
+        read_log(run / "log.csv")
