@@ -39,7 +39,7 @@ from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import load_retrieval_split
 from apps.retrieval.evaluate import evaluate_checkpoint, load_for_retrieval
-from apps.retrieval.export import export_folder, list_images
+from apps.retrieval.export import export_folder, scan_images
 from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
@@ -188,7 +188,7 @@ def measure_export_vs_forward(checkpoint: Path, folders: list[Path], batch_size:
         inputs.mkdir()
         for folder in folders:
             (inputs / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
-        n = len(list_images(inputs))
+        n = len(scan_images(inputs)[0])
         ready = torch.rand(n, 3, size, size)
 
         @torch.no_grad()

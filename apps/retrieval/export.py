@@ -65,14 +65,9 @@ class Item:
     label: str
 
 
-def list_images(input_dir: Path) -> list[Item]:
-    """Every image under ``input_dir`` in sorted relative-path order, with its class folder as label."""
-    return scan_images(input_dir)[0]
-
-
 def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
-    """:func:`list_images`, and the entries the folder scan could not use (broken links, unreadable folders) as
-    (path, problem)."""
+    """Every image under ``input_dir`` in sorted relative-path order, with its class folder as label; and the
+    entries the folder scan could not use (broken links, unreadable folders) as (path, problem)."""
     scan = find_samples(input_dir, "folders")
     flat = {input_dir, input_dir / "images"}
     items = [Item(s.image, s.image.relative_to(input_dir).as_posix(), "" if s.image.parent in flat else s.group)

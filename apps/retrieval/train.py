@@ -33,7 +33,7 @@ from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
 from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
 from coseg.engine import (
-    RESUMABLE, RUN_FILES, DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config,
+    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
@@ -346,8 +346,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         if not resume:  # --overwrite: the replaced run's fine-tuning stage must not be resumed or promoted
-            for name in RUN_FILES:
-                (output / FINETUNE_DIR / name).unlink(missing_ok=True)
+            RUN_FOLDER.clear_subruns(output)
         save_config(cfg, output / "config.yaml")
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume

@@ -4,11 +4,11 @@ from coseg.engine.config import ConfigError, config_from_dict, config_to_dict, l
 from coseg.engine.distributed import DistInfo, cleanup_distributed, distributed_run, resolve_device, setup_distributed
 from coseg.engine.ema import weight_ema
 from coseg.engine.optim import adamw
-from coseg.engine.run_folder import RESUMABLE, RUN_FILES, RunFolder
+from coseg.engine.run_folder import RESUMABLE, RunFolder
 from coseg.engine.trainer import Engine, FitResult, NonFiniteLossError, TrainTask, lr_factor
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DistInfo", "Engine", "FitResult", "NonFiniteLossError", "RESUMABLE", "RUN_FILES",
+    "CheckpointError", "ConfigError", "DistInfo", "Engine", "FitResult", "NonFiniteLossError", "RESUMABLE",
     "RunFolder", "TrainTask", "adamw", "cleanup_distributed", "config_from_dict", "config_to_dict", "distributed_run",
     "load_config", "load_training_state", "lr_factor", "resolve_device", "save_config", "save_training_state",
     "setup_distributed", "weight_ema",

@@ -34,6 +34,13 @@ class RunFolder:
         folders = [output, *sorted(output.glob(self.subruns))]
         return [folder / name for folder in folders for name in RUN_FILES if (folder / name).is_file()]
 
+    def clear_subruns(self, output: Path) -> None:
+        """Remove the checkpoints and logs of the sub-runs in ``output`` (a run replaced with ``overwrite``), so
+        that a later resume does not take them up."""
+        for folder in output.glob(self.subruns):
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
+
     def check(self, cfg: Any, resume: bool) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
         needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones."""
