@@ -32,6 +32,15 @@ def check_same_size(a: int, b: int, what: str) -> None:
         raise ValueError(f"{what} must have the same length, got {a} and {b}")
 
 
+def check_class_ids(labels: torch.Tensor, num_classes: int, indexes: str) -> torch.Tensor:
+    """``labels`` as int64 class ids after checking each lies in [0, ``num_classes``); ``indexes`` says what they
+    index, for the message (e.g. 'one centroid per class')."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}) ({indexes}), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return labels.long()  # one_hot, cross_entropy and gather take int64 ids; uint8 indices would act as a mask
+
+
 def check_finite(x: torch.Tensor, name: str = "tensor") -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or Inf.
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
 from metric.distances.cosine import CosineSimilarity
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -41,9 +41,7 @@ def soft_triple_loss(
     check_shape(centers, [str(d), str(num_classes * centers_per_class)], "centers")
     check_finite(embeddings, "embeddings")
     check_finite(centers, "centers")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
-    labels = labels.long()  # one_hot and cross_entropy take int64 class ids only
+    labels = check_class_ids(labels, num_classes, f"{centers_per_class} centres per class")
     similarities = CosineSimilarity().pairwise(embeddings, centers.T).view(-1, num_classes, centers_per_class)
     class_similarity = (F.softmax(similarities / gamma, dim=2) * similarities).sum(2)  # S_ic, (N, C)
     logits = la * (class_similarity - margin * F.one_hot(labels, num_classes).to(class_similarity.dtype))

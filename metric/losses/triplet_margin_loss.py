@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
@@ -23,9 +23,7 @@ def _triplet_margins(
     check_finite(class_margins, "class_margins")
     if labels is None:
         raise ValueError("class_margins needs labels: the margin of a triplet is class_margins[label_a, label_n]")
-    if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < c):
-        raise ValueError(f"labels must lie in [0, {c}) to index class_margins of shape ({c}, {c})")
-    labels = labels.long()  # uint8 indices would be read as a mask, int16 ones are refused
+    labels = check_class_ids(labels, c, f"they index class_margins of shape ({c}, {c})")
     return class_margins[labels[triplets.anchor], labels[triplets.negative]]
 
 

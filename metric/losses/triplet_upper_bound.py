@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import torch
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -136,9 +136,7 @@ class _BoundTerms(torch.autograd.Function):
 def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> None:
     """What :class:`BaseMetricLoss` does not check: one centroid of the embeddings' size per label."""
     num_classes = check_shape(centroids, ["C", str(embeddings.shape[1])], "centroids")["C"]
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}) (one centroid per class), got "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+    check_class_ids(labels, num_classes, "one centroid per class")
 
 
 def _bound_terms(

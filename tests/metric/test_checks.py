@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from metric._checks import check_finite, check_shape
+from metric._checks import check_class_ids, check_finite, check_shape
 
 
 def test_check_finite_finds_nan_inf_and_tolerates_overflowing_sums():
@@ -25,3 +25,13 @@ def test_check_shape_messages():
         check_shape(torch.zeros(1, 4, 2, 2), ["B", "3", "H", "W"])
     with pytest.raises(TypeError, match="torch.Tensor"):
         check_shape([1, 2], ["N"])
+
+
+def test_check_class_ids_casts_in_range_labels_and_names_the_range():
+    for dtype in (torch.uint8, torch.int16, torch.int32, torch.int64):
+        ids = check_class_ids(torch.tensor([0, 2, 1], dtype=dtype), 3, "one row per class")
+        assert ids.dtype == torch.int64 and ids.tolist() == [0, 2, 1]
+    assert check_class_ids(torch.zeros(0, dtype=torch.int32), 1, "x").dtype == torch.int64  # empty: nothing to check
+    for bad, seen in ((torch.tensor([0, 3]), r"\[0, 3\]"), (torch.tensor([-1, 2]), r"\[-1, 2\]")):
+        with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) \(one row per class\), got " + seen):
+            check_class_ids(bad, 3, "one row per class")

@@ -146,7 +146,8 @@ def test_invalid_inputs_raise_clear_errors():
         triplet_margin_loss(torch.full((9, 5), float("inf")), triplets, 0.1, EuclideanDistance())
     with pytest.raises(ValueError, match="needs labels"):
         triplet_margin_loss(emb, triplets, 0.1, EuclideanDistance(), class_margins=torch.ones(4, 4))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) \(they index class_margins of shape "
+                                         r"\(3, 3\)\), got \[0, 3\]"):
         triplet_margin_loss(emb, triplets, 0.1, EuclideanDistance(), LABELS, torch.ones(3, 3))
     with pytest.raises(ValueError, match="class_margins must have shape"):
         TripletMarginLoss(class_margins=torch.ones(4, 3))
