@@ -3,7 +3,9 @@
 A splits JSON maps split names to either a list of group names or a mapping ``{group folder: short name}``
 (iCoseg's ``test8`` uses the short names of the DOCS/SSNM papers). Names are resolved against the group folders
 actually present, tolerating differences in case, Unicode normalisation, whitespace and punctuation; a mapping's
-short name is tried when its folder name is not found, and a name contained in exactly one folder name matches it.
+short name is tried when its folder name is not found, and a name that begins exactly one folder name (or, when it
+begins none, is contained in exactly one) matches it: "006" is iCoseg's "006 Red Sox Players ...", not also a
+folder whose name holds "2006".
 """
 from __future__ import annotations
 
@@ -47,14 +49,16 @@ def _loose(name: str) -> str:
 
 
 def _match(name: str, available: Sequence[str]) -> list[str]:
-    """Folders matching ``name``: exact, then loosely equal, then the unique folder containing it loosely."""
+    """Folders matching ``name``: exact, then loosely equal, then those beginning with it, then those containing it
+    (loosely: :func:`_loose`)."""
     if name in available:
         return [name]
     key = _loose(name)
     if not key:
         return []
     equal = [g for g in available if _loose(g) == key]
-    return equal or [g for g in available if key in _loose(g)]
+    starting = equal or [g for g in available if _loose(g).startswith(key)]
+    return starting or [g for g in available if key in _loose(g)]
 
 
 def resolve_groups(wanted: Wanted, available: Iterable[str]) -> dict[str, str]:

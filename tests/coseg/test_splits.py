@@ -60,6 +60,15 @@ def test_resolve_exact_loose_short_and_contained_names():
     assert resolve_groups(["brown_bear"], FOLDERS) == {"brown_bear": "brown_bear"}  # exact beats contained
 
 
+def test_resolve_prefers_the_folder_a_name_begins():
+    folders = ["002 Alaskan Brown Bear-Milwaukee Zoo 2006", "006 Red Sox Players", "036 Gymnastics-1",
+               "036 Gymnastics-2"]
+    assert resolve_groups(["006"], folders) == {"006 Red Sox Players": "006"}  # not also the bear's "2006"
+    assert resolve_groups(["zoo 2006"], folders) == {"002 Alaskan Brown Bear-Milwaukee Zoo 2006": "zoo 2006"}
+    with pytest.raises(ValueError, match=r"'036' matches 2 groups: '036 Gymnastics-1', '036 Gymnastics-2'"):
+        resolve_groups(["036"], folders)
+
+
 def test_resolve_reports_missing_ambiguous_and_duplicate_names():
     with pytest.raises(ValueError, match=r"'airshow' matches 2 groups.*'panda' not found") as info:
         resolve_groups(["airshow", "panda"], FOLDERS)
