@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Mapping, Optional, TypeVar, Union
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from coseg.atomic import write_bytes_atomic
+from coseg.data.io import printable
 
 PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 M = TypeVar("M", bound=torch.nn.Module)
 
 
@@ -33,37 +35,75 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
     write_bytes_atomic(path, save(tensors, metadata={CONFIG_KEY: json.dumps(dict(config)), **extra}))
 
 
-def _open(path: PathLike, device: str):
-    path = Path(path)
+def _not_a_model_file(path: Path, reason: object) -> ValueError:
+    return ValueError(f"{printable(path)} is not a safetensors model file ({reason}); model files are written by the "
+                      "model's save() (pickled .pt/.pth files are refused: loading them could run code)")
+
+
+def _read(path: Path, whole: bool) -> tuple[dict[str, str], bytes]:
+    """(the string metadata in the safetensors header of ``path``, the whole file if ``whole`` else b"").
+
+    Python reads the file, not safetensors' ``safe_open``, so any name the OS accepts works (``safe_open`` refuses
+    a path that is not UTF-8)."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise FileNotFoundError(f"model file not found: {printable(path)}")
     try:
-        return safe_open(path, framework="pt", device=device)
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a safetensors model file ({err}); model files are written by the model's "
-                         f"save() (pickled .pt/.pth files are refused: loading them could run code)") from err
+        with open(path, "rb") as f:
+            metadata = _header_metadata(path, f)
+            f.seek(0)
+            return metadata, f.read() if whole else b""
+    except OSError as err:
+        raise ValueError(f"cannot read the model file {printable(path)}: {err.strerror or err}") from err
+
+
+def _header_metadata(path: Path, f: BinaryIO) -> dict[str, str]:
+    """The ``__metadata__`` of the safetensors header at the start of ``f``: an 8-byte little-endian length, then
+    that many bytes of JSON."""
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        raise _not_a_model_file(path, "too short for a safetensors header")
+    size = int.from_bytes(prefix, "little")
+    if size > MAX_HEADER_BYTES:
+        raise _not_a_model_file(path, f"header length {size} is over {MAX_HEADER_BYTES} bytes")
+    text = f.read(size)
+    if len(text) < size:
+        raise _not_a_model_file(path, "the file ends inside its header")
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except ValueError as err:
+        raise _not_a_model_file(path, f"its header is not UTF-8 JSON: {err}") from err
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _not_a_model_file(path, "its header is not a JSON object with string metadata")
+    return metadata
 
 
 def _config(path: PathLike, header: Mapping[str, str]) -> dict[str, Any]:
     if CONFIG_KEY not in header:
-        raise ValueError(f"{path} is a safetensors file but not a model file (no '{CONFIG_KEY}' in its metadata)")
+        raise ValueError(f"{printable(path)} is a safetensors file but not a model file (no '{CONFIG_KEY}' in its "
+                         "metadata)")
     try:
         config = json.loads(header[CONFIG_KEY])
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the model config in its metadata is not valid JSON ({err})") from err
+        raise ValueError(f"{printable(path)}: the model config in its metadata is not valid JSON ({err})") from err
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: the model config in its metadata is not a JSON object")
+        raise ValueError(f"{printable(path)}: the model config in its metadata is not a JSON object")
     return config
 
 
 def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu"
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """(state dict on ``map_location``, model config, extra metadata) of the model file ``path``."""
-    with _open(path, str(torch.device(map_location))) as f:
-        header = f.metadata() or {}
-        config = _config(path, header)
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
-    return tensors, config, {k: v for k, v in header.items() if k != CONFIG_KEY}
+    path = Path(path)
+    header, data = _read(path, whole=True)
+    config = _config(path, header)
+    try:
+        tensors = load(data)
+    except SafetensorError as err:
+        raise _not_a_model_file(path, err) from err
+    device = torch.device(map_location)
+    extra = {k: v for k, v in header.items() if k != CONFIG_KEY}
+    return {k: v.to(device) for k, v in tensors.items()}, config, extra
 
 
 def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union[str, torch.device] = "cpu") -> M:
@@ -74,19 +114,18 @@ def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union
     try:
         model = build(**config, weights=None)
     except TypeError as err:
-        raise ValueError(f"{path}: its model config {config} does not fit {build.__name__}'s arguments ({err}); "
-                         "is it a model file of this kind?") from err
+        raise ValueError(f"{printable(path)}: its model config {config} does not fit {build.__name__}'s arguments "
+                         f"({err}); is it a model file of this kind?") from err
     model.to(map_location)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({err})") from err
+        raise ValueError(f"{printable(path)}: its weights do not fit the model its config describes ({err})") from err
     return model
 
 
 def checkpoint_metadata(path: PathLike) -> dict[str, str]:
     """The extra metadata (e.g. epoch, scores) saved in the model file ``path``, without reading its tensors."""
-    with _open(path, "cpu") as f:
-        header = f.metadata() or {}
+    header, _ = _read(Path(path), whole=False)
     _config(path, header)
     return {k: v for k, v in header.items() if k != CONFIG_KEY}

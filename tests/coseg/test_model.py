@@ -2,6 +2,8 @@
 freezing, model files (round trip, no download, refusal of pickles and corrupt files), input checks."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -163,6 +165,44 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch):
     with torch.no_grad():
         a, b = model(x), loaded(x)
     assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.embeddings, b.embeddings)
+
+
+def test_model_file_with_a_name_that_is_not_utf8(tmp_path, unet):
+    """A name the OS accepts but that is not UTF-8 (Latin-1 ``ensé``, as ``coseg ensemble --output`` may write):
+    loaded and its metadata read; an error about such a file names it printably."""
+    path = tmp_path / os.fsdecode(b"ens\xe9.safetensors")
+    try:
+        unet.save(path, metadata={"epoch": "2"})
+    except (OSError, UnicodeError):
+        pytest.skip("this file system cannot hold a file name that is not UTF-8")
+    loaded = load_model(path)
+    assert loaded.config == unet.config and checkpoint_metadata(path) == {"epoch": "2"}
+    expected = unet.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+    path.write_bytes(path.read_bytes()[:-4])  # header intact, tensors cut short
+    with pytest.raises(ValueError, match=r"ens\\xe9.safetensors is not a safetensors model file"):
+        load_model(path)
+
+
+def with_header(header: bytes, length: int = -1) -> bytes:
+    """A file starting with the 8-byte header length (``len(header)`` unless given), then ``header``."""
+    return (len(header) if length < 0 else length).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\x02\x00", "too short"),
+    (with_header(b"[]"), "not a JSON object"),
+    (with_header(b"{\xff}"), "not UTF-8 JSON"),
+    (with_header(b"{}", 40), "ends inside its header"),
+    (with_header(b"{}", 10 ** 9), "header length 1000000000 is over"),
+    (with_header(b'{"__metadata__": {"epoch": 3}}'), "string metadata"),
+], ids=["short", "list", "bytes", "truncated", "huge", "number"])
+def test_bad_safetensors_headers_are_named(tmp_path, content, reason):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    for read in (load_model, checkpoint_metadata):
+        with pytest.raises(ValueError, match=f"bad.safetensors is not a safetensors model file .*{reason}"):
+            read(path)
 
 
 def test_load_model_downloads_nothing(tmp_path, monkeypatch):
