@@ -12,9 +12,11 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a ``masks``,
   ``ground_truth``, ``gt`` or ``labels`` folder beside ``root/images``), matched by relative folder + stem.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
-  it. Without masks every sample has ``mask=None`` (prediction). When ``root/images`` exists it alone holds the
-  images: the other folders of ``root`` holding images (except the mask folder in use) and the images directly
-  in ``root`` are reported and left out; other files there (``splits.json``, a README) are ignored.
+  it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
+  images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
+  (prediction). When ``root/images`` exists it alone holds the images: the other folders of ``root`` holding
+  images (except the mask folder in use) and the images directly in ``root`` are reported and left out; other
+  files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``).
 
 Hidden files and folders, ``__MACOSX`` and files that are not images are ignored. Symlinked folders are followed
@@ -199,6 +201,22 @@ def _folder_groups(images_root: Path) -> Callable[[Path], str]:
     return group_of
 
 
+def _without_clashing_loose_images(images_root: Path, samples: list[Sample], problems: list[Problem]
+                                   ) -> tuple[list[Sample], list[Problem]]:
+    """``samples`` and ``problems`` with the images directly in ``images_root`` reported as outside any group and
+    left out when a subfolder's group has their group's name (``images/images/``): both would be one group."""
+    loose = {s.image for s in samples if s.image.parent == images_root}
+    names = {s.group for s in samples if s.image in loose}
+    clash = next((s.image.parent for s in samples if s.group in names and s.image not in loose), None)
+    if clash is None:
+        return samples, problems
+    detail = (f"its group would be '{printable(clash.name)}', the group of the folder {printable(clash)}, so both "
+              "would be scored as one; to use it, move it into a subfolder of its own")
+    problems = [p for p in problems if p.path not in loose] + [Problem("outside any group", p, detail)
+                                                                for p in sorted(loose)]
+    return [s for s in samples if s.image not in loose], problems
+
+
 def _scan_folder_pair(images_root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     problems: list[Problem] = []
     if not images_root.is_dir():
@@ -244,10 +262,11 @@ def _outside_images(root: Path, masks_root: Optional[Path]) -> list[Problem]:
 def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """Generic layout: see the module docstring."""
     if not (root / "images").is_dir():
-        return _scan_folder_pair(root, masks_root)
+        return _without_clashing_loose_images(root, *_scan_folder_pair(root, masks_root))
     if masks_root is None:
         masks_root = _mask_folder_beside(root / "images")
-    samples, problems = _scan_folder_pair(root / "images", masks_root)
+    images_root = root / "images"
+    samples, problems = _without_clashing_loose_images(images_root, *_scan_folder_pair(images_root, masks_root))
     return samples, problems + _outside_images(root, masks_root)
 
 

@@ -124,6 +124,30 @@ def test_folders_layout_flat_nested_and_without_masks(tmp_path):
         ("sub/deeper", "d.jpg", None)]
 
 
+def test_folders_layout_loose_images_beside_a_subfolder_of_their_group_name(tmp_path):
+    """``images/{a,b}.jpg`` would be group 'images', as would ``images/images/a.jpg``: the loose images are
+    reported and left out rather than scored (and saved) as one group with it; with masks and without."""
+    root = tmp_path / "coll"
+    for name in ("a", "b", "images/a"):
+        write_rgb(root / "images" / f"{name}.jpg", left_red_image())
+        write_rgb(root / "masks" / f"{name}.png", left_red_image())
+    scan = find_samples(root, "folders")
+    inner = root / "images" / "images"
+    assert [(s.group, s.image) for s in scan.samples] == [("images", inner / "a.jpg")]
+    assert [(p.kind, p.path) for p in scan.problems] == [
+        ("outside any group", root / "images" / name) for name in ("a.jpg", "b.jpg")]
+    assert f"the group of the folder {inner}" in scan.problems[0].detail
+
+    flat = tmp_path / "photos"
+    write_rgb(flat / "c.jpg", left_red_image())
+    write_rgb(flat / "photos" / "deeper" / "d.jpg", left_red_image())  # group 'photos/deeper': no clash
+    assert [s.group for s in find_samples(flat, "folders").samples] == ["photos", "photos/deeper"]
+    write_rgb(flat / "photos" / "e.jpg", left_red_image())
+    scan = find_samples(flat, "folders")
+    assert [(s.group, s.image.name) for s in scan.samples] == [("photos", "e.jpg"), ("photos/deeper", "d.jpg")]
+    assert [(p.kind, p.path) for p in scan.problems] == [("outside any group", flat / "c.jpg")]
+
+
 def test_folders_layout_with_explicit_masks_root(tmp_path):
     root = make_synthetic_coseg(tmp_path / "d", num_groups=2, images_per_group=2, size=32, layout="folders")
     shutil.move(str(root / "masks"), str(tmp_path / "elsewhere"))
