@@ -18,6 +18,8 @@ def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
     model = load_model(checkpoint, map_location="cpu").to(device, memory_format=torch.channels_last).eval()
     if image_size is None:
         image_size = int(checkpoint_metadata(checkpoint).get("image_size", DEFAULT_IMAGE_SIZE))
+    if image_size <= 0:
+        raise ValueError(f"image size must be positive, got {image_size} (model file {checkpoint})")
     if image_size % model.output_stride:
         raise ValueError(f"image size must be a multiple of {model.output_stride}, got {image_size}")
     return model, image_size

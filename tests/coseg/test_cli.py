@@ -7,6 +7,7 @@ import yaml
 from click.testing import CliRunner
 
 from apps.cli import main
+from coseg.models import create_model
 from tests.coseg.pipeline_fixtures import synthetic_set
 
 
@@ -118,3 +119,21 @@ def test_every_command_has_help():
         assert r.exit_code == 0 and "--" in r.output
     r = invoke("train", "--help")
     assert "--triplet-weight" in r.output and "IS-Triplet" in r.output
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_sizes_and_counts_must_be_positive(tmp_path, command):
+    """A zero or negative --image-size, --batch-size or --workers, or image size in the model file's metadata,
+    is a one-line error, not a traceback from deep inside the inference."""
+    data = synthetic_set(tmp_path / "data", groups=1, images=2, size=32)
+    model = tmp_path / "model.safetensors"
+    create_model("unet", weights=None, embedding_dim=8).save(model, metadata={"image_size": "0"})
+    source = ["--input", data / "images"] if command == "predict" else ["--data", data]
+    base = [command, "--checkpoint", model, *source, "--output", tmp_path / "out", "--device", "cpu", "--quiet"]
+    for option, value in (("--image-size", 0), ("--image-size", -32), ("--batch-size", 0), ("--batch-size", -1),
+                          ("--workers", -1)):
+        result = CliRunner().invoke(main, [str(a) for a in base + [option, value]])
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, result.output
+    result = CliRunner().invoke(main, [str(a) for a in base])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert f"image size must be positive, got 0 (model file {model})" in result.output
