@@ -19,7 +19,7 @@ from coseg.data.io import fit_to_mask
 from coseg.inference import group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import clashes, output_path
-from coseg.report.files import PREDICTION_INDEX_COLUMNS, PREDICTIONS
+from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
 
@@ -47,6 +47,8 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     ``predicted``."""
     samples = [s for s in samples if s.mask is not None]
     saved_as = None if predictions is None else prediction_files(predictions, samples)
+    if predictions is not None:  # an earlier evaluation's index would pair its masks with this one's scores
+        (predictions / PREDICTION_INDEX).unlink(missing_ok=True)
     dataset = images_for([s.image for s in samples], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
@@ -123,7 +125,9 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
         writer.writerow(PREDICTION_INDEX_COLUMNS)
         folder = (output / PREDICTIONS).resolve()
         for sample, saved in evaluation.predicted:
-            writer.writerow([printable(sample.group), printable(sample.image.name), printable(sample.image.resolve()),
-                             printable(sample.mask.resolve()), int(sample.any_nonzero),  # type: ignore[union-attr]
-                             printable(os.path.relpath(saved.resolve(), folder))])
-        write_text_atomic(output / PREDICTIONS / "index.csv", buf.getvalue())
+            writer.writerow([printable(sample.group), printable(sample.image.name), path_cell(sample.image.resolve()),
+                             path_cell(sample.mask.resolve()), int(sample.any_nonzero),  # type: ignore[union-attr]
+                             path_cell(os.path.relpath(saved.resolve(), folder))])
+        write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
+    else:  # masks left by an earlier evaluate --report are not this evaluation's
+        (output / PREDICTIONS / PREDICTION_INDEX).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
 from coseg.models import checkpoint_metadata
-from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE
+from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cell
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -85,7 +85,7 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(NEIGHBOUR_COLUMNS)
-    paths = [printable(r.path) for r in dataset.records]
+    paths = [path_cell(r.path) for r in dataset.records]
     for n, q in enumerate(shown.tolist()):
         for rank in range(min(k, depth)):
             hit = int(found[q, rank])

@@ -4,12 +4,28 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
+from urllib.parse import quote, unquote_to_bytes
 
 from coseg.data.io import printable
 
 PREDICTIONS = "predictions"  # evaluate --report: predicted masks and their index.csv in this sub-folder
+PREDICTION_INDEX = "index.csv"
 PREDICTION_INDEX_COLUMNS = ("group", "image", "image_path", "mask_path", "any_nonzero", "prediction")
+# printable ASCII but "%": kept as they are in a path cell; everything else (non-ASCII, bytes that are not UTF-8)
+# is percent-encoded, so the cell is UTF-8 and gives back the exact path
+_PATH_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%" and not chr(c).isalnum())
+
+
+def path_cell(path: os.PathLike | str) -> str:
+    """``path`` as a CSV cell that :func:`cell_path` turns back into the same path, whatever its bytes."""
+    return quote(os.fsencode(path), safe=_PATH_SAFE)
+
+
+def cell_path(cell: str) -> Path:
+    """The path a :func:`path_cell` cell holds."""
+    return Path(os.fsdecode(unquote_to_bytes(cell)))
 PREDICT_RECORD = "predict.json"  # predict --report: where the inputs and the checkpoint were
 NEIGHBOURS = "neighbours.csv"  # retrieval evaluate --report: the shown queries' nearest neighbours
 NEIGHBOUR_COLUMNS = ("order", "query", "query_class", "rank", "path", "class", "distance", "correct")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, read_csv, read_json
+from coseg.data.io import printable
+from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, cell_path, read_csv, read_json
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
@@ -54,15 +55,17 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                       leave=False):
         found = sorted(queries[order], key=lambda r: int(r["rank"]))
         first = found[0]
-        query = read_once(Path(first["query"]))
-        cells = [thumbs.cell(f"<b>query</b> {esc(Path(first['query']).name)}<br>class {esc(first['query_class'])}",
-                             first["query"], lambda p: write_thumbnail(p, query(), max_side))]
+        query_path = cell_path(first["query"])
+        query = read_once(query_path)
+        cells = [thumbs.cell(f"<b>query</b> {esc(printable(query_path.name))}<br>class {esc(first['query_class'])}",
+                             printable(query_path), lambda p: write_thumbnail(p, query(), max_side))]
         for row in found:
             right = row["correct"] == "1"
             mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
-            neighbour = read_once(Path(row["path"]))
+            neighbour_path = cell_path(row["path"])
+            neighbour = read_once(neighbour_path)
             cells.append(thumbs.cell(f"{row['rank']}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
-                                     row["path"], lambda p: write_thumbnail(p, neighbour(), max_side),
+                                     printable(neighbour_path), lambda p: write_thumbnail(p, neighbour(), max_side),
                                      "right" if right else "wrong"))
         shown.append(cells)
     parts.append(tiles(shown, max_side))

@@ -6,17 +6,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from coseg.atomic import write_text_atomic
-from coseg.data import DataFileError, find_samples, printable, read_image, read_mask
+from coseg.data import DataFileError, find_samples, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path
-from coseg.report.files import PREDICT_RECORD, PREDICTIONS, as_float, read_csv, read_json
+from coseg.report.files import PREDICT_RECORD, PREDICTION_INDEX, PREDICTIONS, as_float, cell_path, read_csv, read_json
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def read_per_image(path: Path) -> list[ImageRow]:
 
 
 def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
-    path = folder / PREDICTIONS / "index.csv"
+    path = folder / PREDICTIONS / PREDICTION_INDEX
     if not path.is_file():
         return {}
     return {(r["group"], r["image"]): r for r in read_csv(path)[1]}
@@ -155,32 +157,37 @@ def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, ma
     return parts
 
 
-def read_once(path: Path) -> Callable[[], np.ndarray]:
-    """A function returning the image at ``path`` (read on the first call only; errors raised on each call)."""
-    held: list[np.ndarray] = []
+def once(load: Callable[[], T]) -> Callable[[], T]:
+    """A function returning what ``load()`` returns, called on the first call only (errors raised on each call)."""
+    held: list[T] = []
 
-    def get() -> np.ndarray:
+    def get() -> T:
         if not held:
-            held.append(read_image(path))
+            held.append(load())
         return held[0]
 
     return get
 
 
+def read_once(path: Path) -> Callable[[], np.ndarray]:
+    """A function returning the image at ``path`` (read on the first call only; errors raised on each call)."""
+    return once(lambda: read_image(path))
+
+
 def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageRow, thumbs: Thumbnails) -> list[str]:
     if entry is None:
         return [f"<figure><figcaption>{esc(row.image)}: no saved prediction</figcaption></figure>"]
-    source = Path(entry["image_path"])
-    truth = Path(entry["mask_path"])
-    predicted = folder / PREDICTIONS / entry["prediction"]
-    photo = read_once(source)
+    predicted = folder / PREDICTIONS / cell_path(entry["prediction"])
+    # the photo as its ground truth was drawn (stored orientation where only that fits an EXIF-rotated photo's
+    # mask), which the saved prediction follows too
+    pair = once(lambda: read_pair(cell_path(entry["image_path"]), cell_path(entry["mask_path"]),
+                                  any_nonzero=entry["any_nonzero"] == "1"))
     return [
-        thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, photo(), thumbs.max_side)),
+        thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, pair()[0], thumbs.max_side)),
         thumbs.cell("ground truth", f"ground truth of {row.image}", lambda p: write_thumbnail(
-            p, photo(), thumbs.max_side, read_mask(truth, any_nonzero=entry["any_nonzero"] == "1"),
-            GROUND_TRUTH_COLOUR)),
+            p, pair()[0], thumbs.max_side, pair()[1], GROUND_TRUTH_COLOUR)),
         thumbs.cell("prediction", f"prediction for {row.image}",
-                    lambda p: write_thumbnail(p, photo(), thumbs.max_side, read_mask(predicted))),
+                    lambda p: write_thumbnail(p, pair()[0], thumbs.max_side, read_mask(predicted))),
     ]
 
 

@@ -5,9 +5,14 @@ from urllib.parse import unquote
 
 import cv2
 import pytest
+import torch
 
+from coseg.data import find_samples
+from coseg.evaluate import evaluate_samples, write_evaluation
 from coseg.report.build import build_report
+from coseg.report.files import PREDICTIONS
 from coseg.report.segmentation import ImageRow, worst_first
+from tests.coseg.pipeline_fixtures import ConstantModel
 from tests.report.report_runs import AWKWARD_GROUPS, evaluation_folder, parse_page
 
 
@@ -142,3 +147,79 @@ def test_page_name_needing_url_quoting_and_unwritable_places(tmp_path):
     (tmp_path / "taken.html").mkdir()
     with pytest.raises(ValueError, match="taken.html: cannot write the report there"):
         build_report(folder, output=tmp_path / "taken.html", progress=False)
+
+
+def _evaluate_into(output, data):
+    evaluation = evaluate_samples(ConstantModel(0.9), find_samples(data, "folders").samples, 64, torch.device("cpu"),
+                                  progress=False, predictions=output / PREDICTIONS)
+    write_evaluation(evaluation, output)
+
+
+def test_evaluation_report_draws_an_exif_rotated_photo_the_way_its_ground_truth_is_drawn(tmp_path):
+    import numpy as np
+
+    from coseg.data import write_png_atomic
+    from tests.coseg.files import write_exif_jpeg
+
+    stored = np.full((40, 120, 3), 30, np.uint8)
+    stored[:, :40] = 220  # the object: the left third of the photo as stored (it is viewed turned by 90°)
+    write_exif_jpeg(tmp_path / "data" / "images" / "g" / "rot.jpg", stored, orientation=6)
+    write_png_atomic(tmp_path / "data" / "masks" / "g" / "rot.png", stored[..., 0] > 128)
+    _evaluate_into(tmp_path / "ev", tmp_path / "data")
+    result = build_report(tmp_path / "ev", thumbnail=120, progress=False)
+    photo, truth, prediction = (cv2.imread(str(result.path.parent / src)) for src in parse_page(result.path).images)
+    assert photo.shape[:2] == truth.shape[:2] == prediction.shape[:2] == (40, 120)  # not stretched to 120 x 40
+    darkened = (abs(0.45 * photo - truth) <= 2).all(axis=2)  # overlay darkens the background, tints the object
+    assert darkened[:, 43:].all() and not darkened[:, 3:37].any()  # the tint lies on the object, as the mask says
+
+
+def test_evaluation_without_saved_predictions_drops_the_index_of_an_earlier_one(tmp_path):
+    class Broken(torch.nn.Module):
+        def predict_group(self, *args, **kwargs):
+            raise RuntimeError("interrupted")
+
+    folder = evaluation_folder(tmp_path)
+    index = folder / PREDICTIONS / "index.csv"
+    samples = find_samples(tmp_path / "data", "icoseg").samples
+    with pytest.raises(RuntimeError, match="interrupted"):  # stopped part-way: no index pairing old masks and scores
+        evaluate_samples(Broken(), samples, 64, torch.device("cpu"), progress=False, predictions=index.parent)
+    assert not index.exists()
+    folder = evaluation_folder(tmp_path / "again")
+    evaluation = evaluate_samples(ConstantModel(0.2), find_samples(tmp_path / "again" / "data", "icoseg").samples,
+                                  64, torch.device("cpu"), progress=False)
+    evaluation.summary["checkpoint"] = str(folder.parent / "best.safetensors")
+    write_evaluation(evaluation, folder)  # evaluated again without --report
+    assert not (folder / PREDICTIONS / "index.csv").exists()
+    page = parse_page(build_report(folder, progress=False).path)
+    assert len(page.images) == 2  # the run's two plots; no masks of the earlier evaluation beside the new scores
+
+
+def test_evaluation_report_of_files_whose_paths_are_not_utf8(tmp_path):
+    import os
+
+    import numpy as np
+
+    from coseg.data import write_png_atomic
+
+    picture = np.zeros((20, 30, 3), np.uint8)
+    picture[5:15, 10:20] = 200
+    for name in (os.fsdecode(b"caf\xe9"), "plain 100%"):
+        write_png_atomic(tmp_path / "data" / "images" / "g" / f"{name}.png", picture)
+        write_png_atomic(tmp_path / "data" / "masks" / "g" / f"{name}.png", picture[..., 0] > 0)
+    _evaluate_into(tmp_path / "ev", tmp_path / "data")
+    result = build_report(tmp_path / "ev", thumbnail=32, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert "not shown" not in text and len(parse_page(result.path).images) == 2 * 3
+
+
+@pytest.mark.parametrize("name", [b"/data/caf\xe9 100%.png", "/données/été 50%25.jpg".encode(), b"plain/a b.png",
+                                  b"/x/%41,\"q\".png"])
+def test_path_cells_give_back_the_exact_path(name):
+    import os
+    from pathlib import Path
+
+    from coseg.report.files import cell_path, path_cell
+
+    path = Path(os.fsdecode(name))
+    cell = path_cell(path)
+    assert cell.isascii() and cell_path(cell) == path and os.fsencode(cell_path(cell)) == name
