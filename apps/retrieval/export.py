@@ -213,8 +213,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         np.save(tmp, embeddings)
     write_text_atomic(output_dir / "manifest.csv", _csv(manifest))
     write_text_atomic(output_dir / "skipped.csv", _csv(skipped))
-    with atomic_path(output_dir / "index.faiss") as tmp:
-        import_faiss().write_index(build_index(embeddings, index), str(tmp))
+    # serialized here rather than written by faiss, which takes only paths it can encode as UTF-8
+    write_bytes_atomic(output_dir / "index.faiss",
+                       import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
     write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
     report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
     write_text_atomic(record, json.dumps({

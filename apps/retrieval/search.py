@@ -75,7 +75,7 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     info = json.loads(record.read_text(encoding="utf-8"))
     device = torch.device(device)
     model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
-    index = import_faiss().read_index(str(index_dir / "index.faiss"))
+    index = import_faiss().deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), np.uint8))
     with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         manifest = list(csv.DictReader(f))
     if index.ntotal != len(manifest):

@@ -164,6 +164,18 @@ def test_a_half_replaced_export_is_no_finished_export(collection, checkpoint, tm
     assert search_export(out, [query], k=1).neighbours[0].path == "class5/img002.jpg"
 
 
+def test_export_and_search_in_a_folder_whose_name_is_not_utf8(collection, checkpoint, tmp_path):
+    out = tmp_path / os.fsdecode(b"export \xff")  # faiss takes no such path: the index goes through bytes
+    try:
+        out.mkdir()
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system holds no file names that are not UTF-8")
+    export_folder(checkpoint, collection, out)
+    query = collection / "class5" / "img002.jpg"
+    assert search_export(out, [query], k=1).neighbours[0].path == "class5/img002.jpg"
+    assert faiss.deserialize_index(np.fromfile(out / "index.faiss", np.uint8)).ntotal == 25
+
+
 def test_search_refuses_an_inconsistent_export(collection, checkpoint, tmp_path):
     out, wider = tmp_path / "export", tmp_path / "wide.safetensors"
     export_folder(checkpoint, collection, out)
