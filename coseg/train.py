@@ -188,11 +188,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
-    ``cfg.minutes / cfg.members`` minutes and ``cfg.epochs / cfg.members`` epochs (rounded, at least 1: the budget
-    is shared), on the same training and validation groups (carved once, with ``cfg.seed``)."""
+    ``cfg.minutes / cfg.members`` minutes (up to ``cfg.epochs`` epochs each) or, without a time budget,
+    ``cfg.epochs / cfg.members`` epochs (rounded, at least 1), on the same training and validation groups (carved
+    once, with ``cfg.seed``)."""
     train_groups, val_groups = split_train_val(cfg, scan)
     minutes = cfg.minutes / cfg.members if cfg.minutes else cfg.minutes
-    epochs = max(1, round(cfg.epochs / cfg.members))
+    epochs = cfg.epochs if cfg.minutes else max(1, round(cfg.epochs / cfg.members))
     return [replace(cfg, members=1, seed=cfg.seed + i, output=str(Path(cfg.output) / f"member{i}"), minutes=minutes,
                     epochs=epochs,
                     train_groups=list(train_groups), val_groups=list(val_groups),
@@ -208,6 +209,8 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     configs = member_configs(cfg, scan)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        if not resume:  # --overwrite: no file of the replaced run may be resumed or reported as this one's
+            RUN_FOLDER.clear(output)
         save_config(cfg, output / "config.yaml")
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist, scan, cache) for c in configs]
@@ -263,6 +266,8 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            RUN_FOLDER.clear(output)
         save_config(cfg, output / "config.yaml")
     engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
                     channels_last=cfg.channels_last,

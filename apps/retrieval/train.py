@@ -346,7 +346,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         if not resume:  # --overwrite: the replaced run's fine-tuning stage must not be resumed or promoted
-            RUN_FOLDER.clear_subruns(output)
+            RUN_FOLDER.clear(output)
         save_config(cfg, output / "config.yaml")
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume

@@ -124,6 +124,11 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+NOT_SAVED = frozenset({"overwrite"})
+"""Options that are one command's action, not the run's: a reused ``config.yaml`` must not replace a run."""
+
+
 def save_config(cfg: Any, path: Union[str, Path]) -> None:
-    """Write the resolved config as YAML, atomically."""
-    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+    """Write the resolved config as YAML, atomically (but for :data:`NOT_SAVED`)."""
+    values = {k: v for k, v in config_to_dict(cfg).items() if k not in NOT_SAVED}
+    write_text_atomic(path, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))

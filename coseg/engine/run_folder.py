@@ -34,19 +34,27 @@ class RunFolder:
         folders = [output, *sorted(output.glob(self.subruns))]
         return [folder / name for folder in folders for name in RUN_FILES if (folder / name).is_file()]
 
-    def clear_subruns(self, output: Path) -> None:
-        """Remove the checkpoints and logs of the sub-runs in ``output`` (a run replaced with ``overwrite``), so
-        that a later resume does not take them up."""
+    def clear(self, output: Path) -> None:
+        """Remove the checkpoints and logs of the run in ``output`` and of its sub-runs (a run replaced with
+        ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up;
+        a sub-run folder left empty goes too."""
+        for name in RUN_FILES:
+            (output / name).unlink(missing_ok=True)
         for folder in output.glob(self.subruns):
-            for name in RUN_FILES:
+            for name in (*RUN_FILES, "config.yaml"):
                 (folder / name).unlink(missing_ok=True)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
     def check(self, cfg: Any, resume: bool) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
         needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones."""
         output = Path(cfg.output)
         saved = output / "config.yaml"
-        if resume and saved.is_file():
+        if resume and not saved.is_file():
+            raise ValueError(f"{printable(output)}: nothing to resume (no config.yaml of a run there); train without "
+                             "--resume, or give the run's own --output")
+        if resume:
             before = load_config(type(cfg), saved)
             changed = [f"{k} {getattr(before, k)!r} → {getattr(cfg, k)!r}" for k in config_to_dict(cfg)
                        if k not in self.resumable and self._value(before, k) != self._value(cfg, k)]

@@ -84,3 +84,43 @@ def test_numeric_group_names_in_a_config_file_are_names(tmp_path):
     path.write_text("train_groups: [7, 8]\nval_groups: [12]\n")  # YAML reads these as numbers
     cfg = load_config(CosegTrainConfig, path)
     assert cfg.train_groups == ["7", "8"] and cfg.val_groups == ["12"]
+
+
+def test_overwrite_leaves_nothing_of_the_replaced_run_to_resume_and_is_not_saved(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    run = tmp_path / "run"
+    three = ["train", "--data", data, "--output", run, "--epochs", 3, *TINY[2:], "--members", 3]
+    assert coseg(*three)[0] == 0 and (run / "member2" / "last.pt").is_file()
+    assert coseg(*three[:-1], 2, "--epochs", 2, "--overwrite")[0] == 0  # fewer members: member2 is not theirs
+    assert sorted(p.name for p in run.glob("member*")) == ["member0", "member1"]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "overwrite" not in saved and saved["members"] == 2
+    code, output = coseg("train", "--config", run / "config.yaml")  # the saved config, reused, replaces nothing
+    assert code != 0 and "already holds a run" in output
+
+    # a replaced run killed before its first checkpoint: --resume must not take up the old one's
+    (run / "member0" / "log.csv").write_text("stale\n")
+    RUN_FOLDER.clear(run)
+    assert not any(p.is_file() and p.name != "config.yaml" for p in run.rglob("*"))
+
+
+def test_resume_where_no_run_is_refused(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    for members in (1, 3):
+        code, output = coseg("train", "--data", data, "--output", tmp_path / "typo", "--epochs", 1, *TINY[2:],
+                             "--members", members, "--resume")
+        assert code != 0 and "nothing to resume (no config.yaml of a run there)" in output
+        assert not (tmp_path / "typo").exists()
+
+
+def test_member_epochs_are_shared_only_without_a_time_budget(tmp_path):
+    from dataclasses import replace
+
+    from coseg.data import find_samples
+    from coseg.train import member_configs
+
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    cfg = CosegTrainConfig(data=str(data), output=str(tmp_path / "run"), members=3, epochs=30, minutes=6)
+    scan = find_samples(data, "auto")
+    assert [(c.minutes, c.epochs) for c in member_configs(cfg, scan)] == [(2, 30)] * 3
+    assert [(c.minutes, c.epochs) for c in member_configs(replace(cfg, minutes=None), scan)] == [(None, 10)] * 3
