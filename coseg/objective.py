@@ -46,6 +46,9 @@ class CosegObjective(nn.Module):
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
         super().__init__()
+        negative = [f"{k} {v}" for k, v in {**seg_weights, "triplet": triplet_weight}.items() if v < 0]
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {', '.join(negative)}")
         self.seg_weights = {k: float(v) for k, v in seg_weights.items() if v}
         self.seg_losses = nn.ModuleDict({k: SEGMENTATION_LOSSES.create(k) for k in self.seg_weights})
         self.triplet_weight = float(triplet_weight)

@@ -7,6 +7,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
+import timm
 import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.base import SegmentationModel
@@ -457,6 +458,8 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     fine-tuned one (its maps do not drift in training; one more encoder pass per image). mean/std: input
     normalisation (default: what the encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
+    if encoder.startswith("tu-") and not timm.is_model(encoder[3:]):
+        raise ValueError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
     if download:
         with downloading_weights(encoder):

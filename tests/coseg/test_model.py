@@ -267,6 +267,8 @@ def test_deeplab_accepts_multiples_of_its_output_stride():
 def test_unknown_architecture_lists_the_valid_names():
     with pytest.raises(KeyError, match="unet.*fpn|deeplabv3plus.*unet"):
         create_model("segnet", weights=None)
+    with pytest.raises(ValueError, match="unknown encoder 'tu-tf_efficientnet_lite9': timm has no model"):
+        create_model("unet", encoder="tu-tf_efficientnet_lite9", weights=None)
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.1])

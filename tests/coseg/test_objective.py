@@ -43,6 +43,8 @@ def test_bad_configuration_and_shapes():
         CosegObjective({"dice": 0.0})
     with pytest.raises(ValueError, match="ISTripletLoss"):
         CosegObjective({"dice": 1.0}, triplet_weight=1.0)
+    with pytest.raises(ValueError, match="loss weights must be >= 0, got dice -1.0, triplet -0.5"):
+        CosegObjective({"dice": -1.0, "ce": 1.0}, triplet_weight=-0.5)
     with pytest.raises(KeyError, match="valid names: ce, dice, focal, jaccard"):
         CosegObjective({"lovasz": 1.0})
     logits, emb, masks, groups = batch()
