@@ -77,14 +77,13 @@ def retrieval_data(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("trainer", ["coseg", "retrieval"])
 def test_resume_refuses_a_malicious_training_state(tmp_path, marker, coseg_data, retrieval_data, trainer, kind):
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "last.pt").write_bytes(malicious_pickle(marker) if kind == "raw pickle" else torch_pickle(marker))
     if trainer == "coseg":
-        output = fails("train", "--data", coseg_data, "--output", run, "--epochs", 2, "--val-fraction", 0, "--resume",
-                       *TINY_COSEG)
+        args = ["train", "--data", coseg_data, "--output", run, "--val-fraction", 0, *TINY_COSEG]
     else:
-        output = fails("retrieval", "train", "--data", retrieval_data, "--output", run, "--epochs", 2, "--resume",
-                       *TINY_RETRIEVAL)
+        args = ["retrieval", "train", "--data", retrieval_data, "--output", run, *TINY_RETRIEVAL]
+    invoke(*args, "--epochs", 1)  # a real run (--resume refuses a folder without one), whose state is then swapped
+    (run / "last.pt").write_bytes(malicious_pickle(marker) if kind == "raw pickle" else torch_pickle(marker))
+    output = fails(*args, "--epochs", 2, "--resume")
     assert "last.pt: refused to load: not a safe training checkpoint" in output
 
 
