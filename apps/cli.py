@@ -71,7 +71,7 @@ def _device(name: str):
 
 def inference_options(fn: Callable) -> Callable:
     """The options evaluate and predict share: group mode, refinement, group statistics, flip, edge filter,
-    colour cut, device, workers, quiet."""
+    colour cut, image size, batch size, device, workers, quiet."""
     for option in reversed([
         click.option("--group-mode/--single-image", default=True, show_default=True,
                      help="Predict each group's images together (sub-folders are groups) or every image alone."),
@@ -103,6 +103,10 @@ def inference_options(fn: Callable) -> Callable:
                      help="The colour cut runs on the images at this many times the model's input side (the masks "
                           "upsampled to it), so thin parts lost at the model's resolution can come back (with "
                           "--colour-cut; 1 = at the model's input size)."),
+        click.option("--image-size", type=click.IntRange(1, None),
+                     help="Inference size (default: the size the checkpoint was trained at)."),
+        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, None),
+                     help="Images per forward pass."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
                      help="DataLoader worker processes."),
@@ -165,10 +169,6 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Splits JSON (default: DATA/splits.json).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
 @click.option("--groups", help="Explicit comma-separated groups to evaluate (overrides --split).")
-@click.option("--image-size", type=click.IntRange(1, None),
-              help="Inference size (default: the size the checkpoint was trained at).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, None),
-              help="Images per forward pass.")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @inference_options
@@ -237,10 +237,6 @@ def _print_summary(summary: dict) -> None:
               help="Folder for the masks: OUTPUT/<same relative path>.png (0/255, at each input's size).")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path),
               help="Also write image overlays (foreground tinted red) to this folder, same relative paths.")
-@click.option("--image-size", type=click.IntRange(1, None),
-              help="Inference size (default: the size the checkpoint was trained at).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, None),
-              help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them).")
 @inference_options
 @report_options("image | prediction per group and every image's foreground share")

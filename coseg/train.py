@@ -183,6 +183,8 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
+        if info.is_main and not resume:  # --overwrite: no file of the replaced run may be resumed or reported
+            RUN_FOLDER.clear(Path(cfg.output))
         return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
 
 
@@ -209,8 +211,6 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     configs = member_configs(cfg, scan)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        if not resume:  # --overwrite: no file of the replaced run may be resumed or reported as this one's
-            RUN_FOLDER.clear(output)
         save_config(cfg, output / "config.yaml")
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist, scan, cache) for c in configs]
@@ -266,8 +266,6 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            RUN_FOLDER.clear(output)
         save_config(cfg, output / "config.yaml")
     engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
                     channels_last=cfg.channels_last,
