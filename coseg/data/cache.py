@@ -5,6 +5,11 @@ mtime, size, S, mask encoding), so an edited or replaced file is decoded again a
 Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them. A cache
 folder that cannot be written (read-only, full, a file) is a ``ValueError`` naming it; one already holding every
 entry is only read.
+
+Decoded samples fill at most half of the machine's memory (``MEMORY_SHARE``): beyond that (e.g. Stanford Online
+Products, 60k images per split), samples are read from the disk cache each time they are used instead of held,
+and without a cache folder ``load`` refuses up front with the size it would need, instead of the run being killed
+half-way for want of memory.
 """
 from __future__ import annotations
 
@@ -26,6 +31,12 @@ from coseg.data.io import DataFileError, printable, read_image_for_size, read_pa
 from coseg.data.layouts import Sample
 
 _FORMAT = 1  # bump when the stored arrays change meaning
+MEMORY_SHARE = 0.5
+
+
+def physical_memory() -> int:
+    """The machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,8 @@ def _fingerprint(path: Optional[Path]) -> bytes:
 
 
 class ImageCache:
-    """Decoded, resized samples in memory (``cache[sample] -> Decoded``), filled by ``load``.
+    """Decoded, resized samples (``cache[sample] -> Decoded``), filled by ``load``; in memory, or read from
+    ``cache_dir`` on each use once they would fill more than ``MEMORY_SHARE`` of the machine's memory.
 
     ``cache_dir``: keep decoded arrays there across runs. ``progress``: show a tqdm bar. ``threads``: decoding
     threads (OpenCV releases the GIL), default ``min(2, cpu count)``."""
@@ -82,11 +94,17 @@ class ImageCache:
         self.skipped: list[tuple[Path, str]] = []
         self.decoded = 0  # samples decoded from their files
         self.from_disk = 0  # samples read from cache_dir instead
-        self._entries: dict[Sample, Decoded] = {}
+        self._entries: dict[Sample, Union[Decoded, Path]] = {}  # a Path: read from the disk cache on each use
         self._failed: set[Sample] = set()
+        self._held_bytes = 0
+        self.on_disk = False  # new samples are read from cache_dir on each use, not held
 
     def __getitem__(self, sample: Sample) -> Decoded:
-        return self._entries[sample]
+        entry = self._entries[sample]
+        if isinstance(entry, Decoded):
+            return entry
+        stored = self._read_disk(entry, sample.mask is not None)
+        return stored if stored is not None else decode_sample(sample, self.image_size)  # cache file removed
 
     def __contains__(self, sample: object) -> bool:
         return sample in self._entries
@@ -99,6 +117,7 @@ class ImageCache:
         recorded in ``skipped`` as (file, reason)."""
         todo = list(dict.fromkeys(s for s in samples if s not in self._entries and s not in self._failed))
         if todo:
+            self._check_memory(todo)
             with ThreadPoolExecutor(self.threads) as pool:
                 results = list(tqdm(pool.map(self._fetch, todo), total=len(todo), disable=not self.progress,
                                     desc=f"decoding {self.image_size}px", unit="img"))
@@ -108,9 +127,27 @@ class ImageCache:
                     self.skipped.append((result.path, result.problem))
                 else:
                     self._entries[sample] = result
+                    if isinstance(result, Decoded):
+                        self._held_bytes += self._sample_bytes(sample)
                     self.from_disk += from_disk
                     self.decoded += not from_disk
         return [s for s in samples if s in self._entries]
+
+    def _sample_bytes(self, sample: Sample) -> int:
+        return self.image_size ** 2 * (3 + (sample.mask is not None))
+
+    def _check_memory(self, todo: Sequence[Sample]) -> None:
+        """Switch to reading from disk, or refuse, when ``todo`` would not fit in the memory share."""
+        need = self._held_bytes + sum(self._sample_bytes(s) for s in todo)
+        share = MEMORY_SHARE / int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: one cache per process
+        if self.on_disk or need <= share * physical_memory():
+            return
+        if self.cache_dir is None:
+            raise ValueError(f"{len(self._entries) + len(todo)} images decoded at {self.image_size} px would take "
+                             f"{need / 2 ** 30:.1f} GB of memory, more than {share:.0%} of this machine's "
+                             f"{physical_memory() / 2 ** 30:.1f} GB: pass --cache-dir to read them from disk instead "
+                             f"(about as much disk space), or a smaller --image-size")
+        self.on_disk = True
 
     def _disk_path(self, sample: Sample) -> Optional[Path]:
         if self.cache_dir is None:
@@ -135,13 +172,14 @@ class ImageCache:
             return None
         return Decoded(image, mask, (int(size[0]), int(size[1])))
 
-    def _fetch(self, sample: Sample) -> tuple[Union[Decoded, DataFileError], bool]:
-        """(decoded sample or the error met, whether it came from the disk cache)."""
+    def _fetch(self, sample: Sample) -> tuple[Union[Decoded, Path, DataFileError], bool]:
+        """(decoded sample, or its disk-cache file when ``on_disk``, or the error met; whether it came from the
+        disk cache)."""
         disk = self._disk_path(sample)
         if disk is not None:
             stored = self._read_disk(disk, sample.mask is not None)
             if stored is not None:
-                return stored, True
+                return (disk if self.on_disk else stored), True
         try:
             decoded = decode_sample(sample, self.image_size)
         except DataFileError as e:
@@ -157,4 +195,4 @@ class ImageCache:
             except OSError as e:  # read-only, full, or not a folder: bad input, not a crash
                 raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} "
                                  f"({e.strerror or e}); choose another --cache-dir or leave it out") from None
-        return decoded, False
+        return (disk if self.on_disk and disk is not None else decoded), False

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+import coseg.data.cache as cache_module
 from coseg.data import ImageCache, Sample, find_samples, make_synthetic_coseg, read_pair, resize_image, resize_mask
 from tests.coseg.files import half_mask, left_red_image, write_cv2, write_rgb
 
@@ -149,3 +150,37 @@ def test_progress_bar_can_be_silenced(scan, capsys):
 def test_invalid_size():
     with pytest.raises(ValueError, match="image_size"):
         ImageCache(0)
+
+
+def _room_for(monkeypatch, samples: int, size: int = 16) -> None:
+    """Pretend the machine's memory share holds exactly ``samples`` decoded samples with masks at ``size``."""
+    monkeypatch.setattr(cache_module, "physical_memory", lambda: int(samples * size * size * 4 / cache_module.MEMORY_SHARE))
+
+
+def test_samples_beyond_the_memory_share_are_read_from_disk(scan, tmp_path, monkeypatch):
+    reference = ImageCache(16, progress=False)
+    reference.load(scan.samples)
+    _room_for(monkeypatch, 4)
+    cache = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)
+    assert cache.load(scan.samples[:3]) == scan.samples[:3] and not cache.on_disk  # 3 fit: held
+    assert cache.load(scan.samples) == scan.samples and cache.on_disk  # 6 do not: the other 3 stay on disk
+    held = [s for s in scan.samples if isinstance(cache._entries[s], cache_module.Decoded)]
+    assert held == scan.samples[:3]
+    for sample in scan.samples:
+        np.testing.assert_array_equal(cache[sample].image, reference[sample].image)
+        np.testing.assert_array_equal(cache[sample].mask, reference[sample].mask)
+        assert cache[sample].size == reference[sample].size
+    for stored in (tmp_path / "cache").iterdir():  # a cache file removed during the run: decoded again
+        stored.unlink()
+    np.testing.assert_array_equal(cache[scan.samples[-1]].image, reference[scan.samples[-1]].image)
+
+
+def test_too_many_samples_without_a_cache_folder_are_refused_up_front(scan, monkeypatch):
+    _room_for(monkeypatch, 5)
+    with pytest.raises(ValueError, match=r"6 images decoded at 16 px would take .* GB .*--cache-dir"):
+        ImageCache(16, progress=False).load(scan.samples)
+    _room_for(monkeypatch, 6)
+    assert len(ImageCache(16, progress=False).load(scan.samples)) == 6
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: two processes each hold a cache
+    with pytest.raises(ValueError, match="--cache-dir"):
+        ImageCache(16, progress=False).load(scan.samples)
