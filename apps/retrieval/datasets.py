@@ -7,7 +7,10 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
   ``train_test_split.txt`` is a classification split and is not used).
 - ``cars``:    Cars196: ``cars_annos.mat`` (struct array ``annotations`` with ``relative_im_path`` and ``class``;
   cell array ``class_names``), read with scipy. Classes 1–98 are ``train``, 99–196 ``test`` (the ``test`` flag of
-  each annotation is a classification split and is not used).
+  each annotation is a classification split and is not used). Without ``car_ims/``, the devkit distribution is read
+  instead: ``cars_train_annos.mat`` and ``cars_test_annos_withlabels.mat`` (``annotations`` with ``fname`` and
+  ``class``; images in ``cars_train/`` and ``cars_test/``), ``cars_meta.mat`` (``class_names``), each in ``root`` or
+  ``root/devkit``; both parts are pooled and split by the same class ranges.
 - ``sop``:     Stanford Online Products: ``Ebay_train.txt`` / ``Ebay_test.txt`` (columns image_id, class_id,
   super_class_id, path); super-classes are kept (``Record.super_label``).
 - ``folders``: ``<root>/<class>/*.jpg`` or ``<root>/images/<class>/*.jpg`` (found by coseg's ``folders`` layout;
@@ -43,6 +46,7 @@ OFFICIAL_SPLITS = ("train", "test", "all")
 SPLITS_FILE = "splits.json"
 CUB_RANGES = (range(1, 101), range(101, 201))
 CARS_RANGES = (range(1, 99), range(99, 197))
+CARS_DEVKIT = {"cars_train": "cars_train_annos.mat", "cars_test": "cars_test_annos_withlabels.mat"}
 
 
 class Record(NamedTuple):
@@ -207,7 +211,7 @@ def _load_mat(path: Path) -> dict:
         from scipy.io import loadmat
         from scipy.io.matlab import MatReadError
     except ImportError as err:
-        raise ImportError("reading Cars196's cars_annos.mat needs scipy (pip install scipy)") from err
+        raise ImportError("reading Cars196's .mat annotation files needs scipy (pip install scipy)") from err
     if not path.is_file():
         raise LayoutError(f"annotation file not found: {printable(path)}")
     try:
@@ -216,17 +220,46 @@ def _load_mat(path: Path) -> dict:
         raise LayoutError(f"cannot read {printable(path)} as a MATLAB file: {e}") from None
 
 
-def _cars_annotations(path: Path) -> tuple[np.ndarray, dict[int, str]]:
-    """The ``annotations`` struct array (1-D) of ``cars_annos.mat`` and class id → name from ``class_names``."""
-    mat = _load_mat(path)
+def _class_names(mat: dict) -> dict[int, str]:
+    """Class id → name from the cell array ``class_names`` of a loaded Cars196 file (empty when it has none)."""
+    names = np.atleast_1d(mat.get("class_names", np.array([], dtype=object)))
+    return {i: str(name) for i, name in enumerate(names, start=1)}
+
+
+def _cars_annotations(mat: dict, path: Path, path_field: str) -> np.ndarray:
+    """The ``annotations`` struct array (1-D) of the loaded Cars196 file ``path``; its entries must have
+    ``path_field`` and ``class``."""
     annotations = mat.get("annotations")
     fields = () if annotations is None or annotations.dtype.names is None else annotations.dtype.names
-    missing = [f for f in ("relative_im_path", "class") if f not in fields]
+    missing = [f for f in (path_field, "class") if f not in fields]
     if missing:
-        raise LayoutError(f"{printable(path)} is not Cars196's cars_annos.mat: no struct array 'annotations' with "
+        raise LayoutError(f"{printable(path)} is not Cars196's {path.name}: no struct array 'annotations' with "
                           f"field(s) {', '.join(missing)}")
-    names = np.atleast_1d(mat.get("class_names", np.array([], dtype=object)))
-    return np.atleast_1d(annotations), {i: str(name) for i, name in enumerate(names, start=1)}
+    return np.atleast_1d(annotations)
+
+
+def _devkit_file(root: Path, name: str) -> Path:
+    """``root/devkit/name`` if it exists (the devkit archive unpacks to ``devkit/``), else ``root/name``."""
+    nested = root / "devkit" / name
+    return nested if nested.is_file() else root / name
+
+
+def _is_cars_devkit(root: Path) -> bool:
+    """True if ``root`` holds Cars196 in the devkit distribution (no ``car_ims/``, ``cars_train_annos.mat``)."""
+    return not (root / "car_ims").is_dir() and _devkit_file(root, CARS_DEVKIT["cars_train"]).is_file()
+
+
+def _cars_sources(root: Path) -> tuple[list[tuple[Path, Path, str]], dict[int, str]]:
+    """(annotation file, image folder, path field) of each annotation file of the Cars196 copy at ``root``, and
+    class id → name from ``cars_meta.mat`` (devkit; empty for ``cars_annos.mat``, which holds its own)."""
+    if not _is_cars_devkit(root):
+        return [(root / "cars_annos.mat", root, "relative_im_path")], {}
+    test_labels = _devkit_file(root, CARS_DEVKIT["cars_test"])
+    if not test_labels.is_file():
+        raise LayoutError(f"Cars196 test labels not found: {printable(test_labels)} (the devkit's "
+                          f"cars_test_annos.mat has no classes; cars_test_annos_withlabels.mat is a separate download)")
+    names = _class_names(_load_mat(_devkit_file(root, "cars_meta.mat")))
+    return [(_devkit_file(root, annos), root / folder, "fname") for folder, annos in CARS_DEVKIT.items()], names
 
 
 def _integer(value: object) -> Optional[int]:
@@ -235,7 +268,7 @@ def _integer(value: object) -> Optional[int]:
         return None
     try:
         number = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if number == value else None
 
@@ -244,26 +277,29 @@ def _integer(value: object) -> Optional[int]:
 def scan_cars(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
     """Cars196: see the module docstring."""
     _check_split("cars", split, train_classes)
-    mat_file = root / "cars_annos.mat"
-    annotations, names = _cars_annotations(mat_file)
+    sources, names = _cars_sources(root)
     problems: list[Problem] = []
     entries = []
-    for number, annotation in enumerate(annotations, start=1):
-        relative, class_value = annotation["relative_im_path"], annotation["class"]
-        where = f"annotation {number}"
-        if not isinstance(relative, str):
-            problems.append(Problem("bad annotation", mat_file, f"{where}: relative_im_path is not text"))
-            continue
-        path = _relative_image(root, relative, mat_file, where, problems)
-        if path is None:
-            continue
-        class_id = _integer(class_value)
-        if class_id is None:
-            problems.append(Problem("bad annotation", path, f"{where}: class {class_value!r} is not an integer"))
-            continue
-        entry = Entry(path, class_id, names.get(class_id, f"class {class_id}"))
-        if not _outside_ranges(entry, CARS_RANGES, mat_file, problems) and _in_split(class_id, split, CARS_RANGES):
-            entries.append(entry)
+    for mat_file, images, path_field in sources:
+        mat = _load_mat(mat_file)
+        annotations = _cars_annotations(mat, mat_file, path_field)
+        names = names or _class_names(mat)
+        for number, annotation in enumerate(annotations, start=1):
+            relative, class_value = annotation[path_field], annotation["class"]
+            where = f"annotation {number}"
+            if not isinstance(relative, str):
+                problems.append(Problem("bad annotation", mat_file, f"{where}: {path_field} is not text"))
+                continue
+            path = _relative_image(images, relative, mat_file, where, problems)
+            if path is None:
+                continue
+            class_id = _integer(class_value)
+            if class_id is None:
+                problems.append(Problem("bad annotation", path, f"{where}: class {class_value!r} is not an integer"))
+                continue
+            entry = Entry(path, class_id, names.get(class_id, f"class {class_id}"))
+            if not _outside_ranges(entry, CARS_RANGES, mat_file, problems) and _in_split(class_id, split, CARS_RANGES):
+                entries.append(entry)
     return entries, problems
 
 
@@ -323,7 +359,7 @@ def detect_retrieval_layout(root: PathLike) -> str:
         raise LayoutError(f"data folder not found: {printable(root)}")
     if (_official_root(root, "images.txt", "CUB_200_2011") / "image_class_labels.txt").is_file():
         return "cub"
-    if (root / "cars_annos.mat").is_file():
+    if (root / "cars_annos.mat").is_file() or _devkit_file(root, CARS_DEVKIT["cars_train"]).is_file():
         return "cars"
     sop = _official_root(root, "Ebay_train.txt", "Stanford_Online_Products")
     if (sop / "Ebay_train.txt").is_file() or (sop / "Ebay_test.txt").is_file():

@@ -65,6 +65,41 @@ def write_cars(root: Path, class_ids: Sequence[int], per_class: int = 2,
     return root
 
 
+def _struct_array(fields: Sequence[str], rows: Sequence[tuple]) -> np.ndarray:
+    """A MATLAB struct array (1 × N) with ``fields``, one row of values per element."""
+    array = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
+    for i, row in enumerate(rows):
+        array[0, i] = row
+    return array
+
+
+def write_cars_devkit(root: Path, class_ids: Sequence[int], per_class: int = 2, in_devkit: bool = True,
+                      test_labels: bool = True) -> Path:
+    """Cars196 as the devkit distribution: ``cars_train/NNNNN.jpg`` and ``cars_test/NNNNN.jpg`` (each class has
+    images in both), ``cars_meta.mat``, ``cars_train_annos.mat`` and ``cars_test_annos.mat`` (no class) in
+    ``root/devkit`` (``in_devkit``) or ``root``, and ``root/cars_test_annos_withlabels.mat`` (``test_labels``)."""
+    parts: dict[str, list[tuple]] = {"cars_train": [], "cars_test": []}
+    for class_id in class_ids:
+        for k in range(per_class):
+            folder = ("cars_train", "cars_test")[k % 2]
+            fname = f"{len(parts[folder]) + 1:05d}.jpg"
+            tiny_image(root / folder / fname, seed=len(parts["cars_train"]) + 100 * len(parts["cars_test"]))
+            box = (np.uint16(3), np.uint16(4), np.uint16(90), np.uint16(60))
+            parts[folder].append((*box, np.uint8(class_id), fname))
+    devkit = root / "devkit" if in_devkit else root
+    devkit.mkdir(parents=True, exist_ok=True)
+    fields = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")
+    names = np.empty((1, 196), dtype=object)
+    names[0, :] = [f"Maker Model {i} 2012" for i in range(1, 197)]
+    savemat(devkit / "cars_meta.mat", {"class_names": names})
+    savemat(devkit / "cars_train_annos.mat", {"annotations": _struct_array(fields, parts["cars_train"])})
+    unlabelled = [(*row[:4], row[5]) for row in parts["cars_test"]]
+    savemat(devkit / "cars_test_annos.mat", {"annotations": _struct_array(fields[:4] + fields[5:], unlabelled)})
+    if test_labels:
+        savemat(root / "cars_test_annos_withlabels.mat", {"annotations": _struct_array(fields, parts["cars_test"])})
+    return root
+
+
 SOP_TRAIN = [(1, 1, "bicycle_final"), (2, 1, "bicycle_final"), (3, 2, "chair_final")]
 SOP_TEST = [(11319, 1, "bicycle_final"), (11320, 3, "mug_final"), (11321, 3, "mug_final")]
 

@@ -11,7 +11,7 @@ from scipy.io import savemat
 from apps.retrieval import RETRIEVAL_LAYOUTS, RetrievalSplit, detect_retrieval_layout, load_retrieval_split
 from coseg.data import LayoutError
 from tests.apps.retrieval_files import (SOP_TEST, SOP_TRAIN, cars_annotations, tiny_image, write_cars,
-                                        write_class_folders, write_cub, write_sop)
+                                        write_cars_devkit, write_class_folders, write_cub, write_sop)
 
 CUB_CLASSES = [1, 2, 100, 101, 150, 200]
 CARS_CLASSES = [1, 5, 98, 99, 196]
@@ -108,12 +108,13 @@ def test_cars_class_ranges_ignore_the_test_flag(tmp_path, split, official):
 
 def test_cars_problems_are_reported(tmp_path):
     extra = [("car_ims/missing.jpg", np.uint8(3), 0), ("car_ims/000001.jpg", np.uint8(0), 0),
-             ("car_ims/000002.jpg", "seven", 0), ("/abs/car.jpg", np.uint8(3), 1)]
+             ("car_ims/000002.jpg", "seven", 0), ("car_ims/000002.jpg", np.inf, 0), ("/abs/car.jpg", np.uint8(3), 1)]
     write_cars(tmp_path, [1, 2], per_class=1, extra=extra)
     data = load_retrieval_split(tmp_path, "train")
     assert len(data.records) == 2
-    assert sorted(kinds(data)) == ["bad annotation", "bad path", "class outside the official ranges",
-                                   "missing image"]
+    assert sorted(kinds(data)) == ["bad annotation", "bad annotation", "bad path",
+                                   "class outside the official ranges", "missing image"]
+    assert "class inf is not an integer" in str(data.problems)
     assert next(p for p in data.problems if p.kind == "missing image").path == tmp_path / "car_ims" / "missing.jpg"
 
 
@@ -131,6 +132,25 @@ def test_cars_single_annotation_file(tmp_path):
     savemat(tmp_path / "cars_annos.mat", {"annotations": cars_annotations([("car_ims/000001.jpg", 120, 1)])})
     data = load_retrieval_split(tmp_path, "test")
     assert len(data.records) == 1 and data.classes == ["class 120"]  # no class_names in this file
+
+
+@pytest.mark.parametrize("in_devkit", [True, False])
+def test_cars_devkit_distribution_pools_both_parts(tmp_path, in_devkit):
+    write_cars_devkit(tmp_path, CARS_CLASSES, per_class=4, in_devkit=in_devkit)
+    assert detect_retrieval_layout(tmp_path) == "cars"
+    for split, official in (("train", [1, 5, 98]), ("test", [99, 196])):
+        data = load_retrieval_split(tmp_path, split)
+        assert data.layout == "cars" and data.problems == []
+        assert data.classes == [f"Maker Model {c} 2012" for c in official]
+        check_remapped(data, per_class=4)  # two images of each class in cars_train/, two in cars_test/
+        assert {r.path.parent.name for r in data.records} == {"cars_train", "cars_test"}
+        assert all(r.path.is_file() for r in data.records)
+
+
+def test_cars_devkit_without_test_labels(tmp_path):
+    write_cars_devkit(tmp_path, [1, 99], test_labels=False)
+    with pytest.raises(LayoutError, match="test labels not found: .*cars_test_annos_withlabels.mat .*no classes"):
+        load_retrieval_split(tmp_path, "train")
 
 
 def test_sop_splits_and_super_classes(tmp_path):
