@@ -5,10 +5,12 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``icoseg``:   ``images/<group>/*.jpg`` + ``ground_truth/<group>/<stem>.png`` (``masks_root`` replaces
   ``ground_truth``).
 - ``internet``: ``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground;
-  noise images keep their empty masks. ``root`` may be the folder holding ``Data`` or ``Data`` itself.
+  noise images keep their empty masks. ``root`` may be the folder holding ``Data``, ``Data`` itself or one class
+  folder (``Data/Airplane100``: one group named after it).
 - ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
-  other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``.
+  other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
+  directly in a subset folder are reported as outside any group.
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a ``masks``,
   ``ground_truth``, ``gt`` or ``labels`` folder beside ``root/images``), matched by relative folder + stem.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
@@ -20,11 +22,12 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``auto``: picks one of the above from the folders present (``detect_layout``).
 
 Hidden files and folders, ``__MACOSX`` and files that are not images are ignored. Symlinked folders are followed
-once (a folder reached again, e.g. through a loop, is reported and skipped). An image without a mask (when a mask
-folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Where masks exist,
-several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?) and several
-masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask, that is
-``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
+once (a folder reached again, e.g. through a loop, is reported and skipped); a link that cannot be followed (dangling
+or to itself) is reported as a broken link, a folder that cannot be listed as a skipped folder. An image without a
+mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Where
+masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?)
+and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask,
+that is ``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
 escapes); ``printable`` shows them.
 
 A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
@@ -135,10 +138,11 @@ def _walk(top: Path, suffixes: frozenset[str], problems: list[Problem], recursiv
             if not _visible(entry.name):
                 continue
             path = Path(entry.path)
-            if entry.is_dir():  # follows symlinks
+            is_dir, is_file = _follow(entry)
+            if is_dir:
                 if recursive:
                     (linked if entry.is_symlink() else pending).append(path)
-            elif entry.is_file():
+            elif is_file:
                 if path.suffix.lower() in suffixes:
                     found.append(path)
             elif entry.is_symlink():
@@ -146,8 +150,24 @@ def _walk(top: Path, suffixes: frozenset[str], problems: list[Problem], recursiv
     return sorted(found)
 
 
+def _follow(entry: os.DirEntry) -> tuple[bool, bool]:
+    """(is a folder, is a file), following links; (False, False) for a link that cannot be followed (a loop)."""
+    try:
+        return entry.is_dir(), entry.is_file()
+    except OSError:
+        return False, False
+
+
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """The visible entries of ``folder`` sorted by name; none when it cannot be listed (``_walk`` reports that)."""
+    try:
+        return sorted((e for e in os.scandir(folder) if _visible(e.name)), key=lambda e: e.name)
+    except OSError:
+        return []
+
+
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted(Path(e.path) for e in os.scandir(folder) if _visible(e.name) and e.is_dir())
+    return [Path(e.path) for e in _listing(folder) if _follow(e)[0]]
 
 
 def _stem_key(path: Path, base: Path) -> tuple[str, str]:
@@ -244,16 +264,17 @@ def _outside_images(root: Path, masks_root: Optional[Path]) -> list[Problem]:
     skip = {os.path.realpath(p) for p in used}
     outside = f"outside {printable(images_root)}, which holds this layout's images"
     problems = []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    for entry in _listing(root):
         path = Path(entry.path)
-        if not _visible(entry.name) or os.path.realpath(path) in skip:
+        if os.path.realpath(path) in skip:
             continue
-        if entry.is_dir():
+        is_dir, is_file = _follow(entry)
+        if is_dir:
             count = len(_walk(path, IMAGE_SUFFIXES, [], exclude=used))
             if count:
                 problems.append(Problem("skipped folder", path, f"{count} image(s) {outside}; to use them, pass "
                                                                 "this folder itself or move it under images/"))
-        elif entry.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
             problems.append(Problem("outside any group", path, f"{outside}; to use it, move it under images/"))
     return problems
 
@@ -292,20 +313,31 @@ def _groundtruth_folder(group: Path) -> Optional[Path]:
     return None
 
 
+def _internet_class(folder: Path) -> bool:
+    """True for one Internet class folder itself (``Data/Airplane100``): images beside a GroundTruth folder, and no
+    ``images`` folder (that is the folders layout with its masks in ``GroundTruth``)."""
+    return (_groundtruth_folder(folder) is not None and not (folder / "images").is_dir()
+            and bool(_walk(folder, IMAGE_SUFFIXES, [], recursive=False)))
+
+
 @LAYOUTS.register("internet")
 def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground."""
     _no_masks_root("internet", masks_root)
     data = root / "Data" if (root / "Data").is_dir() else root
+    single = _internet_class(data)
     problems: list[Problem] = []
-    problems.extend(Problem("outside any group", p) for p in _walk(data, IMAGE_SUFFIXES, problems, recursive=False))
+    if not single:
+        problems.extend(Problem("outside any group", p)
+                        for p in _walk(data, IMAGE_SUFFIXES, problems, recursive=False))
     samples = []
-    for group in _subfolders(data):
+    for group in [data] if single else _subfolders(data):
         images = _walk(group, IMAGE_SUFFIXES, problems, recursive=False)
         truth = _groundtruth_folder(group)
         masks = None if truth is None else _index_by_stem(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
                                                           truth, "mask", problems)
-        samples += _pair(images, group, masks, lambda _, name=group.name: name, problems, any_nonzero=True)
+        name = Path(os.path.abspath(group)).name
+        samples += _pair(images, group, masks, lambda _, name=name: name, problems, any_nonzero=True)
     return samples, problems
 
 
@@ -322,6 +354,9 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
     samples = []
     for top in _subfolders(root):
         subset = _sbcoseg_subset(top.name)
+        if subset:
+            problems.extend(Problem("outside any group", p)
+                            for p in _walk(top, IMAGE_SUFFIXES, problems, recursive=False))
         for group in _subfolders(top) if subset else [top]:
             files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
             images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
@@ -334,8 +369,8 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
 def _pairs_side_by_side(folder: Path) -> bool:
     """True if ``folder`` holds a JPEG and a PNG with the same stem."""
     stems: dict[str, set[str]] = {}
-    for entry in os.scandir(folder):
-        if _visible(entry.name) and entry.is_file():
+    for entry in _listing(folder):
+        if _follow(entry)[1]:
             stem, suffix = os.path.splitext(entry.name)
             stems.setdefault(stem, set()).add(suffix.lower())
     return any(".png" in s and (s & {".jpg", ".jpeg"}) for s in stems.values())
@@ -346,7 +381,7 @@ def detect_layout(root: PathLike) -> str:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
-    if (root / "Data").is_dir():
+    if (root / "Data").is_dir() or _internet_class(root):
         return "internet"
     tops = _subfolders(root)
     if any(_groundtruth_folder(top) is not None for top in tops):

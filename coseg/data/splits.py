@@ -27,7 +27,7 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
     """Split ``name`` of the JSON file at ``path`` as ``{name as written: short name}`` (a list maps to itself)."""
     path = Path(path)
     try:
-        splits = json.loads(path.read_text(encoding="utf-8"))
+        splits = json.loads(path.read_text(encoding="utf-8-sig"))  # with or without a BOM (Notepad)
     except OSError as e:  # its strerror only: the message names the file once
         raise ValueError(f"cannot read splits file {printable(path)}: {e.strerror or e}") from None
     except ValueError as e:

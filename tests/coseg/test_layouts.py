@@ -240,3 +240,64 @@ def test_samples_are_hashable_values():
     a = Sample(image=Path("x.jpg"), mask=None, group="g")
     assert {a: 1}[Sample(Path("x.jpg"), None, "g")] == 1
     assert a != Sample(Path("x.jpg"), None, "h")
+
+
+@pytest.mark.parametrize("layout", ["auto", "internet"])
+def test_internet_class_folder_passed_itself(tmp_path, layout):
+    """``Data/Airplane100`` itself, as papers evaluate each subset: one group named after it, its images paired with
+    ``GroundTruth/`` (noise images keep their empty masks); the masks are not taken for images."""
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=3, size=32, layout="internet",
+                                group_names=["Airplane", "Airplane100"], empty_per_group=1)
+    folder = root / "Data" / "Airplane100"
+    scan = find_samples(folder, layout)
+    assert scan.layout == "internet" and scan.problems == [] and scan.groups == ["Airplane100"]
+    assert [(s.image.parent, s.mask.parent, s.any_nonzero) for s in scan.samples] == [
+        (folder, folder / "GroundTruth", True)] * 3
+    write_rgb(tmp_path / "photos" / "images" / "a" / "x.jpg", left_red_image())  # folders layout, masks in
+    write_rgb(tmp_path / "photos" / "GroundTruth" / "a" / "x.png", left_red_image())  # GroundTruth/, a stray
+    write_rgb(tmp_path / "photos" / "stray.jpg", left_red_image())  # image beside: not one Internet class
+    assert detect_layout(tmp_path / "photos") == "folders"
+
+
+@pytest.mark.parametrize("layout", ["icoseg", "internet", "sbcoseg", "folders"])
+def test_link_loops_are_reported_not_raised(tmp_path, layout):
+    """A link to itself cannot be followed (ELOOP): reported as a broken link, in a group and at the top, where the
+    layout is detected."""
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=2, size=32, layout=layout)
+    group = find_samples(root, layout).samples[0].image.parent
+    os.symlink("self.jpg", group / "self.jpg")
+    os.symlink("top", root / "top")
+    scan = find_samples(root)
+    assert scan.layout == layout and len(scan.labelled) == 4
+    assert {p.kind for p in scan.problems} == {"broken link"}
+    assert group / "self.jpg" in {p.path for p in scan.problems}
+
+
+@pytest.mark.parametrize("layout, locked, reported", [
+    ("icoseg", "lost+found", False), ("internet", "Data/lost+found", True), ("sbcoseg", "lost+found", True),
+    ("folders", "lost+found", False)])
+def test_unreadable_folders_are_reported_not_raised(tmp_path, monkeypatch, layout, locked, reported):
+    """A folder that cannot be listed (``lost+found`` on a data volume; simulated, since root reads everything) is
+    reported as skipped where the layout would read it, and does not stop detection or the scan."""
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=2, size=32, layout=layout)
+    (root / locked).mkdir()
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if Path(path) == root / locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    scan = find_samples(root)
+    assert scan.layout == layout and len(scan.labelled) == 4
+    expected = [("skipped folder", root / locked, "Permission denied")] if reported else []
+    assert [(p.kind, p.path, p.detail) for p in scan.problems] == expected
+
+
+def test_sbcoseg_images_directly_in_a_subset_folder_are_reported(tmp_path):
+    root = make_synthetic_coseg(tmp_path, num_groups=5, images_per_group=2, size=32, layout="sbcoseg")
+    shutil.copy(root / "ECFB" / "00-star" / "img000.jpg", root / "ECFB" / "loose.jpg")
+    scan = find_samples(root)
+    assert len(scan.samples) == 10
+    assert [(p.kind, p.path) for p in scan.problems] == [("outside any group", root / "ECFB" / "loose.jpg")]

@@ -45,6 +45,13 @@ def test_load_split_rejects_bad_json(tmp_path):
         load_split(tmp_path / "missing.json", "train")  # named once, no quoted repeat for the CLI to cut
 
 
+def test_load_split_accepts_a_byte_order_mark(tmp_path):
+    """Windows Notepad saves UTF-8 with a byte order mark."""
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"test": ["Airplane100"]}), encoding="utf-8-sig")
+    assert load_split(path, "test") == {"Airplane100": "Airplane100"}
+
+
 def test_resolve_exact_loose_short_and_contained_names():
     wanted = {
         "025 Airshows-helicopter": "helicopter",  # exact
