@@ -273,6 +273,37 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 
 
 @main.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
+@click.option("--layout", default="auto", show_default=True, help="icoseg, internet, sbcoseg, folders or auto.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The splits JSON to write [default: DATA/splits.json]; an existing file is never replaced.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Share of the groups (of each subset, where groups have one) held out for testing.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
+@friendly_errors
+def split(data: Path, layout: str, output: Optional[Path], test_fraction: float, seed: int) -> None:
+    """Write a train/test split of DATA's labelled groups, for data sets without an official one (SBCoseg: by
+    group, stratified by subset), to use with `train --train-split train` and `evaluate --split test`."""
+    from coseg.atomic import write_text_atomic
+    from coseg.data import find_samples, printable, train_test_split
+
+    output = output or data / "splits.json"
+    if output.exists():
+        raise ValueError(f"{printable(output)} exists; choose another --output (it is never replaced)")
+    scan = find_samples(data, layout)
+    labelled = {s.group for s in scan.labelled}
+    subsets = {g: s for g, s in scan.group_subsets().items() if g in labelled}
+    if len(subsets) < 2:
+        raise ValueError(f"{printable(data)} has {len(subsets)} group(s) with masks; a split needs at least 2")
+    splits = train_test_split(subsets, test_fraction, seed)
+    write_text_atomic(output, json.dumps(splits, indent=1) + "\n")
+    click.echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
+               f"({scan.layout} layout, seed {seed})")
+    echo_skipped("group(s) without masks", [printable(g) for g in scan.groups if g not in labelled])
+    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
+
+
+@main.command()
 @click.argument("models", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -140,3 +140,16 @@ def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: flo
         kept += k
         held += h
     return sorted(kept), sorted(held)
+
+
+def train_test_split(group_subsets: Mapping[str, Optional[str]], test_fraction: float,
+                     seed: int = 0) -> dict[str, list[str]]:
+    """``{"train": [...], "test": [...]}`` of the groups, for a data set without an official split: of each subset
+    where the groups have one (SBCoseg: ECFB, TR, ...), else of all, ``test_fraction`` (at least one group) is
+    drawn for testing with ``seed``."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    train, test = stratified_holdout(group_subsets, test_fraction, seed) if any(group_subsets.values()) else ([], [])
+    if not test:
+        train, test = holdout_groups(group_subsets, fraction=test_fraction, seed=seed)
+    return {"train": train, "test": test}

@@ -114,7 +114,7 @@ def test_config_errors_are_one_clear_line(tmp_path):
 
 
 def test_every_command_has_help():
-    for cmd in ("train", "evaluate", "predict", "ensemble", "demo"):
+    for cmd in ("train", "evaluate", "predict", "ensemble", "demo", "split"):
         r = invoke(cmd, "--help")
         assert r.exit_code == 0 and "--" in r.output
     r = invoke("train", "--help")
@@ -137,3 +137,28 @@ def test_sizes_and_counts_must_be_positive(tmp_path, command):
     result = CliRunner().invoke(main, [str(a) for a in base])
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
     assert f"image size must be positive, got 0 (model file {model})" in result.output
+
+
+def test_split_writes_a_stratified_split_that_train_and_evaluate_resolve(tmp_path):
+    from coseg.data import find_samples, make_synthetic_coseg
+    from coseg.selection import choose_groups
+
+    data = make_synthetic_coseg(tmp_path / "sb", num_groups=10, images_per_group=2, size=32, seed=0, layout="sbcoseg")
+    r = invoke("split", "--data", data, "--test-fraction", 0.5, "--seed", 4)
+    assert r.exit_code == 0, r.output
+    written = data / "splits.json"
+    splits = json.loads(written.read_text())
+    assert "5 training and 5 test group(s)" in r.output and "sbcoseg" in r.output
+    assert sorted(g.split("/")[0] for g in splits["test"]) == ["ECFB", "MH", "Normal", "SD", "TR"]
+    scan = find_samples(data)
+    assert sorted(splits["train"] + splits["test"]) == scan.groups
+    assert choose_groups(scan, written, "test", []) == splits["test"]  # what `evaluate --split test` reads
+
+    before = written.read_bytes()
+    r = invoke("split", "--data", data, "--seed", 5)
+    assert r.exit_code != 0 and "exists; choose another --output" in r.output and written.read_bytes() == before
+    other = tmp_path / "other.json"
+    assert invoke("split", "--data", data, "--test-fraction", 0.5, "--seed", 4, "--output", other).exit_code == 0
+    assert json.loads(other.read_text()) == splits  # the same seed draws the same split
+    r = invoke("split", "--data", data, "--test-fraction", 1, "--output", tmp_path / "x.json")
+    assert r.exit_code != 0 and not (tmp_path / "x.json").exists()

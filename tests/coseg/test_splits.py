@@ -9,6 +9,7 @@ import pytest
 
 from coseg.data import (
     find_samples, holdout_groups, load_split, make_synthetic_coseg, resolve_groups, stratified_holdout,
+    train_test_split,
 )
 
 FOLDERS = ["002 Alaskan Brown Bear-Eukaryote", "025 Airshows-helicopter", "025 Airshows-planes",
@@ -121,6 +122,21 @@ def test_stratified_holdout_on_a_scanned_sbcoseg_tree(tmp_path):
     root = make_synthetic_coseg(tmp_path, num_groups=10, images_per_group=1, size=16, layout="sbcoseg")
     kept, held = stratified_holdout(find_samples(root).group_subsets(), fraction=0.5, seed=0)
     assert len(held) == 5 and len({g.split("/")[0] for g in held}) == 5  # one of each subset's two groups
+
+
+def test_train_test_split_stratifies_by_subset_else_draws_from_all():
+    subsets = {f"{s}/g{i}": s for s, n in [("ECFB", 10), ("TR", 5)] for i in range(n)}
+    split = train_test_split(subsets, 0.2, seed=3)
+    assert split["test"] == stratified_holdout(subsets, 0.2, seed=3)[1]
+    assert sorted(g.split("/")[0] for g in split["test"]) == ["ECFB", "ECFB", "TR"]
+    assert sorted(split["train"] + split["test"]) == sorted(subsets) and not set(split["train"]) & set(split["test"])
+    plain = {f"g{i}": None for i in range(10)}
+    assert train_test_split(plain, 0.3, seed=3) == dict(zip(("train", "test"), holdout_groups(plain, 0.3, seed=3)))
+    one_each = {"ECFB/a": "ECFB", "TR/b": "TR", "MH/c": "MH"}  # subsets too small to give a group: drawn from all
+    assert len(train_test_split(one_each, 0.2)["test"]) == 1
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="test_fraction must be in"):
+            train_test_split(plain, bad)
 
 
 @pytest.mark.data
