@@ -86,10 +86,11 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(NEIGHBOUR_COLUMNS)
     paths = [path_cell(r.path) for r in dataset.records]
+    names = [printable(c) for c in classes]  # folder names that are not UTF-8 shown with \xNN escapes
     for n, q in enumerate(shown.tolist()):
         for rank in range(min(k, depth)):
             hit = int(found[q, rank])
-            writer.writerow([n, paths[q], classes[labels[q]], rank + 1, paths[hit], classes[labels[hit]],
+            writer.writerow([n, paths[q], names[labels[q]], rank + 1, paths[hit], names[labels[hit]],
                              f"{float(np.sqrt(max(squared[q, rank], 0.0))):.6f}", int(matches[q, rank])])
     write_text_atomic(output / NEIGHBOURS, buffer.getvalue())
 

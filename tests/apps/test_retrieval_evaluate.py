@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -59,3 +60,13 @@ def test_index_file_problems_are_reported(checkpoint, tmp_path):
     assert summary["images"] == 5 and len(summary["problems"]) == 2
     assert "skipped 2 entries of the data set's index files:" in result.output
     assert f"missing image: {missing}" in result.output and "line 10: 'garbage'" in result.output
+
+
+def test_report_of_a_class_folder_whose_name_is_not_utf8(checkpoint, tmp_path):
+    odd = os.fsdecode(b"caf\xe9")
+    data = write_class_folders(tmp_path / "data", ["a", odd], per_class=3)
+    output = tmp_path / "eval"
+    evaluate_checkpoint(checkpoint, data, output, split="all", report_queries=6)
+    with open(output / "neighbours.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["query_class"] for r in rows} == {"a", "caf\\xe9"}
