@@ -17,15 +17,16 @@ def friendly_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from coseg.data import DataFileError
+        from coseg.data import DataFileError, printable
         from coseg.engine import CheckpointError, ConfigError, NonFiniteLossError
 
         try:
             return fn(*args, **kwargs)
-        except (ValueError, KeyError, DataFileError, ConfigError, CheckpointError, NonFiniteLossError,
-                FileNotFoundError) as e:
-            # str(KeyError("x")) is "'x'": show the message itself
+        except (ValueError, KeyError, DataFileError, ConfigError, CheckpointError, NonFiniteLossError, OSError) as e:
+            # str(KeyError("x")) is "'x'": show the message itself; the OS's errors as "problem: file"
             message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else e
+            if isinstance(e, OSError) and e.strerror and e.filename is not None:
+                message = f"{e.strerror}: {printable(e.filename)}"
             raise click.ClickException(str(message)) from None
 
     return wrapper

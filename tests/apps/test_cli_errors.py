@@ -11,6 +11,9 @@ from apps.cli import friendly_errors
     (KeyError("no group 'x' in layout 'folders'"), "no group 'x' in layout 'folders'"),
     (ValueError("'quoted' at both ends'"), "'quoted' at both ends'"),
     (FileNotFoundError("missing.yaml"), "missing.yaml"),
+    (PermissionError(13, "Permission denied", "/data/lost+found"), "Permission denied: /data/lost+found"),
+    (OSError(28, "No space left on device", b"/out/caf\xe9.png"), "No space left on device: /out/caf\\xe9.png"),
+    (IsADirectoryError(21, "Is a directory"), "[Errno 21] Is a directory"),
 ])
 def test_message_kept_whole(error: Exception, shown: str) -> None:
     @friendly_errors
