@@ -11,8 +11,9 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
   directly in a subset folder are reported as outside any group.
-- ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a ``masks``,
-  ``ground_truth``, ``gt`` or ``labels`` folder beside ``root/images``), matched by relative folder + stem.
+- ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
+  ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...), matched by relative folder + stem; these
+  folder names in any case (``Images/`` + ``Masks/``).
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
   it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
   images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
@@ -47,7 +48,7 @@ from coseg.atomic import PathLike
 from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, printable
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
-MASK_FOLDER_NAMES = ("masks", "ground_truth", "GroundTruth", "gt", "labels")
+MASK_FOLDER_NAMES = ("masks", "mask", "ground_truth", "groundtruth", "gt", "labels", "annotations")  # any case
 _IGNORED_FOLDERS = frozenset({"__MACOSX"})
 
 
@@ -249,17 +250,21 @@ def _scan_folder_pair(images_root: Path, masks_root: Optional[Path]) -> tuple[li
     return _pair(images, images_root, masks, _folder_groups(images_root), problems), problems
 
 
-def _mask_folder_beside(images_root: Path) -> Optional[Path]:
-    for name in MASK_FOLDER_NAMES:
-        if (images_root.parent / name).is_dir():
-            return images_root.parent / name
+def _named_subfolder(folder: Path, names: Sequence[str]) -> Optional[Path]:
+    """The subfolder of ``folder`` named like the first of ``names`` that one is named like, ignoring case
+    (``Images``, ``GT``); an exact match first."""
+    found = {e.name.lower(): Path(e.path) for e in reversed(_listing(folder)) if _follow(e)[0]}
+    for name in names:
+        if (folder / name).is_dir():
+            return folder / name
+        if name.lower() in found:
+            return found[name.lower()]
     return None
 
 
-def _outside_images(root: Path, masks_root: Optional[Path]) -> list[Problem]:
+def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path]) -> list[Problem]:
     """The image files directly in ``root`` and the other visible folders of ``root`` holding images (at any
-    depth), except ``root/images`` and the mask folder in use: the folders layout leaves them out."""
-    images_root = root / "images"
+    depth), except ``images_root`` and the mask folder in use: the folders layout leaves them out."""
     used = [images_root] + ([masks_root] if masks_root is not None else [])
     skip = {os.path.realpath(p) for p in used}
     outside = f"outside {printable(images_root)}, which holds this layout's images"
@@ -282,13 +287,13 @@ def _outside_images(root: Path, masks_root: Optional[Path]) -> list[Problem]:
 @LAYOUTS.register("folders")
 def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """Generic layout: see the module docstring."""
-    if not (root / "images").is_dir():
+    images_root = _named_subfolder(root, ["images"])
+    if images_root is None:
         return _without_clashing_loose_images(root, *_scan_folder_pair(root, masks_root))
     if masks_root is None:
-        masks_root = _mask_folder_beside(root / "images")
-    images_root = root / "images"
+        masks_root = _named_subfolder(root, MASK_FOLDER_NAMES)
     samples, problems = _without_clashing_loose_images(images_root, *_scan_folder_pair(images_root, masks_root))
-    return samples, problems + _outside_images(root, masks_root)
+    return samples, problems + _outside_images(root, images_root, masks_root)
 
 
 @LAYOUTS.register("icoseg")

@@ -156,6 +156,20 @@ def test_folders_layout_with_explicit_masks_root(tmp_path):
     assert len(scan.labelled) == 4 and scan.problems == []
 
 
+@pytest.mark.parametrize("images, masks", [("Images", "Masks"), ("images", "GT"), ("IMAGES", "Annotations"),
+                                           ("images", "GroundTruth")])
+def test_folders_layout_names_its_folders_in_any_case(tmp_path, images, masks):
+    root = make_synthetic_coseg(tmp_path / "d", num_groups=2, images_per_group=2, size=32, layout="folders")
+    expected = [(s.group, s.image.name, s.mask.name) for s in find_samples(root).samples]
+    shutil.move(str(root / "images"), str(root / f"{images}_"))
+    shutil.move(str(root / f"{images}_"), str(root / images))
+    shutil.move(str(root / "masks"), str(root / masks))
+    scan = find_samples(root)
+    assert scan.layout == "folders" and scan.problems == []
+    assert [(s.group, s.image.name, s.mask.name) for s in scan.samples] == expected
+    assert {s.mask.parent.parent.name for s in scan.samples} == {masks}
+
+
 def test_folders_layout_reports_what_lies_beside_its_images_folder(tmp_path):
     """With ``root/images``, folders and images beside it are not samples but reported, saying how to use them;
     the mask folder in use, other files and folders without images are not."""
