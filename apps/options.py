@@ -53,8 +53,8 @@ def training_options(cls: type) -> Callable:
         fn = config_options(cls)(fn)
         fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")(fn)
         return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                            help="YAML file with any of the options below; flags given on the command line "
-                                 "override it.")(fn)
+                            help="YAML file with any of the options below but --resume; flags given on the "
+                                 "command line override it.")(fn)
 
     return decorate
 

@@ -20,7 +20,7 @@ def option(default, help: str):  # noqa: A002 - mirrors click's wording
 class CosegTrainConfig:
     data: str = option("", "Data set root folder.")
     layout: str = option("auto", "Data layout: icoseg, internet, sbcoseg, folders, or auto (detect).")
-    output: str = option("runs/coseg", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
+    output: str = option("runs/coseg", "Run folder: config.yaml, last.*/best.* checkpoints, log.csv (an ensemble: each member's log and checkpoints in member<i>/).")
     overwrite: bool = option(False, "Train into an --output folder that already holds a run, writing its checkpoints, log and config anew (default: refuse, so a finished run is not lost; --resume continues it).")
     splits: Optional[str] = option(None, "Splits JSON file (e.g. iCoseg splits.json); default: <data>/splits.json if present.")
     train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30).")

@@ -74,8 +74,8 @@ class RetrievalTrainConfig:
                                 "smart_mining.")
     classes_per_batch: int = option(8, "Classes per batch (P).")
     samples_per_class: int = option(4, "Images of each class per batch (K); smart_mining: P·K/3 triplets per batch.")
-    margin: Optional[float] = option(None, "Margin of the loss and of the semi-hard miner (triplet 0.1, SoftTriple δ "
-                                           "0.01, upper bound 0.2, global t 0.4 by default).")
+    margin: Optional[float] = option(None, "Margin of the loss and of the semi-hard or batch-all miner (triplet 0.1, "
+                                           "SoftTriple δ 0.01, upper bound 0.2, global t 0.4 by default).")
     beta: Optional[float] = option(None, "Hierarchical triplet: base margin β (0.1).")
     num_levels: Optional[int] = option(None, "Hierarchical triplet: levels of the class tree (16).")
     centers_per_class: Optional[int] = option(None, "SoftTriple: centres per class K (10).")
@@ -84,7 +84,8 @@ class RetrievalTrainConfig:
     tau: Optional[float] = option(None, "SoftTriple: centre-merging weight τ (0.2).")
     scale: Optional[float] = option(None, "Triplet upper bound: distance of the fixed centroids from the origin (1).")
     align_centroids: Optional[bool] = option(None, "Triplet upper bound: turn the fixed centroids rigidly to the "
-                                                   "training classes' mean embeddings before training (default on).")
+                                                   "training classes' mean embeddings before training (default on; "
+                                                   "--align-centroids false turns it off).")
     lam: Optional[float] = option(None, "Global loss: weight λ of the mean-separation term (0.8).")
     zero_mean_weight: float = option(0.0, "Weight of DSML's zero-mean regulariser |Σ_d h_d| (0 = off).")
     proximity_weight: float = option(0.1, "class_representative sampler: weight of the proximity-to-representative "
@@ -98,7 +99,7 @@ class RetrievalTrainConfig:
     target_active: float = option(0.5, "smart_mining: share of active triplets the adaptive controller aims at.")
     controller_gain: float = option(0.05, "smart_mining: controller step per unit of share error (distance units).")
     # --- optimisation -----------------------------------------------------------------------------------------
-    lr: float = option(1e-3, "Learning rate of the embedding head (Adam).")
+    lr: float = option(1e-3, "Learning rate of the embedding head (AdamW).")
     backbone_lr: float = option(1e-5, "Learning rate of backbone and pooling (end_to_end and fine-tuning).")
     loss_lr: float = option(1e-2, "Learning rate of a loss's own parameters (SoftTriple centres).")
     weight_decay: float = option(1e-4, "AdamW weight decay.")
