@@ -9,7 +9,7 @@ setup(
     description="Image co-segmentation and image retrieval with metric-learning heads (PyTorch).",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["metric", "metric.*", "coseg", "coseg.*", "apps", "apps.*"]),
     package_data={"coseg": ["configs/*.yaml"], "apps": ["configs/*.yaml"]},
     install_requires=[

@@ -31,7 +31,7 @@ def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             text = f"{text} [default: {shown if shown not in ('', None, []) else 'unset'}]"
-            if hints[f.name] is bool:
+            if hints[f.name] in (bool, Optional[bool]):  # Optional: unset lets the component choose
                 fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
             else:
                 fn = click.option(f"--{flag}", f.name, type=_click_type(hints[f.name]), default=None, help=text)(fn)

@@ -85,7 +85,7 @@ class RetrievalTrainConfig:
     scale: Optional[float] = option(None, "Triplet upper bound: distance of the fixed centroids from the origin (1).")
     align_centroids: Optional[bool] = option(None, "Triplet upper bound: turn the fixed centroids rigidly to the "
                                                    "training classes' mean embeddings before training (default on; "
-                                                   "--align-centroids false turns it off).")
+                                                   "--no-align-centroids turns it off).")
     lam: Optional[float] = option(None, "Global loss: weight λ of the mean-separation term (0.8).")
     zero_mean_weight: float = option(0.0, "Weight of DSML's zero-mean regulariser |Σ_d h_d| (0 = off).")
     proximity_weight: float = option(0.1, "class_representative sampler: weight of the proximity-to-representative "
