@@ -136,6 +136,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 
     cfg = training_config(CosegTrainConfig, config_file, params)
     result = run_training(cfg, resume=resume)
+    if not result.is_main:  # under torchrun one process tells
+        return
     for i, member in enumerate(result.members):
         _echo_fit(member, f"member {i}: ", len(result.val_groups))
     if result.members:

@@ -90,6 +90,7 @@ class TrainResult:
     skipped: list[tuple[Path, str]]
     problems: list[Problem]  # files the scan left out: images without masks, masks without images, ...
     members: list[FitResult] = field(default_factory=list)  # each member's run, when an ensemble was trained
+    is_main: bool = True  # False in the other processes of a torchrun run (rank > 0)
 
 
 def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
@@ -236,7 +237,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
                     stopped_by_time=any(f.stopped_by_time for f in fits), seconds=seconds,
                     images_per_s=images / seconds if seconds else 0.0)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, list(cache.skipped), runs[0].problems,
-                       members=fits)
+                       members=fits, is_main=dist.is_main)
 
 
 def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[Scan] = None,
@@ -274,4 +275,4 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
                     metadata={"image_size": str(cfg.image_size)})
     fit = engine.fit(task, loader, resume=resume)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
-                       scan.problems)
+                       scan.problems, is_main=dist.is_main)

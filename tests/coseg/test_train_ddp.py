@@ -41,6 +41,7 @@ def test_coseg_train_under_torchrun_two_processes(tmp_path):
         assert (tmp_path / "run" / name).is_file()
     # 3 training groups × 4 images, P = 2 groups × K = 2 split over 2 ranks: 4 images per global batch
     assert float(rows[0]["images_per_s"]) > 0
+    assert proc.stdout.count("outputs:") == 1 and proc.stdout.count("trained 2 epoch(s)") == 1  # one process tells
 
     proc = run(cmd + ["--epochs", "3", "--resume"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,6 +55,7 @@ def test_coseg_ensemble_under_torchrun_two_processes(tmp_path):
 
     proc, _ = torchrun_train(tmp_path, members=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ensemble of 2 models") == 1
     for i in range(2):  # each member one epoch, its log written once (rank 0)
         assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "run" / f"member{i}" / "log.csv"))] == ["1"]
     best = load_model(tmp_path / "run" / "best.safetensors")
