@@ -1,6 +1,7 @@
 """Co-segmentation training: data → model → objective → the shared engine."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,8 +98,16 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
     """Training and validation groups: validation is carved from the training groups (never the test split).
     Explicit ``val_groups`` are taken out of the training split (or of all groups); listed both there and in
     explicit ``train_groups`` they are an error, and so is a chosen group without any mask. Where the groups
-    belong to subsets (SBCoseg) each subset gives its share, unless that holds none out."""
-    groups = choose_groups(scan, default_splits_file(Path(cfg.data), cfg.splits), cfg.train_split, cfg.train_groups)
+    belong to subsets (SBCoseg) each subset gives its share, unless that holds none out. No group left to train on
+    (no mask in the data set, an empty split, every group a validation group) is an error saying which."""
+    if not scan.labelled:
+        raise ValueError(f"{printable(scan.root)}: none of its {len(scan.samples)} image(s) has a mask "
+                         f"({scan.layout} layout), so there is nothing to train on")
+    splits = default_splits_file(Path(cfg.data), cfg.splits)
+    groups = choose_groups(scan, splits, cfg.train_split, cfg.train_groups)
+    if not groups:
+        raise ValueError(f"split '{cfg.train_split}' of {printable(splits)} lists no group, so there is nothing to "
+                         "train on")
     val = choose_groups(scan, None, None, cfg.val_groups) if cfg.val_groups else []
     labelled = {s.group for s in scan.labelled}
     unlabelled = [g for g in dict.fromkeys(groups + val) if g not in labelled]
@@ -109,7 +118,11 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         overlap = sorted(set(val) & set(groups))
         if overlap and cfg.train_groups:
             raise ValueError(f"groups both in training and validation: {', '.join(map(printable, overlap))}")
-        return [g for g in groups if g not in overlap], val
+        kept = [g for g in groups if g not in overlap]
+        if not kept:
+            raise ValueError(f"all {len(groups)} training group(s) are validation groups, so none is left to train "
+                             "on: give fewer --val-groups")
+        return kept, val
     if cfg.val_fraction <= 0 or len(groups) < 2:
         return groups, []
     subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}
@@ -226,7 +239,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
             val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache)
             scores = validation_scores(best.to(memory_format=torch.channels_last).eval(), val_data, dist.device)
             best.save(output / "best.safetensors", {**metadata, **{f"val_{k}": f"{v:.6g}" for k, v in scores.items()}})
-            best_metric = scores["J"]
+            best_metric = None if math.isnan(scores["J"]) else scores["J"]  # every validation mask empty: no J
         else:  # no validation: every member's best is its last
             last.save(output / "best.safetensors", metadata)
     barrier(dist)
