@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries, write_bytes_atomic
-from coseg.data import encode_png, find_samples, printable, read_image
+from coseg.data import Scan, detect_layout, encode_png, find_samples, printable, read_image
 from coseg.inference import group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from metric.threads import single_threaded_pool
@@ -50,6 +50,13 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
     return out.clip(0, 255).astype(np.uint8)
 
 
+def scan_input(input_dir: Path) -> Scan:
+    """The images to predict under ``input_dir``: the folders layout (a mask folder beside ``images/`` is left out),
+    or for an Internet data set (``<Class>/GroundTruth/`` beside each class's images) its own layout, each class a
+    group, so that its ground-truth masks are not taken for images."""
+    return find_samples(input_dir, "internet" if detect_layout(input_dir) == "internet" else "folders")
+
+
 def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
                    progress: bool = True, group_mode: bool = True,
@@ -57,13 +64,13 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                    edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
                    statistics: Optional[GroupStatistics] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
-    ``input_dir``. Each subfolder is a group (a flat folder is one group) predicted together when ``group_mode``;
-    a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks (and overlays) already
-    written are kept unless ``overwrite``: an interrupted run resumes, predicting again each whole group that misses
-    one, so its masks are those of an uninterrupted run, and removes the temporary files a killed run left. Files
-    that cannot be read, broken links, unreadable folders and images whose masks would overwrite each other's
-    (``a.jpg`` and ``a.png``) are skipped and listed. ``refinement``, ``flip``, ``edges``, ``colour`` and
-    ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
+    ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
+    when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
+    (and overlays) already written are kept unless ``overwrite``: an interrupted run resumes, predicting again each
+    whole group that misses one, so its masks are those of an uninterrupted run, and removes the temporary files a
+    killed run left. Files that cannot be read, broken links, unreadable folders and images whose masks would
+    overwrite each other's (``a.jpg`` and ``a.png``) are skipped and listed. ``refinement``, ``flip``, ``edges``,
+    ``colour`` and ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
@@ -78,7 +85,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     for target in (output_dir, overlays):
         if target is not None:
             remove_temporaries(target)  # left by a killed run
-    scan = find_samples(input_dir, "folders")
+    scan = scan_input(input_dir)
     report = PredictReport(output=output_dir)
     report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in SKIPPING_PROBLEMS)
     relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]

@@ -12,8 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coseg.atomic import write_text_atomic
-from coseg.data import DataFileError, find_samples, printable, read_image, read_mask, read_pair
-from coseg.predict import output_path
+from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
+from coseg.predict import output_path, scan_input
 from coseg.report.files import PREDICT_RECORD, PREDICTION_INDEX, PREDICTIONS, as_float, cell_path, read_csv, read_json
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
@@ -204,7 +204,7 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     source = Path(record["input"])
     if not source.is_dir():
         raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {printable(source)} is gone")
-    samples = find_samples(source, "folders").samples
+    samples = scan_input(source).samples  # the images predict read
     thumbs = Thumbnails(files, prefix, max_side)
     groups: dict[str, list] = {}
     for sample in samples:

@@ -1,15 +1,22 @@
 """Data sets as users bring them: the pipeline says what is missing instead of failing elsewhere, an ensemble
-validated only on empty masks reports no J."""
+validated only on empty masks reports no J, and predicting an Internet data set leaves its ground truth alone."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from coseg.config import CosegTrainConfig
 from coseg.data import make_synthetic_coseg
+from coseg.predict import predict_folder
+from coseg.report.build import build_report
+from coseg.report.segmentation import record_prediction
 from coseg.train import train
+from tests.coseg.pipeline_fixtures import ConstantModel
+
+CPU = torch.device("cpu")
 
 
 def tiny_config(data: Path, output: Path, **changes) -> CosegTrainConfig:
@@ -49,3 +56,18 @@ def test_ensemble_validated_on_empty_masks_only_has_no_validation_j(tmp_path):
     assert result.val_groups == ["noise"] and len(result.members) == 2
     assert result.fit.best_metric is None  # as a single run's: there is no J to select or report
     assert all(member.best_metric is None for member in result.members)
+
+
+@pytest.mark.parametrize("passed", ["root", "Data", "one class"])
+def test_predicting_an_internet_data_set_leaves_its_ground_truth_alone(tmp_path, passed):
+    root = make_synthetic_coseg(tmp_path / "data", num_groups=2, images_per_group=2, size=32, layout="internet")
+    folder = {"root": root, "Data": root / "Data", "one class": root / "Data" / "00-star"}[passed]
+    images = sorted(p.relative_to(folder) for p in folder.rglob("*.jpg"))
+    report = predict_folder(ConstantModel(0.8), 32, folder, tmp_path / "out", CPU, progress=False)
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png"))
+    assert written == [p.with_suffix(".png") for p in images] and report.written == len(images)
+    assert not any("GroundTruth" in p.parts for p in written) and not report.skipped
+    record_prediction(tmp_path / "out", folder, tmp_path / "model.safetensors")
+    build_report(tmp_path / "out", progress=False)  # its report lists the images predict read, no mask files
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "GroundTruth" not in page and "no mask" not in page and all(p.name in page for p in images)
