@@ -65,7 +65,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
             click.echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                        f"({len(result.val_classes)} held-out class(es))")
     if result.promoted_finetune:
-        click.echo("best.safetensors is the fine-tuned model (better validation MAP@R)")
+        why = "better validation MAP@R" if result.val_classes else "no validation classes: the later stage"
+        click.echo(f"best.safetensors is the fine-tuned model ({why})")
     from apps.cli import echo_skipped
     from coseg.data import printable
 

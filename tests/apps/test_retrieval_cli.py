@@ -76,3 +76,13 @@ def test_errors_are_one_line(tmp_path):
     assert r.exit_code != 0 and "unknown loss 'nope'; valid names:" in r.output
     r = invoke("search", "--index", tmp_path, "--query", data / "class0" / "img000.jpg")
     assert r.exit_code != 0 and "no finished export" in r.output and "Traceback" not in r.output
+
+
+def test_fine_tuning_without_validation_says_why_its_model_is_kept(tmp_path):
+    data = tiny_set(tmp_path / "data")
+    r = invoke("train", "--data", data, "--output", tmp_path / "run", "--backbone", BACKBONE, "--weights", "none",
+               "--image-size", 32, "--embedding-dim", 8, "--classes-per-batch", 2, "--samples-per-class", 2,
+               "--val-fraction", 0, "--epochs", 1, "--finetune-epochs", 1, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "fine-tuned model (no validation classes: the later stage)" in r.output
+    assert "better validation MAP@R" not in r.output
