@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from coseg.data.cache import ImageCache
+from coseg.data.io import printable
 from coseg.data.layouts import Sample
 
 
@@ -25,8 +26,9 @@ class CosegDataset(Dataset):
         self.image_size = image_size
         self.samples: list[Sample] = self.cache.load(samples)
         if not self.samples:
-            raise ValueError(f"none of the {len(samples)} samples could be read; "
-                             f"first problem: {self.cache.skipped[0] if self.cache.skipped else 'no samples given'}")
+            files = {f for s in samples for f in (s.image, s.mask)}
+            first = next((f"{printable(f)}: {why}" for f, why in self.cache.skipped if f in files), "no samples given")
+            raise ValueError(f"none of the {len(samples)} samples could be read; first problem: {first}")
         self.groups: list[str] = sorted({s.group for s in self.samples})
         index = {g: i for i, g in enumerate(self.groups)}
         self._group_ids = torch.tensor([index[s.group] for s in self.samples], dtype=torch.long)

@@ -179,6 +179,8 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
             im.load()
             mode = im.mode
             array = np.asarray(im)
+    except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(path, f"not a decodable image ({e})") from None
     if mode in ("LA", "PA", "RGBA"):

@@ -49,6 +49,11 @@ def test_unreadable_samples_are_left_out(scan, tmp_path):
     assert [p for p, _ in cache.skipped] == [bad]
     with pytest.raises(ValueError, match="none of the 1 samples could be read; first problem: .*bad.jpg"):
         CosegDataset([samples[0]], 16)
+    other = tmp_path / "other.jpg"
+    other.write_text("no")
+    with pytest.raises(ValueError) as caught:  # a cache shared with other data sets: this one's problem, as text
+        CosegDataset([Sample(other, None, "other group")], 16, cache=cache)
+    assert str(caught.value).startswith(f"none of the 1 samples could be read; first problem: {other}: not a ")
 
 
 def test_samples_without_masks_for_prediction(scan):

@@ -206,8 +206,9 @@ def test_any_nonzero_takes_every_non_zero_value(tmp_path):
 def test_mask_that_is_not_an_image(tmp_path):
     path = tmp_path / "m.png"
     path.write_text("not a png")
-    with pytest.raises(ImageReadError, match="m.png"):
+    with pytest.raises(ImageReadError, match="m.png") as caught:
         read_mask(path)
+    assert str(caught.value).endswith("not a decodable image (unknown format, corrupt or truncated)")  # no buffer
 
 
 # --- pairs --------------------------------------------------------------------------------------------------------
