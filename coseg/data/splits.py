@@ -75,7 +75,9 @@ def resolve_groups(wanted: Wanted, available: Iterable[str]) -> dict[str, str]:
         matches = _match(name, available) or _match(short, available)
         if len(matches) == 1:
             if matches[0] in resolved:
-                errors.append(f"'{printable(name)}' and another name both resolve to '{printable(matches[0])}'")
+                comma = (" (a name holding a comma is split at it on the command line: leave the comma out, names "
+                         "match loosely)" if "," in matches[0] else "")
+                errors.append(f"'{printable(name)}' and another name both resolve to '{printable(matches[0])}'{comma}")
             resolved[matches[0]] = short
         elif matches:
             errors.append(f"'{printable(name)}' matches {len(matches)} groups: "

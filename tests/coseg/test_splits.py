@@ -87,6 +87,13 @@ def test_resolve_reports_missing_ambiguous_and_duplicate_names():
         resolve_groups(["brown_bear", "BROWN BEAR"], FOLDERS)
 
 
+def test_a_name_split_at_its_comma_is_told_how_to_write_it():
+    cheetah = "028 Cheetah-National Zoo, Washington DC"
+    with pytest.raises(ValueError, match="both resolve to .*Washington DC' .a name holding a comma .*leave the comma out"):
+        resolve_groups("Cheetah-National Zoo, Washington DC".split(", "), FOLDERS)
+    assert resolve_groups(["Cheetah-National Zoo Washington DC"], FOLDERS) == {cheetah: "Cheetah-National Zoo Washington DC"}
+
+
 def test_holdout_groups_disjoint_deterministic_and_sized():
     groups = [f"g{i:02d}" for i in range(20)]
     kept, held = holdout_groups(groups, fraction=0.2, seed=3)
