@@ -52,9 +52,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
 
 def scan_input(input_dir: Path) -> Scan:
     """The images to predict under ``input_dir``: the folders layout (a mask folder beside ``images/`` is left out),
-    or for an Internet data set (``<Class>/GroundTruth/`` beside each class's images) its own layout, each class a
-    group, so that its ground-truth masks are not taken for images."""
-    return find_samples(input_dir, "internet" if detect_layout(input_dir) == "internet" else "folders")
+    or for an Internet data set (``<Class>/GroundTruth/`` beside each class's images) or an SBCoseg one (PNG masks
+    beside the JPEG images) its own layout, so that ground-truth masks are not taken for images."""
+    layout = detect_layout(input_dir)
+    return find_samples(input_dir, layout if layout in ("internet", "sbcoseg") else "folders")
 
 
 def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,

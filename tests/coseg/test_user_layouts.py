@@ -1,5 +1,6 @@
 """Data sets as users bring them: the pipeline says what is missing instead of failing elsewhere, an ensemble
-validated only on empty masks reports no J, and predicting an Internet data set leaves its ground truth alone."""
+validated only on empty masks reports no J, and predicting an Internet or SBCoseg data set leaves its ground truth
+alone."""
 from __future__ import annotations
 
 import shutil
@@ -71,3 +72,14 @@ def test_predicting_an_internet_data_set_leaves_its_ground_truth_alone(tmp_path,
     build_report(tmp_path / "out", progress=False)  # its report lists the images predict read, no mask files
     page = (tmp_path / "out" / "report.html").read_text()
     assert "GroundTruth" not in page and "no mask" not in page and all(p.name in page for p in images)
+
+
+@pytest.mark.parametrize("passed", ["root", "one subset"])
+def test_predicting_an_sbcoseg_data_set_predicts_its_images_not_its_masks(tmp_path, passed):
+    root = make_synthetic_coseg(tmp_path / "data", num_groups=5, images_per_group=2, size=32, layout="sbcoseg")
+    folder = root if passed == "root" else root / "TR"
+    images = sorted(p.relative_to(folder) for p in folder.rglob("*.jpg"))
+    report = predict_folder(ConstantModel(0.8), 32, folder, tmp_path / "out", CPU, progress=False)
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png"))
+    assert written == [p.with_suffix(".png") for p in images] and report.written == len(images) > 0
+    assert not report.skipped  # the PNG masks beside the images are neither predicted nor called clashes
