@@ -37,7 +37,7 @@ class CosegTrainConfig:
     encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
     weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local file, or none.")
     embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
-    group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model).")
+    group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model; at most 1 with --arch deeplabv3plus, whose decoder reads no other level).")
     semantic_prior: bool = option(True, "Group-consensus modules also fuse class-activation maps of the group's common ImageNet classes (the encoder's frozen ImageNet classifier; timm encoders; used when group_levels >= 1).")
     frozen_prior: bool = option(False, "The semantic prior reads a frozen copy of the ImageNet encoder, so its class maps do not drift as the encoder is fine-tuned (one more encoder pass per image, without gradients).")
     lr: float = option(1e-3, "Learning rate of decoder and heads (AdamW).")

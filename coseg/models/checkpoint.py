@@ -116,6 +116,8 @@ def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union
     except TypeError as err:
         raise ValueError(f"{printable(path)}: its model config {config} does not fit {build.__name__}'s arguments "
                          f"({err}); is it a model file of this kind?") from err
+    except ValueError as err:  # a config the builder refuses (e.g. saved by an older version that allowed it)
+        raise ValueError(f"{printable(path)}: {err}") from err
     model.to(map_location)
     try:
         model.load_state_dict(state_dict)

@@ -37,6 +37,11 @@ for _name, _smp_class in (("unet", smp.Unet), ("unetplusplus", smp.UnetPlusPlus)
                           ("upernet", smp.UPerNet)):
     ARCHITECTURES.register(_name)(_smp_class)
 
+# Architecture name → how many of the encoder's deepest feature maps its decoder reads, where it skips some: a
+# group-consensus module on a map the decoder skips would never train (DeepLabV3+ reads the deepest map and the
+# 1/4-size one; FPN and UPerNet all but the 1/2-size one). The other architectures read every map.
+DECODED_DEEPEST_LEVELS = {"deeplabv3plus": 1, "fpn": 4, "upernet": 4}
+
 
 class CosegOutput(NamedTuple):
     mask_logits: torch.Tensor  # (B, 1, H, W) foreground logits
@@ -161,6 +166,7 @@ class CosegNet(nn.Module):
         if self.group_levels:
             if groups is None:
                 groups = torch.arange(images.shape[0], device=images.device)
+            check_shape(groups, [str(images.shape[0])], "groups")
             prior = self._prior_maps(self._class_features(images, features[-1]), groups=groups)
             first = len(features) - self.group_levels
             for i, module in enumerate(self.group_consensus):
@@ -222,6 +228,8 @@ class CosegNet(nn.Module):
         ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
         group (twice the time). ``edges``: the final probabilities guided-filtered by their images
         (:class:`EdgeFilter`)."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         was_training = self.training
         self.eval()
         try:
@@ -451,13 +459,19 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
     1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
     the IS-Triplet loss samples pixels, so it needs no full-resolution map). group_levels: how many of the
-    encoder's deepest feature maps get a group-consensus module (0 = a single-image model). semantic_prior: those
+    encoder's deepest feature maps get a group-consensus module (0 = a single-image model; at most
+    ``DECODED_DEEPEST_LEVELS[arch]`` for an architecture whose decoder skips a map). semantic_prior: those
     modules also fuse the class-activation maps of the group's common ImageNet classes, read by the encoder's
     frozen classifier (:mod:`coseg.models.semantic_prior`; timm EfficientNet/ResNet-style encoders, with weights
     that hold the classifier). frozen_prior: the prior reads a frozen copy of the ImageNet encoder instead of the
     fine-tuned one (its maps do not drift in training; one more encoder pass per image). mean/std: input
     normalisation (default: what the encoder's ImageNet weights expect)."""
     architecture = ARCHITECTURES.get(arch)
+    decoded = DECODED_DEEPEST_LEVELS.get(arch)
+    if decoded is not None and group_levels > decoded:
+        raise ValueError(f"group_levels must be in [0, {decoded}] for {arch}, got {group_levels}: its decoder does "
+                         f"not read the encoder's feature map {decoded + 1} levels from the deepest, so a "
+                         f"group-consensus module there would never train (--group-levels)")
     if encoder.startswith("tu-") and not timm.is_model(encoder[3:]):
         raise ValueError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
     download = weights == "imagenet" and not has_offline_imagenet(encoder)

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coseg.models import create_model
+from coseg.models import ARCHITECTURES, create_model
+from coseg.models.cosegnet import DECODED_DEEPEST_LEVELS
 from coseg.models.group_consensus import GroupConsensus, best_matches, consensus_maps, group_prototypes
 from tests.helpers import assert_close
 
@@ -100,6 +101,35 @@ def test_group_levels_are_saved_and_checked(tmp_path):
         create_model("unet", weights=None, group_levels=9)
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_every_consensus_module_trains_up_to_the_levels_the_decoder_reads(arch):
+    levels = DECODED_DEEPEST_LEVELS.get(arch, 5)
+    model = create_model(arch, weights=None, embedding_dim=4, group_levels=levels).train()
+    for m in model.group_consensus:
+        torch.nn.init.normal_(m.fuse[-1].weight, std=0.1)
+    out = model(torch.rand(4, 3, 64, 64), torch.tensor([0, 0, 1, 1]))
+    (out.mask_logits.mean() + out.embeddings.mean()).backward()
+    unused = [name for name, p in model.group_consensus.named_parameters() if p.grad is None]
+    assert not unused  # DistributedDataParallel (find_unused_parameters=False) fails on unused parameters
+    if levels < 5:
+        with pytest.raises(ValueError, match=f"group_levels must be in \\[0, {levels}\\] for {arch}.*does not read"):
+            create_model(arch, weights=None, group_levels=levels + 1)
+
+
+def test_group_ids_are_checked_before_the_semantic_prior_reads_them():
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=1, semantic_prior=True)
+    for groups in (torch.zeros(2, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"groups must have shape \(3\)"):
+            model(torch.rand(3, 3, 64, 64), groups)
+
+
+@pytest.mark.parametrize("group_levels", [0, 1])
+def test_chunk_size_must_be_positive(group_levels):
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=group_levels)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+        model.predict_group(torch.rand(2, 3, 64, 64), chunk_size=0)
+
+
 def naive_refine(logits, emb, iterations, weight):
     refined = logits.clone()
     n, d, h, w = emb.shape
@@ -170,3 +200,14 @@ def test_flip_averages_the_logits_of_the_group_and_of_the_mirrored_group():
     symmetric = torch.cat([x[..., :32], x[..., :32].flip(-1)], dim=-1)
     probs = model.predict_group(symmetric, chunk_size=8, flip=True)
     assert_close(probs, probs.flip(-1), atol=1e-5, rtol=1e-4)
+
+
+def test_a_model_file_whose_config_is_refused_is_named(tmp_path):
+    from coseg.models import load_model
+    from coseg.models.checkpoint import write_checkpoint
+
+    model = create_model("deeplabv3plus", encoder="resnet18", weights=None, group_levels=1)
+    path = tmp_path / "old.safetensors"
+    write_checkpoint(path, model.state_dict(), {**model.config, "group_levels": 2})  # as an older version allowed
+    with pytest.raises(ValueError, match=r"old.safetensors: group_levels must be in \[0, 1\] for deeplabv3plus"):
+        load_model(path)
