@@ -5,10 +5,10 @@ needs besides: model and optimizer state, AMP scaler, epoch, best metric so far,
 states."""
 from __future__ import annotations
 
-import pickle
 import random
+import zipfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -53,17 +53,42 @@ def save_training_state(path: Union[str, Path], state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+REQUIRED = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "best": (float, type(None)),
+            "best_epoch": int, "rng": dict}
+"""The entries every training state holds, with their types (older ones lack ``seconds`` and ``world_size``)."""
+
+
 def load_training_state(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
     """Read a training state with ``weights_only=True``: a file carrying arbitrary pickled objects is refused
-    and nothing in it is executed."""
+    and nothing in it is executed; a damaged one (truncated, failing its archive's checksums, lacking entries) is
+    refused too."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    damaged = _failed_checksum(path)
+    if damaged is not None:
+        raise CheckpointError(f"{path}: damaged: its entry {damaged} fails its checksum")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load: not a safe training checkpoint ({first_line})") from None
-    if not isinstance(state, dict) or "epoch" not in state or "model" not in state:
-        raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (missing 'epoch'/'model')")
+    except Exception as e:  # a damaged or foreign file fails in whatever way the unpickler meets it
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        detail = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load: not a safe training checkpoint ({detail})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (holds a {type(state).__name__})")
+    wrong = [key for key, kind in REQUIRED.items() if key not in state or not isinstance(state[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: not a training checkpoint of this toolkit (missing or damaged: "
+                              f"{', '.join(wrong)})")
     return state
+
+
+def _failed_checksum(path: Path) -> Optional[str]:
+    """The first entry of ``path``'s zip archive (``torch.save``'s format) whose data fails its CRC-32; None when
+    every entry passes, or when the file is no zip archive (``torch.load`` then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return None if bad is None else (bad.partition("/")[2] or bad)  # without the archive's top folder

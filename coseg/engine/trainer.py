@@ -82,6 +82,8 @@ class Engine:
                  metadata: Optional[dict[str, str]] = None, quiet: bool = False, ema_decay: float = 0.0) -> None:
         if select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
+        if time_budget_s is not None and not time_budget_s > 0:  # a negative one: a new run ends writing nothing
+            raise ValueError(f"time_budget_s must be > 0 (None: no budget), got {time_budget_s}")
         self.dist = dist
         self.device = dist.device
         self.output_dir = Path(output_dir)
@@ -155,6 +157,10 @@ class Engine:
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+        if epoch == 1:  # no epoch has ended, so there is no checkpoint to resume from
+            return NonFiniteLossError(
+                f"non-finite {what} at epoch 1, step {step} ({shown}); stopped before the first checkpoint. Lower the "
+                f"learning rate or check the data, then train again")
         return NonFiniteLossError(
             f"non-finite {what} at epoch {epoch}, step {step} ({shown}); stopped. The last good checkpoint is "
             f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
@@ -195,7 +201,11 @@ class Engine:
             t_epoch = time.perf_counter()
             epoch_images = 0
             stop = False
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+            # a loader draws its workers' seed from the global stream when they start, which persistent workers do in
+            # a session's first epoch only: a resumed run would draw where the uninterrupted one did not
+            with torch.random.fork_rng(devices=[]):
+                batches = iter(loader)
+            bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                        disable=self.quiet or not self.dist.is_main, dynamic_ncols=True)
             for batch in bar:
                 step = (epoch - 1) * steps_per_epoch + steps

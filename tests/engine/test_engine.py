@@ -1,4 +1,5 @@
 import csv
+import io
 
 import pytest
 import torch
@@ -29,20 +30,21 @@ def test_fit_writes_checkpoints_and_log(tmp_path):
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # persistent workers: their seed is drawn in a session's first epoch
+def test_resume_equals_uninterrupted_run(tmp_path, workers):
     full, full_model = make_engine(tmp_path / "full", epochs=4)
     task = ToyTask()
-    full.fit(task, task.loader())
+    full.fit(task, task.loader(workers))
 
     torch.manual_seed(123)  # the interrupted run must not depend on the global RNG at restart
     first, _ = make_engine(tmp_path / "cut", epochs=4)
     task = ToyTask(crash_at_step=11)  # 4 steps per epoch: dies in epoch 3, after epoch 2's checkpoint
     with pytest.raises(KeyboardInterrupt):
-        first.fit(task, task.loader())
+        first.fit(task, task.loader(workers))
     torch.manual_seed(999)
     second, resumed_model = make_engine(tmp_path / "cut", epochs=4)
     task = ToyTask()
-    second.fit(task, task.loader(), resume=True)
+    second.fit(task, task.loader(workers), resume=True)
     for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     rows = list(csv.DictReader(open(tmp_path / "cut" / "log.csv")))
@@ -61,12 +63,29 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert state["epoch"] == 1
 
 
+def test_nan_loss_in_the_first_epoch_points_to_no_checkpoint(tmp_path):
+    engine, _ = make_engine(tmp_path, epochs=3)
+    task = ToyTask(nan_at_step=2)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 2") as failure:
+        engine.fit(task, task.loader())
+    message = str(failure.value)
+    assert "before the first checkpoint" in message and "train again" in message
+    assert "epoch 0" not in message and "--resume" not in message  # there is nothing to resume
+    assert not (tmp_path / "last.pt").exists()
+
+
 def test_time_budget_stops_early(tmp_path):
     engine, _ = make_engine(tmp_path, epochs=1000, time_budget_s=0.5)
     task = ToyTask()
     result = engine.fit(task, task.loader())
     assert result.stopped_by_time and result.epochs_run < 1000
     assert (tmp_path / "last.safetensors").is_file()
+
+
+@pytest.mark.parametrize("budget", [-60.0, 0.0, float("nan")])
+def test_a_time_budget_that_is_not_positive_is_refused(tmp_path, budget):
+    with pytest.raises(ValueError, match=r"time_budget_s must be > 0 \(None: no budget\)"):
+        make_engine(tmp_path, epochs=2, time_budget_s=budget)
 
 
 def test_lr_factor_schedule():
@@ -123,6 +142,43 @@ def test_resume_goes_on_with_the_time_budget_already_used(tmp_path):
     result = engine.fit(task, task.loader(), resume=True)
     assert result.stopped_by_time and result.epochs_run == 3 and task.steps == 0
     assert result.seconds >= 1000
+
+
+def _damaged(path, damage: str) -> bytes:
+    """``path`` (a training state) with ``damage`` done to it."""
+    good = path.read_bytes()
+    state = torch.load(path, weights_only=True)
+    if damage == "truncated":
+        return good[: len(good) // 2]
+    if damage == "flipped byte":  # in the stored weights, where the unpickler notices nothing
+        at = good.index(state["model"]["net.0.weight"].numpy().tobytes()) + 5
+        return good[:at] + bytes([good[at] ^ 0x10]) + good[at + 1:]
+    if damage == "text":
+        return b"hello\n"
+    buffer = io.BytesIO()
+    torch.save({k: v for k, v in state.items() if k != "optimizer"} if damage == "no optimizer" else
+               {**state, "epoch": "one"}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("truncated", "refused to load"), ("flipped byte", r"damaged: its entry data/\d+ fails its checksum"),
+    ("text", r"refused to load: not a safe training checkpoint \(KeyError"),
+    ("no optimizer", r"missing or damaged: optimizer\)$"), ("epoch as text", r"missing or damaged: epoch\)$"),
+])
+def test_resume_from_a_damaged_state_names_it_and_writes_nothing(tmp_path, damage, words):
+    from coseg.engine import CheckpointError
+
+    engine, _ = make_engine(tmp_path, epochs=1)
+    task = ToyTask()
+    engine.fit(task, task.loader())
+    (tmp_path / "last.pt").write_bytes(_damaged(tmp_path / "last.pt", damage))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    resumed, _ = make_engine(tmp_path, epochs=2)
+    with pytest.raises(CheckpointError, match=words) as failure:
+        resumed.fit(task, task.loader(), resume=True)
+    assert str(failure.value).startswith(f"{tmp_path / 'last.pt'}: ")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_nan_validation_metric_is_not_selected(tmp_path):

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from coseg.atomic import atomic_path
 
@@ -37,8 +37,14 @@ class ToyTask:
         self.crash_at_step = crash_at_step
         self.steps = 0
 
-    def loader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.x, self.y), batch_size=16, shuffle=True)
+    def loader(self, workers: int = 0) -> DataLoader:
+        """Shuffled batches of 16; with ``workers``, persistent worker processes and, as in the trainers, an order
+        seeded by epoch (the engine calls ``set_epoch``)."""
+        data = TensorDataset(self.x, self.y)
+        if not workers:
+            return DataLoader(data, batch_size=16, shuffle=True)
+        return DataLoader(data, batch_size=16, sampler=DistributedSampler(data, num_replicas=1, rank=0, seed=0),
+                          num_workers=workers, persistent_workers=True)
 
     def train_step(self, model, batch, device):
         self.steps += 1
