@@ -3,6 +3,7 @@ the file, and the resolved config is saved beside the outputs (``config.yaml``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -58,8 +59,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"'{key}' must be a number, got {value!r}")
         try:
             coerced = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"'{key}' must be {annotation.__name__}, got {value!r}") from None
+        if annotation is float and not math.isfinite(coerced):
+            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
         if annotation is int and isinstance(value, float) and coerced != value:
             raise ConfigError(f"'{key}' must be an integer, got {value!r}")
         return coerced
@@ -78,7 +81,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming ``source``."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(map(str, set(data) - fields))  # YAML keys may be numbers, booleans or null
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
     values = {}
@@ -99,6 +102,8 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text file in UTF-8 (byte {e.start}: {e.reason})") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if loaded is None:

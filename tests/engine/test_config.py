@@ -1,0 +1,43 @@
+"""coseg.engine.load_config on a config class of its own: a bad config file or value is one ConfigError naming the
+file and the key, never a traceback from inside the loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pytest
+
+from coseg.engine import ConfigError, load_config
+
+
+@dataclass
+class Toy:
+    epochs: int = 1
+    lr: float = 0.1
+    minutes: Optional[float] = None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: 2\nepochs: 3\n", r"c.yaml: unknown key\(s\) 1; valid keys: epochs, lr, minutes"),
+    ("null: 2\ntrue: 3\nfoo: 4\n", r"c.yaml: unknown key\(s\) None, True, foo;"),
+    ("epochs: .inf\n", r"c.yaml: 'epochs' must be int, got inf"),
+    ("lr: .nan\n", r"c.yaml: 'lr' must be a finite number, got nan"),
+    ("minutes: -.inf\n", r"c.yaml: 'minutes' must be a finite number, got -inf"),
+])
+def test_keys_and_values_yaml_reads_oddly_are_named(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(Toy, path)
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"epochs: 2\nlr: 0.1 # caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: not a text file in UTF-8 \(byte 23: invalid continuation byte\)"):
+        load_config(Toy, path)
+
+
+def test_a_non_finite_override_is_refused_like_a_file_value():
+    with pytest.raises(ConfigError, match=r"config: 'minutes' must be a finite number, got nan"):
+        load_config(Toy, None, {"minutes": float("nan")})  # e.g. --minutes nan: no budget would be kept
