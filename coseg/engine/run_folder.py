@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
 from coseg.engine.config import config_to_dict, load_config
 
@@ -36,11 +37,13 @@ class RunFolder:
 
     def clear(self, output: Path) -> None:
         """Remove the checkpoints and logs of the run in ``output`` and of its sub-runs (a run replaced with
-        ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up;
-        a sub-run folder left empty goes too."""
+        ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up, and
+        the temporary files of the writes a killed run left there; a sub-run folder left empty goes too."""
+        remove_temporaries(output, recursive=False)
         for name in RUN_FILES:
             (output / name).unlink(missing_ok=True)
         for folder in output.glob(self.subruns):
+            remove_temporaries(folder, recursive=False)
             for name in (*RUN_FILES, "config.yaml"):
                 (folder / name).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):

@@ -37,3 +37,13 @@ def test_subruns_resumable_options_and_paths(tmp_path):
     FOLDER.check(Toy(data=f"{tmp_path}/./d/", output=str(run), epochs=5, threads=4), resume=True)
     with pytest.raises(ValueError, match=r"data '.*d' → '.*e'; lr 0.1 → 0.2\. Resume with its own options"):
         FOLDER.check(Toy(data=str(tmp_path / "e"), output=str(run), lr=0.2, threads=4), resume=True)
+
+
+def test_clear_removes_what_killed_writes_left(tmp_path):
+    run = tmp_path / "run"
+    (run / "stage2").mkdir(parents=True)
+    left = [run / ".best.safetensors.tmp-k1ll3d.safetensors", run / "stage2" / ".last.pt.tmp-k1ll3d.pt"]
+    for path in left + [run / "last.pt", run / "notes.txt"]:
+        path.write_bytes(b"x")
+    FOLDER.clear(run)
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == ["notes.txt"]  # not a run's file: kept
