@@ -187,10 +187,11 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
-    if cfg.members < 1:
-        raise ValueError(f"members must be >= 1, got {cfg.members}")
-    if cfg.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    for name in ("members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.workers < 0:
+        raise ValueError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.minutes is not None and cfg.minutes < 0:
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     if not 0 <= cfg.val_fraction < 1:

@@ -208,9 +208,15 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ValueError(f"unknown mode '{cfg.mode}'; valid: {', '.join(MODES)}")
     if cfg.head_init not in HEAD_INITS:
         raise ValueError(f"unknown head_init '{cfg.head_init}'; valid: {', '.join(HEAD_INITS)}")
-    for name in ("epochs", "image_size", "batch_size"):
-        if getattr(cfg, name) < 1:
+    for name in ("epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class", "head_passes",
+                 "threads"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("minutes", "finetune_minutes", "workers"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 1 <= cfg.feature_views <= 4:
+        raise ValueError(f"feature_views must be in [1, 4], got {cfg.feature_views}")
     if cfg.embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
     if cfg.frozen_stages < 0:

@@ -328,3 +328,15 @@ def test_finetune_stage_and_end_to_end(data, tmp_path):
     end = train(tiny_config(data, tmp_path / "e2e", mode="end_to_end", epochs=1, head_init="random"))
     assert set(end.stages) == {"end_to_end"} and end.feature_seconds == 0
     assert len(log_rows(tmp_path / "e2e")) == 1 and set(CLASSES[6:]).isdisjoint(end.train_classes + end.val_classes)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("classes_per_batch", 0, "classes_per_batch must be >= 1, got 0"), ("head_passes", 0, "head_passes must be >= 1"),
+    ("threads", -1, "threads must be >= 1, got -1"), ("workers", -1, "workers must be >= 0, got -1"),
+    ("minutes", -1.0, "minutes must be >= 0"), ("finetune_minutes", -1.0, "finetune_minutes must be >= 0"),
+    ("feature_views", 0, r"feature_views must be in \[1, 4\], got 0"),
+])
+def test_options_out_of_range_are_refused_naming_the_option(data, tmp_path, option, value, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(data, tmp_path / "run", **{option: value}))
+    assert not (tmp_path / "run").exists()

@@ -68,6 +68,10 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
 
 @pytest.mark.parametrize("option, value, message", [
     ("epochs", 0, "epochs must be >= 1, got 0"),
+    ("groups_per_batch", 0, "groups_per_batch must be >= 1, got 0"),
+    ("images_per_group", 0, "images_per_group must be >= 1, got 0"),
+    ("triplet_pixels", 0, "triplet_pixels must be >= 1, got 0"),
+    ("workers", -1, "workers must be >= 0, got -1"),
     ("minutes", -1.0, "minutes must be >= 0"),
     ("val_fraction", -0.1, r"val_fraction must be in \[0, 1\), got -0.1"),
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
