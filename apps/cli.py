@@ -154,9 +154,17 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
                + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
 
 
+def fit_summary(fit: Any) -> str:
+    """What a training session did: its epochs, time and speed, or that a resumed run had nothing left to train."""
+    if not fit.history:
+        return (f"nothing left to train: the run had reached epoch {fit.epochs_run}"
+                + (" and its time budget" if fit.stopped_by_time else ""))
+    return (f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"
+            + (" — stopped by the time budget" if fit.stopped_by_time else ""))
+
+
 def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
-    click.echo(f"{prefix}trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} "
-               "images/s)" + (" — stopped by the time budget" if fit.stopped_by_time else ""))
+    click.echo(f"{prefix}{fit_summary(fit)}")
     if fit.best_metric is not None:
         click.echo(f"{prefix}best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                    f"({val_groups} held-out group(s))")

@@ -58,16 +58,16 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     if result.feature_seconds:
         click.echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
                    f"{result.feature_seconds:.1f} s")
+    from apps.cli import echo_skipped, fit_summary
+
     for stage, fit in result.stages.items():
-        click.echo(f"{stage}: {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"
-                   + (" — stopped by the time budget" if fit.stopped_by_time else ""))
+        click.echo(f"{stage}: {fit_summary(fit)}")
         if fit.best_metric is not None:
             click.echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                        f"({len(result.val_classes)} held-out class(es))")
     if result.promoted_finetune:
         why = "better validation MAP@R" if result.val_classes else "no validation classes: the later stage"
         click.echo(f"best.safetensors is the fine-tuned model ({why})")
-    from apps.cli import echo_skipped
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])

@@ -34,6 +34,9 @@ def test_train_evaluate_predict_resume(tmp_path):
     r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
     assert r.exit_code == 0, r.output
     assert [row["epoch"] for row in csv.DictReader(open(run / "log.csv"))] == ["1", "2", "3"]
+    assert "trained 3 epoch(s)" in r.output
+    r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
+    assert r.exit_code == 0 and "nothing left to train: the run had reached epoch 3" in r.output, r.output
 
     r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev", "--quiet")
     assert r.exit_code == 0, r.output
