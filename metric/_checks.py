@@ -41,8 +41,13 @@ def check_class_ids(labels: torch.Tensor, num_classes: int, indexes: str) -> tor
     return labels.long()  # one_hot, cross_entropy and gather take int64 ids; uint8 indices would act as a mask
 
 
+class NonFiniteError(ValueError):
+    """An input holding NaN or Inf (e.g. the embeddings of a diverged model); trainers treat it as a non-finite
+    loss."""
+
+
 def check_finite(x: torch.Tensor, name: str = "tensor") -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or Inf.
+    """Raise ``NonFiniteError`` (a ``ValueError``) if ``x`` holds NaN or Inf.
 
     A finite sum proves every element finite (one cheap reduction); only a non-finite sum, from a bad element
     or an overflow, pays for the elementwise test."""
@@ -50,4 +55,4 @@ def check_finite(x: torch.Tensor, name: str = "tensor") -> None:
         return
     bad = int((~torch.isfinite(x)).sum())
     if bad:
-        raise ValueError(f"{name} holds {bad} NaN/Inf value(s)")
+        raise NonFiniteError(f"{name} holds {bad} NaN/Inf value(s)")

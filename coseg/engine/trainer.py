@@ -21,6 +21,7 @@ from coseg.engine.checkpoint import CheckpointError, load_training_state, rng_st
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
 from coseg.engine.ema import weight_ema
+from metric import NonFiniteError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -215,14 +216,18 @@ class Engine:
                 factor = lr_factor(min(progress, 1.0), self.warmup, self.lr_schedule)
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor
-                with torch.autocast(self.device.type, enabled=self.amp):
-                    terms = task.train_step(self.ddp_model, batch, self.device)
+                cause = None
+                try:
+                    with torch.autocast(self.device.type, enabled=self.amp):
+                        terms = task.train_step(self.ddp_model, batch, self.device)
+                except NonFiniteError as e:  # a loss refused its NaN/Inf inputs (a diverged model): same as a NaN loss
+                    cause, terms = str(e), {"loss": torch.tensor(math.nan)}
                 loss = terms["loss"]
                 over_time = bool(self.time_budget_s) and time.perf_counter() - t_start > self.time_budget_s
                 flags = all_reduce_max(torch.tensor([float(not torch.isfinite(loss.detach()).item()), float(over_time)]),
                                        self.dist)
                 if flags[0] > 0:
-                    raise self._non_finite("loss", epoch, steps + 1, terms)
+                    raise self._non_finite("loss" if cause is None else f"loss ({cause})", epoch, steps + 1, terms)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if not self.amp:  # with AMP the scaler itself skips steps whose gradients hold Inf/NaN

@@ -63,6 +63,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert state["epoch"] == 1
 
 
+def test_nan_inputs_refused_by_a_loss_stop_the_run_as_a_nan_loss(tmp_path):
+    engine, _ = make_engine(tmp_path, epochs=3)
+    task = ToyTask(nan_input_at_step=6)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(logits holds 48 NaN/Inf value\(s\)\) at epoch 2"):
+        engine.fit(task, task.loader())
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
 def test_nan_loss_in_the_first_epoch_points_to_no_checkpoint(tmp_path):
     engine, _ = make_engine(tmp_path, epochs=3)
     task = ToyTask(nan_at_step=2)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from coseg.atomic import atomic_path
+from metric._checks import check_finite
 
 
 class ToyModel(nn.Module):
@@ -29,12 +30,14 @@ class ToyModel(nn.Module):
 
 
 class ToyTask:
-    def __init__(self, nan_at_step: Optional[int] = None, crash_at_step: Optional[int] = None) -> None:
+    def __init__(self, nan_at_step: Optional[int] = None, crash_at_step: Optional[int] = None,
+                 nan_input_at_step: Optional[int] = None) -> None:
         g = torch.Generator().manual_seed(1)
         self.x = torch.randn(64, 8, generator=g)
         self.y = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 1).long()
         self.nan_at_step = nan_at_step
         self.crash_at_step = crash_at_step
+        self.nan_input_at_step = nan_input_at_step  # the loss's input check meets NaN (a diverged model)
         self.steps = 0
 
     def loader(self, workers: int = 0) -> DataLoader:
@@ -52,6 +55,8 @@ class ToyTask:
             raise KeyboardInterrupt("simulated kill")
         x, y = (t.to(device) for t in batch)
         logits = model(x)
+        if self.nan_input_at_step is not None and self.steps >= self.nan_input_at_step:
+            check_finite(logits * float("nan"), "logits")
         loss = nn.functional.cross_entropy(logits, y)
         if self.nan_at_step is not None and self.steps >= self.nan_at_step:
             loss = loss * float("nan")
