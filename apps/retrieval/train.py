@@ -250,9 +250,11 @@ def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, featur
 
 def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, labels: torch.Tensor,
                  embed: Callable[[], torch.Tensor], cfg: RetrievalTrainConfig, device: torch.device,
-                 passes: int = 1) -> DataLoader:
-    """Each epoch's batches: ``passes`` passes of ``sampler``; before each epoch the learner's hooks refresh from
-    ``embed()`` (the training set's current embeddings, computed in eval mode and only if a hook asks)."""
+                 passes: int = 1, workers: Optional[int] = None) -> DataLoader:
+    """Each epoch's batches: ``passes`` passes of ``sampler``, read by ``workers`` processes (default
+    ``cfg.workers``); before each epoch the learner's hooks refresh from ``embed()`` (the training set's current
+    embeddings, computed in eval mode and only if a hook asks)."""
+    workers = cfg.workers if workers is None else workers
 
     def on_epoch() -> None:
         memo: list[torch.Tensor] = []
@@ -269,8 +271,8 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
         learner.before_epoch(embed_once, labels)
 
     batches = EpochBatches(sampler, passes, on_epoch if len(learner.hooks) else None)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                      persistent_workers=cfg.workers > 0)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0)
 
 
 def _engine(learner: RetrievalLearner, optimizer: torch.optim.Optimizer, output: Path, epochs: int,
@@ -383,8 +385,10 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
             return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in features[0].split(4096)])
 
         validation = Validation(val_labels, device, features=val_features) if val_labels is not None else None
+        # cached features are indexed in memory, so no worker processes: they would only add start-up time, and the
+        # views they draw would come from their own generators, which no checkpoint holds (a resumed run would differ)
         loader = train_loader(FeatureDataset(features, labels), learner, parts.sampler, labels, embed_features, cfg,
-                              device, cfg.head_passes)
+                              device, cfg.head_passes, workers=0)
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
                          cfg.minutes, cfg, dist)
         result.stages["head"] = engine.fit(RetrievalTask(learner, validation), loader, resume=resume)

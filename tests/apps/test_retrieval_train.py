@@ -340,3 +340,14 @@ def test_options_out_of_range_are_refused_naming_the_option(data, tmp_path, opti
     with pytest.raises(ValueError, match=message):
         train(tiny_config(data, tmp_path / "run", **{option: value}))
     assert not (tmp_path / "run").exists()
+
+
+def test_head_stage_reads_its_cached_features_in_the_main_process(data, tmp_path):
+    """Worker processes would draw each feature's view from generators no checkpoint holds: a run resumed with
+    --workers 2 would not equal the uninterrupted one. The head stage ignores --workers, so both equal 0 workers."""
+    from safetensors.torch import load_file
+
+    train(tiny_config(data, tmp_path / "w0", epochs=2))
+    train(tiny_config(data, tmp_path / "w2", epochs=2, workers=2))
+    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("w0", "w2"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
