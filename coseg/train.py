@@ -200,7 +200,9 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     with distributed_run(cfg.device, dist) as info:
         if info.is_main and not resume:  # --overwrite: no file of the replaced run may be resumed or reported
             RUN_FOLDER.clear(Path(cfg.output))
-        return _train_members(cfg, resume, info) if cfg.members > 1 else _train(cfg, resume, info)
+        if cfg.members > 1:
+            return _train_members(cfg, resume, info)
+        return _train(cfg, resume and (Path(cfg.output) / "last.pt").is_file(), info)  # killed in epoch 1: anew
 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:

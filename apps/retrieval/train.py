@@ -334,6 +334,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     output = Path(cfg.output)
+    resume = resume and (output / "last.pt").is_file()  # a run killed in its first epoch starts anew
     progress = not cfg.quiet and dist.is_main
 
     net = build_model(cfg)

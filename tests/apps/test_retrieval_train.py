@@ -351,3 +351,16 @@ def test_head_stage_reads_its_cached_features_in_the_main_process(data, tmp_path
     train(tiny_config(data, tmp_path / "w2", epochs=2, workers=2))
     a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("w0", "w2"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_anew(data, tmp_path):
+    from safetensors.torch import load_file
+
+    train(tiny_config(data, tmp_path / "whole", epochs=1))
+    run = tmp_path / "run"
+    train(tiny_config(data, run, epochs=1))
+    (run / "last.pt").unlink()  # as if killed in epoch 1: config.yaml written, no checkpoint yet
+    (run / "log.csv").unlink()
+    train(tiny_config(data, run, epochs=1), resume=True)
+    a, b = (load_file(str(folder / "last.safetensors")) for folder in (tmp_path / "whole", run))
+    assert all(torch.equal(a[k], b[k]) for k in a) and [int(r["epoch"]) for r in log_rows(run)] == [1]

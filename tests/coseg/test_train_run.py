@@ -128,3 +128,15 @@ def test_member_epochs_are_shared_only_without_a_time_budget(tmp_path):
     scan = find_samples(data, "auto")
     assert [(c.minutes, c.epochs) for c in member_configs(cfg, scan)] == [(2, 30)] * 3
     assert [(c.minutes, c.epochs) for c in member_configs(replace(cfg, minutes=None), scan)] == [(None, 10)] * 3
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_anew(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY[2:], "--members", 1]
+    assert coseg(*args)[0] == 0
+    (run / "last.pt").unlink()  # as if killed in epoch 1: config.yaml written, no checkpoint yet
+    (run / "log.csv").unlink()
+    code, output = coseg(*args, "--resume")
+    assert code == 0, output
+    assert (run / "last.pt").is_file() and (run / "log.csv").read_text().count("\n") == 2  # header + epoch 1
