@@ -32,6 +32,31 @@ def check_same_size(a: int, b: int, what: str) -> None:
         raise ValueError(f"{what} must have the same length, got {a} and {b}")
 
 
+def check_floating(x: torch.Tensor, name: str = "tensor") -> None:
+    """Raise ``TypeError`` unless ``x`` holds floating-point values (embeddings, not class ids)."""
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def check_same_device(x: torch.Tensor, other: torch.Tensor, name: str, other_name: str) -> None:
+    """Raise ``ValueError`` unless ``other`` is on the device of ``x`` (``name`` and ``other_name`` name them)."""
+    if other.device != x.device:
+        raise ValueError(f"{other_name} must be on the device of {name} ({x.device}), got {other.device}: "
+                         f"move it with .to({name}.device)")
+
+
+def check_labelled_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> int:
+    """Check finite floating-point ``embeddings`` (N, D) and integer ``labels`` (N,) on the same device; return N."""
+    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
+    check_same_size(n, check_shape(labels, ["N"], "labels")["N"], "embeddings and labels")
+    check_floating(embeddings, "embeddings")
+    if labels.is_floating_point():
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    check_same_device(embeddings, labels, "embeddings", "labels")
+    check_finite(embeddings, "embeddings")
+    return n
+
+
 def check_class_ids(labels: torch.Tensor, num_classes: int, indexes: str) -> torch.Tensor:
     """``labels`` as int64 class ids after checking each lies in [0, ``num_classes``); ``indexes`` says what they
     index, for the message (e.g. 'one centroid per class')."""

@@ -1,9 +1,57 @@
 """A tiny name → constructor registry, so components are built from names in configs."""
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+import inspect
+import types
+import typing
+from typing import Any, Callable, Generic, Mapping, TypeVar, Union
 
 T = TypeVar("T")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``: classes, ``float`` (a Python int or float) and ``int`` (a
+    Python int; not a bool for either), ``Optional`` and unions of them. Other hints (``Literal``, whose values the
+    constructors check, ``Sequence[int]``, ``Callable``, ...) pass."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(hint))
+    if hint is float or hint is int:
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return origin is not None or not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """``hint`` for a message: ``float``, ``BaseDistance or None``."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def check_arguments(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+    """Raise ``TypeError`` naming ``what`` and the argument if ``factory(**kwargs)`` would get an argument it does
+    not take, miss a required one, or get a value that does not fit the parameter's annotation (:func:`_fits`;
+    annotations that cannot be resolved are not checked)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as error:
+        takes = ", ".join(signature.parameters) or "none"
+        raise TypeError(f"{what}: {error} (its arguments: {takes})") from None
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except (NameError, TypeError):  # e.g. a name imported only for type checkers
+        return
+    for key, value in kwargs.items():
+        if key in hints and not _fits(value, hints[key]):
+            raise TypeError(f"{what}: argument '{key}' must be {_describe(hints[key])}, "
+                            f"got {value!r} ({type(value).__name__})")
 
 
 class Registry(Generic[T]):
@@ -32,8 +80,10 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.family} '{name}'; valid names: {valid}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
-        """Build the component registered as ``name`` with keyword arguments."""
-        return self.get(name)(**kwargs)
+        """Build the component registered as ``name`` with keyword arguments, after :func:`check_arguments`."""
+        factory = self.get(name)
+        check_arguments(factory, kwargs, f"{self.family} '{name}'")
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -12,9 +12,12 @@ def _centred(x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(1, keepdim=True)
 
 
-def _signal_power(x_centred: torch.Tensor) -> torch.Tensor:
-    # A constant anchor has no variance: floor it at eps instead of dividing by zero.
-    return x_centred.pow(2).sum(1).clamp(min=torch.finfo(x_centred.dtype).eps)
+def _ratio(noise: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    """noise / signal (broadcast), at most 1/eps: a constant anchor has no signal, so its distances are that
+    largest value (without gradient) instead of a division by zero, and 0 where the noise is 0 too. Both powers
+    scale alike, so the ratio stays scale-invariant (a fixed floor on the signal swamped small embeddings)."""
+    floor = noise * torch.finfo(noise.dtype).eps
+    return noise / torch.maximum(signal, floor).clamp(min=torch.finfo(noise.dtype).tiny)
 
 
 @DISTANCES.register("snr")
@@ -24,13 +27,14 @@ class SNRDistance(BaseDistance):
     ``x`` is the anchor (as in pytorch-metric-learning's ``SNRDistance``, whose query is the anchor). The
     variance correction (population or unbiased) cancels in the ratio, so there is no option for it. Pairwise,
     var(y − x)·D = ‖(y − ȳ) − (x − x̄)‖², i.e. the expansion (‖x‖² + ‖y‖² − 2xᵀy)/D − (x̄ − ȳ)² evaluated on
-    centred rows (less round-off), with one matmul and never an N×M×D tensor.
+    centred rows (less round-off), with one matmul and never an N×M×D tensor. A constant anchor (no variance) is
+    1/eps away from every row that does not differ from it by a constant.
     """
 
     def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         xc = _centred(x)
-        return pairwise_squared_euclidean(xc, _centred(y)) / _signal_power(xc).unsqueeze(1)
+        return _ratio(pairwise_squared_euclidean(xc, _centred(y)), xc.pow(2).sum(1, keepdim=True))
 
     def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         xc = _centred(x)
-        return (_centred(y) - xc).pow(2).sum(1) / _signal_power(xc)
+        return _ratio((_centred(y) - xc).pow(2).sum(1), xc.pow(2).sum(1))

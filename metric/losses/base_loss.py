@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_labelled_embeddings
 from metric.reduction import Reduction, check_reduction, reduce_loss
 
 
@@ -21,12 +21,7 @@ class BaseMetricLoss(nn.Module):
         raise NotImplementedError
 
     def check_inputs(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
-        check_shape(labels, ["N"], "labels")
-        check_same_size(n, labels.shape[0], "embeddings and labels")
-        if labels.is_floating_point():
-            raise TypeError("labels must be an integer tensor")
-        check_finite(embeddings, "embeddings")
+        check_labelled_embeddings(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.check_inputs(embeddings, labels)

@@ -8,7 +8,7 @@ import torch
 
 from metric._checks import check_shape
 from metric.class_tree import ClassTree, check_tree_distance
-from metric.distances.base_distance import BaseDistance
+from metric.distances.base_distance import BaseDistance, computing_dtype
 from metric.losses.triplet_margin_loss import TripletMarginLoss, triplet_margin_loss
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
 from metric.reduction import Reduction
@@ -85,5 +85,7 @@ class HierarchicalTripletLoss(TripletMarginLoss):
             triplets = self.miner(embeddings, labels)
         # Margins of the batch's classes only: O(k²) for k classes in the batch, whatever the data set's C.
         classes, local_labels = torch.unique(labels, return_inverse=True)
-        margins = class_tree_margins(self.tree, self.spreads, classes.to(self.tree.classes.device)).to(embeddings)
+        margins = class_tree_margins(self.tree, self.spreads, classes.to(self.tree.classes.device))
+        # in the dtype of the distances (float32 for 16-bit embeddings): rounded to 16 bits they would shift the hinge
+        margins = margins.to(embeddings.device, computing_dtype(embeddings.dtype))
         return hierarchical_triplet_loss(embeddings, local_labels, triplets, margins, self.beta, self.distance)

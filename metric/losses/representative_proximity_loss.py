@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_labelled_embeddings, check_same_device, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.reduction import Reduction, check_reduction, reduce_loss
@@ -27,16 +27,12 @@ def representative_proximity_loss(
 
     ``embeddings (N, D)``, ``labels (N,)``, ``representative_mask (N,)`` bool (at most one per class).
     """
-    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
-    check_shape(labels, ["N"], "labels")
-    check_shape(representative_mask, ["N"], "representative_mask")
-    check_same_size(n, labels.shape[0], "embeddings and labels")
-    check_same_size(n, representative_mask.shape[0], "embeddings and representative_mask")
-    if labels.is_floating_point():
-        raise TypeError("labels must be an integer tensor")
+    n = check_labelled_embeddings(embeddings, labels)
+    check_same_size(n, check_shape(representative_mask, ["N"], "representative_mask")["N"],
+                    "embeddings and representative_mask")
     if representative_mask.dtype != torch.bool:
         raise TypeError("representative_mask must be a bool tensor")
-    check_finite(embeddings, "embeddings")
+    check_same_device(embeddings, representative_mask, "embeddings", "representative_mask")
     distance = EuclideanDistance() if distance is None else distance
     representatives = representative_mask.nonzero(as_tuple=True)[0]
     if torch.unique(labels[representatives]).numel() != representatives.numel():

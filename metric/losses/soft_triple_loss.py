@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_labelled_embeddings, check_same_device, check_shape
+from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.cosine import CosineSimilarity
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -36,10 +37,9 @@ def soft_triple_loss(
     i and centre k of class c, S_ic = Σ_k softmax_k(s_ick / γ)·s_ick and the loss is the cross-entropy of
     λ·(S_i − δ·onehot(y_i)); the regulariser is τ·Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)).
     """
-    d = check_shape(embeddings, ["N", "D"], "embeddings")["D"]
-    check_same_size(embeddings.shape[0], check_shape(labels, ["N"], "labels")["N"], "embeddings and labels")
-    check_shape(centers, [str(d), str(num_classes * centers_per_class)], "centers")
-    check_finite(embeddings, "embeddings")
+    check_labelled_embeddings(embeddings, labels)
+    check_shape(centers, [str(embeddings.shape[1]), str(num_classes * centers_per_class)], "centers")
+    check_same_device(embeddings, centers, "embeddings", "centers")
     check_finite(centers, "centers")
     labels = check_class_ids(labels, num_classes, f"{centers_per_class} centres per class")
     similarities = CosineSimilarity().pairwise(embeddings, centers.T).view(-1, num_classes, centers_per_class)
@@ -54,11 +54,12 @@ def center_merging_regularizer(centers: torch.Tensor, num_classes: int, centers_
     a class's centres coincide, so τ times it lets redundant centres merge (0 for K = 1)."""
     if centers_per_class < 2:
         return centers.new_zeros(())
-    w = F.normalize(centers, dim=0).T.reshape(num_classes, centers_per_class, -1)
-    upper = torch.triu_indices(centers_per_class, centers_per_class, offset=1, device=centers.device)
-    cosines = (w @ w.transpose(1, 2))[:, upper[0], upper[1]]
-    normaliser = num_classes * centers_per_class * (centers_per_class - 1)  # as the official code
-    return torch.sqrt(2.0 + _SQRT_EPS - 2.0 * cosines).sum() / normaliser
+    with no_autocast(centers):  # in 16 bits 2 + ε − 2·cos rounds to 0 or below for merged centres: NaN gradient
+        w = F.normalize(at_least_float32(centers), dim=0).T.reshape(num_classes, centers_per_class, -1)
+        upper = torch.triu_indices(centers_per_class, centers_per_class, offset=1, device=centers.device)
+        cosines = (w @ w.transpose(1, 2))[:, upper[0], upper[1]]
+        normaliser = num_classes * centers_per_class * (centers_per_class - 1)  # as the official code
+        return torch.sqrt(2.0 + _SQRT_EPS - 2.0 * cosines).sum() / normaliser
 
 
 @LOSSES.register("soft_triple")

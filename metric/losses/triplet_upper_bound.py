@@ -29,7 +29,8 @@ from typing import Any, Optional
 
 import torch
 
-from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_labelled_embeddings, check_shape
+from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -142,7 +143,11 @@ def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, 
 def _bound_terms(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    return _BoundTerms.apply(embeddings, labels.long(), centroids.to(embeddings), margin)  # gather: int64 ids
+    """The (N,) terms, in float32 at least and with autocast off (squared distances in 16 bits lose nearby
+    samples to round-off)."""
+    x = at_least_float32(embeddings)
+    with no_autocast(x):
+        return _BoundTerms.apply(x, labels.long(), centroids.to(x), margin)  # gather: int64 ids
 
 
 def triplet_upper_bound_loss(
@@ -153,12 +158,7 @@ def triplet_upper_bound_loss(
 
     ``embeddings`` (N, D), integer ``labels`` (N,) in [0, C), ``centroids`` (C, D). Cost O(N·C·D).
     """
-    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
-    check_shape(labels, ["N"], "labels")
-    check_same_size(n, labels.shape[0], "embeddings and labels")
-    check_finite(embeddings, "embeddings")
-    if labels.is_floating_point():
-        raise TypeError("labels must be an integer tensor")
+    check_labelled_embeddings(embeddings, labels)
     _check_labels_and_centroids(embeddings, labels, centroids)
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from metric._checks import check_finite, check_shape
+from metric._checks import check_finite, check_floating, check_shape
+from metric.distances.base_distance import at_least_float32
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
 from metric.registry import LOSSES
 
 
 def zero_mean_regularizer(embeddings: torch.Tensor) -> torch.Tensor:
-    """(N, D) → (N,): |Σ_d h_d| per sample, in embedding units."""
+    """(N, D) → (N,): |Σ_d h_d| per sample, in embedding units (float32 at least: sums overflow float16)."""
     check_shape(embeddings, ["N", "D"], "embeddings")
+    check_floating(embeddings, "embeddings")
     check_finite(embeddings, "embeddings")
-    return embeddings.sum(1).abs()
+    return at_least_float32(embeddings).sum(1).abs()
 
 
 @LOSSES.register("zero_mean")

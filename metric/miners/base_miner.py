@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_labelled_embeddings
 from metric.distances.base_distance import BaseDistance
 
 
@@ -34,11 +34,8 @@ def positive_negative_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def check_mining_inputs(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-    """Embeddings (N, D), finite, and labels (N,)."""
-    n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
-    check_shape(labels, ["N"], "labels")
-    check_same_size(n, labels.shape[0], "embeddings and labels")
-    check_finite(embeddings, "embeddings")
+    """Embeddings (N, D), finite floats, and integer labels (N,) on their device."""
+    check_labelled_embeddings(embeddings, labels)
 
 
 class BaseTripletMiner(nn.Module):

@@ -6,7 +6,7 @@ from typing import Literal, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from metric._checks import check_finite, check_shape
+from metric._checks import check_finite, check_same_device, check_shape
 
 Strategy = Literal["random", "hard"]
 STRATEGIES = ("random", "hard")
@@ -82,6 +82,7 @@ def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], i
         raise ValueError(
             f"probabilities {tuple(probabilities.shape)} and labels {tuple(labels.shape)} must have the same shape"
         )
+    check_same_device(labels, probabilities, "labels", "probabilities")
     check_finite(probabilities, "probabilities")
     if bool(((probabilities < 0) | (probabilities > 1)).any()):
         raise ValueError("probabilities must lie in [0, 1] (foreground probabilities: apply sigmoid to logits)")
@@ -91,6 +92,8 @@ def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], i
 
 def present_classes(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
     """Sorted distinct class ids in ``labels`` (any shape), ``ignore_index`` left out."""
+    if not labels.numel():  # amin of nothing is an error
+        return labels.new_empty(0)
     low, high = int(labels.amin()), int(labels.amax())
     if high - low < 65536:  # a histogram is several times faster than torch.unique's sort
         classes = torch.bincount((labels - low).flatten(), minlength=high - low + 1).nonzero().flatten() + low
@@ -127,6 +130,9 @@ def sample_pixels(
     b, h, w = labels.shape
     flat = labels.reshape(b, h * w)
     classes = present_classes(flat, ignore_index)
+    if not classes.numel():  # no image, no pixel or only ignore_index: nothing to sample
+        empty = torch.empty(0, dtype=torch.long, device=labels.device)
+        return PixelSample(empty, empty.clone(), empty.clone())
     # Gumbel noise: top-k of log(weight) + Gumbel draws k without replacement with probability ∝ weight.
     uniform = torch.rand(flat.shape, generator=generator, device=labels.device).clamp_(min=1e-12, max=1 - 1e-7)
     gumbel = -torch.log(-torch.log(uniform))
@@ -145,9 +151,6 @@ def sample_pixels(
         top = torch.topk(torch.where(member, keys, -float("inf")), k, dim=1).indices
         picked.append(top)
         kept.append(member.gather(1, top))
-    if not picked:
-        empty = torch.empty(0, dtype=torch.long, device=labels.device)
-        return PixelSample(empty, empty.clone(), empty.clone())
     pixel = torch.stack(picked, 1)  # (B, C, k)
     keep = torch.stack(kept, 1)
     image = torch.arange(b, device=labels.device).view(b, 1, 1).expand_as(pixel)

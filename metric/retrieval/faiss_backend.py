@@ -2,6 +2,7 @@
 of torch tensors / numpy arrays to the float32 host arrays faiss reads, and the CPU/GPU choice."""
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Union
 
@@ -14,6 +15,8 @@ ArrayLike = Union[torch.Tensor, np.ndarray]
 
 # faiss's GPU brute-force search selects at most this many neighbours per query (GPU_MAX_SELECTION_K).
 GPU_MAX_K = 2048
+# Rows of norm below it keep every squared distance ‖x − y‖² ≤ (‖x‖ + ‖y‖)² and inner product finite in float32.
+MAX_NORM = math.sqrt(float(np.finfo(np.float32).max)) / 2
 
 
 def import_faiss() -> ModuleType:
@@ -40,13 +43,22 @@ def as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
 def as_float32_rows(x: ArrayLike, name: str) -> np.ndarray:
     """(N, D) embeddings → C-contiguous float32 host array (no copy when ``x`` already is one).
 
-    Raises ``ValueError`` for a wrong shape or NaN/Inf values."""
-    t = as_tensor(x, name)
-    check_shape(t, ["N", "D"], name)
+    Raises ``ValueError`` for a wrong shape (D = 0 included), NaN/Inf values, or values so large that float32
+    distances could overflow (|x|·√D ≥ :data:`MAX_NORM`)."""
+    t = as_tensor(x, name).detach()
+    d = check_shape(t, ["N", "D"], name)["D"]
+    if d == 0:
+        raise ValueError(f"{name} must have at least one dimension (D >= 1), got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must hold floating-point values, got {t.dtype}")
     check_finite(t, name)
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+    largest = max(float(t.max()), -float(t.min())) if t.numel() else 0.0
+    if largest * math.sqrt(d) >= MAX_NORM:
+        raise ValueError(
+            f"{name} hold values up to {largest:.3g} in magnitude: with D = {d} their float32 distances may overflow "
+            f"(keep |x|·√D below {MAX_NORM:.3g}); rescale or L2-normalise them"
+        )
+    return np.ascontiguousarray(t.to("cpu", torch.float32).numpy())
 
 
 def as_int64_labels(labels: ArrayLike, n: int, name: str = "labels") -> np.ndarray:

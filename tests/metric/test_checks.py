@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from metric._checks import check_class_ids, check_finite, check_shape
+from metric._checks import check_class_ids, check_finite, check_labelled_embeddings, check_shape
 
 
 def test_check_finite_finds_nan_inf_and_tolerates_overflowing_sums():
@@ -35,3 +35,16 @@ def test_check_class_ids_casts_in_range_labels_and_names_the_range():
     for bad, seen in ((torch.tensor([0, 3]), r"\[0, 3\]"), (torch.tensor([-1, 2]), r"\[-1, 2\]")):
         with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) \(one row per class\), got " + seen):
             check_class_ids(bad, 3, "one row per class")
+
+
+def test_check_labelled_embeddings_names_the_argument_at_fault():
+    x, labels = torch.randn(4, 3), torch.arange(4)
+    assert check_labelled_embeddings(x, labels.to(torch.uint8)) == 4
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor, got torch.int32"):
+        check_labelled_embeddings(x.int(), labels)
+    with pytest.raises(TypeError, match="labels must be an integer tensor, got torch.float32"):
+        check_labelled_embeddings(x, labels.float())
+    with pytest.raises(ValueError, match=r"labels must be on the device of embeddings \(cpu\), got meta: move it"):
+        check_labelled_embeddings(x, labels.to("meta"))
+    with pytest.raises(ValueError, match="embeddings and labels must have the same length, got 4 and 3"):
+        check_labelled_embeddings(x, labels[:3])

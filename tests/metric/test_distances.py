@@ -170,3 +170,74 @@ def test_farness_orders_like_gap(kind):
     distance = DISTANCES.create(kind)
     p, n = torch.rand(6), torch.rand(6)
     assert_close(distance.farness(p) - distance.farness(n), distance.gap(p, n))
+
+
+@pytest.mark.parametrize("name", DISTANCES.names())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_inputs_get_the_float32_distances_of_their_values(name, dtype):
+    # Near each other and far from the origin: ‖x‖² + ‖y‖² − 2xᵀy in 16 bits was all round-off; squares of norms
+    # beyond 256 overflowed float16 (NaN distances).
+    dist = DISTANCES.create(name, chunk_size=5)
+    for x in (8 + 0.05 * torch.randn(12, 8), 300 * torch.randn(12, 8)):
+        x16 = x.to(dtype).requires_grad_(True)
+        values = dist.pairwise(x16)
+        assert values.dtype == torch.float32
+        assert_close(values, dist.pairwise(x16.detach().float()), rtol=1e-4, atol=1e-4)
+        assert_close(dist.paired(x16, x16.flip(0)), dist.paired(x16.detach().float(), x16.detach().float().flip(0)),
+                     rtol=1e-4, atol=1e-4)
+        assert torch.isfinite(torch.autograd.grad(values.sum(), x16)[0]).all()
+
+
+@pytest.mark.parametrize("name", DISTANCES.names())
+def test_autocast_does_not_run_distances_in_16_bits(name):
+    x, y = 8 + 0.05 * torch.randn(12, 8), 8 + 0.05 * torch.randn(7, 8)
+    dist = DISTANCES.create(name, chunk_size=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values, paired = dist.pairwise(x, y), dist.paired(x, y[:1].expand(12, 8))
+        blocks = []
+        for rows, block in dist.iter_pairwise(x, y):
+            assert torch.is_autocast_enabled("cpu")  # the caller's autocast between the blocks
+            blocks.append(block)
+    assert_close(values, dist.pairwise(x, y))
+    assert_close(torch.cat(blocks), values)
+    assert_close(paired, dist.paired(x, y[:1].expand(12, 8)))
+
+
+@pytest.mark.parametrize("name", DISTANCES.names())
+def test_inputs_of_two_dtypes_are_promoted(name):
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.randn(3, 6)
+    dist = DISTANCES.create(name)
+    values = dist.pairwise(x.half(), y)
+    assert values.dtype == torch.float32
+    assert_close(values, dist.pairwise(x.half().float(), y))
+    assert dist.pairwise(x, y).dtype == torch.float64
+
+
+def test_snr_is_scale_invariant_for_small_embeddings():
+    # The signal power was floored at a fixed eps: an anchor of squared spread below 1.2e-7 counted as constant.
+    x, y = torch.randn(3, 8), torch.randn(4, 8)
+    for scale in (1e-8, 1e-4, 1e4):
+        assert_close(SNRDistance().pairwise(scale * x, scale * y), SNRDistance().pairwise(x, y), rtol=1e-4, atol=0)
+        assert_close(SNRDistance().paired(scale * x, scale * y[:3]), SNRDistance().paired(x, y[:3]), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_snr_of_a_constant_or_zero_anchor_is_the_largest_distance_without_gradient(dtype):
+    anchors = torch.stack([torch.full((8,), 3.0), torch.zeros(8)]).to(dtype).requires_grad_(True)
+    others = torch.cat([torch.randn(3, 8), torch.full((1, 8), 5.0)]).to(dtype).requires_grad_(True)
+    values = SNRDistance().pairwise(anchors, others)
+    largest = 1 / torch.finfo(values.dtype).eps
+    assert_close(values, torch.tensor([[largest] * 3 + [0.0]] * 2))  # 0: a constant row, no noise either
+    grads = torch.autograd.grad(values.sum() + SNRDistance().paired(anchors, others[:2]).sum(), (anchors, others))
+    assert all(torch.isfinite(g).all() for g in grads)  # float16: no 1/eps gradient to overflow it
+
+
+@pytest.mark.parametrize("name", DISTANCES.names())
+def test_integer_inputs_and_inputs_on_two_devices_raise_clear_errors(name):
+    dist = DISTANCES.create(name)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, got torch.int64"):
+        dist.pairwise(torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="y must be a floating-point tensor"):
+        dist.paired(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"y must be on the device of x \(cpu\), got meta"):
+        dist.pairwise(torch.ones(2, 3), torch.ones(2, 3, device="meta"))

@@ -253,3 +253,38 @@ def test_rejects_bad_inputs():
         is_triplet_loss(emb, labels, reduction="max")
     with pytest.raises(ValueError, match="k_per_class"):
         ISTripletLoss(k_per_class=0)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 6, 6), (2, 3, 0, 6)], ids=["no_image", "no_pixel"])
+@pytest.mark.parametrize("strategy", ["random", "hard"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero", "none"])
+def test_empty_batch_gives_zero_loss_with_gradient(shape, strategy, reduction):
+    emb = torch.randn(*shape, requires_grad=True)
+    labels = torch.zeros(shape[0], *shape[2:], dtype=torch.long)
+    loss = ISTripletLoss(k_per_class=4, strategy=strategy, reduction=reduction)(emb, labels)
+    assert loss.shape == ((0,) if reduction == "none" else ())
+    assert loss.sum() == 0
+    loss.sum().backward()
+    assert emb.grad.shape == emb.shape
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_float16_pixel_embeddings_beyond_256_give_the_float32_loss_of_their_values(memory_format):
+    # ‖x‖² of such pixels overflowed float16: NaN distances, NaN loss
+    emb = (300 * torch.randn(2, 8, 6, 6)).half().contiguous(memory_format=memory_format).requires_grad_(True)
+    labels = masks(b=2)
+    loss = is_triplet_loss(emb, labels, reduction="mean", generator=seeded())
+    assert loss.dtype == torch.float32
+    assert_close(loss, is_triplet_loss(emb.detach().float(), labels, reduction="mean", generator=seeded()),
+                 rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(torch.autograd.grad(loss, emb)[0]).all()
+
+
+def test_labels_and_probabilities_on_another_device_are_refused():
+    emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
+    with pytest.raises(ValueError, match=r"labels must be on the device of embeddings \(cpu\), got meta"):
+        is_triplet_loss(emb, labels.to("meta"))
+    with pytest.raises(ValueError, match=r"probabilities must be on the device of labels \(cpu\), got meta"):
+        is_triplet_loss(emb, labels.clamp(max=1), probabilities=torch.rand(2, 6, 6, device="meta"))
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor"):
+        is_triplet_loss(emb.long(), labels)

@@ -70,6 +70,15 @@ def test_all_ignored_gives_an_empty_sample():
     assert all(t.numel() == 0 and t.dtype == torch.long for t in sample)
 
 
+@pytest.mark.parametrize("shape", [(0, 5, 5), (2, 0, 5), (2, 5, 0)])
+@pytest.mark.parametrize("strategy", ["random", "hard"])
+def test_no_image_or_no_pixel_gives_an_empty_sample(shape, strategy):
+    labels = torch.zeros(shape, dtype=torch.long)
+    sample = sample_pixels(labels, 4, strategy, torch.zeros(shape) if strategy == "hard" else None)
+    assert all(t.numel() == 0 and t.dtype == torch.long for t in sample)
+    assert present_classes(labels).numel() == 0
+
+
 @pytest.mark.parametrize("width", [1, 2])
 def test_boundary_mask_matches_reference(width):
     labels = torch.randint(0, 3, (2, 7, 9))
@@ -164,6 +173,8 @@ def test_rejects_bad_inputs():
         sample_pixels(labels[0], 4)
     with pytest.raises(ValueError, match="same shape"):
         sample_pixels(labels, 4, "hard", torch.rand(3, 16, 15))
+    with pytest.raises(ValueError, match=r"probabilities must be on the device of labels \(cpu\), got meta"):
+        sample_pixels(labels, 4, "hard", torch.rand(labels.shape, device="meta"))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         sample_pixels(labels, 4, "hard", torch.rand(labels.shape) + 1)
     with pytest.raises(ValueError, match="NaN"):

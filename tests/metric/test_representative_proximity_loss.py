@@ -64,6 +64,8 @@ def test_rejects_bad_inputs():
         representative_proximity_loss(emb, LABELS, MASK.long())
     with pytest.raises(ValueError, match="same length"):
         representative_proximity_loss(emb, LABELS[:8], MASK[:8])
+    with pytest.raises(ValueError, match=r"representative_mask must be on the device of embeddings \(cpu\), got meta"):
+        representative_proximity_loss(emb, LABELS, MASK.to("meta"))
     with pytest.raises(ValueError, match="embeddings holds 1 NaN"):
         representative_proximity_loss(torch.where(torch.arange(36).view(9, 4) == 5, float("nan"), emb), LABELS, MASK)
     with pytest.raises(ValueError, match="reduction"):

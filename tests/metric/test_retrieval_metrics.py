@@ -11,6 +11,7 @@ from metric.retrieval import (
     average_precision_at_r,
     kmeans_assign,
     kmeans_nmi,
+    knn,
     normalized_mutual_info,
     recall_hits,
     retrieval_metrics,
@@ -227,6 +228,21 @@ def test_invalid_inputs() -> None:
         retrieval_metrics(x, torch.zeros(10, dtype=torch.long), chunk_budget=1 << 31)
     with pytest.raises(ValueError, match="candidate_budget"):
         retrieval_metrics(x, torch.zeros(10, dtype=torch.long), candidate_budget=-1)
+    with pytest.raises(ValueError, match=r"at least one dimension \(D >= 1\), got shape \(10, 0\)"):
+        retrieval_metrics(torch.zeros(10, 0), torch.zeros(10, dtype=torch.long))  # was a ZeroDivisionError
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e39])
+def test_embeddings_whose_float32_distances_would_overflow_are_refused(scale) -> None:
+    # Finite embeddings (float64 for 1e39) whose float32 squares overflow gave an IndexError deep in the search, or,
+    # cast to float32, infinite rows: faiss then returned neighbour -1 everywhere.
+    x, y = torch.randn(20, 4, dtype=torch.float64) * scale, torch.arange(20) % 3
+    with pytest.raises(ValueError, match="embeddings hold values up to .* float32 distances may overflow"):
+        retrieval_metrics(x, y)
+    with pytest.raises(ValueError, match="queries hold values up to"):
+        knn(x, None, k=2)
+    unit = x / scale
+    assert retrieval_metrics(unit * 1e18, y, with_nmi=False) == retrieval_metrics(unit, y, with_nmi=False)  # still fine
 
 
 @pytest.mark.slow

@@ -55,6 +55,24 @@ def test_regularizer_is_zero_for_one_centre_and_small_for_merged_centres():
     assert float(center_merging_regularizer(merged, C, K)) < 0.01 < float(center_merging_regularizer(spread, C, K))
 
 
+def test_regularizer_of_merged_centres_under_autocast_keeps_a_finite_gradient():
+    # bfloat16 rounded 2 + ε − 2·cos to 0 (or below) for equal centres: sqrt's gradient there is infinite
+    merged = torch.randn(D, C).repeat_interleave(K, dim=1).requires_grad_(True)
+    expected = center_merging_regularizer(merged, C, K)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = center_merging_regularizer(merged, C, K)
+    assert_close(value, expected)
+    assert torch.isfinite(torch.autograd.grad(value, merged)[0]).all()
+
+
+def test_embeddings_of_another_dtype_than_the_centres():
+    loss = SoftTripleLoss(C, D, centers_per_class=K)  # float32 centres
+    x, labels, _ = _inputs(dtype=torch.float64)
+    value = loss(x, labels)
+    assert value.dtype == torch.float64
+    assert_close(value, loss.double()(x, labels), rtol=1e-6, atol=1e-6)  # the regulariser of float32 centres
+
+
 def test_module_matches_function_and_adds_the_regularizer(dtype):
     loss = LOSSES.create("soft_triple", num_classes=C, embedding_size=D, centers_per_class=K).to(dtype)
     x, labels, _ = _inputs(dtype=dtype)

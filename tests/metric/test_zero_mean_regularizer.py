@@ -43,3 +43,12 @@ def test_gradcheck():
 def test_nan_input_raises():
     with pytest.raises(ValueError, match="embeddings holds 1 NaN"):
         zero_mean_regularizer(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_float16_sums_beyond_its_range_stay_finite():
+    emb = torch.full((2, 128), 1000.0, dtype=torch.float16, requires_grad=True)  # each sum 128,000 > 65,504
+    value = ZeroMeanRegularizer()(emb, torch.arange(2))
+    assert value.dtype == torch.float32 and value.item() == 128_000
+    assert torch.isfinite(torch.autograd.grad(value, emb)[0]).all()
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor"):
+        zero_mean_regularizer(torch.ones(2, 3, dtype=torch.long))
