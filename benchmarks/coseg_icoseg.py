@@ -27,6 +27,7 @@ test8 images and masks are used for the final evaluation only; model selection u
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import statistics
 import tempfile
@@ -47,8 +48,9 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStati
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import build_objective, build_optimizer, split_train_val, train
+from coseg.train import RUN_FOLDER, build_objective, build_optimizer, split_train_val, train
 from metric.threads import single_threaded_pool
+from checks import EXPECTED, check_writable, one_line, write_json
 from timing import paired_ratios, paired_rounds
 
 
@@ -312,11 +314,6 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     }
 
 
-def write_json(path: Path, out: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="iCoseg root (images/, ground_truth/, splits.json)")
@@ -334,26 +331,38 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="training time budget (required unless --speed-of/--scores-of)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    finished = args.speed_of or args.scores_of
+    if finished is None and args.minutes is None:
+        parser.error("--minutes is required (unless --speed-of or --scores-of)")
+    run_dir = finished or args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
+    with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
+        scan = find_samples(args.data, "icoseg")
+        for split in ("train30", "test8"):
+            choose_groups(scan, args.data / "splits.json", split, [])
+        if finished:
+            cfg = load_config(CosegTrainConfig, finished / "config.yaml")
+            if not (finished / "best.safetensors").is_file():
+                raise FileNotFoundError(errno.ENOENT, "no trained model (best.safetensors)", str(finished))
+        else:
+            base = yaml.safe_load(args.config.read_text()) if args.config else {}
+            base.update(dict(kv.split("=", 1) for kv in args.set))
+            base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
+                        minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
+            if args.overwrite:
+                base["overwrite"] = True
+            cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
+            RUN_FOLDER.check(cfg, resume=False)
+    check_writable(args.out)
     if args.speed_of:
-        out = speed_ratios(args.speed_of, load_config(CosegTrainConfig, args.speed_of / "config.yaml"), args.data)
+        out = speed_ratios(args.speed_of, cfg, args.data)
         print("\n".join(f"{k}: {v}" for k, v in out.items()))
         write_json(args.out, out)
         return
     if args.scores_of:
-        cfg = load_config(CosegTrainConfig, args.scores_of / "config.yaml")
-        _, val_groups = split_train_val(cfg, find_samples(args.data, "icoseg"))
+        _, val_groups = split_train_val(cfg, scan)
         out = {**quality(args.scores_of, cfg, args.data, val_groups), "scores_of": str(args.scores_of)}
     else:
-        if args.minutes is None:
-            parser.error("--minutes is required (unless --speed-of or --scores-of)")
-        base = yaml.safe_load(args.config.read_text()) if args.config else {}
-        base.update(dict(kv.split("=", 1) for kv in args.set))
-        run_dir = args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
-        base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
-                    minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
-        if args.overwrite:
-            base["overwrite"] = True
-        cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
+        check_writable(run_dir, "--run-dir", folder=True)
         result = train(cfg)
         out = quality(run_dir, cfg, args.data, result.val_groups)
         out.update({

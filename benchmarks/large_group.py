@@ -2,7 +2,7 @@
 ``stream_above``), with the default inference (edge filter + group colour cut), on groups of several sizes.
 
 The group is the first N images of ``--images-from`` (all its subfolders' images as one flat group, as a user's
-folder of photos would be; iCoseg's 643 images when ``../shared/data`` is there), else synthetic images. Each
+folder of photos would be; by default iCoseg's 643 images when ``../shared/data`` is there, else synthetic images). Each
 measurement runs in a process of its own, so its peak resident memory (``ru_maxrss``) is that prediction's alone.
 Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
 nothing sure to start from and makes its time meaningless (memory is still right).
@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+from checks import check_writable, fail, one_line, write_json
 
 WHOLE = 1 << 30  # stream_above that keeps every group whole
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icoseg" / "images"
@@ -51,17 +53,15 @@ def child(folder: Path, stream_above: int, checkpoint: Optional[Path], members: 
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def group_folder(folder: Path, count: int, images_from: Path) -> Path:
+def group_folder(folder: Path, count: int, images_from: Optional[Path]) -> Path:
     """A folder holding a group of ``count`` images: links to the first of ``images_from`` (sorted, any depth),
-    repeated if there are fewer, else synthetic images."""
+    repeated if there are fewer; synthetic images without ``images_from``."""
     from coseg.data import make_synthetic_coseg
 
-    if not images_from.is_dir():
+    if images_from is None:
         root = make_synthetic_coseg(folder, num_groups=1, images_per_group=count, size=400, layout="folders")
         return next((root / "images").iterdir())
     files = sorted(images_from.rglob("*.jpg"))
-    if not files:
-        raise ValueError(f"{images_from}: no .jpg images")
     folder.mkdir(parents=True)
     for i in range(count):
         (folder / f"{i:05d}.jpg").symlink_to(files[i % len(files)].resolve())
@@ -73,7 +73,11 @@ def measure(folder: Path, stream_above: int, args: argparse.Namespace) -> dict:
                "--members", str(args.members), "--image-size", str(args.image_size)]
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        fail(f"the measurement's process (stream_above {stream_above}) failed with exit status {done.returncode}: "
+             "its output is above")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -83,8 +87,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="A trained model (default: the default architecture).")
     parser.add_argument("--members", type=int, default=3, help="Ensemble members of the default architecture.")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--images-from", type=Path, default=DEFAULT_IMAGES,
-                        help="Folder whose images (any depth) make the group; synthetic images when it is missing.")
+    parser.add_argument("--images-from", type=Path,
+                        help="Folder whose .jpg images (any depth) make the group (default: iCoseg's images in "
+                             "../shared/data, synthetic images when they are not there).")
     parser.add_argument("--out", type=Path, help="Write the measurements here (JSON).")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stream-above", type=int, default=WHOLE, help=argparse.SUPPRESS)
@@ -93,15 +98,25 @@ def main() -> None:
         print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
         return
 
-    source = ("synthetic images" if not args.images_from.is_dir()
-              else f"the first images of {args.images_from}")
+    from coseg.models import checkpoint_metadata
+
+    images_from = args.images_from or (DEFAULT_IMAGES if DEFAULT_IMAGES.is_dir() else None)
+    # what was given, checked before minutes of work
+    if images_from is not None and not any(images_from.rglob("*.jpg")):
+        fail(f"--images-from {images_from}: {'no .jpg images there' if images_from.is_dir() else 'folder not found'}")
+    if args.checkpoint is not None:
+        with one_line():
+            checkpoint_metadata(args.checkpoint)  # the model file's header: missing or not a model file
+    if args.out is not None:
+        check_writable(args.out)
+    source = "synthetic images" if images_from is None else f"the first images of {images_from}"
     model = "untrained default architecture" if args.checkpoint is None else args.checkpoint
     print(f"one flat group of {source}; {model}")
     rows = []
     print(f"{'images':>6} {'read':>7} {'peak MB':>8} {'above model MB':>14} {'seconds':>8} {'chunks/whole time':>17}")
     with tempfile.TemporaryDirectory() as scratch:
         for count in args.images:
-            folder = group_folder(Path(scratch) / str(count), count, args.images_from)
+            folder = group_folder(Path(scratch) / str(count), count, images_from)
             row = {"images": count}
             # order alternates between sizes: whatever favours the first of a pair cancels over the table
             for mode in (("whole", "chunks") if len(rows) % 2 == 0 else ("chunks", "whole")):
@@ -114,12 +129,8 @@ def main() -> None:
                 print(f"{count:>6} {mode:>7} {m['peak_mb']:>8.0f} {m['peak_mb'] - m['model_loaded_mb']:>14.0f} "
                       f"{m['seconds']:>8.1f} {ratio:>17}")
     if args.out is not None:
-        from coseg.atomic import write_text_atomic
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.out, json.dumps({"members": args.members, "image_size": args.image_size,
-                                                "checkpoint": None if args.checkpoint is None
-                                                else str(args.checkpoint), "rows": rows}, indent=1) + "\n")
+        write_json(args.out, {"members": args.members, "image_size": args.image_size,
+                              "checkpoint": None if args.checkpoint is None else str(args.checkpoint), "rows": rows})
         print(f"wrote {args.out}")
 
 

@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -374,14 +373,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    # the script's sibling (imported here: ``from benchmarks.metric_vs_pml import ...`` must work without it)
+    from checks import check_writable, write_json
+
+    check_writable(args.out)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # the pixel sampler draws from the global generator
     results: dict[str, Any] = {"quick": args.quick, "torch_threads": torch.get_num_threads()}
     for measure in MEASUREMENTS:
         results.update(measure(args.quick))
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, results, indent=2)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import errno
 import statistics
 import tempfile
 import time
@@ -46,9 +46,10 @@ from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
 from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, train,
                                   training_records)
-from coseg.data import ImageCache
+from coseg.data import ImageCache, load_split
 from coseg.engine import config_from_dict, config_to_dict, resolve_device
 from metric.registry import LOSSES
+from checks import EXPECTED, check_writable, one_line, write_json
 from timing import paired_ratios, paired_rounds
 
 # --- pytorch-metric-learning's losses, plugged into the trainer by name -------------------------------------------
@@ -274,8 +275,7 @@ def write_loss_times(out: Path, configs: dict[str, RetrievalTrainConfig]) -> Non
     for name, row in rows.items():
         ratio = f"{row['loss_seconds_per_epoch'] / bound:15.1f}" if bound else ""
         print(f"{name:<26}{row['loss_seconds_per_epoch']:14.4f}{ratio}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"loss_times_only": True, "rows": rows}, indent=2) + "\n")
+    write_json(out, {"loss_times_only": True, "rows": rows}, indent=2)
     print(f"wrote {out}")
 
 
@@ -305,29 +305,39 @@ def main(argv: Optional[list[str]] = None) -> None:
     register_pml_losses()
     columns = ("R@1", "MAP@R") if args.validation else COLUMNS
     work = args.work or args.out.with_suffix("").with_name(args.out.stem + "_runs")
-    shared = {**BASE, **(yaml.safe_load(args.config.read_text()) if args.config else {})}
-    shared.update(dict(kv.split("=", 1) for kv in args.set))
-    shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
-                  cache_dir=str(shared.get("cache_dir") or work / "cache"))
-    if args.export_speed:
-        classes = json.loads((args.data / "splits.json").read_text())["test"][:2]
-        speed = measure_export_vs_forward(args.export_speed, [args.data / c for c in classes])
-        print(f"export_vs_forward: {speed['export_vs_forward']:.3f} (rounds: {speed['export_vs_forward_pairs']}); "
-              f"forward {speed['forward_images_per_s']:.1f} images/s, export {speed['export_images_per_s']:.1f}")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"checkpoint": str(args.export_speed), **speed}, indent=2) + "\n")
-        return
 
     def method_config(name: str) -> RetrievalTrainConfig:  # a rerun of the benchmark trains its rows anew
         return config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name),
                                                        "overwrite": True}, f"method {name}")
 
-    if args.loss_times:
-        write_loss_times(args.out, {name: method_config(name) for name in names if name != FROZEN})
+    with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
+        shared = {**BASE, **(yaml.safe_load(args.config.read_text()) if args.config else {})}
+        shared.update(dict(kv.split("=", 1) for kv in args.set))
+        shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
+                      cache_dir=str(shared.get("cache_dir") or work / "cache"))
+        if args.export_speed:
+            classes = list(load_split(args.data / "splits.json", "test"))[:2]
+            if not args.export_speed.is_file():
+                raise FileNotFoundError(errno.ENOENT, "no model file", str(args.export_speed))
+        else:
+            load_retrieval_split(args.data, "train", "folders")
+            if not (args.validation or args.loss_times):
+                load_retrieval_split(args.data, "test", "folders")
+            configs = {name: method_config(name) for name in names}
+    check_writable(args.out)
+    if args.export_speed:
+        speed = measure_export_vs_forward(args.export_speed, [args.data / c for c in classes])
+        print(f"export_vs_forward: {speed['export_vs_forward']:.3f} (rounds: {speed['export_vs_forward_pairs']}); "
+              f"forward {speed['forward_images_per_s']:.1f} images/s, export {speed['export_images_per_s']:.1f}")
+        write_json(args.out, {"checkpoint": str(args.export_speed), **speed}, indent=2)
         return
+    if args.loss_times:
+        write_loss_times(args.out, {name: cfg for name, cfg in configs.items() if name != FROZEN})
+        return
+    check_writable(work, "--work", folder=True)
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
-        cfg = method_config(name)
+        cfg = configs[name]
         device = resolve_device(cfg.device)
         start = time.perf_counter()
         rows[name] = (frozen_row(cfg, args.data, device, args.validation) if name == FROZEN
@@ -336,10 +346,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"{name}: " + "  ".join(f"{c} {rows[name][c]:.1f}" for c in columns), flush=True)
     print_table(rows, columns)
     shared_cfg = config_to_dict(config_from_dict(RetrievalTrainConfig, {**shared, "output": str(work)}, "shared"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"minutes_per_method": args.minutes, "scored_on": "validation classes" if
-                                    args.validation else "test classes", "rows": rows, "shared_config": shared_cfg},
-                                   indent=2) + "\n")
+    write_json(args.out, {"minutes_per_method": args.minutes, "scored_on": "validation classes" if args.validation
+                          else "test classes", "rows": rows, "shared_config": shared_cfg}, indent=2)
     print(f"wrote {args.out}")
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.scripts import assert_one_line_error, run_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "metric_vs_pml.py"
 # The keys issue 2 asks for, and the semi-hard comparison.
 KEYS = (
@@ -39,3 +41,18 @@ def test_quick_run_writes_every_key_as_a_finite_number(tmp_path):
     table = done.stdout.splitlines()
     for key in KEYS:
         assert any(line.split()[:1] == [key] for line in table), f"the table has no row for {key}"
+
+
+@pytest.mark.slow
+def test_an_output_that_cannot_be_written_is_one_line_before_measuring(tmp_path):
+    (tmp_path / "file").write_text("x")
+    done = run_script("metric_vs_pml.py", "--quick", "--out", tmp_path / "file" / "metric_vs_pml.json")
+    assert_one_line_error(done, "cannot write --out", str(tmp_path / "file" / "metric_vs_pml.json"))
+    assert done.stdout == ""  # nothing measured
+
+
+def test_the_readme_imports_a_measurement_from_the_repository_root():
+    """README: ``python -c "from benchmarks.metric_vs_pml import measure_retrieval; ..."`` (the retrieval part alone)."""
+    done = subprocess.run([sys.executable, "-c", "from benchmarks.metric_vs_pml import measure_retrieval"],
+                          cwd=SCRIPT.parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -2,25 +2,21 @@
 on a generated class-folder set; the timings themselves are the benchmark's business, not a test's)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from tests.apps.retrieval_files import write_class_folders
+from tests.benchmarks.scripts import BENCHMARKS, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval_flowers.py"
 CLASSES = [f"{i:02d}_flower" for i in range(10)]
 
 
 @pytest.mark.slow
 def test_loss_times_cover_every_trained_method(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports its sibling timing.py
-    spec = importlib.util.spec_from_file_location("retrieval_flowers_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling timing.py
+    bench = load_script("retrieval_flowers.py")
     data = write_class_folders(tmp_path / "flowers", CLASSES, per_class=8,
                                splits={"train": CLASSES[:8], "test": CLASSES[8:]})
     out = tmp_path / "loss_times.json"

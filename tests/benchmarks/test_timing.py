@@ -1,20 +1,14 @@
 """benchmarks/timing.py, the benchmarks' side-by-side measurement: pairs alternate their order, ratios are per pair."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "timing.py"
+from tests.benchmarks.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_timing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("timing.py")
 
 
 def test_pairs_alternate_which_side_runs_first(bench):

@@ -1,0 +1,73 @@
+"""The benchmarks' input checks and JSON writes: a data path that is missing or wrong, or an output path that cannot
+be written, stops a benchmark with one line on stderr (``<script>: error: ...``, exit status 1) before its long run,
+not with a traceback (or after it); the JSON is written atomically (a temporary file beside it, then renamed), so a
+reader or a kill never sees half a file."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, NoReturn
+
+from coseg.atomic import TEMPORARY_MARK, write_text_atomic
+from coseg.data import printable
+
+# What a data set, a splits file, a run folder or a config that cannot serve raises (LayoutError, ConfigError and
+# the splits' errors are ValueErrors; unknown splits KeyErrors; unreadable files OSErrors).
+EXPECTED = (ValueError, KeyError, OSError)
+
+
+def fail(message: str) -> NoReturn:
+    raise SystemExit(f"{Path(sys.argv[0]).name}: error: {message}")
+
+
+def message_of(error: BaseException) -> str:
+    """The error's own message (a KeyError's without its quotes; an OSError as ``problem: file``)."""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.strerror}: {printable(error.filename)}"
+    return str(error)
+
+
+@contextlib.contextmanager
+def one_line(*errors: type[BaseException]) -> Iterator[None]:
+    """Inside: the ``errors`` (default :data:`EXPECTED`) end the benchmark through :func:`fail`. Wrap only the
+    checks of what the user gave, so a bug in the run itself still shows its traceback."""
+    try:
+        yield
+    except (errors or EXPECTED) as e:
+        fail(message_of(e))
+
+
+def check_writable(path: Path, option: str = "--out", folder: bool = False) -> None:
+    """Fail now, not after the run, when ``path`` (a file; with ``folder``, a folder) cannot be written: its folder
+    cannot be made or written into, or it is a folder where a file is wanted. Makes the folder, as the write
+    would."""
+    where = path if folder else path.parent
+    existing = where
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{printable(existing)} is not a folder")
+        where.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        fail(f"cannot write {option} {printable(path)} ({e.strerror or e})")
+
+
+def write_json(path: Path, data: Any, indent: int = 1) -> None:
+    """``data`` as JSON in ``path``, atomically."""
+    try:
+        write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+    except OSError as e:
+        fail(f"cannot write {printable(path)} ({e.strerror or e})")
