@@ -11,13 +11,16 @@ from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 TEMPORARY_MARK = ".tmp-"  # temporary files are named ``.<target name>.tmp-<random><suffix>``
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read it back: the process's umask, for the mode a plain write would give
 
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
 
-    ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it).
+    ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it). The file gets the mode
+    a plain write would (0666 less the umask; the temporary file is private while it is written).
     On error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +32,7 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
