@@ -12,22 +12,29 @@ from apps.options import echo_report, report_options, training_config, training_
 from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
+def error_message(error: BaseException) -> str:
+    """An error's own message: a KeyError's without the quotes ``str`` adds, the OS's errors as "problem: file"."""
+    from coseg.data import printable
+
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.strerror}: {printable(error.filename)}"
+    return str(error)
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Show expected failures (bad input, bad config, unsafe checkpoint) as one clear line, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from coseg.data import DataFileError, printable
+        from coseg.data import DataFileError
         from coseg.engine import CheckpointError, ConfigError, NonFiniteLossError
 
         try:
             return fn(*args, **kwargs)
         except (ValueError, KeyError, DataFileError, ConfigError, CheckpointError, NonFiniteLossError, OSError) as e:
-            # str(KeyError("x")) is "'x'": show the message itself; the OS's errors as "problem: file"
-            message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else e
-            if isinstance(e, OSError) and e.strerror and e.filename is not None:
-                message = f"{e.strerror}: {printable(e.filename)}"
-            raise click.ClickException(str(message)) from None
+            raise click.ClickException(error_message(e)) from None
 
     return wrapper
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
 
+from apps.cli import error_message
 from coseg.atomic import TEMPORARY_MARK, write_text_atomic
 from coseg.data import printable
 
@@ -25,15 +26,6 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(f"{Path(sys.argv[0]).name}: error: {message}")
 
 
-def message_of(error: BaseException) -> str:
-    """The error's own message (a KeyError's without its quotes; an OSError as ``problem: file``)."""
-    if isinstance(error, KeyError) and len(error.args) == 1:
-        return str(error.args[0])
-    if isinstance(error, OSError) and error.strerror and error.filename is not None:
-        return f"{error.strerror}: {printable(error.filename)}"
-    return str(error)
-
-
 @contextlib.contextmanager
 def one_line(*errors: type[BaseException]) -> Iterator[None]:
     """Inside: the ``errors`` (default :data:`EXPECTED`) end the benchmark through :func:`fail`. Wrap only the
@@ -41,7 +33,7 @@ def one_line(*errors: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (errors or EXPECTED) as e:
-        fail(message_of(e))
+        fail(error_message(e))
 
 
 def check_writable(path: Path, option: str = "--out", folder: bool = False) -> None:

@@ -15,7 +15,7 @@ from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config
+from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -187,11 +187,8 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
-    for name in ("members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.workers < 0:
-        raise ValueError(f"workers must be >= 0, got {cfg.workers}")
+    check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
+    check_at_least(cfg, 0, "workers")
     if cfg.minutes is not None and cfg.minutes < 0:
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     if not 0 <= cfg.val_fraction < 1:
@@ -202,7 +199,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
             RUN_FOLDER.clear(Path(cfg.output))
         if cfg.members > 1:
             return _train_members(cfg, resume, info)
-        return _train(cfg, resume and (Path(cfg.output) / "last.pt").is_file(), info)  # killed in epoch 1: anew
+        return _train(cfg, resume, info)
 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
@@ -230,7 +227,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-    runs = [_train(c, resume and (Path(c.output) / "last.pt").is_file(), dist, scan, cache) for c in configs]
+    runs = [_train(c, resume, dist, scan, cache) for c in configs]
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
@@ -261,6 +258,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     """One run; an ensemble's members share the data set's ``scan`` and decoded images (``cache``)."""
     seed_everything(cfg.seed)
     output = Path(cfg.output)
+    resume = resume and (output / "last.pt").is_file()  # a run (or member) killed in its first epoch starts anew
     scan = find_samples(cfg.data, cfg.layout) if scan is None else scan
     train_groups, val_groups = split_train_val(cfg, scan)
     if cache is None:

@@ -33,7 +33,7 @@ from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
 from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
 from coseg.engine import (
-    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, distributed_run, save_config,
+    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
@@ -208,21 +208,13 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ValueError(f"unknown mode '{cfg.mode}'; valid: {', '.join(MODES)}")
     if cfg.head_init not in HEAD_INITS:
         raise ValueError(f"unknown head_init '{cfg.head_init}'; valid: {', '.join(HEAD_INITS)}")
-    for name in ("epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class", "head_passes",
-                 "threads"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("minutes", "finetune_minutes", "workers"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    check_at_least(cfg, 1, "epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class",
+                   "head_passes", "threads")
+    check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")
     if not 1 <= cfg.feature_views <= 4:
         raise ValueError(f"feature_views must be in [1, 4], got {cfg.feature_views}")
     if cfg.embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
-    if cfg.frozen_stages < 0:
-        raise ValueError(f"frozen_stages must be >= 0, got {cfg.frozen_stages}")
-    if cfg.finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs must be >= 0, got {cfg.finetune_epochs}")
     if cfg.whiten_shrinkage <= 0:
         raise ValueError(f"whiten_shrinkage must be > 0, got {cfg.whiten_shrinkage}")
 

@@ -312,10 +312,7 @@ def _no_masks_root(layout: str, masks_root: Optional[Path]) -> None:
 
 
 def _groundtruth_folder(group: Path) -> Optional[Path]:
-    for entry in _subfolders(group):
-        if entry.name.lower() == "groundtruth":
-            return entry
-    return None
+    return _named_subfolder(group, ["GroundTruth"])
 
 
 def _internet_class(folder: Path) -> bool:

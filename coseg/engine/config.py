@@ -115,6 +115,15 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
     return config_from_dict(cls, data, source=str(path) if path is not None else "config")
 
 
+def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
+    """Raise ``ValueError`` naming the option if a set (not None) field of ``cfg`` among ``names`` is below
+    ``minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict of the config with YAML-friendly values (tuples → lists, paths → strings)."""
     def plain(v: Any) -> Any:
