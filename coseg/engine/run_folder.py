@@ -9,6 +9,7 @@ from typing import Any
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
+from coseg.engine.checkpoint import load_training_state
 from coseg.engine.config import config_to_dict, load_config
 
 RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
@@ -51,7 +52,8 @@ class RunFolder:
 
     def check(self, cfg: Any, resume: bool) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
-        needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones."""
+        needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones, and
+        training states (``last.pt``, its own and its sub-runs') that load, checked before the trainer writes."""
         output = Path(cfg.output)
         saved = output / "config.yaml"
         if resume and not saved.is_file():
@@ -65,6 +67,9 @@ class RunFolder:
                 raise ValueError(f"{printable(saved)}: --resume with options the run was not trained with: "
                                  f"{'; '.join(changed)}. Resume with its own options (--config {printable(saved)}), "
                                  f"or train a new run in another --output")
+            for state in self.files(output):
+                if state.name == "last.pt":
+                    load_training_state(state)  # a damaged one is refused here, before config.yaml is rewritten
         elif not resume and not cfg.overwrite:
             found = self.files(output)
             if found:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from coseg.engine import RESUMABLE, RunFolder, save_config
+from coseg.engine import RESUMABLE, CheckpointError, RunFolder, save_config, save_training_state
 
 
 @dataclass
@@ -47,3 +47,17 @@ def test_clear_removes_what_killed_writes_left(tmp_path):
         path.write_bytes(b"x")
     FOLDER.clear(run)
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == ["notes.txt"]  # not a run's file: kept
+
+
+def test_resume_refuses_a_damaged_training_state_of_a_subrun_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    (run / "stage2").mkdir(parents=True)
+    cfg = Toy(output=str(run))
+    save_config(cfg, run / "config.yaml")
+    state = {"epoch": 1, "model": {}, "optimizer": {}, "scaler": {}, "best": None, "best_epoch": 1, "rng": {}}
+    save_training_state(run / "last.pt", state)
+    save_training_state(run / "stage2" / "last.pt", state)
+    FOLDER.check(cfg, resume=True)
+    (run / "stage2" / "last.pt").write_bytes((run / "stage2" / "last.pt").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"stage2/last.pt: refused to load"):
+        FOLDER.check(cfg, resume=True)

@@ -83,8 +83,10 @@ def test_resume_refuses_a_malicious_training_state(tmp_path, marker, coseg_data,
         args = ["retrieval", "train", "--data", retrieval_data, "--output", run, *TINY_RETRIEVAL]
     invoke(*args, "--epochs", 1)  # a real run (--resume refuses a folder without one), whose state is then swapped
     (run / "last.pt").write_bytes(malicious_pickle(marker) if kind == "raw pickle" else torch_pickle(marker))
+    config = (run / "config.yaml").read_bytes()
     output = fails(*args, "--epochs", 2, "--resume")
     assert "last.pt: refused to load: not a safe training checkpoint" in output
+    assert (run / "config.yaml").read_bytes() == config  # refused before the run's saved options were rewritten
 
 
 @pytest.mark.parametrize("name", ["best.safetensors", "model.pt"])
