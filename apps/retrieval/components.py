@@ -23,7 +23,7 @@ import metric.losses  # noqa: F401  (the imports register the components by name
 import metric.samplers  # noqa: F401
 from metric.distances import BaseDistance
 from metric.miners import AdaptiveHardnessController, SmartMiner
-from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
+from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS, check_arguments
 
 # Config fields passed to the components whose constructors name them; None = the component's default.
 TUNABLE = ("margin", "beta", "num_levels", "centers_per_class", "la", "gamma", "tau", "scale", "lam",
@@ -54,7 +54,7 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
                      taken: set[str]) -> Any:
     """``factory(**the entries of arguments its signature names)``, skipping None values and building
     :class:`Lazy` ones; the names passed are added to ``taken``. A required parameter the arguments do not
-    supply raises ``ConfigError`` naming ``what``."""
+    supply, or a value that does not fit its parameter's annotation, raises ``ConfigError`` naming ``what``."""
     params = inspect.signature(factory).parameters
     kwargs = {}
     for name, value in arguments.items():
@@ -65,6 +65,10 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if missing:
         raise ConfigError(f"{what} needs {', '.join(missing)}, which the retrieval trainer does not supply")
+    try:
+        check_arguments(factory, kwargs, what)
+    except TypeError as error:
+        raise ConfigError(str(error)) from None
     return factory(**kwargs)
 
 

@@ -102,6 +102,8 @@ def test_components_from_names_and_unused_options():
     assert type(parts.sampler).__name__ == "PKBatchSampler" and parts.hooks == []
     with pytest.raises(ConfigError, match="--la set but not used by loss 'triplet_margin'"):
         build_components(RetrievalTrainConfig(la=10.0, classes_per_batch=2), labels, 4)
+    with pytest.raises(ConfigError, match=r"loss 'triplet_margin': argument 'margin' must be float, got '0.3' \(str\)"):
+        build_components(RetrievalTrainConfig(margin="0.3", classes_per_batch=2), labels, 4)
     with pytest.raises(ConfigError, match="does not take a miner"):
         build_components(RetrievalTrainConfig(loss="soft_triple", miner="batch_hard", classes_per_batch=2), labels, 4)
     with pytest.raises(KeyError, match="unknown batch sampler 'pq'; valid names: class_representative"):
