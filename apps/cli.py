@@ -303,7 +303,7 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
     """Write a train/test split of DATA's labelled groups, for data sets without an official one (SBCoseg: by
     group, stratified by subset), to use with `train --train-split train` and `evaluate --split test`."""
     from coseg.atomic import write_text_atomic
-    from coseg.data import find_samples, printable, train_test_split
+    from coseg.data import find_samples, groups_sharing_images, printable, train_test_split
 
     output = output or data / "splits.json"
     if output.exists():
@@ -313,7 +313,7 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
     subsets = {g: s for g, s in scan.group_subsets().items() if g in labelled}
     if len(subsets) < 2:
         raise ValueError(f"{printable(data)} has {len(subsets)} group(s) with masks; a split needs at least 2")
-    splits = train_test_split(subsets, test_fraction, seed)
+    splits = train_test_split(subsets, test_fraction, seed, groups_sharing_images(scan.labelled))
     write_text_atomic(output, json.dumps(splits, indent=1) + "\n")
     click.echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
                f"({scan.layout} layout, seed {seed})")

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from coseg.config import CosegTrainConfig
 from coseg.data import (
-    CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, holdout_groups, printable, stratified_holdout,
+    CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
+    holdout_groups, printable, stratified_holdout,
 )
 from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config
 from coseg.engine.distributed import barrier
@@ -122,16 +123,23 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         if not kept:
             raise ValueError(f"all {len(groups)} training group(s) are validation groups, so none is left to train "
                              "on: give fewer --val-groups")
+        together = groups_sharing_images(s for s in scan.labelled if s.group in set(kept + val))
+        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v in val for k in kept
+                 if v in together and together[v] == together.get(k)]
+        if leaks:
+            raise ValueError(f"validation groups share images with training groups: {', '.join(leaks)}; validate on "
+                             "other groups or leave those out of training (--train-groups)")
         return kept, val
     if cfg.val_fraction <= 0 or len(groups) < 2:
         return groups, []
+    together = groups_sharing_images(s for s in scan.labelled if s.group in set(groups))
     subsets = {g: s for g, s in scan.group_subsets().items() if g in set(groups)}
     if any(subsets.values()):
-        kept, held = stratified_holdout(subsets, cfg.val_fraction, seed=cfg.seed)
+        kept, held = stratified_holdout(subsets, cfg.val_fraction, seed=cfg.seed, together=together)
         if held:
             return kept, held
     try:
-        return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed)
+        return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed, together=together)
     except ValueError as e:
         raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
 

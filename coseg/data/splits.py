@@ -1,5 +1,8 @@
 """Choosing groups: named splits from a JSON file, held-out validation groups, subset-stratified splits.
 
+Groups that share images (the Internet data set's ``Airplane100`` is a subset of its ``Airplane``) are drawn
+together, so that a held-out group never shares an image with a kept one (:func:`groups_sharing_images`).
+
 A splits JSON maps split names to either a list of group names or a mapping ``{group folder: short name}``
 (iCoseg's ``test8`` uses the short names of the DOCS/SSNM papers). Names are resolved against the group folders
 actually present, tolerating differences in case, Unicode normalisation, whitespace and punctuation; a mapping's
@@ -10,15 +13,20 @@ folder whose name holds "2006".
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import random
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 from coseg.atomic import PathLike
 from coseg.data.io import printable
+
+if TYPE_CHECKING:
+    from coseg.data.layouts import Sample
 
 Wanted = Union[Sequence[str], Mapping[str, str]]
 
@@ -109,15 +117,52 @@ def _holdout_count(n: int, fraction: Optional[float], number: Optional[int]) -> 
 
 
 def holdout_groups(groups: Iterable[str], fraction: Optional[float] = None, number: Optional[int] = None,
-                   seed: int = 0) -> tuple[list[str], list[str]]:
+                   seed: int = 0, together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """Split ``groups`` into (kept, held out), both sorted; held out: ``number`` groups or ``fraction`` of them
-    (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept."""
+    (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept. Groups that
+    ``together`` maps to one key (:func:`groups_sharing_images`) are drawn as one and counted once."""
     groups = sorted(set(groups))
-    count = _holdout_count(len(groups), fraction, number)
-    if count >= len(groups) and count > 0:
-        raise ValueError(f"cannot hold out {count} of {len(groups)} groups and keep one for training")
-    held = set(random.Random(seed).sample(groups, count))
-    return [g for g in groups if g not in held], sorted(held)
+    unit = {g: (together or {}).get(g, g) for g in groups}
+    units = sorted(set(unit.values()))
+    count = _holdout_count(len(units), fraction, number)
+    if count >= len(units) and count > 0:
+        shared = " (groups sharing images count once)" if len(units) < len(groups) else ""
+        raise ValueError(f"cannot hold out {count} of {len(units)} groups{shared} and keep one for training")
+    held = set(random.Random(seed).sample(units, count))
+    return [g for g in groups if unit[g] not in held], [g for g in groups if unit[g] in held]
+
+
+def groups_sharing_images(samples: Iterable[Sample]) -> dict[str, str]:
+    """For the groups that hold an image also in another group (the same file contents), group → the first name
+    (sorted) of the set of groups linked that way; :func:`holdout_groups` keeps each set on one side. Only files of
+    a size found in two groups are read."""
+    by_size: dict[int, list[Sample]] = {}
+    for sample in samples:
+        try:
+            by_size.setdefault(sample.image.stat().st_size, []).append(sample)
+        except OSError:  # unreadable: skipped (and reported) when it is decoded
+            continue
+    parent: dict[str, str] = {}
+
+    def root(group: str) -> str:
+        while parent.setdefault(group, group) != group:
+            group = parent[group]
+        return group
+
+    for candidates in by_size.values():
+        if len({s.group for s in candidates}) < 2:
+            continue
+        first_of: dict[bytes, str] = {}
+        for sample in candidates:
+            try:
+                digest = hashlib.sha256(sample.image.read_bytes()).digest()
+            except OSError:
+                continue
+            a, b = sorted((root(sample.group), root(first_of.setdefault(digest, sample.group))))
+            parent[b] = a
+    sets = {g: root(g) for g in parent}
+    sizes = Counter(sets.values())
+    return {g: r for g, r in sets.items() if sizes[r] > 1}
 
 
 def _subset_seed(seed: int, name: Optional[str]) -> int:
@@ -125,33 +170,40 @@ def _subset_seed(seed: int, name: Optional[str]) -> int:
     return random.Random(f"{seed}:{name}").getrandbits(63)
 
 
-def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: float,
-                       seed: int = 0) -> tuple[list[str], list[str]]:
+def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: float, seed: int = 0,
+                       together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """Split groups into (kept, held out), holding out ``fraction`` of each subset (SBCoseg: ECFB, TR, ...).
 
     Each subset holds out ``round(fraction × size)`` groups but keeps at least one; a subset of one group is
-    kept whole. The draw of each subset depends only on ``seed`` and the subset's name."""
-    _check_fraction(fraction)
+    kept whole. The draw of each subset depends only on ``seed`` and the subset's name. Groups that ``together``
+    maps to one key are drawn as one, in the subset of the first of them (sorted)."""
+    together = together or {}
+    first_subset: dict[str, Optional[str]] = {}
+    for group in sorted(group_subsets):
+        first_subset.setdefault(together.get(group, group), group_subsets[group])
     by_subset: dict[Optional[str], list[str]] = {}
-    for group, subset in group_subsets.items():
-        by_subset.setdefault(subset, []).append(group)
+    for group in group_subsets:
+        key = together.get(group, group)
+        by_subset.setdefault(first_subset[key], []).append(group)
     kept, held = [], []
     for subset, members in by_subset.items():
-        count = min(round(fraction * len(members)), len(members) - 1)
-        k, h = holdout_groups(members, number=count, seed=_subset_seed(seed, subset))
+        units = len({together.get(g, g) for g in members})
+        count = min(round(fraction * units), units - 1)
+        k, h = holdout_groups(members, number=count, seed=_subset_seed(seed, subset), together=together)
         kept += k
         held += h
     return sorted(kept), sorted(held)
 
 
-def train_test_split(group_subsets: Mapping[str, Optional[str]], test_fraction: float,
-                     seed: int = 0) -> dict[str, list[str]]:
+def train_test_split(group_subsets: Mapping[str, Optional[str]], test_fraction: float, seed: int = 0,
+                     together: Optional[Mapping[str, str]] = None) -> dict[str, list[str]]:
     """``{"train": [...], "test": [...]}`` of the groups, for a data set without an official split: of each subset
     where the groups have one (SBCoseg: ECFB, TR, ...), else of all, ``test_fraction`` (at least one group) is
-    drawn for testing with ``seed``."""
+    drawn for testing with ``seed``; groups that ``together`` maps to one key fall on one side."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    train, test = stratified_holdout(group_subsets, test_fraction, seed) if any(group_subsets.values()) else ([], [])
+    train, test = (stratified_holdout(group_subsets, test_fraction, seed, together) if any(group_subsets.values())
+                   else ([], []))
     if not test:
-        train, test = holdout_groups(group_subsets, fraction=test_fraction, seed=seed)
+        train, test = holdout_groups(group_subsets, fraction=test_fraction, seed=seed, together=together)
     return {"train": train, "test": test}

@@ -165,3 +165,22 @@ def test_split_writes_a_stratified_split_that_train_and_evaluate_resolve(tmp_pat
     assert json.loads(other.read_text()) == splits  # the same seed draws the same split
     r = invoke("split", "--data", data, "--test-fraction", 1, "--output", tmp_path / "x.json")
     assert r.exit_code != 0 and not (tmp_path / "x.json").exists()
+
+
+def test_split_keeps_an_internet_subset_with_its_full_class(tmp_path):
+    import shutil
+
+    from coseg.data import make_synthetic_coseg
+
+    data = make_synthetic_coseg(tmp_path / "Internet", num_groups=4, images_per_group=2, size=16, layout="internet",
+                                group_names=["Airplane", "Car", "Horse", "Bird"])
+    shutil.copytree(data / "Data" / "Airplane", data / "Data" / "Airplane100")  # Airplane100 ⊂ Airplane
+    sides = []
+    for seed in range(6):
+        written = tmp_path / f"{seed}.json"
+        r = invoke("split", "--data", data, "--test-fraction", 0.4, "--seed", seed, "--output", written)
+        assert r.exit_code == 0, r.output
+        splits = json.loads(written.read_text())
+        sides.append("Airplane" in splits["test"])
+        assert ("Airplane" in splits["test"]) == ("Airplane100" in splits["test"]), (seed, splits)
+    assert len(set(sides)) == 2  # drawn to either side

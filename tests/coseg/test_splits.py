@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from coseg.data import (
-    find_samples, holdout_groups, load_split, make_synthetic_coseg, resolve_groups, stratified_holdout,
-    train_test_split,
+    find_samples, groups_sharing_images, holdout_groups, load_split, make_synthetic_coseg, resolve_groups,
+    stratified_holdout, train_test_split,
 )
 
 FOLDERS = ["002 Alaskan Brown Bear-Eukaryote", "025 Airshows-helicopter", "025 Airshows-planes",
@@ -203,3 +203,70 @@ def test_subsets_too_small_to_share_still_hold_out_a_validation_group(tmp_path):
     train, val = split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.15), scan)
     assert len(val) == 1 and sorted(train + val) == scan.groups
     assert split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.0), scan) == (scan.groups, [])
+
+
+def _internet_with_subsets(tmp_path: Path) -> Path:
+    """An Internet tree where "Airplane100" holds copies of two of "Airplane"'s images and "Car100" one of "Car"'s
+    (renamed); "Horse" and "Bird" share none."""
+    root = make_synthetic_coseg(tmp_path / "Internet", num_groups=4, images_per_group=3, size=16, layout="internet",
+                                group_names=["Airplane", "Car", "Horse", "Bird"])
+    data = root / "Data"
+    for full, subset, stems in (("Airplane", "Airplane100", ["img000", "img002"]), ("Car", "Car100", ["img001"])):
+        (data / subset / "GroundTruth").mkdir(parents=True)
+        for i, stem in enumerate(stems):
+            (data / subset / f"x{i}.jpg").write_bytes((data / full / f"{stem}.jpg").read_bytes())
+            (data / subset / "GroundTruth" / f"x{i}.png").write_bytes(
+                (data / full / "GroundTruth" / f"{stem}.png").read_bytes())
+    return root
+
+
+def test_groups_sharing_images_against_a_pairwise_comparison(tmp_path):
+    root = _internet_with_subsets(tmp_path)
+    samples = find_samples(root, "internet").samples
+    shared = {(a.group, b.group) for a in samples for b in samples
+              if a.group < b.group and a.image.read_bytes() == b.image.read_bytes()}
+    assert shared == {("Airplane", "Airplane100"), ("Car", "Car100")}
+    assert groups_sharing_images(samples) == {"Airplane": "Airplane", "Airplane100": "Airplane",
+                                              "Car": "Car", "Car100": "Car"}
+    copy = root / "Data" / "Car100" / "x0.jpg"
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))  # the same size, one bit changed: read, and not the same image
+    assert groups_sharing_images(find_samples(root, "internet").samples) == {"Airplane": "Airplane",
+                                                                             "Airplane100": "Airplane"}
+
+
+def test_groups_sharing_images_are_never_split_by_a_draw(tmp_path):
+    root = _internet_with_subsets(tmp_path)
+    scan = find_samples(root, "internet")
+    together = groups_sharing_images(scan.samples)
+    groups = scan.groups
+    for seed in range(20):
+        for kept, held in (holdout_groups(groups, fraction=0.3, seed=seed, together=together),
+                           stratified_holdout({g: "A" if g < "C" else "B" for g in groups}, 0.5, seed, together),
+                           tuple(train_test_split(dict.fromkeys(groups), 0.3, seed, together).values())):
+            assert sorted(kept + held) == groups and held
+            for group, key in together.items():
+                assert (group in held) == (key in held), (seed, held)
+    lone = {g: g for g in groups}  # nothing shared: the draw of plain names
+    assert all(holdout_groups(groups, number=2, seed=s, together=lone) == holdout_groups(groups, number=2, seed=s)
+               for s in range(5))
+    with pytest.raises(ValueError, match=r"cannot hold out 3 of 3 groups \(groups sharing images count once\)"):
+        holdout_groups(["Airplane", "Airplane100", "Car", "Car100", "Horse"], number=3, together=together)
+
+
+def test_training_keeps_groups_sharing_images_on_one_side_of_validation(tmp_path):
+    from coseg.config import CosegTrainConfig
+    from coseg.train import split_train_val
+
+    root = _internet_with_subsets(tmp_path)
+    scan = find_samples(root, "internet")
+    for seed in range(10):
+        train, val = split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.4, seed=seed), scan)
+        assert {"Airplane", "Airplane100"} <= set(train) or {"Airplane", "Airplane100"} <= set(val)
+        assert {"Car", "Car100"} <= set(train) or {"Car", "Car100"} <= set(val)
+    with pytest.raises(ValueError, match="validation groups share images with training groups: 'Airplane100' with "
+                                         "'Airplane'; validate on other groups"):
+        split_train_val(CosegTrainConfig(data=str(root), val_groups=["Airplane100", "Horse"]), scan)
+    assert split_train_val(CosegTrainConfig(data=str(root), train_groups=["Car", "Horse"],
+                                            val_groups=["Airplane100"]), scan) == (["Car", "Horse"], ["Airplane100"])
