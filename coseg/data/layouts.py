@@ -10,7 +10,8 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
-  directly in a subset folder are reported as outside any group.
+  directly in a subset folder are reported as outside any group. ``root`` may be one group folder itself (images
+  and masks side by side in it: one group named after it).
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
   ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...), matched by relative folder + stem; these
   folder names in any case (``Images/`` + ``Masks/``).
@@ -349,9 +350,12 @@ def _sbcoseg_subset(name: str) -> Optional[str]:
 
 @LAYOUTS.register("sbcoseg")
 def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
-    """``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: JPEG (or other non-PNG) images, PNG masks, same folder."""
+    """``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: JPEG (or other non-PNG) images, PNG masks, same folder.
+    A folder holding such pairs itself is one group, named after it."""
     _no_masks_root("sbcoseg", masks_root)
     problems: list[Problem] = []
+    if _pairs_side_by_side(root):
+        return _sbcoseg_group(root, Path(os.path.abspath(root)).name, None, problems), problems
     problems.extend(Problem("outside any group", p) for p in _walk(root, IMAGE_SUFFIXES, problems, recursive=False))
     samples = []
     for top in _subfolders(root):
@@ -360,12 +364,16 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
             problems.extend(Problem("outside any group", p)
                             for p in _walk(top, IMAGE_SUFFIXES, problems, recursive=False))
         for group in _subfolders(top) if subset else [top]:
-            files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
-            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
-            masks = _index_by_stem([f for f in files if f.suffix.lower() == ".png"], group, "mask", problems)
-            name = group.relative_to(root).as_posix()
-            samples += _pair(images, group, masks, lambda _, name=name: name, problems, subset=subset)
+            samples += _sbcoseg_group(group, group.relative_to(root).as_posix(), subset, problems)
     return samples, problems
+
+
+def _sbcoseg_group(group: Path, name: str, subset: Optional[str], problems: list[Problem]) -> list[Sample]:
+    """The samples of one SBCoseg group folder: its non-PNG images, each with the PNG of its stem as mask."""
+    files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
+    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
+    masks = _index_by_stem([f for f in files if f.suffix.lower() == ".png"], group, "mask", problems)
+    return _pair(images, group, masks, lambda _: name, problems, subset=subset)
 
 
 def _pairs_side_by_side(folder: Path) -> bool:
@@ -390,7 +398,7 @@ def detect_layout(root: PathLike) -> str:
         return "internet"
     if (root / "images").is_dir() and (root / "ground_truth").is_dir():
         return "icoseg"
-    if any(_sbcoseg_subset(t.name) for t in tops) or any(_pairs_side_by_side(t) for t in tops):
+    if any(_sbcoseg_subset(t.name) for t in tops) or any(_pairs_side_by_side(t) for t in [root, *tops]):
         return "sbcoseg"
     return "folders"
 

@@ -47,6 +47,19 @@ def test_sbcoseg_subsets_and_flat_group_folders(tmp_path):
     assert len(scan.samples) == 12
 
 
+def test_one_sbcoseg_group_folder_given_itself_is_one_group_with_its_masks(tmp_path):
+    from coseg.predict import scan_input
+
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=2, size=32, layout="sbcoseg")
+    group = root / "ECFB" / "00-star"
+    assert detect_layout(group) == "sbcoseg"
+    scan = find_samples(group)
+    assert [(s.image.name, s.mask.name, s.group) for s in scan.labelled] == [
+        ("img000.jpg", "img000.png", "00-star"), ("img001.jpg", "img001.png", "00-star")]
+    assert scan.problems == [] and len(scan.samples) == 2
+    assert [s.image.name for s in scan_input(group).samples] == ["img000.jpg", "img001.jpg"]  # masks not predicted
+
+
 def test_internet_noise_images_keep_empty_masks(tmp_path):
     root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=3, size=32, layout="internet",
                                 empty_per_group=1)
