@@ -1,7 +1,7 @@
 """Choosing groups: named splits from a JSON file, held-out validation groups, subset-stratified splits.
 
-Groups that share images (the Internet data set's ``Airplane100`` is a subset of its ``Airplane``) are drawn
-together, so that a held-out group never shares an image with a kept one (:func:`groups_sharing_images`).
+Groups that hold identical image files (a subset folder copied out of a full class) are drawn together, so that a
+held-out group never shares an image with a kept one (:func:`groups_sharing_images`).
 
 A splits JSON maps split names to either a list of group names or a mapping ``{group folder: short name}``
 (iCoseg's ``test8`` uses the short names of the DOCS/SSNM papers). Names are resolved against the group folders
