@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from apps.cli import main
-from coseg.data import printable, read_image, read_image_for_size, resize_image
+from coseg.data import make_synthetic_coseg, printable, read_image, read_image_for_size, resize_image
 from coseg.inference import foreground_at_size
 from tests.apps.retrieval_files import tiny_image
 from tests.apps.retrieval_runs import BACKBONE, tiny_set
@@ -258,6 +259,30 @@ def test_empty_folder_is_a_clear_error_for_every_command(tmp_path, coseg_runs, r
         output = fails(*args)
         assert "nothing here" in output and ("no images" in output or "no image" in output), (command, output)
     assert not any((tmp_path / name).exists() for name in ("r", "e", "p", "rr", "re", "x"))
+
+
+# --- groups sharing images, one SBCoseg group folder -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_groups_sharing_images_and_one_sbcoseg_group_folder(tmp_path, coseg_runs):
+    internet = make_synthetic_coseg(tmp_path / "Internet", num_groups=3, images_per_group=2, size=32,
+                                    layout="internet", group_names=["Airplane", "Car", "Horse"])
+    shutil.copytree(internet / "Data" / "Airplane", internet / "Data" / "Airplane100")  # a subset copied out
+    output = fails("train", "--data", internet, "--output", tmp_path / "r", "--val-groups", "Airplane100",
+                   *TINY_COSEG)
+    assert "validation groups share images with training groups: 'Airplane100' with 'Airplane'" in output
+    assert not (tmp_path / "r").exists()
+
+    group = make_synthetic_coseg(tmp_path / "SBCoseg", num_groups=1, images_per_group=3, size=32,
+                                 layout="sbcoseg") / "ECFB" / "00-star"
+    invoke("evaluate", "--checkpoint", coseg_runs["run"] / "best.safetensors", "--data", group, "--output",
+           tmp_path / "e", "--device", "cpu", "--quiet")
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert list(summary["per_group"]) == ["00-star"] and summary["images"] == 3, summary
+    invoke("predict", "--checkpoint", coseg_runs["run"] / "best.safetensors", "--input", group, "--output",
+           tmp_path / "p", "--device", "cpu", "--quiet")
+    assert sorted(p.name for p in (tmp_path / "p").rglob("*.png")) == ["img000.png", "img001.png", "img002.png"]
 
 
 # --- a huge image ------------------------------------------------------------------------------------------------
