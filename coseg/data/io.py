@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -28,9 +29,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 MASK_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff", ".gif"})
 
 _JPEG_START = b"\xff\xd8"
-_JPEG_SCAN = b"\xff\xda"
-_JPEG_END = b"\xff\xd9"
+_JPEG_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")  # not a stuffed 0xFF byte, a fill byte or a restart
+_JPEG_SCAN, _JPEG_END = 0xDA, 0xD9
+_JPEG_NO_LENGTH = frozenset({0x01, 0xD8})  # markers without a length field (restarts are skipped by the pattern)
 _SHOWN_VALUES = 8
+_WHITE, _BLACK = (255, 255, 255), (0, 0, 0)
 _EXIF_ORIENTATION = 0x0112
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
@@ -68,21 +71,33 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _truncated_jpeg(data: bytes) -> bool:
-    """True for a JPEG whose last scan is not followed by an end-of-image marker.
+    """True for a JPEG whose data ends after the start of a scan and before its end-of-image marker.
 
-    An embedded EXIF thumbnail has its own markers, so only the marker after the last scan counts.
-    Needed because older OpenCV builds return a grey-filled partial image for a cut-off JPEG."""
-    return data.startswith(_JPEG_START) and data.rfind(_JPEG_END) < data.rfind(_JPEG_SCAN)
+    Segments are skipped by their length, so an EXIF thumbnail's markers do not count, and the image ends at its
+    first end-of-image marker: data appended after it (the video of a phone's motion photo, a maker's trailer) is
+    not part of it. Needed because OpenCV returns a grey-filled partial image for a cut-off JPEG."""
+    if not data.startswith(_JPEG_START):
+        return False
+    position, scanned = len(_JPEG_START), False
+    while (marker := _JPEG_MARKER.search(data, position)) is not None:
+        code = marker.group(1)[0]
+        if code == _JPEG_END:
+            return False
+        scanned |= code == _JPEG_SCAN
+        position = marker.end()
+        if code not in _JPEG_NO_LENGTH:
+            position += int.from_bytes(data[position:position + 2], "big")
+    return scanned
 
 
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     if _truncated_jpeg(data):
-        raise ImageReadError(path, "truncated JPEG (no end-of-image marker after the last scan)")
+        raise ImageReadError(path, "truncated JPEG (its data ends before the end-of-image marker)")
     flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
-        raise ImageReadError(path, f"OpenCV cannot decode it ({e.msg or e})") from None
+        raise ImageReadError(path, f"OpenCV cannot decode it ({e.err})") from None  # one line, without its source path
     if bgr is None or bgr.size == 0:
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second full-size copy
@@ -147,12 +162,16 @@ def _binary_levels(values: np.ndarray, path: Path) -> np.ndarray:
     return values != 0
 
 
-def _palette_indices(indices: np.ndarray, path: Path) -> np.ndarray:
-    """Foreground of a palette mask: at most two indices used, index 0 = background."""
+def _palette_indices(indices: np.ndarray, palette: Optional[list[int]], path: Path) -> np.ndarray:
+    """Foreground of a palette mask: at most two indices used, index 0 = background; but white where index 0 is
+    white and the other index used is black, as some GIF and PNG writers order a black-and-white palette."""
     used = np.unique(indices)
     if len(used) > 2 or (len(used) == 2 and used[0] != 0):
         raise MaskError(path, f"palette mask must use index 0 (background) and one other index, found indices "
                               f"{_describe(used)}")
+    colours = [tuple((palette or [])[3 * i:3 * i + 3]) for i in (0, *used[used != 0])]
+    if colours[0] == _WHITE and all(colour == _BLACK for colour in colours[1:]):
+        return indices == 0
     return indices != 0
 
 
@@ -169,9 +188,9 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     """Binary mask at ``path`` as ``(H, W)`` bool (True = foreground), pixel for pixel as stored.
 
     Accepted: 1-bit; 8/16-bit with values 0 and 1, 255 or 65535; palette images using at most two indices, index 0
-    = background; RGB(A) holding only black and white. With ``any_nonzero`` (Internet data set) any non-zero value,
-    index or colour is foreground. Raises ``MaskError`` naming the file and the values found, or ``ImageReadError``
-    when the file cannot be decoded."""
+    = background (white where index 0 is white and the other black); RGB(A) holding only black and white. With
+    ``any_nonzero`` (Internet data set) any non-zero value, index or colour is foreground. Raises ``MaskError``
+    naming the file and the values found, or ``ImageReadError`` when the file cannot be decoded."""
     path = Path(path)
     data = _read_bytes(path)
     try:
@@ -179,6 +198,7 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
             im.load()
             mode = im.mode
             array = np.asarray(im)
+            palette = im.getpalette() if mode in ("P", "PA") else None
     except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -191,7 +211,7 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     if array.ndim == 2:
         if mode == "1" or any_nonzero:
             return array != 0
-        return _palette_indices(array, path) if mode == "P" else _binary_levels(array, path)
+        return _palette_indices(array, palette, path) if mode == "P" else _binary_levels(array, path)
     if mode == "RGB":
         if any_nonzero:
             return array.any(axis=-1)

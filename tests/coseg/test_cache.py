@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import coseg.data.cache as cache_module
 from coseg.data import ImageCache, Sample, find_samples, make_synthetic_coseg, read_pair, resize_image, resize_mask
@@ -112,6 +113,22 @@ def test_corrupt_cache_files_are_decoded_again(scan, tmp_path):
     rewritten = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)
     rewritten.load(scan.samples)
     assert rewritten.from_disk == 6
+
+
+def test_entries_of_an_earlier_format_are_decoded_again(tmp_path, monkeypatch):
+    """Format 1 read a black-and-white palette mask with white at index 0 inverted: its entries are not reused."""
+    image = write_rgb(tmp_path / "a.png", left_red_image())
+    mask = tmp_path / "a.gif"
+    Image.fromarray(half_mask().astype(np.uint8) * 255).convert("RGB").save(mask, "GIF")  # white at index 0
+    sample = Sample(image, mask, "g")
+    with monkeypatch.context() as old:
+        old.setattr(cache_module, "_FORMAT", 1)
+        old.setattr(cache_module, "read_pair", lambda *args, **kwargs: (left_red_image(), ~half_mask()))
+        ImageCache(16, cache_dir=tmp_path / "cache", progress=False).load([sample])
+    cache = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)
+    cache.load([sample])
+    assert cache.decoded == 1
+    np.testing.assert_array_equal(cache[sample].mask, resize_mask(half_mask(), 16))
 
 
 def test_unwritable_cache_folder_is_a_clear_error(scan, tmp_path, monkeypatch):

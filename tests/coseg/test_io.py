@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from coseg.data.io import (
-    ImageReadError, MaskError, fit_to_mask, printable, read_image, read_mask, read_pair, write_png_atomic,
+    ImageReadError, MaskError, fit_to_mask, printable, read_image, read_image_for_size, read_mask, read_pair,
+    write_png_atomic,
 )
 from tests.coseg.files import half_mask, left_red_image, write_cv2, write_exif_jpeg, write_palette, write_pil, write_rgb
 
@@ -98,6 +99,18 @@ def test_truncated_files_raise(tmp_path, suffix, keep):
         read_image(path)
 
 
+def test_header_of_a_decompression_bomb_is_a_one_line_error(tmp_path):
+    """A JPEG whose header claims 40,000 x 30,000 pixels: beyond OpenCV's limit, refused before decoding."""
+    data = bytearray(write_rgb(tmp_path / "small.jpg", left_red_image(16, 16)).read_bytes())
+    frame = data.find(b"\xff\xc0") + 5  # start of frame: precision, then height and width
+    data[frame:frame + 4] = (40_000).to_bytes(2, "big") + (30_000).to_bytes(2, "big")
+    (tmp_path / "bomb.jpg").write_bytes(bytes(data))
+    for read in (read_image, lambda path: read_image_for_size(path, 224)):
+        with pytest.raises(ImageReadError, match="bomb.jpg: OpenCV cannot decode it .*MAX_IMAGE_PIXELS") as info:
+            read(tmp_path / "bomb.jpg")
+        assert "\n" not in str(info.value) and ".cpp" not in str(info.value)
+
+
 def test_missing_file_raises_image_read_error(tmp_path):
     with pytest.raises(ImageReadError, match="nope.jpg.*cannot read"):
         read_image(tmp_path / "nope.jpg")
@@ -114,6 +127,16 @@ def test_truncation_found_after_an_embedded_thumbnail(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(with_thumb[:-2])
     with pytest.raises(ImageReadError, match="truncated JPEG"):
         read_image(tmp_path / "cut.jpg")
+
+
+def test_data_appended_after_the_end_of_image_is_not_a_truncation(tmp_path):
+    """A phone's motion photo: a video follows the JPEG's end-of-image marker, and its bytes may hold any marker."""
+    full = write_rgb(tmp_path / "full.jpg", left_red_image(64, 64)).read_bytes()
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(full + b"\x00\x00\x00\x18ftypmp42 \xff\xda\x00\x08 video frames")
+    assert close(read_image(path), left_red_image(64, 64))
+    image, size = read_image_for_size(path, 8)
+    assert size == (64, 64) and image.shape == (8, 8, 3)
 
 
 # --- masks --------------------------------------------------------------------------------------------------------
@@ -145,6 +168,16 @@ def test_accepted_mask_encodings(tmp_path, encoding):
     mask = read_mask(path)
     assert mask.dtype == np.bool_ and mask.shape == (12, 16)
     np.testing.assert_array_equal(mask, half_mask())
+
+
+def test_black_and_white_palette_with_white_index_0_is_read_as_it_looks(tmp_path):
+    """Pillow writes a black-and-white RGB image to GIF with white at index 0: white is still the foreground."""
+    path = write_pil(tmp_path / "m.gif", Image.fromarray(grey(half_mask(), 255)).convert("RGB"), "GIF")
+    with Image.open(path) as stored:
+        assert stored.mode == "P" and stored.getpalette()[:6] == [255, 255, 255, 0, 0, 0]
+    np.testing.assert_array_equal(read_mask(path), half_mask())
+    all_white = write_pil(tmp_path / "white.gif", Image.new("RGB", (4, 3), "white"), "GIF")
+    np.testing.assert_array_equal(read_mask(all_white), np.ones((3, 4), bool))
 
 
 @pytest.mark.parametrize("fill, expected", [(0, False), (255, True)])
