@@ -16,12 +16,16 @@ report of everything; an evaluation whose ``summary.json`` names a checkpoint in
 that run's curves and config."""
 from __future__ import annotations
 
+import glob
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from coseg.atomic import PathLike
+from coseg.atomic import TEMPORARY_MARK, PathLike, atomic_path
 from coseg.data import printable
 from coseg.report.files import read_json
 from coseg.report.html import Page, esc
@@ -41,6 +45,10 @@ class ReportResult:
     files: Path
     sections: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+REPORT_FILE = re.compile(r"s\d+_.*\.png")
+"""The names of the plots and thumbnails a report writes into its files folder (section prefix ``s<n>_``)."""
 
 
 def files_folder(page: Path) -> Path:
@@ -77,15 +85,20 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(root)}: not a folder")
     if per_group < 1:
         raise ValueError(f"per_group must be >= 1, got {per_group}")
+    if thumbnail < 1:
+        raise ValueError(f"thumbnail must be >= 1 pixel, got {thumbnail}")
     page_path = Path(output) if output is not None else root / REPORT_NAME
     files = files_folder(page_path)
-    plan: list[tuple[str, Callable[[str], str]]] = []
+    plan: list[tuple[str, Callable[[str, Path], str]]] = []  # (heading, make(prefix, folder of its PNGs) -> HTML)
     runs_seen: set[Path] = set()
 
     def add_run(run: Path) -> None:
-        if run.resolve() not in runs_seen:
-            runs_seen.add(run.resolve())
-            plan.append((f"Training: {_name(run, root)}", lambda prefix: training_section(run, files, prefix)))
+        """The run's section and those of its sub-runs (ensemble members, a fine-tuning stage) with a log."""
+        for folder in [run] + [sub for sub in _candidates(run, files)[1:] if (sub / "log.csv").is_file()]:
+            if folder.resolve() not in runs_seen:
+                runs_seen.add(folder.resolve())
+                plan.append((f"Training: {_name(folder, root)}",
+                             lambda prefix, pngs, f=folder: training_section(f, pngs, prefix)))
 
     for candidate in _candidates(root, files):
         if is_evaluation(candidate) or is_retrieval_evaluation(candidate):
@@ -95,42 +108,71 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         if is_training_run(candidate):
             add_run(candidate)
         if is_evaluation(candidate):
-            plan.append((f"Evaluation: {_name(candidate, root)}", lambda prefix, c=candidate: evaluation_section(
-                c, files, prefix, per_group, thumbnail, progress)))
+            plan.append((f"Evaluation: {_name(candidate, root)}", lambda prefix, pngs, c=candidate: evaluation_section(
+                c, pngs, prefix, per_group, thumbnail, progress)))
         if is_retrieval_evaluation(candidate):
-            plan.append((f"Retrieval evaluation: {_name(candidate, root)}", lambda prefix, c=candidate:
-                         retrieval_section(c, files, prefix, thumbnail, progress)))
+            plan.append((f"Retrieval evaluation: {_name(candidate, root)}", lambda prefix, pngs, c=candidate:
+                         retrieval_section(c, pngs, prefix, thumbnail, progress)))
         if is_prediction(candidate):
-            plan.append((f"Predictions: {_name(candidate, root)}", lambda prefix, c=candidate: prediction_section(
-                c, files, prefix, per_group, thumbnail, progress)))
+            plan.append((f"Predictions: {_name(candidate, root)}", lambda prefix, pngs, c=candidate:
+                         prediction_section(c, pngs, prefix, per_group, thumbnail, progress)))
     if not plan:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
                          "`coseg predict --report` output: predict.json)")
+    foreign = sorted(p.name for p in files.iterdir() if not REPORT_FILE.fullmatch(p.name)) if files.is_dir() else []
+    if foreign:
+        raise ValueError(f"{printable(files)} holds files no report wrote ({printable(', '.join(foreign[:3]))}"
+                         f"{', ...' if foreign[3:] else ''}), which the report's pictures would replace; choose "
+                         "another place for the report (`coseg report --output`)")
     try:
-        files.mkdir(parents=True, exist_ok=True)
-        for stale in files.glob("s[0-9]*_*.png"):  # an earlier report's plots and thumbnails
-            stale.unlink()
+        staged = _staging_folder(files)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
-    page = Page(f"Report: {printable(root.resolve().name)}",
-                f"Made by <code>coseg report</code> on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
-                f"<code>{esc(root.resolve())}</code>.")
-    result = ReportResult(page_path, files)
-    for n, (heading, make) in enumerate(plan, start=1):
-        try:
-            body = make(f"s{n}")
-        except (ValueError, OSError, KeyError) as e:
-            reason = str(e).strip("'\"")
-            result.problems.append((heading, reason))
-            body = f"<p><strong>Not reported:</strong> {esc(reason)}</p>"
-        page.add(heading, body)
-        result.sections.append(heading)
     try:
-        page.write(page_path)
+        page = Page(f"Report: {printable(root.resolve().name)}",
+                    f"Made by <code>coseg report</code> on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
+                    f"<code>{esc(root.resolve())}</code>.")
+        result = ReportResult(page_path, files)
+        for n, (heading, make) in enumerate(plan, start=1):
+            try:
+                body = make(f"s{n}", staged)
+            except (ValueError, OSError, KeyError) as e:
+                reason = str(e).strip("'\"")
+                result.problems.append((heading, reason))
+                body = f"<p><strong>Not reported:</strong> {esc(reason)}</p>"
+            page.add(heading, body)
+            result.sections.append(heading)
+        _publish(page, page_path, staged, files)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
     return result
+
+
+def _staging_folder(files: Path) -> Path:
+    """An empty folder named like ``files`` (so the page's links to it hold) in a new hidden folder beside it, where
+    the new report's PNGs are written while the earlier report stays whole; the staging folders of reports that were
+    killed (no clean-up ran) are removed first."""
+    mark = f".{files.name}{TEMPORARY_MARK}"
+    for leftover in files.parent.glob(glob.escape(mark) + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    files.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=mark, dir=files.parent)) / files.name
+    staged.mkdir()
+    return staged
+
+
+def _publish(page: Page, page_path: Path, staged: Path, files: Path) -> None:
+    """Replace the earlier report by the new one: the page is written to a temporary file first, then the staged
+    PNG folder takes the place of ``files`` (the earlier one goes into the staging folder, removed after) and the page
+    is renamed over the earlier page."""
+    with atomic_path(page_path) as temporary:
+        temporary.write_text(page.render(), encoding="utf-8")
+        if files.is_dir():
+            files.rename(staged.with_name("earlier"))
+        staged.rename(files)
 
 
 def _cannot_write(page: Path, error: OSError) -> ValueError:

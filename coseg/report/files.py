@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import quote, unquote_to_bytes
 
 from coseg.data.io import printable
@@ -51,12 +52,16 @@ def read_json(path: Path) -> dict:
     return value
 
 
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv(path: Path, required: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
     """Columns and rows of a CSV file with a header; rows cut short (a truncated last line) are dropped; a clear
-    ``ValueError`` naming the file when it is not UTF-8."""
+    ``ValueError`` naming the file when it is not UTF-8 or lacks one of the ``required`` columns."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            return list(reader.fieldnames or []), [r for r in reader if None not in r.values()]
+            columns, rows = list(reader.fieldnames or []), [r for r in reader if None not in r.values()]
     except UnicodeDecodeError as e:
         raise ValueError(f"{printable(path)}: cannot read it ({e})") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ValueError(f"{printable(path)}: missing column(s) {', '.join(missing)}")
+    return columns, rows

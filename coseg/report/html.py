@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 from urllib.parse import quote
 
-from coseg.atomic import PathLike, write_text_atomic
 from coseg.data.io import printable
 
 Cell = Union[str, int, float, None]
@@ -80,7 +79,9 @@ def _cell(value: Cell, number_format: str) -> str:
     if isinstance(value, float) and math.isnan(value):
         return '<td class="num" data-value="">–</td>'
     shown = format(value, number_format) if isinstance(value, float) else str(value)
-    return f'<td class="num" data-value="{value!r}">{shown}</td>'
+    # the sort script's parseFloat reads "Infinity", not Python's "inf"
+    sort_value = "Infinity" if value == math.inf else "-Infinity" if value == -math.inf else repr(value)
+    return f'<td class="num" data-value="{sort_value}">{shown}</td>'
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], sortable: bool = True, number_format: str = ".2f",
@@ -117,7 +118,7 @@ def tiles(rows: Sequence[Sequence[str]], width: int) -> str:
 
 @dataclass
 class Page:
-    """An HTML page assembled from sections, written atomically by :meth:`write`."""
+    """An HTML page assembled from sections (``build`` writes it with its PNG folder)."""
 
     title: str
     intro: str = ""
@@ -135,6 +136,3 @@ class Page:
                 f"<style>{_CSS}</style></head>\n<body>\n<h1>{esc(self.title)}</h1>\n"
                 f"<p class=\"note\">{self.intro}</p>\n<nav>{nav}</nav>\n" + "\n".join(parts)
                 + f"\n<script>{_SORT_SCRIPT}</script>\n</body></html>\n")
-
-    def write(self, path: PathLike) -> None:
-        write_text_atomic(path, self.render())

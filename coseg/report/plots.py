@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Mapping, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,8 +21,8 @@ def _save(figure: Figure, path: PathLike) -> None:
 
 def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[float]], title: str, xlabel: str,
               ylabel: str, mark: Optional[tuple[float, str]] = None, log_x: bool = False) -> None:
-    """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN values
-    are gaps.
+    """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN and
+    infinite values are gaps (a series without any other value says so in the legend), the x axis spans every ``x``.
     ``mark``: a vertical dashed line at x with a label (e.g. the best epoch)."""
     if not series:
         raise ValueError(f"{title}: nothing to plot")
@@ -30,13 +31,18 @@ def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[fl
     for name, values in series.items():
         if len(values) != len(x):
             raise ValueError(f"{title}: series '{name}' has {len(values)} values for {len(x)} x positions")
-        axes.plot(x, values, marker="o" if len(x) <= 30 else None, markersize=3, label=name)
+        shown = any(math.isfinite(v) for v in values)
+        axes.plot(x, values, marker="o" if len(x) <= 30 else None, markersize=3,
+                  label=name if shown else f"{name} (no finite value)")
     if mark is not None:
         axes.axvline(mark[0], color="#888", linestyle="--", linewidth=1, label=mark[1])
     if log_x:
         axes.set_xscale("log", base=2)
     else:
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if x and not log_x:
+        margin = max(0.5, 0.05 * (max(x) - min(x)))  # every x, even where all values are NaN; one x: x ± 0.5
+        axes.set_xlim(min(x) - margin, max(x) + margin)
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)

@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from coseg.data.io import printable
-from coseg.report.files import NEIGHBOURS, RECALL_CURVE, as_float, cell_path, read_csv, read_json
+from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, cell_path, read_csv, read_json
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
@@ -34,13 +34,13 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
              "one of its K nearest neighbours has its class.</p>"]
     curve_file = folder / RECALL_CURVE
     if curve_file.is_file():
-        curve = read_csv(curve_file)[1]
+        curve = read_csv(curve_file, ("k", "recall"))[1]
         ks = [int(r["k"]) for r in curve]
         plot = f"{prefix}_recall.png"
         line_plot(files / plot, ks, {"R@K": [as_float(r["recall"]) for r in curve]}, "Recall@K", "K", "percent",
                   log_x=len(ks) > 8)
         parts.append(f'<img class="plot" src="{link(files, plot)}" alt="Recall@K curve">')
-    rows = read_csv(folder / NEIGHBOURS)[1]
+    rows = read_csv(folder / NEIGHBOURS, NEIGHBOUR_COLUMNS)[1]
     queries: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         queries.setdefault(row["order"], []).append(row)

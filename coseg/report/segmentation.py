@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
-from coseg.report.files import PREDICT_RECORD, PREDICTION_INDEX, PREDICTIONS, as_float, cell_path, read_csv, read_json
+from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
+                                cell_path, read_csv, read_json)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -57,10 +58,7 @@ def record_prediction(output: Path, input_dir: Path, checkpoint: Path) -> None:
 
 
 def read_per_image(path: Path) -> list[ImageRow]:
-    columns, rows = read_csv(path)
-    missing = {"group", "image", "P", "J", "empty_gt"} - set(columns)
-    if missing:
-        raise ValueError(f"{printable(path)}: missing column(s) {', '.join(sorted(missing))}")
+    rows = read_csv(path, ("group", "image", "P", "J", "empty_gt"))[1]
     return [ImageRow(r["group"], r["image"], as_float(r["P"]), as_float(r["J"]), r["empty_gt"] == "1") for r in rows]
 
 
@@ -68,7 +66,7 @@ def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]
     path = folder / PREDICTIONS / PREDICTION_INDEX
     if not path.is_file():
         return {}
-    return {(r["group"], r["image"]): r for r in read_csv(path)[1]}
+    return {(r["group"], r["image"]): r for r in read_csv(path, PREDICTION_INDEX_COLUMNS)[1]}
 
 
 class Thumbnails:
@@ -201,6 +199,8 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     """HTML for a ``predict --report`` output folder: per group its first ``per_group`` images as image |
     prediction, and a table of every image's predicted foreground share (sortable)."""
     record = read_json(folder / PREDICT_RECORD)
+    if not isinstance(record.get("input"), str):
+        raise ValueError(f"{printable(folder / PREDICT_RECORD)}: no input folder named")
     source = Path(record["input"])
     if not source.is_dir():
         raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {printable(source)} is gone")

@@ -68,9 +68,13 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
 
 
 def _number(text: str):  # noqa: ANN202 - int, float or the text itself
-    """A log cell as int or float when it is one (for numeric sorting; blank = NaN, sorted last), else the text."""
+    """A log cell as int or float when it is one (for numeric sorting; blank and ``nan`` = NaN, shown – and sorted
+    last), else the text."""
     try:
         return int(text)
     except ValueError:
-        value = as_float(text)
-        return text if math.isnan(value) and text.strip() else value
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text if text.strip() else math.nan

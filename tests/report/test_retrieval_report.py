@@ -88,3 +88,11 @@ def test_truncated_neighbours_file_drops_the_cut_row(tmp_path):
     neighbours.write_text(neighbours.read_text().rstrip("\n").rsplit(",", 3)[0])
     result = build_report(output, thumbnail=32, progress=False)
     assert not result.problems and len(parse_page(result.path).images) == 2 + 1 + 3 * (1 + 5) - 1
+
+
+def test_result_file_without_a_column_is_named_in_the_reason(tmp_path):
+    output, *_ = retrieval_evaluation(tmp_path, queries=3)
+    neighbours = output / "neighbours.csv"
+    neighbours.write_text("\n".join(line.rsplit(",", 1)[0] for line in neighbours.read_text().splitlines()) + "\n")
+    [(heading, reason)] = build_report(output, thumbnail=32, progress=False).problems
+    assert heading == "Retrieval evaluation: eval" and reason.endswith("neighbours.csv: missing column(s) correct")

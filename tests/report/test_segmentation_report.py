@@ -13,7 +13,7 @@ from coseg.report.build import build_report
 from coseg.report.files import PREDICTIONS
 from coseg.report.segmentation import ImageRow, worst_first
 from tests.coseg.pipeline_fixtures import ConstantModel
-from tests.report.report_runs import AWKWARD_GROUPS, evaluation_folder, parse_page
+from tests.report.report_runs import AWKWARD_GROUPS, evaluation_folder, parse_page, run_files
 
 
 def naive_worst_first(rows):
@@ -136,6 +136,58 @@ def test_report_written_again_replaces_the_earlier_files(tmp_path):
     assert sorted(p.name for p in result.files.iterdir()) == sorted(shown) and len(shown) == 2 + 3 * 3
 
 
+def test_interrupted_report_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+    from coseg.report import segmentation
+    from coseg.report.thumbnails import write_thumbnail
+
+    folder = evaluation_folder(tmp_path)
+    earlier = build_report(folder, per_group=2, thumbnail=32, progress=False)
+    text = earlier.path.read_text(encoding="utf-8")
+    killed = folder / ".report_files.tmp-x1" / "report_files"  # what a report killed with -9 left
+    killed.mkdir(parents=True)
+    (killed / "s2_00001.png").write_bytes(b"")
+    written = []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C at the fourth thumbnail
+        written.append(args[0])
+        if len(written) == 4:
+            raise KeyboardInterrupt
+        write_thumbnail(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "write_thumbnail", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_report(folder, per_group=3, thumbnail=32, progress=False)
+    assert earlier.path.read_text(encoding="utf-8") == text
+    assert all((folder / src).is_file() for src in parse_page(earlier.path).images)
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # nothing staged is left
+
+
+def test_files_folder_holding_other_files_is_left_alone(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    notes = folder / "report_files" / "notes.txt"  # a folder of that name the user keeps other files in
+    notes.parent.mkdir()
+    notes.write_text("mine")
+    with pytest.raises(ValueError, match=r"report_files holds files no report wrote \(notes.txt\)"):
+        build_report(folder, thumbnail=16, progress=False)
+    assert notes.read_text() == "mine" and not (folder / "report.html").exists()
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+
+
+def test_evaluation_of_an_ensemble_shows_its_members_curves(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    for member in ("member1", "member0"):
+        run_files(folder.parent / member)
+    result = build_report(folder, thumbnail=16, progress=False)
+    assert result.sections == ["Training: run", "Training: member0", "Training: member1", "Evaluation: eval"]
+    assert not result.problems and sorted(p.name for p in result.files.glob("s[23]_*")) == [
+        "s2_loss.png", "s2_val.png", "s3_loss.png", "s3_val.png"]
+
+
+def test_thumbnail_size_below_one_pixel_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="thumbnail must be >= 1 pixel, got 0"):
+        build_report(evaluation_folder(tmp_path), thumbnail=0, progress=False)
+
+
 def test_page_name_needing_url_quoting_and_unwritable_places(tmp_path):
     folder = evaluation_folder(tmp_path)
     result = build_report(folder, output=tmp_path / "run #3 50%.html", per_group=1, progress=False)
@@ -223,3 +275,9 @@ def test_path_cells_give_back_the_exact_path(name):
     path = Path(os.fsdecode(name))
     cell = path_cell(path)
     assert cell.isascii() and cell_path(cell) == path and os.fsencode(cell_path(cell)) == name
+
+
+def test_prediction_record_without_its_input_folder_is_named_in_the_reason(tmp_path):
+    (tmp_path / "predict.json").write_text('{"checkpoint": "model.safetensors"}')
+    [(_, reason)] = build_report(tmp_path, progress=False).problems
+    assert reason.endswith("predict.json: no input folder named")

@@ -55,6 +55,33 @@ def test_line_plot_checks_its_series(tmp_path):
     assert cv2.imread(str(tmp_path / "p.png")) is not None and not list(tmp_path.glob(".p.png.tmp-*"))
 
 
+def test_plot_axis_spans_every_epoch_and_names_series_without_values(tmp_path, monkeypatch):
+    from coseg.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: drawn.append(figure.axes[0]))
+    line_plot(tmp_path / "p.png", [1, 2, 3], {"loss": [np.nan, 1.0, np.inf], "J": [np.nan] * 3}, "t", "epoch", "y")
+    line_plot(tmp_path / "q.png", [1], {"J": [40.0]}, "t", "epoch", "y")  # a run of one epoch
+
+    def ticks(axes):
+        low, high = axes.get_xlim()
+        return [t for t in axes.get_xticks() if low <= t <= high]
+
+    several, one = drawn
+    assert ticks(several) == [1, 2, 3] and ticks(one) == [1]  # not 1.9-2.1 (the one finite loss), not 0.95, 1.0...
+    assert [t.get_text() for t in several.get_legend().get_texts()] == ["loss", "J (no finite value)"]
+
+
+def test_nan_and_infinite_log_values_sort_as_numbers(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,train_loss,val_J\n1,nan,40\n2,inf,\n3,-inf,NaN\n")
+    html = training_section(run, tmp_path / "files", "s1")
+    cells = [c.split(">")[0] for c in html.split("<td")[1:]]
+    values = [c.split('data-value="')[1].split('"')[0] for c in cells]  # what the sort script reads
+    assert values == ["1", "", "40", "2", "Infinity", "", "3", "-Infinity", ""]
+
+
 def test_truncated_last_line_of_the_log_is_dropped(tmp_path):
     run = run_files(tmp_path / "run")
     with open(run / "log.csv", "a") as f:
