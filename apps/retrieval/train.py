@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 import kornia.augmentation as K
 import torch
@@ -31,7 +31,7 @@ from apps.retrieval.inference import embed_dataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
-from coseg.data import ImageCache, Problem, holdout_groups, printable, resolve_groups
+from coseg.data import ImageCache, Problem, Sample, groups_sharing_images, holdout_groups, printable, resolve_groups
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config,
 )
@@ -54,30 +54,40 @@ per inference pass and the fine-tuning stage's length."""
 @dataclass
 class TrainingData:
     """The training images (labels 0..C−1 over ``train_classes``) and the held-out validation images (labels over
-    ``val_classes``, class-disjoint from training), with the problems met reading the index files."""
+    ``val_classes``, class-disjoint from training), with the unreadable images and the problems met reading the
+    index files."""
 
     train: RetrievalImageDataset
     val: Optional[RetrievalImageDataset]
     train_classes: list[str]
     val_classes: list[str]
+    skipped: list[tuple[Path, str]]
     problems: list[Problem]
 
-    @property
-    def skipped(self) -> list[tuple[Path, str]]:
-        return self.train.skipped + (self.val.skipped if self.val is not None else [])
 
-
-def split_classes(classes: list[str], cfg: RetrievalTrainConfig) -> tuple[list[str], list[str]]:
+def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
+                  together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """(training classes, validation classes) of the training split: ``cfg.val_classes`` (matched tolerantly),
-    or ``val_fraction`` of them drawn with ``seed`` (at least 2, leaving at least 2 for training), or none."""
+    or ``val_fraction`` of them drawn with ``seed`` (at least 2, leaving at least 2 for training), or none.
+    Classes that ``together`` maps to one key (they hold identical image files: ``groups_sharing_images``) fall on
+    one side: drawn as one, and validation classes named sharing images with training classes are refused."""
+    together = together or {}
     if cfg.val_classes:
         val = list(resolve_groups(cfg.val_classes, classes))
+        kept = set(classes) - set(val)
+        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v in val for k in classes
+                 if k in kept and v in together and together[v] == together.get(k)]
+        if leaks:
+            raise ValueError(f"validation classes share images with training classes: {', '.join(leaks)}; validate "
+                             "on other classes")
     elif cfg.val_fraction > 0:
-        count = max(MIN_VAL_CLASSES, round(cfg.val_fraction * len(classes)))
-        if len(classes) - count < 2:
-            raise ValueError(f"the training split has {len(classes)} classes: too few to hold out {count} for "
+        units = len({together.get(c, c) for c in classes})
+        count = max(MIN_VAL_CLASSES, round(cfg.val_fraction * units))
+        if units - count < 2:
+            shared = " (classes sharing images count once)" if units < len(classes) else ""
+            raise ValueError(f"the training split has {units} classes{shared}: too few to hold out {count} for "
                              f"validation and keep 2 for training; set --val-fraction 0 (no validation)")
-        val = holdout_groups(classes, number=count, seed=cfg.seed)[1]
+        val = holdout_groups(classes, number=count, seed=cfg.seed, together=together)[1]
     else:
         return list(classes), []
     chosen = set(val)
@@ -92,29 +102,48 @@ def relabel(records: list[Record], names: list[str], keep: list[str]) -> list[Re
 
 def training_records(cfg: RetrievalTrainConfig) -> tuple[RetrievalSplit, list[Record], list[str], list[str]]:
     """The training split of ``cfg``, the records of its training classes (labelled 0..C−1 over them), the training
-    classes and the validation classes, from the split's index alone (no image is decoded)."""
+    classes and the validation classes, from the split's index (no image is decoded; to keep classes holding
+    identical files on one side, files of one size in two classes are read)."""
     split = load_retrieval_split(cfg.data, cfg.train_split, cfg.layout, cfg.train_classes or None)
-    train_classes, val_classes = split_classes(split.classes, cfg)
+    together = (groups_sharing_images(Sample(r.path, None, split.classes[r.label]) for r in split.records)
+                if cfg.val_classes or cfg.val_fraction > 0 else None)
+    train_classes, val_classes = split_classes(split.classes, cfg, together)
     return split, relabel(split.records, split.classes, train_classes), train_classes, val_classes
 
 
 def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
                        check: Optional[Callable[[list[Record], list[str]], None]] = None) -> TrainingData:
     """The training and validation images of ``cfg``, decoded. ``check(training records, training classes)`` runs
-    before any image is decoded (e.g. to reject a bad method config early). Raises ``ValueError`` when no validation
-    class has two readable images (validation would score nothing)."""
+    before any image is decoded (e.g. to reject a bad method config early), and again when training classes of
+    which no image could be read are left out. Raises ``ValueError`` when no validation class has two readable
+    images (validation would score nothing)."""
     split, train_records, train_classes, val_classes = training_records(cfg)
     if check is not None:
         check(train_records, train_classes)
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=progress)
     train = RetrievalImageDataset(train_records, cfg.image_size, cache)
+    skipped = list(train.skipped)
+    present = set(train.labels.tolist())
+    unreadable = [c for i, c in enumerate(train_classes) if i not in present]
+    if unreadable:
+        first = next(r.path for r in train_records if train_classes[r.label] in unreadable)
+        readable = [c for i, c in enumerate(train_classes) if i in present]
+        train = RetrievalImageDataset(relabel(train.records, train_classes, readable), cfg.image_size, cache)
+        train_classes = readable
+        if check is not None:
+            try:
+                check(train.records, train_classes)
+            except ValueError as e:
+                raise ValueError(f"{e}: no image of the training class(es) {', '.join(map(printable, unreadable))} "
+                                 f"could be read (first: {printable(first)}: {dict(skipped)[first]})") from None
     val = (RetrievalImageDataset(relabel(split.records, split.classes, val_classes), cfg.image_size, cache)
            if val_classes else None)
     if val is not None and val.labels.bincount().max() < 2:
         raise ValueError("no validation class has two readable images, so validation has no query: "
                          f"{', '.join(printable(c) for c in val_classes)}; name others with --val-classes or set "
                          "--val-fraction 0")
-    return TrainingData(train, val, train_classes, val_classes, split.problems)
+    return TrainingData(train, val, train_classes, val_classes, skipped + (val.skipped if val is not None else []),
+                        split.problems)
 
 
 # --- the engine task ----------------------------------------------------------------------------------------------

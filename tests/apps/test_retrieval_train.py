@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from apps.retrieval.head_init import init_head, within_class_whitening
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import EpochBatches, load_training_data, split_classes, train
+from apps.retrieval.train import EpochBatches, load_training_data, split_classes, train, training_records
 from coseg.engine import ConfigError, load_training_state
 from coseg.models import checkpoint_metadata
 from metric.registry import BATCH_SAMPLERS, LOSSES
@@ -56,6 +57,39 @@ def test_explicit_and_impossible_validation_splits():
     assert split_classes(["a", "b"], RetrievalTrainConfig(val_fraction=0)) == (["a", "b"], [])
     with pytest.raises(ValueError, match="too few to hold out 2"):
         split_classes(["a", "b", "c"], RetrievalTrainConfig(val_fraction=0.2))
+
+
+def test_classes_sharing_image_files_fall_on_one_side_of_validation(tmp_path):
+    """A class holding a copy of another class's image is drawn with it: the image never validates a model that
+    trained on it; naming one of them as validation class is refused."""
+    data = tiny_set(tmp_path / "data")
+    cfg = next(c for c in (tiny_config(data, tmp_path / "run", seed=seed) for seed in range(50))
+               if {"class1", "class2"} & set(split_classes(TRAIN_CLASSES, c)[1]) == {"class2"})  # apart by chance
+    shutil.copyfile(data / "class1" / "img000.jpg", data / "class2" / "copy.jpg")
+    train_classes, val_classes = training_records(cfg)[2:]
+    assert ({"class1", "class2"} <= set(train_classes)) or ({"class1", "class2"} <= set(val_classes))
+    with pytest.raises(ValueError, match="validation classes share images with training classes: 'class2' with "
+                                         "'class1'"):
+        training_records(tiny_config(data, tmp_path / "run", val_classes=["class2", "class3"]))
+
+
+def test_a_training_class_of_unreadable_files_is_left_out_and_named(tmp_path):
+    data = tiny_set(tmp_path / "data")
+    (data / "broken").mkdir()
+    for name in ("a.jpg", "b.png"):
+        (data / "broken" / name).write_bytes(b"not an image")
+    (data / "class0" / "c.jpg").write_bytes(b"not an image")
+    cfg = tiny_config(data, tmp_path / "run", train_classes=[*TRAIN_CLASSES[:3], "broken"], val_fraction=0,
+                      classes_per_batch=3)
+    loaded = load_training_data(cfg)
+    assert loaded.train_classes == TRAIN_CLASSES[:3] and sorted(set(loaded.train.labels.tolist())) == [0, 1, 2]
+    assert sorted(path.name for path, _ in loaded.skipped) == ["a.jpg", "b.png", "c.jpg"]
+    cfg = tiny_config(data, tmp_path / "run", train_classes=[*TRAIN_CLASSES[:2], "broken"], val_fraction=0,
+                      classes_per_batch=3)
+    message = (r"classes_per_batch \(3\) exceeds the number of classes in labels \(2\): no image of the training "
+               r"class\(es\) broken could be read \(first: .*broken/a.jpg: not a decodable image")
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
 
 
 def test_validation_classes_of_single_images_are_a_clear_error(tmp_path):
