@@ -140,18 +140,21 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
               help="Images per stored shard: an interrupted export resumes after the last finished shard.")
 @click.option("--index", "index_type", type=click.Choice(["flat", "hnsw"]), default="flat", show_default=True,
               help="faiss index: exact (flat) or HNSW graph (approximate, for very large collections).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an export of another folder or by another model that OUTPUT holds (default: refuse, so "
+                   "it is not lost).")
 @device_option
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes (decoding).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly
 def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional[int], batch_size: int,
-           shard_size: int, index_type: str, device: str, workers: int, quiet: bool) -> None:
+           shard_size: int, index_type: str, overwrite: bool, device: str, workers: int, quiet: bool) -> None:
     """Embed every image under INPUT and write the embeddings, a manifest and a faiss index; unreadable files are
     skipped and listed. Run it again after an interruption: finished shards are kept."""
     from apps.retrieval.export import export_folder
 
     report = export_folder(checkpoint, input_dir, output, image_size, batch_size, _device(device), workers,
-                           shard_size, index_type, progress=not quiet)
+                           shard_size, index_type, progress=not quiet, overwrite=overwrite)
     if report.up_to_date:
         click.echo(f"up to date: {report.images} image(s) already exported with this model")
     else:

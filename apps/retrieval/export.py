@@ -142,6 +142,17 @@ def build_index(embeddings: np.ndarray, kind: str):  # noqa: ANN201 - a faiss in
     return index
 
 
+def read_record(path: Path) -> dict:
+    """The contents of an export's ``export.json``; a file that is not one is a ``ValueError`` naming it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{printable(path)}: not the record of a `coseg retrieval export` ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{printable(path)}: not the record of a `coseg retrieval export` (no JSON object)")
+    return record
+
+
 def _csv(rows: list[Sequence[str]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
@@ -150,9 +161,11 @@ def _csv(rows: list[Sequence[str]]) -> str:
 
 def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLike, image_size: Optional[int] = None,
                   batch_size: int = 32, device: Union[str, torch.device] = "cpu", workers: int = 0,
-                  shard_size: int = 1024, index: str = "flat", progress: bool = False) -> ExportReport:
+                  shard_size: int = 1024, index: str = "flat", progress: bool = False,
+                  overwrite: bool = False) -> ExportReport:
     """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
-    ``input_dir``. Raises ``ValueError`` when no image is readable."""
+    ``input_dir``. Raises ``ValueError`` when no image is readable, and when ``output_dir`` holds a finished export
+    of another folder or by another model, unless ``overwrite``."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
@@ -174,12 +187,17 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     export_key = _digest(index, model_digest, str(size), *stamps, *(f"{path}|{reason}" for path, reason in problems))
     report = ExportReport(output_dir, shards=len(shards))
     record = output_dir / "export.json"
-    if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == export_key \
-            and all((output_dir / name).is_file() for name in FILES):
-        done = json.loads(record.read_text(encoding="utf-8"))
+    source = {"input": printable(input_dir.resolve()), "model": model_digest}
+    done = read_record(record) if record.is_file() else {}
+    if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
         report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
         report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
         return report
+    if done and not overwrite and any(done.get(name) != value for name, value in source.items()):
+        other = (f"another folder, {done.get('input')}" if done.get("input") != source["input"]
+                 else f"the folder by another model (then in {done.get('checkpoint')})")
+        raise ValueError(f"{printable(output_dir)} holds an export of {other}: --overwrite replaces it, or choose "
+                         "another --output")
     remove_temporaries(output_dir)  # left by a killed run
     shard_dir = output_dir / SHARD_DIR
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +237,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
     report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
     write_text_atomic(record, json.dumps({
-        "key": export_key, "checkpoint": str(checkpoint), "input": str(input_dir), "image_size": size,
+        "key": export_key, "checkpoint": printable(checkpoint), **source, "image_size": size,
         "images": report.images, "dim": report.dim, "index": index, "metric": "l2",
         "skipped": [list(pair) for pair in report.skipped],
     }, indent=2, ensure_ascii=False) + "\n")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from apps.retrieval.evaluate import load_for_retrieval
-from apps.retrieval.export import FILES, Item, embed_shard, scan_images
+from apps.retrieval.export import FILES, Item, embed_shard, read_record, scan_images
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import printable
 from metric.retrieval.faiss_backend import import_faiss
@@ -72,7 +71,7 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         raise ValueError(f"{printable(index_dir)}: incomplete export ({', '.join(missing)} missing); export again")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    info = json.loads(record.read_text(encoding="utf-8"))
+    info = read_record(record)
     device = torch.device(device)
     model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
     index = import_faiss().deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), np.uint8))

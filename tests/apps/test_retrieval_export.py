@@ -4,6 +4,7 @@ inconsistent export refused, search finds the query and skips unreadable queries
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -155,7 +156,7 @@ def test_a_half_replaced_export_is_no_finished_export(collection, checkpoint, tm
 
     monkeypatch.setattr(export_module, "write_bytes_atomic", killed_at_the_model_copy)
     with pytest.raises(KeyboardInterrupt):
-        export_folder(checkpoint, collection, out)
+        export_folder(checkpoint, collection, out, overwrite=True)
     query = collection / "class5" / "img002.jpg"
     with pytest.raises(ValueError, match="no finished export"):
         search_export(out, [query])
@@ -200,3 +201,44 @@ def test_broken_links_are_listed_by_export_and_search(checkpoint, tmp_path):
         assert list(csv.reader(f)) == [["path", "reason"], ["cats/gone.jpg", "broken link"]]
     result = search_export(tmp_path / "export", [folder], k=1)
     assert len(result.neighbours) == 2 and result.skipped == [f"{folder / 'cats' / 'gone.jpg'}: broken link"]
+
+
+def test_an_export_of_another_folder_or_model_is_kept_unless_overwritten(collection, checkpoint, tmp_path):
+    out, wider, other = tmp_path / "export", tmp_path / "wide.safetensors", tmp_path / "other"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=16).save(wider, metadata={"image_size": "32"})
+    tiny_image(other / "a.jpg", seed=3)
+    export_folder(checkpoint, collection, out, shard_size=7)
+    kept = {name: (out / name).read_bytes() for name in export_module.FILES}
+    with pytest.raises(ValueError, match="holds an export of another folder, .*collection.*: --overwrite replaces it"):
+        export_folder(checkpoint, other, out)
+    with pytest.raises(ValueError, match=r"holds an export of the folder by another model \(then in .*best"):
+        export_folder(wider, collection, out)
+    assert {name: (out / name).read_bytes() for name in export_module.FILES} == kept
+    assert not export_folder(checkpoint, collection, out, index="hnsw").up_to_date  # the same folder and model
+    assert export_folder(wider, other, out, overwrite=True).images == 1
+    assert search_export(out, [other / "a.jpg"]).neighbours[0].path == "a.jpg"
+
+
+def test_a_damaged_export_record_is_named(collection, checkpoint, tmp_path):
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out)
+    (out / "export.json").write_text("[1, 2")
+    message = "export.json: not the record of a `coseg retrieval export`"
+    with pytest.raises(ValueError, match=message):
+        export_folder(checkpoint, collection, out)
+    with pytest.raises(ValueError, match=message):
+        search_export(out, [collection / "class5" / "img002.jpg"])
+
+
+def test_export_of_a_folder_and_by_a_model_whose_names_are_not_utf8(checkpoint, tmp_path):
+    folder, model = tmp_path / os.fsdecode(b"photos \xff"), tmp_path / os.fsdecode(b"model \xfe.safetensors")
+    try:
+        tiny_image(folder / "a.jpg", seed=1)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system holds no file names that are not UTF-8")
+    shutil.copyfile(checkpoint, model)
+    out = tmp_path / "export"
+    assert export_folder(model, folder, out).images == 1
+    record = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    assert record["input"].endswith("photos \\xff") and record["checkpoint"].endswith("model \\xfe.safetensors")
+    assert export_folder(model, folder, out).up_to_date
