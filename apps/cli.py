@@ -341,9 +341,10 @@ def ensemble(models: tuple[Path, ...], output: Path) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML file to write [default: RUN_DIR/report.html]; its PNGs go to <name>_files/ beside it.")
-@click.option("--per-group", default=12, show_default=True,
+@click.option("--per-group", type=click.IntRange(min=1), default=12, show_default=True,
               help="Images shown per group (the worst ones when scores exist); the tables list every image.")
-@click.option("--thumbnail", default=160, show_default=True, help="Thumbnails: longer side in pixels.")
+@click.option("--thumbnail", type=click.IntRange(min=1), default=160, show_default=True,
+              help="Thumbnails: longer side in pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
 def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int, quiet: bool) -> None:

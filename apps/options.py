@@ -73,7 +73,7 @@ def report_options(what: str) -> Callable:
     """``--report`` (write OUTPUT/report.html about ``what``) and the report's size options."""
 
     def decorate(fn: Callable) -> Callable:
-        fn = click.option("--thumbnail", default=160, show_default=True,
+        fn = click.option("--thumbnail", type=click.IntRange(min=1), default=160, show_default=True,
                           help="Report thumbnails: longer side in pixels.")(fn)
         return click.option("--report", is_flag=True,
                             help=f"Also write OUTPUT/report.html (static, opens offline; PNGs in "

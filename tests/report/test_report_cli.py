@@ -86,3 +86,13 @@ def test_every_command_has_quiet_and_report_help():
         assert "--report" in invoke(*command, "--help").output
     text = invoke("report", "--help").output
     assert "log.csv" in text and "per_image.csv" in text and "predict --report" in text
+
+
+def test_report_sizes_below_one_are_refused_before_any_work(tmp_path, coseg_run):
+    data, checkpoint = coseg_run
+    for args in (["evaluate", "--checkpoint", checkpoint, "--data", data, "--output", tmp_path / "e", "--report",
+                  "--thumbnail", 0],
+                 ["report", checkpoint.parent, "--per-group", 0], ["report", checkpoint.parent, "--thumbnail", 0]):
+        r = invoke(*args)
+        assert r.exit_code == 2 and "is not in the range x>=1" in r.output, r.output
+    assert not (tmp_path / "e").exists() and not (checkpoint.parent / "report.html").exists()
