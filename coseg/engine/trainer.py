@@ -143,8 +143,10 @@ class Engine:
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
-            raise CheckpointError(f"{path}: does not fit this model ({str(e).strip().splitlines()[0]}); resume it "
-                                  f"with the options it was trained with") from None
+            lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else lines[0]  # the first mismatch, not "Error(s) in loading ..."
+            raise CheckpointError(f"{path}: does not fit this model ({detail}); resume it with the options and the "
+                                  "data it was trained with") from None
         if (self.ema is not None) != ("ema" in state):
             raise CheckpointError(f"{path}: saved by a run {'with' if 'ema' in state else 'without'} "
                                   f"a weight average (ema_decay); resume it with the same setting")

@@ -209,7 +209,8 @@ def test_resume_into_another_model_is_a_checkpoint_error(tmp_path):
     model.net[3] = torch.nn.Linear(32, 3)
     other = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), tmp_path, dist=DistInfo(), epochs=2,
                    select_metric="acc", quiet=True)
-    with pytest.raises(CheckpointError, match="last.pt: does not fit this model"):
+    with pytest.raises(CheckpointError, match=r"last.pt: does not fit this model \(size mismatch for net.0.weight: "
+                                              r".*\); resume it with the options and the data it was trained with"):
         other.fit(task, task.loader(), resume=True)
 
 
