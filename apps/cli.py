@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import echo_report, report_options, training_config, training_options
+from apps.options import echo, echo_report, report_options, training_config, training_options
 from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
@@ -42,9 +42,9 @@ def friendly_errors(fn: Callable) -> Callable:
 def echo_skipped(what: str, lines: list[str]) -> None:
     """Tell what a run left out, one file per line (names printable even when not UTF-8)."""
     if lines:
-        click.echo(f"skipped {len(lines)} {what}:")
+        echo(f"skipped {len(lines)} {what}:")
         for line in lines:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
 
 
 def _refinement(iterations: int, weight: float):
@@ -149,16 +149,16 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         _echo_fit(member, f"member {i}: ", len(result.val_groups))
     if result.members:
         fit = result.fit
-        click.echo(f"ensemble of {len(result.members)} models, {fit.seconds / 60:.1f} min in all"
-                   + (f": validation J {fit.best_metric:.2f}" if fit.best_metric is not None else ""))
+        echo(f"ensemble of {len(result.members)} models, {fit.seconds / 60:.1f} min in all"
+             + (f": validation J {fit.best_metric:.2f}" if fit.best_metric is not None else ""))
     else:
         _echo_fit(result.fit, "", len(result.val_groups))
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
-    click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
-               + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
+    echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
+         + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
 
 
 def fit_summary(fit: Any) -> str:
@@ -171,10 +171,10 @@ def fit_summary(fit: Any) -> str:
 
 
 def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
-    click.echo(f"{prefix}{fit_summary(fit)}")
+    echo(f"{prefix}{fit_summary(fit)}")
     if fit.best_metric is not None:
-        click.echo(f"{prefix}best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
-                   f"({val_groups} held-out group(s))")
+        echo(f"{prefix}best validation J {fit.best_metric:.2f} at epoch {fit.best_epoch} "
+             f"({val_groups} held-out group(s))")
 
 
 @main.command()
@@ -203,7 +203,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.checkpoints import load_for_inference
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
-    from coseg.report.files import PREDICTIONS
+    from coseg.report.files import PREDICTIONS, record_path
     from coseg.selection import choose_groups, default_splits_file, samples_of
 
     dev = _device(device)
@@ -218,13 +218,13 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   edges=_edges(edge_radius, edge_eps),
                                   colour=_colour(colour_cut, colour_iterations, colour_scale),
                                   statistics=_statistics(group_statistics))
-    evaluation.summary["checkpoint"] = str(checkpoint.resolve())
+    record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
     echo_skipped("unreadable file(s)", [reason for _, reason in evaluation.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
-    click.echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
-               + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
+    echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
+         + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:
         _report(output, thumbnail, quiet)
 
@@ -239,11 +239,11 @@ def _print_summary(summary: dict) -> None:
     from coseg.data import printable
 
     width = max([len(printable(g)) for g in summary["per_group"]] + [5])
-    click.echo(f"{'group':<{width}}  {'P':>6}  {'J':>6}  images")
+    echo(f"{'group':<{width}}  {'P':>6}  {'J':>6}  images")
     for g, d in sorted(summary["per_group"].items(), key=lambda kv: printable(kv[0])):
-        click.echo(f"{printable(g):<{width}}  {d['P']:6.2f}  {d['J']:6.2f}  {d['images']}")
-    click.echo(f"{'mean':<{width}}  {summary['P']:6.2f}  {summary['J']:6.2f}  {summary['images']} "
-               f"(empty ground truth: {summary['empty']}, {summary['empty_gt_images']} image(s))")
+        echo(f"{printable(g):<{width}}  {d['P']:6.2f}  {d['J']:6.2f}  {d['images']}")
+    echo(f"{'mean':<{width}}  {summary['P']:6.2f}  {summary['J']:6.2f}  {summary['images']} "
+         f"(empty ground truth: {summary['empty']}, {summary['empty_gt_images']} image(s))")
 
 
 @main.command()
@@ -282,9 +282,9 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
                             colour=_colour(colour_cut, colour_iterations, colour_scale),
                             statistics=_statistics(group_statistics))
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
-    click.echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
-                                                     if result.already_done else ""))
-    click.echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
+    echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
+                                               if result.already_done else ""))
+    echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
     if report:
         record_prediction(output, input_dir, checkpoint)
         _report(output, thumbnail, quiet)
@@ -315,8 +315,8 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
         raise ValueError(f"{printable(data)} has {len(subsets)} group(s) with masks; a split needs at least 2")
     splits = train_test_split(subsets, test_fraction, seed, groups_sharing_images(scan.labelled))
     write_text_atomic(output, json.dumps(splits, indent=1) + "\n")
-    click.echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
-               f"({scan.layout} layout, seed {seed})")
+    echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
+         f"({scan.layout} layout, seed {seed})")
     echo_skipped("group(s) without masks", [printable(g) for g in scan.groups if g not in labelled])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
 
@@ -334,7 +334,7 @@ def ensemble(models: tuple[Path, ...], output: Path) -> None:
 
     joined, size = load_ensemble(models)
     joined.save(output, None if size is None else {"image_size": str(size)})
-    click.echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")
+    echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")
 
 
 @main.command()
@@ -381,8 +381,8 @@ def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
 
     result = run_demo(output, minutes=minutes, device=device, quiet=quiet)
     _print_summary(result["summary"])
-    click.echo(json.dumps({"P": round(result["summary"]["P"], 2), "J": round(result["summary"]["J"], 2)}))
-    click.echo(f"outputs: {output}/summary.json, masks in {result['masks']}/, checkpoint {result['checkpoint']}")
+    echo(json.dumps({"P": round(result["summary"]["P"], 2), "J": round(result["summary"]["J"], 2)}))
+    echo(f"outputs: {output}/summary.json, masks in {result['masks']}/, checkpoint {result['checkpoint']}")
     _report(output, 160, quiet)
 
 

@@ -82,8 +82,16 @@ def report_options(what: str) -> Callable:
     return decorate
 
 
+def echo(text: str) -> None:
+    """Print a line of a command's output; undecodable bytes of file names in it appear as ``\\xNN`` (printing them
+    raw fails on a UTF-8 stream)."""
+    from coseg.data.io import printable
+
+    click.echo(printable(text))
+
+
 def echo_report(result: Any) -> None:
     """Print where a ``coseg.report.build.ReportResult`` went and the sections that could not be reported."""
-    click.echo(f"report: {result.path} ({len(result.sections)} section(s); images in {result.files}/)")
+    echo(f"report: {result.path} ({len(result.sections)} section(s); images in {result.files}/)")
     for heading, reason in result.problems:
-        click.echo(f"  not reported: {heading}: {reason}")
+        echo(f"  not reported: {heading}: {reason}")

@@ -13,7 +13,7 @@ from coseg.engine import resolve_device
 from coseg.evaluate import evaluate_samples, write_evaluation
 from coseg.models import EdgeFilter, GroupColourCut
 from coseg.predict import predict_folder
-from coseg.report.files import PREDICTIONS
+from coseg.report.files import PREDICTIONS, record_path
 from coseg.selection import samples_of
 from coseg.train import train
 
@@ -52,7 +52,7 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     edges, colour = EdgeFilter(), GroupColourCut()  # as coseg evaluate / predict by default
     evaluation = evaluate_samples(model, samples_of(scan, test_groups), size, dev, progress=not quiet,
                                   predictions=output / PREDICTIONS, edges=edges, colour=colour)
-    evaluation.summary["checkpoint"] = str(checkpoint.resolve())
+    record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
     masks = output / "masks"
     for group in test_groups:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import echo_report, report_options, training_config, training_options
+from apps.options import echo, echo_report, report_options, training_config, training_options
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -56,23 +56,23 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     if not result.is_main:
         return
     if result.feature_seconds:
-        click.echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
-                   f"{result.feature_seconds:.1f} s")
+        echo(f"backbone features of {len(result.train_classes)} training class(es) ready in "
+             f"{result.feature_seconds:.1f} s")
     from apps.cli import echo_skipped, fit_summary
 
     for stage, fit in result.stages.items():
-        click.echo(f"{stage}: {fit_summary(fit)}")
+        echo(f"{stage}: {fit_summary(fit)}")
         if fit.best_metric is not None:
-            click.echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
-                       f"({len(result.val_classes)} held-out class(es))")
+            echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
+                 f"({len(result.val_classes)} held-out class(es))")
     if result.promoted_finetune:
         why = "better validation MAP@R" if result.val_classes else "no validation classes: the later stage"
-        click.echo(f"best.safetensors is the fine-tuned model ({why})")
+        echo(f"best.safetensors is the fine-tuned model ({why})")
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("entries of the data set's index files", [str(p) for p in result.problems])
-    click.echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
+    echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
 
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
@@ -112,17 +112,17 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
                                      _device(device), workers, cache_dir, progress=not quiet,
                                      report_queries=report_queries if report else 0)
     summary = evaluation.summary
-    click.echo("  ".join(f"{name:>6}" for name in METRICS))
-    click.echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
+    echo("  ".join(f"{name:>6}" for name in METRICS))
+    echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
     lone = summary["images"] - summary["queries"]
-    click.echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'"
-               + (f" ({lone} image(s) of single-image classes: references only, not queries)" if lone else ""))
+    echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'"
+         + (f" ({lone} image(s) of single-image classes: references only, not queries)" if lone else ""))
     from apps.cli import echo_skipped
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in evaluation.skipped])
     echo_skipped("entries of the data set's index files", [str(p) for p in evaluation.problems])
-    click.echo(f"outputs: {output}/summary.json" + (", neighbours.csv, recall_at_k.csv" if report else ""))
+    echo(f"outputs: {output}/summary.json" + (", neighbours.csv, recall_at_k.csv" if report else ""))
     if report:
         echo_report(build_report(output, thumbnail=thumbnail, progress=not quiet))
 
@@ -156,16 +156,16 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
     report = export_folder(checkpoint, input_dir, output, image_size, batch_size, _device(device), workers,
                            shard_size, index_type, progress=not quiet, overwrite=overwrite)
     if report.up_to_date:
-        click.echo(f"up to date: {report.images} image(s) already exported with this model")
+        echo(f"up to date: {report.images} image(s) already exported with this model")
     else:
         reused = (f" ({report.shards_reused} of {report.shards} shard(s) from an earlier run)"
                   if report.shards_reused else "")
-        click.echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
+        echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
     if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} unreadable file(s) (listed in skipped.csv):")
+        echo(f"skipped {len(report.skipped)} unreadable file(s) (listed in skipped.csv):")
         for path, _ in report.skipped[:10]:
-            click.echo(f"  {path}")
-    click.echo(f"outputs: {output}/embeddings.npy, manifest.csv, index.faiss")
+            echo(f"  {path}")
+    echo(f"outputs: {output}/embeddings.npy, manifest.csv, index.faiss")
 
 
 @retrieval.command()
@@ -191,11 +191,11 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
     for n in result.neighbours:
         if n.query != current:
             current = n.query
-            click.echo(f"query: {n.query}")
-            click.echo(f"{'rank':>4}  {'path':<{width}}  distance")
-        click.echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
+            echo(f"query: {n.query}")
+            echo(f"{'rank':>4}  {'path':<{width}}  distance")
+        echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
     from apps.cli import echo_skipped
 
     echo_skipped("unreadable query image(s)", result.skipped)
     if output is not None:
-        click.echo(f"saved: {output}")
+        echo(f"saved: {output}")

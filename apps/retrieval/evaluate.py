@@ -20,7 +20,7 @@ from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
 from coseg.models import checkpoint_metadata
-from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cell
+from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cell, record_path
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -120,11 +120,11 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     summary = {
         **percent_metrics(embeddings, dataset.labels),
         "images": len(dataset), "queries": queries, "classes": int(dataset.labels.unique().numel()), "split": split,
-        "layout": records.layout, "data": str(data), "checkpoint": str(Path(checkpoint).resolve()),
-        "image_size": size,
+        "layout": records.layout, "data": printable(data), "image_size": size,
         "skipped": [f"{printable(path)}: {reason}" for path, reason in dataset.skipped],
         "problems": [str(problem) for problem in records.problems],
     }
+    record_path(summary, "checkpoint", checkpoint, output if output is not None else Path.cwd())
     if output is not None:
         write_text_atomic(Path(output) / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         if report_queries > 0:

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from coseg.atomic import TEMPORARY_MARK, PathLike, atomic_path
 from coseg.data import printable
-from coseg.report.files import read_json
+from coseg.report.files import read_json, recorded_paths
 from coseg.report.html import Page, esc
 from coseg.report.retrieval import is_retrieval_evaluation, retrieval_section
 from coseg.report.segmentation import evaluation_section, is_evaluation, is_prediction, prediction_section
@@ -66,13 +66,10 @@ def _checkpoint_run(folder: Path) -> Optional[Path]:
     """The training run folder holding the checkpoint an evaluation's ``summary.json`` names, if any (none when the
     file cannot be read: the evaluation's own section says why)."""
     try:
-        checkpoint = read_json(folder / "summary.json").get("checkpoint")
+        checkpoints = recorded_paths(read_json(folder / "summary.json"), "checkpoint", folder)
     except ValueError:
         return None
-    if not checkpoint:
-        return None
-    run = Path(checkpoint).parent
-    return run if run.is_dir() and is_training_run(run) else None
+    return next((c.parent for c in checkpoints if c.parent.is_dir() and is_training_run(c.parent)), None)
 
 
 def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group: int = 12, thumbnail: int = 160,

@@ -6,9 +6,10 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
+from coseg.atomic import PathLike
 from coseg.data.io import printable
 
 PREDICTIONS = "predictions"  # evaluate --report: predicted masks and their index.csv in this sub-folder
@@ -27,6 +28,29 @@ def path_cell(path: os.PathLike | str) -> str:
 def cell_path(cell: str) -> Path:
     """The path a :func:`path_cell` cell holds."""
     return Path(os.fsdecode(unquote_to_bytes(cell)))
+def record_path(record: MutableMapping[str, Any], key: str, path: PathLike, folder: PathLike) -> None:
+    """Record ``path`` in ``record`` (a result file to be written into ``folder``): ``key`` as the absolute path to
+    read (``printable``), ``<key>_relative`` relative to ``folder`` (a :func:`path_cell`), which finds it again when
+    both were moved together or the path is not UTF-8 (:func:`recorded_paths`)."""
+    absolute = os.path.abspath(path)
+    record[key] = printable(absolute)
+    try:
+        record[f"{key}_relative"] = path_cell(os.path.relpath(absolute, os.path.abspath(folder)))
+    except ValueError:  # on another drive (Windows): no relative path
+        record.pop(f"{key}_relative", None)
+
+
+def recorded_paths(record: Mapping[str, Any], key: str, folder: Path) -> list[Path]:
+    """Where the path :func:`record_path` recorded under ``key`` in a result file of ``folder`` may be now, to try in
+    this order: the absolute path, then the relative one (moved together with ``folder``); none when not recorded."""
+    candidates = []
+    if isinstance(record.get(key), str):
+        candidates.append(Path(record[key]))
+    if isinstance(record.get(f"{key}_relative"), str):
+        candidates.append(folder / cell_path(record[f"{key}_relative"]))
+    return candidates
+
+
 PREDICT_RECORD = "predict.json"  # predict --report: where the inputs and the checkpoint were
 NEIGHBOURS = "neighbours.csv"  # retrieval evaluate --report: the shown queries' nearest neighbours
 NEIGHBOUR_COLUMNS = ("order", "query", "query_class", "rank", "path", "class", "distance", "correct")

@@ -15,7 +15,7 @@ from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, read_csv, read_json)
+                                cell_path, read_csv, read_json, record_path, recorded_paths)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -53,8 +53,10 @@ def is_prediction(folder: Path) -> bool:
 
 def record_prediction(output: Path, input_dir: Path, checkpoint: Path) -> None:
     """Write ``output/predict.json``: the input folder and checkpoint of a ``predict`` run, for its report."""
-    write_text_atomic(output / PREDICT_RECORD, json.dumps(
-        {"input": str(input_dir.resolve()), "checkpoint": str(checkpoint.resolve())}, indent=1) + "\n")
+    record: dict[str, str] = {}
+    record_path(record, "input", input_dir, output)
+    record_path(record, "checkpoint", checkpoint, output)
+    write_text_atomic(output / PREDICT_RECORD, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_per_image(path: Path) -> list[ImageRow]:
@@ -201,9 +203,9 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     record = read_json(folder / PREDICT_RECORD)
     if not isinstance(record.get("input"), str):
         raise ValueError(f"{printable(folder / PREDICT_RECORD)}: no input folder named")
-    source = Path(record["input"])
-    if not source.is_dir():
-        raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {printable(source)} is gone")
+    source = next((p for p in recorded_paths(record, "input", folder) if p.is_dir()), None)
+    if source is None:
+        raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {record['input']} is gone")
     samples = scan_input(source).samples  # the images predict read
     thumbs = Thumbnails(files, prefix, max_side)
     groups: dict[str, list] = {}

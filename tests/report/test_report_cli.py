@@ -3,12 +3,15 @@ summaries, on tiny random-weight models."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from apps.cli import main
 from apps.retrieval.train import train as train_retrieval
+from coseg.report.build import build_report
 from tests.apps.retrieval_runs import tiny_config, tiny_set
 from tests.report.report_runs import AWKWARD_GROUPS, awkward_set, parse_page, training_run
 
@@ -96,3 +99,19 @@ def test_report_sizes_below_one_are_refused_before_any_work(tmp_path, coseg_run)
         r = invoke(*args)
         assert r.exit_code == 2 and "is not in the range x>=1" in r.output, r.output
     assert not (tmp_path / "e").exists() and not (checkpoint.parent / "report.html").exists()
+
+
+def test_reports_follow_a_moved_project_whose_path_is_not_utf8(tmp_path):
+    project = tmp_path / os.fsdecode(b"project \xff")
+    data, checkpoint = awkward_set(project / "data"), training_run(project / "run")
+    evaluation, predictions = checkpoint.parent / "eval", project / "pred"
+    for args in (["evaluate", "--checkpoint", checkpoint, "--data", data, "--output", evaluation],
+                 ["predict", "--checkpoint", checkpoint, "--input", data / "images", "--output", predictions]):
+        r = invoke(*args, "--report", "--thumbnail", 16, "--quiet")
+        assert r.exit_code == 0, r.output  # the summary's paths were written as printable text (it failed to)
+    moved = tmp_path / "moved"
+    shutil.move(project, moved)  # what the results name is no longer where it was
+    for folder, sections in ((moved / "run" / "eval", ["Training: run", "Evaluation: eval"]),
+                             (moved / "pred", ["Predictions: pred"])):
+        result = build_report(folder, per_group=1, thumbnail=16, progress=False)
+        assert result.sections == sections and not result.problems, result.problems
