@@ -328,12 +328,12 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
     if train_classes is not None:
         if split not in ("train", "test"):
             raise ValueError(f"unknown split '{split}' with train_classes; valid: {', '.join(OFFICIAL_SPLITS)}")
-        train = set(resolve_groups(train_classes, available))
+        train = set(resolve_groups(train_classes, available, "class"))
         return [c for c in available if (c in train) == (split == "train")]
     if not splits_file.is_file():
         raise LayoutError(f"cannot tell the '{split}' classes of {printable(splits_file.parent)}: no {SPLITS_FILE} "
                           f"there and no train classes given (split 'all' takes every class)")
-    return list(resolve_groups(load_split(splits_file, split), available))
+    return list(resolve_groups(load_split(splits_file, split), available, "class"))
 
 
 @RETRIEVAL_LAYOUTS.register("folders")

@@ -73,7 +73,7 @@ def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
     one side: drawn as one, and validation classes named sharing images with training classes are refused."""
     together = together or {}
     if cfg.val_classes:
-        val = list(resolve_groups(cfg.val_classes, classes))
+        val = list(resolve_groups(cfg.val_classes, classes, "class"))
         kept = set(classes) - set(val)
         leaks = [f"'{printable(v)}' with '{printable(k)}'" for v in val for k in classes
                  if k in kept and v in together and together[v] == together.get(k)]

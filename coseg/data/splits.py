@@ -69,13 +69,14 @@ def _match(name: str, available: Sequence[str]) -> list[str]:
     return starting or [g for g in available if key in _loose(g)]
 
 
-def resolve_groups(wanted: Wanted, available: Iterable[str]) -> dict[str, str]:
+def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group") -> dict[str, str]:
     """Map each wanted group to its folder among ``available``: ``{folder: short name}`` in the order wanted.
 
     ``wanted`` is a list of names or a mapping ``{folder name: short name}`` (as ``load_split`` returns).
     Raises ``ValueError`` listing the names not found (with close folder names) or matching several folders,
-    and when two names resolve to one folder."""
+    and when two names resolve to one folder; ``noun`` names what they are in it ("class" for retrieval)."""
     available = sorted(set(available))
+    plural = noun + ("es" if noun.endswith("s") else "s")
     pairs = wanted.items() if isinstance(wanted, Mapping) else ((w, w) for w in wanted)
     resolved: dict[str, str] = {}
     errors = []
@@ -88,14 +89,14 @@ def resolve_groups(wanted: Wanted, available: Iterable[str]) -> dict[str, str]:
                 errors.append(f"'{printable(name)}' and another name both resolve to '{printable(matches[0])}'{comma}")
             resolved[matches[0]] = short
         elif matches:
-            errors.append(f"'{printable(name)}' matches {len(matches)} groups: "
+            errors.append(f"'{printable(name)}' matches {len(matches)} {plural}: "
                           + ", ".join(f"'{printable(m)}'" for m in matches))
         else:
             close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
             hint = f" (closest: {', '.join(repr(printable(c)) for c in close)})" if close else ""
             errors.append(f"'{printable(name)}' not found{hint}")
     if errors:
-        raise ValueError(f"cannot resolve {len(errors)} group name(s) among {len(available)} groups: "
+        raise ValueError(f"cannot resolve {len(errors)} {noun} name(s) among {len(available)} {plural}: "
                          + "; ".join(errors))
     return resolved
 

@@ -400,3 +400,10 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_anew(data,
     train(tiny_config(data, run, epochs=1), resume=True)
     a, b = (load_file(str(folder / "last.safetensors")) for folder in (tmp_path / "whole", run))
     assert all(torch.equal(a[k], b[k]) for k in a) and [int(r["epoch"]) for r in log_rows(run)] == [1]
+
+
+def test_unknown_validation_classes_are_named_as_classes():
+    from apps.retrieval.train import split_classes
+
+    with pytest.raises(ValueError, match=r"cannot resolve 1 class name\(s\) among 4 classes: 'zebra' not found"):
+        split_classes(["ant", "bee", "cat", "dog"], RetrievalTrainConfig(val_classes=["zebra"]))
