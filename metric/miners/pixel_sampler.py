@@ -91,14 +91,16 @@ def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], i
 
 
 def present_classes(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Sorted distinct class ids in ``labels`` (any shape), ``ignore_index`` left out."""
+    """Sorted distinct class ids (int64) in ``labels`` (any shape), ``ignore_index`` left out."""
     if not labels.numel():  # amin of nothing is an error
-        return labels.new_empty(0)
+        return labels.new_empty(0, dtype=torch.long)
     low, high = int(labels.amin()), int(labels.amax())
     if high - low < 65536:  # a histogram is several times faster than torch.unique's sort
+        if labels.is_signed() and labels.element_size() < 4:  # int8/int16: labels − low could overflow
+            labels = labels.int()
         classes = torch.bincount((labels - low).flatten(), minlength=high - low + 1).nonzero().flatten() + low
     else:
-        classes = torch.unique(labels)
+        classes = torch.unique(labels).long()
     return classes[classes != ignore_index]
 
 

@@ -121,7 +121,7 @@ class SmartMiner:
         if self._index is None:
             raise RuntimeError("SmartMiner.mine() needs an index: call update(embeddings, labels) first")
         ids = as_tensor(anchor_ids, "anchor_ids")
-        if ids.dim() != 1 or ids.is_floating_point():
+        if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:  # a mask would read as ids 0 and 1
             raise ValueError(f"anchor_ids must be a 1-D integer array, got shape {tuple(ids.shape)} ({ids.dtype})")
         ids = ids.to("cpu", torch.int64).numpy()
         n = self._codes.size

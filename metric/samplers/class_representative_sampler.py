@@ -6,7 +6,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from metric._checks import check_finite, check_shape
+from metric._checks import check_finite, check_floating, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.registry import BATCH_SAMPLERS
@@ -71,6 +71,7 @@ class ClassRepresentativeBatchSampler(ClassBlockBatchSampler):
         n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
         if n != self.num_samples:
             raise ValueError(f"embeddings must have one row per sample ({self.num_samples}), got {n}")
+        check_floating(embeddings, "embeddings")
         check_finite(embeddings, "embeddings")
         self._dataset_embeddings = embeddings.detach()
         if self.representatives is not None:
@@ -82,6 +83,7 @@ class ClassRepresentativeBatchSampler(ClassBlockBatchSampler):
         c = check_shape(embeddings, ["C", "D"], "embeddings")["C"]
         if c != len(self.classes):
             raise ValueError(f"embeddings must have one row per class ({len(self.classes)}), got {c}")
+        check_floating(embeddings, "embeddings")
         check_finite(embeddings, "embeddings")
         self._dataset_embeddings = None
         self._class_embeddings = embeddings.detach()

@@ -47,8 +47,10 @@ def shard_blocks(blocks: Sequence[Sequence[int]], rank: int, world_size: int) ->
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator whose stream depends only on ``(seed, epoch)``, identical on every rank."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    """A CPU generator whose stream depends only on ``(seed, epoch)``, identical on every rank. Any integer seed
+    works (e.g. a 64-bit ``torch.initial_seed()``): the mix is taken modulo 2⁶⁴, the generator's seed range, which
+    leaves the streams of small and negative seeds as they were."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)
 
 
 def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -125,3 +125,14 @@ def test_registered_and_rejects_bad_settings():
         sampler.set_representative_embeddings(torch.randn(11, 2))
     with pytest.raises(ValueError, match="NaN"):
         sampler.update_embeddings(torch.full((60, 2), float("nan")))
+
+
+def test_integer_embeddings_are_refused_when_supplied():
+    """They were taken, and iterating failed later, inside the DataLoader, with 'x must be a floating-point tensor'."""
+    sampler = ClassRepresentativeBatchSampler(LABELS, 4, 2)
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor, got torch.int64"):
+        sampler.update_embeddings(torch.randint(0, 5, (60, 2)))
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor, got torch.int64"):
+        sampler.set_representative_embeddings(torch.randint(0, 5, (12, 2)))
+    sampler.update_embeddings(line_embeddings(LABELS).to(torch.bfloat16))  # 16-bit floats are fine
+    assert len(list(sampler)) == len(sampler)

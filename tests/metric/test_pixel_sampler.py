@@ -165,6 +165,18 @@ def test_present_classes_for_small_and_huge_label_values():
     assert present_classes(torch.tensor([10**9, 4, 255, 4])).tolist() == [4, 10**9]
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8], ids=str)
+def test_narrow_integer_labels_give_their_int64_classes(dtype):
+    """int8/int16 class ids spanning more than half their range overflowed ``labels − min`` (bincount crashed on
+    the negative values); every path returns int64 classes, as PixelSample promises."""
+    info = torch.iinfo(dtype)
+    low, high = max(info.min, -40000), min(info.max, 70000)  # int32: a span of 110,000 takes torch.unique's path
+    labels = torch.tensor([[[low, 0], [high, high]]], dtype=dtype)
+    assert present_classes(labels, ignore_index=-1).tolist() == sorted({low, 0, high})
+    sample = sample_pixels(labels, 2, ignore_index=-1)
+    assert sample.label.dtype == torch.long and sample.label.tolist() == sorted([low, 0, high, high])
+
+
 def test_rejects_bad_inputs():
     labels = square_masks()
     with pytest.raises(TypeError, match="integer"):

@@ -125,3 +125,11 @@ def test_errors() -> None:
         SmartMiner(num_neighbours=10, ef_search=5)
     with pytest.raises(ValueError, match="num_neighbours"):
         SmartMiner(num_neighbours=0)
+
+
+def test_a_boolean_mask_of_anchors_is_refused() -> None:
+    """A mask of anchors was read as the dataset indices 0 and 1: N triplets of samples 0 and 1, silently."""
+    miner = SmartMiner(num_neighbours=3, index="flat")
+    miner.update(torch.randn(6, 2), torch.tensor([0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match=r"1-D integer array, got shape \(6,\) \(torch.bool\)"):
+        miner.mine(torch.ones(6, dtype=torch.bool))
