@@ -93,7 +93,10 @@ class SmartMiningHook(TrainingHook):
     def after_step(self, embeddings: torch.Tensor, labels: torch.Tensor,
                    triplets: Optional[TripletIndices]) -> dict[str, torch.Tensor]:
         hinge = triplet_margin_loss(embeddings.detach().float(), triplets, self.ACTIVE_MARGIN, self.distance)
-        active = (hinge > 0).float().mean()
+        counts = torch.stack([(hinge > 0).sum(), torch.tensor(hinge.numel(), device=hinge.device)]).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)  # every process's controller follows the share of the whole batch
+        active = counts[0] / counts[1]
         if self.controller is not None:
             self.offset.fill_(self.controller.update(float(active)))
         return {"active": active, "offset": self.offset.clone()}

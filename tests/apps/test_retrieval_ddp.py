@@ -56,3 +56,39 @@ def test_torchrun_two_processes_train_both_stages(tmp_path):
     # the fine-tuning stage trained the backbone under DDP; the head stage had left it as it was
     moved = [not torch.equal(a, b) for a, b in zip(head_model.backbone.parameters(), tuned.backbone.parameters())]
     assert any(moved)
+
+
+def _smart_mining_offsets(rank: int, world_size: int, store: str, offsets) -> None:
+    """One process of a gloo group: a smart-mining hook's step on this rank's own share of a batch whose triplets
+    are all active on rank 0 and none on rank 1; its controller's offset goes into ``offsets[rank]``."""
+    from apps.retrieval.components import build_components
+    from apps.retrieval.config import RetrievalTrainConfig
+    from apps.retrieval.hooks import TRAINING_HOOKS
+    from metric.miners.base_miner import TripletIndices
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        labels = torch.arange(4).repeat_interleave(4)
+        cfg = RetrievalTrainConfig(loss="triplet_margin", sampler="smart_mining", classes_per_batch=2,
+                                   samples_per_class=3, embedding_dim=2, target_active=0.5, controller_gain=1.0)
+        parts = build_components(cfg, labels, 4, rank, world_size)
+        hook = TRAINING_HOOKS.get("smart_mining")(cfg, parts)
+        far = 0.0 if rank == 0 else 10.0  # the negative on top of the anchor (active) or far from it (not)
+        embeddings = torch.tensor([[0.0, 0.0], [0.0, 0.0], [far, 0.0]])
+        triplets = TripletIndices(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+        logged = hook.after_step(embeddings, torch.tensor([0, 0, 1]), triplets)
+        offsets[rank] = (float(logged["active"]), float(hook.controller.offset))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_smart_mining_controller_follows_the_whole_batch_on_every_process(tmp_path):
+    context = torch.multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        offsets = manager.dict()
+        torch.multiprocessing.start_processes(_smart_mining_offsets, args=(2, str(tmp_path / "store"), offsets),
+                                              nprocs=2, start_method="spawn")
+        shares = dict(offsets)
+    assert shares[0] == shares[1] and shares[0][0] == 0.5  # one active triplet of two, on both processes
