@@ -43,12 +43,23 @@ class EdgeFilter:
         """Window side in pixels (odd) for images of ``height`` × ``width``."""
         return 2 * max(1, round(self.radius * max(height, width))) + 1
 
+    def kernel(self, height: int, width: int, subsample: int) -> tuple[int, int]:
+        """The window's (rows, columns) for images of ``height`` × ``width`` with coefficients on a ``subsample``
+        times coarser grid: :meth:`window`, narrowed on an axis too short for it (the window's borders are mirrored
+        once, so on a grid of L cells it spans at most 2L − 1 of them)."""
+        window = self.window(height, width)
+
+        def fitted(side: int) -> int:
+            return min(window, subsample * (2 * max(side // subsample, 1) - 1))
+
+        return fitted(height), fitted(width)
+
     def __call__(self, probs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """probs (N, 1, H, W) in [0, 1], images (N, 3, H, W) in [0, 1] → filtered probs (N, 1, H, W) in [0, 1]."""
         size = check_shape(images, ["N", "3", "H", "W"], "images")
         check_shape(probs, [str(size["N"]), "1", str(size["H"]), str(size["W"])], "probs (as the images)")
         subsample = min(self.subsample, size["H"], size["W"])
         dtype = torch.promote_types(probs.dtype, torch.float32)  # half precision (autocast) is filtered in float32
-        filtered = guided_blur(images.to(dtype), probs.to(dtype), self.window(size["H"], size["W"]), self.eps,
-                               subsample=subsample)
+        filtered = guided_blur(images.to(dtype), probs.to(dtype), self.kernel(size["H"], size["W"], subsample),
+                               self.eps, subsample=subsample)
         return filtered.clamp_(0, 1).to(probs.dtype)

@@ -1,3 +1,5 @@
+from typing import Union
+
 import numpy as np
 import pytest
 import torch
@@ -6,30 +8,31 @@ from coseg.models import EdgeFilter, create_model
 from tests.helpers import assert_close
 
 
-def naive_guided_filter(image: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
+def naive_guided_filter(image: np.ndarray, p: np.ndarray, r: Union[int, tuple[int, int]], eps: float) -> np.ndarray:
     """He et al.'s guided filter with a colour guide, pixel by pixel: image (H, W, 3), p (H, W), windows of
-    (2r+1)² pixels with mirrored borders (edge pixel not repeated)."""
+    (2r+1)² pixels (or (2ry+1) × (2rx+1) for r = (ry, rx)) with mirrored borders (edge pixel not repeated)."""
     h, w = p.shape
-    pad_i = np.pad(image, ((r, r), (r, r), (0, 0)), mode="reflect")
-    pad_p = np.pad(p, r, mode="reflect")
+    ry, rx = (r, r) if isinstance(r, int) else r
+    pad_i = np.pad(image, ((ry, ry), (rx, rx), (0, 0)), mode="reflect")
+    pad_p = np.pad(p, ((ry, ry), (rx, rx)), mode="reflect")
     a = np.zeros((h, w, 3))
     b = np.zeros((h, w))
     for y in range(h):
         for x in range(w):
-            win_i = pad_i[y:y + 2 * r + 1, x:x + 2 * r + 1].reshape(-1, 3)
-            win_p = pad_p[y:y + 2 * r + 1, x:x + 2 * r + 1].reshape(-1)
+            win_i = pad_i[y:y + 2 * ry + 1, x:x + 2 * rx + 1].reshape(-1, 3)
+            win_p = pad_p[y:y + 2 * ry + 1, x:x + 2 * rx + 1].reshape(-1)
             mean_i, mean_p = win_i.mean(0), win_p.mean()
             cov = (win_i[:, :, None] * win_i[:, None, :]).mean(0) - np.outer(mean_i, mean_i)
             cov_ip = (win_i * win_p[:, None]).mean(0) - mean_i * mean_p
             a[y, x] = np.linalg.solve(cov + eps * np.eye(3), cov_ip)
             b[y, x] = mean_p - a[y, x] @ mean_i
-    pad_a = np.pad(a, ((r, r), (r, r), (0, 0)), mode="reflect")
-    pad_b = np.pad(b, r, mode="reflect")
+    pad_a = np.pad(a, ((ry, ry), (rx, rx), (0, 0)), mode="reflect")
+    pad_b = np.pad(b, ((ry, ry), (rx, rx)), mode="reflect")
     out = np.zeros((h, w))
     for y in range(h):
         for x in range(w):
-            mean_a = pad_a[y:y + 2 * r + 1, x:x + 2 * r + 1].reshape(-1, 3).mean(0)
-            mean_b = pad_b[y:y + 2 * r + 1, x:x + 2 * r + 1].mean()
+            mean_a = pad_a[y:y + 2 * ry + 1, x:x + 2 * rx + 1].reshape(-1, 3).mean(0)
+            mean_b = pad_b[y:y + 2 * ry + 1, x:x + 2 * rx + 1].mean()
             out[y, x] = mean_a @ image[y, x] + mean_b
     return np.clip(out, 0, 1)
 
@@ -44,6 +47,19 @@ def test_matches_the_guided_filter_computed_pixel_by_pixel():
     for i in range(2):
         expected = naive_guided_filter(images[i].permute(1, 2, 0).numpy(), probs[i, 0].numpy(), 2, 1e-2)
         assert_close(out[i, 0], torch.from_numpy(expected), atol=1e-9, rtol=1e-7)
+
+
+def test_a_window_wider_than_the_image_spans_it_on_that_axis():
+    torch.manual_seed(0)
+    images, probs = torch.rand(1, 3, 5, 12, dtype=torch.float64), torch.rand(1, 1, 5, 12, dtype=torch.float64)
+    edge_filter = EdgeFilter(radius=1.0, eps=1e-2, subsample=1)  # a 25-pixel window: 9 rows and 23 columns fit
+    assert edge_filter.kernel(5, 12, 1) == (9, 23)
+    expected = naive_guided_filter(images[0].permute(1, 2, 0).numpy(), probs[0, 0].numpy(), (4, 11), 1e-2)
+    assert_close(edge_filter(probs, images)[0, 0], torch.from_numpy(expected), atol=1e-9, rtol=1e-7)
+    for size in ((224, 224), (32, 1024), (1024, 32)):  # the largest radius, an extreme aspect ratio; coarse grid
+        for radius in (0.08, 1.0):
+            out = EdgeFilter(radius=radius)(torch.rand(1, 1, *size), torch.rand(1, 3, *size))
+            assert out.shape == (1, 1, *size) and out.min() >= 0 and out.max() <= 1
 
 
 def test_mask_boundary_moves_onto_the_image_edge():
