@@ -114,11 +114,8 @@ class GroupColourCut:
 
     def fit_images(self, digests: Sequence[bytes]) -> list[int]:
         """Which of a group's images the colour models are fitted on, in which order, from each image's
-        :func:`image_digest`: at most ``max_fit_images``, spread over the group sorted by digest."""
-        order = sorted(range(len(digests)), key=lambda i: digests[i])
-        if len(order) > self.max_fit_images:
-            order = [order[int(i)] for i in np.linspace(0, len(order) - 1, self.max_fit_images).round()]
-        return order
+        :func:`image_digest`: at most ``max_fit_images``, spread over the group sorted by digest (:func:`spread`)."""
+        return spread(digests, self.max_fit_images)
 
     def fit_selected(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """(background, foreground) GrabCut models fitted on these images (n, H, W, 3) and labels (n, H, W) stacked
@@ -135,5 +132,14 @@ class GroupColourCut:
 
 
 def image_digest(pixels: np.ndarray) -> bytes:
-    """A digest of an image's (H, W, 3) uint8 pixels, which orders a group's images by content."""
+    """A digest of an image's pixels (e.g. (H, W, 3) uint8), which orders a group's images by content."""
     return hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).digest()
+
+
+def spread(digests: Sequence[bytes], limit: int) -> list[int]:
+    """Positions of at most ``limit`` of the items whose content ``digests`` are given, spread evenly over the items
+    sorted by digest: a choice, and an order, that do not depend on the order the items come in."""
+    order = sorted(range(len(digests)), key=lambda i: digests[i])
+    if len(order) > limit:
+        order = [order[int(i)] for i in np.linspace(0, len(order) - 1, limit).round()]
+    return order

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from coseg.models.checkpoint import write_checkpoint
+from coseg.models.colour_cut import image_digest, spread
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
@@ -90,6 +91,17 @@ def reference_images(keys: torch.Tensor, limit: int) -> torch.Tensor:
         return torch.arange(n, device=keys.device)
     order = torch.argsort(keys.double().sum(dim=(1, 2)), stable=True)
     return order[torch.linspace(0, n - 1, limit, device=keys.device).round().long()].sort().values
+
+
+def statistics_images(images: torch.Tensor, limit: int) -> torch.Tensor:
+    """Positions (R,) of the images (N, 3, H, W) of a group that :class:`GroupStatistics` measures it on: all N
+    when N <= ``limit``, else ``limit`` of them chosen by content (:func:`~coseg.models.colour_cut.spread` of their
+    digests), so the choice does not depend on the order of the images. The pass costs the memory of R images."""
+    n = images.shape[0]
+    if n <= limit:
+        return torch.arange(n, device=images.device)
+    chosen = spread([image_digest(image.cpu().numpy()) for image in images], limit)
+    return torch.tensor(sorted(chosen), dtype=torch.long, device=images.device)
 
 
 class CosegNet(nn.Module):
@@ -223,7 +235,8 @@ class CosegNet(nn.Module):
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
         memory: a first pass keeps only the deep features' keys of every image; beyond ``max_references`` images,
         each is compared with that many reference images of the group). ``statistics``: the BatchNorm
-        statistics adapted to the group first (:class:`GroupStatistics`, one more pass over the group).
+        statistics adapted to the group first (:class:`GroupStatistics`, one more pass, over the whole group at once
+        or over ``max_references`` of its images: :func:`statistics_images`).
         ``refinement``: optional group refinement through the pixel embeddings (:class:`GroupRefinement`).
         ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
         group (twice the time). ``edges``: the final probabilities guided-filtered by their images
@@ -234,7 +247,7 @@ class CosegNet(nn.Module):
         self.eval()
         try:
             adapted = (nullcontext() if statistics is None else
-                       statistics.adapted(self, lambda: self._group_outputs(images, chunk_size), images.shape[0]))
+                       statistics.adapted(self, lambda: self._statistics_pass(images), images.shape[0]))
             with adapted:
                 logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images,
                                                             flip, embeddings=refinement is not None)
@@ -243,6 +256,18 @@ class CosegNet(nn.Module):
             return self._probabilities(logits, images, edges)
         finally:
             self.train(was_training)
+
+    def _statistics_pass(self, images: torch.Tensor) -> None:
+        """The pass :class:`GroupStatistics` measures a group's BatchNorm statistics in: the group's images (at most
+        ``max_references`` of them: :func:`statistics_images`) in one batch, so that they are the group's statistics
+        whatever the chunk size and the order of the images, not an average over chunks that depends on both."""
+        chosen = images[statistics_images(images, self.max_references)]
+        h, w = self.check_images(chosen)
+        if len(chosen) * (h // self.output_stride) * (w // self.output_stride) < 2:
+            raise ValueError(f"group statistics need two values per channel in every BatchNorm layer, and a group of "
+                             f"one {h}×{w} image has a 1×1 deepest feature map: predict it without group statistics "
+                             f"or at a larger image size")
+        self._group_outputs(chosen, len(chosen))
 
     @staticmethod
     def _probabilities(logits: torch.Tensor, images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:

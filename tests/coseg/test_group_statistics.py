@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from coseg.models import GroupStatistics, create_model
+from coseg.models.cosegnet import statistics_images
 from tests.helpers import assert_close
 
 
@@ -143,6 +144,28 @@ def test_group_prediction_with_adapted_statistics(group_model):
     perm = torch.tensor([3, 0, 4, 2, 1])
     assert_close(group_model.predict_group(x[perm], chunk_size=8, statistics=stats), adapted[perm],
                  atol=1e-5, rtol=1e-4)
-    # chunks: the statistics are averaged over the chunks' passes, so close to but not exactly the whole group's
-    chunked = group_model.predict_group(x, chunk_size=3, statistics=stats)
-    assert (chunked - adapted).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("max_references", [128, 4], ids=["whole-group", "references"])
+def test_adapted_statistics_depend_neither_on_the_chunks_nor_on_the_order(group_model, monkeypatch, max_references):
+    monkeypatch.setattr(group_model, "max_references", max_references)
+    x = torch.rand(7, 3, 64, 64)
+    stats = GroupStatistics(4.0)
+    whole = group_model.predict_group(x, chunk_size=8, statistics=stats)
+    perm = torch.tensor([3, 6, 0, 1, 5, 2, 4])
+    for chunk_size in (1, 3):
+        assert_close(group_model.predict_group(x, chunk_size=chunk_size, statistics=stats), whole,
+                     atol=1e-5, rtol=1e-4)
+        assert_close(group_model.predict_group(x[perm], chunk_size=chunk_size, statistics=stats), whole[perm],
+                     atol=1e-5, rtol=1e-4)
+    chosen = statistics_images(x, max_references)  # beyond max_references, measured on as many, chosen by content
+    assert len(chosen) == min(7, max_references)
+    assert torch.equal(perm[statistics_images(x[perm], max_references)].sort().values, chosen)
+
+
+def test_a_group_too_small_to_measure_is_a_clear_error(group_model):
+    assert group_model.predict_group(torch.rand(2, 3, 32, 32), chunk_size=1, statistics=GroupStatistics()).shape == (
+        2, 1, 32, 32)  # two images: two values per channel at the deepest level, whatever the chunks
+    with pytest.raises(ValueError, match="a group of one 32×32 image has a 1×1 deepest feature map"):
+        group_model.predict_group(torch.rand(1, 3, 32, 32), statistics=GroupStatistics())
+    assert not any(m.training for m in group_model.modules() if isinstance(m, nn.BatchNorm2d))
