@@ -215,16 +215,20 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
     chunks of ``batch_size`` images sharing the group's consensus), with the BatchNorm statistics adapted to the
     group (``statistics``) and optionally refined through the group's pixel embeddings (``refinement``);
-    otherwise images are predicted alone (``statistics`` and ``refinement`` unused). ``flip``: each prediction
-    averaged with that of the mirrored image (test-time augmentation, twice the model time). ``edges``: the probabilities
-    guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before resizing. ``colour``: then each
-    group's masks cut with colour models shared by the group (:class:`~coseg.models.GroupColourCut`; each image
-    alone without ``groups``), on the batch's ``cut_image`` where the dataset gives one (``ImageFileDataset``'s
-    ``cut_size``: ``colour.size_for(S)``), else on ``image``; the probabilities become 0/1 masks of the cut's size.
+    otherwise images are predicted alone (``statistics`` and ``refinement``, which need groups, are refused).
+    ``flip``: each prediction averaged with that of the mirrored image (test-time augmentation, twice the model
+    time). ``edges``: the probabilities guided-filtered by their images (:class:`~coseg.models.EdgeFilter`) before
+    resizing. ``colour``: then each group's masks cut with colour models shared by the group
+    (:class:`~coseg.models.GroupColourCut`; each image alone without ``groups``), on the batch's ``cut_image``
+    where the dataset gives one (``ImageFileDataset``'s ``cut_size``: ``colour.size_for(S)``), else on ``image``;
+    the probabilities become 0/1 masks of the cut's size.
 
     A group of more than ``stream_above`` images (without ``refinement`` or ``statistics``, which need the whole
     group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
     in memory (:func:`predict_large_group`); the other groups are read whole."""
+    if groups is None and (refinement is not None or statistics is not None):
+        raise ValueError("group refinement and group statistics work on a group's images together: they need group "
+                         "mode, not single-image mode (--single-image)")
     streamed: list[list[int]] = []
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]

@@ -59,6 +59,18 @@ def test_rerun_keeps_finished_masks_and_skips_unreadable(tmp_path, helpers):
     assert not list((tmp_path / "out").rglob(".*tmp*"))
 
 
+@pytest.mark.parametrize("option", ["refinement", "statistics"])
+def test_group_options_in_single_image_mode_are_refused_not_ignored(tmp_path, option):
+    from coseg.models import GroupRefinement, GroupStatistics
+
+    root = odd_sized_set(tmp_path / "data") / "images"
+    setting = {"refinement": GroupRefinement(1), "statistics": GroupStatistics(8)}[option]
+    with pytest.raises(ValueError, match="need group mode"):
+        predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False, group_mode=False,
+                       **{option: setting})
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
 def test_never_writes_into_the_input_folder(tmp_path):
     root = odd_sized_set(tmp_path / "data") / "images"
     with pytest.raises(ValueError, match="inside the input folder"):
