@@ -184,3 +184,13 @@ def test_split_keeps_an_internet_subset_with_its_full_class(tmp_path):
         sides.append("Airplane" in splits["test"])
         assert ("Airplane" in splits["test"]) == ("Airplane100" in splits["test"]), (seed, splits)
     assert len(set(sides)) == 2  # drawn to either side
+
+
+@pytest.mark.parametrize("option, value", [("--refine-iterations", -1), ("--refine-weight", -0.5)])
+def test_negative_refinement_options_are_refused_by_the_option(tmp_path, option, value):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"")
+    for command in (["predict", "--input", tmp_path, "--output", tmp_path / "p"],
+                    ["evaluate", "--data", tmp_path, "--output", tmp_path / "e"]):
+        r = invoke(*command, "--checkpoint", model, option, value)
+        assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output, r.output
