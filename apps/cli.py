@@ -83,10 +83,11 @@ def inference_options(fn: Callable) -> Callable:
     for option in reversed([
         click.option("--group-mode/--single-image", default=True, show_default=True,
                      help="Predict each group's images together (sub-folders are groups) or every image alone."),
-        click.option("--refine-iterations", default=0, show_default=True,
+        click.option("--refine-iterations", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Group refinement through the pixel embeddings: rounds of prototype updates "
                           "(0 = off; group mode)."),
-        click.option("--refine-weight", default=2.0, show_default=True, help="Logit weight of the refinement score."),
+        click.option("--refine-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                     help="Logit weight of the refinement score."),
         click.option("--group-statistics", type=click.FloatRange(0, None), default=None,
                      help="Adapt the BatchNorm statistics to each group before predicting it (AdaBN): blend of the "
                           "training statistics, counted as this many images, and the group's own (one more model "
