@@ -20,6 +20,26 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the config's fields or types."""
 
 
+class _TextLoader(yaml.SafeLoader):
+    """The safe loader reading every plain scalar but null as its text: a group named ``012`` stays '012' (the
+    safe loader reads the octal number 10), ``1.10`` stays '1.10' and ``2024-01-01`` a name, not a date."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _holds_text(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds text: ``str``, optional or in a list."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) in (list, tuple):
+        annotation = (*typing.get_args(annotation), Any)[0]
+    return annotation is str
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation) or (annotation if annotation in (list, tuple) else None)  # bare list too
     if origin in (Union, types.UnionType):
@@ -83,7 +103,9 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(data) - fields))  # YAML keys may be numbers, booleans or null
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        spelt = {k: k.replace("-", "_").lower() for k in unknown}  # a flag's spelling (image-size), another case
+        named = [f"{k} (the key is {spelt[k]})" if spelt[k] in fields else k for k in unknown]
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(named)}; valid keys: {', '.join(sorted(fields))}")
     values = {}
     for key, value in data.items():
         try:
@@ -99,7 +121,9 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text)
+            texts = yaml.load(text, Loader=_TextLoader)
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
         except UnicodeDecodeError as e:
@@ -110,7 +134,8 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-        data.update(loaded)
+        hints = typing.get_type_hints(cls)
+        data.update({k: texts[k] if k in hints and _holds_text(hints[k]) else v for k, v in loaded.items()})
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_dict(cls, data, source=str(path) if path is not None else "config")
 

@@ -2,7 +2,7 @@
 file and the key, never a traceback from inside the loader."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pytest
@@ -29,6 +29,30 @@ def test_keys_and_values_yaml_reads_oddly_are_named(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(Toy, path)
+
+
+@dataclass
+class Named:
+    data: str = ""
+    val_groups: list[str] = field(default_factory=list)
+    weights: Optional[str] = "imagenet"
+    image_size: int = 224
+
+
+def test_names_in_a_config_file_are_read_as_written(tmp_path):
+    path = tmp_path / "c.yaml"  # YAML alone reads 012 as the octal 10, 1.10 as 1.1, 2024-01-01 as a date, no as False
+    path.write_text("data: 2024-01-01\nval_groups: [012, 1.10, no]\nweights: null\nimage_size: 64\n")
+    assert load_config(Named, path) == Named("2024-01-01", ["012", "1.10", "no"], None, 64)
+    path.write_text("val_groups: 012, 025\n")
+    assert load_config(Named, path).val_groups == ["012", "025"]
+
+
+def test_a_key_spelt_as_its_flag_or_in_another_case_is_told_its_spelling(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("image-size: 64\nData: x\nfoo: 1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key\(s\) Data \(the key is data\), foo, image-size "
+                                          r"\(the key is image_size\); valid keys: data, image_size, val_groups"):
+        load_config(Named, path)
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path):
