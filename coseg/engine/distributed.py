@@ -30,16 +30,22 @@ class DistInfo:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' → CUDA when available, else CPU; otherwise the named device. A name torch does not know, or CUDA
-    asked for where there is none, raises ``ValueError``."""
+    """'auto' → CUDA when available, else CPU; otherwise the named device. A name that is not a CPU or CUDA device
+    (mps, xpu, meta: the commands support neither), or a CUDA device this machine does not have, raises
+    ``ValueError``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device '{device}'; valid: auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device '{device}' is not supported; valid: auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{device}' was asked for but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device '{device}' was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

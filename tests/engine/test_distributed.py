@@ -1,0 +1,22 @@
+"""coseg.engine.resolve_device: a device the trainers cannot run on is one clear error, before any work."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coseg.engine import resolve_device
+
+
+@pytest.mark.parametrize("name", ["mps", "xpu", "meta"])
+def test_a_device_neither_cpu_nor_cuda_is_refused(name):
+    with pytest.raises(ValueError, match=f"device '{name}' is not supported; valid: auto, cpu, cuda or cuda:N"):
+        resolve_device(name)
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"'cuda:2' was asked for but this machine has 2 CUDA device\(s\): cuda:0 to "
+                                         r"cuda:1"):
+        resolve_device("cuda:2")
