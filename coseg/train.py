@@ -190,9 +190,33 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
     return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def check_group_options(cfg: CosegTrainConfig) -> None:
+    """Refuse group options one of which would be ignored: ``train_groups`` with ``train_split`` (the explicit list
+    would win) and ``splits`` without ``train_split`` (nothing of the file would be read)."""
+    if cfg.train_groups and cfg.train_split:
+        raise ValueError(f"--train-groups and --train-split {printable(cfg.train_split)} both choose the training "
+                         "groups: give one of them")
+    if cfg.splits and not cfg.train_split:
+        raise ValueError(f"--splits {printable(cfg.splits)} is read only for --train-split, which is not given: add "
+                         "it (the key of the training groups in that file), or leave --splits out")
+
+
+def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_groups: list[str]) -> None:
+    """Refuse fewer training groups than a batch takes (``groups_per_batch``), saying what would leave more: fewer
+    explicit ``val_groups``, or a lower ``val_fraction`` (any fraction above 0 holds out at least one group)."""
+    if len(train_groups) >= cfg.groups_per_batch:
+        return
+    held = f", {len(val_groups)} held out for validation" if val_groups else ""
+    fewer = ("" if not val_groups else " or give fewer --val-groups" if cfg.val_groups
+             else " or --val-fraction (0 holds out none; any other fraction at least one group)")
+    raise ValueError(f"{len(train_groups)} training group(s){held}, but groups_per_batch = {cfg.groups_per_batch}: "
+                     f"lower --groups-per-batch{fewer}")
+
+
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
     """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
+    check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
     check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
@@ -201,8 +225,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     if not 0 <= cfg.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    check_group_options(cfg)
     RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
+        if cfg.groups_per_batch % info.world_size:
+            raise ValueError(f"groups_per_batch ({cfg.groups_per_batch}) must be a multiple of the number of processes "
+                             f"({info.world_size}): each process takes whole groups of every batch")
         if info.is_main and not resume:  # --overwrite: no file of the replaced run may be resumed or reported
             RUN_FOLDER.clear(Path(cfg.output))
         if cfg.members > 1:
@@ -214,8 +242,9 @@ def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
     ``cfg.minutes / cfg.members`` minutes (up to ``cfg.epochs`` epochs each) or, without a time budget,
     ``cfg.epochs / cfg.members`` epochs (rounded, at least 1), on the same training and validation groups (carved
-    once, with ``cfg.seed``)."""
+    once, with ``cfg.seed``; too few of them for a batch are refused here, before the run folder is written)."""
     train_groups, val_groups = split_train_val(cfg, scan)
+    check_groups_per_batch(cfg, train_groups, val_groups)
     minutes = cfg.minutes / cfg.members if cfg.minutes else cfg.minutes
     epochs = cfg.epochs if cfg.minutes else max(1, round(cfg.epochs / cfg.members))
     return [replace(cfg, members=1, seed=cfg.seed + i, output=str(Path(cfg.output) / f"member{i}"), minutes=minutes,
@@ -273,10 +302,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
         cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
     val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
-    if len(train_data.groups) < cfg.groups_per_batch:
-        held = f", {len(val_groups)} held out for validation" if val_groups else ""
-        raise ValueError(f"{len(train_data.groups)} training group(s){held}, but groups_per_batch = "
-                         f"{cfg.groups_per_batch}: lower --groups-per-batch (or --val-fraction)")
+    check_groups_per_batch(cfg, train_data.groups, val_groups)
     sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
                              world_size=dist.world_size, seed=cfg.seed)
     loader = DataLoader(train_data, batch_sampler=sampler, num_workers=cfg.workers,

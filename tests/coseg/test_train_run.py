@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from apps.cli import main
 from coseg.config import CosegTrainConfig
-from coseg.engine import load_config
+from coseg.engine import DistInfo, load_config
 from coseg.train import RUN_FOLDER, train
 from tests.coseg.pipeline_fixtures import synthetic_set
 
@@ -75,11 +75,45 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
     ("minutes", -1.0, "minutes must be >= 0"),
     ("val_fraction", -0.1, r"val_fraction must be in \[0, 1\), got -0.1"),
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
+    ("image_size", 0, "image_size must be >= 32, got 0"),
 ])
 def test_options_out_of_range_are_refused_before_anything_is_written(tmp_path, option, value, message):
     cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **{option: value})
     with pytest.raises(ValueError, match=message):
         train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"train_groups": ["a"], "train_split": "train"}, "--train-groups and --train-split train both choose the "
+                                                      "training groups: give one of them"),
+    ({"splits": "s.json"}, r"--splits s.json is read only for --train-split, which is not given"),
+    ({"splits": "s.json", "train_groups": ["a"]}, r"--splits s.json is read only for --train-split"),
+])
+def test_group_options_one_of_which_would_be_ignored_are_refused(tmp_path, options, message):
+    cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **options)
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_training_groups_for_a_batch_say_what_holds_them_out_before_anything_is_written(tmp_path):
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY, "--groups-per-batch", 3]
+    code, output = coseg(*args, "--val-groups", "00", "--members", 2)
+    assert code != 0 and "2 training group(s), 1 held out for validation, but groups_per_batch = 3: lower " \
+                         "--groups-per-batch or give fewer --val-groups" in output
+    assert not run.exists()  # an ensemble's config.yaml is not written either
+    code, output = coseg(*args, "--val-fraction", 0.01)
+    assert code != 0 and "or --val-fraction (0 holds out none; any other fraction at least one group)" in output
+    assert not run.exists()
+
+
+def test_groups_per_batch_not_shared_evenly_by_the_processes_is_refused_by_its_name(tmp_path):
+    cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), groups_per_batch=3)
+    with pytest.raises(ValueError, match=r"groups_per_batch \(3\) must be a multiple of the number of processes \(2\)"):
+        train(cfg, dist=DistInfo(world_size=2))
     assert not (tmp_path / "run").exists()
 
 
