@@ -170,14 +170,18 @@ def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
     load_checked(encoder, load_weights_file(weights), target, str(weights))
 
 
+class WeightsDownloadError(OSError):
+    """ImageNet weights that could not be downloaded; the message says what to do offline."""
+
+
 @contextlib.contextmanager
 def downloading_weights(encoder: str) -> Iterator[None]:
     """Wrap smp/timm code that downloads ImageNet weights for ``encoder``: a network failure becomes a
-    ``RuntimeError`` saying what to do offline."""
+    :class:`WeightsDownloadError` saying what to do offline (the commands show it as one line)."""
     try:
         yield
     except OSError as err:
-        raise RuntimeError(
+        raise WeightsDownloadError(
             f"could not download ImageNet weights for encoder '{encoder}' ({type(err).__name__}: {err}). Without a "
             f"network, pass a local weights file (weights='path/to/weights.safetensors' or .pth) or use an encoder "
             f"with offline ImageNet weights: {', '.join(offline_encoders())}") from err

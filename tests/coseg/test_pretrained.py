@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from skimage import data
 
+from coseg.data import make_synthetic_coseg
 from coseg.models import create_model, encoder_normalization, load_encoder_weights, load_imagenet_state_dict
 from coseg.models import load_timm_weights, load_weights_file, offline_encoders
 from tests.coseg.malicious import malicious_pickle
@@ -172,8 +173,19 @@ def test_no_offline_weights_for_other_timm_models():
 
 
 @pytest.mark.parametrize("encoder", ["tu-resnet18", "resnet18"])
-def test_imagenet_weights_without_network_give_a_clear_error(no_network, encoder):
-    with pytest.raises(RuntimeError) as err:
+def test_imagenet_weights_without_network_give_a_clear_error(no_network, encoder, tmp_path):
+    from click.testing import CliRunner
+
+    from apps.cli import main
+    from coseg.models.pretrained import WeightsDownloadError
+
+    with pytest.raises(WeightsDownloadError) as err:
         create_model("unet", encoder=encoder, weights="imagenet")
     message = str(err.value)
     assert encoder in message and "local weights file" in message and "tu-tf_efficientnet_lite0" in message
+    data = make_synthetic_coseg(tmp_path / "data", num_groups=2, images_per_group=2, size=32)
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--output", str(tmp_path / "run"), "--encoder",
+                                       encoder, "--members", "1", "--epochs", "1", "--image-size", "64",
+                                       "--val-fraction", "0", "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output  # one line, as other expected failures
+    assert f"Error: could not download ImageNet weights for encoder '{encoder}'" in result.output
