@@ -78,6 +78,6 @@ class RunFolder:
                                  f"it, --overwrite replaces it, or choose another --output")
 
     def _value(self, cfg: Any, key: str) -> Any:
-        """``cfg.key``, path options as paths."""
+        """``cfg.key``, path options as resolved paths (``data`` and ``/abs/to/data`` are one folder)."""
         value = getattr(cfg, key)
-        return Path(value) if key in self.paths and value else value
+        return Path(value).resolve() if key in self.paths and value else value

@@ -39,6 +39,15 @@ def test_subruns_resumable_options_and_paths(tmp_path):
         FOLDER.check(Toy(data=str(tmp_path / "e"), output=str(run), lr=0.2, threads=4), resume=True)
 
 
+def test_a_path_option_given_relative_or_absolute_is_one_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(Toy(data="d", output=str(run)), run / "config.yaml")  # trained with a relative path
+    FOLDER.check(Toy(data=str(tmp_path / "d"), output=str(run)), resume=True)  # resumed with the absolute one
+
+
 def test_clear_removes_what_killed_writes_left(tmp_path):
     run = tmp_path / "run"
     (run / "stage2").mkdir(parents=True)
