@@ -41,7 +41,7 @@ import yaml
 from coseg.checkpoints import load_for_inference
 from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, printable
-from coseg.engine import config_from_dict, config_to_dict, load_config, resolve_device
+from coseg.engine import config_from_dict, config_to_dict, load_config, read_config_file, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import cut_by_colour, images_for, usable_cores
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
@@ -344,7 +344,7 @@ def main() -> None:
             if not (finished / "best.safetensors").is_file():
                 raise FileNotFoundError(errno.ENOENT, "no trained model (best.safetensors)", str(finished))
         else:
-            base = yaml.safe_load(args.config.read_text()) if args.config else {}
+            base = read_config_file(CosegTrainConfig, args.config) if args.config else {}
             base.update(dict(kv.split("=", 1) for kv in args.set))
             base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
                         minutes=args.minutes, epochs=int(base.get("epochs", 1000)))

@@ -47,7 +47,7 @@ from apps.retrieval.model import create_retrieval_model, load_retrieval_model
 from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, train,
                                   training_records)
 from coseg.data import ImageCache, load_split
-from coseg.engine import config_from_dict, config_to_dict, resolve_device
+from coseg.engine import config_from_dict, config_to_dict, read_config_file, resolve_device
 from metric.registry import LOSSES
 from checks import EXPECTED, check_writable, one_line, write_json
 from timing import paired_ratios, paired_rounds
@@ -311,7 +311,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                                                        "overwrite": True}, f"method {name}")
 
     with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
-        shared = {**BASE, **(yaml.safe_load(args.config.read_text()) if args.config else {})}
+        shared = {**BASE, **(read_config_file(RetrievalTrainConfig, args.config) if args.config else {})}
         shared.update(dict(kv.split("=", 1) for kv in args.set))
         shared.update(data=str(args.data), layout="folders", train_split="train", minutes=args.minutes,
                       cache_dir=str(shared.get("cache_dir") or work / "cache"))

@@ -115,27 +115,32 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
     return cls(**values)
 
 
+def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
+    """The entries of the YAML config file ``path`` for config class ``cls`` (safe loader), not yet checked: fields
+    holding text take each value as written (a group named ``012`` stays '012', not the octal number 10)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)
+        texts = yaml.load(text, Loader=_TextLoader)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file in UTF-8 (byte {e.start}: {e.reason})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    return {k: texts[k] if k in hints and _holds_text(hints[k]) else v for k, v in loaded.items()}
+
+
 def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None) -> C:
-    """Defaults of ``cls`` ← YAML file ``path`` (safe loader) ← ``overrides`` (entries that are None are skipped)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            loaded = yaml.safe_load(text)
-            texts = yaml.load(text, Loader=_TextLoader)
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not a text file in UTF-8 (byte {e.start}: {e.reason})") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-        hints = typing.get_type_hints(cls)
-        data.update({k: texts[k] if k in hints and _holds_text(hints[k]) else v for k, v in loaded.items()})
+    """Defaults of ``cls`` ← YAML file ``path`` (:func:`read_config_file`) ← ``overrides`` (entries that are None
+    are skipped)."""
+    data: dict[str, Any] = read_config_file(cls, path) if path is not None else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_dict(cls, data, source=str(path) if path is not None else "config")
 

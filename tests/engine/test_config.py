@@ -7,7 +7,7 @@ from typing import Optional
 
 import pytest
 
-from coseg.engine import ConfigError, load_config
+from coseg.engine import ConfigError, load_config, read_config_file
 
 
 @dataclass
@@ -43,6 +43,8 @@ def test_names_in_a_config_file_are_read_as_written(tmp_path):
     path = tmp_path / "c.yaml"  # YAML alone reads 012 as the octal 10, 1.10 as 1.1, 2024-01-01 as a date, no as False
     path.write_text("data: 2024-01-01\nval_groups: [012, 1.10, no]\nweights: null\nimage_size: 64\n")
     assert load_config(Named, path) == Named("2024-01-01", ["012", "1.10", "no"], None, 64)
+    assert read_config_file(Named, path) == {"data": "2024-01-01", "val_groups": ["012", "1.10", "no"],
+                                             "weights": None, "image_size": 64}  # as the benchmarks read --config
     path.write_text("val_groups: 012, 025\n")
     assert load_config(Named, path).val_groups == ["012", "025"]
 
