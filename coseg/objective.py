@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metric._checks import check_shape
+from metric.distances.base_distance import at_least_float32
 from metric.losses import ISTripletLoss
 from metric.registry import Registry
 
@@ -41,7 +42,7 @@ class CosegObjective(nn.Module):
     groups (B,) | None)`` returns every term and their weighted sum under ``loss``. Terms with weight 0 are not
     computed. Embeddings may be coarser than the masks (the model's ``embedding_stride``): labels are pooled to
     their grid (:func:`pool_labels`). The triplet sampler sees the predicted probabilities, so "hard" sampling
-    can favour mis-predicted pixels."""
+    can favour mis-predicted pixels. Terms are computed in float32, or float64 for float64 inputs."""
 
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
@@ -65,7 +66,7 @@ class CosegObjective(nn.Module):
         if masks.shape != (size["B"], size["H"], size["W"]):
             raise ValueError(f"masks must have shape {(size['B'], size['H'], size['W'])} to match mask_logits, "
                              f"got {tuple(masks.shape)}")
-        logits = mask_logits.float()
+        logits = at_least_float32(mask_logits)
         target = masks.unsqueeze(1).to(logits.dtype)
         terms = {name: loss(logits, target) for name, loss in self.seg_losses.items()}
         total = sum(self.seg_weights[k] * v for k, v in terms.items())
@@ -76,7 +77,7 @@ class CosegObjective(nn.Module):
             probabilities = torch.sigmoid(logits.detach())
             if grid != tuple(logits.shape[-2:]):
                 probabilities = F.adaptive_avg_pool2d(probabilities, grid)
-            terms["triplet"] = self.triplet(embeddings.float(), pool_labels(masks, grid), groups=groups,
+            terms["triplet"] = self.triplet(at_least_float32(embeddings), pool_labels(masks, grid), groups=groups,
                                             probabilities=probabilities.squeeze(1))
             total = total + self.triplet_weight * terms["triplet"]
         terms["loss"] = total

@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import segmentation_models_pytorch as smp
 import torch
 
 from coseg.objective import SEGMENTATION_LOSSES, CosegObjective
 from metric.losses import ISTripletLoss
-from tests.helpers import assert_close
+from tests.helpers import assert_close, gradcheck
 
 
 def batch():
@@ -98,3 +100,49 @@ def test_unknown_pixel_triplet_miner_lists_the_valid_ones():
 
     with pytest.raises(KeyError, match="semi_hard"):
         build_objective(CosegTrainConfig(triplet_miner="hardest"))
+
+
+def test_gradcheck_of_every_term_in_float64():
+    """float64 logits and embeddings are not rounded to float32 on the way, so the whole objective passes gradcheck."""
+    torch.manual_seed(0)
+    logits, emb = torch.randn(2, 1, 6, 6), torch.randn(2, 3, 6, 6)
+    masks = torch.zeros(2, 6, 6, dtype=torch.long)
+    masks[:, 1:4, 2:5] = 1
+    obj = CosegObjective({"dice": 1.0, "ce": 0.5, "focal": 2.0, "jaccard": 1.0}, triplet_weight=0.7,
+                         triplet=ISTripletLoss(margin=0.5, k_per_class=6, strategy="random"))
+
+    def terms(x, e):
+        torch.manual_seed(5)  # the same pixels are sampled at every evaluation
+        return obj(x, e, masks, torch.tensor([0, 0]))
+
+    first = terms(logits.double(), emb.double())
+    assert first["loss"].dtype == torch.float64 and first["triplet"] > 0
+    assert gradcheck(lambda x, e: terms(x, e)["loss"], [logits, emb])
+
+
+def looped_segmentation_terms(logits: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """Dice, BCE, focal (γ = 2) and Jaccard of (B, 1, H, W) logits and (B, H, W) 0/1 masks, pixel by pixel: Dice and
+    Jaccard over the whole batch (0 when it has no foreground), BCE and focal averaged over its pixels."""
+    inter = predicted = true = bce = focal = 0.0
+    for z, t in zip(logits.flatten().tolist(), masks.flatten().tolist()):
+        p = 1 / (1 + math.exp(-z))
+        inter, predicted, true = inter + p * t, predicted + p, true + t
+        nll = -math.log(p if t else 1 - p)
+        bce, focal = bce + nll, focal + (1 - (p if t else 1 - p)) ** 2 * nll
+    n = masks.numel()
+    return {"dice": 1 - 2 * inter / (predicted + true) if true else 0.0, "ce": bce / n, "focal": focal / n,
+            "jaccard": 1 - inter / (predicted + true - inter) if true else 0.0}
+
+
+@pytest.mark.parametrize("fill", ["random", "empty", "all_foreground", "one_empty"])
+def test_segmentation_terms_match_loops(fill):
+    torch.manual_seed(2)
+    masks = (torch.rand(3, 5, 5) > 0.5).long()
+    masks = {"random": masks, "empty": masks * 0, "all_foreground": masks * 0 + 1,
+             "one_empty": torch.cat([masks[:1] * 0, masks[1:]])}[fill]
+    logits = torch.randn(3, 1, 5, 5, dtype=torch.float64)
+    terms = CosegObjective({"dice": 1.0, "ce": 1.0, "focal": 1.0, "jaccard": 1.0})(logits, None, masks)
+    expected = looped_segmentation_terms(logits, masks)
+    for name, value in expected.items():
+        assert_close(terms[name], value, msg=name)
+    assert_close(terms["loss"], sum(expected.values()))
