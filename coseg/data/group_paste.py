@@ -60,7 +60,8 @@ class GroupPaste(nn.Module):
     Each image independently: with probability ``distractor_p`` an object of another group's image is pasted in
     (scaled by a factor in ``distractor_scale``, labelled background); with probability ``background_p`` its
     foreground is put on another group's image instead of its own background. Pasted edges are feathered over
-    ``feather`` pixels so a hard cut-out edge is no cue. A batch of one group is returned unchanged."""
+    ``feather`` pixels so a hard cut-out edge is no cue (not at the frame: a foreground touching it stays intact).
+    Masks come back in their input dtype. A batch of one group is returned unchanged."""
 
     def __init__(self, distractor_p: float = 0.5, background_p: float = 0.0,
                  distractor_scale: tuple[float, float] = (0.3, 0.7), feather: float = 1.5) -> None:
@@ -76,14 +77,16 @@ class GroupPaste(nn.Module):
         self.feather = feather
 
     def _soft(self, masks: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) 0/1 → Gaussian-blurred over ``feather`` pixels; the image's border is replicated, so a
+        region running out of the frame keeps its full weight up to the frame."""
         if self.feather <= 0:
             return masks
         radius = max(1, math.ceil(2 * self.feather))
         x = torch.arange(-radius, radius + 1, device=masks.device, dtype=masks.dtype)
         kernel = torch.exp(-0.5 * (x / self.feather) ** 2)
         kernel = kernel / kernel.sum()
-        soft = F.conv2d(masks, kernel.view(1, 1, 1, -1), padding=(0, radius))
-        return F.conv2d(soft, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        soft = F.conv2d(F.pad(masks, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(soft, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor, groups: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +98,7 @@ class GroupPaste(nn.Module):
         if not bool(has_donor.any()):
             return images, masks
         donor = donors.clamp(min=0)
-        masks = masks.to(images.dtype)
+        mask_dtype, masks = masks.dtype, masks.to(images.dtype)
         b = sizes["B"]
         swap = has_donor & (torch.rand(b, device=images.device) < self.background_p)
         if bool(swap.any()):
@@ -110,4 +113,4 @@ class GroupPaste(nn.Module):
             alpha = self._soft((moved_masks > 0.5).to(images.dtype)) * paste.view(b, 1, 1, 1).to(images.dtype)
             images = alpha * moved + (1 - alpha) * images
             masks = masks * (alpha <= 0.5).to(masks.dtype)
-        return images.clamp(0.0, 1.0), masks
+        return images.clamp(0.0, 1.0), masks.to(mask_dtype)

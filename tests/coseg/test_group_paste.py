@@ -1,6 +1,8 @@
-"""Group paste augmentation: donors from other groups, shrink-and-place geometry against loops, distractors only
-remove foreground, background swaps keep the foreground, clear errors."""
+"""Group paste augmentation: donors from other groups, shrink-and-place geometry and the whole augmentation against
+loops, distractors only remove foreground, background swaps keep the foreground, mask dtypes, clear errors."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -92,3 +94,95 @@ def test_one_group_is_left_alone_and_bad_settings_are_refused():
         GroupPaste(distractor_scale=(0.0, 0.5))
     with pytest.raises(ValueError, match="masks"):
         GroupPaste()(images, masks[:, :, :5], groups)
+
+
+def test_feathering_leaves_a_foreground_that_fills_the_frame_intact():
+    images, _, groups = square_batch([0, 1], size=16)
+    masks = torch.ones(2, 1, 16, 16)
+    out, out_masks = GroupPaste(distractor_p=0.0, background_p=1.0, feather=1.5)(images, masks, groups)
+    assert_close(out, images)  # no donor background bleeds in along the frame
+    assert torch.equal(out_masks, masks)
+
+
+@pytest.mark.parametrize("groups", [[0, 0, 1, 1], [2, 2, 2, 2]], ids=["two_groups", "one_group"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.long, torch.float32])
+def test_masks_keep_their_dtype(groups, dtype):
+    images, masks, groups = square_batch(groups)
+    _, out_masks = GroupPaste(distractor_p=1.0, background_p=1.0)(images, masks.to(dtype), groups)
+    assert out_masks.dtype == dtype and set(out_masks.unique().tolist()) <= {0, 1}
+
+
+def looped_paste(images, masks, groups, distractor_p, background_p, scale, feather):
+    """GroupPaste pixel by pixel, drawing its random numbers in its order: donor keys (B, B), swap and paste draws
+    (B each), then scale factors (B) and object centres (B, 2). Border pixels are replicated for the feathering."""
+    b, _, h, w = images.shape
+    keys, swap_draw, paste_draw = torch.rand(b, b), torch.rand(b), torch.rand(b)
+    factors = torch.empty(b).uniform_(*scale)
+    targets = torch.rand(b, 2) * 1.4 - 0.7
+    radius = max(1, math.ceil(2 * feather))
+    kernel = [math.exp(-0.5 * (d / feather) ** 2) for d in range(-radius, radius + 1)]
+    kernel = [k / sum(kernel) for k in kernel]
+
+    def soft(m, r, c):
+        return sum(kernel[i] * kernel[j] * float(m[min(max(r + i - radius, 0), h - 1),
+                                                   min(max(c + j - radius, 0), w - 1)])
+                   for i in range(2 * radius + 1) for j in range(2 * radius + 1))
+
+    def bilinear(x, col, row):  # (C, h, w), pixel coordinates; zero outside
+        c0, r0 = math.floor(col), math.floor(row)
+        value = torch.zeros(x.shape[0], dtype=x.dtype)
+        for r, c, weight in ((r0, c0, (1 - row + r0) * (1 - col + c0)), (r0, c0 + 1, (1 - row + r0) * (col - c0)),
+                             (r0 + 1, c0, (row - r0) * (1 - col + c0)), (r0 + 1, c0 + 1, (row - r0) * (col - c0))):
+            if 0 <= r < h and 0 <= c < w:
+                value += weight * x[:, r, c]
+        return value
+
+    out, out_masks = images.clone(), masks.clone()
+    donor = [max((j for j in range(b) if groups[j] != groups[i]), key=lambda j: float(keys[i, j])) for i in range(b)]
+    for i in range(b):
+        if swap_draw[i] < background_p:
+            for r in range(h):
+                for c in range(w):
+                    keep = soft(masks[i, 0], r, c)
+                    out[i, :, r, c] = keep * images[i, :, r, c] + (1 - keep) * images[donor[i], :, r, c]
+    swapped = out.clone()
+    for i in range(b):
+        if paste_draw[i] >= distractor_p:
+            continue
+        source, source_mask = swapped[donor[i]], masks[donor[i], 0]
+        fg = source_mask.nonzero().double()
+        centre_row, centre_col = fg.mean(0).tolist()
+        moved_mask = torch.zeros(h, w)
+        colour = torch.zeros(3, h, w)
+        for r in range(h):
+            for c in range(w):
+                x = 2 * centre_col / (w - 1) - 1 + (2 * c / (w - 1) - 1 - float(targets[i, 0])) / float(factors[i])
+                y = 2 * centre_row / (h - 1) - 1 + (2 * r / (h - 1) - 1 - float(targets[i, 1])) / float(factors[i])
+                col, row = (x + 1) * (w - 1) / 2, (y + 1) * (h - 1) / 2
+                colour[:, r, c] = bilinear(source, col, row)
+                moved_mask[r, c] = float(bilinear(source_mask[None], col, row)[0] > 0.5)
+        for r in range(h):
+            for c in range(w):
+                alpha = soft(moved_mask, r, c)
+                out[i, :, r, c] = alpha * colour[:, r, c] + (1 - alpha) * out[i, :, r, c]
+                if alpha > 0.5:
+                    out_masks[i, 0, r, c] = 0
+    return out, out_masks
+
+
+@pytest.mark.parametrize("groups, covered", [([0, 0, 1, 2], True), ([0, 1], False)], ids=["four", "two"])
+def test_matches_a_looped_reference(groups, covered):
+    """12 × 12 images: image 0 without foreground (as donor it gives no object), the others with a 6 × 6 square
+    (the last touching the frame); each batch has a swap and a paste, the first also an image with both."""
+    b = len(groups)
+    images, masks = torch.rand(b, 3, 12, 12), torch.zeros(b, 1, 12, 12)
+    for i, (top, left) in enumerate([(2, 1), (4, 5), (6, 3)][:b - 1], start=1):
+        masks[i, 0, top:top + 6, left:left + 6] = 1
+    paste = GroupPaste(distractor_p=0.6, background_p=0.5, distractor_scale=(0.4, 0.8), feather=1.0)
+    torch.manual_seed(0)
+    out, out_masks = paste(images, masks, torch.tensor(groups))
+    torch.manual_seed(0)
+    expected, expected_masks = looped_paste(images, masks, groups, 0.6, 0.5, (0.4, 0.8), 1.0)
+    assert_close(out, expected.clamp(0, 1))
+    assert torch.equal(out_masks, expected_masks)
+    assert torch.equal(out_masks, masks) != covered  # a pasted object covers some foreground in the first batch
