@@ -34,6 +34,7 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 TIMM_PREFIX = "tu-"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+WRAPPER_PREFIXES = ("module.", "model.")
 
 # timm model name → loader of its ImageNet state dict in timm key names, needing no network.
 IMAGENET_WEIGHT_SOURCES: Registry[StateDict] = Registry("offline ImageNet weight source")
@@ -131,13 +132,28 @@ def _key_list(keys: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
+def _unwrapped(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+               ) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` without the key prefix of a wrapper (``module.`` of DDP/DataParallel, ``model.`` of an smp
+    ``tu-`` encoder's own state dict) when every key has it and none is a key of ``target`` as it is."""
+    while state_dict and not any(k in target for k in state_dict):
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state_dict)), None)
+        if prefix is None:
+            break
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
 def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], known: Mapping[str, torch.Size],
                  source: str) -> None:
-    """Load ``state_dict`` into ``module``: every key of the module must be given with its shape, and every given
-    key must be in ``known`` (the keys of the full architecture; those the module lacks are dropped).
-    Raises ``ValueError`` listing missing, unexpected and mis-shaped keys, naming ``source``."""
+    """Load ``state_dict`` into ``module``: every key of the module must be given with its shape (BatchNorm's
+    ``num_batches_tracked`` may be left out, as in older files: torch fills it), and every given key must be in
+    ``known`` (the keys of the full architecture; those the module lacks are dropped). Keys under a wrapper's prefix
+    are unwrapped first (:func:`_unwrapped`). Raises ``ValueError`` listing missing, unexpected and mis-shaped keys,
+    naming ``source``."""
     target = module.state_dict()
-    missing = [k for k in target if k not in state_dict]
+    state_dict = _unwrapped(state_dict, target)
+    missing = [k for k in target if k not in state_dict and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in known and k not in target]
     mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                   if k in state_dict and state_dict[k].shape != v.shape]
@@ -146,7 +162,7 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
                  ("shape mismatches (given vs model)", mismatched))
         problems = [f"{what}: {_key_list(keys)}" for what, keys in found if keys]
         raise ValueError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict({k: state_dict[k] for k in target}, strict=True)
+    module.load_state_dict({k: state_dict[k] for k in target if k in state_dict}, strict=True)
 
 
 def load_timm_weights(model: nn.Module, timm_name: str, weights: PathLike = "imagenet") -> None:
@@ -159,7 +175,8 @@ def load_timm_weights(model: nn.Module, timm_name: str, weights: PathLike = "ima
 
 def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
     """Load ``weights`` into an smp encoder. ``tu-`` encoders take ``"imagenet"`` (offline sources only) or a file in
-    timm key names; other smp encoders take a file in their own key names."""
+    timm key names (or the encoder's own, ``model.``-prefixed); other smp encoders take a file in their own key names.
+    A DDP ``module.`` prefix is removed."""
     if isinstance(encoder, TimmUniversalEncoder):
         load_timm_weights(encoder.model, encoder.name, weights)
         return

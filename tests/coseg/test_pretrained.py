@@ -189,3 +189,24 @@ def test_imagenet_weights_without_network_give_a_clear_error(no_network, encoder
                                        "--val-fraction", "0", "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output  # one line, as other expected failures
     assert f"Error: could not download ImageNet weights for encoder '{encoder}'" in result.output
+
+
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model."])
+def test_weights_of_a_ddp_wrapper_or_of_the_smp_encoder_itself_load(tmp_path, prefix):
+    state = random_timm_state()  # "module.": saved from DDP; "model.": an smp tu- encoder's own state dict
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": {prefix + k: v for k, v in state.items()}}, path)
+    encoder = lite0_encoder()
+    load_encoder_weights(encoder, path)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, state[key[len("model."):]]), key
+
+
+def test_weights_without_batchnorm_counters_load(tmp_path):
+    state = {k: v for k, v in random_timm_state().items() if not k.endswith("num_batches_tracked")}  # older files
+    path = tmp_path / "old.safetensors"
+    save_file(state, path)
+    encoder = lite0_encoder()
+    load_encoder_weights(encoder, path)
+    assert torch.equal(encoder.model.conv_stem.weight, state["conv_stem.weight"])
+    assert torch.equal(encoder.model.bn1.running_var, state["bn1.running_var"])
