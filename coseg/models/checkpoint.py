@@ -99,8 +99,9 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     config = _config(path, header)
     try:
         tensors = load(data)
-    except SafetensorError as err:
-        raise _not_a_model_file(path, err) from err
+    except SafetensorError as err:  # its header holds a model config: a model file, cut short or damaged
+        raise ValueError(f"{printable(path)}: the model file is truncated or corrupt, its tensors cannot be read "
+                         f"({err}); save or copy it again") from err
     device = torch.device(map_location)
     extra = {k: v for k, v in header.items() if k != CONFIG_KEY}
     return {k: v.to(device) for k, v in tensors.items()}, config, extra
@@ -118,6 +119,8 @@ def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union
                          f"({err}); is it a model file of this kind?") from err
     except ValueError as err:  # a config the builder refuses (e.g. saved by an older version that allowed it)
         raise ValueError(f"{printable(path)}: {err}") from err
+    except KeyError as err:  # a name this version does not know (architecture, smp encoder)
+        raise ValueError(f"{printable(path)}: {err.args[0] if err.args else err}") from err
     model.to(map_location)
     try:
         model.load_state_dict(state_dict)

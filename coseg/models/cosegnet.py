@@ -140,6 +140,11 @@ class CosegNet(nn.Module):
         channels = list(encoder.out_channels)
         if not 0 <= group_levels < len(channels):
             raise ValueError(f"group_levels must be in [0, {len(channels) - 1}], got {group_levels}")
+        if 0 in channels[len(channels) - group_levels:]:
+            usable = channels[::-1].index(0)
+            raise ValueError(f"group_levels must be in [0, {usable}] for encoder '{config.get('encoder')}', got "
+                             f"{group_levels}: its feature map {usable + 1} levels from the deepest is empty (0 "
+                             f"channels), so there is nothing to compare (--group-levels)")
         self.group_levels = group_levels
         if semantic_prior is not None and not group_levels:
             raise ValueError("a semantic prior is fused by the group-consensus modules: it needs group_levels >= 1")
@@ -500,13 +505,14 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     if encoder.startswith("tu-") and not timm.is_model(encoder[3:]):
         raise ValueError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
-    if download:
-        with downloading_weights(encoder):
-            net = architecture(encoder_name=encoder, encoder_weights=smp_imagenet_argument(encoder), classes=1)
-    else:
-        net = architecture(encoder_name=encoder, encoder_weights=None, classes=1)
-        if weights is not None:
-            load_encoder_weights(net.encoder, weights)
+    try:
+        with downloading_weights(encoder) if download else nullcontext():
+            net = architecture(encoder_name=encoder, encoder_weights=smp_imagenet_argument(encoder) if download
+                               else None, classes=1)
+    except ValueError as err:  # smp refusing the pair, e.g. a ViT: "Unsupported model downsampling pattern."
+        raise ValueError(f"cannot build {arch} with encoder '{encoder}': {err}") from err
+    if weights is not None and not download:
+        load_encoder_weights(net.encoder, weights)
     mean, std = input_normalization(encoder, mean, std, downloaded=download)
     decoder_channels = net.segmentation_head[0].in_channels
     hidden = decoder_channels if embedding_hidden_channels is None else embedding_hidden_channels

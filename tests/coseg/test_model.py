@@ -180,7 +180,7 @@ def test_model_file_with_a_name_that_is_not_utf8(tmp_path, unet):
     expected = unet.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
     path.write_bytes(path.read_bytes()[:-4])  # header intact, tensors cut short
-    with pytest.raises(ValueError, match=r"ens\\xe9.safetensors is not a safetensors model file"):
+    with pytest.raises(ValueError, match=r"ens\\xe9.safetensors: the model file is truncated"):
         load_model(path)
 
 
@@ -232,8 +232,12 @@ def test_corrupt_and_foreign_model_files(tmp_path, unet):
     unet.save(path)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ValueError, match="truncated.safetensors"):
+    with pytest.raises(ValueError, match="truncated.safetensors.*ends inside its header"):
         load_model(truncated)
+    truncated.write_bytes(path.read_bytes()[:-1000])  # the header with the config is whole, the tensors are not
+    with pytest.raises(ValueError, match="truncated.safetensors: the model file is truncated or corrupt") as err:
+        load_model(truncated)
+    assert "pickled" not in str(err.value)
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="foreign.safetensors.*not a model file"):
@@ -290,3 +294,25 @@ def test_optimizer_groups_and_a_frozen_encoder(scale):
     assert len(optimized) == sum(1 for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="encoder_lr_scale must be >= 0"):
         build_optimizer(model, CosegTrainConfig(encoder_lr_scale=-1))
+
+
+def test_group_levels_on_an_empty_feature_map_are_refused():
+    assert list(create_model("unet", encoder="mit_b0", weights=None, group_levels=4).encoder.out_channels)[1] == 0
+    with pytest.raises(ValueError, match=r"group_levels must be in \[0, 4\] for encoder 'mit_b0', got 5.*empty"):
+        create_model("unet", encoder="mit_b0", weights=None, group_levels=5)
+
+
+def test_an_encoder_smp_cannot_use_is_named():
+    with pytest.raises(ValueError, match="cannot build unet with encoder 'tu-levit_128s': Unsupported"):
+        create_model("unet", encoder="tu-levit_128s", weights=None)
+
+
+@pytest.mark.parametrize("change, words", [({"arch": "segnet"}, "unknown segmentation architecture 'segnet'"),
+                                           ({"encoder": "resnet9"}, "Wrong encoder name `resnet9`")])
+def test_model_file_naming_an_unknown_architecture_or_encoder(tmp_path, unet, change, words):
+    from coseg.models.checkpoint import write_checkpoint
+
+    path = tmp_path / "newer.safetensors"
+    write_checkpoint(path, unet.state_dict(), {**unet.config, **change})
+    with pytest.raises(ValueError, match=f"newer.safetensors: {words}"):
+        load_model(path)
