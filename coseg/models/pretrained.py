@@ -80,17 +80,29 @@ def _rename_by_position(state_dict: Mapping[str, torch.Tensor], timm_name: str, 
     return renamed
 
 
+def _offline_source(timm_name: str) -> str:
+    """The offline source's name for timm model name ``timm_name``: itself, or without its pretrained tag where the
+    tag is the one of the weights the source ships (timm's default: ``tf_efficientnet_lite0.in1k``)."""
+    base, _, tag = timm_name.partition(".")
+    if tag and base in IMAGENET_WEIGHT_SOURCES and timm.models.get_pretrained_cfg(base).tag == tag:
+        return base
+    return timm_name
+
+
 def load_imagenet_state_dict(timm_name: str) -> StateDict:
     """ImageNet weights of timm model ``timm_name`` in timm key names, from an offline source (no network)."""
-    if timm_name not in IMAGENET_WEIGHT_SOURCES:
+    source = _offline_source(timm_name)
+    if source not in IMAGENET_WEIGHT_SOURCES:
         raise KeyError(f"no offline ImageNet weights for timm model '{timm_name}'; offline: "
                        f"{', '.join(IMAGENET_WEIGHT_SOURCES.names())}. Pass a local weights file instead.")
-    return IMAGENET_WEIGHT_SOURCES.get(timm_name)()
+    return IMAGENET_WEIGHT_SOURCES.get(source)()
 
 
 def has_offline_imagenet(encoder: str) -> bool:
-    """Whether smp encoder name ``encoder`` (e.g. ``tu-tf_efficientnet_lite0``) has offline ImageNet weights."""
-    return encoder.startswith(TIMM_PREFIX) and encoder[len(TIMM_PREFIX):] in IMAGENET_WEIGHT_SOURCES
+    """Whether smp encoder name ``encoder`` (e.g. ``tu-tf_efficientnet_lite0``, also with timm's tag of the shipped
+    weights, ``.in1k``) has offline ImageNet weights."""
+    return (encoder.startswith(TIMM_PREFIX)
+            and _offline_source(encoder[len(TIMM_PREFIX):]) in IMAGENET_WEIGHT_SOURCES)
 
 
 def offline_encoders() -> list[str]:

@@ -210,3 +210,14 @@ def test_weights_without_batchnorm_counters_load(tmp_path):
     load_encoder_weights(encoder, path)
     assert torch.equal(encoder.model.conv_stem.weight, state["conv_stem.weight"])
     assert torch.equal(encoder.model.bn1.running_var, state["bn1.running_var"])
+
+
+def test_the_tag_of_the_shipped_weights_names_the_same_offline_weights(no_network):
+    plain = create_model("unet", encoder="tu-tf_efficientnet_lite0", weights="imagenet", group_levels=1,
+                         semantic_prior=True)
+    tagged = create_model("unet", encoder="tu-tf_efficientnet_lite0.in1k", weights="imagenet", group_levels=1,
+                          semantic_prior=True)
+    a, b = plain.state_dict(), tagged.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if "encoder" in k or "prior" in k)
+    with pytest.raises(KeyError, match="no offline ImageNet weights for timm model 'tf_efficientnet_lite0.ra_in1k'"):
+        load_imagenet_state_dict("tf_efficientnet_lite0.ra_in1k")  # another tag: other weights
