@@ -35,7 +35,7 @@ class CosegTrainConfig:
     images_per_group: int = option(4, "Images of each group per batch (K).")
     arch: str = option("unet", "Decoder architecture (smp name: unet, fpn, deeplabv3plus, ...).")
     encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
-    weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local file, or none.")
+    weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local .safetensors/.pth file (the timm model's or the smp encoder's state dict, also saved from DDP with its module. prefix), or none.")
     embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
     group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model; at most 1 with --arch deeplabv3plus, whose decoder reads no other level).")
     semantic_prior: bool = option(True, "Group-consensus modules also fuse class-activation maps of the group's common ImageNet classes (the encoder's frozen ImageNet classifier; timm encoders; used when group_levels >= 1).")
