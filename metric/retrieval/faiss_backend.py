@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -78,9 +78,10 @@ def l2_normalized(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
 
 
-def gpu_available(x: ArrayLike) -> bool:
-    """True when ``x`` is a CUDA tensor and the installed faiss can use a GPU."""
+def gpu_device(x: ArrayLike) -> Optional[int]:
+    """The CUDA device index of ``x`` when it is a CUDA tensor and the installed faiss can use that GPU, else None."""
     if not (isinstance(x, torch.Tensor) and x.is_cuda):
-        return False
+        return None
     faiss = import_faiss()
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    return device if hasattr(faiss, "StandardGpuResources") and device < faiss.get_num_gpus() else None

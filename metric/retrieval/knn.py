@@ -10,7 +10,7 @@ from metric.retrieval.faiss_backend import (
     GPU_MAX_K,
     ArrayLike,
     as_float32_rows,
-    gpu_available,
+    gpu_device,
     import_faiss,
     l2_normalized,
 )
@@ -42,13 +42,13 @@ class ExactIndex:
     """Brute-force faiss index over ``references (N, D)`` (float32 host array).
 
     ``metric="l2"`` searches squared Euclidean distances (IndexFlatL2, ascending), ``"ip"`` inner products and
-    ``"cosine"`` inner products of L2-normalised rows (IndexFlatIP, descending). With ``gpu=True`` (faiss built
-    with GPU support) searches run on GPU 0, except those asking for more than 2048 neighbours, which faiss's GPU
-    selection cannot do: they run on the CPU copy. Ties are ordered by reference index (faiss compares
+    ``"cosine"`` inner products of L2-normalised rows (IndexFlatIP, descending). With ``gpu`` a CUDA device index
+    (faiss built with GPU support) searches run on that GPU, except those asking for more than 2048 neighbours,
+    which faiss's GPU selection cannot do: they run on the CPU copy. Ties are ordered by reference index (faiss compares
     (value, index) pairs), so results are deterministic.
     """
 
-    def __init__(self, references: np.ndarray, metric: Metric = "l2", gpu: bool = False) -> None:
+    def __init__(self, references: np.ndarray, metric: Metric = "l2", gpu: Optional[int] = None) -> None:
         check_metric(metric)
         faiss = import_faiss()
         self.metric = metric
@@ -56,9 +56,9 @@ class ExactIndex:
         self._cpu = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
         self._cpu.add(l2_normalized(references) if metric == "cosine" else references)
         self._gpu = None
-        if gpu:
+        if gpu is not None:
             self._resources = faiss.StandardGpuResources()
-            self._gpu = faiss.index_cpu_to_gpu(self._resources, 0, self._cpu)
+            self._gpu = faiss.index_cpu_to_gpu(self._resources, gpu, self._cpu)
 
     def search(
         self, queries: np.ndarray, k: int, self_ids: Optional[np.ndarray] = None
@@ -99,8 +99,8 @@ def knn(
     Returns:
         ``(distances (Q, k) float32, indices (Q, k) int64)``, best first, exact ties in faiss's order (the smaller
         index first for "l2", the larger first for "cosine" and "ip"); torch tensors on
-        the queries' device for tensor queries, numpy arrays for numpy queries. CUDA queries are searched on the
-        GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
+        the queries' device for tensor queries, numpy arrays for numpy queries. CUDA queries are searched on
+        their GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
     """
     check_metric(metric)
     if chunk_size < 1:
@@ -116,9 +116,11 @@ def knn(
             f"and only {r.shape[0]} references"
         )
     available = r.shape[0] - int(exclude)
+    if available < 1:
+        raise ValueError(f"no neighbour to search for: {r.shape[0]} references{', self excluded' if exclude else ''}")
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] ({r.shape[0]} references{', self excluded' if exclude else ''}), got {k}")
-    index = ExactIndex(r, metric, gpu=gpu_available(queries))
+    index = ExactIndex(r, metric, gpu=gpu_device(queries))
     distances = np.empty((q.shape[0], k), dtype=np.float32)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], chunk_size):

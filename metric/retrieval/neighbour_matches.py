@@ -3,7 +3,7 @@ their class, with memory bounded by a budget of scores instead of growing with t
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def iter_neighbour_matches(
     through_r: bool,
     metric: Metric = "l2",
     chunk_budget: int = 1 << 26,
-    gpu: bool = False,
+    gpu: Optional[int] = None,
     candidate_budget: int = 1 << 30,
 ) -> Iterator[NeighbourMatches]:
     """Search every sample among all the others, a chunk of queries at a time.
@@ -143,7 +143,7 @@ class ExactRecheck:
     (topped up with other rows, whose results are dropped), so that faiss computes their distances as it does in
     a search of all N queries at once (pytorch-metric-learning's), and memory stays bounded by one batch."""
 
-    def __init__(self, embeddings: np.ndarray, codes: np.ndarray, k: int, metric: Metric, gpu: bool) -> None:
+    def __init__(self, embeddings: np.ndarray, codes: np.ndarray, k: int, metric: Metric, gpu: Optional[int]) -> None:
         self.embeddings, self.codes, self.k, self.metric, self.gpu = embeddings, codes, k, metric, gpu
         self.batch = exact_batch_size(*embeddings.shape)
         self._index: ExactIndex | None = None

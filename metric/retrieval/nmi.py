@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_available, l2_normalized
+from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_device, l2_normalized
 from metric.retrieval.kmeans import kmeans_assign
 from metric.retrieval.knn import Metric, check_metric
 
@@ -52,5 +52,5 @@ def kmeans_nmi(
     if x.shape[0] == 0:
         raise ValueError("embeddings is empty: NMI needs at least one sample")
     x = l2_normalized(x) if metric == "cosine" else x
-    clusters = kmeans_assign(x, np.unique(y).size, niter=niter, seed=seed, gpu=gpu_available(embeddings))
+    clusters = kmeans_assign(x, np.unique(y).size, niter=niter, seed=seed, gpu=gpu_device(embeddings) is not None)
     return normalized_mutual_info(y, clusters)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_available
+from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_device
 from metric.retrieval.knn import Metric, check_metric
 from metric.retrieval.map_at_r import average_precision_at_r
 from metric.retrieval.neighbour_matches import iter_neighbour_matches
@@ -59,7 +59,7 @@ def retrieval_metrics(
     hits = np.zeros(len(ks), dtype=np.int64)
     ap_sum, queries = 0.0, 0
     chunks = iter_neighbour_matches(
-        x, codes.reshape(-1), ks, with_map_at_r, metric, chunk_budget, gpu_available(embeddings), candidate_budget
+        x, codes.reshape(-1), ks, with_map_at_r, metric, chunk_budget, gpu_device(embeddings), candidate_budget
     )
     for chunk in chunks:
         hits += recall_hits(chunk.nearest, ks).sum(axis=0)

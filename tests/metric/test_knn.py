@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from metric.retrieval import knn
+from metric.retrieval.knn import ExactIndex
 from tests.helpers import assert_close
 from tests.reference import retrieval as ref
 
@@ -123,3 +124,27 @@ def test_missing_faiss_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         knn(torch.randn(5, 2), None, k=1)
+
+
+def test_gpu_copy_goes_to_the_requested_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embeddings on cuda:1 are searched on GPU 1, not GPU 0 (faiss's GPU API faked: no GPU here)."""
+    import faiss
+
+    devices: list[int] = []
+
+    def to_gpu(resources: object, device: int, index: faiss.Index) -> faiss.Index:
+        devices.append(device)
+        return index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    references = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    _, indices = ExactIndex(references, gpu=1).search(references, 2, self_ids=np.arange(6))
+    assert devices == [1]
+    assert_close(torch.from_numpy(indices), knn(references, None, 2)[1])
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_samples_say_there_is_no_neighbour(n: int) -> None:
+    with pytest.raises(ValueError, match=f"no neighbour to search for: {n} references, self excluded"):
+        knn(torch.randn(n, 3), None, k=1)
