@@ -22,7 +22,8 @@ class AvgPool(nn.Module):
 @POOLINGS.register("gem")
 class GeM(nn.Module):
     """(B, C, h, w) → (B, C): generalised mean ``(mean_hw max(x, eps)^p)^(1/p)`` with a learnable power ``p``
-    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 (stable under AMP)."""
+    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 relative to each
+    channel's maximum, so powers neither overflow (large p or activations, AMP) nor underflow (small ones)."""
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
@@ -34,4 +35,6 @@ class GeM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_shape(x, ["B", "C", "h", "w"], "feature map")
         p = self.p.float()
-        return x.float().clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+        x = x.float().clamp(min=self.eps)
+        peak = x.detach().amax(dim=(-2, -1), keepdim=True)  # (B, C, 1, 1); GeM is homogeneous: gem(x) = m·gem(x/m)
+        return (x / peak).pow(p).mean(dim=(-2, -1)).pow(1.0 / p) * peak[..., 0, 0]

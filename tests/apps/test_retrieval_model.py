@@ -2,6 +2,8 @@
 frozen BatchNorm, offline ImageNet weights, normalisation inside, model files (round trip, pickle refusal)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -113,6 +115,25 @@ def test_gem_against_average_and_maximum():
     assert gem.p.requires_grad and gem.p.grad is not None and float(gem.p.grad.abs()) > 0
     with pytest.raises(ValueError, match="p > 0"):
         GeM(p=0.0)
+
+
+def naive_gem(x: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, C, h, w) → (B, C) by loops over the channels, in float64 logarithms (eps^p underflows even there)."""
+    return torch.stack([torch.stack([((p * c.double().clamp(min=eps).log()).logsumexp((0, 1)) - math.log(c.numel()))
+                                     .div(p).exp() for c in image]) for image in x])
+
+
+@pytest.mark.parametrize("p", [3.0, 20.0, 60.0, 150.0])
+def test_gem_against_a_loop_for_large_and_small_activations_and_powers(p):
+    x = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 6  # ReLU6 range: 6^60 overflows float32
+    x[0, 1] = 0.0  # a dead channel: eps^p underflows
+    x[1, 2] = x[1, 2] * 1e-3 - 0.002  # tiny and negative activations
+    gem, power = GeM(p=p), torch.tensor(p, dtype=torch.float64, requires_grad=True)
+    out, reference = gem(x), naive_gem(x, power)
+    assert_close(out.double(), reference.detach(), rtol=1e-5, atol=0)
+    out.sum().backward()
+    reference.sum().backward()
+    assert_close(gem.p.grad.double(), power.grad, rtol=1e-3, atol=1e-9)  # the learnable power trains
 
 
 def test_gem_is_stable_in_half_precision():
