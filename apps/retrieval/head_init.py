@@ -30,6 +30,19 @@ DEFAULT_SHRINKAGE = 10.0
 WHITEN_FLOOR = 1e-3
 
 
+def check_head_init(how: str, feature_dim: int, embedding_dim: int) -> None:
+    """Refuse a head start that cannot be made for these sizes (before features are computed for it): ``identity``
+    needs embedding_dim = feature_dim, the principal-axes starts embedding_dim ≤ feature_dim."""
+    if how not in HEAD_INITS:
+        raise ValueError(f"unknown head_init '{how}'; valid: {', '.join(HEAD_INITS)}")
+    if how == "identity" and embedding_dim != feature_dim:
+        raise ValueError(f"head_init identity needs embedding_dim = the backbone's feature size ({feature_dim}), got "
+                         f"{embedding_dim}; set embedding_dim 0 (= that size)")
+    if how not in ("identity", "random") and embedding_dim > feature_dim:
+        raise ValueError(f"head_init '{how}' needs embedding_dim ({embedding_dim}) <= the backbone's feature size "
+                         f"({feature_dim}); use head_init random")
+
+
 @torch.no_grad()
 def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", labels: Optional[torch.Tensor] = None,
               shrinkage: float = DEFAULT_SHRINKAGE) -> None:
@@ -41,23 +54,16 @@ def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", l
     projected on the top ``embedding_dim`` principal axes of the whitened features (all of them: a rotation,
     which leaves distances as they are). Rows are scaled to a mean norm of 1 (needs embedding_dim ≤ feature_dim).
     ``random`` keeps the head as it is."""
-    if how not in HEAD_INITS:
-        raise ValueError(f"unknown head_init '{how}'; valid: {', '.join(HEAD_INITS)}")
+    check_head_init(how, model.feature_dim, model.embedding_dim)
     if how == "random":
         return
     if how == "identity":
-        if model.embedding_dim != model.feature_dim:
-            raise ValueError(f"head_init identity needs embedding_dim = the backbone's feature size "
-                             f"({model.feature_dim}), got {model.embedding_dim}; set embedding_dim 0 (= that size)")
         model.embedding.weight.copy_(torch.eye(model.feature_dim))
         model.embedding.bias.zero_()
         return
     check_shape(features, ["M", str(model.feature_dim)], "features")
     check_finite(features, "features")
     d = model.embedding_dim
-    if d > model.feature_dim:
-        raise ValueError(f"head_init '{how}' needs embedding_dim ({d}) <= the backbone's feature size "
-                         f"({model.feature_dim}); use head_init random")
     x = features.double()
     mean = x.mean(0)
     centred = x - mean

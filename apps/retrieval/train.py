@@ -25,7 +25,7 @@ from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import Record, RetrievalSplit, load_retrieval_split
 from apps.retrieval.features import FeatureDataset, cached_features, inference_features
-from apps.retrieval.head_init import HEAD_INITS, init_head
+from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.inference import embed_dataset
 from apps.retrieval.learner import RetrievalLearner
@@ -359,6 +359,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     progress = not cfg.quiet and dist.is_main
 
     net = build_model(cfg)
+    check_head_init(cfg.head_init, net.feature_dim, net.embedding_dim)  # before any image is decoded
 
     def check_method(records: list[Record], classes: list[str]) -> None:
         build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size,

@@ -407,3 +407,15 @@ def test_unknown_validation_classes_are_named_as_classes():
 
     with pytest.raises(ValueError, match=r"cannot resolve 1 class name\(s\) among 4 classes: 'zebra' not found"):
         split_classes(["ant", "bee", "cat", "dog"], RetrievalTrainConfig(val_classes=["zebra"]))
+
+
+def test_a_head_start_that_cannot_fit_is_refused_before_any_image_is_decoded(data, tmp_path, monkeypatch):
+    from apps.retrieval import train as train_module
+
+    decoded = []
+    monkeypatch.setattr(train_module, "load_training_data", lambda *a, **k: decoded.append(1))
+    with pytest.raises(ValueError, match=r"head_init identity needs embedding_dim = the backbone's feature size"):
+        train(tiny_config(data, tmp_path / "a", embedding_dim=8, head_init="identity"))
+    with pytest.raises(ValueError, match=r"head_init 'pca' needs embedding_dim \(4096\) <= the backbone's feature"):
+        train(tiny_config(data, tmp_path / "b", embedding_dim=4096, head_init="pca"))
+    assert decoded == []
