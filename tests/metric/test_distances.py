@@ -19,8 +19,12 @@ def test_pairwise_matches_reference(kind, dtype, device):
     y = torch.randn(4, 6, dtype=dtype, device=device)
     dist = DISTANCES.create(kind)
     assert_close(dist.pairwise(x, y), ref.pairwise(x.cpu(), y.cpu(), kind))
-    # Self pairs: the one-matmul expansion leaves ~sqrt(eps)·‖x‖ of round-off on the diagonal in float32.
-    assert_close(dist(x), ref.pairwise(x.cpu(), x.cpu(), kind), atol=3e-3 if dtype == torch.float32 else None)
+    # Self pairs: the one-matmul expansion leaves ~sqrt(eps)·‖x‖ of round-off on the diagonal in float32; only the
+    # diagonal gets that tolerance (on the whole matrix it let off-diagonal errors 10× the dtype's pass).
+    got, expected = dist(x).cpu(), ref.pairwise(x.cpu(), x.cpu(), kind)
+    off = ~torch.eye(5, dtype=torch.bool)
+    assert_close(got[off], expected[off])
+    assert_close(got.diagonal(), expected.diagonal(), atol=3e-3 if dtype == torch.float32 else None)
 
 
 @pytest.mark.parametrize("kind", KINDS)

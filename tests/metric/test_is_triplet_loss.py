@@ -18,6 +18,7 @@ from metric.reduction import reduce_loss
 from metric.registry import DISTANCES, LOSSES
 from tests.helpers import assert_close, gradcheck
 from tests.reference import pixel as ref
+from tests.reference import triplet as triplet_ref
 
 
 def masks(b: int = 4, size: int = 6) -> torch.Tensor:
@@ -150,10 +151,21 @@ def test_matches_pytorch_metric_learning_on_one_image():
     assert_close(value, expected)
 
 
-def test_semi_hard_miner_option():
-    emb, labels = torch.randn(2, 3, 6, 6), masks(b=2)
-    losses = is_triplet_loss(emb, labels, margin=0.5, k_per_class=6, miner=SemiHardMiner(margin=0.5))
-    assert ((losses > 0) & (losses < 0.5)).all()
+@pytest.mark.parametrize("groups", [None, torch.tensor([0, 0])], ids=["per_image", "groups"])
+def test_semi_hard_miner_option_matches_naive_reference(groups):
+    emb, labels = torch.randn(2, 3, 6, 6, dtype=torch.float64), masks(b=2)
+    losses = is_triplet_loss(emb, labels, margin=0.5, k_per_class=6, groups=groups, miner=SemiHardMiner(margin=0.5),
+                             generator=seeded(7))
+    sample = sample_pixels(labels, 6, "random", generator=seeded(7))
+    rows = torch.tensor(ref.gather(emb, sample.index.tolist()), dtype=torch.float64)
+    pools = (sample.image if groups is None else groups[sample.image]).tolist()
+    expected = []
+    for pool in sorted(set(pools)):  # semi-hard triplets (a, p, n) within each pool, by loops
+        members = [i for i, q in enumerate(pools) if q == pool]
+        triplets = triplet_ref.semi_hard(rows[members], sample.label[members], "euclidean", 0.5)
+        expected += triplet_ref.triplet_losses(rows[members], triplets, 0.5, "euclidean").tolist()
+    assert len(expected) > 0 and ((losses > 0) & (losses < 0.5)).all()
+    assert_close(losses.sort().values, torch.tensor(sorted(expected), dtype=torch.float64))
 
 
 MARGIN_MINERS = {

@@ -5,8 +5,9 @@ import pytest
 import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning.utils import loss_and_miner_utils as pml_utils
 
-from metric.distances import CosineSimilarity, EuclideanDistance
+from metric.distances import CosineSimilarity, EuclideanDistance, SNRDistance
 from metric.miners import BaseTripletMiner, BatchAllMiner, BatchHardMiner, SemiHardMiner, TripletIndices
 from metric.miners.batch_all import all_valid_triplets
 from metric.registry import DISTANCES, MINERS
@@ -23,7 +24,10 @@ TRIPLET_MINERS = [
 PML_PAIRS = [
     (EuclideanDistance(), pml_distances.LpDistance(normalize_embeddings=False)),
     (CosineSimilarity(), pml_distances.CosineSimilarity()),
+    (EuclideanDistance(squared=True), pml_distances.LpDistance(power=2, normalize_embeddings=False)),
+    (SNRDistance(), pml_distances.SNRDistance(normalize_embeddings=False)),
 ]
+PML_IDS = ["euclidean", "cosine", "squared_euclidean", "snr"]
 
 
 def as_list(triplets) -> list[tuple[int, int, int]]:
@@ -42,6 +46,12 @@ def batch(n: int = 12, d: int = 4, classes: int = 3, dtype: torch.dtype = torch.
 def test_all_valid_triplets_matches_reference_in_order():
     for labels in (torch.tensor([0, 1, 0, 2, 1, 0, 2]), torch.randint(0, 4, (15,)), torch.tensor([5, 5, 9])):
         assert as_list(all_valid_triplets(labels)) == ref.all_triplets(labels)
+
+
+def test_all_valid_triplets_match_pytorch_metric_learning():
+    labels = torch.randint(0, 4, (15,))
+    expected = as_list(pml_utils.get_all_triplets_indices(labels))
+    assert len(expected) > 0 and sorted(as_list(BatchAllMiner()(torch.randn(15, 3), labels))) == sorted(expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +78,7 @@ def test_semi_hard_matches_reference(kind):
     assert mined  # not vacuous
 
 
-@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=PML_IDS)
 def test_batch_hard_matches_pytorch_metric_learning(ours, theirs):
     emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
     labels[0] = 9
@@ -76,7 +86,7 @@ def test_batch_hard_matches_pytorch_metric_learning(ours, theirs):
     assert sorted(as_list(BatchHardMiner(ours)(emb, labels))) == sorted(as_list(expected))
 
 
-@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=PML_IDS)
 def test_semi_hard_matches_pytorch_metric_learning(ours, theirs):
     emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
     expected = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets="semihard", distance=theirs)(emb, labels)
@@ -84,11 +94,12 @@ def test_semi_hard_matches_pytorch_metric_learning(ours, theirs):
     assert mined and sorted(mined) == sorted(as_list(expected))
 
 
-@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=["euclidean", "cosine"])
+@pytest.mark.parametrize("ours, theirs", PML_PAIRS, ids=PML_IDS)
 def test_batch_all_with_margin_matches_pytorch_metric_learning(ours, theirs):
     emb, labels = batch(n=16, d=6, classes=4, dtype=torch.float32)
     expected = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets="all", distance=theirs)(emb, labels)
-    assert sorted(as_list(BatchAllMiner(ours, margin=0.3)(emb, labels))) == sorted(as_list(expected))
+    mined = as_list(BatchAllMiner(ours, margin=0.3)(emb, labels))
+    assert mined and sorted(mined) == sorted(as_list(expected))
 
 
 @pytest.mark.parametrize("name", TRIPLET_MINERS)

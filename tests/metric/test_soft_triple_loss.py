@@ -89,13 +89,22 @@ def test_param_groups_give_the_centres_their_learning_rate():
     assert optimizer.param_groups[1]["params"][0] is loss.centers
 
 
+def _reference_mean(loss: SoftTripleLoss, x: torch.Tensor, labels: torch.Tensor) -> float:
+    losses, reg = reference.soft_triple_loss(x.detach(), labels, loss.centers.detach(), C, K, la=loss.la,
+                                             gamma=loss.gamma, margin=loss.margin, tau=loss.tau)
+    return sum(losses) / len(losses) + reg
+
+
 def test_edge_cases():
-    loss = SoftTripleLoss(C, D, centers_per_class=K)
-    x = torch.randn(4, D, requires_grad=True)
-    value = loss(x, torch.zeros(4, dtype=torch.long))  # all one class: still a loss against the other classes
+    loss = SoftTripleLoss(C, D, centers_per_class=K).double()
+    x = torch.randn(4, D, dtype=torch.float64, requires_grad=True)
+    labels = torch.zeros(4, dtype=torch.long)
+    value = loss(x, labels)  # all one class: still a loss against the other classes
     value.backward()
-    assert torch.isfinite(value) and float(x.grad.abs().sum()) > 0
-    assert torch.isfinite(loss(torch.randn(1, D), torch.tensor([2])))  # one sample
+    assert_close(value, _reference_mean(loss, x, labels))
+    assert float(x.grad.abs().sum()) > 0
+    one, label = torch.randn(1, D, dtype=torch.float64), torch.tensor([2])
+    assert_close(loss(one, label), _reference_mean(loss, one, label))  # one sample
     with pytest.raises(ValueError, match="NaN"):
         loss(torch.full((2, D), float("nan")), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
@@ -109,4 +118,5 @@ def test_labels_of_any_integer_dtype_give_the_int64_value(dtype):
     x, labels, centers = _inputs()
     losses = soft_triple_loss(x, labels.to(dtype), centers, C, K, **HYPER)[0]
     assert_close(losses, soft_triple_loss(x, labels, centers, C, K, **HYPER)[0])
-    assert torch.isfinite(SoftTripleLoss(C, D, centers_per_class=K)(x.float(), labels.to(dtype)))  # the module too
+    module = SoftTripleLoss(C, D, centers_per_class=K)
+    assert_close(module(x.float(), labels.to(dtype)), module(x.float(), labels))  # the module too
