@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
-    holdout_groups, printable, stratified_holdout,
+    holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config
 from coseg.engine.distributed import barrier
@@ -124,8 +124,7 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
             raise ValueError(f"all {len(groups)} training group(s) are validation groups, so none is left to train "
                              "on: give fewer --val-groups")
         together = groups_sharing_images(s for s in scan.labelled if s.group in set(kept + val))
-        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v in val for k in kept
-                 if v in together and together[v] == together.get(k)]
+        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v, k in sharing_pairs(val, kept, together)]
         if leaks:
             raise ValueError(f"validation groups share images with training groups: {', '.join(leaks)}; validate on "
                              "other groups or leave those out of training (--train-groups)")

@@ -31,7 +31,10 @@ from apps.retrieval.inference import embed_dataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from coseg.atomic import write_bytes_atomic
-from coseg.data import ImageCache, Problem, Sample, groups_sharing_images, holdout_groups, printable, resolve_groups
+from coseg.data import (
+    ImageCache, Problem, Sample, draw_units, groups_sharing_images, holdout_groups, printable, resolve_groups,
+    sharing_pairs,
+)
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config,
 )
@@ -74,14 +77,13 @@ def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
     together = together or {}
     if cfg.val_classes:
         val = list(resolve_groups(cfg.val_classes, classes, "class"))
-        kept = set(classes) - set(val)
-        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v in val for k in classes
-                 if k in kept and v in together and together[v] == together.get(k)]
+        kept = [c for c in classes if c not in set(val)]
+        leaks = [f"'{printable(v)}' with '{printable(k)}'" for v, k in sharing_pairs(val, kept, together)]
         if leaks:
             raise ValueError(f"validation classes share images with training classes: {', '.join(leaks)}; validate "
                              "on other classes")
     elif cfg.val_fraction > 0:
-        units = len({together.get(c, c) for c in classes})
+        units = len(set(draw_units(classes, together).values()))
         count = max(MIN_VAL_CLASSES, round(cfg.val_fraction * units))
         if units - count < 2:
             shared = " (classes sharing images count once)" if units < len(classes) else ""

@@ -12,14 +12,16 @@ from coseg.data.layouts import (
     LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
 )
 from coseg.data.splits import (
-    groups_sharing_images, holdout_groups, load_split, resolve_groups, stratified_holdout, train_test_split,
+    draw_units, groups_sharing_images, holdout_groups, load_split, resolve_groups, sharing_pairs, stratified_holdout,
+    train_test_split,
 )
 from coseg.data.synthetic import SYNTHETIC_LAYOUTS, make_synthetic_coseg, synthetic_image
 
 __all__ = [
     "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
     "DataFileError", "Decoded", "GroupPaste", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem",
-    "Sample", "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "encode_png", "find_samples",
+    "Sample", "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "draw_units", "encode_png", "find_samples",
     "groups_sharing_images", "holdout_groups", "load_split", "make_synthetic_coseg", "printable", "read_image",
-    "read_image_for_size", "read_mask", "read_pair", "resize_image", "resize_mask", "resolve_groups", "stratified_holdout", "synthetic_image", "train_test_split", "write_png_atomic",
+    "read_image_for_size", "read_mask", "read_pair", "resize_image", "resize_mask", "resolve_groups", "sharing_pairs",
+    "stratified_holdout", "synthetic_image", "train_test_split", "write_png_atomic",
 ]

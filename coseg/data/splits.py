@@ -117,13 +117,25 @@ def _holdout_count(n: int, fraction: Optional[float], number: Optional[int]) -> 
     return number
 
 
+def draw_units(groups: Iterable[str], together: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Group → the key it is drawn under: the key ``together`` maps it to (:func:`groups_sharing_images`), else
+    itself; groups of one key are drawn as one and counted once."""
+    return {g: (together or {}).get(g, g) for g in groups}
+
+
+def sharing_pairs(chosen: Iterable[str], others: Iterable[str], together: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(c, o) for every group c of ``chosen`` and o of ``others`` that ``together`` links (identical image files)."""
+    others = list(others)
+    return [(c, o) for c in chosen if c in together for o in others if together.get(o) == together[c]]
+
+
 def holdout_groups(groups: Iterable[str], fraction: Optional[float] = None, number: Optional[int] = None,
                    seed: int = 0, together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """Split ``groups`` into (kept, held out), both sorted; held out: ``number`` groups or ``fraction`` of them
     (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept. Groups that
     ``together`` maps to one key (:func:`groups_sharing_images`) are drawn as one and counted once."""
     groups = sorted(set(groups))
-    unit = {g: (together or {}).get(g, g) for g in groups}
+    unit = draw_units(groups, together)
     units = sorted(set(unit.values()))
     count = _holdout_count(len(units), fraction, number)
     if count >= len(units) and count > 0:
@@ -188,7 +200,7 @@ def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: flo
         by_subset.setdefault(first_subset[key], []).append(group)
     kept, held = [], []
     for subset, members in by_subset.items():
-        units = len({together.get(g, g) for g in members})
+        units = len(set(draw_units(members, together).values()))
         count = min(round(fraction * units), units - 1)
         k, h = holdout_groups(members, number=count, seed=_subset_seed(seed, subset), together=together)
         kept += k
