@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -76,6 +76,17 @@ def l2_normalized(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (a new array; zero rows stay zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
+def gpu_index(index: Any, device: int) -> Any:
+    """A copy of the faiss CPU ``index`` on CUDA device ``device`` alone (faiss built with GPU support), holding on
+    to its GPU resources."""
+    faiss = import_faiss()
+    resources = faiss.StandardGpuResources()
+    copy = faiss.index_cpu_to_gpu(resources, device, index)
+    # faiss's Python wrapper does not keep the resources alive for the copy.
+    copy.referenced_objects = [resources]
+    return copy
 
 
 def gpu_device(x: ArrayLike) -> Optional[int]:

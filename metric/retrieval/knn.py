@@ -11,6 +11,7 @@ from metric.retrieval.faiss_backend import (
     ArrayLike,
     as_float32_rows,
     gpu_device,
+    gpu_index,
     import_faiss,
     l2_normalized,
 )
@@ -55,10 +56,7 @@ class ExactIndex:
         self.size, dim = references.shape
         self._cpu = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
         self._cpu.add(l2_normalized(references) if metric == "cosine" else references)
-        self._gpu = None
-        if gpu is not None:
-            self._resources = faiss.StandardGpuResources()
-            self._gpu = faiss.index_cpu_to_gpu(self._resources, gpu, self._cpu)
+        self._gpu = None if gpu is None else gpu_index(self._cpu, gpu)
 
     def search(
         self, queries: np.ndarray, k: int, self_ids: Optional[np.ndarray] = None
@@ -93,7 +91,7 @@ def knn(
             "ip" → inner products, descending.
         exclude_self: leave query ``i``'s own row ``i`` out of its neighbours (by index, not by distance: an exact
             duplicate elsewhere stays a neighbour). Defaults to ``references is None``; with references given,
-            True means the queries are the first Q references.
+            True needs the queries to be the first Q references (checked, as pytorch-metric-learning does).
         chunk_size: queries searched per faiss call; memory is the (Q, k) results plus one chunk's work.
 
     Returns:
@@ -115,6 +113,13 @@ def knn(
             f"exclude_self needs the queries to be the first Q references, but there are {q.shape[0]} queries "
             f"and only {r.shape[0]} references"
         )
+    if exclude and r is not q:
+        differs = np.flatnonzero((q != r[: q.shape[0]]).any(axis=1))
+        if differs.size:
+            raise ValueError(
+                f"exclude_self needs the queries to be the first Q references, but query {differs[0]} differs from "
+                f"reference {differs[0]} ({differs.size} of {q.shape[0]} queries do)"
+            )
     available = r.shape[0] - int(exclude)
     if available < 1:
         raise ValueError(f"no neighbour to search for: {r.shape[0]} references{', self excluded' if exclude else ''}")

@@ -11,6 +11,12 @@ def average_precision_at_r(matches: np.ndarray, relevant: np.ndarray) -> np.ndar
     rel(i) = neighbour i has the query's class and P(i) = matches among the first i neighbours / i.
     ``matches (Q, k)`` bool, best first, with k ≥ each query's R (columns past R are ignored).
     """
+    if relevant.size and relevant.min() < 1:
+        raise ValueError(f"every query needs R >= 1 relevant samples (leave lone queries out), got R = {relevant.min()}")
+    if relevant.size and relevant.max() > matches.shape[1]:
+        raise ValueError(
+            f"matches hold {matches.shape[1]} neighbours per query, fewer than the largest R = {relevant.max()}"
+        )
     ranks = np.arange(1, matches.shape[1] + 1)
     hits = matches & (ranks[None, :] <= relevant[:, None])
     precision = np.cumsum(hits, axis=1) / ranks

@@ -58,7 +58,10 @@ def iter_neighbour_matches(
     ``matches`` ranks neighbours by BlockSearch's scores, which are faiss's distances wherever faiss's BLAS rounds
     a dot product as torch's does (most pairs, see :class:`BlockSearch`); elsewhere two neighbours within float32
     rounding of each other may swap, and MAP@R agrees with faiss (and so with pytorch-metric-learning) up to such
-    near-ties (3.8e-9 at 100,000 × 128, see benchmarks/metric_vs_pml.py).
+    near-ties (3.8e-9 at 100,000 × 128, see benchmarks/metric_vs_pml.py). For "l2" that rounding grows with
+    ‖q‖² + ‖x‖², while faiss sums (q − x)² directly below ``distance_compute_blas_threshold / D`` queries:
+    embeddings far from the origin for their spread have many more near-ties (MAP@R 1.3e-5 from PML's at
+    3,000 × 32 offset by 100 × their spread; 1.1e-8 once centred).
     ``nearest`` is exact in any case: a query is settled when no rounding of its scores within the bound of both
     computations can change its Recall@K hit at any K of ``ks`` (see :func:`is_settled`); the other queries are
     searched again with faiss (:class:`ExactRecheck`) and yielded in later chunks.

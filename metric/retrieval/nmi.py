@@ -44,7 +44,7 @@ def kmeans_nmi(
     """NMI between ``labels (N,)`` and a k-means clustering of ``embeddings (N, D)`` with k = number of classes.
 
     ``metric="cosine"`` clusters L2-normalised embeddings; "l2" and "ip" cluster them as they are. Runs on the
-    GPU for CUDA embeddings when faiss has GPU support.
+    GPU of CUDA embeddings (that one alone) when faiss has GPU support.
     """
     check_metric(metric)
     x = as_float32_rows(embeddings, "embeddings")
@@ -52,5 +52,5 @@ def kmeans_nmi(
     if x.shape[0] == 0:
         raise ValueError("embeddings is empty: NMI needs at least one sample")
     x = l2_normalized(x) if metric == "cosine" else x
-    clusters = kmeans_assign(x, np.unique(y).size, niter=niter, seed=seed, gpu=gpu_device(embeddings) is not None)
+    clusters = kmeans_assign(x, np.unique(y).size, niter=niter, seed=seed, gpu=gpu_device(embeddings))
     return normalized_mutual_info(y, clusters)

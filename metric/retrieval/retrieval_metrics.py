@@ -30,8 +30,8 @@ def retrieval_metrics(
       - R@K: share of queries with a same-class sample among their K nearest neighbours (the query excluded).
         R@1 equals pytorch-metric-learning's ``precision_at_1``.
       - MAP@R: mean AP@R (see :func:`average_precision_at_r`), R = other samples of the query's class; equals
-        PML's ``mean_average_precision_at_r`` up to neighbours within float32 rounding of each other that faiss's
-        BLAS orders the other way (see :func:`iter_neighbour_matches`).
+        PML's ``mean_average_precision_at_r`` up to neighbours within float32 rounding of each other that faiss
+        orders the other way (see :func:`iter_neighbour_matches`: more of them for embeddings far from the origin).
       - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
     Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
     is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
