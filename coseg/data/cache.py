@@ -30,7 +30,8 @@ from coseg.atomic import PathLike, write_bytes_atomic
 from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair
 from coseg.data.layouts import Sample
 
-_FORMAT = 2  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour)
+_FORMAT = 3  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
+# 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored)
 MEMORY_SHARE = 0.5
 
 

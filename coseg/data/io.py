@@ -3,10 +3,12 @@
 Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any file name the OS accepts works,
 including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
 RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
-unless ``cv2.IMREAD_IGNORE_ORIENTATION`` is set. Masks are decoded with Pillow, which keeps palette indices
-and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored.
-``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the stored one does,
-the image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back likewise.
+(for every format; OpenCV's TIFF decoder rotates even when told not to). The image as stored is that rotated
+image turned back by the orientation tag as Pillow reads it, for every format alike. Masks are decoded with
+Pillow, which keeps palette indices and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel
+for pixel as stored. ``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the
+stored one does, the image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back
+by the same rule.
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """
@@ -25,8 +27,13 @@ from PIL import Image
 
 from coseg.atomic import PathLike, write_bytes_atomic
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                            ".jp2"})
 MASK_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff", ".gif"})
+# image formats users have that are not read (HEIC from phones, camera raw, ...): reported by the layouts, not
+# silently passed over
+UNSUPPORTED_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".dng", ".cr2", ".nef", ".arw",
+                                  ".raw"})
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")  # not a stuffed 0xFF byte, a fill byte or a restart
@@ -93,14 +100,14 @@ def _truncated_jpeg(data: bytes) -> bool:
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     if _truncated_jpeg(data):
         raise ImageReadError(path, "truncated JPEG (its data ends before the end-of-image marker)")
-    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:
         raise ImageReadError(path, f"OpenCV cannot decode it ({e.err})") from None  # one line, without its source path
     if bgr is None or bgr.size == 0:
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second full-size copy
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second full-size copy
+    return rgb if apply_exif else _as_stored(rgb, _exif_orientation(data))
 
 
 def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
@@ -184,25 +191,42 @@ def _opaque(array: np.ndarray, path: Path) -> np.ndarray:
     return array[..., :-1]
 
 
+def _deep_colours(data: bytes, path: Path) -> Optional[np.ndarray]:
+    """The channels of a 16-bit colour mask, ``(H, W, 3 or 4)`` uint16 RGB(A) as stored, which Pillow would cut to
+    their high byte (0/255 would read as all black); None for an 8-bit one."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, except in TIFF
+    if array is None or array.dtype != np.uint16 or array.ndim != 3:
+        return None
+    if _exif_orientation(data) not in (None, 1):
+        raise MaskError(path, "16-bit colour mask with an EXIF orientation tag: save it as 8-bit or grayscale")
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+
+
 def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     """Binary mask at ``path`` as ``(H, W)`` bool (True = foreground), pixel for pixel as stored.
 
     Accepted: 1-bit; 8/16-bit with values 0 and 1, 255 or 65535; palette images using at most two indices, index 0
-    = background (white where index 0 is white and the other black); RGB(A) holding only black and white. With
-    ``any_nonzero`` (Internet data set) any non-zero value, index or colour is foreground. Raises ``MaskError``
-    naming the file and the values found, or ``ImageReadError`` when the file cannot be decoded."""
+    = background (white where index 0 is white and the other black); RGB(A) holding only black and white (16-bit:
+    black and grey 1, 255 or 65535). With ``any_nonzero`` (Internet data set) any non-zero value, index or colour
+    is foreground. Raises ``MaskError`` naming the file and the values found, or ``ImageReadError`` when the file
+    cannot be decoded."""
     path = Path(path)
     data = _read_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as im:
+            orientation = im.getexif().get(_EXIF_ORIENTATION)
             im.load()
+            turned = orientation is not None and im.getexif().get(_EXIF_ORIENTATION) is None  # Pillow 13: TIFF
             mode = im.mode
-            array = np.asarray(im)
+            array = _as_stored(np.asarray(im), orientation) if turned else np.asarray(im)
             palette = im.getpalette() if mode in ("P", "PA") else None
     except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(path, f"not a decodable image ({e})") from None
+    if mode in ("RGB", "RGBA"):
+        deep = _deep_colours(data, path)
+        array = array if deep is None else deep
     if mode in ("LA", "PA", "RGBA"):
         array = _opaque(array, path)
         mode = mode[:-1]
@@ -216,8 +240,10 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
         if any_nonzero:
             return array.any(axis=-1)
         colours = np.unique(array.reshape(-1, 3), axis=0)
-        black_white = np.all((colours == 0) | (colours == 255), axis=1) & (colours.min(axis=1) == colours.max(axis=1))
-        if not black_white.all():
+        whites = colours[colours[:, 0] != 0]
+        white_levels = (1, 255, 65535) if array.dtype == np.uint16 else (255,)
+        if (colours.min(axis=1) != colours.max(axis=1)).any() or len(whites) > 1 or (
+                len(whites) == 1 and whites[0, 0] not in white_levels):
             raise MaskError(path, f"RGB mask must hold only black and white, found colours {_describe(colours)}")
         return array[..., 0] != 0
     raise MaskError(path, f"unsupported mask image mode '{mode}' (use 1-bit, grayscale, palette or RGB)")
@@ -234,7 +260,7 @@ def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = Fal
     data = _read_bytes(image_path)
     image = _decode_image(data, image_path, apply_exif=True)
     if image.shape[:2] != mask.shape and image.shape[1::-1] == mask.shape:
-        stored = _decode_image(data, image_path, apply_exif=False)
+        stored = _as_stored(image, _exif_orientation(data))
         if stored.shape[:2] == mask.shape:
             image = stored
     if image.shape[:2] != mask.shape:
@@ -248,19 +274,34 @@ def _mismatch(mask_path: Path, mask_shape: tuple[int, ...], image_path: Path,
                                 f"{printable(image_path)} is {image_shape[0]}x{image_shape[1]}")
 
 
-def _exif_orientation(path: Path) -> Optional[int]:
-    """The EXIF orientation tag of the image at ``path`` (read from its header), None without one."""
+def _exif_orientation(image: Union[Path, bytes]) -> Optional[int]:
+    """The EXIF orientation tag of the image file at ``image`` (a path or its bytes; read from its header), None
+    without one."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as im:
                 return im.getexif().get(_EXIF_ORIENTATION)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 
 
-# (H, W) array over an image as viewed -> over the image as stored, for the orientations that swap H and W
-_UNDO_TURN = {5: np.transpose, 6: np.rot90, 7: lambda a: np.rot90(a, 2).T, 8: lambda a: np.rot90(a, -1)}
+def _swap_rows_and_columns(array: np.ndarray) -> np.ndarray:
+    return np.swapaxes(array, 0, 1)
+
+
+# array over an image as viewed -> over the image as stored, for each EXIF orientation (first two axes: H, W)
+_UNDO_ORIENTATION = {
+    2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud, 5: _swap_rows_and_columns, 6: np.rot90,
+    7: lambda a: np.rot90(_swap_rows_and_columns(a), 2), 8: lambda a: np.rot90(a, -1),
+}
+
+
+def _as_stored(array: np.ndarray, orientation: Optional[int]) -> np.ndarray:
+    """``array`` (H, W[, C]) over an image as viewed (EXIF-rotated by ``orientation``) laid over the image as
+    stored instead: (W, H[, C]) for the orientations 5-8 that swap the sides. Unchanged without an orientation."""
+    undo = _UNDO_ORIENTATION.get(orientation)  # type: ignore[arg-type]
+    return array if undo is None else np.ascontiguousarray(undo(array))
 
 
 def fit_to_mask(prediction: np.ndarray, image_path: PathLike, mask_path: PathLike,
@@ -270,9 +311,7 @@ def fit_to_mask(prediction: np.ndarray, image_path: PathLike, mask_path: PathLik
     when only that fits, as ``read_pair`` pairs them. Raises ``MaskError`` naming both files when neither fits."""
     image_path, mask_path = Path(image_path), Path(mask_path)
     if prediction.shape != mask_shape and prediction.shape[::-1] == mask_shape:
-        undo = _UNDO_TURN.get(_exif_orientation(image_path))  # type: ignore[arg-type]
-        if undo is not None:
-            prediction = np.ascontiguousarray(undo(prediction))
+        prediction = _as_stored(prediction, _exif_orientation(image_path))
     if prediction.shape != mask_shape:
         raise _mismatch(mask_path, mask_shape, image_path, prediction.shape)
     return prediction

@@ -23,9 +23,11 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``).
 
-Hidden files and folders, ``__MACOSX`` and files that are not images are ignored. Symlinked folders are followed
-once (a folder reached again, e.g. through a loop, is reported and skipped); a link that cannot be followed (dangling
-or to itself) is reported as a broken link, a folder that cannot be listed as a skipped folder. An image without a
+Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX`` and files that are not images
+(``Thumbs.db``, a README) are ignored; image files of a format not read there (HEIC, camera raw, ...; a JPEG among
+masks) are reported as unsupported files. Symlinked folders are followed once (a folder reached again, e.g. through
+a loop, is reported and skipped); a link that cannot be followed (dangling or to itself) is reported as a broken
+link, a folder that cannot be listed as a skipped folder. An image without a
 mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Where
 masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?)
 and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask,
@@ -41,16 +43,18 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from metric.registry import Registry
 
 from coseg.atomic import PathLike
-from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, printable
+from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, printable
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
 MASK_FOLDER_NAMES = ("masks", "mask", "ground_truth", "groundtruth", "gt", "labels", "annotations")  # any case
 _IGNORED_FOLDERS = frozenset({"__MACOSX"})
+_JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
+_IMAGE_LIKE = IMAGE_SUFFIXES | MASK_SUFFIXES | UNSUPPORTED_SUFFIXES  # reported where they are not read
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class Sample:
 @dataclass(frozen=True)
 class Problem:
     """A file or folder that did not make a complete sample. ``kind``: "image without mask", "mask without
-    image", "ambiguous image", "ambiguous mask", "outside any group", "skipped folder" or "broken link"."""
+    image", "ambiguous image", "ambiguous mask", "outside any group", "skipped folder", "broken link" or
+    "unsupported file"."""
 
     kind: str
     path: Path
@@ -114,7 +119,8 @@ def _visible(name: str) -> bool:
 
 def _walk(top: Path, suffixes: frozenset[str], problems: list[Problem], recursive: bool = True,
           exclude: Iterable[Path] = ()) -> list[Path]:
-    """Visible files under ``top`` whose suffix is in ``suffixes``, sorted.
+    """Visible files under ``top`` whose suffix is in ``suffixes`` (any case), sorted; other image files are
+    reported as unsupported.
 
     Symlinked folders are followed after the real ones, and each real folder is visited once, so loops end and
     a folder linked from elsewhere keeps its own path. Folders in ``exclude`` are skipped silently."""
@@ -145,8 +151,12 @@ def _walk(top: Path, suffixes: frozenset[str], problems: list[Problem], recursiv
                 if recursive:
                     (linked if entry.is_symlink() else pending).append(path)
             elif is_file:
-                if path.suffix.lower() in suffixes:
+                suffix = path.suffix.lower()
+                if suffix in suffixes:
                     found.append(path)
+                elif suffix in _IMAGE_LIKE:
+                    problems.append(Problem("unsupported file", path, f"'{suffix}' files are not read here; use "
+                                                                      f"{', '.join(sorted(suffixes))}"))
             elif entry.is_symlink():
                 problems.append(Problem("broken link", path))
     return sorted(found)
@@ -383,7 +393,7 @@ def _pairs_side_by_side(folder: Path) -> bool:
         if _follow(entry)[1]:
             stem, suffix = os.path.splitext(entry.name)
             stems.setdefault(stem, set()).add(suffix.lower())
-    return any(".png" in s and (s & {".jpg", ".jpeg"}) for s in stems.values())
+    return any(".png" in s and (s & _JPEG_SUFFIXES) for s in stems.values())
 
 
 def detect_layout(root: PathLike) -> str:

@@ -131,6 +131,22 @@ def test_entries_of_an_earlier_format_are_decoded_again(tmp_path, monkeypatch):
     np.testing.assert_array_equal(cache[sample].mask, resize_mask(half_mask(), 16))
 
 
+def test_entries_of_format_2_are_decoded_again(tmp_path, monkeypatch):
+    """Format 2 read a 16-bit colour mask holding 0 and 255 as all background: its entries are not reused."""
+    image = write_rgb(tmp_path / "a.png", left_red_image())
+    deep = np.repeat(half_mask().astype(np.uint16)[..., None] * np.uint16(255), 3, axis=2)
+    sample = Sample(image, write_cv2(tmp_path / "m.png", deep), "g")
+    with monkeypatch.context() as old:
+        old.setattr(cache_module, "_FORMAT", 2)
+        empty = np.zeros((12, 16), bool)
+        old.setattr(cache_module, "read_pair", lambda *args, **kwargs: (left_red_image(), empty))
+        ImageCache(16, cache_dir=tmp_path / "cache", progress=False).load([sample])
+    cache = ImageCache(16, cache_dir=tmp_path / "cache", progress=False)
+    cache.load([sample])
+    assert cache.decoded == 1
+    np.testing.assert_array_equal(cache[sample].mask, resize_mask(half_mask(), 16))
+
+
 def test_unwritable_cache_folder_is_a_clear_error(scan, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="cannot write to the cache folder .*a_file"):
