@@ -6,7 +6,8 @@ from typing import Optional, Union
 
 import torch
 
-from coseg.models import Model, checkpoint_metadata, load_model
+from coseg.models import Model, load_model
+from coseg.models.checkpoint import recorded_image_size
 
 DEFAULT_IMAGE_SIZE = 224
 
@@ -17,7 +18,7 @@ def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
     checkpoint was trained at (its metadata), else 224."""
     model = load_model(checkpoint, map_location="cpu").to(device, memory_format=torch.channels_last).eval()
     if image_size is None:
-        image_size = int(checkpoint_metadata(checkpoint).get("image_size", DEFAULT_IMAGE_SIZE))
+        image_size = recorded_image_size(checkpoint) or DEFAULT_IMAGE_SIZE
     if image_size <= 0:
         raise ValueError(f"image size must be positive, got {image_size} (model file {checkpoint})")
     if image_size % model.output_stride:

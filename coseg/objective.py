@@ -1,6 +1,7 @@
 """The co-segmentation objective: weighted segmentation losses (from smp.losses) + the IS-Triplet pixel loss."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional
 
 import segmentation_models_pytorch as smp
@@ -47,14 +48,19 @@ class CosegObjective(nn.Module):
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
         super().__init__()
-        negative = [f"{k} {v}" for k, v in {**seg_weights, "triplet": triplet_weight}.items() if v < 0]
-        if negative:
-            raise ValueError(f"loss weights must be >= 0, got {', '.join(negative)}")
+        bad = [f"{k} {v}" for k, v in {**seg_weights, "triplet": triplet_weight}.items()
+               if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"loss weights must be finite and >= 0, got {', '.join(bad)}")
         self.seg_weights = {k: float(v) for k, v in seg_weights.items() if v}
         self.seg_losses = nn.ModuleDict({k: SEGMENTATION_LOSSES.create(k) for k in self.seg_weights})
         self.triplet_weight = float(triplet_weight)
-        if self.triplet_weight and triplet is None:
-            raise ValueError("triplet_weight > 0 needs an ISTripletLoss")
+        if self.triplet_weight:
+            if triplet is None:
+                raise ValueError("triplet_weight > 0 needs an ISTripletLoss")
+            if triplet.reduction == "none":
+                raise ValueError("the IS-Triplet loss must reduce its per-triplet losses to one number: reduction "
+                                 "'none' would make the objective a vector; use 'mean', 'mean_nonzero' or 'sum'")
         self.triplet = triplet if self.triplet_weight else None
         if not self.seg_weights and not self.triplet_weight:
             raise ValueError("the objective has no term with a non-zero weight")

@@ -4,7 +4,10 @@ Only safetensors are read, so opening a model file never runs code (a pickle is 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Optional, TypeVar, Union
 
@@ -14,6 +17,7 @@ from safetensors.torch import load, save
 
 from coseg.atomic import write_bytes_atomic
 from coseg.data.io import printable
+from coseg.models.pretrained import check_castable
 
 PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
@@ -24,14 +28,21 @@ M = TypeVar("M", bound=torch.nn.Module)
 def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],
                      metadata: Optional[Mapping[str, str]] = None) -> None:
     """Write ``state_dict`` (moved to CPU, made contiguous) to the safetensors file ``path`` atomically, with
-    ``config`` (JSON-serialisable) and the extra string ``metadata`` in its header."""
+    ``config`` (JSON-serialisable) and the extra string ``metadata`` in its header. Tensors that share memory (a
+    module held twice, e.g. an ensemble of one model twice) are written as copies: safetensors refuses shared ones."""
     extra = dict(metadata or {})
     if CONFIG_KEY in extra:
         raise ValueError(f"metadata key '{CONFIG_KEY}' is reserved for the model config")
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"metadata keys and values must be strings; not so for {bad}")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for key, value in state_dict.items():
+        tensor = value.detach().to("cpu").contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        tensors[key] = tensor.clone() if storage in storages else tensor
+        storages.add(storage)
     write_bytes_atomic(path, save(tensors, metadata={CONFIG_KEY: json.dumps(dict(config)), **extra}))
 
 
@@ -72,6 +83,8 @@ def _header_metadata(path: Path, f: BinaryIO) -> dict[str, str]:
         header = json.loads(text.decode("utf-8"))
     except ValueError as err:
         raise _not_a_model_file(path, f"its header is not UTF-8 JSON: {err}") from err
+    except RecursionError as err:
+        raise _not_a_model_file(path, "its header nests JSON too deeply") from err
     metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _not_a_model_file(path, "its header is not a JSON object with string metadata")
@@ -122,6 +135,7 @@ def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union
     except KeyError as err:  # a name this version does not know (architecture, smp encoder)
         raise ValueError(f"{printable(path)}: {err.args[0] if err.args else err}") from err
     model.to(map_location)
+    check_castable(state_dict, model.state_dict(), printable(path))
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
@@ -134,3 +148,57 @@ def checkpoint_metadata(path: PathLike) -> dict[str, str]:
     header, _ = _read(Path(path), whole=False)
     _config(path, header)
     return {k: v for k, v in header.items() if k != CONFIG_KEY}
+
+
+def recorded_image_size(path: PathLike) -> Optional[int]:
+    """The image size (pixels) the model in ``path`` was trained at, from its metadata; None if not recorded.
+    Raises ``ValueError`` naming the file if the recorded size is not a positive integer."""
+    value = checkpoint_metadata(path).get("image_size")
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]+", value) or int(value) == 0:
+        raise ValueError(f"{printable(path)}: its metadata 'image_size' must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Field:
+    """What a model-config field must hold: ``accepts`` checks its JSON value, ``expected`` says it in errors."""
+
+    expected: str
+    accepts: Callable[[Any], bool]
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(minimum: int) -> Field:
+    """An integer (not a bool, not 3.0) >= ``minimum``."""
+    return Field(f"an integer >= {minimum}",
+                 lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
+
+
+def numbers(count: int, positive: bool = False) -> Field:
+    """A list of ``count`` finite numbers, > 0 if ``positive``."""
+    return Field(f"a list of {count} finite {'positive ' if positive else ''}numbers",
+                 lambda v: isinstance(v, list) and len(v) == count
+                 and all(_finite_number(x) and (x > 0 or not positive) for x in v))
+
+
+BOOLEAN = Field("true or false", lambda v: isinstance(v, bool))
+NAME = Field("a non-empty string", lambda v: isinstance(v, str) and v != "")
+
+
+def check_config(config: Mapping[str, Any], fields: Mapping[str, Field], where: str = "") -> None:
+    """Raise ``ValueError`` naming the first field of the model config ``config`` that ``fields`` does not list or
+    whose value its :class:`Field` does not accept; ``where`` goes before field names (e.g. ``members[1].``).
+    Fields ``fields`` lists but ``config`` lacks are allowed (files of older versions: the builder's defaults)."""
+    for key, value in config.items():
+        if key not in fields:
+            raise ValueError(f"its model config has an unknown field '{where}{key}' (known: {', '.join(fields)}); "
+                             "was it written by another version?")
+        if not fields[key].accepts(value):
+            shown = json.dumps(value)
+            raise ValueError(f"model config field '{where}{key}' must be {fields[key].expected}, got "
+                             f"{shown if len(shown) <= 80 else shown[:77] + '...'}")

@@ -5,20 +5,35 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from coseg.models.checkpoint import PathLike, checkpoint_metadata, load_model_file
+from coseg.data.io import printable
+from coseg.models.checkpoint import (BOOLEAN, NAME, Field, PathLike, check_config, integer, load_model_file, numbers,
+                                     recorded_image_size)
 from coseg.models.cosegnet import CosegNet, create_model
 from coseg.models.ensemble import CosegEnsemble
 
 Model = Union[CosegNet, CosegEnsemble]
 
+# The fields of a CosegNet's saved config (:func:`create_model`'s arguments but ``weights``): what each must hold.
+COSEGNET_FIELDS: dict[str, Field] = {
+    "arch": NAME, "encoder": NAME, "embedding_dim": integer(1), "embedding_hidden_channels": integer(1),
+    "embedding_stride": integer(1), "group_levels": integer(0), "semantic_prior": BOOLEAN, "frozen_prior": BOOLEAN,
+    "mean": numbers(3), "std": numbers(3, positive=True),
+}
+
 
 def _build(members: Optional[Sequence[dict[str, Any]]] = None, weights: Optional[PathLike] = None,
            **config: Any) -> Model:
-    """The model a file's config describes: an ensemble when it lists ``members``, else one CosegNet."""
+    """The model a file's config describes: an ensemble when it lists ``members``, else one CosegNet. Every field
+    is checked first (:data:`COSEGNET_FIELDS`): ``ValueError`` names the first that is wrong."""
     if members is None:
+        check_config(config, COSEGNET_FIELDS)
         return create_model(**config, weights=weights)
     if config:
         raise TypeError(f"an ensemble config holds only 'members', not {sorted(config)}")
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+        raise ValueError("model config field 'members' must be a non-empty list of model configs (JSON objects)")
+    for i, member in enumerate(members):
+        check_config(member, COSEGNET_FIELDS, f"members[{i}].")
     return CosegEnsemble([create_model(**member, weights=weights) for member in members])
 
 
@@ -35,7 +50,7 @@ def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.devi
     were trained at (None if their files do not record it). Raises ``ValueError`` if the sizes differ."""
     if not paths:
         raise ValueError("no model file to join")
-    sizes = {str(p): checkpoint_metadata(p).get("image_size") for p in paths}
+    sizes = {printable(p): recorded_image_size(p) for p in paths}
     if len(set(sizes.values())) > 1:
         raise ValueError("the models were trained at different image sizes: "
                          + ", ".join(f"{p}: {s or 'not recorded'}" for p, s in sizes.items()))
@@ -43,5 +58,4 @@ def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.devi
     for path in paths:
         model = load_model(path, map_location)
         members.extend(model.members if isinstance(model, CosegEnsemble) else [model])  # type: ignore[arg-type]
-    size = next(iter(sizes.values()))
-    return CosegEnsemble(members), None if size is None else int(size)
+    return CosegEnsemble(members), next(iter(sizes.values()))

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import timm
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 from segmentation_models_pytorch.encoders import TimmUniversalEncoder, get_preprocessing_params
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from coseg.data.io import printable
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -35,6 +38,9 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 TIMM_PREFIX = "tu-"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 WRAPPER_PREFIXES = ("module.", "model.")
+HEAD_PREFIXES = ("fc.", "classifier.", "head.")  # classifiers of torchvision and timm models; encoders have none
+MAX_EXPANSION = 16  # a .pth (zip) whose members unpack to more than this many times its size is refused
+LOG = logging.getLogger(__name__)
 
 # timm model name → loader of its ImageNet state dict in timm key names, needing no network.
 IMAGENET_WEIGHT_SOURCES: Registry[StateDict] = Registry("offline ImageNet weight source")
@@ -112,31 +118,49 @@ def offline_encoders() -> list[str]:
 
 def load_weights_file(path: PathLike) -> StateDict:
     """State dict from a local ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file read with
-    ``torch.load(weights_only=True)`` (no code runs). A ``.pth`` may wrap it as ``{"state_dict": ...}``."""
+    ``torch.load(weights_only=True)`` (no code runs). A ``.pth`` may wrap it as ``{"state_dict": ...}``. Raises
+    ``ValueError`` naming the file if it cannot be read (also: a zip that would unpack to over
+    ``MAX_EXPANSION`` times its size)."""
     path = Path(path)
+    name = printable(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise FileNotFoundError(f"weights file not found: {name}")
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"{path}: unknown weights file type '{path.suffix}'; "
+        raise ValueError(f"{name}: unknown weights file type '{path.suffix}'; "
                          f"expected one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
-        if path.suffix == ".safetensors":
-            return load_file(path, device="cpu")
+        if path.suffix == ".safetensors":  # read by Python: safetensors' own open refuses a name that is not UTF-8
+            return load(path.read_bytes())
+        _check_expansion(path, name)
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, LookupError) as err:
-        raise ValueError(f"{path}: cannot read weights ({type(err).__name__}: {err})") from err
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, LookupError,
+            zipfile.BadZipFile) as err:
+        raise ValueError(f"{name}: cannot read weights ({type(err).__name__}: {err})") from err
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"{path}: does not hold a state dict (a mapping of names to tensors)")
+        raise ValueError(f"{name}: does not hold a state dict (a mapping of names to tensors)")
     return dict(loaded)
+
+
+def _check_expansion(path: Path, name: str) -> None:
+    """Refuse a zip (torch's file format) whose members would unpack to over ``MAX_EXPANSION`` times its size:
+    torch writes its members uncompressed, so only a crafted file (a zip bomb) does that."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(member.file_size for member in archive.infolist())
+    size = path.stat().st_size
+    if unpacked > MAX_EXPANSION * size:
+        raise ValueError(f"{name}: its zip members would unpack to {unpacked} bytes from {size} (a zip bomb?); "
+                         "torch.save writes them uncompressed")
 
 
 def _resolve(timm_name: str, weights: PathLike) -> tuple[StateDict, str]:
     if weights == "imagenet":
         return load_imagenet_state_dict(timm_name), f"offline ImageNet weights of {timm_name}"
-    return load_weights_file(weights), str(weights)
+    return load_weights_file(weights), printable(weights)
 
 
 def _key_list(keys: list[str], limit: int = 8) -> str:
@@ -156,17 +180,43 @@ def _unwrapped(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torc
     return state_dict
 
 
+def check_castable(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` and the key if loading ``state_dict`` into tensors of ``target``'s
+    dtypes (as ``load_state_dict`` copies) would change a value other than by rounding: a finite value beyond the
+    range of a float target (float64 1e300 → inf), a fraction or an out-of-range value for an integer target
+    (BatchNorm's ``num_batches_tracked``). So a float64 file loads into a float32 model, rounded to its precision,
+    and integer buffers stay integers with their exact values. Keys ``target`` lacks are not checked."""
+    for key, value in state_dict.items():
+        want = target.get(key)
+        if want is None or value.dtype == want.dtype:
+            continue
+        if value.is_complex():
+            raise ValueError(f"{source}: tensor '{key}' is {value.dtype}, the model's is {want.dtype}")
+        converted = value.to(want.dtype)
+        if want.is_floating_point():
+            changed = torch.isfinite(value) & ~torch.isfinite(converted)
+        else:
+            changed = converted.to(value.dtype) != value
+        if bool(changed.any()):
+            raise ValueError(f"{source}: tensor '{key}' ({value.dtype}) holds {value[changed].flatten()[0].item()}, "
+                             f"which the model's {want.dtype} for it cannot hold")
+
+
 def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], known: Mapping[str, torch.Size],
                  source: str) -> None:
     """Load ``state_dict`` into ``module``: every key of the module must be given with its shape (BatchNorm's
     ``num_batches_tracked`` may be left out, as in older files: torch fills it), and every given key must be in
-    ``known`` (the keys of the full architecture; those the module lacks are dropped). Keys under a wrapper's prefix
-    are unwrapped first (:func:`_unwrapped`). Raises ``ValueError`` listing missing, unexpected and mis-shaped keys,
-    naming ``source``."""
+    ``known`` (the keys of the full architecture; those the module lacks are dropped). Keys of a classifier head
+    (``HEAD_PREFIXES``: torchvision's ``fc.``, timm's ``classifier.``/``head.``) are also dropped when no key of the
+    module is missing, and the log says which. Keys under a wrapper's prefix are unwrapped first
+    (:func:`_unwrapped`); values must fit the module's dtypes (:func:`check_castable`). Raises ``ValueError``
+    listing missing, unexpected and mis-shaped keys, naming ``source``."""
     target = module.state_dict()
     state_dict = _unwrapped(state_dict, target)
     missing = [k for k in target if k not in state_dict and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in known and k not in target]
+    head = [] if missing else [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
+    unexpected = [k for k in unexpected if k not in head]
     mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                   if k in state_dict and state_dict[k].shape != v.shape]
     if missing or unexpected or mismatched:
@@ -174,7 +224,12 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
                  ("shape mismatches (given vs model)", mismatched))
         problems = [f"{what}: {_key_list(keys)}" for what, keys in found if keys]
         raise ValueError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict({k: state_dict[k] for k in target if k in state_dict}, strict=True)
+    given = {k: state_dict[k] for k in target if k in state_dict}
+    check_castable(given, target, source)
+    module.load_state_dict(given, strict=True)
+    if head:
+        LOG.warning("%s: left out the classifier keys %s (%s has no classifier)", source, _key_list(head),
+                    type(module).__name__)
 
 
 def load_timm_weights(model: nn.Module, timm_name: str, weights: PathLike = "imagenet") -> None:
@@ -196,7 +251,7 @@ def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
         raise KeyError(f"no offline ImageNet weights for {type(encoder).__name__}; offline encoders: "
                        f"{', '.join(offline_encoders())}. Pass a local weights file instead.")
     target = {k: v.shape for k, v in encoder.state_dict().items()}
-    load_checked(encoder, load_weights_file(weights), target, str(weights))
+    load_checked(encoder, load_weights_file(weights), target, printable(weights))
 
 
 class WeightsDownloadError(OSError):

@@ -196,7 +196,8 @@ def with_header(header: bytes, length: int = -1) -> bytes:
     (with_header(b"{}", 40), "ends inside its header"),
     (with_header(b"{}", 10 ** 9), "header length 1000000000 is over"),
     (with_header(b'{"__metadata__": {"epoch": 3}}'), "string metadata"),
-], ids=["short", "list", "bytes", "truncated", "huge", "number"])
+    (with_header(b"[" * 100_000), "nests JSON too deeply"),  # was: RecursionError
+], ids=["short", "list", "bytes", "truncated", "huge", "number", "deep"])
 def test_bad_safetensors_headers_are_named(tmp_path, content, reason):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
@@ -244,6 +245,18 @@ def test_corrupt_and_foreign_model_files(tmp_path, unet):
         load_model(foreign)
     with pytest.raises(FileNotFoundError, match="absent.safetensors"):
         load_model(tmp_path / "absent.safetensors")
+
+
+def test_tensors_sharing_memory_are_saved_as_copies(tmp_path, unet):
+    """An ensemble holding one model twice (was: safetensors' RuntimeError listing every shared tensor)."""
+    from coseg.models import CosegEnsemble
+
+    path = tmp_path / "twice.safetensors"
+    CosegEnsemble([unet, unet]).save(path)
+    loaded = load_model(path)
+    expected = unet.state_dict()
+    for member in loaded.members:
+        assert all(torch.equal(v, expected[k]) for k, v in member.state_dict().items())
 
 
 def test_reserved_metadata_key_is_refused(tmp_path, unet):

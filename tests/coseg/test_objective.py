@@ -45,7 +45,7 @@ def test_bad_configuration_and_shapes():
         CosegObjective({"dice": 0.0})
     with pytest.raises(ValueError, match="ISTripletLoss"):
         CosegObjective({"dice": 1.0}, triplet_weight=1.0)
-    with pytest.raises(ValueError, match="loss weights must be >= 0, got dice -1.0, triplet -0.5"):
+    with pytest.raises(ValueError, match="loss weights must be finite and >= 0, got dice -1.0, triplet -0.5"):
         CosegObjective({"dice": -1.0, "ce": 1.0}, triplet_weight=-0.5)
     with pytest.raises(KeyError, match="valid names: ce, dice, focal, jaccard"):
         CosegObjective({"lovasz": 1.0})
@@ -146,3 +146,23 @@ def test_segmentation_terms_match_loops(fill):
     for name, value in expected.items():
         assert_close(terms[name], value, msg=name)
     assert_close(terms["loss"], sum(expected.values()))
+
+
+def test_an_unreduced_triplet_loss_is_refused():
+    """reduction='none' gives one loss per triplet: the weighted sum would be a vector, not the loss to minimise."""
+    with pytest.raises(ValueError, match="reduction 'none' would make the objective a vector"):
+        CosegObjective({"dice": 1.0}, triplet_weight=0.5, triplet=ISTripletLoss(k_per_class=8, reduction="none"))
+    logits, emb, masks, groups = batch()
+    for reduction in ("mean", "mean_nonzero", "sum"):
+        torch.manual_seed(1)
+        obj = CosegObjective({"dice": 1.0}, triplet_weight=0.5,
+                             triplet=ISTripletLoss(k_per_class=8, strategy="random", reduction=reduction))
+        assert obj(logits, emb, masks, groups)["loss"].shape == ()
+
+
+@pytest.mark.parametrize("weights, triplet_weight, words", [({"dice": math.nan}, 0.0, "dice nan"),
+                                                             ({"dice": 1.0, "ce": math.inf}, 0.0, "ce inf"),
+                                                             ({"dice": 1.0}, math.nan, "triplet nan")])
+def test_weights_that_are_not_finite_are_refused(weights, triplet_weight, words):
+    with pytest.raises(ValueError, match=f"loss weights must be finite and >= 0, got {words}"):
+        CosegObjective(weights, triplet_weight, ISTripletLoss())

@@ -2,8 +2,12 @@
 strict errors, and the clear error when weights would need a network."""
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import socket
+import zipfile
+from pathlib import Path
 
 import huggingface_hub.constants as hf_constants
 import pytest
@@ -221,3 +225,92 @@ def test_the_tag_of_the_shipped_weights_names_the_same_offline_weights(no_networ
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if "encoder" in k or "prior" in k)
     with pytest.raises(KeyError, match="no offline ImageNet weights for timm model 'tf_efficientnet_lite0.ra_in1k'"):
         load_imagenet_state_dict("tf_efficientnet_lite0.ra_in1k")  # another tag: other weights
+
+
+def torchvision_resnet18_file(tmp_path, **changes) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A torchvision ResNet-18 classifier's state dict (with its ``fc.`` head) saved as a .pth; ``changes``: keys
+    to replace (None: delete)."""
+    import torchvision
+
+    state = torchvision.models.resnet18().state_dict()
+    for key, value in changes.items():
+        if value is None:
+            del state[key]
+        else:
+            state[key] = value
+    path = tmp_path / "resnet18_imagenet.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_a_classifiers_head_is_left_out_and_said_once(tmp_path, caplog):
+    path, state = torchvision_resnet18_file(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="coseg.models.pretrained"):
+        model = create_model("unet", encoder="resnet18", weights=path)
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: left out the classifier keys fc.weight, fc.bias (ResNetEncoder has no classifier)"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"layer1.0.conv1.weight": None}, "missing keys: layer1.0.conv1.weight; unexpected keys: fc.weight, fc.bias"),
+    ({"layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)},
+     r"shape mismatches \(given vs model\): layer1.0.conv1.weight \(64, 64, 1, 1\) vs \(64, 64, 3, 3\)"),
+    ({"extra.weight": torch.zeros(1)}, "unexpected keys: extra.weight$"),
+], ids=["missing", "shape", "unknown"])
+def test_a_classifier_file_that_does_not_fit_the_encoder_is_still_refused(tmp_path, caplog, changes, words):
+    path, _ = torchvision_resnet18_file(tmp_path, **changes)
+    with pytest.raises(ValueError, match=f"resnet18_imagenet.pth does not fit ResNetEncoder: {words}"):
+        load_encoder_weights(smp.encoders.get_encoder("resnet18", weights=None), path)
+    assert not caplog.records
+
+
+def test_weights_file_with_a_name_that_is_not_utf8(tmp_path):
+    path = tmp_path / os.fsdecode(b"lite0-\xe9.safetensors")
+    state = random_timm_state()
+    try:
+        save_file(state, tmp_path / "plain.safetensors")
+        os.replace(tmp_path / "plain.safetensors", path)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system cannot hold a file name that is not UTF-8")
+    encoder = lite0_encoder()
+    load_encoder_weights(encoder, path)  # was: "Path ... is not valid UTF-8"
+    assert torch.equal(encoder.model.conv_stem.weight, state["conv_stem.weight"])
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"lite0-\\xe9.safetensors: cannot read weights") as err:
+        load_encoder_weights(encoder, path)
+    str(err.value).encode("utf-8")  # printable: no lone surrogate
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    """A .pth (a zip) whose storage is deflated zeros: 64 MB from about 64 kB."""
+    plain = tmp_path / "plain.pth"
+    torch.save({"w": torch.zeros(4)}, plain)
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename.endswith("data/0"):
+                data = bytes(64 * 2 ** 20)
+            target.writestr(member.filename, data)
+    with pytest.raises(ValueError, match=r"bomb.pth: its zip members would unpack to \d+ bytes from \d+"):
+        load_weights_file(bomb)
+    deflated = tmp_path / "deflated.pth"  # the same file deflated without a bomb loads
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member.filename, source.read(member))
+    assert torch.equal(load_weights_file(deflated)["w"], torch.zeros(4))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_empty_and_truncated_weights_files_give_one_line(tmp_path, suffix):
+    path = tmp_path / f"lite0{suffix}"
+    state = random_timm_state()
+    save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
+    data = path.read_bytes()
+    for content in (b"", data[: len(data) // 2]):
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=f"lite0{suffix}: cannot read weights") as err:
+            load_weights_file(path)
+        assert "\n" not in str(err.value)
