@@ -212,7 +212,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     scan = find_samples(data, layout)
     explicit = [g.strip() for g in groups.split(",")] if groups else []
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
-    evaluation = evaluate_samples(model, samples_of(scan, chosen), size, dev, batch_size, workers, empty,  # type: ignore[arg-type]
+    evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
+                                  empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
                                   refinement=_refinement(refine_iterations, refine_weight),
                                   predictions=output / PREDICTIONS if report else None, flip=flip,

@@ -259,8 +259,8 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     model = load_model(run_dir / "best.safetensors").to(device).eval()
     scan = find_samples(data, "icoseg")
     short = json.loads((data / "splits.json").read_text())["test8"]
-    test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
-    val = samples_of(scan, val_groups)
+    test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []), labelled=False)
+    val = samples_of(scan, val_groups, labelled=False)
     edges = EdgeFilter()
 
     def scored(samples: list, refinement: Optional[GroupRefinement] = None, flip: bool = False,

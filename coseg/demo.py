@@ -50,8 +50,8 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     test_groups = split["test"]
     scan = find_samples(data, "icoseg")
     edges, colour = EdgeFilter(), GroupColourCut()  # as coseg evaluate / predict by default
-    evaluation = evaluate_samples(model, samples_of(scan, test_groups), size, dev, progress=not quiet,
-                                  predictions=output / PREDICTIONS, edges=edges, colour=colour)
+    evaluation = evaluate_samples(model, samples_of(scan, test_groups, labelled=False), size, dev,
+                                  progress=not quiet, predictions=output / PREDICTIONS, edges=edges, colour=colour)
     record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
     masks = output / "masks"

@@ -38,42 +38,54 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
                      flip: bool = False, edges: Optional[EdgeFilter] = None,
                      colour: Optional[GroupColourCut] = None,
                      statistics: Optional[GroupStatistics] = None) -> Evaluation:
-    """Predict each labelled sample at ``image_size`` (with its group when ``group_mode``; ``refinement``,
-    ``flip``, ``edges``, ``colour`` and ``statistics`` as in :func:`~coseg.inference.predict_dataset`), resize the
-    probability to the image's size, threshold at 0.5 and score against the ground truth (turned back to the
-    image's stored orientation where only that fits it: ``fit_to_mask``). Unreadable images/masks and masks of
-    another size are skipped and listed in ``skipped``. With ``predictions``, each scored mask is also saved as
+    """Score the labelled ``samples`` against their ground truth. ``samples``: the chosen groups' images, labelled
+    or not (``samples_of(scan, groups, labelled=False)``). In ``group_mode`` every image of a group with at least
+    one labelled image is predicted with its group, as ``coseg predict`` does (the unlabelled ones shape the
+    group's consensus, statistics, refinement and colour cut); otherwise only the labelled ones are predicted,
+    alone. ``image_size``, ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
+    :func:`~coseg.inference.predict_dataset`. Each probability is resized to its image's size, thresholded at 0.5
+    and scored against the ground truth (turned back to the image's stored orientation where only that fits it:
+    ``fit_to_mask``). Unreadable images (labelled or not) and masks, and masks of another size, are skipped and
+    listed in ``skipped``. With ``predictions``, each scored mask is also saved as
     ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size; :func:`prediction_files`) and listed in
-    ``predicted``."""
-    samples = [s for s in samples if s.mask is not None]
-    saved_as = None if predictions is None else prediction_files(predictions, samples)
-    if predictions is not None:  # an earlier evaluation's index would pair its masks with this one's scores
+    ``predicted``; the unlabelled images' masks are not saved (``coseg predict`` writes the same masks)."""
+    labelled = [s for s in samples if s.mask is not None]
+    scored_groups = {s.group for s in labelled}
+    inputs = [s for s in samples if s.group in scored_groups] if group_mode else labelled
+    saved_as: dict[int, Path] = {}
+    if predictions is not None:
+        saved_as = dict(zip([i for i, s in enumerate(inputs) if s.mask is not None],
+                            prediction_files(predictions, labelled)))
+        # an earlier evaluation's index would pair its masks with this one's scores
         (predictions / PREDICTION_INDEX).unlink(missing_ok=True)
-    dataset = images_for([s.image for s in samples], image_size, colour)
+    dataset = images_for([s.image for s in inputs], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
     predicted: list[tuple[Sample, Path]] = []
-    bar = tqdm(total=len(samples), desc="evaluating", unit="img", disable=not progress, leave=False)
-    groups = group_ids(samples) if group_mode else None
+    bar = tqdm(total=len(inputs), desc="evaluating", unit="img", disable=not progress, leave=False)
+    groups = group_ids(inputs) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                          groups=groups, refinement=refinement, flip=flip, edges=edges,
                                          colour=colour, statistics=statistics):
         bar.update(1)
-        sample = samples[index]
+        sample = inputs[index]
         if isinstance(result, str):
-            skipped.append((printable(sample.image), result))
+            skipped.append((printable(sample.image), result if sample.mask is not None else
+                            f"{result} (an image without ground truth: its group was predicted without it)"))
             continue
+        if sample.mask is None:
+            continue  # predicted only as part of its group
         try:
-            gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)  # type: ignore[arg-type]
-            result = fit_to_mask(result, sample.image, sample.mask, gt.shape)  # type: ignore[arg-type]
+            gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)
+            result = fit_to_mask(result, sample.image, sample.mask, gt.shape)
             scores.append(score_image(result, gt, sample.group, sample.image.name))
-            if saved_as is not None:
+            if index in saved_as:
                 write_png_atomic(saved_as[index], result)
                 predicted.append((sample, saved_as[index]))
         except DataFileError as e:
             skipped.append((printable(sample.image), str(e)))
         except ValueError as e:
-            skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))  # type: ignore[arg-type]
+            skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))
     bar.close()
     if not scores:
         raise ValueError("no image could be evaluated: " + (f"{len(skipped)} skipped, the first {skipped[0][1]}"

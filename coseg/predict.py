@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries, write_bytes_atomic
-from coseg.data import Scan, detect_layout, encode_png, find_samples, printable, read_image
+from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
 from coseg.inference import group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from metric.threads import single_threaded_pool
@@ -70,7 +70,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     (and overlays) already written are kept unless ``overwrite``: an interrupted run resumes, predicting again each
     whole group that misses one, so its masks are those of an uninterrupted run, and removes the temporary files a
     killed run left. Files that cannot be read, broken links, unreadable folders and images whose masks would
-    overwrite each other's (``a.jpg`` and ``a.png``) are skipped and listed. ``refinement``, ``flip``, ``edges``,
+    overwrite each other's (``a.jpg`` and ``a.png``) are skipped and listed (the latter, in group mode, still
+    predicted with their group, whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``,
     ``colour`` and ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -98,19 +99,19 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         report.skipped.extend((printable(scan.samples[i].image), f"{printable(scan.samples[i].image)}: images "
                                f"{names} would write the same mask {printable(masks[i].name)} (names compared "
                                "ignoring case); rename all but one") for i in clash)
-    # (sample, mask to write, overlay to write): None where the file is kept
-    planned = []
+    # (sample, mask to write, overlay to write): None where the file is kept or, clashing, cannot be written
+    planned: list[tuple[Sample, Optional[Path], Optional[Path]]] = []
     for i, (sample, relative, mask) in enumerate(zip(scan.samples, relatives, masks)):
-        if i not in clashing:
-            tinted = None if overlays is None else output_path(overlays, relative)
-            planned.append((sample, None if mask.exists() and not overwrite else mask,
-                            None if tinted is None or tinted.exists() and not overwrite else tinted))
-    if group_mode:  # a group that misses an output is predicted whole: its consensus is that of the whole group
+        tinted = None if overlays is None or i in clashing else output_path(overlays, relative)
+        planned.append((sample, None if i in clashing or mask.exists() and not overwrite else mask,
+                        None if tinted is None or tinted.exists() and not overwrite else tinted))
+    if group_mode:  # a group that misses an output is predicted whole (with the images whose masks clash, though
+        # not written): its consensus is that of the whole group
         missing = {sample.group for sample, mask, tinted in planned if mask is not None or tinted is not None}
         todo = [plan for plan in planned if plan[0].group in missing]
     else:
         todo = [plan for plan in planned if plan[1] is not None or plan[2] is not None]
-    report.already_done = sum(mask is None for _, mask, _ in planned)
+    report.already_done = sum(mask is None for i, (_, mask, _) in enumerate(planned) if i not in clashing)
     dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
     groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
@@ -144,7 +145,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
 
 
 # the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
-SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image")
+SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file")
 
 
 def clashes(targets: Sequence[Path]) -> list[list[int]]:

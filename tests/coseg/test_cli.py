@@ -139,7 +139,7 @@ def test_sizes_and_counts_must_be_positive(tmp_path, command):
         assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, result.output
     result = CliRunner().invoke(main, [str(a) for a in base])
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
-    assert f"image size must be positive, got 0 (model file {model})" in result.output
+    assert f"{model}: its metadata 'image_size' must be a positive integer, got '0'" in result.output
 
 
 def test_split_writes_a_stratified_split_that_train_and_evaluate_resolve(tmp_path):

@@ -269,6 +269,14 @@ def test_broken_link_is_reported(tmp_path):
     assert "broken link" in report.skipped[0][1]
 
 
+def test_an_image_of_a_format_not_read_is_listed_as_skipped(tmp_path):
+    root = odd_sized_set(tmp_path / "data") / "images"
+    (root / "g0" / "IMG_0001.HEIC").write_bytes(b"not read")
+    report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, progress=False)
+    assert report.written == 3 and [f for f, _ in report.skipped] == [str(root / "g0" / "IMG_0001.HEIC")]
+    assert "'.heic' files are not read here" in report.skipped[0][1]
+
+
 def test_overlays_cannot_replace_the_masks(tmp_path):
     root = odd_sized_set(tmp_path / "data") / "images"
     with pytest.raises(ValueError, match="both the masks' and the overlays' folder"):
@@ -315,6 +323,22 @@ def test_resumed_group_is_predicted_whole(tmp_path, lost):
     overlay = read_image(ov / "g" / "dark.png")
     assert (overlay[..., 0] > overlay[..., 2]).all()  # tinted red: foreground
     assert (out / "g" / "bright.png").stat().st_mtime_ns == bright  # kept, not written again
+
+
+def test_images_whose_masks_clash_still_count_in_their_group(tmp_path):
+    """``a.jpg`` and ``A.png`` get no mask, but stay in their group: ``b.png`` (dark: background alone, mean red 0.4)
+    is foreground with them (mean red 0.8), as when they are named apart; nothing is counted as already done."""
+    from tests.coseg.files import write_rgb
+
+    masks = []
+    for names in (("a.jpg", "A.png"), ("a.jpg", "c.png")):
+        for name, red in ((names[0], 255), (names[1], 255), ("b.png", 100)):
+            write_rgb(tmp_path / "-".join(names) / "g" / name, np.full((8, 8, 3), (red, 0, 0), np.uint8))
+        out = tmp_path / f"out-{'-'.join(names)}"
+        report = predict_folder(GroupMeanModel(), 16, tmp_path / "-".join(names), out, CPU, progress=False)
+        assert report.already_done == 0 and report.written == (1 if names[1] == "A.png" else 3)
+        masks.append(cv2.imread(str(out / "g" / "b.png"), cv2.IMREAD_UNCHANGED))
+    assert masks[0].min() == masks[1].min() == 255
 
 
 def test_folders_beside_the_images_folder_are_listed(tmp_path):
