@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,34 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def gather_to_main(value: Any, info: DistInfo) -> Optional[list[Any]]:
+    """Every rank's ``value`` (any picklable object), in rank order, on rank 0; None on the other ranks. A single
+    process gets ``[value]``. Every rank must call it."""
+    if not info.distributed:
+        return [value]
+    gathered: Optional[list[Any]] = [None] * info.world_size if info.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers of ``module`` (BatchNorm statistics, hooks' state) to every rank: each rank's forward
+    passes update its own, so they differ after an epoch until DDP's next forward broadcasts them."""
+    if info.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def split_random_streams(info: DistInfo) -> None:
+    """Reseed the random streams (Python, NumPy, torch and CUDA) of every rank but 0 from the current torch stream
+    and the rank, so that ranks that shared one seed draw different augmentations, dropout masks and loader-worker
+    seeds. Rank 0, and a single process, are left as they are."""
+    if info.rank == 0:
+        return
+    entropy = int(torch.randint(2**62, (), dtype=torch.int64))
+    seed = int(np.random.SeedSequence([entropy, info.rank]).generate_state(1, np.uint64)[0])
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

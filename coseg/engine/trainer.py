@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 from coseg.atomic import remove_temporaries
 from coseg.engine.checkpoint import CheckpointError, load_training_state, rng_state, save_training_state, set_rng_state
 from coseg.engine.csv_log import CsvLog
-from coseg.engine.distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
+from coseg.engine.distributed import (
+    DistInfo, all_reduce_max, all_reduce_sum, barrier, broadcast_buffers, gather_to_main, split_random_streams,
+)
 from coseg.engine.ema import weight_ema
 from metric import NonFiniteError
 
@@ -74,7 +76,12 @@ class Engine:
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
     counts the time its checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
     With ``ema_decay`` > 0 an exponential moving average of the weights (:func:`~coseg.engine.ema.weight_ema`) is
-    what is validated and saved in the ``.safetensors`` files (``eval_model``); ``last.pt`` holds both."""
+    what is validated and saved in the ``.safetensors`` files (``eval_model``); ``last.pt`` holds both.
+
+    Under DDP every rank but 0 draws from random streams of its own (:func:`split_random_streams`: augmentation and
+    dropout differ between ranks), which ``last.pt`` holds rank by rank; the learning rate under a time budget
+    follows the slowest rank's clock, and rank 0's buffers are copied to every rank after each epoch, so that all
+    replicas stay equal to the checkpointed model."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, output_dir: Path, *, dist: DistInfo,
                  epochs: int, amp: bool = True, channels_last: bool = True, grad_clip: Optional[float] = None,
@@ -120,7 +127,8 @@ class Engine:
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool,
-              seconds: float) -> None:
+              seconds: float, rank_streams: list[dict[str, Any]]) -> None:
+        """Write the model files and ``last.pt``; ``rank_streams``: every rank's random streams (``rng_state``)."""
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         model: SaveableModel = self.eval_model  # type: ignore[assignment]
         if improved:
@@ -130,6 +138,7 @@ class Engine:
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
             "world_size": self.dist.world_size, "seconds": seconds,
+            **({"rng_ranks": rank_streams} if self.dist.distributed else {}),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
 
@@ -154,7 +163,13 @@ class Engine:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        rank_streams = state.get("rng_ranks")
+        if rank_streams is not None and not (isinstance(rank_streams, list)
+                                             and len(rank_streams) == self.dist.world_size):
+            raise CheckpointError(f"{path}: damaged: its random streams (rng_ranks) are not one per process")
+        set_rng_state(rank_streams[self.dist.rank] if rank_streams else state["rng"])
+        if rank_streams is None:  # saved when every rank had rank 0's streams
+            split_random_streams(self.dist)
         self.log.load(up_to_epoch=state["epoch"])
         return state["epoch"], state["best"], state["best_epoch"], float(state.get("seconds", 0.0))
 
@@ -169,6 +184,14 @@ class Engine:
             f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
             f"then --resume")
 
+    def _elapsed(self, t_start: float) -> float:
+        """Seconds since ``t_start``; under DDP the most of any rank, so that every rank sets the same learning
+        rate."""
+        seconds = time.perf_counter() - t_start
+        if not self.dist.distributed:
+            return seconds
+        return float(all_reduce_max(torch.tensor(seconds, dtype=torch.float64, device=self.device), self.dist))
+
     def _is_better(self, value: float, best: Optional[float]) -> bool:
         if best is None:
             return True
@@ -182,6 +205,8 @@ class Engine:
             start_epoch, best, best_epoch, seconds_before = self._resume()
             if self.dist.is_main:
                 remove_temporaries(self.output_dir, recursive=False)  # left by a killed run
+        else:
+            split_random_streams(self.dist)
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
@@ -214,7 +239,7 @@ class Engine:
                 step = (epoch - 1) * steps_per_epoch + steps
                 progress = step / total_steps
                 if self.time_budget_s:
-                    progress = max(progress, (time.perf_counter() - t_start) / self.time_budget_s)
+                    progress = max(progress, self._elapsed(t_start) / self.time_budget_s)
                 factor = lr_factor(min(progress, 1.0), self.warmup, self.lr_schedule)
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor
@@ -226,8 +251,8 @@ class Engine:
                     cause, terms = str(e), {"loss": torch.tensor(math.nan)}
                 loss = terms["loss"]
                 over_time = bool(self.time_budget_s) and time.perf_counter() - t_start > self.time_budget_s
-                flags = all_reduce_max(torch.tensor([float(not torch.isfinite(loss.detach()).item()), float(over_time)]),
-                                       self.dist)
+                flags = all_reduce_max(torch.tensor([float(not torch.isfinite(loss.detach()).item()), float(over_time)],
+                                                    device=self.device), self.dist)  # NCCL reduces CUDA tensors only
                 if flags[0] > 0:
                     raise self._non_finite("loss" if cause is None else f"loss ({cause})", epoch, steps + 1, terms)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -260,11 +285,13 @@ class Engine:
             row.update({f"train_{k}": round(float(v), 6) for k, v in zip(sorted(sums), means)})
             row["seconds"] = round(seconds, 2)
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
+            broadcast_buffers(self.model, self.dist)
+            rank_streams = gather_to_main(rng_state(), self.dist)
             if self.dist.is_main:
+                assert rank_streams is not None
                 self.ddp_model.eval()  # the weight average, if any, is always in eval mode
-                streams = rng_state()  # validation (rank 0 only) must not move the random streams: under DDP
-                metrics = task.validate(self.eval_model)  # all ranks then hold the state last.pt saves for resuming
-                set_rng_state(streams)
+                metrics = task.validate(self.eval_model)
+                set_rng_state(rank_streams[0])  # validation must not move the streams last.pt saves for resuming
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 value = metrics.get(self.select_metric)
                 if value is not None and math.isnan(value):
@@ -277,7 +304,7 @@ class Engine:
                     best_epoch = epoch
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 self.log.append(row)
-                self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start)
+                self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start, rank_streams)
                 if not self.quiet:
                     shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
                     tqdm.write(f"epoch {epoch}: {shown}")
