@@ -47,13 +47,8 @@ def check_head_init(how: str, feature_dim: int, embedding_dim: int) -> None:
 def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", labels: Optional[torch.Tensor] = None,
               shrinkage: float = DEFAULT_SHRINKAGE) -> None:
     """Set ``model``'s linear head from ``features`` (M, feature_dim). ``identity``: weight I, bias 0 (embeddings =
-    the L2-normalised features; needs embedding_dim = feature_dim). ``pca``: rows are the top ``embedding_dim``
-    principal axes (divided by their standard deviations for ``pca_whiten``) and the bias centres the features,
-    so the head projects the centred features onto them. ``class_whiten``: the centred features whitened by their
-    within-class scatter (classes: ``labels`` (M,)) with ``shrinkage`` λ (see the module docstring), then
-    projected on the top ``embedding_dim`` principal axes of the whitened features (all of them: a rotation,
-    which leaves distances as they are). Rows are scaled to a mean norm of 1 (needs embedding_dim ≤ feature_dim).
-    ``random`` keeps the head as it is."""
+    the L2-normalised features; needs embedding_dim = feature_dim). ``pca``, ``pca_whiten``, ``class_whiten``: the
+    weight and bias of :func:`head_weights`. ``random`` keeps the head as it is."""
     check_head_init(how, model.feature_dim, model.embedding_dim)
     if how == "random":
         return
@@ -62,8 +57,28 @@ def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", l
         model.embedding.bias.zero_()
         return
     check_shape(features, ["M", str(model.feature_dim)], "features")
+    weight, bias = head_weights(features, model.embedding_dim, how, labels, shrinkage)
+    model.embedding.weight.copy_(weight.to(model.embedding.weight))
+    model.embedding.bias.copy_(bias.to(model.embedding.bias))
+
+
+def head_weights(features: torch.Tensor, embedding_dim: int, how: str, labels: Optional[torch.Tensor] = None,
+                 shrinkage: float = DEFAULT_SHRINKAGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (embedding_dim, F) and bias (embedding_dim,), float64, of a head that projects ``features`` (M, F),
+    centred, on their top ``embedding_dim`` principal axes (``pca``), each divided by its standard deviation
+    (``pca_whiten``); or (``class_whiten``) whitens them by their within-class scatter (classes: ``labels`` (M,))
+    with ``shrinkage`` λ (see the module docstring) and projects them on the top ``embedding_dim`` principal axes
+    of the whitened features (all of them: a rotation, which leaves distances as they are). Rows are scaled to a
+    mean norm of 1 (needs embedding_dim ≤ F).
+
+    With fewer images than axes (or features confined to fewer dimensions), ``pca_whiten``'s axes beyond the ones
+    the features span, whose variance was not seen, are divided by the standard deviation of the weakest axis they
+    span: whitening them as empty would give them the largest weight of all."""
+    if how not in ("pca", "pca_whiten", "class_whiten"):
+        raise ValueError(f"head_weights makes the pca, pca_whiten and class_whiten heads, not '{how}'")
+    check_shape(features, ["M", "F"], "features")
     check_finite(features, "features")
-    d = model.embedding_dim
+    d = embedding_dim
     x = features.double()
     mean = x.mean(0)
     centred = x - mean
@@ -77,10 +92,20 @@ def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", l
     if whitening is not None:
         axes = axes @ whitening
     if how == "pca_whiten":
-        axes = axes / values.clamp(min=max(WHITEN_FLOOR * float(values[0]), 1e-12)).sqrt().unsqueeze(1)
+        variances = values.clamp(min=max(WHITEN_FLOOR * float(values[0]), 1e-12))
+        spanned = spanned_axes(values, max(x.shape))
+        if 0 < spanned < d:
+            variances[spanned:] = variances[spanned - 1]
+        axes = axes / variances.sqrt().unsqueeze(1)
     axes = axes / axes.norm(dim=1).mean()
-    model.embedding.weight.copy_(axes.to(model.embedding.weight))
-    model.embedding.bias.copy_((-(axes @ mean)).to(model.embedding.bias))
+    return axes, -(axes @ mean)
+
+
+def spanned_axes(values: torch.Tensor, size: int) -> int:
+    """How many of the covariance eigenvalues ``values`` (descending) belong to axes the data spans: the others are
+    rounding noise, at most ``size`` (the larger side of the data matrix) machine epsilons of the largest — the
+    relative tolerance of numpy's ``matrix_rank``."""
+    return int((values > size * torch.finfo(values.dtype).eps * values[0]).sum())
 
 
 def _checked_labels(labels: Optional[torch.Tensor], rows: int) -> torch.Tensor:

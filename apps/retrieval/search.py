@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -39,8 +40,8 @@ class SearchResult:
 
 
 def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
-    """Query files as given, and every image under the given folders; and the entries of those folders that could
-    not be used ("<path>: <problem>", e.g. broken links)."""
+    """Query files as given, and every image under the given folders, each file once (the first path naming it); and
+    the entries of those folders that could not be used ("<path>: <problem>", e.g. broken links)."""
     items, problems = [], []
     for query in map(Path, queries):
         if query.is_dir():
@@ -51,16 +52,27 @@ def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
             items.append(Item(query, str(query), ""))
         else:
             raise ValueError(f"{printable(query)}: query image not found")
-    return items, problems
+    first: dict[str, Item] = {}
+    for item in items:
+        first.setdefault(os.path.realpath(item.path), item)
+    return list(first.values()), problems
+
+
+def _record_unchanged(record: Path, info: dict) -> bool:
+    try:
+        return read_record(record) == info
+    except FileNotFoundError:
+        return False
 
 
 def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                   device: Union[str, torch.device] = "cpu", batch_size: int = 32,
                   output: Optional[PathLike] = None, progress: bool = False) -> SearchResult:
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
-    index: the ``k`` nearest per query, nearest first. Unreadable queries are skipped and listed. With ``output``,
-    the rows are also written there as CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query
-    is readable or the export is unfinished or inconsistent."""
+    index: the ``k`` nearest per query, nearest first; an image named twice is searched once. Unreadable queries
+    are skipped and listed. With ``output``, the rows are also written there as CSV (query, rank, path, label,
+    distance). Raises ``ValueError`` when no query is readable (or given), and when the export is unfinished,
+    inconsistent or replaced while it is read."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
@@ -77,6 +89,9 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     index = import_faiss().deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), np.uint8))
     with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         manifest = list(csv.DictReader(f))
+    if not _record_unchanged(record, info):
+        raise ValueError(f"{printable(index_dir)}: the export was replaced while search read it (an export is writing "
+                         "there); search again when it ends")
     if index.ntotal != len(manifest):
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.ntotal} vectors but manifest.csv "
                          f"{len(manifest)} rows; export again")
@@ -85,8 +100,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                          f"in {model.embedding_dim} dimensions; export again")
     items, unusable = query_images(queries)
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
-    if errors and len(positions) == 0:
-        raise ValueError(f"cannot read query {errors[0][1]}")
+    if len(positions) == 0:
+        raise ValueError(f"cannot read query {errors[0][1]}" if errors else "no query image given")
     squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
     results = []
     for row, position in enumerate(positions.tolist()):
