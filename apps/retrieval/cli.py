@@ -162,9 +162,9 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
                   if report.shards_reused else "")
         echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
     if report.skipped:
-        echo(f"skipped {len(report.skipped)} unreadable file(s) (listed in skipped.csv):")
-        for path, _ in report.skipped[:10]:
-            echo(f"  {path}")
+        echo(f"skipped {len(report.skipped)} file(s) or folder(s) (listed in skipped.csv):")
+        for path, reason in report.skipped[:10]:
+            echo(f"  {path}: {reason}")
     echo(f"outputs: {output}/embeddings.npy, manifest.csv, index.faiss")
 
 
@@ -196,6 +196,6 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
         echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
     from apps.cli import echo_skipped
 
-    echo_skipped("unreadable query image(s)", result.skipped)
+    echo_skipped("query file(s) or folder(s)", result.skipped)
     if output is not None:
         echo(f"saved: {output}")

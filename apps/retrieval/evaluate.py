@@ -19,7 +19,7 @@ from apps.retrieval.train import percent_metrics
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
-from coseg.models import checkpoint_metadata
+from coseg.models.checkpoint import recorded_image_size
 from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cell, record_path
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
@@ -33,7 +33,7 @@ def load_for_retrieval(checkpoint: PathLike, device: torch.device,
     else the size it was trained at (its metadata), else 224."""
     model = load_retrieval_model(checkpoint, map_location="cpu").to(device).eval()
     if image_size is None:
-        image_size = int(checkpoint_metadata(checkpoint).get("image_size", DEFAULT_IMAGE_SIZE))
+        image_size = recorded_image_size(checkpoint) or DEFAULT_IMAGE_SIZE
     if image_size < 1:
         raise ValueError(f"image size must be >= 1, got {image_size}")
     return model, image_size

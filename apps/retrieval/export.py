@@ -3,23 +3,26 @@
 Output folder:
 - ``embeddings.npy``: float32 (N, D), row i = the i-th readable image in sorted path order;
 - ``manifest.csv``: columns ``path`` (relative to the input folder, '/'-separated; undecodable bytes of a name as
-  ``\\xNN``) and ``label`` (the class folder holding the image, empty for images directly in the input folder),
-  row i = embedding row i;
+  ``\\xNN``) and ``label`` (the class folder holding the image, empty for images directly in the input folder or
+  its ``images`` folder), row i = embedding row i;
 - ``index.faiss``: the embeddings in a faiss index (exact ``flat`` L2, or ``hnsw`` for very large folders);
 - ``model.safetensors``: a copy of the model, so ``search`` embeds queries the same way;
-- ``skipped.csv``: unreadable images and unusable entries of the folder (broken links, unreadable folders):
-  path, reason;
+- ``skipped.csv``: what was left out, with the reason: unreadable images, unusable entries of the folder (broken
+  links, unreadable folders) and, when it has an ``images`` folder, the images and folders beside it;
 - ``export.json``: what was exported; removed before the other files are replaced and written last, so a folder
   without it holds no finished export.
 
 Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
 hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
 run again continues with the first unfinished shard, and shards whose images changed are embedded again. The
-final files are assembled from the shards (each written atomically), then ``.shards/`` is removed.
+final files are assembled from the shards (each written atomically), then ``.shards/`` is removed. An export holds
+the lock of ``.export.lock`` in the output folder while it runs: a second export into that folder is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -27,7 +30,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,6 +48,7 @@ SHARD_DIR = ".shards"
 INDEX_TYPES = ("flat", "hnsw")
 HNSW_LINKS = 32
 FILES = ("embeddings.npy", "manifest.csv", "index.faiss", "model.safetensors", "skipped.csv", "export.json")
+LOCK = ".export.lock"
 
 
 @dataclass
@@ -65,15 +69,44 @@ class Item:
     label: str
 
 
+# What the folders layout reports about masks, which an export does not read: an image without a mask is exported,
+# and a mask is no image to export.
+MASK_PROBLEMS = frozenset({"image without mask", "mask without image", "ambiguous mask"})
+
+
 def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
-    """Every image under ``input_dir`` in sorted relative-path order, with its class folder as label; and the
-    entries the folder scan could not use (broken links, unreadable folders) as (path, problem)."""
+    """Every image under ``input_dir`` (under its ``images`` folder if it has one, as in the ``folders`` layout) in
+    sorted relative-path order, labelled with the folder holding it relative to that (empty directly in it); and the
+    entries left out (broken links, unreadable folders, images outside the ``images`` folder) as (path, problem).
+    What the layout leaves out only because of masks is kept: images that share a stem (which one would
+    ``a.png`` be the mask of?) and images beside a class folder named like the folder they are in."""
     scan = find_samples(input_dir, "folders")
-    flat = {input_dir, input_dir / "images"}
-    items = [Item(s.image, s.image.relative_to(input_dir).as_posix(), "" if s.image.parent in flat else s.group)
-             for s in scan.samples]
-    problems = [(p.path, p.kind + (f" ({p.detail})" if p.detail else "")) for p in scan.problems]
+    first = scan.samples[0].image.relative_to(input_dir).parts
+    root = input_dir / first[0] if len(first) > 1 and first[0].lower() == "images" else input_dir
+    images = [s.image for s in scan.samples]
+    problems = []
+    for p in scan.problems:
+        if p.kind == "ambiguous image" or (p.kind == "outside any group" and p.path.parent == root):
+            images.append(p.path)
+        elif p.kind not in MASK_PROBLEMS:
+            problems.append((p.path, p.kind + (f" ({p.detail})" if p.detail else "")))
+    items = [Item(path, path.relative_to(input_dir).as_posix(),
+                  "" if path.parent == root else path.parent.relative_to(root).as_posix()) for path in images]
     return sorted(items, key=lambda item: item.relative), problems
+
+
+@contextlib.contextmanager
+def exclusive(output_dir: Path) -> Iterator[None]:
+    """Hold ``output_dir``'s export lock (creating the folder): a second export there meanwhile is refused, not
+    left to mix its files with these. The system releases the lock when the process ends, however it ends."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / LOCK, "ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{printable(output_dir)}: another `coseg retrieval export` is writing there; wait until "
+                             "it ends, or choose another --output") from None
+        yield
 
 
 def _digest(*parts: Union[str, bytes]) -> str:
@@ -164,8 +197,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                   shard_size: int = 1024, index: str = "flat", progress: bool = False,
                   overwrite: bool = False) -> ExportReport:
     """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
-    ``input_dir``. Raises ``ValueError`` when no image is readable, and when ``output_dir`` holds a finished export
-    of another folder or by another model, unless ``overwrite``."""
+    ``input_dir``. Raises ``ValueError`` when no image is readable, when another export is writing to
+    ``output_dir``, and, unless ``overwrite``, when ``output_dir`` holds a finished export of another folder or by
+    another model, or files named like an export's that no export wrote."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
@@ -188,58 +222,65 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     report = ExportReport(output_dir, shards=len(shards))
     record = output_dir / "export.json"
     source = {"input": printable(input_dir.resolve()), "model": model_digest}
-    done = read_record(record) if record.is_file() else {}
-    if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
-        report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
-        report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
+    with exclusive(output_dir):
+        done = read_record(record) if record.is_file() else {}
+        if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
+            report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
+            report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
+            return report
+        if done and not overwrite and any(done.get(name) != value for name, value in source.items()):
+            other = (f"another folder, {done.get('input')}" if done.get("input") != source["input"]
+                     else f"the folder by another model (then in {done.get('checkpoint')})")
+            raise ValueError(f"{printable(output_dir)} holds an export of {other}: --overwrite replaces it, or choose "
+                             "another --output")
+        shard_dir = output_dir / SHARD_DIR
+        foreign = [name for name in FILES if (output_dir / name).is_file()]
+        if foreign and not done and not shard_dir.is_dir() and not overwrite:  # no export's, not even a killed one's
+            raise ValueError(f"{printable(output_dir)} holds {', '.join(foreign)}, not written by an export: "
+                             "--overwrite replaces them, or choose another --output")
+        remove_temporaries(output_dir)  # left by a killed run
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        parts = []
+        bar = tqdm(total=len(items), desc="exporting", unit="img", disable=not progress, leave=False)
+        for number, (shard, key) in enumerate(zip(shards, keys)):
+            path = shard_dir / f"{number:06d}-{key}.npz"
+            stored = _load_shard(path) if path.is_file() else None
+            if stored is None:
+                embeddings, positions, errors = embed_shard(model, shard, size, device, batch_size, workers)
+                stored = (embeddings, positions, np.array([p for p, _ in errors], np.int64),
+                          np.array([reason for _, reason in errors], dtype=str))
+                _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3])
+            else:
+                report.shards_reused += 1
+            parts.append((shard, stored))
+            bar.update(len(shard))
+        bar.close()
+        rows, manifest, skipped = [], [("path", "label")], [("path", "reason")]
+        for shard, (embeddings, positions, failed, reasons) in parts:
+            rows.append(embeddings)
+            manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
+            skipped.extend((printable(shard[p].relative), str(r).removeprefix(f"{printable(shard[p].path)}: "))
+                           for p, r in zip(failed.tolist(), reasons.tolist()))
+        skipped.extend((printable(Path(os.path.relpath(path, input_dir)).as_posix()), reason)
+                       for path, reason in problems)
+        embeddings = np.concatenate(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), np.float32)
+        if embeddings.shape[0] == 0:
+            raise ValueError(f"no readable image under {printable(input_dir)}"
+                             + (f"; first problem: {skipped[1][0]}: {skipped[1][1]}" if len(skipped) > 1 else ""))
+        record.unlink(missing_ok=True)  # until the new record is written, a half-replaced folder is no finished export
+        with atomic_path(output_dir / "embeddings.npy") as tmp:
+            np.save(tmp, embeddings)
+        write_text_atomic(output_dir / "manifest.csv", _csv(manifest))
+        write_text_atomic(output_dir / "skipped.csv", _csv(skipped))
+        # serialized here rather than written by faiss, which takes only paths it can encode as UTF-8
+        write_bytes_atomic(output_dir / "index.faiss",
+                           import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
+        write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
+        report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
+        write_text_atomic(record, json.dumps({
+            "key": export_key, "checkpoint": printable(checkpoint), **source, "image_size": size,
+            "images": report.images, "dim": report.dim, "index": index, "metric": "l2",
+            "skipped": [list(pair) for pair in report.skipped],
+        }, indent=2, ensure_ascii=False) + "\n")
+        shutil.rmtree(shard_dir, ignore_errors=True)
         return report
-    if done and not overwrite and any(done.get(name) != value for name, value in source.items()):
-        other = (f"another folder, {done.get('input')}" if done.get("input") != source["input"]
-                 else f"the folder by another model (then in {done.get('checkpoint')})")
-        raise ValueError(f"{printable(output_dir)} holds an export of {other}: --overwrite replaces it, or choose "
-                         "another --output")
-    remove_temporaries(output_dir)  # left by a killed run
-    shard_dir = output_dir / SHARD_DIR
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    parts = []
-    bar = tqdm(total=len(items), desc="exporting", unit="img", disable=not progress, leave=False)
-    for number, (shard, key) in enumerate(zip(shards, keys)):
-        path = shard_dir / f"{number:06d}-{key}.npz"
-        stored = _load_shard(path) if path.is_file() else None
-        if stored is None:
-            embeddings, positions, errors = embed_shard(model, shard, size, device, batch_size, workers)
-            stored = (embeddings, positions, np.array([p for p, _ in errors], np.int64),
-                      np.array([reason for _, reason in errors], dtype=str))
-            _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3])
-        else:
-            report.shards_reused += 1
-        parts.append((shard, stored))
-        bar.update(len(shard))
-    bar.close()
-    rows, manifest, skipped = [], [("path", "label")], [("path", "reason")]
-    for shard, (embeddings, positions, failed, reasons) in parts:
-        rows.append(embeddings)
-        manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
-        skipped.extend((printable(shard[p].relative), str(r)) for p, r in zip(failed.tolist(), reasons.tolist()))
-    skipped.extend((printable(Path(os.path.relpath(path, input_dir)).as_posix()), reason) for path, reason in problems)
-    embeddings = np.concatenate(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), np.float32)
-    if embeddings.shape[0] == 0:
-        raise ValueError(f"no readable image under {printable(input_dir)}"
-                         + (f"; first problem: {skipped[1][0]}: {skipped[1][1]}" if len(skipped) > 1 else ""))
-    record.unlink(missing_ok=True)  # until the new record is written, a half-replaced folder is no finished export
-    with atomic_path(output_dir / "embeddings.npy") as tmp:
-        np.save(tmp, embeddings)
-    write_text_atomic(output_dir / "manifest.csv", _csv(manifest))
-    write_text_atomic(output_dir / "skipped.csv", _csv(skipped))
-    # serialized here rather than written by faiss, which takes only paths it can encode as UTF-8
-    write_bytes_atomic(output_dir / "index.faiss",
-                       import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
-    write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
-    report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
-    write_text_atomic(record, json.dumps({
-        "key": export_key, "checkpoint": printable(checkpoint), **source, "image_size": size,
-        "images": report.images, "dim": report.dim, "index": index, "metric": "l2",
-        "skipped": [list(pair) for pair in report.skipped],
-    }, indent=2, ensure_ascii=False) + "\n")
-    shutil.rmtree(shard_dir, ignore_errors=True)
-    return report

@@ -60,7 +60,7 @@ def test_train_evaluate_export_search(tmp_path):
     (queries / "bad.jpg").write_bytes(b"not an image")
     r = invoke("search", "--index", tmp_path / "export", "--query", queries, "--k", 2, "--quiet")
     assert r.exit_code == 0, r.output
-    assert f"query: {queries / 'good.jpg'}" in r.output and "skipped 1 unreadable query image(s):" in r.output
+    assert f"query: {queries / 'good.jpg'}" in r.output and "skipped 1 query file(s) or folder(s):" in r.output
     assert f"  {queries / 'bad.jpg'}: not a decodable image" in r.output
 
 

@@ -8,10 +8,11 @@ import json
 import os
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from apps.cli import main
-from apps.retrieval.evaluate import evaluate_checkpoint
+from apps.retrieval.evaluate import evaluate_checkpoint, load_for_retrieval
 from apps.retrieval.model import create_retrieval_model
 from tests.apps.retrieval_files import tiny_image, write_class_folders, write_cub
 from tests.apps.retrieval_runs import BACKBONE
@@ -70,3 +71,12 @@ def test_report_of_a_class_folder_whose_name_is_not_utf8(checkpoint, tmp_path):
     with open(output / "neighbours.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert {r["query_class"] for r in rows} == {"a", "caf\\xe9"}
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "3.5"])
+def test_a_wrong_recorded_image_size_is_named_with_the_file(tmp_path, size):
+    path = tmp_path / "bad.safetensors"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=8).save(path, metadata={"image_size": size})
+    with pytest.raises(ValueError, match=f"bad.safetensors: its metadata 'image_size' must be a positive integer, "
+                                         f"got '{size}'"):  # was: int()'s "invalid literal", the file unnamed
+        load_for_retrieval(path, torch.device("cpu"))

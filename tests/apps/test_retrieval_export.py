@@ -242,3 +242,98 @@ def test_export_of_a_folder_and_by_a_model_whose_names_are_not_utf8(checkpoint, 
     record = json.loads((out / "export.json").read_text(encoding="utf-8"))
     assert record["input"].endswith("photos \\xff") and record["checkpoint"].endswith("model \\xfe.safetensors")
     assert export_folder(model, folder, out).up_to_date
+
+
+def test_skipped_lists_only_what_was_left_out_with_its_reason(checkpoint, tmp_path):
+    """A co-segmentation set (``images/``, ``masks/``): an image without a mask and images sharing a stem are
+    exported (export reads no masks), an unreadable image is listed once, with its problem only; the image and the
+    folder beside ``images/`` are listed as what they are."""
+    folder = tmp_path / "set"
+    for name, seed in (("x.jpg", 1), ("y.jpg", 2), ("y.png", 3), ("w.jpg", 4)):
+        tiny_image(folder / "images" / "cats" / name, seed=seed)
+    tiny_image(folder / "masks" / "cats" / "x.png", seed=5)
+    tiny_image(folder / "masks" / "cats" / "gone.png", seed=6)
+    (folder / "images" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    tiny_image(folder / "loose.jpg", seed=7)
+    tiny_image(folder / "vacation" / "z.jpg", seed=8)
+    out = tmp_path / "export"
+    report = export_folder(checkpoint, folder, out)
+    assert [(r["path"], r["label"]) for r in manifest(out)] == [(f"images/cats/{name}", "cats")
+                                                                for name in ("w.jpg", "x.jpg", "y.jpg", "y.png")]
+    assert [path for path, _ in report.skipped] == ["images/cats/broken.jpg", "loose.jpg", "vacation"]
+    reasons = dict(report.skipped)
+    assert reasons["images/cats/broken.jpg"].startswith("not a decodable image")
+    assert reasons["loose.jpg"].startswith("outside any group") and reasons["vacation"].startswith("skipped folder")
+    with open(out / "skipped.csv", newline="") as f:
+        assert [tuple(row) for row in csv.reader(f)][1:] == report.skipped
+
+
+def test_images_beside_a_class_folder_named_like_their_folder_are_exported(checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    tiny_image(folder / "a.jpg", seed=1)
+    tiny_image(folder / "photos" / "b.jpg", seed=2)
+    report = export_folder(checkpoint, folder, tmp_path / "export")
+    assert report.skipped == [] and manifest(tmp_path / "export") == [{"path": "a.jpg", "label": ""},
+                                                                      {"path": "photos/b.jpg", "label": "photos"}]
+
+
+def test_a_second_export_into_a_folder_being_written_is_refused(collection, checkpoint, tmp_path, monkeypatch):
+    """Another export started while one runs (here from inside its first shard) would mix its files with the
+    first's and delete its temporary files: it is refused; once the first ends, exports run again."""
+    out, wider = tmp_path / "export", tmp_path / "wide.safetensors"
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=16).save(wider, metadata={"image_size": "32"})
+    real, tried = export_module.embed_shard, []
+
+    def meanwhile_another_export(*args, **kwargs):
+        if not tried:
+            tried.append(True)
+            with pytest.raises(ValueError, match="another `coseg retrieval export` is writing there"):
+                export_folder(wider, collection, out, overwrite=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "embed_shard", meanwhile_another_export)
+    assert export_folder(checkpoint, collection, out, shard_size=7).dim == 8 and tried
+    monkeypatch.setattr(export_module, "embed_shard", real)
+    assert export_folder(wider, collection, out, overwrite=True).dim == 16
+
+
+def test_search_refuses_an_export_replaced_while_it_reads_it(collection, checkpoint, tmp_path, monkeypatch):
+    """An export by another model of the same size finishing between search's reading of the model and of the
+    index would have the query embedded by one model and searched among the other's embeddings."""
+    import apps.retrieval.search as search_module
+
+    out, other = tmp_path / "export", tmp_path / "other.safetensors"
+    export_folder(checkpoint, collection, out)
+    torch.manual_seed(5)
+    create_retrieval_model(BACKBONE, weights=None, embedding_dim=8).save(other, metadata={"image_size": "32"})
+    real = search_module.import_faiss
+
+    def replaced_meanwhile():
+        export_folder(other, collection, out, overwrite=True)
+        return real()
+
+    monkeypatch.setattr(search_module, "import_faiss", replaced_meanwhile)
+    with pytest.raises(ValueError, match="the export was replaced while search read it"):
+        search_export(out, [collection / "class5" / "img002.jpg"], k=1)
+
+
+def test_search_takes_each_query_image_once_and_needs_one(collection, checkpoint, tmp_path):
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out)
+    query = collection / "class5" / "img002.jpg"
+    again = collection / "class5" / ".." / "class5" / "img002.jpg"
+    result = search_export(out, [query, collection / "class5", again], k=2)
+    assert [(n.query, n.rank) for n in result.neighbours] == [(str(q), rank) for q in (
+        query, collection / "class5" / "img000.jpg", collection / "class5" / "img001.jpg") for rank in (1, 2)]
+    with pytest.raises(ValueError, match="no query image given"):
+        search_export(out, [])
+
+
+def test_files_no_export_wrote_are_kept_unless_overwritten(collection, checkpoint, tmp_path):
+    out = tmp_path / "work"
+    out.mkdir()
+    (out / "manifest.csv").write_text("my own list\n")
+    with pytest.raises(ValueError, match=r"work holds manifest.csv, not written by an export: --overwrite replaces"):
+        export_folder(checkpoint, collection, out)
+    assert (out / "manifest.csv").read_text() == "my own list\n"
+    assert export_folder(checkpoint, collection, out, overwrite=True).images == 25 and len(manifest(out)) == 25

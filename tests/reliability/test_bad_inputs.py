@@ -213,7 +213,8 @@ def test_retrieval_unreadable_image_is_skipped_counted_and_named(retrieval_runs,
     name = _case(retrieval_runs["unreadable"], key)
     output = retrieval_runs["outputs"][command]
     if command == "export":  # relative paths on screen, reasons in skipped.csv
-        assert printable(f"class1/{name}") in listed(output, "unreadable file(s) (listed in skipped.csv)")
+        line = naming(listed(output, "file(s) or folder(s) (listed in skipped.csv)"), Path("class1") / name)
+        assert retrieval_runs["unreadable"][name] in line
         reasons = dict(csv.reader(open(retrieval_runs["export"] / "skipped.csv", encoding="utf-8")))
         assert retrieval_runs["unreadable"][name] in reasons[printable(f"class1/{name}")]
     else:
