@@ -125,11 +125,12 @@ def load_weights_file(path: PathLike) -> StateDict:
     name = printable(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {name}")
-    if path.suffix not in WEIGHT_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
         raise ValueError(f"{name}: unknown weights file type '{path.suffix}'; "
                          f"expected one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
-        if path.suffix == ".safetensors":  # read by Python: safetensors' own open refuses a name that is not UTF-8
+        if suffix == ".safetensors":  # read by Python: safetensors' own open refuses a name that is not UTF-8
             return load(path.read_bytes())
         _check_expansion(path, name)
         loaded = torch.load(path, map_location="cpu", weights_only=True)

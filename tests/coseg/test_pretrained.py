@@ -92,11 +92,11 @@ def test_features_only_and_headless_timm_models_load():
             assert torch.equal(value, reference[key]), key
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".PTH", ".SafeTensors"])  # upper case was refused
 def test_local_weights_file_round_trip(tmp_path, suffix):
     state = random_timm_state()
     path = tmp_path / f"lite0{suffix}"
-    if suffix == ".safetensors":
+    if suffix.lower() == ".safetensors":
         save_file(state, path)
     else:
         torch.save({"state_dict": state}, path)
