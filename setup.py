@@ -1,7 +1,15 @@
 """Image co-segmentation with metric-learning heads."""
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# faiss's CPU build by default; COSEG_FAISS=gpu installs its CUDA 12 build instead. Never both: they ship one module,
+# `faiss`, and whichever installs last overwrites the other's files.
+FAISS_BUILDS = {"cpu": "faiss-cpu>=1.8", "gpu": "faiss-gpu-cu12>=1.8"}
+faiss_build = os.environ.get("COSEG_FAISS", "cpu")
+if faiss_build not in FAISS_BUILDS:
+    raise SystemExit(f"COSEG_FAISS must be one of {', '.join(FAISS_BUILDS)}, got {faiss_build!r}")
 
 setup(
     name="coseg-metric",
@@ -20,7 +28,7 @@ setup(
         "timm>=0.9.16",
         "kornia>=0.7",
         "opencv-python-headless>=4.8",
-        "faiss-cpu>=1.8",
+        FAISS_BUILDS[faiss_build],
         "numpy>=1.24",
         "pillow>=9",
         "scipy>=1.10",  # reads Cars196 cars_annos.mat
@@ -38,8 +46,6 @@ setup(
         "dev": ["pytest>=7.4", "hypothesis>=6.80", "pytorch-metric-learning>=2.5", "scikit-image>=0.21",
                 # drives Chromium in the report's browser test (apt-get install chromium chromium-driver)
                 "selenium>=4.10"],
-        # faiss-gpu is published for Python >= 3.10 as faiss-gpu-cu12; install it instead of faiss-cpu.
-        "gpu": ["faiss-gpu-cu12>=1.8"],
     },
     entry_points={"console_scripts": ["coseg=apps.cli:main"]},
 )

@@ -53,15 +53,21 @@ elif [ ! -e .venv ]; then
   make_venv
 fi
 
+# faiss's GPU build where there is a GPU (setup.py reads COSEG_FAISS; a user's own setting wins).
+if [ -z "${COSEG_FAISS:-}" ]; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then COSEG_FAISS=gpu; else COSEG_FAISS=cpu; fi
+fi
+export COSEG_FAISS
+
 # Third-party imports that a broken install (interrupted mid-wheel) would fail; the project's own code is not imported
 # here, so a bug in it shows in the tests, not as a set-up failure.
 check_imports() {
   .venv/bin/python -c 'import torch, torchvision, timm, segmentation_models_pytorch, kornia, faiss, cv2, pytest' \
     >/dev/null
 }
-stamp=.venv/.installed-$(cat setup.py constraints.txt | sha1sum | cut -c1-12)
+stamp=.venv/.installed-$( (cat setup.py constraints.txt; echo "$COSEG_FAISS") | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  say "installing into .venv (pip install -c constraints.txt -e .[dev])"
+  say "installing into .venv (COSEG_FAISS=$COSEG_FAISS pip install -c constraints.txt -e .[dev])"
   rm -f .venv/.installed-*
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
   if ! check_imports 2>/dev/null; then
