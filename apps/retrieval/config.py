@@ -32,7 +32,8 @@ class RetrievalTrainConfig:
                                  "fine-tune everything (--finetune-epochs); end_to_end: train everything from the "
                                  "start.")
     epochs: int = option(100, "Epochs of the head stage (staged) or of the whole run (end_to_end).")
-    minutes: Optional[float] = option(None, "Time budget of the head stage (staged) or of the run, in minutes.")
+    minutes: Optional[float] = option(None, "Time budget of the head stage (staged) or of the run, in minutes (0 or "
+                                            "unset: none).")
     head_passes: int = option(1, "Staged: passes over the training set per epoch of the head stage (validation and "
                                  "checkpoints and the method hooks' refresh come once per epoch; raise it when a "
                                  "pass takes milliseconds).")
@@ -46,7 +47,8 @@ class RetrievalTrainConfig:
                                            "in units of its mean eigenvalue (small: full whitening, large: "
                                            "centring only).")
     finetune_epochs: int = option(0, "Staged: epochs of the second stage that fine-tunes backbone and head (0 = none).")
-    finetune_minutes: Optional[float] = option(None, "Staged: time budget of the fine-tuning stage, in minutes.")
+    finetune_minutes: Optional[float] = option(None, "Staged: time budget of the fine-tuning stage, in minutes (0 or "
+                                                     "unset: none).")
     # --- model ------------------------------------------------------------------------------------------------
     backbone: str = option("tf_efficientnet_lite0", "timm backbone name.")
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "

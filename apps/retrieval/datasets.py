@@ -21,9 +21,10 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
 
 Every layout also has the split ``all``. ``root`` may be the official top folder or the folder holding it
 (``CUB_200_2011``, ``Stanford_Online_Products``). Labels are remapped to 0..C−1 per split, in the order of the
-official class ids (folders: of the sorted class names). Index lines that cannot be parsed, images listed but
-missing, images without a class and classes outside the official ranges are reported as ``Problem`` entries,
-never dropped silently.
+official class ids (folders: of the sorted class names). Text index files are UTF-8, with or without a byte order
+mark, with Unix or Windows line endings. Index lines that cannot be parsed, images listed but missing or listed
+twice (kept once), images without a class and classes outside the official ranges are reported as ``Problem``
+entries, never dropped silently.
 
 A new layout is a function ``scan(root: Path, split: str, train_classes: Sequence[str] | None) ->
 (list[Entry], list[Problem])`` registered with ``@RETRIEVAL_LAYOUTS.register("name")``.
@@ -147,7 +148,9 @@ def _table(path: Path, ints: int, text: bool, problems: list[Problem],
     if not path.is_file():
         raise LayoutError(f"index file not found: {printable(path)}")
     try:
-        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        # utf-8-sig: a byte order mark (files saved by Windows editors) is not part of the first id; lines end at
+        # "\n" ("\r\n" read as "\n") only, not at the Unicode separators str.splitlines also takes (U+2028, ...)
+        lines = path.read_text(encoding="utf-8-sig", errors="surrogateescape").split("\n")
     except OSError as e:
         raise LayoutError(f"cannot read index file {printable(path)}: {e.strerror or e}") from None
     rows = []
@@ -392,8 +395,15 @@ def load_retrieval_split(root: PathLike, split: str = "train", layout: str = "au
     scan: ScanFn = RETRIEVAL_LAYOUTS.get(name)
     entries, problems = scan(root, split, train_classes)
     present = []
+    listed: dict[Path, Entry] = {}
     for entry in entries:
-        if entry.path.is_file():
+        first = listed.setdefault(entry.path, entry)
+        if first is not entry:  # one file twice would be its own nearest neighbour
+            detail = f"listed again in the {name} index"
+            if first.class_id != entry.class_id:
+                detail += f" as class '{printable(entry.class_name)}' (kept: '{printable(first.class_name)}')"
+            problems.append(Problem("duplicate image", entry.path, detail))
+        elif entry.path.is_file():
             present.append(entry)
         else:
             problems.append(Problem("missing image", entry.path, f"listed in the {name} index"))

@@ -11,13 +11,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from apps.retrieval.pooling import POOLINGS
-from coseg.models.checkpoint import load_model_file, write_checkpoint
+from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer, load_model_file, numbers,
+                                     write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, input_normalization,
                                      load_timm_weights)
 from metric._checks import check_shape
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+_STAGE = integer(0)
+
+# The fields of a RetrievalModel's saved config (:func:`create_retrieval_model`'s arguments but ``weights``), as
+# :meth:`RetrievalModel.save` writes them (sizes and stage indices resolved): what each must hold.
+RETRIEVAL_FIELDS: dict[str, Field] = {
+    "backbone": NAME, "pooling": NAME, "embedding_dim": integer(1), "freeze_bn": BOOLEAN,
+    "mean": numbers(3), "std": numbers(3, positive=True),
+    "pool_stages": Field("a list of integers >= 0", lambda v: isinstance(v, list) and all(map(_STAGE.accepts, v))),
+    "flip_average": BOOLEAN,
+}
 
 
 def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:
@@ -201,5 +212,13 @@ def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> lis
 def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RetrievalModel:
     """Rebuild the model saved by :meth:`RetrievalModel.save` in ``path`` (no download: weights=None, then its
     state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file; a
-    pickled file is refused without being unpickled."""
-    return load_model_file(path, create_retrieval_model, map_location)
+    pickled file is refused without being unpickled, and so is a config field that is unknown or of the wrong type
+    or range (:data:`RETRIEVAL_FIELDS`)."""
+    return load_model_file(path, _build_from_file, map_location)
+
+
+def _build_from_file(weights: Optional[PathLike] = None, **config: Any) -> RetrievalModel:
+    """:func:`create_retrieval_model` of a model file's config, each field checked first (``ValueError`` names the
+    first that is wrong)."""
+    check_config(config, RETRIEVAL_FIELDS)
+    return create_retrieval_model(**config, weights=weights)

@@ -371,6 +371,13 @@ def test_finetune_stage_and_end_to_end(data, tmp_path):
     ("threads", -1, "threads must be >= 1, got -1"), ("workers", -1, "workers must be >= 0, got -1"),
     ("minutes", -1.0, "minutes must be >= 0"), ("finetune_minutes", -1.0, "finetune_minutes must be >= 0"),
     ("feature_views", 0, r"feature_views must be in \[1, 4\], got 0"),
+    ("val_fraction", -0.2, r"val_fraction must be in \[0, 1\), got -0.2"),  # was: trained without validation
+    ("lr", -1e-3, "lr must be >= 0, got -0.001"),  # was: refused by AdamW after the features were computed
+    ("backbone_lr", -1e-5, "backbone_lr must be >= 0"),  # was: fine-tuned the backbone up the loss
+    ("loss_lr", -1e-2, "loss_lr must be >= 0"), ("weight_decay", -1e-4, "weight_decay must be >= 0"),
+    ("zero_mean_weight", -1.0, "zero_mean_weight must be >= 0"),
+    ("proximity_weight", -0.1, "proximity_weight must be >= 0"),
+    ("lr_schedule", "linear", "unknown lr schedule 'linear'; valid: constant, cosine"),  # was: after the features
 ])
 def test_options_out_of_range_are_refused_naming_the_option(data, tmp_path, option, value, message):
     with pytest.raises(ValueError, match=message):
