@@ -15,7 +15,13 @@ def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(n, D), (m, D) → (n, m): ‖x_i − y_j‖² ≥ 0 as ‖x‖² + ‖y‖² − 2xᵀy, one matmul, never n×m×D."""
+    """(n, D), (m, D) → (n, m): ‖x_i − y_j‖² ≥ 0 as ‖x‖² + ‖y‖² − 2xᵀy, one matmul, never n×m×D.
+
+    Both inputs are first moved by the mean row of ``y`` (distances do not change), so the round-off,
+    about eps·‖x‖·‖y‖, scales with the rows' spread instead of their distance from the origin: far from it
+    (e.g. ReLU features of norm 200 that differ by 0.1) the expansion alone returned noise in float32."""
+    shift = y.detach().mean(0)
+    x, y = x - shift, y - shift
     # In place on the matmul's output: each extra pass over an n×m block costs as much as the matmul.
     squared = torch.addmm(y.pow(2).sum(1), x, y.T, alpha=-2)
     return squared.add_(x.pow(2).sum(1, keepdim=True)).clamp_(min=0)
@@ -25,8 +31,9 @@ def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 class EuclideanDistance(BaseDistance):
     """‖x − y‖₂ (or ‖x − y‖₂² with ``squared=True``), in embedding units.
 
-    Pairwise uses :func:`pairwise_squared_euclidean` (round-off about eps·‖x‖·‖y‖ on the squared distance,
-    so a point's distance to itself can be ~sqrt(eps)·‖x‖ in float32); paired uses the differences directly.
+    Pairwise uses :func:`pairwise_squared_euclidean` (round-off about eps·‖x − ȳ‖·‖y − ȳ‖ on the squared
+    distance, ȳ the mean row of ``y``, so a point's distance to itself can be ~sqrt(eps)·‖x − ȳ‖ in float32);
+    paired uses the differences directly.
     """
 
     def __init__(self, squared: bool = False, chunk_size: int = 4096) -> None:

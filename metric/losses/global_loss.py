@@ -10,7 +10,7 @@ from metric._checks import check_finite, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
-from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_triplet_indices
 from metric.miners.batch_all import BatchAllMiner
 from metric.registry import LOSSES
 
@@ -69,6 +69,7 @@ class GlobalLoss(BaseMetricLoss):
     ) -> torch.Tensor:
         if triplets is None:
             triplets = self.miner(embeddings, labels)
+        check_triplet_indices(triplets, embeddings.shape[0])
         anchors = embeddings[triplets.anchor]
         d_pos = self.distance.paired(anchors, embeddings[triplets.positive])
         d_neg = self.distance.paired(anchors, embeddings[triplets.negative])

@@ -70,6 +70,10 @@ class HierarchicalTripletLoss(TripletMarginLoss):
     def beta(self) -> float:
         return self.margin
 
+    def sums_from_counts(self) -> bool:
+        """Never: the margins come from the tree, one per class pair, and may be below the miner's margin."""
+        return False
+
     @torch.no_grad()
     def update_tree(self, embeddings: torch.Tensor, labels: torch.Tensor) -> ClassTree:
         """Rebuild the class tree and the mean intra-class distances from a data set's embeddings (N, D)."""

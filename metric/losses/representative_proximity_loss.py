@@ -22,7 +22,7 @@ def representative_proximity_loss(
 ) -> torch.Tensor:
     """Per-sample losses (M,): for each non-representative sample whose class has a representative in the
     batch, its distance to that representative under ``distance`` (default Euclidean; for a similarity, minus
-    the similarity, e.g. cos − 1 up to a constant for cosine). Samples of classes without a representative are
+    the similarity, for cosine −cos, i.e. 1 − cos up to a constant). Samples of classes without a representative are
     left out; gradients reach both the sample and the representative.
 
     ``embeddings (N, D)``, ``labels (N,)``, ``representative_mask (N,)`` bool (at most one per class).

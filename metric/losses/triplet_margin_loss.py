@@ -5,11 +5,11 @@ from typing import Optional
 
 import torch
 
-from metric._checks import check_class_ids, check_finite, check_same_size, check_shape
+from metric._checks import check_class_ids, check_finite, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
-from metric.miners.base_miner import BaseTripletMiner, TripletIndices
+from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_triplet_indices
 from metric.miners.batch_all import BatchAllMiner
 from metric.miners.margin_miner import MarginMiner
 from metric.reduction import Reduction, reduce_loss, reduce_positive_sum
@@ -59,12 +59,8 @@ def triplet_margin_loss(
     Cost O(min(T, N²)·D): each needed distance is computed once. ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
     given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,) needed).
     """
-    check_shape(embeddings, ["N", "D"], "embeddings")
+    check_triplet_indices(triplets, check_shape(embeddings, ["N", "D"], "embeddings")["N"])
     check_finite(embeddings, "embeddings")
-    t = check_shape(triplets.anchor, ["T"], "triplets.anchor")["T"]
-    for name in ("positive", "negative"):
-        size = check_shape(getattr(triplets, name), ["T"], f"triplets.{name}")["T"]
-        check_same_size(t, size, f"triplets.anchor and triplets.{name}")
     to_positive, to_negative = _triplet_distances(embeddings, triplets, distance)
     margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)
     return torch.relu(distance.gap(to_positive, to_negative) + margins)
@@ -123,12 +119,16 @@ class TripletMarginLoss(BaseMetricLoss):
         self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None
     ) -> torch.Tensor:
         self.check_inputs(embeddings, labels)
-        if (triplets is None and self.class_margins is None and self.reduction != "none"
-                and counts_suffice(self.miner, self.margin, self.distance)):
+        if triplets is None and self.reduction != "none" and self.sums_from_counts():
             # every mined triplet has a positive loss: sum it from pair counts (mean_nonzero is the mean then)
             total, count = counted_triplet_margin_loss(embeddings, labels, self.miner, self.margin, self.distance)  # type: ignore[arg-type]
             return reduce_positive_sum(total, count, self.reduction)
         return reduce_loss(self.compute_loss(embeddings, labels, triplets), self.reduction)
+
+    def sums_from_counts(self) -> bool:
+        """Whether the loss of the mined triplets is summed from the miner's pair counts: one margin for every
+        triplet (no ``class_margins``) and :func:`counts_suffice`."""
+        return self.class_margins is None and counts_suffice(self.miner, self.margin, self.distance)
 
     def compute_loss(
         self, embeddings: torch.Tensor, labels: torch.Tensor, triplets: Optional[TripletIndices] = None

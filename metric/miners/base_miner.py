@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from metric._checks import check_labelled_embeddings
+from metric._checks import check_labelled_embeddings, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 
 
@@ -24,6 +24,22 @@ class TripletIndices(NamedTuple):
     def empty(device: torch.device | str = "cpu") -> "TripletIndices":
         e = torch.empty(0, dtype=torch.long, device=device)
         return TripletIndices(e, e.clone(), e.clone())
+
+
+def check_triplet_indices(triplets: TripletIndices, num_rows: int) -> None:
+    """Raise unless ``triplets`` holds three equally long (T,) integer tensors of row indices in [0, ``num_rows``):
+    an index past the end could otherwise read another pair's distance, a negative one wrap around."""
+    t = check_shape(triplets.anchor, ["T"], "triplets.anchor")["T"]
+    for name, indices in zip(triplets._fields, triplets):
+        check_same_size(t, check_shape(indices, ["T"], f"triplets.{name}")["T"], f"triplets.anchor and triplets.{name}")
+        if indices.is_floating_point() or indices.dtype == torch.bool:
+            raise TypeError(f"triplets.{name} must hold integer row indices, got {indices.dtype}")
+    if t:
+        bounds = torch.stack([torch.stack(torch.aminmax(indices)).long() for indices in triplets]).tolist()  # one sync
+        for name, (low, high) in zip(triplets._fields, bounds):
+            if low < 0 or high >= num_rows:
+                raise ValueError(f"triplets.{name} must index the {num_rows} rows of the batch, got values in "
+                                 f"[{low}, {high}]")
 
 
 def positive_negative_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
