@@ -37,9 +37,9 @@ def _window_max(x: torch.Tensor, width: int) -> torch.Tensor:
 def boundary_mask(labels: torch.Tensor, width: int = 2, ignore_index: int = 255) -> torch.Tensor:
     """(B, H, W) labels → (B, H, W) bool: valid pixels with a pixel of another valid class at Chebyshev distance
     ≤ ``width`` (the band on both sides of every class boundary; ``ignore_index`` pixels are no class).
-    Pooled in float32, so class ids must be below 2²⁴ in magnitude."""
+    Pooled in float64, exact for class ids below 2⁵³ in magnitude (float32 merged ids from 2²⁴ on)."""
     valid = labels != ignore_index
-    values = labels.to(torch.float32)
+    values = labels.to(torch.float64)
     highest = _window_max(torch.where(valid, values, -float("inf")), width)
     lowest = -_window_max(torch.where(valid, -values, -float("inf")), width)
     return valid & ((highest != values) | (lowest != values))

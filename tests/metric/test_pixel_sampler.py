@@ -201,3 +201,11 @@ def test_rejects_bad_inputs():
         sample_pixels(labels, 4, "hard", random_share=1.5)
     with pytest.raises(ValueError, match="boundary_width"):
         sample_pixels(labels, 4, "hard", boundary_width=0)
+
+
+def test_boundary_between_class_ids_beyond_float32s_integers():
+    """Ids 2**24 and 2**24 + 1 are one float32: their boundary was missed."""
+    labels = torch.full((1, 4, 6), 2**24, dtype=torch.int64)
+    labels[..., 3:] += 1
+    assert torch.equal(boundary_mask(labels, 1, 255), ref.boundary(labels, 1, 255))
+    assert boundary_mask(labels, 1, 255)[0, :, 2:4].all()
