@@ -30,8 +30,9 @@ from coseg.atomic import PathLike, write_bytes_atomic
 from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair
 from coseg.data.layouts import Sample
 
-_FORMAT = 3  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
-# 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored)
+_FORMAT = 4  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
+# 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored; 4: masks resized on the
+# image's pixel-centre grid)
 MEMORY_SHARE = 0.5
 
 
@@ -57,8 +58,10 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W)`` bool/0-1 → ``(size, size)`` uint8 0/1 with nearest-neighbour interpolation."""
-    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    """``(H, W)`` bool/0-1 → ``(size, size)`` uint8 0/1, each pixel the source pixel nearest its centre, on the
+    pixel-centre grid :func:`resize_image` resamples the image on (OpenCV's plain nearest neighbour takes the
+    source pixel at the corner instead: the mask sat half a pixel up and left of its image)."""
+    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def decode_sample(sample: Sample, size: int) -> Decoded:

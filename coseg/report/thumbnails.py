@@ -25,7 +25,7 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
         return image
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if image.dtype == np.bool_:
-        return cv2.resize(image.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        return cv2.resize(image.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
@@ -37,6 +37,6 @@ def write_thumbnail(path: Path, image: np.ndarray, max_side: int, mask: Optional
     small = shrink(image, max_side)
     if mask is not None:
         fitted = cv2.resize(mask.astype(np.uint8), (small.shape[1], small.shape[0]),
-                            interpolation=cv2.INTER_NEAREST).astype(bool)
+                            interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
         small = overlay(small, fitted, colour=colour)
     write_png_atomic(path, small)

@@ -54,3 +54,24 @@ def test_argument_errors(tmp_path):
         make_synthetic_coseg(tmp_path, num_groups=2, group_names=["a", "a"])
     with pytest.raises(ValueError, match="empty_per_group"):
         make_synthetic_coseg(tmp_path, images_per_group=2, empty_per_group=3)
+
+
+def test_masks_are_exactly_the_object_pixels(tmp_path):
+    """The object is painted in two colours found nowhere else, so its mask is those colours' pixels; on disk the
+    PNG mask is that mask and the JPEG image that image, unshifted, up to compression."""
+    for g in range(5):
+        for i in range(3):
+            image, mask = synthetic_image(48, g, i, seed=2)
+            colours = np.unique(image[mask.astype(bool)], axis=0)
+            assert 1 <= len(colours) <= 2
+            assert np.array_equal((image[..., None, :] == colours).all(-1).any(-1), mask.astype(bool))
+    root = make_synthetic_coseg(tmp_path, num_groups=2, images_per_group=2, size=48, seed=2)
+    for s in find_samples(root, "icoseg").samples:
+        g, i = int(s.group[:2]), int(s.image.stem[3:])
+        image, mask = read_pair(s.image, s.mask, any_nonzero=s.any_nonzero)
+        expected_image, expected_mask = synthetic_image(48, g, i, seed=2)
+        assert np.array_equal(mask.astype(np.uint8), expected_mask)
+        error = {(dy, dx): np.abs(image[1:-1, 1:-1].astype(int) - expected_image[1 + dy:47 + dy, 1 + dx:47 + dx]).mean()
+                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+        shifted = min(v for k, v in error.items() if k != (0, 0))
+        assert error[0, 0] < 0.9 * shifted  # JPEG noise (its 4:2:0 colour smears the stripes), but no shift
