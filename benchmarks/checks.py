@@ -36,6 +36,17 @@ def one_line(*errors: type[BaseException]) -> Iterator[None]:
         fail(error_message(e))
 
 
+def overrides(pairs: list[str], option: str = "--set") -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict (a later KEY wins); a ValueError naming the one without ``=`` or a key."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
 def check_writable(path: Path, option: str = "--out", folder: bool = False) -> None:
     """Fail now, not after the run, when ``path`` (a file; with ``folder``, a folder) cannot be written: its folder
     cannot be made or written into, or it is a folder where a file is wanted. Makes the folder, as the write

@@ -22,7 +22,8 @@ statistics adapted to each group (the validation J of each choice is in the JSON
   inference;
 - ``train_vs_plain``: our training loop's images/s / a plain smp-style loop (same model, Dice + BCE, same batches,
   no engine) (goal ≥ 0.95).
-test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups.
+test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups (a
+config that would train or validate on a test8 group is refused before any work).
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
 from coseg.train import RUN_FOLDER, build_objective, build_optimizer, split_train_val, train
 from metric.threads import single_threaded_pool
-from checks import EXPECTED, check_writable, one_line, write_json
+from checks import EXPECTED, check_writable, one_line, overrides, write_json
 from timing import paired_ratios, paired_rounds
 
 
@@ -65,6 +66,11 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
+def seconds_of(fn: Callable[[], Any]) -> Callable[[], float]:
+    """A measurement for :func:`timing.paired_rounds`: the seconds of one call of ``fn``."""
+    return lambda: median_time(fn, repeats=1, warmup=0)
+
+
 def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random train-sized batch: images (B, 3, S, S) in [0, 1], masks (B, S, S), groups (B,)."""
     g = torch.Generator().manual_seed(seed)
@@ -76,8 +82,10 @@ def train_batch(cfg: CosegTrainConfig, seed: int = 0) -> tuple[torch.Tensor, tor
     return images, masks, groups
 
 
-def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict[str, float]:
-    """Time of the IS-Triplet term (sampling + loss + its backward into the embeddings) / a whole train step."""
+def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig, rounds: int = 25) -> dict[str, Any]:
+    """Time of the IS-Triplet term (sampling + loss + its backward into the embeddings) / a whole train step, side by
+    side in ``rounds`` pairs after one warm-up of each (medians in seconds, the ratio's spread as
+    :func:`timing.paired_ratios`)."""
     images, masks, groups = train_batch(cfg)
     objective = build_objective(cfg)
     optimizer = build_optimizer(model, cfg)  # freezes the encoder as the run did (encoder_lr_scale 0)
@@ -102,9 +110,13 @@ def measure_triplet_share(model: torch.nn.Module, cfg: CosegTrainConfig) -> dict
         loss = triplet(emb, labels, groups=groups, probabilities=probs)
         loss.backward()
 
-    step_s = median_time(step, repeats=3)
-    triplet_s = median_time(triplet_only, repeats=7) if triplet is not None else 0.0
-    return {"train_step_s": step_s, "triplet_s": triplet_s, "triplet_share": triplet_s / step_s}
+    if triplet is None:
+        return {"train_step_s": median_time(step, repeats=3), "triplet_s": 0.0, "triplet_share": 0.0}
+    step()
+    triplet_only()  # warm-up of both
+    step_s, triplet_s = paired_rounds(seconds_of(step), seconds_of(triplet_only), rounds)
+    return {"train_step_s": statistics.median(step_s), "triplet_s": statistics.median(triplet_s),
+            **paired_ratios(triplet_s, step_s, "triplet_share")}
 
 
 def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, steps: int = 8,
@@ -224,7 +236,7 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
                     return time.perf_counter() - start
 
             forward()  # warm-up
-            forward_s, predict_s = paired_rounds(lambda: median_time(forward, repeats=1, warmup=0), predict, rounds)
+            forward_s, predict_s = paired_rounds(seconds_of(forward), predict, rounds)
         edge_s = median_time(edge_filter_only, repeats=5)
         colour_s = median_time(colour_cut_only, repeats=3)
     return {"edge_filter_share": edge_s / statistics.median(forward_s),
@@ -246,6 +258,20 @@ def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, 
     out.update(measure_train_vs_plain(trained, cfg, data))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
+
+def selection_groups(cfg: CosegTrainConfig, scan: Any, test: list[str]) -> list[str]:
+    """The validation groups the run chooses its model on (:func:`split_train_val`); a ValueError when a training or
+    validation group is a ``test8`` group (``test``), whatever ``--set``/``--config`` (or a finished run's
+    config.yaml) asked for: test8 is for the final evaluation only."""
+    train_groups, val_groups = split_train_val(cfg, scan)
+    test_groups = set(test)
+    for role, groups, fix in (("validation", val_groups, "model selection must use groups held out of train30"),
+                              ("training", train_groups, "training must use train30 groups only")):
+        shared = [printable(g) for g in groups if g in test_groups]
+        if shared:
+            raise ValueError(f"{role} group(s) {', '.join(shared)} belong to test8: {fix} "
+                             "(check val_groups, train_groups and splits in the config)")
+    return val_groups
 
 
 DEFAULT_VARIANT = "model+edges+colour"  # what coseg evaluate / predict do by default
@@ -337,21 +363,23 @@ def main() -> None:
     run_dir = finished or args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
     with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
         scan = find_samples(args.data, "icoseg")
-        for split in ("train30", "test8"):
-            choose_groups(scan, args.data / "splits.json", split, [])
+        choose_groups(scan, args.data / "splits.json", "train30", [])
+        test = choose_groups(scan, args.data / "splits.json", "test8", [])
         if finished:
             cfg = load_config(CosegTrainConfig, finished / "config.yaml")
             if not (finished / "best.safetensors").is_file():
                 raise FileNotFoundError(errno.ENOENT, "no trained model (best.safetensors)", str(finished))
         else:
             base = read_config_file(CosegTrainConfig, args.config) if args.config else {}
-            base.update(dict(kv.split("=", 1) for kv in args.set))
+            base.update(overrides(args.set))
             base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
                         minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
             if args.overwrite:
                 base["overwrite"] = True
             cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
             RUN_FOLDER.check(cfg, resume=False)
+        if not args.speed_of:
+            val_groups = selection_groups(cfg, scan, test)
     check_writable(args.out)
     if args.speed_of:
         out = speed_ratios(args.speed_of, cfg, args.data)
@@ -359,7 +387,6 @@ def main() -> None:
         write_json(args.out, out)
         return
     if args.scores_of:
-        _, val_groups = split_train_val(cfg, scan)
         out = {**quality(args.scores_of, cfg, args.data, val_groups), "scores_of": str(args.scores_of)}
     else:
         check_writable(run_dir, "--run-dir", folder=True)

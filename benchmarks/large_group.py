@@ -4,25 +4,32 @@
 The group is the first N images of ``--images-from`` (all its subfolders' images as one flat group, as a user's
 folder of photos would be; by default iCoseg's 643 images when ``../shared/data`` is there, else synthetic images). Each
 measurement runs in a process of its own, so its peak resident memory (``ru_maxrss``) is that prediction's alone.
+Each size is measured in ``--rounds`` rounds of whole and chunks side by side (their order alternating,
+:func:`timing.rounds_in_turn`): a mode's ``seconds``, ``peak_mb`` and ``model_loaded_mb`` are medians over the rounds
+(every round's in ``runs``; MB = MiB), ``time_ratio`` the median over rounds of chunks / whole seconds
+(``time_ratio_ci95``, ``time_ratio_pairs``: its 95 % interval and every round's).
 Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
 nothing sure to start from and makes its time meaningless (memory is still right).
 
     python benchmarks/large_group.py --checkpoint runs/ens/d10/best.safetensors --images 100 200 400 \
         --out bench_out/large_group.json
+    python benchmarks/large_group.py --images 8 --members 1 --image-size 64 --rounds 1   # a quick look
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from checks import check_writable, fail, one_line, write_json
+from timing import paired_ratios, rounds_in_turn
 
 WHOLE = 1 << 30  # stream_above that keeps every group whole
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icoseg" / "images"
@@ -81,12 +88,35 @@ def measure(folder: Path, stream_above: int, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measured_row(count: int, folder: Path, modes: tuple[str, str], args: argparse.Namespace) -> dict:
+    """Both modes of one group size, ``args.rounds`` times side by side (``modes`` says which goes first)."""
+    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+
+    def side(mode: str) -> Callable[[], float]:
+        def run() -> float:
+            runs[mode].append(measure(folder, WHOLE if mode == "whole" else 0, args))
+            return runs[mode][-1]["seconds"]
+        return run
+
+    seconds = dict(zip(modes, rounds_in_turn([side(mode) for mode in modes], args.rounds)))
+    row: dict = {"images": count}
+    for mode in ("whole", "chunks"):
+        row[mode] = {key: statistics.median(r[key] for r in runs[mode])
+                     for key in ("seconds", "peak_mb", "model_loaded_mb")}
+        row[mode].update(results=runs[mode][0]["results"], runs=runs[mode])
+    row.update(paired_ratios(seconds["chunks"], seconds["whole"], "time_ratio"))
+    return row
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs="+", default=[100, 200, 400], help="Group sizes to measure.")
     parser.add_argument("--checkpoint", type=Path, help="A trained model (default: the default architecture).")
     parser.add_argument("--members", type=int, default=3, help="Ensemble members of the default architecture.")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=224,
+                        help="Input size (pixels) of the default architecture (a --checkpoint brings its own).")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Rounds of whole and chunks side by side per size; medians over them (default 3).")
     parser.add_argument("--images-from", type=Path,
                         help="Folder whose .jpg images (any depth) make the group (default: iCoseg's images in "
                              "../shared/data, synthetic images when they are not there).")
@@ -94,6 +124,10 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stream-above", type=int, default=WHOLE, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for option, values in (("--images", args.images), ("--members", [args.members]),
+                           ("--image-size", [args.image_size]), ("--rounds", [args.rounds])):
+        if min(values) < 1:
+            parser.error(f"{option} must be >= 1, got {min(values)}")
     if args.child is not None:
         print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
         return
@@ -111,25 +145,24 @@ def main() -> None:
         check_writable(args.out)
     source = "synthetic images" if images_from is None else f"the first images of {images_from}"
     model = "untrained default architecture" if args.checkpoint is None else args.checkpoint
-    print(f"one flat group of {source}; {model}")
+    print(f"one flat group of {source}; {model}; medians of {args.rounds} round(s), MB = MiB")
     rows = []
-    print(f"{'images':>6} {'read':>7} {'peak MB':>8} {'above model MB':>14} {'seconds':>8} {'chunks/whole time':>17}")
+    print(f"{'images':>6} {'read':>7} {'peak MB':>8} {'above model MB':>14} {'seconds':>8} {'chunks/whole time':>17}"
+          "  per round")
     with tempfile.TemporaryDirectory() as scratch:
         for count in args.images:
             folder = group_folder(Path(scratch) / str(count), count, images_from)
-            row = {"images": count}
-            # order alternates between sizes: whatever favours the first of a pair cancels over the table
-            for mode in (("whole", "chunks") if len(rows) % 2 == 0 else ("chunks", "whole")):
-                row[mode] = measure(folder, WHOLE if mode == "whole" else 0, args)
-            row["time_ratio"] = row["chunks"]["seconds"] / row["whole"]["seconds"]
+            # the first mode alternates between sizes too
+            row = measured_row(count, folder, ("whole", "chunks") if len(rows) % 2 == 0 else ("chunks", "whole"),
+                               args)
             rows.append(row)
             for mode in ("whole", "chunks"):
                 m = row[mode]
                 ratio = f"{row['time_ratio']:.3f}" if mode == "chunks" else ""
                 print(f"{count:>6} {mode:>7} {m['peak_mb']:>8.0f} {m['peak_mb'] - m['model_loaded_mb']:>14.0f} "
-                      f"{m['seconds']:>8.1f} {ratio:>17}")
+                      f"{m['seconds']:>8.1f} {ratio:>17}" + (f"  {row['time_ratio_pairs']}" if ratio else ""))
     if args.out is not None:
-        write_json(args.out, {"members": args.members, "image_size": args.image_size,
+        write_json(args.out, {"members": args.members, "image_size": args.image_size, "rounds": args.rounds,
                               "checkpoint": None if args.checkpoint is None else str(args.checkpoint), "rows": rows})
         print(f"wrote {args.out}")
 

@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
+
+
+def rounds_in_turn(measures: Sequence[Callable[[], float]], rounds: int) -> list[list[float]]:
+    """``rounds`` measurements of each of ``measures``, side by side in rounds (a load change on this shared machine
+    hits every side of a round) whose order reverses every other round (whatever favours the first or the last of
+    a round cancels); one list per measure."""
+    out: list[list[float]] = [[] for _ in measures]
+    for k in range(rounds):
+        order = range(len(measures) - 1, -1, -1) if k % 2 else range(len(measures))
+        for i in order:
+            out[i].append(measures[i]())
+    return out
 
 
 def paired_rounds(first: Callable[[], float], second: Callable[[], float],
                   rounds: int) -> tuple[list[float], list[float]]:
-    """``rounds`` measurements of each, side by side in pairs (a load change on this shared machine hits both
-    sides of a pair) whose order alternates (whatever favours the first or the second of a pair cancels)."""
-    a, b = [], []
-    for k in range(rounds):
-        if k % 2:
-            b.append(second())
-            a.append(first())
-        else:
-            a.append(first())
-            b.append(second())
+    """:func:`rounds_in_turn` of two: ``rounds`` pairs whose order alternates."""
+    a, b = rounds_in_turn([first, second], rounds)
     return a, b
 
 

@@ -2,12 +2,14 @@
 must look like."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -36,3 +38,26 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) ->
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing the command line: carries the parser."""
+
+
+def options_without_help(main: Callable[[], None]) -> list[str]:
+    """The options of the parser ``main`` builds (up to its ``parse_args``, which is not run) that ``--help`` shows
+    without a description."""
+    def capture(parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(parser)
+
+    original = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = capture
+    try:
+        main()
+    except _Parsed as parsed:
+        parser = parsed.args[0]
+    else:
+        raise AssertionError("main() built no parser")
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    return [action.option_strings[-1] for action in parser._actions if action.option_strings and not action.help]

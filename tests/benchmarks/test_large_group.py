@@ -10,7 +10,7 @@ import pytest
 from coseg.data import make_synthetic_coseg
 from tests.benchmarks.scripts import assert_one_line_error, run_script
 
-TINY = ["--images", 2, "--members", 1, "--image-size", 64]
+TINY = ["--images", 2, "--members", 1, "--image-size", 64, "--rounds", 1]
 
 
 @pytest.mark.slow
