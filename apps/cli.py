@@ -187,7 +187,7 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
               help="Folder for summary.json and per_image.csv.")
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Splits JSON (default: DATA/splits.json).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
-@click.option("--groups", help="Explicit comma-separated groups to evaluate (overrides --split).")
+@click.option("--groups", help="Explicit comma-separated groups to evaluate (instead of --split).")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @inference_options
@@ -205,12 +205,16 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
     from coseg.report.files import PREDICTIONS, record_path
-    from coseg.selection import choose_groups, default_splits_file, samples_of
+    from coseg.selection import check_group_choice, choose_groups, default_splits_file, samples_of
 
+    explicit = [g.strip() for g in groups.split(",")] if groups else []
+    try:
+        check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     dev = _device(device)
     model, size = load_for_inference(checkpoint, dev, image_size)
     scan = find_samples(data, layout)
-    explicit = [g.strip() for g in groups.split(",")] if groups else []
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
                                   empty,  # type: ignore[arg-type]
@@ -328,12 +332,16 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The ensemble's model file (.safetensors), for evaluate and predict like any other.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file (default: refuse).")
 @friendly_errors
-def ensemble(models: tuple[Path, ...], output: Path) -> None:
+def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
     """Join model files (e.g. runs with different seeds) into one ensemble, whose prediction is the mean of their
     foreground probabilities. They must have been trained at the same image size."""
+    from coseg.data import printable
     from coseg.models import load_ensemble
 
+    if output.exists() and not overwrite:
+        raise ValueError(f"{printable(output)} exists; --overwrite replaces it, or choose another --output")
     joined, size = load_ensemble(models)
     joined.save(output, None if size is None else {"image_size": str(size)})
     echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")
@@ -372,7 +380,8 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
 @main.command()
 @click.option("--output", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the generated data, the run, the masks and summary.json.")
-@click.option("--minutes", default=3.0, show_default=True, help="Training time budget.")
+@click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0, None, min_open=True),
+              help="Training time budget in minutes, shared by the ensemble's three models.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from coseg.data import Sample, Scan, load_split, resolve_groups
+from coseg.data import Sample, Scan, load_split, printable, resolve_groups
 
 
 def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
@@ -13,6 +13,19 @@ def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
         return Path(splits)
     candidate = Path(data) / "splits.json"
     return candidate if candidate.is_file() else None
+
+
+def check_group_choice(explicit: Sequence[str], split: Optional[str], splits: Optional[str], what: str,
+                       flags: tuple[str, str, str]) -> None:
+    """Refuse group options one of which would be ignored by :func:`choose_groups`: ``explicit`` groups with a
+    ``split`` (the explicit list would win) and a ``splits`` file without a ``split`` (nothing of it would be read).
+    ``what`` names the groups, ``flags`` the options (explicit groups, split key, splits file) in the message."""
+    groups_flag, split_flag, splits_flag = flags
+    if explicit and split:
+        raise ValueError(f"{groups_flag} and {split_flag} {printable(split)} both choose the {what}: give one of them")
+    if splits and not split:
+        raise ValueError(f"{splits_flag} {printable(splits)} is read only for {split_flag}, which is not given: add it "
+                         f"(the key of the {what} in that file), or leave {splits_flag} out")
 
 
 def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str], explicit: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
-from coseg.selection import choose_groups, default_splits_file, samples_of
+from coseg.selection import check_group_choice, choose_groups, default_splits_file, samples_of
 from metric.losses import ISTripletLoss
 from metric.registry import MINERS
 from metric.samplers import PKBatchSampler
@@ -156,15 +156,14 @@ def build_model(cfg: CosegTrainConfig) -> CosegNet:
 
 
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:
-    triplet = None
-    if cfg.triplet_weight:
-        # semi-hard and batch-all select triplets by the loss margin; batch-hard needs none
-        miner_args = {} if cfg.triplet_miner == "batch_hard" else {"margin": cfg.triplet_margin}
-        triplet = ISTripletLoss(margin=cfg.triplet_margin, k_per_class=cfg.triplet_pixels,
-                                strategy=cfg.triplet_strategy,  # type: ignore[arg-type]
-                                miner=MINERS.create(cfg.triplet_miner, **miner_args))
+    # built with the triplet loss off too, so that its options are checked before config.yaml records them
+    # semi-hard and batch-all select triplets by the loss margin; batch-hard needs none
+    miner_args = {} if cfg.triplet_miner == "batch_hard" else {"margin": cfg.triplet_margin}
+    triplet = ISTripletLoss(margin=cfg.triplet_margin, k_per_class=cfg.triplet_pixels,
+                            strategy=cfg.triplet_strategy,  # type: ignore[arg-type]
+                            miner=MINERS.create(cfg.triplet_miner, **miner_args))
     seg = {"dice": cfg.dice_weight, "ce": cfg.ce_weight, "focal": cfg.focal_weight, "jaccard": cfg.jaccard_weight}
-    return CosegObjective(seg, cfg.triplet_weight, triplet)
+    return CosegObjective(seg, cfg.triplet_weight, triplet)  # which leaves it out with a weight of 0
 
 
 def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optimizer:
@@ -187,17 +186,6 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
     if encoder:
         groups.insert(0, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale})
     return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def check_group_options(cfg: CosegTrainConfig) -> None:
-    """Refuse group options one of which would be ignored: ``train_groups`` with ``train_split`` (the explicit list
-    would win) and ``splits`` without ``train_split`` (nothing of the file would be read)."""
-    if cfg.train_groups and cfg.train_split:
-        raise ValueError(f"--train-groups and --train-split {printable(cfg.train_split)} both choose the training "
-                         "groups: give one of them")
-    if cfg.splits and not cfg.train_split:
-        raise ValueError(f"--splits {printable(cfg.splits)} is read only for --train-split, which is not given: add "
-                         "it (the key of the training groups in that file), or leave --splits out")
 
 
 def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_groups: list[str]) -> None:
@@ -224,17 +212,25 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     if not 0 <= cfg.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    check_group_options(cfg)
+    check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
+                       ("--train-groups", "--train-split", "--splits"))
+    if resume and cfg.overwrite:
+        raise ValueError("--resume continues the run in --output and --overwrite replaces it: give one of them")
     RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         if cfg.groups_per_batch % info.world_size:
             raise ValueError(f"groups_per_batch ({cfg.groups_per_batch}) must be a multiple of the number of processes "
                              f"({info.world_size}): each process takes whole groups of every batch")
-        if info.is_main and not resume:  # --overwrite: no file of the replaced run may be resumed or reported
-            RUN_FOLDER.clear(Path(cfg.output))
         if cfg.members > 1:
             return _train_members(cfg, resume, info)
-        return _train(cfg, resume, info)
+        return _train(cfg, resume, info, before_write=lambda: _replace_run(cfg, resume))
+
+
+def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
+    """With ``overwrite``, remove the replaced run's files (none may be resumed or reported); called once the new
+    run's data, model and objective are built, so that an option they refuse leaves the old run whole."""
+    if not resume:
+        RUN_FOLDER.clear(Path(cfg.output))
 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
@@ -259,11 +255,15 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     output = Path(cfg.output)
     scan = find_samples(cfg.data, cfg.layout)
     configs = member_configs(cfg, scan)
-    if dist.is_main:
+
+    def start() -> None:  # before the first member writes: its data, model and objective are built
+        _replace_run(cfg, resume)
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
+
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-    runs = [_train(c, resume, dist, scan, cache) for c in configs]
+    runs = [_train(c, resume, dist, scan, cache, before_write=start if i == 0 else None)
+            for i, c in enumerate(configs)]
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
@@ -290,8 +290,10 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
 
 
 def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[Scan] = None,
-           cache: Optional[ImageCache] = None) -> TrainResult:
-    """One run; an ensemble's members share the data set's ``scan`` and decoded images (``cache``)."""
+           cache: Optional[ImageCache] = None, before_write: Optional[Callable[[], None]] = None) -> TrainResult:
+    """One run; an ensemble's members share the data set's ``scan`` and decoded images (``cache``).
+    ``before_write`` runs in the main process once everything the options build is built, before the run's first
+    file is written."""
     seed_everything(cfg.seed)
     output = Path(cfg.output)
     resume = resume and (output / "last.pt").is_file()  # a run (or member) killed in its first epoch starts anew
@@ -312,14 +314,16 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
              if cfg.paste_distractor_p or cfg.paste_background_p else None)
     task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
-    if dist.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output / "config.yaml")
     engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
                     channels_last=cfg.channels_last,
                     time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
                     find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
                     metadata={"image_size": str(cfg.image_size)})
+    if dist.is_main:
+        if before_write is not None:
+            before_write()
+        output.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output / "config.yaml")
     fit = engine.fit(task, loader, resume=resume)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
                        scan.problems, is_main=dist.is_main)

@@ -99,6 +99,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming ``source``."""
+    return cls(**_checked_values(cls, data, source))
+
+
+def _checked_values(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``data`` coerced to the types of ``cls``'s fields; unknown keys and wrong types raise ``ConfigError`` naming
+    ``source``."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(data) - fields))  # YAML keys may be numbers, booleans or null
@@ -112,7 +118,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
             values[key] = _coerce(value, hints[key], key)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-    return cls(**values)
+    return values
 
 
 def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
@@ -138,11 +144,14 @@ def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None) -> C:
-    """Defaults of ``cls`` ← YAML file ``path`` (:func:`read_config_file`) ← ``overrides`` (entries that are None
-    are skipped)."""
-    data: dict[str, Any] = read_config_file(cls, path) if path is not None else {}
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config_from_dict(cls, data, source=str(path) if path is not None else "config")
+    """Defaults of ``cls`` ← YAML file ``path`` (:func:`read_config_file`) ← ``overrides``, the command line's
+    (entries that are None are skipped); a bad value is named with where it came from, the file or the command
+    line."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    in_file = read_config_file(cls, path) if path is not None else {}
+    values = _checked_values(cls, {k: v for k, v in in_file.items() if k not in given}, str(path))
+    values.update(_checked_values(cls, given, "command line"))
+    return cls(**values)
 
 
 def check_at_least(cfg: Any, minimum: int, *names: str) -> None:

@@ -3,6 +3,7 @@ trained with, and options out of range are refused before anything is read or wr
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,17 @@ def test_group_options_one_of_which_would_be_ignored_are_refused(tmp_path, optio
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_with_overwrite_is_refused(tmp_path):
+    """--resume and --overwrite ask for opposite things: one of them would be ignored (--overwrite was)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("epochs: 1\n")
+    cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(run), overwrite=True)
+    with pytest.raises(ValueError, match="--resume continues the run in --output and --overwrite replaces it"):
+        train(cfg, resume=True)
+    assert [p.name for p in run.iterdir()] == ["config.yaml"]
+
+
 def test_too_few_training_groups_for_a_batch_say_what_holds_them_out_before_anything_is_written(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=3, images=2)
     run = tmp_path / "run"
@@ -174,3 +186,34 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_anew(tmp_p
     code, output = coseg(*args, "--resume")
     assert code == 0, output
     assert (run / "last.pt").is_file() and (run / "log.csv").read_text().count("\n") == 2  # header + epoch 1
+
+
+@pytest.mark.parametrize("members, option, value, message", [
+    (1, "--ema-decay", 1.5, "EMA decay must be in (0, 1), got 1.5"),  # refused by the engine, built last
+    (2, "--triplet-miner", "semi-hard", "unknown miner 'semi-hard'"),
+    (2, "--encoder", "resnet-18", "Wrong encoder name `resnet-18`"),
+])
+def test_overwrite_with_an_option_the_run_refuses_keeps_the_old_run(tmp_path, members, option, value, message):
+    """--overwrite replaces a run only once the new one is built: a typo in an option leaves the old run whole."""
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY[2:], "--members", members]
+    assert coseg(*args)[0] == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, output = coseg(*args, "--overwrite", option, value)
+    assert code == 1 and message in output
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("triplet_miner", "semi-hard", "unknown miner 'semi-hard'"),
+    ("triplet_strategy", "boundary", "strategy must be one of random, hard, got 'boundary'"),
+    ("triplet_margin", -0.3, "margin must be > 0"),
+])
+def test_triplet_options_are_checked_with_the_triplet_loss_off(option, value, message):
+    """Not recorded in config.yaml as if valid, to fail only when the saved config is reused with the loss on."""
+    from coseg.train import build_objective
+
+    with pytest.raises((ValueError, KeyError), match=re.escape(message)):
+        build_objective(CosegTrainConfig(triplet_weight=0.0, **{option: value}))
+    assert build_objective(CosegTrainConfig(triplet_weight=0.0)).triplet is None  # and off it stays

@@ -65,5 +65,16 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
 
 
 def test_a_non_finite_override_is_refused_like_a_file_value():
-    with pytest.raises(ConfigError, match=r"config: 'minutes' must be a finite number, got nan"):
+    with pytest.raises(ConfigError, match=r"command line: 'minutes' must be a finite number, got nan"):
         load_config(Toy, None, {"minutes": float("nan")})  # e.g. --minutes nan: no budget would be kept
+
+
+def test_a_bad_override_is_not_blamed_on_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 2\nlr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"^command line: 'lr' must be a finite number, got nan$"):
+        load_config(Toy, path, {"lr": float("nan")})  # --config c.yaml --lr nan: the file is fine
+    path.write_text("epochs: many\nlr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: 'epochs' must be int, got 'many'"):
+        load_config(Toy, path, {"lr": 0.1})
+    assert load_config(Toy, path, {"epochs": 3}) == Toy(epochs=3, lr=0.5)  # the command line's value replaces it
