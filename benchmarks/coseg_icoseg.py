@@ -19,7 +19,7 @@ statistics adapted to each group (the validation J of each choice is in the JSON
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
   filter, colour cut, upsample, write PNG) / the same group inference, edge filter and colour cut on the images
   already decoded and resized (goal ≥ 0.90); ``edge_filter_share``, ``colour_cut_share``: their parts of that
-  inference;
+  inference, timed in the same rounds;
 - ``train_vs_plain``: our training loop's images/s / a plain smp-style loop (same model, Dice + BCE, same batches,
   no engine) (goal ≥ 0.95).
 test8 images and masks are used for the final evaluation only; model selection uses the held-out train30 groups (a
@@ -52,7 +52,7 @@ from coseg.selection import choose_groups, samples_of
 from coseg.train import RUN_FOLDER, build_objective, build_optimizer, split_train_val, train
 from metric.threads import single_threaded_pool
 from checks import EXPECTED, check_writable, one_line, overrides, write_json
-from timing import paired_ratios, paired_rounds
+from timing import paired_ratios, paired_rounds, rounds_in_turn
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -187,8 +187,10 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
     """``predict_folder`` on the files of the samples' groups (decode, resize, group inference, edge filter, colour
     cut, upsample to each image's size, write PNG) vs the same group inference (``predict_group``, chunks of 8
     sharing each group's consensus, the default edge filter, then the default group colour cut) on the groups'
-    images already decoded and resized; and the edge filter's and the colour cut's shares of that inference. The
-    model is loaded as ``coseg predict`` loads it, and both sides use ``coseg predict``'s default inference."""
+    images already decoded and resized; and the edge filter's and the colour cut's shares of that inference. All four
+    are timed in each of ``rounds`` rounds whose order alternates (:func:`timing.rounds_in_turn`) after a warm-up;
+    each ratio is the median of its rounds' ratios, with their spread (:func:`timing.paired_ratios`). The model is
+    loaded as ``coseg predict`` loads it, and both sides use ``coseg predict``'s default inference."""
     device = torch.device("cpu")
     model, _ = load_for_inference(model_path, device, image_size)
     edges, colour = EdgeFilter(), GroupColourCut()  # coseg predict's defaults
@@ -236,11 +238,12 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
                     return time.perf_counter() - start
 
             forward()  # warm-up
-            forward_s, predict_s = paired_rounds(seconds_of(forward), predict, rounds)
-        edge_s = median_time(edge_filter_only, repeats=5)
-        colour_s = median_time(colour_cut_only, repeats=3)
-    return {"edge_filter_share": edge_s / statistics.median(forward_s),
-            "colour_cut_share": colour_s / statistics.median(forward_s),
+            edge_filter_only()
+            colour_cut_only()
+            forward_s, predict_s, edge_s, colour_s = rounds_in_turn(
+                [seconds_of(forward), predict, seconds_of(edge_filter_only), seconds_of(colour_cut_only)], rounds)
+    return {**paired_ratios(edge_s, forward_s, "edge_filter_share"),
+            **paired_ratios(colour_s, forward_s, "colour_cut_share"),
             "forward_images_per_s": n / statistics.median(forward_s),
             "predict_images_per_s": n / statistics.median(predict_s),
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}

@@ -15,7 +15,10 @@ ImageNet backbone's L2-normalised pooled features without training. Every row is
   validation MAP@R and which stage's model was kept (``kept_stage``, the better one on validation);
 - loss s/epoch: miner + loss + hooks' terms, forward and backward, per pass (median of 20 timed steps × steps per
   pass, one thread, on random unit embeddings of the method's batches; the network's share is the same for every
-  method); ``--loss-times`` measures this column alone for every method, one after the other in one process.
+  method); ``--loss-times`` measures this column alone for every method side by side: ``--rounds`` rounds (default
+  7) that each time every method's 20 steps, in an order that alternates (:func:`timing.rounds_in_turn`), after a
+  warm-up step of each; a row's loss s/epoch is its median over the rounds, ``vs_upper_bound`` the median of each
+  round's ratio to the upper bound's (``vs_upper_bound_ci95``, ``vs_upper_bound_pairs``: :func:`timing.paired_ratios`).
 Backbone features are computed once and shared by all rows through ``--work``/cache (their seconds are reported
 separately as ``feature_seconds``, not in any row's budget).
 """
@@ -28,7 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +52,9 @@ from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data,
 from coseg.data import ImageCache, load_split
 from coseg.engine import config_from_dict, config_to_dict, read_config_file, resolve_device
 from metric.registry import LOSSES
+from metric.threads import keeping_callers_count, use_one_torch_thread
 from checks import EXPECTED, check_writable, one_line, overrides, write_json
-from timing import paired_ratios, paired_rounds
+from timing import paired_ratios, paired_rounds, rounds_in_turn
 
 # --- pytorch-metric-learning's losses, plugged into the trainer by name -------------------------------------------
 
@@ -125,10 +129,11 @@ def seconds_per_pass(run: Path, passes: int) -> float:
     return statistics.median(seconds) / passes
 
 
-def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, dim: int,
-                          steps: int = 20) -> float:
-    """Miner + loss + hooks' terms, forward and backward, per pass over ``labels`` of ``dim``-d embeddings (see
-    the module docstring)."""
+def loss_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, dim: int,
+              steps: int = 20) -> Callable[[], float]:
+    """A measurement of the miner + loss + hooks' terms, forward and backward, per pass over ``labels`` of ``dim``-d
+    embeddings (see the module docstring): each call returns the median seconds of ``steps`` steps × steps per pass.
+    One untimed step warms it up first. Call it with torch on one thread (:func:`loss_seconds_per_pass`)."""
     torch.manual_seed(0)
     parts = build_components(cfg, labels, num_classes, embedding_dim=dim)
     tiny = create_retrieval_model("test_efficientnet", weights=None, embedding_dim=dim)
@@ -137,19 +142,25 @@ def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_c
     learner.before_epoch(lambda: dataset_embeddings, labels)
     parts.sampler.set_epoch(1)
     batches = list(parts.sampler)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # per-step ops this small only lose from sharing cores with other processes
-    try:
-        times = []
-        for step in range(steps + 1):
-            batch = batches[step % len(batches)]
-            embeddings = F.normalize(torch.randn(len(batch), dim)).requires_grad_()
-            start = time.perf_counter()
-            learner.objective(embeddings, labels[batch])["loss"].backward()
-            times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    return statistics.median(times[1:]) * len(batches)  # the first step warms up
+
+    def step(batch: list[int]) -> float:
+        embeddings = F.normalize(torch.randn(len(batch), dim)).requires_grad_()
+        start = time.perf_counter()
+        learner.objective(embeddings, labels[batch])["loss"].backward()
+        return time.perf_counter() - start
+
+    def seconds() -> float:
+        return statistics.median(step(batches[i % len(batches)]) for i in range(steps)) * len(batches)
+
+    step(batches[0])
+    return seconds
+
+
+def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, dim: int) -> float:
+    """One measurement of :func:`loss_pass` on one thread."""
+    with keeping_callers_count():
+        use_one_torch_thread()  # per-step ops this small only lose from sharing cores with other processes
+        return loss_pass(cfg, labels, num_classes, dim)()
 
 
 def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device, validation: bool) -> dict[str, Any]:
@@ -263,21 +274,28 @@ def print_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...]) -> No
         print(f"{name:<{width}}{cells}{speed}")
 
 
-def write_loss_times(out: Path, configs: dict[str, RetrievalTrainConfig]) -> None:
-    """Time every method's loss per epoch (:func:`loss_seconds_per_pass`, each at its model's embedding size),
-    print them with their ratio to the upper bound's (``vs_upper_bound`` in the JSON), and write them to ``out``."""
-    rows = {}
-    for name, cfg in configs.items():
-        dim = build_model(cfg).embedding_dim
-        rows[name] = {"loss_seconds_per_epoch": loss_seconds_per_pass(cfg, *training_labels(cfg), dim), "dim": dim}
-    bound = rows.get("triplet_upper_bound", {}).get("loss_seconds_per_epoch")
+def write_loss_times(out: Path, configs: dict[str, RetrievalTrainConfig], rounds: int = 7) -> None:
+    """Time every method's loss per epoch side by side (:func:`loss_pass`, each at its model's embedding size, in
+    ``rounds`` rounds of :func:`timing.rounds_in_turn`, on one thread), print them with their ratio to the upper
+    bound's (the median of each round's, with its spread: ``vs_upper_bound*`` in the JSON), and write them to
+    ``out``."""
+    dims = {name: build_model(cfg).embedding_dim for name, cfg in configs.items()}
+    with keeping_callers_count():
+        use_one_torch_thread()  # per-step ops this small only lose from sharing cores with other processes
+        measures = [loss_pass(cfg, *training_labels(cfg), dims[name]) for name, cfg in configs.items()]
+        seconds = dict(zip(configs, rounds_in_turn(measures, rounds)))
+    bound = seconds.get("triplet_upper_bound")
+    rows = {name: {"loss_seconds_per_epoch": statistics.median(s), "dim": dims[name],
+                   **(paired_ratios(s, bound, "vs_upper_bound") if bound else {})} for name, s in seconds.items()}
     print(f"{'method':<26}{'loss s/epoch':>14}" + (f"{'/ upper bound':>15}" if bound else ""))
     for name, row in rows.items():
-        if bound:
-            row["vs_upper_bound"] = row["loss_seconds_per_epoch"] / bound
         ratio = f"{row['vs_upper_bound']:15.1f}" if bound else ""
         print(f"{name:<26}{row['loss_seconds_per_epoch']:14.4f}{ratio}")
-    write_json(out, {"loss_times_only": True, "rows": rows}, indent=2)
+    if bound:
+        print(f"\n/ upper bound: the median of {rounds} paired rounds' ratios; their 95 % interval and every round's")
+        for name, row in rows.items():
+            print(f"{name:<26}95% CI {row['vs_upper_bound_ci95']}  rounds {row['vs_upper_bound_pairs']}")
+    write_json(out, {"loss_times_only": True, "rounds": rounds, "rows": rows}, indent=2)
     print(f"wrote {out}")
 
 
@@ -295,12 +313,17 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="model selection: report R@1 and MAP@R on the validation classes held out of the "
                              "training classes (frozen row included), never reading the test classes")
     parser.add_argument("--loss-times", action="store_true",
-                        help="only time each method's miner + loss (+ hooks) per epoch, one after the other in this "
-                             "process (no training, no evaluation): the loss s/epoch column on its own")
+                        help="only time each method's miner + loss (+ hooks) per epoch, side by side in paired "
+                             "rounds in this process (no training, no evaluation): the loss s/epoch column on its "
+                             "own, with each method's ratio to the upper bound")
     parser.add_argument("--export-speed", type=Path, metavar="CHECKPOINT",
                         help="only measure `coseg retrieval export` of the first two test classes with this model vs "
                              "its raw forward on ready tensors, side by side (export_vs_forward, goal >= 0.90)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="paired rounds of --loss-times and --export-speed (default 7; more: a tighter median)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.minutes is None and not (args.loss_times or args.export_speed):
         parser.error("--minutes is required (unless --loss-times or --export-speed)")
     names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
@@ -331,13 +354,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             configs = {name: method_config(name) for name in names}
     check_writable(args.out)
     if args.export_speed:
-        speed = measure_export_vs_forward(args.export_speed, [args.data / c for c in classes])
+        speed = measure_export_vs_forward(args.export_speed, [args.data / c for c in classes], rounds=args.rounds)
         print(f"export_vs_forward: {speed['export_vs_forward']:.3f} (rounds: {speed['export_vs_forward_pairs']}); "
               f"forward {speed['forward_images_per_s']:.1f} images/s, export {speed['export_images_per_s']:.1f}")
         write_json(args.out, {"checkpoint": str(args.export_speed), **speed}, indent=2)
         return
     if args.loss_times:
-        write_loss_times(args.out, {name: cfg for name, cfg in configs.items() if name != FROZEN})
+        write_loss_times(args.out, {name: cfg for name, cfg in configs.items() if name != FROZEN}, args.rounds)
         return
     check_writable(work, "--work", folder=True)
     rows: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,5 @@
-"""Smoke test of benchmarks/metric_vs_pml.py: ``--quick`` runs and writes every key as a finite number (no goals:
-speed is the benchmark's business, not a test's)."""
+"""Smoke test of benchmarks/metric_vs_pml.py: ``--quick`` runs and writes every key as a finite number, every timed
+ratio with its paired rounds' spread (no goals: speed is the benchmark's business, not a test's)."""
 from __future__ import annotations
 
 import json
@@ -37,7 +37,13 @@ def test_quick_run_writes_every_key_as_a_finite_number(tmp_path):
     for key in KEYS:
         assert type(results[key]) in (int, float), f"{key} = {results[key]!r} is not a number"
     for key, value in results.items():
-        assert isinstance(value, (int, float)) and math.isfinite(value), f"{key} = {value!r}"
+        if key.endswith("_pairs") or (key.endswith("_ci95") and value is not None):  # a paired ratio's spread
+            assert value and all(isinstance(v, float) and math.isfinite(v) for v in value), f"{key} = {value!r}"
+        elif not key.endswith("_ci95"):
+            assert isinstance(value, (int, float)) and math.isfinite(value), f"{key} = {value!r}"
+    for key in ("snr_time_ratio", "upper_bound_speedup", "upper_bound_scaling", "retrieval_speedup",
+                "retrieval_speedup_without_nmi", "semi_hard_time_ratio"):
+        assert f"{key}_pairs" in results and f"{key}_ci95" in results, f"{key} is not from paired rounds"
     table = done.stdout.splitlines()
     for key in KEYS:
         assert any(line.split()[:1] == [key] for line in table), f"the table has no row for {key}"

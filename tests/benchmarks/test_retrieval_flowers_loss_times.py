@@ -25,3 +25,4 @@ def test_loss_times_cover_every_trained_method(tmp_path, monkeypatch):
     assert set(rows) == set(bench.METHODS) - {bench.FROZEN}
     assert all(math.isfinite(r["loss_seconds_per_epoch"]) and r["loss_seconds_per_epoch"] > 0 and r["dim"] == 16
                for r in rows.values())
+    assert all(len(r["vs_upper_bound_pairs"]) == 7 and r["vs_upper_bound_ci95"] is not None for r in rows.values())
