@@ -83,6 +83,8 @@ class GroupColourCut:
     def cut(pixels: np.ndarray, labels: np.ndarray, models: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """One image's pixels (H, W, 3) uint8 and GrabCut labels (H, W) (:meth:`trimap`) → (H, W) bool foreground,
         cut with the group's frozen colour ``models`` (:meth:`fit`)."""
+        if labels.size == 1:  # OpenCV's graph cut needs an edge: a pixel cut beside its copy is cut alike
+            return GroupColourCut.cut(np.repeat(pixels, 2, axis=1), np.repeat(labels, 2, axis=1), models)[:, :1]
         mask = labels.copy()
         cv2.grabCut(pixels, mask, None, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
         return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)

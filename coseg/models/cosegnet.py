@@ -93,6 +93,23 @@ def reference_images(keys: torch.Tensor, limit: int) -> torch.Tensor:
     return order[torch.linspace(0, n - 1, limit, device=keys.device).round().long()].sort().values
 
 
+SAME_KEYS = 1e-5  # keys of one image encoded in batches of other sizes differ by ~1e-6
+
+
+def self_references(keys: list[torch.Tensor], positions: torch.Tensor, context: GroupContext) -> torch.Tensor:
+    """(n, R) True where reference j of ``context`` stands for image i itself, for n images at group ``positions``
+    (n,) with unit keys (n, K, Q) at each consensus level: the reference at its own position, or, for an image that
+    is not a reference, the first reference with the same keys (within ``SAME_KEYS``) at every level, a copy of it.
+    So the copies of an image get the same output whichever of them :func:`reference_images` took."""
+    mask = positions[:, None] == context.positions.to(positions.device)[None, :]
+    for i in torch.nonzero(~mask.any(dim=1)).flatten().tolist():
+        same = torch.stack([(k[i] - r).abs().flatten(1).amax(dim=1) <= SAME_KEYS
+                            for k, r in zip(keys, context.keys)]).all(dim=0)
+        if same.any():
+            mask[i, int(torch.nonzero(same)[0])] = True
+    return mask
+
+
 def statistics_images(images: torch.Tensor, limit: int) -> torch.Tensor:
     """Positions (R,) of the images (N, 3, H, W) of a group that :class:`GroupStatistics` measures it on: all N
     when N <= ``limit``, else ``limit`` of them chosen by content (:func:`~coseg.models.colour_cut.spread` of their
@@ -369,13 +386,13 @@ class CosegNet(nn.Module):
             raise ValueError(f"rows must give the group positions (0 to {n - 1}) of the chunk's {len(chunk)} images, "
                              f"got {list(rows)}")
         first = -self.group_levels
-        self_mask = positions[:, None] == context.positions.to(chunk.device)[None, :]
+        keys = [module.keys(deep).float() for module, deep in zip(self.group_consensus, features[first:])]
+        self_mask = self_references(keys, positions, context)
         prior = self._prior_maps(classes, group_probabilities=None if context.probabilities is None
                                  else context.probabilities.expand(len(chunk), -1))
         for level, module in enumerate(self.group_consensus):
             deep = features[first + level]
-            maps = consensus_maps(module.keys(deep).float(), context.keys[level], context.prototypes[level],
-                                  self_mask)
+            maps = consensus_maps(keys[level], context.keys[level], context.prototypes[level], self_mask)
             extra = None if prior is None else resize_maps(prior, tuple(deep.shape[-2:]))
             features[first + level] = module.fuse_maps(deep, maps, extra)
         return self.decode(features, size)

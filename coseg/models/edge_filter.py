@@ -44,13 +44,17 @@ class EdgeFilter:
         return 2 * max(1, round(self.radius * max(height, width))) + 1
 
     def kernel(self, height: int, width: int, subsample: int) -> tuple[int, int]:
-        """The window's (rows, columns) for images of ``height`` × ``width`` with coefficients on a ``subsample``
-        times coarser grid: :meth:`window`, narrowed on an axis too short for it (the window's borders are mirrored
-        once, so on a grid of L cells it spans at most 2L − 1 of them)."""
-        window = self.window(height, width)
+        """The window's (rows, columns) in pixels for images of ``height`` × ``width`` with coefficients on a
+        ``subsample`` times coarser grid, as kornia's ``guided_blur`` takes it (a k-pixel window spans
+        (k − 1) // subsample + 1 cells of the grid): :meth:`window`'s radius in cells rounded half up, so an odd
+        number of cells (an even number is not centred: the mask moved by ``subsample`` pixels), narrowed on an
+        axis too short for it (the window's borders are mirrored once, so on a grid of L cells it spans at most
+        2L − 1 of them)."""
+        radius = (self.window(height, width) - 1 + subsample) // (2 * subsample)
 
         def fitted(side: int) -> int:
-            return min(window, subsample * (2 * max(side // subsample, 1) - 1))
+            cells = min(2 * radius + 1, 2 * max(side // subsample, 1) - 1)
+            return subsample * (cells - 1) + 1
 
         return fitted(height), fitted(width)
 

@@ -33,6 +33,17 @@ class CosegEnsemble(nn.Module):
         """Input sides must be multiples of this (every member's stride is a power of two: the largest)."""
         return max(m.output_stride for m in self.members)
 
+    @property
+    def max_references(self) -> int:
+        """How many images of its group each image is compared with (:attr:`CosegNet.max_references`), the
+        largest of the members'; setting it sets every member's."""
+        return max(m.max_references for m in self.members)
+
+    @max_references.setter
+    def max_references(self, limit: int) -> None:
+        for member in self.members:
+            member.max_references = limit
+
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
                 edges: Optional[EdgeFilter] = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from metric._checks import check_shape
 
 
 def group_index(groups: torch.Tensor) -> list[torch.Tensor]:
-    """Batch positions of each group id, in order of first appearance."""
+    """Batch positions of each group id, in ascending order of id."""
     return [torch.nonzero(groups == g).flatten() for g in torch.unique(groups, sorted=True)]
 
 

@@ -164,3 +164,24 @@ def test_a_larger_cut_keeps_thin_parts_the_model_size_loses():
     assert recall(at_model_size) < 0.3
     assert recall(at_image_size) > 0.8
     assert mean_j(at_image_size[:, None].float(), masks) > mean_j(at_model_size[:, None].float(), masks) + 0.05
+
+
+def test_degenerate_groups_are_cut():
+    red, blue = torch.tensor([200, 30, 30], dtype=torch.uint8), torch.tensor([30, 30, 200], dtype=torch.uint8)
+    # one-pixel images (OpenCV's graph cut of a lone pixel has no edge and failed): the uncertain ones by colour
+    pixels = torch.stack([red, red, blue, blue, red, blue]).view(6, 3, 1, 1)
+    probs = torch.tensor([0.95, 0.97, 0.02, 0.05, 0.4, 0.6]).view(6, 1, 1, 1)
+    assert GroupColourCut()(pixels, probs).flatten().tolist() == [1, 1, 0, 0, 1, 0]
+    # one-pixel-wide images
+    column = torch.cat([red.view(1, 3, 1, 1).expand(2, 3, 4, 1), blue.view(1, 3, 1, 1).expand(2, 3, 4, 1)], 2)
+    probs = torch.tensor([0.95] * 3 + [0.4] + [0.02] * 3 + [0.6]).view(1, 1, 8, 1).expand(2, 1, 8, 1)
+    assert GroupColourCut()(column.contiguous(), probs.contiguous())[:, 0, :, 0].tolist() == [[1] * 4 + [0] * 4] * 2
+    # a constant colour: nothing tells the uncertain pixels apart, the confident ones stay
+    constant = torch.full((2, 3, 8, 8), 90, dtype=torch.uint8)
+    probs = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    masks = GroupColourCut()(constant, probs)
+    assert masks.shape == (2, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert masks[probs >= 0.9].all() and not masks[probs <= 0.1].any()
+    # all foreground, all background: the thresholded guess
+    for value in (0.0, 1.0):
+        assert torch.equal(GroupColourCut()(constant, torch.full((2, 1, 8, 8), value)), torch.full((2, 1, 8, 8), value))

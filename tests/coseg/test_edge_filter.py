@@ -119,3 +119,20 @@ def test_model_predictions_are_filtered_by_their_own_images():
                  edge_filter(model.predict_group(x, chunk_size=2), x), atol=1e-6, rtol=0)
     assert_close(model.predict(x, flip=True, edges=edge_filter), edge_filter(model.predict(x, flip=True), x),
                  atol=1e-6, rtol=0)
+
+
+def test_the_coarse_window_is_an_odd_number_of_cells_so_the_mask_does_not_move():
+    for side in range(8, 330, 7):
+        for subsample in (1, 2, 3, 4):
+            for k in EdgeFilter(subsample=subsample).kernel(side, side, subsample):
+                assert (k - 1) % subsample == 0 and ((k - 1) // subsample) % 2 == 0, (side, subsample, k)
+    # a smooth bump on a flat image, at the default 224 px and subsample 4 (a 10-cell window moved it 2.5 px left)
+    xs = torch.arange(224, dtype=torch.float64)
+    probs = (0.05 + 0.9 * torch.exp(-((xs - 112.3) / 22.4) ** 2 / 2)).expand(1, 1, 224, 224).contiguous()
+    out = EdgeFilter()(probs, torch.full((1, 3, 224, 224), 0.5, dtype=torch.float64))[0, 0, 0]
+
+    def centre(p: torch.Tensor) -> float:
+        return float(((p - 0.05) * xs).sum() / (p - 0.05).sum())
+
+    # what is left is kornia's subsampling, which reads every 4th pixel: 1.5 px, (subsample - 1) / 2
+    assert centre(out) - centre(probs[0, 0, 0]) == pytest.approx(1.5, abs=0.05)
