@@ -214,8 +214,6 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
         raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
-    if resume and cfg.overwrite:
-        raise ValueError("--resume continues the run in --output and --overwrite replaces it: give one of them")
     RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         if cfg.groups_per_batch % info.world_size:

@@ -36,7 +36,8 @@ from coseg.data import (
     sharing_pairs,
 )
 from coseg.engine import (
-    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, lr_factor, save_config,
+    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, load_config, lr_factor,
+    save_config,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
@@ -353,8 +354,41 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
     :data:`RUN_FOLDER`'s resumable ones) or replaced (``cfg.overwrite``), never silently lost."""
     check_config(cfg)
     RUN_FOLDER.check(cfg, resume)
+    if resume:
+        check_head_stage_length(cfg)
     with distributed_run(cfg.device, dist) as info:
         return _train(cfg, resume, info)
+
+
+def check_head_stage_length(cfg: RetrievalTrainConfig) -> None:
+    """Refuse to resume a staged run whose fine-tuning stage has started (from the head stage's best model) with a
+    head stage of another length (``epochs``, ``minutes``): the head stage would not go on, yet config.yaml would
+    record the new length."""
+    output = Path(cfg.output)
+    if cfg.mode != "staged" or not (output / FINETUNE_DIR / "last.pt").is_file():
+        return
+    saved = load_config(RetrievalTrainConfig, output / "config.yaml")
+    changed = [f"--{name} {getattr(saved, name)} → {getattr(cfg, name)}" for name in ("epochs", "minutes")
+               if (getattr(saved, name) or None) != (getattr(cfg, name) or None)]  # minutes 0 and unset: no budget
+    if changed:
+        raise ValueError(f"{printable(output / FINETUNE_DIR)}: the fine-tuning stage has started from the head "
+                         f"stage's best model, so the head stage cannot go on ({'; '.join(changed)}): resume with "
+                         "the head stage's own length; --finetune-epochs and --finetune-minutes lengthen the "
+                         "fine-tuning stage")
+
+
+def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
+    """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
+    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted). Called once the
+    data, model, method, head start and first engine are built, so that an option they refuse, or an interruption
+    while the features are computed, leaves the old run whole."""
+    if not dist.is_main:
+        return
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        RUN_FOLDER.clear(output)
+    save_config(cfg, output / "config.yaml")
 
 
 def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
@@ -381,11 +415,6 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     device = dist.device
     result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems,
                          is_main=dist.is_main)
-    if dist.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        if not resume:  # --overwrite: the replaced run's fine-tuning stage must not be resumed or promoted
-            RUN_FOLDER.clear(output)
-        save_config(cfg, output / "config.yaml")
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume
     features = None
@@ -421,6 +450,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                               device, cfg.head_passes, workers=0)
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
                          cfg.minutes, cfg, dist)
+        _start_run(cfg, resume, dist)
         result.stages["head"] = engine.fit(RetrievalTask(learner, validation), loader, resume=resume)
         learner.head_only = False
         for p in feature_params:
@@ -438,6 +468,8 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
                      cfg, dist)
     task = RetrievalTask(learner, validation, _augmentation(cfg.image_size))
+    if not head_stage:
+        _start_run(cfg, resume, dist)
     stage = "finetune" if cfg.mode == "staged" else "end_to_end"
     result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume)
     if cfg.mode == "staged" and dist.is_main:

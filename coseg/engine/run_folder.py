@@ -53,7 +53,10 @@ class RunFolder:
     def check(self, cfg: Any, resume: bool) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
         needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones, and
-        training states (``last.pt``, its own and its sub-runs') that load, checked before the trainer writes."""
+        training states (``last.pt``, its own and its sub-runs') that load, checked before the trainer writes.
+        ``resume`` with ``cfg.overwrite`` is refused (one would be ignored)."""
+        if resume and cfg.overwrite:
+            raise ValueError("--resume continues the run in --output and --overwrite replaces it: give one of them")
         output = Path(cfg.output)
         saved = output / "config.yaml"
         if resume and not saved.is_file():

@@ -1,5 +1,6 @@
 """``coseg retrieval train``'s run folder: a finished run (its fine-tuning stage too) is never silently replaced,
---resume keeps the options the run was trained with, and class names in a config file are names."""
+nor lost to a replacing run that fails or is interrupted before it trains, --resume keeps the options the run was
+trained with, and class names in a config file are names."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from apps.cli import main
+from apps.retrieval import train as train_module
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.train import FINETUNE_DIR, train
 from coseg.engine import load_config
@@ -107,3 +109,54 @@ def test_numeric_class_names_in_a_config_file_are_names(tmp_path):
     assert "best validation MAP@R" in output and "(2 held-out class(es))" in output
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["train_classes"] == names[:6] and saved["val_classes"] == ["5", "6"]
+
+
+@pytest.fixture(scope="module")
+def single_images(tmp_path_factory) -> Path:
+    """One image per class: head_init class_whiten on a single view has no within-class scatter to whiten."""
+    return tiny_set(tmp_path_factory.mktemp("retrieval") / "single", per_class=1)
+
+
+def test_a_replacing_run_that_fails_or_is_interrupted_before_training_leaves_the_old_run_whole(
+        single_images, tmp_path, monkeypatch):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    options = ["--data", single_images, "--output", run, "--epochs", 1, *TINY_RETRIEVAL, "--val-fraction", 0,
+               "--samples-per-class", 1, "--feature-views", 1, "--cache-dir", cache]
+    assert retrieval("train", *options, "--finetune-epochs", 1)[0] == 0
+    assert (run / FINETUNE_DIR / "last.pt").is_file()
+    cached = digests(cache)
+    for bad in (["--backbone", "no_such_net"], ["--loss", "no_such_loss"], ["--miner", "no_such_miner"],
+                ["--loss", "soft_triple", "--beta", 0.3],
+                ["--head-init", "class_whiten"]):  # refused once the features are computed: was, the old run deleted
+        refused(run, "train", *options, *bad, "--overwrite")
+    assert digests(cache) == cached
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "cached_features", interrupted)
+    before = digests(run)
+    for mode in ("staged", "end_to_end"):  # Ctrl-C while the new run computes its backbone features
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(single_images, run, mode=mode, overwrite=True, val_fraction=0.0, samples_per_class=1))
+        assert digests(run) == before
+
+
+def test_resume_with_overwrite_is_refused(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY_RETRIEVAL]
+    assert retrieval(*args)[0] == 0
+    output = refused(run, *args, "--epochs", 2, "--resume", "--overwrite")  # was: resumed, ignoring --overwrite
+    assert "--resume continues the run in --output and --overwrite replaces it: give one of them" in output
+
+
+def test_resume_cannot_lengthen_a_head_stage_that_fine_tuning_started_from(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--output", run, *TINY_RETRIEVAL, "--finetune-epochs", 1]
+    assert retrieval(*args, "--epochs", 1)[0] == 0
+    # was: the head stage did not go on, but config.yaml said --epochs 2
+    output = refused(run, *args, "--epochs", 2, "--resume")
+    assert f"{run / FINETUNE_DIR}: the fine-tuning stage has started from the head stage's best model" in output
+    assert "(--epochs 1 → 2)" in output
+    assert retrieval(*args, "--epochs", 1, "--finetune-epochs", 2, "--resume")[0] == 0
+    assert epochs_logged(run) == [1] and epochs_logged(run / FINETUNE_DIR) == [1, 2]
