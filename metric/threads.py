@@ -23,10 +23,12 @@ def use_one_torch_thread() -> None:
 @contextmanager
 def keeping_callers_count() -> Iterator[None]:
     """Around starting helper threads that call :func:`use_one_torch_thread`: once they have, give the calling
-    thread's count back to torch's record, so threads started later get it, not 1."""
+    thread's count back to torch's record, so threads started later get it, not 1 (also when the body raises)."""
     threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def single_threaded_pool(workers: int) -> ThreadPoolExecutor:

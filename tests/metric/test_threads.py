@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from metric.threads import single_threaded_pool, start_single_threaded, use_one_torch_thread
+from metric.threads import keeping_callers_count, single_threaded_pool, start_single_threaded, use_one_torch_thread
 
 
 @pytest.fixture
@@ -54,3 +54,11 @@ def test_started_thread_runs_on_one_torch_thread(two_threads) -> None:
     assert torch.get_num_threads() == 2
     with ThreadPoolExecutor(1) as later:
         assert later.submit(torch.get_num_threads).result() == 2
+
+
+def test_the_callers_count_comes_back_when_the_body_raises(two_threads):
+    with pytest.raises(RuntimeError, match="body failed"):
+        with keeping_callers_count():
+            torch.set_num_threads(1)
+            raise RuntimeError("body failed")
+    assert torch.get_num_threads() == 2
