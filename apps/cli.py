@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -37,6 +38,13 @@ def friendly_errors(fn: Callable) -> Callable:
             raise click.ClickException(error_message(e)) from None
 
     return wrapper
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: Optional[float]) -> Optional[float]:
+    """Option callback refusing NaN and infinity, which click's ``FloatRange`` lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def echo_skipped(what: str, lines: list[str]) -> None:
@@ -261,7 +269,8 @@ def _print_summary(summary: dict) -> None:
               help="Folder for the masks: OUTPUT/<same relative path>.png (0/255, at each input's size).")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path),
               help="Also write image overlays (foreground tinted red) to this folder, same relative paths.")
-@click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them).")
+@click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them, so an "
+              "interrupted run resumes; a run with another model, input or mask-changing option is refused).")
 @inference_options
 @report_options("image | prediction per group and every image's foreground share")
 @friendly_errors
@@ -270,11 +279,11 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
             group_statistics: Optional[float], flip: bool, edge_radius: float, edge_eps: float, colour_cut: bool,
             colour_iterations: int, colour_scale: float, device: str, workers: int, quiet: bool, report: bool,
             thumbnail: int) -> None:
-    """Segment every image under INPUT and write its mask; unreadable files are skipped and listed."""
+    """Segment every image under INPUT and write its mask; unreadable files are skipped and listed. OUTPUT/predict.json
+    records the input, the model file and the options that change the masks."""
     from coseg.checkpoints import load_for_inference
     from coseg.predict import predict_folder
     from coseg.report.build import REPORT_NAME, files_folder
-    from coseg.report.segmentation import record_prediction
 
     if report and (input_dir / files_folder(Path(REPORT_NAME)).name).exists():
         raise click.UsageError(f"{input_dir} has a sub-folder named {files_folder(Path(REPORT_NAME)).name}, where "
@@ -286,13 +295,12 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
                             refinement=_refinement(refine_iterations, refine_weight), flip=flip,
                             edges=_edges(edge_radius, edge_eps),
                             colour=_colour(colour_cut, colour_iterations, colour_scale),
-                            statistics=_statistics(group_statistics))
+                            statistics=_statistics(group_statistics), checkpoint=checkpoint)
     echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
     echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                if result.already_done else ""))
     echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
     if report:
-        record_prediction(output, input_dir, checkpoint)
         _report(output, thumbnail, quiet)
 
 
@@ -369,7 +377,7 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
       image | ground truth | prediction grids, and the curves and config of the checkpoint's run;
     - a `coseg retrieval evaluate --report` output (neighbours.csv, recall_at_k.csv): R@K, MAP@R,
       NMI, the R@K curve, queries with their nearest neighbours (distance, right/wrong);
-    - a `coseg predict --report` output (predict.json beside the masks): image | prediction grids.
+    - a `coseg predict` output (predict.json beside the masks): image | prediction grids.
 
     A run folder holding its evaluations (e.g. runs/mine/eval_test8/) gives one report of all of them."""
     from coseg.report.build import build_report
@@ -381,7 +389,7 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
 @click.option("--output", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the generated data, the run, the masks and summary.json.")
 @click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0, None, min_open=True),
-              help="Training time budget in minutes, shared by the ensemble's three models.")
+              callback=finite, help="Training time budget in minutes, shared by the ensemble's three models.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors

@@ -4,6 +4,7 @@ A reader (or a run killed with -9) never sees a half-written file: either the ol
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -60,3 +61,12 @@ def remove_temporaries(folder: PathLike, recursive: bool = True) -> int:
     for p in found:
         p.unlink(missing_ok=True)
     return len(found)
+
+
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``algorithm``: a :func:`hashlib.new` name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

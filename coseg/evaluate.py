@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import write_text_atomic
+from coseg.atomic import atomic_path, write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.data.io import fit_to_mask
 from coseg.inference import group_ids, images_for, predict_dataset
@@ -112,9 +112,11 @@ def _finite(x: float) -> Optional[float]:
 
 
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
-    """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), atomically;
-    with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs to, read by
-    the report)."""
+    """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
+    atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
+    to, read by the report). summary.json is written last, and an earlier one is removed once the new
+    per_image.csv is ready to replace the old: where summary.json is, per_image.csv and index.csv beside it are
+    of the same evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
     s = evaluation.summary
     summary = {
         "P": _finite(s["P"]), "J": _finite(s["J"]),
@@ -123,14 +125,15 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
         **{k: (_finite(v) if isinstance(v, float) else v) for k, v in s.items() if k not in ("P", "J", "per_group")},
         "skipped_files": [{"file": f, "reason": r} for f, r in evaluation.skipped],
     }
-    write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["group", "image", "P", "J", "empty_gt"])
     for sc in evaluation.scores:
         writer.writerow([printable(sc.group), printable(sc.name), f"{100 * sc.P:.4f}",
                          "" if math.isnan(sc.J) else f"{100 * sc.J:.4f}", int(sc.empty_gt)])
-    write_text_atomic(output / "per_image.csv", buf.getvalue())
+    with atomic_path(output / "per_image.csv") as tmp:
+        tmp.write_bytes(buf.getvalue().encode("utf-8"))
+        (output / "summary.json").unlink(missing_ok=True)  # it would describe the old per_image.csv
     if evaluation.predicted:
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -143,3 +146,4 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
     else:  # masks left by an earlier evaluate --report are not this evaluation's
         (output / PREDICTIONS / PREDICTION_INDEX).unlink(missing_ok=True)
+    write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -1,20 +1,23 @@
 """``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import remove_temporaries, write_bytes_atomic
+from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_text_atomic
 from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
 from coseg.inference import group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
+from coseg.report.files import PREDICT_RECORD, read_json, record_path, recorded_paths
 from metric.threads import single_threaded_pool
 
 
@@ -58,12 +61,90 @@ def scan_input(input_dir: Path) -> Scan:
     return find_samples(input_dir, layout if layout in ("internet", "sbcoseg") else "folders")
 
 
+def mask_settings(image_size: int, group_mode: bool, refinement: Optional[GroupRefinement], flip: bool,
+                  edges: Optional[EdgeFilter], colour: Optional[GroupColourCut],
+                  statistics: Optional[GroupStatistics]) -> dict:
+    """The inference settings that change the masks, as JSON values (a step that is off: null)."""
+    def fields(step: Any) -> Optional[dict]:
+        return None if step is None else dataclasses.asdict(step)
+
+    return {"image_size": image_size, "group_mode": group_mode, "refinement": fields(refinement), "flip": flip,
+            "edges": fields(edges), "colour": fields(colour), "statistics": fields(statistics)}
+
+
+def prediction_record(input_dir: Path, output_dir: Path, checkpoint: Path, settings: dict) -> dict:
+    """The content of ``output_dir/predict.json``: where the input folder and the model file are (read by the
+    report), the model file's SHA-256 and the :func:`mask_settings`."""
+    record: dict = {}
+    record_path(record, "input", input_dir, output_dir)
+    record_path(record, "checkpoint", checkpoint, output_dir)
+    record["checkpoint_sha256"] = file_digest(Path(checkpoint))
+    record["settings"] = settings
+    return record
+
+
+UNFINISHED = "overwrite_unfinished"  # in predict.json while an --overwrite run replaces masks of other settings
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return a.is_dir() and a.resolve() == b.resolve()
+
+
+def _differences(previous: dict, record: dict, output_dir: Path, input_dir: Path) -> list[str]:
+    """What ``record`` (this run's :func:`predict_folder` record) changes from the ``previous`` one."""
+    found = []
+    if not any(_same_folder(p, input_dir) for p in recorded_paths(previous, "input", output_dir)):
+        found.append(f"input folder {previous.get('input')} (now {record['input']})")
+    if previous.get("checkpoint_sha256") != record["checkpoint_sha256"]:
+        found.append(f"model file {previous.get('checkpoint')} " + (
+            "(its contents changed since)" if previous.get("checkpoint") == record["checkpoint"]
+            else f"(now {record['checkpoint']})"))
+    recorded = previous["settings"]
+    for key, value in record["settings"].items():
+        if recorded.get(key) != value:
+            found.append(f"{key} {json.dumps(recorded.get(key))} (now {json.dumps(value)})")
+    return found
+
+
+def _check_record(record_file: Path, record: dict, input_dir: Path, overwrite: bool,
+                  existing_outputs: bool) -> bool:
+    """Refuse (``ValueError``) to add masks of ``record``'s settings to a folder whose ``record_file`` says its masks
+    were made otherwise, unless ``overwrite``; returns whether the masks kept so far may be of other settings until
+    this run finishes (an ``overwrite`` that replaces them). A folder without a record (written before records
+    were kept) or with one of a ``predict --report`` run of an earlier version is taken as it is."""
+    previous = None
+    if record_file.exists():
+        try:
+            previous = read_json(record_file)
+        except ValueError as e:
+            if not overwrite:
+                raise ValueError(f"{e}; --overwrite predicts every mask again") from None
+    if previous is not None and not isinstance(previous.get("settings"), dict):
+        previous = None  # no settings recorded: masks of unknown settings, kept as before
+    differences = [] if previous is None else _differences(previous, record, record_file.parent, input_dir)
+    unfinished = previous is not None and previous.get(UNFINISHED) is True
+    if overwrite:
+        return existing_outputs and (unfinished or bool(differences) or previous is None)
+    if unfinished:
+        raise ValueError(f"{printable(record_file)}: an --overwrite run into this folder with other settings did not "
+                         "finish, so some masks may still be of the earlier ones; run it again with --overwrite")
+    if differences:
+        raise ValueError(f"{printable(record_file)}: the masks there were made with " + "; ".join(differences)
+                         + " — --overwrite predicts them all again, or choose another output folder")
+    return False
+
+
+def _write_record(record_file: Path, record: dict, unfinished: bool) -> None:
+    write_text_atomic(record_file, json.dumps({**record, UNFINISHED: True} if unfinished else record, indent=1,
+                                              ensure_ascii=False) + "\n")
+
+
 def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
                    batch_size: int = 8, workers: int = 0, overlays: Optional[Path] = None, overwrite: bool = False,
                    progress: bool = True, group_mode: bool = True,
                    refinement: Optional[GroupRefinement] = None, flip: bool = False,
                    edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
-                   statistics: Optional[GroupStatistics] = None) -> PredictReport:
+                   statistics: Optional[GroupStatistics] = None, checkpoint: Optional[Path] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
@@ -73,6 +154,12 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     overwrite each other's (``a.jpg`` and ``a.png``) are skipped and listed (the latter, in group mode, still
     predicted with their group, whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``,
     ``colour`` and ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
+
+    ``checkpoint``: the file ``model`` was loaded from. With it, ``output_dir/predict.json`` records, before any
+    mask is written, what makes the masks: the input folder, the model file (path and SHA-256) and
+    :func:`mask_settings`; a run into a folder whose record differs is refused (``ValueError`` naming what
+    differs) unless ``overwrite``, so that the folder never mixes masks of two settings. Until an ``overwrite`` run
+    that replaces masks of other settings finishes, the record says so, and a run without ``overwrite`` is refused.
     Nothing is ever written inside ``input_dir``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
@@ -84,14 +171,21 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     if overlays is not None and Path(overlays).resolve() == output_dir.resolve():
         raise ValueError(f"{printable(overlays)} is both the masks' and the overlays' folder: each overlay would "
                          "replace its mask; choose another folder for the overlays")
+    scan = scan_input(input_dir)
+    relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
+    masks = [output_path(output_dir, relative) for relative in relatives]
+    record = None if checkpoint is None else prediction_record(
+        input_dir, output_dir, checkpoint,
+        mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics))
+    unfinished = record is not None and _check_record(output_dir / PREDICT_RECORD, record, input_dir, overwrite,
+                                                      any(mask.exists() for mask in masks))
     for target in (output_dir, overlays):
         if target is not None:
             remove_temporaries(target)  # left by a killed run
-    scan = scan_input(input_dir)
+    if record is not None:
+        _write_record(output_dir / PREDICT_RECORD, record, unfinished)
     report = PredictReport(output=output_dir)
     report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in SKIPPING_PROBLEMS)
-    relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
-    masks = [output_path(output_dir, relative) for relative in relatives]
     clashing = set()
     for clash in clashes(masks):
         clashing.update(clash)
@@ -141,6 +235,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         for job in pending:
             job.result()
     bar.close()
+    if record is not None and unfinished:
+        _write_record(output_dir / PREDICT_RECORD, record, False)
     return report
 
 

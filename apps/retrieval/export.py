@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.inference import image_batches
 from apps.retrieval.model import RetrievalModel
-from coseg.atomic import PathLike, atomic_path, remove_temporaries, write_bytes_atomic, write_text_atomic
+from coseg.atomic import (PathLike, atomic_path, file_digest, remove_temporaries, write_bytes_atomic,
+                          write_text_atomic)
 from coseg.data import find_samples, printable
 from coseg.inference import ImageFileDataset
 from metric.retrieval.faiss_backend import import_faiss
@@ -114,14 +115,6 @@ def _digest(*parts: Union[str, bytes]) -> str:
     for part in parts:
         h.update(part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part)
         h.update(b"\0")
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -213,7 +206,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     items, problems = scan_images(input_dir)
-    model_digest = _file_digest(checkpoint)
+    model_digest = file_digest(checkpoint, "sha1")
     stamps = [file_stamp(item) for item in items]
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     keys = [_digest(model_digest, str(size), *stamps[start:start + shard_size])[:20]

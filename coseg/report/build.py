@@ -116,7 +116,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
     if not plan:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
-                         "`coseg predict --report` output: predict.json)")
+                         "`coseg predict` output: predict.json)")
     foreign = sorted(p.name for p in files.iterdir() if not REPORT_FILE.fullmatch(p.name)) if files.is_dir() else []
     if foreign:
         raise ValueError(f"{printable(files)} holds files no report wrote ({printable(', '.join(foreign[:3]))}"

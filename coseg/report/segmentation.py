@@ -2,7 +2,6 @@
 | prediction grids) and a ``predict`` output folder (image | prediction grids)."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import Callable, Optional, Sequence, TypeVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from coseg.atomic import write_text_atomic
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, read_csv, read_json, record_path, recorded_paths)
+                                cell_path, read_csv, read_json, recorded_paths)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -49,14 +47,6 @@ def is_evaluation(folder: Path) -> bool:
 
 def is_prediction(folder: Path) -> bool:
     return (folder / PREDICT_RECORD).is_file()
-
-
-def record_prediction(output: Path, input_dir: Path, checkpoint: Path) -> None:
-    """Write ``output/predict.json``: the input folder and checkpoint of a ``predict`` run, for its report."""
-    record: dict[str, str] = {}
-    record_path(record, "input", input_dir, output)
-    record_path(record, "checkpoint", checkpoint, output)
-    write_text_atomic(output / PREDICT_RECORD, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_per_image(path: Path) -> list[ImageRow]:

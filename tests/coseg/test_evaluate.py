@@ -96,3 +96,41 @@ def test_nothing_evaluated_says_why(tmp_path):
         evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False)
     with pytest.raises(ValueError, match="none has a ground-truth mask"):
         evaluate_samples(BrightModel(), [], 64, CPU, progress=False)
+
+
+@pytest.mark.parametrize("failing", [1, 2], ids=["first-write", "second-write"])
+def test_an_interrupted_write_leaves_no_summary_beside_other_scores(tmp_path, monkeypatch, failing):
+    """summary.json is written last, and an earlier one removed before the new per_image.csv replaces the old:
+    a write that fails (as a run killed there) leaves the earlier pair whole, or per_image.csv without a summary,
+    never a summary beside another evaluation's scores."""
+    import os
+
+    scan = find_samples(odd_sized_set(tmp_path / "data"), "icoseg")
+    out = tmp_path / "out"
+    files = ("summary.json", "per_image.csv")
+    write_evaluation(evaluate_samples(ConstantModel(0.9), scan.samples, 64, CPU, progress=False), out)
+    old = {name: (out / name).read_bytes() for name in files}
+    second = evaluate_samples(ConstantModel(0.1), scan.samples, 64, CPU, progress=False)
+    write_evaluation(second, tmp_path / "new")
+    new = {name: (tmp_path / "new" / name).read_bytes() for name in files}
+    assert old["summary.json"] != new["summary.json"] and old["per_image.csv"] != new["per_image.csv"]
+
+    real_replace, renames = os.replace, []
+
+    def replace(src, dst):
+        renames.append(dst)
+        if len(renames) == failing:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_evaluation(second, out)
+    monkeypatch.undo()
+    if (out / "summary.json").exists():
+        assert {name: (out / name).read_bytes() for name in files} == old
+    else:
+        assert (out / "per_image.csv").read_bytes() in (old["per_image.csv"], new["per_image.csv"])
+    assert failing == 1 or not (out / "summary.json").exists()  # the new scores are there, the summary not yet
+    write_evaluation(second, out)
+    assert {name: (out / name).read_bytes() for name in files} == new

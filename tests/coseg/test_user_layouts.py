@@ -13,7 +13,6 @@ from coseg.config import CosegTrainConfig
 from coseg.data import make_synthetic_coseg
 from coseg.predict import predict_folder
 from coseg.report.build import build_report
-from coseg.report.segmentation import record_prediction
 from coseg.train import train
 from tests.coseg.pipeline_fixtures import ConstantModel
 
@@ -64,11 +63,12 @@ def test_predicting_an_internet_data_set_leaves_its_ground_truth_alone(tmp_path,
     root = make_synthetic_coseg(tmp_path / "data", num_groups=2, images_per_group=2, size=32, layout="internet")
     folder = {"root": root, "Data": root / "Data", "one class": root / "Data" / "00-star"}[passed]
     images = sorted(p.relative_to(folder) for p in folder.rglob("*.jpg"))
-    report = predict_folder(ConstantModel(0.8), 32, folder, tmp_path / "out", CPU, progress=False)
+    (tmp_path / "model.safetensors").write_bytes(b"a model")
+    report = predict_folder(ConstantModel(0.8), 32, folder, tmp_path / "out", CPU, progress=False,
+                            checkpoint=tmp_path / "model.safetensors")
     written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png"))
     assert written == [p.with_suffix(".png") for p in images] and report.written == len(images)
     assert not any("GroundTruth" in p.parts for p in written) and not report.skipped
-    record_prediction(tmp_path / "out", folder, tmp_path / "model.safetensors")
     build_report(tmp_path / "out", progress=False)  # its report lists the images predict read, no mask files
     page = (tmp_path / "out" / "report.html").read_text()
     assert "GroundTruth" not in page and "no mask" not in page and all(p.name in page for p in images)

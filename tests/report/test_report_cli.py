@@ -88,7 +88,7 @@ def test_every_command_has_quiet_and_report_help():
     for command in (["evaluate"], ["predict"], ["retrieval", "evaluate"]):
         assert "--report" in invoke(*command, "--help").output
     text = invoke("report", "--help").output
-    assert "log.csv" in text and "per_image.csv" in text and "predict --report" in text
+    assert "log.csv" in text and "per_image.csv" in text and "`coseg predict` output" in text
 
 
 def test_report_sizes_below_one_are_refused_before_any_work(tmp_path, coseg_run):

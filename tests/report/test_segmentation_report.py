@@ -97,7 +97,9 @@ def test_prediction_report_with_a_file_name_that_is_not_utf8(tmp_path):
 
     from coseg.data import write_png_atomic
     from coseg.predict import output_path
-    from coseg.report.segmentation import record_prediction
+    import json
+
+    from coseg.predict import mask_settings, prediction_record
 
     photos = tmp_path / "photos" / "g"
     photos.mkdir(parents=True)
@@ -107,7 +109,10 @@ def test_prediction_report_with_a_file_name_that_is_not_utf8(tmp_path):
     write_png_atomic(photos / name, picture)
     masks = tmp_path / "masks"
     write_png_atomic(output_path(masks, Path("g") / name), picture[..., 0] > 0)
-    record_prediction(masks, tmp_path / "photos", tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors").write_bytes(b"a model")
+    record = prediction_record(tmp_path / "photos", masks, tmp_path / "model.safetensors",
+                               mask_settings(32, True, None, False, None, None, None))
+    (masks / "predict.json").write_text(json.dumps(record))
     result = build_report(masks, thumbnail=32, progress=False)
     text = result.path.read_text(encoding="utf-8")
     assert "caf\\xe9.png" in text and len(parse_page(result.path).images) == 2
