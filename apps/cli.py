@@ -94,9 +94,9 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--refine-iterations", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Group refinement through the pixel embeddings: rounds of prototype updates "
                           "(0 = off; group mode)."),
-        click.option("--refine-weight", type=click.FloatRange(min=0), default=2.0, show_default=True,
+        click.option("--refine-weight", type=click.FloatRange(min=0), default=2.0, show_default=True, callback=finite,
                      help="Logit weight of the refinement score."),
-        click.option("--group-statistics", type=click.FloatRange(0, None), default=None,
+        click.option("--group-statistics", type=click.FloatRange(0, None), default=None, callback=finite,
                      help="Adapt the BatchNorm statistics to each group before predicting it (AdaBN): blend of the "
                           "training statistics, counted as this many images, and the group's own (one more model "
                           "pass per group; group mode; e.g. 8). Off by default: on iCoseg it lowered the validation J "
@@ -104,11 +104,11 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--flip", is_flag=True, help="Test-time augmentation: average each prediction with that of the "
                                                   "mirrored image (twice the model time)."),
         click.option("--edge-radius", default=EDGE_RADIUS, show_default=True,
-                     type=click.FloatRange(0, 1),
+                     type=click.FloatRange(0, 1), callback=finite,
                      help="Edge-aware refinement: guided-filter each mask by its image so boundaries follow image "
                           "edges; window radius as a fraction of the image side (0 = off)."),
         click.option("--edge-eps", default=EDGE_EPS, show_default=True, type=click.FloatRange(0, None,
-                     min_open=True), help="Edge filter regularisation (squared intensity, images in [0, 1]): larger "
+                     min_open=True), callback=finite, help="Edge filter regularisation (squared intensity, images in [0, 1]): larger "
                                           "lets only strong edges move the mask."),
         click.option("--colour-cut/--no-colour-cut", default=True, show_default=True,
                      help="Cut each group's masks again with foreground/background colour models learnt from the "
@@ -116,7 +116,7 @@ def inference_options(fn: Callable) -> Callable:
                           "+2 to +5 J on iCoseg (docs/icoseg_experiments.md) for ~4x the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
-        click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None),
+        click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None), callback=finite,
                      help="The colour cut runs on the images at this many times the model's input side (the masks "
                           "upsampled to it), so thin parts lost at the model's resolution can come back (with "
                           "--colour-cut; 1 = at the model's input size)."),
@@ -310,6 +310,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The splits JSON to write [default: DATA/splits.json]; an existing file is never replaced.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              callback=finite,
               show_default=True, help="Share of the groups (of each subset, where groups have one) held out for testing.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @friendly_errors

@@ -9,6 +9,7 @@ side, then one graph cut per image with those shared, frozen models.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
@@ -46,8 +47,9 @@ class GroupColourCut:
             raise ValueError(f"colour cut 'sure' must be in (0.5, 1], got {self.sure}")
         if self.max_fit_images < 1:
             raise ValueError(f"colour cut max_fit_images must be >= 1, got {self.max_fit_images}")
-        if not self.scale >= 1:
-            raise ValueError(f"colour cut scale must be >= 1 (the model's input side or larger), got {self.scale}")
+        if not (math.isfinite(self.scale) and self.scale >= 1):
+            raise ValueError(f"colour cut scale must be a finite number >= 1 (the model's input side or larger), got "
+                             f"{self.scale}")
 
     def size_for(self, image_size: int) -> int:
         """Side in pixels of the images the cut runs on, for a model whose input side is ``image_size``."""

@@ -9,6 +9,7 @@ does not depend on the size of the original images.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,8 @@ class EdgeFilter:
     def __post_init__(self) -> None:
         if not 0 < self.radius <= 1:
             raise ValueError(f"edge filter radius is a fraction of the image side in (0, 1], got {self.radius}")
-        if self.eps <= 0:
-            raise ValueError(f"edge filter eps must be > 0, got {self.eps}")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"edge filter eps must be a finite number > 0, got {self.eps}")
         if self.subsample < 1:
             raise ValueError(f"edge filter subsample must be >= 1, got {self.subsample}")
 

@@ -2,6 +2,7 @@
 common-foreground prototype and a background prototype, iterated with the mask head's predictions."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,8 @@ class GroupRefinement:
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError(f"refinement iterations must be >= 0, got {self.iterations}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"refinement weight must be a finite number >= 0, got {self.weight}")
 
     def __call__(self, logits: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         """logits (N, 1, H, W), unit embeddings (N, D, h, w) of one group → refined logits (N, 1, H, W)."""

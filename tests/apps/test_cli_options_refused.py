@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from apps.cli import main
-from coseg.models import create_model
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, create_model
 
 
 def coseg(*args: object) -> tuple[int, str]:
@@ -61,3 +61,28 @@ def test_demo_refuses_a_budget_that_is_not_positive(tmp_path: Path, monkeypatch:
     code, output = coseg("demo", "--output", tmp_path / "demo", "--minutes", minutes)
     assert code == 2 and "Invalid value for '--minutes'" in output
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("option, value", [("--edge-eps", "nan"), ("--refine-weight", "nan"),
+                                           ("--colour-scale", "inf"), ("--edge-radius", "nan"),
+                                           ("--group-statistics", "inf")])
+def test_inference_options_that_are_not_finite_are_usage_errors(tmp_path: Path, command: str, option: str,
+                                                                value: str) -> None:
+    """click's FloatRange lets NaN through: --edge-eps nan and --refine-weight nan predicted (NaN masks), and
+    --colour-scale inf crashed with an OverflowError."""
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"")  # never read: the option is refused first
+    source = ["--input", tmp_path] if command == "predict" else ["--data", tmp_path]
+    code, output = coseg(command, "--checkpoint", model, *source, "--output", tmp_path / "out", option, value)
+    assert code == 2 and f"Invalid value for '{option}': {value} is not a finite number" in output, output
+
+
+@pytest.mark.parametrize("build", [
+    lambda: EdgeFilter(eps=float("nan")),
+    lambda: GroupRefinement(1, weight=float("nan")),
+    lambda: GroupColourCut(scale=float("inf")),
+], ids=["edge eps", "refinement weight", "colour scale"])
+def test_inference_steps_refuse_values_that_are_not_finite(build) -> None:
+    with pytest.raises(ValueError, match="must be a finite number"):
+        build()
