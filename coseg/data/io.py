@@ -191,9 +191,16 @@ def _opaque(array: np.ndarray, path: Path) -> np.ndarray:
     return array[..., :-1]
 
 
+def _stored_16_bit(im: Image.Image) -> bool:
+    """Whether the not yet loaded ``im`` stores 16 bits per channel (its decoder's raw mode, e.g. "RGB;16B")."""
+    args = im.tile[0][3] if im.tile else ""
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    return isinstance(raw, str) and ";16" in raw
+
+
 def _deep_colours(data: bytes, path: Path) -> Optional[np.ndarray]:
     """The channels of a 16-bit colour mask, ``(H, W, 3 or 4)`` uint16 RGB(A) as stored, which Pillow would cut to
-    their high byte (0/255 would read as all black); None for an 8-bit one."""
+    their high byte (0/255 would read as all black); None if OpenCV does not decode it so."""
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, except in TIFF
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         return None
@@ -214,6 +221,7 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     data = _read_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as im:
+            deep_colours = im.mode in ("RGB", "RGBA") and _stored_16_bit(im)  # before getexif: a PNG's loads
             orientation = im.getexif().get(_EXIF_ORIENTATION)
             im.load()
             turned = orientation is not None and im.getexif().get(_EXIF_ORIENTATION) is None  # Pillow 13: TIFF
@@ -224,7 +232,7 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(path, f"not a decodable image ({e})") from None
-    if mode in ("RGB", "RGBA"):
+    if deep_colours:
         deep = _deep_colours(data, path)
         array = array if deep is None else deep
     if mode in ("LA", "PA", "RGBA"):
