@@ -16,7 +16,8 @@ from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
     holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
-from coseg.engine import DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, save_config
+from coseg.engine import (DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction,
+                          distributed_run, save_config)
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -210,8 +211,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     check_at_least(cfg, 0, "workers")
     if cfg.minutes is not None and cfg.minutes < 0:
         raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    check_fraction(cfg, "val_fraction")
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
     RUN_FOLDER.check(cfg, resume)

@@ -36,8 +36,8 @@ from coseg.data import (
     sharing_pairs,
 )
 from coseg.engine import (
-    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, distributed_run, load_config, lr_factor,
-    save_config,
+    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction, distributed_run,
+    load_config, lr_factor, save_config,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
@@ -245,8 +245,7 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
     check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)
     check_at_least(cfg, 0, "lr", "backbone_lr", "loss_lr", "weight_decay", "zero_mean_weight", "proximity_weight")
-    if not 0 <= cfg.val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    check_fraction(cfg, "val_fraction")
     lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
     if not 1 <= cfg.feature_views <= 4:
         raise ValueError(f"feature_views must be in [1, 4], got {cfg.feature_views}")

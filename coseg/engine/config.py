@@ -163,6 +163,14 @@ def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def check_fraction(cfg: Any, name: str) -> None:
+    """Raise ``ValueError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation)
+    is not in [0, 1)."""
+    value = getattr(cfg, name)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict of the config with YAML-friendly values (tuples → lists, paths → strings)."""
     def plain(v: Any) -> Any:
