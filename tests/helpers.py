@@ -1,7 +1,9 @@
-"""Test helpers: dtype-aware closeness and a float64 gradient check."""
+"""Test helpers: dtype-aware closeness, a float64 gradient check and a model file's checked config fields."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -24,3 +26,16 @@ def gradcheck(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor], *
     """Finite-difference gradient check of ``fn`` in float64 (inputs are cast and require grad)."""
     args = tuple(t.detach().to(torch.float64).requires_grad_(True) if t.is_floating_point() else t for t in inputs)
     return torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5, rtol=1e-3, **kwargs)
+
+
+def assert_fields_are_the_builders(fields: Mapping[str, Any], build: Callable, model: Any, load: Callable,
+                                   path: Path) -> None:
+    """The fields a model file's config is checked against (``fields``) are exactly the arguments of ``build`` but
+    ``weights``, and ``model``'s config; ``model`` saved to ``path`` and ``load``-ed back has its config and weights
+    (a field the builder gains must be listed, or files holding it would be refused as unknown)."""
+    arguments = set(inspect.signature(build).parameters) - {"weights"}
+    assert set(fields) == arguments == set(model.config)
+    model.save(path)
+    loaded = load(path)
+    assert loaded.config == model.config
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())

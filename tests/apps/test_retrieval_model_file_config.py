@@ -2,14 +2,12 @@
 one is named with the file, instead of failing deep inside or loading a different model."""
 from __future__ import annotations
 
-import inspect
-
 import pytest
-import torch
 
 from apps.retrieval import create_retrieval_model, load_retrieval_model
 from apps.retrieval.model import RETRIEVAL_FIELDS
 from coseg.models.checkpoint import write_checkpoint
+from tests.helpers import assert_fields_are_the_builders
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +53,8 @@ def test_an_unknown_config_field_is_named(tmp_path, model):
 
 
 def test_the_checked_fields_are_the_builders_arguments(tmp_path, model):
-    """A field create_retrieval_model gains must be listed, or files holding it would be refused as unknown."""
-    arguments = set(inspect.signature(create_retrieval_model).parameters) - {"weights"}
-    assert set(RETRIEVAL_FIELDS) == arguments == set(model.config)
-    path = tmp_path / "model.safetensors"
-    model.save(path)
-    loaded = load_retrieval_model(path)
-    assert loaded.config == model.config
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert_fields_are_the_builders(RETRIEVAL_FIELDS, create_retrieval_model, model, load_retrieval_model,
+                                   tmp_path / "model.safetensors")
 
 
 def test_a_file_of_an_older_version_without_some_fields_loads(tmp_path, model):

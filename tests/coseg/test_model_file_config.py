@@ -2,7 +2,6 @@
 load and a wrong one is named with the file, instead of failing deep inside or loading a different model."""
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 from coseg.checkpoints import load_for_inference
 from coseg.models import CosegEnsemble, create_model, load_ensemble, load_model
 from coseg.models.checkpoint import write_checkpoint
+from tests.helpers import assert_fields_are_the_builders
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +71,9 @@ def test_a_wrong_ensemble_member_field_is_named(tmp_path, unet):
 
 
 def test_the_checked_fields_are_the_builders_arguments(tmp_path, unet):
-    """A field create_model gains must be listed, or files holding it would be refused as unknown."""
     from coseg.models.model_file import COSEGNET_FIELDS
 
-    arguments = set(inspect.signature(create_model).parameters) - {"weights"}
-    assert set(COSEGNET_FIELDS) == arguments == set(unet.config)
-    path = tmp_path / "model.safetensors"
-    unet.save(path)
-    loaded = load_model(path)
-    assert loaded.config == unet.config
-    assert all(torch.equal(v, unet.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert_fields_are_the_builders(COSEGNET_FIELDS, create_model, unet, load_model, tmp_path / "model.safetensors")
 
 
 def test_a_file_of_an_older_version_without_some_fields_loads(tmp_path, unet):
