@@ -24,8 +24,16 @@ def error_message(error: BaseException) -> str:
     return str(error)
 
 
+class OptionError(click.ClickException):
+    """An option or config-file value the run cannot take, found past click's own checks: exit code 2, as click's
+    usage errors."""
+
+    exit_code = 2
+
+
 def friendly_errors(fn: Callable) -> Callable:
-    """Show expected failures (bad input, bad config, unsafe checkpoint) as one clear line, not a traceback."""
+    """Show expected failures (bad input, bad config, unsafe checkpoint) as one clear line, not a traceback; a bad
+    option or config value (``ConfigError``) exits with code 2, as click's usage errors, the others with 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -34,7 +42,9 @@ def friendly_errors(fn: Callable) -> Callable:
 
         try:
             return fn(*args, **kwargs)
-        except (ValueError, KeyError, DataFileError, ConfigError, CheckpointError, NonFiniteLossError, OSError) as e:
+        except ConfigError as e:
+            raise OptionError(error_message(e)) from None
+        except (ValueError, KeyError, DataFileError, CheckpointError, NonFiniteLossError, OSError) as e:
             raise click.ClickException(error_message(e)) from None
 
     return wrapper

@@ -155,20 +155,20 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
 
 
 def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
-    """Raise ``ValueError`` naming the option if a set (not None) field of ``cfg`` among ``names`` is below
+    """Raise ``ConfigError`` naming the option if a set (not None) field of ``cfg`` among ``names`` is below
     ``minimum``."""
     for name in names:
         value = getattr(cfg, name)
         if value is not None and value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 
 
 def check_fraction(cfg: Any, name: str) -> None:
-    """Raise ``ValueError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation)
+    """Raise ``ConfigError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation)
     is not in [0, 1)."""
     value = getattr(cfg, name)
     if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+        raise ConfigError(f"{name} must be in [0, 1), got {value}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -25,6 +25,21 @@ def test_message_kept_whole(error: Exception, shown: str) -> None:
     assert caught.value.message == shown
 
 
+def test_option_errors_exit_as_usage_errors() -> None:
+    """A bad option or config value found by the library exits with code 2, as click's own usage errors; a bad
+    input file with 1."""
+    from coseg.engine import ConfigError
+
+    @friendly_errors
+    def fail(error: Exception) -> None:
+        raise error
+
+    for error, code in ((ConfigError("epochs must be >= 1, got 0"), 2), (ValueError("a.png: not an image"), 1)):
+        with pytest.raises(click.ClickException) as caught:
+            fail(error)
+        assert caught.value.exit_code == code and caught.value.message == str(error)
+
+
 def test_unexpected_errors_pass_through() -> None:
     @friendly_errors
     def fail() -> None:

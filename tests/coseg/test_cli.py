@@ -106,11 +106,15 @@ def test_config_errors_are_one_clear_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
     r = invoke("train", "--config", bad, "--data", tmp_path)
-    assert r.exit_code != 0
+    assert r.exit_code == 2
     assert "unknown key(s) learning_rate" in r.output and "valid keys:" in r.output
     bad.write_text("epochs: many\n")
     r = invoke("train", "--config", bad, "--data", tmp_path)
-    assert r.exit_code != 0 and "'epochs' must be int" in r.output
+    assert r.exit_code == 2 and "'epochs' must be int" in r.output
+    r = invoke("train", "--data", tmp_path, "--epochs", "0")
+    assert r.exit_code == 2 and "epochs must be >= 1, got 0" in r.output
+    r = invoke("train", "--data", tmp_path, "--val-fraction", "1")
+    assert r.exit_code == 2 and "val_fraction must be in [0, 1), got 1.0" in r.output
     bad.write_text("!!python/object/apply:os.system ['touch pwned']\n")
     r = invoke("train", "--config", bad, "--data", tmp_path)
     assert r.exit_code != 0 and not (tmp_path / "pwned").exists()
