@@ -6,12 +6,19 @@ import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
+"""How long a process waits in a collective: the others wait at a barrier while the main process validates (a
+large validation set on a CPU takes more than torch's 10 to 30 minutes); a process that dies ends the run at once
+under torchrun, so only a true hang waits this long."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 

@@ -20,3 +20,22 @@ def test_a_cuda_device_this_machine_lacks_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"'cuda:2' was asked for but this machine has 2 CUDA device\(s\): cuda:0 to "
                                          r"cuda:1"):
         resolve_device("cuda:2")
+
+
+def test_the_process_group_waits_through_a_long_validation(monkeypatch):
+    """Under torchrun the other processes wait at a barrier while the main one validates: the group's timeout must
+    outlast torch's default (30 minutes for gloo, 10 for NCCL)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from coseg.engine.distributed import setup_distributed
+
+    joined = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    info = setup_distributed("cpu")
+    assert (info.rank, info.world_size) == (1, 2)
+    assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(hours=2)
