@@ -19,6 +19,7 @@ from metric._checks import check_shape
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+MODEL_KIND = "retrieval"  # recorded in model files (a co-segmentation model's loader names it)
 _STAGE = integer(0)
 
 # The fields of a RetrievalModel's saved config (:func:`create_retrieval_model`'s arguments but ``weights``), as
@@ -141,7 +142,7 @@ class RetrievalModel(nn.Module):
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
         string ``metadata``. :func:`load_retrieval_model` rebuilds the model from it."""
-        write_checkpoint(path, self.state_dict(), self.config, metadata)
+        write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
 
 
 def _backbone(name: str, weights: Optional[PathLike]) -> nn.Module:
@@ -214,7 +215,7 @@ def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] 
     state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file; a
     pickled file is refused without being unpickled, and so is a config field that is unknown or of the wrong type
     or range (:data:`RETRIEVAL_FIELDS`)."""
-    return load_model_file(path, _build_from_file, map_location)
+    return load_model_file(path, _build_from_file, MODEL_KIND, map_location)
 
 
 def _build_from_file(weights: Optional[PathLike] = None, **config: Any) -> RetrievalModel:

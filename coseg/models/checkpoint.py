@@ -21,18 +21,21 @@ from coseg.models.pretrained import check_castable
 
 PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
+KIND_KEY = "coseg_model_kind"  # which loader reads the file: a co-segmentation or a retrieval model's
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 M = TypeVar("M", bound=torch.nn.Module)
 
 
 def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],
-                     metadata: Optional[Mapping[str, str]] = None) -> None:
+                     metadata: Optional[Mapping[str, str]] = None, kind: Optional[str] = None) -> None:
     """Write ``state_dict`` (moved to CPU, made contiguous) to the safetensors file ``path`` atomically, with
-    ``config`` (JSON-serialisable) and the extra string ``metadata`` in its header. Tensors that share memory (a
-    module held twice, e.g. an ensemble of one model twice) are written as copies: safetensors refuses shared ones."""
+    ``config`` (JSON-serialisable), the model's ``kind`` (e.g. "retrieval": a loader of another kind names it) and
+    the extra string ``metadata`` in its header. Tensors that share memory (a module held twice, e.g. an ensemble of
+    one model twice) are written as copies: safetensors refuses shared ones."""
     extra = dict(metadata or {})
-    if CONFIG_KEY in extra:
-        raise ValueError(f"metadata key '{CONFIG_KEY}' is reserved for the model config")
+    reserved = [k for k in (CONFIG_KEY, KIND_KEY) if k in extra]
+    if reserved:
+        raise ValueError(f"metadata key '{reserved[0]}' is reserved for the model file's own entries")
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"metadata keys and values must be strings; not so for {bad}")
@@ -43,7 +46,8 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
         storage = tensor.untyped_storage().data_ptr()
         tensors[key] = tensor.clone() if storage in storages else tensor
         storages.add(storage)
-    write_bytes_atomic(path, save(tensors, metadata={CONFIG_KEY: json.dumps(dict(config)), **extra}))
+    own = {CONFIG_KEY: json.dumps(dict(config)), **({KIND_KEY: kind} if kind is not None else {})}
+    write_bytes_atomic(path, save(tensors, metadata={**own, **extra}))
 
 
 def _not_a_model_file(path: Path, reason: object) -> ValueError:
@@ -104,11 +108,26 @@ def _config(path: PathLike, header: Mapping[str, str]) -> dict[str, Any]:
     return config
 
 
-def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu"
+def _check_kind(path: PathLike, header: Mapping[str, str], kind: Optional[str]) -> None:
+    """Refuse a model file of another kind than ``kind`` (files of versions that did not record it pass)."""
+    found = header.get(KIND_KEY)
+    if kind is not None and found is not None and found != kind:
+        raise ValueError(f"{printable(path)} holds a {printable(found)} model, not a {kind} model: give the model "
+                         f"file of a {kind} run")
+
+
+def _extra(header: Mapping[str, str]) -> dict[str, str]:
+    """The metadata of a model file's header besides its own entries (config, kind)."""
+    return {k: v for k, v in header.items() if k not in (CONFIG_KEY, KIND_KEY)}
+
+
+def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", kind: Optional[str] = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
-    """(state dict on ``map_location``, model config, extra metadata) of the model file ``path``."""
+    """(state dict on ``map_location``, model config, extra metadata) of the model file ``path``; with ``kind``,
+    a file recorded as another kind of model is refused."""
     path = Path(path)
     header, data = _read(path, whole=True)
+    _check_kind(path, header, kind)
     config = _config(path, header)
     try:
         tensors = load(data)
@@ -116,20 +135,20 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise ValueError(f"{printable(path)}: the model file is truncated or corrupt, its tensors cannot be read "
                          f"({err}); save or copy it again") from err
     device = torch.device(map_location)
-    extra = {k: v for k, v in header.items() if k != CONFIG_KEY}
-    return {k: v.to(device) for k, v in tensors.items()}, config, extra
+    return {k: v.to(device) for k, v in tensors.items()}, config, _extra(header)
 
 
-def load_model_file(path: PathLike, build: Callable[..., M], map_location: Union[str, torch.device] = "cpu") -> M:
-    """Rebuild a model saved with :func:`write_checkpoint`: ``build(**config, weights=None)`` (so nothing is
-    downloaded), then its state dict, on ``map_location``. Raises ``ValueError`` naming the file when the config
-    or the weights do not fit ``build``'s model."""
-    state_dict, config, _ = read_checkpoint(path, map_location)
+def load_model_file(path: PathLike, build: Callable[..., M], kind: str,
+                    map_location: Union[str, torch.device] = "cpu") -> M:
+    """Rebuild a ``kind`` model saved with :func:`write_checkpoint`: ``build(**config, weights=None)`` (so nothing
+    is downloaded), then its state dict, on ``map_location``. Raises ``ValueError`` naming the file when it holds
+    another kind of model, or the config or the weights do not fit ``build``'s model."""
+    state_dict, config, _ = read_checkpoint(path, map_location, kind)
     try:
         model = build(**config, weights=None)
     except TypeError as err:
-        raise ValueError(f"{printable(path)}: its model config {config} does not fit {build.__name__}'s arguments "
-                         f"({err}); is it a model file of this kind?") from err
+        raise ValueError(f"{printable(path)}: its model config {config} does not fit a {kind} model ({err}); is it "
+                         f"the model file of a {kind} run?") from err
     except ValueError as err:  # a config the builder refuses (e.g. saved by an older version that allowed it)
         raise ValueError(f"{printable(path)}: {err}") from err
     except KeyError as err:  # a name this version does not know (architecture, smp encoder)
@@ -147,7 +166,7 @@ def checkpoint_metadata(path: PathLike) -> dict[str, str]:
     """The extra metadata (e.g. epoch, scores) saved in the model file ``path``, without reading its tensors."""
     header, _ = _read(Path(path), whole=False)
     _config(path, header)
-    return {k: v for k, v in header.items() if k != CONFIG_KEY}
+    return _extra(header)
 
 
 def recorded_image_size(path: PathLike) -> Optional[int]:

@@ -30,6 +30,7 @@ from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_ENCODER = "tu-tf_efficientnet_lite0"
+MODEL_KIND = "co-segmentation"  # recorded in model files (a retrieval model's loader names it)
 
 # Architecture name → smp model class; its encoder and decoder are used, its segmentation head is not.
 ARCHITECTURES: Registry[SegmentationModel] = Registry("segmentation architecture")
@@ -490,7 +491,7 @@ class CosegNet(nn.Module):
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
         string ``metadata``. :func:`load_model` rebuilds the model from it."""
-        write_checkpoint(path, self.state_dict(), self.config, metadata)
+        write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
 
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",

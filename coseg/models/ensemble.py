@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from coseg.models.checkpoint import PathLike, write_checkpoint
-from coseg.models.cosegnet import ChunkKeys, CosegNet, StreamedContext
+from coseg.models.cosegnet import MODEL_KIND, ChunkKeys, CosegNet, StreamedContext
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.group_statistics import GroupStatistics
 from coseg.models.refinement import GroupRefinement
@@ -79,7 +79,7 @@ class CosegEnsemble(nn.Module):
 
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
-        write_checkpoint(path, self.state_dict(), self.config, metadata)
+        write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
 
 
 def _mean_filtered(probs: list[torch.Tensor], images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:

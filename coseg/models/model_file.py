@@ -8,7 +8,7 @@ import torch
 from coseg.data.io import printable
 from coseg.models.checkpoint import (BOOLEAN, NAME, Field, PathLike, check_config, integer, load_model_file, numbers,
                                      recorded_image_size)
-from coseg.models.cosegnet import CosegNet, create_model
+from coseg.models.cosegnet import MODEL_KIND, CosegNet, create_model
 from coseg.models.ensemble import CosegEnsemble
 
 Model = Union[CosegNet, CosegEnsemble]
@@ -41,7 +41,7 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
     """Rebuild the model saved by :meth:`CosegNet.save` or :meth:`CosegEnsemble.save` in ``path`` (no download:
     weights=None, then its state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not
     such a model file."""
-    return load_model_file(path, _build, map_location)
+    return load_model_file(path, _build, MODEL_KIND, map_location)
 
 
 def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.device] = "cpu"
