@@ -18,7 +18,7 @@ from coseg.data import DataFileError, Sample, printable, read_mask, write_png_at
 from coseg.data.io import fit_to_mask
 from coseg.inference import group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
-from coseg.predict import clashes, output_path
+from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
@@ -99,11 +99,11 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
 
 def prediction_files(folder: Path, samples: Sequence[Sample]) -> list[Path]:
     """Where each sample's predicted mask is saved: ``folder/<group>/<image stem>.png``, or ``<image name>.png``
-    where images of a group share a stem (``a.jpg``, ``a.png``), so that none overwrites another."""
+    where images of a group share a stem (``a.jpg``, ``a.png``) or where the stem's file would be the folder of
+    another group's masks (``g/x.jpg`` and a group ``g/x.png``), so that none overwrites or blocks another."""
     files = [output_path(folder, Path(s.group) / s.image.name) for s in samples]
-    for clash in clashes(files):
-        for i in clash:
-            files[i] = output_path(folder, Path(samples[i].group) / f"{samples[i].image.name}.png")
+    for i in {i for clash in clashes(files) for i in clash} | set(folder_clashes(files)):
+        files[i] = output_path(folder, Path(samples[i].group) / f"{samples[i].image.name}.png")
     return files
 
 

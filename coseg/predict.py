@@ -150,8 +150,9 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
     (and overlays) already written are kept unless ``overwrite``: an interrupted run resumes, predicting again each
     whole group that misses one, so its masks are those of an uninterrupted run, and removes the temporary files a
-    killed run left. Files that cannot be read, broken links, unreadable folders and images whose masks would
-    overwrite each other's (``a.jpg`` and ``a.png``) are skipped and listed (the latter, in group mode, still
+    killed run left. Files that cannot be read, broken links, unreadable folders, images whose masks would
+    overwrite each other's (``a.jpg`` and ``a.png``) and images whose mask would be the folder of other masks
+    (``x.jpg`` beside a folder of images ``x.png/``) are skipped and listed (the latter two, in group mode, still
     predicted with their group, whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``,
     ``colour`` and ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
 
@@ -160,7 +161,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     :func:`mask_settings`; a run into a folder whose record differs is refused (``ValueError`` naming what
     differs) unless ``overwrite``, so that the folder never mixes masks of two settings. Until an ``overwrite`` run
     that replaces masks of other settings finishes, the record says so, and a run without ``overwrite`` is refused.
-    Nothing is ever written inside ``input_dir``."""
+    Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
+    folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
@@ -174,6 +176,10 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     scan = scan_input(input_dir)
     relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
     masks = [output_path(output_dir, relative) for relative in relatives]
+    tints = None if overlays is None else [output_path(overlays, relative) for relative in relatives]
+    for target, targets in ((output_dir, masks), (overlays, tints)):
+        if target is not None and targets is not None and _inside(input_dir, target):
+            _check_outside_input(input_dir, relatives, targets)
     record = None if checkpoint is None else prediction_record(
         input_dir, output_dir, checkpoint,
         mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics))
@@ -189,14 +195,25 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     clashing = set()
     for clash in clashes(masks):
         clashing.update(clash)
-        names = ", ".join(printable(scan.samples[i].image.name) for i in clash)
+        # their names where they are in one folder, else their paths (``Cats/c.jpg``, ``cats/c.jpg``)
+        shown = (lambda path: path.name) if len({relatives[i].parent for i in clash}) == 1 else (lambda path: path)
+        names = ", ".join(printable(shown(relatives[i])) for i in clash)
         report.skipped.extend((printable(scan.samples[i].image), f"{printable(scan.samples[i].image)}: images "
-                               f"{names} would write the same mask {printable(masks[i].name)} (names compared "
-                               "ignoring case); rename all but one") for i in clash)
+                               f"{names} would write the same mask {printable(shown(masks[i].relative_to(output_dir)))}"
+                               " (names compared ignoring case); rename all but one") for i in clash)
+    for i, folder in folder_clashes(masks).items():
+        if i in clashing:
+            continue  # listed once
+        clashing.add(i)
+        image = printable(scan.samples[i].image)
+        report.skipped.append((image, f"{image}: its mask {printable(masks[i].relative_to(output_dir))} would be "
+                               f"the folder of the masks of the images in "
+                               f"{printable(input_dir / folder.relative_to(output_dir))} (names compared ignoring "
+                               "case); rename the image or that folder"))
     # (sample, mask to write, overlay to write): None where the file is kept or, clashing, cannot be written
     planned: list[tuple[Sample, Optional[Path], Optional[Path]]] = []
-    for i, (sample, relative, mask) in enumerate(zip(scan.samples, relatives, masks)):
-        tinted = None if overlays is None or i in clashing else output_path(overlays, relative)
+    for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
+        tinted = None if tints is None or i in clashing else tints[i]
         planned.append((sample, None if i in clashing or mask.exists() and not overwrite else mask,
                         None if tinted is None or tinted.exists() and not overwrite else tinted))
     if group_mode:  # a group that misses an output is predicted whole (with the images whose masks clash, though
@@ -251,6 +268,28 @@ def clashes(targets: Sequence[Path]) -> list[list[int]]:
     for i, target in enumerate(targets):
         same.setdefault(str(target).casefold(), []).append(i)
     return [indices for indices in same.values() if len(indices) > 1]
+
+
+def folder_clashes(targets: Sequence[Path]) -> dict[int, Path]:
+    """The indices of the ``targets`` that name (compared ignoring case) a folder other targets are in, each with
+    that folder: the mask ``g/x.png`` of an image ``g/x.jpg`` cannot be written where a folder of images ``g/x.png/``
+    has its masks written in ``g/x.png/``."""
+    folders: dict[str, Path] = {}
+    for target in targets:
+        for parent in target.parents:
+            folders.setdefault(str(parent).casefold(), parent)
+    return {i: folders[key] for i, target in enumerate(targets) if (key := str(target).casefold()) in folders}
+
+
+def _check_outside_input(input_dir: Path, relatives: Sequence[Path], targets: Sequence[Path]) -> None:
+    """Refuse (``ValueError``) ``targets`` (one per image at ``input_dir/relatives``) of which one is inside
+    ``input_dir``, as happens when the output folder holds the input folder (``--input out/in --output out`` and a
+    group folder ``out/in/in/``): a mask would be written among, or over, the input images."""
+    for relative, target in zip(relatives, targets):
+        if _inside(target, input_dir):
+            raise ValueError(f"{printable(target)}, the output of {printable(input_dir / relative)}, would be "
+                             f"inside the input folder {printable(input_dir)}: choose an output folder elsewhere "
+                             "(predict never writes into its input)")
 
 
 WRITER_THREADS = 2

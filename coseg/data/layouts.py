@@ -170,6 +170,15 @@ def _follow(entry: os.DirEntry) -> tuple[bool, bool]:
         return False, False
 
 
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (following links); False where it cannot be looked at: inside a folder that
+    cannot be searched (``chmod 000``, ``lost+found``), or a link loop."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def _listing(folder: Path) -> list[os.DirEntry]:
     """The visible entries of ``folder`` sorted by name; none when it cannot be listed (``_walk`` reports that)."""
     try:
@@ -266,7 +275,7 @@ def _named_subfolder(folder: Path, names: Sequence[str]) -> Optional[Path]:
     (``Images``, ``GT``); an exact match first."""
     found = {e.name.lower(): Path(e.path) for e in reversed(_listing(folder)) if _follow(e)[0]}
     for name in names:
-        if (folder / name).is_dir():
+        if _is_folder(folder / name):
             return folder / name
         if name.lower() in found:
             return found[name.lower()]
@@ -311,7 +320,7 @@ def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
 def scan_icoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """``images/<group>/*`` + ``ground_truth/<group>/<stem>.png``."""
     masks_root = masks_root if masks_root is not None else root / "ground_truth"
-    samples, problems = _scan_folder_pair(root / "images", masks_root if masks_root.is_dir() else None)
+    samples, problems = _scan_folder_pair(root / "images", masks_root if _is_folder(masks_root) else None)
     outside = {s.image for s in samples if s.image.parent == root / "images"}
     problems = [p for p in problems if p.path not in outside] + [Problem("outside any group", p) for p in outside]
     return [s for s in samples if s.image not in outside], problems
@@ -329,7 +338,7 @@ def _groundtruth_folder(group: Path) -> Optional[Path]:
 def _internet_class(folder: Path) -> bool:
     """True for one Internet class folder itself (``Data/Airplane100``): images beside a GroundTruth folder, and no
     ``images`` folder (that is the folders layout with its masks in ``GroundTruth``)."""
-    return (_groundtruth_folder(folder) is not None and not (folder / "images").is_dir()
+    return (_groundtruth_folder(folder) is not None and not _is_folder(folder / "images")
             and bool(_walk(folder, IMAGE_SUFFIXES, [], recursive=False)))
 
 
@@ -337,7 +346,7 @@ def _internet_class(folder: Path) -> bool:
 def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground."""
     _no_masks_root("internet", masks_root)
-    data = root / "Data" if (root / "Data").is_dir() else root
+    data = root / "Data" if _is_folder(root / "Data") else root
     single = _internet_class(data)
     problems: list[Problem] = []
     if not single:
@@ -401,12 +410,12 @@ def detect_layout(root: PathLike) -> str:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
-    if (root / "Data").is_dir() or _internet_class(root):
+    if _is_folder(root / "Data") or _internet_class(root):
         return "internet"
     tops = _subfolders(root)
     if any(_groundtruth_folder(top) is not None for top in tops):
         return "internet"
-    if (root / "images").is_dir() and (root / "ground_truth").is_dir():
+    if _is_folder(root / "images") and _is_folder(root / "ground_truth"):
         return "icoseg"
     if any(_sbcoseg_subset(t.name) for t in tops) or any(_pairs_side_by_side(t) for t in [root, *tops]):
         return "sbcoseg"
