@@ -292,6 +292,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed. OUTPUT/predict.json
     records the input, the model file and the options that change the masks."""
     from coseg.checkpoints import load_for_inference
+    from coseg.data import printable
     from coseg.predict import predict_folder
     from coseg.report.build import REPORT_NAME, files_folder
 
@@ -306,7 +307,10 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
                             edges=_edges(edge_radius, edge_eps),
                             colour=_colour(colour_cut, colour_iterations, colour_scale),
                             statistics=_statistics(group_statistics), checkpoint=checkpoint)
-    echo_skipped("unreadable file(s)", [reason for _, reason in result.skipped])
+    echo_skipped("file(s) or folder(s)", [reason for _, reason in result.skipped])
+    if not result.written and not result.already_done:  # every image skipped: a script must not take it for done
+        raise click.ClickException(f"no mask written: none of the images under {printable(input_dir)} could be "
+                                   "predicted (the reasons are listed above)")
     echo(f"wrote {result.written} mask(s)" + (f", kept {result.already_done} already done"
                                                if result.already_done else ""))
     echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))

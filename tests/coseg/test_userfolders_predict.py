@@ -149,3 +149,30 @@ def test_evaluate_saves_the_mask_of_an_image_beside_a_group_named_like_it(tmp_pa
     assert evaluation.summary["images"] == 2 and not evaluation.skipped
     assert sorted(p.relative_to(predictions).as_posix() for p in predictions.rglob("*.png") if p.is_file()) == [
         "g/x.jpg.png", "g/x.png/a.png"]
+
+
+def test_a_folder_whose_every_image_is_skipped_fails_the_command(tmp_path):
+    """`coseg predict` on a folder of unreadable images lists them and exits 1 (it exited 0 with "wrote 0 mask(s)",
+    which a script takes for done); a rerun that keeps every mask already written is not a failure."""
+    from click.testing import CliRunner
+
+    from apps.cli import main
+    from coseg.models import create_model
+
+    model = tmp_path / "model.safetensors"
+    create_model("unet", weights=None, embedding_dim=8).save(model, metadata={"image_size": "32"})
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"")
+    (broken / "b.png").write_bytes(b"not a png")
+    args = ["predict", "--checkpoint", str(model), "--device", "cpu", "--quiet", "--no-colour-cut"]
+    r = CliRunner().invoke(main, [*args, "--input", str(broken), "--output", str(tmp_path / "out")])
+    assert r.exit_code == 1, r.output
+    assert "skipped 2 file(s) or folder(s):" in r.output and "a.jpg" in r.output and "b.png" in r.output
+    assert f"Error: no mask written: none of the images under {broken} could be predicted" in r.output
+    good = tmp_path / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "c.png"), texture(32, 32))
+    for kept in (False, True):
+        r = CliRunner().invoke(main, [*args, "--input", str(good), "--output", str(tmp_path / "out2")])
+        assert r.exit_code == 0 and ("kept 1 already done" in r.output) == kept, r.output
