@@ -95,6 +95,21 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     write_text_atomic(output / NEIGHBOURS, buffer.getvalue())
 
 
+def write_evaluation(summary: dict, embeddings: torch.Tensor, dataset: RetrievalImageDataset,
+                     classes: Sequence[str], output: Path, report_queries: int = 0) -> None:
+    """``output/summary.json``, written last, and with ``report_queries`` > 0 the report files before it
+    (:func:`write_report_files`); an earlier summary.json is removed first and report files of an earlier evaluation
+    are removed when this one writes none, so where summary.json is, the report files beside it are of the same
+    evaluation (an interrupted write leaves no summary.json)."""
+    (output / "summary.json").unlink(missing_ok=True)
+    if report_queries > 0:
+        write_report_files(embeddings, dataset, classes, output, report_queries)
+    else:
+        for name in (NEIGHBOURS, RECALL_CURVE):
+            (output / name).unlink(missing_ok=True)
+    write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
 def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[PathLike] = None, layout: str = "auto",
                         split: str = "test", train_classes: Optional[Sequence[str]] = None,
                         image_size: Optional[int] = None, batch_size: int = 32,
@@ -106,7 +121,7 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4, R@8, MAP@R, NMI in percent,
     and the images, queries, classes, split, checkpoint and image size used, the unreadable images and the problems
     of the data set's index files; with ``report_queries`` > 0 also the files of its report
-    (:func:`write_report_files`). Raises ``ValueError`` when no class has two readable images."""
+    (:func:`write_evaluation`). Raises ``ValueError`` when no class has two readable images."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
@@ -126,7 +141,5 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     }
     record_path(summary, "checkpoint", checkpoint, output if output is not None else Path.cwd())
     if output is not None:
-        write_text_atomic(Path(output) / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        if report_queries > 0:
-            write_report_files(embeddings, dataset, records.classes, Path(output), report_queries)
+        write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries)
     return Evaluation(summary, dataset.skipped, records.problems)

@@ -199,8 +199,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     if output_dir.resolve().is_relative_to(input_dir.resolve()):
         raise ValueError(f"{printable(output_dir)} is inside the input folder {printable(input_dir)}: choose an output "
                          "folder elsewhere (export never writes into its input)")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
     if index not in INDEX_TYPES:
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)

@@ -65,14 +65,26 @@ def _record_unchanged(record: Path, info: dict) -> bool:
         return False
 
 
+def refuse_to_overwrite(output: Path, index_dir: Path, items: Sequence[Item]) -> None:
+    """Raise ``ValueError`` when ``output`` is one of the export's files or a query image: the table would replace
+    what search reads."""
+    target = os.path.realpath(output)
+    if any(target == os.path.realpath(index_dir / name) for name in FILES):
+        raise ValueError(f"--output {printable(output)} is a file of the export in {printable(index_dir)}: the table "
+                         "would replace it; choose another file")
+    if any(target == os.path.realpath(item.path) for item in items):
+        raise ValueError(f"--output {printable(output)} is a query image: the table would replace it; choose another "
+                         "file")
+
+
 def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                   device: Union[str, torch.device] = "cpu", batch_size: int = 32,
                   output: Optional[PathLike] = None, progress: bool = False) -> SearchResult:
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
     index: the ``k`` nearest per query, nearest first; an image named twice is searched once. Unreadable queries
     are skipped and listed. With ``output``, the rows are also written there as CSV (query, rank, path, label,
-    distance). Raises ``ValueError`` when no query is readable (or given), and when the export is unfinished,
-    inconsistent or replaced while it is read."""
+    distance). Raises ``ValueError`` when no query is readable (or given), when the export is unfinished,
+    inconsistent or replaced while it is read, and when ``output`` is one of the export's files or a query image."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
@@ -84,8 +96,15 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     info = read_record(record)
+    recorded_size = info.get("image_size")
+    if type(recorded_size) is not int or recorded_size < 1:
+        raise ValueError(f"{printable(record)}: image_size {recorded_size!r} is no image size in pixels (a damaged "
+                         "record); export again")
+    items, unusable = query_images(queries)
+    if output is not None:
+        refuse_to_overwrite(Path(output), index_dir, items)
     device = torch.device(device)
-    model, size = load_for_retrieval(index_dir / "model.safetensors", device, info["image_size"])
+    model, size = load_for_retrieval(index_dir / "model.safetensors", device, recorded_size)
     index = import_faiss().deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), np.uint8))
     with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         manifest = list(csv.DictReader(f))
@@ -98,7 +117,6 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if index.d != model.embedding_dim:
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.d}-d vectors but model.safetensors embeds "
                          f"in {model.embedding_dim} dimensions; export again")
-    items, unusable = query_images(queries)
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
         raise ValueError(f"cannot read query {errors[0][1]}" if errors else "no query image given")
