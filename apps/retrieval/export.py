@@ -30,7 +30,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from apps.retrieval.model import RetrievalModel
 from coseg.atomic import (PathLike, atomic_path, file_digest, remove_temporaries, write_bytes_atomic,
                           write_text_atomic)
 from coseg.data import find_samples, printable
+from coseg.report.files import record_path
 from coseg.inference import ImageFileDataset
 from metric.retrieval.faiss_backend import import_faiss
 
@@ -270,10 +271,10 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                            import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
         write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
         report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
-        write_text_atomic(record, json.dumps({
-            "key": export_key, "checkpoint": printable(checkpoint), **source, "image_size": size,
-            "images": report.images, "dim": report.dim, "index": index, "metric": "l2",
-            "skipped": [list(pair) for pair in report.skipped],
-        }, indent=2, ensure_ascii=False) + "\n")
+        finished: dict[str, Any] = {"key": export_key}
+        record_path(finished, "checkpoint", checkpoint, output_dir)  # absolute: told in errors run from elsewhere
+        finished.update({**source, "image_size": size, "images": report.images, "dim": report.dim, "index": index,
+                         "metric": "l2", "skipped": [list(pair) for pair in report.skipped]})
+        write_text_atomic(record, json.dumps(finished, indent=2, ensure_ascii=False) + "\n")
         shutil.rmtree(shard_dir, ignore_errors=True)
         return report

@@ -95,3 +95,16 @@ def test_export_refuses_a_batch_size_below_one_before_writing(models, data, tmp_
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         export_folder(models[0], data, tmp_path / "index", batch_size=0)
     assert not (tmp_path / "index").exists()
+
+
+def test_an_export_records_its_model_file_wherever_it_was_run_from(models, data, tmp_path, monkeypatch):
+    """The export's record holds the model file's absolute path (it held the path as typed, so the refusal of another
+    model named ``one.safetensors`` to a user who ran from elsewhere)."""
+    out = tmp_path / "index"
+    monkeypatch.chdir(models[0].parent)
+    export_folder("one.safetensors", data, out)
+    record = json.loads((out / "export.json").read_text())
+    assert record["checkpoint"] == str(models[0]) and record["checkpoint_relative"].endswith("one.safetensors")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=f"by another model \\(then in {models[0]}\\)"):
+        export_folder(models[1], data, out)
