@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import ContextManager, Iterator, Optional
 
 import torch
@@ -28,6 +29,29 @@ def no_autocast(x: torch.Tensor) -> ContextManager:
     return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
 
 
+def overflow_scale(x: torch.Tensor, name: str, dtype: torch.dtype) -> float:
+    """Check that ``x`` (N, D) is finite (``NonFiniteError`` naming ``name`` otherwise) and return 1, or the power of
+    two to divide it by so that its rows' norms stay below sqrt(max)/16 of the computing ``dtype`` (2⁶⁰ ≈ 1.2e18
+    in float32), where the squares and products of a distance cannot overflow, even after centring.
+
+    Division by a power of two is exact. Usual inputs cost one reduction, Σx² (as cheap as
+    :func:`check_finite`'s sum; it bounds every row's squared norm); only a larger Σx² pays for the exact bound."""
+    limit = math.sqrt(torch.finfo(dtype).max) / 16
+    dim = x.shape[1]
+    if torch.finfo(x.dtype).max * math.sqrt(dim) <= limit:  # e.g. float16 computed in float32: never too large
+        check_finite(x, name)
+        return 1.0
+    flat = x.detach().reshape(-1)
+    squares = float(torch.dot(flat, flat))
+    if squares <= limit * limit:
+        return 1.0
+    if not math.isfinite(squares):
+        check_finite(x, name)  # NaN/Inf raise; finite values whose squares overflow go on
+    low, high = torch.stack(torch.aminmax(x)).tolist()
+    norm_bound = max(-low, high) * math.sqrt(dim)
+    return 1.0 if norm_bound <= limit else 2.0 ** math.ceil(math.log2(norm_bound / limit))
+
+
 class BaseDistance(nn.Module):
     """Pairwise (N×M) and paired (N) distances between embeddings.
 
@@ -35,7 +59,9 @@ class BaseDistance(nn.Module):
     rows once in ``_prepare``); this class checks shapes and values and chunks the rows so no call holds more than
     ``chunk_size × M`` temporaries (never N×M×D). Distances are computed in the promoted dtype of ``x`` and
     ``y``, at least float32 (:func:`computing_dtype`), with autocast off: float16/bfloat16 embeddings get
-    float32 distances.
+    float32 distances. Inputs so large that squares would overflow (row norms beyond 2⁶⁰ ≈ 1.2e18 in float32,
+    :func:`overflow_scale`) are divided by a power of two first and the distances scaled back (``_rescaled``):
+    they overflow only where the distance itself is beyond the dtype's range.
 
     ``is_inverted`` is True for similarities (larger = closer, e.g. cosine); code that compares an anchor's
     positive and negative uses :meth:`gap` so it works for both kinds.
@@ -59,8 +85,14 @@ class BaseDistance(nn.Module):
         """An input's rows as ``_pairwise`` and ``_paired`` take them, given in the input's own dtype."""
         return x
 
-    def _checked(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` and ``y`` after the checks, in the dtype the distances are computed in."""
+    def _rescaled(self, values: torch.Tensor, scale: float) -> torch.Tensor:
+        """The distances of the inputs from ``values``, those of the inputs divided by ``scale`` (a power of two):
+        as they are for scale-invariant distances; subclasses whose values scale with the inputs override it."""
+        return values
+
+    def _checked(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``x`` and ``y`` after the checks, in the dtype the distances are computed in and divided by the returned
+        :func:`overflow_scale` (1 unless they are huge)."""
         dx = check_shape(x, ["N", "D"], "x")["D"]
         dy = check_shape(y, ["M", "D"], "y")["D"]
         if dx != dy:
@@ -68,37 +100,41 @@ class BaseDistance(nn.Module):
         check_floating(x, "x")
         check_floating(y, "y")
         check_same_device(x, y, "x", "y")
-        check_finite(x, "x")
-        check_finite(y, "y")
         dtype = computing_dtype(torch.promote_types(x.dtype, y.dtype))
-        return self._prepare(x).to(dtype), self._prepare(y).to(dtype)
+        scale = overflow_scale(x, "x", dtype)
+        if y is not x:
+            scale = max(scale, overflow_scale(y, "y", dtype))
+        if scale != 1.0:
+            x, y = x / scale, y / scale
+        return self._prepare(x).to(dtype), self._prepare(y).to(dtype), scale
 
     def pairwise(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, D), (M, D) → (N, M): entry (i, j) is d(x_i, y_j). ``y`` defaults to ``x``."""
-        x, y = self._checked(x, x if y is None else y)
+        x, y, scale = self._checked(x, x if y is None else y)
         if x.shape[0] <= self.chunk_size:
             with no_autocast(x):
-                return self._pairwise(x, y)
-        return torch.cat([block for _, block in self._blocks(x, y)], dim=0)
+                values = self._pairwise(x, y)
+            return values if scale == 1.0 else self._rescaled(values, scale)
+        return torch.cat([block for _, block in self._blocks(x, y, scale)], dim=0)
 
     def iter_pairwise(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Iterator[tuple[slice, torch.Tensor]]:
         """Yield ``(rows, block)`` with ``block = pairwise(x[rows], y)``: for N×M too large to hold at once."""
-        x, y = self._checked(x, x if y is None else y)
-        yield from self._blocks(x, y)
+        yield from self._blocks(*self._checked(x, x if y is None else y))
 
-    def _blocks(self, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+    def _blocks(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> Iterator[tuple[slice, torch.Tensor]]:
         for start in range(0, x.shape[0], self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, x.shape[0]))
             with no_autocast(x):  # not held across the yield: the caller's code keeps its autocast
                 block = self._pairwise(x[rows], y)
-            yield rows, block
+            yield rows, block if scale == 1.0 else self._rescaled(block, scale)
 
     def paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(N, D), (N, D) → (N,): d(x_i, y_i)."""
-        x, y = self._checked(x, y)
+        x, y, scale = self._checked(x, y)
         check_same_size(x.shape[0], y.shape[0], "x and y")
         with no_autocast(x):
-            return self._paired(x, y)
+            values = self._paired(x, y)
+        return values if scale == 1.0 else self._rescaled(values, scale)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.pairwise(x, y)

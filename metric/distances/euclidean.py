@@ -33,12 +33,17 @@ class EuclideanDistance(BaseDistance):
 
     Pairwise uses :func:`pairwise_squared_euclidean` (round-off about eps·‖x − ȳ‖·‖y − ȳ‖ on the squared
     distance, ȳ the mean row of ``y``, so a point's distance to itself can be ~sqrt(eps)·‖x − ȳ‖ in float32);
-    paired uses the differences directly.
+    paired uses the differences directly. Inputs scaled down against overflow (see :class:`BaseDistance`) scale
+    :func:`safe_sqrt`'s floor up alike: it stays ~1e-37 of their norms.
     """
 
     def __init__(self, squared: bool = False, chunk_size: int = 4096) -> None:
         super().__init__(chunk_size=chunk_size)
         self.squared = squared
+
+    def _rescaled(self, values: torch.Tensor, scale: float) -> torch.Tensor:
+        # twice for squared: scale² may exceed the dtype's range, and inf·0 would turn a zero distance into NaN
+        return values * scale * scale if self.squared else values * scale
 
     def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         squared = pairwise_squared_euclidean(x, y)
