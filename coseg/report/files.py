@@ -65,6 +65,15 @@ def as_float(text: str) -> float:
         return math.nan
 
 
+def int_cell(row: Mapping[str, str], column: str, path: Path) -> int:
+    """The ``column`` cell of a row of the CSV file ``path`` as an int; a clear ``ValueError`` naming the file
+    otherwise."""
+    try:
+        return int(row[column])
+    except ValueError:
+        raise ValueError(f"{printable(path)}: {column} '{printable(row[column][:40])}' is not an integer") from None
+
+
 def read_json(path: Path) -> dict:
     """A JSON object from ``path``; a clear ``ValueError`` naming the file when it cannot be read."""
     try:
@@ -76,14 +85,40 @@ def read_json(path: Path) -> dict:
     return value
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+
+
+def json_value(value: Any, kind: type, path: Path, name: str) -> Any:
+    """``value``, the entry ``name`` of the JSON file ``path``, when it is a ``kind`` (dict or list; null or absent:
+    an empty one), else a clear ``ValueError`` naming the file and the entry."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        expected = _JSON_TYPES[kind]
+        raise ValueError(f"{printable(path)}: {name} is a JSON {_JSON_TYPES.get(type(value), 'value')}, not "
+                         f"{'an' if expected[0] in 'aeiou' else 'a'} {expected}")
+    return value
+
+
+def json_number(value: Any, path: Path, name: str) -> float:
+    """``value``, the entry ``name`` of the JSON file ``path``, as a float (null or absent: NaN), else a clear
+    ``ValueError`` naming the file and the entry."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{printable(path)}: {name} is not a number ({printable(repr(value)[:60])})") from None
+
+
 def read_csv(path: Path, required: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
     """Columns and rows of a CSV file with a header; rows cut short (a truncated last line) are dropped; a clear
-    ``ValueError`` naming the file when it is not UTF-8 or lacks one of the ``required`` columns."""
+    ``ValueError`` naming the file when it is not UTF-8, not CSV or lacks one of the ``required`` columns."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             columns, rows = list(reader.fieldnames or []), [r for r in reader if None not in r.values()]
-    except UnicodeDecodeError as e:
+    except (UnicodeDecodeError, csv.Error) as e:  # csv.Error: e.g. a cell beyond the field size limit
         raise ValueError(f"{printable(path)}: cannot read it ({e})") from None
     missing = [c for c in required if c not in columns]
     if missing:

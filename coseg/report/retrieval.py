@@ -7,7 +7,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from coseg.data.io import printable
-from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, cell_path, read_csv, read_json
+from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, cell_path, int_cell,
+                                json_number, read_csv, read_json)
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
@@ -23,27 +24,28 @@ def is_retrieval_evaluation(folder: Path) -> bool:
 def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool) -> str:
     """HTML for a retrieval evaluation folder: metrics, the R@K curve (``<prefix>_recall.png``) and one row per
     shown query: the query, then its nearest neighbours with distance and a right (same class) / wrong mark."""
-    summary = read_json(folder / "summary.json")
+    summary_path = folder / "summary.json"
+    summary = read_json(summary_path)
     parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
              + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
              + "</p>",
              table(list(METRICS) + ["images", "classes", "split"],
-                   [[float(summary.get(m, "nan")) for m in METRICS]
+                   [[json_number(summary.get(m), summary_path, m) for m in METRICS]
                     + [summary.get("images"), summary.get("classes"), summary.get("split", "")]], sortable=False),
              '<p class="note">Percent. Every image queries all the others (itself excluded); R@K counts a query when '
              "one of its K nearest neighbours has its class.</p>"]
     curve_file = folder / RECALL_CURVE
     if curve_file.is_file():
         curve = read_csv(curve_file, ("k", "recall"))[1]
-        ks = [int(r["k"]) for r in curve]
+        ks = [int_cell(r, "k", curve_file) for r in curve]
         plot = f"{prefix}_recall.png"
         line_plot(files / plot, ks, {"R@K": [as_float(r["recall"]) for r in curve]}, "Recall@K", "K", "percent",
                   log_x=len(ks) > 8)
         parts.append(f'<img class="plot" src="{link(files, plot)}" alt="Recall@K curve">')
-    rows = read_csv(folder / NEIGHBOURS, NEIGHBOUR_COLUMNS)[1]
-    queries: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        queries.setdefault(row["order"], []).append(row)
+    neighbours = folder / NEIGHBOURS
+    queries: dict[int, list[tuple[int, dict[str, str]]]] = {}  # order → (rank, row) of each shown neighbour
+    for row in read_csv(neighbours, NEIGHBOUR_COLUMNS)[1]:
+        queries.setdefault(int_cell(row, "order", neighbours), []).append((int_cell(row, "rank", neighbours), row))
     k = max((len(v) for v in queries.values()), default=0)
     parts.append(f"<h3>Queries ({len(queries)} shown, worst first) → {k} nearest neighbours</h3>")
     parts.append('<p class="note">Ordered by the rank of the first neighbour of the query\'s class (queries with '
@@ -51,20 +53,19 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                  "another class. Distances are Euclidean, in embedding units.</p>")
     thumbs = Thumbnails(files, prefix, max_side)
     shown = []
-    for order in tqdm(sorted(queries, key=int), desc="report thumbnails", unit="query", disable=not progress,
-                      leave=False):
-        found = sorted(queries[order], key=lambda r: int(r["rank"]))
-        first = found[0]
+    for order in tqdm(sorted(queries), desc="report thumbnails", unit="query", disable=not progress, leave=False):
+        found = sorted(queries[order], key=lambda rank_row: rank_row[0])
+        first = found[0][1]
         query_path = cell_path(first["query"])
         query = read_once(query_path)
         cells = [thumbs.cell(f"<b>query</b> {esc(printable(query_path.name))}<br>class {esc(first['query_class'])}",
                              printable(query_path), lambda p: write_thumbnail(p, query(), max_side))]
-        for row in found:
+        for rank, row in found:
             right = row["correct"] == "1"
             mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
             neighbour_path = cell_path(row["path"])
             neighbour = read_once(neighbour_path)
-            cells.append(thumbs.cell(f"{row['rank']}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
+            cells.append(thumbs.cell(f"{rank}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
                                      printable(neighbour_path), lambda p: write_thumbnail(p, neighbour(), max_side),
                                      "right" if right else "wrong"))
         shown.append(cells)

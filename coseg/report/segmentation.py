@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, read_csv, read_json, recorded_paths)
+                                cell_path, json_number, json_value, read_csv, read_json, recorded_paths)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -89,21 +89,28 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
                        progress: bool) -> str:
     """HTML for a co-segmentation ``evaluate`` output folder: the summary, the per-group and per-image tables worst
     first, and per group (worst first) its ``per_group`` worst images as image | ground truth | prediction."""
-    summary = read_json(folder / "summary.json")
+    summary_path = folder / "summary.json"
+    summary = read_json(summary_path)
     rows = read_per_image(folder / "per_image.csv")
     groups: dict[str, list[ImageRow]] = {}
     for row in rows:
         groups.setdefault(row.group, []).append(row)
-    per_group_scores = summary.get("per_group", {})
-    group_rows = [(g, per_group_scores.get(g, {}).get("images", len(rs)), _percent(per_group_scores.get(g, {}), "P"),
-                   _percent(per_group_scores.get(g, {}), "J")) for g, rs in groups.items()]
+    per_group_scores = json_value(summary.get("per_group"), dict, summary_path, "per_group")
+    group_rows = []
+    for g, rs in groups.items():
+        scores = json_value(per_group_scores.get(g), dict, summary_path, f"per_group.{g}")
+        p, j = (json_number(scores.get(key), summary_path, f"per_group.{g}.{key}") for key in ("P", "J"))
+        group_rows.append((g, scores.get("images", len(rs)), p, j))
+    skipped = [json_value(s, dict, summary_path, f"skipped_files[{n}]")
+               for n, s in enumerate(json_value(summary.get("skipped_files"), list, summary_path, "skipped_files"))]
     group_rows.sort(key=lambda r: worst_first_key(r[3], r[2]))
     parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
              + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
              + "</p>",
              table(["mean P", "mean J", "images", "groups", "empty ground truth", "images with empty ground truth",
                     "skipped files"],
-                   [[_percent(summary, "P"), _percent(summary, "J"), summary.get("images"), len(groups),
+                   [[json_number(summary.get("P"), summary_path, "P"),
+                     json_number(summary.get("J"), summary_path, "J"), summary.get("images"), len(groups),
                      summary.get("empty", ""), summary.get("empty_gt_images"), summary.get("skipped", 0)]],
                    sortable=False),
              "<p class=\"note\">P = pixel accuracy, J = foreground IoU, in percent, at the ground truth's resolution; "
@@ -115,7 +122,6 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
               table(["group", "image", "P", "J", "empty ground truth"],
                     [[r.group, r.image, r.P, r.J, "yes" if r.empty_gt else ""] for r in worst_first(rows)],
                     table_id=f"{prefix}-images")]
-    skipped = summary.get("skipped_files") or []
     if skipped:
         parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
         parts.append(table(["file", "reason"], [[s.get("file", ""), s.get("reason", "")] for s in skipped]))
@@ -179,11 +185,6 @@ def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageR
         thumbs.cell("prediction", f"prediction for {row.image}",
                     lambda p: write_thumbnail(p, pair()[0], thumbs.max_side, read_mask(predicted))),
     ]
-
-
-def _percent(scores: dict, key: str) -> float:
-    value = scores.get(key)
-    return math.nan if value is None else float(value)
 
 
 def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,

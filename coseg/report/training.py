@@ -23,7 +23,7 @@ def is_training_run(folder: Path) -> bool:
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Columns and rows of a ``log.csv``; rows without an integer epoch, or cut short, are dropped."""
     columns, rows = read_csv(path)
-    return columns, [r for r in rows if (r.get("epoch") or "").strip().isdigit()]
+    return columns, [r for r in rows if (r.get("epoch") or "").strip().isdecimal()]
 
 
 def best_epoch(columns: list[str], rows: list[dict[str, str]]) -> Optional[tuple[int, str]]:
