@@ -363,6 +363,8 @@ def main() -> None:
     finished = args.speed_of or args.scores_of
     if finished is None and args.minutes is None:
         parser.error("--minutes is required (unless --speed-of or --scores-of)")
+    if args.minutes is not None and args.minutes < 0:
+        parser.error(f"--minutes must be >= 0 (0: no time budget), got {args.minutes}")
     run_dir = finished or args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
     with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
         scan = find_samples(args.data, "icoseg")

@@ -1,6 +1,6 @@
 """Decode throughput of coseg.data.ImageCache: images/s for each (image size, threads), and a disk-cache reload.
 
-    .venv/bin/python benchmarks/data_decode.py [--root ../shared/data/icoseg] [--sizes 128 224] [--threads 1 2] \
+    .venv/bin/python benchmarks/data_decode.py [--root ../shared/data/icoseg] [--sizes 128 224] [--threads 1 2] \\
         [--rounds 3] [--out bench_out/data_decode.json]
 
 Without --root it measures ../shared/data/icoseg, or a generated synthetic set when that is not there (and says

@@ -11,7 +11,7 @@ Each size is measured in ``--rounds`` rounds of whole and chunks side by side (t
 Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
 nothing sure to start from and makes its time meaningless (memory is still right).
 
-    python benchmarks/large_group.py --checkpoint runs/ens/d10/best.safetensors --images 100 200 400 \
+    python benchmarks/large_group.py --checkpoint runs/ens/d10/best.safetensors --images 100 200 400 \\
         --out bench_out/large_group.json
     python benchmarks/large_group.py --images 8 --members 1 --image-size 64 --rounds 1   # a quick look
 """

@@ -47,8 +47,8 @@ from apps.retrieval.features import inference_features
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import (FINETUNE_DIR, build_model, load_training_data, percent_metrics, train,
-                                  training_records)
+from apps.retrieval.train import (FINETUNE_DIR, build_model, check_config, load_training_data, percent_metrics,
+                                  train, training_records)
 from coseg.data import ImageCache, load_split
 from coseg.engine import config_from_dict, config_to_dict, read_config_file, resolve_device
 from metric.registry import LOSSES
@@ -335,8 +335,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     work = args.work or args.out.with_suffix("").with_name(args.out.stem + "_runs")
 
     def method_config(name: str) -> RetrievalTrainConfig:  # a rerun of the benchmark trains its rows anew
-        return config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name),
-                                                       "overwrite": True}, f"method {name}")
+        cfg = config_from_dict(RetrievalTrainConfig, {**shared, **METHODS[name], "output": str(work / name),
+                                                      "overwrite": True}, f"method {name}")
+        check_config(cfg)  # what the trainer would refuse, refused before the rows ahead of it run
+        return cfg
 
     with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
         shared = {**BASE, **(read_config_file(RetrievalTrainConfig, args.config) if args.config else {})}

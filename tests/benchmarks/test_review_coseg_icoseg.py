@@ -1,0 +1,17 @@
+"""benchmarks/coseg_icoseg.py refuses a negative --minutes in one line, before it makes the run folder."""
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks.scripts import run_script
+from tests.benchmarks.test_coseg_icoseg import TINY, icoseg_like
+
+
+@pytest.mark.slow
+def test_negative_minutes_is_refused_before_the_run_folder_is_made(tmp_path):
+    data = icoseg_like(tmp_path / "icoseg")
+    out = tmp_path / "out" / "icoseg.json"
+    done = run_script("coseg_icoseg.py", "--data", data, "--minutes", -1, *TINY, "--out", out)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == \
+        "coseg_icoseg.py: error: --minutes must be >= 0 (0: no time budget), got -1.0", done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
