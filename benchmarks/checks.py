@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import sys
 import tempfile
@@ -68,9 +69,20 @@ def check_writable(path: Path, option: str = "--out", folder: bool = False) -> N
         fail(f"cannot write {option} {printable(path)} ({e.strerror or e})")
 
 
+def strict(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: JSON has no such numbers (``jq`` refuses Python's ``NaN``)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    return data
+
+
 def write_json(path: Path, data: Any, indent: int = 1) -> None:
-    """``data`` as JSON in ``path``, atomically."""
+    """``data`` as strict JSON in ``path`` (NaN and infinities as null), atomically."""
     try:
-        write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+        write_text_atomic(path, json.dumps(strict(data), indent=indent, allow_nan=False) + "\n")
     except OSError as e:
         fail(f"cannot write {printable(path)} ({e.strerror or e})")

@@ -40,6 +40,15 @@ def test_json_replaces_the_file_by_a_rename(checks, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json", "out.json"]  # no temporary file left
 
 
+def test_json_is_strict_json(checks, tmp_path):
+    """A NaN score (e.g. J of a group whose masks are all empty) is written as null: Python wrote NaN, which strict
+    readers (jq, JavaScript's JSON.parse) refuse."""
+    out = tmp_path / "out.json"
+    checks.write_json(out, {"J": float("nan"), "rows": [(1.5, float("inf")), {"P": -float("inf")}], "n": 2})
+    assert json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {out}")) == {
+        "J": None, "rows": [[1.5, None], {"P": None}], "n": 2}
+
+
 @pytest.mark.parametrize("error, shown", [
     (KeyError("split 'train' not in x/splits.json"), "split 'train' not in x/splits.json"),
     (FileNotFoundError(2, "No such file or directory", "/no/such"), "No such file or directory: /no/such"),
