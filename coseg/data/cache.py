@@ -1,7 +1,8 @@
 """Decode each image (and mask) once per run, resized to S×S, held in memory as uint8; optionally kept on disk.
 
-The disk cache holds one ``.npz`` per sample, named by a hash of (image path, mtime, size in bytes, mask path,
-mtime, size, S, mask encoding), so an edited or replaced file is decoded again and a second run skips decoding.
+The disk cache holds one ``.npz`` per sample, named by a hash of (image path, mtime, size in bytes, inode, change
+time, the same of the mask, S, mask encoding), so an edited or replaced file is decoded again (also one whose
+mtime was put back) and a second run skips decoding; the sample of a damaged cache file is decoded again.
 Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them. A cache
 folder that cannot be written (read-only, full, a file) is a ``ValueError`` naming it; one already holding every
 entry is only read.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +74,14 @@ def decode_sample(sample: Sample, size: int) -> Decoded:
 
 
 def _fingerprint(path: Optional[Path]) -> bytes:
+    """The file's path, modification time and size, and its inode and change time: a file replaced by one of the
+    same size whose modification time was put back (cp -p, rsync -t, tar, unzip; or a filesystem of coarse time
+    resolution) differs in those, which no tool sets."""
     if path is None:
         return b"-"
     stat = os.stat(path)
-    return b"%s|%d|%d" % (os.fsencode(os.path.abspath(path)), stat.st_mtime_ns, stat.st_size)
+    return b"%s|%d|%d|%d|%d" % (os.fsencode(os.path.abspath(path)), stat.st_mtime_ns, stat.st_size, stat.st_ino,
+                                stat.st_ctime_ns)
 
 
 class ImageCache:
@@ -170,9 +174,13 @@ class ImageCache:
             with np.load(path, allow_pickle=False) as stored:
                 image, size = stored["image"], stored["size"]
                 mask = stored["mask"] if with_mask else None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        # a damaged file fails in many ways: BadZipFile, EOFError, NotImplementedError (a garbled zip version or
+        # compression method), RuntimeError (a garbled encryption flag), ValueError (a garbled .npy header), TypeError
+        # (a bare .npy, not an .npz), ...
+        except Exception:
             return None
-        if image.shape != (s, s, 3) or image.dtype != np.uint8 or (with_mask and mask.shape != (s, s)):
+        if (image.shape != (s, s, 3) or image.dtype != np.uint8 or size.shape != (2,) or size.dtype.kind not in "iu"
+                or (with_mask and (mask.shape != (s, s) or mask.dtype != np.uint8))):
             return None
         return Decoded(image, mask, (int(size[0]), int(size[1])))
 
