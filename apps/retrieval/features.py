@@ -42,8 +42,8 @@ def features_key(model: RetrievalModel, dataset: RetrievalImageDataset, view: in
 def _load(path: Path, rows: int, dim: int) -> Optional[torch.Tensor]:
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
+    except Exception:  # a damaged file fails in many ways (ValueError, EOFError, TokenError from a garbled header...)
+        return None  # and is computed again
     if not isinstance(array, np.ndarray):  # an .npz archive where an array belongs
         array.close()
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -262,6 +263,19 @@ def test_cached_features_are_read_back_without_the_backbone(data, tmp_path, monk
     dataset = FeatureDataset(first, loaded.train.labels)
     item = dataset[3]
     assert any(torch.equal(item["features"], first[v, 3]) for v in range(2)) and item["label"] == loaded.train.labels[3]
+
+
+def test_a_damaged_cached_features_file_is_computed_again(data, tmp_path):
+    """A garbled .npy header raised tokenize's TokenError out of the run; any file that does not load is recomputed."""
+    loaded = load_training_data(tiny_config(data, tmp_path))
+    model = create_retrieval_model(BACKBONE, weights=None, embedding_dim=8)
+    first = cached_features(model, loaded.train, 1, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    (stored,) = (tmp_path / "cache").glob("features-*.npy")
+    header = bytearray(stored.read_bytes())
+    header[10:11] = b"'"  # the dict literal of the header opens an unterminated string
+    stored.write_bytes(bytes(header))
+    again = cached_features(model, loaded.train, 1, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert torch.equal(again, first) and np.array_equal(np.load(stored), first[0].numpy())  # rewritten whole
 
 
 def test_epoch_batches_call_back_and_make_several_passes():
