@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from coseg.atomic import remove_temporaries
 from coseg.config import CosegTrainConfig
 from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
@@ -226,8 +227,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
 
 def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
     """With ``overwrite``, remove the replaced run's files (none may be resumed or reported); called once the new
-    run's data, model and objective are built, so that an option they refuse leaves the old run whole."""
-    if not resume:
+    run's data, model and objective are built, so that an option they refuse leaves the old run whole. With
+    ``resume``, remove the temporary files a killed run's writes left in the run folder (an ensemble's own model
+    files are written there; the engine tidies the folder it trains in)."""
+    if resume:
+        remove_temporaries(Path(cfg.output), recursive=False)
+    else:
         RUN_FOLDER.clear(Path(cfg.output))
 
 

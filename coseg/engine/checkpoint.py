@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from coseg.atomic import atomic_path
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read safely or does not fit the run."""
+    """A checkpoint that cannot be read safely, does not fit the run, or cannot be written."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -47,10 +47,36 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+class _WriteErrors:
+    """A binary file for ``torch.save`` that keeps the OSError of a failed write (a full disk), which torch's writer
+    reports as a RuntimeError of its own ('unexpected pos ...')."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: Optional[OSError] = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_training_state(path: Union[str, Path], state: dict[str, Any]) -> None:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically with ``torch.save``."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically with ``torch.save``. A write that fails
+    (a full disk) raises its OSError naming ``path``, and leaves the file already there as it was."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        file = _WriteErrors(f)
+        try:
+            torch.save(state, file)
+        except RuntimeError:
+            if file.error is None:
+                raise
+            raise OSError(file.error.errno, file.error.strerror, str(path)) from None
 
 
 REQUIRED = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "best": (float, type(None)),

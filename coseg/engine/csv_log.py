@@ -17,14 +17,21 @@ class CsvLog:
         self.rows: list[dict[str, Any]] = []
 
     def load(self, up_to_epoch: int) -> None:
-        """Read an existing log (on resume), keeping rows with ``epoch <= up_to_epoch``."""
+        """Read an existing log (on resume), keeping rows with ``epoch <= up_to_epoch``; the file is rewritten
+        without the others (epochs a killed run logged but did not checkpoint), even if no row is appended."""
         if not self.path.is_file():
             return
         with open(self.path, newline="", encoding="utf-8") as f:
-            self.rows = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= up_to_epoch]
+            rows = list(csv.DictReader(f))
+        self.rows = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= up_to_epoch]
+        if len(self.rows) < len(rows):
+            self._write()
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(dict(row))
+        self._write()
+
+    def _write(self) -> None:
         columns: list[str] = []
         for r in self.rows:
             columns.extend(k for k in r if k not in columns)

@@ -170,7 +170,8 @@ class Engine:
         set_rng_state(rank_streams[self.dist.rank] if rank_streams else state["rng"])
         if rank_streams is None:  # saved when every rank had rank 0's streams
             split_random_streams(self.dist)
-        self.log.load(up_to_epoch=state["epoch"])
+        if self.dist.is_main:  # the only process that writes the log
+            self.log.load(up_to_epoch=state["epoch"])
         return state["epoch"], state["best"], state["best_epoch"], float(state.get("seconds", 0.0))
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
@@ -183,6 +184,18 @@ class Engine:
             f"non-finite {what} at epoch {epoch}, step {step} ({shown}); stopped. The last good checkpoint is "
             f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
             f"then --resume")
+
+    def _write_failed(self, epoch: int, error: OSError) -> CheckpointError:
+        """The error of a run stopped because epoch ``epoch``'s log row or checkpoint could not be written (a full
+        disk); the files written before are whole (atomic writes)."""
+        reason = error.strerror or str(error)
+        if error.filename is not None:
+            reason = f"{reason}: {error.filename}"
+        stopped = f"{self.output_dir}: cannot write the files of epoch {epoch} ({reason}); the run stopped"
+        if epoch == 1:
+            return CheckpointError(f"{stopped} before its first checkpoint: free space, then train again")
+        return CheckpointError(f"{stopped}, its checkpoint of epoch {epoch - 1} (last.pt) left as it was: free space, "
+                               "then --resume")
 
     def _elapsed(self, t_start: float) -> float:
         """Seconds since ``t_start``; under DDP the most of any rank, so that every rank sets the same learning
@@ -203,10 +216,10 @@ class Engine:
         start_epoch, best, best_epoch, seconds_before = 0, None, 0, 0.0
         if resume:  # the time budget and the schedule go on from the time the checkpointed epochs took
             start_epoch, best, best_epoch, seconds_before = self._resume()
-            if self.dist.is_main:
-                remove_temporaries(self.output_dir, recursive=False)  # left by a killed run
         else:
             split_random_streams(self.dist)
+        if self.dist.is_main:  # left by a killed run, also one started anew (killed writing its first checkpoint)
+            remove_temporaries(self.output_dir, recursive=False)
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
@@ -303,8 +316,12 @@ class Engine:
                     improved = True  # nothing to select on: the newest model is the best one we know
                     best_epoch = epoch
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
-                self.log.append(row)
-                self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start, rank_streams)
+                try:
+                    self.log.append(row)
+                    self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start,
+                               rank_streams)
+                except OSError as e:
+                    raise self._write_failed(epoch, e) from e
                 if not self.quiet:
                     shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
                     tqdm.write(f"epoch {epoch}: {shown}")
