@@ -22,7 +22,8 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
 
     ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it). The file gets the mode
     a plain write would (0666 less the umask; the temporary file is private while it is written).
-    On error the temporary file is removed and ``path`` is left as it was."""
+    On error the temporary file is removed and ``path`` is left as it was; an ``OSError`` that names no file (a
+    full disk while writing) is raised again naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}",
@@ -35,8 +36,10 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

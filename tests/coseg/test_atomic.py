@@ -25,3 +25,20 @@ def test_a_failed_write_leaves_the_target_and_no_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+def test_a_full_disk_is_named_with_the_target(tmp_path):
+    """A write that fails with an OSError naming no file (ENOSPC from a file object's write) names the target, so a
+    run's one-line error says which file could not be written."""
+    import errno
+
+    target = tmp_path / "config.yaml"
+    with pytest.raises(OSError) as caught:
+        with atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    with pytest.raises(FileNotFoundError) as named:  # an error that names its own file is left as it is
+        with atomic_path(target):
+            open(tmp_path / "missing" / "x", "rb")
+    assert named.value.filename == str(tmp_path / "missing" / "x")
+    assert not target.exists() and [p.name for p in tmp_path.iterdir()] == []
