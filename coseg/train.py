@@ -18,7 +18,7 @@ from coseg.data import (
     holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction,
-                          distributed_run, save_config)
+                          distributed_run)
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -145,7 +145,7 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
 
 
-RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits"}))
+RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "weights", "output", "cache_dir"}))
 """An ensemble's members train in ``OUTPUT/member<i>/``."""
 
 
@@ -262,7 +262,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     def start() -> None:  # before the first member writes: its data, model and objective are built
         _replace_run(cfg, resume)
         output.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output / "config.yaml")
+        RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     runs = [_train(c, resume, dist, scan, cache, before_write=start if i == 0 else None)
@@ -326,7 +326,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
         if before_write is not None:
             before_write()
         output.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output / "config.yaml")
+        RUN_FOLDER.save_config(cfg, output / "config.yaml")
     fit = engine.fit(task, loader, resume=resume)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
                        scan.problems, is_main=dist.is_main)

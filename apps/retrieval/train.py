@@ -37,7 +37,7 @@ from coseg.data import (
 )
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction, distributed_run,
-    load_config, lr_factor, save_config,
+    load_config, lr_factor,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
@@ -48,7 +48,7 @@ MODES = ("staged", "end_to_end")
 SELECT_METRIC = "MAP@R"
 FINETUNE_DIR = "finetune"
 MIN_VAL_CLASSES = 2
-RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data"}),
+RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data", "weights", "output", "cache_dir"}),
                        resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"})
 """The fine-tuning stage trains in ``OUTPUT/finetune/``; ``--resume`` may also change the CPU threads, the images
 per inference pass and the fine-tuning stage's length."""
@@ -387,7 +387,7 @@ def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
     output.mkdir(parents=True, exist_ok=True)
     if not resume:
         RUN_FOLDER.clear(output)
-    save_config(cfg, output / "config.yaml")
+    RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
 
 def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:

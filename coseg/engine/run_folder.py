@@ -3,14 +3,15 @@ and ``--resume`` continues it only with the options it was trained with (but for
 where it goes on)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
 from coseg.engine.checkpoint import load_training_state
-from coseg.engine.config import config_to_dict, load_config
+from coseg.engine.config import config_to_dict, load_config, save_config
 
 RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
 """The options ``--resume`` may change: how long and where the run goes on, not what it trains."""
@@ -24,8 +25,8 @@ class RunFolder:
     """What a trainer's run folder holds besides its own :data:`RUN_FILES`, and how its options compare.
 
     ``subruns`` is the glob of the folders of its sub-runs (ensemble members, a second stage), ``paths`` the
-    options naming a file or folder (``data/`` and ``./data`` are the same folder), ``resumable`` the options
-    ``--resume`` may change."""
+    options that may name a file or folder (``data/`` and ``./data`` are the same folder; ``weights`` may also be
+    ``imagenet``), ``resumable`` the options ``--resume`` may change."""
 
     subruns: str
     paths: frozenset[str]
@@ -49,6 +50,13 @@ class RunFolder:
                 (folder / name).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
+
+    def save_config(self, cfg: Any, path: Path) -> None:
+        """Write ``cfg`` as the run's ``config.yaml`` with each of its :attr:`paths` options that names an existing
+        file or folder made absolute, so that the file works from any folder (``--config RUN/config.yaml
+        --resume``); other values (``imagenet``, a cache folder not made yet) as given."""
+        absolute = {k: os.path.abspath(v) for k in self.paths if (v := getattr(cfg, k)) and os.path.exists(v)}
+        save_config(replace(cfg, **absolute), path)
 
     def check(self, cfg: Any, resume: bool) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``

@@ -217,3 +217,31 @@ def test_triplet_options_are_checked_with_the_triplet_loss_off(option, value, me
     with pytest.raises((ValueError, KeyError), match=re.escape(message)):
         build_objective(CosegTrainConfig(triplet_weight=0.0, **{option: value}))
     assert build_objective(CosegTrainConfig(triplet_weight=0.0)).triplet is None  # and off it stays
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_the_saved_config_resumes_the_run_from_any_folder(tmp_path, monkeypatch, members):
+    """config.yaml records the data, output and weights paths absolute (they were saved as typed, so
+    `--config RUN/config.yaml --resume` from another folder found no data and no run)."""
+    synthetic_set(tmp_path / "work" / "data", groups=3, images=2)
+    weights = tmp_path / "work" / "encoder.safetensors"
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("tf_efficientnet_lite0").state_dict(), str(weights))
+    monkeypatch.chdir(tmp_path / "work")
+    args = ["--data", "data", "--output", "run", "--epochs", 1, *TINY, "--members", members, "--weights",
+            "encoder.safetensors", "--cache-dir", "not-made-yet"]
+    assert coseg("train", *args)[0] == 0
+    run = tmp_path / "work" / "run"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["data"], saved["output"], saved["weights"]) == (str(tmp_path / "work" / "data"), str(run),
+                                                                   str(weights))
+    if members > 1:
+        assert yaml.safe_load((run / "member1" / "config.yaml").read_text())["output"] == str(run / "member1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, output = coseg("train", "--config", run / "config.yaml", "--resume", "--epochs", 2)
+    assert code == 0, output
+    assert load_config(CosegTrainConfig, run / "config.yaml").epochs == 2 and not any(elsewhere.iterdir())
