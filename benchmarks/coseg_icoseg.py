@@ -49,7 +49,7 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStati
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import RUN_FOLDER, build_objective, build_optimizer, split_train_val, train
+from coseg.train import RUN_FOLDER, build_objective, build_optimizer, check_config, split_train_val, train
 from metric.threads import single_threaded_pool
 from checks import EXPECTED, check_writable, one_line, overrides, write_json
 from timing import paired_ratios, paired_rounds, rounds_in_turn
@@ -382,6 +382,7 @@ def main() -> None:
             if args.overwrite:
                 base["overwrite"] = True
             cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
+            check_config(cfg)
             RUN_FOLDER.check(cfg, resume=False)
         if not args.speed_of:
             val_groups = selection_groups(cfg, scan, test)

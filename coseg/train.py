@@ -202,9 +202,9 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
                      f"lower --groups-per-batch{fewer}")
 
 
-def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
-    """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
-    ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
+def check_config(cfg: CosegTrainConfig) -> None:
+    """Refuse (``ValueError`` naming the option) the values :func:`train` cannot take, before it reads anything:
+    sizes, counts, the time budget, the validation share and the choice of training groups."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
@@ -215,6 +215,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     check_fraction(cfg, "val_fraction")
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
+
+
+def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
+    """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
+    ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
+    check_config(cfg)
     RUN_FOLDER.check(cfg, resume)
     with distributed_run(cfg.device, dist) as info:
         if cfg.groups_per_batch % info.world_size:

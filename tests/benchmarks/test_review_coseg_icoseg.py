@@ -15,3 +15,15 @@ def test_negative_minutes_is_refused_before_the_run_folder_is_made(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == \
         "coseg_icoseg.py: error: --minutes must be >= 0 (0: no time budget), got -1.0", done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value, message", [("image_size=33", "image_size must be a multiple of 32, got 33"),
+                                            ("epochs=0", "epochs must be >= 1, got 0")])
+def test_a_value_the_trainer_refuses_is_refused_before_the_run_folder_is_made(tmp_path, value, message):
+    """A --set value train() refuses gave its traceback after an empty <out>_run/ was made."""
+    data = icoseg_like(tmp_path / "icoseg")
+    out = tmp_path / "out" / "icoseg.json"
+    done = run_script("coseg_icoseg.py", "--data", data, "--minutes", 1, *TINY, "--set", value, "--out", out)
+    assert done.returncode != 0 and message in done.stderr.strip().splitlines()[-1], done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
