@@ -155,11 +155,22 @@ def load_model_file(path: PathLike, build: Callable[..., M], kind: str,
         raise ValueError(f"{printable(path)}: {err.args[0] if err.args else err}") from err
     model.to(map_location)
     check_castable(state_dict, model.state_dict(), printable(path))
+    _check_finite(state_dict, path)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
         raise ValueError(f"{printable(path)}: its weights do not fit the model its config describes ({err})") from err
     return model
+
+
+def _check_finite(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> None:
+    """Refuse (``ValueError`` naming the file and the tensor) weights or statistics that hold NaN or infinity: the
+    model's outputs would be NaN (co-segmentation masks thresholded to empty without a word)."""
+    for name, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{printable(path)}: its weights hold {bad} NaN or infinite value(s) in '{name}'; the "
+                             "file is damaged or its training diverged: use another model file")
 
 
 def checkpoint_metadata(path: PathLike) -> dict[str, str]:

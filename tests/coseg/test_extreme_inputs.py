@@ -126,3 +126,17 @@ def test_model_file_with_nan_weights_is_refused(tmp_path):
     model.save(path)
     with pytest.raises(ValueError, match="running_var"):
         load_for_inference(path, CPU)
+
+
+def test_retrieval_model_file_with_nan_weights_is_refused(tmp_path):
+    """Every model file loader checks the weights (a retrieval model's NaN embeddings went into faiss's index)."""
+    from apps.retrieval.model import create_retrieval_model, load_retrieval_model
+
+    model = create_retrieval_model(weights=None, embedding_dim=4)
+    state = model.state_dict()
+    state["embedding.weight"][0, 0] = float("nan")
+    model.load_state_dict(state)
+    path = tmp_path / "diverged.safetensors"
+    model.save(path)
+    with pytest.raises(ValueError, match=r"diverged\.safetensors.*1 NaN or infinite value\(s\) in 'embedding\.weight'"):
+        load_retrieval_model(path)
