@@ -9,7 +9,8 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import echo, echo_report, report_options, training_config, training_options
+from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
+                          quiet_option, report_options, training_config, training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
@@ -130,14 +131,7 @@ def inference_options(fn: Callable) -> Callable:
                      help="The colour cut runs on the images at this many times the model's input side (the masks "
                           "upsampled to it), so thin parts lost at the model's resolution can come back (with "
                           "--colour-cut; 1 = at the model's input size)."),
-        click.option("--image-size", type=click.IntRange(1, None),
-                     help="Inference size (default: the size the checkpoint was trained at)."),
-        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, None),
-                     help="Images per forward pass."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
-                     help="DataLoader worker processes."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        image_size_option, batch_size_option(8), device_option, workers_option, quiet_option,
     ]):
         fn = option(fn)
     return fn
@@ -197,13 +191,13 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Model file (best.safetensors or last.safetensors of a run).")
+@checkpoint_option
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
 @click.option("--layout", default="auto", show_default=True, help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for summary.json and per_image.csv.")
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="Splits JSON (default: DATA/splits.json).")
+@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+              help="Splits JSON (default: DATA/splits.json if it exists).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
 @click.option("--groups", help="Explicit comma-separated groups to evaluate (instead of --split).")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
@@ -271,8 +265,7 @@ def _print_summary(summary: dict) -> None:
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Model file (best.safetensors or last.safetensors of a run).")
+@checkpoint_option
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of images; each subfolder is a group, a flat folder is one group.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -378,7 +371,7 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
               help="Images shown per group (the worst ones when scores exist); the tables list every image.")
 @click.option("--thumbnail", type=click.IntRange(min=1), default=160, show_default=True,
               help="Thumbnails: longer side in pixels.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 @friendly_errors
 def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int, quiet: bool) -> None:
     """Write a static HTML report (opens offline; relative links to PNGs written beside it) of RUN_DIR and its
@@ -402,11 +395,12 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
 
 @main.command()
 @click.option("--output", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the generated data, the run, the masks and summary.json.")
+              help="Folder for the generated data (data/), the run (run/), the masks and overlays of the unseen "
+                   "groups, summary.json, per_image.csv and report.html; a demo already there is replaced.")
 @click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0, None, min_open=True),
               callback=finite, help="Training time budget in minutes, shared by the ensemble's three models.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option
+@quiet_option
 @friendly_errors
 def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     """Run the whole pipeline on a generated co-segmentation set (no data, no network): train from the
@@ -416,7 +410,8 @@ def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     result = run_demo(output, minutes=minutes, device=device, quiet=quiet)
     _print_summary(result["summary"])
     echo(json.dumps({"P": round(result["summary"]["P"], 2), "J": round(result["summary"]["J"], 2)}))
-    echo(f"outputs: {output}/summary.json, masks in {result['masks']}/, checkpoint {result['checkpoint']}")
+    echo(f"outputs: {output}/summary.json, {output}/per_image.csv, masks in {result['masks']}/, overlays in "
+         f"{output}/overlays/, checkpoint {result['checkpoint']}")
     _report(output, 160, quiet)
 
 

@@ -53,20 +53,62 @@ def training_options(cls: type) -> Callable:
         fn = config_options(cls)(fn)
         fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")(fn)
         return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                            help="YAML file with any of the options below but --resume; flags given on the "
+                            help="YAML file with any of the options below but --resume, spelt as keys "
+                                 "(image_size: 256; lists as YAML lists or comma-separated); flags given on the "
                                  "command line override it.")(fn)
 
     return decorate
 
 
 def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any]) -> Any:
-    """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them."""
+    """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. ``data``,
+    ``output`` and ``device``, wherever they were given, are checked as the other commands' options are (a usage
+    error before anything is read or written)."""
     from coseg.engine import load_config
 
     cfg = load_config(cls, config_file, overrides(params, cls))
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
+    ctx = click.get_current_context()
+    options = {p.name: p for p in ctx.command.params}
+    click.Path(exists=True, file_okay=False).convert(cfg.data, options["data"], ctx)
+    click.Path(file_okay=False).convert(cfg.output, options["output"], ctx)
+    checked_device(ctx, options["device"], cfg.device)
     return cfg
+
+
+def checked_device(ctx: Optional[click.Context], param: Optional[click.Parameter], value: str) -> str:
+    """Option callback: ``value`` if this machine has that device (auto, cpu, cuda or cuda:N), else a usage error."""
+    from coseg.engine import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+    return value
+
+
+# The options that mean the same in every command that takes them.
+device_option = click.option("--device", default="auto", show_default=True, callback=checked_device,
+                             help="auto, cpu, cuda or cuda:N.")
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+image_size_option = click.option("--image-size", type=click.IntRange(1, None),
+                                 help="Inference size in pixels (default: the size the checkpoint was trained at).")
+checkpoint_option = click.option("--checkpoint", required=True,
+                                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                 help="Model file (best.safetensors or last.safetensors of a run).")
+
+
+def batch_size_option(default: int) -> Callable:
+    """``--batch-size``: images per forward pass, at least 1."""
+    return click.option("--batch-size", default=default, show_default=True, type=click.IntRange(1, None),
+                        help="Images per forward pass.")
+
+
+def workers_option(fn: Callable) -> Callable:
+    """``--workers``: DataLoader worker processes, 0 or more."""
+    return click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
+                        help="DataLoader worker processes reading the images (0: the main process reads them).")(fn)
 
 
 def report_options(what: str) -> Callable:

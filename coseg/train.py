@@ -17,7 +17,7 @@ from coseg.data import (
     CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
     holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
-from coseg.engine import (DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction,
+from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction,
                           distributed_run)
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
@@ -203,15 +203,15 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
 
 
 def check_config(cfg: CosegTrainConfig) -> None:
-    """Refuse (``ValueError`` naming the option) the values :func:`train` cannot take, before it reads anything:
+    """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
     sizes, counts, the time budget, the validation share and the choice of training groups."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
-        raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+        raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
     check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
     check_at_least(cfg, 0, "workers")
     if cfg.minutes is not None and cfg.minutes < 0:
-        raise ValueError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
+        raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))

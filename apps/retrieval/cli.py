@@ -7,7 +7,8 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import echo, echo_report, report_options, training_config, training_options
+from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
+                          quiet_option, report_options, training_config, training_options, workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -27,15 +28,6 @@ def _device(name: str):
     from coseg.engine import resolve_device
 
     return resolve_device(name)
-
-
-device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-batch_option = click.option("--batch-size", default=32, show_default=True, help="Images per forward pass.")
-size_option = click.option("--image-size", type=int,
-                           help="Inference size (default: the size the checkpoint was trained at).")
-checkpoint_option = click.option("--checkpoint", required=True,
-                                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                                 help="Model file (best.safetensors or last.safetensors of a run).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -83,21 +75,22 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for summary.json.")
+              help="Folder for summary.json (with --report also neighbours.csv, recall_at_k.csv and report.html).")
 @click.option("--layout", default="auto", show_default=True, help="cub, cars, sop, folders or auto.")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (official layouts: test, train, all; folders: a key of splits.json).")
 @click.option("--train-classes", help="Folders layout: comma-separated training classes (the others are 'test').")
-@size_option
-@batch_option
+@image_size_option
+@batch_size_option(32)
 @device_option
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@workers_option
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of decoded images and backbone features to reuse.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 @report_options("the scores, the R@K curve, and queries (worst first, at even steps) with their 8 nearest "
                 "neighbours, distances and right/wrong marks; also the training curves of the checkpoint's run")
-@click.option("--report-queries", default=24, show_default=True, help="Queries shown in the report.")
+@click.option("--report-queries", default=24, show_default=True, type=click.IntRange(1, None),
+              help="Queries shown in the report (with --report).")
 @friendly
 def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[str],
              image_size: Optional[int], batch_size: int, device: str, workers: int, cache_dir: Optional[Path],
@@ -134,9 +127,9 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for embeddings.npy, manifest.csv, index.faiss (and model.safetensors, skipped.csv, "
                    "export.json).")
-@size_option
-@batch_option
-@click.option("--shard-size", default=1024, show_default=True,
+@image_size_option
+@batch_size_option(32)
+@click.option("--shard-size", default=1024, show_default=True, type=click.IntRange(1, None),
               help="Images per stored shard: an interrupted export resumes after the last finished shard.")
 @click.option("--index", "index_type", type=click.Choice(["flat", "hnsw"]), default="flat", show_default=True,
               help="faiss index: exact (flat) or HNSW graph (approximate, for very large collections).")
@@ -144,8 +137,8 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
               help="Replace an export of another folder or by another model that OUTPUT holds (default: refuse, so "
                    "it is not lost).")
 @device_option
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes (decoding).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@workers_option
+@quiet_option
 @friendly
 def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional[int], batch_size: int,
            shard_size: int, index_type: str, overwrite: bool, device: str, workers: int, quiet: bool) -> None:
@@ -173,12 +166,12 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
               help="Folder written by `coseg retrieval export`.")
 @click.option("--query", "queries", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Query image, or folder of query images; repeat for several.")
-@click.option("--k", default=10, show_default=True, help="Neighbours per query.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, None), help="Neighbours per query.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the table as CSV (query, rank, path, label, distance).")
-@batch_option
+@batch_size_option(32)
 @device_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @friendly
 def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[Path], batch_size: int,
            device: str, quiet: bool) -> None:
@@ -198,4 +191,4 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
 
     echo_skipped("query file(s) or folder(s)", result.skipped)
     if output is not None:
-        echo(f"saved: {output}")
+        echo(f"outputs: {output}")

@@ -115,6 +115,8 @@ def test_config_errors_are_one_clear_line(tmp_path):
     assert r.exit_code == 2 and "epochs must be >= 1, got 0" in r.output
     r = invoke("train", "--data", tmp_path, "--val-fraction", "1")
     assert r.exit_code == 2 and "val_fraction must be in [0, 1), got 1.0" in r.output
+    r = invoke("train", "--data", tmp_path, "--image-size", "33")
+    assert r.exit_code == 2 and "image_size must be a multiple of 32, got 33" in r.output
     bad.write_text("!!python/object/apply:os.system ['touch pwned']\n")
     r = invoke("train", "--config", bad, "--data", tmp_path)
     assert r.exit_code != 0 and not (tmp_path / "pwned").exists()
