@@ -179,7 +179,13 @@ def fit_summary(fit: Any) -> str:
     if not fit.history:
         return (f"nothing left to train: the run had reached epoch {fit.epochs_run}"
                 + (" and its time budget" if fit.stopped_by_time else ""))
-    return (f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min ({fit.images_per_s:.1f} images/s)"
+    first = fit.history[0]["epoch"]
+    if first == 1:
+        trained = f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min"
+    else:  # a resumed run: this session's epochs; its time counts the earlier sessions'
+        epochs = f"epoch {first}" if first == fit.epochs_run else f"epochs {first} to {fit.epochs_run}"
+        trained = f"trained {epochs}, {fit.seconds / 60:.1f} min with the earlier ones"
+    return (f"{trained} ({fit.images_per_s:.1f} images/s)"
             + (" — stopped by the time budget" if fit.stopped_by_time else ""))
 
 

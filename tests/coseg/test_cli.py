@@ -34,7 +34,7 @@ def test_train_evaluate_predict_resume(tmp_path):
     r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
     assert r.exit_code == 0, r.output
     assert [row["epoch"] for row in csv.DictReader(open(run / "log.csv"))] == ["1", "2", "3"]
-    assert "trained 3 epoch(s)" in r.output
+    assert "trained epoch 3, " in r.output and "min with the earlier ones" in r.output  # not "trained 3 epoch(s)"
     r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
     assert r.exit_code == 0 and "nothing left to train: the run had reached epoch 3" in r.output, r.output
 
