@@ -20,7 +20,24 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the config's fields or types."""
 
 
-class _TextLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader refusing a key given twice in one mapping (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # a merge's keys may be overridden; a key that is no scalar the loader refuses itself
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice (lines {seen[key].start_mark.line + 1} and "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+class _TextLoader(_UniqueKeyLoader):
     """The safe loader reading every plain scalar but null as its text: a group named ``012`` stays '012' (the
     safe loader reads the octal number 10), ``1.10`` stays '1.10' and ``2024-01-01`` a name, not a date."""
 
@@ -127,7 +144,7 @@ def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text)
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)
         texts = yaml.load(text, Loader=_TextLoader)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None

@@ -78,3 +78,13 @@ def test_a_bad_override_is_not_blamed_on_the_config_file(tmp_path):
     with pytest.raises(ConfigError, match=r"c.yaml: 'epochs' must be int, got 'many'"):
         load_config(Toy, path, {"lr": 0.1})
     assert load_config(Toy, path, {"epochs": 3}) == Toy(epochs=3, lr=0.5)  # the command line's value replaces it
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    """PyYAML keeps the last of two equal keys without a word: `data: a` above `data: b` trained on b."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data: first\nepochs: 2\ndata: second\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML \(.*key 'data' given twice \(lines 1 and 3\)"):
+        read_config_file(Named, path)
+    path.write_text("a: &a {epochs: 2}\nb:\n  <<: *a\n  epochs: 3\n")  # a merge's keys may still be overridden
+    assert read_config_file(Named, path) == {"a": {"epochs": 2}, "b": {"epochs": 3}}
