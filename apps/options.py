@@ -97,18 +97,14 @@ image_size_option = click.option("--image-size", type=click.IntRange(1, None),
 checkpoint_option = click.option("--checkpoint", required=True,
                                  type=click.Path(exists=True, dir_okay=False, path_type=Path),
                                  help="Model file (best.safetensors or last.safetensors of a run).")
+workers_option = click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
+                              help="DataLoader worker processes reading the images (0: the main process reads them).")
 
 
 def batch_size_option(default: int) -> Callable:
     """``--batch-size``: images per forward pass, at least 1."""
     return click.option("--batch-size", default=default, show_default=True, type=click.IntRange(1, None),
                         help="Images per forward pass.")
-
-
-def workers_option(fn: Callable) -> Callable:
-    """``--workers``: DataLoader worker processes, 0 or more."""
-    return click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
-                        help="DataLoader worker processes reading the images (0: the main process reads them).")(fn)
 
 
 def report_options(what: str) -> Callable:
