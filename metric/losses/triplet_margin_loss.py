@@ -93,7 +93,9 @@ def counted_triplet_margin_loss(
 @LOSSES.register("triplet_margin")
 class TripletMarginLoss(BaseMetricLoss):
     """``forward(embeddings (N, D), labels (N,), triplets=None) → loss``: :func:`triplet_margin_loss` on the
-    given triplets, or on those ``miner`` finds (default: all valid triplets, with the loss's distance).
+    given triplets, or on those ``miner`` finds (default: all valid triplets, with the loss's distance). A
+    ``miner`` passed in mines with its own distance: give it the loss's, or semi-hard and margin mining select
+    triplets by another distance than the one the loss's margin applies to.
 
     ``distance`` defaults to Euclidean; ``class_margins`` (C, C) gives per-class-pair margins (ATL) instead of
     ``margin``.

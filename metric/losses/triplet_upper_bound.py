@@ -21,6 +21,11 @@ each sample i appears as an anchor (n_{y_i} − 1)·n_k times against class k, a
 holds for any centroids; mutually equidistant ones make it tight where it matters: with every sample on its
 centroid it equals [m − ½δ²]₊, which is 0 (the triplet loss too) when the centroid distance δ satisfies
 δ² ≥ 2m. With no valid triplet (|T| = 0) every term is 0.
+
+This differs on purpose from the paper's loss, which drops the hinge: Σ_i [e_{i,y_i} − (1/(2(C − 1)))
+Σ_{k≠y_i} e_ik] plus margin/constant terms (its exact constants were not at hand). Keeping the hinge per (sample,
+other class) costs the same O(N·C). The result is a bound with no constant added. It also stops pushing a sample
+away from a centroid once the margin holds there; the linear form keeps rewarding that distance without limit.
 """
 from __future__ import annotations
 
