@@ -72,13 +72,18 @@ class TrainingData:
 def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
                   together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """(training classes, validation classes) of the training split: ``cfg.val_classes`` (matched tolerantly),
-    or ``val_fraction`` of them drawn with ``seed`` (at least 2, leaving at least 2 for training), or none.
+    or ``val_fraction`` of them drawn with ``seed``, or none; validation takes at least 2 and leaves at least 2.
     Classes that ``together`` maps to one key (they hold identical image files: ``groups_sharing_images``) fall on
     one side: drawn as one, and validation classes named sharing images with training classes are refused."""
     together = together or {}
     if cfg.val_classes:
         val = list(resolve_groups(cfg.val_classes, classes, "class"))
         kept = [c for c in classes if c not in set(val)]
+        if len(val) < MIN_VAL_CLASSES or len(kept) < 2:
+            raise ValueError(f"--val-classes names {len(val)} of the training split's {len(classes)} classes: "
+                             f"validation needs at least {MIN_VAL_CLASSES} (MAP@R over a single class is 100 whatever "
+                             "the model) and training 2 (a single class gives no negatives); name others, or leave "
+                             "--val-classes unset to draw --val-fraction of them")
         leaks = [f"'{printable(v)}' with '{printable(k)}'" for v, k in sharing_pairs(val, kept, together)]
         if leaks:
             raise ValueError(f"validation classes share images with training classes: {', '.join(leaks)}; validate "
@@ -119,7 +124,8 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
     """The training and validation images of ``cfg``, decoded. ``check(training records, training classes)`` runs
     before any image is decoded (e.g. to reject a bad method config early), and again when training classes of
     which no image could be read are left out. Raises ``ValueError`` when no validation class has two readable
-    images (validation would score nothing)."""
+    images (validation would score nothing) or only one has readable images (it would score 100 whatever the
+    model)."""
     split, train_records, train_classes, val_classes = training_records(cfg)
     if check is not None:
         check(train_records, train_classes)
@@ -145,6 +151,12 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
         raise ValueError("no validation class has two readable images, so validation has no query: "
                          f"{', '.join(printable(c) for c in val_classes)}; name others with --val-classes or set "
                          "--val-fraction 0")
+    if val is not None and val.labels.unique().numel() < MIN_VAL_CLASSES:
+        readable = val_classes[int(val.labels[0])]
+        unreadable = [c for c in val_classes if c != readable]
+        raise ValueError(f"only the validation class {printable(readable)} has readable images (none of "
+                         f"{', '.join(map(printable, unreadable))} could be read), and MAP@R over a single class is "
+                         f"100 whatever the model; name others with --val-classes or set --val-fraction 0")
     return TrainingData(train, val, train_classes, val_classes, skipped + (val.skipped if val is not None else []),
                         split.problems)
 
@@ -245,6 +257,12 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
     check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)
     check_at_least(cfg, 0, "lr", "backbone_lr", "loss_lr", "weight_decay", "zero_mean_weight", "proximity_weight")
+    if cfg.mode == "end_to_end":
+        stage_options = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
+                         for name in ("finetune_epochs", "finetune_minutes") if getattr(cfg, name)]
+        if stage_options:
+            raise ValueError(f"{', '.join(stage_options)}: the fine-tuning stage follows the head stage of mode "
+                             "staged; mode end_to_end trains everything for --epochs (--minutes)")
     check_fraction(cfg, "val_fraction")
     lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
     if not 1 <= cfg.feature_views <= 4:
