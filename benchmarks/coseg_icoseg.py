@@ -377,8 +377,10 @@ def main() -> None:
         else:
             base = read_config_file(CosegTrainConfig, args.config) if args.config else {}
             base.update(overrides(args.set))
-            base.update(data=str(args.data), layout="icoseg", output=str(run_dir), train_split="train30",
-                        minutes=args.minutes, epochs=int(base.get("epochs", 1000)))
+            base.update(data=str(args.data), layout="icoseg", output=str(run_dir), minutes=args.minutes,
+                        epochs=int(base.get("epochs", 1000)))
+            if not base.get("train_groups"):  # explicit training groups (checked against test8 below) or train30
+                base["train_split"] = "train30"
             if args.overwrite:
                 base["overwrite"] = True
             cfg = config_from_dict(CosegTrainConfig, base, "benchmark config")
