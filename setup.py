@@ -19,7 +19,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["metric", "metric.*", "coseg", "coseg.*", "apps", "apps.*"]),
-    package_data={"coseg": ["configs/*.yaml"], "apps": ["configs/*.yaml"]},
     install_requires=[
         # Ranges, not pins: GPU users bring their own torch build. constraints.txt pins this machine's.
         "torch>=2.1",

@@ -69,6 +69,13 @@ stamp=.venv/.installed-$( (cat setup.py constraints.txt; echo "$COSEG_FAISS") | 
 if [ ! -f "$stamp" ]; then
   say "installing into .venv (COSEG_FAISS=$COSEG_FAISS pip install -c constraints.txt -e .[dev])"
   rm -f .venv/.installed-*
+  # Both faiss builds ship the module `faiss`, and pip keeps a build no longer asked for: when the other one is there
+  # (COSEG_FAISS changed), both go, so that the chosen build installs whole rather than over or under the other's files.
+  other_faiss=$([ "$COSEG_FAISS" = gpu ] && echo faiss-cpu || echo faiss-gpu-cu12)
+  if .venv/bin/python -m pip show --quiet "$other_faiss" 2>/dev/null; then
+    say "removing $other_faiss (COSEG_FAISS=$COSEG_FAISS installs the other faiss build)"
+    .venv/bin/python -m pip uninstall --quiet --yes faiss-cpu faiss-gpu-cu12
+  fi
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
   if ! check_imports 2>/dev/null; then
     # pip counts a package whose files an interrupted install left half-written as installed: start again once.

@@ -51,7 +51,7 @@ TEXT = README.read_text(encoding="utf-8")
 PROSE = re.sub(r"```.*?```", "", TEXT, flags=re.S)  # the text outside code blocks
 PATH = re.compile(r"\.?[\w.-]+(/[\w.-]+)*\.(py|sh|md|png|txt|ini)|(scripts|\.ci|tests|docs|benchmarks)/[\w./-]+")
 RUN_OUTPUTS = ("runs/", "bench_out/", "demo_out/", "../shared/")  # made by the commands shown, or beside the repo
-OTHER_TOOLS = {"--nproc_per_node", "--standalone", "--exclude-editable"}  # torchrun's and pip's own
+OTHER_TOOLS = {"--nproc_per_node", "--standalone", "--exclude-editable", "--all"}  # torchrun's and pip's own
 
 
 def commands() -> dict[tuple[str, ...], click.Command]:

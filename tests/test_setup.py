@@ -9,11 +9,17 @@ import setuptools
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 
 
-def requirements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every requirement setup.py declares, extras included, as run now."""
+def setup_arguments(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The keyword arguments setup.py passes to setuptools.setup, as run now."""
     seen: dict = {}
     monkeypatch.setattr(setuptools, "setup", lambda **kwargs: seen.update(kwargs))
     runpy.run_path(str(SETUP))
+    return seen
+
+
+def requirements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every requirement setup.py declares, extras included, as run now."""
+    seen = setup_arguments(monkeypatch)
     return seen["install_requires"] + [r for extra in seen["extras_require"].values() for r in extra]
 
 
