@@ -124,7 +124,8 @@ def inference_options(fn: Callable) -> Callable:
         click.option("--colour-cut/--no-colour-cut", default=True, show_default=True,
                      help="Cut each group's masks again with foreground/background colour models learnt from the "
                           "confident pixels of the whole group (GrabCut; each image alone with --single-image). "
-                          "+2 to +5 J on iCoseg (docs/icoseg_experiments.md) for ~4x the inference time on a CPU."),
+                          "+1.8 to +5.2 J on iCoseg's test8, more on validation (docs/icoseg_experiments.md), for ~4x the "
+                          "inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
         click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None), callback=finite,

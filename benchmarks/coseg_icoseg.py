@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice+CE ablation
 
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
-    .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=3              # an ensemble of 3 shorter runs
+    .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=1              # one run of the whole budget
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
