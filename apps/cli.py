@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import click
 
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          quiet_option, report_options, training_config, training_options, workers_option)
+                          known_layout, quiet_option, report_options, training_config, training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
@@ -200,7 +200,8 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 @main.command()
 @checkpoint_option
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
-@click.option("--layout", default="auto", show_default=True, help="icoseg, internet, sbcoseg, folders or auto.")
+@click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
+              help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for summary.json and per_image.csv.")
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False),
@@ -320,7 +321,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 
 @main.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
-@click.option("--layout", default="auto", show_default=True, help="icoseg, internet, sbcoseg, folders or auto.")
+@click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
+              help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The splits JSON to write [default: DATA/splits.json]; an existing file is never replaced.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,

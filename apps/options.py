@@ -3,6 +3,7 @@ YAML file or the dataclass default applies), with the field's ``help`` text."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -86,6 +87,20 @@ def checked_device(ctx: Optional[click.Context], param: Optional[click.Parameter
     except ValueError as e:
         raise click.BadParameter(str(e), ctx, param) from None
     return value
+
+
+def known_layout(registry: str) -> Callable[[click.Context, click.Parameter, str], str]:
+    """Option callback for ``--layout``: the value if it is ``auto`` or a name in ``registry`` (``module:NAME``, read
+    when the option is, so layouts registered by then count), else a usage error listing the valid ones."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        module, name = registry.split(":")
+        names = ["auto", *getattr(importlib.import_module(module), name).names()]
+        if value not in names:
+            raise click.BadParameter(f"{value!r} is not a layout; valid: {', '.join(names)}", ctx, param)
+        return value
+
+    return check
 
 
 # The options that mean the same in every command that takes them.

@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader
 from coseg.atomic import remove_temporaries
 from coseg.config import CosegTrainConfig
 from coseg.data import (
-    CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
+    LAYOUTS, CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
     holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
-from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction,
-                          distributed_run)
+from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
+                          check_fraction, distributed_run)
 from coseg.engine.distributed import barrier
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
@@ -213,6 +213,10 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.minutes is not None and cfg.minutes < 0:
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
+    check_choice(cfg, "layout", ["auto", *LAYOUTS.names()])
+    check_choice(cfg, "triplet_miner", MINERS.names())
+    check_choice(cfg, "triplet_strategy", ["random", "hard"])
+    check_choice(cfg, "encoder_statistics", ["train", "frozen"])
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
 

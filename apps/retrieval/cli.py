@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 import click
 
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          quiet_option, report_options, training_config, training_options, workers_option)
+                          known_layout, quiet_option, report_options, training_config, training_options, workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -76,7 +76,8 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
               help="Data set root.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for summary.json (with --report also neighbours.csv, recall_at_k.csv and report.html).")
-@click.option("--layout", default="auto", show_default=True, help="cub, cars, sop, folders or auto.")
+@click.option("--layout", default="auto", show_default=True,
+              callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"), help="cub, cars, sop, folders or auto.")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (official layouts: test, train, all; folders: a key of splits.json).")
 @click.option("--train-classes", help="Folders layout: comma-separated training classes (the others are 'test').")

@@ -23,25 +23,28 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
-from apps.retrieval.datasets import Record, RetrievalSplit, load_retrieval_split
+from apps.retrieval.datasets import RETRIEVAL_LAYOUTS, Record, RetrievalSplit, load_retrieval_split
 from apps.retrieval.features import FeatureDataset, cached_features, inference_features
 from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.inference import embed_dataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
+from apps.retrieval.pooling import POOLINGS
 from coseg.atomic import write_bytes_atomic
 from coseg.data import (
     ImageCache, Problem, Sample, draw_units, groups_sharing_images, holdout_groups, printable, resolve_groups,
     sharing_pairs,
 )
 from coseg.engine import (
-    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_fraction, distributed_run,
+    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice, check_fraction,
+    distributed_run,
     load_config, lr_factor,
 )
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import read_checkpoint
 from coseg.train import seed_everything
+from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
 
 MODES = ("staged", "end_to_end")
@@ -248,10 +251,12 @@ class EpochBatches(Sampler[list[int]]):
 def check_config(cfg: RetrievalTrainConfig) -> None:
     if not cfg.data:
         raise ValueError("data is required: the data set root folder")
-    if cfg.mode not in MODES:
-        raise ValueError(f"unknown mode '{cfg.mode}'; valid: {', '.join(MODES)}")
-    if cfg.head_init not in HEAD_INITS:
-        raise ValueError(f"unknown head_init '{cfg.head_init}'; valid: {', '.join(HEAD_INITS)}")
+    check_choice(cfg, "mode", MODES)
+    check_choice(cfg, "head_init", HEAD_INITS)
+    check_choice(cfg, "layout", ["auto", *RETRIEVAL_LAYOUTS.names()])
+    for name, registry in (("loss", LOSSES), ("miner", MINERS), ("distance", DISTANCES), ("sampler", BATCH_SAMPLERS),
+                           ("pooling", POOLINGS)):
+        check_choice(cfg, name, registry.names())
     check_at_least(cfg, 1, "epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class",
                    "head_passes", "threads")
     check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")

@@ -7,7 +7,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Optional, TypeVar, Union
+from typing import Any, Mapping, Optional, Sequence, TypeVar, Union
 
 import yaml
 
@@ -178,6 +178,14 @@ def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
         value = getattr(cfg, name)
         if value is not None and value < minimum:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_choice(cfg: Any, name: str, choices: Sequence[str]) -> None:
+    """Raise ``ConfigError`` naming the option and the valid values if field ``name`` of ``cfg`` is set (not None)
+    and not one of ``choices`` (e.g. a registry's names)."""
+    value = getattr(cfg, name)
+    if value is not None and value not in choices:
+        raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(choices)}")
 
 
 def check_fraction(cfg: Any, name: str) -> None:

@@ -73,7 +73,7 @@ def test_errors_are_one_line(tmp_path):
     r = invoke("train", "--data", data, "--output", tmp_path / "run", "--weights", "none")
     assert r.exit_code != 0 and "classes_per_batch (8) exceeds the number of classes in labels (4)" in r.output
     r = invoke("train", "--data", data, "--output", tmp_path / "run", "--weights", "none", "--loss", "nope")
-    assert r.exit_code != 0 and "unknown loss 'nope'; valid names:" in r.output
+    assert r.exit_code == 2 and "loss 'nope' is unknown; valid: global, " in r.output
     r = invoke("search", "--index", tmp_path, "--query", data / "class0" / "img000.jpg")
     assert r.exit_code != 0 and "no finished export" in r.output and "Traceback" not in r.output
 

@@ -12,7 +12,7 @@ from tests.benchmarks.test_retrieval_flowers import CLASSES, TINY
 @pytest.mark.slow
 @pytest.mark.parametrize("options, reason", [(["--minutes", -1], "minutes must be >= 0, got -1.0"),
                                              (["--minutes", 0.05, "--set", "lr=-1"], "lr must be >= 0, got -1.0"),
-                                             (["--minutes", 0.05, "--set", "mode=nope"], "unknown mode 'nope'")])
+                                             (["--minutes", 0.05, "--set", "mode=nope"], "mode 'nope' is unknown")])
 def test_config_the_trainer_refuses_is_refused_before_the_frozen_row(tmp_path, options, reason):
     data = write_class_folders(tmp_path / "flowers17", CLASSES, per_class=4,
                                splits={"train": CLASSES[:8], "test": CLASSES[8:]})
