@@ -9,7 +9,9 @@ from metric.registry import DISTANCES
 
 
 def _centred(x: torch.Tensor) -> torch.Tensor:
-    return x - x.mean(1, keepdim=True)
+    """Rows minus their means; a constant row becomes exactly 0 (its mean may round off the constant)."""
+    constant = (x.amax(1, keepdim=True) == x.amin(1, keepdim=True)).detach()
+    return (x - x.mean(1, keepdim=True)).masked_fill(constant, 0)
 
 
 def _ratio(noise: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
@@ -32,8 +34,12 @@ class SNRDistance(BaseDistance):
     """
 
     def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        xc = _centred(x)
-        return _ratio(pairwise_squared_euclidean(xc, _centred(y)), xc.pow(2).sum(1, keepdim=True))
+        xc, yc = _centred(x), _centred(y)
+        signal = xc.pow(2).sum(1, keepdim=True)
+        # A constant anchor's noise is exactly ‖y − ȳ‖²: the expansion's round-off (~eps·‖ȳ‖², which depends on the
+        # BLAS) would give the 1/eps of a nonzero noise where both rows are constant.
+        noise = torch.where(signal == 0, yc.pow(2).sum(1), pairwise_squared_euclidean(xc, yc))
+        return _ratio(noise, signal)
 
     def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         xc = _centred(x)

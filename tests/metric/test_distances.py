@@ -226,8 +226,9 @@ def test_snr_is_scale_invariant_for_small_embeddings():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
-def test_snr_of_a_constant_or_zero_anchor_is_the_largest_distance_without_gradient(dtype):
-    anchors = torch.stack([torch.full((8,), 3.0), torch.zeros(8)]).to(dtype).requires_grad_(True)
+@pytest.mark.parametrize("constant", [3.0, 0.1])  # a row of 0.1s has a mean that is not 0.1 in float32/float64
+def test_snr_of_a_constant_or_zero_anchor_is_the_largest_distance_without_gradient(dtype, constant):
+    anchors = torch.stack([torch.full((8,), constant), torch.zeros(8)]).to(dtype).requires_grad_(True)
     others = torch.cat([torch.randn(3, 8), torch.full((1, 8), 5.0)]).to(dtype).requires_grad_(True)
     values = SNRDistance().pairwise(anchors, others)
     largest = 1 / torch.finfo(values.dtype).eps
