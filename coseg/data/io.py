@@ -45,9 +45,13 @@ _EXIF_ORIENTATION = 0x0112
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def printable(name: Union[str, os.PathLike]) -> str:
-    """``name`` as text safe to print or log: undecodable bytes of a file name appear as ``\\xNN``."""
-    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+    """``name`` as text safe to print or log: undecodable bytes of a file name and control characters (a line break
+    in a name would start a line of its own in a log) appear as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace").translate(_CONTROL_ESCAPES)
 
 
 class DataFileError(Exception):

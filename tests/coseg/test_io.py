@@ -37,6 +37,16 @@ def test_non_utf8_file_name(tmp_path):
     assert close(read_image(path), left_red_image())
 
 
+def test_printable_escapes_control_characters_and_undecodable_bytes(tmp_path):
+    name = os.fsdecode(b"two\nlines\tand \x1b[31mred\x7f \xc2\x85 caf\xc3\xa9 \xff.jpg")
+    assert printable(name) == "two\\x0alines\\x09and \\x1b[31mred\\x7f \\x85 caf\u00e9 \\xff.jpg"
+    path = tmp_path / name
+    path.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert "\n" not in str(info.value) and printable(path) in str(info.value)
+
+
 def test_grayscale_becomes_three_equal_channels(tmp_path):
     gray = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
     image = read_image(write_cv2(tmp_path / "g.png", gray))
