@@ -1,6 +1,7 @@
 """What the training engine trains and checkpoints for retrieval: the model, the loss, regularisers and hooks."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -10,13 +11,24 @@ from torch import nn
 from apps.retrieval.components import Parts
 from apps.retrieval.hooks import Embed
 from apps.retrieval.model import RetrievalModel
+from coseg.data import printable
+from coseg.models.checkpoint import read_checkpoint, write_checkpoint
 from metric.miners import TripletIndices
+
+LOSS_STATE_KIND = "retrieval loss state"  # recorded in loss-state files: a model loader given one refuses it
+
+
+def loss_state_path(model_file: Path) -> Path:
+    """The file of the loss's state that :meth:`RetrievalLearner.save` writes beside the model file
+    ``model_file``: ``best.safetensors`` → ``best.loss.safetensors``."""
+    return model_file.with_suffix(".loss.safetensors")
 
 
 class RetrievalLearner(nn.Module):
     """The retrieval model ``net`` with its objective. The loss, the regularisers and the hooks are submodules, so
     a loss's parameters (SoftTriple's centres) and a hook's buffers (the smart-mining controller's offset) are in
-    the training checkpoint and resume with the model; :meth:`save` writes the model file of ``net`` alone.
+    the training checkpoint and resume with the model; :meth:`save` writes the model file of ``net`` alone, and the
+    loss's state in a file of its own beside it, from which :meth:`load` restores both.
 
     ``forward(inputs)``: embeddings (B, D) of images (B, 3, S, S) float in [0, 1], or, when :attr:`head_only`, of
     cached backbone features (B, feature_dim) — the head stage."""
@@ -62,4 +74,33 @@ class RetrievalLearner(nn.Module):
             hook.before_epoch(embed, labels)
 
     def save(self, path: Path, metadata: Optional[dict[str, str]] = None) -> None:
+        """Write the model file of ``net`` to ``path`` (what evaluation and export read: no loss tensor in it) and,
+        first, when the loss has a state of its own (SoftTriple's centres), its parameters and buffers to
+        :func:`loss_state_path` with the same ``metadata`` (the engine's: epoch and validation scores), so that a
+        later stage can go on from that epoch's model and loss together (:meth:`load`)."""
+        state = self.loss.state_dict()
+        if state:
+            write_checkpoint(loss_state_path(path), state, {"loss": self.loss_name}, metadata, kind=LOSS_STATE_KIND)
         self.net.save(path, metadata)
+
+    def load(self, path: Path) -> None:
+        """Load the model file ``path`` into ``net`` and, when the loss has a state of its own, the one :meth:`save`
+        wrote beside it into the loss. Without that file (a run of an older version), or with one saved beside
+        another model file (a run killed between the two writes), the loss keeps its current state, with a
+        warning."""
+        state, _, metadata = read_checkpoint(path, "cpu")
+        self.net.load_state_dict(state)
+        if not self.loss.state_dict():
+            return
+        loss_file = loss_state_path(path)
+        if not loss_file.is_file():
+            problem = f"{printable(loss_file)} not found"
+        else:
+            loss_state, _, loss_metadata = read_checkpoint(loss_file, "cpu", kind=LOSS_STATE_KIND)
+            if loss_metadata == metadata:
+                self.loss.load_state_dict(loss_state)
+                return
+            problem = (f"{printable(loss_file)} was saved with another model (epoch {loss_metadata.get('epoch')}, "
+                       f"not {metadata.get('epoch')})")
+        warnings.warn(f"{problem}: the loss's state (e.g. SoftTriple's centres) goes on as it is, not as it was "
+                      f"when {printable(path)} was saved", stacklevel=2)

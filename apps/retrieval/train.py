@@ -3,9 +3,11 @@
 ``mode="staged"`` (default, CPU-first): the backbone's pooled features of every training image (and of a few
 views) are computed once; stage 1 trains only the embedding head (started from the features' principal axes)
 and the loss's parameters on them, so an epoch costs a few matrix products. With ``finetune_epochs`` a stage 2
-then fine-tunes backbone and head on images from stage 1's best model, into ``OUTPUT/finetune/``; the run's
-``best.safetensors`` becomes stage 2's best if its validation MAP@R is higher. ``mode="end_to_end"`` trains
-everything on images from the start. The same code runs on CPU and CUDA, and under torchrun (DDP).
+then fine-tunes backbone and head on images, into ``OUTPUT/finetune/``, from stage 1's best epoch: its model
+(``best.safetensors``) and its loss's state (SoftTriple's centres: ``best.loss.safetensors``, written beside the
+model file by :meth:`RetrievalLearner.save`); the run's ``best.safetensors`` (with its loss's state) becomes stage
+2's best if its validation MAP@R is higher. ``mode="end_to_end"`` trains everything on images from the start.
+The same code runs on CPU and CUDA, and under torchrun (DDP).
 
 Validation (best-checkpoint selection) uses classes held out from the training split, never the test split.
 """
@@ -28,7 +30,7 @@ from apps.retrieval.features import FeatureDataset, cached_features, inference_f
 from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.inference import embed_dataset
-from apps.retrieval.learner import RetrievalLearner
+from apps.retrieval.learner import RetrievalLearner, loss_state_path
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from apps.retrieval.pooling import POOLINGS
 from coseg.atomic import write_bytes_atomic
@@ -42,7 +44,6 @@ from coseg.engine import (
     load_config, lr_factor,
 )
 from coseg.models import checkpoint_metadata
-from coseg.models.checkpoint import read_checkpoint
 from coseg.train import seed_everything
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
@@ -340,13 +341,15 @@ def _best_metric(path: Path) -> Optional[float]:
 
 def promote_finetuned(output: Path) -> bool:
     """Make ``output/best.safetensors`` the fine-tuned best if its validation MAP@R is higher (or if neither has
-    one: the later stage wins). Returns whether it was replaced."""
+    one: the later stage wins), with the loss's state saved beside it. Returns whether it was replaced."""
     stage1, stage2 = output / "best.safetensors", output / FINETUNE_DIR / "best.safetensors"
     if not stage2.is_file():
         return False
     before, after = _best_metric(stage1), _best_metric(stage2)
     better = after is None or before is None or after > before
     if better and stage2.read_bytes() != (stage1.read_bytes() if stage1.is_file() else b""):
+        if loss_state_path(stage2).is_file():  # first, as the learner writes them
+            write_bytes_atomic(loss_state_path(stage1), loss_state_path(stage2).read_bytes())
         write_bytes_atomic(stage1, stage2.read_bytes())
         return True
     return False
@@ -401,14 +404,18 @@ def check_head_stage_length(cfg: RetrievalTrainConfig) -> None:
 
 def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
     """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
-    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted). Called once the
-    data, model, method, head start and first engine are built, so that an option they refuse, or an interruption
-    while the features are computed, leaves the old run whole."""
+    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted), the loss
+    states beside its model files included. Called once the data, model, method, head start and first engine are
+    built, so that an option they refuse, or an interruption while the features are computed, leaves the old run
+    whole."""
     if not dist.is_main:
         return
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     if not resume:
+        for folder in (output, output / FINETUNE_DIR):
+            for model_file in ("best.safetensors", "last.safetensors"):
+                loss_state_path(folder / model_file).unlink(missing_ok=True)
         RUN_FOLDER.clear(output)
     RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
@@ -482,8 +489,8 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     image_output, epochs, minutes = output, cfg.epochs, cfg.minutes
     if cfg.mode == "staged":
         image_output, epochs, minutes = output / FINETUNE_DIR, cfg.finetune_epochs, cfg.finetune_minutes
-        state, _, _ = read_checkpoint(output / "best.safetensors", "cpu")
-        net.load_state_dict(state)
+        if not finetune_resume:  # a started one goes on from finetune/last.pt
+            learner.load(output / "best.safetensors")
     validation = (Validation(val_labels, device, images=data.val, batch_size=cfg.batch_size, workers=cfg.workers)
                   if val_labels is not None else None)
     loader = train_loader(data.train, learner, parts.sampler, labels, embed_images, cfg, device)
