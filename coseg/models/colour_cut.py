@@ -29,7 +29,8 @@ MapFn = Callable[[Callable[[T], R], Iterable[T]], Iterator[R]]
 class GroupColourCut:
     """``iterations``: GrabCut rounds fitting the group's colour models (OpenCV's 5-component Gaussian mixtures).
     ``sure``: pixels with foreground probability ≥ ``sure`` stay foreground, ≤ 1 − ``sure`` stay background; the
-    rest start from the probability thresholded at 0.5 and may flip. ``max_fit_images``: the models are fitted on
+    rest start from the probability thresholded at 0.5 (≥ 0.5 is foreground, as in
+    :func:`~coseg.inference.foreground_at_size`) and may flip. ``max_fit_images``: the models are fitted on
     at most this many of the group's images (spread over the group), which bounds the cost for large groups;
     every image is then cut with them. ``scale``: the cut runs on images of ``scale`` × the model's input side
     (:meth:`size_for`; on iCoseg's validation 1.5 gained +0.7 J over 1 averaged over four models, for ~2.5× the
@@ -56,8 +57,9 @@ class GroupColourCut:
         return round(self.scale * image_size)
 
     def trimap(self, probs: np.ndarray) -> np.ndarray:
-        """(..., H, W) foreground probabilities → GrabCut labels uint8 (sure/probable foreground/background)."""
-        labels = np.where(probs > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        """(..., H, W) foreground probabilities → GrabCut labels (..., H, W) uint8: sure foreground/background
+        (``sure``), else probable foreground from 0.5 up, probable background below."""
+        labels = np.where(probs >= 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
         labels[probs >= self.sure] = cv2.GC_FGD
         labels[probs <= 1 - self.sure] = cv2.GC_BGD
         return labels
@@ -75,9 +77,9 @@ class GroupColourCut:
               probs: torch.Tensor, map_fn: MapFn = map) -> torch.Tensor:
         """Images prepared by :meth:`prepare` (pixels, labels, probabilities (N, 1, H, W)) cut with the group's
         ``models`` (:meth:`fit`) → masks (N, 1, H, W) float32 in {0, 1}; without models, the probabilities
-        thresholded at 0.5."""
+        thresholded at 0.5 (``>= 0.5``)."""
         if models is None:
-            return (probs > 0.5).float()
+            return (probs >= 0.5).float()
         masks = np.stack(list(map_fn(lambda i: self.cut(pixels[i], labels[i], models), range(len(pixels)))))
         return torch.from_numpy(masks.astype(np.float32)).unsqueeze(1)
 

@@ -64,7 +64,7 @@ def test_the_group_colours_help_an_image_the_network_was_unsure_about():
     guess = flawed_guess(masks)
     guess[2] = torch.where(masks[2], 0.45, 0.3).unsqueeze(0)  # under-confident everywhere: all background at 0.5
     alone = GroupColourCut()(images[2:3], guess[2:3])
-    assert torch.equal(alone, (guess[2:3] > 0.5).float())
+    assert torch.equal(alone, (guess[2:3] >= 0.5).float())
     grouped = GroupColourCut()(images, guess)
     assert mean_j(grouped[2:3], masks[2:3]) > 0.95
 
@@ -93,7 +93,22 @@ def test_cuts_run_through_any_map_and_large_groups_fit_on_a_subset():
 def test_nothing_to_learn_from_gives_the_thresholded_guess():
     images, masks = red_objects(3)
     for probs in (torch.zeros(3, 1, SIZE, SIZE), torch.ones(3, 1, SIZE, SIZE)):
-        assert torch.equal(GroupColourCut()(images, probs), (probs > 0.5).float())
+        assert torch.equal(GroupColourCut()(images, probs), (probs >= 0.5).float())
+
+
+def test_a_probability_of_one_half_is_foreground_as_in_foreground_at_size():
+    """p = 0.5 exactly is foreground everywhere (``foreground_at_size``: ``>= 0.5``), in the cut too: in its
+    trimap (probable foreground) and in its fallback when there is nothing to learn colours from."""
+    import cv2
+
+    from coseg.inference import foreground_at_size
+
+    half = torch.full((2, 1, 4, 4), 0.5)
+    assert foreground_at_size(half[0, 0], (4, 4)).all()
+    colour = GroupColourCut()
+    assert (colour.trimap(half.numpy()[:, 0]) == cv2.GC_PR_FGD).all()
+    images = torch.full((2, 3, 4, 4), 90, dtype=torch.uint8)
+    assert torch.equal(colour(images, half), torch.ones_like(half))  # no confident pixel: the fallback
 
 
 def test_bad_input_is_a_clear_error():

@@ -68,7 +68,8 @@ def test_every_mask_has_its_images_size_and_no_nan(extreme_images, steps, groupe
     assert all(not torch.isnan(p).any() and 0 <= p.min() and p.max() <= 1 for p in probs.values())
 
 
-@pytest.mark.parametrize("p", [0.0, 1.0, 0.97, 0.3], ids=["background", "foreground", "sure-fg", "unsure-bg"])
+@pytest.mark.parametrize("p", [0.0, 1.0, 0.97, 0.3, 0.5],
+                         ids=["background", "foreground", "sure-fg", "unsure-bg", "one-half"])
 def test_a_group_predicted_all_one_way_keeps_its_masks(extreme_images, p):
     """No sure background (or foreground) in any image: nothing to fit colours on, the masks stay the model's."""
     dataset = images_for(extreme_images, 64, GroupColourCut())
