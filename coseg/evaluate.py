@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import atomic_path, write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.data.io import fit_to_mask
-from coseg.inference import group_ids, images_for, predict_dataset
+from coseg.inference import NON_FINITE, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell
@@ -45,10 +45,11 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     alone. ``image_size``, ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
     :func:`~coseg.inference.predict_dataset`. Each probability is resized to its image's size, thresholded at 0.5
     and scored against the ground truth (turned back to the image's stored orientation where only that fits it:
-    ``fit_to_mask``). Unreadable images (labelled or not) and masks, and masks of another size, are skipped and
-    listed in ``skipped``. With ``predictions``, each scored mask is also saved as
-    ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size; :func:`prediction_files`) and listed in
-    ``predicted``; the unlabelled images' masks are not saved (``coseg predict`` writes the same masks)."""
+    ``fit_to_mask``). Unreadable images (labelled or not) and masks, masks of another size, and images the model
+    gives non-finite (NaN/inf) probabilities for are skipped and listed in ``skipped``. With ``predictions``, each
+    scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size;
+    :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not saved (``coseg
+    predict`` writes the same masks)."""
     labelled = [s for s in samples if s.mask is not None]
     scored_groups = {s.group for s in labelled}
     inputs = [s for s in samples if s.group in scored_groups] if group_mode else labelled
@@ -70,8 +71,10 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
         bar.update(1)
         sample = inputs[index]
         if isinstance(result, str):
-            skipped.append((printable(sample.image), result if sample.mask is not None else
-                            f"{result} (an image without ground truth: its group was predicted without it)"))
+            if sample.mask is None:  # an unreadable one was left out of its group; a non-finite one was in it
+                result += (" (an image without ground truth)" if result.endswith(NON_FINITE) else
+                           " (an image without ground truth: its group was predicted without it)")
+            skipped.append((printable(sample.image), result))
             continue
         if sample.mask is None:
             continue  # predicted only as part of its group

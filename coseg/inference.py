@@ -6,15 +6,16 @@ import queue
 import threading
 from concurrent.futures import Executor
 from contextlib import ExitStack, closing
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from coseg.data import DataFileError, Sample, read_image_for_size, resize_image
+from coseg.data import CosegDataset, DataFileError, Sample, printable, read_image_for_size, resize_image
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.models.colour_cut import image_digest
 from metric.threads import single_threaded_pool, start_single_threaded
@@ -201,6 +202,60 @@ def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Ten
                                    range(len(probs)))))
 
 
+def mixed_precision(device: torch.device) -> bool:
+    """Whether the model runs under ``torch.autocast`` (float16) on ``device``: on CUDA."""
+    return device.type == "cuda"
+
+
+def all_finite(value: object) -> bool:
+    """Whether every floating-point tensor in ``value`` (a tensor, or tensors nested in tuples and lists, such as a
+    group's context) holds only finite numbers."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (tuple, list)):
+        return all(map(all_finite, value))
+    return True
+
+
+def run_model(call: Callable[[bool], T], device: torch.device) -> T:
+    """The result of a model call, ``call(half)``: on a device with :func:`mixed_precision`, first under autocast
+    (``half`` True); where that result holds a non-finite value (a float16 overflow), once more in float32
+    (``half`` False), whose result is returned, finite or not. Elsewhere ``call(False)``, in float32."""
+    half = mixed_precision(device)
+    with torch.autocast(device.type, enabled=half):
+        result = call(half)
+    if half and not all_finite(result):
+        result = call(False)
+    return result
+
+
+NON_FINITE = "the model gave non-finite (NaN/inf) foreground probabilities"
+
+
+def item_file(dataset: Dataset, index: int) -> str:
+    """The file item ``index`` of ``dataset`` was read from, printable (``ImageFileDataset``'s path,
+    ``CosegDataset``'s sample image); ``item <index>`` for another kind of dataset."""
+    if isinstance(dataset, ImageFileDataset):
+        return printable(dataset.paths[index])
+    if isinstance(dataset, CosegDataset):
+        return printable(dataset.samples[index].image)
+    return f"item {index}"
+
+
+def drop_non_finite(dataset: Dataset, batch: dict, probs: torch.Tensor
+                    ) -> tuple[list[tuple[int, str]], dict, torch.Tensor]:
+    """The items of a collated ``batch`` (``collate_images``) whose probabilities (B, S, S) hold a non-finite
+    value, reported as an unreadable file is and left out: ``(index, "<file>: <problem>")`` for each, the batch of
+    the others (its tensors ``image``, ``index``, ``size`` and ``cut_image`` cut down to them) and their
+    probabilities (B', S, S)."""
+    finite = torch.isfinite(probs.flatten(1)).all(1)
+    if bool(finite.all()):
+        return [], batch, probs
+    reports = [(index, f"{item_file(dataset, index)}: {NON_FINITE}") for index in batch["index"][~finite].tolist()]
+    kept = {key: value[finite] for key, value in batch.items() if isinstance(value, torch.Tensor)}
+    return reports, {**batch, **kept}, probs[finite]
+
+
 def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
@@ -210,7 +265,9 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
-    that could not be read, ``(index, error message)``.
+    that could not be read, or whose probabilities are not all finite (NaN/inf: a broken model), ``(index, error
+    message naming its file)``. On CUDA the model runs under autocast (float16), and a batch whose probabilities are
+    not all finite there is run again in float32 (:func:`run_model`).
 
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
     chunks of ``batch_size`` images sharing the group's consensus), with the BatchNorm statistics adapted to the
@@ -221,7 +278,8 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     resizing. ``colour``: then each group's masks cut with colour models shared by the group
     (:class:`~coseg.models.GroupColourCut`; each image alone without ``groups``), on the batch's ``cut_image``
     where the dataset gives one (``ImageFileDataset``'s ``cut_size``: ``colour.size_for(S)``), else on ``image``;
-    the probabilities become 0/1 masks of the cut's size.
+    the probabilities become 0/1 masks of the cut's size (an image whose probabilities are reported non-finite is
+    left out of its group's cut).
 
     A group of more than ``stream_above`` images (without ``refinement`` or ``statistics``, which need the whole
     group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
@@ -239,6 +297,15 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             batches = [b for b in batches if len(b) <= stream_above]
     else:
         batches = _chunked(range(len(dataset)), batch_size)  # type: ignore[arg-type]
+
+    def predicted(images: torch.Tensor, half: bool) -> torch.Tensor:
+        """The probabilities (B, S, S) of a batch's images (B, 3, S, S) (one group's in group mode), in whichever
+        precision :func:`run_model` runs it (``half``)."""
+        if groups is None:
+            return model.predict(images, flip=flip, edges=edges)[:, 0].float()
+        return model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip, edges=edges,
+                                   statistics=statistics)[:, 0].float()
+
     with single_threaded_pool(usable_cores()) as pool, ExitStack() as stack:
         if workers > 0:
             loader: Iterable[dict] = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
@@ -251,19 +318,15 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             yield from batch["errors"]
             if not len(batch["index"]):
                 continue
-            images = _model_images(batch, device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                if groups is not None:
-                    probs = model.predict_group(images, chunk_size=batch_size, refinement=refinement, flip=flip,
-                                                edges=edges, statistics=statistics)[:, 0]
-                else:
-                    probs = model.predict(images, flip=flip, edges=edges)[:, 0]
-                probs = probs.float().cpu()
+            probs = run_model(partial(predicted, _model_images(batch, device)), device).cpu()
+            reports, batch, probs = drop_non_finite(dataset, batch, probs)
+            yield from reports
+            if not len(probs):
+                continue
             if colour is not None:
                 probs = cut_by_colour(colour, batch.get("cut_image", batch["image"]), probs, pool,
                                       grouped=groups is not None)
-            indices = batch["index"].tolist()
-            yield from _results(indices, probs, batch["size"], original_size, pool)
+            yield from _results(batch["index"].tolist(), probs, batch["size"], original_size, pool)
         for indices in streamed:
             yield from predict_large_group(model, dataset, indices, device, batch_size, pool, flip=flip, edges=edges,
                                            colour=colour, original_size=original_size)
@@ -298,7 +361,9 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
     context (``model.group_context``, with each cut image's digest), once to predict each chunk in that context
     (keeping only the probabilities, and the cut images the colour models are fitted on), once to cut each image
     with the group's colour models. Without ``colour``, two reads, and each chunk's results come out as they are
-    made. An image that cannot be read is reported once and left out."""
+    made. An image that cannot be read, or whose probabilities are not all finite, is reported once and left out
+    (of the colour cut too). On CUDA, a chunk whose float16 probabilities are not all finite is predicted again in
+    float32, in a float32 context of the group (:func:`run_model`; one more read of the group, once)."""
     chunks = _chunked(indices, chunk_size)
     readable: list[int] = []
     failed: list[tuple[int, str]] = []
@@ -314,8 +379,24 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
                                        map(image_digest, batch["cut_image"].permute(0, 2, 3, 1).numpy())))
                 yield _model_images(batch, device)
 
-    with torch.autocast(device.type, enabled=device.type == "cuda"):
-        context = model.group_context(first_read(), flip=flip)
+    contexts: dict[bool, Any] = {}  # the group's context, by whether it was taken under autocast
+
+    def context(half: bool) -> Any:
+        """The group's context (``model.group_context``) in the precision ``half`` says (a float32 run needs a
+        float32 context): the first one taken during the first read, another one (when a float16 result was not
+        finite) from one more read of the readable images."""
+        if half not in contexts:
+            contexts[half] = model.group_context(reread() if contexts else first_read(), flip=flip)
+        return contexts[half]
+
+    def reread() -> Iterator[torch.Tensor]:
+        for batch in read_batches(dataset, _chunked(readable, chunk_size), pool):
+            if batch["errors"]:
+                raise RuntimeError(f"{batch['errors'][0][1]} (read before: the file changed while its group was "
+                                   "predicted)")
+            yield _model_images(batch, device)
+
+    run_model(context, device)  # the first read: the group's context (again in float32 if not finite)
     yield from failed
     if not readable:
         return
@@ -329,10 +410,12 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
         yield from batch["errors"]
         if not len(batch["index"]):
             continue
+        images, rows = _model_images(batch, device), [row[i] for i in batch["index"].tolist()]
+        chunk_probs = run_model(lambda half: model.predict_chunk(images, context(half), rows, flip=flip,
+                                                                 edges=edges)[:, 0].float(), device).cpu()
+        reports, batch, chunk_probs = drop_non_finite(dataset, batch, chunk_probs)
+        yield from reports
         batch_indices = batch["index"].tolist()
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            chunk_probs = model.predict_chunk(_model_images(batch, device), context, [row[i] for i in batch_indices],
-                                              flip=flip, edges=edges)[:, 0].float().cpu()
         if colour is None:
             yield from _results(batch_indices, chunk_probs, batch["size"], original_size, pool)
             continue

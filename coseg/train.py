@@ -74,13 +74,16 @@ class CosegTask:
 
 def validation_scores(model: Model, val_data: CosegDataset, device: torch.device) -> dict[str, float]:
     """P and J (percent) of ``model``'s group predictions on ``val_data`` at the training resolution (a fast proxy
-    of the original-resolution evaluation, used for model selection)."""
+    of the original-resolution evaluation, used for model selection). An image the model gives non-finite
+    probabilities for (reported by ``predict_dataset`` instead of predicted) scores as an empty mask: left out, it
+    would raise the score of a broken model."""
     scores = []
     groups = val_data.group_ids.tolist()
     for index, prob in predict_dataset(model, val_data, device, groups=groups):  # type: ignore[arg-type]
         sample = val_data.samples[index]
         gt = val_data.cache[sample].mask.astype(bool)
-        scores.append(score_image(prob.numpy() >= 0.5, gt, sample.group, sample.image.name))
+        mask = np.zeros_like(gt) if isinstance(prob, str) else prob.numpy() >= 0.5
+        scores.append(score_image(mask, gt, sample.group, sample.image.name))
     summary = summarize(scores)
     return {"P": summary["P"], "J": summary["J"]}
 
