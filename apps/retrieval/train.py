@@ -402,6 +402,18 @@ def check_head_stage_length(cfg: RetrievalTrainConfig) -> None:
                          "fine-tuning stage")
 
 
+def seen_features(net: RetrievalModel, features: torch.Tensor, dataset: RetrievalImageDataset,
+                  device: torch.device, cfg: RetrievalTrainConfig, progress: bool) -> torch.Tensor:
+    """The features (N, feature_dim) the model embeds the training images from, as evaluation and the fine-tuning
+    stage see them, out of the head stage's cached views (V, N, feature_dim): view 0 (as they are), or with
+    ``flip_average`` the mean of views 0 and 1 (the mirror), computed when only view 0 is cached."""
+    if not net.flip_average:
+        return features[0]
+    if len(features) >= 2:
+        return features[:2].mean(0)
+    return inference_features(net, dataset, device, cfg.batch_size, cfg.workers, cfg.cache_dir, progress)
+
+
 def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
     """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
     removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted), the loss
@@ -469,8 +481,10 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
             p.requires_grad_(False)
         learner.head_only = True
 
+        embedded = seen_features(net, features, data.train, device, cfg, progress)
+
         def embed_features() -> torch.Tensor:
-            return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in features[0].split(4096)])
+            return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in embedded.split(4096)])
 
         validation = Validation(val_labels, device, features=val_features) if val_labels is not None else None
         # cached features are indexed in memory, so no worker processes: they would only add start-up time, and the

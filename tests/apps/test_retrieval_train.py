@@ -14,6 +14,7 @@ from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.features import FeatureDataset, cached_features
 from apps.retrieval.head_init import init_head, within_class_whitening
 from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.inference import embed_dataset
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
 from apps.retrieval.train import EpochBatches, load_training_data, split_classes, train, training_records
@@ -344,6 +345,27 @@ def test_class_whiten_head_start_with_pooled_stages_and_flip_average(data, tmp_p
     assert model.embedding_dim == model.feature_dim > create_retrieval_model(BACKBONE, weights=None).feature_dim
     with pytest.raises(ValueError, match="whiten_shrinkage must be > 0"):
         train(tiny_config(data, tmp_path / "bad", head_init="class_whiten", whiten_shrinkage=0.0))
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_head_stage_hooks_see_the_training_set_as_the_model_embeds_it_with_flip_average(data, tmp_path,
+                                                                                      monkeypatch, views):
+    seen, before_epoch = [], RetrievalLearner.before_epoch
+
+    def record(learner, embed, labels):  # the head's weights and what the hooks get, each epoch
+        seen.append((embed(), {k: v.clone() for k, v in learner.net.state_dict().items()}))
+        before_epoch(learner, embed, labels)
+
+    monkeypatch.setattr(RetrievalLearner, "before_epoch", record)
+    cfg = tiny_config(data, tmp_path / "run", flip_average=True, feature_views=views, epochs=2,
+                      sampler="smart_mining", loss="global")
+    train(cfg)
+    images = load_training_data(cfg).train
+    net = create_retrieval_model(BACKBONE, weights=None, embedding_dim=8, flip_average=True)
+    assert len(seen) == 2
+    for embedded, state in seen:
+        net.load_state_dict(state)
+        assert_close(embedded, embed_dataset(net.eval(), images, torch.device("cpu")), rtol=1e-4, atol=1e-5)
 
 
 def test_resume_continues_the_head_stage(data, tmp_path):
