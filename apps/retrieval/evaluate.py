@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -68,8 +69,8 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
                        output: Path, queries: int = 24, k: int = 8) -> None:
     """``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
     (the ``k`` nearest neighbours of ``queries`` queries taken at even steps along the worst-first order, so both
-    failures and successes are shown; Euclidean distances in embedding units). As in the scores, the images of
-    single-image classes are references only, never queries."""
+    failures and successes are shown; Euclidean distances in embedding units; image paths absolute). As in the
+    scores, the images of single-image classes are references only, never queries."""
     labels = dataset.labels.numpy()
     depth = min(max(k, CURVE_MAX_K), len(labels) - 1)
     if depth < 1:
@@ -85,7 +86,7 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(NEIGHBOUR_COLUMNS)
-    paths = [path_cell(r.path) for r in dataset.records]
+    paths = [path_cell(os.path.abspath(r.path)) for r in dataset.records]  # the report may be built from elsewhere
     names = [printable(c) for c in classes]  # folder names that are not UTF-8 shown with \xNN escapes
     for n, q in enumerate(shown.tolist()):
         for rank in range(min(k, depth)):
@@ -121,7 +122,8 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4, R@8, MAP@R, NMI in percent,
     and the images, queries, classes, split, checkpoint and image size used, the unreadable images and the problems
     of the data set's index files; with ``report_queries`` > 0 also the files of its report
-    (:func:`write_evaluation`). Raises ``ValueError`` when no class has two readable images."""
+    (:func:`write_evaluation`). Raises ``ValueError`` when no class has two readable images, or only one class has
+    readable images (every score would be 100 whatever the model)."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
@@ -131,6 +133,11 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     if queries == 0:
         raise ValueError(f"no class of split '{split}' under {printable(data)} has two readable images: nothing to "
                          f"retrieve for any of its {len(dataset)} image(s)")
+    if int(counts.gt(0).sum()) < 2:
+        only = printable(records.classes[int(dataset.labels[0])])
+        raise ValueError(f"only the class '{only}' of split '{split}' under {printable(data)} has readable images: "
+                         "R@K, MAP@R and NMI over a single class are 100 whatever the model; evaluate a split of "
+                         "at least 2 classes")
     embeddings = embed_split(model, dataset, device, batch_size, workers, cache_dir, progress)
     summary = {
         **percent_metrics(embeddings, dataset.labels),

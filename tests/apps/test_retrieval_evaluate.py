@@ -47,6 +47,18 @@ def test_no_class_with_two_images_is_a_clear_error(checkpoint, tmp_path):
     assert not (tmp_path / "eval").exists()
 
 
+def test_a_single_readable_class_is_a_clear_error(checkpoint, tmp_path):
+    # every score over one class is 100 whatever the model: refused, not reported as a perfect model
+    data = write_class_folders(tmp_path / "data", ["a", "b"], per_class=3)
+    for image in (data / "b").iterdir():
+        image.write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["retrieval", "evaluate", "--checkpoint", str(checkpoint), "--data", str(data),
+                                       "--output", str(tmp_path / "eval"), "--split", "all", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "Error: only the class 'a' of split 'all'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "eval").exists()
+
+
 def test_index_file_problems_are_reported(checkpoint, tmp_path):
     root = write_cub(tmp_path, [1, 101, 102], per_class=3)
     missing = root / "images" / "101.Bird_101" / "Bird_101_0000.jpg"
@@ -80,3 +92,19 @@ def test_a_wrong_recorded_image_size_is_named_with_the_file(tmp_path, size):
     with pytest.raises(ValueError, match=f"bad.safetensors: its metadata 'image_size' must be a positive integer, "
                                          f"got '{size}'"):  # was: int()'s "invalid literal", the file unnamed
         load_for_retrieval(path, torch.device("cpu"))
+
+
+def test_report_rebuilt_from_another_folder_finds_the_images(checkpoint, tmp_path, monkeypatch):
+    # evaluated with a relative --data, the report (`coseg report OUTPUT`) is rebuilt from another working folder
+    from coseg.report.build import build_report
+    from tests.report.report_runs import parse_page
+
+    write_class_folders(tmp_path / "data", ["a", "b"], per_class=3)
+    monkeypatch.chdir(tmp_path)
+    evaluate_checkpoint(checkpoint, "data", "eval", split="all", report_queries=2)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = build_report(tmp_path / "eval", thumbnail=16, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert not result.problems and "cannot read file" not in text
+    assert len(parse_page(result.path).images) == 1 + 2 * (1 + 5)  # the R@K curve, 2 queries with 5 neighbours
