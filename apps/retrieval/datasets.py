@@ -336,7 +336,17 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
     if not splits_file.is_file():
         raise LayoutError(f"cannot tell the '{split}' classes of {printable(splits_file.parent)}: no {SPLITS_FILE} "
                           f"there and no train classes given (split 'all' takes every class)")
-    return list(resolve_groups(load_split(splits_file, split), available, "class"))
+    classes = list(resolve_groups(load_split(splits_file, split), available, "class"))
+    if split in ("train", "test"):
+        other = "test" if split == "train" else "train"
+        try:
+            both = sorted(set(classes) & set(resolve_groups(load_split(splits_file, other), available, "class")))
+        except KeyError:  # a file without the other split
+            both = []
+        if both:
+            raise ValueError(f"{printable(splits_file)}: the class(es) {', '.join(map(printable, both))} are in both "
+                             "'train' and 'test': the test scores would count classes the model was trained on")
+    return classes
 
 
 @RETRIEVAL_LAYOUTS.register("folders")

@@ -223,6 +223,15 @@ def test_class_folders_splits_json_with_unknown_class(tmp_path):
         load_retrieval_split(tmp_path, "test")
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_class_folders_splits_json_with_a_class_in_train_and_test(tmp_path, split):
+    write_class_folders(tmp_path, ["a", "b", "c"], splits={"train": ["a", "B"], "test": ["b", "c"]})
+    with pytest.raises(ValueError, match=r"splits.json: the class\(es\) b are in both 'train' and 'test'"):
+        load_retrieval_split(tmp_path, split)
+    (tmp_path / "splits.json").write_text(json.dumps({"train": ["a", "b"], "val": ["b"]}))
+    assert load_retrieval_split(tmp_path, "train").classes == ["a", "b"]  # other splits may share classes
+
+
 @pytest.mark.data
 def test_real_flowers17_class_disjoint_splits(shared_data):
     root = shared_data / "flowers17"
