@@ -68,9 +68,15 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 def esc(value: object) -> str:
     """Text safe inside HTML elements and quoted attributes (``& < > " '`` escaped; undecodable bytes of a file
-    name shown as ``\\xNN``)."""
+    name and control characters, line breaks included, shown as ``\\xNN``: :func:`esc_lines` keeps lines)."""
     text = printable(value) if isinstance(value, (str, os.PathLike)) else str(value)
     return html.escape(text, quote=True)
+
+
+def esc_lines(text: str) -> str:
+    """Multi-line text (a config file) safe inside ``<pre>``: each line as :func:`esc` shows it (other control
+    characters as ``\\xNN``), the line breaks kept."""
+    return "\n".join(esc(line) for line in text.splitlines())
 
 
 def _cell(value: Cell, number_format: str) -> str:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from coseg.report.html import esc, link, table
+from coseg.report.html import esc, esc_lines, link, table
 from coseg.report.files import as_float, read_csv
 from coseg.report.plots import line_plot
 
@@ -63,7 +63,7 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
     config = run / "config.yaml"
     if config.is_file():
         parts.append(f'<details><summary><b>Config</b> (config.yaml, click to show)</summary><pre class="config">'
-                     f'{esc(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
+                     f'{esc_lines(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
     return "\n".join(parts)
 
 

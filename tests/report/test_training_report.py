@@ -94,3 +94,13 @@ def test_truncated_last_line_of_the_log_is_dropped(tmp_path):
     (run / "log.csv").write_bytes(b"epoch,train_loss\n1,caf\xe9\n")
     with pytest.raises(ValueError, match="log.csv: cannot read it"):
         read_log(run / "log.csv")
+
+
+def test_the_config_keeps_its_lines(tmp_path):
+    """config.yaml is shown line by line as saved, not as one line with ``\\x0a`` for each line break."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: <my data> & more\r\nimage_size: 64\nval_groups:\n- a\x1bb\n")
+    html = training_section(run, tmp_path / "files", "s1")
+    shown = html.split('<pre class="config">', 1)[1].split("</pre>", 1)[0]
+    assert shown.split("\n") == ["data: &lt;my data&gt; &amp; more", "image_size: 64", "val_groups:", r"- a\x1bb"]
