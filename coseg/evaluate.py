@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import atomic_path, write_text_atomic
 from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
 from coseg.data.io import fit_to_mask
-from coseg.inference import NON_FINITE, group_ids, images_for, predict_dataset
+from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell
@@ -50,6 +50,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size;
     :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not saved (``coseg
     predict`` writes the same masks)."""
+    check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
     labelled = [s for s in samples if s.mask is not None]
     scored_groups = {s.group for s in labelled}
     inputs = [s for s in samples if s.group in scored_groups] if group_mode else labelled

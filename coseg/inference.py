@@ -256,6 +256,15 @@ def drop_non_finite(dataset: Dataset, batch: dict, probs: torch.Tensor
     return reports, {**batch, **kept}, probs[finite]
 
 
+def check_group_steps(group_mode: bool, refinement: Optional[GroupRefinement],
+                      statistics: Optional[GroupStatistics]) -> None:
+    """Refuse (``ValueError``) ``refinement`` or ``statistics``, which work on a group's images together, without
+    ``group_mode``: callers check it before writing anything, so a refused run leaves its output folder as it was."""
+    if not group_mode and (refinement is not None or statistics is not None):
+        raise ValueError("group refinement and group statistics work on a group's images together: they need group "
+                         "mode, not single-image mode (--single-image)")
+
+
 def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_size: int = 8, workers: int = 0,
                     original_size: bool = False, groups: Optional[Sequence[int]] = None,
                     refinement: Optional[GroupRefinement] = None, flip: bool = False,
@@ -284,9 +293,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     A group of more than ``stream_above`` images (without ``refinement`` or ``statistics``, which need the whole
     group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
     in memory (:func:`predict_large_group`); the other groups are read whole."""
-    if groups is None and (refinement is not None or statistics is not None):
-        raise ValueError("group refinement and group statistics work on a group's images together: they need group "
-                         "mode, not single-image mode (--single-image)")
+    check_group_steps(groups is not None, refinement, statistics)
     streamed: list[list[int]] = []
     if groups is not None:
         if len(groups) != len(dataset):  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_text_atomic
 from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
-from coseg.inference import group_ids, images_for, predict_dataset, spare_cpu
+from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.report.files import PREDICT_RECORD, read_json, record_path, recorded_paths
 from metric.threads import single_threaded_pool
@@ -165,6 +165,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_group_steps(group_mode, refinement, statistics)  # before predict.json is written
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
     for target in (output_dir, overlays):
