@@ -215,8 +215,9 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
             mask_file = output_path(folder, sample.image.relative_to(source))
             try:
                 mask = read_mask(mask_file)
-            except DataFileError as e:
-                rows.append([printable(group), name, math.nan, f"no mask ({e.problem})"])
+            except DataFileError as e:  # the image may be fine: say what is wrong with its mask
+                rows.append([printable(group), name, math.nan, "no mask written (predict skipped this image or has "
+                             "not reached it)" if not mask_file.exists() else f"mask unreadable ({e.problem})"])
                 continue
             finally:
                 bar.update(1)

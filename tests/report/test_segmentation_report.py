@@ -300,3 +300,22 @@ def test_a_shrunk_mask_stays_on_its_thumbnails_pixels():
     small = shrink(np.stack([xx, yy, np.zeros_like(xx)], -1).astype(np.uint8), 64)
     x, y = (np.round(small[..., c].astype(float)).astype(int) for c in (0, 1))
     assert np.array_equal(shrink(checkerboard, 64), checkerboard[y, x])
+
+
+def test_prediction_report_says_which_masks_predict_did_not_write(tmp_path):
+    """An image predict skipped (unreadable) or has not reached has no mask: the note says so, not "cannot read
+    file (No such file or directory)" beside a photo that is there; a damaged mask file is named as the mask."""
+    from coseg.predict import predict_folder
+    from tests.coseg.pipeline_fixtures import odd_sized_set
+
+    photos = odd_sized_set(tmp_path / "data") / "images"
+    (photos / "g1" / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "model.safetensors").write_bytes(b"a model")
+    masks = tmp_path / "masks"
+    predict_folder(ConstantModel(0.8), 64, photos, masks, torch.device("cpu"), progress=False,
+                   checkpoint=tmp_path / "model.safetensors")
+    (masks / "g0" / "im1.png").write_bytes(b"cut short")
+    text = build_report(masks, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
+    assert "cannot read file" not in text
+    assert text.count("no mask written (predict skipped this image or has not reached it)") == 1
+    assert "mask unreadable (" in text
