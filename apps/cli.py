@@ -367,6 +367,9 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
 
     if output.exists() and not overwrite:
         raise ValueError(f"{printable(output)} exists; --overwrite replaces it, or choose another --output")
+    if any(output.resolve() == model.resolve() for model in models):
+        raise ValueError(f"{printable(output)} is one of the models joined: choose another --output (the ensemble "
+                         "would replace its own member)")
     joined, size = load_ensemble(models)
     joined.save(output, None if size is None else {"image_size": str(size)})
     echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")

@@ -1,6 +1,7 @@
 """Reading model files: one :class:`CosegNet`, or a :class:`CosegEnsemble` of several; ensembles of model files."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -47,9 +48,19 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
 def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.device] = "cpu"
                   ) -> tuple[CosegEnsemble, Optional[int]]:
     """The ensemble of the models in ``paths`` (an ensemble file contributes its members) and the image size they
-    were trained at (None if their files do not record it). Raises ``ValueError`` if the sizes differ."""
+    were trained at (None if their files do not record it). Raises ``ValueError`` if the sizes differ, or if a file
+    is given twice (its probabilities would count twice in the mean)."""
     if not paths:
         raise ValueError("no model file to join")
+    seen: dict[Path, PathLike] = {}
+    for path in paths:
+        first = seen.get(Path(path).resolve())
+        if first is None:
+            seen[Path(path).resolve()] = path
+        else:
+            same = "" if str(first) == str(path) else f" (as {printable(first)})"
+            raise ValueError(f"{printable(path)} is given twice{same}: its probabilities would count twice in the "
+                             "ensemble's mean")
     sizes = {printable(p): recorded_image_size(p) for p in paths}
     if len(set(sizes.values())) > 1:
         raise ValueError("the models were trained at different image sizes: "

@@ -132,6 +132,21 @@ def test_ensemble_command(tmp_path, members):
     assert not (tmp_path / "f.safetensors").exists()
 
 
+def test_ensemble_command_refuses_a_model_twice_and_replacing_a_member(tmp_path, members, monkeypatch):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    members[0].save(a, {"image_size": "64"})
+    members[1].save(b, {"image_size": "64"})
+    before = a.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    r = invoke("ensemble", a, b, "a.safetensors", "--output", tmp_path / "e.safetensors")
+    assert r.exit_code == 1 and "a.safetensors is given twice (as " in r.output
+    with pytest.raises(ValueError, match=r"a\.safetensors is given twice: its probabilities would count twice"):
+        load_ensemble([a, b, a])
+    r = invoke("ensemble", a, b, "--output", "a.safetensors", "--overwrite")
+    assert r.exit_code == 1 and "is one of the models joined" in r.output
+    assert a.read_bytes() == before and not (tmp_path / "e.safetensors").exists()
+
+
 def test_member_configs_share_the_budget_and_the_groups(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=6, images=2)
     scan = find_samples(data, "auto")
