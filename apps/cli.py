@@ -169,7 +169,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         _echo_fit(result.fit, "", len(result.val_groups))
     from coseg.data import printable
 
-    echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
+    echo_skipped("file(s) that could not be used", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
     echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
          + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
@@ -247,7 +247,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
-    echo_skipped("unreadable file(s)", [reason for _, reason in evaluation.skipped])
+    echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))

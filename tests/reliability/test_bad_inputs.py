@@ -117,7 +117,7 @@ def _case(names, key: str) -> str:
 def test_coseg_unreadable_image_is_skipped_counted_and_named(coseg_runs, command, key):
     name = _case(coseg_runs["cases"]["unreadable"], key)
     path = coseg_runs["data"] / "images" / "odd" / name
-    heading = "file(s) or folder(s)" if command == "predict" else "unreadable file(s)"  # predict also skips clashes
+    heading = "file(s) or folder(s)" if command == "predict" else "file(s) that could not be used"  # predict: clashes
     line = naming(listed(coseg_runs["outputs"][command], heading), path)
     assert coseg_runs["cases"]["unreadable"][name] in line
     assert not (coseg_runs["masks"] / "odd" / f"{Path(name).stem}.png").exists()
@@ -145,7 +145,8 @@ def test_coseg_bad_mask_is_skipped_in_training_and_evaluation(coseg_runs, name):
     mask = coseg_runs["data"] / "masks" / "odd" / name
     words = coseg_runs["cases"]["bad_masks"][name]
     for command in ("train", "evaluate"):
-        assert re.search(words, naming(listed(coseg_runs["outputs"][command], "unreadable file(s)"), mask)), command
+        listing = listed(coseg_runs["outputs"][command], "file(s) that could not be used")
+        assert re.search(words, naming(listing, mask)), command
     rows = list(csv.DictReader(open(coseg_runs["eval"] / "per_image.csv", encoding="utf-8")))
     assert Path(name).with_suffix(".jpg").name not in {r["image"] for r in rows}
     # predict needs no mask: the image is segmented at its own size, never at its mask's
