@@ -17,6 +17,7 @@ from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import printable
 from metric.retrieval.faiss_backend import import_faiss
 
+SHOWN_UNREAD = 5  # unreadable queries named in the error when none can be read
 
 @dataclass(frozen=True)
 class Neighbour:
@@ -119,7 +120,11 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                          f"in {model.embedding_dim} dimensions; export again")
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
-        raise ValueError(f"cannot read query {errors[0][1]}" if errors else "no query image given")
+        unread = [reason for _, reason in errors] + unusable
+        if not unread:
+            raise ValueError("no query image given")
+        more = f"; and {len(unread) - SHOWN_UNREAD} more" if len(unread) > SHOWN_UNREAD else ""
+        raise ValueError(f"cannot read any query ({len(unread)} file(s)): {'; '.join(unread[:SHOWN_UNREAD])}{more}")
     squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
     results = []
     for row, position in enumerate(positions.tolist()):
