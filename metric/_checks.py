@@ -45,9 +45,17 @@ def check_same_device(x: torch.Tensor, other: torch.Tensor, name: str, other_nam
                          f"move it with .to({name}.device)")
 
 
+def check_embedding_size(x: torch.Tensor, name: str = "embeddings") -> None:
+    """Raise ``ValueError`` unless ``x`` (N, D, ...) has D ≥ 1: with D = 0 every distance is 0 (or undefined)."""
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one dimension (D >= 1), got shape {tuple(x.shape)}")
+
+
 def check_labelled_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> int:
-    """Check finite floating-point ``embeddings`` (N, D) and integer ``labels`` (N,) on the same device; return N."""
+    """Check finite floating-point ``embeddings`` (N, D), D ≥ 1, and integer ``labels`` (N,) on the same device;
+    return N."""
     n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
+    check_embedding_size(embeddings)
     check_same_size(n, check_shape(labels, ["N"], "labels")["N"], "embeddings and labels")
     check_floating(embeddings, "embeddings")
     if labels.is_floating_point():

@@ -8,7 +8,8 @@ from typing import ContextManager, Iterator, Optional
 import torch
 from torch import nn
 
-from metric._checks import check_finite, check_floating, check_same_device, check_same_size, check_shape
+from metric._checks import (check_embedding_size, check_finite, check_floating, check_same_device, check_same_size,
+                            check_shape)
 
 
 def computing_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -97,6 +98,7 @@ class BaseDistance(nn.Module):
         dy = check_shape(y, ["M", "D"], "y")["D"]
         if dx != dy:
             raise ValueError(f"x and y must have the same embedding size D, got {dx} and {dy}")
+        check_embedding_size(x, "x")
         check_floating(x, "x")
         check_floating(y, "y")
         check_same_device(x, y, "x", "y")

@@ -69,7 +69,7 @@ class GlobalLoss(BaseMetricLoss):
     ) -> torch.Tensor:
         if triplets is None:
             triplets = self.miner(embeddings, labels)
-        check_triplet_indices(triplets, embeddings.shape[0])
+        triplets = check_triplet_indices(triplets, embeddings.shape[0])
         anchors = embeddings[triplets.anchor]
         d_pos = self.distance.paired(anchors, embeddings[triplets.positive])
         d_neg = self.distance.paired(anchors, embeddings[triplets.negative])

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from metric._checks import check_finite, check_floating, check_same_device, check_shape
+from metric._checks import check_embedding_size, check_finite, check_floating, check_same_device, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.triplet_margin_loss import counted_triplet_margin_loss, counts_suffice, triplet_margin_loss
@@ -28,6 +28,7 @@ def _check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, groups: Option
             f"labels {tuple(labels.shape)} must be (B, H, W) = {expected} like embeddings {tuple(embeddings.shape)}; "
             f"resize the labels (nearest) or the embeddings first"
         )
+    check_embedding_size(embeddings)
     check_floating(embeddings, "embeddings")
     check_same_device(embeddings, labels, "embeddings", "labels")
     # A sum is ~20× cheaper than an elementwise test on a full pixel-embedding map and is finite unless an

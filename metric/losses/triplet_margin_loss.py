@@ -59,7 +59,7 @@ def triplet_margin_loss(
     Cost O(min(T, N²)·D): each needed distance is computed once. ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
     given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,) needed).
     """
-    check_triplet_indices(triplets, check_shape(embeddings, ["N", "D"], "embeddings")["N"])
+    triplets = check_triplet_indices(triplets, check_shape(embeddings, ["N", "D"], "embeddings")["N"])
     check_finite(embeddings, "embeddings")
     to_positive, to_negative = _triplet_distances(embeddings, triplets, distance)
     margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)

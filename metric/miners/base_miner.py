@@ -26,13 +26,22 @@ class TripletIndices(NamedTuple):
         return TripletIndices(e, e.clone(), e.clone())
 
 
-def check_triplet_indices(triplets: TripletIndices, num_rows: int) -> None:
-    """Raise unless ``triplets`` holds three equally long (T,) integer tensors of row indices in [0, ``num_rows``):
-    an index past the end could otherwise read another pair's distance, a negative one wrap around."""
+def check_triplet_indices(triplets: TripletIndices, num_rows: int) -> TripletIndices:
+    """``triplets`` as :class:`TripletIndices` of int64 tensors after checking they are three equally long (T,) integer
+    tensors (a :class:`TripletIndices` or any (anchor, positive, negative) tuple, e.g. pytorch-metric-learning's
+    ``indices_tuple``) of row indices in [0, ``num_rows``): an index past the end could otherwise read another
+    pair's distance, a negative one wrap around, and uint8 indices would select rows as a mask (int8/int16 cannot
+    index at all)."""
+    if not isinstance(triplets, TripletIndices):  # its len() counts triplets, a plain tuple's its fields
+        if not isinstance(triplets, (tuple, list)) or len(triplets) != 3:
+            raise TypeError("triplets must be TripletIndices or an (anchor, positive, negative) tuple of tensors, got "
+                            f"{type(triplets).__name__}" + (f" of length {len(triplets)}"
+                                                            if isinstance(triplets, (tuple, list)) else ""))
+        triplets = TripletIndices(*triplets)
     t = check_shape(triplets.anchor, ["T"], "triplets.anchor")["T"]
     for name, indices in zip(triplets._fields, triplets):
         check_same_size(t, check_shape(indices, ["T"], f"triplets.{name}")["T"], f"triplets.anchor and triplets.{name}")
-        if indices.is_floating_point() or indices.dtype == torch.bool:
+        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
             raise TypeError(f"triplets.{name} must hold integer row indices, got {indices.dtype}")
     if t:
         bounds = torch.stack([torch.stack(torch.aminmax(indices)).long() for indices in triplets]).tolist()  # one sync
@@ -40,6 +49,7 @@ def check_triplet_indices(triplets: TripletIndices, num_rows: int) -> None:
             if low < 0 or high >= num_rows:
                 raise ValueError(f"triplets.{name} must index the {num_rows} rows of the batch, got values in "
                                  f"[{low}, {high}]")
+    return TripletIndices(*(indices.long() for indices in triplets))
 
 
 def positive_negative_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

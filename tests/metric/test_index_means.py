@@ -14,3 +14,13 @@ def test_index_means_matches_loops_and_leaves_empty_indices_at_zero():
         if rows:
             expected[k] = sum(rows) / len(rows)
     assert_close(index_means(values, index, 6), expected)
+
+
+def test_index_of_any_integer_dtype_gives_the_int64_means():
+    # uint8/int8/int16 class labels (e.g. the labels given to TripletUpperBoundLoss.align_centroids) used to fail in
+    # index_add_ ("Expected dtype int32/int64 for index")
+    values = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    index = torch.tensor([1, 0, 1, 2, 2, 0])
+    expected = index_means(values, index, 4)
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+        assert_close(index_means(values, index.to(dtype), 4), expected)
