@@ -17,7 +17,8 @@ def _centred(x: torch.Tensor) -> torch.Tensor:
 def _ratio(noise: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
     """noise / signal (broadcast), at most 1/eps: a constant anchor has no signal, so its distances are that
     largest value (without gradient) instead of a division by zero, and 0 where the noise is 0 too. Both powers
-    scale alike, so the ratio stays scale-invariant (a fixed floor on the signal swamped small embeddings)."""
+    scale alike, so the ratio stays scale-invariant (a fixed floor on the signal swamped small embeddings) while
+    the squared spreads stay normal numbers (rows whose spread is below ~1e-19 in float32 underflow)."""
     floor = noise * torch.finfo(noise.dtype).eps
     return noise / torch.maximum(signal, floor).clamp(min=torch.finfo(noise.dtype).tiny)
 
