@@ -19,7 +19,7 @@ from coseg.data import (
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
                           check_fraction, distributed_run)
-from coseg.engine.distributed import barrier
+from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
@@ -228,7 +228,7 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
     check_config(cfg)
-    RUN_FOLDER.check(cfg, resume)
+    RUN_FOLDER.check(cfg, resume, world_size(dist))
     with distributed_run(cfg.device, dist) as info:
         if cfg.groups_per_batch % info.world_size:
             raise ValueError(f"groups_per_batch ({cfg.groups_per_batch}) must be a multiple of the number of processes "
@@ -319,6 +319,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
         cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
     val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
+    check_same_files(cache.skipped, dist)  # else the processes' batches would not pair up
     check_groups_per_batch(cfg, train_data.groups, val_groups)
     sampler = PKBatchSampler(train_data.group_ids, cfg.groups_per_batch, cfg.images_per_group, rank=dist.rank,
                              world_size=dist.world_size, seed=cfg.seed)

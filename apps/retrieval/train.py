@@ -43,6 +43,7 @@ from coseg.engine import (
     distributed_run,
     load_config, lr_factor,
 )
+from coseg.engine.distributed import check_same_files, world_size
 from coseg.models import checkpoint_metadata
 from coseg.train import seed_everything
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
@@ -378,7 +379,7 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
     :class:`coseg.engine.Engine`). A run already there is continued (``resume``, with its own options but for
     :data:`RUN_FOLDER`'s resumable ones) or replaced (``cfg.overwrite``), never silently lost."""
     check_config(cfg)
-    RUN_FOLDER.check(cfg, resume)
+    RUN_FOLDER.check(cfg, resume, world_size(dist))
     if resume:
         check_head_stage_length(cfg)
     with distributed_run(cfg.device, dist) as info:
@@ -448,6 +449,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                          net.embedding_dim)
 
     data = load_training_data(cfg, progress, check=check_method)
+    check_same_files(data.skipped, dist)  # else the processes' batches would not pair up
     labels = data.train.labels
     feature_params = net.feature_parameters()
     parts = build_components(cfg, labels, len(data.train_classes), dist.rank, dist.world_size, net.embedding_dim)

@@ -109,6 +109,15 @@ def load_training_state(path: Union[str, Path], map_location: Union[str, torch.d
     return state
 
 
+def check_world_size(path: Union[str, Path], state: dict[str, Any], world_size: int) -> None:
+    """Refuse to resume ``state`` (read from ``path``) with another number of processes than saved it: its random
+    streams are one per process, and its batches were shared out between that many."""
+    saved = state.get("world_size", 1)
+    if saved != world_size:
+        raise CheckpointError(f"{path}: saved by a run with {saved} process(es); resume it with the same number "
+                              f"(now {world_size})")
+
+
 def _failed_checksum(path: Path) -> Optional[str]:
     """The first entry of ``path``'s zip archive (``torch.save``'s format) whose data fails its CRC-32; None when
     every entry passes, or when the file is no zip archive (``torch.load`` then says what it is)."""

@@ -7,12 +7,15 @@ import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from coseg.data.io import printable
 
 
 PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
@@ -59,13 +62,19 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def world_size(info: Optional[DistInfo] = None) -> int:
+    """The number of processes of the run: ``info``'s, else torchrun's ``WORLD_SIZE`` (1 without torchrun), known
+    before the process group is joined."""
+    return info.world_size if info is not None else max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def setup_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when started by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU.
 
     Each process uses GPU ``LOCAL_RANK`` when on CUDA."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = world_size()
     dev = resolve_device(device)
-    if world_size <= 1:
+    if size <= 1:
         return DistInfo(device=dev)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -74,7 +83,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+    return DistInfo(rank=rank, world_size=size, local_rank=local_rank, device=dev)
 
 
 def cleanup_distributed() -> None:
@@ -129,6 +138,24 @@ def gather_to_main(value: Any, info: DistInfo) -> Optional[list[Any]]:
     gathered: Optional[list[Any]] = [None] * info.world_size if info.is_main else None
     dist.gather_object(value, gathered, dst=0)
     return gathered
+
+
+def check_same_files(skipped: Sequence[tuple[Path, str]], info: DistInfo) -> None:
+    """Refuse, on every process, data the processes did not read alike: ``skipped`` holds the (file, reason) this
+    process could not use; a file that one process skipped and another read (each machine's copy of the data set,
+    or a file changed while they read it) would leave them data sets of different sizes, whose batches no longer
+    pair up (the run would wait for the missing ones until the process group times out). Every rank must call it."""
+    if not info.distributed:
+        return
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, {str(path): reason for path, reason in skipped})
+    for path in sorted(set().union(*gathered)):
+        unread = [rank for rank, files in enumerate(gathered) if path in files]
+        read = [rank for rank, files in enumerate(gathered) if path not in files]
+        if read:
+            raise ValueError(f"{printable(path)}: process {unread[0]} could not use it ({gathered[unread[0]][path]}) "
+                             f"but process {read[0]} could: every process must read the same data (is a copy of the "
+                             "data set on another machine different, or did the file change?)")
 
 
 def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
-from coseg.engine.checkpoint import load_training_state
+from coseg.engine.checkpoint import check_world_size, load_training_state
 from coseg.engine.config import config_to_dict, load_config, save_config
 
 RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
@@ -58,10 +58,11 @@ class RunFolder:
         absolute = {k: os.path.abspath(v) for k in self.paths if (v := getattr(cfg, k)) and os.path.exists(v)}
         save_config(replace(cfg, **absolute), path)
 
-    def check(self, cfg: Any, resume: bool) -> None:
+    def check(self, cfg: Any, resume: bool, world_size: int = 1) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
         needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones, and
-        training states (``last.pt``, its own and its sub-runs') that load, checked before the trainer writes.
+        training states (``last.pt``, its own and its sub-runs') that load and were saved by ``world_size``
+        processes, checked before the trainer writes.
         ``resume`` with ``cfg.overwrite`` is refused (one would be ignored)."""
         if resume and cfg.overwrite:
             raise ValueError("--resume continues the run in --output and --overwrite replaces it: give one of them")
@@ -80,7 +81,8 @@ class RunFolder:
                                  f"or train a new run in another --output")
             for state in self.files(output):
                 if state.name == "last.pt":
-                    load_training_state(state)  # a damaged one is refused here, before config.yaml is rewritten
+                    # a damaged one, or one of another number of processes, is refused before config.yaml is rewritten
+                    check_world_size(state, load_training_state(state), world_size)
         elif not resume and not cfg.overwrite:
             found = self.files(output)
             if found:

@@ -17,7 +17,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from coseg.atomic import remove_temporaries
-from coseg.engine.checkpoint import CheckpointError, load_training_state, rng_state, save_training_state, set_rng_state
+from coseg.engine.checkpoint import (
+    CheckpointError, check_world_size, load_training_state, rng_state, save_training_state, set_rng_state,
+)
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import (
     DistInfo, all_reduce_max, all_reduce_sum, barrier, broadcast_buffers, gather_to_main, split_random_streams,
@@ -146,9 +148,7 @@ class Engine:
         """Load ``last.pt``: (epoch, best metric, best epoch, training seconds used so far)."""
         path = self.output_dir / "last.pt"
         state = load_training_state(path, map_location=self.device)
-        if state.get("world_size", 1) != self.dist.world_size:
-            raise CheckpointError(f"{path}: saved by a run with {state['world_size']} process(es); "
-                                  f"resume it with the same number (now {self.dist.world_size})")
+        check_world_size(path, state, self.dist.world_size)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
