@@ -103,10 +103,18 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         return create_component(SmartMiner, "smart miner", {
             "num_neighbours": cfg.num_neighbours, "controller": controller, "seed": cfg.seed}, taken)
 
-    sampler = create_component(BATCH_SAMPLERS.get(cfg.sampler), f"batch sampler '{cfg.sampler}'", {
+    sampler_class = BATCH_SAMPLERS.get(cfg.sampler)
+    triplets = cfg.classes_per_batch * cfg.samples_per_class // 3
+    if "triplets_per_batch" in inspect.signature(sampler_class).parameters and triplets % world_size:
+        # a value of the sampler's own, not an option: say which options make it
+        raise ConfigError(f"batch sampler '{cfg.sampler}' draws --classes-per-batch × --samples-per-class / 3 "
+                          f"(rounded down) = {cfg.classes_per_batch} × {cfg.samples_per_class} / 3 → {triplets} "
+                          f"triplet(s) per batch, which the {world_size} processes cannot share evenly (each takes "
+                          f"whole triplets): make it a multiple of {world_size}")
+    sampler = create_component(sampler_class, f"batch sampler '{cfg.sampler}'", {
         **tunable, "labels": labels, "classes_per_batch": cfg.classes_per_batch,
         "samples_per_class": cfg.samples_per_class,
-        "triplets_per_batch": cfg.classes_per_batch * cfg.samples_per_class // 3,
+        "triplets_per_batch": triplets,
         "miner": Lazy(smart_miner), "distance": distance, "rank": rank, "world_size": world_size, "seed": cfg.seed,
     }, taken)
     parts = Parts(distance, miner, loss, sampler)

@@ -150,6 +150,13 @@ def test_components_from_names_and_unused_options():
     smart = build_components(RetrievalTrainConfig(loss="global", sampler="smart_mining", classes_per_batch=2,
                                                   samples_per_class=3, num_neighbours=5), labels, 4)
     assert smart.sampler.miner.num_neighbours == 5 and smart.sampler.triplets_per_batch == 2
+    # under torchrun the triplets of a batch are shared out whole: the error names the options that make their number
+    with pytest.raises(ConfigError, match=r"--classes-per-batch × --samples-per-class / 3 \(rounded down\) = 2 × 2 / 3 "
+                                          r"→ 1 triplet\(s\) per batch, which the 2 processes cannot share evenly"):
+        build_components(RetrievalTrainConfig(loss="global", sampler="smart_mining", classes_per_batch=2,
+                                              samples_per_class=2), labels, 4, rank=0, world_size=2)
+    assert build_components(RetrievalTrainConfig(loss="global", sampler="smart_mining", classes_per_batch=2,
+                                                 samples_per_class=3), labels, 4, rank=1, world_size=2).sampler
     with pytest.raises(ValueError, match="cannot take the triplets"):
         build_components(RetrievalTrainConfig(loss="soft_triple", sampler="smart_mining", classes_per_batch=2),
                          labels, 4)
