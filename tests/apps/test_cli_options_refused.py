@@ -34,17 +34,18 @@ def test_evaluate_group_options_one_of_which_would_be_ignored(tmp_path: Path, op
 
 
 def test_ensemble_does_not_replace_an_existing_file_unless_asked(tmp_path: Path) -> None:
-    member = tmp_path / "member.safetensors"
-    create_model("unet", weights=None, embedding_dim=8, group_levels=0).save(member, {"image_size": "64"})
+    member, other = tmp_path / "member.safetensors", tmp_path / "other.safetensors"
+    for path in (member, other):
+        create_model("unet", weights=None, embedding_dim=8, group_levels=0).save(path, {"image_size": "64"})
     before = member.read_bytes()
-    code, output = coseg("ensemble", member, member, "--output", member)  # e.g. a slip of the shell history
+    code, output = coseg("ensemble", member, other, "--output", member)  # e.g. a slip of the shell history
     assert code == 1 and f"{member} exists; --overwrite replaces it, or choose another --output" in output
     assert member.read_bytes() == before
     joined = tmp_path / "joined.safetensors"
     joined.write_bytes(b"an older ensemble")
-    assert coseg("ensemble", member, member, "--output", joined)[0] == 1
+    assert coseg("ensemble", member, other, "--output", joined)[0] == 1
     assert joined.read_bytes() == b"an older ensemble"
-    code, output = coseg("ensemble", member, member, "--output", joined, "--overwrite")
+    code, output = coseg("ensemble", member, other, "--output", joined, "--overwrite")
     assert code == 0 and "an ensemble of 2 model(s)" in output and joined.read_bytes() != b"an older ensemble"
 
 
