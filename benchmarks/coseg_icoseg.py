@@ -1,7 +1,7 @@
 """iCoseg benchmark: train on ``train30`` (validation groups carved from it), evaluate on ``test8``.
 
     .venv/bin/python benchmarks/coseg_icoseg.py --data ../shared/data/icoseg --minutes 30 --out bench_out/icoseg.json
-    .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice+CE ablation
+    .venv/bin/python benchmarks/coseg_icoseg.py ... --set triplet_weight=0        # the Dice + BCE ablation
 
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=1              # one run of the whole budget
@@ -249,11 +249,17 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
             **paired_ratios(forward_s, predict_s, "predict_vs_forward")}
 
 
+def trained_model(run_dir: Path, cfg: CosegTrainConfig) -> Path:
+    """The model file the training speed ratios are measured on: the run's best model, an ensemble's first
+    member's (``member0/``, which an ensemble put together by ``coseg ensemble`` does not have)."""
+    return run_dir / "member0" / "best.safetensors" if cfg.members > 1 else run_dir / "best.safetensors"
+
+
 def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, Any]:
     """The three side-by-side speed measurements of the run's best model (rounded); an ensemble's training ones
     on its first member."""
     model_path = run_dir / "best.safetensors"
-    trained = run_dir / "member0" / "best.safetensors" if cfg.members > 1 else model_path
+    trained = trained_model(run_dir, cfg)
     out = measure_triplet_share(load_model(trained), cfg)
     scan = find_samples(data, "icoseg")
     test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
@@ -361,10 +367,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     finished = args.speed_of or args.scores_of
+    unused = [option for option, given in (("--scores-of", args.speed_of and args.scores_of), ("--set", args.set),
+                                           ("--config", args.config), ("--minutes", args.minutes is not None),
+                                           ("--run-dir", args.run_dir), ("--overwrite", args.overwrite)) if given]
+    if finished is not None and unused:  # silently ignored, they would seem to apply to what is measured
+        parser.error(f"{', '.join(unused)} cannot be used with {'--speed-of' if args.speed_of else '--scores-of'} "
+                     "(the finished run's config.yaml says how it was trained and is scored)")
     if finished is None and args.minutes is None:
         parser.error("--minutes is required (unless --speed-of or --scores-of)")
-    if args.minutes is not None and args.minutes < 0:
-        parser.error(f"--minutes must be >= 0 (0: no time budget), got {args.minutes}")
+    if args.minutes is not None and not (0 <= args.minutes < float("inf")):
+        parser.error(f"--minutes must be a finite number >= 0 (0: no time budget), got {args.minutes}")
     run_dir = finished or args.run_dir or args.out.with_suffix("").with_name(args.out.stem + "_run")
     with one_line(*EXPECTED, yaml.YAMLError):  # what was given, checked before minutes of work
         scan = find_samples(args.data, "icoseg")
@@ -374,6 +386,10 @@ def main() -> None:
             cfg = load_config(CosegTrainConfig, finished / "config.yaml")
             if not (finished / "best.safetensors").is_file():
                 raise FileNotFoundError(errno.ENOENT, "no trained model (best.safetensors)", str(finished))
+            if args.speed_of and not trained_model(finished, cfg).is_file():  # its train step is timed
+                raise FileNotFoundError(errno.ENOENT, f"no trained member of its {cfg.members}-member ensemble "
+                                        "(member0/best.safetensors: the training speed ratios are measured on it)",
+                                        str(finished))
         else:
             base = read_config_file(CosegTrainConfig, args.config) if args.config else {}
             base.update(overrides(args.set))

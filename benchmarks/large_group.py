@@ -9,7 +9,8 @@ Each size is measured in ``--rounds`` rounds of whole and chunks side by side (t
 (every round's in ``runs``; MB = MiB), ``time_ratio`` the median over rounds of chunks / whole seconds
 (``time_ratio_ci95``, ``time_ratio_pairs``: its 95 % interval and every round's).
 Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
-nothing sure to start from and makes its time meaningless (memory is still right).
+nothing sure to start from and makes its time meaningless (memory is still right). The JSON's ``members`` and
+``image_size`` are those of the model measured (a ``--checkpoint``'s own, not ``--members``/``--image-size``).
 
     python benchmarks/large_group.py --checkpoint runs/ens/d10/best.safetensors --images 100 200 400 \\
         --out bench_out/large_group.json
@@ -132,15 +133,21 @@ def main() -> None:
         print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
         return
 
-    from coseg.models import checkpoint_metadata
+    import torch
+
+    from coseg.checkpoints import load_for_inference
+    from coseg.models import CosegEnsemble
 
     images_from = args.images_from or (DEFAULT_IMAGES if DEFAULT_IMAGES.is_dir() else None)
     # what was given, checked before minutes of work
     if images_from is not None and not any(images_from.rglob("*.jpg")):
         fail(f"--images-from {images_from}: {'no .jpg images there' if images_from.is_dir() else 'folder not found'}")
+    members, image_size = args.members, args.image_size  # what the measurements run: a --checkpoint brings its own
     if args.checkpoint is not None:
-        with one_line():
-            checkpoint_metadata(args.checkpoint)  # the model file's header: missing or not a model file
+        with one_line():  # loaded as each measurement loads it: missing, not a model file, another kind of model
+            model, image_size = load_for_inference(args.checkpoint, torch.device("cpu"))
+        members = len(model.members) if isinstance(model, CosegEnsemble) else 1
+        del model
     if args.out is not None:
         check_writable(args.out)
     source = "synthetic images" if images_from is None else f"the first images of {images_from}"
@@ -162,7 +169,7 @@ def main() -> None:
                 print(f"{count:>6} {mode:>7} {m['peak_mb']:>8.0f} {m['peak_mb'] - m['model_loaded_mb']:>14.0f} "
                       f"{m['seconds']:>8.1f} {ratio:>17}" + (f"  {row['time_ratio_pairs']}" if ratio else ""))
     if args.out is not None:
-        write_json(args.out, {"members": args.members, "image_size": args.image_size, "rounds": args.rounds,
+        write_json(args.out, {"members": members, "image_size": image_size, "rounds": args.rounds,
                               "checkpoint": None if args.checkpoint is None else str(args.checkpoint), "rows": rows})
         print(f"wrote {args.out}")
 

@@ -349,6 +349,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             classes = list(load_split(args.data / "splits.json", "test"))[:2]
             if not args.export_speed.is_file():
                 raise FileNotFoundError(errno.ENOENT, "no model file", str(args.export_speed))
+            load_for_retrieval(args.export_speed, torch.device("cpu"))  # e.g. a co-segmentation model's file
         else:
             load_retrieval_split(args.data, "train", "folders")
             if not (args.validation or args.loss_times):

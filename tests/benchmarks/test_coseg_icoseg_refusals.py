@@ -1,4 +1,4 @@
-"""benchmarks/coseg_icoseg.py refuses a negative --minutes in one line, before it makes the run folder."""
+"""benchmarks/coseg_icoseg.py refuses a negative or not finite --minutes in one line, before it makes the run folder."""
 from __future__ import annotations
 
 import pytest
@@ -8,12 +8,13 @@ from tests.benchmarks.test_coseg_icoseg import TINY, icoseg_like
 
 
 @pytest.mark.slow
-def test_negative_minutes_is_refused_before_the_run_folder_is_made(tmp_path):
+@pytest.mark.parametrize("minutes, shown", [("-1", "-1.0"), ("nan", "nan"), ("inf", "inf")])
+def test_negative_or_not_finite_minutes_is_refused_before_the_run_folder_is_made(tmp_path, minutes, shown):
     data = icoseg_like(tmp_path / "icoseg")
     out = tmp_path / "out" / "icoseg.json"
-    done = run_script("coseg_icoseg.py", "--data", data, "--minutes", -1, *TINY, "--out", out)
+    done = run_script("coseg_icoseg.py", "--data", data, "--minutes", minutes, *TINY, "--out", out)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == \
-        "coseg_icoseg.py: error: --minutes must be >= 0 (0: no time budget), got -1.0", done.stderr
+        f"coseg_icoseg.py: error: --minutes must be a finite number >= 0 (0: no time budget), got {shown}", done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
 
 
