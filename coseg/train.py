@@ -213,7 +213,7 @@ def check_config(cfg: CosegTrainConfig) -> None:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
     check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
     check_at_least(cfg, 0, "workers")
-    if cfg.minutes is not None and cfg.minutes < 0:
+    if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
     check_choice(cfg, "layout", ["auto", *LAYOUTS.names()])

@@ -173,10 +173,10 @@ def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides
 
 def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
     """Raise ``ConfigError`` naming the option if a set (not None) field of ``cfg`` among ``names`` is below
-    ``minimum``."""
+    ``minimum`` or NaN (which compares below nothing)."""
     for name in names:
         value = getattr(cfg, name)
-        if value is not None and value < minimum:
+        if value is not None and not value >= minimum:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 
 

@@ -413,6 +413,7 @@ def test_finetune_stage_and_end_to_end(data, tmp_path):
     ("classes_per_batch", 0, "classes_per_batch must be >= 1, got 0"), ("head_passes", 0, "head_passes must be >= 1"),
     ("threads", -1, "threads must be >= 1, got -1"), ("workers", -1, "workers must be >= 0, got -1"),
     ("minutes", -1.0, "minutes must be >= 0"), ("finetune_minutes", -1.0, "finetune_minutes must be >= 0"),
+    ("minutes", float("nan"), "minutes must be >= 0, got nan"), ("lr", float("nan"), "lr must be >= 0, got nan"),
     ("feature_views", 0, r"feature_views must be in \[1, 4\], got 0"),
     ("val_fraction", -0.2, r"val_fraction must be in \[0, 1\), got -0.2"),  # was: trained without validation
     ("lr", -1e-3, "lr must be >= 0, got -0.001"),  # was: refused by AdamW after the features were computed

@@ -74,6 +74,7 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
     ("triplet_pixels", 0, "triplet_pixels must be >= 1, got 0"),
     ("workers", -1, "workers must be >= 0, got -1"),
     ("minutes", -1.0, "minutes must be >= 0"),
+    ("minutes", float("nan"), "minutes must be >= 0 .*, got nan"),  # was taken: no budget ever ran out
     ("val_fraction", -0.1, r"val_fraction must be in \[0, 1\), got -0.1"),
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
     ("image_size", 0, "image_size must be >= 32, got 0"),
