@@ -3,15 +3,18 @@
 Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (samples, problems)``):
 
 - ``icoseg``:   ``images/<group>/*.jpg`` + ``ground_truth/<group>/<stem>.png`` (``masks_root`` replaces
-  ``ground_truth``).
+  ``ground_truth``). Other folders of ``root`` holding images and images directly in it are reported and left out,
+  as in ``folders``.
 - ``internet``: ``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground;
   noise images keep their empty masks. ``root`` may be the folder holding ``Data``, ``Data`` itself or one class
-  folder (``Data/Airplane100``: one group named after it).
+  folder (``Data/Airplane100``: one group named after it). Subfolders of a class other than ``GroundTruth`` and
+  folders holding images beside ``Data`` are reported and left out.
 - ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
   directly in a subset folder are reported as outside any group. ``root`` may be one group folder itself (images
-  and masks side by side in it: one group named after it).
+  and masks side by side in it: one group named after it). Subfolders of a group holding images are reported and
+  left out.
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
   ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...), matched by relative folder + stem; these
   folder names in any case (``Images/`` + ``Masks/``).
@@ -21,7 +24,9 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   (prediction). When ``root/images`` exists it alone holds the images: the other folders of ``root`` holding
   images (except the mask folder in use) and the images directly in ``root`` are reported and left out; other
   files there (``splits.json``, a README) are ignored.
-- ``auto``: picks one of the above from the folders present (``detect_layout``).
+- ``auto``: picks one of the above from the folders present (``detect_layout``); ``sbcoseg`` needs a subset folder
+  or at least half the PNGs beside a JPEG of their stem, so a folder of JPEG and PNG photos where two share a stem
+  stays ``folders``.
 
 Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX`` and files that are not images
 (``Thumbs.db``, a README) are ignored; image files of a format not read there (HEIC, camera raw, ...; a JPEG among
@@ -282,9 +287,11 @@ def _named_subfolder(folder: Path, names: Sequence[str]) -> Optional[Path]:
     return None
 
 
-def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path]) -> list[Problem]:
+def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path], under: str = "images/"
+                    ) -> list[Problem]:
     """The image files directly in ``root`` and the other visible folders of ``root`` holding images (at any
-    depth), except ``images_root`` and the mask folder in use: the folders layout leaves them out."""
+    depth), except ``images_root`` and the mask folder in use: the layout leaves them out (``under`` names the
+    folder to move them into)."""
     used = [images_root] + ([masks_root] if masks_root is not None else [])
     skip = {os.path.realpath(p) for p in used}
     outside = f"outside {printable(images_root)}, which holds this layout's images"
@@ -298,9 +305,23 @@ def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path]) -
             count = len(_walk(path, IMAGE_SUFFIXES, [], exclude=used))
             if count:
                 problems.append(Problem("skipped folder", path, f"{count} image(s) {outside}; to use them, pass "
-                                                                "this folder itself or move it under images/"))
+                                                                f"this folder itself or move it under {under}"))
         elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
-            problems.append(Problem("outside any group", path, f"{outside}; to use it, move it under images/"))
+            problems.append(Problem("outside any group", path, f"{outside}; to use it, move it under {under}"))
+    return problems
+
+
+def _nested_folders(group: Path, name: str, skip: Iterable[Path] = ()) -> list[Problem]:
+    """The subfolders of ``group`` (but ``skip``) holding images at any depth, reported as skipped: the layouts
+    whose groups are single folders (internet, sbcoseg) leave them out."""
+    skipped = {os.path.realpath(p) for p in skip}
+    problems = []
+    for folder in _subfolders(group):
+        count = 0 if os.path.realpath(folder) in skipped else len(_walk(folder, IMAGE_SUFFIXES, []))
+        if count:
+            problems.append(Problem("skipped folder", folder, f"{count} image file(s) in a subfolder of the group "
+                                    f"'{printable(name)}', which this layout does not read; to use them, move them "
+                                    "into a group folder of their own"))
     return problems
 
 
@@ -323,6 +344,7 @@ def scan_icoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], l
     samples, problems = _scan_folder_pair(root / "images", masks_root if _is_folder(masks_root) else None)
     outside = {s.image for s in samples if s.image.parent == root / "images"}
     problems = [p for p in problems if p.path not in outside] + [Problem("outside any group", p) for p in outside]
+    problems += _outside_images(root, root / "images", masks_root)
     return [s for s in samples if s.image not in outside], problems
 
 
@@ -348,7 +370,7 @@ def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample],
     _no_masks_root("internet", masks_root)
     data = root / "Data" if _is_folder(root / "Data") else root
     single = _internet_class(data)
-    problems: list[Problem] = []
+    problems: list[Problem] = [] if data == root else _outside_images(root, data, None, under="Data/")
     if not single:
         problems.extend(Problem("outside any group", p)
                         for p in _walk(data, IMAGE_SUFFIXES, problems, recursive=False))
@@ -359,6 +381,7 @@ def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample],
         masks = None if truth is None else _index_by_stem(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
                                                           truth, "mask", problems)
         name = Path(os.path.abspath(group)).name
+        problems += _nested_folders(group, name, [] if truth is None else [truth])
         samples += _pair(images, group, masks, lambda _, name=name: name, problems, any_nonzero=True)
     return samples, problems
 
@@ -392,21 +415,29 @@ def _sbcoseg_group(group: Path, name: str, subset: Optional[str], problems: list
     files = _walk(group, IMAGE_SUFFIXES | MASK_SUFFIXES, problems, recursive=False)
     images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES - {".png"}]
     masks = _index_by_stem([f for f in files if f.suffix.lower() == ".png"], group, "mask", problems)
+    problems += _nested_folders(group, name)
     return _pair(images, group, masks, lambda _: name, problems, subset=subset)
 
 
-def _pairs_side_by_side(folder: Path) -> bool:
-    """True if ``folder`` holds a JPEG and a PNG with the same stem."""
+def _side_by_side(folder: Path) -> tuple[int, int]:
+    """(PNGs beside a JPEG of their stem, PNGs) directly in ``folder``."""
     stems: dict[str, set[str]] = {}
     for entry in _listing(folder):
         if _follow(entry)[1]:
             stem, suffix = os.path.splitext(entry.name)
             stems.setdefault(stem, set()).add(suffix.lower())
-    return any(".png" in s and (s & _JPEG_SUFFIXES) for s in stems.values())
+    pngs = [s for s in stems.values() if ".png" in s]
+    return sum(bool(s & _JPEG_SUFFIXES) for s in pngs), len(pngs)
+
+
+def _pairs_side_by_side(folder: Path) -> bool:
+    """True if ``folder`` holds a JPEG and a PNG with the same stem."""
+    return _side_by_side(folder)[0] > 0
 
 
 def detect_layout(root: PathLike) -> str:
-    """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg, else folders."""
+    """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg (a subset folder, or at least
+    half the PNGs directly in ``root`` and its folders beside a JPEG of their stem), else folders."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
@@ -417,7 +448,10 @@ def detect_layout(root: PathLike) -> str:
         return "internet"
     if _is_folder(root / "images") and _is_folder(root / "ground_truth"):
         return "icoseg"
-    if any(_sbcoseg_subset(t.name) for t in tops) or any(_pairs_side_by_side(t) for t in [root, *tops]):
+    if any(_sbcoseg_subset(t.name) for t in tops):
+        return "sbcoseg"
+    paired, pngs = map(sum, zip(*(_side_by_side(t) for t in [root, *tops])))
+    if paired and 2 * paired >= pngs:  # PNG masks beside their JPEGs, not PNG photos among JPEG ones
         return "sbcoseg"
     return "folders"
 
