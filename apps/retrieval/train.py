@@ -54,9 +54,11 @@ SELECT_METRIC = "MAP@R"
 FINETUNE_DIR = "finetune"
 MIN_VAL_CLASSES = 2
 RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data", "weights", "output", "cache_dir"}),
-                       resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"})
+                       resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"},
+                       extra_files=tuple(loss_state_path(Path(name)).name
+                                         for name in ("best.safetensors", "last.safetensors")))
 """The fine-tuning stage trains in ``OUTPUT/finetune/``; ``--resume`` may also change the CPU threads, the images
-per inference pass and the fine-tuning stage's length."""
+per inference pass and the fine-tuning stage's length; the loss's states beside the model files go with the run."""
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -417,18 +419,14 @@ def seen_features(net: RetrievalModel, features: torch.Tensor, dataset: Retrieva
 
 def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
     """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
-    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted), the loss
-    states beside its model files included. Called once the data, model, method, head start and first engine are
-    built, so that an option they refuse, or an interruption while the features are computed, leaves the old run
-    whole."""
+    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted). Called once the
+    data, model, method, head start and first engine are built, so that an option they refuse, or an interruption
+    while the features are computed, leaves the old run whole."""
     if not dist.is_main:
         return
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for folder in (output, output / FINETUNE_DIR):
-            for model_file in ("best.safetensors", "last.safetensors"):
-                loss_state_path(folder / model_file).unlink(missing_ok=True)
         RUN_FOLDER.clear(output)
     RUN_FOLDER.save_config(cfg, output / "config.yaml")
 

@@ -26,27 +26,33 @@ class RunFolder:
 
     ``subruns`` is the glob of the folders of its sub-runs (ensemble members, a second stage), ``paths`` the
     options that may name a file or folder (``data/`` and ``./data`` are the same folder; ``weights`` may also be
-    ``imagenet``), ``resumable`` the options ``--resume`` may change."""
+    ``imagenet``), ``resumable`` the options ``--resume`` may change, ``extra_files`` the files the trainer writes
+    beside :data:`RUN_FILES` in each of them (found and cleared with those)."""
 
     subruns: str
     paths: frozenset[str]
     resumable: frozenset[str] = RESUMABLE
+    extra_files: tuple[str, ...] = ()
+
+    @property
+    def run_files(self) -> tuple[str, ...]:
+        return (*RUN_FILES, *self.extra_files)
 
     def files(self, output: Path) -> list[Path]:
         """The checkpoints and logs of a run (or of its sub-runs) already in ``output``."""
         folders = [output, *sorted(output.glob(self.subruns))]
-        return [folder / name for folder in folders for name in RUN_FILES if (folder / name).is_file()]
+        return [folder / name for folder in folders for name in self.run_files if (folder / name).is_file()]
 
     def clear(self, output: Path) -> None:
         """Remove the checkpoints and logs of the run in ``output`` and of its sub-runs (a run replaced with
         ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up, and
         the temporary files of the writes a killed run left there; a sub-run folder left empty goes too."""
         remove_temporaries(output, recursive=False)
-        for name in RUN_FILES:
+        for name in self.run_files:
             (output / name).unlink(missing_ok=True)
         for folder in output.glob(self.subruns):
             remove_temporaries(folder, recursive=False)
-            for name in (*RUN_FILES, "config.yaml"):
+            for name in (*self.run_files, "config.yaml"):
                 (folder / name).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
