@@ -72,18 +72,22 @@ def mask_settings(image_size: int, group_mode: bool, refinement: Optional[GroupR
             "edges": fields(edges), "colour": fields(colour), "statistics": fields(statistics)}
 
 
-def prediction_record(input_dir: Path, output_dir: Path, checkpoint: Path, settings: dict) -> dict:
-    """The content of ``output_dir/predict.json``: where the input folder and the model file are (read by the
-    report), the model file's SHA-256 and the :func:`mask_settings`."""
+def prediction_record(input_dir: Path, output_dir: Path, checkpoint: Path, settings: dict,
+                      digest: Optional[str] = None) -> dict:
+    """The content of ``output_dir/predict.json`` (and of the overlays folder's ``overlays.json``): where the input
+    folder and the model file are (read by the report), the model file's SHA-256 (``digest`` when already
+    computed) and the :func:`mask_settings`."""
     record: dict = {}
     record_path(record, "input", input_dir, output_dir)
     record_path(record, "checkpoint", checkpoint, output_dir)
-    record["checkpoint_sha256"] = file_digest(Path(checkpoint))
+    record["checkpoint_sha256"] = file_digest(Path(checkpoint)) if digest is None else digest
     record["settings"] = settings
     return record
 
 
-UNFINISHED = "overwrite_unfinished"  # in predict.json while an --overwrite run replaces masks of other settings
+# the overlays folder's record: not predict.json, which makes a folder a prediction folder for the report
+OVERLAYS_RECORD = "overlays.json"
+UNFINISHED = "overwrite_unfinished"  # in a record while an --overwrite run replaces files of other settings
 
 
 def _same_folder(a: Path, b: Path) -> bool:
@@ -107,18 +111,19 @@ def _differences(previous: dict, record: dict, output_dir: Path, input_dir: Path
 
 
 def _check_record(record_file: Path, record: dict, input_dir: Path, overwrite: bool,
-                  existing_outputs: bool) -> bool:
-    """Refuse (``ValueError``) to add masks of ``record``'s settings to a folder whose ``record_file`` says its masks
-    were made otherwise, unless ``overwrite``; returns whether the masks kept so far may be of other settings until
-    this run finishes (an ``overwrite`` that replaces them). A folder without a record (written before records
-    were kept) or with one of a ``predict --report`` run of an earlier version is taken as it is."""
+                  existing_outputs: bool, what: str = "mask") -> bool:
+    """Refuse (``ValueError``) to add files (``what``: mask, overlay) of ``record``'s settings to a folder whose
+    ``record_file`` says its files were made otherwise, unless ``overwrite``; returns whether the files kept so far
+    may be of other settings until this run finishes (an ``overwrite`` that replaces them). A folder without a
+    record (written before records were kept) or with one of a ``predict --report`` run of an earlier version is
+    taken as it is."""
     previous = None
     if record_file.exists():
         try:
             previous = read_json(record_file)
         except ValueError as e:
             if not overwrite:
-                raise ValueError(f"{e}; --overwrite predicts every mask again") from None
+                raise ValueError(f"{e}; --overwrite predicts every {what} again") from None
     if previous is not None and not isinstance(previous.get("settings"), dict):
         previous = None  # no settings recorded: masks of unknown settings, kept as before
     differences = [] if previous is None else _differences(previous, record, record_file.parent, input_dir)
@@ -127,10 +132,10 @@ def _check_record(record_file: Path, record: dict, input_dir: Path, overwrite: b
         return existing_outputs and (unfinished or bool(differences) or previous is None)
     if unfinished:
         raise ValueError(f"{printable(record_file)}: an --overwrite run into this folder with other settings did not "
-                         "finish, so some masks may still be of the earlier ones; run it again with --overwrite")
+                         f"finish, so some {what}s may still be of the earlier ones; run it again with --overwrite")
     if differences:
-        raise ValueError(f"{printable(record_file)}: the masks there were made with " + "; ".join(differences)
-                         + " — --overwrite predicts them all again, or choose another output folder")
+        raise ValueError(f"{printable(record_file)}: the {what}s there were made with " + "; ".join(differences)
+                         + " — --overwrite predicts them all again, or choose another folder")
     return False
 
 
@@ -162,6 +167,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     :func:`mask_settings`; a run into a folder whose record differs is refused (``ValueError`` naming what
     differs) unless ``overwrite``, so that the folder never mixes masks of two settings. Until an ``overwrite`` run
     that replaces masks of other settings finishes, the record says so, and a run without ``overwrite`` is refused.
+    ``overlays/overlays.json`` records and guards the overlays in the same way.
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -182,16 +188,22 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     for target, targets in ((output_dir, masks), (overlays, tints)):
         if target is not None and targets is not None and _inside(input_dir, target):
             _check_outside_input(input_dir, relatives, targets)
-    record = None if checkpoint is None else prediction_record(
-        input_dir, output_dir, checkpoint,
-        mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics))
-    unfinished = record is not None and _check_record(output_dir / PREDICT_RECORD, record, input_dir, overwrite,
-                                                      any(mask.exists() for mask in masks))
+    # (record file, record, whether files of other settings stay until this run ends), all checked before writing
+    records: list[tuple[Path, dict, bool]] = []
+    if checkpoint is not None:
+        settings = mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics)
+        digest = file_digest(Path(checkpoint))
+        for folder, targets, name, what in ((output_dir, masks, PREDICT_RECORD, "mask"),
+                                            (overlays, tints, OVERLAYS_RECORD, "overlay")):
+            if folder is not None and targets is not None:
+                record = prediction_record(input_dir, folder, checkpoint, settings, digest)
+                records.append((folder / name, record, _check_record(
+                    folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
     for target in (output_dir, overlays):
         if target is not None:
             remove_temporaries(target)  # left by a killed run
-    if record is not None:
-        _write_record(output_dir / PREDICT_RECORD, record, unfinished)
+    for record_file, record, unfinished in records:
+        _write_record(record_file, record, unfinished)
     report = PredictReport(output=output_dir)
     report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in SKIPPING_PROBLEMS)
     clashing = set()
@@ -254,8 +266,9 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         for job in pending:
             job.result()
     bar.close()
-    if record is not None and unfinished:
-        _write_record(output_dir / PREDICT_RECORD, record, False)
+    for record_file, record, unfinished in records:
+        if unfinished:
+            _write_record(record_file, record, False)
     return report
 
 

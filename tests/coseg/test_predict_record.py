@@ -156,3 +156,36 @@ def test_demo_refuses_a_time_budget_that_is_not_finite_before_writing(tmp_path, 
     r = invoke("demo", "--minutes", minutes, "--output", tmp_path / "demo", "--quiet")
     assert r.exit_code == 2 and "Invalid value for '--minutes'" in r.output and "not a finite number" in r.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_overlays_of_other_settings_are_refused_and_an_overwrite_replaces_them(setup, tmp_path):
+    """The overlays folder keeps its own record (``overlays.json``, not predict.json, which would make it a
+    prediction folder for the report): overlays of another model are not kept beside masks of this one."""
+    root, checkpoint, out = setup
+    overlays = tmp_path / "overlays"
+    run(root, checkpoint, out, overlays=overlays)
+    assert json.loads((overlays / "overlays.json").read_text())["settings"]["flip"] is False
+    assert not (overlays / "predict.json").exists()
+    kept = {p: p.read_bytes() for p in overlays.rglob("*.png")}
+    assert len(kept) == 3
+    with pytest.raises(ValueError, match=r"overlays\.json: the overlays there were made with flip false \(now true\)"):
+        run(root, checkpoint, tmp_path / "new_masks", overlays=overlays, flip=True)
+    assert not (tmp_path / "new_masks").exists()  # refused before anything was written
+    assert {p: p.read_bytes() for p in overlays.rglob("*.png")} == kept
+    assert run(root, checkpoint, out, overlays=overlays).already_done == 3  # the same settings resume
+    run(root, checkpoint, tmp_path / "new_masks", overlays=overlays, flip=True, overwrite=True)
+    record = json.loads((overlays / "overlays.json").read_text())
+    assert record["settings"]["flip"] is True and "overwrite_unfinished" not in record
+
+
+def test_an_interrupted_overwrite_of_the_overlays_blocks_resuming(setup, tmp_path, monkeypatch):
+    root, checkpoint, out = setup
+    overlays = tmp_path / "overlays"
+    run(root, checkpoint, out, overlays=overlays)
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(root, checkpoint, tmp_path / "other", overlays=overlays, flip=True, overwrite=True)
+    monkeypatch.undo()
+    assert json.loads((overlays / "overlays.json").read_text())["overwrite_unfinished"] is True
+    with pytest.raises(ValueError, match=r"overlays\.json: an --overwrite run .* some overlays may still be"):
+        run(root, checkpoint, out, overlays=overlays)
