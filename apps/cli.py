@@ -225,7 +225,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
     from coseg.report.files import PREDICTIONS, record_path
-    from coseg.selection import check_group_choice, choose_groups, default_splits_file, samples_of
+    from coseg.selection import check_group_choice, choose_groups, default_splits_file, problems_of, samples_of
 
     explicit = [g.strip() for g in groups.split(",")] if groups else []
     try:
@@ -248,7 +248,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     write_evaluation(evaluation, output)
     _print_summary(evaluation.summary)
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
-    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
+    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in problems_of(scan, chosen)])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from coseg.data import Sample, Scan, load_split, printable, resolve_groups
+from coseg.data import Problem, Sample, Scan, load_split, printable, resolve_groups
 
 
 def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
@@ -45,3 +45,15 @@ def samples_of(scan: Scan, groups: Sequence[str], labelled: bool = True) -> list
     wanted = set(groups)
     pool = scan.labelled if labelled else scan.samples
     return [s for s in pool if s.group in wanted]
+
+
+def problems_of(scan: Scan, groups: Sequence[str]) -> list[Problem]:
+    """The scan's problems that may concern the chosen ``groups``: all but those in a folder that holds images or
+    masks of other groups only (an unpaired file of a group the run does not use is not its concern)."""
+    wanted = set(groups)
+    owners: dict[Path, set[str]] = {}
+    for sample in scan.samples:
+        for path in (sample.image, sample.mask):
+            if path is not None:
+                owners.setdefault(path.parent, set()).add(sample.group)
+    return [p for p in scan.problems if p.path.parent not in owners or owners[p.path.parent] & wanted]

@@ -24,7 +24,7 @@ from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
-from coseg.selection import check_group_choice, choose_groups, default_splits_file, samples_of
+from coseg.selection import check_group_choice, choose_groups, default_splits_file, problems_of, samples_of
 from metric.losses import ISTripletLoss
 from metric.registry import MINERS
 from metric.samplers import PKBatchSampler
@@ -95,7 +95,7 @@ class TrainResult:
     train_groups: list[str]
     val_groups: list[str]
     skipped: list[tuple[Path, str]]
-    problems: list[Problem]  # files the scan left out: images without masks, masks without images, ...
+    problems: list[Problem]  # files the scan left out (:func:`problems_of` the run's groups): images without masks, ...
     members: list[FitResult] = field(default_factory=list)  # each member's run, when an ensemble was trained
     is_main: bool = True  # False in the other processes of a torchrun run (rank > 0)
 
@@ -343,4 +343,4 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
         RUN_FOLDER.save_config(cfg, output / "config.yaml")
     fit = engine.fit(task, loader, resume=resume)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
-                       scan.problems, is_main=dist.is_main)
+                       problems_of(scan, [*train_groups, *val_groups]), is_main=dist.is_main)

@@ -1,0 +1,56 @@
+"""coseg.selection: which of a scan's problems a run on some groups lists."""
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from apps.cli import main
+from coseg.data import find_samples, make_synthetic_coseg
+from coseg.selection import problems_of
+from tests.coseg.test_evaluate_partial import network
+
+
+def unpaired_set(tmp_path: Path) -> Path:
+    """Three groups; an image without mask in 00-star, a mask without image in 01-ellipse, a file outside any
+    group at the top of images/."""
+    root = make_synthetic_coseg(tmp_path, num_groups=3, images_per_group=3, size=32)
+    (root / "ground_truth" / "00-star" / "img001.png").unlink()
+    (root / "images" / "01-ellipse" / "img002.jpg").unlink()
+    (root / "images" / "loose.jpg").write_bytes((root / "images" / "00-star" / "img000.jpg").read_bytes())
+    return root
+
+
+def names(problems) -> list[str]:
+    return sorted(p.path.name for p in problems)
+
+
+def test_problems_of_other_groups_are_left_out_the_rest_kept(tmp_path):
+    scan = find_samples(unpaired_set(tmp_path), "icoseg")
+    assert names(scan.problems) == ["img001.jpg", "img002.png", "loose.jpg"]
+    assert names(problems_of(scan, ["00-star"])) == ["img001.jpg", "loose.jpg"]
+    assert names(problems_of(scan, ["01-ellipse"])) == ["img002.png", "loose.jpg"]
+    assert names(problems_of(scan, ["02-polygon"])) == ["loose.jpg"]  # not in a group's folder: may concern any
+    assert names(problems_of(scan, scan.groups)) == names(scan.problems)
+
+
+def test_evaluate_lists_the_unpaired_files_of_the_groups_it_scores_only(tmp_path):
+    root = unpaired_set(tmp_path / "data")
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root,
+                                                         "--groups", "01-ellipse", "--output", tmp_path / "ev",
+                                                         "--device", "cpu", "--quiet"]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "img002.png" in result.output and "loose.jpg" in result.output
+    assert "img001.jpg" not in result.output  # 00-star's, not evaluated
+
+
+def test_train_lists_the_unpaired_files_of_its_training_and_validation_groups_only(tmp_path):
+    root = unpaired_set(tmp_path / "data")
+    result = CliRunner().invoke(main, [str(a) for a in [
+        "train", "--data", root, "--output", tmp_path / "run", "--train-groups", "00-star",
+        "--val-groups", "02-polygon", "--epochs", 1, "--members", 1, "--weights", "none", "--image-size", 64,
+        "--groups-per-batch", 1, "--images-per-group", 2, "--triplet-pixels", 8, "--device", "cpu", "--quiet"]],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "img001.jpg" in result.output and "loose.jpg" in result.output
+    assert "img002.png" not in result.output  # 01-ellipse's, not used
