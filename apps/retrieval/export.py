@@ -100,15 +100,23 @@ def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
 @contextlib.contextmanager
 def exclusive(output_dir: Path) -> Iterator[None]:
     """Hold ``output_dir``'s export lock (creating the folder): a second export there meanwhile is refused, not
-    left to mix its files with these. The system releases the lock when the process ends, however it ends."""
+    left to mix its files with these. The system releases the lock when the process ends, however it ends. A
+    folder this creates and an export that fails leaves holding nothing but the lock is removed."""
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / LOCK, "ab") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"{printable(output_dir)}: another `coseg retrieval export` is writing there; wait until "
-                             "it ends, or choose another --output") from None
-        yield
+    try:
+        with open(output_dir / LOCK, "ab") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"{printable(output_dir)}: another `coseg retrieval export` is writing there; wait "
+                                 "until it ends, or choose another --output") from None
+            yield
+    except BaseException:
+        if created and [entry.name for entry in output_dir.iterdir()] == [LOCK]:
+            (output_dir / LOCK).unlink()
+            output_dir.rmdir()
+        raise
 
 
 def _digest(*parts: Union[str, bytes]) -> str:
@@ -259,6 +267,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                        for path, reason in problems)
         embeddings = np.concatenate(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), np.float32)
         if embeddings.shape[0] == 0:
+            shutil.rmtree(shard_dir, ignore_errors=True)  # shards of failures only: nothing to resume
             raise ValueError(f"no readable image under {printable(input_dir)}"
                              + (f"; first problem: {skipped[1][0]}: {skipped[1][1]}" if len(skipped) > 1 else ""))
         record.unlink(missing_ok=True)  # until the new record is written, a half-replaced folder is no finished export

@@ -345,3 +345,20 @@ def test_files_no_export_wrote_are_kept_unless_overwritten(collection, checkpoin
         export_folder(checkpoint, collection, out)
     assert (out / "manifest.csv").read_text() == "my own list\n"
     assert export_folder(checkpoint, collection, out, overwrite=True).images == 25 and len(manifest(out)) == 25
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_export_with_no_readable_image_leaves_no_shards_and_no_folder_it_made(checkpoint, tmp_path, existing):
+    folder = tmp_path / "photos"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "export"
+    if existing:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"no readable image under .*photos; first problem: cats/broken\.jpg"):
+        export_folder(checkpoint, folder, out)
+    if existing:  # a folder the user made stays, with what it held; the lock is the export's, as after any export
+        assert sorted(p.name for p in out.iterdir()) == [".export.lock", "notes.txt"]
+    else:
+        assert not out.exists()
