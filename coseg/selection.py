@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from coseg.data import Problem, Sample, Scan, load_split, printable, resolve_groups
+from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split
 
 
 def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
@@ -37,7 +37,7 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
     if split:
         if splits_file is None:
             raise ValueError(f"split '{split}' was asked for but there is no splits file (give --splits FILE)")
-        return list(resolve_groups(load_split(splits_file, split), available))
+        return list(resolve_split(splits_file, split, available))
     return sorted({s.group for s in scan.labelled})
 
 

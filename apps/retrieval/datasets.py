@@ -40,7 +40,7 @@ import numpy as np
 from coseg.atomic import PathLike
 from coseg.data.io import printable
 from coseg.data.layouts import LayoutError, Problem, find_samples
-from coseg.data.splits import load_split, resolve_groups
+from coseg.data.splits import resolve_groups, resolve_split
 from metric.registry import Registry
 
 OFFICIAL_SPLITS = ("train", "test", "all")
@@ -336,11 +336,11 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
     if not splits_file.is_file():
         raise LayoutError(f"cannot tell the '{split}' classes of {printable(splits_file.parent)}: no {SPLITS_FILE} "
                           f"there and no train classes given (split 'all' takes every class)")
-    classes = list(resolve_groups(load_split(splits_file, split), available, "class"))
+    classes = list(resolve_split(splits_file, split, available, "class"))
     if split in ("train", "test"):
         other = "test" if split == "train" else "train"
         try:
-            both = sorted(set(classes) & set(resolve_groups(load_split(splits_file, other), available, "class")))
+            both = sorted(set(classes) & set(resolve_split(splits_file, other, available, "class")))
         except KeyError:  # a file without the other split
             both = []
         if both:

@@ -12,8 +12,8 @@ from coseg.data.layouts import (
     LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
 )
 from coseg.data.splits import (
-    draw_units, groups_sharing_images, holdout_groups, load_split, resolve_groups, sharing_pairs, stratified_holdout,
-    train_test_split,
+    draw_units, groups_sharing_images, holdout_groups, load_split, resolve_groups, resolve_split, sharing_pairs,
+    stratified_holdout, train_test_split,
 )
 from coseg.data.synthetic import SYNTHETIC_LAYOUTS, make_synthetic_coseg, synthetic_image
 
@@ -22,6 +22,7 @@ __all__ = [
     "DataFileError", "Decoded", "GroupPaste", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem",
     "Sample", "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "draw_units", "encode_png", "find_samples",
     "groups_sharing_images", "holdout_groups", "load_split", "make_synthetic_coseg", "printable", "read_image",
-    "read_image_for_size", "read_mask", "read_pair", "resize_image", "resize_mask", "resolve_groups", "sharing_pairs",
+    "read_image_for_size", "read_mask", "read_pair", "resize_image", "resize_mask", "resolve_groups", "resolve_split",
+    "sharing_pairs",
     "stratified_holdout", "synthetic_image", "train_test_split", "write_png_atomic",
 ]

@@ -51,6 +51,15 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
     raise ValueError(f"split '{name}' in {printable(path)} must be a list of names or a mapping name → short name")
 
 
+def resolve_split(path: PathLike, name: str, available: Iterable[str], noun: str = "group") -> dict[str, str]:
+    """:func:`resolve_groups` of split ``name`` of the splits file at ``path``; a name not found is reported with
+    the file and the split it came from."""
+    wanted = load_split(path, name)
+    try:
+        return resolve_groups(wanted, available, noun)
+    except ValueError as e:
+        raise ValueError(f"split '{name}' of {printable(Path(path))}: {e}") from None
+
 def _loose(name: str) -> str:
     """Case, Unicode form, whitespace and punctuation removed: '025 Airshows-helicopter' → '025airshowshelicopter'."""
     return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", name).casefold())

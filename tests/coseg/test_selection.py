@@ -54,3 +54,15 @@ def test_train_lists_the_unpaired_files_of_its_training_and_validation_groups_on
     assert result.exit_code == 0, result.output
     assert "img001.jpg" in result.output and "loose.jpg" in result.output
     assert "img002.png" not in result.output  # 01-ellipse's, not used
+
+
+def test_evaluate_names_the_splits_file_of_a_group_not_found(tmp_path):
+    root = unpaired_set(tmp_path / "data")
+    (root / "splits.json").write_text('{"test": ["00-star", "99-zebra"]}')
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root,
+                                                         "--split", "test", "--output", tmp_path / "ev",
+                                                         "--device", "cpu", "--quiet"]])
+    assert result.exit_code != 0
+    assert f"split 'test' of {root / 'splits.json'}: cannot resolve 1 group name(s)" in result.output

@@ -9,7 +9,7 @@ import pytest
 
 from coseg.data import (
     find_samples, groups_sharing_images, holdout_groups, load_split, make_synthetic_coseg, resolve_groups,
-    stratified_holdout, train_test_split,
+    resolve_split, stratified_holdout, train_test_split,
 )
 
 FOLDERS = ["002 Alaskan Brown Bear-Eukaryote", "025 Airshows-helicopter", "025 Airshows-planes",
@@ -52,6 +52,14 @@ def test_load_split_accepts_a_byte_order_mark(tmp_path):
     path.write_text(json.dumps({"test": ["Airplane100"]}), encoding="utf-8-sig")
     assert load_split(path, "test") == {"Airplane100": "Airplane100"}
 
+
+def test_a_split_name_not_found_is_named_with_its_file_and_split(tmp_path):
+    path = write_splits(tmp_path, {"test8": {"025 Airshows-helicopter": "helicopter", "Pandas 2": "panda2"},
+                                   "ok": {"025 Airshows-helicopter": "helicopter"}})
+    assert resolve_split(path, "ok", FOLDERS[:3]) == {"025 Airshows-helicopter": "helicopter"}
+    with pytest.raises(ValueError, match=r"^split 'test8' of .*splits\.json: cannot resolve 1 class name\(s\) among "
+                                         r"3 classes: 'Pandas 2' not found"):
+        resolve_split(path, "test8", FOLDERS[:3], "class")
 
 def test_resolve_exact_loose_short_and_contained_names():
     wanted = {
