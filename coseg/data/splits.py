@@ -60,6 +60,7 @@ def resolve_split(path: PathLike, name: str, available: Iterable[str], noun: str
     except ValueError as e:
         raise ValueError(f"split '{name}' of {printable(Path(path))}: {e}") from None
 
+
 def _loose(name: str) -> str:
     """Case, Unicode form, whitespace and punctuation removed: '025 Airshows-helicopter' → '025airshowshelicopter'."""
     return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", name).casefold())
