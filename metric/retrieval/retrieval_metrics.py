@@ -35,8 +35,9 @@ def retrieval_metrics(
       - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
     Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
     is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
-    lone. NMI counts every sample. Neighbours at exactly equal distances rank by smaller index (as in faiss, which
-    orders tied *similarities* the other way round and, for them, differently with the number it returns).
+    lone (empty ``embeddings`` raise a ``ValueError``). NMI counts every sample. Neighbours at exactly equal
+    distances rank by smaller index (as in faiss, which orders tied *similarities* the other way round and, for
+    them, differently with the number it returns).
 
     ``metric``: "l2" (Euclidean, PML's default), "cosine" or "ip" for the neighbour search. Memory stays bounded
     for any number of queries: the neighbour candidates take ~8 bytes × 1.5 × depth per query (depth: R + 1 with
@@ -55,6 +56,8 @@ def retrieval_metrics(
     if candidate_budget < 0:
         raise ValueError(f"candidate_budget must be >= 0 bytes, got {candidate_budget}")
     x = as_float32_rows(embeddings, "embeddings")
+    if x.shape[0] == 0:
+        raise ValueError("embeddings is empty: retrieval metrics need at least one sample")
     _, codes = np.unique(as_int64_labels(labels, x.shape[0]), return_inverse=True)
     hits = np.zeros(len(ks), dtype=np.int64)
     ap_sum, queries = 0.0, 0

@@ -213,3 +213,23 @@ def test_counts_of_a_batch_without_triplets_are_zero():
         assert as_positive.shape == (3, 3) and not as_positive.any() and not as_negative.any()
     with pytest.raises(ValueError, match="embeddings and labels"):
         SemiHardMiner(margin=0.5).counts(emb, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name", TRIPLET_MINERS)
+def test_class_ids_beyond_0_to_c_mine_the_triplets_of_their_codes(name):
+    # Negative, sparse and huge ids (2⁶² and 2⁶² + 1 are one float64), increasing with the codes, so the margin
+    # miners' order (by the anchor's class) is the same too; a lone class of one sample has no triplet.
+    emb, codes = batch(n=14, classes=4)
+    codes[0] = 4
+    ids = torch.tensor([-(2**62), -7, 2**62, 2**62 + 1, 10**15])
+    labels = ids[codes]
+    expected = {  # the registry's defaults: Euclidean, no margin for batch_all, 0.1 for semi_hard
+        "batch_all": ref.all_triplets(labels),
+        "batch_hard": ref.batch_hard(emb, labels, "euclidean"),
+        "semi_hard": ref.semi_hard(emb, labels, "euclidean", 0.1),
+    }[name]
+    miner = MINERS.create(name)
+    mined = as_list(miner(emb, labels))
+    assert mined == as_list(miner(emb, codes))
+    assert sorted(mined) == sorted(expected) and mined
+    assert all(a != 0 for a, _, _ in mined)

@@ -191,3 +191,25 @@ def test_every_query_lone_is_nan_and_a_single_pair_is_perfect() -> None:
     result = retrieval_metrics(x, torch.tensor([0, 0, 1]), ks=(1, 5), with_nmi=False)
     assert result == {"R@1": 1.0, "R@5": 1.0, "MAP@R": 1.0}
     assert all(math.isnan(v) for v in retrieval_metrics(x, torch.arange(3), with_nmi=False).values())
+
+
+@pytest.mark.parametrize("with_nmi", [False, True])
+def test_empty_embeddings_are_refused_naming_them(with_nmi: bool) -> None:
+    # Without NMI an empty evaluation set (e.g. a split that matched no file) gave NaN metrics instead of an error.
+    with pytest.raises(ValueError, match="embeddings is empty"):
+        retrieval_metrics(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), with_nmi=with_nmi)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_labels_beyond_0_to_c_and_any_float_dtype_give_the_reference_metrics(dtype: torch.dtype) -> None:
+    # Negative, huge (beyond float64's integers: 2⁶² + 1 and 2⁶² must stay apart) and non-contiguous class ids, on a
+    # small integer grid (exact ties in every dtype), with a lone query and a class of two.
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-2, 3, (40, 3), generator=g).to(dtype)
+    ids = torch.tensor([-(2**62), -7, 2**62, 2**62 + 1, 10**12])
+    y = ids[torch.randint(0, 3, (40,), generator=g)]
+    y[0], y[1:3] = ids[3], ids[4]
+    expected = ref.retrieval(x.double().tolist(), y.tolist(), (1, 2, 4, 8), "l2")
+    got = retrieval_metrics(x, y, with_nmi=False)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got == retrieval_metrics(x.float(), torch.unique(y, return_inverse=True)[1], with_nmi=False)
