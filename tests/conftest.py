@@ -1,9 +1,11 @@
-"""Shared fixtures: devices (CUDA cases skip cleanly without a GPU), dtypes, seeding, shared data paths."""
+"""Shared fixtures: devices (CUDA cases skip cleanly without a GPU), dtypes, seeding, shared data paths, no network."""
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
 
+import huggingface_hub.constants as hf_constants
 import numpy as np
 import pytest
 import torch
@@ -40,3 +42,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Any connection attempt fails at once; the Hub is offline with an empty cache."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch_hub"))

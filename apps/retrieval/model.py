@@ -13,8 +13,8 @@ from torch import nn
 from apps.retrieval.pooling import POOLINGS
 from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer, load_model_file, numbers,
                                      write_checkpoint)
-from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, input_normalization,
-                                     load_timm_weights)
+from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
+                                     input_normalization, load_timm_weights)
 from metric._checks import check_shape
 
 PathLike = Union[str, os.PathLike]
@@ -150,8 +150,8 @@ def _backbone(name: str, weights: Optional[PathLike]) -> nn.Module:
     if not timm.is_model(name):
         raise KeyError(f"unknown timm backbone '{name}'; backbones with offline ImageNet weights: "
                        f"{', '.join(IMAGENET_WEIGHT_SOURCES.names())}")
-    if weights == "imagenet" and name not in IMAGENET_WEIGHT_SOURCES:
-        with downloading_weights(name):
+    if weights == "imagenet" and not has_offline_imagenet(TIMM_PREFIX + name):
+        with downloading_weights(name, offline=IMAGENET_WEIGHT_SOURCES.names()):
             return timm.create_model(name, pretrained=True, num_classes=0, global_pool="")
     backbone = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     if weights is not None:

@@ -39,6 +39,7 @@ TIMM_PREFIX = "tu-"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 WRAPPER_PREFIXES = ("module.", "model.")
 HEAD_PREFIXES = ("fc.", "classifier.", "head.")  # classifiers of torchvision and timm models; encoders have none
+UNPICKLER_ERROR = "WeightsUnpickler error: "  # starts the line of torch.load(weights_only=True)'s refusal
 MAX_EXPANSION = 16  # a .pth (zip) whose members unpack to more than this many times its size is refused
 LOG = logging.getLogger(__name__)
 
@@ -136,13 +137,25 @@ def load_weights_file(path: PathLike) -> StateDict:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, LookupError,
             zipfile.BadZipFile) as err:
-        raise ValueError(f"{name}: cannot read weights ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{name}: {_read_error(err)}") from err
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ValueError(f"{name}: does not hold a state dict (a mapping of names to tensors)")
     return dict(loaded)
+
+
+def _read_error(err: Exception) -> str:
+    """Why a weights file could not be read, in one line: ``torch.load(weights_only=True)``'s refusal of a pickled
+    object other than tensors (a whole model, a script's arguments) names the object and what to save instead,
+    without torch's advice to load it unsafely."""
+    refusal = next((line.strip()[len(UNPICKLER_ERROR):] for line in str(err).splitlines()
+                    if line.strip().startswith(UNPICKLER_ERROR)), None)
+    if refusal is None:
+        return f"cannot read weights ({type(err).__name__}: {err})"
+    return (f"refused to load: it holds pickled objects other than tensors ({refusal.split('. ')[0]}); save the "
+            f"model's state_dict() (torch.save(model.state_dict(), path)) or a .safetensors file instead")
 
 
 def _check_expansion(path: Path, name: str) -> None:
@@ -260,16 +273,18 @@ class WeightsDownloadError(OSError):
 
 
 @contextlib.contextmanager
-def downloading_weights(encoder: str) -> Iterator[None]:
+def downloading_weights(encoder: str, offline: Optional[Sequence[str]] = None) -> Iterator[None]:
     """Wrap smp/timm code that downloads ImageNet weights for ``encoder``: a network failure becomes a
-    :class:`WeightsDownloadError` saying what to do offline (the commands show it as one line)."""
+    :class:`WeightsDownloadError` saying what to do offline (the commands show it as one line). ``offline``: the
+    names with offline weights to suggest, as the caller takes them (default: :func:`offline_encoders`)."""
     try:
         yield
     except OSError as err:
         raise WeightsDownloadError(
             f"could not download ImageNet weights for encoder '{encoder}' ({type(err).__name__}: {err}). Without a "
             f"network, pass a local weights file (weights='path/to/weights.safetensors' or .pth) or use an encoder "
-            f"with offline ImageNet weights: {', '.join(offline_encoders())}") from err
+            f"with offline ImageNet weights: {', '.join(offline_encoders() if offline is None else offline)}"
+        ) from err
 
 
 def smp_imagenet_argument(encoder: str) -> Union[str, bool]:

@@ -135,7 +135,12 @@ def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[Pat
     else:
         model = timm.create_model(name, pretrained=False)
         if weights is not None:
-            load_timm_weights(model, name, weights)  # strict: a file without the classifier is refused
+            try:
+                load_timm_weights(model, name, weights)  # strict: a file without the classifier is refused
+            except ValueError as err:
+                raise ValueError(f"semantic prior: it reads the encoder's ImageNet classifier from the weights, but "
+                                 f"{err}; pass the full timm model's state dict (with its classifier) or train "
+                                 f"without it: --no-semantic-prior (semantic_prior: false)") from err
     return SemanticPrior(*_head_of(model, deepest_channels, encoder), trunk=trunk)
 
 

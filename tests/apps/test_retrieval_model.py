@@ -10,6 +10,7 @@ import torch
 from apps.retrieval import POOLINGS, GeM, RetrievalModel, create_retrieval_model, load_retrieval_model
 from coseg.models import checkpoint_metadata, load_imagenet_state_dict
 from coseg.models.checkpoint import write_checkpoint
+from coseg.models.pretrained import WeightsDownloadError
 from tests.coseg.malicious import malicious_pickle
 from tests.helpers import assert_close
 
@@ -178,6 +179,18 @@ def test_offline_imagenet_weights():
     state = model.backbone.state_dict()
     assert set(state) <= set(reference) and len(state) > 100
     assert all(torch.equal(value, reference[key]) for key, value in state.items())
+
+
+def test_the_tag_of_the_shipped_weights_names_the_same_offline_weights(no_network):
+    plain, tagged = create_retrieval_model(), create_retrieval_model("tf_efficientnet_lite0.in1k")
+    a, b = plain.backbone.state_dict(), tagged.backbone.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_without_network_the_download_error_suggests_backbone_names(no_network):
+    with pytest.raises(WeightsDownloadError, match="offline ImageNet weights: tf_efficientnet_lite0, ") as err:
+        create_retrieval_model("resnet18")
+    assert "tu-" not in str(err.value)  # the backbone option takes timm names, not smp's
 
 
 def test_images_are_normalised_inside():

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import socket
 import zipfile
 from pathlib import Path
 
-import huggingface_hub.constants as hf_constants
 import pytest
 import segmentation_models_pytorch as smp
 import timm
@@ -25,20 +23,6 @@ from tests.coseg.malicious import malicious_pickle
 
 LITE0 = "tf_efficientnet_lite0"
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-
-
-@pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """Any connection attempt fails at once; the Hub is offline with an empty cache."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch_hub"))
 
 
 def random_timm_state(name: str = LITE0) -> dict[str, torch.Tensor]:
@@ -314,3 +298,18 @@ def test_empty_and_truncated_weights_files_give_one_line(tmp_path, suffix):
         with pytest.raises(ValueError, match=f"lite0{suffix}: cannot read weights") as err:
             load_weights_file(path)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", ["model", "arguments"])
+def test_a_pickled_model_or_arguments_are_refused_in_one_line_saying_what_to_save(tmp_path, content):
+    import argparse
+
+    path = tmp_path / "lite0.pth"  # torch.save(model), or a training script's checkpoint with its argparse arguments
+    saved = (timm.create_model(LITE0) if content == "model"
+             else {"state_dict": random_timm_state(), "args": argparse.Namespace(lr=0.1)})
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=r"lite0.pth: refused to load: it holds pickled objects other than tensors "
+                                         r"\(.*(EfficientNet|Namespace).*\); save the model's state_dict\(\)") as err:
+        load_weights_file(path)
+    message = str(err.value)
+    assert "\n" not in message and "\x1b" not in message and "weights_only" not in message

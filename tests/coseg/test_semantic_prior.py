@@ -222,3 +222,12 @@ def test_weights_file_without_classifier_is_refused(tmp_path):
     save_file(state, tmp_path / "headless.safetensors")
     with pytest.raises(ValueError, match="missing keys: classifier"):
         create_model("unet", weights=tmp_path / "headless.safetensors", group_levels=1, semantic_prior=True)
+
+
+def test_an_encoder_weights_file_with_the_default_prior_says_the_prior_needs_the_classifier(tmp_path):
+    encoder = create_model("unet", weights=None).encoder.state_dict()  # the smp encoder's own state dict
+    save_file(encoder, tmp_path / "encoder.safetensors")
+    assert create_model("unet", weights=tmp_path / "encoder.safetensors").encoder.state_dict().keys() == encoder.keys()
+    with pytest.raises(ValueError, match=r"semantic prior: .*encoder.safetensors does not fit .*missing keys: "
+                                         r"conv_head.*classifier.*--no-semantic-prior"):
+        create_model("unet", weights=tmp_path / "encoder.safetensors", group_levels=2, semantic_prior=True)
