@@ -17,6 +17,7 @@ that run's curves and config."""
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import tempfile
@@ -49,6 +50,9 @@ class ReportResult:
 
 REPORT_FILE = re.compile(r"s\d+_.*\.png")
 """The names of the plots and thumbnails a report writes into its files folder (section prefix ``s<n>_``)."""
+BROWSER_FILE = re.compile(r"\.DS_Store|Thumbs\.db|desktop\.ini|\._.*")
+"""The files a file browser leaves in a folder it showed (macOS Finder, Windows Explorer; ``._*``: macOS on other
+file systems): replaced with the folder like the report's own."""
 
 
 def files_folder(page: Path) -> Path:
@@ -117,7 +121,11 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
                          "`coseg predict` output: predict.json)")
-    foreign = sorted(p.name for p in files.iterdir() if not REPORT_FILE.fullmatch(p.name)) if files.is_dir() else []
+    if os.path.lexists(files) and not files.is_dir():
+        raise ValueError(f"{printable(files)}: not a folder, yet the report's pictures go there; choose another place "
+                         "for the report (`coseg report --output`)")
+    names = [p.name for p in files.iterdir()] if files.is_dir() else []
+    foreign = sorted(n for n in names if not (REPORT_FILE.fullmatch(n) or BROWSER_FILE.fullmatch(n)))
     if foreign:
         raise ValueError(f"{printable(files)} holds files no report wrote ({printable(', '.join(foreign[:3]))}"
                          f"{', ...' if foreign[3:] else ''}), which the report's pictures would replace; choose "

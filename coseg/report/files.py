@@ -112,10 +112,11 @@ def json_number(value: Any, path: Path, name: str) -> float:
 
 
 def read_csv(path: Path, required: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
-    """Columns and rows of a CSV file with a header; rows cut short (a truncated last line) are dropped; a clear
-    ``ValueError`` naming the file when it is not UTF-8, not CSV or lacks one of the ``required`` columns."""
+    """Columns and rows of a CSV file with a header (after the byte-order mark a spreadsheet may save); rows cut short
+    (a truncated last line) are dropped; a clear ``ValueError`` naming the file when it is not UTF-8, not CSV or lacks
+    one of the ``required`` columns."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns, rows = list(reader.fieldnames or []), [r for r in reader if None not in r.values()]
     except (UnicodeDecodeError, csv.Error) as e:  # csv.Error: e.g. a cell beyond the field size limit

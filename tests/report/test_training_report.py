@@ -4,7 +4,7 @@ import pytest
 
 from coseg.report.plots import line_plot
 from coseg.report.training import best_epoch, read_log, training_section
-from tests.report.report_runs import PageParser, run_files
+from tests.report.report_runs import LOG, PageParser, run_files
 
 
 def test_curves_written_from_log(tmp_path):
@@ -104,3 +104,14 @@ def test_the_config_keeps_its_lines(tmp_path):
     html = training_section(run, tmp_path / "files", "s1")
     shown = html.split('<pre class="config">', 1)[1].split("</pre>", 1)[0]
     assert shown.split("\n") == ["data: &lt;my data&gt; &amp; more", "image_size: 64", "val_groups:", r"- a\x1bb"]
+
+
+def test_log_saved_with_a_byte_order_mark_keeps_its_epochs(tmp_path):
+    """A log.csv saved again by a spreadsheet ("CSV UTF-8" starts with a BOM): its epochs are shown, not "holds no
+    finished epoch yet"."""
+    run = run_files(tmp_path / "run")
+    (run / "log.csv").write_text(LOG, encoding="utf-8-sig")
+    parser = PageParser()
+    parser.feed(training_section(run, tmp_path / "files", "s1"))
+    assert [r[0] for r in parser.tables["table0"]] == ["epoch", "1", "2", "3"]
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["s1_loss.png", "s1_val.png"]
