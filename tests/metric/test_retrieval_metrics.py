@@ -218,8 +218,11 @@ def test_invalid_inputs() -> None:
         retrieval_metrics(x, torch.zeros(9, dtype=torch.long))
     with pytest.raises(TypeError, match="integers"):
         retrieval_metrics(x, torch.zeros(10))
-    with pytest.raises(ValueError, match="ks must be positive"):
-        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), ks=(0, 1))
+    for ks in [(0, 1), (1, 2.5), (True,), (float("nan"),), (float("inf"),), (2**63,), ("2",), ()]:
+        with pytest.raises(ValueError, match="ks must be positive integers"):  # 2.5 was R@2, True R@1, 2^63 overflowed
+            retrieval_metrics(x, torch.zeros(10, dtype=torch.long), ks=ks)
+    assert list(retrieval_metrics(x, torch.arange(10) % 2, ks=(2.0, np.int64(1), 2), with_nmi=False)) == [
+        "R@1", "R@2", "MAP@R"]
     with pytest.raises(ValueError, match="NaN"):
         retrieval_metrics(x.masked_fill(x > 1, float("inf")), torch.zeros(10, dtype=torch.long))
     with pytest.raises(ValueError, match="metric must be"):
