@@ -124,6 +124,8 @@ def load_weights_file(path: PathLike) -> StateDict:
     ``MAX_EXPANSION`` times its size)."""
     path = Path(path)
     name = printable(path)
+    if path.is_dir():
+        raise ValueError(f"{name}: a folder, not a weights file; give the file itself (e.g. {name}/model.safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {name}")
     suffix = path.suffix.lower()

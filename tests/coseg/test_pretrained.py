@@ -313,3 +313,9 @@ def test_a_pickled_model_or_arguments_are_refused_in_one_line_saying_what_to_sav
         load_weights_file(path)
     message = str(err.value)
     assert "\n" not in message and "\x1b" not in message and "weights_only" not in message
+
+
+def test_a_folder_given_as_the_weights_file_is_named_as_a_folder(tmp_path):
+    (tmp_path / "weights").mkdir()  # "weights file not found" said it was not there
+    with pytest.raises(ValueError, match=r"weights: a folder, not a weights file; give the file itself"):
+        load_weights_file(tmp_path / "weights")
