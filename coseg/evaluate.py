@@ -19,7 +19,7 @@ from coseg.data.io import fit_to_mask
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.predict import clashes, folder_clashes, output_path
-from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell
+from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell, path_cells
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
 
@@ -144,8 +144,8 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
         writer.writerow(PREDICTION_INDEX_COLUMNS)
         folder = (output / PREDICTIONS).resolve()
         for sample, saved in evaluation.predicted:
-            writer.writerow([printable(sample.group), printable(sample.image.name), path_cell(sample.image.resolve()),
-                             path_cell(sample.mask.resolve()), int(sample.any_nonzero),  # type: ignore[union-attr]
+            writer.writerow([printable(sample.group), printable(sample.image.name), *path_cells(sample.image, folder),
+                             *path_cells(sample.mask, folder), int(sample.any_nonzero),  # type: ignore[arg-type]
                              path_cell(os.path.relpath(saved.resolve(), folder))])
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
     else:  # masks left by an earlier evaluate --report are not this evaluation's

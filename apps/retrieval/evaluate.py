@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -21,7 +20,7 @@ from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
 from coseg.models.checkpoint import recorded_image_size
-from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cell, record_path
+from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_path
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -69,8 +68,8 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
                        output: Path, queries: int = 24, k: int = 8) -> None:
     """``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
     (the ``k`` nearest neighbours of ``queries`` queries taken at even steps along the worst-first order, so both
-    failures and successes are shown; Euclidean distances in embedding units; image paths absolute). As in the
-    scores, the images of single-image classes are references only, never queries."""
+    failures and successes are shown; Euclidean distances in embedding units; image paths absolute and relative to
+    ``output``). As in the scores, the images of single-image classes are references only, never queries."""
     labels = dataset.labels.numpy()
     depth = min(max(k, CURVE_MAX_K), len(labels) - 1)
     if depth < 1:
@@ -86,12 +85,12 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(NEIGHBOUR_COLUMNS)
-    paths = [path_cell(os.path.abspath(r.path)) for r in dataset.records]  # the report may be built from elsewhere
+    paths = [path_cells(r.path, output) for r in dataset.records]  # built from elsewhere or moved with the data
     names = [printable(c) for c in classes]  # folder names that are not UTF-8 shown with \xNN escapes
     for n, q in enumerate(shown.tolist()):
         for rank in range(min(k, depth)):
             hit = int(found[q, rank])
-            writer.writerow([n, paths[q], names[labels[q]], rank + 1, paths[hit], names[labels[hit]],
+            writer.writerow([n, *paths[q], names[labels[q]], rank + 1, *paths[hit], names[labels[hit]],
                              f"{float(np.sqrt(max(squared[q, rank], 0.0))):.6f}", int(matches[q, rank])])
     write_text_atomic(output / NEIGHBOURS, buffer.getvalue())
 

@@ -60,9 +60,14 @@ def files_folder(page: Path) -> Path:
     return page.with_name(f"{page.stem}_files")
 
 
+def natural_key(name: str) -> tuple[list, str]:
+    """Sort key ordering names with numbers by their value (``member2`` before ``member10``), ties by the name."""
+    return [int(part) if n % 2 else part for n, part in enumerate(re.split(r"(\d+)", name))], name  # odd: digits
+
+
 def _candidates(root: Path, skip: Path) -> list[Path]:
     subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()),
-                        key=lambda p: printable(p.name))
+                        key=lambda p: natural_key(printable(p.name)))
     return [root] + subfolders
 
 

@@ -14,7 +14,10 @@ from coseg.data.io import printable
 
 PREDICTIONS = "predictions"  # evaluate --report: predicted masks and their index.csv in this sub-folder
 PREDICTION_INDEX = "index.csv"
-PREDICTION_INDEX_COLUMNS = ("group", "image", "image_path", "mask_path", "any_nonzero", "prediction")
+# the columns written; each <column>_relative holds the path of the column before it relative to the file's folder
+# (:func:`path_cells`): files written before those columns lack them, so reports do not require them
+PREDICTION_INDEX_COLUMNS = ("group", "image", "image_path", "image_path_relative", "mask_path", "mask_path_relative",
+                            "any_nonzero", "prediction")
 # printable ASCII but "%": kept as they are in a path cell; everything else (non-ASCII, bytes that are not UTF-8)
 # is percent-encoded, so the cell is UTF-8 and gives back the exact path
 _PATH_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%" and not chr(c).isalnum())
@@ -28,6 +31,37 @@ def path_cell(path: os.PathLike | str) -> str:
 def cell_path(cell: str) -> Path:
     """The path a :func:`path_cell` cell holds."""
     return Path(os.fsdecode(unquote_to_bytes(cell)))
+
+
+def path_cells(path: PathLike, folder: PathLike) -> tuple[str, str]:
+    """``path`` as the two cells of a CSV file to be written into ``folder``: the absolute path, and the path relative
+    to ``folder`` (blank when there is none: another drive on Windows), which finds it again when both were moved
+    together; both :func:`path_cell`, of resolved paths (so the relative path's ``..`` hold past symbolic links)."""
+    absolute = Path(path).resolve()
+    try:
+        relative = path_cell(os.path.relpath(absolute, Path(folder).resolve()))
+    except ValueError:
+        relative = ""
+    return path_cell(absolute), relative
+
+
+def row_path(row: Mapping[str, str], column: str, folder: Path) -> Path:
+    """Where the path :func:`path_cells` wrote in ``column`` and ``<column>_relative`` of a CSV row, in a file of
+    ``folder``, is now: the absolute path when it exists, else the relative one when that exists (moved together with
+    ``folder``), else the absolute path (its reading error names it). Older files have the absolute path only."""
+    absolute = cell_path(row[column])
+    relative = row.get(f"{column}_relative")
+    if os.path.exists(absolute) or not relative:
+        return absolute
+    moved = folder / cell_path(relative)
+    return moved if os.path.exists(moved) else absolute
+
+
+def required_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    """The ``columns`` of a result file that a report needs: all but the optional ``<column>_relative`` ones."""
+    return tuple(c for c in columns if not c.endswith("_relative"))
+
+
 def record_path(record: MutableMapping[str, Any], key: str, path: PathLike, folder: PathLike) -> None:
     """Record ``path`` in ``record`` (a result file to be written into ``folder``): ``key`` as the absolute path to
     read (``printable``), ``<key>_relative`` relative to ``folder`` (a :func:`path_cell`), which finds it again when
@@ -53,7 +87,9 @@ def recorded_paths(record: Mapping[str, Any], key: str, folder: Path) -> list[Pa
 
 PREDICT_RECORD = "predict.json"  # predict --report: where the inputs and the checkpoint were
 NEIGHBOURS = "neighbours.csv"  # retrieval evaluate --report: the shown queries' nearest neighbours
-NEIGHBOUR_COLUMNS = ("order", "query", "query_class", "rank", "path", "class", "distance", "correct")
+# as written; query_relative and path_relative: as the *_relative columns of PREDICTION_INDEX_COLUMNS
+NEIGHBOUR_COLUMNS = ("order", "query", "query_relative", "query_class", "rank", "path", "path_relative", "class",
+                     "distance", "correct")
 RECALL_CURVE = "recall_at_k.csv"  # retrieval evaluate --report: R@K (percent) for K = 1, 2, 3, ...
 
 

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 from urllib.parse import quote
 
 from coseg.data.io import printable
@@ -79,19 +79,25 @@ def esc_lines(text: str) -> str:
     return "\n".join(esc(line) for line in text.splitlines())
 
 
-def _cell(value: Cell, number_format: str) -> str:
+NumberFormat = Union[str, Callable[[float], str]]  # a format spec (".2f") or a function giving a float's text
+
+
+def _cell(value: Cell, number_format: NumberFormat) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"<td>{esc('' if value is None else value)}</td>"
     if isinstance(value, float) and math.isnan(value):
         return '<td class="num" data-value="">–</td>'
-    shown = format(value, number_format) if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        shown = str(value)
+    else:
+        shown = number_format(value) if callable(number_format) else format(value, number_format)
     # the sort script's parseFloat reads "Infinity", not Python's "inf"
     sort_value = "Infinity" if value == math.inf else "-Infinity" if value == -math.inf else repr(value)
     return f'<td class="num" data-value="{sort_value}">{shown}</td>'
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], sortable: bool = True, number_format: str = ".2f",
-          table_id: Optional[str] = None) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], sortable: bool = True,
+          number_format: NumberFormat = ".2f", table_id: Optional[str] = None) -> str:
     """An HTML table; numbers right-aligned, floats as ``number_format`` (NaN shown as – and sorted last); with
     ``sortable`` a click on a header sorts the rows (the inline script). Rows keep the given order until then."""
     ident = f' id="{esc(table_id)}"' if table_id else ""

@@ -7,8 +7,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from coseg.data.io import printable
-from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, cell_path, int_cell,
-                                json_number, read_csv, read_json)
+from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, int_cell, json_number,
+                                read_csv, read_json, required_columns, row_path)
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
@@ -44,7 +44,7 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
         parts.append(f'<img class="plot" src="{link(files, plot)}" alt="Recall@K curve">')
     neighbours = folder / NEIGHBOURS
     queries: dict[int, list[tuple[int, dict[str, str]]]] = {}  # order → (rank, row) of each shown neighbour
-    for row in read_csv(neighbours, NEIGHBOUR_COLUMNS)[1]:
+    for row in read_csv(neighbours, required_columns(NEIGHBOUR_COLUMNS))[1]:
         queries.setdefault(int_cell(row, "order", neighbours), []).append((int_cell(row, "rank", neighbours), row))
     k = max((len(v) for v in queries.values()), default=0)
     parts.append(f"<h3>Queries ({len(queries)} shown, worst first) → {k} nearest neighbours</h3>")
@@ -56,14 +56,14 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
     for order in tqdm(sorted(queries), desc="report thumbnails", unit="query", disable=not progress, leave=False):
         found = sorted(queries[order], key=lambda rank_row: rank_row[0])
         first = found[0][1]
-        query_path = cell_path(first["query"])
+        query_path = row_path(first, "query", folder)
         query = read_once(query_path)
         cells = [thumbs.cell(f"<b>query</b> {esc(printable(query_path.name))}<br>class {esc(first['query_class'])}",
                              printable(query_path), lambda p: write_thumbnail(p, query(), max_side))]
         for rank, row in found:
             right = row["correct"] == "1"
             mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
-            neighbour_path = cell_path(row["path"])
+            neighbour_path = row_path(row, "path", folder)
             neighbour = read_once(neighbour_path)
             cells.append(thumbs.cell(f"{rank}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
                                      printable(neighbour_path), lambda p: write_thumbnail(p, neighbour(), max_side),

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, json_number, json_value, read_csv, read_json, recorded_paths)
+                                cell_path, json_number, json_value, read_csv, read_json, recorded_paths,
+                                required_columns, row_path)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -58,7 +59,7 @@ def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]
     path = folder / PREDICTIONS / PREDICTION_INDEX
     if not path.is_file():
         return {}
-    return {(r["group"], r["image"]): r for r in read_csv(path, PREDICTION_INDEX_COLUMNS)[1]}
+    return {(r["group"], r["image"]): r for r in read_csv(path, required_columns(PREDICTION_INDEX_COLUMNS))[1]}
 
 
 class Thumbnails:
@@ -173,10 +174,11 @@ def read_once(path: Path) -> Callable[[], np.ndarray]:
 def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageRow, thumbs: Thumbnails) -> list[str]:
     if entry is None:
         return [f"<figure><figcaption>{esc(row.image)}: no saved prediction</figcaption></figure>"]
-    predicted = folder / PREDICTIONS / cell_path(entry["prediction"])
+    predictions = folder / PREDICTIONS
+    predicted = predictions / cell_path(entry["prediction"])
     # the photo as its ground truth was drawn (stored orientation where only that fits an EXIF-rotated photo's
     # mask), which the saved prediction follows too
-    pair = once(lambda: read_pair(cell_path(entry["image_path"]), cell_path(entry["mask_path"]),
+    pair = once(lambda: read_pair(row_path(entry, "image_path", predictions), row_path(entry, "mask_path", predictions),
                                   any_nonzero=entry["any_nonzero"] == "1"))
     return [
         thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, pair()[0], thumbs.max_side)),

@@ -57,7 +57,8 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
                     line_plot(files / plot, epochs, series, title, "epoch", unit, mark=mark)
                     parts.append(f'<img class="plot" src="{link(files, plot)}" alt="{esc(title)}">')
             parts.append(f"<h3>Epochs ({len(rows)})</h3>")
-            parts.append(table(columns, [[_number(r.get(c, "")) for c in columns] for r in rows], number_format=".4g"))
+            parts.append(table(columns, [[_number(r.get(c, "")) for c in columns] for r in rows],
+                               number_format=epoch_number))
         else:
             parts.append("<p>log.csv holds no finished epoch yet.</p>")
     config = run / "config.yaml"
@@ -65,6 +66,13 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
         parts.append(f'<details><summary><b>Config</b> (config.yaml, click to show)</summary><pre class="config">'
                      f'{esc_lines(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
     return "\n".join(parts)
+
+
+def epoch_number(value: float) -> str:
+    """A log value as the epoch table shows it: 4 significant digits (``0.8532``, ``88.21``, ``1e-05``), whole
+    numbers from 10,000 on (``12346`` seconds, not ``1.235e+04``)."""
+    shown = f"{value:.4g}"
+    return f"{value:.0f}" if "e+" in shown else shown
 
 
 def _number(text: str):  # noqa: ANN202 - int, float or the text itself

@@ -115,3 +115,4 @@ def test_reports_follow_a_moved_project_whose_path_is_not_utf8(tmp_path):
                              (moved / "pred", ["Predictions: pred"])):
         result = build_report(folder, per_group=1, thumbnail=16, progress=False)
         assert result.sections == sections and not result.problems, result.problems
+        assert "not shown" not in result.path.read_text(encoding="utf-8")  # each thumbnail found where it moved

@@ -96,3 +96,29 @@ def test_result_file_without_a_column_is_named_in_the_reason(tmp_path):
     neighbours.write_text("\n".join(line.rsplit(",", 1)[0] for line in neighbours.read_text().splitlines()) + "\n")
     [(heading, reason)] = build_report(output, thumbnail=32, progress=False).problems
     assert heading == "Retrieval evaluation: eval" and reason.endswith("neighbours.csv: missing column(s) correct")
+
+
+def test_retrieval_report_shows_the_thumbnails_of_a_project_moved_with_its_data(tmp_path):
+    import shutil
+
+    retrieval_evaluation(tmp_path / "project", queries=3)
+    shutil.move(tmp_path / "project", tmp_path / "moved")  # neighbours.csv's absolute paths are gone
+    result = build_report(tmp_path / "moved" / "eval", thumbnail=16, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert not result.problems and "not shown" not in text  # was: every image "not shown (cannot read file)"
+    assert len(parse_page(result.path).images) == 1 + 3 * (1 + 5)  # the R@K curve, 3 queries with 5 neighbours
+
+
+def test_neighbours_file_without_relative_paths_is_still_read(tmp_path):
+    output, *_ = retrieval_evaluation(tmp_path, queries=3)
+    neighbours = output / "neighbours.csv"
+    with open(neighbours, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(neighbours, "w", newline="", encoding="utf-8") as f:  # as written before the *_relative columns
+        writer = csv.DictWriter(f, ["order", "query", "query_class", "rank", "path", "class", "distance", "correct"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = build_report(output, thumbnail=16, progress=False)
+    assert not result.problems and "not shown" not in result.path.read_text(encoding="utf-8")
+    assert len(parse_page(result.path).images) == 2 + 1 + 3 * (1 + 5)

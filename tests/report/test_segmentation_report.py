@@ -188,6 +188,42 @@ def test_evaluation_of_an_ensemble_shows_its_members_curves(tmp_path):
         "s2_loss.png", "s2_val.png", "s3_loss.png", "s3_val.png"]
 
 
+def test_sections_of_an_ensemble_with_more_than_ten_members_are_in_numeric_order(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    for member in ("member10", "member2", "member11", "member1", "member0"):
+        run_files(folder.parent / member)
+    result = build_report(folder, thumbnail=16, progress=False)
+    assert result.sections == ["Training: run"] + [f"Training: member{n}" for n in (0, 1, 2, 10, 11)] + [
+        "Evaluation: eval"]  # was: member0, member1, member10, member11, member2
+
+
+def test_evaluation_report_shows_the_thumbnails_of_a_project_moved_with_its_data(tmp_path):
+    import shutil
+
+    evaluation_folder(tmp_path / "project")
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "project", moved)  # the data and the run beside it: index.csv's absolute paths are gone
+    result = build_report(moved / "run", per_group=2, thumbnail=16, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert not result.problems and "not shown" not in text  # was: every image "not shown (cannot read file)"
+    assert len(parse_page(result.path).images) == 2 + 3 * 2 * 3
+
+
+def test_prediction_index_without_relative_paths_is_still_read(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    index = folder / PREDICTIONS / "index.csv"
+    with open(index, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(index, "w", newline="", encoding="utf-8") as f:  # as written before the *_relative columns
+        writer = csv.DictWriter(f, ["group", "image", "image_path", "mask_path", "any_nonzero", "prediction"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = build_report(folder, per_group=2, thumbnail=16, progress=False)
+    text = result.path.read_text(encoding="utf-8")
+    assert not result.problems and "not shown" not in text and len(parse_page(result.path).images) == 2 + 3 * 2 * 3
+
+
 def test_thumbnail_size_below_one_pixel_is_refused(tmp_path):
     with pytest.raises(ValueError, match="thumbnail must be >= 1 pixel, got 0"):
         build_report(evaluation_folder(tmp_path), thumbnail=0, progress=False)

@@ -115,3 +115,13 @@ def test_log_saved_with_a_byte_order_mark_keeps_its_epochs(tmp_path):
     parser.feed(training_section(run, tmp_path / "files", "s1"))
     assert [r[0] for r in parser.tables["table0"]] == ["epoch", "1", "2", "3"]
     assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["s1_loss.png", "s1_val.png"]
+
+
+def test_epoch_table_shows_large_and_small_numbers_readably(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,lr,train_loss,seconds\n1,0.00001,0.000123,12345.6\n2,0.0005,0.8532,9999.6\n")
+    parser = PageParser()
+    parser.feed(training_section(run, tmp_path / "files", "s1"))
+    # was: seconds shown as 1.235e+04 and 1e+04
+    assert parser.tables["table0"][1:] == [["1", "1e-05", "0.000123", "12346"], ["2", "0.0005", "0.8532", "10000"]]
