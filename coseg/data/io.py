@@ -3,12 +3,12 @@
 Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any file name the OS accepts works,
 including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
 RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
-(for every format; OpenCV's TIFF decoder rotates even when told not to). The image as stored is that rotated
-image turned back by the orientation tag as Pillow reads it, for every format alike. Masks are decoded with
-Pillow, which keeps palette indices and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel
-for pixel as stored. ``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the
-stored one does, the image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back
-by the same rule.
+(for every format; OpenCV's TIFF decoder rotates even when told not to); a float TIFF, which it does not decode,
+is read unchanged and scaled to 8-bit. The image as stored is that rotated image turned back by the orientation
+tag as Pillow reads it, for every format alike. Masks are decoded with Pillow, which keeps palette indices and 1-bit
+data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored. ``read_pair`` reconciles
+the two: when the EXIF-rotated image does not fit the mask but the stored one does, the image is used as stored;
+``fit_to_mask`` turns a prediction made on the rotated image back by the same rule.
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """
@@ -101,11 +101,33 @@ def _truncated_jpeg(data: bytes) -> bool:
     return scanned
 
 
+def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
+    """A floating-point image (a 32/64-bit float TIFF, which ``cv2.IMREAD_COLOR`` does not decode) as ``(H, W, 3)``
+    uint8 BGR, alpha dropped: colour values all within [0, 1] are scaled by 255, others clipped to [0, 255]. None
+    for other files; ``ImageReadError`` for NaN or infinite values, which no scaling makes a colour."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # EXIF-turned, as IMREAD_COLOR
+    if array is None or not np.issubdtype(array.dtype, np.floating) or array.shape[2:] not in ((), (3,), (4,)):
+        return None
+    if array.ndim == 3:
+        array = array[..., :3]  # alpha dropped
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ImageReadError(path, f"floating-point image holds {finite.size - np.count_nonzero(finite)} NaN or "
+                                   "infinite value(s)")
+    if array.min() >= 0 and array.max() <= 1:
+        array *= 255
+    np.rint(np.clip(array, 0, 255, out=array), out=array)
+    bgr = array.astype(np.uint8)
+    return cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr
+
+
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     if _truncated_jpeg(data):
         raise ImageReadError(path, "truncated JPEG (its data ends before the end-of-image marker)")
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            bgr = _float_image(data, path)
     except cv2.error as e:
         raise ImageReadError(path, f"OpenCV cannot decode it ({e.err})") from None  # one line, without its source path
     if bgr is None or bgr.size == 0:
@@ -117,8 +139,9 @@ def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
 def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
     """Image at ``path`` as ``(H, W, 3)`` uint8 RGB, EXIF-rotated unless ``apply_exif=False``.
 
-    Grayscale becomes 3 equal channels, alpha is dropped, 16-bit is scaled to 8-bit, CMYK JPEG becomes RGB.
-    Raises ``ImageReadError`` naming the file."""
+    Grayscale becomes 3 equal channels, alpha is dropped, 16-bit is scaled to 8-bit, CMYK JPEG becomes RGB, float
+    (TIFF) is scaled by 255 when within [0, 1] and clipped to [0, 255] otherwise. Raises ``ImageReadError`` naming
+    the file."""
     path = Path(path)
     return _decode_image(_read_bytes(path), path, apply_exif)
 
@@ -213,14 +236,26 @@ def _deep_colours(data: bytes, path: Path) -> Optional[np.ndarray]:
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
 
 
+def _float_mask(data: bytes) -> Optional[str]:
+    """The kind of a floating-point image Pillow does not decode (64-bit or colour float TIFF), e.g. "float32 colour",
+    as OpenCV decodes it; None for other data."""
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if array is None or not np.issubdtype(array.dtype, np.floating):
+        return None
+    return f"{array.dtype} {'colour' if array.ndim == 3 else 'grayscale'}"
+
+
 def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     """Binary mask at ``path`` as ``(H, W)`` bool (True = foreground), pixel for pixel as stored.
 
-    Accepted: 1-bit; 8/16-bit with values 0 and 1, 255 or 65535; palette images using at most two indices, index 0
-    = background (white where index 0 is white and the other black); RGB(A) holding only black and white (16-bit:
-    black and grey 1, 255 or 65535). With ``any_nonzero`` (Internet data set) any non-zero value, index or colour
-    is foreground. Raises ``MaskError`` naming the file and the values found, or ``ImageReadError`` when the file
-    cannot be decoded."""
+    Accepted: 1-bit; 8/16-bit and 32-bit float grayscale with values 0 and 1, 255 or 65535; palette images using at
+    most two indices, index 0 = background (white where index 0 is white and the other black); RGB(A) holding only
+    black and white (16-bit: black and grey 1, 255 or 65535). With ``any_nonzero`` (Internet data set) any non-zero
+    value, index or colour is foreground. Raises ``MaskError`` naming the file and the values found, or
+    ``ImageReadError`` when the file cannot be decoded."""
     path = Path(path)
     data = _read_bytes(path)
     try:
@@ -233,6 +268,10 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
             array = _as_stored(np.asarray(im), orientation) if turned else np.asarray(im)
             palette = im.getpalette() if mode in ("P", "PA") else None
     except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        float_mask = _float_mask(data)
+        if float_mask is not None:
+            raise MaskError(path, f"{float_mask} mask is not read (only 32-bit float grayscale is): save it as 1-bit "
+                                  "or 8-bit grayscale") from None
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(path, f"not a decodable image ({e})") from None
