@@ -75,6 +75,8 @@ class Engine:
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
+    An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
+    kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
     counts the time its checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
     With ``ema_decay`` > 0 an exponential moving average of the weights (:func:`~coseg.engine.ema.weight_ema`) is
@@ -128,24 +130,35 @@ class Engine:
         return self.ema.module if self.ema is not None else self.model
 
     # --- checkpoints -------------------------------------------------------------------------------------
-    def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], improved: bool,
-              seconds: float, rank_streams: list[dict[str, Any]]) -> None:
-        """Write the model files and ``last.pt``; ``rank_streams``: every rank's random streams (``rng_state``)."""
+    def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], seconds: float,
+              rank_streams: list[dict[str, Any]]) -> None:
+        """Write ``last.pt``, then the model files it records (:meth:`_save_models`); ``rank_streams``: every rank's
+        random streams (``rng_state``)."""
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
-        model: SaveableModel = self.eval_model  # type: ignore[assignment]
-        if improved:
-            model.save(self.output_dir / "best.safetensors", metadata=meta)
-        model.save(self.output_dir / "last.safetensors", metadata=meta)
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
-            "world_size": self.dist.world_size, "seconds": seconds,
+            "world_size": self.dist.world_size, "seconds": seconds, "model_metadata": meta,
             **({"rng_ranks": rank_streams} if self.dist.distributed else {}),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
+        self._save_models(epoch, meta, best=best_epoch == epoch)
+
+    def _save_models(self, epoch: int, metadata: dict[str, str], best: bool) -> None:
+        """Write ``last.safetensors`` and, when epoch ``epoch`` is the best one, ``best.safetensors`` (via
+        ``model.save``, which may write files of its own beside them), after its ``last.pt``: a run killed on the way
+        rewrites them when resumed, so that they never hold an epoch ``last.pt`` and ``log.csv`` do not."""
+        model: SaveableModel = self.eval_model  # type: ignore[assignment]
+        try:
+            if best:
+                model.save(self.output_dir / "best.safetensors", metadata=metadata)
+            model.save(self.output_dir / "last.safetensors", metadata=metadata)
+        except OSError as e:
+            raise self._write_failed(epoch, e, state_written=True) from e
 
     def _resume(self) -> tuple[int, Optional[float], int, float]:
-        """Load ``last.pt``: (epoch, best metric, best epoch, training seconds used so far)."""
+        """Load ``last.pt``: (epoch, best metric, best epoch, training seconds used so far); rewrite the model files
+        it records (a run killed after writing it may have left them of an earlier epoch)."""
         path = self.output_dir / "last.pt"
         state = load_training_state(path, map_location=self.device)
         check_world_size(path, state, self.dist.world_size)
@@ -172,6 +185,8 @@ class Engine:
             split_random_streams(self.dist)
         if self.dist.is_main:  # the only process that writes the log
             self.log.load(up_to_epoch=state["epoch"])
+        if self.dist.is_main and isinstance(state.get("model_metadata"), dict):  # older ones wrote them first
+            self._save_models(state["epoch"], state["model_metadata"], best=state["best_epoch"] == state["epoch"])
         return state["epoch"], state["best"], state["best_epoch"], float(state.get("seconds", 0.0))
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
@@ -185,13 +200,17 @@ class Engine:
             f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
             f"then --resume")
 
-    def _write_failed(self, epoch: int, error: OSError) -> CheckpointError:
-        """The error of a run stopped because epoch ``epoch``'s log row or checkpoint could not be written (a full
-        disk); the files written before are whole (atomic writes)."""
+    def _write_failed(self, epoch: int, error: OSError, state_written: bool = False) -> CheckpointError:
+        """The error of a run stopped because epoch ``epoch``'s log row, checkpoint or, ``state_written`` (its
+        ``last.pt`` is), model files could not be written (a full disk); the files written before are whole (atomic
+        writes)."""
         reason = error.strerror or str(error)
         if error.filename is not None:
             reason = f"{reason}: {error.filename}"
         stopped = f"{self.output_dir}: cannot write the files of epoch {epoch} ({reason}); the run stopped"
+        if state_written:
+            return CheckpointError(f"{stopped}, its checkpoint (last.pt) written: free space, then --resume, which "
+                                   "writes its model files")
         if epoch == 1:
             return CheckpointError(f"{stopped} before its first checkpoint: free space, then train again")
         return CheckpointError(f"{stopped}, its checkpoint of epoch {epoch - 1} (last.pt) left as it was: free space, "
@@ -318,8 +337,7 @@ class Engine:
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 try:
                     self.log.append(row)
-                    self._save(epoch, best, best_epoch, metrics, improved, time.perf_counter() - t_start,
-                               rank_streams)
+                    self._save(epoch, best, best_epoch, metrics, time.perf_counter() - t_start, rank_streams)
                 except OSError as e:
                     raise self._write_failed(epoch, e) from e
                 if not self.quiet:
