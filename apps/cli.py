@@ -139,6 +139,7 @@ def inference_options(fn: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="coseg-metric", prog_name="coseg")
 def main() -> None:
     """Image co-segmentation and retrieval with metric-learning heads."""
 

@@ -130,6 +130,13 @@ def test_every_command_has_help():
     assert "--triplet-weight" in r.output and "IS-Triplet" in r.output
 
 
+def test_version_is_the_installed_package_s():
+    from importlib.metadata import version
+
+    r = invoke("--version")  # what a bug report asks for
+    assert r.exit_code == 0 and r.output == f"coseg, version {version('coseg-metric')}\n"
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_sizes_and_counts_must_be_positive(tmp_path, command):
     """A zero or negative --image-size, --batch-size or --workers, or image size in the model file's metadata,
