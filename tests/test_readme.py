@@ -122,7 +122,9 @@ def test_every_command_is_documented() -> None:
 
 
 def test_every_option_named_exists() -> None:
-    known = set().union(*map(options, commands().values())) | OTHER_TOOLS
+    from apps.cli import main
+
+    known = set().union(*map(options, commands().values())) | options(main) | OTHER_TOOLS
     for script in (REPO / "benchmarks").glob("*.py"):
         known |= set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", script.read_text(encoding="utf-8")))
     named = {flag for span in code_spans() for flag in flags(span)}
