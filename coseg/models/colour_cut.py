@@ -32,13 +32,18 @@ class GroupColourCut:
     rest start from the probability thresholded at 0.5 (≥ 0.5 is foreground, as in
     :func:`~coseg.inference.foreground_at_size`) and may flip. ``max_fit_images``: the models are fitted on
     at most this many of the group's images (spread over the group), which bounds the cost for large groups;
-    every image is then cut with them. ``scale``: the cut runs on images of ``scale`` × the model's input side
-    (:meth:`size_for`; on iCoseg's validation 1.5 gained +0.7 J over 1 averaged over four models, for ~2.5× the
-    cut's time: docs/icoseg_experiments.md)."""
+    every image is then cut with them. ``max_fit_pixels``: the images the models are fitted on are shrunk (for the
+    fit only, never for the cut) when together they hold more pixels than this, to about this many: a bound on the
+    fit's memory (~200 bytes a pixel) and time at large input sides (16 images of 1536 px: 7.5 GB and 57 s
+    unbounded); 16 images of 336 px (the default's, 1.8 M pixels) or 448 px (3.2 M) are fitted at full size, as
+    before. ``scale``: the cut runs on images of ``scale`` × the model's input side (:meth:`size_for`; on iCoseg's
+    validation 1.5 gained +0.7 J over 1 averaged over four models, for ~2.5× the cut's time:
+    docs/icoseg_experiments.md)."""
 
     iterations: int = 3
     sure: float = 0.9
     max_fit_images: int = 16
+    max_fit_pixels: int = 4_000_000
     scale: float = 1.5
 
     def __post_init__(self) -> None:
@@ -48,6 +53,8 @@ class GroupColourCut:
             raise ValueError(f"colour cut 'sure' must be in (0.5, 1], got {self.sure}")
         if self.max_fit_images < 1:
             raise ValueError(f"colour cut max_fit_images must be >= 1, got {self.max_fit_images}")
+        if self.max_fit_pixels < 1:
+            raise ValueError(f"colour cut max_fit_pixels must be >= 1, got {self.max_fit_pixels}")
         if not (math.isfinite(self.scale) and self.scale >= 1):
             raise ValueError(f"colour cut scale must be a finite number >= 1 (the model's input side or larger), got "
                              f"{self.scale}")
@@ -125,7 +132,12 @@ class GroupColourCut:
 
     def fit_selected(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """(background, foreground) GrabCut models fitted on these images (n, H, W, 3) and labels (n, H, W) stacked
-        into one, in the order given (:meth:`fit_images`); None without foreground or background pixels."""
+        into one, in the order given (:meth:`fit_images`), each shrunk first when they hold more than
+        ``max_fit_pixels`` (:meth:`fit_shape`); None without foreground or background pixels."""
+        height, width = self.fit_shape(*labels.shape)
+        if (height, width) != labels.shape[1:]:
+            pixels = np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in pixels])
+            labels = np.stack([cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST) for label in labels])
         mosaic = np.ascontiguousarray(np.concatenate(list(pixels)))
         mask = np.concatenate(list(labels))
         foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
@@ -135,6 +147,16 @@ class GroupColourCut:
         cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's (per-thread) generator
         cv2.grabCut(mosaic, mask, None, background, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK)
         return background, foreground_model
+
+    def fit_shape(self, n: int, height: int, width: int) -> tuple[int, int]:
+        """Side (height, width) the ``n`` images (height, width) the models are fitted on are shrunk to: unchanged
+        when they hold at most ``max_fit_pixels`` together, else about that many in all (never more, but at least a
+        pixel an image), keeping their aspect."""
+        if n * height * width <= self.max_fit_pixels:
+            return height, width
+        each = max(1, self.max_fit_pixels // n)
+        shrunk = min(each, max(1, int(height * math.sqrt(each / (height * width)))))
+        return shrunk, min(width, each // shrunk)
 
 
 def image_digest(pixels: np.ndarray) -> bytes:

@@ -124,6 +124,8 @@ def test_bad_input_is_a_clear_error():
         GroupColourCut(sure=0.5)
     with pytest.raises(ValueError, match="max_fit_images"):
         GroupColourCut(max_fit_images=0)
+    with pytest.raises(ValueError, match="max_fit_pixels"):
+        GroupColourCut(max_fit_pixels=0)
     with pytest.raises(ValueError, match="scale"):
         GroupColourCut(scale=0.5)
     with pytest.raises(ValueError, match="larger than the images"):
@@ -200,3 +202,80 @@ def test_degenerate_groups_are_cut():
     # all foreground, all background: the thresholded guess
     for value in (0.0, 1.0):
         assert torch.equal(GroupColourCut()(constant, torch.full((2, 1, 8, 8), value)), torch.full((2, 1, 8, 8), value))
+
+
+def recording_grabcut(monkeypatch: pytest.MonkeyPatch, stop_at_fit: bool = False) -> list[tuple[int, tuple[int, ...]]]:
+    """cv2.grabCut replaced by one recording each call's (mode, image shape), then running the real one (or, with
+    ``stop_at_fit``, raising at the fit instead)."""
+    import cv2
+
+    calls, grab_cut = [], cv2.grabCut
+
+    def recording(image, mask, rect, background, foreground, iterations, mode):
+        calls.append((mode, image.shape))
+        if stop_at_fit and mode == cv2.GC_INIT_WITH_MASK:
+            raise InterruptedError("fit reached")
+        return grab_cut(image, mask, rect, background, foreground, iterations, mode)
+
+    monkeypatch.setattr(cv2, "grabCut", recording)
+    return calls
+
+
+def test_the_fit_on_large_images_is_bounded_by_default(monkeypatch):
+    """16 images of 600 px (5.8 M pixels; 1536 px at ``--image-size 1024`` made it 38 M, 7.5 GB): the colour models
+    are fitted on at most the default 4 M pixels."""
+    import cv2
+
+    n, side = 16, 600
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    probs = torch.where((yy - 300) ** 2 + (xx - 300) ** 2 < 150 ** 2, 0.95, 0.05).expand(n, 1, side, side)
+    images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    calls = recording_grabcut(monkeypatch, stop_at_fit=True)
+    with pytest.raises(InterruptedError):
+        GroupColourCut()(images, probs.contiguous())
+    (mode, (height, width, _)), = calls
+    assert mode == cv2.GC_INIT_WITH_MASK
+    assert 3_900_000 <= height * width <= 4_000_000
+    assert height == n * (height // n) and abs(height // n - width) <= 1  # each image shrunk alike, kept square
+
+
+def test_a_fit_over_the_budget_is_shrunk_and_the_cut_stays_full_size(monkeypatch):
+    import cv2
+
+    images, masks = red_objects(4)
+    guess = flawed_guess(masks)
+    calls = recording_grabcut(monkeypatch)
+    cut = GroupColourCut(max_fit_pixels=4 * 32 * 32)(images, guess)
+    assert calls[0] == (cv2.GC_INIT_WITH_MASK, (4 * 32, 32, 3))
+    assert calls[1:] == [(cv2.GC_EVAL_FREEZE_MODEL, (SIZE, SIZE, 3))] * 4
+    assert cut.shape == (4, 1, SIZE, SIZE)
+    assert mean_j(cut, masks) > 0.95
+
+
+def test_the_default_size_is_fitted_whole_and_cut_as_without_the_bound(monkeypatch):
+    """At the default input side (224 px, the cut at 336 px), a full group of 16 images is fitted whole: the masks
+    are those of an unbounded fit, to the byte."""
+    import cv2
+
+    n, side, cut_side = 16, 224, GroupColourCut().size_for(224)
+    g = torch.Generator().manual_seed(1)
+    yy, xx = torch.meshgrid(torch.arange(cut_side), torch.arange(cut_side), indexing="ij")
+    blob = ((yy - 160) ** 2 + (xx - 170) ** 2 < 90 ** 2)
+    images = torch.where(blob, torch.tensor([200, 60, 40])[:, None, None], torch.tensor([80, 140, 100])[:, None, None])
+    images = (images + 30 * torch.randn(n, 3, cut_side, cut_side, generator=g)).clamp(0, 255).round().byte()
+    probs = F.interpolate(blob[None, None].float(), size=(side, side), mode="area").expand(n, 1, side, side)
+    probs = (0.05 + 0.9 * probs + 0.2 * torch.rand(n, 1, side, side, generator=g)).clamp(0, 1)
+    calls = recording_grabcut(monkeypatch)
+    bounded = GroupColourCut()(images, probs)
+    assert calls[0] == (cv2.GC_INIT_WITH_MASK, (n * cut_side, cut_side, 3))
+    assert torch.equal(bounded, GroupColourCut(max_fit_pixels=10 ** 12)(images, probs))
+    assert 0.1 < float(bounded.mean()) < 0.5
+
+
+@pytest.mark.parametrize("n, height, width, budget", [(16, 1536, 1536, 4_000_000), (3, 1000, 7, 500),
+                                                      (2, 7, 1000, 500), (16, 10 ** 6, 1, 1000), (5, 1, 1, 3)])
+def test_the_fit_shape_keeps_to_the_budget(n, height, width, budget):
+    shrunk, narrowed = GroupColourCut(max_fit_pixels=budget).fit_shape(n, height, width)
+    assert 1 <= shrunk <= height and 1 <= narrowed <= width
+    assert n * shrunk * narrowed <= max(budget, n)
+    assert GroupColourCut(max_fit_pixels=n * height * width).fit_shape(n, height, width) == (height, width)
