@@ -105,8 +105,8 @@ def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     """A floating-point image (a 32/64-bit float TIFF, which ``cv2.IMREAD_COLOR`` does not decode) as ``(H, W, 3)``
     uint8 BGR, alpha dropped: colour values all within [0, 1] are scaled by 255, others clipped to [0, 255]. None
     for other files; ``ImageReadError`` for NaN or infinite values, which no scaling makes a colour."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # EXIF-turned, as IMREAD_COLOR
-    if array is None or not np.issubdtype(array.dtype, np.floating) or array.shape[2:] not in ((), (3,), (4,)):
+    array = _float_array(data)  # EXIF-turned, as IMREAD_COLOR
+    if array is None or array.shape[2:] not in ((), (3,), (4,)):
         return None
     if array.ndim == 3:
         array = array[..., :3]  # alpha dropped
@@ -119,6 +119,12 @@ def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     np.rint(np.clip(array, 0, 255, out=array), out=array)
     bgr = array.astype(np.uint8)
     return cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr
+
+
+def _float_array(data: bytes) -> Optional[np.ndarray]:
+    """The file's data as OpenCV decodes it unchanged, when that is floating-point (a float TIFF); else None."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return array if array is not None and np.issubdtype(array.dtype, np.floating) else None
 
 
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
@@ -240,12 +246,10 @@ def _float_mask(data: bytes) -> Optional[str]:
     """The kind of a floating-point image Pillow does not decode (64-bit or colour float TIFF), e.g. "float32 colour",
     as OpenCV decodes it; None for other data."""
     try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        array = _float_array(data)
     except cv2.error:
         return None
-    if array is None or not np.issubdtype(array.dtype, np.floating):
-        return None
-    return f"{array.dtype} {'colour' if array.ndim == 3 else 'grayscale'}"
+    return None if array is None else f"{array.dtype} {'colour' if array.ndim == 3 else 'grayscale'}"
 
 
 def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:

@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, MutableMapping, Sequence
+from typing import Any, Mapping, MutableMapping, Optional, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
 from coseg.atomic import PathLike
@@ -38,11 +38,15 @@ def path_cells(path: PathLike, folder: PathLike) -> tuple[str, str]:
     to ``folder`` (blank when there is none: another drive on Windows), which finds it again when both were moved
     together; both :func:`path_cell`, of resolved paths (so the relative path's ``..`` hold past symbolic links)."""
     absolute = Path(path).resolve()
+    return path_cell(absolute), _relative_cell(absolute, Path(folder).resolve()) or ""
+
+
+def _relative_cell(absolute: PathLike, folder: PathLike) -> Optional[str]:
+    """The :func:`path_cell` of ``absolute`` relative to the absolute ``folder``; None on another drive (Windows)."""
     try:
-        relative = path_cell(os.path.relpath(absolute, Path(folder).resolve()))
+        return path_cell(os.path.relpath(absolute, folder))
     except ValueError:
-        relative = ""
-    return path_cell(absolute), relative
+        return None
 
 
 def row_path(row: Mapping[str, str], column: str, folder: Path) -> Path:
@@ -51,10 +55,8 @@ def row_path(row: Mapping[str, str], column: str, folder: Path) -> Path:
     ``folder``), else the absolute path (its reading error names it). Older files have the absolute path only."""
     absolute = cell_path(row[column])
     relative = row.get(f"{column}_relative")
-    if os.path.exists(absolute) or not relative:
-        return absolute
-    moved = folder / cell_path(relative)
-    return moved if os.path.exists(moved) else absolute
+    candidates = [absolute, *([folder / cell_path(relative)] if relative else [])]
+    return next((p for p in candidates if os.path.exists(p)), absolute)
 
 
 def required_columns(columns: Sequence[str]) -> tuple[str, ...]:
@@ -68,10 +70,11 @@ def record_path(record: MutableMapping[str, Any], key: str, path: PathLike, fold
     both were moved together or the path is not UTF-8 (:func:`recorded_paths`)."""
     absolute = os.path.abspath(path)
     record[key] = printable(absolute)
-    try:
-        record[f"{key}_relative"] = path_cell(os.path.relpath(absolute, os.path.abspath(folder)))
-    except ValueError:  # on another drive (Windows): no relative path
+    relative = _relative_cell(absolute, os.path.abspath(folder))
+    if relative is None:
         record.pop(f"{key}_relative", None)
+    else:
+        record[f"{key}_relative"] = relative
 
 
 def recorded_paths(record: Mapping[str, Any], key: str, folder: Path) -> list[Path]:
