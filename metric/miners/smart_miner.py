@@ -16,7 +16,9 @@ class SmartMiner:
     """Mines (anchor, positive, negative) DATASET indices from a faiss index of the whole training set.
 
     Call :meth:`update` with the embeddings of every training sample (e.g. once per epoch), then :meth:`mine` with
-    anchor indices. For each anchor, among its ``num_neighbours`` nearest other samples (Euclidean distance d):
+    anchor indices. For each anchor, among its ``num_neighbours`` nearest other samples (Euclidean distance d; ties
+    in the order the index returns them, by smaller index for ``"flat"``; the anchor is never among them, even
+    when more than ``num_neighbours`` exact duplicates of it exist):
       - the positive is the nearest sample of its class;
       - the negative is the nearest sample of another class with ``d(a, n) > d(a, p) + δ``, where δ is the
         controller's offset (0 without a controller: the paper's rule, a negative just beyond the positive).
@@ -138,6 +140,9 @@ class SmartMiner:
         squared, neighbours = self._index.search(queries, min(self.num_neighbours + 1, n))
         distance = np.sqrt(np.maximum(squared, 0.0))
         listed = (neighbours >= 0) & (neighbours != anchors[:, None])
+        # The anchor is missing from its results when more than num_neighbours samples tie with it (duplicates):
+        # keep its first num_neighbours others only.
+        listed &= np.cumsum(listed, axis=1) <= self.num_neighbours
         same = self._codes[np.maximum(neighbours, 0)] == self._codes[anchors][:, None]
         rows = np.arange(anchors.size)
 

@@ -133,3 +133,75 @@ def test_a_boolean_mask_of_anchors_is_refused() -> None:
     miner.update(torch.randn(6, 2), torch.tensor([0, 0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match=r"1-D integer array, got shape \(6,\) \(torch.bool\)"):
         miner.mine(torch.ones(6, dtype=torch.bool))
+
+
+def check_against_reference(miner: SmartMiner, x: torch.Tensor, y: torch.Tensor, offset: float) -> None:
+    """Every anchor mined and compared with the loop reference; fallbacks checked for class and self-exclusion."""
+    anchors = list(range(len(y)))
+    triplets = miner.mine(torch.tensor(anchors))
+    a, p, n = (t.tolist() for t in triplets)
+    assert a == anchors
+    mined = dict(zip(a, zip(p, n)))
+    drawn = {k: v[0] for k, v in mined.items()}
+    expected = ref.smart_mine(x.tolist(), y.tolist(), anchors, miner.num_neighbours, offset, drawn)
+    for anchor, (positive, negative) in expected.items():
+        assert anchor not in mined[anchor] and y[mined[anchor][0]] == y[anchor] and y[mined[anchor][1]] != y[anchor]
+        assert positive is None or mined[anchor][0] == positive, anchor
+        assert negative is None or mined[anchor][1] == negative, anchor
+    assert miner.last_stats["positive_fallbacks"] == sum(p is None for p, _ in expected.values())
+    assert miner.last_stats["negative_fallbacks"] == sum(n is None for _, n in expected.values())
+
+
+@pytest.mark.parametrize(
+    ("points", "labels", "offset"),
+    [
+        # Ten identical samples of class 0 and spread-out others of class 1.
+        ([[1, 1]] * 10 + [[5 + i, 2 * i] for i in range(6)], [0] * 10 + [1] * 6, 0.0),
+        # Anchor 4 and sample 3 (class 0) duplicate three class-1 samples: its 3 nearest others hold no positive.
+        ([[0, 0]] * 5 + [[9, 9], [4, 0], [0, 6]], [1, 1, 1, 0, 0, 0, 1, 1], 0.0),
+        # Anchor 4 duplicates three class-0 samples and one class-1 sample (index 3, 4th tied): no listed negative.
+        ([[0, 0]] * 5 + [[9, 9], [4, 0], [0, 6]], [0, 0, 0, 1, 0, 0, 1, 1], -0.5),
+    ],
+)
+def test_exact_duplicates_list_num_neighbours_others(points: list, labels: list, offset: float) -> None:
+    """With more than num_neighbours duplicates the anchor is not among faiss's num_neighbours + 1 results: all of
+    them were listed, one beyond the num_neighbours nearest others (a positive or negative taken from there)."""
+    x, y = torch.tensor(points, dtype=torch.float32), torch.tensor(labels)  # integer coordinates: exact distances
+    miner = SmartMiner(num_neighbours=3, index="flat", controller=AdaptiveHardnessController(initial_offset=offset))
+    miner.update(x, y)
+    check_against_reference(miner, x, y, offset)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, -0.5])
+def test_many_duplicates_of_mixed_classes_match_brute_force(offset: float) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 3, (60, 2), generator=g).float()  # 9 distinct points, ~7 copies each
+    y = torch.randint(0, 4, (60,), generator=g)
+    miner = SmartMiner(num_neighbours=3, index="flat", controller=AdaptiveHardnessController(initial_offset=offset))
+    miner.update(x, y)
+    check_against_reference(miner, x, y, offset)
+
+
+def test_hnsw_with_many_duplicates_lists_num_neighbours_others_of_what_the_graph_returns() -> None:
+    """HNSW is approximate (with ~22 copies per point it often misses the duplicates, even the anchor itself): the
+    rule is checked against a loop over the first num_neighbours others among the graph's own results."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 3, (200, 2), generator=g).float()
+    y = torch.randint(0, 4, (200,), generator=g)
+    miner = SmartMiner(num_neighbours=3, index="hnsw", hnsw_m=4)
+    miner.update(x, y)
+    a, p, n = miner.mine(torch.arange(200))
+    assert not (p == a).any() and not (n == a).any()
+    assert torch.equal(y[a], y[p]) and not (y[a] == y[n]).any()
+    _, results = miner._index.search(x.numpy(), 4)
+    fallbacks = [0, 0]
+    for anchor, row in enumerate(results.tolist()):
+        listed = [j for j in row if j not in (anchor, -1)][:3]
+        positive = next((j for j in listed if y[j] == y[anchor]), None)
+        to_positive = (x[anchor] - x[p[anchor] if positive is None else positive]).norm()
+        negative = next((j for j in listed if y[j] != y[anchor] and (x[anchor] - x[j]).norm() > to_positive), None)
+        assert positive is None or p[anchor] == positive, anchor
+        assert negative is None or n[anchor] == negative, anchor
+        fallbacks[0] += positive is None
+        fallbacks[1] += negative is None
+    assert [miner.last_stats["positive_fallbacks"], miner.last_stats["negative_fallbacks"]] == fallbacks
