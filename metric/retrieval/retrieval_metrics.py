@@ -10,23 +10,8 @@ from metric.retrieval.knn import Metric, check_metric
 from metric.retrieval.map_at_r import average_precision_at_r
 from metric.retrieval.neighbour_matches import iter_neighbour_matches
 from metric.retrieval.nmi import kmeans_nmi
-from metric.retrieval.recall_at_k import recall_hits
+from metric.retrieval.recall_at_k import checked_ks, recall_hits
 
-
-MAX_K = 1 << 62  # beyond it the neighbour counts would overflow int64
-
-
-def _checked_ks(ks: Sequence[int]) -> list[int]:
-    """``ks`` sorted without repeats; a ``ValueError`` unless each is a whole number in [1, ``MAX_K``] (2.5 is not
-    truncated to R@2, True is no K)."""
-    given = list(ks)
-    try:
-        whole = [int(k) for k in given if not isinstance(k, bool) and int(k) == k and 1 <= k <= MAX_K]
-    except (TypeError, ValueError, OverflowError):  # not a number, NaN, infinite
-        whole = []
-    if not given or len(whole) != len(given):
-        raise ValueError(f"ks must be positive integers (at most 2^62), got {given}")
-    return sorted(set(whole))
 
 def retrieval_metrics(
     embeddings: ArrayLike,
@@ -63,7 +48,7 @@ def retrieval_metrics(
     see :func:`iter_neighbour_matches`.
     """
     check_metric(metric)
-    ks = _checked_ks(ks)
+    ks = sorted(set(checked_ks(ks)))
     if not 1 <= chunk_budget < 1 << 31:
         raise ValueError(f"chunk_budget must be in [1, 2^31), got {chunk_budget}")
     if candidate_budget < 0:

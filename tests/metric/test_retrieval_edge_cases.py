@@ -213,3 +213,25 @@ def test_labels_beyond_0_to_c_and_any_float_dtype_give_the_reference_metrics(dty
     got = retrieval_metrics(x, y, with_nmi=False)
     assert got == pytest.approx(expected, abs=1e-12)
     assert got == retrieval_metrics(x.float(), torch.unique(y, return_inverse=True)[1], with_nmi=False)
+
+
+def test_recall_hits_without_neighbours_are_misses() -> None:
+    """An (N, 0) matches array (no neighbour listed, e.g. a set of one sample) raised numpy's "attempt to get argmax
+    of an empty sequence"; now no query has a hit, as with K beyond a short list."""
+    assert recall_hits(np.zeros((3, 0), bool), [1, 4]).tolist() == [[False, False]] * 3
+    assert recall_hits(np.zeros((0, 0), bool), [1]).shape == (0, 1)
+    assert recall_hits(np.zeros((0, 5), bool), [2, 1]).shape == (0, 2)
+
+
+def test_recall_hits_refuses_what_retrieval_metrics_refuses() -> None:
+    """K = 0, 2.5 or True and non-bool or 1-D matches silently gave hits (none, at K = 3, at K = 1, argmax of
+    labels) or numpy's AxisError."""
+    matches = np.array([[False, True], [True, False]])
+    assert recall_hits(matches, [2, 1]).tolist() == [[True, False], [True, True]]  # order of ks kept
+    for ks in ([0], [2.5], [True], []):
+        with pytest.raises(ValueError, match=r"ks must be positive integers \(at most 2\^62\), got"):
+            recall_hits(matches, ks)
+    with pytest.raises(ValueError, match=r"matches must be a \(Q, k\) bool array, got shape \(2, 2\) \(int64\)"):
+        recall_hits(matches.astype(np.int64), [1])
+    with pytest.raises(ValueError, match=r"matches must be a \(Q, k\) bool array, got shape \(2,\) \(bool\)"):
+        recall_hits(matches[0], [1])
