@@ -1,8 +1,10 @@
 """Configuration of a co-segmentation training run. Each field's ``help`` is shown by ``coseg train --help``."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 
 # Inference defaults: one value for the CLI's option defaults and coseg.models.EdgeFilter's.
@@ -14,6 +16,35 @@ def option(default, help: str):  # noqa: A002 - mirrors click's wording
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def check_normalization(mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
+                        names: tuple[str, str] = ("mean", "std")) -> None:
+    """Raise ``ValueError`` naming the option (``names``) unless ``mean`` and ``std`` (per RGB channel, for images
+    in [0, 1]), each None (not given) or 3 finite numbers, std > 0."""
+    for name, values, positive in ((names[0], mean, False), (names[1], std, True)):
+        if values is None:
+            continue
+        finite = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
+        if len(values) != 3 or len(finite) != 3 or (positive and min(finite) <= 0):
+            raise ValueError(f"{name} must be 3 finite numbers{' > 0' if positive else ''}, one per RGB channel of "
+                             f"images in [0, 1] (e.g. 0.5,0.5,0.5), got {list(values)}")
+
+
+def check_input_normalization(cfg: Any) -> None:
+    """Raise ``ConfigError`` naming the option unless a training config's ``input_mean`` and ``input_std`` are each
+    empty (the encoder's own) or valid (:func:`check_normalization`)."""
+    try:
+        check_normalization(cfg.input_mean or None, cfg.input_std or None, ("input_mean", "input_std"))
+    except ValueError as e:
+        from coseg.engine.config import ConfigError  # torch comes with coseg.engine: only when needed
+
+        raise ConfigError(str(e)) from None
+
+
+INPUT_NORMALIZATION_HELP = ("per RGB channel of images in [0, 1], 3 comma-separated numbers; default: what the "
+                            "encoder's weights expect. Saved in the model file: evaluation, prediction and export use "
+                            "it.")
 
 
 @dataclass
@@ -36,6 +67,8 @@ class CosegTrainConfig:
     arch: str = option("unet", "Decoder architecture (smp name: unet, fpn, deeplabv3plus, ...).")
     encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
     weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a local .safetensors/.pth file (the timm model's or the smp encoder's state dict, also saved from DDP with its module. prefix), or none.")
+    input_mean: list[float] = option([], "Input normalisation mean " + INPUT_NORMALIZATION_HELP + " Give it and --input-std for a local --weights file of a non-timm smp encoder (resnet34, efficientnet-b0, mit_b0, ...), which otherwise gets timm's ImageNet values 0.485,0.456,0.406 / 0.229,0.224,0.225 (smp's own are on the network), or for weights trained with other statistics (e.g. 0.5,0.5,0.5 / 0.5,0.5,0.5).")
+    input_std: list[float] = option([], "Input normalisation standard deviation (> 0) " + INPUT_NORMALIZATION_HELP + " See --input-mean.")
     embedding_dim: int = option(32, "Dimension of the per-pixel embedding (metric head).")
     group_levels: int = option(2, "Deepest encoder levels with a group-consensus module (0 = single-image model; at most 1 with --arch deeplabv3plus, whose decoder reads no other level).")
     semantic_prior: bool = option(True, "Group-consensus modules also fuse class-activation maps of the group's common ImageNet classes (the encoder's frozen ImageNet classifier; timm encoders; used when group_levels >= 1).")
@@ -64,3 +97,6 @@ class CosegTrainConfig:
     workers: int = option(0, "DataLoader worker processes.")
     cache_dir: Optional[str] = option(None, "Folder for decoded-image cache files (default: in memory only).")
     quiet: bool = option(False, "No progress bars.")
+
+    def __post_init__(self) -> None:
+        check_input_normalization(self)

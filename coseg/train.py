@@ -157,7 +157,8 @@ def build_model(cfg: CosegTrainConfig) -> CosegNet:
     prior = cfg.semantic_prior and cfg.group_levels > 0
     return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim,
                         group_levels=cfg.group_levels, semantic_prior=prior,
-                        frozen_prior=prior and cfg.frozen_prior)
+                        frozen_prior=prior and cfg.frozen_prior, mean=cfg.input_mean or None,
+                        std=cfg.input_std or None)
 
 
 def build_objective(cfg: CosegTrainConfig) -> CosegObjective:

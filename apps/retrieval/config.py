@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from coseg.config import option
+from coseg.config import INPUT_NORMALIZATION_HELP, check_input_normalization, option
 
 
 @dataclass
@@ -53,6 +53,11 @@ class RetrievalTrainConfig:
     backbone: str = option("tf_efficientnet_lite0", "timm backbone name.")
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
                                                 "local file, or none.")
+    input_mean: list[float] = option([], "Input normalisation mean " + INPUT_NORMALIZATION_HELP + " Give it and "
+                                         "--input-std for weights trained with other statistics than the backbone's "
+                                         "timm config (e.g. 0.5,0.5,0.5 / 0.5,0.5,0.5).")
+    input_std: list[float] = option([], "Input normalisation standard deviation (> 0) " + INPUT_NORMALIZATION_HELP
+                                        + " See --input-mean.")
     pooling: str = option("avg", "Global pooling: avg or gem.")
     pool_stages: list[int] = option([], "Backbone stages (indices of its feature_info, negative from the end) whose "
                                         "pooled maps are L2-normalised and concatenated to the final map's (e.g. 3,4 "
@@ -117,3 +122,6 @@ class RetrievalTrainConfig:
     cache_dir: Optional[str] = option(None, "Folder for decoded images and cached backbone features, reused across "
                                             "runs (default: in memory only).")
     quiet: bool = option(False, "No progress bars.")
+
+    def __post_init__(self) -> None:
+        check_input_normalization(self)

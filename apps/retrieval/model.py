@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apps.retrieval.pooling import POOLINGS
+from coseg.config import check_normalization
 from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer, load_model_file, numbers,
                                      write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
@@ -55,8 +56,7 @@ class RetrievalModel(nn.Module):
         super().__init__()
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
+        check_normalization(mean, std)
         self.backbone = backbone
         self.pooling = pooling
         self.embedding = nn.Linear(feature_dim, embedding_dim)
@@ -168,7 +168,8 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
     backbone: a timm model name. weights: ``"imagenet"`` (offline for ``tf_efficientnet_lite0/1/2``, downloaded by
     timm for other backbones), None (random), or a local ``.safetensors``/``.pth`` file in timm key names.
     pooling: a name in ``POOLINGS`` (``avg``, ``gem``). embedding_dim: 0 = the backbone's feature size (e.g. for an
-    identity head start). mean/std: input normalisation (default: the backbone's pretrained config).
+    identity head start). mean/std: input normalisation per RGB channel of images in [0, 1], 3 finite numbers each,
+    std > 0 (default: the backbone's pretrained config).
     pool_stages: stages of the backbone (indices into its ``feature_info``, negative from the end) whose pooled maps
     are concatenated to the final one (see :class:`RetrievalModel`). flip_average: embed images as the mean of their
     features and their mirror's (test-time augmentation, twice the backbone's cost)."""

@@ -285,7 +285,8 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
 def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
     weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
     net = create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
-                                 freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average)
+                                 freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average,
+                                 mean=cfg.input_mean or None, std=cfg.input_std or None)
     net.freeze_stages(cfg.frozen_stages)
     return net
 

@@ -14,6 +14,7 @@ from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from coseg.config import check_normalization
 from coseg.models.checkpoint import write_checkpoint
 from coseg.models.colour_cut import image_digest, spread
 from coseg.models.embedding_head import EmbeddingHead
@@ -142,8 +143,7 @@ class CosegNet(nn.Module):
                  group_levels: int = 0, semantic_prior: Optional[SemanticPrior] = None,
                  config: dict[str, Any]) -> None:
         super().__init__()
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must hold 3 values (RGB), std > 0; got mean={mean}, std={std}")
+        check_normalization(mean, std)
         self.encoder = encoder
         self.decoder = decoder
         self.mask_head = nn.Conv2d(decoder_channels, 1, kernel_size=3, padding=1)
@@ -513,7 +513,9 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     frozen classifier (:mod:`coseg.models.semantic_prior`; timm EfficientNet/ResNet-style encoders, with weights
     that hold the classifier). frozen_prior: the prior reads a frozen copy of the ImageNet encoder instead of the
     fine-tuned one (its maps do not drift in training; one more encoder pass per image). mean/std: input
-    normalisation (default: what the encoder's ImageNet weights expect)."""
+    normalisation per RGB channel of images in [0, 1], 3 finite numbers each, std > 0 (default: what the encoder's
+    ImageNet weights expect; for a non-``tu-`` encoder not downloaded, e.g. from a local file, timm's ImageNet
+    values, so give them for weights trained with others)."""
     architecture = ARCHITECTURES.get(arch)
     decoded = DECODED_DEEPEST_LEVELS.get(arch)
     if decoded is not None and group_levels > decoded:

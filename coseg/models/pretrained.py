@@ -28,6 +28,7 @@ from segmentation_models_pytorch.encoders import TimmUniversalEncoder, get_prepr
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from coseg.config import check_normalization
 from coseg.data.io import printable
 from metric.registry import Registry
 
@@ -312,8 +313,10 @@ def encoder_normalization(encoder: str, downloaded: bool = False) -> Stats:
 
 def input_normalization(encoder: str, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                         downloaded: bool = False) -> tuple[list[float], list[float]]:
-    """``mean``/``std`` as float lists for a model config: the given values, else what the encoder's weights
-    expect (:func:`encoder_normalization`)."""
-    default_mean, default_std = encoder_normalization(encoder, downloaded=downloaded)
-    return ([float(v) for v in (default_mean if mean is None else mean)],
-            [float(v) for v in (default_std if std is None else std)])
+    """``mean``/``std`` as float lists for a model config: the given values (3 finite numbers each, std > 0, else
+    ``ValueError``), else what the encoder's weights expect (:func:`encoder_normalization`, only read if needed)."""
+    check_normalization(mean, std)
+    if mean is None or std is None:
+        default_mean, default_std = encoder_normalization(encoder, downloaded=downloaded)
+        mean, std = (default_mean if mean is None else mean), (default_std if std is None else std)
+    return [float(v) for v in mean], [float(v) for v in std]
