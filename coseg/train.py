@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader
 from coseg.atomic import remove_temporaries
 from coseg.config import CosegTrainConfig
 from coseg.data import (
-    LAYOUTS, CosegDataset, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples, groups_sharing_images,
-    holdout_groups, printable, sharing_pairs, stratified_holdout,
+    LAYOUTS, CosegDataset, DataFileError, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples,
+    groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
                           check_fraction, distributed_run)
 from coseg.engine.distributed import barrier, check_same_files, world_size
+from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
@@ -41,8 +42,9 @@ class CosegTask:
 
     def __init__(self, objective: CosegObjective, augmentation: Optional[TrainAugmentation],
                  val_data: Optional[CosegDataset], device: torch.device, channels_last: bool = True,
-                 paste: Optional[GroupPaste] = None) -> None:
+                 paste: Optional[GroupPaste] = None, unreadable: Optional[UnreadableLog] = None) -> None:
         self.objective = objective.to(device)
+        self.unreadable = unreadable
         self.augmentation = augmentation.to(device) if augmentation is not None else None
         self.paste = paste
         self.val_data = val_data
@@ -69,19 +71,26 @@ class CosegTask:
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """P and J (percent) on the validation groups: :func:`validation_scores`."""
-        return {} if self.val_data is None else validation_scores(model, self.val_data, self.device)
+        return {} if self.val_data is None else validation_scores(model, self.val_data, self.device, self.unreadable)
 
 
-def validation_scores(model: Model, val_data: CosegDataset, device: torch.device) -> dict[str, float]:
+def validation_scores(model: Model, val_data: CosegDataset, device: torch.device,
+                      unreadable: Optional[UnreadableLog] = None) -> dict[str, float]:
     """P and J (percent) of ``model``'s group predictions on ``val_data`` at the training resolution (a fast proxy
     of the original-resolution evaluation, used for model selection). An image the model gives non-finite
     probabilities for (reported by ``predict_dataset`` instead of predicted) scores as an empty mask: left out, it
-    would raise the score of a broken model."""
+    would raise the score of a broken model. An image (or mask) that can no longer be read is left out of the
+    score, noted in ``unreadable`` when given."""
     scores = []
     groups = val_data.group_ids.tolist()
     for index, prob in predict_dataset(model, val_data, device, groups=groups):  # type: ignore[arg-type]
         sample = val_data.samples[index]
-        gt = val_data.cache[sample].mask.astype(bool)
+        try:
+            gt = val_data.cache[sample].mask.astype(bool)
+        except DataFileError as e:  # read for its prediction too, which ``prob`` then reports
+            if unreadable is not None:
+                unreadable.note(e.path, e.problem, "it is left out of the validation score")
+            continue
         mask = np.zeros_like(gt) if isinstance(prob, str) else prob.numpy() >= 0.5
         scores.append(score_image(mask, gt, sample.group, sample.image.name))
     summary = summarize(scores)
@@ -302,8 +311,16 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     fit = FitResult(epochs_run=sum(f.epochs_run for f in fits), best_epoch=0, best_metric=best_metric,
                     stopped_by_time=any(f.stopped_by_time for f in fits), seconds=seconds,
                     images_per_s=images / seconds if seconds else 0.0)
-    return TrainResult(output, fit, runs[0].train_groups, val_groups, list(cache.skipped), runs[0].problems,
-                       members=fits, is_main=dist.is_main)
+    return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
+                       runs[0].problems, members=fits, is_main=dist.is_main)
+
+
+def skipped_with_later(skipped: list[tuple[Path, str]], *fits: FitResult) -> list[tuple[Path, str]]:
+    """The files skipped at start-up, then those that could not be read later, during the runs ``fits``."""
+    listed = dict(skipped)
+    for fit in fits:
+        listed.update((f, p) for f, p in fit.unreadable if f not in listed)
+    return list(listed.items())
 
 
 def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[Scan] = None,
@@ -318,7 +335,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     train_groups, val_groups = split_train_val(cfg, scan)
     if cache is None:
         cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-    train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache)
+    train_data = CosegDataset(samples_of(scan, train_groups), cfg.image_size, cache, substitute=True)
     val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache) if val_groups else None
     check_same_files(cache.skipped, dist)  # else the processes' batches would not pair up
     check_groups_per_batch(cfg, train_data.groups, val_groups)
@@ -331,17 +348,19 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
     paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
              if cfg.paste_distractor_p or cfg.paste_background_p else None)
-    task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste)
+    unreadable = UnreadableLog()
+    task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste, unreadable)
     engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,
                     channels_last=cfg.channels_last,
                     time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
                     find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
-                    metadata={"image_size": str(cfg.image_size)})
+                    metadata={"image_size": str(cfg.image_size)}, unreadable=unreadable)
     if dist.is_main:
         if before_write is not None:
             before_write()
         output.mkdir(parents=True, exist_ok=True)
         RUN_FOLDER.save_config(cfg, output / "config.yaml")
     fit = engine.fit(task, loader, resume=resume)
-    return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [], list(cache.skipped),
-                       problems_of(scan, [*train_groups, *val_groups]), is_main=dist.is_main)
+    return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [],
+                       skipped_with_later(cache.skipped, fit), problems_of(scan, [*train_groups, *val_groups]),
+                       is_main=dist.is_main)

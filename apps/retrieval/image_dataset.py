@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from apps.retrieval.datasets import Record
-from coseg.data.cache import ImageCache
+from coseg.data.cache import ImageCache, read_or_substitute
 from coseg.data.io import printable
 from coseg.data.layouts import Sample
 
@@ -24,9 +24,16 @@ class RetrievalImageDataset(Dataset):
 
     Item ``i`` is a dict: ``image`` uint8 (3, S, S) RGB, ``label`` int, ``index`` int (= i, into ``records``), and
     ``super_label`` int when every record has one. Pass a shared ``cache`` to decode each file once across
-    datasets (and, with its ``cache_dir``, across runs)."""
+    datasets (and, with its ``cache_dir``, across runs).
 
-    def __init__(self, records: Sequence[Record], image_size: int, cache: Optional[ImageCache] = None) -> None:
+    An image that can no longer be read (its disk-cache file and its source both gone or damaged since decoding):
+    with ``substitute`` (training) the item is that of another readable image of its class, with ``unreadable`` =
+    the failed file and ``unreadable_problem`` = why (both "" on every other item), so that batches keep their
+    classes and every process its number of batches; with no readable image left in the class, ``ValueError``
+    naming the file. Without ``substitute`` the item is ``{"index": i, "error": message naming the file}``."""
+
+    def __init__(self, records: Sequence[Record], image_size: int, cache: Optional[ImageCache] = None,
+                 substitute: bool = False) -> None:
         self.cache = cache if cache is not None else ImageCache(image_size, progress=False)
         if self.cache.image_size != image_size:
             raise ValueError(f"cache holds {self.cache.image_size}px images, dataset wants {image_size}px")
@@ -45,6 +52,10 @@ class RetrievalImageDataset(Dataset):
         has_super = all(r.super_label is not None for r in self.records)
         self._super_labels = (torch.tensor([r.super_label for r in self.records], dtype=torch.long)
                               if has_super else None)
+        self.substitute = substitute
+        self._members: dict[int, list[int]] = {}  # each class's indices
+        for i, label in enumerate(self._labels.tolist()):
+            self._members.setdefault(label, []).append(i)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -59,12 +70,18 @@ class RetrievalImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
-        decoded = self.cache[_sample(self.records[i])]
-        item: dict[str, torch.Tensor | int] = {
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        label = int(self._labels[i])
+        found = read_or_substitute(lambda j: self.cache[_sample(self.records[j])], i, self._members[label],
+                                   self.substitute, f"class {label}")
+        if isinstance(found, str):
+            return {"index": i, "error": found}
+        decoded, marks = found
+        item: dict[str, Any] = {
             "image": torch.from_numpy(decoded.image).permute(2, 0, 1).contiguous(),
-            "label": int(self._labels[i]),
+            "label": label,
             "index": i,
+            **marks,
         }
         if self._super_labels is not None:
             item["super_label"] = int(self._super_labels[i])

@@ -29,7 +29,7 @@ from apps.retrieval.datasets import RETRIEVAL_LAYOUTS, Record, RetrievalSplit, l
 from apps.retrieval.features import FeatureDataset, cached_features, inference_features
 from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
-from apps.retrieval.inference import embed_dataset
+from apps.retrieval.inference import embed_dataset, image_batches
 from apps.retrieval.learner import RetrievalLearner, loss_state_path
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from apps.retrieval.pooling import POOLINGS
@@ -44,8 +44,9 @@ from coseg.engine import (
     load_config, lr_factor,
 )
 from coseg.engine.distributed import check_same_files, world_size
+from coseg.engine.trainer import UnreadableLog
 from coseg.models import checkpoint_metadata
-from coseg.train import seed_everything
+from coseg.train import seed_everything, skipped_with_later
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
 
@@ -137,14 +138,15 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
     if check is not None:
         check(train_records, train_classes)
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=progress)
-    train = RetrievalImageDataset(train_records, cfg.image_size, cache)
+    train = RetrievalImageDataset(train_records, cfg.image_size, cache, substitute=True)
     skipped = list(train.skipped)
     present = set(train.labels.tolist())
     unreadable = [c for i, c in enumerate(train_classes) if i not in present]
     if unreadable:
         first = next(r.path for r in train_records if train_classes[r.label] in unreadable)
         readable = [c for i, c in enumerate(train_classes) if i in present]
-        train = RetrievalImageDataset(relabel(train.records, train_classes, readable), cfg.image_size, cache)
+        train = RetrievalImageDataset(relabel(train.records, train_classes, readable), cfg.image_size, cache,
+                                      substitute=True)
         train_classes = readable
         if check is not None:
             try:
@@ -178,20 +180,40 @@ def percent_metrics(embeddings: torch.Tensor, labels: torch.Tensor, with_nmi: bo
 
 class Validation:
     """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage),
-    or on their images through the whole model."""
+    or on their images (a ``RetrievalImageDataset``) through the whole model, leaving out those that can no longer
+    be read (noted in ``unreadable`` when given)."""
 
     def __init__(self, labels: torch.Tensor, device: torch.device, features: Optional[torch.Tensor] = None,
-                 images: Optional[Dataset] = None, batch_size: int = 32, workers: int = 0) -> None:
+                 images: Optional[RetrievalImageDataset] = None, batch_size: int = 32, workers: int = 0,
+                 unreadable: Optional[UnreadableLog] = None) -> None:
         self.labels, self.device, self.features, self.images = labels, device, features, images
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.unreadable = batch_size, workers, unreadable
 
     @torch.no_grad()
     def __call__(self, learner: RetrievalLearner) -> dict[str, float]:
         if self.features is not None:
-            embeddings = learner.net.embed_features(self.features.to(self.device))
+            embeddings, labels = learner.net.embed_features(self.features.to(self.device)), self.labels
         else:
-            embeddings = embed_dataset(learner.net, self.images, self.device, self.batch_size, self.workers)
-        return percent_metrics(embeddings, self.labels, with_nmi=False, ks=(1,))
+            embeddings, labels = self._embed_readable(learner.net)
+        return percent_metrics(embeddings, labels, with_nmi=False, ks=(1,))
+
+    def _embed_readable(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (M, D) and labels (M,) of the validation images that could be read."""
+        assert self.images is not None
+        kept, chunks = [], []
+        for indices, images, errors in image_batches(self.images, self.device, self.batch_size, self.workers):
+            for index, message in errors:
+                path = self.images.records[index].path
+                if self.unreadable is not None:
+                    self.unreadable.note(path, message.removeprefix(f"{printable(path)}: "),
+                                         "it is left out of the validation score")
+            if len(indices):
+                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                    chunks.append(net(images).float().cpu())
+                kept.append(indices)
+        if not chunks:
+            raise ValueError("none of the validation images can be read any more")
+        return torch.cat(chunks), self.labels[torch.cat(kept)]
 
 
 class RetrievalTask:
@@ -332,10 +354,11 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
 
 
 def _engine(learner: RetrievalLearner, optimizer: torch.optim.Optimizer, output: Path, epochs: int,
-            minutes: Optional[float], cfg: RetrievalTrainConfig, dist: DistInfo) -> Engine:
+            minutes: Optional[float], cfg: RetrievalTrainConfig, dist: DistInfo,
+            unreadable: Optional[UnreadableLog] = None) -> Engine:
     return Engine(learner, optimizer, output, dist=dist, epochs=epochs, amp=cfg.amp, lr_schedule=cfg.lr_schedule,
                   time_budget_s=minutes * 60 if minutes else None, select_metric=SELECT_METRIC, quiet=cfg.quiet,
-                  metadata={"image_size": str(cfg.image_size)})
+                  metadata={"image_size": str(cfg.image_size)}, unreadable=unreadable)
 
 
 def _best_metric(path: Path) -> Optional[float]:
@@ -455,6 +478,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     learner = RetrievalLearner(net, parts, cfg.loss)
     val_labels = data.val.labels if data.val is not None else None
     device = dist.device
+    unreadable = UnreadableLog()
     result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems,
                          is_main=dist.is_main)
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
@@ -506,16 +530,17 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         image_output, epochs, minutes = output / FINETUNE_DIR, cfg.finetune_epochs, cfg.finetune_minutes
         if not finetune_resume:  # a started one goes on from finetune/last.pt
             learner.load(output / "best.safetensors")
-    validation = (Validation(val_labels, device, images=data.val, batch_size=cfg.batch_size, workers=cfg.workers)
-                  if val_labels is not None else None)
+    validation = (Validation(val_labels, device, images=data.val, batch_size=cfg.batch_size, workers=cfg.workers,
+                             unreadable=unreadable) if val_labels is not None else None)
     loader = train_loader(data.train, learner, parts.sampler, labels, embed_images, cfg, device)
     engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
-                     cfg, dist)
+                     cfg, dist, unreadable)
     task = RetrievalTask(learner, validation, _augmentation(cfg.image_size))
     if not head_stage:
         _start_run(cfg, resume, dist)
     stage = "finetune" if cfg.mode == "staged" else "end_to_end"
     result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume)
+    result.skipped = skipped_with_later(data.skipped, result.stages[stage])
     if cfg.mode == "staged" and dist.is_main:
         result.promoted_finetune = promote_finetuned(output)
     return result

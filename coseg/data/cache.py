@@ -14,13 +14,14 @@ half-way for want of memory.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -84,6 +85,33 @@ def _fingerprint(path: Optional[Path]) -> bytes:
                                 stat.st_ctime_ns)
 
 
+def read_or_substitute(read: Callable[[int], Decoded], i: int, peers: Sequence[int], substitute: bool,
+                       what: str) -> Union[tuple[Decoded, dict[str, str]], str]:
+    """Item ``i`` of a data set read through a cache (``read(j)``, which raises ``DataFileError`` for a sample no
+    longer readable), as ``(decoded, marks)``, or the error message naming the file.
+
+    Without ``substitute``: ``marks`` is {} and a failure gives its message. With it: ``marks`` is {"unreadable":
+    failed file, "unreadable_problem": why}, both "" when item ``i`` was read, and a failed item is replaced by the
+    next readable one of ``peers`` (sorted indices of the items of its group or class ``what``, ``i`` among them);
+    with none readable, ``ValueError`` naming the file."""
+    try:
+        return read(i), ({"unreadable": "", "unreadable_problem": ""} if substitute else {})
+    except DataFileError as e:
+        if not substitute:
+            return str(e)
+        failed = e
+    start = bisect.bisect_right(peers, i)
+    for j in [*peers[start:], *peers[:start]]:
+        if j == i:
+            continue
+        try:
+            return read(j), {"unreadable": str(failed.path), "unreadable_problem": failed.problem}
+        except DataFileError:
+            pass
+    raise ValueError(f"{failed}; and none of the {len(peers) - 1} other image(s) of {what} can be read any more to "
+                     "take its place: check that the data set's files are still in place")
+
+
 class ImageCache:
     """Decoded, resized samples (``cache[sample] -> Decoded``), filled by ``load``; in memory, or read from
     ``cache_dir`` on each use once they would fill more than ``MEMORY_SHARE`` of the machine's memory.
@@ -108,6 +136,8 @@ class ImageCache:
         self.on_disk = False  # new samples are read from cache_dir on each use, not held
 
     def __getitem__(self, sample: Sample) -> Decoded:
+        """The decoded sample; ``DataFileError`` naming the file when it is read from disk and neither its cache file
+        nor its source can be read any more (removed or damaged since ``load``)."""
         entry = self._entries[sample]
         if isinstance(entry, Decoded):
             return entry

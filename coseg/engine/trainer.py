@@ -6,6 +6,7 @@ A task supplies what differs: how one batch becomes losses, and how to validate.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from coseg.atomic import remove_temporaries
+from coseg.atomic import PathLike, remove_temporaries
+from coseg.data.io import printable
 from coseg.engine.checkpoint import (
     CheckpointError, check_world_size, load_training_state, rng_state, save_training_state, set_rng_state,
 )
@@ -47,6 +49,33 @@ class SaveableModel(Protocol):
     def save(self, path: Path, metadata: Optional[dict[str, str]] = None) -> None: ...
 
 
+class UnreadableLog:
+    """Files that could not be read during a run, after start-up (``files``: file → problem, in the order met),
+    each warned about on stderr the first time; ``count``: the items they cost since it was last set to 0."""
+
+    def __init__(self) -> None:
+        self.files: dict[Path, str] = {}
+        self.count = 0
+
+    def note(self, path: PathLike, problem: str, outcome: str) -> None:
+        """Count one item of ``path`` that could not be read (``problem``), and what was done instead
+        (``outcome``)."""
+        self.count += 1
+        path = Path(path)
+        if path not in self.files:
+            self.files[path] = problem
+            tqdm.write(f"warning: {printable(path)}: {problem}; it could not be read during the run, so {outcome} "
+                       "(counted in log.csv's 'unreadable' column)", file=sys.stderr)
+
+    def note_batch(self, batch: Any) -> None:
+        """Note the items a training batch marks as replaced (``unreadable``, ``unreadable_problem``: lists of the
+        failed file and why, "" for items read as they are; see :class:`coseg.data.CosegDataset`)."""
+        if isinstance(batch, dict):
+            for path, problem in zip(batch.get("unreadable", ()), batch.get("unreadable_problem", ())):
+                if path:
+                    self.note(path, problem, "another image of its group or class took its place in the batch")
+
+
 @dataclass
 class FitResult:
     epochs_run: int
@@ -56,6 +85,7 @@ class FitResult:
     stopped_by_time: bool = False
     seconds: float = 0.0
     images_per_s: float = 0.0
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files that failed during the run (all ranks)
 
 
 def lr_factor(progress: float, warmup: float, schedule: str) -> float:
@@ -85,13 +115,19 @@ class Engine:
     Under DDP every rank but 0 draws from random streams of its own (:func:`split_random_streams`: augmentation and
     dropout differ between ranks), which ``last.pt`` holds rank by rank; the learning rate under a time budget
     follows the slowest rank's clock, and rank 0's buffers are copied to every rank after each epoch, so that all
-    replicas stay equal to the checkpointed model."""
+    replicas stay equal to the checkpointed model.
+
+    A file that can no longer be read during the run does not stop it: the dataset puts another item in its place
+    and marks it in the batch (:meth:`UnreadableLog.note_batch`), and validation leaves it out and notes it in
+    ``unreadable`` (pass the task's log); each file is warned about once, each epoch's count of such items (every
+    rank's) is its log row's ``unreadable`` and the files are ``FitResult.unreadable``."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, output_dir: Path, *, dist: DistInfo,
                  epochs: int, amp: bool = True, channels_last: bool = True, grad_clip: Optional[float] = None,
                  lr_schedule: str = "cosine", warmup: float = 0.05, time_budget_s: Optional[float] = None,
                  select_metric: str = "J", select_mode: str = "max", find_unused_parameters: bool = False,
-                 metadata: Optional[dict[str, str]] = None, quiet: bool = False, ema_decay: float = 0.0) -> None:
+                 metadata: Optional[dict[str, str]] = None, quiet: bool = False, ema_decay: float = 0.0,
+                 unreadable: Optional[UnreadableLog] = None) -> None:
         if select_mode not in ("max", "min"):
             raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
         if time_budget_s is not None and not time_budget_s > 0:  # a negative one: a new run ends writing nothing
@@ -123,6 +159,7 @@ class Engine:
             group.setdefault("initial_lr", group["lr"])
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.log = CsvLog(self.output_dir / "log.csv")
+        self.unreadable = unreadable if unreadable is not None else UnreadableLog()
 
     @property
     def eval_model(self) -> nn.Module:
@@ -256,6 +293,7 @@ class Engine:
                 if hasattr(obj, "set_epoch"):
                     obj.set_epoch(epoch)
             self.ddp_model.train()
+            self.unreadable.count = 0
             sums: dict[str, torch.Tensor] = {}
             steps = 0
             t_epoch = time.perf_counter()
@@ -268,6 +306,7 @@ class Engine:
             bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                        disable=self.quiet or not self.dist.is_main, dynamic_ncols=True)
             for batch in bar:
+                self.unreadable.note_batch(batch)
                 step = (epoch - 1) * steps_per_epoch + steps
                 progress = step / total_steps
                 if self.time_budget_s:
@@ -318,13 +357,18 @@ class Engine:
             row["seconds"] = round(seconds, 2)
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
             broadcast_buffers(self.model, self.dist)
-            rank_streams = gather_to_main(rng_state(), self.dist)
+            gathered = gather_to_main((rng_state(), self.unreadable.count, self.unreadable.files), self.dist)
             if self.dist.is_main:
-                assert rank_streams is not None
+                assert gathered is not None
+                rank_streams = [streams for streams, _, _ in gathered]
+                for _, count, files in gathered[1:]:
+                    self.unreadable.count += count
+                    self.unreadable.files.update((f, p) for f, p in files.items() if f not in self.unreadable.files)
                 self.ddp_model.eval()  # the weight average, if any, is always in eval mode
                 metrics = task.validate(self.eval_model)
                 set_rng_state(rank_streams[0])  # validation must not move the streams last.pt saves for resuming
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
+                row["unreadable"] = self.unreadable.count  # training items replaced, validation images left out
                 value = metrics.get(self.select_metric)
                 if value is not None and math.isnan(value):
                     value = None  # e.g. J when every validation mask is empty: nothing to select on
@@ -341,7 +385,8 @@ class Engine:
                 except OSError as e:
                     raise self._write_failed(epoch, e) from e
                 if not self.quiet:
-                    shown = " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch")
+                    shown = " ".join(f"{k}={v}" for k, v in row.items()
+                                     if k != "epoch" and not (k == "unreadable" and v == 0))
                     tqdm.write(f"epoch {epoch}: {shown}")
             barrier(self.dist)
             result.history.append(row)
@@ -352,4 +397,5 @@ class Engine:
         result.best_metric, result.best_epoch = best, best_epoch
         result.seconds = time.perf_counter() - t_start
         result.images_per_s = images_seen * self.dist.world_size / max(time.perf_counter() - t_session, 1e-9)
+        result.unreadable = list(self.unreadable.files.items())
         return result
