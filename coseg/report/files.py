@@ -116,12 +116,19 @@ def int_cell(row: Mapping[str, str], column: str, path: Path) -> int:
 def read_json(path: Path) -> dict:
     """A JSON object from ``path``; a clear ``ValueError`` naming the file when it cannot be read."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"), parse_int=_json_int)
     except (OSError, ValueError) as e:
         raise ValueError(f"{printable(path)}: cannot read it ({e})") from None
     if not isinstance(value, dict):
         raise ValueError(f"{printable(path)}: expected a JSON object")
     return value
+
+
+def _json_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # beyond Python's limit on the digits of a conversion (4300 by default)
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits, too long to read") from None
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
@@ -141,13 +148,27 @@ def json_value(value: Any, kind: type, path: Path, name: str) -> Any:
 
 def json_number(value: Any, path: Path, name: str) -> float:
     """``value``, the entry ``name`` of the JSON file ``path``, as a float (null or absent: NaN), else a clear
-    ``ValueError`` naming the file and the entry."""
+    ``ValueError`` naming the file and the entry (true and false are no numbers, nor is an integer beyond the float
+    range)."""
     if value is None:
         return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{printable(path)}: {name} is not a number ({printable(repr(value)[:60])})") from None
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+        except OverflowError:
+            raise ValueError(f"{printable(path)}: {name} is too large a number ({len(str(abs(value)))} digits)"
+                             ) from None
+    raise ValueError(f"{printable(path)}: {name} is not a number ({printable(repr(value)[:60])})")
+
+
+def json_count(value: Any, path: Path, name: str) -> Optional[int]:
+    """``value``, the entry ``name`` of the JSON file ``path``, when it is a count (an integer >= 0; null or absent:
+    None), else a clear ``ValueError`` naming the file and the entry."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{printable(path)}: {name} is not a count ({printable(repr(value)[:60])})")
 
 
 def read_csv(path: Path, required: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:

@@ -19,11 +19,14 @@ def _save(figure: Figure, path: PathLike) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+_PLOTTED_LIMIT = 1e300  # beyond it a series' span (max - min) may overflow the axis
+
+
 def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[float]], title: str, xlabel: str,
               ylabel: str, mark: Optional[tuple[float, str]] = None, log_x: bool = False) -> None:
-    """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN and
-    infinite values are gaps (a series without any other value says so in the legend), the x axis spans every ``x``.
-    ``mark``: a vertical dashed line at x with a label (e.g. the best epoch)."""
+    """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN,
+    infinite and huge values (beyond ±10³⁰⁰) are gaps (a series without any other value says so in the legend), the
+    x axis spans every ``x``. ``mark``: a vertical dashed line at x with a label (e.g. the best epoch)."""
     if not series:
         raise ValueError(f"{title}: nothing to plot")
     figure = Figure(figsize=(6.4, 3.6))
@@ -31,7 +34,8 @@ def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[fl
     for name, values in series.items():
         if len(values) != len(x):
             raise ValueError(f"{title}: series '{name}' has {len(values)} values for {len(x)} x positions")
-        shown = any(math.isfinite(v) for v in values)
+        values = [v if abs(v) <= _PLOTTED_LIMIT else math.nan for v in values]
+        shown = any(not math.isnan(v) for v in values)
         axes.plot(x, values, marker="o" if len(x) <= 30 else None, markersize=3,
                   label=name if shown else f"{name} (no finite value)")
     if mark is not None:

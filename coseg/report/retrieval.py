@@ -7,8 +7,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from coseg.data.io import printable
-from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, int_cell, json_number,
-                                read_csv, read_json, required_columns, row_path)
+from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, int_cell, json_count,
+                                json_number, read_csv, read_json, required_columns, row_path)
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, read_once
@@ -31,7 +31,8 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
              + "</p>",
              table(list(METRICS) + ["images", "classes", "split"],
                    [[json_number(summary.get(m), summary_path, m) for m in METRICS]
-                    + [summary.get("images"), summary.get("classes"), summary.get("split", "")]], sortable=False),
+                    + [json_count(summary.get(c), summary_path, c) for c in ("images", "classes")]
+                    + [summary.get("split", "")]], sortable=False),
              '<p class="note">Percent. Every image queries all the others (itself excluded); R@K counts a query when '
              "one of its K nearest neighbours has its class.</p>"]
     curve_file = folder / RECALL_CURVE

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, json_number, json_value, read_csv, read_json, recorded_paths,
+                                cell_path, json_count, json_number, json_value, read_csv, read_json, recorded_paths,
                                 required_columns, row_path)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
@@ -32,10 +32,14 @@ class ImageRow:
     empty_gt: bool
 
 
-def worst_first_key(j: float, p: float) -> tuple[bool, float, float]:
-    """Sort key putting the worst first: lowest J first, ties by lowest P; rows without a J (empty ground truth)
-    come after all scored rows, lowest P first."""
-    return (math.isnan(j), p if math.isnan(j) else j, p)
+def worst_first_key(j: float, p: float) -> tuple[bool, tuple[bool, float], tuple[bool, float]]:
+    """Sort key putting the worst first: lowest J first, ties by lowest P; rows without a J (empty ground truth, or
+    a damaged cell) come after all scored rows, lowest P first; a missing P (NaN) after every P. A total order,
+    unlike NaN's comparisons."""
+    def missing_last(x: float) -> tuple[bool, float]:
+        return (True, 0.0) if math.isnan(x) else (False, x)
+
+    return math.isnan(j), missing_last(p if math.isnan(j) else j), missing_last(p)
 
 
 def worst_first(rows: Sequence[ImageRow]) -> list[ImageRow]:
@@ -101,7 +105,7 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
     for g, rs in groups.items():
         scores = json_value(per_group_scores.get(g), dict, summary_path, f"per_group.{g}")
         p, j = (json_number(scores.get(key), summary_path, f"per_group.{g}.{key}") for key in ("P", "J"))
-        group_rows.append((g, scores.get("images", len(rs)), p, j))
+        group_rows.append((g, json_count(scores.get("images", len(rs)), summary_path, f"per_group.{g}.images"), p, j))
     skipped = [json_value(s, dict, summary_path, f"skipped_files[{n}]")
                for n, s in enumerate(json_value(summary.get("skipped_files"), list, summary_path, "skipped_files"))]
     group_rows.sort(key=lambda r: worst_first_key(r[3], r[2]))
@@ -111,12 +115,15 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
              table(["mean P", "mean J", "images", "groups", "empty ground truth", "images with empty ground truth",
                     "skipped files"],
                    [[json_number(summary.get("P"), summary_path, "P"),
-                     json_number(summary.get("J"), summary_path, "J"), summary.get("images"), len(groups),
-                     summary.get("empty", ""), summary.get("empty_gt_images"), summary.get("skipped", 0)]],
+                     json_number(summary.get("J"), summary_path, "J"),
+                     json_count(summary.get("images"), summary_path, "images"), len(groups), summary.get("empty", ""),
+                     json_count(summary.get("empty_gt_images"), summary_path, "empty_gt_images"),
+                     json_count(summary.get("skipped", 0), summary_path, "skipped")]],
                    sortable=False),
              "<p class=\"note\">P = pixel accuracy, J = foreground IoU, in percent, at the ground truth's resolution; "
              "averaged per group, then over groups. Tables are sorted worst first (lowest J, then lowest P; images "
-             "without a J, whose ground truth is empty, last); click a header to sort by it.</p>",
+             "without a J, whose ground truth is empty, last; a missing score, –, after every number); click a "
+             "header to sort by it.</p>",
              "<h3>Per group</h3>", table(["group", "images", "P", "J"], group_rows, table_id=f"{prefix}-groups")]
     parts.extend(_evaluation_grids(folder, files, prefix, per_group, max_side, progress, groups, group_rows))
     parts += [f"<h3>Per image ({len(rows)})</h3>",

@@ -21,9 +21,10 @@ def is_training_run(folder: Path) -> bool:
 
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Columns and rows of a ``log.csv``; rows without an integer epoch, or cut short, are dropped."""
+    """Columns and rows of a ``log.csv``; rows without an integer epoch of at most 15 digits (which a float, and so
+    the plot's axis, holds exactly), or cut short, are dropped."""
     columns, rows = read_csv(path)
-    return columns, [r for r in rows if (r.get("epoch") or "").strip().isdecimal()]
+    return columns, [r for r in rows if (epoch := (r.get("epoch") or "").strip()).isdecimal() and len(epoch) <= 15]
 
 
 def best_epoch(columns: list[str], rows: list[dict[str, str]]) -> Optional[tuple[int, str]]:
@@ -70,9 +71,9 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
 
 def epoch_number(value: float) -> str:
     """A log value as the epoch table shows it: 4 significant digits (``0.8532``, ``88.21``, ``1e-05``), whole
-    numbers from 10,000 on (``12346`` seconds, not ``1.235e+04``)."""
+    numbers from 10,000 to 10¹⁵ (``12346`` seconds, not ``1.235e+04``; ``1e+20`` stays)."""
     shown = f"{value:.4g}"
-    return f"{value:.0f}" if "e+" in shown else shown
+    return f"{value:.0f}" if "e+" in shown and abs(value) < 1e15 else shown
 
 
 def _number(text: str):  # noqa: ANN202 - int, float or the text itself

@@ -1,6 +1,7 @@
 import csv
 import functools
 import math
+import random
 from urllib.parse import unquote
 
 import cv2
@@ -10,21 +11,32 @@ import torch
 from coseg.data import find_samples
 from coseg.evaluate import evaluate_samples, write_evaluation
 from coseg.report.build import build_report
-from coseg.report.files import PREDICTIONS
+from coseg.report.files import PREDICTIONS, as_float
 from coseg.report.segmentation import ImageRow, worst_first
 from tests.coseg.pipeline_fixtures import ConstantModel
 from tests.report.report_runs import AWKWARD_GROUPS, evaluation_folder, parse_page, run_files
 
 
 def naive_worst_first(rows):
-    """Explicit comparison: rows with a J before rows without; lower J first, then lower P; no J: lower P first."""
+    """Explicit comparison: rows with a J before rows without; lower J first, then lower P; no J: lower P first;
+    a missing P (NaN) after every P."""
+    def compare_numbers(x, y):
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) - math.isnan(y)
+        return (x > y) - (x < y)
+
     def compare(a, b):
         if math.isnan(a.J) != math.isnan(b.J):
             return 1 if math.isnan(a.J) else -1
-        first = (a.P, a.P) if math.isnan(a.J) else (a.J, a.P)
-        second = (b.P, b.P) if math.isnan(b.J) else (b.J, b.P)
-        return (first > second) - (first < second)
+        if not math.isnan(a.J) and a.J != b.J:
+            return compare_numbers(a.J, b.J)
+        return compare_numbers(a.P, b.P)
     return sorted(rows, key=functools.cmp_to_key(compare))
+
+
+def scores(rows):
+    """(J, P) of each row, NaN as None (NaN != NaN)."""
+    return [tuple(None if math.isnan(v) else v for v in (r.J, r.P)) for r in rows]
 
 
 def test_worst_first_order_matches_naive_comparison():
@@ -33,6 +45,38 @@ def test_worst_first_order_matches_naive_comparison():
     ordered = worst_first(rows)
     assert [r.image for r in ordered] == [r.image for r in naive_worst_first(rows)]
     assert [r.image for r in ordered] == ["i6", "i4", "i1", "i0", "i5", "i3", "i2"]
+
+
+def test_worst_first_order_with_missing_scores_is_total_and_matches_naive_comparison():
+    """Missing (NaN) scores, as a damaged per_image.csv gives, sort last among their equals, whatever the order the
+    rows come in."""
+    rng = random.Random(0)
+    values = [math.nan, 0.0, 10.0, 50.0, 50.0, 100.0]
+    rows = [ImageRow("g", f"i{n}", rng.choice(values), rng.choice(values), False) for n in range(60)]
+    expected = scores(naive_worst_first(rows))
+    assert expected[-1] == (None, None) and expected[0][0] == 0.0
+    for _ in range(20):
+        rng.shuffle(rows)
+        assert scores(worst_first(rows)) == expected
+
+
+def test_rows_of_a_damaged_per_image_csv_are_shown_worst_first_missing_scores_last(tmp_path):
+    folder = evaluation_folder(tmp_path)
+    path = folder / "per_image.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))
+    p, j = lines[0].index("P"), lines[0].index("J")
+    for n, (p_cell, j_cell) in enumerate([("nan", "3.5"), ("", "nan"), ("x", "3.5"), ("50", ""), ("nan", "nan"),
+                                          ("20", "3.5")], start=1):
+        lines[n][p], lines[n][j] = p_cell, j_cell
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(lines)
+    result = build_report(folder, per_group=1, thumbnail=16, progress=False)
+    assert not result.problems
+    shown = parse_page(result.path).tables["s2-images"][1:]
+    rows = [ImageRow(r[0], r[1], as_float(r[2]), as_float(r[3]), False) for r in shown]
+    assert [(r.group, r.image) for r in naive_worst_first(rows)] == [(r[0], r[1]) for r in shown]
+    assert [r[2:4] for r in shown[-3:]] == [["50.00", "–"], ["–", "–"], ["–", "–"]]
 
 
 def test_evaluation_report(tmp_path):
