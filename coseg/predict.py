@@ -103,11 +103,26 @@ def _differences(previous: dict, record: dict, output_dir: Path, input_dir: Path
         found.append(f"model file {previous.get('checkpoint')} " + (
             "(its contents changed since)" if previous.get("checkpoint") == record["checkpoint"]
             else f"(now {record['checkpoint']})"))
-    recorded = previous["settings"]
+    recorded = _as_now(previous["settings"], record["settings"])
     for key, value in record["settings"].items():
         if recorded.get(key) != value:
             found.append(f"{key} {json.dumps(recorded.get(key))} (now {json.dumps(value)})")
     return found
+
+
+def _as_now(recorded: dict, settings: dict) -> dict:
+    """The ``recorded`` :func:`mask_settings` of an earlier version as this run's ``settings`` name them: a colour
+    cut recorded without ``max_fit_pixels`` (before its fit was ever shrunk) has this run's value when that never
+    shrinks the fit at this run's size (the same masks), else none (so it differs)."""
+    colour, now = recorded.get("colour"), settings["colour"]
+    if not isinstance(colour, dict) or "max_fit_pixels" in colour or now is None:
+        return recorded
+    cut = GroupColourCut(**now)
+    side = cut.size_for(settings["image_size"])
+    fitted = cut.max_fit_images if settings["group_mode"] else 1  # without groups each image is fitted alone
+    if cut.fit_shape(fitted, side, side) != (side, side):
+        return recorded
+    return {**recorded, "colour": {**colour, "max_fit_pixels": now["max_fit_pixels"]}}
 
 
 def _check_record(record_file: Path, record: dict, input_dir: Path, overwrite: bool,

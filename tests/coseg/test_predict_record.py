@@ -189,3 +189,38 @@ def test_an_interrupted_overwrite_of_the_overlays_blocks_resuming(setup, tmp_pat
     assert json.loads((overlays / "overlays.json").read_text())["overwrite_unfinished"] is True
     with pytest.raises(ValueError, match=r"overlays\.json: an --overwrite run .* some overlays may still be"):
         run(root, checkpoint, out, overlays=overlays)
+
+
+def drop_max_fit_pixels(record_file):
+    """``record_file`` as a version before the colour cut's ``max_fit_pixels`` wrote it (the fit never shrunk)."""
+    record = json.loads(record_file.read_text())
+    del record["settings"]["colour"]["max_fit_pixels"]
+    record_file.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("group_mode, max_fit_pixels, same_masks", [
+    (True, 4_000_000, True),  # 16 images of the cut's 96 px: never shrunk
+    (True, 16 * 96 * 96 - 1, False),  # shrunk for a group of 16
+    (False, 96 * 96, True),  # each image fitted alone: never shrunk
+    (False, 96 * 96 - 1, False),
+])
+def test_a_record_without_max_fit_pixels_resumes_where_the_fit_is_never_shrunk(setup, tmp_path, group_mode,
+                                                                                 max_fit_pixels, same_masks):
+    """A record of the version before ``max_fit_pixels`` (the fit never shrunk) resumes, masks and overlays alike,
+    where this run's setting would not shrink the fit either (the same masks), and is refused where it would."""
+    root, checkpoint, out = setup
+    overlays = tmp_path / "overlays"
+    run(root, checkpoint, out, overlays=overlays, group_mode=group_mode, colour=GroupColourCut())
+    for record_file in (out / "predict.json", overlays / "overlays.json"):
+        drop_max_fit_pixels(record_file)
+    colour = GroupColourCut(max_fit_pixels=max_fit_pixels)
+    assert colour.size_for(64) == 96
+    if same_masks:
+        assert run(root, checkpoint, out, overlays=overlays, group_mode=group_mode, colour=colour).already_done == 3
+        assert json.loads((out / "predict.json").read_text())["settings"]["colour"]["max_fit_pixels"] == max_fit_pixels
+        return
+    with pytest.raises(ValueError, match=r"predict\.json: the masks there were made with colour \{.*\} \(now \{.*"
+                                         rf"\"max_fit_pixels\": {max_fit_pixels}.*--overwrite predicts them all again"):
+        run(root, checkpoint, out, overlays=overlays, group_mode=group_mode, colour=colour)
+    with pytest.raises(ValueError, match=r"overlays\.json: the overlays there were made with colour \{"):
+        run(root, checkpoint, tmp_path / "new_masks", overlays=overlays, group_mode=group_mode, colour=colour)
