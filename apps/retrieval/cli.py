@@ -111,6 +111,9 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     lone = summary["images"] - summary["queries"]
     echo(f"{summary['images']} images, {summary['classes']} classes of split '{split}'"
          + (f" ({lone} image(s) of single-image classes: references only, not queries)" if lone else ""))
+    if evaluation.unreadable:
+        echo(f"scores over the images that could be read: {len(evaluation.unreadable)} image(s) decoded at start-up "
+             "could no longer be read and were left out (listed below)")
     from apps.cli import echo_skipped
     from coseg.data import printable
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from apps.retrieval.datasets import load_retrieval_split
-from apps.retrieval.features import inference_features
+from apps.retrieval.features import inference_views, readable_features, unreadable_files
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.model import RetrievalModel, load_retrieval_model
 from apps.retrieval.train import percent_metrics
@@ -25,6 +25,7 @@ from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
 CURVE_MAX_K = 32  # the R@K curve of a report runs from K = 1 to this (or to N − 1)
+LEFT_OUT = "no longer readable during the evaluation: left out of the scores"
 
 
 def load_for_retrieval(checkpoint: PathLike, device: torch.device,
@@ -41,20 +42,26 @@ def load_for_retrieval(checkpoint: PathLike, device: torch.device,
 
 @torch.no_grad()
 def embed_split(model: RetrievalModel, dataset: RetrievalImageDataset, device: torch.device, batch_size: int = 32,
-                workers: int = 0, cache_dir: Optional[PathLike] = None, progress: bool = False) -> torch.Tensor:
-    """Embeddings (N, D) of ``dataset``'s images: the head on the backbone's features, which are read from
-    ``cache_dir`` when an earlier run with the same backbone stored them (see ``apps.retrieval.features``); as the
-    model's forward embeds them (mirror-averaged with ``flip_average``)."""
+                workers: int = 0, cache_dir: Optional[PathLike] = None,
+                progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[tuple[Path, str]]]:
+    """Embeddings (M, D) of the M images of ``dataset`` that can still be read, their indices (M,), and the
+    (file, problem) of those that cannot: the head on the backbone's features, which are read from ``cache_dir``
+    when an earlier run with the same backbone stored them (see ``apps.retrieval.features``); as the model's forward
+    embeds them (mirror-averaged with ``flip_average``)."""
     model.eval()
-    features = inference_features(model, dataset, device, batch_size, workers, cache_dir, progress)
-    return torch.cat([model.embed_features(chunk.to(device)).float().cpu() for chunk in features.split(4096)])
+    found = readable_features(model, dataset, inference_views(model), device, batch_size, workers, cache_dir,
+                              progress)
+    features = found.values.mean(0)
+    embeddings = torch.cat([model.embed_features(chunk.to(device)).float().cpu() for chunk in features.split(4096)])
+    return embeddings, found.kept, unreadable_files(dataset, found.unreadable)
 
 
 @dataclass
 class Evaluation:
     summary: dict
-    skipped: list[tuple[Path, str]]
+    skipped: list[tuple[Path, str]]  # at start-up, then during the evaluation (``unreadable``)
     problems: list[Problem]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # decoded, then no longer readable: not scored
 
 
 def report_order(matches: np.ndarray) -> np.ndarray:
@@ -65,12 +72,14 @@ def report_order(matches: np.ndarray) -> np.ndarray:
 
 
 def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset, classes: Sequence[str],
-                       output: Path, queries: int = 24, k: int = 8) -> None:
-    """``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
+                       output: Path, queries: int = 24, k: int = 8, kept: Optional[torch.Tensor] = None) -> None:
+    """Of the images ``kept`` of ``dataset`` (default: all), embedding row j = image ``kept[j]``:
+    ``output/recall_at_k.csv`` (k, recall in percent for K = 1 … min(32, N − 1)) and ``output/neighbours.csv``
     (the ``k`` nearest neighbours of ``queries`` queries taken at even steps along the worst-first order, so both
     failures and successes are shown; Euclidean distances in embedding units; image paths absolute and relative to
     ``output``). As in the scores, the images of single-image classes are references only, never queries."""
-    labels = dataset.labels.numpy()
+    kept = torch.arange(len(dataset)) if kept is None else kept
+    labels = dataset.labels[kept].numpy()
     depth = min(max(k, CURVE_MAX_K), len(labels) - 1)
     if depth < 1:
         raise ValueError("a retrieval report needs at least 2 images")
@@ -85,7 +94,8 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(NEIGHBOUR_COLUMNS)
-    paths = [path_cells(r.path, output) for r in dataset.records]  # built from elsewhere or moved with the data
+    # built from elsewhere or moved with the data
+    paths = [path_cells(dataset.records[i].path, output) for i in kept.tolist()]
     names = [printable(c) for c in classes]  # folder names that are not UTF-8 shown with \xNN escapes
     for n, q in enumerate(shown.tolist()):
         for rank in range(min(k, depth)):
@@ -96,18 +106,35 @@ def write_report_files(embeddings: torch.Tensor, dataset: RetrievalImageDataset,
 
 
 def write_evaluation(summary: dict, embeddings: torch.Tensor, dataset: RetrievalImageDataset,
-                     classes: Sequence[str], output: Path, report_queries: int = 0) -> None:
+                     classes: Sequence[str], output: Path, report_queries: int = 0,
+                     kept: Optional[torch.Tensor] = None) -> None:
     """``output/summary.json``, written last, and with ``report_queries`` > 0 the report files before it
-    (:func:`write_report_files`); an earlier summary.json is removed first and report files of an earlier evaluation
-    are removed when this one writes none, so where summary.json is, the report files beside it are of the same
-    evaluation (an interrupted write leaves no summary.json)."""
+    (:func:`write_report_files`, of the images ``kept``); an earlier summary.json is removed first and report files
+    of an earlier evaluation are removed when this one writes none, so where summary.json is, the report files
+    beside it are of the same evaluation (an interrupted write leaves no summary.json)."""
     (output / "summary.json").unlink(missing_ok=True)
     if report_queries > 0:
-        write_report_files(embeddings, dataset, classes, output, report_queries)
+        write_report_files(embeddings, dataset, classes, output, report_queries, kept=kept)
     else:
         for name in (NEIGHBOURS, RECALL_CURVE):
             (output / name).unlink(missing_ok=True)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_scorable(labels: torch.Tensor, classes: Sequence[str], split: str, data: PathLike) -> int:
+    """The number of queries among the images of ``labels`` (those of a class with another image); ``ValueError``
+    when there is none, or when a single class has images (every score would be 100 whatever the model)."""
+    counts = labels.bincount()
+    queries = int(counts[labels].gt(1).sum())
+    if queries == 0:
+        raise ValueError(f"no class of split '{split}' under {printable(data)} has two readable images: nothing to "
+                         f"retrieve for any of its {len(labels)} image(s)")
+    if int(counts.gt(0).sum()) < 2:
+        only = printable(classes[int(labels[0])])
+        raise ValueError(f"only the class '{only}' of split '{split}' under {printable(data)} has readable images: "
+                         "R@K, MAP@R and NMI over a single class are 100 whatever the model; evaluate a split of "
+                         "at least 2 classes")
+    return queries
 
 
 def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[PathLike] = None, layout: str = "auto",
@@ -121,31 +148,28 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4, R@8, MAP@R, NMI in percent,
     and the images, queries, classes, split, checkpoint and image size used, the unreadable images and the problems
     of the data set's index files; with ``report_queries`` > 0 also the files of its report
-    (:func:`write_evaluation`). Raises ``ValueError`` when no class has two readable images, or only one class has
-    readable images (every score would be 100 whatever the model)."""
+    (:func:`write_evaluation`). An image decoded at start-up that can no longer be read when it is embedded (a disk
+    cache's file and its source gone) is left out of the scores, counted in ``unreadable`` and listed in
+    ``skipped``. Raises ``ValueError`` when no class has two readable images, or only one class has readable images
+    (every score would be 100 whatever the model)."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
     dataset = RetrievalImageDataset(records.records, size, ImageCache(size, cache_dir=cache_dir, progress=progress))
-    counts = dataset.labels.bincount()
-    queries = int(counts[dataset.labels].gt(1).sum())
-    if queries == 0:
-        raise ValueError(f"no class of split '{split}' under {printable(data)} has two readable images: nothing to "
-                         f"retrieve for any of its {len(dataset)} image(s)")
-    if int(counts.gt(0).sum()) < 2:
-        only = printable(records.classes[int(dataset.labels[0])])
-        raise ValueError(f"only the class '{only}' of split '{split}' under {printable(data)} has readable images: "
-                         "R@K, MAP@R and NMI over a single class are 100 whatever the model; evaluate a split of "
-                         "at least 2 classes")
-    embeddings = embed_split(model, dataset, device, batch_size, workers, cache_dir, progress)
+    check_scorable(dataset.labels, records.classes, split, data)
+    embeddings, kept, unreadable = embed_split(model, dataset, device, batch_size, workers, cache_dir, progress)
+    labels = dataset.labels[kept]
+    queries = check_scorable(labels, records.classes, split, data)
+    skipped = dataset.skipped + [(path, f"{problem} ({LEFT_OUT})") for path, problem in unreadable]
     summary = {
-        **percent_metrics(embeddings, dataset.labels),
-        "images": len(dataset), "queries": queries, "classes": int(dataset.labels.unique().numel()), "split": split,
+        **percent_metrics(embeddings, labels),
+        "images": len(labels), "queries": queries, "classes": int(labels.unique().numel()), "split": split,
         "layout": records.layout, "data": printable(data), "image_size": size,
-        "skipped": [f"{printable(path)}: {reason}" for path, reason in dataset.skipped],
+        "skipped": [f"{printable(path)}: {reason}" for path, reason in skipped], "unreadable": len(unreadable),
         "problems": [str(problem) for problem in records.problems],
     }
     record_path(summary, "checkpoint", checkpoint, output if output is not None else Path.cwd())
     if output is not None:
-        write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries)
-    return Evaluation(summary, dataset.skipped, records.problems)
+        write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries, kept)
+    return Evaluation(summary, skipped, records.problems, unreadable)
+

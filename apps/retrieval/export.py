@@ -128,8 +128,12 @@ def _digest(*parts: Union[str, bytes]) -> str:
 
 
 def file_stamp(item: Item) -> str:
-    """An image's relative path, modification time and byte size: changes when the file is replaced or edited."""
-    stat = os.stat(item.path)
+    """An image's relative path, modification time and byte size: changes when the file is replaced or edited; for a
+    file gone (or unreadable) since the folder was scanned, its path only (it is then skipped as unreadable)."""
+    try:
+        stat = os.stat(item.path)
+    except OSError:
+        return f"{item.relative}|-"
     return f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
 
 

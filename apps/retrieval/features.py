@@ -9,24 +9,28 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from apps.retrieval.image_dataset import RetrievalImageDataset
-from apps.retrieval.inference import VIEWS, embed_dataset
+from apps.retrieval.inference import VIEWS, Embedded, embed_readable, item_failure, require_every
 from apps.retrieval.model import RetrievalModel
 from coseg.atomic import PathLike, write_bytes_atomic
+from coseg.data.io import printable
 from metric._checks import check_shape
 
 # The model config entries that change the pooled features (the head's do not).
 FEATURE_CONFIG = ("backbone", "pooling", "mean", "std", "pool_stages")
 
 
-def features_key(model: RetrievalModel, dataset: RetrievalImageDataset, view: int) -> str:
-    """Hex digest naming the features of ``view`` of ``dataset``'s images under ``model``'s backbone."""
+def features_key(model: RetrievalModel, dataset: RetrievalImageDataset,
+                 view: int) -> tuple[str, torch.Tensor, list[tuple[int, str]]]:
+    """Hex digest naming the features of ``view`` of ``dataset``'s images under ``model``'s backbone, read from
+    every item: with the indices of the items that have an image (ascending) and the (index, message) of those
+    whose file could not be read (left out, or replaced by the dataset: see :func:`item_failure`)."""
     digest = hashlib.sha1()
     described = {key: model.config[key] for key in FEATURE_CONFIG}
     digest.update(json.dumps({**described, "view": view, "size": dataset.image_size}, sort_keys=True).encode())
@@ -34,9 +38,17 @@ def features_key(model: RetrievalModel, dataset: RetrievalImageDataset, view: in
         for name, tensor in module.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    kept, failed = [], []
     for i in range(len(dataset)):
-        digest.update(dataset[i]["image"].numpy().tobytes())  # type: ignore[union-attr]
-    return digest.hexdigest()
+        item = dataset[i]
+        if (message := item_failure(item)) is not None:
+            failed.append((i, message))
+        if "error" in item:
+            digest.update(b"left out %d" % i)
+        else:
+            digest.update(item["image"].numpy().tobytes())
+            kept.append(i)
+    return digest.hexdigest(), torch.tensor(kept, dtype=torch.long), failed
 
 
 def _load(path: Path, rows: int, dim: int) -> Optional[torch.Tensor]:
@@ -53,32 +65,60 @@ def _load(path: Path, rows: int, dim: int) -> Optional[torch.Tensor]:
 
 
 @torch.no_grad()
-def cached_features(model: RetrievalModel, dataset: RetrievalImageDataset, views: int, device: torch.device,
-                    batch_size: int = 32, workers: int = 0, cache_dir: Optional[PathLike] = None,
-                    progress: bool = False) -> torch.Tensor:
-    """Pooled backbone features of every image of ``dataset`` under the first ``views`` of ``VIEWS``:
-    (views, N, feature_dim) float32 on the CPU. The model is put in eval mode. With ``cache_dir``, features found
+def readable_features(model: RetrievalModel, dataset: RetrievalImageDataset, views: int, device: torch.device,
+                      batch_size: int = 32, workers: int = 0, cache_dir: Optional[PathLike] = None,
+                      progress: bool = False) -> Embedded:
+    """Pooled backbone features of the images of ``dataset`` that can be read, under the first ``views`` of
+    ``VIEWS``: ``values`` (views, M, feature_dim) float32 on the CPU, of the M images (``kept``) read in every view;
+    ``unreadable`` as in :func:`embed_readable`. The model is put in eval mode. With ``cache_dir``, features found
     there are read instead of computed and computed ones are stored (atomically)."""
     if not 1 <= views <= len(VIEWS):
         raise ValueError(f"views must be in [1, {len(VIEWS)}], got {views}")
     model.eval()
-    result = []
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []  # each view's (features, indices)
+    failed: dict[int, str] = {}
     for view in range(views):
-        path = None
+        path, known = None, None  # the disk entry and the items the key found unreadable
         if cache_dir is not None:
-            path = Path(cache_dir) / f"features-{features_key(model, dataset, view)}.npy"
-            stored = _load(path, len(dataset), model.feature_dim) if path.is_file() else None
+            key, kept, unreadable = features_key(model, dataset, view)
+            known = [i for i, _ in unreadable]
+            failed.update((i, m) for i, m in unreadable if i not in failed)
+            path = Path(cache_dir) / f"features-{key}.npy"
+            stored = _load(path, len(kept), model.feature_dim) if path.is_file() else None
             if stored is not None:
-                result.append(stored)
+                found.append((stored, kept))
                 continue
-        features = embed_dataset(model.features, dataset, device, batch_size, workers, VIEWS[view], progress,
-                                 desc=f"backbone features, view {view + 1}/{views}")
-        if path is not None:
+        embedded = embed_readable(model.features, dataset, device, batch_size, workers, VIEWS[view], progress,
+                                  desc=f"backbone features, view {view + 1}/{views}")
+        failed.update((i, m) for i, m in embedded.unreadable if i not in failed)
+        if path is not None and [i for i, _ in embedded.unreadable] == known:  # else one failed since the key
             buffer = io.BytesIO()
-            np.save(buffer, features.numpy())
+            np.save(buffer, embedded.values.numpy())
             write_bytes_atomic(path, buffer.getvalue())
-        result.append(features)
-    return torch.stack(result)
+        found.append((embedded.values, embedded.kept))
+    common = found[0][1]
+    for _, indices in found[1:]:
+        common = common[torch.isin(common, indices)]
+    values = torch.stack([features[torch.isin(indices, common)] for features, indices in found])
+    return Embedded(values, common, sorted(failed.items()))
+
+
+def cached_features(model: RetrievalModel, dataset: RetrievalImageDataset, views: int, device: torch.device,
+                    batch_size: int = 32, workers: int = 0, cache_dir: Optional[PathLike] = None,
+                    progress: bool = False, replaced: Optional[list[tuple[Path, str]]] = None) -> torch.Tensor:
+    """:func:`readable_features` of every image of ``dataset``: (views, N, feature_dim); ``ValueError`` naming the
+    file of an image left out. The (file, problem) of images that ``dataset`` replaced by another of their class
+    (``substitute``) are added to ``replaced``."""
+    found = readable_features(model, dataset, views, device, batch_size, workers, cache_dir, progress)
+    require_every(found, len(dataset))
+    if replaced is not None:
+        replaced.extend(unreadable_files(dataset, found.unreadable))
+    return found.values
+
+
+def inference_views(model: RetrievalModel) -> int:
+    """How many of ``VIEWS`` ``model``'s forward averages: the image, and its mirror with ``flip_average``."""
+    return 2 if model.flip_average else 1
 
 
 def inference_features(model: RetrievalModel, dataset: RetrievalImageDataset, device: torch.device,
@@ -86,8 +126,18 @@ def inference_features(model: RetrievalModel, dataset: RetrievalImageDataset, de
                        progress: bool = False) -> torch.Tensor:
     """The features (N, feature_dim) that ``model``'s forward embeds, through :func:`cached_features`: of the
     images as they are, or with ``flip_average`` the mean of theirs and their mirror's."""
-    views = 2 if model.flip_average else 1
-    return cached_features(model, dataset, views, device, batch_size, workers, cache_dir, progress).mean(0)
+    return cached_features(model, dataset, inference_views(model), device, batch_size, workers, cache_dir,
+                           progress).mean(0)
+
+
+def unreadable_files(dataset: RetrievalImageDataset,
+                     unreadable: Sequence[tuple[int, str]]) -> list[tuple[Path, str]]:
+    """(file, problem) of the (index, message) of items of ``dataset`` that could not be read."""
+    files = []
+    for i, message in unreadable:
+        path = dataset.records[i].path
+        files.append((path, message.removeprefix(f"{printable(path)}: ")))
+    return files
 
 
 class FeatureDataset(Dataset):

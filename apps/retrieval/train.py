@@ -13,6 +13,7 @@ Validation (best-checkpoint selection) uses classes held out from the training s
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +23,16 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import RETRIEVAL_LAYOUTS, Record, RetrievalSplit, load_retrieval_split
-from apps.retrieval.features import FeatureDataset, cached_features, inference_features
+from apps.retrieval.features import (FeatureDataset, cached_features, inference_features, inference_views,
+                                     readable_features, unreadable_files)
 from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
-from apps.retrieval.inference import embed_dataset, image_batches
+from apps.retrieval.inference import embed_dataset, embed_readable
 from apps.retrieval.learner import RetrievalLearner, loss_state_path
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from apps.retrieval.pooling import POOLINGS
@@ -200,20 +203,11 @@ class Validation:
     def _embed_readable(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (M, D) and labels (M,) of the validation images that could be read."""
         assert self.images is not None
-        kept, chunks = [], []
-        for indices, images, errors in image_batches(self.images, self.device, self.batch_size, self.workers):
-            for index, message in errors:
-                path = self.images.records[index].path
-                if self.unreadable is not None:
-                    self.unreadable.note(path, message.removeprefix(f"{printable(path)}: "),
-                                         "it is left out of the validation score")
-            if len(indices):
-                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                    chunks.append(net(images).float().cpu())
-                kept.append(indices)
-        if not chunks:
-            raise ValueError("none of the validation images can be read any more")
-        return torch.cat(chunks), self.labels[torch.cat(kept)]
+        embedded = embed_readable(net, self.images, self.device, self.batch_size, self.workers)
+        if self.unreadable is not None:
+            for path, problem in unreadable_files(self.images, embedded.unreadable):
+                self.unreadable.note(path, problem, "it is left out of the validation score")
+        return embedded.values, self.labels[embedded.kept]
 
 
 class RetrievalTask:
@@ -441,6 +435,19 @@ def seen_features(net: RetrievalModel, features: torch.Tensor, dataset: Retrieva
     return inference_features(net, dataset, device, cfg.batch_size, cfg.workers, cfg.cache_dir, progress)
 
 
+def note_unreadable(result: TrainResult, log: UnreadableLog, files: list[tuple[Path, str]], outcome: str) -> None:
+    """Add the ``files`` that could not be read when features were computed to the run's skipped files, each warned
+    about once (in the main process; ``log``'s files are not warned about again later in the run)."""
+    for path, problem in files:
+        if path in log.files:
+            continue
+        if result.is_main:
+            tqdm.write(f"warning: {printable(path)}: {problem}; it could not be read any more after decoding, so "
+                       f"{outcome} (listed with the run's skipped files)", file=sys.stderr)
+        result.skipped.append((path, problem))
+        log.files[path] = problem
+
+
 def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
     """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
     removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted). Called once the
@@ -479,7 +486,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     val_labels = data.val.labels if data.val is not None else None
     device = dist.device
     unreadable = UnreadableLog()
-    result = TrainResult(output, {}, data.train_classes, data.val_classes, data.skipped, data.problems,
+    result = TrainResult(output, {}, data.train_classes, data.val_classes, list(data.skipped), data.problems,
                          is_main=dist.is_main)
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume
@@ -487,8 +494,10 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     if head_stage or (cfg.head_init != "random" and not resume):
         start = time.perf_counter()
         views = cfg.feature_views if cfg.mode == "staged" else 1
+        replaced: list[tuple[Path, str]] = []
         features = cached_features(net, data.train, views, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
-                                   progress)
+                                   progress, replaced)
+        note_unreadable(result, unreadable, replaced, "the features of another image of its class take its place")
         result.feature_seconds = time.perf_counter() - start
         if not resume:
             init_head(net, features.flatten(0, 1), cfg.head_init, labels.repeat(len(features)), cfg.whiten_shrinkage)
@@ -498,10 +507,13 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
 
     if head_stage:
         assert features is not None
-        val_features = None
+        validation = None
         if data.val is not None:
-            val_features = inference_features(net, data.val, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
-                                              progress)
+            found = readable_features(net, data.val, inference_views(net), device, cfg.batch_size, cfg.workers,
+                                      cfg.cache_dir, progress)
+            note_unreadable(result, unreadable, unreadable_files(data.val, found.unreadable),
+                            "it is left out of the head stage's validation score")
+            validation = Validation(data.val.labels[found.kept], device, features=found.values.mean(0))
         for p in feature_params:
             p.requires_grad_(False)
         learner.head_only = True
@@ -511,7 +523,6 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         def embed_features() -> torch.Tensor:
             return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in embedded.split(4096)])
 
-        validation = Validation(val_labels, device, features=val_features) if val_labels is not None else None
         # cached features are indexed in memory, so no worker processes: they would only add start-up time, and the
         # views they draw would come from their own generators, which no checkpoint holds (a resumed run would differ)
         loader = train_loader(FeatureDataset(features, labels), learner, parts.sampler, labels, embed_features, cfg,
@@ -540,7 +551,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         _start_run(cfg, resume, dist)
     stage = "finetune" if cfg.mode == "staged" else "end_to_end"
     result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume)
-    result.skipped = skipped_with_later(data.skipped, result.stages[stage])
+    result.skipped = skipped_with_later(result.skipped, result.stages[stage])
     if cfg.mode == "staged" and dist.is_main:
         result.promoted_finetune = promote_finetuned(output)
     return result
