@@ -32,9 +32,26 @@ class OptionError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line telling what the interrupted command kept, exit code 130 (128 + SIGINT), as shells expect."""
+
+    exit_code = 130
+
+
+# What an interrupted command leaves, by the name of its function (``coseg train`` and ``coseg retrieval train``
+# alike); the others write their results only at the end.
+KEPT_WHEN_INTERRUPTED = {
+    "train": "the run keeps the checkpoint of its last finished epoch, if one finished (last.pt): the same "
+             "command with --resume continues it",
+    "predict": "the masks already written are kept: the same command again predicts the rest",
+    "export": "the finished shards are kept: the same command again exports the rest",
+}
+
+
 def friendly_errors(fn: Callable) -> Callable:
-    """Show expected failures (bad input, bad config, unsafe checkpoint) as one clear line, not a traceback; a bad
-    option or config value (``ConfigError``) exits with code 2, as click's usage errors, the others with 1."""
+    """Show expected failures (bad input, bad config, unsafe checkpoint) and Ctrl-C as one clear line, not a
+    traceback or click's bare "Aborted!"; a bad option or config value (``ConfigError``) exits with code 2, as click's
+    usage errors, Ctrl-C with 130, the others with 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +60,9 @@ def friendly_errors(fn: Callable) -> Callable:
 
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            kept = KEPT_WHEN_INTERRUPTED.get(fn.__name__)
+            raise Interrupted(f"interrupted; {kept}" if kept else "interrupted before it wrote its results") from None
         except ConfigError as e:
             raise OptionError(error_message(e)) from None
         except (ValueError, KeyError, DataFileError, CheckpointError, NonFiniteLossError, OSError) as e:
@@ -94,6 +114,19 @@ def _device(name: str):
     from coseg.engine import resolve_device
 
     return resolve_device(name)
+
+
+def _model(checkpoint: Path, device: Any, image_size: Optional[int]) -> tuple[Any, int]:
+    """The model of ``checkpoint`` for inference and its input size: ``--image-size`` if given (a usage error naming
+    the option when the model cannot take it), else the size it was trained at."""
+    from coseg.checkpoints import load_for_inference
+    from coseg.data import printable
+
+    model, size = load_for_inference(checkpoint, device)
+    if image_size is not None and image_size % model.output_stride:
+        raise click.BadParameter(f"{image_size} is not a multiple of {model.output_stride}, which the model of "
+                                 f"{printable(checkpoint)} needs (its own size: {size})", param_hint="'--image-size'")
+    return model, image_size or size
 
 
 def inference_options(fn: Callable) -> Callable:
@@ -170,10 +203,17 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         _echo_fit(result.fit, "", len(result.val_groups))
     from coseg.data import printable
 
+    if result.val_groups:  # carved by the run: evaluate on groups it never saw, not on these
+        shown = [printable(g) for g in result.val_groups[:MAX_GROUPS_SHOWN]]
+        echo(f"validation group(s): {', '.join(shown)}"
+             + (f", … ({len(result.val_groups)} in all)" if len(result.val_groups) > len(shown) else ""))
     echo_skipped("file(s) that could not be used", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
     echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
          + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
+
+
+MAX_GROUPS_SHOWN = 10  # validation groups named after training
 
 
 def fit_summary(fit: Any) -> str:
@@ -222,7 +262,6 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
              device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
-    from coseg.checkpoints import load_for_inference
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
     from coseg.report.files import PREDICTIONS, record_path
@@ -234,9 +273,11 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     dev = _device(device)
-    model, size = load_for_inference(checkpoint, dev, image_size)
+    model, size = _model(checkpoint, dev, image_size)
     scan = find_samples(data, layout)
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
+    if not scan.labelled:
+        raise ValueError(_nothing_to_evaluate(data, layout, scan, problems_of(scan, chosen)))
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
                                   empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
@@ -254,6 +295,17 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:
         _report(output, thumbnail, quiet)
+
+
+def _nothing_to_evaluate(data: Path, layout: str, scan: Any, problems: list[Any]) -> str:
+    """Why ``evaluate`` has nothing to score: no image of DATA has a mask, with the layout read and the first file
+    left unpaired (e.g. masks named ``x_mask.png`` for images ``x.jpg``), which the run would list only at its end."""
+    from coseg.data import printable
+
+    return (f"{printable(data)}: none of its {len(scan.samples)} image(s) has a mask ({scan.layout} layout"
+            + (", as --layout says" if layout != "auto" else "") + "; a mask is paired with the image of its stem), "
+            "so there is nothing to evaluate"
+            + (f"; {len(problems)} unpaired file(s) or folder(s), the first: {problems[0]}" if problems else ""))
 
 
 def _report(folder: Path, thumbnail: int, quiet: bool) -> None:
@@ -293,7 +345,6 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
             thumbnail: int) -> None:
     """Segment every image under INPUT and write its mask; unreadable files are skipped and listed. OUTPUT/predict.json
     records the input, the model file and the options that change the masks."""
-    from coseg.checkpoints import load_for_inference
     from coseg.data import printable
     from coseg.predict import predict_folder
     from coseg.report.build import REPORT_NAME, files_folder
@@ -302,7 +353,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
         raise click.UsageError(f"{input_dir} has a sub-folder named {files_folder(Path(REPORT_NAME)).name}, where "
                                "--report would put its images among the masks; predict without --report")
     dev = _device(device)
-    model, size = load_for_inference(checkpoint, dev, image_size)
+    model, size = _model(checkpoint, dev, image_size)
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
                             progress=not quiet, group_mode=group_mode,
                             refinement=_refinement(refine_iterations, refine_weight), flip=flip,

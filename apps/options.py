@@ -67,13 +67,20 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     error before anything is read or written)."""
     from coseg.engine import load_config
 
-    cfg = load_config(cls, config_file, overrides(params, cls))
+    given = overrides(params, cls)
+    cfg = load_config(cls, config_file, given)
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
     ctx = click.get_current_context()
     options = {p.name: p for p in ctx.command.params}
-    click.Path(exists=True, file_okay=False).convert(cfg.data, options["data"], ctx)
-    click.Path(file_okay=False).convert(cfg.output, options["output"], ctx)
+    for name, kind in (("data", click.Path(exists=True, file_okay=False)), ("output", click.Path(file_okay=False))):
+        try:
+            kind.convert(getattr(cfg, name), options[name], ctx)
+        except click.BadParameter as e:
+            if config_file is not None and name not in given:  # the file's value: say so, and what it is relative to
+                e.message += (f" ({name}: {getattr(cfg, name)} in {config_file}; a relative path there is read from "
+                              f"the current folder, {Path.cwd()})")
+            raise
     checked_device(ctx, options["device"], cfg.device)
     return cfg
 
