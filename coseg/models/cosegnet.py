@@ -78,6 +78,7 @@ class ChunkKeys(NamedTuple):
     mirrored: Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]
 
 
+STATISTICS_PIXELS = 128 * 224 * 224  # images × pixels per pass of the group statistics: 128 images at the default size
 MAX_REFERENCES = 128
 
 
@@ -258,8 +259,9 @@ class CosegNet(nn.Module):
         time with a consensus shared by the whole group (the same result as one pass over all N, in bounded
         memory: a first pass keeps only the deep features' keys of every image; beyond ``max_references`` images,
         each is compared with that many reference images of the group). ``statistics``: the BatchNorm
-        statistics adapted to the group first (:class:`GroupStatistics`, one more pass, over the whole group at once
-        or over ``max_references`` of its images: :func:`statistics_images`).
+        statistics adapted to the group first (:class:`GroupStatistics`, one more pass over the whole group, or over
+        ``max_references`` of its images, :func:`statistics_images`; in chunks of ``STATISTICS_PIXELS``:
+        :meth:`_statistics_pass`).
         ``refinement``: optional group refinement through the pixel embeddings (:class:`GroupRefinement`).
         ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
         group (twice the time). ``edges``: the final probabilities guided-filtered by their images
@@ -270,7 +272,8 @@ class CosegNet(nn.Module):
         self.eval()
         try:
             adapted = (nullcontext() if statistics is None else
-                       statistics.adapted(self, lambda: self._statistics_pass(images), images.shape[0]))
+                       statistics.adapted(self, lambda: self._statistics_pass(images), images.shape[0],
+                                          min(images.shape[0], self.max_references)))
             with adapted:
                 logits, embeddings = self._combined_outputs(lambda x: self._group_outputs(x, chunk_size), images,
                                                             flip, embeddings=refinement is not None)
@@ -282,15 +285,32 @@ class CosegNet(nn.Module):
 
     def _statistics_pass(self, images: torch.Tensor) -> None:
         """The pass :class:`GroupStatistics` measures a group's BatchNorm statistics in: the group's images (at most
-        ``max_references`` of them: :func:`statistics_images`) in one batch, so that they are the group's statistics
-        whatever the chunk size and the order of the images, not an average over chunks that depends on both."""
-        chosen = images[statistics_images(images, self.max_references)]
-        h, w = self.check_images(chosen)
-        if len(chosen) * (h // self.output_stride) * (w // self.output_stride) < 2:
+        ``max_references`` of them: :func:`statistics_images`) in one batch while they hold at most
+        ``STATISTICS_PIXELS`` pixels, so that they are the group's statistics whatever the chunk size and the order
+        of the images. A larger group is measured in chunks of that many pixels, in the order of the images' content
+        (so the chunks do not depend on the order either), each chunk seeing the group's consensus; each layer pools
+        its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass)."""
+        positions = statistics_images(images, self.max_references)
+        h, w = self.check_images(images)
+        if len(positions) * (h // self.output_stride) * (w // self.output_stride) < 2:
             raise ValueError(f"group statistics need two values per channel in every BatchNorm layer, and a group of "
                              f"one {h}×{w} image has a 1×1 deepest feature map: predict it without group statistics "
                              f"or at a larger image size")
-        self._group_outputs(chosen, len(chosen))
+        per_pass = max(1, STATISTICS_PIXELS // (h * w))
+        if len(positions) <= per_pass:
+            self._group_outputs(images[positions], len(positions))
+            return
+        by_content = sorted(positions.tolist(), key=lambda i: image_digest(images[i].cpu().numpy()))
+        chunks = images[by_content].split(per_pass)
+        if not self.group_levels:
+            for chunk in chunks:
+                self(chunk)
+            return
+        context = self._context_of_keys([self._chunk_keys(*self._encoded(chunk)) for chunk in chunks])
+        start = 0
+        for chunk in chunks:  # encoded again: GroupStatistics counts each image once per layer
+            self._decoded_in_context(chunk, context, range(start, start + len(chunk)))
+            start += len(chunk)
 
     @staticmethod
     def _probabilities(logits: torch.Tensor, images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:

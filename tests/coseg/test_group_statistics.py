@@ -5,6 +5,8 @@ import torch
 from torch import nn
 
 from coseg.models import GroupStatistics, create_model
+from coseg.models import cosegnet
+from coseg.models.colour_cut import image_digest
 from coseg.models.cosegnet import statistics_images
 from tests.helpers import assert_close
 
@@ -104,15 +106,60 @@ def test_a_very_strong_prior_leaves_the_prediction_unchanged():
             assert_close(net(x), plain, atol=1e-5, rtol=1e-5)
 
 
-def test_several_measuring_passes_are_averaged():
+def batchnorm_layers(model):
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@torch.no_grad()
+def naive_pooled_statistics(run, model, passes, limit=None):
+    """Each BatchNorm layer's inputs over ``run(x)`` for every x in ``passes`` (the layers in train mode: each pass
+    normalised by its own statistics), joined, the first ``limit`` images of each layer (all by default): the mean
+    and unbiased variance over (N, H, W) in float64."""
+    layers = batchnorm_layers(model)
+    inputs = {id(m): [] for m in layers}
+    hooks = [m.register_forward_pre_hook(lambda m, args: inputs[id(m)].append(args[0].double())) for m in layers]
+    was = [m.training for m in layers]
+    for m in layers:
+        m.train()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        for x in passes:
+            run(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.load_state_dict(saved)
+        for m, training in zip(layers, was):
+            m.train(training)
+    joined = [torch.cat(inputs[id(m)])[:limit].transpose(0, 1).flatten(1) for m in layers]
+    return [(v.mean(dim=1), v.var(dim=1)) for v in joined]
+
+
+def measured_statistics(model, measure, n, measured=None):
+    with torch.no_grad(), GroupStatistics(0).adapted(model, measure, n, measured):
+        return [(m.running_mean.clone(), m.running_var.clone()) for m in batchnorm_layers(model)]
+
+
+def test_passes_of_unequal_sizes_are_pooled_as_one_group():
     net = small_net()
-    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4) + 3
-    with torch.no_grad(), GroupStatistics(0).adapted(net, lambda: (net(a), net(b)), n=4):
-        measured = net[1].running_mean.clone()
-    first_conv = net[0]
-    with torch.no_grad():
-        expected = (first_conv(a).mean(dim=(0, 2, 3)) + first_conv(b).mean(dim=(0, 2, 3))) / 2
-    assert_close(measured, expected, atol=1e-5, rtol=1e-5)
+    a, b = torch.randn(1, 3, 4, 4), torch.randn(3, 3, 4, 4) * 2 + 3
+    measured = measured_statistics(net, lambda: (net(a), net(b)), 4)
+    for (mean, var), (naive_mean, naive_var) in zip(measured, naive_pooled_statistics(net, net, [a, b])):
+        assert_close(mean, naive_mean, atol=1e-5, rtol=1e-5)
+        assert_close(var, naive_var, atol=1e-5, rtol=1e-5)
+    # the first layer's inputs do not depend on how the group is split: its statistics are the whole group's
+    whole = measured_statistics(net, lambda: net(torch.cat([a, b])), 4)
+    assert_close(measured[0][0], whole[0][0], atol=1e-6, rtol=1e-6)
+    assert_close(measured[0][1], whole[0][1], atol=1e-6, rtol=1e-6)
+
+
+def test_each_layer_counts_the_first_measured_images_once():
+    net = small_net()
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(1, 3, 4, 4) + 3
+    once = measured_statistics(net, lambda: (net(a), net(b)), n=10, measured=3)
+    again = measured_statistics(net, lambda: (net(a), net(b), net(a + 5)), n=10, measured=3)
+    for (mean, var), (mean_again, var_again) in zip(once, again):
+        assert torch.equal(mean, mean_again) and torch.equal(var, var_again)
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +216,69 @@ def test_a_group_too_small_to_measure_is_a_clear_error(group_model):
     with pytest.raises(ValueError, match="a group of one 32×32 image has a 1×1 deepest feature map"):
         group_model.predict_group(torch.rand(1, 3, 32, 32), statistics=GroupStatistics())
     assert not any(m.training for m in group_model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_one_pass_keeps_the_layers_own_batch_statistics(group_model):
+    """At the default size a group is measured in one pass, with BatchNorm's own statistics of it, as before
+    chunking: the very same values."""
+    x = torch.rand(5, 3, 64, 64)
+    layers = batchnorm_layers(group_model)
+    saved = {k: v.clone() for k, v in group_model.state_dict().items()}
+    momenta = [m.momentum for m in layers]
+    with torch.no_grad():
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        group_model(x, torch.zeros(5, dtype=torch.long))
+        expected = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+            m.eval()
+        group_model.load_state_dict(saved)
+    measured = measured_statistics(group_model, lambda: group_model._statistics_pass(x), 5)
+    for (mean, var), (expected_mean, expected_var) in zip(measured, expected):
+        assert torch.equal(mean, expected_mean) and torch.equal(var, expected_var)
+
+
+def by_content(x):
+    return x[sorted(range(len(x)), key=lambda i: image_digest(x[i].numpy()))]
+
+
+def test_chunked_measuring_pools_each_layer_over_the_chunks(monkeypatch):
+    torch.manual_seed(1)
+    model = create_model("unet", weights=None, embedding_dim=4).eval()
+    x = by_content(torch.rand(5, 3, 64, 64))
+    monkeypatch.setattr(cosegnet, "STATISTICS_PIXELS", 2 * 64 * 64)  # chunks of 2, 2 and 1 images
+    measured = measured_statistics(model, lambda: model._statistics_pass(x), 5)
+    naive = naive_pooled_statistics(model, model, x.split(2))
+    for (mean, var), (naive_mean, naive_var) in zip(measured, naive):
+        assert_close(mean, naive_mean, atol=1e-5, rtol=1e-4)
+        assert_close(var, naive_var, atol=1e-5, rtol=1e-4)
+    # the same chunks whatever the order of the images: they follow the images' content
+    shuffled = measured_statistics(model, lambda: model._statistics_pass(x[torch.tensor([4, 2, 0, 3, 1])]), 5)
+    for (mean, var), (mean_shuffled, var_shuffled) in zip(measured, shuffled):
+        assert_close(mean_shuffled, mean, atol=1e-6, rtol=1e-5)
+        assert_close(var_shuffled, var, atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_measuring_with_consensus_against_one_pass(group_model, monkeypatch):
+    """Measured in chunks of 3, 3 and 1 images, each seeing the group's consensus: every layer counts each image
+    once, the first layer's statistics are the whole group's, and the masks stay close to one pass's (deeper layers'
+    inputs come from layers that normalised each chunk by its own statistics: :mod:`group_statistics`; here the
+    probabilities differ by 0.008 on average, 0.06 at most)."""
+    x = by_content(torch.rand(7, 3, 64, 64))
+    stats = GroupStatistics(4.0)
+    whole = measured_statistics(group_model, lambda: group_model._statistics_pass(x), 7)
+    one_pass = group_model.predict_group(x, chunk_size=8, statistics=stats)
+    monkeypatch.setattr(cosegnet, "STATISTICS_PIXELS", 3 * 64 * 64)
+    chunked = measured_statistics(group_model, lambda: group_model._statistics_pass(x), 7)
+    naive = naive_pooled_statistics(group_model._statistics_pass, group_model, [x], limit=7)
+    for (mean, var), (naive_mean, naive_var) in zip(chunked, naive):
+        assert_close(mean, naive_mean, atol=1e-5, rtol=1e-4)
+        assert_close(var, naive_var, atol=1e-5, rtol=1e-4)
+    assert_close(chunked[0][0], whole[0][0], atol=1e-6, rtol=1e-5)
+    assert_close(chunked[0][1], whole[0][1], atol=1e-6, rtol=1e-5)
+    masks = group_model.predict_group(x, chunk_size=8, statistics=stats)
+    difference = (masks - one_pass).abs()
+    assert 0 < difference.mean() < 0.02 and difference.max() < 0.15, (difference.mean(), difference.max())
