@@ -265,7 +265,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.data import find_samples
     from coseg.evaluate import evaluate_samples, write_evaluation
     from coseg.report.files import PREDICTIONS, record_path
-    from coseg.selection import check_group_choice, choose_groups, default_splits_file, problems_of, samples_of
+    from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
+                                 samples_of)
 
     explicit = [g.strip() for g in groups.split(",")] if groups else []
     try:
@@ -277,7 +278,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     scan = find_samples(data, layout)
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     if not scan.labelled:
-        raise ValueError(_nothing_to_evaluate(data, layout, scan, problems_of(scan, chosen)))
+        raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
                                   empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
@@ -295,17 +296,6 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:
         _report(output, thumbnail, quiet)
-
-
-def _nothing_to_evaluate(data: Path, layout: str, scan: Any, problems: list[Any]) -> str:
-    """Why ``evaluate`` has nothing to score: no image of DATA has a mask, with the layout read and the first file
-    left unpaired (e.g. masks named ``x_mask.png`` for images ``x.jpg``), which the run would list only at its end."""
-    from coseg.data import printable
-
-    return (f"{printable(data)}: none of its {len(scan.samples)} image(s) has a mask ({scan.layout} layout"
-            + (", as --layout says" if layout != "auto" else "") + "; a mask is paired with the image of its stem), "
-            "so there is nothing to evaluate"
-            + (f"; {len(problems)} unpaired file(s) or folder(s), the first: {problems[0]}" if problems else ""))
 
 
 def _report(folder: Path, thumbnail: int, quiet: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from coseg.atomic import PathLike
 from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split
 
 
@@ -57,3 +58,13 @@ def problems_of(scan: Scan, groups: Sequence[str]) -> list[Problem]:
             if path is not None:
                 owners.setdefault(path.parent, set()).add(sample.group)
     return [p for p in scan.problems if p.path.parent not in owners or owners[p.path.parent] & wanted]
+
+
+def nothing_labelled(data: PathLike, layout: str, scan: Scan, problems: Sequence[Problem], purpose: str) -> str:
+    """Why a command has nothing to ``purpose`` (``evaluate``, ``train on``): no image of ``data`` has a mask,
+    with the layout read (``layout``: the option given) and the first of the files left unpaired (``problems``;
+    e.g. masks named ``x_mask.png`` for images ``x.jpg``), which a run lists only at its end."""
+    return (f"{printable(Path(data))}: none of its {len(scan.samples)} image(s) has a mask ({scan.layout} layout"
+            + (", as --layout says" if layout != "auto" else "")
+            + f"; a mask is paired with the image of its stem), so there is nothing to {purpose}"
+            + (f"; {len(problems)} unpaired file(s) or folder(s), the first: {problems[0]}" if problems else ""))

@@ -18,14 +18,15 @@ from coseg.data import (
     groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-                          check_fraction, distributed_run)
+                          check_fraction, distributed_run, training_lock)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
-from coseg.selection import check_group_choice, choose_groups, default_splits_file, problems_of, samples_of
+from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
+                             samples_of)
 from metric.losses import ISTripletLoss
 from metric.registry import MINERS
 from metric.samplers import PKBatchSampler
@@ -115,11 +116,10 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
     explicit ``train_groups`` they are an error, and so is a chosen group without any mask. Where the groups
     belong to subsets (SBCoseg) each subset gives its share, unless that holds none out. No group left to train on
     (no mask in the data set, an empty split, every group a validation group) is an error saying which."""
-    if not scan.labelled:
-        raise ValueError(f"{printable(scan.root)}: none of its {len(scan.samples)} image(s) has a mask "
-                         f"({scan.layout} layout), so there is nothing to train on")
     splits = default_splits_file(Path(cfg.data), cfg.splits)
     groups = choose_groups(scan, splits, cfg.train_split, cfg.train_groups)
+    if not scan.labelled:
+        raise ValueError(nothing_labelled(cfg.data, cfg.layout, scan, problems_of(scan, groups), "train on"))
     if not groups:
         raise ValueError(f"split '{cfg.train_split}' of {printable(splits)} lists no group, so there is nothing to "
                          "train on")
@@ -238,14 +238,15 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
     """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
     check_config(cfg)
-    RUN_FOLDER.check(cfg, resume, world_size(dist))
-    with distributed_run(cfg.device, dist) as info:
-        if cfg.groups_per_batch % info.world_size:
-            raise ValueError(f"groups_per_batch ({cfg.groups_per_batch}) must be a multiple of the number of processes "
-                             f"({info.world_size}): each process takes whole groups of every batch")
-        if cfg.members > 1:
-            return _train_members(cfg, resume, info)
-        return _train(cfg, resume, info, before_write=lambda: _replace_run(cfg, resume))
+    with training_lock(cfg.output, dist):  # before the run folder is read: another training may be writing it
+        RUN_FOLDER.check(cfg, resume, world_size(dist))
+        with distributed_run(cfg.device, dist) as info:
+            if cfg.groups_per_batch % info.world_size:
+                raise ValueError(f"groups_per_batch ({cfg.groups_per_batch}) must be a multiple of the number of "
+                                 f"processes ({info.world_size}): each process takes whole groups of every batch")
+            if cfg.members > 1:
+                return _train_members(cfg, resume, info)
+            return _train(cfg, resume, info, before_write=lambda: _replace_run(cfg, resume))
 
 
 def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:

@@ -334,8 +334,13 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
         train = set(resolve_groups(train_classes, available, "class"))
         return [c for c in available if (c in train) == (split == "train")]
     if not splits_file.is_file():
+        if split in ("train", "test"):
+            how = (f"give --train-classes a,b,... (the other class folders are 'test') or write "
+                   f"{printable(splits_file)} ({{\"train\": [class folder, ...], \"test\": [...]}})")
+        else:
+            how = f"write {printable(splits_file)} ({{\"{printable(split)}\": [class folder, ...], ...}})"
         raise LayoutError(f"cannot tell the '{split}' classes of {printable(splits_file.parent)}: no {SPLITS_FILE} "
-                          f"there and no train classes given (split 'all' takes every class)")
+                          f"there and no train classes given: {how}; split 'all' takes every class")
     classes = list(resolve_split(splits_file, split, available, "class"))
     if split in ("train", "test"):
         other = "test" if split == "train" else "train"

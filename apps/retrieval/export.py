@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -42,6 +41,7 @@ from apps.retrieval.model import RetrievalModel
 from coseg.atomic import (PathLike, atomic_path, file_digest, remove_temporaries, write_bytes_atomic,
                           write_text_atomic)
 from coseg.data import find_samples, printable
+from coseg.engine.run_lock import folder_lock
 from coseg.report.files import record_path
 from coseg.inference import ImageFileDataset
 from metric.retrieval.faiss_backend import import_faiss
@@ -97,26 +97,11 @@ def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
     return sorted(items, key=lambda item: item.relative), problems
 
 
-@contextlib.contextmanager
-def exclusive(output_dir: Path) -> Iterator[None]:
+def exclusive(output_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``output_dir``'s export lock (creating the folder): a second export there meanwhile is refused, not
     left to mix its files with these. The system releases the lock when the process ends, however it ends. A
-    folder this creates and an export that fails leaves holding nothing but the lock is removed."""
-    created = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(output_dir / LOCK, "ab") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ValueError(f"{printable(output_dir)}: another `coseg retrieval export` is writing there; wait "
-                                 "until it ends, or choose another --output") from None
-            yield
-    except BaseException:
-        if created and [entry.name for entry in output_dir.iterdir()] == [LOCK]:
-            (output_dir / LOCK).unlink()
-            output_dir.rmdir()
-        raise
+    folder this creates that a failed export leaves empty is removed."""
+    return folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there")
 
 
 def _digest(*parts: Union[str, bytes]) -> str:

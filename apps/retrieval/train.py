@@ -44,7 +44,7 @@ from coseg.data import (
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice, check_fraction,
     distributed_run,
-    load_config, lr_factor,
+    load_config, lr_factor, training_lock,
 )
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
@@ -399,11 +399,12 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
     :class:`coseg.engine.Engine`). A run already there is continued (``resume``, with its own options but for
     :data:`RUN_FOLDER`'s resumable ones) or replaced (``cfg.overwrite``), never silently lost."""
     check_config(cfg)
-    RUN_FOLDER.check(cfg, resume, world_size(dist))
-    if resume:
-        check_head_stage_length(cfg)
-    with distributed_run(cfg.device, dist) as info:
-        return _train(cfg, resume, info)
+    with training_lock(cfg.output, dist):  # before the run folder is read: another training may be writing it
+        RUN_FOLDER.check(cfg, resume, world_size(dist))
+        if resume:
+            check_head_stage_length(cfg)
+        with distributed_run(cfg.device, dist) as info:
+            return _train(cfg, resume, info)
 
 
 def check_head_stage_length(cfg: RetrievalTrainConfig) -> None:

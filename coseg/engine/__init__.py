@@ -8,6 +8,7 @@ from coseg.engine.distributed import DistInfo, cleanup_distributed, distributed_
 from coseg.engine.ema import weight_ema
 from coseg.engine.optim import adamw
 from coseg.engine.run_folder import RESUMABLE, RunFolder
+from coseg.engine.run_lock import training_lock
 from coseg.engine.trainer import Engine, FitResult, NonFiniteLossError, TrainTask, lr_factor
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     "config_to_dict",
     "distributed_run", "load_config", "load_training_state", "lr_factor", "read_config_file", "resolve_device",
     "save_config", "save_training_state",
-    "setup_distributed", "weight_ema",
+    "setup_distributed", "training_lock", "weight_ema",
 ]

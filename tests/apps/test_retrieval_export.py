@@ -358,7 +358,7 @@ def test_an_export_with_no_readable_image_leaves_no_shards_and_no_folder_it_made
         (out / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"no readable image under .*photos; first problem: cats/broken\.jpg"):
         export_folder(checkpoint, folder, out)
-    if existing:  # a folder the user made stays, with what it held; the lock is the export's, as after any export
-        assert sorted(p.name for p in out.iterdir()) == [".export.lock", "notes.txt"]
+    if existing:  # a folder the user made stays, with what it held and nothing else (the lock file goes too)
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     else:
         assert not out.exists()

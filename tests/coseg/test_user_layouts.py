@@ -30,8 +30,8 @@ def test_training_without_masks_says_so(tmp_path):
     shutil.rmtree(data / "masks")  # a folder of images only, as for predict
     for members in (1, 2):
         output = tmp_path / f"run{members}"
-        with pytest.raises(ValueError, match=r"none of its 4 image\(s\) has a mask \(folders layout\), so there is "
-                                             "nothing to train on"):
+        with pytest.raises(ValueError, match=r"none of its 4 image\(s\) has a mask \(folders layout; a mask is paired "
+                                             r"with the image of its stem\), so there is nothing to train on"):
             train(tiny_config(data, output, members=members))
         assert not output.exists()  # an ensemble writes no config.yaml of a run that cannot start
 
