@@ -51,24 +51,41 @@ KEPT_WHEN_INTERRUPTED = {
 def friendly_errors(fn: Callable) -> Callable:
     """Show expected failures (bad input, bad config, unsafe checkpoint) and Ctrl-C as one clear line, not a
     traceback or click's bare "Aborted!"; a bad option or config value (``ConfigError``) exits with code 2, as click's
-    usage errors, Ctrl-C with 130, the others with 1."""
+    usage errors, Ctrl-C with 130, the others with 1. Under torchrun an error every process meets is told once, by
+    rank 0 (:func:`told`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from coseg.data import DataFileError
         from coseg.engine import CheckpointError, ConfigError, NonFiniteLossError
+        from coseg.engine.distributed import launched_rank
 
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
+            if launched_rank():  # torchrun passes the signal on to every process: rank 0 tells it
+                raise click.exceptions.Exit(Interrupted.exit_code) from None
             kept = KEPT_WHEN_INTERRUPTED.get(fn.__name__)
             raise Interrupted(f"interrupted; {kept}" if kept else "interrupted before it wrote its results") from None
         except ConfigError as e:
-            raise OptionError(error_message(e)) from None
+            raise OptionError(told(e)) from None
         except (ValueError, KeyError, DataFileError, CheckpointError, NonFiniteLossError, OSError) as e:
-            raise click.ClickException(error_message(e)) from None
+            raise click.ClickException(told(e)) from None
 
     return wrapper
+
+
+def told(error: BaseException) -> str:
+    """``error``'s message as this process tells it: after :func:`~coseg.engine.distributed.error_prefix`, so that
+    under torchrun a process other than rank 0 tells only what rank 0 does not (naming the process); Ctrl-C while it
+    waits ends it silently, as rank 0 tells that."""
+    from coseg.engine.distributed import error_prefix
+
+    try:
+        prefix = error_prefix()
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(Interrupted.exit_code) from None
+    return prefix + error_message(error)
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: Optional[float]) -> Optional[float]:

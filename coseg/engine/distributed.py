@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,15 @@ PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 """How long a process waits in a collective: the others wait at a barrier while the main process validates (a
 large validation set on a CPU takes more than torch's 10 to 30 minutes); a process that dies ends the run at once
 under torchrun, so only a true hang waits this long."""
+
+OTHER_RANK_ERROR_DELAY_S = 10.0
+"""How long a process other than rank 0 keeps its error to itself (:func:`hold_error`): torchrun ends every other
+process once one exits (it looks every 0.1 s), so an error rank 0 also meets within this time is told by rank 0
+alone."""
+
+_error_held_since: Optional[float] = None
+"""When this process began holding its error (:func:`hold_error`): the wait does not start again when the error
+is held once more on its way out."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,36 @@ def world_size(info: Optional[DistInfo] = None) -> int:
     return info.world_size if info is not None else max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (``RANK``), 0 in a single process; known before the process group is
+    joined, and after it is left."""
+    return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
+
+
+def hold_error(delay_s: float = OTHER_RANK_ERROR_DELAY_S) -> None:
+    """In a process of a torchrun run other than rank 0, wait until ``delay_s`` seconds after it first held an
+    error: an error every process meets alike (a bad option, data set or run folder) is meanwhile told by rank 0,
+    whose exit makes torchrun end this process. Rank 0 and a single process go on at once."""
+    global _error_held_since
+    if launched_rank() == 0:
+        return
+    now = time.monotonic()
+    if _error_held_since is None:
+        _error_held_since = now
+    time.sleep(max(0.0, _error_held_since + delay_s - now))
+
+
+def error_prefix() -> str:
+    """What goes before the error this process tells: nothing in rank 0 or a single process; in another process of a
+    torchrun run, ``process R:`` once :func:`hold_error` has let rank 0 tell an error they share, so that an error
+    only this process meets is still told, naming it."""
+    rank = launched_rank()
+    if rank == 0:
+        return ""
+    hold_error()
+    return f"process {rank}: "
+
+
 def setup_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when started by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU.
 
@@ -97,7 +137,8 @@ def cleanup_distributed() -> None:
 
 @contextmanager
 def distributed_run(device: str = "auto", info: Optional[DistInfo] = None) -> Iterator[DistInfo]:
-    """``info`` as given, or the process group joined for the block and destroyed after it.
+    """``info`` as given, or the process group joined for the block and destroyed after it; an error leaving the
+    block is held first (:func:`hold_error`).
 
     Keep the models and DDP wrappers inside a function called in the block, so that they are garbage when it ends."""
     if info is not None:
@@ -106,6 +147,9 @@ def distributed_run(device: str = "auto", info: Optional[DistInfo] = None) -> It
     info = setup_distributed(device)
     try:
         yield info
+    except Exception:
+        hold_error()  # still in the group: leaving it would fail rank 0's next collective before rank 0 can tell
+        raise
     finally:
         cleanup_distributed()
 
