@@ -6,9 +6,16 @@ every hook found, in that order:
 - ``before_epoch(embed, labels)`` before each epoch's batches are drawn; ``embed()`` returns the current
   embeddings (N, D) of the whole training set in dataset order (computed at most once per epoch, and only when a
   hook asks), ``labels`` (N,) their classes;
-- ``batch_triplets(batch_size)``: batch-local triplets for the loss, or None (the loss then mines its own);
-- ``extra_losses(embeddings, labels)``: weighted loss terms added to the batch's loss;
+- ``batch_triplets(batch_size)``: triplets for the loss, as positions in this process's share of the batch (of
+  ``batch_size`` items), or None (the loss then mines its own);
+- ``extra_losses(embeddings, labels, gather)``: weighted loss terms added to the batch's loss;
 - ``after_step(embeddings, labels, triplets)``: feedback after the loss, returns values to log.
+
+Under DDP (torchrun) each process holds a share of every batch, but ``extra_losses`` and ``after_step`` see the
+whole batch, as every process does: ``embeddings`` (N, D) and ``labels`` (N,) are the shares concatenated in rank
+order, ``triplets`` the processes' triplets moved to their share's place in it, and ``gather(values)`` turns
+per-item values of this process's share (n, ...) into the whole batch's (N, ...). A single process's share is the
+whole batch.
 
 Hooks are modules inside the trained learner, so state kept in their buffers is checkpointed and resumed with
 the model. A new hook is a :class:`TrainingHook` subclass registered under its component's name:
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from apps.retrieval.config import RetrievalTrainConfig
 
 Embed = Callable[[], torch.Tensor]
+Gather = Callable[[torch.Tensor], torch.Tensor]
 TRAINING_HOOKS: Registry = Registry("training hook")
 
 
@@ -52,7 +60,7 @@ class TrainingHook(nn.Module):
     def batch_triplets(self, batch_size: int) -> Optional[TripletIndices]:
         return None
 
-    def extra_losses(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_losses(self, embeddings: torch.Tensor, labels: torch.Tensor, gather: Gather) -> dict[str, torch.Tensor]:
         return {}
 
     def after_step(self, embeddings: torch.Tensor, labels: torch.Tensor,
@@ -93,10 +101,7 @@ class SmartMiningHook(TrainingHook):
     def after_step(self, embeddings: torch.Tensor, labels: torch.Tensor,
                    triplets: Optional[TripletIndices]) -> dict[str, torch.Tensor]:
         hinge = triplet_margin_loss(embeddings.detach().float(), triplets, self.ACTIVE_MARGIN, self.distance)
-        counts = torch.stack([(hinge > 0).sum(), torch.tensor(hinge.numel(), device=hinge.device)]).float()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)  # every process's controller follows the share of the whole batch
-        active = counts[0] / counts[1]
+        active = (hinge > 0).float().mean()
         if self.controller is not None:
             self.offset.fill_(self.controller.update(float(active)))
         return {"active": active, "offset": self.offset.clone()}
@@ -117,10 +122,10 @@ class ClassRepresentativeHook(TrainingHook):
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
         self.sampler.update_embeddings(embed())
 
-    def extra_losses(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_losses(self, embeddings: torch.Tensor, labels: torch.Tensor, gather: Gather) -> dict[str, torch.Tensor]:
         if not self.weight:
             return {}
-        mask = self.sampler.representative_mask.to(embeddings.device)
+        mask = gather(self.sampler.representative_mask.to(embeddings.device))
         if mask.numel() != embeddings.shape[0]:
             raise RuntimeError(f"batch of {embeddings.shape[0]} items but the sampler's batches hold {mask.numel()}")
         return {"proximity": self.weight * self.proximity(embeddings, labels, mask)}

@@ -12,6 +12,7 @@ from apps.retrieval.components import Parts
 from apps.retrieval.hooks import Embed
 from apps.retrieval.model import RetrievalModel
 from coseg.data import printable
+from coseg.engine.distributed import DistInfo, all_gather_rows, row_counts
 from coseg.models.checkpoint import read_checkpoint, write_checkpoint
 from metric.miners import TripletIndices
 
@@ -45,24 +46,36 @@ class RetrievalLearner(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net.embed_features(inputs) if self.head_only else self.net(inputs)
 
-    def objective(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms of a batch's embeddings (N, D) and labels (N,): ``loss`` (optimised) = the loss (on the
+    def objective(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                  dist: DistInfo = DistInfo()) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch's embeddings (n, D) and labels (n,): ``loss`` (optimised) = the loss (on the
         hooks' triplets if one gives them) + regularisers + the hooks' extra losses; the parts and the hooks'
-        feedback values are returned beside it, for the log."""
-        embeddings = embeddings.float()
+        feedback values are returned beside it, for the log.
+
+        Under DDP (``dist``) each process passes its share of the batch, and every process computes the same
+        objective, of the whole batch: the shares (and the hooks' triplets) all-gathered in rank order, so that the
+        averaged gradients are those of one process on the whole batch (``all_gather_rows``)."""
+        counts = row_counts(len(labels), dist)
+
+        def gather(values: torch.Tensor) -> torch.Tensor:
+            return all_gather_rows(values, dist, counts)
+
         triplets: Optional[TripletIndices] = None
         for hook in self.hooks:
             if triplets is None:
                 triplets = hook.batch_triplets(len(labels))
+        embeddings, labels = gather(embeddings.float()), gather(labels)
         if triplets is None:
             main = self.loss(embeddings, labels)
         else:
-            triplets = TripletIndices(*(t.to(embeddings.device) for t in triplets))
+            positions = torch.stack([triplets.anchor, triplets.positive, triplets.negative], 1).to(embeddings.device)
+            positions = positions + sum(counts[: dist.rank])  # (T, 3) in this process's share → in the whole batch
+            triplets = TripletIndices(*all_gather_rows(positions, dist).unbind(1))
             main = self.loss(embeddings, labels, triplets)
         parts = {self.loss_name: main}
         parts.update({name: module(embeddings, labels) for name, module in self.regularizers.items()})
         for hook in self.hooks:
-            parts.update(hook.extra_losses(embeddings, labels))
+            parts.update(hook.extra_losses(embeddings, labels, gather))
         terms = {"loss": torch.stack(list(parts.values())).sum(), **(parts if len(parts) > 1 else {})}
         for hook in self.hooks:
             terms.update(hook.after_step(embeddings, labels, triplets))

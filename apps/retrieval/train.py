@@ -211,13 +211,15 @@ class Validation:
 
 
 class RetrievalTask:
-    """One training step (inputs → embeddings → the learner's objective) and validation."""
+    """One training step (inputs → embeddings → the learner's objective) and validation. Under DDP (``dist``) each
+    process embeds its share of the batch and the objective is that of the whole batch, on every process."""
 
     def __init__(self, learner: RetrievalLearner, validation: Optional[Validation],
-                 augmentation: Optional[nn.Module] = None) -> None:
+                 augmentation: Optional[nn.Module] = None, dist: DistInfo = DistInfo()) -> None:
         self.learner = learner
         self.validation = validation
         self.augmentation = augmentation
+        self.dist = dist
 
     def train_step(self, model: nn.Module, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
         labels = batch["label"].to(device, non_blocking=True)
@@ -229,7 +231,7 @@ class RetrievalTask:
                 inputs = self.augmentation(inputs)
             if device.type == "cuda":
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.learner.objective(model(inputs), labels)
+        return self.learner.objective(model(inputs), labels, self.dist)
 
     def batch_size(self, batch: dict) -> int:
         return int(batch["label"].shape[0])
@@ -531,7 +533,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
                          cfg.minutes, cfg, dist)
         _start_run(cfg, resume, dist)
-        result.stages["head"] = engine.fit(RetrievalTask(learner, validation), loader, resume=resume)
+        result.stages["head"] = engine.fit(RetrievalTask(learner, validation, dist=dist), loader, resume=resume)
         learner.head_only = False
         for p in feature_params:
             p.requires_grad_(True)
@@ -547,7 +549,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     loader = train_loader(data.train, learner, parts.sampler, labels, embed_images, cfg, device)
     engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
                      cfg, dist, unreadable)
-    task = RetrievalTask(learner, validation, _augmentation(cfg.image_size))
+    task = RetrievalTask(learner, validation, _augmentation(cfg.image_size), dist)
     if not head_stage:
         _start_run(cfg, resume, dist)
     stage = "finetune" if cfg.mode == "staged" else "end_to_end"

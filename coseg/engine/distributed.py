@@ -174,6 +174,51 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def row_counts(rows: int, info: DistInfo) -> tuple[int, ...]:
+    """Every rank's ``rows``, in rank order (``(rows,)`` in a single process). Every rank must call it."""
+    if not info.distributed:
+        return (rows,)
+    counts = torch.zeros(info.world_size, dtype=torch.int64, device=info.device)
+    counts[info.rank] = rows
+    dist.all_reduce(counts)
+    return tuple(counts.tolist())
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """Every rank's rows concatenated in rank order; backward gives each rank the sum over ranks of the gradients
+    of its own rows."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor, counts: tuple[int, ...], rank: int) -> torch.Tensor:
+        ctx.counts, ctx.rank = counts, rank
+        padded = local.new_zeros((max(counts), *local.shape[1:]))  # all_gather needs equal shapes
+        padded[: len(local)] = local
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, counts)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]], None, None
+
+
+def all_gather_rows(local: torch.Tensor, info: DistInfo, counts: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+    """Every rank's ``local`` (n_r, ...) concatenated in rank order: (Σ n_r, ...); ``local`` itself in a single
+    process. ``counts``: the n_r when known (:func:`row_counts`), else gathered first. Every rank must call it.
+
+    Differentiable: when every rank computes the same loss of the result and DDP averages the parameters' gradients,
+    they equal those of one process computing that loss on the concatenated batch — a rank's rows get the sum of
+    every rank's gradient for them (W times the loss's), and DDP's average divides by W again. Parameters used on
+    the result alone (a loss's own) get the whole batch's gradient on every rank, which DDP's average keeps."""
+    if not info.distributed:
+        return local
+    counts = row_counts(len(local), info) if counts is None else counts
+    return _AllGatherRows.apply(local, counts, info.rank)
+
+
 def gather_to_main(value: Any, info: DistInfo) -> Optional[list[Any]]:
     """Every rank's ``value`` (any picklable object), in rank order, on rank 0; None on the other ranks. A single
     process gets ``[value]``. Every rank must call it."""

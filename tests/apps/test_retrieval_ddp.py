@@ -17,7 +17,7 @@ from tests.apps.retrieval_runs import tiny_set
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 2
-# SoftTriple has a non-zero loss on any batch, so the half batch of each process always trains.
+# SoftTriple has a non-zero loss on any batch, so both stages always train.
 OPTIONS = ["--backbone", "test_efficientnet", "--weights", "none", "--image-size", "32", "--embedding-dim", "8",
            "--classes-per-batch", "4", "--samples-per-class", "2", "--loss", "soft_triple", "--val-fraction", "0.34",
            "--epochs", str(EPOCHS), "--finetune-epochs", "1", "--device", "cpu", "--quiet"]
@@ -59,12 +59,13 @@ def test_torchrun_two_processes_train_both_stages(tmp_path):
 
 
 def _smart_mining_offsets(rank: int, world_size: int, store: str, offsets) -> None:
-    """One process of a gloo group: a smart-mining hook's step on this rank's own share of a batch whose triplets
-    are all active on rank 0 and none on rank 1; its controller's offset goes into ``offsets[rank]``."""
+    """One process of a gloo group: the objective of a smart-mining learner given this rank's share of a batch, one
+    triplet, active on rank 0 and not on rank 1; the share of active triplets and the controller's offset go into
+    ``offsets[rank]``."""
     from apps.retrieval.components import build_components
     from apps.retrieval.config import RetrievalTrainConfig
-    from apps.retrieval.hooks import TRAINING_HOOKS
-    from metric.miners.base_miner import TripletIndices
+    from apps.retrieval.learner import RetrievalLearner
+    from coseg.engine import DistInfo
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
@@ -72,12 +73,11 @@ def _smart_mining_offsets(rank: int, world_size: int, store: str, offsets) -> No
         cfg = RetrievalTrainConfig(loss="triplet_margin", sampler="smart_mining", classes_per_batch=2,
                                    samples_per_class=3, embedding_dim=2, target_active=0.5, controller_gain=1.0)
         parts = build_components(cfg, labels, 4, rank, world_size)
-        hook = TRAINING_HOOKS.get("smart_mining")(cfg, parts)
+        learner = RetrievalLearner(torch.nn.Identity(), parts, cfg.loss)  # type: ignore[arg-type]
         far = 0.0 if rank == 0 else 10.0  # the negative on top of the anchor (active) or far from it (not)
-        embeddings = torch.tensor([[0.0, 0.0], [0.0, 0.0], [far, 0.0]])
-        triplets = TripletIndices(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
-        logged = hook.after_step(embeddings, torch.tensor([0, 0, 1]), triplets)
-        offsets[rank] = (float(logged["active"]), float(hook.controller.offset))
+        embeddings = torch.tensor([[0.0, 0.0], [0.0, 0.0], [far, 0.0]])  # anchor, positive, negative
+        logged = learner.objective(embeddings, torch.tensor([0, 0, 1]), DistInfo(rank=rank, world_size=world_size))
+        offsets[rank] = (float(logged["active"]), float(learner.hooks[0].controller.offset))
     finally:
         torch.distributed.destroy_process_group()
 

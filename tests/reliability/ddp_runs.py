@@ -4,7 +4,9 @@ first step of epoch 2 (as if killed) and resumed.
 
 Usage: ``torchrun --nproc_per_node 2 ddp_runs.py OUT COSEG_DATA RETRIEVAL_DATA``. Writes ``OUT/<trainer>/whole``,
 ``OUT/<trainer>/cut`` (run folders) and ``OUT/<trainer>/rank<r>.json``: {"batches": the dataset indices of each
-training batch of the 2-epoch run, in order; "saves": the epochs whose checkpoints this rank wrote}."""
+training batch of the 2-epoch run, in order; "losses": each step's loss; "moved": before each step, the largest
+change of a weight since the step before (0 at the first); "saves": the epochs whose checkpoints this rank
+wrote}."""
 from __future__ import annotations
 
 import json
@@ -39,6 +41,7 @@ TRAINERS = {"coseg": (coseg_train, coseg_train.CosegTask, coseg_config),
 
 def recording(record: dict) -> None:
     """Patch the tasks and the engine so that ``record`` collects batches and checkpoint writes."""
+    previous: dict[str, torch.Tensor] = {}  # the weights at the step before
     for _, task, _ in TRAINERS.values():
         step = task.train_step
 
@@ -46,7 +49,13 @@ def recording(record: dict) -> None:
             record["batches"].append(batch["index"].tolist())
             if len(record["batches"]) == record.get("stop_at"):
                 raise KeyboardInterrupt("stopped as if killed")
-            return step(self, model, batch, device)
+            weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+            first = not record["moved"]
+            record["moved"].append(0.0 if first else float((weights - previous["weights"]).abs().max()))
+            previous["weights"] = weights.clone()
+            terms = step(self, model, batch, device)
+            record["losses"].append(float(terms["loss"]))
+            return terms
 
         task.train_step = train_step
     save = Engine._save
@@ -64,11 +73,11 @@ def main(out: Path, data: dict[str, Path]) -> None:
     recording(record)
     with distributed_run("cpu") as dist:
         for name, (module, _, config) in TRAINERS.items():
-            record.update(batches=[], saves=[], stop_at=None)
+            record.update(batches=[], losses=[], moved=[], saves=[], stop_at=None)
             module.train(config(data[name], out / name / "whole", 2), dist=dist)
             (out / name).mkdir(parents=True, exist_ok=True)
             (out / name / f"rank{dist.rank}.json").write_text(json.dumps(record))
-            record.update(batches=[], stop_at=len(record["batches"]) // 2 + 1)
+            record.update(batches=[], losses=[], moved=[], stop_at=len(record["batches"]) // 2 + 1)
             try:
                 module.train(config(data[name], out / name / "cut", 2), dist=dist)
             except KeyboardInterrupt:

@@ -78,6 +78,14 @@ def test_each_sample_is_trained_on_as_often_as_in_one_process(ddp, trainer):
         assert seen == expected, f"epoch {epoch}"
 
 
+def test_every_retrieval_step_trains_on_the_whole_batch(ddp):
+    """Each process computes the retrieval loss of the whole batch, not of its share: with P = 2 and 2 processes a
+    share is a single class, whose triplets have no negative (a loss of 0 that moves no weight but by decay)."""
+    ranks = [json.loads((ddp["out"] / "retrieval" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["losses"] == ranks[1]["losses"] and all(loss > 0 for loss in ranks[0]["losses"])
+    assert max(ranks[0]["moved"]) > 1e-5  # Adam's steps are ~lr = 1e-3; weight decay alone moves ~1e-7
+
+
 @pytest.mark.parametrize("trainer", ["coseg", "retrieval"])
 def test_only_rank_0_writes_checkpoints_and_the_log(ddp, trainer):
     saves = [json.loads((ddp["out"] / trainer / f"rank{r}.json").read_text())["saves"] for r in range(2)]
