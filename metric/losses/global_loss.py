@@ -10,6 +10,7 @@ from metric._checks import check_finite, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
+from metric.losses.triplet_margin_loss import triplet_distances
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_triplet_indices
 from metric.miners.batch_all import BatchAllMiner
 from metric.registry import LOSSES
@@ -70,7 +71,5 @@ class GlobalLoss(BaseMetricLoss):
         if triplets is None:
             triplets = self.miner(embeddings, labels)
         triplets = check_triplet_indices(triplets, embeddings.shape[0])
-        anchors = embeddings[triplets.anchor]
-        d_pos = self.distance.paired(anchors, embeddings[triplets.positive])
-        d_neg = self.distance.paired(anchors, embeddings[triplets.negative])
+        d_pos, d_neg = triplet_distances(embeddings, triplets, self.distance)
         return global_loss(d_pos, d_neg, self.margin, self.lam, self.distance.is_inverted)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from metric._checks import check_labelled_embeddings, check_same_device, check_same_size, check_shape
-from metric.distances.base_distance import BaseDistance
+from metric.distances.base_distance import BaseDistance, at_least_float32
 from metric.distances.euclidean import EuclideanDistance
 from metric.reduction import Reduction, check_reduction, reduce_loss
 from metric.registry import LOSSES
@@ -41,6 +41,7 @@ def representative_proximity_loss(
     samples, column = (labels.unsqueeze(1) == labels[representatives].unsqueeze(0)).nonzero(as_tuple=True)
     pulled = ~representative_mask[samples]
     samples, targets = samples[pulled], representatives[column[pulled]]
+    embeddings = at_least_float32(embeddings)  # a representative's gradient sums over its class: not in 16 bits
     values = distance.paired(embeddings[samples], embeddings[targets])
     return distance.farness(values)
 

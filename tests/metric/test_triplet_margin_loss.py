@@ -177,7 +177,7 @@ def test_pair_table_and_per_triplet_paths_agree(kind, monkeypatch):
         return losses.detach(), x.grad
 
     table = losses_and_grad()
-    monkeypatch.setattr(module, "_PAIR_TABLE_ELEMENTS", 0)
+    monkeypatch.setattr(module, "_uses_pair_table", lambda *sizes: False)
     per_triplet = losses_and_grad()
     assert_close(table[0], per_triplet[0])
     assert_close(table[1], per_triplet[1])
