@@ -280,7 +280,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.data import find_samples
-    from coseg.evaluate import evaluate_samples, write_evaluation
+    from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
     from coseg.report.files import PREDICTIONS, record_path
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                                  samples_of)
@@ -304,8 +304,12 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   edges=_edges(edge_radius, edge_eps),
                                   colour=_colour(colour_cut, colour_iterations, colour_scale),
                                   statistics=_statistics(group_statistics))
+    overlap = seen_overlap(checkpoint, evaluation.summary["per_group"])
+    evaluation.summary.update({key: len(names) for key, names in overlap.items()})
     record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
+    for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
+        echo(line)
     _print_summary(evaluation.summary)
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in problems_of(scan, chosen)])
@@ -423,6 +427,7 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
     foreground probabilities. They must have been trained at the same image size."""
     from coseg.data import printable
     from coseg.models import load_ensemble
+    from coseg.models.ensemble import seen_by_members
 
     if output.exists() and not overwrite:
         raise ValueError(f"{printable(output)} exists; --overwrite replaces it, or choose another --output")
@@ -430,7 +435,7 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
         raise ValueError(f"{printable(output)} is one of the models joined: choose another --output (the ensemble "
                          "would replace its own member)")
     joined, size = load_ensemble(models)
-    joined.save(output, None if size is None else {"image_size": str(size)})
+    joined.save(output, {**({} if size is None else {"image_size": str(size)}), **seen_by_members(models)})
     echo(f"wrote {output}: an ensemble of {len(joined.members)} model(s)")
 
 

@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -18,9 +18,44 @@ from coseg.data import DataFileError, Sample, printable, read_mask, write_png_at
 from coseg.data.io import fit_to_mask
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
+from coseg.models.checkpoint import TRAINED_ON, VALIDATED_ON, PathLike, recorded_names
 from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell, path_cells
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
+
+
+SHOWN_NAMES = 10  # names listed in an overlap warning; the others are counted
+
+
+def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str]) -> dict[str, list[str]]:
+    """Of the ``evaluated`` groups (classes), the sorted ones the model file ``checkpoint`` records it was trained
+    on (key :data:`TRAINED_ON`) and validated on (:data:`VALIDATED_ON`), matched by name exactly; a key is left
+    out when the file does not record its names."""
+    chosen = set(evaluated)
+    overlap: dict[str, list[str]] = {}
+    for key in (TRAINED_ON, VALIDATED_ON):
+        names = recorded_names(checkpoint, key)
+        if names is not None:
+            overlap[key] = sorted(chosen & names)
+    return overlap
+
+
+def overlap_warnings(overlap: Mapping[str, list[str]], evaluated: int, noun: str = "groups") -> list[str]:
+    """The lines warning that some of the ``evaluated`` groups (or other ``noun``) were in :func:`seen_overlap`'s
+    ``overlap``: those trained on (scores not of unseen data), then, milder, the validation ones."""
+    def listed(names: list[str]) -> str:
+        more = len(names) - SHOWN_NAMES
+        return ", ".join(map(printable, names[:SHOWN_NAMES])) + (f", … ({more} more)" if more > 0 else "")
+
+    lines = []
+    trained, validated = overlap.get(TRAINED_ON), overlap.get(VALIDATED_ON)
+    if trained:
+        lines.append(f"warning: {len(trained)} of the {evaluated} evaluated {noun} were used to train this model "
+                     f"({listed(trained)}): these scores are not of unseen data")
+    if validated:
+        lines.append(f"note: {len(validated)} of the {evaluated} evaluated {noun} were this model's validation "
+                     f"{noun} (used to choose its epoch): {listed(validated)}")
+    return lines
 
 
 @dataclass

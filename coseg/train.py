@@ -23,6 +23,8 @@ from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
 from coseg.models import CosegNet, Model, create_model, load_ensemble
+from coseg.models.checkpoint import seen_metadata
+from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
 from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
@@ -294,8 +296,9 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
-        metadata = {"image_size": str(cfg.image_size), "members": str(cfg.members)}
-        last, _ = load_ensemble([Path(c.output) / "last.safetensors" for c in configs])
+        lasts = [Path(c.output) / "last.safetensors" for c in configs]
+        metadata = {"image_size": str(cfg.image_size), "members": str(cfg.members), **seen_by_members(lasts)}
+        last, _ = load_ensemble(lasts)
         last.save(output / "last.safetensors", metadata)
         if val_groups:
             best, _ = load_ensemble([Path(c.output) / "best.safetensors" for c in configs], dist.device)
@@ -355,7 +358,8 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
                     channels_last=cfg.channels_last,
                     time_budget_s=cfg.minutes * 60 if cfg.minutes else None, select_metric="J",
                     find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
-                    metadata={"image_size": str(cfg.image_size)}, unreadable=unreadable)
+                    metadata={"image_size": str(cfg.image_size), **seen_metadata(train_groups, val_groups)},
+                    unreadable=unreadable)
     if dist.is_main:
         if before_write is not None:
             before_write()

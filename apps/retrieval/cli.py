@@ -99,6 +99,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image whose class
     has another image queries all the others)."""
     from apps.retrieval.evaluate import evaluate_checkpoint
+    from coseg.evaluate import overlap_warnings
     from coseg.report.build import build_report
 
     classes = [c.strip() for c in train_classes.split(",") if c.strip()] if train_classes else None
@@ -106,6 +107,8 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
                                      _device(device), workers, cache_dir, progress=not quiet,
                                      report_queries=report_queries if report else 0)
     summary = evaluation.summary
+    for line in overlap_warnings(evaluation.seen, summary["classes"], "classes"):
+        echo(line)
     echo("  ".join(f"{name:>6}" for name in METRICS))
     echo("  ".join(f"{summary[name]:6.2f}" for name in METRICS))
     lone = summary["images"] - summary["queries"]

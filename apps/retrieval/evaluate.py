@@ -19,6 +19,7 @@ from apps.retrieval.train import percent_metrics
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
+from coseg.evaluate import seen_overlap
 from coseg.models.checkpoint import recorded_image_size
 from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_path
 from metric.retrieval.knn import knn
@@ -62,6 +63,7 @@ class Evaluation:
     skipped: list[tuple[Path, str]]  # at start-up, then during the evaluation (``unreadable``)
     problems: list[Problem]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # decoded, then no longer readable: not scored
+    seen: dict[str, list[str]] = field(default_factory=dict)  # evaluated classes it trained/validated on: seen_overlap
 
 
 def report_order(matches: np.ndarray) -> np.ndarray:
@@ -151,7 +153,9 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     (:func:`write_evaluation`). An image decoded at start-up that can no longer be read when it is embedded (a disk
     cache's file and its source gone) is left out of the scores, counted in ``unreadable`` and listed in
     ``skipped``. Raises ``ValueError`` when no class has two readable images, or only one class has readable images
-    (every score would be 100 whatever the model)."""
+    (every score would be 100 whatever the model). Of the classes scored, the numbers the model file records it
+    was trained and validated on are ``trained_on`` and ``validated_on`` in the summary (when it records them; the
+    classes in ``seen``)."""
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)
@@ -161,15 +165,17 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     labels = dataset.labels[kept]
     queries = check_scorable(labels, records.classes, split, data)
     skipped = dataset.skipped + [(path, f"{problem} ({LEFT_OUT})") for path, problem in unreadable]
+    seen = seen_overlap(checkpoint, [records.classes[i] for i in labels.unique().tolist()])
     summary = {
         **percent_metrics(embeddings, labels),
         "images": len(labels), "queries": queries, "classes": int(labels.unique().numel()), "split": split,
         "layout": records.layout, "data": printable(data), "image_size": size,
         "skipped": [f"{printable(path)}: {reason}" for path, reason in skipped], "unreadable": len(unreadable),
         "problems": [str(problem) for problem in records.problems],
+        **{key: len(names) for key, names in seen.items()},
     }
     record_path(summary, "checkpoint", checkpoint, output if output is not None else Path.cwd())
     if output is not None:
         write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries, kept)
-    return Evaluation(summary, skipped, records.problems, unreadable)
+    return Evaluation(summary, skipped, records.problems, unreadable, seen)
 

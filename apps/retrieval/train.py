@@ -49,6 +49,7 @@ from coseg.engine import (
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.models import checkpoint_metadata
+from coseg.models.checkpoint import seen_metadata
 from coseg.train import seed_everything, skipped_with_later
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
@@ -350,11 +351,15 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
 
 
 def _engine(learner: RetrievalLearner, optimizer: torch.optim.Optimizer, output: Path, epochs: int,
-            minutes: Optional[float], cfg: RetrievalTrainConfig, dist: DistInfo,
+            minutes: Optional[float], cfg: RetrievalTrainConfig, dist: DistInfo, data: TrainingData,
             unreadable: Optional[UnreadableLog] = None) -> Engine:
+    """The engine of one stage; its model files record the image size and ``data``'s training and validation
+    classes."""
     return Engine(learner, optimizer, output, dist=dist, epochs=epochs, amp=cfg.amp, lr_schedule=cfg.lr_schedule,
                   time_budget_s=minutes * 60 if minutes else None, select_metric=SELECT_METRIC, quiet=cfg.quiet,
-                  metadata={"image_size": str(cfg.image_size)}, unreadable=unreadable)
+                  metadata={"image_size": str(cfg.image_size),
+                            **seen_metadata(data.train_classes, data.val_classes)},
+                  unreadable=unreadable)
 
 
 def _best_metric(path: Path) -> Optional[float]:
@@ -531,7 +536,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
         loader = train_loader(FeatureDataset(features, labels), learner, parts.sampler, labels, embed_features, cfg,
                               device, cfg.head_passes, workers=0)
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
-                         cfg.minutes, cfg, dist)
+                         cfg.minutes, cfg, dist, data)
         _start_run(cfg, resume, dist)
         result.stages["head"] = engine.fit(RetrievalTask(learner, validation, dist=dist), loader, resume=resume)
         learner.head_only = False
@@ -548,7 +553,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                              unreadable=unreadable) if val_labels is not None else None)
     loader = train_loader(data.train, learner, parts.sampler, labels, embed_images, cfg, device)
     engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
-                     cfg, dist, unreadable)
+                     cfg, dist, data, unreadable)
     task = RetrievalTask(learner, validation, _augmentation(cfg.image_size), dist)
     if not head_stage:
         _start_run(cfg, resume, dist)

@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Optional, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Optional, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +23,9 @@ PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
 KIND_KEY = "coseg_model_kind"  # which loader reads the file: a co-segmentation or a retrieval model's
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+TRAINED_ON = "trained_on"  # metadata: the groups (classes) a model was trained on
+VALIDATED_ON = "validated_on"  # metadata: those its epoch was chosen on
+MAX_NAMES_JSON = 1_000_000  # names longer than this as JSON are counted, not stored (a header stays small)
 M = TypeVar("M", bound=torch.nn.Module)
 
 
@@ -189,6 +192,40 @@ def recorded_image_size(path: PathLike) -> Optional[int]:
     if not re.fullmatch(r"[0-9]+", value) or int(value) == 0:
         raise ValueError(f"{printable(path)}: its metadata 'image_size' must be a positive integer, got {value!r}")
     return int(value)
+
+
+def names_record(names: Iterable[str]) -> str:
+    """The metadata value recording the group (class) ``names``: JSON ``{"count": n, "names": [sorted names]}``, or
+    ``{"count": n}`` alone (not stored) when the names take over :data:`MAX_NAMES_JSON` characters as JSON."""
+    unique = sorted(set(names))
+    listed = json.dumps(unique)  # ASCII: names that are not UTF-8 (surrogate escapes) are written as \u escapes
+    if len(listed) > MAX_NAMES_JSON:
+        return json.dumps({"count": len(unique)})
+    return f'{{"count": {len(unique)}, "names": {listed}}}'
+
+
+def seen_metadata(trained: Iterable[str], validated: Iterable[str]) -> dict[str, str]:
+    """The metadata recording the groups (classes) a model was ``trained`` and ``validated`` (epoch chosen) on."""
+    return {TRAINED_ON: names_record(trained), VALIDATED_ON: names_record(validated)}
+
+
+def recorded_names(path: PathLike, key: str) -> Optional[frozenset[str]]:
+    """The names recorded under ``key`` (:data:`TRAINED_ON`, :data:`VALIDATED_ON`) in the model file ``path``; None
+    when not recorded (a model of an older version or of the Python API) or counted only. Raises ``ValueError``
+    naming the file and the key when the record is not of the form :func:`names_record` writes."""
+    value = checkpoint_metadata(path).get(key)
+    if value is None:
+        return None
+    try:
+        record = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{printable(path)}: its metadata '{key}' is not valid JSON ({err})") from err
+    names = record.get("names") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("count"), int) or not (
+            names is None or isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{printable(path)}: its metadata '{key}' must be a JSON object with a 'count' and, if "
+                         "stored, a list of 'names'")
+    return None if names is None else frozenset(names)
 
 
 @dataclass(frozen=True)

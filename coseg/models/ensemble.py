@@ -9,7 +9,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from coseg.models.checkpoint import PathLike, write_checkpoint
+from coseg.models.checkpoint import (TRAINED_ON, VALIDATED_ON, PathLike, names_record, recorded_names,
+                                     write_checkpoint)
 from coseg.models.cosegnet import MODEL_KIND, ChunkKeys, CosegNet, StreamedContext
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.group_statistics import GroupStatistics
@@ -80,6 +81,17 @@ class CosegEnsemble(nn.Module):
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
+
+
+def seen_by_members(paths: Sequence[PathLike]) -> dict[str, str]:
+    """The metadata recording the union of the groups the model files ``paths`` were trained on, and of those they
+    were validated on; each left out when a file does not record its names (they are not known)."""
+    joined: dict[str, str] = {}
+    for key in (TRAINED_ON, VALIDATED_ON):
+        records = [recorded_names(p, key) for p in paths]
+        if all(r is not None for r in records):
+            joined[key] = names_record(name for r in records for name in r)  # type: ignore[union-attr]
+    return joined
 
 
 def _mean_filtered(probs: list[torch.Tensor], images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:
