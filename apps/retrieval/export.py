@@ -20,7 +20,6 @@ the lock of ``.export.lock`` in the output folder while it runs: a second export
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -29,7 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -95,13 +94,6 @@ def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:
     items = [Item(path, path.relative_to(input_dir).as_posix(),
                   "" if path.parent == root else path.parent.relative_to(root).as_posix()) for path in images]
     return sorted(items, key=lambda item: item.relative), problems
-
-
-def exclusive(output_dir: Path) -> contextlib.AbstractContextManager[None]:
-    """Hold ``output_dir``'s export lock (creating the folder): a second export there meanwhile is refused, not
-    left to mix its files with these. The system releases the lock when the process ends, however it ends. A
-    folder this creates that a failed export leaves empty is removed."""
-    return folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there")
 
 
 def _digest(*parts: Union[str, bytes]) -> str:
@@ -213,7 +205,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     report = ExportReport(output_dir, shards=len(shards))
     record = output_dir / "export.json"
     source = {"input": printable(input_dir.resolve()), "model": model_digest}
-    with exclusive(output_dir):
+    with folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there"):
         done = read_record(record) if record.is_file() else {}
         if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
             report.images, report.dim, report.up_to_date = done["images"], done["dim"], True

@@ -53,9 +53,6 @@ class RetrievalImageDataset(Dataset):
         self._super_labels = (torch.tensor([r.super_label for r in self.records], dtype=torch.long)
                               if has_super else None)
         self.substitute = substitute
-        self._members: dict[int, list[int]] = {}  # each class's indices
-        for i, label in enumerate(self._labels.tolist()):
-            self._members.setdefault(label, []).append(i)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -72,7 +69,7 @@ class RetrievalImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         label = int(self._labels[i])
-        found = read_or_substitute(lambda j: self.cache[_sample(self.records[j])], i, self._members[label],
+        found = read_or_substitute(lambda j: self.cache[_sample(self.records[j])], i, self._labels,
                                    self.substitute, f"class {label}")
         if isinstance(found, str):
             return {"index": i, "error": found}

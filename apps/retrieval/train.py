@@ -13,7 +13,6 @@ Validation (best-checkpoint selection) uses classes held out from the training s
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
@@ -444,16 +442,12 @@ def seen_features(net: RetrievalModel, features: torch.Tensor, dataset: Retrieva
 
 
 def note_unreadable(result: TrainResult, log: UnreadableLog, files: list[tuple[Path, str]], outcome: str) -> None:
-    """Add the ``files`` that could not be read when features were computed to the run's skipped files, each warned
-    about once (in the main process; ``log``'s files are not warned about again later in the run)."""
+    """Add the ``files`` that could not be read when features were computed to the run's skipped files and to
+    ``log`` (warned about once, in the main process: every process computes the same features)."""
     for path, problem in files:
-        if path in log.files:
-            continue
-        if result.is_main:
-            tqdm.write(f"warning: {printable(path)}: {problem}; it could not be read any more after decoding, so "
-                       f"{outcome} (listed with the run's skipped files)", file=sys.stderr)
-        result.skipped.append((path, problem))
-        log.files[path] = problem
+        if path not in log.files:
+            result.skipped.append((path, problem))
+        log.note(path, problem, outcome, counted=False, warn=result.is_main)
 
 
 def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:

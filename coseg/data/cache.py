@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import PathLike, write_bytes_atomic
@@ -85,21 +86,22 @@ def _fingerprint(path: Optional[Path]) -> bytes:
                                 stat.st_ctime_ns)
 
 
-def read_or_substitute(read: Callable[[int], Decoded], i: int, peers: Sequence[int], substitute: bool,
+def read_or_substitute(read: Callable[[int], Decoded], i: int, labels: torch.Tensor, substitute: bool,
                        what: str) -> Union[tuple[Decoded, dict[str, str]], str]:
     """Item ``i`` of a data set read through a cache (``read(j)``, which raises ``DataFileError`` for a sample no
     longer readable), as ``(decoded, marks)``, or the error message naming the file.
 
     Without ``substitute``: ``marks`` is {} and a failure gives its message. With it: ``marks`` is {"unreadable":
     failed file, "unreadable_problem": why}, both "" when item ``i`` was read, and a failed item is replaced by the
-    next readable one of ``peers`` (sorted indices of the items of its group or class ``what``, ``i`` among them);
-    with none readable, ``ValueError`` naming the file."""
+    next readable item of its group or class ``what`` (the items whose ``labels`` (N,) equal item ``i``'s, in index
+    order after ``i``, then from the start); with none readable, ``ValueError`` naming the file."""
     try:
         return read(i), ({"unreadable": "", "unreadable_problem": ""} if substitute else {})
     except DataFileError as e:
         if not substitute:
             return str(e)
         failed = e
+    peers = torch.nonzero(labels == labels[i]).flatten().tolist()
     start = bisect.bisect_right(peers, i)
     for j in [*peers[start:], *peers[:start]]:
         if j == i:

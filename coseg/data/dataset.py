@@ -41,9 +41,6 @@ class CosegDataset(Dataset):
         index = {g: i for i, g in enumerate(self.groups)}
         self._group_ids = torch.tensor([index[s.group] for s in self.samples], dtype=torch.long)
         self.substitute = substitute
-        self._members: list[list[int]] = [[] for _ in self.groups]  # each group's indices
-        for i, g in enumerate(self._group_ids.tolist()):
-            self._members[g].append(i)
 
     @property
     def group_ids(self) -> torch.Tensor:
@@ -55,7 +52,7 @@ class CosegDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         group = int(self._group_ids[i])
-        found = read_or_substitute(lambda j: self.cache[self.samples[j]], i, self._members[group], self.substitute,
+        found = read_or_substitute(lambda j: self.cache[self.samples[j]], i, self._group_ids, self.substitute,
                                    f"group '{printable(self.groups[group])}'")
         if isinstance(found, str):
             return {"index": i, "error": found}

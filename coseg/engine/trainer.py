@@ -57,15 +57,18 @@ class UnreadableLog:
         self.files: dict[Path, str] = {}
         self.count = 0
 
-    def note(self, path: PathLike, problem: str, outcome: str) -> None:
-        """Count one item of ``path`` that could not be read (``problem``), and what was done instead
-        (``outcome``)."""
-        self.count += 1
+    def note(self, path: PathLike, problem: str, outcome: str, counted: bool = True, warn: bool = True) -> None:
+        """Note one item of ``path`` that could not be read (``problem``), and what was done instead (``outcome``):
+        in ``count`` when ``counted`` (an epoch's items; else only listed, e.g. before training starts), warned
+        about (when ``warn``) the first time the file is met."""
+        self.count += counted
         path = Path(path)
         if path not in self.files:
             self.files[path] = problem
-            tqdm.write(f"warning: {printable(path)}: {problem}; it could not be read during the run, so {outcome} "
-                       "(counted in log.csv's 'unreadable' column)", file=sys.stderr)
+            if warn:
+                where = "counted in log.csv's 'unreadable' column" if counted else "listed with the run's skipped files"
+                tqdm.write(f"warning: {printable(path)}: {problem}; it could not be read during the run, so "
+                           f"{outcome} ({where})", file=sys.stderr)
 
     def note_batch(self, batch: Any) -> None:
         """Note the items a training batch marks as replaced (``unreadable``, ``unreadable_problem``: lists of the
