@@ -49,7 +49,7 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStati
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import RUN_FOLDER, build_objective, build_optimizer, check_config, split_train_val, train
+from coseg.train import RUN_FOLDER, build_augmentation, build_objective, build_optimizer, check_config, split_train_val, train
 from metric.threads import single_threaded_pool
 from checks import EXPECTED, check_writable, one_line, overrides, write_json
 from timing import paired_ratios, paired_rounds, rounds_in_turn
@@ -128,7 +128,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
     import segmentation_models_pytorch as smp
     from torch.utils.data import DataLoader
 
-    from coseg.data import CosegDataset, ImageCache, TrainAugmentation
+    from coseg.data import CosegDataset, ImageCache
     from coseg.engine import DistInfo, Engine
     from coseg.train import CosegTask
     from metric.samplers import PKBatchSampler
@@ -143,7 +143,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
 
     def augmentation() -> Any:
         torch.manual_seed(0)
-        return TrainAugmentation(cfg.image_size) if cfg.augment else None
+        return build_augmentation(cfg)
 
     def plain() -> float:
         model = load_model(model_path).to(memory_format=memory_format).train()

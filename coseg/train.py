@@ -228,12 +228,26 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
+    if not 0 < cfg.crop_scale <= 1:
+        raise ConfigError(f"crop_scale must be in (0, 1] (the smallest share of the image a crop keeps), got "
+                          f"{cfg.crop_scale}")
+    if not 0 <= cfg.colour_jitter <= 1:
+        raise ConfigError(f"colour_jitter must be in [0, 1], got {cfg.colour_jitter}")
     check_choice(cfg, "layout", ["auto", *LAYOUTS.names()])
     check_choice(cfg, "triplet_miner", MINERS.names())
     check_choice(cfg, "triplet_strategy", ["random", "hard"])
     check_choice(cfg, "encoder_statistics", ["train", "frozen"])
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
+
+
+def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:
+    """The training augmentation ``cfg`` asks for (``augment``, ``crop_scale``, ``colour_jitter``); None when off."""
+    if not cfg.augment:
+        return None
+    s = cfg.colour_jitter
+    return TrainAugmentation(cfg.image_size, crop_scale=(cfg.crop_scale, 1.0), brightness=s, contrast=s,
+                             saturation=s, hue=s / 6)
 
 
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
@@ -349,7 +363,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
                         pin_memory=dist.device.type == "cuda", persistent_workers=cfg.workers > 0)
     model = build_model(cfg)
     optimizer = build_optimizer(model, cfg)
-    augmentation = TrainAugmentation(cfg.image_size) if cfg.augment else None
+    augmentation = build_augmentation(cfg)
     paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
              if cfg.paste_distractor_p or cfg.paste_background_p else None)
     unreadable = UnreadableLog()

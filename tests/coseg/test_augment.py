@@ -73,3 +73,30 @@ def test_uint8_masks_come_back_as_uint8():
 def test_bad_inputs(images, masks, error, message):
     with pytest.raises(error, match=message):
         TrainAugmentation(16)(images, masks)
+
+
+def test_config_sets_the_crop_scale_and_the_colour_jitter():
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_augmentation
+
+    aug = build_augmentation(CosegTrainConfig(image_size=32, crop_scale=0.25, colour_jitter=0.6))
+    crop, jitter = aug.pipeline[0], aug.pipeline[3]
+    assert crop._param_generator.scale == (0.25, 1.0)
+    assert (jitter.brightness, jitter.contrast, jitter.saturation) == (0.6, 0.6, 0.6)
+    assert jitter.hue == pytest.approx(0.1)
+    assert build_augmentation(CosegTrainConfig(augment=False)) is None
+
+
+@pytest.mark.parametrize("strength, changed", [(0.0, False), (0.5, True)])
+def test_colour_jitter_strength_zero_keeps_the_colours(strength, changed):
+    """A uniform image keeps its colour wherever the crop's geometry puts its pixels unless colours are jittered."""
+    from coseg.config import CosegTrainConfig
+    from coseg.train import build_augmentation
+
+    torch.manual_seed(0)
+    colour = torch.tensor([0.6, 0.3, 0.2]).view(1, 3, 1, 1)
+    images = colour.expand(8, 3, 32, 32).clone()
+    out, _ = build_augmentation(CosegTrainConfig(image_size=32, colour_jitter=strength))(images, torch.ones(8, 1, 32, 32))
+    centre = out[:, :, 12:20, 12:20]  # inside the image whatever the affine step's rotation and shift
+    assert (centre - colour).abs().amax().item() > 0.02 if changed else torch.allclose(centre, colour.expand_as(centre),
+                                                                                       atol=1e-5)

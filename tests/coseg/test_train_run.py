@@ -78,6 +78,10 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
     ("val_fraction", -0.1, r"val_fraction must be in \[0, 1\), got -0.1"),
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
     ("image_size", 0, "image_size must be >= 32, got 0"),
+    ("crop_scale", 0.0, r"crop_scale must be in \(0, 1\] .*, got 0.0"),
+    ("crop_scale", 1.5, r"crop_scale must be in \(0, 1\] .*, got 1.5"),
+    ("colour_jitter", -0.1, r"colour_jitter must be in \[0, 1\], got -0.1"),
+    ("colour_jitter", float("nan"), r"colour_jitter must be in \[0, 1\], got nan"),
 ])
 def test_options_out_of_range_are_refused_before_anything_is_written(tmp_path, option, value, message):
     cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **{option: value})
