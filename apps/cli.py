@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
@@ -15,9 +16,12 @@ from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
 def error_message(error: BaseException) -> str:
-    """An error's own message: a KeyError's without the quotes ``str`` adds, the OS's errors as "problem: file"."""
+    """An error's own message: a KeyError's without the quotes ``str`` adds, the OS's errors as "problem: file", a
+    click error's as click shows it after "Error:"."""
     from coseg.data import printable
 
+    if isinstance(error, click.ClickException):
+        return error.format_message()
     if isinstance(error, KeyError) and len(error.args) == 1:
         return str(error.args[0])
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
@@ -25,7 +29,11 @@ def error_message(error: BaseException) -> str:
     return str(error)
 
 
-class OptionError(click.ClickException):
+class ToldError(click.ClickException):
+    """An expected failure of a command, its message as this process tells it (:func:`told`): exit code 1."""
+
+
+class OptionError(ToldError):
     """An option or config-file value the run cannot take, found past click's own checks: exit code 2, as click's
     usage errors."""
 
@@ -70,7 +78,7 @@ def friendly_errors(fn: Callable) -> Callable:
         except ConfigError as e:
             raise OptionError(told(e)) from None
         except (ValueError, KeyError, DataFileError, CheckpointError, NonFiniteLossError, OSError) as e:
-            raise click.ClickException(told(e)) from None
+            raise ToldError(told(e)) from None
 
     return wrapper
 
@@ -86,6 +94,38 @@ def told(error: BaseException) -> str:
     except KeyboardInterrupt:
         raise click.exceptions.Exit(Interrupted.exit_code) from None
     return prefix + error_message(error)
+
+
+@contextmanager
+def click_errors_told() -> Iterator[None]:
+    """Tell click's errors raised in the block (a bad option value, an unknown option, a missing argument) as
+    :func:`friendly_errors` tells the commands' own: under torchrun, a process other than rank 0 holds its error and
+    then shows it naming the process, keeping click's usage line, help hint and exit code. Rank 0 and a single process
+    let click show them as always."""
+    from coseg.engine.distributed import launched_rank
+
+    try:
+        yield
+    except click.ClickException as e:
+        if isinstance(e, ToldError) or not launched_rank():
+            raise
+        message = told(e)
+        e.format_message = lambda: message  # what click's show() prints after "Error:" (and any usage line)
+        raise
+
+
+class CosegGroup(click.Group):
+    """The ``coseg`` command group: click's errors, met reading the command line before a command runs or raised by
+    a command itself, are told as the commands' own errors are (:func:`click_errors_told`)."""
+
+    def make_context(self, info_name: Optional[str], args: list[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
+        with click_errors_told():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with click_errors_told():
+            return super().invoke(ctx)
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: Optional[float]) -> Optional[float]:
@@ -188,7 +228,7 @@ def inference_options(fn: Callable) -> Callable:
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=CosegGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="coseg-metric", prog_name="coseg")
 def main() -> None:
     """Image co-segmentation and retrieval with metric-learning heads."""
