@@ -13,6 +13,9 @@ ImageNet backbone's L2-normalised pooled features without training. Every row is
 - s/epoch: training seconds per pass over the training set (head stage: on cached features);
   with ``--set finetune_epochs=N`` the JSON also holds the fine-tuning stage's seconds per epoch, epochs, best
   validation MAP@R and which stage's model was kept (``kept_stage``, the better one on validation);
+- skipped: how many image files the row could not read, at start-up or once decoded (training, validation or test
+  images; the JSON lists them with why, and the run prints them): each is left out (a training image lost during
+  the run: another image of its class takes its place in the batches), never a reason to stop;
 - loss s/epoch: miner + loss + hooks' terms, forward and backward, per pass (median of 20 timed steps × steps per
   pass, one thread, on random unit embeddings of the method's batches; the network's share is the same for every
   method); ``--loss-times`` measures this column alone for every method side by side: ``--rounds`` rounds (default
@@ -41,15 +44,16 @@ from torch import nn
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.datasets import load_retrieval_split
-from apps.retrieval.evaluate import evaluate_checkpoint, load_for_retrieval
+from apps.retrieval.evaluate import check_scorable, evaluate_checkpoint, load_for_retrieval
 from apps.retrieval.export import export_folder, scan_images
-from apps.retrieval.features import inference_features
+from apps.retrieval.features import inference_views, readable_features, unreadable_files
 from apps.retrieval.image_dataset import RetrievalImageDataset
+from apps.retrieval.inference import Embedded
 from apps.retrieval.learner import RetrievalLearner
 from apps.retrieval.model import create_retrieval_model, load_retrieval_model
-from apps.retrieval.train import (FINETUNE_DIR, build_model, check_config, load_training_data, percent_metrics,
-                                  train, training_records)
-from coseg.data import ImageCache, load_split
+from apps.retrieval.train import (FINETUNE_DIR, build_model, check_config, check_validation_classes,
+                                  load_training_data, percent_metrics, train, training_records)
+from coseg.data import ImageCache, load_split, printable
 from coseg.engine import config_from_dict, config_to_dict, read_config_file, resolve_device
 from metric.registry import LOSSES
 from metric.threads import keeping_callers_count, use_one_torch_thread
@@ -139,7 +143,7 @@ def loss_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int,
     tiny = create_retrieval_model("test_efficientnet", weights=None, embedding_dim=dim)
     learner = RetrievalLearner(tiny, parts, cfg.loss)
     dataset_embeddings = F.normalize(torch.randn(len(labels), dim))
-    learner.before_epoch(lambda: dataset_embeddings, labels)
+    learner.before_epoch(lambda: Embedded(dataset_embeddings, torch.arange(len(labels)), []), labels)
     parts.sampler.set_epoch(1)
     batches = list(parts.sampler)
 
@@ -163,22 +167,40 @@ def loss_seconds_per_pass(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_c
         return loss_pass(cfg, labels, num_classes, dim)()
 
 
+def skipped_files(*lists: list[tuple[Path, str]]) -> dict[str, list[str]]:
+    """The row's ``skipped`` entry: "file: why" of each file of ``lists`` (file, why), once, in the order met."""
+    found: dict[Path, str] = {}
+    for files in lists:
+        for path, problem in files:
+            found.setdefault(Path(path), problem)
+    return {"skipped": [f"{printable(path)}: {problem}" for path, problem in found.items()]}
+
+
 def frozen_row(cfg: RetrievalTrainConfig, data: Path, device: torch.device, validation: bool) -> dict[str, Any]:
     """The ImageNet backbone's features as the model embeds them without a head (L2-normalised; mirror-averaged
-    with ``flip_average``), on the test classes — or, with ``validation``, on the run's validation classes."""
+    with ``flip_average``), on the test classes — or, with ``validation``, on the run's validation classes; of the
+    images that can be read, the others listed in ``skipped``."""
     model = build_model(cfg).eval()
     if validation:
-        dataset = load_training_data(cfg).val
+        loaded = load_training_data(cfg)
+        dataset, classes = loaded.val, loaded.val_classes
         if dataset is None:
             raise ValueError("--validation needs validation classes (val_fraction > 0)")
     else:
         split = load_retrieval_split(data, "test", "folders")
-        dataset = RetrievalImageDataset(split.records, cfg.image_size,
-                                        ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=False))
-    features = inference_features(model, dataset, device, cfg.batch_size, cfg.workers, cfg.cache_dir)
-    metrics = percent_metrics(F.normalize(features), dataset.labels, with_nmi=not validation,
+        dataset, classes = RetrievalImageDataset(split.records, cfg.image_size, ImageCache(
+            cfg.image_size, cache_dir=cfg.cache_dir, progress=False)), split.classes
+    found = readable_features(model, dataset, inference_views(model), device, cfg.batch_size, cfg.workers,
+                              cfg.cache_dir)
+    labels = dataset.labels[found.kept]
+    if validation:
+        check_validation_classes(labels, classes)
+    else:
+        check_scorable(labels, classes, "test", data)
+    metrics = percent_metrics(F.normalize(found.values.mean(0)), labels, with_nmi=not validation,
                               ks=(1,) if validation else (1, 2, 4, 8))
-    return {**metrics, "dim": model.feature_dim}
+    return {**metrics, "dim": model.feature_dim,
+            **skipped_files(dataset.skipped, unreadable_files(dataset, found.unreadable))}
 
 
 def training_labels(cfg: RetrievalTrainConfig) -> tuple[torch.Tensor, int]:
@@ -231,7 +253,8 @@ def checkpoint_dim(path: Path) -> int:
 def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.device,
                validation: bool) -> dict[str, Any]:
     """Train the method; score its best checkpoint on the test classes (with ``validation``: report the
-    validation classes' R@1 and MAP@R of that checkpoint instead, and leave the test classes unread)."""
+    validation classes' R@1 and MAP@R of that checkpoint instead, and leave the test classes unread). The files
+    that training or scoring could not read are listed in ``skipped``."""
     result = train(cfg)
     run = Path(cfg.output)
     stage = next(iter(result.stages.values()))
@@ -253,25 +276,33 @@ def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.d
     if validation:
         with open(kept_log, newline="") as f:
             best = next(r for r in csv.DictReader(f) if int(r["epoch"]) == kept.best_epoch)
-        return {"R@1": float(best["val_R@1"]), "MAP@R": float(best["val_MAP@R"]), **row}
+        return {"R@1": float(best["val_R@1"]), "MAP@R": float(best["val_MAP@R"]), **row,
+                **skipped_files(result.skipped)}
     evaluation = evaluate_checkpoint(run / "best.safetensors", data, run / "test", "folders", "test",
                                      image_size=cfg.image_size, batch_size=cfg.batch_size, device=device,
                                      workers=cfg.workers, cache_dir=cfg.cache_dir)
     loss_seconds = loss_seconds_per_pass(cfg, *training_labels(cfg), dim)
-    return {**{k: evaluation.summary[k] for k in COLUMNS}, **row, "loss_seconds_per_epoch": loss_seconds}
+    return {**{k: evaluation.summary[k] for k in COLUMNS}, **row, "loss_seconds_per_epoch": loss_seconds,
+            **skipped_files(result.skipped, evaluation.skipped)}
 
 
 def print_table(rows: dict[str, dict[str, Any]], columns: tuple[str, ...]) -> None:
+    """The rows' scores, speeds and skipped files' counts, then the skipped files."""
     width = max(len(name) for name in rows) + 2
     timed = all("loss_seconds_per_epoch" in row for name, row in rows.items() if name != FROZEN)
-    header = "".join(f"{c:>8}" for c in columns) + f"{'s/epoch':>10}" + (f"{'loss s/epoch':>14}" if timed else "")
-    print(f"{'method':<{width}}{header}")
+    header = "".join(f"{c:>8}" for c in columns) + f"{'skipped':>9}" + f"{'s/epoch':>10}"
+    print(f"{'method':<{width}}{header}" + (f"{'loss s/epoch':>14}" if timed else ""))
     for name, row in rows.items():
-        cells = "".join(f"{row[c]:8.1f}" for c in columns)
+        cells = "".join(f"{row[c]:8.1f}" for c in columns) + f"{len(row['skipped']):9d}"
         speed = "" if name == FROZEN else f"{row['seconds_per_epoch']:10.3f}"
         if timed and name != FROZEN:
             speed += f"{row['loss_seconds_per_epoch']:14.4f}"
         print(f"{name:<{width}}{cells}{speed}")
+    skipped = dict.fromkeys(file for row in rows.values() for file in row["skipped"])
+    if skipped:
+        print(f"\nskipped {len(skipped)} unreadable file(s):")
+        for file in skipped:
+            print(f"  {file}")
 
 
 def write_loss_times(out: Path, configs: dict[str, RetrievalTrainConfig], rounds: int = 7) -> None:

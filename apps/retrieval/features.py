@@ -105,14 +105,14 @@ def readable_features(model: RetrievalModel, dataset: RetrievalImageDataset, vie
 
 def cached_features(model: RetrievalModel, dataset: RetrievalImageDataset, views: int, device: torch.device,
                     batch_size: int = 32, workers: int = 0, cache_dir: Optional[PathLike] = None,
-                    progress: bool = False, replaced: Optional[list[tuple[Path, str]]] = None) -> torch.Tensor:
+                    progress: bool = False, replaced: Optional[list[tuple[int, str]]] = None) -> torch.Tensor:
     """:func:`readable_features` of every image of ``dataset``: (views, N, feature_dim); ``ValueError`` naming the
-    file of an image left out. The (file, problem) of images that ``dataset`` replaced by another of their class
-    (``substitute``) are added to ``replaced``."""
+    file of an image left out. The (index, message naming the file) of images that ``dataset`` replaced by another
+    of their class (``substitute``) are added to ``replaced``."""
     found = readable_features(model, dataset, views, device, batch_size, workers, cache_dir, progress)
     require_every(found, len(dataset))
     if replaced is not None:
-        replaced.extend(unreadable_files(dataset, found.unreadable))
+        replaced.extend(found.unreadable)
     return found.values
 
 

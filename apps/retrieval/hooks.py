@@ -4,8 +4,10 @@ The trainer looks up ``TRAINING_HOOKS`` under the chosen loss name and then the 
 every hook found, in that order:
 
 - ``before_epoch(embed, labels)`` before each epoch's batches are drawn; ``embed()`` returns the current
-  embeddings (N, D) of the whole training set in dataset order (computed at most once per epoch, and only when a
-  hook asks), ``labels`` (N,) their classes;
+  embeddings of the whole training set (computed at most once per epoch, and only when a hook asks) as an
+  ``Embedded``: ``values`` (N, D) in dataset order and ``unreadable``, the (index, message) of the items whose image
+  could no longer be read, whose row is the embedding of the image of their class that takes their place in the
+  batches (:func:`own_rows` leaves them out); ``labels`` (N,) their classes;
 - ``batch_triplets(batch_size)``: triplets for the loss, as positions in this process's share of the batch (of
   ``batch_size`` items), or None (the loss then mines its own);
 - ``extra_losses(embeddings, labels, gather)``: weighted loss terms added to the batch's loss;
@@ -25,17 +27,18 @@ the model. A new hook is a :class:`TrainingHook` subclass registered under its c
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import nn
 
+from apps.retrieval.inference import Embedded
 from metric.class_tree import ClassTree
 from metric.index_means import index_means
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
                            triplet_margin_loss)
-from metric.miners import TripletIndices
+from metric.miners import SmartMiner, TripletIndices
 from metric.registry import Registry
 from metric.samplers import SmartMiningBatchSampler
 
@@ -43,9 +46,62 @@ if TYPE_CHECKING:
     from apps.retrieval.components import Parts
     from apps.retrieval.config import RetrievalTrainConfig
 
-Embed = Callable[[], torch.Tensor]
+Embed = Callable[[], Embedded]
 Gather = Callable[[torch.Tensor], torch.Tensor]
 TRAINING_HOOKS: Registry = Registry("training hook")
+
+
+def own_rows(embedded: Embedded, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(indices (M,), embeddings (M, D), labels (M,)) of the items of the whole training set ``embedded`` (with its
+    ``labels`` (N,)) embedded from their own image, i.e. all but its ``unreadable`` ones."""
+    own = torch.ones(len(labels), dtype=torch.bool)
+    own[[i for i, _ in embedded.unreadable]] = False
+    rows = torch.nonzero(own).flatten()
+    return rows, embedded.values[rows], labels[rows]
+
+
+class ReadableMiner:
+    """``miner`` indexing only the training images that could be read, addressed by dataset index as
+    :class:`SmartMiningBatchSampler` asks (``num_samples``, ``mine``). An image lost during the run is left out of
+    the index, so it is mined as no anchor's positive or negative, and an anchor drawn on it is mined as the image of
+    its class that takes its place in the batch (the next readable one in index order, as the dataset substitutes).
+    A class left with a single readable image keeps one lost row (its stand-in's embedding), so that its anchors
+    still have a positive. Other attributes are ``miner``'s (``controller``, ``last_stats``, its options)."""
+
+    def __init__(self, miner: SmartMiner) -> None:
+        self.miner = miner
+        self.rows = torch.empty(0, dtype=torch.long)  # dataset index of each indexed row
+        self.position = torch.empty(0, dtype=torch.long)  # indexed row of each dataset index (a lost one: its stand-in's)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "miner":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.miner, name)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.position)
+
+    def update(self, embedded: Embedded, labels: torch.Tensor) -> None:
+        """Index the whole training set's ``embedded`` (N rows) with its ``labels`` (N,), but its lost images."""
+        lost = torch.zeros(len(labels), dtype=torch.bool)
+        lost[[i for i, _ in embedded.unreadable]] = True
+        for label in labels[lost].unique():
+            members = labels == label
+            if int((members & ~lost).sum()) == 1:
+                lost[torch.nonzero(members & lost)[0]] = False
+        self.rows = torch.nonzero(~lost).flatten()
+        self.miner.update(embedded.values[self.rows], labels[self.rows])
+        self.position = torch.full((len(labels),), -1, dtype=torch.long)
+        self.position[self.rows] = torch.arange(len(self.rows))
+        for i in torch.nonzero(lost).flatten().tolist():
+            peers = self.rows[labels[self.rows] == labels[i]]
+            self.position[i] = self.position[int(peers[peers > i][0] if (peers > i).any() else peers[0])]
+
+    def mine(self, anchor_ids: torch.Tensor, generator: Optional[torch.Generator] = None) -> TripletIndices:
+        """:meth:`SmartMiner.mine` of the dataset indices ``anchor_ids`` (A,), in dataset indices."""
+        mined = self.miner.mine(self.position[torch.as_tensor(anchor_ids, dtype=torch.long)], generator)
+        return TripletIndices(*(self.rows[t] for t in mined))
 
 
 class TrainingHook(nn.Module):
@@ -73,7 +129,8 @@ class SmartMiningHook(TrainingHook):
     """Smart mining (Harwood et al. 2017): rebuild the miner's graph index from the whole training set every
     epoch, hand the loss the sampler's mined triplets, and feed the adaptive controller the share of active
     triplets — those with a non-zero triplet hinge at ``ACTIVE_MARGIN`` in Euclidean distance, the distance the
-    index searches. The controller's offset is kept in a buffer (checkpointed, resumed)."""
+    index searches. The controller's offset is kept in a buffer (checkpointed, resumed). Images lost during the
+    run are left out of the index: the sampler's miner is wrapped in a :class:`ReadableMiner`."""
 
     ACTIVE_MARGIN = 0.1
 
@@ -86,14 +143,16 @@ class SmartMiningHook(TrainingHook):
             raise ValueError(f"loss {type(parts.loss).__name__} cannot take the triplets the smart_mining sampler "
                              "mines: choose a triplet loss (triplet_margin, global, hierarchical_triplet)")
         self.sampler: SmartMiningBatchSampler = parts.sampler
-        self.controller = self.sampler.miner.controller
+        self.miner = ReadableMiner(self.sampler.miner)
+        self.sampler.miner = self.miner
+        self.controller = self.miner.controller
         self.distance = EuclideanDistance()
         self.register_buffer("offset", torch.tensor(float(self.controller.offset) if self.controller else 0.0))
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
         if self.controller is not None:
             self.controller.offset = float(self.offset)
-        self.sampler.miner.update(embed(), labels)
+        self.miner.update(embed(), labels)
 
     def batch_triplets(self, batch_size: int) -> Optional[TripletIndices]:
         return self.sampler.batch_triplets(batch_size)
@@ -120,7 +179,7 @@ class ClassRepresentativeHook(TrainingHook):
         self.proximity = RepresentativeProximityLoss(distance=parts.distance)
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
-        self.sampler.update_embeddings(embed())
+        self.sampler.update_embeddings(embed().values)  # a row per item: a lost one's is its stand-in's
 
     def extra_losses(self, embeddings: torch.Tensor, labels: torch.Tensor, gather: Gather) -> dict[str, torch.Tensor]:
         if not self.weight:
@@ -141,7 +200,7 @@ class ClassTreeHook(TrainingHook):
         self.loss: HierarchicalTripletLoss = parts.loss
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
-        self.loss.update_tree(embed(), labels)
+        self.loss.update_tree(*own_rows(embed(), labels)[1:])
 
 
 @TRAINING_HOOKS.register("hierarchical")
@@ -163,7 +222,7 @@ class TreeSamplingHook(TrainingHook):
         if isinstance(self.loss, HierarchicalTripletLoss):
             tree = self.loss.tree
         else:
-            tree, _ = ClassTree.from_embeddings(embed(), labels, self.num_levels, self.distance)
+            tree, _ = ClassTree.from_embeddings(*own_rows(embed(), labels)[1:], self.num_levels, self.distance)
         self.sampler.set_tree(tree)
 
 
@@ -188,6 +247,7 @@ class CentroidAlignmentHook(TrainingHook):
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
         if not self.enabled or bool(self.aligned):
             return
-        embeddings = embed().to(self.loss.centroids.device, torch.float64)
-        self.loss.align_centroids(index_means(embeddings, labels.to(embeddings.device), len(self.loss.centroids)))
+        _, embeddings, own = own_rows(embed(), labels)
+        embeddings = embeddings.to(self.loss.centroids.device, torch.float64)
+        self.loss.align_centroids(index_means(embeddings, own.to(embeddings.device), len(self.loss.centroids)))
         self.aligned.fill_(True)

@@ -30,7 +30,7 @@ from apps.retrieval.features import (FeatureDataset, cached_features, inference_
                                      readable_features, unreadable_files)
 from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
-from apps.retrieval.inference import embed_dataset, embed_readable
+from apps.retrieval.inference import Embedded, embed_readable, require_every
 from apps.retrieval.learner import RetrievalLearner, loss_state_path
 from apps.retrieval.model import RetrievalModel, create_retrieval_model
 from apps.retrieval.pooling import POOLINGS
@@ -158,18 +158,26 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
                                  f"could be read (first: {printable(first)}: {dict(skipped)[first]})") from None
     val = (RetrievalImageDataset(relabel(split.records, split.classes, val_classes), cfg.image_size, cache)
            if val_classes else None)
-    if val is not None and val.labels.bincount().max() < 2:
-        raise ValueError("no validation class has two readable images, so validation has no query: "
-                         f"{', '.join(printable(c) for c in val_classes)}; name others with --val-classes or set "
-                         "--val-fraction 0")
-    if val is not None and val.labels.unique().numel() < MIN_VAL_CLASSES:
-        readable = val_classes[int(val.labels[0])]
-        unreadable = [c for c in val_classes if c != readable]
-        raise ValueError(f"only the validation class {printable(readable)} has readable images (none of "
-                         f"{', '.join(map(printable, unreadable))} could be read), and MAP@R over a single class is "
-                         f"100 whatever the model; name others with --val-classes or set --val-fraction 0")
+    if val is not None:
+        check_validation_classes(val.labels, val_classes)
     return TrainingData(train, val, train_classes, val_classes, skipped + (val.skipped if val is not None else []),
                         split.problems)
+
+
+def check_validation_classes(labels: torch.Tensor, classes: list[str], lost: str = "") -> None:
+    """Raise ``ValueError`` when the validation images of ``labels`` (M,) (over ``classes``) would score nothing: no
+    class has two of them (no query), or a single class has any (MAP@R 100 whatever the model). ``lost``: why
+    images read at start-up are missing since, added to the message."""
+    if labels.bincount().max() < 2:
+        raise ValueError(f"no validation class has two readable images{lost}, so validation has no query: "
+                         f"{', '.join(printable(c) for c in classes)}; name others with --val-classes or set "
+                         "--val-fraction 0")
+    if labels.unique().numel() < MIN_VAL_CLASSES:
+        readable = classes[int(labels[0])]
+        unreadable = [c for c in classes if c != readable]
+        raise ValueError(f"only the validation class {printable(readable)} has readable images (none of "
+                         f"{', '.join(map(printable, unreadable))} could be read{lost}), and MAP@R over a single "
+                         "class is 100 whatever the model; name others with --val-classes or set --val-fraction 0")
 
 
 # --- the engine task ----------------------------------------------------------------------------------------------
@@ -322,7 +330,7 @@ def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, featur
 
 
 def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, labels: torch.Tensor,
-                 embed: Callable[[], torch.Tensor], cfg: RetrievalTrainConfig, device: torch.device,
+                 embed: Callable[[], Embedded], cfg: RetrievalTrainConfig, device: torch.device,
                  passes: int = 1, workers: Optional[int] = None) -> DataLoader:
     """Each epoch's batches: ``passes`` passes of ``sampler``, read by ``workers`` processes (default
     ``cfg.workers``); before each epoch the learner's hooks refresh from ``embed()`` (the training set's current
@@ -330,9 +338,9 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
     workers = cfg.workers if workers is None else workers
 
     def on_epoch() -> None:
-        memo: list[torch.Tensor] = []
+        memo: list[Embedded] = []
 
-        def embed_once() -> torch.Tensor:
+        def embed_once() -> Embedded:
             if not memo:
                 was_training = learner.training
                 learner.eval()
@@ -493,19 +501,25 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume
     features = None
+    replaced: list[tuple[int, str]] = []  # the training items whose features are another image's
     if head_stage or (cfg.head_init != "random" and not resume):
         start = time.perf_counter()
         views = cfg.feature_views if cfg.mode == "staged" else 1
-        replaced: list[tuple[Path, str]] = []
         features = cached_features(net, data.train, views, device, cfg.batch_size, cfg.workers, cfg.cache_dir,
                                    progress, replaced)
-        note_unreadable(result, unreadable, replaced, "the features of another image of its class take its place")
+        note_unreadable(result, unreadable, unreadable_files(data.train, replaced),
+                        "the features of another image of its class take its place")
         result.feature_seconds = time.perf_counter() - start
         if not resume:
             init_head(net, features.flatten(0, 1), cfg.head_init, labels.repeat(len(features)), cfg.whiten_shrinkage)
 
-    def embed_images() -> torch.Tensor:
-        return embed_dataset(net, data.train, device, cfg.batch_size, cfg.workers)
+    def embed_images() -> Embedded:
+        embedded = embed_readable(net, data.train, device, cfg.batch_size, cfg.workers)
+        require_every(embedded, len(data.train))
+        for path, problem in unreadable_files(data.train, embedded.unreadable):
+            unreadable.note(path, problem, "the method's embedding of the whole training set before each epoch "
+                            "leaves it out", counted=False, warn=dist.is_main)
+        return embedded
 
     if head_stage:
         assert features is not None
@@ -515,15 +529,21 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                                       cfg.cache_dir, progress)
             note_unreadable(result, unreadable, unreadable_files(data.val, found.unreadable),
                             "it is left out of the head stage's validation score")
-            validation = Validation(data.val.labels[found.kept], device, features=found.values.mean(0))
+            scored = data.val.labels[found.kept]
+            if found.unreadable:
+                check_validation_classes(scored, data.val_classes,
+                                         f" since start-up ({len(found.unreadable)} validation image(s) could no "
+                                         f"longer be read for the head stage; first: {found.unreadable[0][1]})")
+            validation = Validation(scored, device, features=found.values.mean(0))
         for p in feature_params:
             p.requires_grad_(False)
         learner.head_only = True
 
         embedded = seen_features(net, features, data.train, device, cfg, progress)
 
-        def embed_features() -> torch.Tensor:
-            return torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in embedded.split(4096)])
+        def embed_features() -> Embedded:
+            values = torch.cat([net.embed_features(chunk.to(device)).cpu() for chunk in embedded.split(4096)])
+            return Embedded(values, torch.arange(len(values)), replaced)
 
         # cached features are indexed in memory, so no worker processes: they would only add start-up time, and the
         # views they draw would come from their own generators, which no checkpoint holds (a resumed run would differ)

@@ -360,7 +360,7 @@ def test_head_stage_hooks_see_the_training_set_as_the_model_embeds_it_with_flip_
     seen, before_epoch = [], RetrievalLearner.before_epoch
 
     def record(learner, embed, labels):  # the head's weights and what the hooks get, each epoch
-        seen.append((embed(), {k: v.clone() for k, v in learner.net.state_dict().items()}))
+        seen.append((embed().values, {k: v.clone() for k, v in learner.net.state_dict().items()}))
         before_epoch(learner, embed, labels)
 
     monkeypatch.setattr(RetrievalLearner, "before_epoch", record)
