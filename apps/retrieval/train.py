@@ -13,6 +13,8 @@ Validation (best-checkpoint selection) uses classes held out from the training s
 """
 from __future__ import annotations
 
+import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
 
 from apps.retrieval.components import build_components
 from apps.retrieval.config import RetrievalTrainConfig
@@ -188,16 +191,24 @@ def percent_metrics(embeddings: torch.Tensor, labels: torch.Tensor, with_nmi: bo
     return {name: 100.0 * value for name, value in metrics.items()}
 
 
+def scorable(labels: torch.Tensor) -> bool:
+    """Whether validation images of ``labels`` (M,) give a score that depends on the model: at least
+    ``MIN_VAL_CLASSES`` classes (MAP@R over one class is 100 whatever the model), one with two images (a query)."""
+    return labels.unique().numel() >= MIN_VAL_CLASSES and int(labels.bincount().max()) >= 2
+
+
 class Validation:
     """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage),
     or on their images (a ``RetrievalImageDataset``) through the whole model, leaving out those that can no longer
-    be read (noted in ``unreadable`` when given)."""
+    be read (noted in ``unreadable`` when given). When too few are left to score (:func:`scorable`), the scores are
+    NaN, so that the epoch is not selected, and why is warned once."""
 
     def __init__(self, labels: torch.Tensor, device: torch.device, features: Optional[torch.Tensor] = None,
                  images: Optional[RetrievalImageDataset] = None, batch_size: int = 32, workers: int = 0,
                  unreadable: Optional[UnreadableLog] = None) -> None:
         self.labels, self.device, self.features, self.images = labels, device, features, images
         self.batch_size, self.workers, self.unreadable = batch_size, workers, unreadable
+        self.unscorable = False  # warned that too few validation images are left
 
     @torch.no_grad()
     def __call__(self, learner: RetrievalLearner) -> dict[str, float]:
@@ -205,6 +216,14 @@ class Validation:
             embeddings, labels = learner.net.embed_features(self.features.to(self.device)), self.labels
         else:
             embeddings, labels = self._embed_readable(learner.net)
+            if not scorable(labels):
+                if not self.unscorable:
+                    tqdm.write(f"warning: only {len(labels)} validation image(s) of {labels.unique().numel()} "
+                               f"class(es) can still be read, too few to score (at least {MIN_VAL_CLASSES} classes, "
+                               "one with two images): until they can be read again epochs are not scored, and the "
+                               "best model stays the best one scored before", file=sys.stderr)
+                self.unscorable = True
+                return {"R@1": math.nan, "MAP@R": math.nan}
         return percent_metrics(embeddings, labels, with_nmi=False, ks=(1,))
 
     def _embed_readable(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

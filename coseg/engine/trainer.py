@@ -378,8 +378,8 @@ class Engine:
                 improved = value is not None and self._is_better(value, best)
                 if improved:
                     best, best_epoch = float(value), epoch
-                elif value is None:
-                    improved = True  # nothing to select on: the newest model is the best one we know
+                elif value is None and best is None:
+                    improved = True  # nothing to select on yet: the newest model is the best one we know
                     best_epoch = epoch
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 try:

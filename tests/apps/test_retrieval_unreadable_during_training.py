@@ -66,3 +66,31 @@ def test_training_goes_on_and_reports_an_image_unreadable_during_the_run(tmp_pat
     err = capsys.readouterr().err
     for path in broken:
         assert err.count(f"warning: {path}: ") == 1
+
+
+def test_validation_left_unscorable_mid_run_keeps_the_best_scored_model(tmp_path, monkeypatch, capsys):
+    """A validation class lost after epoch 1 leaves a single class (MAP@R 100 whatever the model): the later epochs
+    are not scored, not selected, and the run says why once."""
+    monkeypatch.setattr(coseg.data.cache, "MEMORY_SHARE", 0.0)
+    cfg = tiny_config(tiny_set(tmp_path / "data"), tmp_path / "run", mode="end_to_end", epochs=3,
+                      cache_dir=str(tmp_path / "cache"))
+    scored = apps.retrieval.train.Validation.__call__
+    calls: list[dict[str, float]] = []
+
+    def score_then_lose_a_class(self, learner):
+        calls.append(scored(self, learner))
+        if len(calls) == 1:
+            kept = int(self.labels[0])
+            remove_cache_and(tmp_path / "cache", *[r.path for r, label in zip(self.images.records, self.labels)
+                                                   if int(label) != kept])
+        return calls[-1]
+
+    monkeypatch.setattr(apps.retrieval.train.Validation, "__call__", score_then_lose_a_class)
+    result = train(cfg)
+
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["val_MAP@R"] == "nan" for r in rows] == [False, True, True]
+    assert result.stages["end_to_end"].best_epoch == 1
+    err = capsys.readouterr().err
+    assert err.count("too few to score") == 1 and "the best model stays the best one scored before" in err

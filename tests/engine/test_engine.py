@@ -198,6 +198,17 @@ def test_nan_validation_metric_is_not_selected(tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["best_epoch"] == 3
 
 
+def test_a_nan_validation_metric_after_scored_epochs_keeps_the_best_scored_model(tmp_path):
+    """Validation that can no longer be scored (its images lost mid-run) must not make the newest model the best."""
+    engine, _ = make_engine(tmp_path, epochs=3)
+    task = ToyTask()
+    scores = iter([0.5, 0.7, float("nan")])
+    task.validate = lambda model: {"acc": next(scores)}
+    result = engine.fit(task, task.loader())
+    assert result.best_metric == 0.7 and result.best_epoch == 2
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["best_epoch"] == 2
+
+
 def test_resume_into_another_model_is_a_checkpoint_error(tmp_path):
     from coseg.engine import CheckpointError
 
