@@ -20,6 +20,7 @@ from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.models.checkpoint import TRAINED_ON, VALIDATED_ON, PathLike, recorded_names
 from coseg.predict import clashes, folder_clashes, output_path
+from coseg.report.build import remove_report
 from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell, path_cells
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
@@ -153,9 +154,10 @@ def _finite(x: float) -> Optional[float]:
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
     """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
     atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
-    to, read by the report). summary.json is written last, and an earlier one is removed once the new
-    per_image.csv is ready to replace the old: where summary.json is, per_image.csv and index.csv beside it are
-    of the same evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
+    to, read by the report); without them an earlier evaluation's index.csv and report (report.html and its PNG
+    folder) are removed. summary.json is written last, and an earlier one is removed once the new per_image.csv is
+    ready to replace the old: where summary.json is, per_image.csv and index.csv beside it are of the same
+    evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
     s = evaluation.summary
     summary = {
         "P": _finite(s["P"]), "J": _finite(s["J"]),
@@ -183,6 +185,7 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
                              *path_cells(sample.mask, folder), int(sample.any_nonzero),  # type: ignore[arg-type]
                              path_cell(os.path.relpath(saved.resolve(), folder))])
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
-    else:  # masks left by an earlier evaluate --report are not this evaluation's
+    else:  # masks and a report left by an earlier evaluate --report are not this evaluation's
         (output / PREDICTIONS / PREDICTION_INDEX).unlink(missing_ok=True)
+        remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

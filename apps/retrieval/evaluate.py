@@ -21,6 +21,7 @@ from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
 from coseg.evaluate import seen_overlap
 from coseg.models.checkpoint import recorded_image_size
+from coseg.report.build import remove_report
 from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_path
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
@@ -112,14 +113,15 @@ def write_evaluation(summary: dict, embeddings: torch.Tensor, dataset: Retrieval
                      kept: Optional[torch.Tensor] = None) -> None:
     """``output/summary.json``, written last, and with ``report_queries`` > 0 the report files before it
     (:func:`write_report_files`, of the images ``kept``); an earlier summary.json is removed first and report files
-    of an earlier evaluation are removed when this one writes none, so where summary.json is, the report files
-    beside it are of the same evaluation (an interrupted write leaves no summary.json)."""
+    of an earlier evaluation (report.html too) are removed when this one writes none, so where summary.json is, the
+    report files beside it are of the same evaluation (an interrupted write leaves no summary.json)."""
     (output / "summary.json").unlink(missing_ok=True)
     if report_queries > 0:
         write_report_files(embeddings, dataset, classes, output, report_queries, kept=kept)
     else:
         for name in (NEIGHBOURS, RECALL_CURVE):
             (output / name).unlink(missing_ok=True)
+        remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 

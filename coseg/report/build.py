@@ -60,6 +60,18 @@ def files_folder(page: Path) -> Path:
     return page.with_name(f"{page.stem}_files")
 
 
+def remove_report(folder: Path) -> None:
+    """Remove ``folder/report.html`` and its PNG folder, an earlier evaluation's report that a new evaluation
+    written without ``--report`` would leave showing the earlier scores; a PNG folder holding files no report wrote
+    is left alone."""
+    page = folder / REPORT_NAME
+    page.unlink(missing_ok=True)
+    files = files_folder(page)
+    if files.is_dir() and not files.is_symlink() and all(
+            REPORT_FILE.fullmatch(p.name) or BROWSER_FILE.fullmatch(p.name) for p in files.iterdir()):
+        shutil.rmtree(files)
+
+
 def natural_key(name: str) -> tuple[list, str]:
     """Sort key ordering names with numbers by their value (``member2`` before ``member10``), ties by the name."""
     return [int(part) if n % 2 else part for n, part in enumerate(re.split(r"(\d+)", name))], name  # odd: digits

@@ -50,6 +50,16 @@ def test_evaluation_without_report_removes_the_earlier_report_files(models, data
     assert not (output / "neighbours.csv").exists() and not (output / "recall_at_k.csv").exists()
 
 
+def test_evaluation_without_report_removes_the_earlier_report_page(models, data, tmp_path):
+    from coseg.report.build import build_report
+
+    output = tmp_path / "eval"
+    evaluate_checkpoint(models[0], data, output, split="all", report_queries=10)
+    build_report(output, thumbnail=16, progress=False)  # what `retrieval evaluate --report` writes after
+    evaluate_checkpoint(models[1], data, output, split="all")
+    assert not (output / "report.html").exists() and not (output / "report_files").exists()
+
+
 def test_interrupted_report_leaves_no_summary_of_another_evaluation(models, data, tmp_path, monkeypatch):
     output = tmp_path / "eval"
     evaluate_checkpoint(models[0], data, output, split="all", report_queries=10)

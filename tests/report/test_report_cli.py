@@ -57,6 +57,19 @@ def test_evaluate_and_predict_reports_then_coseg_report(tmp_path, coseg_run):
     assert r.exit_code != 0 and "nothing to report" in r.output and "Traceback" not in r.output
 
 
+def test_evaluate_without_report_removes_the_earlier_evaluations_report(tmp_path, coseg_run):
+    # the page left by `evaluate --report` showed the earlier scores beside the new summary.json
+    data, checkpoint = coseg_run
+    evaluation = tmp_path / "eval"
+    r = invoke("evaluate", "--checkpoint", checkpoint, "--data", data, "--output", evaluation, "--report",
+               "--thumbnail", 16, "--quiet")
+    assert r.exit_code == 0 and (evaluation / "report.html").is_file(), r.output
+    r = invoke("evaluate", "--checkpoint", checkpoint, "--data", data, "--output", evaluation, "--single-image",
+               "--quiet")
+    assert r.exit_code == 0 and (evaluation / "summary.json").is_file(), r.output
+    assert not (evaluation / "report.html").exists() and not (evaluation / "report_files").exists()
+
+
 def test_quiet_silences_progress(tmp_path, coseg_run):
     data, checkpoint = coseg_run
     loud = invoke("predict", "--checkpoint", checkpoint, "--input", data / "images", "--output", tmp_path / "a",
