@@ -116,8 +116,23 @@ device_option = click.option("--device", default="auto", show_default=True, call
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
 image_size_option = click.option("--image-size", type=click.IntRange(1, None),
                                  help="Inference size in pixels (default: the size the checkpoint was trained at).")
+
+
+def not_training_state(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Option callback: a usage error for a run's ``last.pt``, the training state ``--resume`` reads, given where a
+    model file is needed (else refused as a file that is not safetensors, which does not say what to give)."""
+    if value.name == "last.pt":
+        from coseg.data.io import printable
+
+        raise click.BadParameter(f"{printable(value)} is a run's training state (what --resume continues from), not "
+                                 "a model file: give best.safetensors or last.safetensors from the same folder", ctx,
+                                 param)
+    return value
+
+
 checkpoint_option = click.option("--checkpoint", required=True,
                                  type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                 callback=not_training_state,
                                  help="Model file (best.safetensors or last.safetensors of a run).")
 workers_option = click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
                               help="DataLoader worker processes reading the images (0: the main process reads them).")

@@ -189,10 +189,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     check_group_steps(group_mode, refinement, statistics)  # before predict.json is written
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
-    for target in (output_dir, overlays):
+    for target, what in ((output_dir, "output"), (overlays, "overlays")):
         if target is not None and _inside(target, input_dir):
-            raise ValueError(f"{printable(target)} is inside the input folder {printable(input_dir)}: choose an "
-                             "output folder elsewhere (predict never writes into its input)")
+            raise ValueError(f"the {what} folder {printable(target)} is inside the input folder "
+                             f"{printable(input_dir)}: choose an {what} folder elsewhere (predict never writes into "
+                             "its input)")
     if overlays is not None and Path(overlays).resolve() == output_dir.resolve():
         raise ValueError(f"{printable(overlays)} is both the masks' and the overlays' folder: each overlay would "
                          "replace its mask; choose another folder for the overlays")

@@ -79,7 +79,8 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @click.option("--layout", default="auto", show_default=True,
               callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"), help="cub, cars, sop, folders or auto.")
 @click.option("--split", default="test", show_default=True,
-              help="Split to evaluate (official layouts: test, train, all; folders: a key of splits.json).")
+              help="Split to evaluate: test, train, all (every class) or, for class folders, any key of "
+                   "DATA/splits.json; with --train-classes, test is the other class folders.")
 @click.option("--train-classes", help="Folders layout: comma-separated training classes (the others are 'test').")
 @image_size_option
 @batch_size_option(32)

@@ -104,6 +104,10 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
             "num_neighbours": cfg.num_neighbours, "controller": controller, "seed": cfg.seed}, taken)
 
     sampler_class = BATCH_SAMPLERS.get(cfg.sampler)
+    classes = int(labels.unique().numel())
+    if "classes_per_batch" in inspect.signature(sampler_class).parameters and cfg.classes_per_batch > classes:
+        raise ValueError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "
+                         f"not held out for validation): lower --classes-per-batch to at most {classes}")
     triplets = cfg.classes_per_batch * cfg.samples_per_class // 3
     if "triplets_per_batch" in inspect.signature(sampler_class).parameters and triplets % world_size:
         # a value of the sampler's own, not an option: say which options make it

@@ -103,6 +103,22 @@ def test_image_size_the_model_cannot_take_names_the_option(command: str, checkpo
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", [["evaluate", "--data"], ["predict", "--input"],
+                                     ["retrieval", "evaluate", "--data"], ["retrieval", "export", "--input"]])
+def test_a_runs_training_state_given_as_the_model_file_names_the_model_files(command: list[str],
+                                                                               tmp_path: Path) -> None:
+    # was: "last.pt is not a safetensors model file (header length 5784… is over 100000000 bytes) … pickled .pt/.pth
+    # files are refused", which does not say which file to give
+    state = tmp_path / "run" / "last.pt"
+    state.parent.mkdir()
+    state.write_bytes(b"PK\x03\x04")
+    result = invoke(*command, tmp_path, "--checkpoint", state, "--output", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert (f"Invalid value for '--checkpoint': {state} is a run's training state (what --resume continues from), "
+            "not a model file: give best.safetensors or last.safetensors from the same folder") in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_relative_data_path_in_the_config_file_is_named_with_the_file(tmp_path: Path, monkeypatch) -> None:
     own_set(tmp_path / "data")
     config = tmp_path / "my.yaml"

@@ -71,7 +71,7 @@ def test_errors_are_one_line(tmp_path):
     assert r.exit_code != 0 and "Error: --gamma set but not used by loss 'triplet_margin'" in r.output
     assert "decoding" not in r.output  # rejected before any image is read
     r = invoke("train", "--data", data, "--output", tmp_path / "run", "--weights", "none")
-    assert r.exit_code != 0 and "classes_per_batch (8) exceeds the number of classes in labels (4)" in r.output
+    assert r.exit_code != 0 and "--classes-per-batch 8, but training has 4 class(es)" in r.output
     r = invoke("train", "--data", data, "--output", tmp_path / "run", "--weights", "none", "--loss", "nope")
     assert r.exit_code == 2 and "loss 'nope' is unknown; valid: global, " in r.output
     r = invoke("search", "--index", tmp_path, "--query", data / "class0" / "img000.jpg")

@@ -108,3 +108,13 @@ def test_report_rebuilt_from_another_folder_finds_the_images(checkpoint, tmp_pat
     text = result.path.read_text(encoding="utf-8")
     assert not result.problems and "cannot read file" not in text
     assert len(parse_page(result.path).images) == 1 + 2 * (1 + 5)  # the R@K curve, 2 queries with 5 neighbours
+
+
+def test_split_help_is_true_of_class_folders_without_a_splits_file(checkpoint, tmp_path):
+    # the help said "folders: a key of splits.json", yet 'all' and --train-classes need no such file
+    help_text = " ".join(CliRunner().invoke(main, ["retrieval", "evaluate", "-h"]).output.split())
+    assert "test, train, all (every class) or, for class folders, any key of DATA/splits.json" in help_text
+    assert "with --train-classes, test is the other class folders" in help_text
+    data = write_class_folders(tmp_path / "data", ["a", "b", "c"], per_class=2)
+    assert evaluate_checkpoint(checkpoint, data, split="all").summary["classes"] == 3
+    assert evaluate_checkpoint(checkpoint, data, train_classes=["a"]).summary["classes"] == 2

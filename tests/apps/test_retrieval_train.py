@@ -88,8 +88,9 @@ def test_a_training_class_of_unreadable_files_is_left_out_and_named(tmp_path):
     assert sorted(path.name for path, _ in loaded.skipped) == ["a.jpg", "b.png", "c.jpg"]
     cfg = tiny_config(data, tmp_path / "run", train_classes=[*TRAIN_CLASSES[:2], "broken"], val_fraction=0,
                       classes_per_batch=3)
-    message = (r"classes_per_batch \(3\) exceeds the number of classes in labels \(2\): no image of the training "
-               r"class\(es\) broken could be read \(first: .*broken/a.jpg: not a decodable image")
+    message = (r"--classes-per-batch 3, but training has 2 class\(es\) .*: lower --classes-per-batch to at most 2: "
+               r"no image of the training class\(es\) broken could be read \(first: .*broken/a.jpg: not a decodable "
+               r"image")
     with pytest.raises(ValueError, match=message):
         train(cfg)
 

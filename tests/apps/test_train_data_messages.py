@@ -56,3 +56,13 @@ def test_training_on_masks_named_otherwise_names_the_first_unpaired_file(tmp_pat
                                          f"without image: {data}/masks/")
     assert line.endswith("img0_mask.png")
     assert not (tmp_path / "run").exists()
+
+
+def test_more_classes_per_batch_than_training_classes_names_the_option(tmp_path: Path) -> None:
+    # was the sampler's own "classes_per_batch (4) exceeds the number of classes in labels (3)"
+    data = write_class_folders(tmp_path / "ret", ["a", "b", "c", "d"])
+    code, output = invoke("retrieval", "train", "--data", data, "--train-classes", "a,b,c", "--output",
+                          tmp_path / "run", *TINY_RETRIEVAL, "--classes-per-batch", 4, "--val-fraction", 0)
+    assert code == 1 and output.strip() == ("Error: --classes-per-batch 4, but training has 3 class(es) (those not "
+                                            "held out for validation): lower --classes-per-batch to at most 3")
+    assert not (tmp_path / "run").exists()

@@ -73,9 +73,11 @@ def test_group_options_in_single_image_mode_are_refused_not_ignored(tmp_path, op
 
 def test_never_writes_into_the_input_folder(tmp_path):
     root = odd_sized_set(tmp_path / "data") / "images"
-    with pytest.raises(ValueError, match="inside the input folder"):
+    with pytest.raises(ValueError, match="the output folder .* is inside the input folder"):
         predict_folder(ConstantModel(0.8), 64, root, root / "masks", CPU, progress=False)
-    with pytest.raises(ValueError, match="inside the input folder"):
+    # which folder: the overlays' was refused as if it were the output's ("choose an output folder elsewhere")
+    with pytest.raises(ValueError, match="the overlays folder .* is inside the input folder .*: choose an overlays "
+                                         "folder elsewhere"):
         predict_folder(ConstantModel(0.8), 64, root, tmp_path / "o", CPU, overlays=root, progress=False)
 
 
