@@ -121,12 +121,10 @@ image_size_option = click.option("--image-size", type=click.IntRange(1, None),
 def not_training_state(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     """Option callback: a usage error for a run's ``last.pt``, the training state ``--resume`` reads, given where a
     model file is needed (else refused as a file that is not safetensors, which does not say what to give)."""
-    if value.name == "last.pt":
-        from coseg.data.io import printable
+    from coseg.models.checkpoint import TRAINING_STATE, training_state_given
 
-        raise click.BadParameter(f"{printable(value)} is a run's training state (what --resume continues from), not "
-                                 "a model file: give best.safetensors or last.safetensors from the same folder", ctx,
-                                 param)
+    if value.name == TRAINING_STATE:
+        raise click.BadParameter(training_state_given(value), ctx, param)
     return value
 
 

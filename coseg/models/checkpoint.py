@@ -53,7 +53,18 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
     write_bytes_atomic(path, save(tensors, metadata={**own, **extra}))
 
 
+TRAINING_STATE = "last.pt"  # the trainers' resumable state beside a run's model files
+
+
+def training_state_given(path: Path) -> str:
+    """What to say when a run's training state (:data:`TRAINING_STATE`) is given where a model file is needed."""
+    return (f"{printable(path)} is a run's training state (what --resume continues from), not a model file: give "
+            "best.safetensors or last.safetensors from the same folder")
+
+
 def _not_a_model_file(path: Path, reason: object) -> ValueError:
+    if path.name == TRAINING_STATE:
+        return ValueError(training_state_given(path))
     return ValueError(f"{printable(path)} is not a safetensors model file ({reason}); model files are written by the "
                       "model's save() (pickled .pt/.pth files are refused: loading them could run code)")
 

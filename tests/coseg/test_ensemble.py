@@ -132,6 +132,19 @@ def test_ensemble_command(tmp_path, members):
     assert not (tmp_path / "f.safetensors").exists()
 
 
+def test_ensemble_command_names_the_model_files_for_a_runs_training_state(tmp_path, members):
+    # was: "last.pt is not a safetensors model file (header length …) … pickled .pt/.pth files are refused"
+    a, state = tmp_path / "a.safetensors", tmp_path / "run" / "last.pt"
+    members[0].save(a, {"image_size": "64"})
+    state.parent.mkdir()
+    state.write_bytes(b"PK\x03\x04" + bytes(64))
+    r = invoke("ensemble", a, state, "--output", tmp_path / "e.safetensors")
+    assert r.exit_code == 1
+    assert r.output.strip() == (f"Error: {state} is a run's training state (what --resume continues from), not a "
+                                "model file: give best.safetensors or last.safetensors from the same folder")
+    assert not (tmp_path / "e.safetensors").exists()
+
+
 def test_ensemble_command_refuses_a_model_twice_and_replacing_a_member(tmp_path, members, monkeypatch):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     members[0].save(a, {"image_size": "64"})
