@@ -398,9 +398,10 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     records the input, the model file and the options that change the masks."""
     from coseg.data import printable
     from coseg.predict import predict_folder
-    from coseg.report.build import REPORT_NAME, files_folder
+    from coseg.report.build import REPORT_NAME, files_folder, remove_report
 
-    if report and (input_dir / files_folder(Path(REPORT_NAME)).name).exists():
+    masks_named_like_report = (input_dir / files_folder(Path(REPORT_NAME)).name).exists()
+    if report and masks_named_like_report:
         raise click.UsageError(f"{input_dir} has a sub-folder named {files_folder(Path(REPORT_NAME)).name}, where "
                                "--report would put its images among the masks; predict without --report")
     dev = _device(device)
@@ -420,6 +421,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
     if report:
         _report(output, thumbnail, quiet)
+    elif result.written and not masks_named_like_report:  # an earlier run's report shows other masks
+        remove_report(output)
 
 
 @main.command()

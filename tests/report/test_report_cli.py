@@ -70,6 +70,21 @@ def test_evaluate_without_report_removes_the_earlier_evaluations_report(tmp_path
     assert not (evaluation / "report.html").exists() and not (evaluation / "report_files").exists()
 
 
+def test_predict_writing_masks_without_report_removes_the_earlier_report(tmp_path, coseg_run):
+    # the page left by `predict --report` showed the masks an --overwrite run with other settings replaced
+    data, checkpoint = coseg_run
+    predictions = tmp_path / "pred"
+    common = ("--checkpoint", checkpoint, "--input", data / "images", "--output", predictions, "--quiet")
+    r = invoke("predict", *common, "--report", "--thumbnail", 16)
+    assert r.exit_code == 0 and (predictions / "report.html").is_file(), r.output
+    r = invoke("predict", *common)  # nothing new written: the report still shows these masks
+    assert r.exit_code == 0 and "kept 9 already done" in r.output and (predictions / "report.html").is_file()
+    r = invoke("predict", *common, "--single-image", "--overwrite")
+    assert r.exit_code == 0 and "wrote 9 mask(s)" in r.output, r.output
+    assert not (predictions / "report.html").exists() and not (predictions / "report_files").exists()
+    assert len(list(predictions.rglob("*.png"))) == 9
+
+
 def test_quiet_silences_progress(tmp_path, coseg_run):
     data, checkpoint = coseg_run
     loud = invoke("predict", "--checkpoint", checkpoint, "--input", data / "images", "--output", tmp_path / "a",
