@@ -63,7 +63,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
-    echo_skipped("entries of the data set's index files", [str(p) for p in result.problems])
+    echo_skipped("data set entries", [str(p) for p in result.problems])
     echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
 
 
@@ -122,7 +122,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in evaluation.skipped])
-    echo_skipped("entries of the data set's index files", [str(p) for p in evaluation.problems])
+    echo_skipped("data set entries", [str(p) for p in evaluation.problems])
     echo(f"outputs: {output}/summary.json" + (", neighbours.csv, recall_at_k.csv" if report else ""))
     if report:
         echo_report(build_report(output, thumbnail=thumbnail, progress=not quiet))
