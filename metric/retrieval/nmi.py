@@ -35,7 +35,7 @@ def normalized_mutual_info(labels_true: np.ndarray, labels_pred: np.ndarray) -> 
     mi = float((joint / n * (np.log(joint) + math.log(n) - np.log(rows[iu]) - np.log(cols[iv]))).sum())
     if mi < np.finfo(np.float64).eps:
         return 0.0
-    return mi / ((_entropy(rows) + _entropy(cols)) / 2)
+    return min(1.0, mi / ((_entropy(rows) + _entropy(cols)) / 2))  # rounding put equal labelings at 1 + 2 ulps
 
 
 def kmeans_nmi(

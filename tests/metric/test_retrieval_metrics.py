@@ -179,6 +179,13 @@ def test_nmi_of_a_relabelled_partition_is_one() -> None:
         normalized_mutual_info(u, u[:-1])
 
 
+@pytest.mark.parametrize("classes, per_class", [(5, 2), (10, 1), (22, 4), (25, 4)])
+def test_nmi_of_equal_labelings_is_never_above_one(classes: int, per_class: int) -> None:
+    # was 1.0000000000000002 for these (summary.json showed NMI 100.00000000000003)
+    labels = np.repeat(np.arange(classes), per_class)
+    assert 1.0 - 1e-15 <= normalized_mutual_info(labels, labels) <= 1.0
+
+
 def test_kmeans_nmi_on_the_same_assignment_as_sklearn() -> None:
     metrics = pytest.importorskip("sklearn.metrics")
     x, y = clustered(400, 8, 6, spread=2.5)
