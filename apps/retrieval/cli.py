@@ -195,6 +195,8 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
             echo(f"query: {n.query}")
             echo(f"{'rank':>4}  {'path':<{width}}  distance")
         echo(f"{n.rank:>4}  {n.path:<{width}}  {n.distance:.4f}")
+    if result.neighbours and k > result.exported:
+        echo(f"note: the export holds {result.exported} image(s), fewer than --k {k}: each query's list ends there")
     from apps.cli import echo_skipped
 
     echo_skipped("query file(s) or folder(s)", result.skipped)

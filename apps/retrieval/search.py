@@ -34,10 +34,11 @@ class Neighbour:
 @dataclass
 class SearchResult:
     """The neighbours of every readable query, nearest first, and the unreadable queries and unusable entries of the
-    query folders ("<file>: <problem>")."""
+    query folders ("<file>: <problem>"); ``exported``: how many images the searched export holds."""
 
     neighbours: list[Neighbour]
     skipped: list[str]
+    exported: int
 
 
 def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
@@ -139,4 +140,4 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         writer.writerow(["query", "rank", "path", "label", "distance"])
         writer.writerows([n.query, n.rank, n.path, n.label, f"{n.distance:.6f}"] for n in results)
         write_text_atomic(output, buffer.getvalue())
-    return SearchResult(results, [reason for _, reason in errors] + unusable)
+    return SearchResult(results, [reason for _, reason in errors] + unusable, index.ntotal)

@@ -362,3 +362,24 @@ def test_an_export_with_no_readable_image_leaves_no_shards_and_no_folder_it_made
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     else:
         assert not out.exists()
+
+
+def test_search_says_when_the_export_holds_fewer_images_than_k(collection, checkpoint, tmp_path):
+    # was: the lists ended early without a word
+    from click.testing import CliRunner
+
+    from apps.cli import main
+
+    out = tmp_path / "export"
+    export_folder(checkpoint, collection, out)
+    held = len(manifest(out))
+    query = collection / "class5" / "img002.jpg"
+    ask = ["retrieval", "search", "--index", str(out), "--query", str(query), "--quiet", "--k"]
+    many = CliRunner().invoke(main, ask + [str(held + 5)])
+    assert many.exit_code == 0, many.output
+    assert f"note: the export holds {held} image(s), fewer than --k {held + 5}: each query's list ends there" in \
+        many.output
+    assert [line.split()[0] for line in many.output.splitlines() if line.split()[0].isdigit()] == [
+        str(rank) for rank in range(1, held + 1)]
+    few = CliRunner().invoke(main, ask + ["2"])
+    assert few.exit_code == 0 and "note:" not in few.output
