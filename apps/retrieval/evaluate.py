@@ -171,12 +171,13 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     summary = {
         **percent_metrics(embeddings, labels),
         "images": len(labels), "queries": queries, "classes": int(labels.unique().numel()), "split": split,
-        "layout": records.layout, "data": printable(data), "image_size": size,
+        "layout": records.layout, "image_size": size,
         "skipped": [f"{printable(path)}: {reason}" for path, reason in skipped], "unreadable": len(unreadable),
         "problems": [str(problem) for problem in records.problems],
         **{key: len(names) for key, names in seen.items()},
     }
-    record_path(summary, "checkpoint", checkpoint, output if output is not None else Path.cwd())
+    for key, path in (("data", data), ("checkpoint", checkpoint)):
+        record_path(summary, key, path, output if output is not None else Path.cwd())
     if output is not None:
         write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries, kept)
     return Evaluation(summary, skipped, records.problems, unreadable, seen)

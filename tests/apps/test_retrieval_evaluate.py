@@ -119,3 +119,13 @@ def test_split_help_is_true_of_class_folders_without_a_splits_file(checkpoint, t
     data = write_class_folders(tmp_path / "data", ["a", "b", "c"], per_class=2)
     assert evaluate_checkpoint(checkpoint, data, split="all").summary["classes"] == 3
     assert evaluate_checkpoint(checkpoint, data, train_classes=["a"]).summary["classes"] == 2
+
+
+def test_the_summary_records_the_data_folder_as_it_does_the_model_file(checkpoint, tmp_path, monkeypatch):
+    # was: "data" as typed (relative to wherever the command ran) beside an absolute "checkpoint"
+    write_class_folders(tmp_path / "data", ["a", "b"], per_class=3)
+    monkeypatch.chdir(tmp_path)
+    evaluate_checkpoint(checkpoint, "data", tmp_path / "eval", split="all")
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["data"] == str(tmp_path / "data") and summary["data_relative"] == "../data"
+    assert summary["checkpoint"] == str(checkpoint)
