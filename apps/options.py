@@ -115,7 +115,8 @@ device_option = click.option("--device", default="auto", show_default=True, call
                              help="auto, cpu, cuda or cuda:N.")
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
 image_size_option = click.option("--image-size", type=click.IntRange(1, None),
-                                 help="Inference size in pixels (default: the size the checkpoint was trained at).")
+                                 help="Inference size in pixels (default: the size the checkpoint was trained at; a "
+                                      "co-segmentation model needs a multiple of its output stride, 32 by default).")
 
 
 def not_training_state(ctx: click.Context, param: click.Parameter, value: Path) -> Path:

@@ -101,6 +101,8 @@ def test_image_size_the_model_cannot_take_names_the_option(command: str, checkpo
     assert ("Invalid value for '--image-size': 70 is not a multiple of 32, which the model of "
             f"{checkpoint} needs (its own size: 64)") in result.output
     assert not (tmp_path / "out").exists()
+    help_text = " ".join(invoke(command, "--help").output.split()).replace("co- ", "co-")  # said only "x>=1"
+    assert "a co-segmentation model needs a multiple of its output stride, 32 by default" in help_text
 
 
 @pytest.mark.parametrize("command", [["evaluate", "--data"], ["predict", "--input"],
