@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import typing
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -31,7 +32,10 @@ def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
             text = f.metadata.get("help", "")
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-            text = f"{text} [default: {shown if shown not in ('', None, []) else 'unset'}]"
+            if shown not in ("", None, []):
+                text = f"{text} [default: {shown}]"
+            elif not re.search(r"\bdefault\b", text, re.IGNORECASE):  # else the text says what unset means
+                text = f"{text} [default: unset]"
             if hints[f.name] in (bool, Optional[bool]):  # Optional: unset lets the component choose
                 fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
             else:

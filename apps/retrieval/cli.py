@@ -64,7 +64,11 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("data set entries", [str(p) for p in result.problems])
-    echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml)")
+    from apps.retrieval.train import FINETUNE_DIR
+
+    finetuned = (f"; {FINETUNE_DIR}/: the fine-tuning stage's log.csv, last.*, best.*"
+                 if "finetune" in result.stages else "")
+    echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, log.csv, config.yaml{finetuned})")
 
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
