@@ -15,7 +15,7 @@ from apps.retrieval.datasets import load_retrieval_split
 from apps.retrieval.features import inference_views, readable_features, unreadable_files
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.model import RetrievalModel, load_retrieval_model
-from apps.retrieval.train import percent_metrics
+from apps.retrieval.train import NO_QUERY, ONE_CLASS, percent_metrics, why_unscorable
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
@@ -128,17 +128,16 @@ def write_evaluation(summary: dict, embeddings: torch.Tensor, dataset: Retrieval
 def check_scorable(labels: torch.Tensor, classes: Sequence[str], split: str, data: PathLike) -> int:
     """The number of queries among the images of ``labels`` (those of a class with another image); ``ValueError``
     when there is none, or when a single class has images (every score would be 100 whatever the model)."""
-    counts = labels.bincount()
-    queries = int(counts[labels].gt(1).sum())
-    if queries == 0:
+    why = why_unscorable(labels)
+    if why == NO_QUERY:
         raise ValueError(f"no class of split '{split}' under {printable(data)} has two readable images: nothing to "
                          f"retrieve for any of its {len(labels)} image(s)")
-    if int(counts.gt(0).sum()) < 2:
+    if why == ONE_CLASS:
         only = printable(classes[int(labels[0])])
         raise ValueError(f"only the class '{only}' of split '{split}' under {printable(data)} has readable images: "
                          "R@K, MAP@R and NMI over a single class are 100 whatever the model; evaluate a split of "
                          "at least 2 classes")
-    return queries
+    return int(labels.bincount()[labels].gt(1).sum())
 
 
 def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[PathLike] = None, layout: str = "auto",

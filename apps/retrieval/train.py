@@ -168,14 +168,14 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
 
 
 def check_validation_classes(labels: torch.Tensor, classes: list[str], lost: str = "") -> None:
-    """Raise ``ValueError`` when the validation images of ``labels`` (M,) (over ``classes``) would score nothing: no
-    class has two of them (no query), or a single class has any (MAP@R 100 whatever the model). ``lost``: why
-    images read at start-up are missing since, added to the message."""
-    if labels.bincount().max() < 2:
+    """Raise ``ValueError`` when the validation images of ``labels`` (M,) (over ``classes``) would score nothing
+    (:func:`why_unscorable`). ``lost``: why images read at start-up are missing since, added to the message."""
+    why = why_unscorable(labels)
+    if why == NO_QUERY:
         raise ValueError(f"no validation class has two readable images{lost}, so validation has no query: "
                          f"{', '.join(printable(c) for c in classes)}; name others with --val-classes or set "
                          "--val-fraction 0")
-    if labels.unique().numel() < MIN_VAL_CLASSES:
+    if why == ONE_CLASS:
         readable = classes[int(labels[0])]
         unreadable = [c for c in classes if c != readable]
         raise ValueError(f"only the validation class {printable(readable)} has readable images (none of "
@@ -191,16 +191,25 @@ def percent_metrics(embeddings: torch.Tensor, labels: torch.Tensor, with_nmi: bo
     return {name: 100.0 * value for name, value in metrics.items()}
 
 
-def scorable(labels: torch.Tensor) -> bool:
-    """Whether validation images of ``labels`` (M,) give a score that depends on the model: at least
-    ``MIN_VAL_CLASSES`` classes (MAP@R over one class is 100 whatever the model), one with two images (a query)."""
-    return labels.unique().numel() >= MIN_VAL_CLASSES and int(labels.bincount().max()) >= 2
+NO_QUERY, ONE_CLASS = "no query", "one class"
+
+
+def why_unscorable(labels: torch.Tensor) -> Optional[str]:
+    """Why the images of ``labels`` (M,) give no retrieval score that depends on the model: :data:`NO_QUERY` when no
+    class has two of them, :data:`ONE_CLASS` when a single class has any (R@K, MAP@R and NMI are then 100 whatever
+    the model; at least ``MIN_VAL_CLASSES`` are needed); None when they can be scored."""
+    counts = labels.bincount() if len(labels) else labels.new_zeros(0)
+    if not bool(counts.gt(1).any()):
+        return NO_QUERY
+    if int(counts.gt(0).sum()) < MIN_VAL_CLASSES:
+        return ONE_CLASS
+    return None
 
 
 class Validation:
     """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage),
     or on their images (a ``RetrievalImageDataset``) through the whole model, leaving out those that can no longer
-    be read (noted in ``unreadable`` when given). When too few are left to score (:func:`scorable`), the scores are
+    be read (noted in ``unreadable`` when given). When too few are left to score (:func:`why_unscorable`), the scores are
     NaN, so that the epoch is not selected, and why is warned once."""
 
     def __init__(self, labels: torch.Tensor, device: torch.device, features: Optional[torch.Tensor] = None,
@@ -216,7 +225,7 @@ class Validation:
             embeddings, labels = learner.net.embed_features(self.features.to(self.device)), self.labels
         else:
             embeddings, labels = self._embed_readable(learner.net)
-            if not scorable(labels):
+            if why_unscorable(labels) is not None:
                 if not self.unscorable:
                     tqdm.write(f"warning: only {len(labels)} validation image(s) of {labels.unique().numel()} "
                                f"class(es) can still be read, too few to score (at least {MIN_VAL_CLASSES} classes, "
