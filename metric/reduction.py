@@ -29,8 +29,8 @@ def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Te
         return losses.sum()
     if reduction == "mean":
         return losses.mean()
-    nonzero = (losses > 0).sum()
-    return losses.sum() / nonzero.clamp(min=1).to(losses.dtype)
+    positive = losses > 0  # items at or below 0 (e.g. a similarity's −cos) are left out of the sum too
+    return torch.where(positive, losses, 0).sum() / positive.sum().clamp(min=1).to(losses.dtype)
 
 
 def reduce_positive_sum(total: torch.Tensor, count: int, reduction: Reduction) -> torch.Tensor:

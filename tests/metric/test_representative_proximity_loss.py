@@ -70,3 +70,18 @@ def test_rejects_bad_inputs():
         representative_proximity_loss(torch.where(torch.arange(36).view(9, 4) == 5, float("nan"), emb), LABELS, MASK)
     with pytest.raises(ValueError, match="reduction"):
         RepresentativeProximityLoss(reduction="max")
+
+
+def test_mean_nonzero_averages_the_positive_losses_only():
+    """A similarity's losses (−cos) can be negative: ``mean_nonzero`` summed them too (−0.0145 here, not 0.9806),
+    and gave their negative sum instead of 0 when none was positive."""
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, 0.0], [-1.0, 0.2]], requires_grad=True)
+    labels, mask = torch.tensor([0, 0, 1, 1]), torch.tensor([True, False, True, False])
+    loss = RepresentativeProximityLoss(DISTANCES.create("cosine"), reduction="mean_nonzero")
+    per_sample = RepresentativeProximityLoss(DISTANCES.create("cosine"), reduction="none")(emb, labels, mask)
+    assert per_sample[0] < 0 < per_sample[1]
+    assert_close(loss(emb, labels, mask), per_sample[1])
+    aligned = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]], requires_grad=True)
+    total = loss(aligned, labels, mask)
+    total.backward()
+    assert total.item() == 0.0 and (aligned.grad == 0).all()
