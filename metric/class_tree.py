@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from metric._checks import check_finite, check_same_size, check_shape
-from metric.distances.base_distance import BaseDistance
+from metric._checks import check_embedding_size, check_finite, check_floating, check_same_size, check_shape
+from metric.distances.base_distance import BaseDistance, at_least_float32, computing_dtype
 from metric.distances.euclidean import EuclideanDistance
 from metric.samplers.sharding import class_indices
 
@@ -36,11 +36,18 @@ def class_statistics(
     intra-class distance s_c (mean of d(x_i, x_j) over pairs i ≠ j of the class, 0 for a one-sample class).
 
     Returns ``classes (C,)`` (sorted distinct labels), ``centres (C, D)`` and ``spreads (C,)``, in embedding
-    units of ``distance`` (default Euclidean). Cost O(Σ_c n_c²·D), chunked by the distance.
+    units of ``distance`` (default Euclidean) and in float32 at least (rounded to 16 bits, they would shift the
+    hierarchical margins). Cost O(Σ_c n_c²·D), chunked by the distance.
     """
+    # The labels may be on another device than the embeddings (they are grouped on the CPU).
     n = check_shape(embeddings, ["N", "D"], "embeddings")["N"]
     check_same_size(n, check_shape(labels, ["N"], "labels")["N"], "embeddings and labels")
+    if n == 0:
+        raise ValueError("embeddings is empty: class statistics need at least one sample")
+    check_embedding_size(embeddings)
+    check_floating(embeddings, "embeddings")
     check_finite(embeddings, "embeddings")
+    embeddings = at_least_float32(embeddings)
     distance = EuclideanDistance() if distance is None else distance
     check_tree_distance(distance)
     classes, members = class_indices(labels)
@@ -186,7 +193,7 @@ class ClassTree:
         if bool((assignments[-1] != 0).any()):
             assignments = torch.cat([assignments, torch.zeros(1, c, dtype=torch.long)])
             levels.append(max(levels[-1], top))
-        thresholds_t = torch.tensor(levels, dtype=centres.dtype, device=centres.device)
+        thresholds_t = torch.tensor(levels, dtype=computing_dtype(centres.dtype), device=centres.device)  # not 16 bits
         return cls(classes, centres.detach(), assignments.to(centres.device), thresholds_t, distance)
 
     @classmethod

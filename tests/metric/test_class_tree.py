@@ -89,6 +89,32 @@ def test_class_statistics_match_loops():
     assert float(squared[0]) > 0 and not math.isclose(float(squared[0]), float(spreads[0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_class_statistics_of_16_bit_embeddings_are_those_of_their_values_in_float32(dtype):
+    """Centres and spreads were rounded to 16 bits, and with them the tree's thresholds and the hierarchical margins."""
+    x, labels = torch.randn(30, 4).to(dtype), torch.arange(30) % 5
+    got, expected = class_statistics(x, labels), class_statistics(x.float(), labels)
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    tree, wide = ClassTree.from_embeddings(x, labels, 3)[0], ClassTree.from_embeddings(x.float(), labels, 3)[0]
+    assert tree.thresholds.dtype == torch.float32 and torch.equal(tree.thresholds, wide.thresholds)
+    centres = expected[1].to(dtype)
+    built = ClassTree.build(centres, num_levels=3).thresholds  # from 16-bit centres: float32 thresholds too
+    assert built.dtype == torch.float32 and torch.equal(built, ClassTree.build(centres.float(), num_levels=3).thresholds)
+
+
+def test_class_statistics_name_the_problem_with_their_inputs():
+    labels = torch.arange(6) % 2
+    with pytest.raises(TypeError, match="embeddings must be a floating-point tensor, got torch.int64"):  # was mean()'s
+        class_statistics(torch.ones(6, 3, dtype=torch.long), labels)
+    with pytest.raises(TypeError, match="labels must be integers"):
+        class_statistics(torch.randn(6, 3), labels.float())
+    with pytest.raises(ValueError, match=r"embeddings must have at least one dimension \(D >= 1\)"):  # named 'x'
+        class_statistics(torch.randn(6, 0), labels)
+    with pytest.raises(ValueError, match="embeddings is empty: class statistics need"):  # spoke of a batch sampler
+        class_statistics(torch.randn(0, 3), labels[:0])
+
+
 def test_from_embeddings_starts_at_the_mean_spread():
     x = torch.cat([torch.randn(5, 2) * 0.1 + torch.tensor([float(k), 0.0]) for k in range(4)])
     labels = torch.arange(4).repeat_interleave(5)
