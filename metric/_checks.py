@@ -51,6 +51,14 @@ def check_embedding_size(x: torch.Tensor, name: str = "embeddings") -> None:
         raise ValueError(f"{name} must have at least one dimension (D >= 1), got shape {tuple(x.shape)}")
 
 
+def check_built_size(embeddings: torch.Tensor, embedding_size: int) -> None:
+    """Raise ``ValueError`` unless ``embeddings`` (N, D) have the D a loss with per-class vectors (centroids,
+    centres) was built with: the message names the loss's ``embedding_size``, not its vectors' shape."""
+    if embeddings.shape[1] != embedding_size:
+        raise ValueError(f"embeddings must have shape (N, {embedding_size}) (the loss's embedding_size), got "
+                         f"{tuple(embeddings.shape)}")
+
+
 def check_labelled_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> int:
     """Check finite floating-point ``embeddings`` (N, D), D ≥ 1, and integer ``labels`` (N,) on the same device;
     return N."""

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import check_class_ids, check_finite, check_labelled_embeddings, check_same_device, check_shape
+from metric._checks import (check_built_size, check_class_ids, check_finite, check_labelled_embeddings,
+                            check_same_device, check_shape)
 from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.cosine import CosineSimilarity
 from metric.losses.base_loss import BaseMetricLoss
@@ -101,6 +102,7 @@ class SoftTripleLoss(BaseMetricLoss):
         return [{"params": [self.centers], "lr": lr}]
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_built_size(embeddings, self.centers.shape[0])
         losses, regularizer = soft_triple_loss(
             embeddings, labels, self.centers, self.num_classes, self.centers_per_class,
             la=self.la, gamma=self.gamma, margin=self.margin, tau=self.tau,

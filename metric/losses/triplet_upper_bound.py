@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 import torch
 
-from metric._checks import check_class_ids, check_finite, check_labelled_embeddings, check_shape
+from metric._checks import check_built_size, check_class_ids, check_finite, check_labelled_embeddings, check_shape
 from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
@@ -209,5 +209,6 @@ class TripletUpperBoundLoss(BaseMetricLoss):
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # The base class has checked the embeddings and labels: only the centroid-specific checks remain.
+        check_built_size(embeddings, self.centroids.shape[1])
         _check_labels_and_centroids(embeddings, labels, self.centroids)
         return _bound_terms(embeddings, labels, self.centroids, self.margin)

@@ -111,6 +111,10 @@ def test_edge_cases():
         loss(torch.randn(2, D), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="centers must have shape"):
         soft_triple_loss(torch.randn(2, D + 1), torch.tensor([0, 1]), torch.randn(D, C * K), C, K)
+    # the module's own centres are no argument of its caller: the message was "centers must have shape (6, 12)"
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(N, 5\) \(the loss's embedding_size\), "
+                                         r"got \(2, 6\)"):
+        loss(torch.randn(2, D + 1, dtype=torch.float64), torch.tensor([0, 1]))
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])

@@ -202,6 +202,10 @@ def test_errors():
         triplet_upper_bound_loss(torch.zeros(2, 2), torch.tensor([0, 3]), centroids, 0.1)
     with pytest.raises(ValueError, match="centroids must have shape"):
         triplet_upper_bound_loss(torch.zeros(2, 3), torch.tensor([0, 1]), centroids, 0.1)
+    # the module's own centroids are no argument of its caller: the message was "centroids must have shape (C, 3)"
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(N, 2\) \(the loss's embedding_size\), "
+                                         r"got \(2, 3\)"):
+        TripletUpperBoundLoss(3, 2, margin=0.1)(torch.zeros(2, 3), torch.tensor([0, 1]))
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
