@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from typing import Any, Callable, Generic, Mapping, TypeVar, Union
+from typing import Any, Callable, Generic, Mapping, Optional, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -57,8 +57,11 @@ def check_arguments(factory: Callable[..., Any], kwargs: Mapping[str, Any], what
 class Registry(Generic[T]):
     """Maps names to classes/factories of one family (losses, miners, distances, ...)."""
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: str, package: Optional[str] = None) -> None:
+        """``package``: the module whose import registers the family's components; while none is registered, the
+        error of an unknown name says to import it."""
         self.family = family
+        self.package = package
         self._entries: dict[str, Callable[..., T]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -76,7 +79,8 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            valid = ", ".join(sorted(self._entries)) or "(none)"
+            none = f"(none yet: `import {self.package}` registers them)" if self.package else "(none)"
+            valid = ", ".join(sorted(self._entries)) or none
             raise KeyError(f"unknown {self.family} '{name}'; valid names: {valid}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
@@ -93,7 +97,7 @@ class Registry(Generic[T]):
 
 
 # One registry per family; components register themselves where they are defined.
-DISTANCES: Registry = Registry("distance")
-LOSSES: Registry = Registry("loss")
-MINERS: Registry = Registry("miner")
-BATCH_SAMPLERS: Registry = Registry("batch sampler")
+DISTANCES: Registry = Registry("distance", "metric.distances")
+LOSSES: Registry = Registry("loss", "metric.losses")
+MINERS: Registry = Registry("miner", "metric.miners")
+BATCH_SAMPLERS: Registry = Registry("batch sampler", "metric.samplers")

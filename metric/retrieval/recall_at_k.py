@@ -10,8 +10,11 @@ MAX_K = 1 << 62  # beyond it the neighbour counts would overflow int64
 
 def checked_ks(ks: Sequence[int]) -> list[int]:
     """``ks`` as ints, in the order given; a ``ValueError`` unless each is a whole number in [1, ``MAX_K``] (2.5 is
-    not truncated to R@2, True is no K) and there is at least one."""
-    given = list(ks)
+    not truncated to R@2, True is no K) and there is at least one; a ``TypeError`` if ``ks`` is no sequence (ks=5)."""
+    try:
+        given = list(ks)
+    except TypeError:
+        raise TypeError(f"ks must be a sequence of positive integers, e.g. (1, 2, 4, 8), got {ks!r}") from None
     try:
         whole = [int(k) for k in given if not isinstance(k, bool) and int(k) == k and 1 <= k <= MAX_K]
     except (TypeError, ValueError, OverflowError):  # not a number, NaN, infinite

@@ -1,6 +1,8 @@
 """Registries: building components by name, and clear errors for arguments a component does not take."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,12 @@ def test_factories_without_annotations_or_signature():
         registry.create("pair", a=1, c=3)
     with pytest.raises(KeyError, match="unknown thing 'nope'; valid names: dict, pair"):
         registry.create("nope")
+
+
+def test_an_empty_registry_says_which_import_fills_it():
+    """Before ``import metric.losses`` the error listed "valid names: (none)" without saying why."""
+    with pytest.raises(KeyError, match=r"unknown thing 'pair'; valid names: \(none yet: `import pkg.things` registers "
+                                       r"them\)"):
+        Registry("thing", "pkg.things").create("pair")
+    for registry in (DISTANCES, LOSSES, MINERS, BATCH_SAMPLERS):
+        assert registry.names() and registry.package in sys.modules

@@ -228,6 +228,8 @@ def test_invalid_inputs() -> None:
     for ks in [(0, 1), (1, 2.5), (True,), (float("nan"),), (float("inf"),), (2**63,), ("2",), ()]:
         with pytest.raises(ValueError, match="ks must be positive integers"):  # 2.5 was R@2, True R@1, 2^63 overflowed
             retrieval_metrics(x, torch.zeros(10, dtype=torch.long), ks=ks)
+    with pytest.raises(TypeError, match=r"ks must be a sequence of positive integers, e.g. \(1, 2, 4, 8\), got 5"):
+        retrieval_metrics(x, torch.zeros(10, dtype=torch.long), ks=5)  # was "'int' object is not iterable"
     assert list(retrieval_metrics(x, torch.arange(10) % 2, ks=(2.0, np.int64(1), 2), with_nmi=False)) == [
         "R@1", "R@2", "MAP@R"]
     with pytest.raises(ValueError, match="NaN"):
