@@ -34,7 +34,7 @@ def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             if shown not in ("", None, []):
                 text = f"{text} [default: {shown}]"
-            elif not re.search(r"\bdefault\b", text, re.IGNORECASE):  # else the text says what unset means
+            elif not re.search(r"\b(default|required)\b", text, re.IGNORECASE):  # else the text says what unset means
                 text = f"{text} [default: unset]"
             if hints[f.name] in (bool, Optional[bool]):  # Optional: unset lets the component choose
                 fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)

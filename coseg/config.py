@@ -49,7 +49,7 @@ INPUT_NORMALIZATION_HELP = ("per RGB channel of images in [0, 1], 3 comma-separa
 
 @dataclass
 class CosegTrainConfig:
-    data: str = option("", "Data set root folder.")
+    data: str = option("", "Data set root folder; required (on the command line or in --config).")
     layout: str = option("auto", "Data layout: icoseg, internet, sbcoseg, folders, or auto (detect).")
     output: str = option("runs/coseg", "Run folder: config.yaml, last.*/best.* checkpoints, log.csv (an ensemble: each member's log and checkpoints in member<i>/).")
     overwrite: bool = option(False, "Train into an --output folder that already holds a run, writing its checkpoints, log and config anew (default: refuse, so a finished run is not lost; --resume continues it).")

@@ -13,7 +13,7 @@ from coseg.config import INPUT_NORMALIZATION_HELP, check_input_normalization, op
 @dataclass
 class RetrievalTrainConfig:
     # --- data -------------------------------------------------------------------------------------------------
-    data: str = option("", "Data set root folder.")
+    data: str = option("", "Data set root folder; required (on the command line or in --config).")
     layout: str = option("auto", "Data layout: cub, cars, sop, folders, or auto (detect).")
     output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
     overwrite: bool = option(False, "Train anew into an --output folder that already holds a run (its fine-tuning "

@@ -45,5 +45,7 @@ def test_training_help_states_one_default_per_option():
         for param in command.params:
             text = (param.help or "").lower()
             assert not ("[default: unset]" in text and text.count("default") > 1), (command.name, param.name, text)
+        data = next(p for p in command.params if p.name == "data")  # required: it has no default, set or unset
+        assert "required" in data.help and "default" not in data.help, data.help
     splits = next(p for p in train.params if p.name == "splits")
     assert "<data>/splits.json" in splits.help and "unset" not in splits.help
