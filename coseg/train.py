@@ -18,7 +18,7 @@ from coseg.data import (
     groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-                          check_fraction, distributed_run, training_lock)
+                          check_fraction, distributed_run, once, training_lock)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
@@ -26,6 +26,7 @@ from coseg.models import CosegNet, Model, create_model, load_ensemble
 from coseg.models.checkpoint import seen_metadata
 from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
+from coseg.report.build import remove_report
 from coseg.scores import score_image, summarize
 from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                              samples_of)
@@ -199,9 +200,9 @@ def build_optimizer(model: CosegNet, cfg: CosegTrainConfig) -> torch.optim.Optim
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]
-    groups = [{"params": rest, "lr": cfg.lr}]
+    groups = [{"params": rest, "lr": cfg.lr}]  # log.csv's lr column; the encoder's is lr_encoder
     if encoder:
-        groups.insert(0, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale})
+        groups.insert(0, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale, "name": "encoder"})
     return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -266,14 +267,12 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
 
 
 def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
-    """With ``overwrite``, remove the replaced run's files (none may be resumed or reported); called once the new
-    run's data, model and objective are built, so that an option they refuse leaves the old run whole. With
-    ``resume``, remove the temporary files a killed run's writes left in the run folder (an ensemble's own model
-    files are written there; the engine tidies the folder it trains in)."""
-    if resume:
-        remove_temporaries(Path(cfg.output), recursive=False)
-    else:
+    """With ``overwrite``, remove the replaced run's files (none may be resumed or reported) and its report (which
+    would show the replaced run's curves); called once the new run's data, model and objective are built, so that an
+    option they refuse leaves the old run whole."""
+    if not resume:
         RUN_FOLDER.clear(Path(cfg.output))
+        remove_report(Path(cfg.output))
 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
@@ -299,21 +298,23 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     scan = find_samples(cfg.data, cfg.layout)
     configs = member_configs(cfg, scan)
 
-    def start() -> None:  # before the first member writes: its data, model and objective are built
+    @once
+    def start() -> None:  # before the first member that trains writes: its data, model and objective are built
         _replace_run(cfg, resume)
         output.mkdir(parents=True, exist_ok=True)
         RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-    runs = [_train(c, resume, dist, scan, cache, before_write=start if i == 0 else None)
-            for i, c in enumerate(configs)]
+    runs = [_train(c, resume, dist, scan, cache, before_write=start) for c in configs]
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
+        remove_temporaries(output, recursive=False)  # left by a killed write of the ensemble's own model files
         lasts = [Path(c.output) / "last.safetensors" for c in configs]
         metadata = {"image_size": str(cfg.image_size), "members": str(cfg.members), **seen_by_members(lasts)}
         last, _ = load_ensemble(lasts)
-        last.save(output / "last.safetensors", metadata)
+        finished = "time" if any(r.fit.stopped_by_time for r in runs) else "epochs"
+        last.save(output / "last.safetensors", {**metadata, "finished": finished})
         if val_groups:
             best, _ = load_ensemble([Path(c.output) / "best.safetensors" for c in configs], dist.device)
             val_data = CosegDataset(samples_of(scan, val_groups), cfg.image_size, cache)
@@ -345,7 +346,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
            cache: Optional[ImageCache] = None, before_write: Optional[Callable[[], None]] = None) -> TrainResult:
     """One run; an ensemble's members share the data set's ``scan`` and decoded images (``cache``).
     ``before_write`` runs in the main process once everything the options build is built, before the run's first
-    file is written."""
+    file is written; a resumed run with nothing left to train writes no file (its config.yaml stays as it was)."""
     seed_everything(cfg.seed)
     output = Path(cfg.output)
     resume = resume and (output / "last.pt").is_file()  # a run (or member) killed in its first epoch starts anew
@@ -374,12 +375,13 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
                     find_unused_parameters=not cfg.triplet_weight, quiet=cfg.quiet, ema_decay=cfg.ema_decay,
                     metadata={"image_size": str(cfg.image_size), **seen_metadata(train_groups, val_groups)},
                     unreadable=unreadable)
-    if dist.is_main:
+    def start() -> None:
         if before_write is not None:
             before_write()
         output.mkdir(parents=True, exist_ok=True)
         RUN_FOLDER.save_config(cfg, output / "config.yaml")
-    fit = engine.fit(task, loader, resume=resume)
+
+    fit = engine.fit(task, loader, resume=resume, before_write=start)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [],
                        skipped_with_later(cache.skipped, fit), problems_of(scan, [*train_groups, *val_groups]),
                        is_main=dist.is_main)

@@ -45,12 +45,13 @@ from coseg.data import (
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice, check_fraction,
     distributed_run,
-    load_config, lr_factor, training_lock,
+    load_config, lr_factor, once, training_lock,
 )
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import seen_metadata
+from coseg.report.build import remove_report
 from coseg.train import seed_everything, skipped_with_later
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
@@ -347,13 +348,13 @@ def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
 def build_optimizer(learner: RetrievalLearner, cfg: RetrievalTrainConfig, feature_params: list[nn.Parameter],
                     train_features: bool) -> torch.optim.Optimizer:
     """AdamW over the head (``lr``), the loss's own parameters (``loss_lr``) and, when ``train_features``, the
-    backbone and pooling (``backbone_lr``)."""
+    backbone and pooling (``backbone_lr``); log.csv's columns ``lr``, ``lr_loss`` and ``lr_backbone``."""
     groups = [{"params": learner.net.head_parameters(), "lr": cfg.lr}]
     loss_params = [p for p in learner.loss.parameters() if p.requires_grad]
     if loss_params:
-        groups.append({"params": loss_params, "lr": cfg.loss_lr})
+        groups.append({"params": loss_params, "lr": cfg.loss_lr, "name": "loss"})
     if train_features:
-        groups.append({"params": feature_params, "lr": cfg.backbone_lr})
+        groups.append({"params": feature_params, "lr": cfg.backbone_lr, "name": "backbone"})
     return adamw(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -486,17 +487,17 @@ def note_unreadable(result: TrainResult, log: UnreadableLog, files: list[tuple[P
         log.note(path, problem, outcome, counted=False, warn=result.is_main)
 
 
-def _start_run(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> None:
-    """In the main process, write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``)
-    removed the replaced run's files, its fine-tuning stage's too (none may be resumed or promoted). Called once the
-    data, model, method, head start and first engine are built, so that an option they refuse, or an interruption
-    while the features are computed, leaves the old run whole."""
-    if not dist.is_main:
-        return
+def _start_run(cfg: RetrievalTrainConfig, resume: bool) -> None:
+    """Write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``) removed the replaced run's
+    files, its fine-tuning stage's too (none may be resumed or promoted), and its report. Called by the engine of the first stage
+    that trains, in the main process, so that an option the data, model, method, head start or engine refuse, an
+    interruption while the features are computed, or a resumed run with nothing left to train leaves the run's files
+    as they were."""
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     if not resume:
         RUN_FOLDER.clear(output)
+        remove_report(output)  # it would show the replaced run's curves
     RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
 
@@ -526,6 +527,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     unreadable = UnreadableLog()
     result = TrainResult(output, {}, data.train_classes, data.val_classes, list(data.skipped), data.problems,
                          is_main=dist.is_main)
+    start_run = once(lambda: _start_run(cfg, resume))
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume
     features = None
@@ -579,8 +581,8 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
                               device, cfg.head_passes, workers=0)
         engine = _engine(learner, build_optimizer(learner, cfg, feature_params, False), output, cfg.epochs,
                          cfg.minutes, cfg, dist, data)
-        _start_run(cfg, resume, dist)
-        result.stages["head"] = engine.fit(RetrievalTask(learner, validation, dist=dist), loader, resume=resume)
+        result.stages["head"] = engine.fit(RetrievalTask(learner, validation, dist=dist), loader, resume=resume,
+                                           before_write=start_run)
         learner.head_only = False
         for p in feature_params:
             p.requires_grad_(True)
@@ -597,10 +599,9 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     engine = _engine(learner, build_optimizer(learner, cfg, feature_params, True), image_output, epochs, minutes,
                      cfg, dist, data, unreadable)
     task = RetrievalTask(learner, validation, _augmentation(cfg.image_size), dist)
-    if not head_stage:
-        _start_run(cfg, resume, dist)
     stage = "finetune" if cfg.mode == "staged" else "end_to_end"
-    result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume)
+    result.stages[stage] = engine.fit(task, loader, resume=resume if cfg.mode == "end_to_end" else finetune_resume,
+                                      before_write=start_run)
     result.skipped = skipped_with_later(result.skipped, result.stages[stage])
     if cfg.mode == "staged" and dist.is_main:
         result.promoted_finetune = promote_finetuned(output)

@@ -7,7 +7,7 @@ from coseg.engine.config import (
 from coseg.engine.distributed import DistInfo, cleanup_distributed, distributed_run, resolve_device, setup_distributed
 from coseg.engine.ema import weight_ema
 from coseg.engine.optim import adamw
-from coseg.engine.run_folder import RESUMABLE, RunFolder
+from coseg.engine.run_folder import RESUMABLE, RunFolder, once
 from coseg.engine.run_lock import training_lock
 from coseg.engine.trainer import Engine, FitResult, NonFiniteLossError, TrainTask, lr_factor
 
@@ -15,7 +15,7 @@ __all__ = [
     "CheckpointError", "ConfigError", "DistInfo", "Engine", "FitResult", "NonFiniteLossError", "RESUMABLE",
     "RunFolder", "TrainTask", "adamw", "check_at_least", "check_choice", "check_fraction", "cleanup_distributed", "config_from_dict",
     "config_to_dict",
-    "distributed_run", "load_config", "load_training_state", "lr_factor", "read_config_file", "resolve_device",
+    "distributed_run", "load_config", "load_training_state", "lr_factor", "once", "read_config_file", "resolve_device",
     "save_config", "save_training_state",
     "setup_distributed", "training_lock", "weight_ema",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
@@ -100,3 +100,17 @@ class RunFolder:
         """``cfg.key``, path options as resolved paths (``data`` and ``/abs/to/data`` are one folder)."""
         value = getattr(cfg, key)
         return Path(value).resolve() if key in self.paths and value else value
+
+
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` called on the first call only (a run's start, which the first of its stages or members that trains
+    makes)."""
+    called = False
+
+    def call() -> None:
+        nonlocal called
+        if not called:
+            called = True
+            fn()
+
+    return call

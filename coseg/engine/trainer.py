@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 import torch
 from torch import nn
@@ -91,6 +91,25 @@ class FitResult:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files that failed during the run (all ranks)
 
 
+def lr_columns(optimizer: torch.optim.Optimizer) -> list[str]:
+    """The ``log.csv`` column of each parameter group's learning rate: ``lr_<name>`` for a group with a ``name``
+    entry, ``lr`` for an unnamed one (``lr<i>``, by the group's index, when several are unnamed)."""
+    groups = optimizer.param_groups
+    unnamed = sum(1 for g in groups if not g.get("name"))
+    columns = [f"lr_{g['name']}" if g.get("name") else "lr" if unnamed == 1 else f"lr{i}"
+               for i, g in enumerate(groups)]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ValueError(f"optimizer parameter groups share a name ({', '.join(c[3:] for c in repeated)}): give each "
+                         "its own, as its learning rate's column in log.csv")
+    return columns
+
+
+RUN_END = ("epochs", "time", "no")
+"""The ``finished`` entry of ``last.safetensors``'s metadata: the run ended with its last epoch, with its time
+budget, or not yet (interrupted, still training or resumed)."""
+
+
 def lr_factor(progress: float, warmup: float, schedule: str) -> float:
     """Learning-rate multiplier at ``progress`` ∈ [0, 1] of the run: linear warm-up, then constant or cosine."""
     if warmup > 0 and progress < warmup:
@@ -107,7 +126,9 @@ class Engine:
     """Train ``model`` with ``optimizer`` for ``epochs`` epochs (or until ``time_budget_s`` has passed).
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
-    via ``model.save``, with ``metadata`` plus the epoch and its validation metrics), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per epoch).
+    via ``model.save``, with ``metadata`` plus the epoch and its validation metrics; ``last.safetensors`` also with
+    ``finished``, one of :data:`RUN_END`), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per
+    epoch: its learning rates, in :func:`lr_columns`, the task's loss terms, time and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
@@ -160,6 +181,7 @@ class Engine:
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
+        self.lr_columns = lr_columns(optimizer)  # before a resume loads groups saved without their names
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.log = CsvLog(self.output_dir / "log.csv")
         self.unreadable = unreadable if unreadable is not None else UnreadableLog()
@@ -171,34 +193,35 @@ class Engine:
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], seconds: float,
-              rank_streams: list[dict[str, Any]]) -> None:
+              rank_streams: list[dict[str, Any]], finished: str) -> None:
         """Write ``last.pt``, then the model files it records (:meth:`_save_models`); ``rank_streams``: every rank's
-        random streams (``rng_state``)."""
+        random streams (``rng_state``); ``finished``: whether the run ends with this epoch (:data:`RUN_END`)."""
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
-            "world_size": self.dist.world_size, "seconds": seconds, "model_metadata": meta,
+            "world_size": self.dist.world_size, "seconds": seconds, "model_metadata": meta, "finished": finished,
             **({"rng_ranks": rank_streams} if self.dist.distributed else {}),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
-        self._save_models(epoch, meta, best=best_epoch == epoch)
+        self._save_models(epoch, meta, best=best_epoch == epoch, finished=finished)
 
-    def _save_models(self, epoch: int, metadata: dict[str, str], best: bool) -> None:
-        """Write ``last.safetensors`` and, when epoch ``epoch`` is the best one, ``best.safetensors`` (via
-        ``model.save``, which may write files of its own beside them), after its ``last.pt``: a run killed on the way
-        rewrites them when resumed, so that they never hold an epoch ``last.pt`` and ``log.csv`` do not."""
+    def _save_models(self, epoch: int, metadata: dict[str, str], best: bool, finished: Optional[str]) -> None:
+        """Write ``last.safetensors`` (``finished`` in its metadata, unless None: a state of an older version) and,
+        when epoch ``epoch`` is the best one, ``best.safetensors`` (via ``model.save``, which may write files of its
+        own beside them), after its ``last.pt``: a run killed on the way rewrites them when resumed, so that they
+        never hold an epoch ``last.pt`` and ``log.csv`` do not."""
         model: SaveableModel = self.eval_model  # type: ignore[assignment]
         try:
             if best:
                 model.save(self.output_dir / "best.safetensors", metadata=metadata)
-            model.save(self.output_dir / "last.safetensors", metadata=metadata)
+            model.save(self.output_dir / "last.safetensors",
+                       metadata=metadata if finished is None else {**metadata, "finished": finished})
         except OSError as e:
             raise self._write_failed(epoch, e, state_written=True) from e
 
-    def _resume(self) -> tuple[int, Optional[float], int, float]:
-        """Load ``last.pt``: (epoch, best metric, best epoch, training seconds used so far); rewrite the model files
-        it records (a run killed after writing it may have left them of an earlier epoch)."""
+    def _resume(self) -> dict[str, Any]:
+        """Load ``last.pt`` into the model, optimizer and random streams; returns its state (see :meth:`_save`)."""
         path = self.output_dir / "last.pt"
         state = load_training_state(path, map_location=self.device)
         check_world_size(path, state, self.dist.world_size)
@@ -223,11 +246,16 @@ class Engine:
         set_rng_state(rank_streams[self.dist.rank] if rank_streams else state["rng"])
         if rank_streams is None:  # saved when every rank had rank 0's streams
             split_random_streams(self.dist)
-        if self.dist.is_main:  # the only process that writes the log
-            self.log.load(up_to_epoch=state["epoch"])
-        if self.dist.is_main and isinstance(state.get("model_metadata"), dict):  # older ones wrote them first
-            self._save_models(state["epoch"], state["model_metadata"], best=state["best_epoch"] == state["epoch"])
-        return state["epoch"], state["best"], state["best_epoch"], float(state.get("seconds", 0.0))
+        return state
+
+    def _restore_files(self, state: dict[str, Any], going_on: bool) -> None:
+        """Rewrite the log and the model files of the resumed ``state`` (a run killed after writing its ``last.pt``
+        may have left them of an earlier epoch, its log with an epoch the state does not hold); its
+        ``last.safetensors`` unfinished when the run is ``going_on``."""
+        self.log.load(up_to_epoch=state["epoch"])
+        if isinstance(state.get("model_metadata"), dict):  # older ones wrote them first
+            self._save_models(state["epoch"], state["model_metadata"], best=state["best_epoch"] == state["epoch"],
+                              finished="no" if going_on else state.get("finished"))
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
@@ -270,26 +298,40 @@ class Engine:
         return value > best if self.select_mode == "max" else value < best
 
     # --- the loop ----------------------------------------------------------------------------------------
-    def fit(self, task: TrainTask, loader: Iterable, resume: bool = False) -> FitResult:
-        """Run the epochs; ``loader``'s batch sampler gets ``set_epoch(epoch)`` when it has one."""
-        start_epoch, best, best_epoch, seconds_before = 0, None, 0, 0.0
-        if resume:  # the time budget and the schedule go on from the time the checkpointed epochs took
-            start_epoch, best, best_epoch, seconds_before = self._resume()
-        else:
-            split_random_streams(self.dist)
-        if self.dist.is_main:  # left by a killed run, also one started anew (killed writing its first checkpoint)
-            remove_temporaries(self.output_dir, recursive=False)
+    def fit(self, task: TrainTask, loader: Iterable, resume: bool = False,
+            before_write: Optional[Callable[[], None]] = None) -> FitResult:
+        """Run the epochs; ``loader``'s batch sampler gets ``set_epoch(epoch)`` when it has one. ``before_write`` is
+        called in the main process before the first file is written, unless a resumed run has nothing left to train
+        (then the run's files, its config too, are left as they are)."""
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
+        start_epoch, best, best_epoch, seconds_before = 0, None, 0, 0.0
+        state = None
+        if resume:  # the time budget and the schedule go on from the time the checkpointed epochs took
+            state = self._resume()
+            start_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
+            seconds_before = float(state.get("seconds", 0.0))
+        else:
+            split_random_streams(self.dist)
+        last_epoch = self.epochs
+        stopped_by_time = bool(self.time_budget_s) and seconds_before >= self.time_budget_s
+        if stopped_by_time:
+            last_epoch = start_epoch  # resumed after the budget ran out: nothing to do
+        going_on = start_epoch < last_epoch
+        if self.dist.is_main:
+            if going_on and before_write is not None:
+                before_write()
+            if state is not None:
+                self._restore_files(state, going_on)
+            # left by a killed run, also one started anew (killed writing its first checkpoint)
+            remove_temporaries(self.output_dir, recursive=False)
         total_steps = self.epochs * steps_per_epoch
-        result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best)
+        result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best,
+                           stopped_by_time=stopped_by_time)
         t_session = time.perf_counter()
         t_start = t_session - seconds_before
         images_seen = 0
-        last_epoch = self.epochs
-        if self.time_budget_s and seconds_before >= self.time_budget_s:
-            last_epoch, result.stopped_by_time = start_epoch, True  # resumed after the budget ran out: nothing to do
         for epoch in range(start_epoch + 1, last_epoch + 1):
             sampler = getattr(loader, "batch_sampler", None)
             for obj in (sampler, getattr(loader, "sampler", None)):
@@ -355,7 +397,8 @@ class Engine:
             seconds = time.perf_counter() - t_epoch
             images_seen += epoch_images
             means = all_reduce_sum(torch.stack([sums[k] / max(steps, 1) for k in sorted(sums)]), self.dist) / self.dist.world_size
-            row: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            row: dict[str, Any] = {"epoch": epoch, **{column: group["lr"] for column, group
+                                                       in zip(self.lr_columns, self.optimizer.param_groups)}}
             row.update({f"train_{k}": round(float(v), 6) for k, v in zip(sorted(sums), means)})
             row["seconds"] = round(seconds, 2)
             row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
@@ -384,7 +427,8 @@ class Engine:
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 try:
                     self.log.append(row)
-                    self._save(epoch, best, best_epoch, metrics, time.perf_counter() - t_start, rank_streams)
+                    finished = "time" if stop else "epochs" if epoch == self.epochs else "no"
+                    self._save(epoch, best, best_epoch, metrics, time.perf_counter() - t_start, rank_streams, finished)
                 except OSError as e:
                     raise self._write_failed(epoch, e) from e
                 if not self.quiet:

@@ -1,13 +1,16 @@
 """The training part of a report: curves from a run's ``log.csv`` and the ``config.yaml`` it was trained with.
 
-Both trainers log through the shared engine: one row per epoch with ``epoch``, ``lr``, ``train_<term>`` (mean loss
-terms), ``seconds``, ``images_per_s`` and ``val_<metric>`` (co-segmentation: P, J; retrieval: R@1, MAP@R)."""
+Both trainers log through the shared engine: one row per epoch with ``epoch``, the learning rates (``lr``: the
+``--lr`` one; ``lr_<group>``: the encoder's, backbone's or loss's), ``train_<term>`` (mean loss terms), ``seconds``,
+``images_per_s`` and ``val_<metric>`` (co-segmentation: P, J; retrieval: R@1, MAP@R). The engine records in the
+run's ``last.safetensors`` whether the run finished; an unfinished one is said so."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Optional
 
+from coseg.models.checkpoint import checkpoint_metadata
 from coseg.report.html import esc, esc_lines, link, table
 from coseg.report.files import as_float, read_csv
 from coseg.report.plots import line_plot
@@ -42,6 +45,9 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
     """HTML for the training run in ``run``: loss and validation curves (PNGs written to ``files`` as
     ``<prefix>_loss.png`` and ``<prefix>_val.png``), the epoch table and the config."""
     parts = [f'<p class="note">Run folder: <code>{esc(run.resolve())}</code></p>']
+    end = run_end_note(run)
+    if end:
+        parts.append(end)
     log = run / "log.csv"
     if log.is_file():
         columns, rows = read_log(log)
@@ -67,6 +73,27 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
         parts.append(f'<details><summary><b>Config</b> (config.yaml, click to show)</summary><pre class="config">'
                      f'{esc_lines(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
     return "\n".join(parts)
+
+
+def run_end_note(run: Path) -> Optional[str]:
+    """HTML saying that the run in ``run`` is unfinished (from its ``last.safetensors``: the engine's ``finished``
+    entry) or that its ``last.safetensors`` cannot be read; None when it finished or did not record it (a run of an
+    older version)."""
+    last = run / "last.safetensors"
+    resume = "training it again with --resume (and its config.yaml) continues it"
+    if not last.is_file():
+        if (run / "config.yaml").is_file():
+            return (f"<p><b>Unfinished:</b> no model file (last.safetensors) yet: it is still training or was "
+                    f"stopped; {resume}.</p>")
+        return None
+    try:
+        metadata = checkpoint_metadata(last)
+    except ValueError as err:
+        return f"<p><b>Last model:</b> {esc(err)}.</p>"
+    if metadata.get("finished") != "no":
+        return None
+    return (f"<p><b>Unfinished:</b> its last model is of epoch {esc(metadata.get('epoch', '?'))}, and the run was "
+            f"stopped (or is still training, or is being resumed) before its last epoch; {resume}.</p>")
 
 
 def epoch_number(value: float) -> str:

@@ -16,6 +16,7 @@ from apps.retrieval import train as train_module
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.train import FINETUNE_DIR, train
 from coseg.engine import load_config
+from coseg.report.build import build_report
 from tests.apps.retrieval_files import write_class_folders
 from tests.apps.retrieval_runs import tiny_config, tiny_set
 from tests.reliability.test_bad_inputs import TINY_RETRIEVAL
@@ -84,11 +85,13 @@ def test_a_fine_tuning_stage_counts_as_a_run(data, tmp_path):
     assert (run / FINETUNE_DIR / "last.pt").read_bytes() == b""
 
 
-def test_overwrite_drops_the_replaced_runs_fine_tuning_stage(data, tmp_path):
+def test_overwrite_drops_the_replaced_runs_fine_tuning_stage_and_report(data, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(data, run, epochs=1, finetune_epochs=1))
+    build_report(run, progress=False)
     train(tiny_config(data, run, epochs=1, overwrite=True))
     assert not (run / FINETUNE_DIR / "last.pt").exists()
+    assert not (run / "report.html").exists() and not (run / "report_files").exists()  # the replaced run's curves
     # resumed with a longer head stage and a fine-tuning stage added: the head stage goes on, then fine-tunes
     result = train(tiny_config(data, run, epochs=2, finetune_epochs=1), resume=True)
     assert epochs_logged(run) == [1, 2] and epochs_logged(run / FINETUNE_DIR) == [1]

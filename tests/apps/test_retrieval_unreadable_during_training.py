@@ -46,13 +46,13 @@ def test_training_goes_on_and_reports_an_image_unreadable_during_the_run(tmp_pat
     shapes: list[tuple[int, ...]] = []
 
     class BreakingEngine(Engine):
-        def fit(self, task, loader, resume=False):
+        def fit(self, task, loader, resume=False, **kwargs):
             broken.extend([loader.dataset.records[0].path, task.validation.images.records[0].path])
             remove_cache_and(tmp_path / "cache", *broken)
             step = task.train_step
             task.train_step = lambda model, batch, device: shapes.append(tuple(batch["image"].shape)) or step(
                 model, batch, device)
-            return super().fit(task, loader, resume)
+            return super().fit(task, loader, resume, **kwargs)
 
     monkeypatch.setattr(apps.retrieval.train, "Engine", BreakingEngine)
     result = train(cfg)

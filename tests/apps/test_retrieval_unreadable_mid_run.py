@@ -80,7 +80,7 @@ def test_smart_mining_leaves_an_image_lost_during_training_out_of_its_batches(tm
     marked: list[str] = []
 
     class BreakingEngine(Engine):
-        def fit(self, task, loader, resume=False):
+        def fit(self, task, loader, resume=False, **kwargs):
             records = loader.dataset.records
             lost.append(next(i for i, r in enumerate(records) if r.label == records[0].label and i > 0))
             remove_cache_and(tmp_path / "cache", records[lost[0]].path)
@@ -92,7 +92,7 @@ def test_smart_mining_leaves_an_image_lost_during_training_out_of_its_batches(tm
                 return step(model, batch, device)
 
             task.train_step = recording
-            return super().fit(task, loader, resume)
+            return super().fit(task, loader, resume, **kwargs)
 
     monkeypatch.setattr(apps.retrieval.train, "Engine", BreakingEngine)
     result = train(cfg)

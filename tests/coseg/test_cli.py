@@ -35,8 +35,14 @@ def test_train_evaluate_predict_resume(tmp_path):
     assert r.exit_code == 0, r.output
     assert [row["epoch"] for row in csv.DictReader(open(run / "log.csv"))] == ["1", "2", "3"]
     assert "trained epoch 3, " in r.output and "min with the earlier ones" in r.output  # not "trained 3 epoch(s)"
-    r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 3, "--resume", "--quiet")
-    assert r.exit_code == 0 and "nothing left to train: the run had reached epoch 3" in r.output, r.output
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert float(rows[0]["lr_encoder"]) == pytest.approx(float(rows[0]["lr"]) * 0.1)  # encoder_lr_scale
+    config = (run / "config.yaml").stat().st_ino
+    for epochs in (3, 2):  # a shorter run is no shorter: its config.yaml still says 3 epochs, as trained
+        r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", epochs, "--resume",
+                   "--quiet")
+        assert r.exit_code == 0 and "nothing left to train: the run had reached epoch 3" in r.output, r.output
+        assert (run / "config.yaml").stat().st_ino == config  # not written again
 
     r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev", "--quiet")
     assert r.exit_code == 0, r.output

@@ -141,13 +141,16 @@ def test_numeric_group_names_in_a_config_file_are_names(tmp_path):
     assert cfg.train_groups == ["7", "8"] and cfg.val_groups == ["12"]
 
 
-def test_overwrite_leaves_nothing_of_the_replaced_run_to_resume_and_is_not_saved(tmp_path):
+def test_overwrite_leaves_nothing_of_the_replaced_run_to_resume_or_report_and_is_not_saved(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=3, images=2)
     run = tmp_path / "run"
     three = ["train", "--data", data, "--output", run, "--epochs", 3, *TINY[2:], "--members", 3]
     assert coseg(*three)[0] == 0 and (run / "member2" / "last.pt").is_file()
+    assert coseg("report", run, "--quiet")[0] == 0 and (run / "report_files").is_dir()
+    assert "Unfinished" not in (run / "report.html").read_text()
     assert coseg(*three[:-1], 2, "--epochs", 2, "--overwrite")[0] == 0  # fewer members: member2 is not theirs
     assert sorted(p.name for p in run.glob("member*")) == ["member0", "member1"]
+    assert not (run / "report.html").exists() and not (run / "report_files").exists()  # the replaced run's curves
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert "overwrite" not in saved and saved["members"] == 2
     code, output = coseg("train", "--config", run / "config.yaml")  # the saved config, reused, replaces nothing
@@ -247,6 +250,6 @@ def test_the_saved_config_resumes_the_run_from_any_folder(tmp_path, monkeypatch,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    code, output = coseg("train", "--config", run / "config.yaml", "--resume", "--epochs", 2)
+    code, output = coseg("train", "--config", run / "config.yaml", "--resume", "--epochs", 3)  # 2 per member of 2
     assert code == 0, output
-    assert load_config(CosegTrainConfig, run / "config.yaml").epochs == 2 and not any(elsewhere.iterdir())
+    assert load_config(CosegTrainConfig, run / "config.yaml").epochs == 3 and not any(elsewhere.iterdir())

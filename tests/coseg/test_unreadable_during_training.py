@@ -69,14 +69,14 @@ def test_training_goes_on_and_reports_a_file_unreadable_during_the_run(tmp_path,
     shapes: list[tuple[int, ...]] = []
 
     class BreakingEngine(Engine):
-        def fit(self, task, loader, resume=False):  # start-up is over: files go while the run goes on
+        def fit(self, task, loader, resume=False, **kwargs):  # start-up is over: files go while the run goes on
             assert loader.dataset.cache.on_disk
             broken.extend([loader.dataset.samples[0].image, task.val_data.samples[0].image])
             break_files(loader.dataset.cache, *broken)
             step = task.train_step
             task.train_step = lambda model, batch, device: shapes.append(tuple(batch["image"].shape)) or step(
                 model, batch, device)
-            return super().fit(task, loader, resume)
+            return super().fit(task, loader, resume, **kwargs)
 
     monkeypatch.setattr(coseg.train, "Engine", BreakingEngine)
     result = train(cfg)

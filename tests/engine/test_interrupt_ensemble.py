@@ -1,8 +1,11 @@
 """An ensemble killed while writing its own model files (OUTPUT/best.safetensors, after its members), then
-resumed: the half-written temporary file the kill left goes."""
+resumed: the half-written temporary file the kill left goes, even with nothing left to train."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from safetensors import safe_open
 
 from coseg.config import CosegTrainConfig
 from coseg.train import train
@@ -20,8 +23,12 @@ def test_resume_removes_the_temporary_file_of_a_killed_write_of_the_ensemble(tmp
                            device="cpu", quiet=True)
     train(cfg)
     (run / KILLED_WRITE).write_bytes(b"half an ensemble")
-    result = train(cfg, resume=True)
-    assert [m.epochs_run for m in result.members] == [1, 1]
+    config = (run / "config.yaml").stat().st_ino
+    result = train(replace(cfg, epochs=1), resume=True)  # fewer epochs: nothing left to train
+    assert [m.epochs_run for m in result.members] == [1, 1] and not any(m.history for m in result.members)
+    assert (run / "config.yaml").stat().st_ino == config  # its config.yaml (2 epochs, as trained) not written again
+    with safe_open(str(run / "last.safetensors"), "pt") as f:
+        assert f.metadata()["finished"] == "epochs"
     assert not (run / KILLED_WRITE).exists()
     assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "config.yaml", "last.safetensors",
                                                      "member0", "member1"]

@@ -125,3 +125,23 @@ def test_epoch_table_shows_large_and_small_numbers_readably(tmp_path):
     parser.feed(training_section(run, tmp_path / "files", "s1"))
     # was: seconds shown as 1.235e+04 and 1e+04
     assert parser.tables["table0"][1:] == [["1", "1e-05", "0.000123", "12346"], ["2", "0.0005", "0.8532", "10000"]]
+
+
+def test_an_unfinished_run_is_said_to_be_so(tmp_path):
+    from coseg.models import create_model
+
+    run = run_files(tmp_path / "run")
+    html = training_section(run, tmp_path / "files", "s1")
+    assert "<b>Unfinished:</b> no model file (last.safetensors) yet" in html  # killed in its first epoch
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=1)
+    for finished, note in (("no", "its last model is of epoch 3, and the run was stopped"), ("epochs", None),
+                           ("time", None), (None, None)):  # None: a run of an older version, which did not say
+        model.save(run / "last.safetensors", metadata={"epoch": "3", **({"finished": finished} if finished else {})})
+        html = training_section(run, tmp_path / "files", "s1")
+        assert ("Unfinished" in html) == (note is not None) and (note is None or note in html), finished
+    (run / "last.safetensors").write_bytes(b"\x05")
+    html = training_section(run, tmp_path / "files", "s1")
+    assert "<b>Last model:</b> " in html and "last.safetensors is not a safetensors model file" in html and "Unfinished" not in html
+    (run / "last.safetensors").unlink()
+    (run / "config.yaml").unlink()
+    assert "Unfinished" not in training_section(run, tmp_path / "files", "s1")  # a log alone: nothing to tell
