@@ -273,11 +273,13 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 MAX_GROUPS_SHOWN = 10  # validation groups named after training
 
 
-def fit_summary(fit: Any) -> str:
-    """What a training session did: its epochs, time and speed, or that a resumed run had nothing left to train."""
+def fit_summary(fit: Any, lengths: tuple[str, str] = ("--epochs", "--minutes")) -> str:
+    """What a training session did: its epochs, time and speed, or that a resumed run had nothing left to train and
+    which of the options ``lengths`` (its epochs, its time budget) trains it on."""
     if not fit.history:
+        longer = lengths[1] if fit.stopped_by_time else lengths[0]
         return (f"nothing left to train: the run had reached epoch {fit.epochs_run}"
-                + (" and its time budget" if fit.stopped_by_time else ""))
+                + (" and its time budget" if fit.stopped_by_time else "") + f" (a larger {longer} trains on)")
     first = fit.history[0]["epoch"]
     if first == 1:
         trained = f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min"

@@ -53,7 +53,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     from apps.cli import echo_skipped, fit_summary
 
     for stage, fit in result.stages.items():
-        echo(f"{stage}: {fit_summary(fit)}")
+        lengths = ("--finetune-epochs", "--finetune-minutes") if stage == "finetune" else ("--epochs", "--minutes")
+        echo(f"{stage}: {fit_summary(fit, lengths)}")
         if fit.best_metric is not None:
             echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                  f"({len(result.val_classes)} held-out class(es))")

@@ -49,3 +49,15 @@ def test_training_help_states_one_default_per_option():
         assert "required" in data.help and "default" not in data.help, data.help
     splits = next(p for p in train.params if p.name == "splits")
     assert "<data>/splits.json" in splits.help and "unset" not in splits.help
+
+
+def test_a_resume_with_nothing_left_names_the_option_that_trains_on():
+    from apps.cli import fit_summary
+    from coseg.engine import FitResult
+
+    done = FitResult(epochs_run=5, best_epoch=2, best_metric=None)
+    assert fit_summary(done) == "nothing left to train: the run had reached epoch 5 (a larger --epochs trains on)"
+    done.stopped_by_time = True
+    assert fit_summary(done, ("--finetune-epochs", "--finetune-minutes")) == (
+        "nothing left to train: the run had reached epoch 5 and its time budget (a larger --finetune-minutes trains "
+        "on)")
