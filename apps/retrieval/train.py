@@ -489,10 +489,10 @@ def note_unreadable(result: TrainResult, log: UnreadableLog, files: list[tuple[P
 
 def _start_run(cfg: RetrievalTrainConfig, resume: bool) -> None:
     """Write ``config.yaml`` into ``cfg.output``, having first (a new run: ``overwrite``) removed the replaced run's
-    files, its fine-tuning stage's too (none may be resumed or promoted), and its report. Called by the engine of the first stage
-    that trains, in the main process, so that an option the data, model, method, head start or engine refuse, an
-    interruption while the features are computed, or a resumed run with nothing left to train leaves the run's files
-    as they were."""
+    files, its fine-tuning stage's too (none may be resumed or promoted), and its report. Called by the engine of
+    the first stage that trains, in the main process, so that an option the data, model, method, head start or
+    engine refuse, an interruption while the features are computed, or a resumed run with nothing left to train
+    leaves the run's files as they were."""
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     if not resume:

@@ -105,11 +105,6 @@ def lr_columns(optimizer: torch.optim.Optimizer) -> list[str]:
     return columns
 
 
-RUN_END = ("epochs", "time", "no")
-"""The ``finished`` entry of ``last.safetensors``'s metadata: the run ended with its last epoch, with its time
-budget, or not yet (interrupted, still training or resumed)."""
-
-
 def lr_factor(progress: float, warmup: float, schedule: str) -> float:
     """Learning-rate multiplier at ``progress`` ∈ [0, 1] of the run: linear warm-up, then constant or cosine."""
     if warmup > 0 and progress < warmup:
@@ -127,8 +122,9 @@ class Engine:
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics; ``last.safetensors`` also with
-    ``finished``, one of :data:`RUN_END`), ``last.pt`` (training state for ``resume``), ``log.csv`` (one row per
-    epoch: its learning rates, in :func:`lr_columns`, the task's loss terms, time and validation metrics).
+    ``finished``: ``epochs`` or ``time`` when the run ended with its last epoch or its time budget, ``no`` while it
+    has not: interrupted, still training or resumed), ``last.pt`` (training state for ``resume``), ``log.csv`` (one
+    row per epoch: its learning rates, in :func:`lr_columns`, the task's loss terms, time and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
@@ -195,7 +191,7 @@ class Engine:
     def _save(self, epoch: int, best: Optional[float], best_epoch: int, metrics: dict[str, Any], seconds: float,
               rank_streams: list[dict[str, Any]], finished: str) -> None:
         """Write ``last.pt``, then the model files it records (:meth:`_save_models`); ``rank_streams``: every rank's
-        random streams (``rng_state``); ``finished``: whether the run ends with this epoch (:data:`RUN_END`)."""
+        random streams (``rng_state``); ``finished``: whether the run ends with this epoch (see the class)."""
         meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
