@@ -52,10 +52,11 @@ def pixel_hardness(
     ignore_index: int = 255,
 ) -> torch.Tensor:
     """(B, H, W) hardness in [0, 2]: 1 on the boundary band (:func:`boundary_mask`) plus, when foreground
-    ``probabilities`` are given, the prediction error ``|p − label|`` (labels 0/1)."""
+    ``probabilities`` are given, the prediction error ``|p − label|`` (labels 0/1); 0 on ``ignore_index`` pixels."""
     hardness = boundary_mask(labels, boundary_width, ignore_index).to(torch.float32)
     if probabilities is not None:
-        hardness = hardness + (probabilities.to(torch.float32) - labels.to(torch.float32)).abs()
+        error = (probabilities.to(torch.float32) - labels.to(torch.float32)).abs()
+        hardness = hardness + error.masked_fill(labels == ignore_index, 0.0)
     return hardness
 
 

@@ -86,11 +86,15 @@ def test_boundary_mask_matches_reference(width):
     assert torch.equal(boundary_mask(labels, width, 255), ref.boundary(labels, width, 255))
 
 
-def test_hardness_adds_prediction_error():
+def test_hardness_adds_prediction_error_but_on_ignored_pixels():
+    """|p − 255| made ignored pixels up to 255 "hard" (outside the documented [0, 2])."""
     labels = square_masks()
+    labels[:, :2] = 255
     probabilities = torch.rand(labels.shape)
-    expected = boundary_mask(labels, 1).float() + (probabilities - labels.float()).abs()
-    assert torch.equal(pixel_hardness(labels, probabilities, 1), expected)
+    hardness = pixel_hardness(labels, probabilities, 1)
+    assert (hardness[:, :2] == 0).all() and 0 <= hardness.min() and hardness.max() <= 2
+    kept = labels != 255
+    assert torch.equal(hardness[kept], (boundary_mask(labels, 1).float() + (probabilities - labels.float()).abs())[kept])
 
 
 def test_hard_without_random_share_takes_only_boundary_pixels():
