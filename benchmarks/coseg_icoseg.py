@@ -8,8 +8,8 @@
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
-Prints per-group and mean P/J (percent, GUIDE §4 protocol: original resolution, per group then over groups) of the
-model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
+Prints per-group and mean P/J (percent, at the original resolution, per image, then per group, then over groups) of
+the model alone, the model + edge filter, the model + edge filter + group colour cut (``coseg evaluate``/``predict``'s
 default inference; also with the cut at the model's input size instead of 1.5 times it), and group refinement
 through the metric head (its weight chosen on the validation groups), flip test-time augmentation and BatchNorm
 statistics adapted to each group (the validation J of each choice is in the JSON), and writes ``P``, ``J``,

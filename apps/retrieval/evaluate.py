@@ -147,7 +147,7 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
                         cache_dir: Optional[PathLike] = None, progress: bool = False,
                         report_queries: int = 0) -> Evaluation:
     """Score the model of ``checkpoint`` on ``split`` of the data set at ``data``: every image whose class has another
-    image is a query against all the others (GUIDE §4; images of single-image classes are references only).
+    image is a query against all the others (images of single-image classes are references only).
     Writes ``output/summary.json`` (atomically) when ``output`` is given: R@1, R@2, R@4, R@8, MAP@R, NMI in percent,
     and the images, queries, classes, split, checkpoint and image size used, the unreadable images and the problems
     of the data set's index files; with ``report_queries`` > 0 also the files of its report

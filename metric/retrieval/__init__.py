@@ -1,4 +1,4 @@
-"""Retrieval metrics on faiss: exact kNN, Recall@K, MAP@R, k-means NMI (see GUIDE §4)."""
+"""Retrieval metrics on faiss: exact kNN, Recall@K, MAP@R, k-means NMI (the protocol: :func:`retrieval_metrics`)."""
 from metric.retrieval.kmeans import kmeans_assign
 from metric.retrieval.knn import ExactIndex, knn
 from metric.retrieval.map_at_r import average_precision_at_r

@@ -1,4 +1,4 @@
-"""Recall@K, MAP@R and NMI of embeddings in one streaming pass: the retrieval protocol of GUIDE §4."""
+"""Recall@K, MAP@R and NMI of embeddings in one streaming pass (the protocol: :func:`retrieval_metrics`)."""
 from __future__ import annotations
 
 from typing import Sequence
