@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import CosegDataset, DataFileError, Sample, printable, read_image_for_size, resize_image
+from coseg.data.cache import check_image_size
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.models.colour_cut import image_digest
 from metric.threads import single_threaded_pool, start_single_threaded
@@ -33,6 +34,7 @@ class ImageFileDataset(Dataset):
     without it)."""
 
     def __init__(self, paths: Sequence[Path], image_size: int, cut_size: Optional[int] = None) -> None:
+        check_image_size(image_size)
         self.paths = list(paths)
         self.image_size = image_size
         self.cut_size = cut_size

@@ -40,10 +40,11 @@ class CosegObjective(nn.Module):
     """``Σ_name w_name · seg_loss_name(mask_logits, masks) + w_triplet · IS-Triplet(embeddings, masks, groups)``.
 
     ``forward(mask_logits (B, 1, H, W), embeddings (B, D, h, w) | None, masks (B, H, W) in {0, 1},
-    groups (B,) | None)`` returns every term and their weighted sum under ``loss``. Terms with weight 0 are not
-    computed. Embeddings may be coarser than the masks (the model's ``embedding_stride``): labels are pooled to
-    their grid (:func:`pool_labels`). The triplet sampler sees the predicted probabilities, so "hard" sampling
-    can favour mis-predicted pixels. Terms are computed in float32, or float64 for float64 inputs."""
+    groups (B,) | None)`` returns every term and their weighted sum under ``loss``; masks holding other values
+    (0/255) are refused. Terms with weight 0 are not computed. Embeddings may be coarser than the masks (the
+    model's ``embedding_stride``): labels are pooled to their grid (:func:`pool_labels`). The triplet sampler sees
+    the predicted probabilities, so "hard" sampling can favour mis-predicted pixels. Terms are computed in float32,
+    or float64 for float64 inputs."""
 
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
@@ -72,6 +73,11 @@ class CosegObjective(nn.Module):
         if masks.shape != (size["B"], size["H"], size["W"]):
             raise ValueError(f"masks must have shape {(size['B'], size['H'], size['W'])} to match mask_logits, "
                              f"got {tuple(masks.shape)}")
+        if not size["B"]:
+            raise ValueError("mask_logits must hold at least one image, got an empty batch")
+        if ((masks != 0) & (masks != 1)).any():
+            raise ValueError(f"masks must hold only 0 (background) and 1 (foreground), got values "
+                             f"{torch.unique(masks)[:8].tolist()}; e.g. masks of 0/255 need (masks > 0)")
         logits = at_least_float32(mask_logits)
         target = masks.unsqueeze(1).to(logits.dtype)
         terms = {name: loss(logits, target) for name, loss in self.seg_losses.items()}
@@ -79,6 +85,7 @@ class CosegObjective(nn.Module):
         if self.triplet is not None:
             if embeddings is None:
                 raise ValueError("the IS-Triplet term needs the model's pixel embeddings")
+            check_shape(embeddings, [str(size["B"]), "D", "h", "w"], "embeddings (one map per mask_logits image)")
             grid = tuple(embeddings.shape[-2:])
             probabilities = torch.sigmoid(logits.detach())
             if grid != tuple(logits.shape[-2:]):

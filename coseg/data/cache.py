@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -114,6 +115,12 @@ def read_or_substitute(read: Callable[[int], Decoded], i: int, labels: torch.Ten
                      "take its place: check that the data set's files are still in place")
 
 
+def check_image_size(image_size: int) -> None:
+    """Raise ``ValueError`` unless ``image_size``, the side images are resized to, is an integer >= 1."""
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+
+
 class ImageCache:
     """Decoded, resized samples (``cache[sample] -> Decoded``), filled by ``load``; in memory, or read from
     ``cache_dir`` on each use once they would fill more than ``MEMORY_SHARE`` of the machine's memory.
@@ -123,8 +130,7 @@ class ImageCache:
 
     def __init__(self, image_size: int, cache_dir: Optional[PathLike] = None, progress: bool = True,
                  threads: Optional[int] = None) -> None:
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        check_image_size(image_size)
         self.image_size = image_size
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.progress = progress

@@ -112,6 +112,10 @@ class GroupColourCut:
             raise ValueError(f"colour cut probs ({at['h']} x {at['w']}) must not be larger than the images "
                              f"({size['H']} x {size['W']})")
         probs = probs.detach().float().cpu()
+        outside = int((~((probs >= 0) & (probs <= 1))).sum())
+        if outside:
+            raise ValueError(f"colour cut probs must be foreground probabilities in [0, 1], got {outside} value(s) "
+                             f"outside it or NaN")
         if (at["h"], at["w"]) != (size["H"], size["W"]):
             probs = F.interpolate(probs, size=(size["H"], size["W"]), mode="bilinear", align_corners=False)
         pixels = np.ascontiguousarray(images.cpu().permute(0, 2, 3, 1).numpy())  # (N, H, W, 3)
@@ -133,7 +137,9 @@ class GroupColourCut:
     def fit_selected(self, pixels: np.ndarray, labels: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """(background, foreground) GrabCut models fitted on these images (n, H, W, 3) and labels (n, H, W) stacked
         into one, in the order given (:meth:`fit_images`), each shrunk first when they hold more than
-        ``max_fit_pixels`` (:meth:`fit_shape`); None without foreground or background pixels."""
+        ``max_fit_pixels`` (:meth:`fit_shape`); None without foreground or background pixels (or without images)."""
+        if not len(labels):
+            return None
         height, width = self.fit_shape(*labels.shape)
         if (height, width) != labels.shape[1:]:
             pixels = np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in pixels])

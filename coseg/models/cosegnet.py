@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
@@ -177,11 +178,18 @@ class CosegNet(nn.Module):
         self._encoder_statistics_frozen = False
 
     def check_images(self, images: torch.Tensor) -> tuple[int, int]:
-        """Raise a clear error unless ``images`` is float (B, 3, H, W) with H, W multiples of the output stride;
-        return (H, W)."""
+        """Raise a clear error unless ``images`` is float (B, 3, H, W) in [0, 1] with H, W multiples of the output
+        stride; return (H, W). A NaN image would make every image of its group NaN (the consensus compares them)."""
         sizes = check_shape(images, ["B", "3", "H", "W"], "images")
         if not images.is_floating_point():
             raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+        if images.numel():
+            low, high = torch.aminmax(images.detach())
+            if not (bool(low >= 0) and bool(high <= 1)):
+                nan = int(images.isnan().sum())
+                found = f"{nan} NaN value(s)" if nan else f"values from {float(low):g} to {float(high):g}"
+                raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got "
+                                 f"{found}; divide 0-255 images by 255, clamp resampled ones to [0, 1]")
         h, w, s = sizes["H"], sizes["W"], self.output_stride
         if h % s or w % s:
             raise ValueError(f"images height and width must be multiples of {s} (the encoder's output stride), "
@@ -240,9 +248,10 @@ class CosegNet(nn.Module):
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
                 edges: Optional[EdgeFilter] = None) -> torch.Tensor:
-        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored. ``flip``:
-        test-time augmentation, the logits averaged with those of the mirrored images (twice the time). ``edges``:
-        the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
+        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored. ``groups``:
+        (B,) group ids; without them each image is a group of one (no consensus: :meth:`predict_group` predicts
+        one group). ``flip``: test-time augmentation, the logits averaged with those of the mirrored images (twice
+        the time). ``edges``: the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
         was_training = self.training
         self.eval()
         try:
@@ -514,6 +523,14 @@ class CosegNet(nn.Module):
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
 
 
+def whole_number(name: str, value: Any) -> int:
+    """``value`` as an ``int`` (a numpy integer too); ``TypeError`` naming the argument ``name`` for anything else
+    (a bool, 3.0): a model file records it, and its loader accepts only integers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
                  embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
                  group_levels: int = 0, semantic_prior: bool = False, frozen_prior: bool = False,
@@ -531,11 +548,20 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     ``DECODED_DEEPEST_LEVELS[arch]`` for an architecture whose decoder skips a map). semantic_prior: those
     modules also fuse the class-activation maps of the group's common ImageNet classes, read by the encoder's
     frozen classifier (:mod:`coseg.models.semantic_prior`; timm EfficientNet/ResNet-style encoders, with weights
-    that hold the classifier). frozen_prior: the prior reads a frozen copy of the ImageNet encoder instead of the
+    that hold the classifier; with weights=None that classifier is random, as :func:`load_model` builds a model
+    before loading its file). frozen_prior: the prior reads a frozen copy of the ImageNet encoder instead of the
     fine-tuned one (its maps do not drift in training; one more encoder pass per image). mean/std: input
     normalisation per RGB channel of images in [0, 1], 3 finite numbers each, std > 0 (default: what the encoder's
     ImageNet weights expect; for a non-``tu-`` encoder not downloaded, e.g. from a local file, timm's ImageNet
     values, so give them for weights trained with others)."""
+    embedding_dim = whole_number("embedding_dim", embedding_dim)
+    embedding_stride = whole_number("embedding_stride", embedding_stride)
+    group_levels = whole_number("group_levels", group_levels)
+    if embedding_hidden_channels is not None:
+        embedding_hidden_channels = whole_number("embedding_hidden_channels", embedding_hidden_channels)
+    for name, flag in (("semantic_prior", semantic_prior), ("frozen_prior", frozen_prior)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     architecture = ARCHITECTURES.get(arch)
     decoded = DECODED_DEEPEST_LEVELS.get(arch)
     if decoded is not None and group_levels > decoded:

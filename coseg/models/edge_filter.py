@@ -63,6 +63,8 @@ class EdgeFilter:
         """probs (N, 1, H, W) in [0, 1], images (N, 3, H, W) in [0, 1] → filtered probs (N, 1, H, W) in [0, 1]."""
         size = check_shape(images, ["N", "3", "H", "W"], "images")
         check_shape(probs, [str(size["N"]), "1", str(size["H"]), str(size["W"])], "probs (as the images)")
+        if not images.is_floating_point():  # eps is in squared [0, 1] units: 0-255 images would be filtered wrongly
+            raise TypeError(f"edge filter images must be float in [0, 1] (the model's input), got dtype {images.dtype}")
         subsample = min(self.subsample, size["H"], size["W"])
         dtype = torch.promote_types(probs.dtype, torch.float32)  # half precision (autocast) is filtered in float32
         filtered = guided_blur(images.to(dtype), probs.to(dtype), self.kernel(size["H"], size["W"], subsample),
