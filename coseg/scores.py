@@ -1,5 +1,5 @@
 """Co-segmentation scores: per image P (pixel accuracy) and J (foreground IoU), averaged per group, then over
-groups (GUIDE §4). Images whose ground truth is empty have no defined J: ``empty="exclude"`` leaves them out of
+groups. Images whose ground truth is empty have no defined J: ``empty="exclude"`` leaves them out of
 J (they still count in P), ``empty="zero"`` counts their J as 0."""
 from __future__ import annotations
 
