@@ -132,6 +132,38 @@ def test_every_option_named_exists() -> None:
     assert not named - known, f"README names options no command or benchmark has: {sorted(named - known)}"
 
 
+BENCHMARK_LINE = re.compile(r"benchmarks/(\w+)\.py\b([^`]*)")  # a benchmark script and what follows it
+
+
+def benchmark_lines() -> list[tuple[str, str]]:
+    """(script, the rest of its command line) of every ``benchmarks/X.py`` run in a bash block or inline code."""
+    texts = bash_lines() + [span for span in code_spans() if "benchmarks/" in span]
+    return [match.groups() for text in texts for match in BENCHMARK_LINE.finditer(text)]
+
+
+def test_benchmark_lines_use_their_own_script_s_options() -> None:
+    # each script's own options: one script's --rounds or --images on another's line is an error in a user's shell
+    from dataclasses import fields
+
+    from apps.retrieval.config import RetrievalTrainConfig
+    from coseg.config import CosegTrainConfig
+
+    set_keys = {"coseg_icoseg": {f.name for f in fields(CosegTrainConfig)},
+                "retrieval_flowers": {f.name for f in fields(RetrievalTrainConfig)}}  # what their --set overrides
+    checked = 0
+    for script, rest in benchmark_lines():
+        path = REPO / "benchmarks" / f"{script}.py"
+        assert path.is_file(), f"README runs a benchmark that does not exist: benchmarks/{script}.py"
+        source = path.read_text(encoding="utf-8")
+        own = set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", source)) | {"--help"}
+        unknown = set(flags(rest)) - own
+        assert not unknown, f"benchmarks/{script}.py has no option {sorted(unknown)}: {rest.strip()}"
+        for key in re.findall(r"--set\s+(\w+)=", rest):
+            assert key in set_keys.get(script, set()), f"benchmarks/{script}.py --set {key}=: no such config key"
+        checked += 1
+    assert checked >= 15, "the benchmark pattern no longer finds the README's benchmark command lines"
+
+
 def test_named_paths_exist() -> None:
     words = [w for span in code_spans() for w in span.split()] + re.findall(r"\]\(([^)#]+)\)", PROSE)
     words += [w for line in bash_lines() for w in line.split()]
