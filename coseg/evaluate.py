@@ -21,7 +21,8 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStati
 from coseg.models.checkpoint import TRAINED_ON, VALIDATED_ON, PathLike, recorded_names
 from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.build import remove_report
-from coseg.report.files import PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, path_cell, path_cells
+from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
+                                path_cells, read_csv)
 from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 
 
@@ -94,8 +95,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     if predictions is not None:
         saved_as = dict(zip([i for i, s in enumerate(inputs) if s.mask is not None],
                             prediction_files(predictions, labelled)))
-        # an earlier evaluation's index would pair its masks with this one's scores
-        (predictions / PREDICTION_INDEX).unlink(missing_ok=True)
+        remove_earlier_predictions(predictions)  # its index would pair its masks with this one's scores
     dataset = images_for([s.image for s in inputs], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
@@ -151,11 +151,34 @@ def _finite(x: float) -> Optional[float]:
     return None if isinstance(x, float) and math.isnan(x) else round(x, 4)
 
 
+def remove_earlier_predictions(predictions: Path) -> None:
+    """Remove an earlier evaluation's ``predictions/index.csv`` and the saved masks it lists (PNG files inside
+    ``predictions``; folders left empty go too, ``predictions`` itself included): they are not this evaluation's."""
+    index = predictions / PREDICTION_INDEX
+    if not index.is_file():
+        return
+    try:
+        rows = read_csv(index, ("prediction",))[1]
+    except ValueError:  # a damaged index: the masks it listed cannot be told from other files
+        rows = []
+    root = predictions.resolve()
+    for row in rows:
+        mask = (root / cell_path(row["prediction"])).resolve()
+        if mask.suffix.lower() == ".png" and mask.is_relative_to(root) and mask.is_file():
+            mask.unlink()
+            for folder in mask.relative_to(root).parents:
+                if folder != Path(".") and not any((root / folder).iterdir()):
+                    (root / folder).rmdir()
+    index.unlink()
+    if not any(predictions.iterdir()):
+        predictions.rmdir()
+
+
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
     """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
     atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
-    to, read by the report); without them an earlier evaluation's index.csv and report (report.html and its PNG
-    folder) are removed. summary.json is written last, and an earlier one is removed once the new per_image.csv is
+    to, read by the report); without them an earlier evaluation's index.csv, the masks it lists and report
+    (report.html and its PNG folder) are removed. summary.json is written last, and an earlier one is removed once the new per_image.csv is
     ready to replace the old: where summary.json is, per_image.csv and index.csv beside it are of the same
     evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
     s = evaluation.summary
@@ -186,6 +209,6 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
                              path_cell(os.path.relpath(saved.resolve(), folder))])
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
     else:  # masks and a report left by an earlier evaluate --report are not this evaluation's
-        (output / PREDICTIONS / PREDICTION_INDEX).unlink(missing_ok=True)
+        remove_earlier_predictions(output / PREDICTIONS)
         remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

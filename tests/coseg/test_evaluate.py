@@ -133,3 +133,30 @@ def test_an_interrupted_write_leaves_no_summary_beside_other_scores(tmp_path, mo
     assert failing == 1 or not (out / "summary.json").exists()  # the new scores are there, the summary not yet
     write_evaluation(second, out)
     assert {name: (out / name).read_bytes() for name in files} == new
+
+
+def test_an_evaluation_removes_the_masks_an_earlier_one_saved(tmp_path):
+    """The masks of an earlier `evaluate --report` (listed in its predictions/index.csv) are not this evaluation's:
+    they went with the index, but stayed on disk (a user browsing predictions/ saw the old model's masks)."""
+    scan = find_samples(odd_sized_set(tmp_path / "data"), "icoseg")
+    out = tmp_path / "out"
+    predictions = out / "predictions"
+
+    def evaluate(samples, save: bool) -> None:
+        write_evaluation(evaluate_samples(ConstantModel(0.9), samples, 64, CPU, progress=False,
+                                          predictions=predictions if save else None), out)
+
+    evaluate(scan.samples, save=True)
+    groups = sorted({s.group for s in scan.samples})
+    assert len(groups) >= 2 and {p.name for p in predictions.iterdir()} == {"index.csv", *groups}
+    mine = predictions / "notes.txt"
+    mine.write_text("kept")  # not an evaluation's file
+    evaluate([s for s in scan.samples if s.group == groups[0]], save=True)
+    assert {p.name for p in predictions.iterdir()} == {"index.csv", "notes.txt", groups[0]}
+    evaluate(scan.samples, save=False)
+    assert sorted(p.name for p in out.iterdir()) == ["per_image.csv", "predictions", "summary.json"]
+    assert [p.name for p in predictions.iterdir()] == ["notes.txt"]
+    mine.unlink()
+    evaluate(scan.samples, save=True)
+    evaluate(scan.samples, save=False)
+    assert sorted(p.name for p in out.iterdir()) == ["per_image.csv", "summary.json"]
