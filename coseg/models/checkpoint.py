@@ -126,8 +126,9 @@ def _check_kind(path: PathLike, header: Mapping[str, str], kind: Optional[str]) 
     """Refuse a model file of another kind than ``kind`` (files of versions that did not record it pass)."""
     found = header.get(KIND_KEY)
     if kind is not None and found is not None and found != kind:
-        raise ValueError(f"{printable(path)} holds a {printable(found)} model, not a {kind} model: give the model "
-                         f"file of a {kind} run")
+        held = found if found.endswith(" state") else f"{found} model"  # a loss's state is saved beside its model
+        raise ValueError(f"{printable(path)} holds a {printable(held)}, not a {kind} model: give the model file of a "
+                         f"{kind} run")
 
 
 def _extra(header: Mapping[str, str]) -> dict[str, str]:
