@@ -185,7 +185,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     another model, or files named like an export's that no export wrote."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
-        raise ValueError(f"{printable(input_dir)}: input folder not found")
+        raise ValueError(f"{printable(input_dir)}: " + ("a file, not a folder of images" if input_dir.exists()
+                                                        else "input folder not found"))
     if output_dir.resolve().is_relative_to(input_dir.resolve()):
         raise ValueError(f"{printable(output_dir)} is inside the input folder {printable(input_dir)}: choose an output "
                          "folder elsewhere (export never writes into its input)")

@@ -13,6 +13,7 @@ from matching pairs) with the classes as the matches. It transfers to unseen cla
 varies within the new classes too."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -69,14 +70,20 @@ def head_weights(features: torch.Tensor, embedding_dim: int, how: str, labels: O
     (``pca_whiten``); or (``class_whiten``) whitens them by their within-class scatter (classes: ``labels`` (M,))
     with ``shrinkage`` λ (see the module docstring) and projects them on the top ``embedding_dim`` principal axes
     of the whitened features (all of them: a rotation, which leaves distances as they are). Rows are scaled to a
-    mean norm of 1 (needs embedding_dim ≤ F).
+    mean norm of 1. Needs M ≥ 2 and 1 ≤ embedding_dim ≤ F (else ``ValueError``).
 
     With fewer images than axes (or features confined to fewer dimensions), ``pca_whiten``'s axes beyond the ones
     the features span, whose variance was not seen, are divided by the standard deviation of the weakest axis they
     span: whitening them as empty would give them the largest weight of all."""
     if how not in ("pca", "pca_whiten", "class_whiten"):
         raise ValueError(f"head_weights makes the pca, pca_whiten and class_whiten heads, not '{how}'")
-    check_shape(features, ["M", "F"], "features")
+    sizes = check_shape(features, ["M", "F"], "features")
+    if sizes["M"] < 2:
+        raise ValueError(f"head_init {how} needs the features of >= 2 images (their mean and principal axes), got "
+                         f"{sizes['M']}")
+    if not 1 <= embedding_dim <= sizes["F"]:
+        raise ValueError(f"head_init {how} needs embedding_dim in [1, {sizes['F']}] (the features' size), got "
+                         f"{embedding_dim}")
     check_finite(features, "features")
     d = embedding_dim
     x = features.double()
@@ -122,9 +129,9 @@ def within_class_whitening(features: torch.Tensor, labels: torch.Tensor, shrinka
     """(F, F) symmetric ``(Σ_w + shrinkage·tr(Σ_w)/F·I)^(-1/2)`` of ``features`` (M, F) with classes ``labels``
     (M,): Σ_w is the pooled within-class covariance (deviations from each class's mean, divided by M − classes).
     In the dtype of ``features``."""
-    if shrinkage <= 0:
-        raise ValueError(f"shrinkage must be > 0 (the within-class scatter of a few classes is singular), got "
-                         f"{shrinkage}")
+    if not 0 < shrinkage < math.inf:
+        raise ValueError(f"shrinkage must be > 0 and finite (the within-class scatter of a few classes is "
+                         f"singular), got {shrinkage}")
     classes, index = labels.unique(return_inverse=True)
     deviations = features - index_means(features, index, len(classes))[index]
     scatter = deviations.T @ deviations / max(1, features.shape[0] - len(classes))

@@ -19,11 +19,11 @@ ZOOM = 0.875  # share of each side kept by the zoom views
 
 
 def _zoom(images: torch.Tensor) -> torch.Tensor:
-    size = images.shape[-1]
-    keep = max(1, round(size * ZOOM))
-    top = (size - keep) // 2
-    crop = images[..., top:top + keep, top:top + keep]
-    return F.interpolate(crop, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    height, width = images.shape[-2:]
+    rows, columns = max(1, round(height * ZOOM)), max(1, round(width * ZOOM))
+    top, left = (height - rows) // 2, (width - columns) // 2
+    crop = images[..., top:top + rows, left:left + columns]
+    return F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
 
 
 # Cached views, in order: --feature-views N takes the first N.

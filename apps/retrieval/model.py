@@ -2,7 +2,9 @@
 names, saved as safetensors with its constructor config."""
 from __future__ import annotations
 
+import math
 import os
+from numbers import Integral
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import timm
@@ -22,6 +24,7 @@ PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 MODEL_KIND = "retrieval"  # recorded in model files (a co-segmentation model's loader names it)
 _STAGE = integer(0)
+RANGE_SLACK = 1e-3  # how far images may stray outside [0, 1]: resampling them can overshoot by rounding
 
 # The fields of a RetrievalModel's saved config (:func:`create_retrieval_model`'s arguments but ``weights``), as
 # :meth:`RetrievalModel.save` writes them (sizes and stage indices resolved): what each must hold.
@@ -31,6 +34,17 @@ RETRIEVAL_FIELDS: dict[str, Field] = {
     "pool_stages": Field("a list of integers >= 0", lambda v: isinstance(v, list) and all(map(_STAGE.accepts, v))),
     "flip_average": BOOLEAN,
 }
+
+
+def _check_range(images: torch.Tensor) -> None:
+    if not images.numel():
+        return
+    low, high = (float(v) for v in torch.aminmax(images.detach()))
+    if math.isnan(low + high):
+        raise ValueError("images hold NaN values")
+    if not -RANGE_SLACK <= low <= high <= 1 + RANGE_SLACK:
+        raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got values "
+                         f"from {low:g} to {high:g}; divide 0-255 images by 255")
 
 
 def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:
@@ -82,11 +96,14 @@ class RetrievalModel(nn.Module):
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (B, feature_dim) of images (B, 3, H, W), float in [0, 1]."""
+        """Pooled backbone features (B, feature_dim) of images (B, 3, H, W), float in [0, 1] (any float dtype: run
+        in the model's). Raises ``ValueError`` for values outside [0, 1] or NaN (e.g. 0-255 images)."""
         check_shape(images, ["B", "3", "H", "W"], "images")
         if not images.is_floating_point():
-            raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
-        x = (images - self.mean) / self.std
+            raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}; convert 0-255 images with "
+                            ".float() / 255")
+        _check_range(images)
+        x = (images.to(self.mean.dtype) - self.mean) / self.std
         if not self.pool_stages:
             return self.pooling(self._checked_map(self.backbone.forward_features(x)))
         final, stages = self.backbone.forward_intermediates(x, indices=self.pool_stages)
@@ -100,9 +117,10 @@ class RetrievalModel(nn.Module):
         return feature_map
 
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Unit-length embeddings (B, embedding_dim) of pooled features (B, feature_dim): the head alone."""
+        """Unit-length embeddings (B, embedding_dim) of pooled features (B, feature_dim), any float dtype (run in the
+        model's): the head alone."""
         check_shape(features, ["B", str(self.feature_dim)], "features")
-        return F.normalize(self.embedding(features), dim=1)
+        return F.normalize(self.embedding(features.to(self.embedding.weight.dtype)), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.features(images)
@@ -173,13 +191,15 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
     pool_stages: stages of the backbone (indices into its ``feature_info``, negative from the end) whose pooled maps
     are concatenated to the final one (see :class:`RetrievalModel`). flip_average: embed images as the mean of their
     features and their mirror's (test-time augmentation, twice the backbone's cost)."""
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, Integral):
+        raise TypeError(f"embedding_dim must be an integer, got {embedding_dim!r}")
     if embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {embedding_dim}")
     pool = POOLINGS.get(pooling)()
     net = _backbone(backbone, weights)
     stages = _stage_indices(net, backbone, pool_stages)
     feature_dim = int(net.num_features) + sum(int(net.feature_info[i]["num_chs"]) for i in stages)
-    embedding_dim = embedding_dim or feature_dim
+    embedding_dim = int(embedding_dim) or feature_dim
     mean, std = input_normalization(TIMM_PREFIX + backbone, mean, std)
     config = {
         "backbone": backbone,

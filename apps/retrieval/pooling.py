@@ -10,31 +10,40 @@ from metric.registry import Registry
 POOLINGS: Registry[nn.Module] = Registry("pooling")
 
 
+def check_map(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a feature map (B, C, h, w) with h, w ≥ 1 (there is no mean of nothing)."""
+    sizes = check_shape(x, ["B", "C", "h", "w"], "feature map")
+    if not sizes["h"] or not sizes["w"]:
+        raise ValueError(f"feature map must have h, w >= 1 to be pooled, got shape {tuple(x.shape)}")
+
+
 @POOLINGS.register("avg")
 class AvgPool(nn.Module):
     """(B, C, h, w) → (B, C): mean over the spatial positions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_shape(x, ["B", "C", "h", "w"], "feature map")
+        check_map(x)
         return x.mean(dim=(-2, -1))
 
 
 @POOLINGS.register("gem")
 class GeM(nn.Module):
     """(B, C, h, w) → (B, C): generalised mean ``(mean_hw max(x, eps)^p)^(1/p)`` with a learnable power ``p``
-    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 relative to each
-    channel's maximum, so powers neither overflow (large p or activations, AMP) nor underflow (small ones)."""
+    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 (float64 maps in float64)
+    relative to each channel's maximum, so powers neither overflow (large p or activations, AMP) nor underflow (small
+    ones)."""
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
-        if p <= 0 or eps <= 0:
+        if not (p > 0 and eps > 0):  # NaN fails too
             raise ValueError(f"GeM needs p > 0 and eps > 0, got p={p}, eps={eps}")
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_shape(x, ["B", "C", "h", "w"], "feature map")
-        p = self.p.float()
-        x = x.float().clamp(min=self.eps)
+        check_map(x)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        p = self.p.to(dtype)
+        x = x.to(dtype).clamp(min=self.eps)
         peak = x.detach().amax(dim=(-2, -1), keepdim=True)  # (B, C, 1, 1); GeM is homogeneous: gem(x) = m·gem(x/m)
         return (x / peak).pow(p).mean(dim=(-2, -1)).pow(1.0 / p) * peak[..., 0, 0]

@@ -44,6 +44,9 @@ class SearchResult:
 def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
     """Query files as given, and every image under the given folders, each file once (the first path naming it); and
     the entries of those folders that could not be used ("<path>: <problem>", e.g. broken links)."""
+    if isinstance(queries, (str, os.PathLike)):
+        raise TypeError(f"queries must be a list of image files or folders, got the single path {queries!r}: pass "
+                        "[path]")
     items, problems = [], []
     for query in map(Path, queries):
         if query.is_dir():
@@ -83,10 +86,11 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
                   device: Union[str, torch.device] = "cpu", batch_size: int = 32,
                   output: Optional[PathLike] = None, progress: bool = False) -> SearchResult:
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
-    index: the ``k`` nearest per query, nearest first; an image named twice is searched once. Unreadable queries
-    are skipped and listed. With ``output``, the rows are also written there as CSV (query, rank, path, label,
-    distance). Raises ``ValueError`` when no query is readable (or given), when the export is unfinished,
-    inconsistent or replaced while it is read, and when ``output`` is one of the export's files or a query image."""
+    index: the ``k`` nearest per query (every exported image when it holds fewer), nearest first; an image named twice
+    is searched once. Unreadable queries are skipped and listed. With ``output``, the rows are also written there as
+    CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query is readable (or given), when the
+    export is unfinished, inconsistent or replaced while it is read, and when ``output`` is one of the export's files
+    or a query image."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
