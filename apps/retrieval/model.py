@@ -217,7 +217,11 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
 
 
 def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> list[int]:
-    """``pool_stages`` as non-negative indices into ``net``'s ``feature_info`` (ascending, distinct)."""
+    """``pool_stages`` (a list or tuple of ints) as non-negative indices into ``net``'s ``feature_info`` (ascending,
+    distinct)."""
+    if not isinstance(pool_stages, (list, tuple)) or not all(
+            isinstance(i, Integral) and not isinstance(i, bool) for i in pool_stages):
+        raise TypeError(f"pool_stages must be a list of stage indices (ints), got {pool_stages!r}")  # "12": [1, 2]
     if not pool_stages:
         return []
     info = getattr(net, "feature_info", None)

@@ -79,6 +79,13 @@ def test_an_embedding_size_that_is_no_integer_is_named(value):
         create_retrieval_model(BACKBONE, weights=None, embedding_dim=value)
 
 
+@pytest.mark.parametrize("stages", ["12", 4, [1.7], [True]])
+def test_pool_stages_that_are_no_list_of_ints_are_named(stages):
+    # was: "12" read as stages [1, 2], 1.7 as stage 1, 4 "'int' object is not iterable"
+    with pytest.raises(TypeError, match=r"pool_stages must be a list of stage indices \(ints\), got "):
+        create_retrieval_model(BACKBONE, weights=None, embedding_dim=8, pool_stages=stages)
+
+
 def naive_pool(x: np.ndarray, p: float, eps: float = 1e-6) -> np.ndarray:
     """(B, C, h, w) → (B, C): ``(mean max(x, eps)^p)^(1/p)`` by loops, in float64."""
     out = np.empty(x.shape[:2])
