@@ -14,7 +14,7 @@ import torch
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.export import FILES, Item, embed_shard, read_record, scan_images
 from coseg.atomic import PathLike, write_text_atomic
-from coseg.data import printable
+from coseg.data import LayoutError, printable
 from metric.retrieval.faiss_backend import import_faiss
 
 SHOWN_UNREAD = 5  # unreadable queries named in the error when none can be read
@@ -43,14 +43,19 @@ class SearchResult:
 
 def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
     """Query files as given, and every image under the given folders, each file once (the first path naming it); and
-    the entries of those folders that could not be used ("<path>: <problem>", e.g. broken links)."""
+    the entries of those folders that could not be used ("<path>: <problem>", e.g. broken links; a folder without
+    images)."""
     if isinstance(queries, (str, os.PathLike)):
         raise TypeError(f"queries must be a list of image files or folders, got the single path {queries!r}: pass "
                         "[path]")
     items, problems = [], []
     for query in map(Path, queries):
         if query.is_dir():
-            found, unusable = scan_images(query)
+            try:
+                found, unusable = scan_images(query)
+            except LayoutError:  # an existing folder without images: listed, the other queries searched
+                problems.append(f"{printable(query)}: a folder without images")
+                continue
             items.extend(Item(i.path, str(i.path), i.label) for i in found)
             problems.extend(f"{printable(path)}: {problem}" for path, problem in unusable)
         elif query.is_file():

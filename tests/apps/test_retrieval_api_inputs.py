@@ -223,3 +223,14 @@ def test_export_names_a_file_given_as_its_folder(exported, tmp_path):
     folder, _, checkpoint = exported
     with pytest.raises(ValueError, match="rgb.png: a file, not a folder of images"):
         export_folder(checkpoint, folder / "a" / "rgb.png", tmp_path / "out")
+
+
+def test_a_query_folder_without_images_is_listed_and_the_others_searched(exported, tmp_path):
+    # was: "no images found under ... in layout 'folders'" stopped the whole search
+    folder, index, _ = exported
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = search_export(index, [empty, folder / "a" / "rgb.png"], k=2)
+    assert [n.rank for n in result.neighbours] == [1, 2] and result.skipped == [f"{empty}: a folder without images"]
+    with pytest.raises(ValueError, match=r"cannot read any query \(1 file\(s\)\): .*empty: a folder without images"):
+        search_export(index, [empty], k=2)
