@@ -5,6 +5,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -104,8 +105,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     missing = [name for name in FILES if not (index_dir / name).is_file()]
     if missing:
         raise ValueError(f"{printable(index_dir)}: incomplete export ({', '.join(missing)} missing); export again")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
     info = read_record(record)
     recorded_size = info.get("image_size")
     if type(recorded_size) is not int or recorded_size < 1:

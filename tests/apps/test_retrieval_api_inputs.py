@@ -234,3 +234,11 @@ def test_a_query_folder_without_images_is_listed_and_the_others_searched(exporte
     assert [n.rank for n in result.neighbours] == [1, 2] and result.skipped == [f"{empty}: a folder without images"]
     with pytest.raises(ValueError, match=r"cannot read any query \(1 file\(s\)\): .*empty: a folder without images"):
         search_export(index, [empty], k=2)
+
+
+@pytest.mark.parametrize("k", [0, 2.5, True])
+def test_search_names_a_k_that_is_no_positive_integer(exported, k):
+    # was: 2.5 a TypeError from faiss's search, True searched 1 neighbour
+    folder, index, _ = exported
+    with pytest.raises(ValueError, match=f"k must be an integer >= 1, got {k!r}"):
+        search_export(index, [folder / "a" / "rgb.png"], k=k)
