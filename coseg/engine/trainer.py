@@ -428,8 +428,8 @@ class Engine:
                 except OSError as e:
                     raise self._write_failed(epoch, e) from e
                 if not self.quiet:
-                    shown = " ".join(f"{k}={v}" for k, v in row.items()
-                                     if k != "epoch" and not (k == "unreadable" and v == 0))
+                    shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                                     if k != "epoch" and not (k == "unreadable" and v == 0))  # log.csv: every digit
                     tqdm.write(f"epoch {epoch}: {shown}")
             barrier(self.dist)
             result.history.append(row)

@@ -3,6 +3,7 @@ finished in last.safetensors, and a resumed run with nothing left to train write
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ def engine_with(tmp_path, epochs, groups=None, **kw) -> Engine:
     torch.manual_seed(0)
     model = ToyModel()
     opt = torch.optim.SGD(groups(model) if groups else model.parameters(), lr=0.1)
-    return Engine(model, opt, tmp_path, dist=DistInfo(), epochs=epochs, select_metric="acc", quiet=True, **kw)
+    return Engine(model, opt, tmp_path, dist=DistInfo(), epochs=epochs, select_metric="acc", **{"quiet": True, **kw})
 
 
 def finished(folder) -> str:
@@ -103,3 +104,16 @@ def test_before_write_is_called_only_when_something_is_left_to_train(tmp_path):
     engine_with(tmp_path, epochs=3).fit(task, task.loader(), resume=True, before_write=lambda: calls.append("more"))
     assert calls == ["new", "more"]
     assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "log.csv"))] == ["1", "2", "3"]
+
+
+def test_the_epoch_line_shows_4_significant_digits(tmp_path, capsys):
+    # was: lr_encoder=1.1161836888096133e-11 on the console (log.csv keeps every digit)
+    task = ToyTask()
+    engine_with(tmp_path, epochs=1, groups=two_groups, quiet=False).fit(task, task.loader())
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("epoch 1: "))
+    assert re.fullmatch(r"epoch 1: lr_encoder=\S+ lr=\S+ train_ce=\S+ train_loss=\S+ seconds=\S+ images_per_s=\S+ "
+                        r"val_acc=\S+", line), line
+    digits = [len(re.sub(r"\D", "", m.split("e")[0]).lstrip("0")) for m in re.findall(r"=([-\d.e+]+)", line)]
+    assert max(digits) <= 4, line
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows[0]["lr"].replace(".", "").lstrip("0")) > 4  # the log's own value, not the line's
