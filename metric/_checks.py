@@ -1,9 +1,15 @@
 """Named shape and value checks for public boundaries (kept out of hot inner loops)."""
 from __future__ import annotations
 
-from typing import Sequence
+from numbers import Integral
+from typing import Any, Sequence
 
 import torch
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is a whole number given as one: an ``int`` or a numpy integer, not a bool, 3.0 or "3"."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def check_shape(x: torch.Tensor, dims: Sequence[str], name: str = "tensor") -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from numbers import Integral
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import timm
@@ -18,7 +17,7 @@ from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer
                                      write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
                                      input_normalization, load_timm_weights)
-from metric._checks import check_shape
+from metric._checks import check_shape, is_integer
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -191,7 +190,7 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
     pool_stages: stages of the backbone (indices into its ``feature_info``, negative from the end) whose pooled maps
     are concatenated to the final one (see :class:`RetrievalModel`). flip_average: embed images as the mean of their
     features and their mirror's (test-time augmentation, twice the backbone's cost)."""
-    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, Integral):
+    if not is_integer(embedding_dim):
         raise TypeError(f"embedding_dim must be an integer, got {embedding_dim!r}")
     if embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {embedding_dim}")
@@ -219,8 +218,7 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
 def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> list[int]:
     """``pool_stages`` (a list or tuple of ints) as non-negative indices into ``net``'s ``feature_info`` (ascending,
     distinct)."""
-    if not isinstance(pool_stages, (list, tuple)) or not all(
-            isinstance(i, Integral) and not isinstance(i, bool) for i in pool_stages):
+    if not isinstance(pool_stages, (list, tuple)) or not all(is_integer(i) for i in pool_stages):
         raise TypeError(f"pool_stages must be a list of stage indices (ints), got {pool_stages!r}")  # "12": [1, 2]
     if not pool_stages:
         return []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import numbers
 import os
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
@@ -27,7 +26,7 @@ from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_se
                                          resize_maps)
 from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
-from metric._checks import check_shape
+from metric._checks import check_shape, is_integer
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -526,7 +525,7 @@ class CosegNet(nn.Module):
 def whole_number(name: str, value: Any) -> int:
     """``value`` as an ``int`` (a numpy integer too); ``TypeError`` naming the argument ``name`` for anything else
     (a bool, 3.0): a model file records it, and its loader accepts only integers."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     return int(value)
 

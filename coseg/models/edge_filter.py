@@ -16,7 +16,7 @@ import torch
 from kornia.filters import guided_blur
 
 from coseg.config import EDGE_EPS, EDGE_RADIUS
-from metric._checks import check_shape
+from metric._checks import check_shape, is_integer
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class EdgeFilter:
             raise ValueError(f"edge filter radius is a fraction of the image side in (0, 1], got {self.radius}")
         if not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"edge filter eps must be a finite number > 0, got {self.eps}")
-        if self.subsample < 1:
-            raise ValueError(f"edge filter subsample must be >= 1, got {self.subsample}")
+        if not is_integer(self.subsample) or self.subsample < 1:
+            raise ValueError(f"edge filter subsample must be an integer >= 1, got {self.subsample!r}")
 
     def window(self, height: int, width: int) -> int:
         """Window side in pixels (odd) for images of ``height`` × ``width``."""

@@ -3,13 +3,15 @@ non-integer model sizes, 0/255 training masks, probabilities scored as masks, 0-
 probabilities outside [0, 1], non-integer image sizes; and takes an empty colour-cut group and tensors to score."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from coseg.data import CosegDataset, find_samples, make_synthetic_coseg
 from coseg.inference import ImageFileDataset
-from coseg.models import EdgeFilter, GroupColourCut, create_model, load_model
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, create_model, load_model
 from coseg.objective import CosegObjective
 from coseg.scores import score_image, summarize
 from metric.losses import ISTripletLoss
@@ -151,3 +153,17 @@ def test_score_image_takes_cpu_tensors():
     pred[:2] = True
     score = score_image(pred, torch.ones(4, 4, dtype=torch.uint8))  # 'Tensor' object has no attribute 'astype'
     assert score.P == 0.5 and score.J == 0.5
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: GroupRefinement(iterations=1.5), "refinement iterations must be an integer >= 0, got 1.5"),
+    (lambda: GroupColourCut(iterations=2.5), "colour cut iterations must be an integer >= 1, got 2.5"),
+    (lambda: GroupColourCut(max_fit_images=True), "colour cut max_fit_images must be an integer >= 1, got True"),
+    (lambda: GroupColourCut(max_fit_pixels=4e6), "colour cut max_fit_pixels must be an integer >= 1, got 4000000.0"),
+    (lambda: EdgeFilter(subsample=2.0), "edge filter subsample must be an integer >= 1, got 2.0"),
+])
+def test_inference_steps_refuse_counts_that_are_no_integers_when_built(make, message):
+    # was: accepted, then an error from Python, kornia or OpenCV when first called
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+    assert GroupRefinement(iterations=np.int64(1)).iterations == 1  # numpy integers are integers
