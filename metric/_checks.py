@@ -12,6 +12,14 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+def whole_number(name: str, value: Any) -> int:
+    """``value`` as an ``int`` (a numpy integer too); ``TypeError`` naming the argument ``name`` for anything else
+    (a bool, 3.0): model files record such sizes, and their loaders accept only integers."""
+    if not is_integer(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def check_shape(x: torch.Tensor, dims: Sequence[str], name: str = "tensor") -> dict[str, int]:
     """Check ``x`` has ``len(dims)`` dimensions; return ``{dim name: size}``.
 

@@ -17,7 +17,7 @@ from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer
                                      write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
                                      input_normalization, load_timm_weights)
-from metric._checks import check_shape, is_integer
+from metric._checks import check_shape, is_integer, whole_number
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -190,15 +190,14 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
     pool_stages: stages of the backbone (indices into its ``feature_info``, negative from the end) whose pooled maps
     are concatenated to the final one (see :class:`RetrievalModel`). flip_average: embed images as the mean of their
     features and their mirror's (test-time augmentation, twice the backbone's cost)."""
-    if not is_integer(embedding_dim):
-        raise TypeError(f"embedding_dim must be an integer, got {embedding_dim!r}")
+    embedding_dim = whole_number("embedding_dim", embedding_dim)
     if embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {embedding_dim}")
     pool = POOLINGS.get(pooling)()
     net = _backbone(backbone, weights)
     stages = _stage_indices(net, backbone, pool_stages)
     feature_dim = int(net.num_features) + sum(int(net.feature_info[i]["num_chs"]) for i in stages)
-    embedding_dim = int(embedding_dim) or feature_dim
+    embedding_dim = embedding_dim or feature_dim
     mean, std = input_normalization(TIMM_PREFIX + backbone, mean, std)
     config = {
         "backbone": backbone,

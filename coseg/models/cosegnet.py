@@ -26,7 +26,7 @@ from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_se
                                          resize_maps)
 from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
-from metric._checks import check_shape, is_integer
+from metric._checks import check_shape, whole_number
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -520,14 +520,6 @@ class CosegNet(nn.Module):
         """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
         string ``metadata``. :func:`load_model` rebuilds the model from it."""
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
-
-
-def whole_number(name: str, value: Any) -> int:
-    """``value`` as an ``int`` (a numpy integer too); ``TypeError`` naming the argument ``name`` for anything else
-    (a bool, 3.0): a model file records it, and its loader accepts only integers."""
-    if not is_integer(value):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
 
 
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
