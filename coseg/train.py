@@ -160,7 +160,8 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
 
 
-RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "weights", "output", "cache_dir"}))
+RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "weights", "output", "cache_dir"}),
+                       remove_report=remove_report)
 """An ensemble's members train in ``OUTPUT/member<i>/``."""
 
 
@@ -267,12 +268,11 @@ def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] 
 
 
 def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
-    """With ``overwrite``, remove the replaced run's files (none may be resumed or reported) and its report (which
-    would show the replaced run's curves); called once the new run's data, model and objective are built, so that an
-    option they refuse leaves the old run whole."""
+    """With ``overwrite``, remove the replaced run's files (none may be resumed or reported) and its report; called
+    once the new run's data, model and objective are built, so that an option they refuse leaves the old run
+    whole."""
     if not resume:
         RUN_FOLDER.clear(Path(cfg.output))
-        remove_report(Path(cfg.output))
 
 
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:

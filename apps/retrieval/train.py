@@ -63,7 +63,8 @@ MIN_VAL_CLASSES = 2
 RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data", "weights", "output", "cache_dir"}),
                        resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"},
                        extra_files=tuple(loss_state_path(Path(name)).name
-                                         for name in ("best.safetensors", "last.safetensors")))
+                                         for name in ("best.safetensors", "last.safetensors")),
+                       remove_report=remove_report)
 """The fine-tuning stage trains in ``OUTPUT/finetune/``; ``--resume`` may also change the CPU threads, the images
 per inference pass and the fine-tuning stage's length; the loss's states beside the model files go with the run."""
 
@@ -497,7 +498,6 @@ def _start_run(cfg: RetrievalTrainConfig, resume: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
     if not resume:
         RUN_FOLDER.clear(output)
-        remove_report(output)  # it would show the replaced run's curves
     RUN_FOLDER.save_config(cfg, output / "config.yaml")
 
 

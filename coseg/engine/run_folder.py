@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
@@ -27,12 +27,14 @@ class RunFolder:
     ``subruns`` is the glob of the folders of its sub-runs (ensemble members, a second stage), ``paths`` the
     options that may name a file or folder (``data/`` and ``./data`` are the same folder; ``weights`` may also be
     ``imagenet``), ``resumable`` the options ``--resume`` may change, ``extra_files`` the files the trainer writes
-    beside :data:`RUN_FILES` in each of them (found and cleared with those)."""
+    beside :data:`RUN_FILES` in each of them (found and cleared with those), ``remove_report`` what removes a report
+    written into the run folder (cleared with the run: it would show the replaced run's curves)."""
 
     subruns: str
     paths: frozenset[str]
     resumable: frozenset[str] = RESUMABLE
     extra_files: tuple[str, ...] = ()
+    remove_report: Optional[Callable[[Path], None]] = None
 
     @property
     def run_files(self) -> tuple[str, ...]:
@@ -45,9 +47,12 @@ class RunFolder:
 
     def clear(self, output: Path) -> None:
         """Remove the checkpoints and logs of the run in ``output`` and of its sub-runs (a run replaced with
-        ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up, and
-        the temporary files of the writes a killed run left there; a sub-run folder left empty goes too."""
+        ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up, the
+        run's report (:attr:`remove_report`), and the temporary files of the writes a killed run left there; a
+        sub-run folder left empty goes too."""
         remove_temporaries(output, recursive=False)
+        if self.remove_report is not None:
+            self.remove_report(output)
         for name in self.run_files:
             (output / name).unlink(missing_ok=True)
         for folder in output.glob(self.subruns):
