@@ -12,6 +12,12 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+def check_count(value: Any, minimum: int, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer (:func:`is_integer`) >= ``minimum``."""
+    if not is_integer(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def whole_number(name: str, value: Any) -> int:
     """``value`` as an ``int`` (a numpy integer too); ``TypeError`` naming the argument ``name`` for anything else
     (a bool, 3.0): model files record such sizes, and their loaders accept only integers."""

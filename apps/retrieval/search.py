@@ -15,7 +15,7 @@ from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.export import FILES, Item, embed_shard, read_record, scan_images
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import LayoutError, printable
-from metric._checks import is_integer
+from metric._checks import check_count
 from metric.retrieval.faiss_backend import import_faiss
 
 SHOWN_UNREAD = 5  # unreadable queries named in the error when none can be read
@@ -105,8 +105,7 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     missing = [name for name in FILES if not (index_dir / name).is_file()]
     if missing:
         raise ValueError(f"{printable(index_dir)}: incomplete export ({', '.join(missing)} missing); export again")
-    if not is_integer(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    check_count(k, 1, "k")
     info = read_record(record)
     recorded_size = info.get("image_size")
     if type(recorded_size) is not int or recorded_size < 1:

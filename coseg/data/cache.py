@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from coseg.atomic import PathLike, write_bytes_atomic
 from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair
 from coseg.data.layouts import Sample
-from metric._checks import is_integer
+from metric._checks import check_count
 
 _FORMAT = 4  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
 # 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored; 4: masks resized on the
@@ -117,8 +117,7 @@ def read_or_substitute(read: Callable[[int], Decoded], i: int, labels: torch.Ten
 
 def check_image_size(image_size: int) -> None:
     """Raise ``ValueError`` unless ``image_size``, the side images are resized to, is an integer >= 1."""
-    if not is_integer(image_size) or image_size < 1:
-        raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+    check_count(image_size, 1, "image_size")
 
 
 class ImageCache:

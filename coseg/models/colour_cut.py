@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metric._checks import check_shape, is_integer
+from metric._checks import check_count, check_shape
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,14 +47,11 @@ class GroupColourCut:
     scale: float = 1.5
 
     def __post_init__(self) -> None:
-        if not is_integer(self.iterations) or self.iterations < 1:
-            raise ValueError(f"colour cut iterations must be an integer >= 1, got {self.iterations!r}")
+        check_count(self.iterations, 1, "colour cut iterations")
         if not 0.5 < self.sure <= 1:
             raise ValueError(f"colour cut 'sure' must be in (0.5, 1], got {self.sure}")
-        if not is_integer(self.max_fit_images) or self.max_fit_images < 1:
-            raise ValueError(f"colour cut max_fit_images must be an integer >= 1, got {self.max_fit_images!r}")
-        if not is_integer(self.max_fit_pixels) or self.max_fit_pixels < 1:
-            raise ValueError(f"colour cut max_fit_pixels must be an integer >= 1, got {self.max_fit_pixels!r}")
+        check_count(self.max_fit_images, 1, "colour cut max_fit_images")
+        check_count(self.max_fit_pixels, 1, "colour cut max_fit_pixels")
         if not (math.isfinite(self.scale) and self.scale >= 1):
             raise ValueError(f"colour cut scale must be a finite number >= 1 (the model's input side or larger), got "
                              f"{self.scale}")

@@ -16,7 +16,7 @@ import torch
 from kornia.filters import guided_blur
 
 from coseg.config import EDGE_EPS, EDGE_RADIUS
-from metric._checks import check_shape, is_integer
+from metric._checks import check_count, check_shape
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class EdgeFilter:
             raise ValueError(f"edge filter radius is a fraction of the image side in (0, 1], got {self.radius}")
         if not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"edge filter eps must be a finite number > 0, got {self.eps}")
-        if not is_integer(self.subsample) or self.subsample < 1:
-            raise ValueError(f"edge filter subsample must be an integer >= 1, got {self.subsample!r}")
+        check_count(self.subsample, 1, "edge filter subsample")
 
     def window(self, height: int, width: int) -> int:
         """Window side in pixels (odd) for images of ``height`` × ``width``."""

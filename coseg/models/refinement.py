@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metric._checks import check_shape, is_integer
+from metric._checks import check_count, check_shape
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ class GroupRefinement:
     weight: float = 2.0
 
     def __post_init__(self) -> None:
-        if not is_integer(self.iterations) or self.iterations < 0:
-            raise ValueError(f"refinement iterations must be an integer >= 0, got {self.iterations!r}")
+        check_count(self.iterations, 0, "refinement iterations")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"refinement weight must be a finite number >= 0, got {self.weight}")
 
