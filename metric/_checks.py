@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -10,6 +10,17 @@ import torch
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is a whole number given as one: an ``int`` or a numpy integer, not a bool, 3.0 or "3"."""
     return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def outside_unit_range(x: torch.Tensor, slack: float = 0.0) -> Optional[tuple[float, float, int]]:
+    """``(min, max, NaN count)`` of ``x`` when it holds values outside [−slack, 1 + slack] or NaN; None when all
+    are inside (or it is empty). One device sync: for checks at public boundaries (model inputs in [0, 1])."""
+    if not x.numel():
+        return None
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if -slack <= low and high <= 1 + slack:  # false for NaN
+        return None
+    return low, high, int(x.isnan().sum())
 
 
 def check_count(value: Any, minimum: int, name: str) -> None:

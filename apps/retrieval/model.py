@@ -2,7 +2,6 @@
 names, saved as safetensors with its constructor config."""
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -17,7 +16,7 @@ from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer
                                      write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
                                      input_normalization, load_timm_weights)
-from metric._checks import check_shape, is_integer, whole_number
+from metric._checks import check_shape, is_integer, outside_unit_range, whole_number
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -36,14 +35,14 @@ RETRIEVAL_FIELDS: dict[str, Field] = {
 
 
 def _check_range(images: torch.Tensor) -> None:
-    if not images.numel():
+    outside = outside_unit_range(images, RANGE_SLACK)
+    if outside is None:
         return
-    low, high = (float(v) for v in torch.aminmax(images.detach()))
-    if math.isnan(low + high):
+    low, high, nan = outside
+    if nan:
         raise ValueError("images hold NaN values")
-    if not -RANGE_SLACK <= low <= high <= 1 + RANGE_SLACK:
-        raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got values "
-                         f"from {low:g} to {high:g}; divide 0-255 images by 255")
+    raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got values from "
+                     f"{low:g} to {high:g}; divide 0-255 images by 255")
 
 
 def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:

@@ -26,7 +26,7 @@ from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_se
                                          resize_maps)
 from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
-from metric._checks import check_shape, whole_number
+from metric._checks import check_shape, outside_unit_range, whole_number
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -182,13 +182,12 @@ class CosegNet(nn.Module):
         sizes = check_shape(images, ["B", "3", "H", "W"], "images")
         if not images.is_floating_point():
             raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
-        if images.numel():
-            low, high = torch.aminmax(images.detach())
-            if not (bool(low >= 0) and bool(high <= 1)):
-                nan = int(images.isnan().sum())
-                found = f"{nan} NaN value(s)" if nan else f"values from {float(low):g} to {float(high):g}"
-                raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got "
-                                 f"{found}; divide 0-255 images by 255, clamp resampled ones to [0, 1]")
+        outside = outside_unit_range(images)
+        if outside is not None:
+            low, high, nan = outside
+            found = f"{nan} NaN value(s)" if nan else f"values from {low:g} to {high:g}"
+            raise ValueError(f"images must be in [0, 1] (the model normalises them by its mean/std itself), got "
+                             f"{found}; divide 0-255 images by 255, clamp resampled ones to [0, 1]")
         h, w, s = sizes["H"], sizes["W"], self.output_stride
         if h % s or w % s:
             raise ValueError(f"images height and width must be multiples of {s} (the encoder's output stride), "
