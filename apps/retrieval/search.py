@@ -134,7 +134,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         if not unread:
             raise ValueError("no query image given")
         more = f"; and {len(unread) - SHOWN_UNREAD} more" if len(unread) > SHOWN_UNREAD else ""
-        raise ValueError(f"cannot read any query ({len(unread)} file(s)): {'; '.join(unread[:SHOWN_UNREAD])}{more}")
+        raise ValueError(f"cannot read any query ({len(unread)} unusable file(s) or folder(s)): "
+                         f"{'; '.join(unread[:SHOWN_UNREAD])}{more}")
     squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
     results = []
     for row, position in enumerate(positions.tolist()):
