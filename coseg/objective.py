@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import check_shape
+from metric._checks import check_finite, check_shape
 from metric.distances.base_distance import at_least_float32
 from metric.losses import ISTripletLoss
 from metric.registry import Registry
@@ -87,6 +87,7 @@ class CosegObjective(nn.Module):
                 raise ValueError("the IS-Triplet term needs the model's pixel embeddings")
             check_shape(embeddings, [str(size["B"]), "D", "h", "w"], "embeddings (one map per mask_logits image)")
             grid = tuple(embeddings.shape[-2:])
+            check_finite(logits, "mask_logits")  # the sampler reads their probabilities
             probabilities = torch.sigmoid(logits.detach())
             if grid != tuple(logits.shape[-2:]):
                 probabilities = F.adaptive_avg_pool2d(probabilities, grid)

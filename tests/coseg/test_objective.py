@@ -5,6 +5,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from coseg.objective import SEGMENTATION_LOSSES, CosegObjective
+from metric import NonFiniteError
 from metric.losses import ISTripletLoss
 from tests.helpers import assert_close, gradcheck
 
@@ -166,3 +167,12 @@ def test_an_unreduced_triplet_loss_is_refused():
 def test_weights_that_are_not_finite_are_refused(weights, triplet_weight, words):
     with pytest.raises(ValueError, match=f"loss weights must be finite and >= 0, got {words}"):
         CosegObjective(weights, triplet_weight, ISTripletLoss())
+
+
+def test_non_finite_logits_are_named_as_mask_logits_when_the_triplet_term_samples_from_them():
+    logits, emb, masks, groups = batch()
+    logits = logits.detach().clone()
+    logits[0, 0, 0, 0] = math.nan
+    obj = CosegObjective({"dice": 1.0}, triplet_weight=0.5, triplet=ISTripletLoss(k_per_class=8))
+    with pytest.raises(NonFiniteError, match=r"^mask_logits holds 1 NaN/Inf value\(s\)$"):
+        obj(logits, emb, masks, groups)
