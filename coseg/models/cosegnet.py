@@ -194,6 +194,10 @@ class CosegNet(nn.Module):
                              f"got {h}×{w}; resize or pad to {-(-h // s) * s}×{-(-w // s) * s}")
         return h, w
 
+    def _deepest_values(self, count: int, h: int, w: int) -> int:
+        """Values per channel that ``count`` images of h×w give the deepest BatchNorm layers."""
+        return count * (h // self.output_stride) * (w // self.output_stride)
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` in [0, 1] → the encoder's input: normalised by ``mean``/``std``, in the model's dtype (so that
         e.g. float64 images run through float32 weights)."""
@@ -204,6 +208,12 @@ class CosegNet(nn.Module):
 
     def forward(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None) -> CosegOutput:
         size = self.check_images(images)
+        encoder_statistics_train = self.encoder.training and not self._encoder_statistics_frozen
+        deepest_statistics_train = self.training and (encoder_statistics_train or self.group_levels > 0)
+        if deepest_statistics_train and self._deepest_values(images.shape[0], *size) < 2:
+            raise ValueError(f"a training batch of one {size[0]}×{size[1]} image has a 1×1 deepest feature map, and "
+                             f"BatchNorm in training mode needs two values per channel: train on more images per "
+                             f"batch or at a larger image size (model.eval() to predict)")
         features = self.encode(images)
         if self.group_levels:
             if groups is None:
@@ -299,7 +309,7 @@ class CosegNet(nn.Module):
         its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass)."""
         positions = statistics_images(images, self.max_references)
         h, w = self.check_images(images)
-        if len(positions) * (h // self.output_stride) * (w // self.output_stride) < 2:
+        if self._deepest_values(len(positions), h, w) < 2:
             raise ValueError(f"group statistics need two values per channel in every BatchNorm layer, and a group of "
                              f"one {h}×{w} image has a 1×1 deepest feature map: predict it without group statistics "
                              f"or at a larger image size")

@@ -1,6 +1,7 @@
 """The Python API refuses inputs that used to give a wrong number without a word: images outside [0, 1] or NaN,
 non-integer model sizes, 0/255 training masks, probabilities scored as masks, 0-255 guidance images, colour-cut
-probabilities outside [0, 1], non-integer image sizes; and takes an empty colour-cut group and tensors to score."""
+probabilities outside [0, 1], non-integer image sizes; names the image size or batch when a training batch gives
+BatchNorm one value per channel; and takes an empty colour-cut group and tensors to score."""
 from __future__ import annotations
 
 import re
@@ -48,6 +49,25 @@ def test_images_outside_0_1_are_refused(grouped, bad):
 def test_create_model_refuses_non_integer_sizes(argument, value):
     with pytest.raises(TypeError, match=f"{argument} must be an integer, got {value}"):
         create_model("unet", weights=None, **{argument: value})
+
+
+@pytest.mark.parametrize("group_levels, statistics", [(1, "train"), (1, "frozen"), (0, "train")])
+def test_a_training_batch_of_one_smallest_image_names_the_image_size_and_batch(group_levels, statistics):
+    model = create_model("unet", weights=None, embedding_dim=4, group_levels=group_levels).train()
+    if statistics == "frozen":  # the consensus' own BatchNorm still trains
+        model.freeze_encoder_statistics()
+    with pytest.raises(ValueError, match="a training batch of one 32×32 image has a 1×1 deepest feature map.*more "
+                                         "images per batch or at a larger image size"):
+        model(torch.rand(1, 3, 32, 32))
+    assert model(torch.rand(2, 3, 32, 32)).mask_logits.shape == (2, 1, 32, 32)  # two values per channel
+    assert model(torch.rand(1, 3, 64, 32)).mask_logits.shape == (1, 1, 64, 32)
+    assert model.eval()(torch.rand(1, 3, 32, 32)).mask_logits.shape == (1, 1, 32, 32)
+
+
+def test_a_training_batch_of_one_smallest_image_runs_where_no_batchnorm_trains_on_it():
+    model = create_model("unet", weights=None, embedding_dim=4).train()
+    model.freeze_encoder_statistics()  # no consensus: the decoder starts at 1/16
+    assert model(torch.rand(1, 3, 32, 32)).mask_logits.shape == (1, 1, 32, 32)
 
 
 def test_create_model_refuses_non_bool_flags():
