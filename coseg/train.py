@@ -22,7 +22,7 @@ from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, a
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
-from coseg.models import CosegNet, Model, create_model, load_ensemble
+from coseg.models import CosegNet, Model, checkpoint_metadata, create_model, load_ensemble, load_model
 from coseg.models.checkpoint import seen_metadata
 from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
@@ -293,7 +293,8 @@ def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
 
 def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> TrainResult:
     """Train the members one after another, then write ``best.safetensors`` (the ensemble of their best models)
-    and ``last.safetensors`` (of their last ones), the ensemble's validation P/J in the first's metadata."""
+    and ``last.safetensors`` (of their last ones), the ensemble's validation P/J in the first's metadata. A resume
+    that trains a member on first marks the ensemble's ``last.safetensors`` unfinished (:func:`_mark_unfinished`)."""
     output = Path(cfg.output)
     scan = find_samples(cfg.data, cfg.layout)
     configs = member_configs(cfg, scan)
@@ -303,6 +304,8 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
         _replace_run(cfg, resume)
         output.mkdir(parents=True, exist_ok=True)
         RUN_FOLDER.save_config(cfg, output / "config.yaml")
+        if resume:
+            _mark_unfinished(output / "last.safetensors")
 
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
     runs = [_train(c, resume, dist, scan, cache, before_write=start) for c in configs]
@@ -332,6 +335,17 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
                     images_per_s=images / seconds if seconds else 0.0)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
                        runs[0].problems, members=fits, is_main=dist.is_main)
+
+
+def _mark_unfinished(path: Path) -> None:
+    """Set ``finished`` to ``no`` in the metadata of the ensemble's model file ``path`` (when there is one), whose
+    members train on: it is written again, finished, when they end (one that cannot be loaded is left as it is until
+    then)."""
+    try:
+        model, metadata = load_model(path), checkpoint_metadata(path)
+    except (FileNotFoundError, ValueError):
+        return
+    model.save(path, {**metadata, "finished": "no"})
 
 
 def skipped_with_later(skipped: list[tuple[Path, str]], *fits: FitResult) -> list[tuple[Path, str]]:

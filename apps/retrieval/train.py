@@ -52,13 +52,13 @@ from coseg.engine.trainer import UnreadableLog
 from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import seen_metadata
 from coseg.report.build import remove_report
+from coseg.report.training import FINETUNE_DIR
 from coseg.train import seed_everything, skipped_with_later
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
 
 MODES = ("staged", "end_to_end")
 SELECT_METRIC = "MAP@R"
-FINETUNE_DIR = "finetune"
 MIN_VAL_CLASSES = 2
 RUN_FOLDER = RunFolder(subruns=FINETUNE_DIR, paths=frozenset({"data", "weights", "output", "cache_dir"}),
                        resumable=RESUMABLE | {"threads", "batch_size", "finetune_epochs", "finetune_minutes"},

@@ -3,12 +3,15 @@
 Both trainers log through the shared engine: one row per epoch with ``epoch``, the learning rates (``lr``: the
 ``--lr`` one; ``lr_<group>``: the encoder's, backbone's or loss's), ``train_<term>`` (mean loss terms), ``seconds``,
 ``images_per_s`` and ``val_<metric>`` (co-segmentation: P, J; retrieval: R@1, MAP@R). The engine records in the
-run's ``last.safetensors`` whether the run finished; an unfinished one is said so."""
+run's ``last.safetensors`` whether the run finished; an unfinished one is said so, and so is a staged retrieval run
+whose fine-tuning stage has not started."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Optional
+
+import yaml
 
 from coseg.models.checkpoint import checkpoint_metadata
 from coseg.report.html import esc, esc_lines, link, table
@@ -17,6 +20,8 @@ from coseg.report.plots import line_plot
 
 # The metric each trainer selects its best checkpoint by (coseg: J; retrieval: MAP@R), in order of preference.
 SELECTION_COLUMNS = ("val_J", "val_MAP@R", "val_R@1")
+FINETUNE_DIR = "finetune"
+"""The folder of a staged retrieval run's fine-tuning stage, inside the run's folder."""
 
 
 def is_training_run(folder: Path) -> bool:
@@ -77,8 +82,8 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
 
 def run_end_note(run: Path) -> Optional[str]:
     """HTML saying that the run in ``run`` is unfinished (from its ``last.safetensors``: the engine's ``finished``
-    entry) or that its ``last.safetensors`` cannot be read; None when it finished or did not record it (a run of an
-    older version)."""
+    entry; or its fine-tuning stage has not started, :func:`fine_tuning_pending`) or that its ``last.safetensors``
+    cannot be read; None when it finished or did not record it (a run of an older version)."""
     last = run / "last.safetensors"
     resume = "training it again with --resume (and its config.yaml) continues it"
     if not last.is_file():
@@ -90,10 +95,33 @@ def run_end_note(run: Path) -> Optional[str]:
         metadata = checkpoint_metadata(last)
     except ValueError as err:
         return f"<p><b>Last model:</b> {esc(err)}.</p>"
-    if metadata.get("finished") != "no":
-        return None
-    return (f"<p><b>Unfinished:</b> its last model is of epoch {esc(metadata.get('epoch', '?'))}, and the run was "
-            f"stopped (or is still training, or is being resumed) before its last epoch; {resume}.</p>")
+    if metadata.get("finished") == "no":
+        stopped = "stopped (or is still training, or is being resumed) before"
+        if "members" in metadata:  # an ensemble's, of its members' last models
+            return (f"<p><b>Unfinished:</b> its members have not all reached their last epoch (see their sections): "
+                    f"the run was {stopped} its end; {resume}.</p>")
+        return (f"<p><b>Unfinished:</b> its last model is of epoch {esc(metadata.get('epoch', '?'))}, and the run was "
+                f"{stopped} its last epoch; {resume}.</p>")
+    if fine_tuning_pending(run):
+        return (f"<p><b>Unfinished:</b> its head stage finished, but its fine-tuning stage ({FINETUNE_DIR}/) has not "
+                f"started yet (no model file of it: it is still training its first epoch or was stopped before its "
+                f"end); {resume}.</p>")
+    return None
+
+
+def fine_tuning_pending(run: Path) -> bool:
+    """Whether the run in ``run`` is a staged retrieval run whose ``config.yaml`` asks for a fine-tuning stage
+    (``mode: staged``, ``finetune_epochs`` > 0) that holds no model file (``finetune/last.safetensors``) yet: killed
+    after its head stage, before the fine-tuning stage's first epoch ended. False when config.yaml cannot be read
+    (the report shows it as it is)."""
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    if not isinstance(config, dict) or config.get("mode") != "staged":
+        return False
+    epochs = config.get("finetune_epochs")
+    return isinstance(epochs, int) and epochs > 0 and not (run / FINETUNE_DIR / "last.safetensors").is_file()
 
 
 def epoch_number(value: float) -> str:
