@@ -92,6 +92,7 @@ class CosegTrainConfig:
     colour_jitter: float = option(0.3, "Colour jitter strength s in [0, 1]: brightness, contrast and saturation factors drawn in [1 - s, 1 + s], hue shifted by up to s / 6 of the colour circle (0 = none).")
     paste_distractor_p: float = option(0.0, "Per image, probability of pasting in an object of another group of the batch, labelled background (it is not common to the group).")
     paste_background_p: float = option(0.0, "Per image, probability of putting its foreground on the background of another group's image.")
+    paste_common_background_p: float = option(0.0, "Per group, probability of putting the foregrounds of all its images on the images of one other group of the batch: a background the group has in common (with that group's object in it) is labelled background.")
     seed: int = option(0, "Random seed (runs on CPU are deterministic for a seed).")
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     amp: bool = option(True, "Mixed precision on CUDA.")

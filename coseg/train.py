@@ -221,7 +221,8 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
 
 def check_config(cfg: CosegTrainConfig) -> None:
     """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
-    sizes, counts, the time budget, the validation share and the choice of training groups."""
+    sizes, counts, the time budget, the validation share, augmentation strengths and probabilities and the choice of
+    training groups."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
@@ -233,8 +234,9 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if not 0 < cfg.crop_scale <= 1:
         raise ConfigError(f"crop_scale must be in (0, 1] (the smallest share of the image a crop keeps), got "
                           f"{cfg.crop_scale}")
-    if not 0 <= cfg.colour_jitter <= 1:
-        raise ConfigError(f"colour_jitter must be in [0, 1], got {cfg.colour_jitter}")
+    for name in ("colour_jitter", "paste_distractor_p", "paste_background_p", "paste_common_background_p"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
     check_choice(cfg, "layout", ["auto", *LAYOUTS.names()])
     check_choice(cfg, "triplet_miner", MINERS.names())
     check_choice(cfg, "triplet_strategy", ["random", "hard"])
@@ -379,8 +381,9 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     model = build_model(cfg)
     optimizer = build_optimizer(model, cfg)
     augmentation = build_augmentation(cfg)
-    paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p)
-             if cfg.paste_distractor_p or cfg.paste_background_p else None)
+    paste = (GroupPaste(cfg.paste_distractor_p, cfg.paste_background_p,
+                        common_background_p=cfg.paste_common_background_p)
+             if cfg.paste_distractor_p or cfg.paste_background_p or cfg.paste_common_background_p else None)
     unreadable = UnreadableLog()
     task = CosegTask(build_objective(cfg), augmentation, val_data, dist.device, cfg.channels_last, paste, unreadable)
     engine = Engine(model, optimizer, output, dist=dist, epochs=cfg.epochs, amp=cfg.amp,

@@ -1,6 +1,6 @@
 """Group paste augmentation: new training groups out of a batch of groups, teaching what "in common" means.
 
-A batch holds several groups (P groups × K images). Two batch-level operations on images and masks:
+A batch holds several groups (P groups × K images). Three batch-level operations on images and masks:
 
 - **distractors**: an object cut from an image of *another* group (its ground-truth foreground), shrunk and put
   at a random place, is pasted into an image and labelled background. A salient object that the rest of the
@@ -9,6 +9,10 @@ A batch holds several groups (P groups × K images). Two batch-level operations 
 - **background swap**: an image's foreground is put on the background of an image of another group (the
   foreground kept, everything else replaced). The common object then appears in unrelated scenes, so the
   scene around it stops being a cue.
+- **common background**: the foregrounds of all the images of a group are put on the images of one other group,
+  so the group's images share a scene (and that group's object) besides their own object. What a group has in
+  common in its background (the rocks of an enclosure, a stadium) is then labelled background: the object the
+  group shares is not the only thing it shares.
 
 Runs on the batch's device; randomness from torch's global generator (``torch.manual_seed`` repeats it).
 """
@@ -29,6 +33,26 @@ def donors_of(groups: torch.Tensor) -> torch.Tensor:
     keys = torch.where(other, torch.rand(other.shape, device=groups.device), -1.0)
     choice = keys.argmax(dim=1)
     return torch.where(other.any(dim=1), choice, torch.full_like(choice, -1))
+
+
+def common_background_donors(groups: torch.Tensor, p: float) -> torch.Tensor:
+    """(B,) group ids → (B,) donor positions: each group, with probability ``p``, takes one other group at random,
+    and its k-th image (in batch order) the donor group's (k mod n)-th image; −1 for images of groups not drawn
+    (and all of them when the batch holds one group)."""
+    ids, inverse = torch.unique(groups, return_inverse=True)
+    count = len(ids)
+    keys = torch.rand(count, count, device=groups.device).fill_diagonal_(-1.0)
+    drawn = torch.rand(count, device=groups.device) < p
+    if count < 2 or not bool(drawn.any()):
+        return torch.full_like(inverse, -1)
+    donor_group = keys.argmax(dim=1)[inverse]
+    order = torch.argsort(inverse, stable=True)  # batch positions, group by group
+    sizes = torch.bincount(inverse, minlength=count)
+    starts = torch.cumsum(sizes, 0) - sizes
+    rank = torch.empty_like(inverse)
+    rank[order] = torch.arange(len(groups), device=groups.device) - starts[inverse[order]]
+    donors = order[starts[donor_group] + rank % sizes[donor_group]]
+    return torch.where(drawn[inverse], donors, torch.full_like(donors, -1))
 
 
 def shrink_and_place(images: torch.Tensor, masks: torch.Tensor, factor: torch.Tensor, target: torch.Tensor
@@ -57,22 +81,27 @@ def shrink_and_place(images: torch.Tensor, masks: torch.Tensor, factor: torch.Te
 class GroupPaste(nn.Module):
     """``forward(images (B, 3, S, S) in [0, 1], masks (B, 1, S, S) in {0, 1}, groups (B,))`` → images, masks.
 
-    Each image independently: with probability ``distractor_p`` an object of another group's image is pasted in
-    (scaled by a factor in ``distractor_scale``, labelled background); with probability ``background_p`` its
-    foreground is put on another group's image instead of its own background. Pasted edges are feathered over
-    ``feather`` pixels so a hard cut-out edge is no cue (not at the frame: a foreground touching it stays intact).
-    Masks come back in their input dtype. A batch of one group is returned unchanged."""
+    Each group, with probability ``common_background_p``: its images' foregrounds are put on the images of one other
+    group (:func:`common_background_donors`). Then each image independently: with probability ``background_p`` its
+    foreground is put on another group's image instead of its own background; with probability ``distractor_p`` an
+    object of another group's image is pasted in (scaled by a factor in ``distractor_scale``, labelled background).
+    Pasted edges are feathered over ``feather`` pixels so a hard cut-out edge is no cue (not at the frame: a
+    foreground touching it stays intact). Masks come back in their input dtype. A batch of one group is returned
+    unchanged."""
 
     def __init__(self, distractor_p: float = 0.5, background_p: float = 0.0,
-                 distractor_scale: tuple[float, float] = (0.3, 0.7), feather: float = 1.5) -> None:
+                 distractor_scale: tuple[float, float] = (0.3, 0.7), feather: float = 1.5,
+                 common_background_p: float = 0.0) -> None:
         super().__init__()
-        for name, p in (("distractor_p", distractor_p), ("background_p", background_p)):
+        for name, p in (("distractor_p", distractor_p), ("background_p", background_p),
+                        ("common_background_p", common_background_p)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
         if not 0 < distractor_scale[0] <= distractor_scale[1]:
             raise ValueError(f"distractor_scale must be (low, high) with 0 < low <= high, got {distractor_scale}")
         self.distractor_p = distractor_p
         self.background_p = background_p
+        self.common_background_p = common_background_p
         self.distractor_scale = distractor_scale
         self.feather = feather
 
@@ -88,23 +117,32 @@ class GroupPaste(nn.Module):
         soft = F.conv2d(F.pad(masks, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
         return F.conv2d(F.pad(soft, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
+    def _put_on(self, images: torch.Tensor, masks: torch.Tensor, donor: torch.Tensor, which: torch.Tensor
+                ) -> torch.Tensor:
+        """Images where ``which`` (B,) is set: their (feathered) foreground on the image at batch position ``donor``."""
+        if not bool(which.any()):
+            return images
+        keep = self._soft(masks)
+        swapped = keep * images + (1 - keep) * images[donor]
+        return torch.where(which.view(-1, 1, 1, 1), swapped, images)
+
     def forward(self, images: torch.Tensor, masks: torch.Tensor, groups: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         sizes = check_shape(images, ["B", "3", "H", "W"], "images")
         check_shape(masks, [str(sizes["B"]), "1", str(sizes["H"]), str(sizes["W"])], "masks")
         check_shape(groups, [str(sizes["B"])], "groups")
+        mask_dtype, masks = masks.dtype, masks.to(images.dtype)
+        if self.common_background_p:
+            common = common_background_donors(groups, self.common_background_p)
+            images = self._put_on(images, masks, common.clamp(min=0), common >= 0)
         donors = donors_of(groups)
         has_donor = donors >= 0
         if not bool(has_donor.any()):
-            return images, masks
+            return images, masks.to(mask_dtype)
         donor = donors.clamp(min=0)
-        mask_dtype, masks = masks.dtype, masks.to(images.dtype)
         b = sizes["B"]
         swap = has_donor & (torch.rand(b, device=images.device) < self.background_p)
-        if bool(swap.any()):
-            keep = self._soft(masks)
-            swapped = keep * images + (1 - keep) * images[donor]
-            images = torch.where(swap.view(b, 1, 1, 1), swapped, images)
+        images = self._put_on(images, masks, donor, swap)
         paste = has_donor & (torch.rand(b, device=images.device) < self.distractor_p)
         if bool(paste.any()):
             factor = torch.empty(b, device=images.device).uniform_(*self.distractor_scale)

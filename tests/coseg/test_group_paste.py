@@ -1,5 +1,6 @@
 """Group paste augmentation: donors from other groups, shrink-and-place geometry and the whole augmentation against
-loops, distractors only remove foreground, background swaps keep the foreground, mask dtypes, clear errors."""
+loops, distractors only remove foreground, background swaps keep the foreground, common backgrounds come from one
+other group per group, mask dtypes, clear errors."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from coseg.data import GroupPaste
-from coseg.data.group_paste import donors_of, shrink_and_place
+from coseg.data.group_paste import common_background_donors, donors_of, shrink_and_place
 from tests.helpers import assert_close
 
 
@@ -30,6 +31,53 @@ def test_donors_come_from_other_groups():
         donors = donors_of(groups)
         assert (groups[donors] != groups).all()
     assert donors_of(torch.tensor([4, 4, 4])).tolist() == [-1, -1, -1]
+
+
+def looped_common_donors(groups, p):
+    """common_background_donors with loops, drawing its random numbers in its order: keys (G, G), draws (G)."""
+    ids = sorted(set(groups))
+    keys, drawn = torch.rand(len(ids), len(ids)), torch.rand(len(ids))
+    members = {g: [i for i, h in enumerate(groups) if h == g] for g in ids}
+    donors = []
+    for i, g in enumerate(groups):
+        a = ids.index(g)
+        if len(ids) < 2 or drawn[a] >= p:
+            donors.append(-1)
+            continue
+        other = ids[max((b for b in range(len(ids)) if b != a), key=lambda b: float(keys[a, b]))]
+        donors.append(members[other][members[g].index(i) % len(members[other])])
+    return donors
+
+
+@pytest.mark.parametrize("groups", [[3, 0, 3, 1, 1, 3, 0], [5, 5, 2, 2], [1, 1, 1]])
+def test_common_background_donors_match_loops_and_give_each_group_one_other_group(groups):
+    drawn = 0
+    for seed in range(10):
+        torch.manual_seed(seed)
+        donors = common_background_donors(torch.tensor(groups), 0.6)
+        torch.manual_seed(seed)
+        assert donors.tolist() == looped_common_donors(groups, 0.6)
+        drawn += int((donors >= 0).any())
+        for g in set(groups):
+            of_group = [d for i, d in enumerate(donors.tolist()) if groups[i] == g]
+            if of_group[0] >= 0:  # drawn: all its images on images of one other group
+                assert len({groups[d] for d in of_group}) == 1 and groups[of_group[0]] != g
+            else:
+                assert set(of_group) == {-1}
+    assert drawn > 0 if len(set(groups)) > 1 else drawn == 0
+    assert common_background_donors(torch.tensor(groups), 0.0).tolist() == [-1] * len(groups)
+
+
+def test_common_background_puts_every_image_of_a_group_on_the_other_groups_images():
+    torch.manual_seed(0)
+    images, masks, groups = square_batch([0, 1, 0, 1, 0], size=24)
+    out, out_masks = GroupPaste(distractor_p=0.0, feather=0, common_background_p=1.0)(images, masks, groups)
+    assert torch.equal(out_masks, masks)
+    fg = masks.bool().expand_as(images)
+    assert torch.equal(out[fg], images[fg])  # the foreground kept
+    donor_of = {0: 1, 1: 0, 2: 3, 3: 2, 4: 1}  # group 0's k-th image takes group 1's (k mod 2)-th, and back
+    for i, d in donor_of.items():
+        assert torch.equal(out[i][~fg[i]], images[d][~fg[i]])
 
 
 def test_shrink_and_place_matches_loops():
@@ -186,3 +234,24 @@ def test_matches_a_looped_reference(groups, covered):
     assert_close(out, expected.clamp(0, 1))
     assert torch.equal(out_masks, expected_masks)
     assert torch.equal(out_masks, masks) != covered  # a pasted object covers some foreground in the first batch
+
+
+def test_training_pastes_with_the_configured_probabilities(tmp_path, monkeypatch):
+    import coseg.train
+    from coseg.config import CosegTrainConfig
+    from tests.coseg.pipeline_fixtures import synthetic_set
+
+    seen = []
+
+    class Recorded(GroupPaste):
+        def forward(self, images, masks, groups):
+            seen.append((self.distractor_p, self.background_p, self.common_background_p, len(set(groups.tolist()))))
+            return super().forward(images, masks, groups)
+
+    monkeypatch.setattr(coseg.train, "GroupPaste", Recorded)
+    cfg = CosegTrainConfig(data=str(synthetic_set(tmp_path / "data", groups=3, images=2)), output=str(tmp_path / "run"),
+                           members=1, weights=None, image_size=64, groups_per_batch=2, images_per_group=2,
+                           triplet_pixels=4, val_fraction=0.0, epochs=1, device="cpu", quiet=True,
+                           paste_background_p=0.25, paste_common_background_p=0.75)
+    coseg.train.train(cfg)
+    assert seen and all(s == (0.0, 0.25, 0.75, 2) for s in seen)

@@ -82,6 +82,9 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
     ("crop_scale", 1.5, r"crop_scale must be in \(0, 1\] .*, got 1.5"),
     ("colour_jitter", -0.1, r"colour_jitter must be in \[0, 1\], got -0.1"),
     ("colour_jitter", float("nan"), r"colour_jitter must be in \[0, 1\], got nan"),
+    ("paste_distractor_p", 1.5, r"paste_distractor_p must be in \[0, 1\], got 1.5"),
+    ("paste_background_p", -0.5, r"paste_background_p must be in \[0, 1\], got -0.5"),
+    ("paste_common_background_p", float("nan"), r"paste_common_background_p must be in \[0, 1\], got nan"),
 ])
 def test_options_out_of_range_are_refused_before_anything_is_written(tmp_path, option, value, message):
     cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **{option: value})
