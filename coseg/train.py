@@ -22,8 +22,8 @@ from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, a
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
-from coseg.models import CosegNet, Model, checkpoint_metadata, create_model, load_ensemble, load_model
-from coseg.models.checkpoint import seen_metadata
+from coseg.models import CosegNet, Model, create_model, load_ensemble
+from coseg.models.checkpoint import seen_metadata, update_metadata
 from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
 from coseg.report.build import remove_report
@@ -341,13 +341,12 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
 
 def _mark_unfinished(path: Path) -> None:
     """Set ``finished`` to ``no`` in the metadata of the ensemble's model file ``path`` (when there is one), whose
-    members train on: it is written again, finished, when they end (one that cannot be loaded is left as it is until
+    members train on: it is written again, finished, when they end (one that cannot be read is left as it is until
     then)."""
     try:
-        model, metadata = load_model(path), checkpoint_metadata(path)
+        update_metadata(path, {"finished": "no"})
     except (FileNotFoundError, ValueError):
-        return
-    model.save(path, {**metadata, "finished": "no"})
+        pass
 
 
 def skipped_with_later(skipped: list[tuple[Path, str]], *fits: FitResult) -> list[tuple[Path, str]]:

@@ -144,13 +144,26 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     header, data = _read(path, whole=True)
     _check_kind(path, header, kind)
     config = _config(path, header)
+    device = torch.device(map_location)
+    return {k: v.to(device) for k, v in _tensors(path, data).items()}, config, _extra(header)
+
+
+def _tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of the model file ``path`` whose bytes are ``data`` (its header already read)."""
     try:
-        tensors = load(data)
+        return load(data)
     except SafetensorError as err:  # its header holds a model config: a model file, cut short or damaged
         raise ValueError(f"{printable(path)}: the model file is truncated or corrupt, its tensors cannot be read "
                          f"({err}); save or copy it again") from err
-    device = torch.device(map_location)
-    return {k: v.to(device) for k, v in tensors.items()}, config, _extra(header)
+
+
+def update_metadata(path: PathLike, changes: Mapping[str, str]) -> None:
+    """Write the model file ``path`` again (atomically) with ``changes`` in its extra metadata; its tensors, config
+    and kind as they are (no model is built)."""
+    path = Path(path)
+    header, data = _read(path, whole=True)
+    _config(path, header)
+    write_bytes_atomic(path, save(_tensors(path, data), metadata={**header, **changes}))
 
 
 def load_model_file(path: PathLike, build: Callable[..., M], kind: str,

@@ -67,3 +67,21 @@ def test_the_commands_name_the_other_kind(files, tmp_path):
                                   "--output", str(tmp_path / "export"), "--device", "cpu", "--quiet"])
     assert r.exit_code == 1 and "holds a co-segmentation model, not a retrieval model" in r.output, r.output
     assert not (tmp_path / "export").exists()
+
+
+def test_update_metadata_keeps_weights_config_and_kind(files, tmp_path):
+    from coseg.models.checkpoint import update_metadata
+
+    for source in files:
+        path = tmp_path / source.name
+        path.write_bytes(source.read_bytes())
+        update_metadata(path, {"finished": "no"})
+        with safe_open(source, "pt") as old, safe_open(path, "pt") as new:
+            assert new.metadata() == {**old.metadata(), "finished": "no"}  # config and kind too
+            assert sorted(new.keys()) == sorted(old.keys())
+            assert all(new.get_tensor(k).equal(old.get_tensor(k)) for k in old.keys())
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(files[0].read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        update_metadata(damaged, {"finished": "no"})
+    assert damaged.read_bytes() == files[0].read_bytes()[:-10]
