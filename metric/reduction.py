@@ -17,8 +17,9 @@ def check_reduction(reduction: str) -> None:
 def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
     """Reduce per-item losses (any shape).
 
-    ``mean_nonzero`` averages over items with a loss > 0 (0 if none). Empty inputs give a zero that is
-    still attached to the graph when ``losses`` is, so ``backward()`` always works.
+    ``mean_nonzero`` averages over items with a loss > 0 (0 if none); a NaN item is kept, so it makes the mean
+    NaN as it does for ``mean`` and ``sum`` instead of vanishing from it. Empty inputs give a zero that is still
+    attached to the graph when ``losses`` is, so ``backward()`` always works.
     """
     check_reduction(reduction)
     if reduction == "none":
@@ -29,8 +30,8 @@ def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Te
         return losses.sum()
     if reduction == "mean":
         return losses.mean()
-    positive = losses > 0  # items at or below 0 (e.g. a similarity's −cos) are left out of the sum too
-    return torch.where(positive, losses, 0).sum() / positive.sum().clamp(min=1).to(losses.dtype)
+    kept = ~(losses <= 0)  # items at or below 0 (e.g. a similarity's −cos) are left out of the sum too; NaN is not
+    return torch.where(kept, losses, 0).sum() / kept.sum().clamp(min=1).to(losses.dtype)
 
 
 def reduce_positive_sum(total: torch.Tensor, count: int, reduction: Reduction) -> torch.Tensor:

@@ -38,7 +38,7 @@ class BatchAllMiner(MarginMiner):
 
     def __init__(self, distance: Optional[BaseDistance] = None, margin: Optional[float] = None) -> None:
         super().__init__(distance)
-        if margin is not None and margin < 0:
+        if margin is not None and not margin >= 0:  # NaN too: it would keep no triplet
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin = margin
 

@@ -34,11 +34,22 @@ def _window_max(x: torch.Tensor, width: int) -> torch.Tensor:
     return F.max_pool1d(rows.transpose(1, 2), size, stride=1, padding=width).transpose(1, 2)
 
 
+def is_ignored(labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``labels == ignore_index`` (same shape, bool) compared as integers, where torch would cast the index to the
+    labels' dtype first (255 to int8 −1, −1 to uint8 255) and so ignore a real class: an index the dtype cannot
+    hold matches no pixel."""
+    if not labels.is_floating_point():
+        held = (0, 1) if labels.dtype == torch.bool else (torch.iinfo(labels.dtype).min, torch.iinfo(labels.dtype).max)
+        if not held[0] <= ignore_index <= held[1]:
+            return torch.zeros_like(labels, dtype=torch.bool)
+    return labels == ignore_index
+
+
 def boundary_mask(labels: torch.Tensor, width: int = 2, ignore_index: int = 255) -> torch.Tensor:
     """(B, H, W) labels → (B, H, W) bool: valid pixels with a pixel of another valid class at Chebyshev distance
     ≤ ``width`` (the band on both sides of every class boundary; ``ignore_index`` pixels are no class).
     Pooled in float64, exact for class ids below 2⁵³ in magnitude (float32 merged ids from 2²⁴ on)."""
-    valid = labels != ignore_index
+    valid = ~is_ignored(labels, ignore_index)
     values = labels.to(torch.float64)
     highest = _window_max(torch.where(valid, values, -float("inf")), width)
     lowest = -_window_max(torch.where(valid, -values, -float("inf")), width)
@@ -56,7 +67,7 @@ def pixel_hardness(
     hardness = boundary_mask(labels, boundary_width, ignore_index).to(torch.float32)
     if probabilities is not None:
         error = (probabilities.to(torch.float32) - labels.to(torch.float32)).abs()
-        hardness = hardness + error.masked_fill(labels == ignore_index, 0.0)
+        hardness = hardness + error.masked_fill(is_ignored(labels, ignore_index), 0.0)
     return hardness
 
 
@@ -87,7 +98,7 @@ def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], i
     check_finite(probabilities, "probabilities")
     if bool(((probabilities < 0) | (probabilities > 1)).any()):
         raise ValueError("probabilities must lie in [0, 1] (foreground probabilities: apply sigmoid to logits)")
-    if bool(((labels != 0) & (labels != 1) & (labels != ignore_index)).any()):
+    if bool(((labels != 0) & (labels != 1) & ~is_ignored(labels, ignore_index)).any()):
         raise ValueError("probabilities are foreground probabilities, so labels must be 0/1 (or ignore_index)")
 
 

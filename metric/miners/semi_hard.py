@@ -19,7 +19,7 @@ class SemiHardMiner(MarginMiner):
 
     def __init__(self, margin: float = 0.1, distance: Optional[BaseDistance] = None) -> None:
         super().__init__(distance)
-        if margin <= 0:
+        if not margin > 0:  # NaN too
             raise ValueError(f"margin must be > 0 (no triplet is semi-hard otherwise), got {margin}")
         self.margin = margin
 

@@ -95,10 +95,12 @@ def knn(
         chunk_size: queries searched per faiss call; memory is the (Q, k) results plus one chunk's work.
 
     Returns:
-        ``(distances (Q, k) float32, indices (Q, k) int64)``, best first, exact ties in faiss's order (the smaller
-        index first for "l2", the larger first for "cosine" and "ip"); torch tensors on
-        the queries' device for tensor queries, numpy arrays for numpy queries. CUDA queries are searched on
-        their GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
+        ``(distances (Q, k) float32, indices (Q, k) int64)``, best first, exact ties in faiss's order: for "l2" the
+        smaller index first; for "cosine" and "ip" the larger index first among those listed, but which of more
+        tied neighbours than fit in k are listed depends on k and on the other scores, not always the smallest or
+        the largest indices (:func:`~metric.retrieval.retrieval_metrics` ranks ties by index instead). Torch
+        tensors on the queries' device for tensor queries, numpy arrays for numpy queries. CUDA queries are
+        searched on their GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
     """
     check_metric(metric)
     if chunk_size < 1:
