@@ -22,6 +22,7 @@ from coseg.engine import ConfigError
 import metric.losses  # noqa: F401  (the imports register the components by name)
 import metric.samplers  # noqa: F401
 from metric.distances import BaseDistance
+from metric.losses import ISTripletLoss
 from metric.miners import AdaptiveHardnessController, SmartMiner
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS, check_arguments
 
@@ -90,6 +91,9 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     loss = create_component(LOSSES.get(cfg.loss), f"loss '{cfg.loss}'", {
         **tunable, "distance": distance, "miner": miner, "num_classes": num_classes,
         "embedding_size": embedding_dim}, loss_taken)
+    if isinstance(loss, ISTripletLoss):
+        raise ConfigError(f"loss '{cfg.loss}' compares the pixels of per-pixel embedding maps (B, D, H, W): it trains "
+                          "co-segmentation (`coseg train`), not one embedding per image; choose another --loss")
     if miner is not None and "miner" not in loss_taken:
         raise ConfigError(f"loss '{cfg.loss}' does not take a miner: leave --miner unset")
     needs = [n for n, p in list(inspect.signature(loss.forward).parameters.items())[2:] if p.default is p.empty]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from apps.retrieval.inference import Embedded
-from metric.class_tree import ClassTree
+from metric.class_tree import ClassTree, check_tree_distance
 from metric.index_means import index_means
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
@@ -206,17 +206,23 @@ class ClassTreeHook(TrainingHook):
 @TRAINING_HOOKS.register("hierarchical")
 class TreeSamplingHook(TrainingHook):
     """Anchor-neighbour class sampling (Ge et al. 2018): give the sampler the class tree every epoch — the
-    hierarchical loss's own tree (its hook runs first), or one built here for another loss."""
+    hierarchical loss's own tree (its hook runs first), or one built here for another loss, with ``num_levels``
+    levels under ``--distance`` (both checked now, before any image is decoded: a similarity cannot build a
+    tree)."""
 
     DEFAULT_LEVELS = 16
-    options = ("num_levels",)
+    options = ("num_levels", "distance")
 
     def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
         super().__init__()
         self.sampler = parts.sampler
         self.loss = parts.loss
         self.distance = parts.distance
-        self.num_levels = cfg.num_levels or self.DEFAULT_LEVELS
+        self.num_levels = self.DEFAULT_LEVELS if cfg.num_levels is None else cfg.num_levels
+        if self.num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {self.num_levels}")
+        if self.distance is not None and not isinstance(self.loss, HierarchicalTripletLoss):
+            check_tree_distance(self.distance)
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
         if isinstance(self.loss, HierarchicalTripletLoss):
