@@ -202,11 +202,13 @@ def _binary_levels(values: np.ndarray, path: Path) -> np.ndarray:
     return values != 0
 
 
-def _palette_indices(indices: np.ndarray, palette: Optional[list[int]], path: Path) -> np.ndarray:
-    """Foreground of a palette mask: at most two indices used, index 0 = background; but white where index 0 is
-    white and the other index used is black, as some GIF and PNG writers order a black-and-white palette."""
+def _palette_indices(indices: np.ndarray, palette: Optional[list[int]], path: Path,
+                     any_nonzero: bool = False) -> np.ndarray:
+    """Foreground of a palette mask: index 0 = background and, unless ``any_nonzero``, at most one other index used;
+    but white where index 0 is white and the other indices used are black, as some GIF and PNG writers order a
+    black-and-white palette."""
     used = np.unique(indices)
-    if len(used) > 2 or (len(used) == 2 and used[0] != 0):
+    if not any_nonzero and (len(used) > 2 or (len(used) == 2 and used[0] != 0)):
         raise MaskError(path, f"palette mask must use index 0 (background) and one other index, found indices "
                               f"{_describe(used)}")
     colours = [tuple((palette or [])[3 * i:3 * i + 3]) for i in (0, *used[used != 0])]
@@ -258,7 +260,8 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     Accepted: 1-bit; 8/16-bit and 32-bit float grayscale with values 0 and 1, 255 or 65535; palette images using at
     most two indices, index 0 = background (white where index 0 is white and the other black); RGB(A) holding only
     black and white (16-bit: black and grey 1, 255 or 65535). With ``any_nonzero`` (Internet data set) any non-zero
-    value, index or colour is foreground. Raises ``MaskError`` naming the file and the values found, or
+    value, index or colour is foreground (a palette whose index 0 is white and whose other indices used are black is
+    read as without it: white is foreground). Raises ``MaskError`` naming the file and the values found, or
     ``ImageReadError`` when the file cannot be decoded."""
     path = Path(path)
     data = _read_bytes(path)
@@ -288,9 +291,9 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
         if array.shape[-1] == 1:
             array = array[..., 0]
     if array.ndim == 2:
-        if mode == "1" or any_nonzero:
-            return array != 0
-        return _palette_indices(array, palette, path) if mode == "P" else _binary_levels(array, path)
+        if mode == "P":
+            return _palette_indices(array, palette, path, any_nonzero)
+        return array != 0 if mode == "1" or any_nonzero else _binary_levels(array, path)
     if mode == "RGB":
         if any_nonzero:
             return array.any(axis=-1)
