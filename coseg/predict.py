@@ -221,7 +221,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     for record_file, record, unfinished in records:
         _write_record(record_file, record, unfinished)
     report = PredictReport(output=output_dir)
-    report.skipped.extend((printable(p.path), str(p)) for p in scan.problems if p.kind in SKIPPING_PROBLEMS)
+    report.skipped.extend(skipped_inputs(scan))
     clashing = set()
     for clash in clashes(masks):
         clashing.update(clash)
@@ -290,6 +290,21 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
 
 # the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
 SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file")
+
+
+def skipped_inputs(scan: Scan) -> list[tuple[str, str]]:
+    """(file, reason) for each problem of ``scan`` that leaves a file of the input unpredicted: those of
+    ``SKIPPING_PROBLEMS`` and, in the sbcoseg layout, each "mask without image": a PNG among the images (a PNG photo
+    in a group of its own) that the layout takes for a mask since no JPEG of its stem is beside it."""
+    found = []
+    for problem in scan.problems:
+        if problem.kind in SKIPPING_PROBLEMS:
+            found.append((printable(problem.path), str(problem)))
+        elif scan.layout == "sbcoseg" and problem.kind == "mask without image":
+            found.append((printable(problem.path), f"{problem}: in the sbcoseg layout a PNG is the mask of the JPEG "
+                                                   "of its stem beside it; to segment PNG photos, predict their folder "
+                                                   "on its own"))
+    return found
 
 
 def clashes(targets: Sequence[Path]) -> list[list[int]]:

@@ -12,12 +12,14 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
-  directly in a subset folder are reported as outside any group. ``root`` may be one group folder itself (images
-  and masks side by side in it: one group named after it). Subfolders of a group holding images are reported and
-  left out.
+  directly in a subset folder are reported as outside any group. ``root`` may be one subset folder (``SBCoseg/ECFB``:
+  its groups keep their names and subset, ``ECFB/<group>``, so that they match those of a model trained on the whole
+  data set) or one group folder itself (images and masks side by side in it: one group named after it). Subfolders
+  of a group holding images are reported and left out.
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
-  ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...), matched by relative folder + stem; these
-  folder names in any case (``Images/`` + ``Masks/``).
+  ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...; without ``root/images``, such a folder in
+  ``root`` whose masks pair with images of ``root``: ``photos/a.jpg`` + ``photos/masks/a.png``), matched by relative
+  folder + stem; these folder names in any case (``Images/`` + ``Masks/``).
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
   it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
   images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
@@ -226,15 +228,34 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     reported as ambiguous and left out."""
     if masks is None:
         return [Sample(image, None, group_of(image), subset, any_nonzero) for image in images]
-    samples = []
-    for key, image in _index_by_stem(images, image_base, "image", problems).items():
-        mask = masks.get(key)
-        if mask is None:
-            problems.append(Problem("image without mask", image))
-        samples.append(Sample(image, mask, group_of(image), subset, any_nonzero))
+    unique = _index_by_stem(images, image_base, "image", problems)
     keys = {_stem_key(image, image_base) for image in images}
-    problems.extend(Problem("mask without image", m) for key, m in sorted(masks.items()) if key not in keys)
-    return samples
+    lone_images = {key: image for key, image in unique.items() if key not in masks}
+    lone_masks = {key: mask for key, mask in sorted(masks.items()) if key not in keys}
+    image_stems, mask_stems = _by_stem(lone_images), _by_stem(lone_masks)
+    problems.extend(Problem("image without mask", image, _elsewhere(key, mask_stems, "mask"))
+                    for key, image in lone_images.items())
+    problems.extend(Problem("mask without image", mask, _elsewhere(key, image_stems, "image"))
+                    for key, mask in lone_masks.items())
+    return [Sample(image, masks.get(key), group_of(image), subset, any_nonzero) for key, image in unique.items()]
+
+
+def _by_stem(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, Path]]]:
+    """``unpaired`` files (``_stem_key`` → file) as stem → [(relative folder, file)], sorted."""
+    stems: dict[str, list[tuple[str, Path]]] = {}
+    for (folder, stem), path in sorted(unpaired.items()):
+        stems.setdefault(stem, []).append((folder, path))
+    return stems
+
+
+def _elsewhere(key: tuple[str, str], stems: dict[str, list[tuple[str, Path]]], what: str) -> str:
+    """For a file left unpaired at ``key`` (relative folder, stem): where an unpaired ``what`` (image, mask) of
+    ``stems`` (``_by_stem``) has its stem in another relative folder (the masks of grouped images kept in one flat
+    folder), a detail saying so; else ""."""
+    other = next((path for folder, path in stems.get(key[1], []) if folder != key[0]), None)
+    return "" if other is None else (f"the {what} {printable(other)}, also unpaired, has its stem in another folder; "
+                                     "an image and its mask pair by stem within the same folder under the images' "
+                                     "and the masks' folders")
 
 
 def _folder_groups(images_root: Path) -> Callable[[Path], str]:
@@ -325,11 +346,24 @@ def _nested_folders(group: Path, name: str, skip: Iterable[Path] = ()) -> list[P
     return problems
 
 
+def _inner_mask_folder(root: Path) -> Optional[Path]:
+    """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` (``photos/masks/``) when a mask in it pairs with an
+    image of ``root`` outside it (``photos/a.jpg`` with ``photos/masks/a.png``): the masks of images held in ``root``
+    itself, not a group of images. None otherwise (a folder of photos named ``labels`` stays a group)."""
+    folder = _named_subfolder(root, MASK_FOLDER_NAMES)
+    if folder is None:
+        return None
+    masks = {_stem_key(p, folder) for p in _walk(folder, MASK_SUFFIXES, [])}
+    images = (_stem_key(p, root) for p in _walk(root, IMAGE_SUFFIXES, [], exclude=[folder]))
+    return folder if any(key in masks for key in images) else None
+
+
 @LAYOUTS.register("folders")
 def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """Generic layout: see the module docstring."""
     images_root = _named_subfolder(root, ["images"])
     if images_root is None:
+        masks_root = masks_root if masks_root is not None else _inner_mask_folder(root)
         return _without_clashing_loose_images(root, *_scan_folder_pair(root, masks_root))
     if masks_root is None:
         masks_root = _named_subfolder(root, MASK_FOLDER_NAMES)
@@ -396,17 +430,20 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
     A folder holding such pairs itself is one group, named after it."""
     _no_masks_root("sbcoseg", masks_root)
     problems: list[Problem] = []
+    name = Path(os.path.abspath(root)).name
     if _pairs_side_by_side(root):
-        return _sbcoseg_group(root, Path(os.path.abspath(root)).name, None, problems), problems
+        return _sbcoseg_group(root, name, None, problems), problems
     problems.extend(Problem("outside any group", p) for p in _walk(root, IMAGE_SUFFIXES, problems, recursive=False))
+    own = _sbcoseg_subset(name)  # root is one subset's folder: its groups are named as under the data set's root
     samples = []
     for top in _subfolders(root):
-        subset = _sbcoseg_subset(top.name)
+        subset = None if own else _sbcoseg_subset(top.name)
         if subset:
             problems.extend(Problem("outside any group", p)
                             for p in _walk(top, IMAGE_SUFFIXES, problems, recursive=False))
         for group in _subfolders(top) if subset else [top]:
-            samples += _sbcoseg_group(group, group.relative_to(root).as_posix(), subset, problems)
+            label = f"{name}/{group.name}" if own else group.relative_to(root).as_posix()
+            samples += _sbcoseg_group(group, label, own or subset, problems)
     return samples, problems
 
 
