@@ -37,7 +37,8 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
         return list(resolve_groups(list(explicit), available))
     if split:
         if splits_file is None:
-            raise ValueError(f"split '{split}' was asked for but there is no splits file (give --splits FILE)")
+            raise ValueError(f"split '{split}' was asked for but there is no splits file: "
+                             f"{printable(scan.root / 'splits.json')} does not exist (give --splits FILE)")
         return list(resolve_split(splits_file, split, available))
     return sorted({s.group for s in scan.labelled})
 

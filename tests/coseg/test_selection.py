@@ -66,3 +66,15 @@ def test_evaluate_names_the_splits_file_of_a_group_not_found(tmp_path):
                                                          "--device", "cpu", "--quiet"]])
     assert result.exit_code != 0
     assert f"split 'test' of {root / 'splits.json'}: cannot resolve 1 group name(s)" in result.output
+
+
+def test_a_split_without_a_splits_file_names_the_file_looked_for(tmp_path):
+    root = unpaired_set(tmp_path / "data")
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root,
+                                                         "--split", "test", "--output", tmp_path / "ev",
+                                                         "--device", "cpu", "--quiet"]])
+    assert result.exit_code != 0
+    assert f"{root / 'splits.json'} does not exist (give --splits FILE)" in result.output
+    assert not (tmp_path / "ev").exists()
