@@ -321,8 +321,9 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
              device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
-    from coseg.data import find_samples
+    from coseg.data import find_samples, printable
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
+    from coseg.predict import is_inside
     from coseg.report.files import PREDICTIONS, record_path
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                                  samples_of)
@@ -332,6 +333,10 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
         check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if report and is_inside(output, data):
+        raise click.UsageError(f"--report writes images into --output {printable(output)}, which is inside the data "
+                               f"folder {printable(data)}: a later scan would take them for data; choose an output "
+                               "folder elsewhere")
     dev = _device(device)
     model, size = _model(checkpoint, dev, image_size)
     scan = find_samples(data, layout)

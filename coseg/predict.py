@@ -29,7 +29,8 @@ class PredictReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, links resolved."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
 
@@ -37,7 +38,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def output_path(output: Path, relative: Path) -> Path:
     """``output/<relative>.png``, refusing any path that would land outside ``output``."""
     target = (output / relative).with_suffix(".png")
-    if ".." in relative.parts or relative.is_absolute() or not _inside(target, output):
+    if ".." in relative.parts or relative.is_absolute() or not is_inside(target, output):
         raise ValueError(f"{printable(relative)}: output path would leave the output folder")
     return target
 
@@ -190,7 +191,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: input folder not found")
     for target, what in ((output_dir, "output"), (overlays, "overlays")):
-        if target is not None and _inside(target, input_dir):
+        if target is not None and is_inside(target, input_dir):
             raise ValueError(f"the {what} folder {printable(target)} is inside the input folder "
                              f"{printable(input_dir)}: choose an {what} folder elsewhere (predict never writes into "
                              "its input)")
@@ -202,7 +203,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     masks = [output_path(output_dir, relative) for relative in relatives]
     tints = None if overlays is None else [output_path(overlays, relative) for relative in relatives]
     for target, targets in ((output_dir, masks), (overlays, tints)):
-        if target is not None and targets is not None and _inside(input_dir, target):
+        if target is not None and targets is not None and is_inside(input_dir, target):
             _check_outside_input(input_dir, relatives, targets)
     # (record file, record, whether files of other settings stay until this run ends), all checked before writing
     records: list[tuple[Path, dict, bool]] = []
@@ -332,7 +333,7 @@ def _check_outside_input(input_dir: Path, relatives: Sequence[Path], targets: Se
     ``input_dir``, as happens when the output folder holds the input folder (``--input out/in --output out`` and a
     group folder ``out/in/in/``): a mask would be written among, or over, the input images."""
     for relative, target in zip(relatives, targets):
-        if _inside(target, input_dir):
+        if is_inside(target, input_dir):
             raise ValueError(f"{printable(target)}, the output of {printable(input_dir / relative)}, would be "
                              f"inside the input folder {printable(input_dir)}: choose an output folder elsewhere "
                              "(predict never writes into its input)")

@@ -1,4 +1,5 @@
-"""coseg.selection: which of a scan's problems a run on some groups lists."""
+"""coseg.selection and `coseg evaluate`'s choices: the problems a run on some groups lists, the splits file,
+where a report may go."""
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -78,3 +79,17 @@ def test_a_split_without_a_splits_file_names_the_file_looked_for(tmp_path):
     assert result.exit_code != 0
     assert f"{root / 'splits.json'} does not exist (give --splits FILE)" in result.output
     assert not (tmp_path / "ev").exists()
+
+
+def test_evaluate_refuses_a_report_inside_the_data_folder_before_anything_is_written(tmp_path):
+    root = unpaired_set(tmp_path / "data")
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    before = sorted(p for p in root.rglob("*"))
+    args = ["evaluate", "--checkpoint", model, "--data", root, "--output", root / "images" / "eval", "--device", "cpu",
+            "--quiet"]
+    result = CliRunner().invoke(main, [str(a) for a in [*args, "--report"]])
+    assert result.exit_code != 0
+    assert f"which is inside the data folder {root}" in result.output
+    assert sorted(p for p in root.rglob("*")) == before
+    assert CliRunner().invoke(main, [str(a) for a in args]).exit_code == 0  # scores alone: no image is written
