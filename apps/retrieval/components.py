@@ -22,7 +22,7 @@ from coseg.engine import ConfigError
 import metric.losses  # noqa: F401  (the imports register the components by name)
 import metric.samplers  # noqa: F401
 from metric.distances import BaseDistance
-from metric.losses import ISTripletLoss
+from metric.losses import ISTripletLoss, ZeroMeanRegularizer
 from metric.miners import AdaptiveHardnessController, SmartMiner
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS, check_arguments
 
@@ -94,6 +94,9 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     if isinstance(loss, ISTripletLoss):
         raise ConfigError(f"loss '{cfg.loss}' compares the pixels of per-pixel embedding maps (B, D, H, W): it trains "
                           "co-segmentation (`coseg train`), not one embedding per image; choose another --loss")
+    if isinstance(loss, ZeroMeanRegularizer):
+        raise ConfigError(f"loss '{cfg.loss}' is the zero-mean regulariser: it ignores the labels, so alone it learns "
+                          "nothing of the classes; choose another --loss and add it with --zero-mean-weight")
     if miner is not None and "miner" not in loss_taken:
         raise ConfigError(f"loss '{cfg.loss}' does not take a miner: leave --miner unset")
     needs = [n for n, p in list(inspect.signature(loss.forward).parameters.items())[2:] if p.default is p.empty]
@@ -108,6 +111,12 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
             "num_neighbours": cfg.num_neighbours, "controller": controller, "seed": cfg.seed}, taken)
 
     sampler_class = BATCH_SAMPLERS.get(cfg.sampler)
+    if (cfg.samples_per_class < 2 and "miner" in inspect.signature(type(loss)).parameters
+            and "samples_per_class" in inspect.signature(sampler_class).parameters):
+        raise ConfigError(f"loss '{cfg.loss}' mines its triplets within a batch, and with --samples-per-class "
+                          f"{cfg.samples_per_class} no image of a batch has a positive (another of its class): the loss "
+                          "would be 0 at every step. Give --samples-per-class 2 or more, or a loss with class proxies "
+                          "(soft_triple, triplet_upper_bound)")
     classes = int(labels.unique().numel())
     if "classes_per_batch" in inspect.signature(sampler_class).parameters and cfg.classes_per_batch > classes:
         raise ValueError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "

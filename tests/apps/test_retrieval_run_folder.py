@@ -124,7 +124,7 @@ def test_a_replacing_run_that_fails_or_is_interrupted_before_training_leaves_the
         single_images, tmp_path, monkeypatch):
     run, cache = tmp_path / "run", tmp_path / "cache"
     options = ["--data", single_images, "--output", run, "--epochs", 1, *TINY_RETRIEVAL, "--val-fraction", 0,
-               "--samples-per-class", 1, "--feature-views", 1, "--cache-dir", cache]
+               "--samples-per-class", 1, "--loss", "soft_triple", "--feature-views", 1, "--cache-dir", cache]
     assert retrieval("train", *options, "--finetune-epochs", 1)[0] == 0
     assert (run / FINETUNE_DIR / "last.pt").is_file()
     cached = digests(cache)
@@ -141,7 +141,8 @@ def test_a_replacing_run_that_fails_or_is_interrupted_before_training_leaves_the
     before = digests(run)
     for mode in ("staged", "end_to_end"):  # Ctrl-C while the new run computes its backbone features
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_config(single_images, run, mode=mode, overwrite=True, val_fraction=0.0, samples_per_class=1))
+            train(tiny_config(single_images, run, mode=mode, overwrite=True, val_fraction=0.0, samples_per_class=1,
+                              loss="soft_triple"))
         assert digests(run) == before
 
 

@@ -26,7 +26,8 @@ from tests.apps.retrieval_runs import BACKBONE, CLASSES, TRAIN_CLASSES, tiny_con
 from tests.helpers import assert_close
 
 # Image-level losses the trainer trains with; the others are not image-level training losses (see the test below).
-PIXEL_OR_PART = {"is_triplet": "pixel-level", "representative_proximity": "needs a representative mask"}
+PIXEL_OR_PART = {"is_triplet": "pixel-level", "representative_proximity": "needs a representative mask",
+                 "zero_mean": "a regulariser: labels unused"}
 TRAINABLE_LOSSES = [name for name in LOSSES.names() if name not in PIXEL_OR_PART]
 # A sampler needs a loss that can use it: smart mining hands the loss mined triplets.
 SAMPLER_LOSS = {"smart_mining": "global"}
