@@ -50,7 +50,33 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
         tensors[key] = tensor.clone() if storage in storages else tensor
         storages.add(storage)
     own = {CONFIG_KEY: json.dumps(dict(config)), **({KIND_KEY: kind} if kind is not None else {})}
-    write_bytes_atomic(path, save(tensors, metadata={**own, **extra}))
+    _write(path, _serialized(tensors, {**own, **extra}))
+
+
+def _serialized(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """The safetensors bytes of ``tensors`` with ``metadata``, the header's entries in a fixed order (metadata
+    keys sorted, tensors by offset): safetensors writes the metadata in hash order, which changes from one write to
+    the next, so the same model saved twice would differ byte for byte (and look like another model to whatever
+    compares the files, e.g. an export's record of its model)."""
+    blob = save(dict(tensors), metadata=dict(metadata))
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    ordered = {"__metadata__": dict(sorted(header.pop("__metadata__").items())),
+               **dict(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes with spaces
+    return len(text).to_bytes(8, "little") + text + blob[8 + size:]
+
+
+def _write(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, unless ``path`` holds these bytes already: then it is left as it is
+    (a resumed run with nothing left to train writes nothing)."""
+    try:
+        if os.path.getsize(path) == len(data) and Path(path).read_bytes() == data:
+            return
+    except OSError:
+        pass  # no such file, or an unreadable one: write it
+    write_bytes_atomic(path, data)
 
 
 TRAINING_STATE = "last.pt"  # the trainers' resumable state beside a run's model files
@@ -163,7 +189,7 @@ def update_metadata(path: PathLike, changes: Mapping[str, str]) -> None:
     path = Path(path)
     header, data = _read(path, whole=True)
     _config(path, header)
-    write_bytes_atomic(path, save(_tensors(path, data), metadata={**header, **changes}))
+    _write(path, _serialized(_tensors(path, data), {**header, **changes}))
 
 
 def load_model_file(path: PathLike, build: Callable[..., M], kind: str,
