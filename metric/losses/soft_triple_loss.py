@@ -88,8 +88,10 @@ class SoftTripleLoss(BaseMetricLoss):
                             ("centers_per_class", centers_per_class)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if gamma <= 0:
-            raise ValueError(f"gamma must be > 0, got {gamma}")
+        for name, value, positive in (("la", la, True), ("gamma", gamma, True), ("tau", tau, False),
+                                      ("margin", margin, False)):
+            if not (value > 0 if positive else value >= 0):  # NaN too; la < 0 or tau < 0 would reverse its term
+                raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
         self.num_classes = num_classes
         self.centers_per_class = centers_per_class
         self.la, self.gamma, self.tau, self.margin = la, gamma, tau, margin

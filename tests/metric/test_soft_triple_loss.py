@@ -117,6 +117,16 @@ def test_edge_cases():
         loss(torch.randn(2, D + 1, dtype=torch.float64), torch.tensor([0, 1]))
 
 
+@pytest.mark.parametrize("option, value, rule", [("la", 0.0, "> 0"), ("la", -20.0, "> 0"), ("gamma", 0.0, "> 0"),
+                                                 ("tau", -0.2, ">= 0"), ("margin", -0.01, ">= 0"),
+                                                 ("la", float("nan"), "> 0")])
+def test_settings_that_would_reverse_a_term_are_refused(option, value, rule):
+    # la < 0 rewarded the wrong class's similarity and tau < 0 merged the centres: both trained without a word
+    with pytest.raises(ValueError, match=f"{option} must be {rule}"):
+        SoftTripleLoss(C, D, **{option: value})
+    SoftTripleLoss(C, D, tau=0.0, margin=0.0)  # no regulariser, no margin: allowed
+
+
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
 def test_labels_of_any_integer_dtype_give_the_int64_value(dtype):
     x, labels, centers = _inputs()
