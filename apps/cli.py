@@ -246,7 +246,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     --members 1 the run's files are in OUTPUT itself."""
     from coseg.train import train as run_training
 
-    cfg = training_config(CosegTrainConfig, config_file, params)
+    cfg = training_config(CosegTrainConfig, config_file, params, resume)
     result = run_training(cfg, resume=resume)
     if not result.is_main:  # under torchrun one process tells
         return

@@ -56,7 +56,8 @@ def training_options(cls: type) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         fn = config_options(cls)(fn)
-        fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")(fn)
+        fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint, with the "
+                                                         "options of its config.yaml (or of --config).")(fn)
         return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                             help="YAML file with any of the options below but --resume, spelt as keys "
                                  "(image_size: 256; lists as YAML lists or comma-separated); flags given on the "
@@ -65,13 +66,18 @@ def training_options(cls: type) -> Callable:
     return decorate
 
 
-def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any]) -> Any:
-    """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. ``data``,
+def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any], resume: bool = False) -> Any:
+    """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. With
+    ``resume`` and no YAML file, the run's own ``config.yaml`` in ``--output`` is the file, when it is there. ``data``,
     ``output`` and ``device``, wherever they were given, are checked as the other commands' options are (a usage
     error before anything is read or written)."""
     from coseg.engine import load_config
 
     given = overrides(params, cls)
+    if resume and config_file is None:
+        output = given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output"))
+        if (Path(output) / "config.yaml").is_file():
+            config_file = Path(output) / "config.yaml"
     cfg = load_config(cls, config_file, given)
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")

@@ -43,7 +43,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     fine-tuning stage)."""
     from apps.retrieval.train import train as run_training
 
-    cfg = training_config(RetrievalTrainConfig, config_file, params)
+    cfg = training_config(RetrievalTrainConfig, config_file, params, resume)
     result = run_training(cfg, resume=resume)
     if not result.is_main:
         return
