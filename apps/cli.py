@@ -351,7 +351,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   edges=_edges(edge_radius, edge_eps),
                                   colour=_colour(colour_cut, colour_iterations, colour_scale),
                                   statistics=_statistics(group_statistics))
-    overlap = seen_overlap(checkpoint, evaluation.summary["per_group"])
+    overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
     evaluation.summary.update({key: len(names) for key, names in overlap.items()})
     record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)

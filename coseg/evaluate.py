@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import atomic_path, write_text_atomic
-from coseg.data import DataFileError, Sample, printable, read_mask, write_png_atomic
+from coseg.data import DataFileError, Sample, groups_sharing_images, printable, read_mask, write_png_atomic
 from coseg.data.io import fit_to_mask
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
@@ -29,16 +29,22 @@ from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
 SHOWN_NAMES = 10  # names listed in an overlap warning; the others are counted
 
 
-def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str]) -> dict[str, list[str]]:
+def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str], samples: Iterable[Sample] = ()
+                 ) -> dict[str, list[str]]:
     """Of the ``evaluated`` groups (classes), the sorted ones the model file ``checkpoint`` records it was trained
-    on (key :data:`TRAINED_ON`) and validated on (:data:`VALIDATED_ON`), matched by name exactly; a key is left
-    out when the file does not record its names."""
+    on (key :data:`TRAINED_ON`) and validated on (:data:`VALIDATED_ON`), matched by name exactly, or, among
+    ``samples`` (the evaluated data set's), holding an image file identical to one of such a group (Internet's
+    ``Airplane100``, copied out of ``Airplane``: :func:`~coseg.data.groups_sharing_images`); a key is left out when
+    the file does not record its names."""
     chosen = set(evaluated)
+    recorded = {key: recorded_names(checkpoint, key) for key in (TRAINED_ON, VALIDATED_ON)}
+    known = chosen.union(*(names for names in recorded.values() if names is not None))
+    linked = groups_sharing_images(s for s in samples if s.group in known)
     overlap: dict[str, list[str]] = {}
-    for key in (TRAINED_ON, VALIDATED_ON):
-        names = recorded_names(checkpoint, key)
+    for key, names in recorded.items():
         if names is not None:
-            overlap[key] = sorted(chosen & names)
+            copied = {linked[g] for g in names if g in linked}
+            overlap[key] = sorted(g for g in chosen if g in names or linked.get(g) in copied)
     return overlap
 
 

@@ -3,6 +3,7 @@ and ``coseg ensemble`` records the union of its members'."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,25 @@ def test_evaluating_seen_groups_warns_before_the_scores(model, data, tmp_path):
     assert ("note: 1 of the 3 evaluated groups were this model's validation groups (used to choose its epoch): C"
             in lines)
     assert lines.index(next(line for line in lines if line.startswith("group "))) > 1
+    assert summary["trained_on"] == 1 and summary["validated_on"] == 1
+
+
+def test_groups_holding_copies_of_seen_images_count_as_seen(model, data, tmp_path):
+    # Internet's Airplane100 is copied out of Airplane: a model trained on Airplane has seen Airplane100's images
+    copied = tmp_path / "data"
+    shutil.copytree(data, copied)
+    for source, group in (("A", "A100"), ("C", "C100")):
+        for folder in ("images", "ground_truth"):
+            (copied / folder / group).mkdir()
+            first = sorted((copied / folder / source).iterdir())[0]
+            shutil.copy(first, copied / folder / group / first.name)
+    (copied / "images" / "D" / "other.jpg").write_bytes(b"\xff" * 7)  # a size no seen group holds: not read
+    output, summary = evaluate(model, copied, tmp_path / "eval", "A100,C100,D")
+    lines = output.splitlines()
+    assert ("warning: 1 of the 3 evaluated groups were used to train this model (A100): these scores are not of "
+            "unseen data") in lines
+    assert "note: 1 of the 3 evaluated groups were this model's validation groups (used to choose its epoch): C100" \
+        in lines
     assert summary["trained_on"] == 1 and summary["validated_on"] == 1
 
 
