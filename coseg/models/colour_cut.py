@@ -2,8 +2,8 @@
 
 The network's mask is a good guess of where the common object is but misses parts of it (a bear's dark legs, an
 elephant's far side) and its boundaries follow 1/4-resolution features. The object looks alike across the group,
-so its colours, learnt from the confident pixels of *all* the group's images, tell the uncertain pixels of each
-image apart: one GrabCut fit (Gaussian-mixture colour models + graph cut, iterated) on the group's images side by
+so its colours, learnt from *all* the group's images (their confident pixels fixed, the others starting from the
+mask), tell the uncertain pixels of each image apart: one GrabCut fit (Gaussian-mixture colour models + graph cut, iterated) on the group's images side by
 side, then one graph cut per image with those shared, frozen models.
 """
 from __future__ import annotations
@@ -71,8 +71,10 @@ class GroupColourCut:
     def __call__(self, images: torch.Tensor, probs: torch.Tensor, map_fn: MapFn = map) -> torch.Tensor:
         """images uint8 (N, 3, H, W), foreground probabilities (N, 1, h, w) of one group (upsampled bilinearly to
         (H, W) when smaller) → foreground masks (N, 1, H, W) float32 in {0, 1} on the CPU. The result for an image
-        does not depend on the order of the group's images. A group whose confident pixels hold no foreground or no
-        background is returned thresholded at 0.5 (there is nothing to learn colours from). ``map_fn``: how the
+        does not depend on the order of the group's images. A group whose probabilities thresholded at 0.5 hold no
+        foreground or no background is returned thresholded (there is nothing to learn colours from); one without
+        confident pixels (none ≥ ``sure`` or none ≤ 1 − ``sure``) is cut all the same, nothing of it fixed, so a weak
+        model's masks may grow or vanish. ``map_fn``: how the
         per-image cuts are run (e.g. a thread pool's ``map``; OpenCV releases the GIL)."""
         pixels, labels, probs = self.prepare(images, probs)
         return self.apply(self.fit(pixels, labels), pixels, labels, probs, map_fn)
