@@ -169,9 +169,9 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
-    (and overlays) already written are kept unless ``overwrite``: an interrupted run resumes, predicting again each
-    whole group that misses one, so its masks are those of an uninterrupted run, and removes the temporary files a
-    killed run left. Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
+    (and overlays) already written are kept unless ``overwrite`` or their image changed since: an interrupted run
+    resumes, predicting again each whole group that misses one, so its masks are those of an uninterrupted run, and
+    removes the temporary files a killed run left. Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
     broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``) and
     images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) are
     skipped and listed (the latter two, in group mode, still predicted with their group, whose consensus does not
@@ -245,8 +245,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     planned: list[tuple[Sample, Optional[Path], Optional[Path]]] = []
     for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
         tinted = None if tints is None or i in clashing else tints[i]
-        planned.append((sample, None if i in clashing or mask.exists() and not overwrite else mask,
-                        None if tinted is None or tinted.exists() and not overwrite else tinted))
+        planned.append((sample, None if i in clashing or not overwrite and _up_to_date(mask, sample.image) else mask,
+                        None if tinted is None or not overwrite and _up_to_date(tinted, sample.image) else tinted))
     if group_mode:  # a group that misses an output is predicted whole (with the images whose masks clash, though
         # not written): its consensus is that of the whole group
         missing = {sample.group for sample, mask, tinted in planned if mask is not None or tinted is not None}
@@ -290,6 +290,15 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
 
 
 # the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
+def _up_to_date(target: Path, image: Path) -> bool:
+    """Whether ``target`` (a mask or an overlay of ``image``) exists and was written after ``image`` last changed:
+    an image replaced since (same name, new content) is predicted again."""
+    try:
+        return target.stat().st_mtime_ns >= image.stat().st_mtime_ns
+    except OSError:  # no such file yet (an unreadable image is skipped and listed when it is read)
+        return False
+
+
 SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file")
 
 

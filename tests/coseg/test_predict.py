@@ -327,6 +327,29 @@ def test_resumed_group_is_predicted_whole(tmp_path, lost):
     assert (out / "g" / "bright.png").stat().st_mtime_ns == bright  # kept, not written again
 
 
+def test_an_image_replaced_since_its_mask_was_written_is_predicted_again(tmp_path):
+    # was: a rerun kept the mask of the image the file held before (same name), without a word
+    import os
+
+    from tests.coseg.files import write_rgb
+
+    image, other = tmp_path / "in" / "g" / "a.png", tmp_path / "in" / "g" / "b.png"
+    for path, red in ((image, 100), (other, 200)):  # the group's mean red 0.59: foreground
+        write_rgb(path, np.full((8, 8, 3), (red, 0, 0), np.uint8))
+    out, ov = tmp_path / "out", tmp_path / "ov"
+    first = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
+    assert first.written == 2
+    kept = (out / "g" / "b.png").stat().st_mtime_ns
+    write_rgb(image, np.full((8, 8, 3), (0, 0, 0), np.uint8))  # replaced: the mean red falls to 0.39
+    later = max(p.stat().st_mtime_ns for p in (out / "g" / "a.png", ov / "g" / "a.png")) + 10**9
+    os.utime(image, ns=(later, later))  # newer than its mask and overlay, whatever the clock's resolution
+    second = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
+    assert (second.written, second.already_done) == (1, 1)
+    assert cv2.imread(str(out / "g" / "a.png"), cv2.IMREAD_UNCHANGED).max() == 0  # background now
+    assert read_image(ov / "g" / "a.png").max() < 50  # the new (black) image's overlay, not the red one's
+    assert (out / "g" / "b.png").stat().st_mtime_ns == kept
+
+
 def test_images_whose_masks_clash_still_count_in_their_group(tmp_path):
     """``a.jpg`` and ``A.png`` get no mask, but stay in their group: ``b.png`` (dark: background alone, mean red 0.4)
     is foreground with them (mean red 0.8), as when they are named apart; nothing is counted as already done."""
