@@ -2,7 +2,7 @@
 where a report may go."""
 from pathlib import Path
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from apps.cli import main
 from coseg.data import find_samples, make_synthetic_coseg
@@ -57,25 +57,25 @@ def test_train_lists_the_unpaired_files_of_its_training_and_validation_groups_on
     assert "img002.png" not in result.output  # 01-ellipse's, not used
 
 
+def evaluate(tmp_path: Path, root: Path, *options) -> Result:
+    """``coseg evaluate`` of a small model on ``root`` with ``options``; its click result."""
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    return CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root, "--device",
+                                                         "cpu", "--quiet", *options]])
+
+
 def test_evaluate_names_the_splits_file_of_a_group_not_found(tmp_path):
     root = unpaired_set(tmp_path / "data")
     (root / "splits.json").write_text('{"test": ["00-star", "99-zebra"]}')
-    model = tmp_path / "model.safetensors"
-    network(2.0).save(model, metadata={"image_size": "64"})
-    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root,
-                                                         "--split", "test", "--output", tmp_path / "ev",
-                                                         "--device", "cpu", "--quiet"]])
+    result = evaluate(tmp_path, root, "--split", "test", "--output", tmp_path / "ev")
     assert result.exit_code != 0
     assert f"split 'test' of {root / 'splits.json'}: cannot resolve 1 group name(s)" in result.output
 
 
 def test_a_split_without_a_splits_file_names_the_file_looked_for(tmp_path):
     root = unpaired_set(tmp_path / "data")
-    model = tmp_path / "model.safetensors"
-    network(2.0).save(model, metadata={"image_size": "64"})
-    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root,
-                                                         "--split", "test", "--output", tmp_path / "ev",
-                                                         "--device", "cpu", "--quiet"]])
+    result = evaluate(tmp_path, root, "--split", "test", "--output", tmp_path / "ev")
     assert result.exit_code != 0
     assert f"{root / 'splits.json'} does not exist (give --splits FILE)" in result.output
     assert not (tmp_path / "ev").exists()
@@ -83,13 +83,9 @@ def test_a_split_without_a_splits_file_names_the_file_looked_for(tmp_path):
 
 def test_evaluate_refuses_a_report_inside_the_data_folder_before_anything_is_written(tmp_path):
     root = unpaired_set(tmp_path / "data")
-    model = tmp_path / "model.safetensors"
-    network(2.0).save(model, metadata={"image_size": "64"})
     before = sorted(p for p in root.rglob("*"))
-    args = ["evaluate", "--checkpoint", model, "--data", root, "--output", root / "images" / "eval", "--device", "cpu",
-            "--quiet"]
-    result = CliRunner().invoke(main, [str(a) for a in [*args, "--report"]])
+    result = evaluate(tmp_path, root, "--output", root / "images" / "eval", "--report")
     assert result.exit_code != 0
     assert f"which is inside the data folder {root}" in result.output
     assert sorted(p for p in root.rglob("*")) == before
-    assert CliRunner().invoke(main, [str(a) for a in args]).exit_code == 0  # scores alone: no image is written
+    assert evaluate(tmp_path, root, "--output", root / "images" / "eval").exit_code == 0  # scores alone: no image
