@@ -19,6 +19,12 @@ from metric.distances.euclidean import EuclideanDistance
 from metric.samplers.sharding import class_indices
 
 
+def check_num_levels(num_levels: int) -> None:
+    """Raise ``ValueError`` unless a class tree of ``num_levels`` levels can be built (at least one)."""
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+
+
 def check_tree_distance(distance: BaseDistance) -> None:
     """Raise ``ValueError`` for a similarity: tree merging and hierarchical margins need distances."""
     if distance.is_inverted:
@@ -180,8 +186,7 @@ class ClassTree:
         pairs, heights = average_linkage((pairwise + pairwise.T) / 2)
         top = float(heights[-1]) if len(heights) else 0.0
         if thresholds is None:
-            if num_levels < 1:
-                raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+            check_num_levels(num_levels)
             start = min(start, top)
             levels = [start + (top - start) * l / num_levels for l in range(1, num_levels)] + [top]
         else:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from apps.retrieval.inference import Embedded
-from metric.class_tree import ClassTree, check_tree_distance
+from metric.class_tree import ClassTree, check_num_levels, check_tree_distance
 from metric.index_means import index_means
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
@@ -219,8 +219,7 @@ class TreeSamplingHook(TrainingHook):
         self.loss = parts.loss
         self.distance = parts.distance
         self.num_levels = self.DEFAULT_LEVELS if cfg.num_levels is None else cfg.num_levels
-        if self.num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {self.num_levels}")
+        check_num_levels(self.num_levels)
         if self.distance is not None and not isinstance(self.loss, HierarchicalTripletLoss):
             check_tree_distance(self.distance)
 

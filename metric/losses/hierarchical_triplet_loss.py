@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from metric._checks import check_shape
-from metric.class_tree import ClassTree, check_tree_distance
+from metric.class_tree import ClassTree, check_num_levels, check_tree_distance
 from metric.distances.base_distance import BaseDistance, computing_dtype
 from metric.losses.triplet_margin_loss import TripletMarginLoss, triplet_margin_loss
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices
@@ -60,8 +60,7 @@ class HierarchicalTripletLoss(TripletMarginLoss):
     ) -> None:
         super().__init__(margin=beta, distance=distance, miner=miner, reduction=reduction)
         check_tree_distance(self.distance)
-        if num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        check_num_levels(num_levels)
         self.num_levels = num_levels
         self.tree: Optional[ClassTree] = None
         self.spreads: Optional[torch.Tensor] = None
