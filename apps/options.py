@@ -56,8 +56,8 @@ def training_options(cls: type) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         fn = config_options(cls)(fn)
-        fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint, with the "
-                                                         "options of its config.yaml (or of --config).")(fn)
+        fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint, "
+                                                         "with the options of its config.yaml (or of --config).")(fn)
         return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                             help="YAML file with any of the options below but --resume, spelt as keys "
                                  "(image_size: 256; lists as YAML lists or comma-separated); flags given on the "

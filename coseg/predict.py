@@ -171,12 +171,12 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
     (and overlays) already written are kept unless ``overwrite`` or their image changed since: an interrupted run
     resumes, predicting again each whole group that misses one, so its masks are those of an uninterrupted run, and
-    removes the temporary files a killed run left. Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
-    broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``) and
-    images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) are
-    skipped and listed (the latter two, in group mode, still predicted with their group, whose consensus does not
-    depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
-    :func:`~coseg.inference.predict_dataset`.
+    removes the temporary files a killed run left. Files that cannot be read, images the model gives non-finite
+    (NaN/inf) probabilities for, broken links, unreadable folders, images whose masks would overwrite each other's
+    (``a.jpg`` and ``a.png``) and images whose mask would be the folder of other masks (``x.jpg`` beside a folder of
+    images ``x.png/``) are skipped and listed (the latter two, in group mode, still predicted with their group,
+    whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and
+    ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
 
     ``checkpoint``: the file ``model`` was loaded from. With it, ``output_dir/predict.json`` records, before any
     mask is written, what makes the masks: the input folder, the model file (path and SHA-256) and
@@ -289,7 +289,6 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     return report
 
 
-# the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
 def _up_to_date(target: Path, image: Path) -> bool:
     """Whether ``target`` (a mask or an overlay of ``image``) exists and was written after ``image`` last changed:
     an image replaced since (same name, new content) is predicted again."""
@@ -299,6 +298,7 @@ def _up_to_date(target: Path, image: Path) -> bool:
         return False
 
 
+# the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
 SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file")
 
 

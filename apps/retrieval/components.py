@@ -114,9 +114,9 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     if (cfg.samples_per_class < 2 and "miner" in inspect.signature(type(loss)).parameters
             and "samples_per_class" in inspect.signature(sampler_class).parameters):
         raise ConfigError(f"loss '{cfg.loss}' mines its triplets within a batch, and with --samples-per-class "
-                          f"{cfg.samples_per_class} no image of a batch has a positive (another of its class): the loss "
-                          "would be 0 at every step. Give --samples-per-class 2 or more, or a loss with class proxies "
-                          "(soft_triple, triplet_upper_bound)")
+                          f"{cfg.samples_per_class} no image of a batch has a positive (another of its class): the "
+                          "loss would be 0 at every step. Give --samples-per-class 2 or more, or a loss with class "
+                          "proxies (soft_triple, triplet_upper_bound)")
     classes = int(labels.unique().numel())
     if "classes_per_batch" in inspect.signature(sampler_class).parameters and cfg.classes_per_batch > classes:
         raise ValueError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "

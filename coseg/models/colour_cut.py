@@ -3,8 +3,8 @@
 The network's mask is a good guess of where the common object is but misses parts of it (a bear's dark legs, an
 elephant's far side) and its boundaries follow 1/4-resolution features. The object looks alike across the group,
 so its colours, learnt from *all* the group's images (their confident pixels fixed, the others starting from the
-mask), tell the uncertain pixels of each image apart: one GrabCut fit (Gaussian-mixture colour models + graph cut, iterated) on the group's images side by
-side, then one graph cut per image with those shared, frozen models.
+mask), tell the uncertain pixels of each image apart: one GrabCut fit (Gaussian-mixture colour models + graph
+cut, iterated) on the group's images side by side, then one graph cut per image with those shared, frozen models.
 """
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ class GroupColourCut:
         does not depend on the order of the group's images. A group whose probabilities thresholded at 0.5 hold no
         foreground or no background is returned thresholded (there is nothing to learn colours from); one without
         confident pixels (none ≥ ``sure`` or none ≤ 1 − ``sure``) is cut all the same, nothing of it fixed, so a weak
-        model's masks may grow or vanish. ``map_fn``: how the
-        per-image cuts are run (e.g. a thread pool's ``map``; OpenCV releases the GIL)."""
+        model's masks may grow or vanish. ``map_fn``: how the per-image cuts are run (e.g. a thread pool's ``map``;
+        OpenCV releases the GIL)."""
         pixels, labels, probs = self.prepare(images, probs)
         return self.apply(self.fit(pixels, labels), pixels, labels, probs, map_fn)
 
