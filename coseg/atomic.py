@@ -48,6 +48,18 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_bytes_if_changed(path: PathLike, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless ``path`` holds these bytes already (then it is left as it is,
+    its time included); returns whether it was written."""
+    try:
+        if os.path.getsize(path) == len(data) and Path(path).read_bytes() == data:
+            return False
+    except OSError:
+        pass  # no such file, or an unreadable one: write it
+    write_bytes_atomic(path, data)
+    return True
+
+
 def write_text_atomic(path: PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_text_atomic
+from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_bytes_if_changed, write_text_atomic
 from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
 from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
@@ -24,8 +24,8 @@ from metric.threads import single_threaded_pool
 @dataclass
 class PredictReport:
     output: Path
-    written: int = 0
-    already_done: int = 0
+    written: int = 0  # masks written
+    already_done: int = 0  # masks kept as they were
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -170,8 +170,10 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
     (and overlays) already written are kept unless ``overwrite`` or their image changed since: an interrupted run
-    resumes, predicting again each whole group that misses one, so its masks are those of an uninterrupted run, and
-    removes the temporary files a killed run left. Files that cannot be read, images the model gives non-finite
+    resumes and removes the temporary files a killed run left. In group mode a group that misses a mask (an
+    interrupted run, an image added) or holds an image changed since its mask was written is predicted again whole,
+    and its kept masks are written again where their content changes (the others are left as they are), so that
+    its masks are those a fresh run writes; :attr:`PredictReport.written` counts both. Files that cannot be read, images the model gives non-finite
     (NaN/inf) probabilities for, broken links, unreadable folders, images whose masks would overwrite each other's
     (``a.jpg`` and ``a.png``) and images whose mask would be the folder of other masks (``x.jpg`` beside a folder of
     images ``x.png/``) are skipped and listed (the latter two, in group mode, still predicted with their group,
@@ -241,19 +243,22 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                                f"the folder of the masks of the images in "
                                f"{printable(input_dir / folder.relative_to(output_dir))} (names compared ignoring "
                                "case); rename the image or that folder"))
-    # (sample, mask to write, overlay to write): None where the file is kept or, clashing, cannot be written
-    planned: list[tuple[Sample, Optional[Path], Optional[Path]]] = []
+    # (sample, mask, overlay): None where no file is written (clashing masks, no overlays asked)
+    planned: list[tuple[Sample, Optional[_Target], Optional[_Target]]] = []
+    kept = 0  # masks up to date before this run
     for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
-        tinted = None if tints is None or i in clashing else tints[i]
-        planned.append((sample, None if i in clashing or not overwrite and _up_to_date(mask, sample.image) else mask,
-                        None if tinted is None or not overwrite and _up_to_date(tinted, sample.image) else tinted))
-    if group_mode:  # a group that misses an output is predicted whole (with the images whose masks clash, though
-        # not written): its consensus is that of the whole group
-        missing = {sample.group for sample, mask, tinted in planned if mask is not None or tinted is not None}
-        todo = [plan for plan in planned if plan[0].group in missing]
+        mask_target, tint_target = (None if i in clashing or path is None else
+                                    _Target(path, overwrite or not _up_to_date(path, sample.image))
+                                    for path in (mask, None if tints is None else tints[i]))
+        kept += mask_target is not None and not mask_target.fresh
+        planned.append((sample, mask_target, tint_target))
+    if group_mode:  # a group with an image added or changed is predicted whole (with the images whose masks clash,
+        # though not written): its consensus is that of the whole group, and so are its kept masks' contents
+        redo = {sample.group for sample, *targets in planned if any(t is not None and t.fresh for t in targets)}
+        todo = [plan for plan in planned if plan[0].group in redo]
     else:
-        todo = [plan for plan in planned if plan[1] is not None or plan[2] is not None]
-    report.already_done = sum(mask is None for i, (_, mask, _) in enumerate(planned) if i not in clashing)
+        todo = [(sample, *(t if t is not None and t.fresh else None for t in targets)) for sample, *targets in planned
+                if any(t is not None and t.fresh for t in targets)]
     dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
     groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
     bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
@@ -261,8 +266,17 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     # encoding runs there too only with a core to spare, since where the model fills every core it would only
     # compete with it.
     spare = spare_cpu(device)
+    changed = 0  # kept masks written again, their group's new consensus having changed them
+
+    def count(job: Future, mask: Optional[_Target]) -> None:
+        nonlocal changed
+        written = job.result()  # a failed write raises here
+        if mask is not None and written[0]:
+            report.written += 1
+            changed += not mask.fresh
+
     with single_threaded_pool(WRITER_THREADS if spare else 1) as writer:
-        pending: deque[Future] = deque()
+        pending: deque[tuple[Future, Optional[_Target]]] = deque()
         for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                              groups=groups, refinement=refinement, flip=flip, edges=edges,
                                              colour=colour, statistics=statistics):
@@ -274,14 +288,15 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
             if target is None and tinted is None:
                 continue  # predicted only as part of its group
             if spare:
-                pending.append(writer.submit(_write_outputs, result, target, sample.image, tinted))
+                pending.append((writer.submit(_write_outputs, result, target, sample.image, tinted), target))
             else:
-                pending.append(writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)))
-            report.written += target is not None
+                pending.append((writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)),
+                                target))
             if len(pending) > MAX_PENDING_WRITES:
-                pending.popleft().result()  # a failed write raises here; and the backlog stays bounded
+                count(*pending.popleft())  # the backlog stays bounded
         for job in pending:
-            job.result()
+            count(*job)
+    report.already_done = kept - changed
     bar.close()
     for record_file, record, unfinished in records:
         if unfinished:
@@ -352,19 +367,33 @@ WRITER_THREADS = 2
 MAX_PENDING_WRITES = 64
 
 
-def _encoded_outputs(mask: np.ndarray, target: Optional[Path], image_path: Path,
-                     overlay_target: Optional[Path]) -> list[tuple[Path, bytes]]:
+@dataclass(frozen=True)
+class _Target:
+    """A mask or overlay file to write: ``fresh`` when it is missing, older than its image or ``--overwrite`` asks
+    for it (always written), else kept unless its content changes."""
+    path: Path
+    fresh: bool
+
+
+def _encoded_outputs(mask: np.ndarray, target: Optional[_Target], image_path: Path,
+                     overlay_target: Optional[_Target]) -> list[tuple[_Target, bytes]]:
     """The PNG files to write for one image: its mask and its overlay, each where a target is given."""
-    files = [] if target is None else [(target, encode_png(mask, target))]
+    files = [] if target is None else [(target, encode_png(mask, target.path))]
     if overlay_target is not None:
-        files.append((overlay_target, encode_png(overlay(read_image(image_path), mask), overlay_target)))
+        files.append((overlay_target, encode_png(overlay(read_image(image_path), mask), overlay_target.path)))
     return files
 
 
-def _write_files(files: list[tuple[Path, bytes]]) -> None:
-    for path, data in files:
-        write_bytes_atomic(path, data)
+def _write_files(files: list[tuple[_Target, bytes]]) -> list[bool]:
+    """Write each file (atomically); returns, for each, whether it was written."""
+    written = []
+    for target, data in files:
+        if target.fresh:
+            write_bytes_atomic(target.path, data)
+        written.append(target.fresh or write_bytes_if_changed(target.path, data))
+    return written
 
 
-def _write_outputs(mask: np.ndarray, target: Optional[Path], image_path: Path, overlay_target: Optional[Path]) -> None:
-    _write_files(_encoded_outputs(mask, target, image_path, overlay_target))
+def _write_outputs(mask: np.ndarray, target: Optional[_Target], image_path: Path,
+                   overlay_target: Optional[_Target]) -> list[bool]:
+    return _write_files(_encoded_outputs(mask, target, image_path, overlay_target))

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from coseg.atomic import write_bytes_atomic
+from coseg.atomic import write_bytes_if_changed
 from coseg.data.io import printable
 from coseg.models.pretrained import check_castable
 
@@ -33,7 +33,8 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
                      metadata: Optional[Mapping[str, str]] = None, kind: Optional[str] = None) -> None:
     """Write ``state_dict`` (moved to CPU, made contiguous) to the safetensors file ``path`` atomically, with
     ``config`` (JSON-serialisable), the model's ``kind`` (e.g. "retrieval": a loader of another kind names it) and
-    the extra string ``metadata`` in its header. Tensors that share memory (a module held twice, e.g. an ensemble of
+    the extra string ``metadata`` in its header; a file holding these bytes already is left as it is (a resume with
+    nothing left to train writes nothing). Tensors that share memory (a module held twice, e.g. an ensemble of
     one model twice) are written as copies: safetensors refuses shared ones."""
     extra = dict(metadata or {})
     reserved = [k for k in (CONFIG_KEY, KIND_KEY) if k in extra]
@@ -50,7 +51,7 @@ def write_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], con
         tensors[key] = tensor.clone() if storage in storages else tensor
         storages.add(storage)
     own = {CONFIG_KEY: json.dumps(dict(config)), **({KIND_KEY: kind} if kind is not None else {})}
-    _write(path, _serialized(tensors, {**own, **extra}))
+    write_bytes_if_changed(path, _serialized(tensors, {**own, **extra}))
 
 
 def _serialized(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
@@ -66,17 +67,6 @@ def _serialized(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes with spaces
     return len(text).to_bytes(8, "little") + text + blob[8 + size:]
-
-
-def _write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, unless ``path`` holds these bytes already: then it is left as it is
-    (a resumed run with nothing left to train writes nothing)."""
-    try:
-        if os.path.getsize(path) == len(data) and Path(path).read_bytes() == data:
-            return
-    except OSError:
-        pass  # no such file, or an unreadable one: write it
-    write_bytes_atomic(path, data)
 
 
 TRAINING_STATE = "last.pt"  # the trainers' resumable state beside a run's model files
@@ -189,7 +179,7 @@ def update_metadata(path: PathLike, changes: Mapping[str, str]) -> None:
     path = Path(path)
     header, data = _read(path, whole=True)
     _config(path, header)
-    _write(path, _serialized(_tensors(path, data), {**header, **changes}))
+    write_bytes_if_changed(path, _serialized(_tensors(path, data), {**header, **changes}))
 
 
 def load_model_file(path: PathLike, build: Callable[..., M], kind: str,

@@ -339,15 +339,38 @@ def test_an_image_replaced_since_its_mask_was_written_is_predicted_again(tmp_pat
     out, ov = tmp_path / "out", tmp_path / "ov"
     first = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
     assert first.written == 2
-    kept = (out / "g" / "b.png").stat().st_mtime_ns
     write_rgb(image, np.full((8, 8, 3), (0, 0, 0), np.uint8))  # replaced: the mean red falls to 0.39
     later = max(p.stat().st_mtime_ns for p in (out / "g" / "a.png", ov / "g" / "a.png")) + 10**9
     os.utime(image, ns=(later, later))  # newer than its mask and overlay, whatever the clock's resolution
     second = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, overlays=ov, progress=False)
-    assert (second.written, second.already_done) == (1, 1)
+    assert (second.written, second.already_done) == (2, 0)
     assert cv2.imread(str(out / "g" / "a.png"), cv2.IMREAD_UNCHANGED).max() == 0  # background now
     assert read_image(ov / "g" / "a.png").max() < 50  # the new (black) image's overlay, not the red one's
-    assert (out / "g" / "b.png").stat().st_mtime_ns == kept
+    # the group's other mask is the new group's too (was: kept as the former group made it)
+    assert cv2.imread(str(out / "g" / "b.png"), cv2.IMREAD_UNCHANGED).max() == 0
+    overlay = read_image(ov / "g" / "b.png")
+    assert (overlay[..., 0] < 0.5 * 200 + 1).all()  # darkened, not tinted red
+
+
+def test_an_image_added_to_a_group_rewrites_only_the_masks_it_changes(tmp_path):
+    """A group's masks are those a fresh run writes after an image joins it; a kept mask whose content stays is
+    left as it is (same file), and is counted as kept."""
+    from tests.coseg.files import write_rgb
+
+    for group, red in (("g", 100), ("h", 255)):  # g alone: mean red 0.39, background; h: foreground
+        write_rgb(tmp_path / "in" / group / "a.png", np.full((8, 8, 3), (red, 0, 0), np.uint8))
+    out = tmp_path / "out"
+    assert predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, progress=False).written == 2
+    assert cv2.imread(str(out / "g" / "a.png"), cv2.IMREAD_UNCHANGED).max() == 0
+    for group in ("g", "h"):  # the mean red: 0.69 in g (now foreground), 1.0 in h (unchanged)
+        write_rgb(tmp_path / "in" / group / "b.png", np.full((8, 8, 3), (255, 0, 0), np.uint8))
+    unchanged = (out / "h" / "a.png").stat()
+    second = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, progress=False)
+    assert (second.written, second.already_done) == (3, 1)
+    for name in ("g/a.png", "g/b.png", "h/a.png", "h/b.png"):
+        assert cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).min() == 255, name
+    after = (out / "h" / "a.png").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (unchanged.st_ino, unchanged.st_mtime_ns)
 
 
 def test_images_whose_masks_clash_still_count_in_their_group(tmp_path):
