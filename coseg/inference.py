@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coseg.data import CosegDataset, DataFileError, Sample, printable, read_image_for_size, resize_image
 from coseg.data.cache import check_image_size
-from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
+from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, GroupTooSmall, Model
 from coseg.models.colour_cut import image_digest
 from metric.threads import single_threaded_pool, start_single_threaded
 
@@ -276,8 +276,9 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     """Yield ``(index, foreground probability (S, S) float32 on the CPU)`` for every item of ``dataset`` (a
     CosegDataset or ImageFileDataset), or with ``original_size`` its foreground mask ((H, W) bool numpy, the
     probability resized to the image's original size and thresholded at 0.5: ``foreground_at_size``); for an item
-    that could not be read, or whose probabilities are not all finite (NaN/inf: a broken model), ``(index, error
-    message naming its file)``. On CUDA the model runs under autocast (float16), and a batch whose probabilities are
+    that could not be read, whose probabilities are not all finite (NaN/inf: a broken model), or whose group is too
+    small for ``statistics`` to measure (:class:`~coseg.models.GroupTooSmall`), ``(index, error message naming its
+    file)``. On CUDA the model runs under autocast (float16), and a batch whose probabilities are
     not all finite there is run again in float32 (:func:`run_model`).
 
     ``groups`` (one id per item): group mode, each group is predicted together (``model.predict_group``, in
@@ -327,7 +328,11 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             yield from batch["errors"]
             if not len(batch["index"]):
                 continue
-            probs = run_model(partial(predicted, _model_images(batch, device)), device).cpu()
+            try:
+                probs = run_model(partial(predicted, _model_images(batch, device)), device).cpu()
+            except GroupTooSmall as e:  # the group's images are reported; the other groups go on
+                yield from ((index, f"{item_file(dataset, index)}: {e}") for index in batch["index"].tolist())
+                continue
             reports, batch, probs = drop_non_finite(dataset, batch, probs)
             yield from reports
             if not len(probs):

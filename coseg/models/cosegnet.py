@@ -20,7 +20,7 @@ from coseg.models.colour_cut import image_digest, spread
 from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
-from coseg.models.group_statistics import GroupStatistics
+from coseg.models.group_statistics import GroupStatistics, GroupTooSmall
 from coseg.models.refinement import GroupRefinement
 from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_semantic_prior, group_mean,
                                          resize_maps)
@@ -310,9 +310,9 @@ class CosegNet(nn.Module):
         positions = statistics_images(images, self.max_references)
         h, w = self.check_images(images)
         if self._deepest_values(len(positions), h, w) < 2:
-            raise ValueError(f"group statistics need two values per channel in every BatchNorm layer, and a group of "
-                             f"one {h}×{w} image has a 1×1 deepest feature map: predict it without group statistics "
-                             f"or at a larger image size")
+            raise GroupTooSmall(f"group statistics need two values per channel in every BatchNorm layer, and a group "
+                                f"of one {h}×{w} image has a 1×1 deepest feature map: predict it without group "
+                                f"statistics or at a larger image size")
         per_pass = max(1, STATISTICS_PIXELS // (h * w))
         if len(positions) <= per_pass:
             self._group_outputs(images[positions], len(positions))

@@ -31,6 +31,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+class GroupTooSmall(ValueError):
+    """A group too small at its image size for its BatchNorm statistics to be measured (one image whose deepest
+    feature map is 1×1: one value per channel)."""
+
+
 @dataclass(frozen=True)
 class GroupStatistics:
     """Blend each BatchNorm layer's statistics with the group's: ``strength`` = how many images the training

@@ -218,6 +218,25 @@ def test_a_group_too_small_to_measure_is_a_clear_error(group_model):
     assert not any(m.training for m in group_model.modules() if isinstance(m, nn.BatchNorm2d))
 
 
+def test_predict_lists_a_group_too_small_to_measure_and_goes_on(group_model, tmp_path):
+    """``predict --group-statistics`` at 32 px: the one-image group's image is listed as skipped with the reason
+    (was: the run stopped there without naming it, after earlier groups were written); the next group is written."""
+    import numpy as np
+
+    from coseg.predict import predict_folder
+    from tests.coseg.files import write_rgb
+
+    rng = np.random.default_rng(0)
+    for name in ("a/alone.png", "b/one.png", "b/two.png"):
+        write_rgb(tmp_path / "in" / name, rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    report = predict_folder(group_model, 32, tmp_path / "in", tmp_path / "out", torch.device("cpu"), progress=False,
+                            statistics=GroupStatistics())
+    assert report.written == 2 and sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["one.png", "two.png"]
+    [(file, reason)] = report.skipped
+    assert file.endswith("alone.png") and reason.startswith(file)
+    assert "a group of one 32×32 image has a 1×1 deepest feature map" in reason
+
+
 def test_one_pass_keeps_the_layers_own_batch_statistics(group_model):
     """At the default size a group is measured in one pass, with BatchNorm's own statistics of it, as before
     chunking: the very same values."""
