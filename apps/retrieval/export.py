@@ -37,8 +37,7 @@ from tqdm.auto import tqdm
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.inference import image_batches
 from apps.retrieval.model import RetrievalModel
-from coseg.atomic import (PathLike, atomic_path, file_digest, remove_temporaries, write_bytes_atomic,
-                          write_text_atomic)
+from coseg.atomic import PathLike, atomic_path, remove_temporaries, write_bytes_atomic, write_text_atomic
 from coseg.data import find_samples, printable
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import record_path
@@ -158,6 +157,22 @@ def build_index(embeddings: np.ndarray, kind: str):  # noqa: ANN201 - a faiss in
     return index
 
 
+def load_snapshot(checkpoint: Path, device: torch.device,
+                  image_size: Optional[int]) -> tuple[RetrievalModel, int, bytes]:
+    """The model of ``checkpoint`` and its inference size (``load_for_retrieval``) with the bytes of the file it was
+    loaded from, which the export hashes and copies: a ``ValueError`` when the file changed while it was loaded (a
+    training saving a better model), as the copy would be another model than the one that embedded the images."""
+    try:
+        snapshot = checkpoint.read_bytes()
+    except OSError:
+        snapshot = b""  # a missing or unreadable file: load_for_retrieval names it
+    model, size = load_for_retrieval(checkpoint, device, image_size)
+    if checkpoint.read_bytes() != snapshot:
+        raise ValueError(f"{printable(checkpoint)} was replaced while export loaded it (is a training writing it?); "
+                         "export again")
+    return model, size, snapshot
+
+
 def read_record(path: Path) -> dict:
     """The contents of an export's ``export.json``; a file that is not one is a ``ValueError`` naming it."""
     try:
@@ -167,6 +182,23 @@ def read_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise ValueError(f"{printable(path)}: not the record of a `coseg retrieval export` (no JSON object)")
     return record
+
+
+def previous_record(record: Path, overwrite: bool) -> dict:
+    """The contents of the ``export.json`` at ``record`` ({} when there is none). A file that is no export's record
+    (not a JSON object, no ``key``) is a ``ValueError`` naming it, or with ``overwrite`` taken for none: the export
+    then replaces it."""
+    if not record.is_file():
+        return {}
+    try:
+        done = read_record(record)
+        if "key" not in done:
+            raise ValueError(f"{printable(record)}: not the record of a `coseg retrieval export` (no 'key' entry)")
+    except ValueError as e:
+        if overwrite:
+            return {}
+        raise ValueError(f"{e}: --overwrite replaces it, or choose another --output") from None
+    return done
 
 
 def _csv(rows: list[Sequence[str]]) -> str:
@@ -181,8 +213,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                   overwrite: bool = False) -> ExportReport:
     """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
     ``input_dir``. Raises ``ValueError`` when no image is readable, when another export is writing to
-    ``output_dir``, and, unless ``overwrite``, when ``output_dir`` holds a finished export of another folder or by
-    another model, or files named like an export's that no export wrote."""
+    ``output_dir``, when ``checkpoint`` is replaced while it is loaded (``load_snapshot``), and, unless ``overwrite``,
+    when ``output_dir`` holds a finished export of another folder or by another model, or files named like an
+    export's that no export wrote."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: " + ("a file, not a folder of images" if input_dir.exists()
@@ -195,9 +228,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     if index not in INDEX_TYPES:
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)
-    model, size = load_for_retrieval(checkpoint, device, image_size)
+    model, size, snapshot = load_snapshot(checkpoint, device, image_size)
     items, problems = scan_images(input_dir)
-    model_digest = file_digest(checkpoint, "sha1")
+    model_digest = hashlib.sha1(snapshot).hexdigest()
     stamps = [file_stamp(item) for item in items]
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     keys = [_digest(model_digest, str(size), *stamps[start:start + shard_size])[:20]
@@ -207,8 +240,10 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     record = output_dir / "export.json"
     source = {"input": printable(input_dir.resolve()), "model": model_digest}
     with folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there"):
-        done = read_record(record) if record.is_file() else {}
+        done = previous_record(record, overwrite)
+        shard_dir = output_dir / SHARD_DIR
         if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
+            shutil.rmtree(shard_dir, ignore_errors=True)  # left by a run killed as it removed them
             report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
             report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
             return report
@@ -217,12 +252,12 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                      else f"the folder by another model (then in {done.get('checkpoint')})")
             raise ValueError(f"{printable(output_dir)} holds an export of {other}: --overwrite replaces it, or choose "
                              "another --output")
-        shard_dir = output_dir / SHARD_DIR
         foreign = [name for name in FILES if (output_dir / name).is_file()]
         if foreign and not done and not shard_dir.is_dir() and not overwrite:  # no export's, not even a killed one's
             raise ValueError(f"{printable(output_dir)} holds {', '.join(foreign)}, not written by an export: "
                              "--overwrite replaces them, or choose another --output")
-        remove_temporaries(output_dir)  # left by a killed run
+        for folder in (output_dir, shard_dir):  # left by a killed run; not in other folders below (a training's)
+            remove_temporaries(folder, recursive=False)
         shard_dir.mkdir(parents=True, exist_ok=True)
         parts = []
         bar = tqdm(total=len(items), desc="exporting", unit="img", disable=not progress, leave=False)
@@ -260,7 +295,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         # serialized here rather than written by faiss, which takes only paths it can encode as UTF-8
         write_bytes_atomic(output_dir / "index.faiss",
                            import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
-        write_bytes_atomic(output_dir / "model.safetensors", checkpoint.read_bytes())
+        write_bytes_atomic(output_dir / "model.safetensors", snapshot)
         report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
         finished: dict[str, Any] = {"key": export_key}
         record_path(finished, "checkpoint", checkpoint, output_dir)  # absolute: told in errors run from elsewhere

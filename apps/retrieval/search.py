@@ -13,12 +13,13 @@ import torch
 
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.export import FILES, Item, embed_shard, read_record, scan_images
-from coseg.atomic import PathLike, write_text_atomic
+from coseg.atomic import PathLike, file_digest, write_text_atomic
 from coseg.data import LayoutError, printable
 from metric._checks import check_count
 from metric.retrieval.faiss_backend import import_faiss
 
 SHOWN_UNREAD = 5  # unreadable queries named in the error when none can be read
+MANIFEST_COLUMNS = ("path", "label")
 
 @dataclass(frozen=True)
 class Neighbour:
@@ -76,6 +77,31 @@ def _record_unchanged(record: Path, info: dict) -> bool:
         return False
 
 
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """The rows of an export's ``manifest.csv`` (UTF-8; a byte-order mark, as spreadsheets write, is allowed); a file
+    that is not one (another encoding, no ``path`` or ``label`` column) is a ``ValueError`` naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{printable(path)}: not the manifest of an export ({e}); export again") from None
+    missing = [name for name in MANIFEST_COLUMNS if name not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{printable(path)}: not the manifest of an export (no column {', '.join(missing)}); export "
+                         "again")
+    return rows
+
+
+def read_index(path: Path):  # noqa: ANN201 - a faiss index
+    """The faiss index in the file ``path``; a file faiss cannot read (damaged, cut short) is a ``ValueError`` naming
+    it."""
+    try:
+        return import_faiss().deserialize_index(np.frombuffer(path.read_bytes(), np.uint8))
+    except RuntimeError:  # faiss tells only its own source lines
+        raise ValueError(f"{printable(path)}: not a faiss index, or a damaged one; export again") from None
+
+
 def refuse_to_overwrite(output: Path, index_dir: Path, items: Sequence[Item]) -> None:
     """Raise ``ValueError`` when ``output`` is one of the export's files or a query image: the table would replace
     what search reads."""
@@ -95,8 +121,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     index: the ``k`` nearest per query (every exported image when it holds fewer), nearest first; an image named twice
     is searched once. Unreadable queries are skipped and listed. With ``output``, the rows are also written there as
     CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query is readable (or given), when the
-    export is unfinished, inconsistent or replaced while it is read, and when ``output`` is one of the export's files
-    or a query image."""
+    export is unfinished, damaged, inconsistent (its ``model.safetensors`` another model than the one that embedded
+    it, too) or replaced while it is read, and when ``output`` is one of the export's files or a query image."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
@@ -115,10 +141,11 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if output is not None:
         refuse_to_overwrite(Path(output), index_dir, items)
     device = torch.device(device)
-    model, size = load_for_retrieval(index_dir / "model.safetensors", device, recorded_size)
-    index = import_faiss().deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), np.uint8))
-    with open(index_dir / "manifest.csv", newline="", encoding="utf-8") as f:
-        manifest = list(csv.DictReader(f))
+    model_file = index_dir / "model.safetensors"
+    model, size = load_for_retrieval(model_file, device, recorded_size)
+    index = read_index(index_dir / "index.faiss")
+    manifest = read_manifest(index_dir / "manifest.csv")
+    model_digest = file_digest(model_file, "sha1")
     if not _record_unchanged(record, info):
         raise ValueError(f"{printable(index_dir)}: the export was replaced while search read it (an export is writing "
                          "there); search again when it ends")
@@ -128,6 +155,9 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if index.d != model.embedding_dim:
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.d}-d vectors but model.safetensors embeds "
                          f"in {model.embedding_dim} dimensions; export again")
+    if "model" in info and model_digest != info["model"]:  # records of early versions hold no digest
+        raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
+                         "another): queries would be embedded by another model than the index; export again")
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
         unread = [reason for _, reason in errors] + unusable
