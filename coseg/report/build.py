@@ -60,12 +60,26 @@ def files_folder(page: Path) -> Path:
     return page.with_name(f"{page.stem}_files")
 
 
+MADE_BY = "Made by <code>coseg report</code>"
+"""The start of every report page's introduction (since the first version), which tells a report from other files."""
+
+
+def is_report(page: Path) -> bool:
+    """Whether the file ``page`` is a page a report wrote (:data:`MADE_BY` in its first 64 KiB)."""
+    try:
+        with open(page, "rb") as f:
+            return MADE_BY.encode() in f.read(1 << 16)
+    except OSError:
+        return False
+
+
 def remove_report(folder: Path) -> None:
     """Remove ``folder/report.html`` and its PNG folder, an earlier evaluation's report that a new evaluation
-    written without ``--report`` would leave showing the earlier scores; a PNG folder holding files no report wrote
-    is left alone."""
+    written without ``--report`` would leave showing the earlier scores; a page or a PNG folder holding files no
+    report wrote is left alone."""
     page = folder / REPORT_NAME
-    page.unlink(missing_ok=True)
+    if is_report(page):
+        page.unlink()
     files = files_folder(page)
     if files.is_dir() and not files.is_symlink() and all(
             REPORT_FILE.fullmatch(p.name) or BROWSER_FILE.fullmatch(p.name) for p in files.iterdir()):
@@ -77,8 +91,19 @@ def natural_key(name: str) -> tuple[list, str]:
     return [int(part) if n % 2 else part for n, part in enumerate(re.split(r"(\d+)", name))], name  # odd: digits
 
 
+def _enterable(folder: Path) -> bool:
+    """Whether ``folder`` can be listed; one that cannot (``chmod 000``, another user's, ``lost+found`` on a volume) is
+    left out of the report, where looking for its files would stop the whole report with PermissionError."""
+    try:
+        with os.scandir(folder):
+            return True
+    except OSError:
+        return False
+
+
 def _candidates(root: Path, skip: Path) -> list[Path]:
-    subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()),
+    """``root`` and its sub-folders but ``skip`` (the report's files folder) and those that cannot be listed."""
+    subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve() and _enterable(p)),
                         key=lambda p: natural_key(printable(p.name)))
     return [root] + subfolders
 
@@ -90,7 +115,8 @@ def _checkpoint_run(folder: Path) -> Optional[Path]:
         checkpoints = recorded_paths(read_json(folder / "summary.json"), "checkpoint", folder)
     except ValueError:
         return None
-    return next((c.parent for c in checkpoints if c.parent.is_dir() and is_training_run(c.parent)), None)
+    return next((c.parent for c in checkpoints if c.parent.is_dir() and _enterable(c.parent)
+                 and is_training_run(c.parent)), None)
 
 
 def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group: int = 12, thumbnail: int = 160,
@@ -138,6 +164,9 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
                          "`coseg predict` output: predict.json)")
+    if page_path.is_file() and not is_report(page_path):
+        raise ValueError(f"{printable(page_path)}: not a page `coseg report` wrote, which the report would replace; "
+                         "choose another place for the report (`coseg report --output`)")
     if os.path.lexists(files) and not files.is_dir():
         raise ValueError(f"{printable(files)}: not a folder, yet the report's pictures go there; choose another place "
                          "for the report (`coseg report --output`)")
@@ -153,7 +182,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise _cannot_write(page_path, e) from None
     try:
         page = Page(f"Report: {printable(root.resolve().name)}",
-                    f"Made by <code>coseg report</code> on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
+                    f"{MADE_BY} on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
                     f"<code>{esc(root.resolve())}</code>.")
         result = ReportResult(page_path, files)
         for n, (heading, make) in enumerate(plan, start=1):

@@ -86,8 +86,9 @@ class Thumbnails:
 
 
 def _score_caption(row: ImageRow) -> str:
-    j = "–" if math.isnan(row.J) else f"{row.J:.1f}"
-    return f"{esc(row.image)}<br>P {row.P:.1f} · J {j}"
+    """The image's name and scores (a missing one, NaN, shown – as in the tables)."""
+    p, j = ("–" if math.isnan(score) else f"{score:.1f}" for score in (row.P, row.J))
+    return f"{esc(row.image)}<br>P {p} · J {j}"
 
 
 def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
@@ -120,6 +121,7 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
                      json_count(summary.get("empty_gt_images"), summary_path, "empty_gt_images"),
                      json_count(summary.get("skipped", 0), summary_path, "skipped")]],
                    sortable=False),
+             seen_data_note(summary, summary_path, len(per_group_scores) or len(groups)),
              "<p class=\"note\">P = pixel accuracy, J = foreground IoU, in percent, at the ground truth's resolution; "
              "averaged per group, then over groups. Tables are sorted worst first (lowest J, then lowest P; images "
              "without a J, whose ground truth is empty, last; a missing score, –, after every number); click a "
@@ -134,6 +136,17 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
         parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
         parts.append(table(["file", "reason"], [[s.get("file", ""), s.get("reason", "")] for s in skipped]))
     return "\n".join(parts)
+
+
+def seen_data_note(summary: dict, path: Path, evaluated: int, noun: str = "groups") -> str:
+    """HTML saying, as ``evaluate`` prints it, how many of the ``evaluated`` groups (or other ``noun``) the model was
+    trained on (its scores are not of unseen data) and validated on (its epoch was chosen on them): the counts
+    ``trained_on`` and ``validated_on`` of the summary ``path``; empty when there are none (or none recorded)."""
+    trained, validated = (json_count(summary.get(key), path, key) for key in ("trained_on", "validated_on"))
+    return ((f"<p><strong>Warning:</strong> {trained} of the {evaluated} evaluated {noun} were used to train this "
+             "model: these scores are not of unseen data.</p>" if trained else "")
+            + (f'<p class="note">{validated} of the {evaluated} evaluated {noun} were this model\'s validation {noun} '
+               "(used to choose its epoch).</p>" if validated else ""))
 
 
 def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, max_side: int, progress: bool,
@@ -198,7 +211,7 @@ def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageR
 
 def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
                        progress: bool) -> str:
-    """HTML for a ``predict --report`` output folder: per group its first ``per_group`` images as image |
+    """HTML for a ``predict --report`` output folder: per group its first ``per_group`` images with a mask as image |
     prediction, and a table of every image's predicted foreground share (sortable)."""
     record = read_json(folder / PREDICT_RECORD)
     if not isinstance(record.get("input"), str):
@@ -218,8 +231,8 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     grids = []
     bar = tqdm(total=len(samples), desc="report thumbnails", unit="img", disable=not progress, leave=False)
     for group in sorted(groups, key=printable):
-        pairs = []
-        for n, sample in enumerate(groups[group]):
+        pairs, masked = [], 0  # masked: the group's images with a mask
+        for sample in groups[group]:
             name = printable(sample.image.relative_to(source))
             mask_file = output_path(folder, sample.image.relative_to(source))
             try:
@@ -231,15 +244,16 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
             finally:
                 bar.update(1)
             rows.append([printable(group), name, 100.0 * float(mask.mean()), ""])
-            if n < per_group:
+            masked += 1
+            if len(pairs) < per_group:
                 photo = read_once(sample.image)
                 pairs.append([thumbs.cell(esc(sample.image.name), name,
                                           lambda p: write_thumbnail(p, photo(), max_side)),
                               thumbs.cell(f"prediction: foreground {100 * mask.mean():.1f} %", f"prediction for {name}",
                                           lambda p: write_thumbnail(p, photo(), max_side, mask))])
         grids.append(f"<h3>{esc(printable(group))}</h3>"
-                     + (f'<p class="note">The first {per_group} of {len(groups[group])} images.</p>'
-                        if len(groups[group]) > per_group else "")
+                     + (f'<p class="note">The first {per_group} of the {masked} images with a mask.</p>'
+                        if masked > per_group else "")
                      + tiles(pairs, max_side))
     bar.close()
     parts.append(f"<h3>Images ({len(rows)})</h3>")
