@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import deque
 from concurrent.futures import Future
@@ -171,10 +172,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
     (and overlays) already written are kept unless ``overwrite`` or their image changed since: an interrupted run
     resumes and removes the temporary files a killed run left. In group mode a group that misses a mask (an
-    interrupted run, an image added) or holds an image changed since its mask was written is predicted again whole,
-    and its kept masks are written again where their content changes (the others are left as they are), so that
-    its masks are those a fresh run writes; :attr:`PredictReport.written` counts both. Files that cannot be read, images the model gives non-finite
-    (NaN/inf) probabilities for, broken links, unreadable folders, images whose masks would overwrite each other's
+    interrupted run, an image added), holds an image changed since its mask was written or, by the record of the
+    run that wrote them (with ``checkpoint``), lost an image, is predicted again whole, and its kept masks are
+    written again where their content changes (the others are left as they are), so that its masks are those a
+    fresh run writes; :attr:`PredictReport.written` counts both. (The mask of an image removed from the input is
+    left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for, broken links, unreadable folders, images whose masks would overwrite each other's
     (``a.jpg`` and ``a.png``) and images whose mask would be the folder of other masks (``x.jpg`` beside a folder of
     images ``x.png/``) are skipped and listed (the latter two, in group mode, still predicted with their group,
     whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and
@@ -185,6 +187,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     :func:`mask_settings`; a run into a folder whose record differs is refused (``ValueError`` naming what
     differs) unless ``overwrite``, so that the folder never mixes masks of two settings. Until an ``overwrite`` run
     that replaces masks of other settings finishes, the record says so, and a run without ``overwrite`` is refused.
+    In group mode a finished run also records which images each group held (digests: :data:`MEMBERS`).
     ``overlays/overlays.json`` records and guards the overlays in the same way.
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
@@ -209,6 +212,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
             _check_outside_input(input_dir, relatives, targets)
     # (record file, record, whether files of other settings stay until this run ends), all checked before writing
     records: list[tuple[Path, dict, bool]] = []
+    members = group_members(scan.samples, relatives) if group_mode else {}
+    recorded: dict[str, str] = {}  # the groups' members as the files kept were predicted with
     if checkpoint is not None:
         settings = mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics)
         digest = file_digest(Path(checkpoint))
@@ -218,11 +223,13 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                 record = prediction_record(input_dir, folder, checkpoint, settings, digest)
                 records.append((folder / name, record, _check_record(
                     folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
+                if group_mode:
+                    recorded.update(_recorded_members(folder / name))
     for target in (output_dir, overlays):
         if target is not None:
             remove_temporaries(target)  # left by a killed run
-    for record_file, record, unfinished in records:
-        _write_record(record_file, record, unfinished)
+    for record_file, record, unfinished in records:  # the members recorded stay until this run has finished
+        _write_record(record_file, {**record, MEMBERS: recorded} if recorded else record, unfinished)
     report = PredictReport(output=output_dir)
     report.skipped.extend(skipped_inputs(scan))
     clashing = set()
@@ -252,9 +259,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                                     for path in (mask, None if tints is None else tints[i]))
         kept += mask_target is not None and not mask_target.fresh
         planned.append((sample, mask_target, tint_target))
-    if group_mode:  # a group with an image added or changed is predicted whole (with the images whose masks clash,
-        # though not written): its consensus is that of the whole group, and so are its kept masks' contents
+    if group_mode:  # a group with an image added, changed or removed is predicted whole (with the images whose
+        # masks clash, though not written): its consensus is that of the whole group, and so are its kept masks'
+        # contents
         redo = {sample.group for sample, *targets in planned if any(t is not None and t.fresh for t in targets)}
+        redo.update(group for group, digest in members.items() if recorded.get(_key(group), digest) != digest)
         todo = [plan for plan in planned if plan[0].group in redo]
     else:
         todo = [(sample, *(t if t is not None and t.fresh else None for t in targets)) for sample, *targets in planned
@@ -299,9 +308,40 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     report.already_done = kept - changed
     bar.close()
     for record_file, record, unfinished in records:
-        if unfinished:
-            _write_record(record_file, record, False)
+        if unfinished or group_mode:
+            _write_record(record_file, {**record, MEMBERS: {_key(g): d for g, d in members.items()}} if group_mode
+                          else record, False)
     return report
+
+
+MEMBERS = "group_members"  # in a record: a digest of each group's name → a digest of its images' paths
+
+
+def _key(group: str) -> str:
+    return _digest([group])
+
+
+def _digest(names: Sequence[str]) -> str:
+    """SHA-1 of ``names`` (any file name, undecodable bytes included), one per line."""
+    return hashlib.sha1("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def group_members(samples: Sequence[Sample], relatives: Sequence[Path]) -> dict[str, str]:
+    """Each group of ``samples`` → a digest of its images' paths (``relatives``, one per sample): it changes when an
+    image joins or leaves the group."""
+    paths: dict[str, list[str]] = {}
+    for sample, relative in zip(samples, relatives):
+        paths.setdefault(sample.group, []).append(relative.as_posix())
+    return {group: _digest(sorted(names)) for group, names in paths.items()}
+
+
+def _recorded_members(record_file: Path) -> dict[str, str]:
+    """The :data:`MEMBERS` of a record ({} when there is none, or no readable record)."""
+    try:
+        found = read_json(record_file).get(MEMBERS) if record_file.is_file() else None
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _up_to_date(target: Path, image: Path) -> bool:

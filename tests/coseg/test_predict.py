@@ -373,6 +373,37 @@ def test_an_image_added_to_a_group_rewrites_only_the_masks_it_changes(tmp_path):
     assert (after.st_ino, after.st_mtime_ns) == (unchanged.st_ino, unchanged.st_mtime_ns)
 
 
+@pytest.mark.parametrize("recorded", [True, False])
+def test_an_image_removed_from_a_group_rewrites_the_group_by_the_record(tmp_path, recorded):
+    """With a model file (so a record), the group that lost an image is predicted again: its other mask is that of
+    the smaller group (was: the larger group's kept); without a record nothing tells, and the mask is kept."""
+    import json
+
+    from tests.coseg.files import write_rgb
+
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"stands for the model file")
+    for group, name, red in (("g", "a.png", 100), ("g", "b.png", 255), ("h", "a.png", 255)):
+        write_rgb(tmp_path / "in" / group / name, np.full((8, 8, 3), (red, 0, 0), np.uint8))
+    out, ov = tmp_path / "out", tmp_path / "ov"
+    options = dict(overlays=ov, progress=False, checkpoint=checkpoint if recorded else None)
+    assert predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, **options).written == 3
+    assert cv2.imread(str(out / "g" / "a.png"), cv2.IMREAD_UNCHANGED).min() == 255  # mean red 0.69: foreground
+    (tmp_path / "in" / "g" / "b.png").unlink()  # a alone: mean red 0.39, background
+    kept = (out / "h" / "a.png").stat()
+    second = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, **options)
+    assert (second.written, second.already_done) == ((1, 1) if recorded else (0, 2))
+    assert cv2.imread(str(out / "g" / "a.png"), cv2.IMREAD_UNCHANGED).max() == (0 if recorded else 255)
+    assert (read_image(ov / "g" / "a.png")[..., 0] > 100).all() != recorded  # the overlay follows its mask (177 or 45)
+    assert (out / "h" / "a.png").stat().st_mtime_ns == kept.st_mtime_ns  # the other group: not predicted again
+    assert (out / "g" / "b.png").is_file()  # the removed image's mask is left where it is
+    if recorded:
+        record = json.loads((out / "predict.json").read_text())
+        assert len(record["group_members"]) == 2 and "overwrite_unfinished" not in record
+        third = predict_folder(GroupMeanModel(), 16, tmp_path / "in", out, CPU, **options)
+        assert (third.written, third.already_done) == (0, 2)  # the record now holds the smaller group
+
+
 def test_images_whose_masks_clash_still_count_in_their_group(tmp_path):
     """``a.jpg`` and ``A.png`` get no mask, but stay in their group: ``b.png`` (dark: background alone, mean red 0.4)
     is foreground with them (mean red 0.8), as when they are named apart; nothing is counted as already done."""
