@@ -11,7 +11,7 @@ from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_
                                 json_number, read_csv, read_json, required_columns, row_path)
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
-from coseg.report.segmentation import Thumbnails, read_once
+from coseg.report.segmentation import Thumbnails, read_once, seen_data_note
 from coseg.report.thumbnails import write_thumbnail
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
@@ -33,8 +33,11 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                    [[json_number(summary.get(m), summary_path, m) for m in METRICS]
                     + [json_count(summary.get(c), summary_path, c) for c in ("images", "classes")]
                     + [summary.get("split", "")]], sortable=False),
+             seen_data_note(summary, summary_path, json_count(summary.get("classes"), summary_path, "classes") or 0,
+                            "classes"),
              '<p class="note">Percent. Every image queries all the others (itself excluded); R@K counts a query when '
-             "one of its K nearest neighbours has its class.</p>"]
+             "one of its K nearest neighbours has its class.</p>",
+             _skipped_note(summary.get("skipped"))]
     curve_file = folder / RECALL_CURVE
     if curve_file.is_file():
         curve = read_csv(curve_file, ("k", "recall"))[1]
@@ -72,3 +75,17 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
         shown.append(cells)
     parts.append(tiles(shown, max_side))
     return "\n".join(parts)
+
+
+SHOWN_SKIPPED = 20  # files named in a report's note of the files an evaluation left out
+
+
+def _skipped_note(skipped: object) -> str:
+    """HTML naming the files the evaluation left out of its scores (summary.json's ``skipped``: one "file: reason"
+    each), the first :data:`SHOWN_SKIPPED` of them; empty when there are none."""
+    if not isinstance(skipped, list) or not skipped:
+        return ""
+    more = len(skipped) - SHOWN_SKIPPED
+    return (f'<p class="note">{len(skipped)} file(s) left out of the scores (summary.json lists them all):</p><ul>'
+            + "".join(f"<li>{esc(str(line))}</li>" for line in skipped[:SHOWN_SKIPPED])
+            + (f"<li>… and {more} more</li>" if more > 0 else "") + "</ul>")

@@ -122,3 +122,18 @@ def test_neighbours_file_without_relative_paths_is_still_read(tmp_path):
     result = build_report(output, thumbnail=16, progress=False)
     assert not result.problems and "not shown" not in result.path.read_text(encoding="utf-8")
     assert len(parse_page(result.path).images) == 2 + 1 + 3 * (1 + 5)
+
+
+def test_retrieval_report_tells_seen_classes_and_left_out_files(tmp_path):
+    """As ``retrieval evaluate`` prints them: the classes the model trained / chose its epoch on, and the files left
+    out of the scores (was: neither on the page)."""
+    output, *_ = retrieval_evaluation(tmp_path, queries=2)
+    summary = json.loads((output / "summary.json").read_text())
+    skipped = [f"data/plain/bad{i} <x>.jpg: cannot decode" for i in range(23)]
+    summary.update(trained_on=2, validated_on=1, skipped=skipped)
+    (output / "summary.json").write_text(json.dumps(summary))
+    text = build_report(output, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
+    assert "2 of the 3 evaluated classes were used to train this model" in text
+    assert "1 of the 3 evaluated classes were this model's validation classes" in text
+    assert "23 file(s) left out of the scores" in text and "… and 3 more" in text
+    assert "bad19 &lt;x&gt;.jpg: cannot decode" in text and "bad20 " not in text
