@@ -324,7 +324,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.data import find_samples, printable
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
     from coseg.predict import is_inside
-    from coseg.report.files import PREDICTIONS, record_path
+    from coseg.report.files import PREDICTIONS, record_model_file
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                                  samples_of)
 
@@ -353,7 +353,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   statistics=_statistics(group_statistics))
     overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
     evaluation.summary.update({key: len(names) for key, names in overlap.items()})
-    record_path(evaluation.summary, "checkpoint", checkpoint, output)
+    record_model_file(evaluation.summary, checkpoint, output)
     write_evaluation(evaluation, output)
     for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
         echo(line)

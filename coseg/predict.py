@@ -18,7 +18,7 @@ from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, wr
 from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
 from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
-from coseg.report.files import PREDICT_RECORD, read_json, record_path, recorded_paths
+from coseg.report.files import PREDICT_RECORD, read_json, record_model_file, record_path, recorded_paths
 from metric.threads import single_threaded_pool
 
 
@@ -81,8 +81,7 @@ def prediction_record(input_dir: Path, output_dir: Path, checkpoint: Path, setti
     computed) and the :func:`mask_settings`."""
     record: dict = {}
     record_path(record, "input", input_dir, output_dir)
-    record_path(record, "checkpoint", checkpoint, output_dir)
-    record["checkpoint_sha256"] = file_digest(Path(checkpoint)) if digest is None else digest
+    record_model_file(record, checkpoint, output_dir, digest)
     record["settings"] = settings
     return record
 
@@ -176,10 +175,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     run that wrote them (with ``checkpoint``), lost an image, is predicted again whole, and its kept masks are
     written again where their content changes (the others are left as they are), so that its masks are those a
     fresh run writes; :attr:`PredictReport.written` counts both. (The mask of an image removed from the input is
-    left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for, broken links, unreadable folders, images whose masks would overwrite each other's
-    (``a.jpg`` and ``a.png``) and images whose mask would be the folder of other masks (``x.jpg`` beside a folder of
-    images ``x.png/``) are skipped and listed (the latter two, in group mode, still predicted with their group,
-    whose consensus does not depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and
+    left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
+    broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``) and
+    images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) are
+    skipped and listed (the latter two, in group mode, still predicted with their group, whose consensus does not
+    depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and
     ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
 
     ``checkpoint``: the file ``model`` was loaded from. With it, ``output_dir/predict.json`` records, before any

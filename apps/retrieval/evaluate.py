@@ -23,7 +23,8 @@ from coseg.evaluate import seen_overlap
 from coseg.models.checkpoint import recorded_image_size
 from coseg.predict import is_inside
 from coseg.report.build import remove_report
-from coseg.report.files import NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_path
+from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_model_file,
+                                record_path)
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -181,8 +182,8 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
         "problems": [str(problem) for problem in records.problems],
         **{key: len(names) for key, names in seen.items()},
     }
-    for key, path in (("data", data), ("checkpoint", checkpoint)):
-        record_path(summary, key, path, output if output is not None else Path.cwd())
+    record_path(summary, "data", data, output if output is not None else Path.cwd())
+    record_model_file(summary, checkpoint, output if output is not None else Path.cwd())
     if output is not None:
         write_evaluation(summary, embeddings, dataset, records.classes, Path(output), report_queries, kept)
     return Evaluation(summary, skipped, records.problems, unreadable, seen)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, MutableMapping, Optional, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
-from coseg.atomic import PathLike
+from coseg.atomic import PathLike, file_digest
 from coseg.data.io import printable
 
 PREDICTIONS = "predictions"  # evaluate --report: predicted masks and their index.csv in this sub-folder
@@ -75,6 +75,31 @@ def record_path(record: MutableMapping[str, Any], key: str, path: PathLike, fold
         record.pop(f"{key}_relative", None)
     else:
         record[f"{key}_relative"] = relative
+
+
+def record_model_file(record: MutableMapping[str, Any], path: PathLike, folder: PathLike,
+                      digest: Optional[str] = None) -> None:
+    """Record the model file ``path`` in ``record`` (a result file to be written into ``folder``) as
+    :func:`record_path` does under "checkpoint", with its SHA-256 (``digest`` when already computed) under
+    "checkpoint_sha256", which tells later whether the file still holds the model of these results
+    (:func:`model_file_changed`)."""
+    record_path(record, "checkpoint", path, folder)
+    record["checkpoint_sha256"] = file_digest(path) if digest is None else digest
+
+
+def model_file_changed(record: Mapping[str, Any], folder: Path) -> Optional[Path]:
+    """The model file a result file of ``folder`` recorded (:func:`record_model_file`) when it now holds another
+    model than the one of the results (a resumed or new training wrote over it); None when it holds the same, is
+    gone, or no digest was recorded (results of earlier versions)."""
+    digest = record.get("checkpoint_sha256")
+    if not isinstance(digest, str):
+        return None
+    for path in recorded_paths(record, "checkpoint", folder):
+        try:
+            return None if file_digest(path) == digest else path
+        except OSError:
+            continue  # not there: try where it was relative to the folder
+    return None
 
 
 def recorded_paths(record: Mapping[str, Any], key: str, folder: Path) -> list[Path]:

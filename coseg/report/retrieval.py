@@ -11,7 +11,7 @@ from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_
                                 json_number, read_csv, read_json, required_columns, row_path)
 from coseg.report.html import esc, link, table, tiles
 from coseg.report.plots import line_plot
-from coseg.report.segmentation import Thumbnails, read_once, seen_data_note
+from coseg.report.segmentation import Thumbnails, model_changed_note, read_once, seen_data_note
 from coseg.report.thumbnails import write_thumbnail
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
@@ -28,7 +28,7 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
     summary = read_json(summary_path)
     parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
              + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
-             + "</p>",
+             + "</p>" + model_changed_note(summary, folder),
              table(list(METRICS) + ["images", "classes", "split"],
                    [[json_number(summary.get(m), summary_path, m) for m in METRICS]
                     + [json_count(summary.get(c), summary_path, c) for c in ("images", "classes")]

@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
-                                cell_path, json_count, json_number, json_value, read_csv, read_json, recorded_paths,
-                                required_columns, row_path)
+                                cell_path, json_count, json_number, json_value, model_file_changed, read_csv,
+                                read_json, recorded_paths, required_columns, row_path)
 from coseg.report.html import esc, image, link, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
@@ -112,7 +112,7 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
     group_rows.sort(key=lambda r: worst_first_key(r[3], r[2]))
     parts = [f'<p class="note">Evaluation folder: <code>{esc(folder.resolve())}</code>'
              + (f"; checkpoint <code>{esc(summary['checkpoint'])}</code>" if summary.get("checkpoint") else "")
-             + "</p>",
+             + "</p>" + model_changed_note(summary, folder),
              table(["mean P", "mean J", "images", "groups", "empty ground truth", "images with empty ground truth",
                     "skipped files"],
                    [[json_number(summary.get("P"), summary_path, "P"),
@@ -136,6 +136,17 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
         parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
         parts.append(table(["file", "reason"], [[s.get("file", ""), s.get("reason", "")] for s in skipped]))
     return "\n".join(parts)
+
+
+def model_changed_note(record: dict, folder: Path, what: str = "scores") -> str:
+    """HTML saying that the model file a result file of ``folder`` recorded now holds another model (a resumed or
+    new training wrote over it): ``what`` (scores, masks) are of the earlier one, and the training curves shown for
+    its run may be of the new one; empty otherwise (:func:`~coseg.report.files.model_file_changed`)."""
+    changed = model_file_changed(record, folder)
+    if changed is None:
+        return ""
+    return (f"<p><strong>Note:</strong> the model file <code>{esc(printable(changed))}</code> has changed since: these "
+            f"{what} are of the model it held then, and its run's training curves may be of the new one.</p>")
 
 
 def seen_data_note(summary: dict, path: Path, evaluated: int, noun: str = "groups") -> str:
@@ -227,7 +238,7 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     rows, parts = [], [f'<p class="note">Masks in <code>{esc(folder.resolve())}</code> for the images in '
                        f'<code>{esc(source.resolve())}</code>'
                        + (f"; checkpoint <code>{esc(record['checkpoint'])}</code>" if record.get("checkpoint") else "")
-                       + "</p>"]
+                       + "</p>" + model_changed_note(record, folder, "masks")]
     grids = []
     bar = tqdm(total=len(samples), desc="report thumbnails", unit="img", disable=not progress, leave=False)
     for group in sorted(groups, key=printable):

@@ -3,6 +3,7 @@ the model was trained on, a prediction folder whose first images predict skipped
 leaves alone (a folder it may not enter, a file of the page's name that no report wrote)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -143,3 +144,56 @@ def test_a_file_the_report_did_not_write_is_never_replaced_nor_removed(tmp_path)
     report.write_text("<!DOCTYPE html>\n<p>my own page</p>\n", encoding="utf-8")
     remove_report(run)
     assert report.read_text(encoding="utf-8") == "<!DOCTYPE html>\n<p>my own page</p>\n"
+
+
+def test_a_model_file_recorded_with_its_digest_tells_when_it_changed(tmp_path):
+    from coseg.report.files import model_file_changed, record_model_file
+
+    model, folder = tmp_path / "run" / "best.safetensors", tmp_path / "eval"
+    model.parent.mkdir()
+    model.write_bytes(b"model one")
+    record: dict = {}
+    record_model_file(record, model, folder)
+    assert record["checkpoint_sha256"] == hashlib.sha256(b"model one").hexdigest()
+    assert model_file_changed(record, folder) is None
+    model.write_bytes(b"model two")
+    assert model_file_changed(record, folder) == model
+    assert model_file_changed({k: v for k, v in record.items() if k != "checkpoint_sha256"}, folder) is None
+    model.unlink()
+    assert model_file_changed(record, folder) is None  # gone: nothing to compare
+
+
+@pytest.mark.parametrize("kind", ["evaluation", "retrieval", "predictions"])
+def test_a_report_says_when_the_model_file_changed_since_its_results(tmp_path, kind):
+    """A resumed training writes over best.safetensors after an evaluation: the report of that evaluation says its
+    scores are of the earlier model (was: the old scores beside the new run's curves, without a word)."""
+    from coseg.report.files import PREDICT_RECORD, record_model_file
+    from tests.report.test_retrieval_report import retrieval_evaluation
+
+    if kind == "evaluation":
+        folder = evaluation_folder(tmp_path)
+        record_file = folder / "summary.json"
+        model = tmp_path / "run" / "best.safetensors"
+    elif kind == "retrieval":
+        folder = retrieval_evaluation(tmp_path)[0]
+        record_file = folder / "summary.json"
+        model = tmp_path / "run" / "best.safetensors"
+    else:
+        from tests.coseg.files import write_rgb
+
+        write_rgb(tmp_path / "in" / "g" / "a.png", np.full((8, 8, 3), 200, np.uint8))
+        model = tmp_path / "model.safetensors"
+        model.write_bytes(b"stands for a model")
+        folder = tmp_path / "masks"
+        predict_folder(ConstantModel(0.9), 16, tmp_path / "in", folder, torch.device("cpu"), progress=False,
+                       checkpoint=model)
+        record_file = folder / PREDICT_RECORD
+    model.write_bytes(b"model one")
+    record = json.loads(record_file.read_text())
+    record_model_file(record, model, folder)
+    record_file.write_text(json.dumps(record))
+    first = build_report(folder, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
+    assert "has changed since" not in first
+    model.write_bytes(b"model two")
+    second = build_report(folder, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
+    assert "has changed since: these " + ("masks" if kind == "predictions" else "scores") + " are of the model" in second
