@@ -224,6 +224,14 @@ def checkpoint_metadata(path: PathLike) -> dict[str, str]:
     return _extra(header)
 
 
+def saved_model_kind(path: PathLike) -> Optional[str]:
+    """The kind of model (e.g. "co-segmentation", "retrieval"; "saved" for files that do not record it) a safetensors
+    file holds when a model's ``save()`` wrote it (its header records the model's config), else None (weights alone,
+    e.g. an encoder's state dict)."""
+    header, _ = _read(Path(path), whole=False)
+    return header.get(KIND_KEY, "saved") if CONFIG_KEY in header else None
+
+
 def recorded_image_size(path: PathLike) -> Optional[int]:
     """The image size (pixels) the model in ``path`` was trained at, from its metadata; None if not recorded.
     Raises ``ValueError`` naming the file if the recorded size is not a positive integer."""

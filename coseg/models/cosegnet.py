@@ -26,7 +26,7 @@ from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_se
                                          resize_maps)
 from coseg.models.pretrained import (downloading_weights, input_normalization, has_offline_imagenet,
                                      load_encoder_weights, smp_imagenet_argument)
-from metric._checks import check_shape, outside_unit_range, whole_number
+from metric._checks import check_count, check_shape, outside_unit_range, whole_number
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -113,6 +113,15 @@ def self_references(keys: list[torch.Tensor], positions: torch.Tensor, context: 
     return mask
 
 
+def pools_before_batchnorm(decoder: nn.Module) -> bool:
+    """Whether ``decoder`` pools each image's features to 1×1 and then normalises them by BatchNorm (DeepLabV3+'s
+    ASPP image pooling, UPerNet's pyramid pooling): in training mode such a layer has one value per channel and
+    image, so it needs two images whatever their size."""
+    return any(isinstance(block, nn.Sequential) and len(block) > 0 and isinstance(block[0], nn.AdaptiveAvgPool2d)
+               and block[0].output_size in (1, (1, 1)) and any(isinstance(m, _BatchNorm) for m in block.modules())
+               for block in decoder.modules())
+
+
 def statistics_images(images: torch.Tensor, limit: int) -> torch.Tensor:
     """Positions (R,) of the images (N, 3, H, W) of a group that :class:`GroupStatistics` measures it on: all N
     when N <= ``limit``, else ``limit`` of them chosen by content (:func:`~coseg.models.colour_cut.spread` of their
@@ -165,6 +174,7 @@ class CosegNet(nn.Module):
                              f"{group_levels}: its feature map {usable + 1} levels from the deepest is empty (0 "
                              f"channels), so there is nothing to compare (--group-levels)")
         self.group_levels = group_levels
+        self.pools_before_batchnorm = pools_before_batchnorm(decoder)
         if semantic_prior is not None and not group_levels:
             raise ValueError("a semantic prior is fused by the group-consensus modules: it needs group_levels >= 1")
         extra = PRIOR_CHANNELS if semantic_prior is not None else 0
@@ -175,6 +185,17 @@ class CosegNet(nn.Module):
         self.max_references = MAX_REFERENCES
         self._encoder_frozen = False
         self._encoder_statistics_frozen = False
+
+    @property
+    def max_references(self) -> int:
+        """How many images of its group each image is compared with at most (:func:`reference_images`), and how many
+        group statistics are measured on (:func:`statistics_images`)."""
+        return self._max_references
+
+    @max_references.setter
+    def max_references(self, limit: int) -> None:
+        check_count(limit, 1, "max_references")
+        self._max_references = int(limit)
 
     def check_images(self, images: torch.Tensor) -> tuple[int, int]:
         """Raise a clear error unless ``images`` is float (B, 3, H, W) in [0, 1] with H, W multiples of the output
@@ -194,9 +215,17 @@ class CosegNet(nn.Module):
                              f"got {h}×{w}; resize or pad to {-(-h // s) * s}×{-(-w // s) * s}")
         return h, w
 
-    def _deepest_values(self, count: int, h: int, w: int) -> int:
-        """Values per channel that ``count`` images of h×w give the deepest BatchNorm layers."""
-        return count * (h // self.output_stride) * (w // self.output_stride)
+    def _too_few_values(self, count: int, h: int, w: int, deepest: bool = True) -> Optional[tuple[str, str]]:
+        """Why ``count`` images of h×w give a BatchNorm layer one value per channel, fewer than the two it needs in
+        training mode, and whether a larger image size helps (" or at a larger image size", else ""); None if they
+        do not: with ``deepest`` (its deepest layers train) a 1×1 deepest feature map, or a decoder that pools each
+        image to 1×1 before one (:func:`pools_before_batchnorm`)."""
+        if deepest and count * (h // self.output_stride) * (w // self.output_stride) < 2:
+            return f"one {h}×{w} image has a 1×1 deepest feature map", " or at a larger image size"
+        if self.pools_before_batchnorm and count < 2:
+            decoder = self.config.get("arch") or type(self.decoder).__name__
+            return f"one image, whose features the {decoder} decoder pools to 1×1 before a BatchNorm layer", ""
+        return None
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` in [0, 1] → the encoder's input: normalised by ``mean``/``std``, in the model's dtype (so that
@@ -210,10 +239,10 @@ class CosegNet(nn.Module):
         size = self.check_images(images)
         encoder_statistics_train = self.encoder.training and not self._encoder_statistics_frozen
         deepest_statistics_train = self.training and (encoder_statistics_train or self.group_levels > 0)
-        if deepest_statistics_train and self._deepest_values(images.shape[0], *size) < 2:
-            raise ValueError(f"a training batch of one {size[0]}×{size[1]} image has a 1×1 deepest feature map, and "
-                             f"BatchNorm in training mode needs two values per channel: train on more images per "
-                             f"batch or at a larger image size (model.eval() to predict)")
+        too_few = self._too_few_values(images.shape[0], *size, deepest_statistics_train) if self.training else None
+        if too_few is not None:
+            raise ValueError(f"a training batch of {too_few[0]}, and BatchNorm in training mode needs two values per "
+                             f"channel: train on more images per batch{too_few[1]} (model.eval() to predict)")
         features = self.encode(images)
         if self.group_levels:
             if groups is None:
@@ -256,17 +285,13 @@ class CosegNet(nn.Module):
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, groups: Optional[torch.Tensor] = None, flip: bool = False,
                 edges: Optional[EdgeFilter] = None) -> torch.Tensor:
-        """Foreground probabilities (B, 1, H, W), computed in eval mode; the previous mode is restored. ``groups``:
+        """Foreground probabilities (B, 1, H, W), computed in eval mode; every module's mode is restored. ``groups``:
         (B,) group ids; without them each image is a group of one (no consensus: :meth:`predict_group` predicts
         one group). ``flip``: test-time augmentation, the logits averaged with those of the mirrored images (twice
         the time). ``edges``: the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             logits, _ = self._combined_outputs(lambda x: [self(x, groups)], images, flip, embeddings=False)
             return self._probabilities(logits, images, edges)
-        finally:
-            self.train(was_training)
 
     @torch.inference_mode()
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
@@ -285,9 +310,7 @@ class CosegNet(nn.Module):
         (:class:`EdgeFilter`)."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             adapted = (nullcontext() if statistics is None else
                        statistics.adapted(self, lambda: self._statistics_pass(images), images.shape[0],
                                           min(images.shape[0], self.max_references)))
@@ -297,28 +320,30 @@ class CosegNet(nn.Module):
             if refinement is not None:
                 logits = refinement(logits, embeddings)
             return self._probabilities(logits, images, edges)
-        finally:
-            self.train(was_training)
 
     def _statistics_pass(self, images: torch.Tensor) -> None:
         """The pass :class:`GroupStatistics` measures a group's BatchNorm statistics in: the group's images (at most
         ``max_references`` of them: :func:`statistics_images`) in one batch while they hold at most
         ``STATISTICS_PIXELS`` pixels, so that they are the group's statistics whatever the chunk size and the order
         of the images. A larger group is measured in chunks of that many pixels, in the order of the images' content
-        (so the chunks do not depend on the order either), each chunk seeing the group's consensus; each layer pools
-        its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass)."""
+        (so the chunks do not depend on the order either; for a decoder that pools each image to 1×1 before a
+        BatchNorm layer, a last chunk of one image joins the one before), each chunk seeing the group's consensus;
+        each layer pools its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass)."""
         positions = statistics_images(images, self.max_references)
         h, w = self.check_images(images)
-        if self._deepest_values(len(positions), h, w) < 2:
+        too_few = self._too_few_values(len(positions), h, w)
+        if too_few is not None:
             raise GroupTooSmall(f"group statistics need two values per channel in every BatchNorm layer, and a group "
-                                f"of one {h}×{w} image has a 1×1 deepest feature map: predict it without group "
-                                f"statistics or at a larger image size")
-        per_pass = max(1, STATISTICS_PIXELS // (h * w))
+                                f"of {too_few[0]}: predict it without group statistics{too_few[1]}")
+        smallest = 2 if self.pools_before_batchnorm else 1  # images a chunk needs
+        per_pass = max(smallest, STATISTICS_PIXELS // (h * w))
         if len(positions) <= per_pass:
             self._group_outputs(images[positions], len(positions))
             return
         by_content = sorted(positions.tolist(), key=lambda i: image_digest(images[i].cpu().numpy()))
-        chunks = images[by_content].split(per_pass)
+        chunks = list(images[by_content].split(per_pass))
+        if len(chunks[-1]) < smallest:
+            chunks[-2:] = [torch.cat(chunks[-2:])]
         if not self.group_levels:
             for chunk in chunks:
                 self(chunk)
@@ -466,13 +491,15 @@ class CosegNet(nn.Module):
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
-        """Eval mode inside, the previous mode restored after."""
-        was_training = self.training
+        """Eval mode inside; after, every module's mode as it was (also a part the caller left in another mode than
+        the model's, e.g. a decoder put in eval mode in training)."""
+        modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
             yield
         finally:
-            self.train(was_training)
+            for module, training in modes:
+                module.training = training
 
     @torch.inference_mode()
     def predict_chunk(self, chunk: torch.Tensor, context: Optional[StreamedContext], rows: Sequence[int],
@@ -499,31 +526,36 @@ class CosegNet(nn.Module):
         """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (its BatchNorm statistics fixed), and
         so do the encoder's BatchNorm layers after :meth:`freeze_encoder_statistics`."""
         super().train(mode)
-        if self._encoder_frozen:
-            self.encoder.eval()
-        elif self._encoder_statistics_frozen:
+        self._set_encoder_mode()
+        return self
+
+    def _set_encoder_mode(self) -> None:
+        """The encoder in the model's mode, but in eval mode while frozen, its BatchNorm layers in eval mode while
+        their statistics are frozen."""
+        self.encoder.train(self.training and not self._encoder_frozen)
+        if self._encoder_statistics_frozen:
             for module in self.encoder.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
-        return self
 
     def freeze_encoder_statistics(self) -> None:
         """Keep the encoder's BatchNorm statistics (its ImageNet ones) while its weights train: small batches of a
         few groups give noisy statistics."""
         self._encoder_statistics_frozen = True
-        self.train(self.training)
+        self._set_encoder_mode()
 
     def freeze_encoder(self) -> None:
         """Stop training the encoder: no gradients for its parameters, BatchNorm statistics fixed (eval mode)."""
         self.encoder.requires_grad_(False)
-        self.encoder.eval()
         self._encoder_frozen = True
+        self._set_encoder_mode()
 
     def unfreeze_encoder(self) -> None:
-        """Undo :meth:`freeze_encoder`: the encoder trains again (in the model's current mode)."""
+        """Undo :meth:`freeze_encoder`: the encoder trains again (in the model's current mode; its BatchNorm
+        statistics stay fixed after :meth:`freeze_encoder_statistics`)."""
         self.encoder.requires_grad_(True)
-        self.encoder.train(self.training)
         self._encoder_frozen = False
+        self._set_encoder_mode()
 
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra

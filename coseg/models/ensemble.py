@@ -4,7 +4,7 @@ Models trained with different seeds make different mistakes, and on iCoseg one s
 (docs/icoseg_experiments.md), so averaging a few short runs' probabilities is steadier than one long run."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -20,14 +20,20 @@ from coseg.models.refinement import GroupRefinement
 class CosegEnsemble(nn.Module):
     """Members' foreground probabilities averaged, then (optionally) edge-filtered; the same ``predict`` and
     ``predict_group`` as :class:`CosegNet`. Each member runs its own group consensus, refinement, flip and group
-    statistics. Saved as one model file (:meth:`save`; :func:`~coseg.models.load_model` reads it back)."""
+    statistics. An ensemble given as a member gives its members (each model counts once in the mean, and the
+    ensemble is saved as one model file: :meth:`save`; :func:`~coseg.models.load_model` reads it back)."""
 
-    def __init__(self, members: Sequence[CosegNet]) -> None:
+    def __init__(self, members: Sequence[Union[CosegNet, "CosegEnsemble"]]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one model")
-        self.members = nn.ModuleList(members)
-        self.config = {"members": [dict(m.config) for m in members]}
+        models = [m for member in members for m in single_models(member)]
+        other = next((m for m in models if not isinstance(m, CosegNet)), None)
+        if other is not None:
+            raise TypeError(f"ensemble members must be co-segmentation models (CosegNet or CosegEnsemble), got "
+                            f"{type(other).__name__}")
+        self.members = nn.ModuleList(models)
+        self.config = {"members": [dict(m.config) for m in models]}
 
     @property
     def output_stride(self) -> int:
@@ -81,6 +87,11 @@ class CosegEnsemble(nn.Module):
     def save(self, path: PathLike, metadata: Optional[dict[str, str]] = None) -> None:
         """Write every member's weights and config to the safetensors file ``path`` (atomically)."""
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
+
+
+def single_models(model: Union[CosegNet, CosegEnsemble]) -> list[CosegNet]:
+    """The single models ``model`` averages: an ensemble's members, or ``model`` itself."""
+    return list(model.members) if isinstance(model, CosegEnsemble) else [model]  # type: ignore[arg-type]
 
 
 def seen_by_members(paths: Sequence[PathLike]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from coseg.data.io import printable
 from coseg.models.checkpoint import (BOOLEAN, NAME, Field, PathLike, check_config, integer, load_model_file, numbers,
                                      recorded_image_size)
 from coseg.models.cosegnet import MODEL_KIND, CosegNet, create_model
-from coseg.models.ensemble import CosegEnsemble
+from coseg.models.ensemble import CosegEnsemble, single_models
 
 Model = Union[CosegNet, CosegEnsemble]
 
@@ -49,7 +49,8 @@ def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.devi
                   ) -> tuple[CosegEnsemble, Optional[int]]:
     """The ensemble of the models in ``paths`` (an ensemble file contributes its members) and the image size they
     were trained at (None if their files do not record it). Raises ``ValueError`` if the sizes differ, or if a file
-    is given twice (its probabilities would count twice in the mean)."""
+    is given twice, or two files hold the same model (the same config and weights: a copy, or a member of an
+    ensemble file given with it), whose probabilities would count twice in the mean."""
     if not paths:
         raise ValueError("no model file to join")
     seen: dict[Path, PathLike] = {}
@@ -65,8 +66,18 @@ def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.devi
     if len(set(sizes.values())) > 1:
         raise ValueError("the models were trained at different image sizes: "
                          + ", ".join(f"{p}: {s or 'not recorded'}" for p, s in sizes.items()))
-    members: list[CosegNet] = []
-    for path in paths:
-        model = load_model(path, map_location)
-        members.extend(model.members if isinstance(model, CosegEnsemble) else [model])  # type: ignore[arg-type]
-    return CosegEnsemble(members), next(iter(sizes.values()))
+    models = [load_model(path, map_location) for path in paths]
+    held = [(k, member) for k, model in enumerate(models) for member in single_models(model)]
+    for i, (k, member) in enumerate(held):
+        other = next((j for j, earlier in held[:i] if j != k and _same_model(earlier, member)), None)
+        if other is not None:
+            raise ValueError(f"{printable(paths[k])} holds a model that {printable(paths[other])} holds too (the same "
+                             "config and weights): its probabilities would count twice in the ensemble's mean")
+    return CosegEnsemble(models), next(iter(sizes.values()))
+
+
+def _same_model(a: CosegNet, b: CosegNet) -> bool:
+    """Whether ``a`` and ``b`` have the same config and the same weights and statistics, value for value."""
+    first, second = a.state_dict(), b.state_dict()
+    return a.config == b.config and first.keys() == second.keys() and all(
+        torch.equal(value, second[key]) for key, value in first.items())

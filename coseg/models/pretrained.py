@@ -149,6 +149,21 @@ def load_weights_file(path: PathLike) -> StateDict:
     return dict(loaded)
 
 
+def _encoder_weights_file(path: PathLike) -> StateDict:
+    """:func:`load_weights_file` for an encoder: a model file that a model's ``save()`` wrote (a whole model with
+    its config, no encoder's state dict) is refused, naming it, instead of listing every key that does not fit."""
+    state_dict = load_weights_file(path)
+    if Path(path).suffix.lower() == ".safetensors":
+        from coseg.models.checkpoint import saved_model_kind  # imported here: checkpoint imports this module
+
+        kind = saved_model_kind(path)
+        if kind is not None:
+            raise ValueError(f"{printable(path)} is a {kind} model file (a whole model and its config, as a run saves "
+                             f"it), not weights for an encoder: give the state dict of the timm model or of the "
+                             f"encoder alone (a model file is for --checkpoint)")
+    return state_dict
+
+
 def _read_error(err: Exception) -> str:
     """Why a weights file could not be read, in one line: ``torch.load(weights_only=True)``'s refusal of a pickled
     object other than tensors (a whole model, a script's arguments) names the object and what to save instead,
@@ -177,7 +192,7 @@ def _check_expansion(path: Path, name: str) -> None:
 def _resolve(timm_name: str, weights: PathLike) -> tuple[StateDict, str]:
     if weights == "imagenet":
         return load_imagenet_state_dict(timm_name), f"offline ImageNet weights of {timm_name}"
-    return load_weights_file(weights), printable(weights)
+    return _encoder_weights_file(weights), printable(weights)
 
 
 def _key_list(keys: list[str], limit: int = 8) -> str:
@@ -268,7 +283,7 @@ def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
         raise KeyError(f"no offline ImageNet weights for {type(encoder).__name__}; offline encoders: "
                        f"{', '.join(offline_encoders())}. Pass a local weights file instead.")
     target = {k: v.shape for k, v in encoder.state_dict().items()}
-    load_checked(encoder, load_weights_file(weights), target, printable(weights))
+    load_checked(encoder, _encoder_weights_file(weights), target, printable(weights))
 
 
 class WeightsDownloadError(OSError):

@@ -2,6 +2,7 @@
 load and a wrong one is named with the file, instead of failing deep inside or loading a different model."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -98,8 +99,11 @@ def test_a_wrong_recorded_image_size_is_named(tmp_path, unet, size):
 
 def test_recorded_image_sizes_are_compared_as_numbers(tmp_path, unet):
     a, b, c = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "c.safetensors"
+    other = copy.deepcopy(unet)  # another model: the same one twice is refused
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
     unet.save(a, metadata={"image_size": "224"})
-    unet.save(b, metadata={"image_size": "0224"})
+    other.save(b, metadata={"image_size": "0224"})
     unet.save(c)
     ensemble, size = load_ensemble([a, b])
     assert size == 224 and len(ensemble.members) == 2
