@@ -221,13 +221,13 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
 
 def check_config(cfg: CosegTrainConfig) -> None:
     """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
-    sizes, counts, the time budget, the validation share, augmentation strengths and probabilities and the choice of
-    training groups."""
+    sizes, counts, the time budget, the validation share, the optimiser's rates, augmentation strengths and
+    probabilities and the choice of training groups."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
     check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
-    check_at_least(cfg, 0, "workers")
+    check_at_least(cfg, 0, "workers", "lr", "weight_decay")
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")

@@ -19,6 +19,9 @@ RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "am
 RUN_FILES = ("last.pt", "log.csv", "best.safetensors", "last.safetensors")
 """The checkpoints and the log the engine writes into a run's folder."""
 
+WORDS = {"weights": frozenset({"imagenet", "none", "None"})}
+"""Values of path options that name no file (the encoder's ImageNet weights, none), even where one of that name is."""
+
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -65,8 +68,10 @@ class RunFolder:
     def save_config(self, cfg: Any, path: Path) -> None:
         """Write ``cfg`` as the run's ``config.yaml`` with each of its :attr:`paths` options that names an existing
         file or folder made absolute, so that the file works from any folder (``--config RUN/config.yaml
-        --resume``); other values (``imagenet``, a cache folder not made yet) as given."""
-        absolute = {k: os.path.abspath(v) for k in self.paths if (v := getattr(cfg, k)) and os.path.exists(v)}
+        --resume``); other values (:data:`WORDS` such as ``imagenet``, also with a folder of that name in the current
+        folder, a cache folder not made yet) as given."""
+        absolute = {k: os.path.abspath(v) for k in self.paths
+                    if (v := getattr(cfg, k)) and v not in WORDS.get(k, ()) and os.path.exists(v)}
         save_config(replace(cfg, **absolute), path)
 
     def check(self, cfg: Any, resume: bool, world_size: int = 1) -> None:

@@ -20,6 +20,22 @@ LOCK_FILE = ".training.lock"
 _WINDOWS_BYTE = 1 << 20
 """Where ``msvcrt.locking`` locks its byte: past the holder's line, which the refused process reads."""
 
+_HELD: set[int] = set()
+"""The descriptors of the locks this process holds. A process forked from it (a DataLoader worker) closes its copies
+(:func:`_close_inherited`): else the lock would outlive a killed training as long as its workers."""
+
+
+def _close_inherited() -> None:
+    """In a forked child: close the descriptors of the parent's locks; the parent holds them on."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_close_inherited)
+
 
 def _try_lock(fd: int) -> bool:
     """Take the OS's advisory lock on ``fd``'s file without waiting; False while another process holds it."""
@@ -43,6 +59,7 @@ def _try_lock(fd: int) -> bool:
 
 def _release(fd: int, path: Path) -> None:
     """Unlock and remove the lock file; on Windows a file another process has open stays (it is not locked)."""
+    _HELD.discard(fd)
     if os.name == "nt":
         import msvcrt
 
@@ -65,6 +82,7 @@ def _acquire(path: Path) -> Optional[int]:
             return None
         try:
             if os.path.samestat(os.fstat(fd), os.stat(path)):
+                _HELD.add(fd)
                 return fd
         except FileNotFoundError:
             pass

@@ -127,8 +127,9 @@ class Engine:
     row per epoch: its learning rates, in :func:`lr_columns`, the task's loss terms, time and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
-    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end; a resumed run
-    counts the time its checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
+    With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end, and an epoch
+    that ends with the budget spent (by its validation too) is the last one; a resumed run counts the time its
+    checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
     With ``ema_decay`` > 0 an exponential moving average of the weights (:func:`~coseg.engine.ema.weight_ema`) is
     what is validated and saved in the ``.safetensors`` files (``eval_model``); ``last.pt`` holds both.
 
@@ -219,7 +220,7 @@ class Engine:
     def _resume(self) -> dict[str, Any]:
         """Load ``last.pt`` into the model, optimizer and random streams; returns its state (see :meth:`_save`)."""
         path = self.output_dir / "last.pt"
-        state = load_training_state(path, map_location=self.device)
+        state = load_training_state(path)  # on the CPU, where random streams must be: load_state_dict moves the rest
         check_world_size(path, state, self.dist.world_size)
         try:
             self.model.load_state_dict(state["model"])
@@ -234,7 +235,8 @@ class Engine:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without AMP (CPU, --no-amp): a resume with it starts its scale anew
+            self.scaler.load_state_dict(state["scaler"])
         rank_streams = state.get("rng_ranks")
         if rank_streams is not None and not (isinstance(rank_streams, list)
                                              and len(rank_streams) == self.dist.world_size):
@@ -261,8 +263,8 @@ class Engine:
                 f"learning rate or check the data, then train again")
         return NonFiniteLossError(
             f"non-finite {what} at epoch {epoch}, step {step} ({shown}); stopped. The last good checkpoint is "
-            f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); lower the learning rate or check the data, "
-            f"then --resume")
+            f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); check the data, then --resume (which keeps "
+            f"the run's learning rate), or train anew with a lower one (--overwrite)")
 
     def _write_failed(self, epoch: int, error: OSError, state_written: bool = False) -> CheckpointError:
         """The error of a run stopped because epoch ``epoch``'s log row, checkpoint or, ``state_written`` (its
@@ -411,7 +413,7 @@ class Engine:
                 set_rng_state(rank_streams[0])  # validation must not move the streams last.pt saves for resuming
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 row["unreadable"] = self.unreadable.count  # training items replaced, validation images left out
-                value = metrics.get(self.select_metric)
+                value = row.get(f"val_{self.select_metric}")  # as log.csv holds it: its best row is the best model's
                 if value is not None and math.isnan(value):
                     value = None  # e.g. J when every validation mask is empty: nothing to select on
                 improved = value is not None and self._is_better(value, best)
@@ -423,8 +425,11 @@ class Engine:
                 # the row first: a run killed before the checkpoint is written resumes from the older one and drops it
                 try:
                     self.log.append(row)
+                    spent = time.perf_counter() - t_start
+                    # a budget its validation spent ends the run with this epoch, as a resume from it would
+                    stop = stop or bool(self.time_budget_s) and spent >= self.time_budget_s and epoch < self.epochs
                     finished = "time" if stop else "epochs" if epoch == self.epochs else "no"
-                    self._save(epoch, best, best_epoch, metrics, time.perf_counter() - t_start, rank_streams, finished)
+                    self._save(epoch, best, best_epoch, metrics, spent, rank_streams, finished)
                 except OSError as e:
                     raise self._write_failed(epoch, e) from e
                 if not self.quiet:
@@ -432,6 +437,8 @@ class Engine:
                                      if k != "epoch" and not (k == "unreadable" and v == 0))  # log.csv: every digit
                     tqdm.write(f"epoch {epoch}: {shown}")
             barrier(self.dist)
+            if self.time_budget_s:  # rank 0's decision, which its checkpoint records
+                stop = bool(all_reduce_max(torch.tensor(float(stop), device=self.device), self.dist))
             result.history.append(row)
             result.epochs_run = epoch
             if stop:
