@@ -14,8 +14,8 @@ DEFAULT_IMAGE_SIZE = 224
 
 def load_for_inference(checkpoint: Union[str, Path], device: torch.device,
                        image_size: Optional[int] = None) -> tuple[Model, int]:
-    """The model in eval mode on ``device`` (channels_last) and the inference size: ``image_size`` if given, else the size the
-    checkpoint was trained at (its metadata), else 224."""
+    """The model in eval mode on ``device`` (channels_last) and the inference size: ``image_size`` if given, else
+    the size the checkpoint was trained at (its metadata), else 224."""
     model = load_model(checkpoint, map_location="cpu").to(device, memory_format=torch.channels_last).eval()
     if image_size is None:
         image_size = recorded_image_size(checkpoint) or DEFAULT_IMAGE_SIZE

@@ -23,7 +23,7 @@ from coseg.predict import clashes, folder_clashes, output_path
 from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
                                 path_cells, read_csv)
-from coseg.scores import EmptyPolicy, ImageScore, score_image, summarize
+from coseg.scores import EmptyPolicy, ImageScore, check_empty_policy, score_image, summarize
 
 
 SHOWN_NAMES = 10  # names listed in an overlap warning; the others are counted
@@ -94,6 +94,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not saved (``coseg
     predict`` writes the same masks)."""
     check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
+    check_empty_policy(empty)
     labelled = [s for s in samples if s.mask is not None]
     scored_groups = {s.group for s in labelled}
     inputs = [s for s in samples if s.group in scored_groups] if group_mode else labelled
@@ -184,9 +185,9 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
     """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
     atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
     to, read by the report); without them an earlier evaluation's index.csv, the masks it lists and report
-    (report.html and its PNG folder) are removed. summary.json is written last, and an earlier one is removed once the new per_image.csv is
-    ready to replace the old: where summary.json is, per_image.csv and index.csv beside it are of the same
-    evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
+    (report.html and its PNG folder) are removed. summary.json is written last, and an earlier one is removed once
+    the new per_image.csv is ready to replace the old: where summary.json is, per_image.csv and index.csv beside it
+    are of the same evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
     s = evaluation.summary
     summary = {
         "P": _finite(s["P"]), "J": _finite(s["J"]),

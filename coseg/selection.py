@@ -18,10 +18,14 @@ def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
 
 def check_group_choice(explicit: Sequence[str], split: Optional[str], splits: Optional[str], what: str,
                        flags: tuple[str, str, str]) -> None:
-    """Refuse group options one of which would be ignored by :func:`choose_groups`: ``explicit`` groups with a
-    ``split`` (the explicit list would win) and a ``splits`` file without a ``split`` (nothing of it would be read).
-    ``what`` names the groups, ``flags`` the options (explicit groups, split key, splits file) in the message."""
+    """Refuse group options one of which would be ignored by :func:`choose_groups`: an empty ``split`` key (all
+    groups would be chosen, those of the other splits too), ``explicit`` groups with a ``split`` (the explicit list
+    would win) and a ``splits`` file without a ``split`` (nothing of it would be read). ``what`` names the groups,
+    ``flags`` the options (explicit groups, split key, splits file) in the message."""
     groups_flag, split_flag, splits_flag = flags
+    if split is not None and not split.strip():
+        raise ValueError(f"{split_flag} is empty: give the key of the {what} in the splits file (e.g. test), or leave "
+                         f"{split_flag} out to choose all groups")
     if explicit and split:
         raise ValueError(f"{groups_flag} and {split_flag} {printable(split)} both choose the {what}: give one of them")
     if splits and not split:
