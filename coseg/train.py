@@ -221,8 +221,8 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
 
 def check_config(cfg: CosegTrainConfig) -> None:
     """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
-    sizes, counts, the time budget, the validation share, the optimiser's rates, augmentation strengths and
-    probabilities and the choice of training groups."""
+    sizes, counts, the time budget, the validation share, the optimiser's rates, the EMA decay, augmentation strengths
+    and probabilities and the choice of training groups."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
@@ -231,6 +231,7 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
+    check_fraction(cfg, "ema_decay")  # 0: no EMA
     if not 0 < cfg.crop_scale <= 1:
         raise ConfigError(f"crop_scale must be in (0, 1] (the smallest share of the image a crop keeps), got "
                           f"{cfg.crop_scale}")
@@ -280,12 +281,12 @@ def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
     ``cfg.minutes / cfg.members`` minutes (up to ``cfg.epochs`` epochs each) or, without a time budget,
-    ``cfg.epochs / cfg.members`` epochs (rounded, at least 1), on the same training and validation groups (carved
+    ``cfg.epochs / cfg.members`` epochs (rounded half up, at least 1), on the same training and validation groups (carved
     once, with ``cfg.seed``; too few of them for a batch are refused here, before the run folder is written)."""
     train_groups, val_groups = split_train_val(cfg, scan)
     check_groups_per_batch(cfg, train_groups, val_groups)
     minutes = cfg.minutes / cfg.members if cfg.minutes else cfg.minutes
-    epochs = cfg.epochs if cfg.minutes else max(1, round(cfg.epochs / cfg.members))
+    epochs = cfg.epochs if cfg.minutes else max(1, math.floor(cfg.epochs / cfg.members + 0.5))  # half up
     return [replace(cfg, members=1, seed=cfg.seed + i, output=str(Path(cfg.output) / f"member{i}"), minutes=minutes,
                     epochs=epochs,
                     train_groups=list(train_groups), val_groups=list(val_groups),
@@ -330,11 +331,11 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
             last.save(output / "best.safetensors", metadata)
     barrier(dist)
     fits = [r.fit for r in runs]
-    seconds = sum(f.seconds for f in fits)
-    images = sum(f.seconds * f.images_per_s for f in fits)
+    session = sum(f.session_seconds for f in fits)
+    images = sum(f.session_seconds * f.images_per_s for f in fits)  # this session's, as a single run counts
     fit = FitResult(epochs_run=sum(f.epochs_run for f in fits), best_epoch=0, best_metric=best_metric,
-                    stopped_by_time=any(f.stopped_by_time for f in fits), seconds=seconds,
-                    images_per_s=images / seconds if seconds else 0.0)
+                    stopped_by_time=any(f.stopped_by_time for f in fits), seconds=sum(f.seconds for f in fits),
+                    images_per_s=images / session if session else 0.0, session_seconds=session)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
                        runs[0].problems, members=fits, is_main=dist.is_main)
 

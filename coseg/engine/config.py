@@ -189,8 +189,8 @@ def check_choice(cfg: Any, name: str, choices: Sequence[str]) -> None:
 
 
 def check_fraction(cfg: Any, name: str) -> None:
-    """Raise ``ConfigError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation)
-    is not in [0, 1)."""
+    """Raise ``ConfigError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation,
+    or a decay) is not in [0, 1)."""
     value = getattr(cfg, name)
     if not 0 <= value < 1:
         raise ConfigError(f"{name} must be in [0, 1), got {value}")

@@ -86,8 +86,9 @@ class FitResult:
     best_metric: Optional[float]
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by_time: bool = False
-    seconds: float = 0.0
-    images_per_s: float = 0.0
+    seconds: float = 0.0  # the run's training time, earlier sessions' included
+    images_per_s: float = 0.0  # this session's
+    session_seconds: float = 0.0  # this session's time
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files that failed during the run (all ranks)
 
 
@@ -446,6 +447,7 @@ class Engine:
                 break
         result.best_metric, result.best_epoch = best, best_epoch
         result.seconds = time.perf_counter() - t_start
-        result.images_per_s = images_seen * self.dist.world_size / max(time.perf_counter() - t_session, 1e-9)
+        result.session_seconds = time.perf_counter() - t_session
+        result.images_per_s = images_seen * self.dist.world_size / max(result.session_seconds, 1e-9)
         result.unreadable = list(self.unreadable.files.items())
         return result

@@ -178,6 +178,9 @@ def test_member_configs_share_the_budget_and_the_groups(tmp_path):
     no_validation = member_configs(CosegTrainConfig(data=str(data), members=2, epochs=1, val_fraction=0.0), scan)
     assert all(c.val_groups == [] and c.val_fraction == 0 and c.minutes is None and c.epochs == 1
                for c in no_validation)
+    for epochs, each in ((5, 3), (7, 4), (4, 2), (3, 2)):  # half up (was: half to even, 5 / 2 gave 2 and 7 / 2 gave 4)
+        split = member_configs(CosegTrainConfig(data=str(data), members=2, epochs=epochs, val_fraction=0.0), scan)
+        assert [c.epochs for c in split] == [each, each], epochs
     assert CosegTrainConfig().members == 3  # the default (docs/icoseg_experiments.md)
     with pytest.raises(ValueError, match="members must be >= 1"):
         from coseg.train import train
@@ -185,6 +188,25 @@ def test_member_configs_share_the_budget_and_the_groups(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_resumed_ensembles_speed_is_this_sessions(tmp_path):
+    """Member 1 killed before its first checkpoint: the resume trains it alone, and the ensemble's images/s is its
+    speed (was: weighted by every member's whole training time, member 0's earlier session counting at 0 images/s,
+    so about half)."""
+    from coseg.train import train
+
+    data = synthetic_set(tmp_path / "data", groups=3, images=4)
+    cfg = CosegTrainConfig(data=str(data), output=str(tmp_path / "run"), members=2, epochs=2, val_fraction=0.34,
+                           weights="none", image_size=64, groups_per_batch=2, images_per_group=2, triplet_pixels=8,
+                           quiet=True)
+    train(cfg)
+    for name in ("last.pt", "log.csv", "best.safetensors", "last.safetensors"):
+        (tmp_path / "run" / "member1" / name).unlink()
+    result = train(cfg, resume=True)
+    done, resumed = result.members
+    assert done.images_per_s == 0 and done.seconds > 0 and resumed.images_per_s > 0
+    assert result.fit.images_per_s == pytest.approx(resumed.images_per_s, rel=0.05)
+
+
 def test_train_an_ensemble_then_evaluate_predict_and_report(tmp_path):
     from coseg.data import CosegDataset, ImageCache
     from coseg.selection import samples_of
