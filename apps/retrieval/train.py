@@ -399,13 +399,16 @@ def _engine(learner: RetrievalLearner, optimizer: torch.optim.Optimizer, output:
 
 
 def _best_metric(path: Path) -> Optional[float]:
+    """The validation MAP@R a model file records, to the 4 decimals ``log.csv`` shows (as each stage chose its best
+    epoch on)."""
     value = checkpoint_metadata(path).get(SELECT_METRIC) if path.is_file() else None
-    return None if value is None else float(value)
+    return None if value is None else round(float(value), 4)
 
 
 def promote_finetuned(output: Path) -> bool:
-    """Make ``output/best.safetensors`` the fine-tuned best if its validation MAP@R is higher (or if neither has
-    one: the later stage wins), with the loss's state saved beside it. Returns whether it was replaced."""
+    """Make ``output/best.safetensors`` the fine-tuned best if its validation MAP@R is higher as the logs show it
+    (a tie keeps the earlier stage's, as a tie between epochs does; if neither has one, the later stage wins), with
+    the loss's state saved beside it. Returns whether it was replaced."""
     stage1, stage2 = output / "best.safetensors", output / FINETUNE_DIR / "best.safetensors"
     if not stage2.is_file():
         return False

@@ -164,3 +164,22 @@ def test_resume_cannot_lengthen_a_head_stage_that_fine_tuning_started_from(data,
     assert "(--epochs 1 → 2)" in output
     assert retrieval(*args, "--epochs", 1, "--finetune-epochs", 2, "--resume")[0] == 0
     assert epochs_logged(run) == [1] and epochs_logged(run / FINETUNE_DIR) == [1, 2]
+
+
+@pytest.mark.parametrize("first, second, promoted", [("52.34561", "52.34564", False), ("52.3456", "52.3457", True),
+                                                     ("52.3457", "52.3456", False)])
+def test_the_fine_tuned_model_wins_only_on_a_higher_logged_score(tmp_path, first, second, promoted):
+    """MAP@R equal to log.csv's 4 decimals is a tie, which keeps the first stage's model, as a tie between epochs
+    keeps the earlier one (was: the fine-tuned model won on digits the log does not show)."""
+    import torch
+
+    from apps.retrieval.train import promote_finetuned
+    from coseg.models.checkpoint import write_checkpoint
+
+    for folder, score, value in ((tmp_path, first, 1.0), (tmp_path / FINETUNE_DIR, second, 2.0)):
+        folder.mkdir(exist_ok=True)
+        write_checkpoint(folder / "best.safetensors", {"w": torch.full((2,), value)}, {}, {"MAP@R": score})
+    stage1 = (tmp_path / "best.safetensors").read_bytes()
+    assert promote_finetuned(tmp_path) is promoted
+    assert ((tmp_path / "best.safetensors").read_bytes() == (tmp_path / FINETUNE_DIR / "best.safetensors").read_bytes()
+            ) is promoted and (promoted or (tmp_path / "best.safetensors").read_bytes() == stage1)
