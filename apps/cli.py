@@ -328,7 +328,7 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                                  samples_of)
 
-    explicit = [g.strip() for g in groups.split(",")] if groups else []
+    explicit = [g.strip() for g in groups.split(",") if g.strip()] if groups else []  # "a,b," as the trainers read it
     try:
         check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
     except ValueError as e:
@@ -519,10 +519,17 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
     echo_report(build_report(run_dir, output, per_group, thumbnail, progress=not quiet))
 
 
+DEMO_MARK = ".coseg-demo"
+"""The empty file a demo writes first into its ``--output``: a folder holding it is a demo's, which the next demo
+replaces; any other folder with files in it is refused (its data/ would take the generated images, its run/ be
+replaced)."""
+
+
 @main.command()
 @click.option("--output", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the generated data (data/), the run (run/), the masks and overlays of the unseen "
-                   "groups, summary.json, per_image.csv and report.html; a demo already there is replaced.")
+                   "groups, summary.json, per_image.csv and report.html; a demo already there is replaced, a folder "
+                   "holding anything else is refused.")
 @click.option("--minutes", default=3.0, show_default=True, type=click.FloatRange(0, None, min_open=True),
               callback=finite, help="Training time budget in minutes, shared by the ensemble's three models.")
 @device_option
@@ -531,8 +538,17 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
 def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     """Run the whole pipeline on a generated co-segmentation set (no data, no network): train from the
     ImageNet encoder, predict the held-out groups, evaluate, print P/J, write OUTPUT/report.html."""
+    from coseg.data import printable
     from coseg.demo import run_demo
 
+    found = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    if found and not (output / DEMO_MARK).is_file():
+        raise ValueError(f"{printable(output)} holds files that are not a demo's ({printable(', '.join(found[:3]))}"
+                         f"{', ...' if found[3:] else ''}): the demo writes its data/ and run/ there, replacing what "
+                         "they hold; choose a new or empty --output (a demo of an older version, without "
+                         f"{DEMO_MARK}: remove it)")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / DEMO_MARK).touch()
     result = run_demo(output, minutes=minutes, device=device, quiet=quiet)
     _print_summary(result["summary"])
     echo(json.dumps({"P": round(result["summary"]["P"], 2), "J": round(result["summary"]["J"], 2)}))

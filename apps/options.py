@@ -51,10 +51,16 @@ def overrides(params: dict[str, Any], cls: type) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in names and v is not None}
 
 
+TRAINERS: dict[type, Callable] = {}
+"""Each trainer's config dataclass and its command's function (:func:`training_options`): a config file of one
+trainer given to another is told as such (:func:`other_trainers_file`)."""
+
+
 def training_options(cls: type) -> Callable:
     """``--config FILE.yaml``, ``--resume`` and one option per field of config dataclass ``cls``."""
 
     def decorate(fn: Callable) -> Callable:
+        TRAINERS[cls] = fn
         fn = config_options(cls)(fn)
         fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint, "
                                                          "with the options of its config.yaml (or of --config).")(fn)
@@ -68,31 +74,72 @@ def training_options(cls: type) -> Callable:
 
 def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any], resume: bool = False) -> Any:
     """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. With
-    ``resume`` and no YAML file, the run's own ``config.yaml`` in ``--output`` is the file, when it is there. ``data``,
-    ``output`` and ``device``, wherever they were given, are checked as the other commands' options are (a usage
-    error before anything is read or written)."""
+    ``resume`` and no YAML file, the run's own ``config.yaml`` in ``--output`` is the file, when it is there (when it
+    is not and no ``--data`` is given, nothing is resumed: an error naming the folder). ``data``, ``output`` and
+    ``device``, wherever they were given, are checked as the other commands' options are (a usage error before
+    anything is read or written; a value of the file names the file)."""
+    from coseg.data import printable
     from coseg.engine import load_config
 
     given = overrides(params, cls)
     if resume and config_file is None:
-        output = given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output"))
-        if (Path(output) / "config.yaml").is_file():
-            config_file = Path(output) / "config.yaml"
+        output = Path(given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output")))
+        if (output / "config.yaml").is_file():
+            config_file = output / "config.yaml"
+        elif "data" not in given:  # not "--data is required": the run's own config was to give it
+            raise ValueError(f"{printable(output)}: nothing to resume (no config.yaml of a run there); give the run's "
+                             "own --output, or train without --resume")
+    if config_file is not None:
+        other_trainers_file(cls, config_file)
     cfg = load_config(cls, config_file, given)
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
     ctx = click.get_current_context()
     options = {p.name: p for p in ctx.command.params}
-    for name, kind in (("data", click.Path(exists=True, file_okay=False)), ("output", click.Path(file_okay=False))):
+    for name, check in (("data", click.Path(exists=True, file_okay=False).convert),
+                        ("output", click.Path(file_okay=False).convert),
+                        ("device", lambda value, param, context: checked_device(context, param, value))):
         try:
-            kind.convert(getattr(cfg, name), options[name], ctx)
+            check(getattr(cfg, name), options[name], ctx)
         except click.BadParameter as e:
-            if config_file is not None and name not in given:  # the file's value: say so, and what it is relative to
-                e.message += (f" ({name}: {getattr(cfg, name)} in {config_file}; a relative path there is read from "
-                              f"the current folder, {Path.cwd()})")
+            if config_file is not None and name not in given:  # the file's value: say so (a path: relative to what)
+                relative = ("" if name == "device"
+                            else f"; a relative path there is read from the current folder, {Path.cwd()}")
+                e.message += f" ({name}: {getattr(cfg, name)} in {config_file}{relative})"
             raise
-    checked_device(ctx, options["device"], cfg.device)
     return cfg
+
+
+def other_trainers_file(cls: type, config_file: Path) -> None:
+    """Raise ``ConfigError`` (a usage error) naming the command to give ``config_file`` to when its keys are not all
+    options of ``cls`` but all those of another trainer's config (:data:`TRAINERS`), e.g. a retrieval run's
+    ``config.yaml`` given to ``coseg train``: otherwise told as dozens of unknown keys."""
+    from coseg.engine import ConfigError
+    from coseg.engine.config import read_config_file
+
+    keys = set(map(str, read_config_file(cls, config_file)))
+    unknown = sorted(keys - {f.name for f in dataclasses.fields(cls)})
+    for other, fn in TRAINERS.items():
+        if other is not cls and unknown and keys <= {f.name for f in dataclasses.fields(other)}:
+            raise ConfigError(f"{config_file}: a config file of `coseg {command_of(fn)}`, not of this command (its "
+                              f"keys {', '.join(unknown[:3])}{', ...' if unknown[3:] else ''} are that command's "
+                              f"options): give it to `coseg {command_of(fn)} --config`")
+
+
+def command_of(fn: Callable) -> str:
+    """The words naming the command whose function is ``fn`` below the root of the current command line (e.g.
+    ``retrieval train``)."""
+
+    def find(group: click.Group, words: str) -> Optional[str]:
+        for name, command in group.commands.items():
+            if command.callback is fn:
+                return words + name
+            if isinstance(command, click.Group) and (found := find(command, f"{words}{name} ")):
+                return found
+        return None
+
+    root = click.get_current_context().find_root().command
+    return (find(root, "") if isinstance(root, click.Group) else None) or fn.__name__
 
 
 def checked_device(ctx: Optional[click.Context], param: Optional[click.Parameter], value: str) -> str:
