@@ -343,6 +343,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     if not scan.labelled:
         raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
+    labelled = {s.group for s in scan.labelled}
+    unscored = [printable(g) for g in chosen if g not in labelled]
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
                                   empty,  # type: ignore[arg-type]
                                   progress=not quiet, group_mode=group_mode,
@@ -353,8 +355,13 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
                                   statistics=_statistics(group_statistics))
     overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
     evaluation.summary.update({key: len(names) for key, names in overlap.items()})
+    if unscored:
+        evaluation.summary["unscored_groups"] = unscored
     record_model_file(evaluation.summary, checkpoint, output)
     write_evaluation(evaluation, output)
+    if unscored:
+        echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups have no ground-truth mask, so they are not "
+             f"scored and the means are over the others: {', '.join(unscored)}")
     for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
         echo(line)
     _print_summary(evaluation.summary)

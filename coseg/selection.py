@@ -34,8 +34,9 @@ def check_group_choice(explicit: Sequence[str], split: Optional[str], splits: Op
 
 
 def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str], explicit: Sequence[str]) -> list[str]:
-    """Folder names of the chosen groups: ``explicit`` names, else entry ``split`` of ``splits_file``, else all
-    groups of ``scan`` that have masks. Names are matched leniently (see ``resolve_groups``)."""
+    """Folder names of the chosen groups: ``explicit`` names, else entry ``split`` of ``splits_file`` (an entry
+    listing no group is a ``ValueError``), else all groups of ``scan`` that have masks. Names are matched leniently
+    (see ``resolve_groups``)."""
     available = sorted({s.group for s in scan.samples})
     if explicit:
         return list(resolve_groups(list(explicit), available))
@@ -43,7 +44,11 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
         if splits_file is None:
             raise ValueError(f"split '{split}' was asked for but there is no splits file: "
                              f"{printable(scan.root / 'splits.json')} does not exist (give --splits FILE)")
-        return list(resolve_split(splits_file, split, available))
+        chosen = list(resolve_split(splits_file, split, available))
+        if not chosen:
+            raise ValueError(f"split '{printable(split)}' of {printable(splits_file)} lists no group, so there is "
+                             "nothing to choose")
+        return chosen
     return sorted({s.group for s in scan.labelled})
 
 

@@ -123,9 +123,6 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
     groups = choose_groups(scan, splits, cfg.train_split, cfg.train_groups)
     if not scan.labelled:
         raise ValueError(nothing_labelled(cfg.data, cfg.layout, scan, problems_of(scan, groups), "train on"))
-    if not groups:
-        raise ValueError(f"split '{cfg.train_split}' of {printable(splits)} lists no group, so there is nothing to "
-                         "train on")
     val = choose_groups(scan, None, None, cfg.val_groups) if cfg.val_groups else []
     labelled = {s.group for s in scan.labelled}
     unlabelled = [g for g in dict.fromkeys(groups + val) if g not in labelled]

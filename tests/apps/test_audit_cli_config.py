@@ -117,3 +117,27 @@ def test_the_readme_states_the_thumbnail_option_and_its_default() -> None:
 
     defaults = {p.default for c in commands(main) for p in c.params if p.name == "thumbnail"}
     assert defaults == {int(stated.group(1))}
+
+
+def test_evaluate_tells_the_chosen_groups_it_cannot_score(tmp_path: Path) -> None:
+    """A chosen group without any ground-truth mask was left out of the means without a word (the trainers refuse
+    it); a split listing no group said "none has a ground-truth mask"."""
+    import shutil
+
+    data = synthetic_set(tmp_path / "data", groups=3, images=2)
+    shutil.rmtree(data / "ground_truth" / "01-ellipse")
+    (data / "splits.json").write_text(json.dumps({"test": ["00-star", "01-ellipse"], "none": []}))
+    model = tmp_path / "model.safetensors"
+    create_model("unet", weights=None, embedding_dim=8, group_levels=0).save(model, {"image_size": "64"})
+    fast = ["--no-colour-cut", "--edge-radius", 0, "--quiet"]
+    code, output = coseg("evaluate", "--checkpoint", model, "--data", data, "--output", tmp_path / "ev", "--split",
+                         "test", *fast)
+    assert code == 0, output
+    assert ("warning: 1 of the 2 chosen groups have no ground-truth mask, so they are not scored and the means are "
+            "over the others: 01-ellipse") in output
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert list(summary["per_group"]) == ["00-star"] and summary["unscored_groups"] == ["01-ellipse"]
+    code, output = coseg("evaluate", "--checkpoint", model, "--data", data, "--output", tmp_path / "ev2", "--split",
+                         "none", *fast)
+    assert code == 1 and "split 'none' of" in output and "lists no group" in output, output
+    assert not (tmp_path / "ev2").exists()
