@@ -239,8 +239,11 @@ def check_config(cfg: CosegTrainConfig) -> None:
     check_choice(cfg, "triplet_miner", MINERS.names())
     check_choice(cfg, "triplet_strategy", ["random", "hard"])
     check_choice(cfg, "encoder_statistics", ["train", "frozen"])
-    check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
-                       ("--train-groups", "--train-split", "--splits"))
+    try:
+        check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
+                           ("--train-groups", "--train-split", "--splits"))
+    except ValueError as e:  # a usage error, as evaluate's
+        raise ConfigError(str(e)) from None
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:

@@ -98,7 +98,7 @@ def test_a_report_into_the_data_folder_is_refused_before_it_is_scanned_as_a_clas
     ask = ["retrieval", "evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "all",
            "--layout", "folders", "--quiet", "--report", "--output"]
     refused = CliRunner().invoke(main, ask + [str(data / "eval")])
-    assert refused.exit_code == 1 and "which is inside the data folder" in refused.output, refused.output
+    assert refused.exit_code == 2 and "which is inside the data folder" in refused.output, refused.output
     assert not (data / "eval").exists()
     with pytest.raises(ValueError, match="inside the data folder"):
         evaluate_checkpoint(checkpoint, data, data / "class0", layout="folders", split="all", report_queries=4)

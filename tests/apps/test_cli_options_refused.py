@@ -33,6 +33,20 @@ def test_evaluate_group_options_one_of_which_would_be_ignored(tmp_path: Path, op
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--train-groups", "a", "--train-split", "test"], "--train-groups and --train-split test both choose the "
+                                                       "training groups: give one of them"),
+    (["--splits", "s.json"], "--splits s.json is read only for --train-split"),
+])
+def test_train_group_options_one_of_which_would_be_ignored(tmp_path: Path, options: list, message: str) -> None:
+    """A usage error as evaluate's (was: exit 1)."""
+    (tmp_path / "s.json").write_text('{"test": ["a"]}')
+    code, output = coseg("train", "--data", tmp_path, "--output", tmp_path / "out",
+                         *[tmp_path / o if o == "s.json" else o for o in options])
+    assert code == 2 and " ".join(message.split()) in " ".join(output.replace(str(tmp_path) + "/", "").split())
+    assert not (tmp_path / "out").exists()
+
+
 def test_ensemble_does_not_replace_an_existing_file_unless_asked(tmp_path: Path) -> None:
     member, other = tmp_path / "member.safetensors", tmp_path / "other.safetensors"
     for path in (member, other):
