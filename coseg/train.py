@@ -18,11 +18,11 @@ from coseg.data import (
     groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-                          check_fraction, distributed_run, once, training_lock)
+                          check_fraction, check_seed, distributed_run, once, training_lock)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
-from coseg.models import CosegNet, Model, create_model, load_ensemble
+from coseg.models import ARCHITECTURES, CosegNet, Model, create_model, load_ensemble
 from coseg.models.checkpoint import seen_metadata, update_metadata
 from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
@@ -229,6 +229,7 @@ def check_config(cfg: CosegTrainConfig) -> None:
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
     check_fraction(cfg, "ema_decay")  # 0: no EMA
+    check_seed(cfg, cfg.members)
     if not 0 < cfg.crop_scale <= 1:
         raise ConfigError(f"crop_scale must be in (0, 1] (the smallest share of the image a crop keeps), got "
                           f"{cfg.crop_scale}")
@@ -239,6 +240,7 @@ def check_config(cfg: CosegTrainConfig) -> None:
     check_choice(cfg, "triplet_miner", MINERS.names())
     check_choice(cfg, "triplet_strategy", ["random", "hard"])
     check_choice(cfg, "encoder_statistics", ["train", "frozen"])
+    check_choice(cfg, "arch", ARCHITECTURES.names())
     try:
         check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                            ("--train-groups", "--train-split", "--splits"))

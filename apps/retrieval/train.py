@@ -44,7 +44,7 @@ from coseg.data import (
 )
 from coseg.engine import (
     RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice, check_fraction,
-    distributed_run,
+    check_seed, distributed_run,
     load_config, lr_factor, once, training_lock,
 )
 from coseg.engine.distributed import check_same_files, world_size
@@ -319,6 +319,7 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
     check_at_least(cfg, 1, "epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class",
                    "head_passes", "threads")
     check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")
+    check_seed(cfg)
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)
     check_at_least(cfg, 0, "lr", "backbone_lr", "loss_lr", "weight_decay", "zero_mean_weight", "proximity_weight")
     if cfg.mode == "end_to_end":

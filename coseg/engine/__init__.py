@@ -1,7 +1,7 @@
 """The training engine shared by the co-segmentation and retrieval trainers."""
 from coseg.engine.checkpoint import CheckpointError, load_training_state, save_training_state
 from coseg.engine.config import (
-    ConfigError, check_at_least, check_choice, check_fraction, config_from_dict, config_to_dict, load_config, read_config_file,
+    ConfigError, check_at_least, check_choice, check_fraction, check_seed, config_from_dict, config_to_dict, load_config, read_config_file,
     save_config,
 )
 from coseg.engine.distributed import DistInfo, cleanup_distributed, distributed_run, resolve_device, setup_distributed
@@ -13,7 +13,7 @@ from coseg.engine.trainer import Engine, FitResult, NonFiniteLossError, TrainTas
 
 __all__ = [
     "CheckpointError", "ConfigError", "DistInfo", "Engine", "FitResult", "NonFiniteLossError", "RESUMABLE",
-    "RunFolder", "TrainTask", "adamw", "check_at_least", "check_choice", "check_fraction", "cleanup_distributed", "config_from_dict",
+    "RunFolder", "TrainTask", "adamw", "check_at_least", "check_choice", "check_fraction", "check_seed", "cleanup_distributed", "config_from_dict",
     "config_to_dict",
     "distributed_run", "load_config", "load_training_state", "lr_factor", "once", "read_config_file", "resolve_device",
     "save_config", "save_training_state",

@@ -188,6 +188,17 @@ def check_choice(cfg: Any, name: str, choices: Sequence[str]) -> None:
         raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(choices)}")
 
 
+SEEDS = 2**32  # NumPy takes seeds in [0, 2**32)
+
+
+def check_seed(cfg: Any, runs: int = 1) -> None:
+    """Raise ``ConfigError`` naming the option if ``cfg.seed`` is not an integer in [0, 2**32 - ``runs``]: ``runs``
+    runs take the seeds ``seed`` to ``seed + runs - 1`` (an ensemble's members), each one NumPy must take."""
+    if not 0 <= cfg.seed <= SEEDS - runs:
+        members = f" (the {runs} members take seeds seed to seed + {runs - 1})" if runs > 1 else ""
+        raise ConfigError(f"seed must be in [0, {SEEDS - runs}]{members}, got {cfg.seed}")
+
+
 def check_fraction(cfg: Any, name: str) -> None:
     """Raise ``ConfigError`` naming the option if field ``name`` of ``cfg`` (a share held out, e.g. for validation,
     or a decay) is not in [0, 1)."""
