@@ -38,3 +38,13 @@ def test_seed_and_architecture_are_refused_by_name_before_the_data_is_read(tmp_p
         return
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_the_retrieval_trainer_refuses_a_negative_seed_by_name(tmp_path):
+    from click.testing import CliRunner
+
+    from apps.cli import main
+
+    result = CliRunner().invoke(main, ["retrieval", "train", "--data", str(tmp_path), "--output", str(tmp_path / "run"),
+                                       "--seed", "-1"])
+    assert result.exit_code == 2 and "seed must be in [0, 4294967295], got -1" in result.output, result.output
