@@ -64,7 +64,12 @@ def test_same_lists_as_faiss_on_its_matrix_product_path(metric: str) -> None:
     ids = np.random.default_rng(2).permutation(1100)[:300]
     with BlockSearch(x, metric) as search:
         lists = search.nearest(ids, np.full(ids.size, depth))
-    assert np.array_equal(lists.indices, expected_indices[ids])
+    # The same lists, but for the order of near-ties: the two matrix products may round a score one ulp apart on
+    # some CPUs (one swapped pair of 12,000 entries for "ip" on one machine, none on another).
+    differ = lists.indices != expected_indices[ids]
+    assert differ.sum() <= 4
+    for row in np.unique(np.nonzero(differ)[0]):
+        assert set(lists.indices[row]) == set(expected_indices[ids][row])
     assert np.all(np.abs(lists.scores - expected_scores[ids]) <= lists.tolerance[:, None])
 
 
