@@ -85,6 +85,8 @@ def test_an_ensemble_member_counts_as_a_run(tmp_path):
     ("paste_distractor_p", 1.5, r"paste_distractor_p must be in \[0, 1\], got 1.5"),
     ("paste_background_p", -0.5, r"paste_background_p must be in \[0, 1\], got -0.5"),
     ("paste_common_background_p", float("nan"), r"paste_common_background_p must be in \[0, 1\], got nan"),
+    ("lr", -1e-3, "lr must be >= 0, got -0.001"),  # was AdamW's "Invalid learning rate", after the data scan
+    ("weight_decay", -1e-4, "weight_decay must be >= 0, got -0.0001"),
 ])
 def test_options_out_of_range_are_refused_before_anything_is_written(tmp_path, option, value, message):
     cfg = CosegTrainConfig(data=str(tmp_path / "nowhere"), output=str(tmp_path / "run"), **{option: value})
