@@ -283,8 +283,8 @@ def _replace_run(cfg: CosegTrainConfig, resume: bool) -> None:
 def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     """The runs of an ensemble: member i trains in ``<output>/member<i>`` with seed ``cfg.seed + i`` for
     ``cfg.minutes / cfg.members`` minutes (up to ``cfg.epochs`` epochs each) or, without a time budget,
-    ``cfg.epochs / cfg.members`` epochs (rounded half up, at least 1), on the same training and validation groups (carved
-    once, with ``cfg.seed``; too few of them for a batch are refused here, before the run folder is written)."""
+    ``cfg.epochs / cfg.members`` epochs (rounded half up, at least 1), on the same training and validation groups
+    (carved once, with ``cfg.seed``; too few of them for a batch are refused here, before the run folder is written)."""
     train_groups, val_groups = split_train_val(cfg, scan)
     check_groups_per_batch(cfg, train_groups, val_groups)
     minutes = cfg.minutes / cfg.members if cfg.minutes else cfg.minutes

@@ -196,4 +196,5 @@ def test_a_report_says_when_the_model_file_changed_since_its_results(tmp_path, k
     assert "has changed since" not in first
     model.write_bytes(b"model two")
     second = build_report(folder, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
-    assert "has changed since: these " + ("masks" if kind == "predictions" else "scores") + " are of the model" in second
+    what = "masks" if kind == "predictions" else "scores"
+    assert f"has changed since: these {what} are of the model" in second
