@@ -323,20 +323,14 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     group, then over groups."""
     from coseg.data import find_samples, printable
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
-    from coseg.predict import is_inside
-    from coseg.report.files import PREDICTIONS, record_model_file
+    from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
                                  samples_of)
 
     explicit = [g.strip() for g in groups.split(",") if g.strip()] if groups else []  # "a,b," as the trainers read it
-    try:
-        check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    if report and is_inside(output, data):
-        raise click.UsageError(f"--report writes images into --output {printable(output)}, which is inside the data "
-                               f"folder {printable(data)}: a later scan would take them for data; choose an output "
-                               "folder elsewhere")
+    check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
+    if report:
+        check_report_outside(output, data)
     dev = _device(device)
     model, size = _model(checkpoint, dev, image_size)
     scan = find_samples(data, layout)

@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 from coseg.atomic import PathLike
 from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split
+from coseg.engine.config import ConfigError
 
 
 def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
@@ -18,19 +19,19 @@ def default_splits_file(data: Path, splits: Optional[str]) -> Optional[Path]:
 
 def check_group_choice(explicit: Sequence[str], split: Optional[str], splits: Optional[str], what: str,
                        flags: tuple[str, str, str]) -> None:
-    """Refuse group options one of which would be ignored by :func:`choose_groups`: an empty ``split`` key (all
-    groups would be chosen, those of the other splits too), ``explicit`` groups with a ``split`` (the explicit list
-    would win) and a ``splits`` file without a ``split`` (nothing of it would be read). ``what`` names the groups,
-    ``flags`` the options (explicit groups, split key, splits file) in the message."""
+    """Refuse (``ConfigError``: a usage error) group options one of which would be ignored by :func:`choose_groups`:
+    an empty ``split`` key (all groups would be chosen, those of the other splits too), ``explicit`` groups with a
+    ``split`` (the explicit list would win) and a ``splits`` file without a ``split`` (nothing of it would be read).
+    ``what`` names the groups, ``flags`` the options (explicit groups, split key, splits file) in the message."""
     groups_flag, split_flag, splits_flag = flags
     if split is not None and not split.strip():
-        raise ValueError(f"{split_flag} is empty: give the key of the {what} in the splits file (e.g. test), or leave "
-                         f"{split_flag} out to choose all groups")
+        raise ConfigError(f"{split_flag} is empty: give the key of the {what} in the splits file (e.g. test), or leave "
+                          f"{split_flag} out to choose all groups")
     if explicit and split:
-        raise ValueError(f"{groups_flag} and {split_flag} {printable(split)} both choose the {what}: give one of them")
+        raise ConfigError(f"{groups_flag} and {split_flag} {printable(split)} both choose the {what}: give one of them")
     if splits and not split:
-        raise ValueError(f"{splits_flag} {printable(splits)} is read only for {split_flag}, which is not given: add it "
-                         f"(the key of the {what} in that file), or leave {splits_flag} out")
+        raise ConfigError(f"{splits_flag} {printable(splits)} is read only for {split_flag}, which is not given: add "
+                          f"it (the key of the {what} in that file), or leave {splits_flag} out")
 
 
 def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str], explicit: Sequence[str]) -> list[str]:

@@ -241,11 +241,8 @@ def check_config(cfg: CosegTrainConfig) -> None:
     check_choice(cfg, "triplet_strategy", ["random", "hard"])
     check_choice(cfg, "encoder_statistics", ["train", "frozen"])
     check_choice(cfg, "arch", ARCHITECTURES.names())
-    try:
-        check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
-                           ("--train-groups", "--train-split", "--splits"))
-    except ValueError as e:  # a usage error, as evaluate's
-        raise ConfigError(str(e)) from None
+    check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
+                       ("--train-groups", "--train-split", "--splits"))
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:

@@ -105,16 +105,10 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image whose class
     has another image queries all the others)."""
     from apps.retrieval.evaluate import evaluate_checkpoint
-    from coseg.data import printable
     from coseg.evaluate import overlap_warnings
-    from coseg.predict import is_inside
     from coseg.report.build import build_report
 
     classes = [c.strip() for c in train_classes.split(",") if c.strip()] if train_classes else None
-    if report and is_inside(output, data):  # a usage error, as `coseg evaluate --report`'s
-        raise click.UsageError(f"--report writes images into --output {printable(output)}, which is inside the data "
-                               f"folder {printable(data)}: a later evaluation would take them for a class; choose an "
-                               "output folder elsewhere")
     evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, classes, image_size, batch_size,
                                      _device(device), workers, cache_dir, progress=not quiet,
                                      report_queries=report_queries if report else 0)

@@ -21,10 +21,9 @@ from coseg.checkpoints import DEFAULT_IMAGE_SIZE
 from coseg.data import ImageCache, Problem, printable
 from coseg.evaluate import seen_overlap
 from coseg.models.checkpoint import recorded_image_size
-from coseg.predict import is_inside
 from coseg.report.build import remove_report
-from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, path_cells, record_model_file,
-                                record_path)
+from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, check_report_outside, path_cells,
+                                record_model_file, record_path)
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -158,12 +157,10 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     ``skipped``. Raises ``ValueError`` when no class has two readable images, or only one class has readable images
     (every score would be 100 whatever the model). Of the classes scored, the numbers the model file records it
     was trained and validated on are ``trained_on`` and ``validated_on`` in the summary (when it records them; the
-    classes in ``seen``). A report (``report_queries`` > 0) into a folder inside ``data`` is refused before any work:
-    the images of its page would be taken for a class of the data set by a later evaluation."""
-    if output is not None and report_queries > 0 and is_inside(Path(output), Path(data)):
-        raise ValueError(f"--report writes images into --output {printable(output)}, which is inside the data folder "
-                         f"{printable(data)}: a later evaluation would take them for a class; choose an output folder "
-                         "elsewhere")
+    classes in ``seen``). A report (``report_queries`` > 0) into a folder inside ``data`` is refused before any work
+    (``ConfigError``): the images of its page would be taken for a class of the data set by a later evaluation."""
+    if output is not None and report_queries > 0:
+        check_report_outside(output, data, "a class")
     device = torch.device(device)
     model, size = load_for_retrieval(checkpoint, device, image_size)
     records = load_retrieval_split(data, split, layout, train_classes)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 from dataclasses import dataclass
@@ -11,9 +12,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from apps.retrieval.evaluate import load_for_retrieval
-from apps.retrieval.export import FILES, Item, embed_shard, read_record, scan_images
-from coseg.atomic import PathLike, file_digest, write_text_atomic
+from apps.retrieval.export import FILES, Item, embed_shard, load_snapshot, read_record, scan_images
+from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import LayoutError, printable
 from metric._checks import check_count
 from metric.retrieval.faiss_backend import import_faiss
@@ -142,10 +142,9 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         refuse_to_overwrite(Path(output), index_dir, items)
     device = torch.device(device)
     model_file = index_dir / "model.safetensors"
-    model, size = load_for_retrieval(model_file, device, recorded_size)
+    model, size, snapshot = load_snapshot(model_file, device, recorded_size)  # the bytes it loaded, hashed below
     index = read_index(index_dir / "index.faiss")
     manifest = read_manifest(index_dir / "manifest.csv")
-    model_digest = file_digest(model_file, "sha1")
     if not _record_unchanged(record, info):
         raise ValueError(f"{printable(index_dir)}: the export was replaced while search read it (an export is writing "
                          "there); search again when it ends")
@@ -155,7 +154,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if index.d != model.embedding_dim:
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.d}-d vectors but model.safetensors embeds "
                          f"in {model.embedding_dim} dimensions; export again")
-    if "model" in info and model_digest != info["model"]:  # records of early versions hold no digest
+    # records of early versions hold no digest
+    if "model" in info and hashlib.sha1(snapshot).hexdigest() != info["model"]:
         raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
                          "another): queries would be embedded by another model than the index; export again")
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)

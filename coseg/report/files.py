@@ -102,6 +102,18 @@ def model_file_changed(record: Mapping[str, Any], folder: Path) -> Optional[Path
     return None
 
 
+def check_report_outside(output: PathLike, data: PathLike, taken_for: str = "data") -> None:
+    """Refuse (``ConfigError``: a usage error) a report (``--report``) into ``output`` when it lies inside the data
+    folder ``data``: a later scan of the data would take the report's images for ``taken_for``."""
+    from coseg.engine.config import ConfigError
+    from coseg.predict import is_inside  # imported here: coseg.predict imports this module
+
+    if is_inside(Path(output), Path(data)):
+        raise ConfigError(f"--report writes images into --output {printable(output)}, which is inside the data folder "
+                          f"{printable(data)}: a later scan would take them for {taken_for}; choose an output folder "
+                          "elsewhere")
+
+
 def recorded_paths(record: Mapping[str, Any], key: str, folder: Path) -> list[Path]:
     """Where the path :func:`record_path` recorded under ``key`` in a result file of ``folder`` may be now, to try in
     this order: the absolute path, then the relative one (moved together with ``folder``); none when not recorded."""
