@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator, Optional
 import click
 
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          known_layout, quiet_option, report_options, training_config, training_options, workers_option)
+                          known_layout, not_training_state, quiet_option, report_options, training_config,
+                          training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS
 
 
@@ -468,7 +469,7 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
 
 @main.command()
 @click.argument("models", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+                type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=not_training_state)
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The ensemble's model file (.safetensors), for evaluate and predict like any other.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file (default: refuse).")

@@ -176,13 +176,16 @@ image_size_option = click.option("--image-size", type=click.IntRange(1, None),
                                       "co-segmentation model needs a multiple of its output stride, 32 by default).")
 
 
-def not_training_state(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
-    """Option callback: a usage error for a run's ``last.pt``, the training state ``--resume`` reads, given where a
-    model file is needed (else refused as a file that is not safetensors, which does not say what to give)."""
+def not_training_state(ctx: click.Context, param: click.Parameter, value: Union[Path, tuple[Path, ...]]
+                       ) -> Union[Path, tuple[Path, ...]]:
+    """Option or argument callback: a usage error for a run's ``last.pt``, the training state ``--resume`` reads,
+    given where a model file (or files: ``value`` a tuple) is needed (else refused as a file that is not safetensors,
+    which does not say what to give)."""
     from coseg.models.checkpoint import TRAINING_STATE, training_state_given
 
-    if value.name == TRAINING_STATE:
-        raise click.BadParameter(training_state_given(value), ctx, param)
+    for path in value if isinstance(value, tuple) else (value,):
+        if path.name == TRAINING_STATE:
+            raise click.BadParameter(training_state_given(path), ctx, param)
     return value
 
 

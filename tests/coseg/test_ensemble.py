@@ -139,9 +139,9 @@ def test_ensemble_command_names_the_model_files_for_a_runs_training_state(tmp_pa
     state.parent.mkdir()
     state.write_bytes(b"PK\x03\x04" + bytes(64))
     r = invoke("ensemble", a, state, "--output", tmp_path / "e.safetensors")
-    assert r.exit_code == 1
-    assert r.output.strip() == (f"Error: {state} is a run's training state (what --resume continues from), not a "
-                                "model file: give best.safetensors or last.safetensors from the same folder")
+    assert r.exit_code == 2, r.output  # a usage error, as for --checkpoint (was 1)
+    assert (f"Invalid value for 'MODELS...': {state} is a run's training state (what --resume continues from), not a "
+            "model file: give best.safetensors or last.safetensors from the same folder") in " ".join(r.output.split())
     assert not (tmp_path / "e.safetensors").exists()
 
 
