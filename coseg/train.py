@@ -17,8 +17,9 @@ from coseg.data import (
     LAYOUTS, CosegDataset, DataFileError, GroupPaste, ImageCache, Problem, Scan, TrainAugmentation, find_samples,
     groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
-from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-                          check_fraction, check_seed, distributed_run, once, training_lock)
+from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, NonFiniteLossError, RunFolder, adamw,
+                          check_at_least, check_choice, check_fraction, check_seed, distributed_run, once,
+                          training_lock)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
@@ -310,7 +311,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
             _mark_unfinished(output / "last.safetensors")
 
     cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)
-    runs = [_train(c, resume, dist, scan, cache, before_write=start) for c in configs]
+    runs = [_train_member(i, c, resume, dist, scan, cache, start) for i, c in enumerate(configs)]
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
@@ -337,6 +338,22 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
                     images_per_s=images / session if session else 0.0, session_seconds=session)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
                        runs[0].problems, members=fits, is_main=dist.is_main)
+
+
+def _train_member(index: int, cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Scan, cache: ImageCache,
+                  before_write: Callable[[], None]) -> TrainResult:
+    """Member ``index`` of an ensemble (``cfg``: its own config); a non-finite loss in its first epoch after member 0
+    is told as the run folder takes it: holding the earlier members, it refuses a new training but resumes."""
+    try:
+        return _train(cfg, resume, dist, scan, cache, before_write=before_write)
+    except NonFiniteLossError as e:
+        if index == 0 or not e.first_epoch:
+            raise
+        kept = "member 0 is kept" if index == 1 else f"members 0 to {index - 1} are kept"
+        raise NonFiniteLossError(
+            f"{e.reason}; ensemble member {index} ({cfg.output}) stopped before its first checkpoint; {kept}: check "
+            f"the data, then --resume (which trains member {index} anew, with the run's learning rate), or train anew "
+            "with a lower one (--overwrite)", e.reason, first_epoch=True) from None
 
 
 def _mark_unfinished(path: Path) -> None:

@@ -31,7 +31,12 @@ from metric import NonFiniteError
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or its gradient became NaN/Inf; the run stops and the last good checkpoint is left as it was."""
+    """The loss or its gradient became NaN/Inf; the run stops and the last good checkpoint is left as it was.
+    ``reason`` says what and where (epoch, step, the loss terms); ``first_epoch``: no checkpoint was written yet."""
+
+    def __init__(self, message: str, reason: str = "", first_epoch: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.first_epoch = reason, first_epoch
 
 
 class TrainTask(Protocol):
@@ -258,14 +263,14 @@ class Engine:
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+        reason = f"non-finite {what} at epoch {epoch}, step {step} ({shown})"
         if epoch == 1:  # no epoch has ended, so there is no checkpoint to resume from
-            return NonFiniteLossError(
-                f"non-finite {what} at epoch 1, step {step} ({shown}); stopped before the first checkpoint. Lower the "
-                f"learning rate or check the data, then train again")
+            return NonFiniteLossError(f"{reason}; stopped before the first checkpoint. Lower the learning rate or "
+                                      "check the data, then train again", reason, first_epoch=True)
         return NonFiniteLossError(
-            f"non-finite {what} at epoch {epoch}, step {step} ({shown}); stopped. The last good checkpoint is "
-            f"{self.output_dir / 'last.safetensors'} (epoch {epoch - 1}); check the data, then --resume (which keeps "
-            f"the run's learning rate), or train anew with a lower one (--overwrite)")
+            f"{reason}; stopped. The last good checkpoint is {self.output_dir / 'last.safetensors'} (epoch "
+            f"{epoch - 1}); check the data, then --resume (which keeps the run's learning rate), or train anew with a "
+            "lower one (--overwrite)", reason)
 
     def _write_failed(self, epoch: int, error: OSError, state_written: bool = False) -> CheckpointError:
         """The error of a run stopped because epoch ``epoch``'s log row, checkpoint or, ``state_written`` (its
