@@ -182,12 +182,18 @@ def update_metadata(path: PathLike, changes: Mapping[str, str]) -> None:
     write_bytes_if_changed(path, _serialized(_tensors(path, data), {**header, **changes}))
 
 
+Upgrade = Callable[[dict[str, torch.Tensor], dict[str, Any]], tuple[dict[str, torch.Tensor], dict[str, Any]]]
+
+
 def load_model_file(path: PathLike, build: Callable[..., M], kind: str,
-                    map_location: Union[str, torch.device] = "cpu") -> M:
+                    map_location: Union[str, torch.device] = "cpu", upgrade: Optional[Upgrade] = None) -> M:
     """Rebuild a ``kind`` model saved with :func:`write_checkpoint`: ``build(**config, weights=None)`` (so nothing
-    is downloaded), then its state dict, on ``map_location``. Raises ``ValueError`` naming the file when it holds
-    another kind of model, or the config or the weights do not fit ``build``'s model."""
+    is downloaded), then its state dict, on ``map_location``; ``upgrade`` first turns the state dict and config of a
+    file an older version wrote into the current form. Raises ``ValueError`` naming the file when it holds another
+    kind of model, or the config or the weights do not fit ``build``'s model."""
     state_dict, config, _ = read_checkpoint(path, map_location, kind)
+    if upgrade is not None:
+        state_dict, config = upgrade(state_dict, config)
     try:
         model = build(**config, weights=None)
     except TypeError as err:

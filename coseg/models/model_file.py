@@ -42,7 +42,33 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
     """Rebuild the model saved by :meth:`CosegNet.save` or :meth:`CosegEnsemble.save` in ``path`` (no download:
     weights=None, then its state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not
     such a model file."""
-    return load_model_file(path, _build, MODEL_KIND, map_location)
+    return load_model_file(path, _build, MODEL_KIND, map_location, upgrade=_flat_members)
+
+
+def _flat_members(state_dict: dict[str, torch.Tensor], config: dict[str, Any]
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An ensemble file holding an ensemble as a member (``coseg ensemble`` wrote them before 2026-12-06) as one
+    listing each single model once, in the same order: its config's members and its weights' ``members.<i>.``
+    prefixes renumbered. Other files are returned as they are."""
+    if not any(isinstance(m, dict) and "members" in m for m in config.get("members") or []):
+        return state_dict, config
+    singles: list[Any] = []
+    prefixes: dict[str, str] = {}  # an old key prefix of a single model → its new one
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and isinstance(node.get("members"), list):
+            for i, member in enumerate(node["members"]):
+                walk(member, f"{prefix}members.{i}.")
+        else:
+            prefixes[prefix] = f"members.{len(singles)}."
+            singles.append(node)
+
+    walk(config, "")
+    renamed = {}
+    for key, value in state_dict.items():
+        old = next((p for p in prefixes if key.startswith(p)), None)  # one at most: prefixes end with a dot
+        renamed[key if old is None else prefixes[old] + key[len(old):]] = value  # a stray key is refused later
+    return renamed, {**config, "members": singles}
 
 
 def load_ensemble(paths: Sequence[PathLike], map_location: Union[str, torch.device] = "cpu"
