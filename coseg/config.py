@@ -56,7 +56,7 @@ class CosegTrainConfig:
     splits: Optional[str] = option(None, "Splits JSON file (e.g. iCoseg splits.json); default: <data>/splits.json if present.")
     train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30).")
     train_groups: list[str] = option([], "Explicit training groups (comma-separated); default: all groups, or --train-split.")
-    val_groups: list[str] = option([], "Explicit validation groups (a name may be the start of one folder's name, e.g. its number, or a part found in no other); default: hold out --val-fraction of the training groups.")
+    val_groups: list[str] = option([], "Explicit validation groups (a name may be the start of one folder's name, e.g. its number, or whole words found in no other); default: hold out --val-fraction of the training groups.")
     val_fraction: float = option(0.15, "Share of training groups held out for validation / model selection (0 = none).")
     image_size: int = option(224, "Training and inference size in pixels (square, multiple of 32).")
     epochs: int = option(30, "Number of epochs (with --minutes: at most this many). An ensemble without --minutes shares them: each of its models trains epochs / members (rounded, at least 1).")

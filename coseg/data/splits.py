@@ -7,13 +7,14 @@ A splits JSON maps split names to either a list of group names or a mapping ``{g
 (iCoseg's ``test8`` uses the short names of the DOCS/SSNM papers). Names are resolved against the group folders
 actually present, tolerating differences in case, Unicode normalisation, whitespace and punctuation; a mapping's
 short name is tried when its folder name is not found, and a name that begins exactly one folder name (or, when it
-begins none, is contained in exactly one) matches it: "006" is iCoseg's "006 Red Sox Players ...", not also a
-folder whose name holds "2006".
+begins none, is whole words of exactly one) matches it: "006" is iCoseg's "006 Red Sox Players ...", not also a
+folder whose name holds "2006", and "dog" is not "hotdog".
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -66,9 +67,18 @@ def _loose(name: str) -> str:
     return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", name).casefold())
 
 
+def _holds_words(folder: str, key: str) -> bool:
+    """Whether ``key`` (:func:`_loose`) is a run of whole words of ``folder``'s name: "zoo2006" of "... Zoo 2006-x",
+    not "dog" of "hotdog"."""
+    words = [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFKC", folder).casefold()) if w]
+    bounds = {0, *itertools.accumulate(len(w) for w in words)}
+    text = "".join(words)
+    return any(text.startswith(key, i) and i + len(key) in bounds for i in bounds)
+
+
 def _match(name: str, available: Sequence[str]) -> list[str]:
-    """Folders matching ``name``: exact, then loosely equal, then those beginning with it, then those containing it
-    (loosely: :func:`_loose`)."""
+    """Folders matching ``name``: exact, then loosely equal, then those beginning with it, then those holding it as
+    whole words (loosely: :func:`_loose`)."""
     if name in available:
         return [name]
     key = _loose(name)
@@ -76,7 +86,7 @@ def _match(name: str, available: Sequence[str]) -> list[str]:
         return []
     equal = [g for g in available if _loose(g) == key]
     starting = equal or [g for g in available if _loose(g).startswith(key)]
-    return starting or [g for g in available if key in _loose(g)]
+    return starting or [g for g in available if _holds_words(g, key)]
 
 
 def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group") -> dict[str, str]:

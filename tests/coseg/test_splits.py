@@ -11,6 +11,7 @@ from coseg.data import (
     find_samples, groups_sharing_images, holdout_groups, load_split, make_synthetic_coseg, resolve_groups,
     resolve_split, stratified_holdout, train_test_split,
 )
+from coseg.selection import choose_groups
 
 FOLDERS = ["002 Alaskan Brown Bear-Eukaryote", "025 Airshows-helicopter", "025 Airshows-planes",
            "015 Ferrari 599 GTB Fiorano-599-auTomoTiVe FreAk !", "028 Cheetah-National Zoo, Washington DC",
@@ -85,9 +86,26 @@ def test_resolve_prefers_the_folder_a_name_begins():
         resolve_groups(["036"], folders)
 
 
+def test_a_name_inside_a_folders_word_does_not_match_it(tmp_path):
+    """A split naming "dog", whose folder has no readable image (or is gone), matched "hotdog" (a part of its name):
+    the run chose another group without a word. Names inside a folder's name match as whole words only."""
+    assert resolve_groups(["eukaryote", "national zoo", "gymnastics-2"], FOLDERS + ["036 Gymnastics-2"]) == {
+        "002 Alaskan Brown Bear-Eukaryote": "eukaryote", "028 Cheetah-National Zoo, Washington DC": "national zoo",
+        "036 Gymnastics-2": "gymnastics-2"}
+    for name in ("dog", "otdo", "og"):
+        with pytest.raises(ValueError, match=rf"'{name}' not found"):
+            resolve_groups([name], ["hotdog", "cat"])
+    make_synthetic_coseg(tmp_path, 2, 1, size=32, group_names=["hotdog", "cat"])
+    (tmp_path / "images" / "dog").mkdir()
+    (tmp_path / "images" / "dog" / "a.heic").write_bytes(b"not read here")
+    path = write_splits(tmp_path, {"test": ["dog", "cat"]})
+    with pytest.raises(ValueError, match=r"split 'test' of .*'dog' not found \(closest: 'hotdog'\)"):
+        choose_groups(find_samples(tmp_path), path, "test", [])
+
+
 def test_resolve_reports_missing_ambiguous_and_duplicate_names():
-    with pytest.raises(ValueError, match=r"'airshow' matches 2 groups.*'panda' not found") as info:
-        resolve_groups(["airshow", "panda"], FOLDERS)
+    with pytest.raises(ValueError, match=r"'airshows' matches 2 groups.*'panda' not found") as info:
+        resolve_groups(["airshows", "panda"], FOLDERS)
     assert "cannot resolve 2 group name(s) among 7 groups" in str(info.value)
     with pytest.raises(ValueError, match=r"closest: '025 Airshows-planes'"):
         resolve_groups(["026 Airshows-planes"], FOLDERS[:3])
