@@ -1,6 +1,7 @@
 """``coseg predict``: masks for a folder of images (subfolders = groups), at each image's own size."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_bytes_if_changed, write_text_atomic
 from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
+from coseg.engine.run_lock import folder_lock
 from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.report.files import PREDICT_RECORD, read_json, record_model_file, record_path, recorded_paths
@@ -188,7 +190,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     differs) unless ``overwrite``, so that the folder never mixes masks of two settings. Until an ``overwrite`` run
     that replaces masks of other settings finishes, the record says so, and a run without ``overwrite`` is refused.
     In group mode a finished run also records which images each group held (digests: :data:`MEMBERS`).
-    ``overlays/overlays.json`` records and guards the overlays in the same way.
+    ``overlays/overlays.json`` records and guards the overlays in the same way. A run into a folder another run
+    is writing into is refused (``ValueError``) before it reads or writes anything there.
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -203,6 +206,23 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     if overlays is not None and Path(overlays).resolve() == output_dir.resolve():
         raise ValueError(f"{printable(overlays)} is both the masks' and the overlays' folder: each overlay would "
                          "replace its mask; choose another folder for the overlays")
+    with contextlib.ExitStack() as locks:  # before a record is read or a file removed or written
+        for folder, option in ((output_dir, "--output"), (overlays, "--overlays")):
+            if folder is not None:
+                locks.enter_context(folder_lock(folder, LOCK, "another `coseg predict` is writing there", option))
+        return _predict_into(model, image_size, input_dir, output_dir, device, batch_size, workers, overlays,
+                             overwrite, progress, group_mode, refinement, flip, edges, colour, statistics, checkpoint)
+
+
+LOCK = ".predict.lock"  # held in the output (and overlays) folder while a run writes there: a second run is refused
+
+
+def _predict_into(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
+                  batch_size: int, workers: int, overlays: Optional[Path], overwrite: bool, progress: bool,
+                  group_mode: bool, refinement: Optional[GroupRefinement], flip: bool, edges: Optional[EdgeFilter],
+                  colour: Optional[GroupColourCut], statistics: Optional[GroupStatistics],
+                  checkpoint: Optional[Path]) -> PredictReport:
+    """:func:`predict_folder`'s work once its folders are checked and locked."""
     scan = scan_input(input_dir)
     relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
     masks = [output_path(output_dir, relative) for relative in relatives]
@@ -346,9 +366,12 @@ def _recorded_members(record_file: Path) -> dict[str, str]:
 
 def _up_to_date(target: Path, image: Path) -> bool:
     """Whether ``target`` (a mask or an overlay of ``image``) exists and was written after ``image`` last changed:
-    an image replaced since (same name, new content) is predicted again."""
+    an image replaced since (same name, new content) is predicted again, also when the file put in its place kept
+    an older modification time (cp -p, rsync -t, unzip) or the link of its name was pointed at another file, by
+    their change times, which no tool sets back."""
     try:
-        return target.stat().st_mtime_ns >= image.stat().st_mtime_ns
+        file, name = image.stat(), image.lstat()
+        return target.stat().st_mtime_ns >= max(file.st_mtime_ns, file.st_ctime_ns, name.st_ctime_ns)
     except OSError:  # no such file yet (an unreadable image is skipped and listed when it is read)
         return False
 

@@ -99,9 +99,10 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: PathLike, lock_file: str, busy: str) -> Iterator[None]:
+def folder_lock(folder: PathLike, lock_file: str, busy: str, option: str = "--output") -> Iterator[None]:
     """Hold the lock ``folder/lock_file`` for the block, creating the folder; while another process holds it, raise
-    ``ValueError`` naming the folder, ``busy`` (what is running there) and that process, having written nothing.
+    ``ValueError`` naming the folder, ``busy`` (what is running there), that process and the ``option`` that chose
+    the folder, having written nothing.
     The lock file holds this process's pid and host and is removed on leaving; a folder this creates is removed
     again when the block fails leaving it empty."""
     folder = Path(folder)
@@ -111,7 +112,7 @@ def folder_lock(folder: PathLike, lock_file: str, busy: str) -> Iterator[None]:
     fd = _acquire(path)
     if fd is None:
         raise ValueError(f"{printable(folder)}: {busy} ({_holder(path)}); wait until it ends, or choose another "
-                         "--output")
+                         f"{option}")
     try:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
