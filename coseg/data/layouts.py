@@ -30,12 +30,13 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   or at least half the PNGs beside a JPEG of their stem, so a folder of JPEG and PNG photos where two share a stem
   stays ``folders``.
 
-Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX`` and files that are not images
-(``Thumbs.db``, a README) are ignored; image files of a format not read there (HEIC, camera raw, ...; a JPEG among
-masks) are reported as unsupported files. Symlinked folders are followed once (a folder reached again, e.g. through
-a loop, is reported and skipped); a link that cannot be followed (dangling or to itself) is reported as a broken
-link, a folder that cannot be listed as a skipped folder. An image without a
-mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported. Where
+Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX``, a Synology NAS's thumbnail folders
+(``@eaDir``) and files that are not images (``Thumbs.db``, a README) are ignored; image files of a format not read
+there (HEIC, camera raw, ...; a JPEG among masks) are reported as unsupported files. Symlinked folders are followed
+once (a folder reached again, e.g. through a loop, is reported and skipped); a link that cannot be followed (dangling
+or to itself) is reported as a broken link, a folder that cannot be listed as a skipped folder. An image without a
+mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported (each
+naming an unpaired file of the other kind whose name differs only in case, or whose stem is in another folder). Where
 masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?)
 and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask,
 that is ``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
@@ -59,7 +60,7 @@ from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, p
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
 MASK_FOLDER_NAMES = ("masks", "mask", "ground_truth", "groundtruth", "gt", "labels", "annotations")  # any case
-_IGNORED_FOLDERS = frozenset({"__MACOSX"})
+_IGNORED_FOLDERS = frozenset({"__MACOSX", "@eaDir"})  # macOS zip extras; a Synology NAS's thumbnails
 _JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 _IMAGE_LIKE = IMAGE_SUFFIXES | MASK_SUFFIXES | UNSUPPORTED_SUFFIXES  # reported where they are not read
 
@@ -240,19 +241,24 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     return [Sample(image, masks.get(key), group_of(image), subset, any_nonzero) for key, image in unique.items()]
 
 
-def _by_stem(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, Path]]]:
-    """``unpaired`` files (``_stem_key`` → file) as stem → [(relative folder, file)], sorted."""
-    stems: dict[str, list[tuple[str, Path]]] = {}
+def _by_stem(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, str, Path]]]:
+    """``unpaired`` files (``_stem_key`` → file) as stem ignoring case → [(relative folder, stem, file)], sorted."""
+    stems: dict[str, list[tuple[str, str, Path]]] = {}
     for (folder, stem), path in sorted(unpaired.items()):
-        stems.setdefault(stem, []).append((folder, path))
+        stems.setdefault(stem.casefold(), []).append((folder, stem, path))
     return stems
 
 
-def _elsewhere(key: tuple[str, str], stems: dict[str, list[tuple[str, Path]]], what: str) -> str:
-    """For a file left unpaired at ``key`` (relative folder, stem): where an unpaired ``what`` (image, mask) of
-    ``stems`` (``_by_stem``) has its stem in another relative folder (the masks of grouped images kept in one flat
-    folder), a detail saying so; else ""."""
-    other = next((path for folder, path in stems.get(key[1], []) if folder != key[0]), None)
+def _elsewhere(key: tuple[str, str], stems: dict[str, list[tuple[str, str, Path]]], what: str) -> str:
+    """For a file left unpaired at ``key`` (relative folder, stem): a detail naming an unpaired ``what`` (image,
+    mask) of ``stems`` (``_by_stem``) whose folder and stem differ from it only in case (``b.jpg``, ``B.png``), or
+    else has its stem in another relative folder (the masks of grouped images kept in one flat folder); else ""."""
+    found = stems.get(key[1].casefold(), [])
+    other = next((path for folder, _, path in found if folder.casefold() == key[0].casefold()), None)
+    if other is not None:
+        return (f"the {what} {printable(other)}, also unpaired, has its folder and stem but for case; an image and "
+                "its mask pair by folder and stem, case included: rename one")
+    other = next((path for folder, stem, path in found if stem == key[1] and folder != key[0]), None)
     return "" if other is None else (f"the {what} {printable(other)}, also unpaired, has its stem in another folder; "
                                      "an image and its mask pair by stem within the same folder under the images' "
                                      "and the masks' folders")
