@@ -6,6 +6,8 @@ import types
 import typing
 from typing import Any, Callable, Generic, Mapping, Optional, TypeVar, Union
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -84,8 +86,11 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.family} '{name}'; valid names: {valid}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
-        """Build the component registered as ``name`` with keyword arguments, after :func:`check_arguments`."""
+        """Build the component registered as ``name`` with keyword arguments, after :func:`check_arguments`; a numpy
+        scalar (``np.float32(0.2)``, ``np.int64(4)``, e.g. read from an array of settings) is passed as the Python
+        value it holds."""
         factory = self.get(name)
+        kwargs = {key: value.item() if isinstance(value, np.generic) else value for key, value in kwargs.items()}
         check_arguments(factory, kwargs, f"{self.family} '{name}'")
         return factory(**kwargs)
 
