@@ -1,6 +1,7 @@
 """Named shape and value checks for public boundaries (kept out of hot inner loops)."""
 from __future__ import annotations
 
+import math
 from numbers import Integral
 from typing import Any, Optional, Sequence
 
@@ -27,6 +28,12 @@ def check_count(value: Any, minimum: int, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer (:func:`is_integer`) >= ``minimum``."""
     if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_finite_number(value: float, name: str) -> None:
+    """Raise ``ValueError`` if ``value`` (a margin, weight, ...) is NaN or infinite: every loss would be NaN/Inf."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 def whole_number(name: str, value: Any) -> int:

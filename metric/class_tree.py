@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from metric._checks import check_embedding_size, check_finite, check_floating, check_same_size, check_shape
+from metric._checks import check_embedding_size, check_finite, check_floating, check_same_size, check_shape, is_integer
 from metric.distances.base_distance import BaseDistance, at_least_float32, computing_dtype
 from metric.distances.euclidean import EuclideanDistance
 from metric.samplers.sharding import class_indices
@@ -21,6 +21,8 @@ from metric.samplers.sharding import class_indices
 
 def check_num_levels(num_levels: int) -> None:
     """Raise ``ValueError`` unless a class tree of ``num_levels`` levels can be built (at least one)."""
+    if not is_integer(num_levels):
+        raise ValueError(f"num_levels must be a whole number of levels, got {num_levels}")
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from metric._checks import check_finite, check_same_size, check_shape
+from metric._checks import check_finite, check_finite_number, check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
@@ -52,6 +52,8 @@ class GlobalLoss(BaseMetricLoss):
         miner: Optional[BaseTripletMiner] = None,
     ) -> None:
         super().__init__()  # the loss is one value per batch: there is nothing to reduce
+        check_finite_number(margin, "margin")
+        check_finite_number(lam, "lam")
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
         self.distance = EuclideanDistance(squared=True) if distance is None else distance

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from metric._checks import check_shape
+from metric._checks import check_finite_number, check_shape
 from metric.class_tree import ClassTree, check_num_levels, check_tree_distance
 from metric.distances.base_distance import BaseDistance, computing_dtype
 from metric.losses.triplet_margin_loss import TripletMarginLoss, triplet_margin_loss
@@ -58,6 +58,7 @@ class HierarchicalTripletLoss(TripletMarginLoss):
         num_levels: int = 16,
         reduction: Reduction = "mean",
     ) -> None:
+        check_finite_number(beta, "beta")
         super().__init__(margin=beta, distance=distance, miner=miner, reduction=reduction)
         check_tree_distance(self.distance)
         check_num_levels(num_levels)

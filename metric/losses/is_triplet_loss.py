@@ -7,7 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from metric._checks import check_embedding_size, check_finite, check_floating, check_same_device, check_shape
+from metric._checks import (check_embedding_size, check_finite, check_finite_number, check_floating, check_same_device,
+                            check_shape)
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.triplet_margin_loss import counted_triplet_margin_loss, counts_suffice, triplet_margin_loss
@@ -152,6 +153,7 @@ class ISTripletLoss(nn.Module):
         super().__init__()
         check_sampling(k_per_class, strategy, random_share, boundary_width)
         check_reduction(reduction)
+        check_finite_number(margin, "margin")
         self.margin = margin
         self.k_per_class = k_per_class
         self.distance = EuclideanDistance() if distance is None else distance

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import (check_built_size, check_class_ids, check_finite, check_labelled_embeddings,
-                            check_same_device, check_shape)
+from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_finite_number,
+                            check_labelled_embeddings, check_same_device, check_shape)
 from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.cosine import CosineSimilarity
 from metric.losses.base_loss import BaseMetricLoss
@@ -86,12 +86,13 @@ class SoftTripleLoss(BaseMetricLoss):
         super().__init__(reduction)
         for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size),
                             ("centers_per_class", centers_per_class)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            check_count(value, 1, name)
+        num_classes, embedding_size, centers_per_class = int(num_classes), int(embedding_size), int(centers_per_class)
         for name, value, positive in (("la", la, True), ("gamma", gamma, True), ("tau", tau, False),
                                       ("margin", margin, False)):
             if not (value > 0 if positive else value >= 0):  # NaN too; la < 0 or tau < 0 would reverse its term
                 raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
+            check_finite_number(value, name)
         self.num_classes = num_classes
         self.centers_per_class = centers_per_class
         self.la, self.gamma, self.tau, self.margin = la, gamma, tau, margin

@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from metric._checks import check_class_ids, check_finite, check_shape
+from metric._checks import check_class_ids, check_finite, check_finite_number, check_shape
 from metric.distances.base_distance import BaseDistance, at_least_float32
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses.base_loss import BaseMetricLoss
@@ -122,6 +122,7 @@ class TripletMarginLoss(BaseMetricLoss):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__(reduction)
+        check_finite_number(margin, "margin")
         self.margin = margin
         self.distance = EuclideanDistance() if distance is None else distance
         self.miner = BatchAllMiner(distance=self.distance) if miner is None else miner

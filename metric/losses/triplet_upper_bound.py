@@ -34,7 +34,8 @@ from typing import Any, Optional
 
 import torch
 
-from metric._checks import check_built_size, check_class_ids, check_finite, check_labelled_embeddings, check_shape
+from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_labelled_embeddings,
+                            check_shape, is_integer)
 from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
@@ -51,15 +52,15 @@ def fixed_centroids(
     Built (in float64, returned in ``dtype``, default torch's) from the Helmert basis of the plane Σ_k x_k = 0:
     deterministic; coordinates beyond C − 1 are 0.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    check_count(num_classes, 1, "num_classes")
+    check_count(dim, 0, "the embedding size")
     if dim < num_classes - 1:
         raise ValueError(
             f"{num_classes} mutually equidistant centroids span a regular simplex of dimension {num_classes - 1}, "
             f"so the embedding size must be >= {num_classes - 1}, got {dim}"
         )
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
+    if not 0 < scale < math.inf:  # NaN too
+        raise ValueError(f"scale must be > 0 and finite, got {scale}")
     centroids = torch.zeros(num_classes, dim, dtype=torch.float64)
     for k in range(1, num_classes):
         # Helmert row k: (1, ..., 1, −k, 0, ...) / sqrt(k(k+1)), orthonormal and orthogonal to (1, ..., 1).
@@ -187,9 +188,9 @@ class TripletUpperBoundLoss(BaseMetricLoss):
         reduction: Reduction = "sum",
     ) -> None:
         super().__init__(reduction)
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2 (a triplet needs two classes), got {num_classes}")
-        if margin < 0:
+        if not is_integer(num_classes) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2 (a triplet needs two classes), got {num_classes}")
+        if not margin >= 0:  # NaN too
             raise ValueError(f"margin must be >= 0, got {margin}")
         if centroid_distance(num_classes, scale) ** 2 < 2 * margin:
             raise ValueError(

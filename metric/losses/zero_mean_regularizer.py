@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from metric._checks import check_finite, check_floating, check_shape
+from metric._checks import check_finite, check_finite_number, check_floating, check_shape
 from metric.distances.base_distance import at_least_float32
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -27,6 +27,7 @@ class ZeroMeanRegularizer(BaseMetricLoss):
 
     def __init__(self, weight: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
+        check_finite_number(weight, "weight")
         self.weight = weight
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Literal, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from metric._checks import check_finite, check_same_device, check_shape
+from metric._checks import check_count, check_finite, check_same_device, check_shape
 
 Strategy = Literal["random", "hard"]
 STRATEGIES = ("random", "hard")
@@ -75,12 +75,10 @@ def check_sampling(k_per_class: int, strategy: str, random_share: float, boundar
     """Raise ``ValueError`` naming the first invalid pixel-sampling setting."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
-    if k_per_class < 1:
-        raise ValueError(f"k_per_class must be >= 1, got {k_per_class}")
+    check_count(k_per_class, 1, "k_per_class")
     if not 0.0 <= random_share <= 1.0:
         raise ValueError(f"random_share must lie in [0, 1], got {random_share}")
-    if boundary_width < 1:
-        raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
+    check_count(boundary_width, 1, "boundary_width")
 
 
 def _check_inputs(labels: torch.Tensor, probabilities: Optional[torch.Tensor], ignore_index: int) -> None:

@@ -7,6 +7,7 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
+from metric._checks import check_count, is_integer, whole_number
 from metric.miners.adaptive_controller import AdaptiveHardnessController
 from metric.miners.base_miner import TripletIndices
 from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, as_tensor, import_faiss
@@ -44,22 +45,22 @@ class SmartMiner:
         controller: Optional[AdaptiveHardnessController] = None,
         seed: int = 0,
     ) -> None:
-        if num_neighbours < 1:
-            raise ValueError(f"num_neighbours must be >= 1, got {num_neighbours}")
+        check_count(num_neighbours, 1, "num_neighbours")
         if index not in ("hnsw", "flat"):
             raise ValueError(f"index must be 'hnsw' or 'flat', got '{index}'")
         ef_search = 2 * (num_neighbours + 1) if ef_search is None else ef_search
-        if ef_search < num_neighbours + 1:
+        if not is_integer(ef_search) or ef_search < num_neighbours + 1:
             raise ValueError(f"ef_search must be >= num_neighbours + 1 = {num_neighbours + 1}, got {ef_search}")
-        if hnsw_m < 2 or ef_construction < 1:
+        if not (is_integer(hnsw_m) and is_integer(ef_construction)) or hnsw_m < 2 or ef_construction < 1:
             raise ValueError(f"hnsw_m must be >= 2 and ef_construction >= 1, got {hnsw_m} and {ef_construction}")
-        self.num_neighbours = num_neighbours
+        # faiss takes no numpy integers
+        self.num_neighbours = int(num_neighbours)
         self.index_type = index
-        self.hnsw_m = hnsw_m
-        self.ef_search = ef_search
-        self.ef_construction = ef_construction
+        self.hnsw_m = int(hnsw_m)
+        self.ef_search = int(ef_search)
+        self.ef_construction = int(ef_construction)
         self.controller = controller
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(whole_number("seed", seed))
         self.last_stats: dict[str, int] = {}
         self._index = None
 

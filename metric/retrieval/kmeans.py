@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 
+from metric._checks import check_count, is_integer, whole_number
 from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, gpu_index, import_faiss
 
 
@@ -22,11 +23,14 @@ def kmeans_assign(
         raise TypeError(f"gpu must be a CUDA device index or None, got {gpu}")
     x = as_float32_rows(embeddings, "embeddings")
     n, dim = x.shape
-    if not 1 <= num_clusters <= n:
+    if not is_integer(num_clusters) or not 1 <= num_clusters <= n:
         raise ValueError(f"num_clusters must be in [1, {n}] (the number of rows), got {num_clusters}")
+    check_count(niter, 1, "niter")
     faiss = import_faiss()
     # min_points_per_centroid only silences faiss's "please provide more points" warning on small sets.
-    kmeans = faiss.Kmeans(dim, num_clusters, niter=niter, seed=seed, min_points_per_centroid=1)
+    # faiss takes no numpy integers
+    kmeans = faiss.Kmeans(dim, int(num_clusters), niter=int(niter), seed=whole_number("seed", seed),
+                          min_points_per_centroid=1)
     if gpu is not None:
         # faiss.Kmeans(gpu=...) would spread the work over every visible GPU.
         kmeans.index = gpu_index(kmeans.index, gpu)

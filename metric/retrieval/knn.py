@@ -6,6 +6,7 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
+from metric._checks import check_count, is_integer
 from metric.retrieval.faiss_backend import (
     GPU_MAX_K,
     ArrayLike,
@@ -103,8 +104,7 @@ def knn(
         searched on their GPU when faiss has GPU support (for k ≤ 2048), otherwise on the CPU.
     """
     check_metric(metric)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_count(chunk_size, 1, "chunk_size")
     q = as_float32_rows(queries, "queries")
     r = q if references is None else as_float32_rows(references, "references")
     if q.shape[1] != r.shape[1]:
@@ -125,9 +125,10 @@ def knn(
     available = r.shape[0] - int(exclude)
     if available < 1:
         raise ValueError(f"no neighbour to search for: {r.shape[0]} references{', self excluded' if exclude else ''}")
-    if not 1 <= k <= available:
+    if not is_integer(k) or not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] ({r.shape[0]} references{', self excluded' if exclude else ''}), got {k}")
     index = ExactIndex(r, metric, gpu=gpu_device(queries))
+    k, chunk_size = int(k), int(chunk_size)  # faiss takes no numpy integers
     distances = np.empty((q.shape[0], k), dtype=np.float32)
     indices = np.empty((q.shape[0], k), dtype=np.int64)
     for start in range(0, q.shape[0], chunk_size):

@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from metric._checks import is_integer
 from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_device
 from metric.retrieval.knn import Metric, check_metric
 from metric.retrieval.map_at_r import average_precision_at_r
@@ -49,10 +50,11 @@ def retrieval_metrics(
     """
     check_metric(metric)
     ks = sorted(set(checked_ks(ks)))
-    if not 1 <= chunk_budget < 1 << 31:
+    if not is_integer(chunk_budget) or not 1 <= chunk_budget < 1 << 31:
         raise ValueError(f"chunk_budget must be in [1, 2^31), got {chunk_budget}")
     if candidate_budget < 0:
         raise ValueError(f"candidate_budget must be >= 0 bytes, got {candidate_budget}")
+    chunk_budget = int(chunk_budget)  # a numpy integer has no bit_length
     x = as_float32_rows(embeddings, "embeddings")
     if x.shape[0] == 0:
         raise ValueError("embeddings is empty: retrieval metrics need at least one sample")

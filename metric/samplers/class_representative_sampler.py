@@ -6,7 +6,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from metric._checks import check_finite, check_floating, check_shape
+from metric._checks import check_count, check_finite, check_floating, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.registry import BATCH_SAMPLERS
@@ -48,9 +48,8 @@ class ClassRepresentativeBatchSampler(ClassBlockBatchSampler):
         distance: Optional[BaseDistance] = None,
     ) -> None:
         super().__init__(labels, classes_per_batch, samples_per_class, rank=rank, world_size=world_size, seed=seed)
-        if iterations_per_representative < 1:
-            raise ValueError(f"iterations_per_representative must be >= 1, got {iterations_per_representative}")
-        self.iterations_per_representative = iterations_per_representative
+        check_count(iterations_per_representative, 1, "iterations_per_representative")
+        self.iterations_per_representative = int(iterations_per_representative)
         self.batches_per_epoch = self.epoch_length(batches_per_epoch)
         self.distance = EuclideanDistance() if distance is None else distance
         self.representatives: Optional[torch.Tensor] = None  # (C,) dataset indices, set when a period starts

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
 
+from metric._checks import is_integer
 from metric.registry import BATCH_SAMPLERS
 from metric.samplers.sharding import Block, ClassBlockBatchSampler, cyclic_take
 
@@ -43,11 +44,11 @@ class HierarchicalClassBatchSampler(ClassBlockBatchSampler):
         batches_per_epoch: Optional[int] = None,
     ) -> None:
         super().__init__(labels, classes_per_batch, samples_per_class, rank=rank, world_size=world_size, seed=seed)
-        if not 1 <= classes_per_anchor <= len(self.classes):
+        if not is_integer(classes_per_anchor) or not 1 <= classes_per_anchor <= len(self.classes):
             raise ValueError(
                 f"classes_per_anchor must be in [1, {len(self.classes)}] (classes in labels), got {classes_per_anchor}"
             )
-        self.classes_per_anchor = classes_per_anchor
+        self.classes_per_anchor = int(classes_per_anchor)
         self.batches_per_epoch = self.epoch_length(batches_per_epoch)
         self.tree: Optional[ClassTree] = None
         if tree is not None:

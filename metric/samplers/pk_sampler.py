@@ -40,7 +40,7 @@ class PKBatchSampler(ClassBlockBatchSampler):
     ) -> None:
         super().__init__(labels, classes_per_batch, samples_per_class, rank=rank, world_size=world_size, seed=seed)
         self.drop_last = drop_last
-        self._num_batches = sum(1 for _ in self.global_batches(epoch_generator(seed, 0)))  # same every epoch
+        self._num_batches = sum(1 for _ in self.global_batches(epoch_generator(self.seed, 0)))  # same every epoch
 
     def _chunks(self, generator: torch.Generator) -> list[list[torch.Tensor]]:
         k = self.samples_per_class

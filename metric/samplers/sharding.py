@@ -13,16 +13,15 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from metric._checks import check_shape
+from metric._checks import check_count, check_shape, is_integer, whole_number
 
 Block = list[int]  # dataset indices of one class inside a batch
 
 
 def check_rank(rank: int, world_size: int) -> None:
-    """Raise ``ValueError`` unless ``0 <= rank < world_size``."""
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
-    if not 0 <= rank < world_size:
+    """Raise ``ValueError`` unless ``rank`` and ``world_size`` are integers with ``0 <= rank < world_size``."""
+    check_count(world_size, 1, "world_size")
+    if not is_integer(rank) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
 
 
@@ -82,15 +81,15 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         check_rank(rank, world_size)
-        self.rank = rank
-        self.world_size = world_size
-        self.seed = seed
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.seed = whole_number("seed", seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next ``iter()`` yields (call it before each epoch, as with
         ``DistributedSampler``)."""
-        self.epoch = epoch
+        self.epoch = whole_number("epoch", epoch)
 
     def global_batches(self, generator: torch.Generator) -> Iterator[list[Block]]:
         raise NotImplementedError
@@ -119,17 +118,15 @@ class ClassBlockBatchSampler(ShardedBatchSampler):
         super().__init__(rank=rank, world_size=world_size, seed=seed)
         self.classes, self.indices_per_class = class_indices(labels)
         self.num_samples = sum(indices.numel() for indices in self.indices_per_class)
-        if classes_per_batch < 1 or samples_per_class < 1:
-            raise ValueError(
-                f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch} and {samples_per_class}"
-            )
+        check_count(classes_per_batch, 1, "classes_per_batch")
+        check_count(samples_per_class, 1, "samples_per_class")
         if classes_per_batch > len(self.classes):
             raise ValueError(
                 f"classes_per_batch ({classes_per_batch}) exceeds the number of classes in labels ({len(self.classes)})"
             )
         check_blocks_divisible(classes_per_batch, world_size)
-        self.classes_per_batch = classes_per_batch
-        self.samples_per_class = samples_per_class
+        self.classes_per_batch = int(classes_per_batch)
+        self.samples_per_class = int(samples_per_class)
 
     @property
     def batch_size(self) -> int:
@@ -141,6 +138,5 @@ class ClassBlockBatchSampler(ShardedBatchSampler):
         replacement across batches; raises ``ValueError`` if it is < 1."""
         if batches_per_epoch is None:
             return max(1, self.num_samples // (self.classes_per_batch * self.samples_per_class))
-        if batches_per_epoch < 1:
-            raise ValueError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
-        return batches_per_epoch
+        check_count(batches_per_epoch, 1, "batches_per_epoch")
+        return int(batches_per_epoch)

@@ -5,6 +5,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from metric._checks import check_count
 from metric.miners.base_miner import TripletIndices
 from metric.miners.smart_miner import SmartMiner
 from metric.registry import BATCH_SAMPLERS
@@ -54,8 +55,8 @@ class SmartMiningBatchSampler(ShardedBatchSampler):
     ) -> None:
         super().__init__(rank=rank, world_size=world_size, seed=seed)
         classes, per_class = class_indices(labels)
-        if triplets_per_batch < 1:
-            raise ValueError(f"triplets_per_batch must be >= 1, got {triplets_per_batch}")
+        check_count(triplets_per_batch, 1, "triplets_per_batch")
+        triplets_per_batch = int(triplets_per_batch)
         check_blocks_divisible(triplets_per_batch, world_size, "triplets_per_batch")
         usable = [indices for indices in per_class if indices.numel() >= 2] if len(classes) >= 2 else []
         if not usable:
