@@ -5,8 +5,10 @@ run blocks no later ``--resume``. Readers of a run folder (evaluate, predict, re
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -54,7 +56,18 @@ def _try_lock(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as e:
+        if e.errno in _NO_LOCKS:
+            raise LocksUnsupported(e.strerror or str(e)) from None
+        raise
     return True
+
+
+class LocksUnsupported(OSError):
+    """The file system refuses advisory locks (NFS without its lock service, some FUSE mounts)."""
+
+
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 
 
 def _release(fd: int, path: Path) -> None:
@@ -74,10 +87,16 @@ def _release(fd: int, path: Path) -> None:
 
 
 def _acquire(path: Path) -> Optional[int]:
-    """A descriptor of ``path`` locked by this process, or None while another process holds the lock."""
+    """A descriptor of ``path`` locked by this process, or None while another process holds the lock;
+    ``LocksUnsupported`` where the file system takes no lock."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _try_lock(fd):
+        try:
+            locked = _try_lock(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if not locked:
             os.close(fd)
             return None
         try:
@@ -102,28 +121,38 @@ def _holder(path: Path) -> str:
 def folder_lock(folder: PathLike, lock_file: str, busy: str, option: str = "--output") -> Iterator[None]:
     """Hold the lock ``folder/lock_file`` for the block, creating the folder; while another process holds it, raise
     ``ValueError`` naming the folder, ``busy`` (what is running there), that process and the ``option`` that chose
-    the folder, having written nothing.
+    the folder, having written nothing. On a file system that takes no lock, the block runs unlocked after a warning.
     The lock file holds this process's pid and host and is removed on leaving; a folder this creates is removed
     again when the block fails leaving it empty."""
     folder = Path(folder)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_file
-    fd = _acquire(path)
-    if fd is None:
+    unsupported: Optional[LocksUnsupported] = None
+    try:
+        fd = _acquire(path)
+    except LocksUnsupported as e:
+        fd, unsupported = None, e
+        path.unlink(missing_ok=True)
+        print(f"warning: {printable(folder)} is on a file system that takes no lock ({e}): going on unlocked, so a "
+              "second run into it would not be refused; see that none starts", file=sys.stderr)
+    if fd is None and unsupported is None:
         raise ValueError(f"{printable(folder)}: {busy} ({_holder(path)}); wait until it ends, or choose another "
                          f"{option}")
     try:
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
         yield
     except BaseException:
-        _release(fd, path)
+        if fd is not None:
+            _release(fd, path)
         if created and not any(folder.iterdir()):
             folder.rmdir()
         raise
-    _release(fd, path)
+    if fd is not None:
+        _release(fd, path)
 
 
 @contextlib.contextmanager
