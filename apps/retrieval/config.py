@@ -65,9 +65,10 @@ class RetrievalTrainConfig:
     flip_average: bool = option(False, "Embed every image as the mean of its features and its mirror's (test-time "
                                        "augmentation: twice the backbone's cost at inference).")
     embedding_dim: int = option(128, "Embedding size; 0 = the backbone's feature size (needed by head_init identity).")
-    frozen_stages: int = option(0, "Backbone stages (entries of timm's feature_info, from the input) kept fixed when "
-                                   "the backbone trains (fine-tuning, end_to_end): no backward pass runs through "
-                                   "them (e.g. 3 for tf_efficientnet_lite*: everything up to stride 8).")
+    frozen_stages: int = option(0, "Backbone stages (entries of timm's feature_info, from the input) kept fixed, "
+                                   "weights and BatchNorm statistics, when the backbone trains (fine-tuning, "
+                                   "end_to_end): no backward pass runs through them (e.g. 3 for "
+                                   "tf_efficientnet_lite*: everything up to stride 8).")
     freeze_bn: bool = option(True, "Keep the backbone's BatchNorm statistics and affine parameters fixed.")
     # --- method -----------------------------------------------------------------------------------------------
     loss: str = option("triplet_margin", "Loss (metric/ LOSSES name): triplet_margin, soft_triple, "

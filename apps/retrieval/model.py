@@ -79,6 +79,7 @@ class RetrievalModel(nn.Module):
         self.pool_stages = list(pool_stages)
         self.flip_average = flip_average
         self.freeze_bn = freeze_bn
+        self.frozen_norms: list[nn.Module] = []  # the BatchNorm layers of the stages :meth:`freeze_stages` fixed
         self.config = dict(config)
         if freeze_bn:
             for bn in _batch_norms(self.backbone):
@@ -86,11 +87,11 @@ class RetrievalModel(nn.Module):
             self.train(self.training)
 
     def train(self, mode: bool = True) -> "RetrievalModel":
-        """Like ``nn.Module.train``, but frozen BatchNorm layers stay in eval mode."""
+        """Like ``nn.Module.train``, but frozen BatchNorm layers (``freeze_bn``, or in frozen stages) stay in eval
+        mode: their running statistics do not change."""
         super().train(mode)
-        if self.freeze_bn:
-            for bn in _batch_norms(self.backbone):
-                bn.eval()
+        for bn in _batch_norms(self.backbone) if self.freeze_bn else self.frozen_norms:
+            bn.eval()
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,8 @@ class RetrievalModel(nn.Module):
 
     def freeze_stages(self, count: int) -> None:
         """Fix the backbone's parameters from the input up to and including its first ``count`` stages (entries of
-        its ``feature_info``): they no longer train, and no backward pass runs through them."""
+        its ``feature_info``): they no longer train, their BatchNorm statistics stay as they are, and no backward
+        pass runs through them."""
         if count == 0:
             return
         info = getattr(self.backbone, "feature_info", None)
@@ -146,6 +148,9 @@ class RetrievalModel(nn.Module):
             reached = reached or inside
             for p in module.parameters(recurse=False):
                 p.requires_grad_(False)
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                self.frozen_norms.append(module)
+        self.train(self.training)
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of :meth:`features` (backbone and pooling), e.g. for their own learning rate."""
@@ -159,6 +164,26 @@ class RetrievalModel(nn.Module):
         """Write the weights and :attr:`config` to the safetensors file ``path`` (atomically), with optional extra
         string ``metadata``. :func:`load_retrieval_model` rebuilds the model from it."""
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
+
+
+@torch.no_grad()
+def check_image_size(model: RetrievalModel, size: int) -> None:
+    """Raise ``ValueError`` when ``model`` cannot embed ``size``×``size`` images — a backbone built for one input
+    size (vision transformers), one whose windows do not divide the map, or one giving channels-last maps, which
+    would be pooled over the wrong axes — found by passing one blank image through :meth:`RetrievalModel.features`
+    in eval mode (no state changes)."""
+    was_training = model.training
+    try:
+        features = model.eval().features(torch.zeros(1, 3, size, size, device=model.mean.device))
+    except (AssertionError, RuntimeError) as e:
+        raise ValueError(f"backbone '{model.config['backbone']}' cannot embed {size}×{size}-pixel images (choose "
+                         f"another image size or a convolutional backbone): {e}") from None
+    finally:
+        model.train(was_training)
+    if tuple(features.shape) != (1, model.feature_dim):
+        raise ValueError(f"backbone '{model.config['backbone']}' gives pooled features of shape "
+                         f"{tuple(features.shape)} for one image, not (1, {model.feature_dim}): its feature map is not "
+                         "(B, C, h, w) (channels-last backbones are not supported)")
 
 
 def _backbone(name: str, weights: Optional[PathLike]) -> nn.Module:

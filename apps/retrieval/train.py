@@ -35,7 +35,7 @@ from apps.retrieval.head_init import HEAD_INITS, check_head_init, init_head
 from apps.retrieval.image_dataset import RetrievalImageDataset
 from apps.retrieval.inference import Embedded, embed_readable, require_every
 from apps.retrieval.learner import RetrievalLearner, loss_state_path
-from apps.retrieval.model import RetrievalModel, create_retrieval_model
+from apps.retrieval.model import RetrievalModel, check_image_size, create_retrieval_model
 from apps.retrieval.pooling import POOLINGS
 from coseg.atomic import write_bytes_atomic
 from coseg.data import (
@@ -344,6 +344,7 @@ def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
                                  freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average,
                                  mean=cfg.input_mean or None, std=cfg.input_std or None)
     net.freeze_stages(cfg.frozen_stages)
+    check_image_size(net, cfg.image_size)  # before any image is decoded
     return net
 
 
