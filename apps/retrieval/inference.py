@@ -60,9 +60,11 @@ def collate(items: list[dict]) -> dict:
 def image_batches(dataset: Dataset, device: torch.device, batch_size: int, workers: int = 0,
                   progress: bool = False, desc: str = "embedding") -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
     """Yield ``(indices (B,), images (B, 3, S, S) float in [0, 1] on device, errors)`` over ``dataset``, whose
-    items are dicts with ``image`` uint8 (3, S, S) and ``index`` (or ``index`` and ``error``, a message)."""
+    items are dicts with ``image`` uint8 (3, S, S) and ``index`` (or ``index`` and ``error``, a message). Draws
+    nothing from torch's global generator, so a pass leaves a training run's random numbers as they are: the same
+    whether features are computed or read from a cache."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", generator=torch.Generator())  # its workers' base seed
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         images = batch["image"].to(device, non_blocking=True).float().div_(255)
         if device.type == "cuda":
