@@ -64,6 +64,8 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])
+    echo_skipped("class(es) of which no image could be read (left out of training and validation)",
+                 [printable(c) for c in result.unreadable_classes])
     echo_skipped("data set entries", [str(p) for p in result.problems])
     from apps.retrieval.train import FINETUNE_DIR
 

@@ -31,6 +31,7 @@ A new layout is a function ``scan(root: Path, split: str, train_classes: Sequenc
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
@@ -38,7 +39,7 @@ from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 
 from coseg.atomic import PathLike
-from coseg.data.io import printable
+from coseg.data.io import IMAGE_SUFFIXES, printable
 from coseg.data.layouts import LayoutError, Problem, find_samples
 from coseg.data.splits import resolve_groups, resolve_split
 from metric.registry import Registry
@@ -354,6 +355,42 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
     return classes
 
 
+def _folders_without_images(root: Path, available: Sequence[str]) -> list[str]:
+    """The visible folders of the class folders' root (``root/images`` if there is one, else ``root``) that are
+    neither among the class folders holding images, ``available``, nor hold some of them (nested: ``a/b``)."""
+    top = root / "images" if (root / "images").is_dir() else root
+    try:
+        names = {e.name for e in os.scandir(top) if not e.name.startswith(".") and e.is_dir()}
+    except OSError:
+        return []
+    return sorted(names - {name.split("/")[0] for name in available})
+
+
+def _split_classes(root: Path, split: str, available: list[str], train_classes: Optional[Sequence[str]]) -> list[str]:
+    """:func:`_folder_classes` of the class folders holding images, ``available``; a class named for ``split``
+    whose folder holds no image file is refused as such (not as a name not found), and one named for the other
+    split of ``splits.json`` does not stop this one."""
+    splits_file = root / SPLITS_FILE
+    try:
+        return _folder_classes(split, available, splits_file, train_classes)
+    except ValueError:
+        empty = _folders_without_images(root, available)
+        if not empty:
+            raise
+        folders = ", ".join(f"'{printable(name)}'" for name in empty)
+        try:
+            classes = _folder_classes(split, sorted([*available, *empty]), splits_file, train_classes)
+        except ValueError as error:  # another problem, or one the folders without images do not explain
+            raise ValueError(f"{error} (class folders holding no image file: {folders})") from None
+    imageless = [name for name in classes if name in empty]
+    if imageless:
+        named = ", ".join(f"'{printable(name)}'" for name in imageless)
+        source = "--train-classes" if train_classes is not None else f"split '{split}' of {printable(splits_file)}"
+        raise LayoutError(f"the class folder(s) {named} named by {source} hold no image file (supported: "
+                          f"{', '.join(sorted(IMAGE_SUFFIXES))}): add their images or leave them out")
+    return classes
+
+
 @RETRIEVAL_LAYOUTS.register("folders")
 def scan_folders(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
     """``<root>/<class>/*`` class folders: see the module docstring. Images directly in ``root`` are reported."""
@@ -365,7 +402,7 @@ def scan_folders(root: Path, split: str, train_classes: Optional[Sequence[str]])
     available = sorted({s.group for s in inside})
     if not available:
         raise LayoutError(f"no class folders with images under {printable(root)}")
-    wanted = set(_folder_classes(split, available, root / SPLITS_FILE, train_classes))
+    wanted = set(_split_classes(root, split, available, train_classes))
     class_ids = {name: i for i, name in enumerate(available)}
     return [Entry(s.image, class_ids[s.group], s.group) for s in inside if s.group in wanted], problems
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -73,8 +73,8 @@ per inference pass and the fine-tuning stage's length; the loss's states beside 
 @dataclass
 class TrainingData:
     """The training images (labels 0..C−1 over ``train_classes``) and the held-out validation images (labels over
-    ``val_classes``, class-disjoint from training), with the unreadable images and the problems met reading the
-    index files."""
+    ``val_classes``, class-disjoint from training), with the unreadable images, the classes of which none could be
+    read (left out of training, not scored by validation) and the problems met reading the index files."""
 
     train: RetrievalImageDataset
     val: Optional[RetrievalImageDataset]
@@ -82,6 +82,7 @@ class TrainingData:
     val_classes: list[str]
     skipped: list[tuple[Path, str]]
     problems: list[Problem]
+    unreadable_classes: list[str] = field(default_factory=list)
 
 
 def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
@@ -92,7 +93,11 @@ def split_classes(classes: list[str], cfg: RetrievalTrainConfig,
     one side: drawn as one, and validation classes named sharing images with training classes are refused."""
     together = together or {}
     if cfg.val_classes:
-        val = list(resolve_groups(cfg.val_classes, classes, "class"))
+        try:
+            val = list(resolve_groups(cfg.val_classes, classes, "class"))
+        except ValueError as e:
+            raise ValueError(f"--val-classes (held out of the training split '{printable(cfg.train_split)}'): {e}"
+                             ) from None
         kept = [c for c in classes if c not in set(val)]
         if len(val) < MIN_VAL_CLASSES or len(kept) < 2:
             raise ValueError(f"--val-classes names {len(val)} of the training split's {len(classes)} classes: "
@@ -165,8 +170,10 @@ def load_training_data(cfg: RetrievalTrainConfig, progress: bool = False,
            if val_classes else None)
     if val is not None:
         check_validation_classes(val.labels, val_classes)
+        scored = set(val.labels.tolist())
+        unreadable += [c for i, c in enumerate(val_classes) if i not in scored]
     return TrainingData(train, val, train_classes, val_classes, skipped + (val.skipped if val is not None else []),
-                        split.problems)
+                        split.problems, unreadable)
 
 
 def check_validation_classes(labels: torch.Tensor, classes: list[str], lost: str = "") -> None:
@@ -436,6 +443,7 @@ class TrainResult:
     feature_seconds: float = 0.0
     promoted_finetune: bool = False
     is_main: bool = True  # False in the other processes of a torchrun run (rank > 0)
+    unreadable_classes: list[str] = field(default_factory=list)  # of which no image could be read: left out
 
 
 def _augmentation(size: int) -> nn.Module:
@@ -531,7 +539,7 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     device = dist.device
     unreadable = UnreadableLog()
     result = TrainResult(output, {}, data.train_classes, data.val_classes, list(data.skipped), data.problems,
-                         is_main=dist.is_main)
+                         is_main=dist.is_main, unreadable_classes=data.unreadable_classes)
     start_run = once(lambda: _start_run(cfg, resume))
     finetune_resume = resume and (output / FINETUNE_DIR / "last.pt").is_file()
     head_stage = cfg.mode == "staged" and not finetune_resume
