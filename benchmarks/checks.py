@@ -4,6 +4,7 @@ not with a traceback (or after it); the JSON is written atomically (a temporary 
 reader or a kill never sees half a file."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -12,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator, NoReturn, Sequence
 
 from apps.cli import error_message
 from coseg.atomic import TEMPORARY_MARK, write_text_atomic
@@ -35,6 +36,13 @@ def one_line(*errors: type[BaseException]) -> Iterator[None]:
         yield
     except (errors or EXPECTED) as e:
         fail(error_message(e))
+
+
+def at_least_one(parser: argparse.ArgumentParser, *options: tuple[str, Sequence[int]]) -> None:
+    """Stop with ``parser``'s usage error when a value of one of ``options`` (option, its values) is below 1."""
+    for option, values in options:
+        if min(values) < 1:
+            parser.error(f"{option} must be >= 1, got {min(values)}")
 
 
 def overrides(pairs: list[str], option: str = "--set") -> dict[str, str]:

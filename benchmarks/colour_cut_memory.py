@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from checks import check_writable, write_json
+from checks import at_least_one, check_writable, write_json
 
 
 def synthetic_group(n: int, side: int, cut_side: int, seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -70,6 +70,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    at_least_one(parser, ("--sizes", args.sizes), ("--images", [args.images]))
     if args.child is not None:
         print(json.dumps(child(args.child, args.images)))
         return

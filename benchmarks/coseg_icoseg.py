@@ -49,7 +49,8 @@ from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStati
 from coseg.objective import pool_labels
 from coseg.predict import predict_folder
 from coseg.selection import choose_groups, samples_of
-from coseg.train import RUN_FOLDER, build_augmentation, build_objective, build_optimizer, check_config, split_train_val, train
+from coseg.train import (RUN_FOLDER, build_augmentation, build_objective, build_optimizer, check_config,
+                         split_train_val, train)
 from metric.threads import single_threaded_pool
 from checks import EXPECTED, check_writable, one_line, overrides, write_json
 from timing import paired_ratios, paired_rounds, rounds_in_turn
@@ -373,6 +374,8 @@ def main() -> None:
     if finished is not None and unused:  # silently ignored, they would seem to apply to what is measured
         parser.error(f"{', '.join(unused)} cannot be used with {'--speed-of' if args.speed_of else '--scores-of'} "
                      "(the finished run's config.yaml says how it was trained and is scored)")
+    if args.speed_of and args.skip_speed:
+        parser.error("--skip-speed cannot be used with --speed-of, which measures the speed ratios alone")
     if finished is None and args.minutes is None:
         parser.error("--minutes is required (unless --speed-of or --scores-of)")
     if args.minutes is not None and not (0 <= args.minutes < float("inf")):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from checks import check_writable, fail, one_line, write_json
+from checks import at_least_one, check_writable, fail, one_line, write_json
 from coseg.data import ImageCache, find_samples, make_synthetic_coseg
 from timing import paired_ratios, paired_rounds, rounds_in_turn
 
@@ -82,9 +82,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="side-by-side rounds per size; medians over them (default: 3; 1 for a quick look)")
     parser.add_argument("--out", type=Path, help="JSON file to write the measurements to")
     args = parser.parse_args(argv)
-    for option, values in (("--sizes", args.sizes), ("--threads", args.threads), ("--rounds", [args.rounds])):
-        if min(values) < 1:
-            parser.error(f"{option} must be >= 1, got {min(values)}")
+    at_least_one(parser, ("--sizes", args.sizes), ("--threads", args.threads), ("--rounds", [args.rounds]))
     if args.root is not None and not args.root.is_dir():
         fail(f"--root {args.root}: folder not found")
     if args.out is not None:

@@ -30,13 +30,14 @@ from coseg.selection import choose_groups, samples_of
 ONE_PASS = 1 << 62  # STATISTICS_PIXELS that no group reaches
 
 
-def score(model: torch.nn.Module, samples: list, size: int, pixels: int, strength: float) -> dict[str, Any]:
+def score(model: torch.nn.Module, samples: list, size: int, pixels: int,
+          group_statistics: GroupStatistics) -> dict[str, Any]:
     """P/J (percent) per group and each image's J with the statistics measured ``pixels`` at a time."""
     default = cosegnet.STATISTICS_PIXELS
     cosegnet.STATISTICS_PIXELS = pixels
     try:
         evaluation = evaluate_samples(model, samples, size, torch.device("cpu"), progress=False,
-                                      statistics=GroupStatistics(strength))
+                                      statistics=group_statistics)
     finally:
         cosegnet.STATISTICS_PIXELS = default
     per_group = {g: {"P": d["P"], "J": d["J"], "images": d["images"]}
@@ -57,6 +58,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--strength", type=float, default=8.0, help="group statistics strength (--group-statistics)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
+    if args.images_per_chunk < 0:
+        parser.error(f"--images-per-chunk must be >= 0 (0: as many as STATISTICS_PIXELS allows), got "
+                     f"{args.images_per_chunk}")
+    try:
+        group_statistics = GroupStatistics(args.strength)
+    except ValueError as e:
+        parser.error(f"--strength: {e}")
     if args.out is not None:
         check_writable(args.out)
     with one_line():
@@ -65,8 +73,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         samples = samples_of(scan, choose_groups(scan, None, None, [g.strip() for g in args.groups.split(",")]))
     chunk_pixels = (args.images_per_chunk * args.size ** 2 if args.images_per_chunk > 0
                     else cosegnet.STATISTICS_PIXELS)
-    modes = {"one pass": score(model, samples, args.size, ONE_PASS, args.strength),
-             "chunks": score(model, samples, args.size, chunk_pixels, args.strength)}
+    modes = {"one pass": score(model, samples, args.size, ONE_PASS, group_statistics),
+             "chunks": score(model, samples, args.size, chunk_pixels, group_statistics)}
     chunk_images = max(1, chunk_pixels // args.size ** 2)
     rows = {}
     for group, whole in modes["one pass"]["per_group"].items():
@@ -80,7 +88,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(f"{'group':<40} {'images':>6} {'one pass J':>10} {'chunks J':>9} {'|dJ| mean':>10} {'|dJ| max':>9}")
     for group, row in rows.items():
         print(f"{group[:40]:<40} {row['images']:>6} {row['one_pass']['J']:>10.2f} {row['chunks']['J']:>9.2f} "
-              f"{row['image_dJ_mean']:>10.2f} {row['image_dJ_max']:>9.2f}" + ("" if row["chunked"] else "  (one chunk)"))
+              f"{row['image_dJ_mean']:>10.2f} {row['image_dJ_max']:>9.2f}"
+              + ("" if row["chunked"] else "  (one chunk)"))
     print(f"{'mean':<40} {'':>6} {modes['one pass']['J']:>10.2f} {modes['chunks']['J']:>9.2f}")
     if args.out is not None:
         write_json(args.out, {"checkpoint": str(args.checkpoint), "size": args.size, "chunk_images": chunk_images,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from checks import check_writable, write_json
+from checks import at_least_one, check_writable, write_json
 
 MODES = {"one pass": 1 << 62, "chunks": None}  # STATISTICS_PIXELS per mode (None: the default)
 
@@ -50,6 +50,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    at_least_one(parser, ("--images", [args.images]), ("--size", [args.size]))
     if args.child is not None:
         print(json.dumps(child(args.images, args.size, MODES[args.child])))
         return

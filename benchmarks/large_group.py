@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from checks import check_writable, fail, one_line, write_json
+from checks import at_least_one, check_writable, fail, one_line, write_json
 from timing import paired_ratios, rounds_in_turn
 
 WHOLE = 1 << 30  # stream_above that keeps every group whole
@@ -125,10 +125,8 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stream-above", type=int, default=WHOLE, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for option, values in (("--images", args.images), ("--members", [args.members]),
-                           ("--image-size", [args.image_size]), ("--rounds", [args.rounds])):
-        if min(values) < 1:
-            parser.error(f"{option} must be >= 1, got {min(values)}")
+    at_least_one(parser, ("--images", args.images), ("--members", [args.members]),
+                 ("--image-size", [args.image_size]), ("--rounds", [args.rounds]))
     if args.child is not None:
         print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
         return

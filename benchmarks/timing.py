@@ -48,5 +48,6 @@ def paired_ratios(numerators: list[float], denominators: list[float], key: str) 
     and ``key_pairs``: every round's ratio, for the spread."""
     ratios = [a / b for a, b in zip(numerators, denominators)]
     interval = median_interval(ratios)
-    return {key: statistics.median(ratios), f"{key}_ci95": None if interval is None else [round(v, 4) for v in interval],
+    return {key: statistics.median(ratios),
+            f"{key}_ci95": None if interval is None else [round(v, 4) for v in interval],
             f"{key}_pairs": [round(r, 4) for r in ratios]}
