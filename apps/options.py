@@ -229,3 +229,5 @@ def echo_report(result: Any) -> None:
     echo(f"report: {result.path} ({len(result.sections)} section(s); images in {result.files}/)")
     for heading, reason in result.problems:
         echo(f"  not reported: {heading}: {reason}")
+    for folder in result.left_out:
+        echo(f"  left out: {folder} (it cannot be listed or entered)")

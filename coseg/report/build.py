@@ -39,13 +39,15 @@ REPORT_NAME = "report.html"
 
 @dataclass
 class ReportResult:
-    """The page written, the folder of its PNG files, its section headings and the sections that failed
-    (heading, reason; the page says why too)."""
+    """The page written, the folder of its PNG files, its section headings, the sections that failed (heading,
+    reason; the page says why too) and the folders left out as they cannot be listed or entered (the page names
+    them)."""
 
     path: Path
     files: Path
     sections: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    left_out: list[Path] = field(default_factory=list)
 
 
 REPORT_FILE = re.compile(r"s\d+_.*\.png")
@@ -92,20 +94,25 @@ def natural_key(name: str) -> tuple[list, str]:
 
 
 def _enterable(folder: Path) -> bool:
-    """Whether ``folder`` can be listed; one that cannot (``chmod 000``, another user's, ``lost+found`` on a volume) is
-    left out of the report, where looking for its files would stop the whole report with PermissionError."""
+    """Whether ``folder`` is a folder that can be listed and entered; one that cannot (``chmod 000``, another user's,
+    ``lost+found`` on a volume; ``chmod 444``: listed, yet its files cannot be looked at) is left out of the report,
+    where looking for its files would stop the whole report with PermissionError."""
     try:
         with os.scandir(folder):
-            return True
+            pass
+        os.stat(os.path.join(folder, "."))  # looks through the folder, which takes the right to enter it
+        return True
     except OSError:
         return False
 
 
-def _candidates(root: Path, skip: Path) -> list[Path]:
-    """``root`` and its sub-folders but ``skip`` (the report's files folder) and those that cannot be listed."""
-    subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve() and _enterable(p)),
+def _candidates(root: Path, skip: Path, left_out: list[Path]) -> list[Path]:
+    """``root`` and its sub-folders but ``skip`` (the report's files folder) and those that cannot be listed or
+    entered, which are added to ``left_out``."""
+    subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()),
                         key=lambda p: natural_key(printable(p.name)))
-    return [root] + subfolders
+    left_out.extend(p for p in subfolders if p not in left_out and not _enterable(p))
+    return [root] + [p for p in subfolders if p not in left_out]
 
 
 def _checkpoint_run(folder: Path) -> Optional[Path]:
@@ -115,8 +122,7 @@ def _checkpoint_run(folder: Path) -> Optional[Path]:
         checkpoints = recorded_paths(read_json(folder / "summary.json"), "checkpoint", folder)
     except ValueError:
         return None
-    return next((c.parent for c in checkpoints if c.parent.is_dir() and _enterable(c.parent)
-                 and is_training_run(c.parent)), None)
+    return next((c.parent for c in checkpoints if _enterable(c.parent) and is_training_run(c.parent)), None)
 
 
 def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group: int = 12, thumbnail: int = 160,
@@ -133,18 +139,18 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"thumbnail must be >= 1 pixel, got {thumbnail}")
     page_path = Path(output) if output is not None else root / REPORT_NAME
     files = files_folder(page_path)
-    plan: list[tuple[str, Callable[[str, Path], str]]] = []  # (heading, make(prefix, folder of its PNGs) -> HTML)
+    plan: list[tuple[str, Path, Callable[[str, Path], str]]] = []  # (kind, folder, make(prefix, PNG folder) -> HTML)
     runs_seen: set[Path] = set()
+    left_out: list[Path] = []
 
     def add_run(run: Path) -> None:
         """The run's section and those of its sub-runs (ensemble members, a fine-tuning stage) with a log."""
-        for folder in [run] + [sub for sub in _candidates(run, files)[1:] if (sub / "log.csv").is_file()]:
+        for folder in [run] + [sub for sub in _candidates(run, files, left_out)[1:] if (sub / "log.csv").is_file()]:
             if folder.resolve() not in runs_seen:
                 runs_seen.add(folder.resolve())
-                plan.append((f"Training: {_name(folder, root)}",
-                             lambda prefix, pngs, f=folder: training_section(f, pngs, prefix)))
+                plan.append(("Training", folder, lambda prefix, pngs, f=folder: training_section(f, pngs, prefix)))
 
-    for candidate in _candidates(root, files):
+    for candidate in _candidates(root, files, left_out):
         if is_evaluation(candidate) or is_retrieval_evaluation(candidate):
             linked = _checkpoint_run(candidate)
             if linked is not None:
@@ -152,18 +158,18 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         if is_training_run(candidate):
             add_run(candidate)
         if is_evaluation(candidate):
-            plan.append((f"Evaluation: {_name(candidate, root)}", lambda prefix, pngs, c=candidate: evaluation_section(
+            plan.append(("Evaluation", candidate, lambda prefix, pngs, c=candidate: evaluation_section(
                 c, pngs, prefix, per_group, thumbnail, progress)))
         if is_retrieval_evaluation(candidate):
-            plan.append((f"Retrieval evaluation: {_name(candidate, root)}", lambda prefix, pngs, c=candidate:
+            plan.append(("Retrieval evaluation", candidate, lambda prefix, pngs, c=candidate:
                          retrieval_section(c, pngs, prefix, thumbnail, progress)))
         if is_prediction(candidate):
-            plan.append((f"Predictions: {_name(candidate, root)}", lambda prefix, pngs, c=candidate:
+            plan.append(("Predictions", candidate, lambda prefix, pngs, c=candidate:
                          prediction_section(c, pngs, prefix, per_group, thumbnail, progress)))
     if not plan:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
-                         "`coseg predict` output: predict.json)")
+                         f"`coseg predict` output: predict.json){_left_out(left_out, root, '; folders ')}")
     if page_path.is_file() and not is_report(page_path):
         raise ValueError(f"{printable(page_path)}: not a page `coseg report` wrote, which the report would replace; "
                          "choose another place for the report (`coseg report --output`)")
@@ -183,9 +189,10 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
     try:
         page = Page(f"Report: {printable(root.resolve().name)}",
                     f"{MADE_BY} on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
-                    f"<code>{esc(root.resolve())}</code>.")
-        result = ReportResult(page_path, files)
-        for n, (heading, make) in enumerate(plan, start=1):
+                    f"<code>{esc(root.resolve())}</code>.{esc(_left_out(left_out, root, ' Folders ', '.'))}")
+        result = ReportResult(page_path, files, left_out=left_out)
+        headings = _headings([(kind, folder) for kind, folder, _ in plan], root)
+        for n, (heading, (_, _, make)) in enumerate(zip(headings, plan), start=1):
             try:
                 body = make(f"s{n}", staged)
             except (ValueError, OSError, KeyError) as e:
@@ -229,6 +236,31 @@ def _publish(page: Page, page_path: Path, staged: Path, files: Path) -> None:
 def _cannot_write(page: Path, error: OSError) -> ValueError:
     return ValueError(f"{printable(page)}: cannot write the report there ({error.strerror or error}); choose another "
                       "place for it (`coseg report --output`)")
+
+
+def _headings(sections: list[tuple[str, Path]], root: Path) -> list[str]:
+    """The headings of the sections (kind, folder): ``<kind>: <folder's name>`` (:func:`_name`); sections whose
+    headings would be the same (members of two linked ensembles, ``member0``) are named by as many of their folders'
+    last path parts as tell them apart (``ens_a/member0``, ``ens_b/member0``), or else by their whole paths."""
+    headings = [f"{kind}: {_name(folder, root)}" for kind, folder in sections]
+    for whole in (False, True):
+        for heading in dict.fromkeys(headings):  # in page order: the same headings on every run
+            same = [n for n, h in enumerate(headings) if h == heading]
+            if len(same) > 1:  # distinct folders (a folder has one section of each kind): some suffix tells them apart
+                parts = [sections[n][1].resolve().parts for n in same]
+                k = max(map(len, parts)) if whole else next(
+                    k for k in range(1, max(map(len, parts)) + 1) if len({p[-k:] for p in parts}) == len(parts))
+                for n, p in zip(same, parts):
+                    headings[n] = f"{sections[n][0]}: {printable(Path(*p[-k:]))}"
+    return headings
+
+
+def _left_out(folders: list[Path], root: Path, before: str, after: str = "") -> str:
+    """``before`` "left out, as they cannot be listed or entered: <their names>" ``after``; empty without
+    ``folders``."""
+    if not folders:
+        return ""
+    return f"{before}left out, as they cannot be listed or entered: {', '.join(_name(p, root) for p in folders)}{after}"
 
 
 def _name(folder: Path, root: Path) -> str:

@@ -58,7 +58,13 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
         columns, rows = read_log(log)
         if rows:
             epochs = [int(r["epoch"]) for r in rows]
-            best = best_epoch(columns, rows)
+            saved = last_saved_epoch(run)
+            unsaved = [e for e in epochs if saved is not None and e > saved]
+            if unsaved:
+                parts.append(f"<p><b>Not saved:</b> log.csv's epoch(s) {esc(', '.join(map(str, unsaved)))} came after "
+                             f"the last model file's (epoch {saved}): their models were not saved (the run was stopped "
+                             "after logging them, or is saving them now), so none of them is marked best.</p>")
+            best = best_epoch(columns, [r for r, e in zip(rows, epochs) if e not in unsaved])
             mark = (best[0], f"best {best[1][4:]} (epoch {best[0]})") if best else None
             losses = {c[6:]: [as_float(r[c]) for r in rows] for c in columns if c.startswith("train_")}
             metrics = {c[4:]: [as_float(r[c]) for r in rows] for c in columns if c.startswith("val_")}
@@ -78,6 +84,16 @@ def training_section(run: Path, files: Path, prefix: str) -> str:
         parts.append(f'<details><summary><b>Config</b> (config.yaml, click to show)</summary><pre class="config">'
                      f'{esc_lines(config.read_text(encoding="utf-8", errors="replace"))}</pre></details>')
     return "\n".join(parts)
+
+
+def last_saved_epoch(run: Path) -> Optional[int]:
+    """The epoch of the model in ``run/last.safetensors`` (its metadata), which the engine writes after the epoch's
+    log.csv row and best model; None when it is absent, unreadable or records none (an ensemble's, an older run's)."""
+    try:
+        epoch = checkpoint_metadata(run / "last.safetensors").get("epoch", "")
+    except (OSError, ValueError):
+        return None
+    return int(epoch) if epoch.isdecimal() else None
 
 
 def run_end_note(run: Path) -> Optional[str]:
