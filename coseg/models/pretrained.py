@@ -168,10 +168,14 @@ def _read_error(err: Exception) -> str:
     """Why a weights file could not be read, in one line: ``torch.load(weights_only=True)``'s refusal of a pickled
     object other than tensors (a whole model, a script's arguments) names the object and what to save instead,
     without torch's advice to load it unsafely."""
-    refusal = next((line.strip()[len(UNPICKLER_ERROR):] for line in str(err).splitlines()
-                    if line.strip().startswith(UNPICKLER_ERROR)), None)
-    if refusal is None:
-        return f"cannot read weights ({type(err).__name__}: {err})"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    marker = UNPICKLER_ERROR.strip()
+    at = next((i for i, line in enumerate(lines) if marker in line), None)
+    if at is None:
+        return f"cannot read weights ({type(err).__name__}: {' '.join(lines)})"
+    refusal = lines[at].split(marker, 1)[1].strip() or next(iter(lines[at + 1:]), "")
+    if refusal.startswith("Unsupported operand"):  # bytes no pickler wrote: not a weights file, or a damaged one
+        return f"cannot read weights (not a file torch.save wrote, or a damaged one: {refusal})"
     return (f"refused to load: it holds pickled objects other than tensors ({refusal.split('. ')[0]}); save the "
             f"model's state_dict() (torch.save(model.state_dict(), path)) or a .safetensors file instead")
 
