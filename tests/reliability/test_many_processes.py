@@ -80,9 +80,11 @@ def test_each_sample_is_trained_on_as_often_as_in_one_process(ddp, trainer):
 
 def test_every_retrieval_step_trains_on_the_whole_batch(ddp):
     """Each process computes the retrieval loss of the whole batch, not of its share: with P = 2 and 2 processes a
-    share is a single class, whose triplets have no negative (a loss of 0 that moves no weight but by decay)."""
+    share is a single class, whose triplets have no negative (a loss of 0 at every step, that moves no weight but by
+    decay). The whole batch's loss may be 0 at a step too (4 images, none of their triplets inside the margin)."""
     ranks = [json.loads((ddp["out"] / "retrieval" / f"rank{r}.json").read_text()) for r in range(2)]
-    assert ranks[0]["losses"] == ranks[1]["losses"] and all(loss > 0 for loss in ranks[0]["losses"])
+    losses = ranks[0]["losses"]
+    assert losses == ranks[1]["losses"] and sum(loss > 0 for loss in losses) >= len(losses) * 3 // 4, losses
     assert max(ranks[0]["moved"]) > 1e-5  # Adam's steps are ~lr = 1e-3; weight decay alone moves ~1e-7
 
 
