@@ -26,11 +26,12 @@ def kmeans_assign(
     if not is_integer(num_clusters) or not 1 <= num_clusters <= n:
         raise ValueError(f"num_clusters must be in [1, {n}] (the number of rows), got {num_clusters}")
     check_count(niter, 1, "niter")
+    seed = whole_number("seed", seed)  # faiss takes no numpy integers
+    if not -(2**31) <= seed < 2**31:
+        raise ValueError(f"seed must be in [-2**31, 2**31) (faiss keeps a 32-bit seed), got {seed}")
     faiss = import_faiss()
     # min_points_per_centroid only silences faiss's "please provide more points" warning on small sets.
-    # faiss takes no numpy integers
-    kmeans = faiss.Kmeans(dim, int(num_clusters), niter=int(niter), seed=whole_number("seed", seed),
-                          min_points_per_centroid=1)
+    kmeans = faiss.Kmeans(dim, int(num_clusters), niter=int(niter), seed=seed, min_points_per_centroid=1)
     if gpu is not None:
         # faiss.Kmeans(gpu=...) would spread the work over every visible GPU.
         kmeans.index = gpu_index(kmeans.index, gpu)

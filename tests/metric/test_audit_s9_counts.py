@@ -58,3 +58,12 @@ def test_a_fractional_seed_is_refused():
         SmartMiner(2, seed=1.5)
     with pytest.raises(TypeError, match="seed must be an integer, got 1.5"):
         kmeans_assign(X, 2, seed=1.5)
+
+
+@pytest.mark.parametrize("seed", [2**31, 2**32, -(2**31) - 1])
+def test_a_seed_faiss_cannot_keep_is_refused_by_name(seed):
+    """A k-means seed outside 32 bits failed inside faiss (OverflowError in ClusteringParameters_seed_set)."""
+    with pytest.raises(ValueError, match=rf"seed must be in \[-2\*\*31, 2\*\*31\) \(faiss keeps a 32-bit seed\), "
+                                         rf"got {seed}"):
+        kmeans_assign(X, 2, seed=seed)
+    assert kmeans_assign(X, 2, seed=2**31 - 1).shape == (len(X),)
