@@ -9,7 +9,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -206,132 +206,130 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     if overlays is not None and Path(overlays).resolve() == output_dir.resolve():
         raise ValueError(f"{printable(overlays)} is both the masks' and the overlays' folder: each overlay would "
                          "replace its mask; choose another folder for the overlays")
-    with contextlib.ExitStack() as locks:  # before a record is read or a file removed or written
-        for folder, option in ((output_dir, "--output"), (overlays, "--overlays")):
-            if folder is not None:
-                locks.enter_context(folder_lock(folder, LOCK, "another `coseg predict` is writing there", option))
-        return _predict_into(model, image_size, input_dir, output_dir, device, batch_size, workers, overlays,
-                             overwrite, progress, group_mode, refinement, flip, edges, colour, statistics, checkpoint)
+    with _locked(output_dir, overlays):  # before a record is read or a file removed or written
+        scan = scan_input(input_dir)
+        relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
+        masks = [output_path(output_dir, relative) for relative in relatives]
+        tints = None if overlays is None else [output_path(overlays, relative) for relative in relatives]
+        for target, targets in ((output_dir, masks), (overlays, tints)):
+            if target is not None and targets is not None and is_inside(input_dir, target):
+                _check_outside_input(input_dir, relatives, targets)
+        # (record file, record, whether files of other settings stay until this run ends), all checked before writing
+        records: list[tuple[Path, dict, bool]] = []
+        members = group_members(scan.samples, relatives) if group_mode else {}
+        recorded: dict[str, str] = {}  # the groups' members as the files kept were predicted with
+        if checkpoint is not None:
+            settings = mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics)
+            digest = file_digest(Path(checkpoint))
+            for folder, targets, name, what in ((output_dir, masks, PREDICT_RECORD, "mask"),
+                                                (overlays, tints, OVERLAYS_RECORD, "overlay")):
+                if folder is not None and targets is not None:
+                    record = prediction_record(input_dir, folder, checkpoint, settings, digest)
+                    records.append((folder / name, record, _check_record(
+                        folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
+                    if group_mode:
+                        recorded.update(_recorded_members(folder / name))
+        for target in (output_dir, overlays):
+            if target is not None:
+                remove_temporaries(target)  # left by a killed run
+        for record_file, record, unfinished in records:  # the members recorded stay until this run has finished
+            _write_record(record_file, {**record, MEMBERS: recorded} if recorded else record, unfinished)
+        report = PredictReport(output=output_dir)
+        report.skipped.extend(skipped_inputs(scan))
+        clashing = set()
+        for clash in clashes(masks):
+            clashing.update(clash)
+            # their names where they are in one folder, else their paths (``Cats/c.jpg``, ``cats/c.jpg``)
+            shown = (lambda path: path.name) if len({relatives[i].parent for i in clash}) == 1 else (lambda path: path)
+            names = ", ".join(printable(shown(relatives[i])) for i in clash)
+            report.skipped.extend((printable(scan.samples[i].image), f"{printable(scan.samples[i].image)}: images "
+                                   f"{names} would write the same mask "
+                                   f"{printable(shown(masks[i].relative_to(output_dir)))} (names compared ignoring "
+                                   "case); rename all but one") for i in clash)
+        for i, folder in folder_clashes(masks).items():
+            if i in clashing:
+                continue  # listed once
+            clashing.add(i)
+            image = printable(scan.samples[i].image)
+            report.skipped.append((image, f"{image}: its mask {printable(masks[i].relative_to(output_dir))} would be "
+                                   f"the folder of the masks of the images in "
+                                   f"{printable(input_dir / folder.relative_to(output_dir))} (names compared ignoring "
+                                   "case); rename the image or that folder"))
+        # (sample, mask, overlay): None where no file is written (clashing masks, no overlays asked)
+        planned: list[tuple[Sample, Optional[_Target], Optional[_Target]]] = []
+        kept = 0  # masks up to date before this run
+        for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
+            mask_target, tint_target = (None if i in clashing or path is None else
+                                        _Target(path, overwrite or not _up_to_date(path, sample.image))
+                                        for path in (mask, None if tints is None else tints[i]))
+            kept += mask_target is not None and not mask_target.fresh
+            planned.append((sample, mask_target, tint_target))
+        if group_mode:  # a group with an image added, changed or removed is predicted whole (with the images whose
+            # masks clash, though not written): its consensus is that of the whole group, and so are its kept masks'
+            # contents
+            redo = {sample.group for sample, *targets in planned if any(t is not None and t.fresh for t in targets)}
+            redo.update(group for group, digest in members.items() if recorded.get(_key(group), digest) != digest)
+            todo = [plan for plan in planned if plan[0].group in redo]
+        else:
+            todo = [(sample, *(t if t is not None and t.fresh else None for t in targets))
+                    for sample, *targets in planned if any(t is not None and t.fresh for t in targets)]
+        dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
+        groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
+        bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
+        # The atomic writes (mostly waiting for fsync) always run in a background thread while the model goes on; PNG
+        # encoding runs there too only with a core to spare, since where the model fills every core it would only
+        # compete with it.
+        spare = spare_cpu(device)
+        changed = 0  # kept masks written again, their group's new consensus having changed them
+
+        def count(job: Future, mask: Optional[_Target]) -> None:
+            nonlocal changed
+            written = job.result()  # a failed write raises here
+            if mask is not None and written[0]:
+                report.written += 1
+                changed += not mask.fresh
+
+        with single_threaded_pool(WRITER_THREADS if spare else 1) as writer:
+            pending: deque[tuple[Future, Optional[_Target]]] = deque()
+            for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
+                                                 groups=groups, refinement=refinement, flip=flip, edges=edges,
+                                                 colour=colour, statistics=statistics):
+                bar.update(1)
+                sample, target, tinted = todo[index]
+                if isinstance(result, str):
+                    report.skipped.append((printable(sample.image), result))
+                    continue
+                if target is None and tinted is None:
+                    continue  # predicted only as part of its group
+                if spare:
+                    pending.append((writer.submit(_write_outputs, result, target, sample.image, tinted), target))
+                else:
+                    pending.append((writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)),
+                                    target))
+                if len(pending) > MAX_PENDING_WRITES:
+                    count(*pending.popleft())  # the backlog stays bounded
+            for job in pending:
+                count(*job)
+        report.already_done = kept - changed
+        bar.close()
+        for record_file, record, unfinished in records:
+            if unfinished or group_mode:
+                _write_record(record_file, {**record, MEMBERS: {_key(g): d for g, d in members.items()}} if group_mode
+                              else record, False)
+        return report
 
 
 LOCK = ".predict.lock"  # held in the output (and overlays) folder while a run writes there: a second run is refused
 
 
-def _predict_into(model: Model, image_size: int, input_dir: Path, output_dir: Path, device: torch.device,
-                  batch_size: int, workers: int, overlays: Optional[Path], overwrite: bool, progress: bool,
-                  group_mode: bool, refinement: Optional[GroupRefinement], flip: bool, edges: Optional[EdgeFilter],
-                  colour: Optional[GroupColourCut], statistics: Optional[GroupStatistics],
-                  checkpoint: Optional[Path]) -> PredictReport:
-    """:func:`predict_folder`'s work once its folders are checked and locked."""
-    scan = scan_input(input_dir)
-    relatives = [sample.image.relative_to(input_dir) for sample in scan.samples]
-    masks = [output_path(output_dir, relative) for relative in relatives]
-    tints = None if overlays is None else [output_path(overlays, relative) for relative in relatives]
-    for target, targets in ((output_dir, masks), (overlays, tints)):
-        if target is not None and targets is not None and is_inside(input_dir, target):
-            _check_outside_input(input_dir, relatives, targets)
-    # (record file, record, whether files of other settings stay until this run ends), all checked before writing
-    records: list[tuple[Path, dict, bool]] = []
-    members = group_members(scan.samples, relatives) if group_mode else {}
-    recorded: dict[str, str] = {}  # the groups' members as the files kept were predicted with
-    if checkpoint is not None:
-        settings = mask_settings(image_size, group_mode, refinement, flip, edges, colour, statistics)
-        digest = file_digest(Path(checkpoint))
-        for folder, targets, name, what in ((output_dir, masks, PREDICT_RECORD, "mask"),
-                                            (overlays, tints, OVERLAYS_RECORD, "overlay")):
-            if folder is not None and targets is not None:
-                record = prediction_record(input_dir, folder, checkpoint, settings, digest)
-                records.append((folder / name, record, _check_record(
-                    folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
-                if group_mode:
-                    recorded.update(_recorded_members(folder / name))
-    for target in (output_dir, overlays):
-        if target is not None:
-            remove_temporaries(target)  # left by a killed run
-    for record_file, record, unfinished in records:  # the members recorded stay until this run has finished
-        _write_record(record_file, {**record, MEMBERS: recorded} if recorded else record, unfinished)
-    report = PredictReport(output=output_dir)
-    report.skipped.extend(skipped_inputs(scan))
-    clashing = set()
-    for clash in clashes(masks):
-        clashing.update(clash)
-        # their names where they are in one folder, else their paths (``Cats/c.jpg``, ``cats/c.jpg``)
-        shown = (lambda path: path.name) if len({relatives[i].parent for i in clash}) == 1 else (lambda path: path)
-        names = ", ".join(printable(shown(relatives[i])) for i in clash)
-        report.skipped.extend((printable(scan.samples[i].image), f"{printable(scan.samples[i].image)}: images "
-                               f"{names} would write the same mask {printable(shown(masks[i].relative_to(output_dir)))}"
-                               " (names compared ignoring case); rename all but one") for i in clash)
-    for i, folder in folder_clashes(masks).items():
-        if i in clashing:
-            continue  # listed once
-        clashing.add(i)
-        image = printable(scan.samples[i].image)
-        report.skipped.append((image, f"{image}: its mask {printable(masks[i].relative_to(output_dir))} would be "
-                               f"the folder of the masks of the images in "
-                               f"{printable(input_dir / folder.relative_to(output_dir))} (names compared ignoring "
-                               "case); rename the image or that folder"))
-    # (sample, mask, overlay): None where no file is written (clashing masks, no overlays asked)
-    planned: list[tuple[Sample, Optional[_Target], Optional[_Target]]] = []
-    kept = 0  # masks up to date before this run
-    for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
-        mask_target, tint_target = (None if i in clashing or path is None else
-                                    _Target(path, overwrite or not _up_to_date(path, sample.image))
-                                    for path in (mask, None if tints is None else tints[i]))
-        kept += mask_target is not None and not mask_target.fresh
-        planned.append((sample, mask_target, tint_target))
-    if group_mode:  # a group with an image added, changed or removed is predicted whole (with the images whose
-        # masks clash, though not written): its consensus is that of the whole group, and so are its kept masks'
-        # contents
-        redo = {sample.group for sample, *targets in planned if any(t is not None and t.fresh for t in targets)}
-        redo.update(group for group, digest in members.items() if recorded.get(_key(group), digest) != digest)
-        todo = [plan for plan in planned if plan[0].group in redo]
-    else:
-        todo = [(sample, *(t if t is not None and t.fresh else None for t in targets)) for sample, *targets in planned
-                if any(t is not None and t.fresh for t in targets)]
-    dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
-    groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
-    bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)
-    # The atomic writes (mostly waiting for fsync) always run in a background thread while the model goes on; PNG
-    # encoding runs there too only with a core to spare, since where the model fills every core it would only
-    # compete with it.
-    spare = spare_cpu(device)
-    changed = 0  # kept masks written again, their group's new consensus having changed them
-
-    def count(job: Future, mask: Optional[_Target]) -> None:
-        nonlocal changed
-        written = job.result()  # a failed write raises here
-        if mask is not None and written[0]:
-            report.written += 1
-            changed += not mask.fresh
-
-    with single_threaded_pool(WRITER_THREADS if spare else 1) as writer:
-        pending: deque[tuple[Future, Optional[_Target]]] = deque()
-        for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                             groups=groups, refinement=refinement, flip=flip, edges=edges,
-                                             colour=colour, statistics=statistics):
-            bar.update(1)
-            sample, target, tinted = todo[index]
-            if isinstance(result, str):
-                report.skipped.append((printable(sample.image), result))
-                continue
-            if target is None and tinted is None:
-                continue  # predicted only as part of its group
-            if spare:
-                pending.append((writer.submit(_write_outputs, result, target, sample.image, tinted), target))
-            else:
-                pending.append((writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)),
-                                target))
-            if len(pending) > MAX_PENDING_WRITES:
-                count(*pending.popleft())  # the backlog stays bounded
-        for job in pending:
-            count(*job)
-    report.already_done = kept - changed
-    bar.close()
-    for record_file, record, unfinished in records:
-        if unfinished or group_mode:
-            _write_record(record_file, {**record, MEMBERS: {_key(g): d for g, d in members.items()}} if group_mode
-                          else record, False)
-    return report
+@contextlib.contextmanager
+def _locked(output_dir: Path, overlays: Optional[Path]) -> Iterator[None]:
+    """Hold predict's :data:`LOCK` in the output folder and in the overlays folder, if any, for the block."""
+    with contextlib.ExitStack() as locks:
+        for folder, option in ((output_dir, "--output"), (overlays, "--overlays")):
+            if folder is not None:
+                locks.enter_context(folder_lock(folder, LOCK, "another `coseg predict` is writing there", option))
+        yield
 
 
 MEMBERS = "group_members"  # in a record: a digest of each group's name → a digest of its images' paths
