@@ -62,10 +62,11 @@ def as_float32_rows(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def as_int64_labels(labels: ArrayLike, n: int, name: str = "labels") -> np.ndarray:
-    """(N,) integer labels → int64 host array; checks the length against the ``n`` embeddings."""
+    """(N,) integer labels → int64 host array; checks the length against the ``n`` embeddings. Bool labels are two
+    classes, as the losses, miners and samplers take them."""
     t = as_tensor(labels, name)
     check_shape(t, ["N"], name)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+    if t.is_floating_point() or t.is_complex():
         raise TypeError(f"{name} must hold integers, got {t.dtype}")
     if t.shape[0] != n:
         raise ValueError(f"embeddings and {name} must have the same length, got {n} and {t.shape[0]}")
