@@ -141,7 +141,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
               help="Folder of images (class subfolders give the manifest's labels).")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for embeddings.npy, manifest.csv, index.faiss (and model.safetensors, skipped.csv, "
-                   "export.json).")
+                   "stamps.npy, export.json).")
 @image_size_option
 @batch_size_option(32)
 @click.option("--shard-size", default=1024, show_default=True, type=click.IntRange(1, None),
@@ -158,7 +158,8 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
 def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional[int], batch_size: int,
            shard_size: int, index_type: str, overwrite: bool, device: str, workers: int, quiet: bool) -> None:
     """Embed every image under INPUT and write the embeddings, a manifest and a faiss index; unreadable files are
-    skipped and listed. Run it again after an interruption: finished shards are kept."""
+    skipped and listed. Run it again after an interruption: finished shards are kept; after images were added or
+    changed: only those are embedded."""
     from apps.retrieval.export import export_folder
 
     report = export_folder(checkpoint, input_dir, output, image_size, batch_size, _device(device), workers,
@@ -168,6 +169,8 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
     else:
         reused = (f" ({report.shards_reused} of {report.shards} shard(s) from an earlier run)"
                   if report.shards_reused else "")
+        if report.images_reused:
+            reused += f" ({report.images_reused} image(s) unchanged since the last export, not embedded again)"
         echo(f"exported {report.images} image(s) × {report.dim} dimensions{reused}")
     if report.skipped:
         echo(f"skipped {len(report.skipped)} file(s) or folder(s) (listed in skipped.csv):")

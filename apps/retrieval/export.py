@@ -7,6 +7,8 @@ Output folder:
   its ``images`` folder), row i = embedding row i;
 - ``index.faiss``: the embeddings in a faiss index (exact ``flat`` L2, or ``hnsw`` for very large folders);
 - ``model.safetensors``: a copy of the model, so ``search`` embeds queries the same way;
+- ``stamps.npy``: int64 (N, 3), row i = the file behind embedding row i (a hash of its path, its modification time
+  and byte size), so that a later export by the same model at the same size embeds only new and changed images;
 - ``skipped.csv``: what was left out, with the reason: unreadable images, unusable entries of the folder (broken
   links, unreadable folders) and, when it has an ``images`` folder, the images and folders beside it;
 - ``export.json``: what was exported; removed before the other files are replaced and written last, so a folder
@@ -15,7 +17,10 @@ Output folder:
 Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
 hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
 run again continues with the first unfinished shard, and shards whose images changed are embedded again. The
-final files are assembled from the shards (each written atomically), then ``.shards/`` is removed. An export holds
+final files are assembled from the shards (each written atomically), then ``.shards/`` is removed. Once an export
+has finished, running it again after images were added, changed or removed embeds only the new and changed ones: the
+others' rows are taken from the finished export, if it was made by the same model file at the same image size. An
+export holds
 the lock of ``.export.lock`` in the output folder while it runs: a second export into that folder is refused.
 """
 from __future__ import annotations
@@ -48,6 +53,7 @@ SHARD_DIR = ".shards"
 INDEX_TYPES = ("flat", "hnsw")
 HNSW_LINKS = 32
 FILES = ("embeddings.npy", "manifest.csv", "index.faiss", "model.safetensors", "skipped.csv", "export.json")
+STAMPS = "stamps.npy"  # not in FILES: exports written before it existed are finished ones (it only saves work)
 LOCK = ".export.lock"
 
 
@@ -58,6 +64,7 @@ class ExportReport:
     dim: int = 0
     shards: int = 0
     shards_reused: int = 0
+    images_reused: int = 0  # rows taken from the finished export this run replaced
     up_to_date: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -103,14 +110,38 @@ def _digest(*parts: Union[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def file_stamp(item: Item) -> str:
-    """An image's relative path, modification time and byte size: changes when the file is replaced or edited; for a
-    file gone (or unreadable) since the folder was scanned, its path only (it is then skipped as unreadable)."""
+def file_stamp(item: Item) -> tuple[int, int, int]:
+    """An image's (path hash, modification time in ns, byte size): changes when the file is replaced or edited; for a
+    file gone (or unreadable) since the folder was scanned, (path hash, −1, −1) (it is then skipped as unreadable)."""
+    path_hash = int(_digest(item.relative)[:15], 16)  # 60 bits: held by int64
     try:
         stat = os.stat(item.path)
     except OSError:
-        return f"{item.relative}|-"
-    return f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
+        return path_hash, -1, -1
+    return path_hash, stat.st_mtime_ns, stat.st_size
+
+
+def previous_rows(output_dir: Path, done: dict, source: dict[str, str], size: int) -> tuple[np.ndarray, dict]:
+    """The embeddings of the finished export whose record is ``done`` (memory-mapped) and {file stamp: row} of its
+    rows, when it embedded the same input folder with the same model file at the same image size; else an empty
+    array and {}. An export written before ``stamps.npy`` existed, or whose files disagree, gives nothing."""
+    nothing = np.empty((0, 0), np.float32), {}
+    if not done or any(done.get(name) != value for name, value in source.items()) or done.get("image_size") != size:
+        return nothing
+    try:
+        stamps = np.load(output_dir / STAMPS, allow_pickle=False)
+        embeddings = np.load(output_dir / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return nothing
+    if (stamps.dtype != np.int64 or stamps.ndim != 2 or stamps.shape[1] != 3 or embeddings.ndim != 2
+            or embeddings.dtype != np.float32 or not stamps.shape[0] == embeddings.shape[0] == done.get("images")):
+        return nothing
+    return embeddings, {tuple(stamp): row for row, stamp in enumerate(stamps.tolist()) if stamp[1] >= 0}
+
+
+def _stamp_text(item: Item, stamp: tuple[int, int, int]) -> str:
+    """The part of the shard and export keys an image gives (as exports have always keyed it)."""
+    return f"{item.relative}|-" if stamp[1] < 0 else f"{item.relative}|{stamp[1]}|{stamp[2]}"
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -136,6 +167,23 @@ def embed_shard(model: RetrievalModel, items: Sequence[Item], image_size: int, d
     dim = model.embedding_dim
     embeddings = np.concatenate(rows) if rows else np.empty((0, dim), np.float32)
     return embeddings, (np.concatenate(positions) if positions else np.empty(0, np.int64)), sorted(errors)
+
+
+def _embed_missing(model: RetrievalModel, shard: Sequence[Item], found: Sequence[Optional[int]],
+                   earlier: np.ndarray, image_size: int, device: torch.device, batch_size: int,
+                   workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A shard's (embeddings, positions, failed positions, their reasons), as stored: the rows of ``earlier`` where
+    ``found`` gives one for an image of ``shard``, the others embedded by ``model`` (readable ones only)."""
+    todo = np.array([p for p, row in enumerate(found) if row is None], np.int64)
+    embedded, positions, errors = (embed_shard(model, [shard[p] for p in todo], image_size, device, batch_size,
+                                               workers) if todo.size else (None, np.empty(0, np.int64), []))
+    kept = np.array([p for p, row in enumerate(found) if row is not None], np.int64)
+    positions = np.concatenate([kept, todo[positions]])
+    parts = [np.asarray(earlier[[found[p] for p in kept.tolist()]], np.float32)] if kept.size else []
+    embeddings = np.concatenate(parts + ([embedded] if embedded is not None else []))
+    order = np.argsort(positions, kind="stable")
+    return (embeddings[order], positions[order], np.array([todo[p] for p, _ in errors], np.int64),
+            np.array([reason for _, reason in errors], dtype=str))
 
 
 def _load_shard(path: Path) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -232,11 +280,11 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     items, problems = scan_images(input_dir)
     model_digest = hashlib.sha1(snapshot).hexdigest()
     stamps = [file_stamp(item) for item in items]
-    shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
-    keys = [_digest(model_digest, str(size), *stamps[start:start + shard_size])[:20]
-            for start in range(0, len(items), shard_size)]
-    export_key = _digest(index, model_digest, str(size), *stamps, *(f"{path}|{reason}" for path, reason in problems))
-    report = ExportReport(output_dir, shards=len(shards))
+    texts = [_stamp_text(item, stamp) for item, stamp in zip(items, stamps)]
+    starts = range(0, len(items), shard_size)
+    keys = [_digest(model_digest, str(size), *texts[start:start + shard_size])[:20] for start in starts]
+    export_key = _digest(index, model_digest, str(size), *texts, *(f"{path}|{reason}" for path, reason in problems))
+    report = ExportReport(output_dir, shards=len(keys))
     record = output_dir / "export.json"
     source = {"input": printable(input_dir.resolve()), "model": model_digest}
     with folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there"):
@@ -259,24 +307,29 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         for folder in (output_dir, shard_dir):  # left by a killed run; not in other folders below (a training's)
             remove_temporaries(folder, recursive=False)
         shard_dir.mkdir(parents=True, exist_ok=True)
+        earlier, earlier_rows = previous_rows(output_dir, done, source, size)
         parts = []
         bar = tqdm(total=len(items), desc="exporting", unit="img", disable=not progress, leave=False)
-        for number, (shard, key) in enumerate(zip(shards, keys)):
+        for number, (start, key) in enumerate(zip(starts, keys)):
+            shard = items[start:start + shard_size]
             path = shard_dir / f"{number:06d}-{key}.npz"
             stored = _load_shard(path) if path.is_file() else None
             if stored is None:
-                embeddings, positions, errors = embed_shard(model, shard, size, device, batch_size, workers)
-                stored = (embeddings, positions, np.array([p for p, _ in errors], np.int64),
-                          np.array([reason for _, reason in errors], dtype=str))
+                found = [earlier_rows.get(stamp) for stamp in stamps[start:start + shard_size]]
+                stored = _embed_missing(model, shard, found, earlier, size, device, batch_size, workers)
+                report.images_reused += sum(row is not None for row in found)
                 _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3])
             else:
                 report.shards_reused += 1
-            parts.append((shard, stored))
+            parts.append((start, shard, stored))
             bar.update(len(shard))
         bar.close()
+        del earlier  # the memory map of the embeddings.npy about to be replaced
         rows, manifest, skipped = [], [("path", "label")], [("path", "reason")]
-        for shard, (embeddings, positions, failed, reasons) in parts:
+        row_stamps = []
+        for start, shard, (embeddings, positions, failed, reasons) in parts:
             rows.append(embeddings)
+            row_stamps.extend(stamps[start + p] for p in positions.tolist())
             manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
             skipped.extend((printable(shard[p].relative), str(r).removeprefix(f"{printable(shard[p].path)}: "))
                            for p, r in zip(failed.tolist(), reasons.tolist()))
@@ -296,6 +349,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         write_bytes_atomic(output_dir / "index.faiss",
                            import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
         write_bytes_atomic(output_dir / "model.safetensors", snapshot)
+        with atomic_path(output_dir / STAMPS) as tmp:
+            np.save(tmp, np.array(row_stamps, np.int64).reshape(-1, 3))
         report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
         finished: dict[str, Any] = {"key": export_key}
         record_path(finished, "checkpoint", checkpoint, output_dir)  # absolute: told in errors run from elsewhere

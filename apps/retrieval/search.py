@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from apps.retrieval.export import FILES, Item, embed_shard, load_snapshot, read_record, scan_images
+from apps.retrieval.export import FILES, STAMPS, Item, embed_shard, load_snapshot, read_record, scan_images
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import LayoutError, printable
 from metric._checks import check_count
@@ -106,7 +106,7 @@ def refuse_to_overwrite(output: Path, index_dir: Path, items: Sequence[Item]) ->
     """Raise ``ValueError`` when ``output`` is one of the export's files or a query image: the table would replace
     what search reads."""
     target = os.path.realpath(output)
-    if any(target == os.path.realpath(index_dir / name) for name in FILES):
+    if any(target == os.path.realpath(index_dir / name) for name in (*FILES, STAMPS)):
         raise ValueError(f"--output {printable(output)} is a file of the export in {printable(index_dir)}: the table "
                          "would replace it; choose another file")
     if any(target == os.path.realpath(item.path) for item in items):
