@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 from coseg.atomic import TEMPORARY_MARK, PathLike, atomic_path
 from coseg.data import printable
+from coseg.engine.run_lock import folder_lock
 from coseg.report.files import read_json, recorded_paths
 from coseg.report.html import Page, esc
 from coseg.report.retrieval import is_retrieval_evaluation, retrieval_section
@@ -170,6 +171,16 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
                          f"`coseg predict` output: predict.json){_left_out(left_out, root, '; folders ')}")
+    try:
+        with folder_lock(page_path.parent, f".{page_path.name}.lock", "another `coseg report` is writing this report"):
+            return _write(root, page_path, files, plan, left_out)
+    except OSError as e:
+        raise _cannot_write(page_path, e) from None
+
+
+def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path, Callable[[str, Path], str]]],
+           left_out: list[Path]) -> ReportResult:
+    """Make the sections of ``plan`` and put the page and its pictures in place of the earlier report's."""
     if page_path.is_file() and not is_report(page_path):
         raise ValueError(f"{printable(page_path)}: not a page `coseg report` wrote, which the report would replace; "
                          "choose another place for the report (`coseg report --output`)")
@@ -182,10 +193,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(files)} holds files no report wrote ({printable(', '.join(foreign[:3]))}"
                          f"{', ...' if foreign[3:] else ''}), which the report's pictures would replace; choose "
                          "another place for the report (`coseg report --output`)")
-    try:
-        staged = _staging_folder(files)
-    except OSError as e:
-        raise _cannot_write(page_path, e) from None
+    staged = _staging_folder(files)
     try:
         page = Page(f"Report: {printable(root.resolve().name)}",
                     f"{MADE_BY} on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
@@ -202,8 +210,6 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
             page.add(heading, body)
             result.sections.append(heading)
         _publish(page, page_path, staged, files)
-    except OSError as e:
-        raise _cannot_write(page_path, e) from None
     finally:
         shutil.rmtree(staged.parent, ignore_errors=True)
     return result
@@ -212,7 +218,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
 def _staging_folder(files: Path) -> Path:
     """An empty folder named like ``files`` (so the page's links to it hold) in a new hidden folder beside it, where
     the new report's PNGs are written while the earlier report stays whole; the staging folders of reports that were
-    killed (no clean-up ran) are removed first."""
+    killed (no clean-up ran) are removed first (a report running is not killed: it holds the page's lock)."""
     mark = f".{files.name}{TEMPORARY_MARK}"
     for leftover in files.parent.glob(glob.escape(mark) + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
