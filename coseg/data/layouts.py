@@ -19,7 +19,8 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
   ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...; without ``root/images``, such a folder in
   ``root`` whose masks pair with images of ``root``: ``photos/a.jpg`` + ``photos/masks/a.png``), matched by relative
-  folder + stem; these folder names in any case (``Images/`` + ``Masks/``).
+  folder + stem; these folder names in any case (``Images/`` + ``Masks/``). Such a folder of masks none of which
+  pairs (``photos/masks/a_mask.png``) is reported and left out, not read as a group of photos.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
   it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
   images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
@@ -56,7 +57,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from metric.registry import Registry
 
 from coseg.atomic import PathLike
-from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, printable
+from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, DataFileError, printable, read_mask
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
 MASK_FOLDER_NAMES = ("masks", "mask", "ground_truth", "groundtruth", "gt", "labels", "annotations")  # any case
@@ -290,11 +291,13 @@ def _without_clashing_loose_images(images_root: Path, samples: list[Sample], pro
     return [s for s in samples if s.image not in loose], problems
 
 
-def _scan_folder_pair(images_root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
+def _scan_folder_pair(images_root: Path, masks_root: Optional[Path],
+                      skip: Optional[Path] = None) -> tuple[list[Sample], list[Problem]]:
+    """Samples of the images under ``images_root`` (but ``skip``) paired with the masks under ``masks_root``."""
     problems: list[Problem] = []
     if not images_root.is_dir():
         raise LayoutError(f"image folder not found: {printable(images_root)}")
-    exclude = [masks_root] if masks_root is not None else []
+    exclude = [p for p in (masks_root, skip) if p is not None]
     images = _walk(images_root, IMAGE_SUFFIXES, problems, exclude=exclude)
     masks = None
     if masks_root is not None:
@@ -364,13 +367,41 @@ def _inner_mask_folder(root: Path) -> Optional[Path]:
     return folder if any(key in masks for key in images) else None
 
 
+MASKS_LOOKED_AT = 3
+"""How many files of an unpaired folder named like a mask folder are read to tell masks from photos."""
+
+
+def _unpaired_mask_folder(root: Path) -> Optional[Problem]:
+    """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` whose files are masks (its first
+    ``MASKS_LOOKED_AT`` are two-level images) of which none pairs with an image by name (``photos/a.jpg`` beside
+    ``photos/masks/a_mask.png``), as a skipped folder: it is left out instead of being taken for a group of
+    photos. None when there is no such folder, or when it holds photos."""
+    folder = _named_subfolder(root, MASK_FOLDER_NAMES)
+    files = _walk(folder, MASK_SUFFIXES, []) if folder is not None else []
+    try:
+        for path in files[:MASKS_LOOKED_AT]:
+            read_mask(path)
+    except DataFileError:
+        return None
+    if not files:
+        return None
+    return Problem("skipped folder", folder, f"{len(files)} mask(s), none named like an image of {printable(root)}; "
+                   f"to use them, rename them: a mask pairs with the image of its name and folder (a.jpg with "
+                   f"{printable(folder.name)}/a.png)")
+
+
 @LAYOUTS.register("folders")
 def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], list[Problem]]:
     """Generic layout: see the module docstring."""
     images_root = _named_subfolder(root, ["images"])
     if images_root is None:
-        masks_root = masks_root if masks_root is not None else _inner_mask_folder(root)
-        return _without_clashing_loose_images(root, *_scan_folder_pair(root, masks_root))
+        unpaired = None
+        if masks_root is None:
+            masks_root = _inner_mask_folder(root)
+            unpaired = _unpaired_mask_folder(root) if masks_root is None else None
+        samples, problems = _without_clashing_loose_images(
+            root, *_scan_folder_pair(root, masks_root, unpaired.path if unpaired is not None else None))
+        return samples, problems + ([unpaired] if unpaired is not None else [])
     if masks_root is None:
         masks_root = _named_subfolder(root, MASK_FOLDER_NAMES)
     samples, problems = _without_clashing_loose_images(images_root, *_scan_folder_pair(images_root, masks_root))

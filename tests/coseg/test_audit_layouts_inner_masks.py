@@ -1,7 +1,7 @@
 """A folder of images holding its masks in a subfolder (``photos/*.jpg`` + ``photos/masks/*.png``, or groups
 ``photos/<group>/`` + ``photos/masks/<group>/``) is a labelled data set: its masks are paired with the images, not
 taken for a group of images to train on, score or predict. A subfolder of photos that happens to be named like a mask
-folder, whose files pair with no image, stays a group."""
+folder, whose files pair with no image, stays a group; one of masks that pair with no image is left out and named."""
 from __future__ import annotations
 
 import shutil
@@ -41,8 +41,22 @@ def test_groups_with_their_masks_in_a_mask_folder_beside_them(tmp_path):
 
 def test_a_folder_of_photos_named_like_masks_stays_a_group(tmp_path):
     photos = flat_with_inner_masks(tmp_path, masks="labels")
-    for mask in (photos / "labels").iterdir():
-        mask.rename(mask.with_name("label " + mask.name))  # pairs with no image: photos of labels
+    for mask in (photos / "labels").iterdir():  # photos of labels, pairing with no image
+        mask.unlink()
+        shutil.copy(photos / f"{mask.stem}.jpg", mask.with_name(f"label {mask.stem}.png"))
     scan = find_samples(photos)
-    assert scan.labelled == []
+    assert scan.labelled == [] and scan.problems == []
     assert scan.groups == ["labels", "photos"] and len(scan.samples) == 6
+
+
+def test_a_folder_of_masks_none_of_which_pairs_is_left_out_and_named(tmp_path):
+    # was: predict took photos/masks/ for a group of photos and wrote masks of the masks
+    photos = flat_with_inner_masks(tmp_path)
+    for mask in (photos / "masks").iterdir():
+        mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
+    for scan in (find_samples(photos), scan_input(photos)):
+        assert [(s.image.name, s.mask, s.group) for s in scan.samples] == [
+            (f"img00{i}.jpg", None, "photos") for i in range(3)]
+        assert [str(p) for p in scan.problems] == [
+            f"skipped folder: {photos / 'masks'} (3 mask(s), none named like an image of {photos}; to use them, rename "
+            "them: a mask pairs with the image of its name and folder (a.jpg with masks/a.png))"]
