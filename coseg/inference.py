@@ -19,6 +19,7 @@ from coseg.data import CosegDataset, DataFileError, Sample, printable, read_imag
 from coseg.data.cache import check_image_size
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, GroupTooSmall, Model
 from coseg.models.colour_cut import image_digest
+from metric._checks import check_count
 from metric.threads import single_threaded_pool, start_single_threaded
 
 T = TypeVar("T")
@@ -194,6 +195,12 @@ def prefetched(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
         producer.join()
 
 
+def cut_images(batch: dict) -> torch.Tensor:
+    """A collated batch's images for the colour cut: its ``cut_image`` where the dataset gives one
+    (``ImageFileDataset``'s ``cut_size``), else its ``image``."""
+    return batch.get("cut_image", batch["image"])
+
+
 def cut_by_colour(colour: GroupColourCut, images: torch.Tensor, probs: torch.Tensor, pool: Executor,
                   grouped: bool) -> torch.Tensor:
     """uint8 images (N, 3, C, C), probabilities (N, S, S) on the CPU (S ≤ C) → 0/1 masks (N, C, C): one group cut
@@ -296,6 +303,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     A group of more than ``stream_above`` images (without ``refinement`` or ``statistics``, which need the whole
     group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
     in memory (:func:`predict_large_group`); the other groups are read whole."""
+    check_count(batch_size, 1, "batch_size")
     check_group_steps(groups is not None, refinement, statistics)
     streamed: list[list[int]] = []
     if groups is not None:
@@ -338,8 +346,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
             if not len(probs):
                 continue
             if colour is not None:
-                probs = cut_by_colour(colour, batch.get("cut_image", batch["image"]), probs, pool,
-                                      grouped=groups is not None)
+                probs = cut_by_colour(colour, cut_images(batch), probs, pool, grouped=groups is not None)
             yield from _results(batch["index"].tolist(), probs, batch["size"], original_size, pool)
         for indices in streamed:
             yield from predict_large_group(model, dataset, indices, device, batch_size, pool, flip=flip, edges=edges,
@@ -390,7 +397,7 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
                 readable.extend(batch["index"].tolist())
                 if colour is not None:
                     digests.update(zip(batch["index"].tolist(),
-                                       map(image_digest, batch["cut_image"].permute(0, 2, 3, 1).numpy())))
+                                       map(image_digest, cut_images(batch).permute(0, 2, 3, 1).numpy())))
                 yield _model_images(batch, device)
 
     contexts: dict[bool, Any] = {}  # the group's context, by whether it was taken under autocast
@@ -436,7 +443,7 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
         for k, index in enumerate(batch_indices):
             probs[index] = chunk_probs[k]
             if index in fitted:
-                fit_images[index] = batch["cut_image"][k]
+                fit_images[index] = cut_images(batch)[k]
     if colour is None:
         return
     order = [i for i in fit_order if i in fit_images]
@@ -452,6 +459,6 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
         if not len(batch["index"]):
             continue
         batch_indices = batch["index"].tolist()
-        prepared = colour.prepare(batch["cut_image"], torch.stack([probs.pop(i) for i in batch_indices])[:, None])
+        prepared = colour.prepare(cut_images(batch), torch.stack([probs.pop(i) for i in batch_indices])[:, None])
         masks = colour.apply(models, *prepared, pool.map)[:, 0]
         yield from _results(batch_indices, masks, batch["size"], original_size, pool)
