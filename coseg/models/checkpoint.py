@@ -17,7 +17,7 @@ from safetensors.torch import load, save
 
 from coseg.atomic import write_bytes_if_changed
 from coseg.data.io import printable
-from coseg.models.pretrained import check_castable
+from coseg.models.pretrained import check_castable, key_problems, missing_keys
 
 PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
@@ -204,7 +204,12 @@ def load_model_file(path: PathLike, build: Callable[..., M], kind: str,
     except KeyError as err:  # a name this version does not know (architecture, smp encoder)
         raise ValueError(f"{printable(path)}: {err.args[0] if err.args else err}") from err
     model.to(map_location)
-    check_castable(state_dict, model.state_dict(), printable(path))
+    target = model.state_dict()
+    problems = key_problems(state_dict, target, missing_keys(state_dict, target),
+                            [k for k in state_dict if k not in target])
+    if problems:  # named in one line: load_state_dict lists every key, over lines
+        raise ValueError(f"{printable(path)}: its weights do not fit the model its config describes ({problems})")
+    check_castable(state_dict, target, printable(path))
     _check_finite(state_dict, path)
     try:
         model.load_state_dict(state_dict)

@@ -50,8 +50,9 @@ def _flat_members(state_dict: dict[str, torch.Tensor], config: dict[str, Any]
     """An ensemble file holding an ensemble as a member (``coseg ensemble`` wrote them before 2026-12-06) as one
     listing each single model once, in the same order: its config's members and its weights' ``members.<i>.``
     prefixes renumbered. Other files are returned as they are."""
-    if not any(isinstance(m, dict) and "members" in m for m in config.get("members") or []):
-        return state_dict, config
+    members = config.get("members")
+    if not isinstance(members, list) or not any(isinstance(m, dict) and "members" in m for m in members):
+        return state_dict, config  # a 'members' that is not a list is refused, naming the file, by the builder
     singles: list[Any] = []
     prefixes: dict[str, str] = {}  # an old key prefix of a single model → its new one
 

@@ -238,6 +238,23 @@ def check_castable(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, 
                              f"which the model's {want.dtype} for it cannot hold")
 
 
+def missing_keys(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys of ``target`` that ``state_dict`` lacks, BatchNorm's ``num_batches_tracked`` aside (older files
+    leave it out: torch fills it)."""
+    return [k for k in target if k not in state_dict and not k.endswith(".num_batches_tracked")]
+
+
+def key_problems(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], missing: list[str],
+                 unexpected: list[str]) -> str:
+    """What keeps ``state_dict`` from loading into a module whose state dict is ``target``, in one line: the
+    ``missing`` and ``unexpected`` keys and the keys of another shape, at most 8 of each named; "" if none."""
+    mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+                  if k in state_dict and state_dict[k].shape != v.shape]
+    found = (("missing keys", missing), ("unexpected keys", unexpected),
+             ("shape mismatches (given vs model)", mismatched))
+    return "; ".join(f"{what}: {_key_list(keys)}" for what, keys in found if keys)
+
+
 def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], known: Mapping[str, torch.Size],
                  source: str) -> None:
     """Load ``state_dict`` into ``module``: every key of the module must be given with its shape (BatchNorm's
@@ -249,17 +266,12 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
     listing missing, unexpected and mis-shaped keys, naming ``source``."""
     target = module.state_dict()
     state_dict = _unwrapped(state_dict, target)
-    missing = [k for k in target if k not in state_dict and not k.endswith(".num_batches_tracked")]
+    missing = missing_keys(state_dict, target)
     unexpected = [k for k in state_dict if k not in known and k not in target]
     head = [] if missing else [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
-    unexpected = [k for k in unexpected if k not in head]
-    mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
-                  if k in state_dict and state_dict[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        found = (("missing keys", missing), ("unexpected keys", unexpected),
-                 ("shape mismatches (given vs model)", mismatched))
-        problems = [f"{what}: {_key_list(keys)}" for what, keys in found if keys]
-        raise ValueError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
+    problems = key_problems(state_dict, target, missing, [k for k in unexpected if k not in head])
+    if problems:
+        raise ValueError(f"{source} does not fit {type(module).__name__}: {problems}")
     given = {k: state_dict[k] for k in target if k in state_dict}
     check_castable(given, target, source)
     module.load_state_dict(given, strict=True)
