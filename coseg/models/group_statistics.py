@@ -59,10 +59,10 @@ class GroupStatistics:
                 measured: Optional[int] = None) -> Iterator[None]:
         """Inside the block, ``model``'s BatchNorm layers (those that track running statistics) hold the blend of
         their statistics and the group's, which ``measure()`` (forward passes over ``measured`` images of the
-        group of ``n``, all of them by default) produces, and are in eval mode; on leaving, the statistics,
-        momentum and modes are restored. Each layer pools the first ``measured`` images it is given: a pass that
-        gives it the same images again (re-encoding them to decode in a group's context) does not count them
-        twice."""
+        group of ``n``, all of them by default) produces, and are in eval mode (a layer ``measure()`` does not run
+        keeps its own statistics); on leaving, the statistics, momentum and modes are restored. Each layer pools the
+        first ``measured`` images it is given: a pass that gives it the same images again (re-encoding them to
+        decode in a group's context) does not count them twice."""
         layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
         saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum,
                   m.training) for m in layers]
@@ -81,9 +81,13 @@ class GroupStatistics:
                     for hook in hooks:
                         hook.remove()
                 for m, pool, (mean, var, *_) in zip(layers, pools, saved):
-                    pool.store(m)
-                    m.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
-                    m.running_var.mul_(1 - weight).add_(var, alpha=weight)
+                    if pool.calls:
+                        pool.store(m)
+                        m.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
+                        m.running_var.mul_(1 - weight).add_(var, alpha=weight)
+                    else:  # not measured: not blended with the reset statistics (mean 0, variance 1)
+                        m.running_mean.copy_(mean)
+                        m.running_var.copy_(var)
                     m.eval()
             yield
         finally:
