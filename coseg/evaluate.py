@@ -87,12 +87,13 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     group's consensus, statistics, refinement and colour cut); otherwise only the labelled ones are predicted,
     alone. ``image_size``, ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
     :func:`~coseg.inference.predict_dataset`. Each probability is resized to its image's size, thresholded at 0.5
-    and scored against the ground truth (turned back to the image's stored orientation where only that fits it:
-    ``fit_to_mask``). Unreadable images (labelled or not) and masks, masks of another size, and images the model
-    gives non-finite (NaN/inf) probabilities for are skipped and listed in ``skipped``. With ``predictions``, each
-    scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255, ground-truth size;
-    :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not saved (``coseg
-    predict`` writes the same masks)."""
+    and scored against the ground truth (turned back to the image's stored orientation where only that fits it, and
+    resized to a ground truth of the image's aspect ratio at another resolution, counted in the summary's
+    ``resized``: ``fit_to_mask``). Unreadable images (labelled or not) and masks, masks of another aspect ratio,
+    and images the model gives non-finite (NaN/inf) probabilities for are skipped and listed in ``skipped``. With
+    ``predictions``, each scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255,
+    ground-truth size; :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not
+    saved (``coseg predict`` writes the same masks)."""
     check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
     check_empty_policy(empty)
     labelled = [s for s in samples if s.mask is not None]
@@ -107,6 +108,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
     predicted: list[tuple[Sample, Path]] = []
+    resized = 0
     bar = tqdm(total=len(inputs), desc="evaluating", unit="img", disable=not progress, leave=False)
     groups = group_ids(inputs) if group_mode else None
     for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
@@ -124,7 +126,9 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
             continue  # predicted only as part of its group
         try:
             gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)
-            result = fit_to_mask(result, sample.image, sample.mask, gt.shape)
+            fitted = fit_to_mask(result, sample.image, sample.mask, gt.shape)
+            resized += sorted(fitted.shape) != sorted(result.shape)  # not merely turned back
+            result = fitted
             scores.append(score_image(result, gt, sample.group, sample.image.name))
             if index in saved_as:
                 write_png_atomic(saved_as[index], result)
@@ -141,6 +145,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     other = "zero" if empty == "exclude" else "exclude"
     summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
     summary["skipped"] = len(skipped)
+    summary["resized"] = resized
     return Evaluation(summary, scores, skipped, predicted)
 
 

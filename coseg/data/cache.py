@@ -33,9 +33,10 @@ from coseg.data.io import DataFileError, printable, read_image_for_size, read_pa
 from coseg.data.layouts import Sample
 from metric._checks import check_count
 
-_FORMAT = 5  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
+_FORMAT = 6  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
 # 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored; 4: masks resized on the
-# image's pixel-centre grid; 5: those palette masks read by colour with any_nonzero too, the Internet layout's)
+# image's pixel-centre grid; 5: those palette masks read by colour with any_nonzero too, the Internet layout's;
+# 6: gray + alpha TIFF images decoded by Pillow, whose tiles OpenCV garbled)
 MEMORY_SHARE = 0.5
 
 

@@ -4,11 +4,13 @@ Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any 
 including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
 RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
 (for every format; OpenCV's TIFF decoder rotates even when told not to); a float TIFF, which it does not decode,
-is read unchanged and scaled to 8-bit. The image as stored is that rotated image turned back by the orientation
-tag as Pillow reads it, for every format alike. Masks are decoded with Pillow, which keeps palette indices and 1-bit
+is read unchanged and scaled to 8-bit; an 8-bit gray + alpha TIFF, which it refuses or garbles when tiled, is
+decoded by Pillow. The image as stored is that rotated image turned back by the orientation tag as Pillow reads
+it, for every format alike. Masks are decoded with Pillow, which keeps palette indices and 1-bit
 data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored. ``read_pair`` reconciles
 the two: when the EXIF-rotated image does not fit the mask but the stored one does, the image is used as stored;
-``fit_to_mask`` turns a prediction made on the rotated image back by the same rule.
+``fit_to_mask`` turns a prediction made on the rotated image back by the same rule, and resizes it to a mask of the
+image's aspect ratio saved at another resolution (evaluation scores at the mask's size; training skips such a mask).
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """
@@ -19,11 +21,11 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from coseg.atomic import PathLike, write_bytes_atomic
 
@@ -36,6 +38,8 @@ UNSUPPORTED_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".jxl", ".svg", ".p
                                   ".raw"})
 
 _JPEG_START = b"\xff\xd8"
+_TIFF_STARTS = (b"II*\x00", b"MM\x00*")
+_SAMPLES_PER_PIXEL = 277  # TIFF tag
 _JPEG_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")  # not a stuffed 0xFF byte, a fill byte or a restart
 _JPEG_SCAN, _JPEG_END = 0xDA, 0xD9
 _JPEG_NO_LENGTH = frozenset({0x01, 0xD8})  # markers without a length field (restarts are skipped by the pattern)
@@ -43,6 +47,8 @@ _SHOWN_VALUES = 8
 _WHITE, _BLACK = (255, 255, 255), (0, 0, 0)
 _EXIF_ORIENTATION = 0x0112
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+# what Pillow raises for a damaged file (OverflowError: e.g. a TIFF whose tile width makes a row's stride too large)
+_PILLOW_FAILURES = (OSError, SyntaxError, ValueError, OverflowError, Image.DecompressionBombError)
 
 
 _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
@@ -127,11 +133,33 @@ def _float_array(data: bytes) -> Optional[np.ndarray]:
     return array if array is not None and np.issubdtype(array.dtype, np.floating) else None
 
 
+def _gray_alpha_tiff(data: bytes) -> Optional[np.ndarray]:
+    """An 8-bit gray + alpha TIFF (Pillow's mode "LA"; "La": associated alpha; "L" of two samples: an unspecified
+    extra one) as ``(H, W, 3)`` uint8 gray, alpha dropped, EXIF-turned as ``cv2.IMREAD_COLOR`` turns images; None
+    for other data or what Pillow cannot decode. OpenCV refuses such a TIFF when tiled, and garbles the edge tiles
+    of a compressed one."""
+    if not data.startswith(_TIFF_STARTS):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # OpenCV decodes such images too
+            with Image.open(io.BytesIO(data)) as im:
+                if im.mode not in ("LA", "La") and not (im.mode == "L" and im.tag_v2.get(_SAMPLES_PER_PIXEL) == 2):
+                    return None
+                im.load()  # Pillow 13 turns a TIFF by its orientation tag here and drops the tag; older ones do not
+                array = np.asarray(ImageOps.exif_transpose(im))
+    except _PILLOW_FAILURES:
+        return None
+    return cv2.cvtColor(np.ascontiguousarray(array[..., 0]) if array.ndim == 3 else array, cv2.COLOR_GRAY2BGR)
+
+
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     if _truncated_jpeg(data):
         raise ImageReadError(path, "truncated JPEG (its data ends before the end-of-image marker)")
     try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = _gray_alpha_tiff(data)
+        if bgr is None:
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
             bgr = _float_image(data, path)
     except cv2.error as e:
@@ -162,7 +190,7 @@ def _jpeg_full_size(data: bytes) -> Optional[tuple[int, int]]:
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 turned = im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except _PILLOW_FAILURES:
         return None  # the full decode reports the problem
     return (width, height) if turned else (height, width)
 
@@ -280,12 +308,12 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
             raise MaskError(path, f"{float_mask} mask is not read (only 32-bit float grayscale is): save it as 1-bit "
                                   "or 8-bit grayscale") from None
         raise ImageReadError(path, "not a decodable image (unknown format, corrupt or truncated)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except _PILLOW_FAILURES as e:
         raise ImageReadError(path, f"not a decodable image ({e})") from None
     if deep_colours:
         deep = _deep_colours(data, path)
         array = array if deep is None else deep
-    if mode in ("LA", "PA", "RGBA"):
+    if mode in ("LA", "La", "PA", "RGBA"):  # La: gray and premultiplied alpha (a TIFF's associated alpha)
         array = _opaque(array, path)
         mode = mode[:-1]
         if array.shape[-1] == 1:
@@ -307,20 +335,19 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
     raise MaskError(path, f"unsupported mask image mode '{mode}' (use 1-bit, grayscale, palette or RGB)")
 
 
-def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = False,
+              resize_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """An image ``(H, W, 3)`` uint8 RGB and its mask ``(H, W)`` bool, checked to be the same size.
 
     The image is EXIF-rotated unless only the stored (unrotated) image fits the mask. A mask of another size
     raises ``MaskError`` naming both files: it is not resized, since a size mismatch usually means a wrong
-    pairing."""
+    pairing; with ``resize_image``, a mask of the image's aspect ratio (:func:`same_aspect`) has the image resized
+    to it instead, as ``fit_to_mask`` fits a prediction (to show an image with such a mask)."""
     image_path, mask_path = Path(image_path), Path(mask_path)
     mask = read_mask(mask_path, any_nonzero=any_nonzero)
     data = _read_bytes(image_path)
     image = _decode_image(data, image_path, apply_exif=True)
-    if image.shape[:2] != mask.shape and image.shape[1::-1] == mask.shape:
-        stored = _as_stored(image, _exif_orientation(data))
-        if stored.shape[:2] == mask.shape:
-            image = stored
+    image = _fitted(image, mask.shape, lambda: _exif_orientation(data), _resize_colours if resize_image else None)
     if image.shape[:2] != mask.shape:
         raise _mismatch(mask_path, mask.shape, image_path, image.shape[:2])
     return image, mask
@@ -340,7 +367,7 @@ def _exif_orientation(image: Union[Path, bytes]) -> Optional[int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
             with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as im:
                 return im.getexif().get(_EXIF_ORIENTATION)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except _PILLOW_FAILURES:
         return None
 
 
@@ -362,14 +389,58 @@ def _as_stored(array: np.ndarray, orientation: Optional[int]) -> np.ndarray:
     return array if undo is None else np.ascontiguousarray(undo(array))
 
 
+ASPECT_TOLERANCE = 0.01  # relative difference of two aspect ratios still taken for one image at two resolutions
+
+
+def same_aspect(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether the (H, W) sizes ``a`` and ``b`` are of one image at two resolutions: their aspect ratios differ by at
+    most ``ASPECT_TOLERANCE`` (relative), or by the rounding of a side to whole pixels at the smaller size."""
+    (ha, wa), (hb, wb) = a, b
+    cross = abs(ha * wb - wa * hb)  # |ha/wa - hb/wb| * wa * wb
+    return cross <= max(ASPECT_TOLERANCE * max(ha * wb, wa * hb), ha, wa, hb, wb)
+
+
+def _fitted(array: np.ndarray, mask_shape: tuple[int, ...], orientation: Callable[[], Optional[int]],
+            resize: Optional[Callable[[np.ndarray, tuple[int, ...]], np.ndarray]]) -> np.ndarray:
+    """``array`` (H, W, ...) of an image as viewed (EXIF-rotated) laid over its mask of ``mask_shape`` where it fits:
+    turned back to the image's stored orientation (``orientation()``: its EXIF tag) when only that fits, then, with
+    ``resize``, resized to a mask of its aspect ratio at another resolution (:func:`same_aspect`; without ``resize``
+    only the same size fits). Returned as it is when nothing fits: the caller names the mismatch."""
+    def fits(shape: tuple[int, ...]) -> bool:
+        return shape == mask_shape or (resize is not None and same_aspect(shape, mask_shape))
+
+    shape = array.shape[:2]
+    if shape != mask_shape and (shape[::-1] == mask_shape or (fits(shape[::-1]) and not fits(shape))):
+        stored = _as_stored(array, orientation())
+        array = stored if fits(stored.shape[:2]) else array
+    if array.shape[:2] != mask_shape and fits(array.shape[:2]):
+        array = resize(array, mask_shape)
+    return array
+
+
+def _resize_colours(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``image`` (h, w) or (h, w, 3) uint8 resized to ``shape`` (H, W): area interpolation when shrinking both sides,
+    else bilinear."""
+    shrink = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _resize_foreground(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``mask`` (h, w) bool resized to ``shape`` (H, W): each pixel foreground where at least half of what it covers
+    is (area interpolation when shrinking both sides, else bilinear, as ``resize_image``)."""
+    levels = np.where(mask, np.uint8(255), np.uint8(0))  # bytes: a float copy of a large mask takes 4 times more
+    return _resize_colours(levels, shape) >= 128  # 255 / 2, rounded
+
+
 def fit_to_mask(prediction: np.ndarray, image_path: PathLike, mask_path: PathLike,
                 mask_shape: tuple[int, ...]) -> np.ndarray:
-    """``prediction`` (H, W) of the image at ``image_path`` as viewed (EXIF-rotated, as ``read_image`` gives it),
+    """``prediction`` (H, W) bool of the image at ``image_path`` as viewed (EXIF-rotated, as ``read_image`` gives it),
     laid over its mask of ``mask_shape``: as it is when it fits, else turned back to the image's stored orientation
-    when only that fits, as ``read_pair`` pairs them. Raises ``MaskError`` naming both files when neither fits."""
+    when only that fits, as ``read_pair`` pairs them; a mask of the image's aspect ratio at another resolution
+    (:func:`same_aspect`) is fitted likewise, the prediction then resized to it (:func:`_resize_foreground`). Raises
+    ``MaskError`` naming both files when neither fits."""
     image_path, mask_path = Path(image_path), Path(mask_path)
-    if prediction.shape != mask_shape and prediction.shape[::-1] == mask_shape:
-        prediction = _as_stored(prediction, _exif_orientation(image_path))
+    prediction = _fitted(prediction, mask_shape, lambda: _exif_orientation(image_path), _resize_foreground)
     if prediction.shape != mask_shape:
         raise _mismatch(mask_path, mask_shape, image_path, prediction.shape)
     return prediction

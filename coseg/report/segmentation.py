@@ -208,9 +208,9 @@ def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageR
     predictions = folder / PREDICTIONS
     predicted = predictions / cell_path(entry["prediction"])
     # the photo as its ground truth was drawn (stored orientation where only that fits an EXIF-rotated photo's
-    # mask), which the saved prediction follows too
+    # mask; resized to a mask saved at another resolution), which the saved prediction follows too
     pair = once(lambda: read_pair(row_path(entry, "image_path", predictions), row_path(entry, "mask_path", predictions),
-                                  any_nonzero=entry["any_nonzero"] == "1"))
+                                  any_nonzero=entry["any_nonzero"] == "1", resize_image=True))
     return [
         thumbs.cell(_score_caption(row), row.image, lambda p: write_thumbnail(p, pair()[0], thumbs.max_side)),
         thumbs.cell("ground truth", f"ground truth of {row.image}", lambda p: write_thumbnail(

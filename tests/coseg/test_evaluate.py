@@ -89,8 +89,8 @@ def test_images_sharing_a_stem_save_their_predictions_apart(tmp_path):
 def test_nothing_evaluated_says_why(tmp_path):
     root = tmp_path / "data"
     write_rgb(root / "images" / "g" / "a.jpg", corner_image())
-    write_cv2(root / "ground_truth" / "g" / "a.png", corner_image(20, 28)[..., 0])
-    with pytest.raises(ValueError, match=r"1 skipped, the first .*a.png: mask is 20x28 \(HxW\) but its image "
+    write_cv2(root / "ground_truth" / "g" / "a.png", corner_image(20, 40)[..., 0])  # another aspect ratio
+    with pytest.raises(ValueError, match=r"1 skipped, the first .*a.png: mask is 20x40 \(HxW\) but its image "
                                          r".*a.jpg is 40x56"):
         evaluate_samples(BrightModel(), find_samples(root, "icoseg").samples, 64, CPU, progress=False)
     with pytest.raises(ValueError, match="none has a ground-truth mask"):

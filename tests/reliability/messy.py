@@ -90,7 +90,7 @@ def messy_coseg_set(root: Path) -> dict:
     for name in unreadable:
         write_cv2(odd_masks / f"{Path(name).stem}.png", np.zeros((48, 48), np.uint8))
     write_rgb(odd / "wrong_size_mask.jpg", _texture(40, 56, 4))
-    write_cv2(odd_masks / "wrong_size_mask.png", np.zeros((20, 28), np.uint8))
+    write_cv2(odd_masks / "wrong_size_mask.png", np.zeros((20, 40), np.uint8))  # not the image's aspect ratio
     write_rgb(odd / "grey_levels_mask.jpg", _texture(40, 56, 5))
     grey = np.zeros((40, 56), np.uint8)
     grey[:10], grey[10:20] = 128, 255
@@ -109,5 +109,5 @@ def messy_coseg_set(root: Path) -> dict:
     (masks / "linked").symlink_to(outside / "masks", target_is_directory=True)
     (images / "empty").mkdir()
     return {"readable": readable, "unreadable": unreadable,
-            "bad_masks": {"wrong_size_mask.png": r"20 ?(x|, ) ?28", "grey_levels_mask.png": "0, 128, 255"},
+            "bad_masks": {"wrong_size_mask.png": r"20 ?(x|, ) ?40", "grey_levels_mask.png": "0, 128, 255"},
             "image_without_mask": "no_mask.jpg", "mask_without_image": "no_image.png"}
