@@ -5,6 +5,7 @@ needs besides: model and optimizer state, AMP scaler, epoch, best metric so far,
 states."""
 from __future__ import annotations
 
+import json
 import random
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from coseg.atomic import atomic_path
+from coseg.data.io import printable
 
 
 class CheckpointError(RuntimeError):
@@ -116,6 +118,38 @@ def check_world_size(path: Union[str, Path], state: dict[str, Any], world_size: 
     if saved != world_size:
         raise CheckpointError(f"{path}: saved by a run with {saved} process(es); resume it with the same number "
                               f"(now {world_size})")
+
+
+def check_metadata(path: Union[str, Path], state: dict[str, Any], metadata: dict[str, str]) -> None:
+    """Refuse to resume ``state`` (read from ``path``) when an entry of ``metadata``, what the trainer records about
+    the run in its model files (the image size, the groups or classes it trains and validates on), differs from the
+    one its checkpoint recorded: e.g. groups added to the data set since, which a resume would carve anew (a former
+    validation group trained on, the best epoch chosen on other groups). A state of an older version, without the
+    entry, is taken as it is."""
+    saved = state.get("model_metadata")
+    if not isinstance(saved, dict):
+        return
+    changed = [_change(key, str(saved[key]), value) for key, value in metadata.items()
+               if key in saved and saved[key] != value]
+    if changed:
+        raise CheckpointError(f"{path}: the run's data changed since it was trained ({'; '.join(changed)}): resume it "
+                              "with the data it was trained with, or train a new run (--overwrite, or another "
+                              "--output)")
+
+
+def _change(key: str, before: str, now: str, shown: int = 5) -> str:
+    """How metadata entry ``key`` changed from ``before`` to ``now``: the names added and gone for a record of names
+    (``{"count": n, "names": [...]}``), up to ``shown`` of each, else both values (cut short)."""
+    try:
+        old, new = set(json.loads(before)["names"]), set(json.loads(now)["names"])
+    except (ValueError, TypeError, KeyError):
+        return f"{key} {before[:80]!r} → {now[:80]!r}"
+
+    def listed(names: set[str], what: str) -> list[str]:
+        first = ", ".join(printable(n) for n in sorted(names)[:shown])
+        return [f"{first}{', …' if len(names) > shown else ''} {what}"] if names else []
+
+    return f"{key}: " + "; ".join(listed(new - old, "added") + listed(old - new, "gone"))
 
 
 def _failed_checksum(path: Path) -> Optional[str]:

@@ -18,10 +18,11 @@ class CsvLog:
 
     def load(self, up_to_epoch: int) -> None:
         """Read an existing log (on resume), keeping rows with ``epoch <= up_to_epoch``; the file is rewritten
-        without the others (epochs a killed run logged but did not checkpoint), even if no row is appended."""
+        without the others (epochs a killed run logged but did not checkpoint), even if no row is appended. A
+        byte-order mark (a spreadsheet's "CSV UTF-8") is not taken as part of the first column's name."""
         if not self.path.is_file():
             return
-        with open(self.path, newline="", encoding="utf-8") as f:
+        with open(self.path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
         self.rows = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= up_to_epoch]
         if len(self.rows) < len(rows):

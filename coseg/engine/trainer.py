@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from coseg.atomic import PathLike, remove_temporaries
 from coseg.data.io import printable
 from coseg.engine.checkpoint import (
-    CheckpointError, check_world_size, load_training_state, rng_state, save_training_state, set_rng_state,
+    CheckpointError, check_metadata, check_world_size, load_training_state, rng_state, save_training_state,
+    set_rng_state,
 )
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import (
@@ -228,6 +229,7 @@ class Engine:
         path = self.output_dir / "last.pt"
         state = load_training_state(path)  # on the CPU, where random streams must be: load_state_dict moves the rest
         check_world_size(path, state, self.dist.world_size)
+        check_metadata(path, state, self.metadata)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
