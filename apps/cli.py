@@ -265,6 +265,9 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         shown = [printable(g) for g in result.val_groups[:MAX_GROUPS_SHOWN]]
         echo(f"validation group(s): {', '.join(shown)}"
              + (f", … ({len(result.val_groups)} in all)" if len(result.val_groups) > len(shown) else ""))
+    elif cfg.val_fraction and not cfg.val_groups:  # a single training group: none could be held out
+        echo(f"no validation: the only training group cannot be held out (--val-fraction {cfg.val_fraction}), so "
+             "best.safetensors is the last epoch's model")
     echo_skipped("file(s) that could not be used", [f"{printable(p)}: {r}" for p, r in result.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
     echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "

@@ -75,13 +75,18 @@ def training_options(cls: type) -> Callable:
 def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any], resume: bool = False) -> Any:
     """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. With
     ``resume`` and no YAML file, the run's own ``config.yaml`` in ``--output`` is the file, when it is there (when it
-    is not and no ``--data`` is given, nothing is resumed: an error naming the folder). ``data``, ``output`` and
-    ``device``, wherever they were given, are checked as the other commands' options are (a usage error before
-    anything is read or written; a value of the file names the file)."""
+    is not and no ``--data`` is given, nothing is resumed: an error naming the folder). ``data``, ``output``,
+    ``cache_dir`` and ``device``, wherever they were given, are checked as the other commands' options are (a usage
+    error before anything is read or written; a value of the file names the file; an empty folder is refused:
+    :func:`written_folder`)."""
     from coseg.data import printable
     from coseg.engine import load_config
 
     given = overrides(params, cls)
+    ctx = click.get_current_context()
+    options = {p.name: p for p in ctx.command.params}
+    if "output" in given:  # before --resume looks for the run's config.yaml there
+        written_folder(given["output"], options["output"], ctx)
     if resume and config_file is None:
         output = Path(given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output")))
         if (output / "config.yaml").is_file():
@@ -94,20 +99,28 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     cfg = load_config(cls, config_file, given)
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
-    ctx = click.get_current_context()
-    options = {p.name: p for p in ctx.command.params}
     for name, check in (("data", click.Path(exists=True, file_okay=False).convert),
-                        ("output", click.Path(file_okay=False).convert),
+                        ("output", written_folder), ("cache_dir", written_folder),
                         ("device", lambda value, param, context: checked_device(context, param, value))):
+        if getattr(cfg, name) is None:  # an optional folder not given
+            continue
         try:
             check(getattr(cfg, name), options[name], ctx)
         except click.BadParameter as e:
             if config_file is not None and name not in given:  # the file's value: say so (a path: relative to what)
                 relative = ("" if name == "device"
                             else f"; a relative path there is read from the current folder, {Path.cwd()}")
-                e.message += f" ({name}: {getattr(cfg, name)} in {config_file}{relative})"
+                e.message += f" ({name}: {getattr(cfg, name) or repr('')} in {config_file}{relative})"
             raise
     return cfg
+
+
+def written_folder(value: str, param: click.Parameter, ctx: click.Context) -> str:
+    """``value`` checked as a folder a run writes into (``--output``, ``--cache-dir``): not a file, and not empty (an
+    unset shell variable), which would be the current folder."""
+    if not value.strip():
+        raise click.BadParameter("is empty (the current folder is '.')", ctx, param)
+    return click.Path(file_okay=False).convert(value, param, ctx)
 
 
 def other_trainers_file(cls: type, config_file: Path) -> None:

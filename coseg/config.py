@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 
 # Inference defaults: one value for the CLI's option defaults and coseg.models.EdgeFilter's.
@@ -54,8 +54,8 @@ class CosegTrainConfig:
     output: str = option("runs/coseg", "Run folder: config.yaml, last.*/best.* checkpoints, log.csv (an ensemble: each member's log and checkpoints in member<i>/).")
     overwrite: bool = option(False, "Train into an --output folder that already holds a run, writing its checkpoints, log and config anew (default: refuse, so a finished run is not lost; --resume continues it).")
     splits: Optional[str] = option(None, "Splits JSON file (e.g. iCoseg splits.json); default: <data>/splits.json if present.")
-    train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30).")
-    train_groups: list[str] = option([], "Explicit training groups (comma-separated); default: all groups, or --train-split.")
+    train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30). Given on the command line, it replaces the --config file's train_groups.")
+    train_groups: list[str] = option([], "Explicit training groups (comma-separated); default: all groups, or --train-split. Given on the command line, they replace the --config file's train_split and splits.")
     val_groups: list[str] = option([], "Explicit validation groups (a name may be the start of one folder's name, e.g. its number, or whole words found in no other); default: hold out --val-fraction of the training groups.")
     val_fraction: float = option(0.15, "Share of training groups held out for validation / model selection (0 = none).")
     image_size: int = option(224, "Training and inference size in pixels (square, multiple of 32).")
@@ -100,6 +100,11 @@ class CosegTrainConfig:
     workers: int = option(0, "DataLoader worker processes.")
     cache_dir: Optional[str] = option(None, "Folder for decoded-image cache files (default: in memory only).")
     quiet: bool = option(False, "No progress bars.")
+
+    REPLACED_BY: ClassVar[dict[str, tuple[str, ...]]] = {"train_groups": ("train_split", "splits"),
+                                                         "train_split": ("train_groups",)}
+    """A command-line option → the config file's options it replaces: they choose the training groups another way
+    (:func:`coseg.engine.load_config`)."""
 
     def __post_init__(self) -> None:
         check_input_normalization(self)

@@ -121,10 +121,10 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
     belong to subsets (SBCoseg) each subset gives its share, unless that holds none out. No group left to train on
     (no mask in the data set, an empty split, every group a validation group) is an error saying which."""
     splits = default_splits_file(Path(cfg.data), cfg.splits)
-    groups = choose_groups(scan, splits, cfg.train_split, cfg.train_groups)
+    groups = _chosen(scan, cfg.train_groups, "--train-groups", splits, cfg.train_split)
     if not scan.labelled:
         raise ValueError(nothing_labelled(cfg.data, cfg.layout, scan, problems_of(scan, groups), "train on"))
-    val = choose_groups(scan, None, None, cfg.val_groups) if cfg.val_groups else []
+    val = _chosen(scan, cfg.val_groups, "--val-groups") if cfg.val_groups else []
     labelled = {s.group for s in scan.labelled}
     unlabelled = [g for g in dict.fromkeys(groups + val) if g not in labelled]
     if unlabelled:
@@ -156,6 +156,18 @@ def split_train_val(cfg: CosegTrainConfig, scan) -> tuple[list[str], list[str]]:
         return holdout_groups(groups, fraction=cfg.val_fraction, seed=cfg.seed, together=together)
     except ValueError as e:
         raise ValueError(f"val_fraction {cfg.val_fraction}: {e}") from None
+
+
+def _chosen(scan: Scan, explicit: list[str], option: str, splits: Optional[Path] = None,
+            split: Optional[str] = None) -> list[str]:
+    """:func:`choose_groups`; a name of ``explicit`` it cannot resolve is told naming ``option`` (a split's names
+    are told naming the splits file)."""
+    try:
+        return choose_groups(scan, splits, split, explicit)
+    except ValueError as e:
+        if not explicit:
+            raise
+        raise ValueError(f"{option}: {e}") from None
 
 
 RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "weights", "output", "cache_dir"}),

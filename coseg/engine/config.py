@@ -138,14 +138,25 @@ def _checked_values(cls: type, data: Mapping[str, Any], source: str) -> dict[str
     return values
 
 
+def _load(text: str, loader: type[yaml.SafeLoader], path: Path) -> Any:
+    """The YAML document ``text`` read with ``loader``; its syntax errors say where in file ``path`` (not in
+    "<unicode string>"), with the line they point at."""
+    reader = loader(text)
+    reader.name = str(path)
+    try:
+        return reader.get_single_data()
+    finally:
+        reader.dispose()
+
+
 def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
     """The entries of the YAML config file ``path`` for config class ``cls`` (safe loader), not yet checked: fields
     holding text take each value as written (a group named ``012`` stays '012', not the octal number 10)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        loaded = yaml.load(text, Loader=_UniqueKeyLoader)
-        texts = yaml.load(text, Loader=_TextLoader)
+        loaded = _load(text, _UniqueKeyLoader, path)
+        texts = _load(text, _TextLoader, path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
     except UnicodeDecodeError as e:
@@ -163,10 +174,12 @@ def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
 def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None) -> C:
     """Defaults of ``cls`` ← YAML file ``path`` (:func:`read_config_file`) ← ``overrides``, the command line's
     (entries that are None are skipped); a bad value is named with where it came from, the file or the command
-    line."""
+    line. An override also replaces the file's entries that ``cls.REPLACED_BY`` (a class attribute, when there is one:
+    key → keys) names for its key: another way of giving what it gives (explicit groups for the file's split)."""
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    replaced = set(given) | {k for key in given for k in getattr(cls, "REPLACED_BY", {}).get(key, ())}
     in_file = read_config_file(cls, path) if path is not None else {}
-    values = _checked_values(cls, {k: v for k, v in in_file.items() if k not in given}, str(path))
+    values = _checked_values(cls, {k: v for k, v in in_file.items() if k not in replaced}, str(path))
     values.update(_checked_values(cls, given, "command line"))
     return cls(**values)
 
