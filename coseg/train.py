@@ -175,8 +175,12 @@ RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "we
 """An ensemble's members train in ``OUTPUT/member<i>/``."""
 
 
+NO_WEIGHTS = (None, "", "none", "None")
+"""The ``weights`` values that start the encoder from random weights."""
+
+
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
-    weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
+    weights = None if cfg.weights in NO_WEIGHTS else cfg.weights
     prior = cfg.semantic_prior and cfg.group_levels > 0
     return create_model(cfg.arch, encoder=cfg.encoder, weights=weights, embedding_dim=cfg.embedding_dim,
                         group_levels=cfg.group_levels, semantic_prior=prior,
@@ -229,15 +233,23 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
                      f"lower --groups-per-batch{fewer}")
 
 
+LOSS_WEIGHTS = ("dice_weight", "ce_weight", "focal_weight", "jaccard_weight", "triplet_weight")
+
+
 def check_config(cfg: CosegTrainConfig) -> None:
     """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
-    sizes, counts, the time budget, the validation share, the optimiser's rates, the EMA decay, augmentation strengths
-    and probabilities and the choice of training groups."""
+    sizes, counts, the time budget, the validation share, the optimiser's rates, the loss weights and margin, the EMA
+    decay, augmentation strengths and probabilities, the choice of training groups and files that are not there."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
-    check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels")
-    check_at_least(cfg, 0, "workers", "lr", "weight_decay")
+    check_at_least(cfg, 1, "members", "epochs", "groups_per_batch", "images_per_group", "triplet_pixels",
+                   "embedding_dim")
+    check_at_least(cfg, 0, "workers", "lr", "weight_decay", "encoder_lr_scale", "group_levels", *LOSS_WEIGHTS)
+    if not any(getattr(cfg, name) for name in LOSS_WEIGHTS):
+        raise ConfigError(f"the loss weights ({', '.join(LOSS_WEIGHTS)}) are all 0: nothing would be trained")
+    if not cfg.triplet_margin > 0:
+        raise ConfigError(f"triplet_margin must be > 0, got {cfg.triplet_margin}")
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
@@ -256,6 +268,11 @@ def check_config(cfg: CosegTrainConfig) -> None:
     check_choice(cfg, "arch", ARCHITECTURES.names())
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
+    for name, value in (("splits", cfg.splits), ("weights", None if cfg.weights in (*NO_WEIGHTS, "imagenet")
+                                                 else cfg.weights)):
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"{name}: {printable(value)} is not a file"
+                              + ("" if name == "splits" else " (give imagenet, none or a local weights file)"))
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:
