@@ -363,6 +363,9 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
         echo(line)
     _print_summary(evaluation.summary)
+    if evaluation.summary["resized"]:
+        echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
+             "image: scored at theirs, the predictions resized to them")
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
     echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in problems_of(scan, chosen)])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"

@@ -127,3 +127,23 @@ def test_the_report_shows_an_image_scored_on_a_mask_at_another_resolution(tmp_pa
     assert not result.problems and "not shown" not in page
     thumbnails = [read_image(out / src) for src in parse_page(result.path).images]  # image | truth | prediction
     assert len(thumbnails) == 3 and all(t.shape[:2] == (20, 28) for t in thumbnails)
+
+
+def test_coseg_evaluate_says_how_many_masks_it_scored_at_their_own_resolution(tmp_path):
+    from click.testing import CliRunner
+
+    from apps.cli import main
+    from tests.coseg.test_evaluate_partial import network
+
+    root = tmp_path / "data"
+    truth = blob(40, 56)
+    for name, mask in (("half", naive_halve(truth)), ("same", truth)):
+        write_rgb(root / "images" / "g" / f"{name}.png", np.repeat(truth[..., None] * np.uint8(255), 3, axis=2))
+        write_cv2(root / "ground_truth" / "g" / f"{name}.png", mask * np.uint8(255))
+    model = tmp_path / "model.safetensors"
+    network(2.0).save(model, metadata={"image_size": "64"})
+    result = CliRunner().invoke(main, [str(a) for a in ["evaluate", "--checkpoint", model, "--data", root, "--device",
+                                                         "cpu", "--quiet", "--output", tmp_path / "ev"]])
+    assert result.exit_code == 0, result.output
+    assert "note: 1 ground-truth mask(s) saved at another resolution than their image: scored at theirs, the " \
+           "predictions resized to them" in result.output
