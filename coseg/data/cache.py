@@ -73,7 +73,8 @@ def decode_sample(sample: Sample, size: int) -> Decoded:
     if sample.mask is None:
         image, full = read_image_for_size(sample.image, size)
         return Decoded(resize_image(image, size), None, full)
-    image, mask = read_pair(sample.image, sample.mask, any_nonzero=sample.any_nonzero)
+    # a mask of the image's aspect ratio at another resolution is used as evaluate scores it: at its resolution
+    image, mask = read_pair(sample.image, sample.mask, any_nonzero=sample.any_nonzero, resize_image=True)
     return Decoded(resize_image(image, size), resize_mask(mask, size), (image.shape[0], image.shape[1]))
 
 

@@ -10,7 +10,8 @@ it, for every format alike. Masks are decoded with Pillow, which keeps palette i
 data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored. ``read_pair`` reconciles
 the two: when the EXIF-rotated image does not fit the mask but the stored one does, the image is used as stored;
 ``fit_to_mask`` turns a prediction made on the rotated image back by the same rule, and resizes it to a mask of the
-image's aspect ratio saved at another resolution (evaluation scores at the mask's size; training skips such a mask).
+image's aspect ratio saved at another resolution (evaluation scores at the mask's size; training, through
+``read_pair(resize_image=True)``, takes the image at the mask's size).
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """

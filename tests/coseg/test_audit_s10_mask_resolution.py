@@ -147,3 +147,21 @@ def test_coseg_evaluate_says_how_many_masks_it_scored_at_their_own_resolution(tm
     assert result.exit_code == 0, result.output
     assert "note: 1 ground-truth mask(s) saved at another resolution than their image: scored at theirs, the " \
            "predictions resized to them" in result.output
+
+
+def test_training_uses_a_mask_at_another_resolution_as_evaluate_scores_it(tmp_path):
+    from coseg.data import Sample
+    from coseg.data.cache import decode_sample, resize_image, resize_mask
+
+    colours = np.random.default_rng(2).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    image = write_rgb(tmp_path / "img.png", colours)
+    truth = naive_halve(blob(40, 56))
+    mask = write_cv2(tmp_path / "m.png", truth * np.uint8(255))
+    decoded = decode_sample(Sample(image, mask, "g"), 32)
+    shown, _ = read_pair(image, mask, resize_image=True)
+    assert decoded.size == (20, 28)  # where evaluate scores it
+    np.testing.assert_array_equal(decoded.mask, resize_mask(truth, 32))
+    np.testing.assert_array_equal(decoded.image, resize_image(shown, 32))
+    other = write_cv2(tmp_path / "o.png", np.zeros((20, 40), np.uint8))
+    with pytest.raises(MaskError, match="mask is 20x40"):
+        decode_sample(Sample(image, other, "g"), 32)

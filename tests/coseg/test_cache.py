@@ -57,7 +57,7 @@ def test_bad_files_are_skipped_counted_and_named(scan, tmp_path):
     full = write_rgb(bad / "full.jpg", np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     (bad / "cut.jpg").write_bytes(full.read_bytes()[:300])
     write_rgb(bad / "big.jpg", left_red_image(20, 20))
-    write_cv2(bad / "small.png", half_mask(10, 10).astype(np.uint8) * 255)
+    write_cv2(bad / "small.png", half_mask(10, 14).astype(np.uint8) * 255)  # not the image's aspect ratio
     write_cv2(bad / "grey.png", np.full((48, 48), 128, np.uint8))
     broken = [Sample(bad / "empty.jpg", None, "x"), Sample(bad / "text.jpg", None, "x"),
               Sample(bad / "cut.jpg", None, "x"), Sample(bad / "big.jpg", bad / "small.png", "x"),
@@ -69,7 +69,7 @@ def test_bad_files_are_skipped_counted_and_named(scan, tmp_path):
     assert [p.name for p, _ in cache.skipped] == ["empty.jpg", "text.jpg", "cut.jpg", "small.png", "grey.png",
                                                    "missing.jpg"]
     assert "empty" in reasons["empty.jpg"] and "not a decodable image" in reasons["text.jpg"]
-    assert "10x10" in reasons["small.png"] and "128" in reasons["grey.png"] and "cannot read" in reasons["missing.jpg"]
+    assert "10x14" in reasons["small.png"] and "128" in reasons["grey.png"] and "cannot read" in reasons["missing.jpg"]
     assert cache.load(broken) == [] and len(cache.skipped) == 6  # failures are not retried or counted twice
 
 
