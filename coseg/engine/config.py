@@ -138,15 +138,14 @@ def _checked_values(cls: type, data: Mapping[str, Any], source: str) -> dict[str
     return values
 
 
-def _load(text: str, loader: type[yaml.SafeLoader], path: Path) -> Any:
-    """The YAML document ``text`` read with ``loader``; its syntax errors say where in file ``path`` (not in
-    "<unicode string>"), with the line they point at."""
-    reader = loader(text)
-    reader.name = str(path)
-    try:
-        return reader.get_single_data()
-    finally:
-        reader.dispose()
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong in a YAML document and where (line, column), in one line: PyYAML's own message spreads over
+    lines, quoting the document as "<unicode string>"."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return " ".join(str(error).split())
+    where = error.problem_mark or error.context_mark
+    what = "; ".join(part for part in (error.context, error.problem) if part)
+    return what + (f" (line {where.line + 1}, column {where.column + 1})" if where is not None else "")
 
 
 def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
@@ -155,14 +154,14 @@ def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        loaded = _load(text, _UniqueKeyLoader, path)
-        texts = _load(text, _TextLoader, path)
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)
+        texts = yaml.load(text, Loader=_TextLoader)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a text file in UTF-8 (byte {e.start}: {e.reason})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

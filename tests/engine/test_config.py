@@ -84,7 +84,7 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
     """PyYAML keeps the last of two equal keys without a word: `data: a` above `data: b` trained on b."""
     path = tmp_path / "c.yaml"
     path.write_text("data: first\nepochs: 2\ndata: second\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML \(.*key 'data' given twice \(lines 1 and 3\)"):
+    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML: key 'data' given twice \(lines 1 and 3\)"):
         read_config_file(Named, path)
     path.write_text("a: &a {epochs: 2}\nb:\n  <<: *a\n  epochs: 3\n")  # a merge's keys may still be overridden
     assert read_config_file(Named, path) == {"a": {"epochs": 2}, "b": {"epochs": 3}}
