@@ -210,6 +210,7 @@ def stratified_holdout(group_subsets: Mapping[str, Optional[str]], fraction: flo
     Each subset holds out ``round(fraction × size)`` groups but keeps at least one; a subset of one group is
     kept whole. The draw of each subset depends only on ``seed`` and the subset's name. Groups that ``together``
     maps to one key are drawn as one, in the subset of the first of them (sorted)."""
+    _check_fraction(fraction)
     together = together or {}
     first_subset: dict[str, Optional[str]] = {}
     for group in sorted(group_subsets):
@@ -238,5 +239,8 @@ def train_test_split(group_subsets: Mapping[str, Optional[str]], test_fraction: 
     train, test = (stratified_holdout(group_subsets, test_fraction, seed, together) if any(group_subsets.values())
                    else ([], []))
     if not test:
-        train, test = holdout_groups(group_subsets, fraction=test_fraction, seed=seed, together=together)
+        try:
+            train, test = holdout_groups(group_subsets, fraction=test_fraction, seed=seed, together=together)
+        except ValueError as e:
+            raise ValueError(f"test_fraction {test_fraction}: {e}") from None
     return {"train": train, "test": test}
