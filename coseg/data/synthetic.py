@@ -16,6 +16,7 @@ import numpy as np
 
 from coseg.atomic import PathLike
 from coseg.data.layouts import SBCOSEG_SUBSETS
+from metric._checks import check_count, whole_number
 
 SHAPES = ("star", "ellipse", "polygon", "cross", "ring")
 SYNTHETIC_LAYOUTS = ("icoseg", "internet", "sbcoseg", "folders")
@@ -82,8 +83,9 @@ def synthetic_image(size: int, group: int, image: int, seed: int = 0,
                     with_object: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Image number ``image`` of group number ``group``: ``(size, size, 3)`` uint8 RGB and its mask
     ``(size, size)`` uint8 0/1. The group fixes the object (shape ``SHAPES[group % 5]``); ``seed`` the whole set."""
-    if size < 1:
+    if whole_number("size", size) < 1:
         raise ValueError(f"size must be >= 1 (pixels), got {size}")
+    check_count(seed, 0, "seed")
     group_rng = np.random.default_rng([seed, group])
     outline = _outline(SHAPES[group % len(SHAPES)], group_rng)
     colours = group_rng.uniform(20, 235, (2, 3))
@@ -135,12 +137,15 @@ def make_synthetic_coseg(
     ``empty_per_group`` images of each group lack the object (empty mask), like the Internet set's noise images."""
     if layout not in SYNTHETIC_LAYOUTS:
         raise ValueError(f"unknown layout '{layout}'; valid: {', '.join(SYNTHETIC_LAYOUTS)}")
-    if num_groups < 1 or images_per_group < 1:
+    if whole_number("num_groups", num_groups) < 1 or whole_number("images_per_group", images_per_group) < 1:
         raise ValueError(f"num_groups and images_per_group must be >= 1, got {num_groups} and {images_per_group}")
     if group_names is None:
         group_names = [f"{g:02d}-{SHAPES[g % len(SHAPES)]}" for g in range(num_groups)]
     if len(group_names) != num_groups or len(set(group_names)) != num_groups:
         raise ValueError(f"need {num_groups} distinct group names, got {list(group_names)}")
+    outside = [g for g in group_names if g.startswith("/") or {"", ".", ".."} & set(g.split("/"))]
+    if outside:
+        raise ValueError(f"group names must name folders under the root (no empty part, '.' or '..'), got {outside}")
     if not 0 <= empty_per_group <= images_per_group:
         raise ValueError(f"empty_per_group must be in [0, {images_per_group}], got {empty_per_group}")
     root = Path(root)
