@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metric._checks import check_shape
+from metric._checks import check_finite_number, check_shape
 
 
 def donors_of(groups: torch.Tensor) -> torch.Tensor:
@@ -97,8 +97,9 @@ class GroupPaste(nn.Module):
                         ("common_background_p", common_background_p)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {p}")
-        if not 0 < distractor_scale[0] <= distractor_scale[1]:
-            raise ValueError(f"distractor_scale must be (low, high) with 0 < low <= high, got {distractor_scale}")
+        if len(distractor_scale) != 2 or not 0 < distractor_scale[0] <= distractor_scale[1] < math.inf:
+            raise ValueError(f"distractor_scale must be (low, high) with 0 < low <= high < inf, got {distractor_scale}")
+        check_finite_number(feather, "feather (pixels)")
         self.distractor_p = distractor_p
         self.background_p = background_p
         self.common_background_p = common_background_p
