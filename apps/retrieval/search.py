@@ -83,10 +83,10 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            rows = list(reader)
+            rows, columns = list(reader), reader.fieldnames or []  # an empty file's: read while it is open
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{printable(path)}: not the manifest of an export ({e}); export again") from None
-    missing = [name for name in MANIFEST_COLUMNS if name not in (reader.fieldnames or [])]
+    missing = [name for name in MANIFEST_COLUMNS if name not in columns]
     if missing:
         raise ValueError(f"{printable(path)}: not the manifest of an export (no column {', '.join(missing)}); export "
                          "again")
@@ -94,17 +94,25 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 def read_index(path: Path):  # noqa: ANN201 - a faiss index
-    """The faiss index in the file ``path``; a file faiss cannot read (damaged, cut short) is a ``ValueError`` naming
+    """The faiss index in the file ``path``; a file faiss cannot read (damaged, cut short), or an index that does not
+    search squared Euclidean distances (inner products: its values are no distances), is a ``ValueError`` naming
     it."""
+    faiss = import_faiss()
     try:
-        return import_faiss().deserialize_index(np.frombuffer(path.read_bytes(), np.uint8))
+        index = faiss.deserialize_index(np.frombuffer(path.read_bytes(), np.uint8))
     except RuntimeError:  # faiss tells only its own source lines
         raise ValueError(f"{printable(path)}: not a faiss index, or a damaged one; export again") from None
+    if index.metric_type != faiss.METRIC_L2:
+        raise ValueError(f"{printable(path)}: an index of another metric (faiss metric_type {index.metric_type}) than "
+                         f"the Euclidean distances of an export (METRIC_L2, {faiss.METRIC_L2}); export again")
+    return index
 
 
 def refuse_to_overwrite(output: Path, index_dir: Path, items: Sequence[Item]) -> None:
-    """Raise ``ValueError`` when ``output`` is one of the export's files or a query image: the table would replace
-    what search reads."""
+    """Raise ``ValueError`` when ``output`` is a folder, or one of the export's files or a query image: the table would
+    replace what search reads."""
+    if output.is_dir():
+        raise ValueError(f"--output {printable(output)} is a folder: give the path of the CSV file to write")
     target = os.path.realpath(output)
     if any(target == os.path.realpath(index_dir / name) for name in (*FILES, STAMPS)):
         raise ValueError(f"--output {printable(output)} is a file of the export in {printable(index_dir)}: the table "
@@ -122,7 +130,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     is searched once. Unreadable queries are skipped and listed. With ``output``, the rows are also written there as
     CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query is readable (or given), when the
     export is unfinished, damaged, inconsistent (its ``model.safetensors`` another model than the one that embedded
-    it, too) or replaced while it is read, and when ``output`` is one of the export's files or a query image."""
+    it, too) or replaced while it is read, and when ``output`` is a folder, one of the export's files or a query
+    image."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
