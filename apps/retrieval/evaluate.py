@@ -158,7 +158,10 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     (every score would be 100 whatever the model). Of the classes scored, the numbers the model file records it
     was trained and validated on are ``trained_on`` and ``validated_on`` in the summary (when it records them; the
     classes in ``seen``). A report (``report_queries`` > 0) into a folder inside ``data`` is refused before any work
-    (``ConfigError``): the images of its page would be taken for a class of the data set by a later evaluation."""
+    (``ConfigError``): the images of its page would be taken for a class of the data set by a later evaluation; so
+    is an ``output`` that is a file (``ValueError``)."""
+    if output is not None and Path(output).exists() and not Path(output).is_dir():
+        raise ValueError(f"{printable(output)}: a file, not a folder for summary.json; choose another output folder")
     if output is not None and report_queries > 0:
         check_report_outside(output, data, "a class")
     device = torch.device(device)
