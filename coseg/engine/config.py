@@ -71,6 +71,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 errors.append(str(e))
         raise ConfigError("; ".join(errors))
     if origin in (list, tuple):
+        if value is None:  # a YAML key left without a value (`train_groups:`): no items
+            value = []
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):

@@ -23,3 +23,14 @@ def test_a_yaml_error_names_the_file_the_problem_and_where_in_one_line(tmp_path,
         read_config_file(Toy, path)
     message = str(info.value)
     assert message.startswith(f"{path}: not valid YAML: ") and message.endswith(problem) and "\n" not in message
+
+
+def test_a_list_key_left_without_a_value_gives_no_items(tmp_path):
+    """`train_groups:` with nothing after it was refused: "'train_groups' must be a list, got None"."""
+    from coseg.config import CosegTrainConfig
+    from coseg.engine import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("data: somewhere\ntrain_groups:\nval_groups: []\ninput_mean:\n", encoding="utf-8")
+    cfg = load_config(CosegTrainConfig, path)
+    assert cfg.train_groups == [] and cfg.val_groups == [] and cfg.input_mean == []
