@@ -78,6 +78,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> Callable[..., T]:
+        """The class/factory registered as ``name``; ``KeyError`` listing the valid names for an unknown one."""
         try:
             return self._entries[name]
         except KeyError:
@@ -95,6 +96,7 @@ class Registry(Generic[T]):
         return factory(**kwargs)
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:

@@ -52,14 +52,14 @@ def _batch_norms(module: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]
 class RetrievalModel(nn.Module):
     """Images (B, 3, H, W), float in [0, 1] → unit-length embeddings (B, embedding_dim).
 
-    ``forward(x) == embed_features(features(x))``, or with ``flip_average`` in eval mode ``embed_features((features(x)
-    + features(mirrored x)) / 2)`` (test-time augmentation; training steps embed the one view they are given, which
-    the training augmentation mirrors at random): :meth:`features` runs the backbone and the pooling (normalising the
-    images inside with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can be
-    cached and the head trained on them. With ``pool_stages`` the features are the L2-normalised pooled final feature map followed
+    ``forward(x) == embed_features(features(x))``, or with ``flip_average`` in eval mode ``embed_features((features(x) +
+    features(mirrored x)) / 2)`` (test-time augmentation; training steps embed the one view they are given, which the
+    training augmentation mirrors at random): :meth:`features` runs the backbone and the pooling (normalising the images
+    inside with ``mean``/``std``), :meth:`embed_features` the linear head alone, so pooled features can be cached and
+    the head trained on them. With ``pool_stages`` the features are the L2-normalised pooled final feature map followed
     by the L2-normalised pooled maps of those stages (indices of the backbone's ``feature_info``, as timm's
-    ``forward_intermediates`` takes them), concatenated. With ``freeze_bn`` the backbone's BatchNorm layers stay in eval mode
-    (running statistics fixed) and their affine parameters do not train. ``config`` holds the
+    ``forward_intermediates`` takes them), concatenated. With ``freeze_bn`` the backbone's BatchNorm layers stay in eval
+    mode (running statistics fixed) and their affine parameters do not train. ``config`` holds the
     :func:`create_retrieval_model` arguments that rebuild this model; build it with that function."""
 
     def __init__(self, backbone: nn.Module, pooling: nn.Module, feature_dim: int, *, embedding_dim: int,

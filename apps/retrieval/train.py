@@ -216,10 +216,10 @@ def why_unscorable(labels: torch.Tensor) -> Optional[str]:
 
 
 class Validation:
-    """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage),
-    or on their images (a ``RetrievalImageDataset``) through the whole model, leaving out those that can no longer
-    be read (noted in ``unreadable`` when given). When too few are left to score (:func:`why_unscorable`), the scores are
-    NaN, so that the epoch is not selected, and why is warned once."""
+    """R@1 and MAP@R (percent) of the validation classes: on their cached features through the head (head stage), or on
+    their images (a ``RetrievalImageDataset``) through the whole model, leaving out those that can no longer be read
+    (noted in ``unreadable`` when given). When too few are left to score (:func:`why_unscorable`), the scores are NaN,
+    so that the epoch is not selected, and why is warned once."""
 
     def __init__(self, labels: torch.Tensor, device: torch.device, features: Optional[torch.Tensor] = None,
                  images: Optional[RetrievalImageDataset] = None, batch_size: int = 32, workers: int = 0,

@@ -152,8 +152,9 @@ def sharing_pairs(chosen: Iterable[str], others: Iterable[str], together: Mappin
 def holdout_groups(groups: Iterable[str], fraction: Optional[float] = None, number: Optional[int] = None,
                    seed: int = 0, together: Optional[Mapping[str, str]] = None) -> tuple[list[str], list[str]]:
     """Split ``groups`` into (kept, held out), both sorted; held out: ``number`` groups or ``fraction`` of them
-    (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept. Groups that
-    ``together`` maps to one key (:func:`groups_sharing_images`) are drawn as one and counted once."""
+    (at least one when ``fraction > 0``), drawn with ``seed``. At least one group is always kept: ``ValueError``
+    when that many would leave none. Groups that ``together`` maps to one key (:func:`groups_sharing_images`) are
+    drawn as one and counted once."""
     groups = sorted(set(groups))
     unit = draw_units(groups, together)
     units = sorted(set(unit.values()))

@@ -41,6 +41,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainTask(Protocol):
+    """What :meth:`Engine.fit` trains: how one batch of the loader becomes losses, its size, and the validation."""
+
     def train_step(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         """Losses of one batch; key ``loss`` is optimised, every other entry is logged (means per epoch)."""
 

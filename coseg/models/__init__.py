@@ -13,8 +13,8 @@ from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, encoder_normalizat
                                      offline_encoders)
 
 __all__ = [
-    "ARCHITECTURES", "DEFAULT_ENCODER", "IMAGENET_WEIGHT_SOURCES", "CosegEnsemble", "CosegNet", "CosegOutput", "EdgeFilter", "EmbeddingHead",
-    "GroupColourCut", "GroupRefinement", "GroupStatistics", "GroupTooSmall", "Model",
+    "ARCHITECTURES", "DEFAULT_ENCODER", "IMAGENET_WEIGHT_SOURCES", "CosegEnsemble", "CosegNet", "CosegOutput",
+    "EdgeFilter", "EmbeddingHead", "GroupColourCut", "GroupRefinement", "GroupStatistics", "GroupTooSmall", "Model",
     "checkpoint_metadata", "create_model", "encoder_normalization", "load_encoder_weights", "load_imagenet_state_dict",
     "load_ensemble", "load_model", "load_timm_weights", "load_weights_file", "offline_encoders",
 ]

@@ -47,6 +47,8 @@ DECODED_DEEPEST_LEVELS = {"deeplabv3plus": 1, "fpn": 4, "upernet": 4}
 
 
 class CosegOutput(NamedTuple):
+    """What :class:`CosegNet` returns: foreground logits at the input size and unit pixel embeddings."""
+
     mask_logits: torch.Tensor  # (B, 1, H, W) foreground logits
     embeddings: torch.Tensor  # (B, D, H / s, W / s) with s = embedding_stride, unit L2 norm over D at every pixel
 

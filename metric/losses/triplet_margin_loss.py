@@ -68,8 +68,9 @@ def triplet_margin_loss(
 ) -> torch.Tensor:
     """(N, D) embeddings, T triplets of row indices → (T,) losses ``relu(distance.gap(d(a,p), d(a,n)) + m)``.
 
-    Cost O(min(T, N²)·D): each needed distance is computed once. ``m`` is ``margin``, or, when ``class_margins`` (C, C) is
-    given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,) needed).
+    Cost O(min(T, N²)·D): each needed distance is computed once. ``m`` is ``margin``, or, when ``class_margins``
+    (C, C) is given, ``class_margins[labels[a], labels[n]]`` (ATL; ``margin`` is then unused and ``labels`` (N,)
+    needed).
     """
     triplets = check_triplet_indices(triplets, check_shape(embeddings, ["N", "D"], "embeddings")["N"])
     check_finite(embeddings, "embeddings")
