@@ -40,10 +40,13 @@ def test_every_exported_class_and_function_is_documented(name: str) -> None:
     ("BATCH_SAMPLERS", "metric.samplers"),
 ])
 def test_every_registered_component_is_exported_by_its_package(registry_name: str, package_name: str) -> None:
-    """``DISTANCES.create("squared_euclidean")`` worked but ``metric.distances`` did not export its factory."""
+    """``DISTANCES.create("squared_euclidean")`` worked but ``metric.distances`` did not export its factory. Entries
+    that others register (a benchmark's PML loss, a user's extension) are theirs to export."""
     package = importlib.import_module(package_name)
     registry = getattr(importlib.import_module("metric.registry"), registry_name)
     assert registry.package == package_name
-    for key in registry.names():
+    own = [key for key in registry.names() if registry.get(key).__module__.startswith(package_name + ".")]
+    assert own
+    for key in own:
         factory = registry.get(key)
         assert factory.__name__ in package.__all__ and getattr(package, factory.__name__) is factory, key
