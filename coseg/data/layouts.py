@@ -355,39 +355,33 @@ def _nested_folders(group: Path, name: str, skip: Iterable[Path] = ()) -> list[P
     return problems
 
 
-def _inner_mask_folder(root: Path) -> Optional[Path]:
-    """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` (``photos/masks/``) when a mask in it pairs with an
-    image of ``root`` outside it (``photos/a.jpg`` with ``photos/masks/a.png``): the masks of images held in ``root``
-    itself, not a group of images. None otherwise (a folder of photos named ``labels`` stays a group)."""
-    folder = _named_subfolder(root, MASK_FOLDER_NAMES)
-    if folder is None:
-        return None
-    masks = {_stem_key(p, folder) for p in _walk(folder, MASK_SUFFIXES, [])}
-    images = (_stem_key(p, root) for p in _walk(root, IMAGE_SUFFIXES, [], exclude=[folder]))
-    return folder if any(key in masks for key in images) else None
-
-
 MASKS_LOOKED_AT = 3
 """How many files of an unpaired folder named like a mask folder are read to tell masks from photos."""
 
 
-def _unpaired_mask_folder(root: Path) -> Optional[Problem]:
-    """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` whose files are masks (its first
-    ``MASKS_LOOKED_AT`` are two-level images) of which none pairs with an image by name (``photos/a.jpg`` beside
-    ``photos/masks/a_mask.png``), as a skipped folder: it is left out instead of being taken for a group of
-    photos. None when there is no such folder, or when it holds photos."""
+def _inner_mask_folder(root: Path) -> tuple[Optional[Path], Optional[Problem]]:
+    """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` (``photos/masks/``), as ``(folder, None)`` when a
+    mask in it pairs with an image of ``root`` outside it (``photos/a.jpg`` with ``photos/masks/a.png``): the masks of
+    images held in ``root`` itself, not a group of images. As ``(None, skipped folder)`` when its files are masks (its
+    first ``MASKS_LOOKED_AT`` are two-level images) of which none pairs (``photos/masks/a_mask.png``): it is left out
+    instead of being taken for a group of photos. ``(None, None)`` otherwise (a folder of photos named ``labels``
+    stays a group)."""
     folder = _named_subfolder(root, MASK_FOLDER_NAMES)
     files = _walk(folder, MASK_SUFFIXES, []) if folder is not None else []
+    if not files:
+        return None, None
+    masks = {_stem_key(p, folder) for p in files}
+    images = (_stem_key(p, root) for p in _walk(root, IMAGE_SUFFIXES, [], exclude=[folder]))
+    if any(key in masks for key in images):
+        return folder, None
     try:
         for path in files[:MASKS_LOOKED_AT]:
             read_mask(path)
     except DataFileError:
-        return None
-    if not files:
-        return None
-    return Problem("skipped folder", folder, f"{len(files)} mask(s), none named like an image of {printable(root)}; "
-                   f"to use them, rename them: a mask pairs with the image of its name and folder (a.jpg with "
-                   f"{printable(folder.name)}/a.png)")
+        return None, None
+    return None, Problem("skipped folder", folder, f"{len(files)} mask(s), none named like an image of "
+                         f"{printable(root)}; to use them, rename them: a mask pairs with the image of its name and "
+                         f"folder (a.jpg with {printable(folder.name)}/a.png)")
 
 
 @LAYOUTS.register("folders")
@@ -397,8 +391,7 @@ def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
     if images_root is None:
         unpaired = None
         if masks_root is None:
-            masks_root = _inner_mask_folder(root)
-            unpaired = _unpaired_mask_folder(root) if masks_root is None else None
+            masks_root, unpaired = _inner_mask_folder(root)
         samples, problems = _without_clashing_loose_images(
             root, *_scan_folder_pair(root, masks_root, unpaired.path if unpaired is not None else None))
         return samples, problems + ([unpaired] if unpaired is not None else [])
