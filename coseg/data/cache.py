@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import PathLike, write_bytes_atomic
-from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair
+from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair, resize_to
 from coseg.data.layouts import Sample
 from metric._checks import check_count
 
@@ -57,8 +57,7 @@ class Decoded:
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """``(H, W, 3)`` uint8 → ``(size, size, 3)``: area interpolation when shrinking both sides, else bilinear."""
-    shrink = image.shape[0] >= size and image.shape[1] >= size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resize_to(image, (size, size))
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -348,7 +348,7 @@ def read_pair(image_path: PathLike, mask_path: PathLike, any_nonzero: bool = Fal
     mask = read_mask(mask_path, any_nonzero=any_nonzero)
     data = _read_bytes(image_path)
     image = _decode_image(data, image_path, apply_exif=True)
-    image = _fitted(image, mask.shape, lambda: _exif_orientation(data), _resize_colours if resize_image else None)
+    image = _fitted(image, mask.shape, lambda: _exif_orientation(data), resize_to if resize_image else None)
     if image.shape[:2] != mask.shape:
         raise _mismatch(mask_path, mask.shape, image_path, image.shape[:2])
     return image, mask
@@ -419,7 +419,7 @@ def _fitted(array: np.ndarray, mask_shape: tuple[int, ...], orientation: Callabl
     return array
 
 
-def _resize_colours(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def resize_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``image`` (h, w) or (h, w, 3) uint8 resized to ``shape`` (H, W): area interpolation when shrinking both sides,
     else bilinear."""
     shrink = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
@@ -428,9 +428,9 @@ def _resize_colours(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _resize_foreground(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``mask`` (h, w) bool resized to ``shape`` (H, W): each pixel foreground where at least half of what it covers
-    is (area interpolation when shrinking both sides, else bilinear, as ``resize_image``)."""
+    is (area interpolation when shrinking both sides, else bilinear, as :func:`resize_to`)."""
     levels = np.where(mask, np.uint8(255), np.uint8(0))  # bytes: a float copy of a large mask takes 4 times more
-    return _resize_colours(levels, shape) >= 128  # 255 / 2, rounded
+    return resize_to(levels, shape) >= 128  # 255 / 2, rounded
 
 
 def fit_to_mask(prediction: np.ndarray, image_path: PathLike, mask_path: PathLike,
