@@ -8,8 +8,8 @@ from typing import ContextManager, Iterator, Optional
 import torch
 from torch import nn
 
-from metric._checks import (check_embedding_size, check_finite, check_floating, check_same_device, check_same_size,
-                            check_shape)
+from metric._checks import (check_count, check_embedding_size, check_finite, check_floating, check_same_device,
+                            check_same_size, check_shape)
 
 
 def computing_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -72,9 +72,8 @@ class BaseDistance(nn.Module):
 
     def __init__(self, chunk_size: int = 4096) -> None:
         super().__init__()
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.chunk_size = chunk_size
+        check_count(chunk_size, 1, "chunk_size")
+        self.chunk_size = int(chunk_size)
 
     def _pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

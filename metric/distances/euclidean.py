@@ -20,7 +20,7 @@ def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     Both inputs are first moved by the mean row of ``y`` (distances do not change), so the round-off,
     about eps·‖x‖·‖y‖, scales with the rows' spread instead of their distance from the origin: far from it
     (e.g. ReLU features of norm 200 that differ by 0.1) the expansion alone returned noise in float32."""
-    shift = y.detach().mean(0)
+    shift = y.detach().mean(0) if y.shape[0] else y.new_zeros(y.shape[1])  # the mean of no row is NaN
     x, y = x - shift, y - shift
     # In place on the matmul's output: each extra pass over an n×m block costs as much as the matmul.
     squared = torch.addmm(y.pow(2).sum(1), x, y.T, alpha=-2)

@@ -16,6 +16,14 @@ from metric.miners.batch_all import BatchAllMiner
 from metric.registry import LOSSES
 
 
+def _check_settings(margin: float, lam: float) -> None:
+    """Raise ``ValueError`` unless ``margin`` is finite and ``lam`` finite and >= 0 (naming the setting)."""
+    check_finite_number(margin, "margin")
+    check_finite_number(lam, "lam")
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+
+
 def global_loss(
     d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, lam: float, is_inverted: bool = False
 ) -> torch.Tensor:
@@ -25,6 +33,7 @@ def global_loss(
     With ``is_inverted`` the inputs are similarities and the hinge is max(0, μ₋ − μ₊ + t). No triplet gives 0,
     still attached to the inputs' graph.
     """
+    _check_settings(margin, lam)
     t = check_shape(d_pos, ["T"], "d_pos")["T"]
     check_same_size(t, check_shape(d_neg, ["T"], "d_neg")["T"], "d_pos and d_neg")
     check_finite(d_pos, "d_pos")
@@ -52,10 +61,7 @@ class GlobalLoss(BaseMetricLoss):
         miner: Optional[BaseTripletMiner] = None,
     ) -> None:
         super().__init__()  # the loss is one value per batch: there is nothing to reduce
-        check_finite_number(margin, "margin")
-        check_finite_number(lam, "lam")
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
+        _check_settings(margin, lam)
         self.distance = EuclideanDistance(squared=True) if distance is None else distance
         self.miner = BatchAllMiner(distance=self.distance) if miner is None else miner
         self.margin = margin

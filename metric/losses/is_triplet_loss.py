@@ -70,7 +70,8 @@ def counted_pixel_triplet_loss(
 ) -> tuple[torch.Tensor, int]:
     """``(Σ loss, T)`` over the triplets :func:`pixel_triplets` would give, pool by pool
     (:func:`~metric.losses.triplet_margin_loss.counted_triplet_margin_loss`), without listing them."""
-    total, count = embeddings.sum() * 0, 0  # a zero on the graph when no pool has a triplet
+    # a zero on the graph when no pool has a triplet (summing no row: all of them could overflow float16, and inf·0)
+    total, count = embeddings[:0].sum(), 0
     for members in _pool_members(pools):
         pool_total, pool_count = counted_triplet_margin_loss(embeddings[members], labels[members], miner, margin,
                                                              distance)
@@ -116,6 +117,7 @@ def is_triplet_loss(
     has one class) the result is empty and reduces to a 0 that still back-propagates.
     """
     check_reduction(reduction)
+    check_finite_number(margin, "margin")
     _check_inputs(embeddings, labels, groups)
     distance = EuclideanDistance() if distance is None else distance
     miner = BatchHardMiner(distance=distance) if miner is None else miner

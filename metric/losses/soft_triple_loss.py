@@ -38,6 +38,7 @@ def soft_triple_loss(
     i and centre k of class c, S_ic = Σ_k softmax_k(s_ick / γ)·s_ick and the loss is the cross-entropy of
     λ·(S_i − δ·onehot(y_i)); the regulariser is τ·Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)).
     """
+    _check_hyperparameters(la, gamma, tau, margin)
     check_labelled_embeddings(embeddings, labels)
     check_shape(centers, [str(embeddings.shape[1]), str(num_classes * centers_per_class)], "centers")
     check_same_device(embeddings, centers, "embeddings", "centers")
@@ -48,6 +49,16 @@ def soft_triple_loss(
     logits = la * (class_similarity - margin * F.one_hot(labels, num_classes).to(class_similarity.dtype))
     losses = F.cross_entropy(logits, labels, reduction="none")
     return losses, tau * center_merging_regularizer(centers, num_classes, centers_per_class)
+
+
+def _check_hyperparameters(la: float, gamma: float, tau: float, margin: float) -> None:
+    """Raise ``ValueError`` naming the setting unless ``la``, ``gamma`` > 0 and ``tau``, ``margin`` >= 0, all finite
+    (la < 0 or tau < 0 would reverse its term, NaN or Inf make the loss NaN)."""
+    for name, value, positive in (("la", la, True), ("gamma", gamma, True), ("tau", tau, False),
+                                  ("margin", margin, False)):
+        if not (value > 0 if positive else value >= 0):  # NaN too
+            raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
+        check_finite_number(value, name)
 
 
 def center_merging_regularizer(centers: torch.Tensor, num_classes: int, centers_per_class: int) -> torch.Tensor:
@@ -88,11 +99,7 @@ class SoftTripleLoss(BaseMetricLoss):
                             ("centers_per_class", centers_per_class)):
             check_count(value, 1, name)
         num_classes, embedding_size, centers_per_class = int(num_classes), int(embedding_size), int(centers_per_class)
-        for name, value, positive in (("la", la, True), ("gamma", gamma, True), ("tau", tau, False),
-                                      ("margin", margin, False)):
-            if not (value > 0 if positive else value >= 0):  # NaN too; la < 0 or tau < 0 would reverse its term
-                raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
-            check_finite_number(value, name)
+        _check_hyperparameters(la, gamma, tau, margin)
         self.num_classes = num_classes
         self.centers_per_class = centers_per_class
         self.la, self.gamma, self.tau, self.margin = la, gamma, tau, margin

@@ -74,6 +74,8 @@ def triplet_margin_loss(
     """
     triplets = check_triplet_indices(triplets, check_shape(embeddings, ["N", "D"], "embeddings")["N"])
     check_finite(embeddings, "embeddings")
+    if class_margins is None:
+        check_finite_number(margin, "margin")
     to_positive, to_negative = triplet_distances(embeddings, triplets, distance)
     margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)
     return torch.relu(distance.gap(to_positive, to_negative) + margins)

@@ -34,8 +34,8 @@ from typing import Any, Optional
 
 import torch
 
-from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_labelled_embeddings,
-                            check_shape, is_integer)
+from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_finite_number,
+                            check_labelled_embeddings, check_shape, is_integer)
 from metric.distances.base_distance import at_least_float32, no_autocast
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
@@ -146,6 +146,13 @@ def _check_labels_and_centroids(embeddings: torch.Tensor, labels: torch.Tensor, 
     check_class_ids(labels, num_classes, "one centroid per class")
 
 
+def _check_margin(margin: float) -> None:
+    """Raise ``ValueError`` unless ``margin`` is a finite number >= 0 (NaN or Inf would make every term NaN)."""
+    if not margin >= 0:  # NaN too
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    check_finite_number(margin, "margin")
+
+
 def _bound_terms(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
@@ -166,8 +173,7 @@ def triplet_upper_bound_loss(
     """
     check_labelled_embeddings(embeddings, labels)
     _check_labels_and_centroids(embeddings, labels, centroids)
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    _check_margin(margin)
     return _bound_terms(embeddings, labels, centroids, margin)
 
 
@@ -190,8 +196,7 @@ class TripletUpperBoundLoss(BaseMetricLoss):
         super().__init__(reduction)
         if not is_integer(num_classes) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2 (a triplet needs two classes), got {num_classes}")
-        if not margin >= 0:  # NaN too
-            raise ValueError(f"margin must be >= 0, got {margin}")
+        _check_margin(margin)
         if centroid_distance(num_classes, scale) ** 2 < 2 * margin:
             raise ValueError(
                 f"centroids {centroid_distance(num_classes, scale):.4g} apart (scale {scale}) are too close for margin "
