@@ -33,8 +33,8 @@ class AdaptiveHardnessController:
     ) -> None:
         if not 0.0 < target_active < 1.0:
             raise ValueError(f"target_active must be in (0, 1), got {target_active}")
-        if not gain > 0.0:
-            raise ValueError(f"gain must be > 0, got {gain}")
+        if not 0.0 < gain < math.inf:  # an infinite gain turns a share on the set point into a NaN step
+            raise ValueError(f"gain must be a finite number > 0, got {gain}")
         if not min_offset < max_offset:
             raise ValueError(f"min_offset must be < max_offset, got {min_offset} and {max_offset}")
         if not min_offset <= initial_offset <= max_offset:

@@ -5,6 +5,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
+from metric._checks import check_same_size, check_shape
 from metric.distances.base_distance import BaseDistance
 from metric.miners.base_miner import BaseTripletMiner, TripletIndices, check_mining_inputs, positive_negative_masks
 
@@ -100,4 +101,7 @@ class MarginMiner(BaseTripletMiner):
         check_mining_inputs(embeddings, labels)
         if distances is None:
             distances = self.distance.pairwise(embeddings.detach())
+        else:  # a larger matrix would be read without an error, as the distances of other pairs
+            check_same_size(embeddings.shape[0], check_shape(distances, ["N", "N"], "distances")["N"],
+                            "embeddings and the rows of distances")
         return triplet_counts_where(distances.detach(), labels, self.distance, self.keep)

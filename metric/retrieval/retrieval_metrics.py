@@ -1,6 +1,7 @@
 """Recall@K, MAP@R and NMI of embeddings in one streaming pass (the protocol: :func:`retrieval_metrics`)."""
 from __future__ import annotations
 
+from numbers import Real
 from typing import Sequence
 
 import numpy as np
@@ -52,8 +53,8 @@ def retrieval_metrics(
     ks = sorted(set(checked_ks(ks)))
     if not is_integer(chunk_budget) or not 1 <= chunk_budget < 1 << 31:
         raise ValueError(f"chunk_budget must be in [1, 2^31), got {chunk_budget}")
-    if candidate_budget < 0:
-        raise ValueError(f"candidate_budget must be >= 0 bytes, got {candidate_budget}")
+    if isinstance(candidate_budget, bool) or not isinstance(candidate_budget, Real) or not candidate_budget >= 0:
+        raise ValueError(f"candidate_budget must be a number of bytes >= 0, got {candidate_budget!r}")
     chunk_budget = int(chunk_budget)  # a numpy integer has no bit_length
     x = as_float32_rows(embeddings, "embeddings")
     if x.shape[0] == 0:

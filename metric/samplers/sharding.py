@@ -54,12 +54,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``labels (N,)`` → sorted distinct classes ``(C,)`` and, per class, its dataset indices (ascending)."""
-    labels = torch.as_tensor(labels)
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
+        raise TypeError(f"labels must be integer class ids, got {type(labels).__name__} ({error})") from None
     check_shape(labels, ["N"], "labels")
     if labels.numel() == 0:  # checked first: torch.as_tensor([]) is a float tensor
         raise ValueError("labels is empty: a batch sampler needs at least one sample")
-    if labels.is_floating_point():
-        raise TypeError("labels must be integers")
+    if labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"labels must be integers, got {labels.dtype}")
     labels = labels.cpu()
     order = torch.argsort(labels, stable=True)
     classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
