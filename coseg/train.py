@@ -179,6 +179,13 @@ NO_WEIGHTS = (None, "", "none", "None")
 """The ``weights`` values that start the encoder from random weights."""
 
 
+def check_weights_file(weights: Optional[str]) -> None:
+    """Raise ``ConfigError`` (a usage error naming ``weights``) unless ``weights`` is ``imagenet``, one of
+    :data:`NO_WEIGHTS` or a file that is there."""
+    if weights not in (*NO_WEIGHTS, "imagenet") and not Path(weights).is_file():
+        raise ConfigError(f"weights: {printable(weights)} is not a file (give imagenet, none or a local weights file)")
+
+
 def build_model(cfg: CosegTrainConfig) -> CosegNet:
     weights = None if cfg.weights in NO_WEIGHTS else cfg.weights
     prior = cfg.semantic_prior and cfg.group_levels > 0
@@ -268,11 +275,9 @@ def check_config(cfg: CosegTrainConfig) -> None:
     check_choice(cfg, "arch", ARCHITECTURES.names())
     check_group_choice(cfg.train_groups, cfg.train_split, cfg.splits, "training groups",
                        ("--train-groups", "--train-split", "--splits"))
-    for name, value in (("splits", cfg.splits), ("weights", None if cfg.weights in (*NO_WEIGHTS, "imagenet")
-                                                 else cfg.weights)):
-        if value is not None and not Path(value).is_file():
-            raise ConfigError(f"{name}: {printable(value)} is not a file"
-                              + ("" if name == "splits" else " (give imagenet, none or a local weights file)"))
+    if cfg.splits is not None and not Path(cfg.splits).is_file():
+        raise ConfigError(f"splits: {printable(cfg.splits)} is not a file")
+    check_weights_file(cfg.weights)
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:

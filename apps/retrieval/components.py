@@ -22,7 +22,7 @@ from coseg.engine import ConfigError
 import metric.losses  # noqa: F401  (the imports register the components by name)
 import metric.samplers  # noqa: F401
 from metric.distances import BaseDistance
-from metric.losses import ISTripletLoss, ZeroMeanRegularizer
+from metric.losses import ISTripletLoss, TripletUpperBoundLoss, ZeroMeanRegularizer
 from metric.miners import AdaptiveHardnessController, SmartMiner
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS, check_arguments
 
@@ -52,10 +52,11 @@ class Parts:
 
 
 def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[str, Any],
-                     taken: set[str]) -> Any:
+                     taken: set[str], options_only: bool = False) -> Any:
     """``factory(**the entries of arguments its signature names)``, skipping None values and building
     :class:`Lazy` ones; the names passed are added to ``taken``. A required parameter the arguments do not
-    supply, or a value that does not fit its parameter's annotation, raises ``ConfigError`` naming ``what``."""
+    supply, or a value that does not fit its parameter's annotation, raises ``ConfigError`` naming ``what``; with
+    ``options_only`` (no argument comes from the data) so does a value the factory refuses (``ValueError``)."""
     params = inspect.signature(factory).parameters
     kwargs = {}
     for name, value in arguments.items():
@@ -70,7 +71,12 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
         check_arguments(factory, kwargs, what)
     except TypeError as error:
         raise ConfigError(str(error)) from None
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except ValueError as error:
+        if not options_only or isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{what}: {error}") from None
 
 
 def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
@@ -86,11 +92,11 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     miner = None
     if cfg.miner and cfg.miner != "none":
         miner = create_component(MINERS.get(cfg.miner), f"miner '{cfg.miner}'",
-                                 {"distance": distance, "margin": cfg.margin}, taken)
+                                 {"distance": distance, "margin": cfg.margin}, taken, options_only=True)
     loss_taken: set[str] = set()
     loss = create_component(LOSSES.get(cfg.loss), f"loss '{cfg.loss}'", {
         **tunable, "distance": distance, "miner": miner, "num_classes": num_classes,
-        "embedding_size": embedding_dim}, loss_taken)
+        "embedding_size": embedding_dim}, loss_taken, options_only=True)
     if isinstance(loss, ISTripletLoss):
         raise ConfigError(f"loss '{cfg.loss}' compares the pixels of per-pixel embedding maps (B, D, H, W): it trains "
                           "co-segmentation (`coseg train`), not one embedding per image; choose another --loss")
@@ -106,23 +112,34 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     taken |= loss_taken
 
     def smart_miner() -> SmartMiner:
-        controller = AdaptiveHardnessController(target_active=cfg.target_active, gain=cfg.controller_gain)
-        return create_component(SmartMiner, "smart miner", {
-            "num_neighbours": cfg.num_neighbours, "controller": controller, "seed": cfg.seed}, taken)
+        try:
+            controller = AdaptiveHardnessController(target_active=cfg.target_active, gain=cfg.controller_gain)
+        except ValueError as error:  # its gain is --controller-gain
+            raise ConfigError(f"--target-active {cfg.target_active}, --controller-gain {cfg.controller_gain}: "
+                              f"{error}") from None
+        return create_component(SmartMiner, "smart miner", {"num_neighbours": cfg.num_neighbours,
+                                "controller": controller, "seed": cfg.seed}, taken, options_only=True)
 
     sampler_class = BATCH_SAMPLERS.get(cfg.sampler)
-    if (cfg.samples_per_class < 2 and "miner" in inspect.signature(type(loss)).parameters
-            and "samples_per_class" in inspect.signature(sampler_class).parameters):
-        raise ConfigError(f"loss '{cfg.loss}' mines its triplets within a batch, and with --samples-per-class "
+    sampler_params = inspect.signature(sampler_class).parameters
+    # the upper bound is that of the batch's triplets: 0 as theirs without a positive or a negative
+    in_batch = "miner" in inspect.signature(type(loss)).parameters or isinstance(loss, TripletUpperBoundLoss)
+    if cfg.samples_per_class < 2 and in_batch and "samples_per_class" in sampler_params:
+        raise ConfigError(f"loss '{cfg.loss}' takes its triplets within a batch, and with --samples-per-class "
                           f"{cfg.samples_per_class} no image of a batch has a positive (another of its class): the "
                           "loss would be 0 at every step. Give --samples-per-class 2 or more, or a loss with class "
-                          "proxies (soft_triple, triplet_upper_bound)")
+                          "proxies (soft_triple)")
+    if cfg.classes_per_batch < 2 and in_batch and "classes_per_batch" in sampler_params:
+        raise ConfigError(f"loss '{cfg.loss}' takes its triplets within a batch, and with --classes-per-batch "
+                          f"{cfg.classes_per_batch} no image of a batch has a negative (one of another class): the "
+                          "loss would be 0 at every step. Give --classes-per-batch 2 or more, or a loss with class "
+                          "proxies (soft_triple)")
     classes = int(labels.unique().numel())
-    if "classes_per_batch" in inspect.signature(sampler_class).parameters and cfg.classes_per_batch > classes:
+    if "classes_per_batch" in sampler_params and cfg.classes_per_batch > classes:
         raise ValueError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "
                          f"not held out for validation): lower --classes-per-batch to at most {classes}")
     triplets = cfg.classes_per_batch * cfg.samples_per_class // 3
-    if "triplets_per_batch" in inspect.signature(sampler_class).parameters and triplets % world_size:
+    if "triplets_per_batch" in sampler_params and triplets % world_size:
         # a value of the sampler's own, not an option: say which options make it
         raise ConfigError(f"batch sampler '{cfg.sampler}' draws --classes-per-batch × --samples-per-class / 3 "
                           f"(rounded down) = {cfg.classes_per_batch} × {cfg.samples_per_class} / 3 → {triplets} "
@@ -139,7 +156,12 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         parts.regularizers["zero_mean"] = LOSSES.create("zero_mean", weight=cfg.zero_mean_weight)
     for name in dict.fromkeys((cfg.loss, cfg.sampler)):
         if name in TRAINING_HOOKS:
-            hook = TRAINING_HOOKS.get(name)(cfg, parts)
+            try:
+                hook = TRAINING_HOOKS.get(name)(cfg, parts)
+            except ValueError as error:  # a hook checks options only
+                if isinstance(error, ConfigError):
+                    raise
+                raise ConfigError(f"{'loss' if name == cfg.loss else 'batch sampler'} '{name}': {error}") from None
             parts.hooks.append(hook)
             taken |= set(hook.options)
     unused = [name for name in (*TUNABLE, "distance", "align_centroids")

@@ -332,7 +332,10 @@ def _folder_classes(split: str, available: list[str], splits_file: Path,
     if train_classes is not None:
         if split not in ("train", "test"):
             raise ValueError(f"unknown split '{split}' with train_classes; valid: {', '.join(OFFICIAL_SPLITS)}")
-        train = set(resolve_groups(train_classes, available, "class"))
+        try:
+            train = set(resolve_groups(train_classes, available, "class"))
+        except ValueError as e:
+            raise ValueError(f"--train-classes: {e}") from None
         return [c for c in available if (c in train) == (split == "train")]
     if not splits_file.is_file():
         if split in ("train", "test"):

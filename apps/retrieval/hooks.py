@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from apps.retrieval.inference import Embedded
+from coseg.engine import ConfigError
 from metric.class_tree import ClassTree, check_num_levels, check_tree_distance
 from metric.index_means import index_means
 from metric.distances.euclidean import EuclideanDistance
@@ -137,11 +138,11 @@ class SmartMiningHook(TrainingHook):
     def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
         super().__init__()
         if parts.miner is not None:
-            raise ValueError("the smart_mining sampler mines the triplets over the whole training set: --miner does "
-                             "not apply (leave it unset)")
+            raise ConfigError("the smart_mining sampler mines the triplets over the whole training set: --miner does "
+                              "not apply (leave it unset)")
         if "triplets" not in inspect.signature(parts.loss.forward).parameters:
-            raise ValueError(f"loss {type(parts.loss).__name__} cannot take the triplets the smart_mining sampler "
-                             "mines: choose a triplet loss (triplet_margin, global, hierarchical_triplet)")
+            raise ConfigError(f"loss '{cfg.loss}' cannot take the triplets the smart_mining sampler mines: choose a "
+                              "triplet loss (triplet_margin, global, hierarchical_triplet)")
         self.sampler: SmartMiningBatchSampler = parts.sampler
         self.miner = ReadableMiner(self.sampler.miner)
         self.sampler.miner = self.miner

@@ -43,9 +43,8 @@ from coseg.data import (
     sharing_pairs,
 )
 from coseg.engine import (
-    RESUMABLE, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice, check_fraction,
-    check_seed, distributed_run,
-    load_config, lr_factor, once, training_lock,
+    RESUMABLE, ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
+    check_fraction, check_seed, distributed_run, load_config, lr_factor, once, training_lock,
 )
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
@@ -53,7 +52,7 @@ from coseg.models import checkpoint_metadata
 from coseg.models.checkpoint import seen_metadata
 from coseg.report.build import remove_report
 from coseg.report.training import FINETUNE_DIR
-from coseg.train import seed_everything, skipped_with_later
+from coseg.train import NO_WEIGHTS, check_weights_file, seed_everything, skipped_with_later
 from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS
 from metric.retrieval import retrieval_metrics
 
@@ -315,8 +314,11 @@ class EpochBatches(Sampler[list[int]]):
 
 # --- building blocks ----------------------------------------------------------------------------------------------
 def check_config(cfg: RetrievalTrainConfig) -> None:
+    """Refuse (``ConfigError`` naming the option: a usage error) the values :func:`train` cannot take, before it
+    reads anything: names, counts, rates, the validation share, the stages' lengths and a weights file that is not
+    there. Those that depend on the backbone or the data are refused later, still before any image is decoded."""
     if not cfg.data:
-        raise ValueError("data is required: the data set root folder")
+        raise ConfigError("data is required: the data set root folder")
     check_choice(cfg, "mode", MODES)
     check_choice(cfg, "head_init", HEAD_INITS)
     check_choice(cfg, "layout", ["auto", *RETRIEVAL_LAYOUTS.names()])
@@ -333,25 +335,38 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         stage_options = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
                          for name in ("finetune_epochs", "finetune_minutes") if getattr(cfg, name)]
         if stage_options:
-            raise ValueError(f"{', '.join(stage_options)}: the fine-tuning stage follows the head stage of mode "
-                             "staged; mode end_to_end trains everything for --epochs (--minutes)")
+            raise ConfigError(f"{', '.join(stage_options)}: the fine-tuning stage follows the head stage of mode "
+                              "staged; mode end_to_end trains everything for --epochs (--minutes)")
     check_fraction(cfg, "val_fraction")
-    lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
+    try:
+        lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if not 1 <= cfg.feature_views <= 4:
-        raise ValueError(f"feature_views must be in [1, 4], got {cfg.feature_views}")
+        raise ConfigError(f"feature_views must be in [1, 4], got {cfg.feature_views}")
     if cfg.embedding_dim < 0:
-        raise ValueError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
+        raise ConfigError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
     if cfg.whiten_shrinkage <= 0:
-        raise ValueError(f"whiten_shrinkage must be > 0, got {cfg.whiten_shrinkage}")
+        raise ConfigError(f"whiten_shrinkage must be > 0, got {cfg.whiten_shrinkage}")
+    check_weights_file(cfg.weights)
 
 
 def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
-    weights = None if cfg.weights in (None, "", "none", "None") else cfg.weights
-    net = create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling, embedding_dim=cfg.embedding_dim,
-                                 freeze_bn=cfg.freeze_bn, pool_stages=cfg.pool_stages, flip_average=cfg.flip_average,
-                                 mean=cfg.input_mean or None, std=cfg.input_std or None)
-    net.freeze_stages(cfg.frozen_stages)
-    check_image_size(net, cfg.image_size)  # before any image is decoded
+    """The model of ``cfg``, checked to embed ``image_size`` images. A backbone, frozen stages or image size it
+    cannot take raise ``ConfigError`` (a usage error); a weights file that cannot be read does not."""
+    weights = None if cfg.weights in NO_WEIGHTS else cfg.weights
+    try:
+        net = create_retrieval_model(cfg.backbone, weights=weights, pooling=cfg.pooling,
+                                     embedding_dim=cfg.embedding_dim, freeze_bn=cfg.freeze_bn,
+                                     pool_stages=cfg.pool_stages, flip_average=cfg.flip_average,
+                                     mean=cfg.input_mean or None, std=cfg.input_std or None)
+    except KeyError as e:  # an unknown backbone name (a weights file that does not fit is a ValueError)
+        raise ConfigError(e.args[0]) from None
+    try:
+        net.freeze_stages(cfg.frozen_stages)
+        check_image_size(net, cfg.image_size)  # before any image is decoded
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return net
 
 
@@ -523,7 +538,10 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     progress = not cfg.quiet and dist.is_main
 
     net = build_model(cfg)
-    check_head_init(cfg.head_init, net.feature_dim, net.embedding_dim)  # before any image is decoded
+    try:
+        check_head_init(cfg.head_init, net.feature_dim, net.embedding_dim)  # before any image is decoded
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     def check_method(records: list[Record], classes: list[str]) -> None:
         build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size,
