@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import atomic_path, write_text_atomic
-from coseg.data import DataFileError, Sample, groups_sharing_images, printable, read_mask, write_png_atomic
+from coseg.data import (DataFileError, Sample, groups_sharing_images, printable, read_mask, shown_names,
+                        write_png_atomic)
 from coseg.data.io import fit_to_mask
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
@@ -24,9 +25,6 @@ from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
                                 path_cells, read_csv)
 from coseg.scores import EmptyPolicy, ImageScore, check_empty_policy, score_image, summarize
-
-
-SHOWN_NAMES = 10  # names listed in an overlap warning; the others are counted
 
 
 def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str], samples: Iterable[Sample] = ()
@@ -51,18 +49,14 @@ def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str], samples: Iterab
 def overlap_warnings(overlap: Mapping[str, list[str]], evaluated: int, noun: str = "groups") -> list[str]:
     """The lines warning that some of the ``evaluated`` groups (or other ``noun``) were in :func:`seen_overlap`'s
     ``overlap``: those trained on (scores not of unseen data), then, milder, the validation ones."""
-    def listed(names: list[str]) -> str:
-        more = len(names) - SHOWN_NAMES
-        return ", ".join(map(printable, names[:SHOWN_NAMES])) + (f", … ({more} more)" if more > 0 else "")
-
     lines = []
     trained, validated = overlap.get(TRAINED_ON), overlap.get(VALIDATED_ON)
     if trained:
         lines.append(f"warning: {len(trained)} of the {evaluated} evaluated {noun} were used to train this model "
-                     f"({listed(trained)}): these scores are not of unseen data")
+                     f"({shown_names(trained)}): these scores are not of unseen data")
     if validated:
         lines.append(f"note: {len(validated)} of the {evaluated} evaluated {noun} were this model's validation "
-                     f"{noun} (used to choose its epoch): {listed(validated)}")
+                     f"{noun} (used to choose its epoch): {shown_names(validated)}")
     return lines
 
 

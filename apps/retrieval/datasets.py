@@ -39,7 +39,7 @@ from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 
 from coseg.atomic import PathLike
-from coseg.data.io import IMAGE_SUFFIXES, printable
+from coseg.data.io import IMAGE_SUFFIXES, printable, shown_names
 from coseg.data.layouts import LayoutError, Problem, find_samples
 from coseg.data.splits import resolve_groups, resolve_split
 from metric.registry import Registry
@@ -380,14 +380,14 @@ def _split_classes(root: Path, split: str, available: list[str], train_classes: 
         empty = _folders_without_images(root, available)
         if not empty:
             raise
-        folders = ", ".join(f"'{printable(name)}'" for name in empty)
+        folders = shown_names(empty, quote=True)
         try:
             classes = _folder_classes(split, sorted([*available, *empty]), splits_file, train_classes)
         except ValueError as error:  # another problem, or one the folders without images do not explain
             raise ValueError(f"{error} (class folders holding no image file: {folders})") from None
     imageless = [name for name in classes if name in empty]
     if imageless:
-        named = ", ".join(f"'{printable(name)}'" for name in imageless)
+        named = shown_names(imageless, quote=True)
         source = "--train-classes" if train_classes is not None else f"split '{split}' of {printable(splits_file)}"
         raise LayoutError(f"the class folder(s) {named} named by {source} hold no image file (supported: "
                           f"{', '.join(sorted(IMAGE_SUFFIXES))}): add their images or leave them out")

@@ -6,7 +6,7 @@ from coseg.data.dataset import CosegDataset
 from coseg.data.group_paste import GroupPaste
 from coseg.data.io import (
     IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, ImageReadError, MaskError, encode_png, printable, read_image,
-    read_image_for_size, read_mask, read_pair, write_png_atomic,
+    read_image_for_size, read_mask, read_pair, shown_names, write_png_atomic,
 )
 from coseg.data.layouts import (
     LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
@@ -23,6 +23,5 @@ __all__ = [
     "Sample", "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "draw_units", "encode_png", "find_samples",
     "groups_sharing_images", "holdout_groups", "load_split", "make_synthetic_coseg", "printable", "read_image",
     "read_image_for_size", "read_mask", "read_pair", "resize_image", "resize_mask", "resolve_groups", "resolve_split",
-    "sharing_pairs",
-    "stratified_holdout", "synthetic_image", "train_test_split", "write_png_atomic",
+    "sharing_pairs", "shown_names", "stratified_holdout", "synthetic_image", "train_test_split", "write_png_atomic",
 ]

@@ -22,7 +22,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -59,6 +59,18 @@ def printable(name: Union[str, os.PathLike]) -> str:
     """``name`` as text safe to print or log: undecodable bytes of a file name and control characters (a line break
     in a name would start a line of its own in a log) appear as ``\\xNN``."""
     return os.fsencode(name).decode("utf-8", errors="backslashreplace").translate(_CONTROL_ESCAPES)
+
+
+SHOWN_NAMES = 10
+"""How many names :func:`shown_names` lists; the others are counted."""
+
+
+def shown_names(names: Sequence[Union[str, os.PathLike]], quote: bool = False) -> str:
+    """The first :data:`SHOWN_NAMES` of ``names``, :func:`printable` (in single quotes with ``quote``), comma-separated;
+    the others counted (``…, … (N more)``), so a message naming them stays readable whatever their number."""
+    shown = [f"'{printable(name)}'" if quote else printable(name) for name in names[:SHOWN_NAMES]]
+    more = len(names) - SHOWN_NAMES
+    return ", ".join(shown) + (f", … ({more} more)" if more > 0 else "")
 
 
 class DataFileError(Exception):
