@@ -517,8 +517,9 @@ def report(run_dir: Path, output: Optional[Path], per_group: int, thumbnail: int
     - a `coseg evaluate` output (summary.json, per_image.csv): P/J per group and per image,
       sortable, worst first; with `evaluate --report` (predicted masks in predictions/) also
       image | ground truth | prediction grids, and the curves and config of the checkpoint's run;
-    - a `coseg retrieval evaluate --report` output (neighbours.csv, recall_at_k.csv): R@K, MAP@R,
-      NMI, the R@K curve, queries with their nearest neighbours (distance, right/wrong);
+    - a `coseg retrieval evaluate` output (summary.json): R@K, MAP@R, NMI; with `--report`
+      (neighbours.csv, recall_at_k.csv) also the R@K curve, queries with their nearest neighbours
+      (distance, right/wrong);
     - a `coseg predict` output (predict.json beside the masks): image | prediction grids.
 
     A run folder holding its evaluations (e.g. runs/mine/eval_test8/) gives one report of all of them."""

@@ -8,7 +8,7 @@ What a folder can hold (each kind is recognised by its files):
   masks in ``predictions/``): scores per group and per image, worst first, and image | ground truth | prediction
   grids;
 - a retrieval ``evaluate --report`` output (``summary.json``, ``neighbours.csv``, ``recall_at_k.csv``): scores, the
-  R@K curve and query → nearest-neighbour grids;
+  R@K curve and query → nearest-neighbour grids; without ``--report`` (``summary.json`` alone) the scores;
 - a ``predict --report`` output (``predict.json`` beside the masks): image | prediction grids.
 
 The folder given and its immediate sub-folders are searched, so a run folder holding its evaluations gives one
@@ -29,7 +29,7 @@ from typing import Callable, Optional
 from coseg.atomic import TEMPORARY_MARK, PathLike, atomic_path
 from coseg.data import printable
 from coseg.engine.run_lock import folder_lock
-from coseg.report.files import read_json, recorded_paths
+from coseg.report.files import NEIGHBOURS, read_json, recorded_paths
 from coseg.report.html import Page, esc
 from coseg.report.retrieval import is_retrieval_evaluation, retrieval_section
 from coseg.report.segmentation import evaluation_section, is_evaluation, is_prediction, prediction_section
@@ -126,6 +126,22 @@ def _checkpoint_run(folder: Path) -> Optional[Path]:
     return next((c.parent for c in checkpoints if _enterable(c.parent) and is_training_run(c.parent)), None)
 
 
+def _unfinished_evaluations(folder: Path) -> list[tuple[str, str]]:
+    """(section kind, result file) of each evaluation whose results are in ``folder`` without the ``summary.json``
+    its command writes last (per_image.csv: ``coseg evaluate``; neighbours.csv: ``coseg retrieval evaluate``)."""
+    if (folder / "summary.json").is_file():
+        return []
+    return [(kind, name) for kind, name in (("Evaluation", "per_image.csv"), ("Retrieval evaluation", NEIGHBOURS))
+            if (folder / name).is_file()]
+
+
+def _no_summary(folder: Path, result: str) -> str:
+    """Refuse the section of an evaluation stopped before writing its summary.json (:func:`_unfinished_evaluations`)."""
+    raise ValueError(f"{printable(folder / 'summary.json')} is missing beside {result}: the evaluation was stopped "
+                     "before its end (summary.json is written last) or is writing its results now; evaluate into "
+                     "this folder again")
+
+
 def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group: int = 12, thumbnail: int = 160,
                  progress: bool = True) -> ReportResult:
     """Write the report of ``folder`` (see the module docstring) to ``output`` (default ``folder/report.html``),
@@ -167,10 +183,13 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         if is_prediction(candidate):
             plan.append(("Predictions", candidate, lambda prefix, pngs, c=candidate:
                          prediction_section(c, pngs, prefix, per_group, thumbnail, progress)))
+        for kind, result in _unfinished_evaluations(candidate):
+            plan.append((kind, candidate, lambda prefix, pngs, c=candidate, r=result: _no_summary(c, r)))
     if not plan:
         raise ValueError(f"{printable(root)}: nothing to report here or in its sub-folders (expected a training run: "
-                         "log.csv / config.yaml; an evaluation: summary.json + per_image.csv or neighbours.csv; or a "
-                         f"`coseg predict` output: predict.json){_left_out(left_out, root, '; folders ')}")
+                         "log.csv / config.yaml; an evaluation: summary.json + per_image.csv, or a retrieval one's "
+                         "summary.json (+ neighbours.csv); or a `coseg predict` output: predict.json)"
+                         f"{_left_out(left_out, root, '; folders ')}")
     try:
         with folder_lock(page_path.parent, f".{page_path.name}.lock", "another `coseg report` is writing this report"):
             return _write(root, page_path, files, plan, left_out)

@@ -1,5 +1,5 @@
 """The retrieval part of a report: a ``coseg retrieval evaluate --report`` output folder (the scores, the R@K curve,
-and query → nearest neighbours with their distances, right or wrong)."""
+and query → nearest neighbours with their distances, right or wrong); without ``--report``, the scores alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,17 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 
 
 def is_retrieval_evaluation(folder: Path) -> bool:
-    return (folder / NEIGHBOURS).is_file() and (folder / "summary.json").is_file()
+    """Whether ``folder`` holds a ``coseg retrieval evaluate`` output: its summary.json, with neighbours.csv
+    (``--report``) or holding the retrieval metrics R@1 and MAP@R (without ``--report``)."""
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        return False
+    if (folder / NEIGHBOURS).is_file():
+        return True
+    try:
+        return {"R@1", "MAP@R"} <= read_json(summary).keys()
+    except ValueError:  # not a retrieval evaluation's summary that can be told from its files
+        return False
 
 
 def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool) -> str:
@@ -47,6 +57,10 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                   log_x=len(ks) > 8)
         parts.append(f'<img class="plot" src="{link(files, plot)}" alt="Recall@K curve">')
     neighbours = folder / NEIGHBOURS
+    if not neighbours.is_file():
+        parts.append("<p>No queries saved in this folder: run <code>coseg retrieval evaluate … --report</code> to see "
+                     "the R@K curve and each query's nearest neighbours.</p>")
+        return "\n".join(parts)
     queries: dict[int, list[tuple[int, dict[str, str]]]] = {}  # order → (rank, row) of each shown neighbour
     for row in read_csv(neighbours, required_columns(NEIGHBOUR_COLUMNS))[1]:
         queries.setdefault(int_cell(row, "order", neighbours), []).append((int_cell(row, "rank", neighbours), row))
