@@ -72,16 +72,32 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def _launch_number(name: str, default: int) -> int:
+    """The environment variable ``name`` torchrun sets for each process it starts (``WORLD_SIZE``, ``RANK``,
+    ``LOCAL_RANK``) as an integer >= 0, ``default`` when unset; a ``ValueError`` naming it when it is no such
+    number."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdecimal():
+        raise ValueError(f"the environment variable {name}={printable(text[:40])!r} is not a whole number >= 0; "
+                         "torchrun sets it for each process it starts: unset it to run in one process")
+    return int(text)
+
+
 def world_size(info: Optional[DistInfo] = None) -> int:
     """The number of processes of the run: ``info``'s, else torchrun's ``WORLD_SIZE`` (1 without torchrun), known
     before the process group is joined."""
-    return info.world_size if info is not None else max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    return info.world_size if info is not None else max(1, _launch_number("WORLD_SIZE", 1))
 
 
 def launched_rank() -> int:
     """This process's rank as torchrun set it (``RANK``), 0 in a single process; known before the process group is
-    joined, and after it is left."""
-    return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
+    joined, and after it is left. Never raises (errors are told after it): 0 when the variables are no numbers."""
+    try:
+        return _launch_number("RANK", 0) if world_size() > 1 else 0
+    except ValueError:  # told by world_size() or setup_distributed()
+        return 0
 
 
 def hold_error(delay_s: float = OTHER_RANK_ERROR_DELAY_S) -> None:
@@ -116,8 +132,12 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     dev = resolve_device(device)
     if size <= 1:
         return DistInfo(device=dev)
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:
+        raise ValueError(f"the environment variable WORLD_SIZE={size} asks for {size} processes, but RANK (this "
+                         "process's) is not set: start the command with torchrun, which sets both for each process, "
+                         "or unset WORLD_SIZE to run in one process")
+    rank = _launch_number("RANK", 0)
+    local_rank = _launch_number("LOCAL_RANK", 0)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)

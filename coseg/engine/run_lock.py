@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 from coseg.atomic import PathLike
 from coseg.data.io import printable
-from coseg.engine.distributed import DistInfo
+from coseg.engine.distributed import DistInfo, launched_rank
 
 LOCK_FILE = ".training.lock"
 """The lock file in a run folder; it holds the training's pid and host, and is removed when the training ends."""
@@ -158,8 +158,9 @@ def folder_lock(folder: PathLike, lock_file: str, busy: str, option: str = "--ou
 @contextlib.contextmanager
 def training_lock(folder: PathLike, dist: Optional[DistInfo] = None) -> Iterator[None]:
     """Hold ``folder``'s training lock (:data:`LOCK_FILE`, :func:`folder_lock`) for the block. Only the main process
-    takes it (``dist``'s rank 0, else torchrun's ``RANK`` 0 or a single process); the other ranks go on at once."""
-    rank = dist.rank if dist is not None else int(os.environ.get("RANK", "0"))
+    takes it (``dist``'s rank 0, else torchrun's ``RANK`` 0 or a single process, whatever a ``RANK`` left in its
+    environment says); the other ranks go on at once."""
+    rank = dist.rank if dist is not None else launched_rank()
     if rank != 0:
         yield
         return

@@ -115,10 +115,26 @@ def test_only_the_main_process_takes_the_lock(tmp_path: Path, monkeypatch) -> No
     with held(tmp_path / "run"):
         with training_lock(tmp_path / "run", DistInfo(rank=1, world_size=2)):
             pass
+        monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", "1")
         with training_lock(tmp_path / "run"):
             pass
         monkeypatch.setenv("RANK", "0")
+        with pytest.raises(ValueError, match="another training is running into this folder"):
+            with training_lock(tmp_path / "run"):
+                pass
+
+
+@pytest.mark.parametrize("world_size", [None, "1"])
+def test_a_single_process_takes_the_lock_whatever_rank_its_environment_holds(tmp_path: Path, monkeypatch,
+                                                                             world_size) -> None:
+    """A ``RANK`` left in the environment of a single process (no torchrun) does not make it skip the lock."""
+    if world_size is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setenv("RANK", "1")
+    with held(tmp_path / "run"):
         with pytest.raises(ValueError, match="another training is running into this folder"):
             with training_lock(tmp_path / "run"):
                 pass
