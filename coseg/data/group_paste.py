@@ -29,6 +29,8 @@ from metric._checks import check_finite_number, check_shape
 
 def donors_of(groups: torch.Tensor) -> torch.Tensor:
     """(B,) group ids → (B,) for each image a random batch position of an image of another group (−1 if none)."""
+    if len(groups) == 0:
+        return torch.empty(0, dtype=torch.long, device=groups.device)
     other = groups[:, None] != groups[None, :]
     keys = torch.where(other, torch.rand(other.shape, device=groups.device), -1.0)
     choice = keys.argmax(dim=1)
@@ -86,8 +88,8 @@ class GroupPaste(nn.Module):
     foreground is put on another group's image instead of its own background; with probability ``distractor_p`` an
     object of another group's image is pasted in (scaled by a factor in ``distractor_scale``, labelled background).
     Pasted edges are feathered over ``feather`` pixels so a hard cut-out edge is no cue (not at the frame: a
-    foreground touching it stays intact). Masks come back in their input dtype. A batch of one group is returned
-    unchanged."""
+    foreground touching it stays intact). Masks come back in their input dtype. A batch of one group (or of no
+    image) is returned unchanged."""
 
     def __init__(self, distractor_p: float = 0.5, background_p: float = 0.0,
                  distractor_scale: tuple[float, float] = (0.3, 0.7), feather: float = 1.5,

@@ -60,6 +60,19 @@ def _fill(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarray:
     return mask
 
 
+def _object_mask(size: int, placed: list[np.ndarray]) -> np.ndarray:
+    """uint8 0/1 mask of the placed object, never empty: at a few pixels a ring's hole can cover all of it (then the
+    outline is filled without holes) or the whole outline can round to points outside the image (then the pixel
+    nearest its centre is set)."""
+    mask = _fill((size, size), placed)
+    if not mask.any():
+        mask = _fill((size, size), placed[:1])
+    if not mask.any():
+        x, y = np.clip(np.round(placed[0].mean(axis=0)), 0, size - 1).astype(int)
+        mask[y, x] = 1
+    return mask
+
+
 def _place(polygons: list[np.ndarray], size: int, radius: float, rng: np.random.Generator) -> list[np.ndarray]:
     """Rotate, scale to ``radius`` pixels and move to a random centre keeping the shape inside the image."""
     a = rng.uniform(0, 2 * math.pi)
@@ -101,7 +114,7 @@ def synthetic_image(size: int, group: int, image: int, seed: int = 0,
     mask = np.zeros((size, size), np.uint8)
     if with_object:
         placed = _place(outline, size, size * rng.uniform(0.18, 0.32), rng)
-        mask = _fill((size, size), placed)
+        mask = _object_mask(size, placed)
         a = rng.uniform(0, 2 * math.pi)  # the stripes turn with the object
         texture = _stripes(size, colours * rng.uniform(0.85, 1.15), angle + a, period, rng.uniform(0, 2 * math.pi))
         _paint(picture, mask, texture)
