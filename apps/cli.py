@@ -209,14 +209,15 @@ def inference_options(fn: Callable) -> Callable:
                      type=click.FloatRange(0, 1), callback=finite,
                      help="Edge-aware refinement: guided-filter each mask by its image so boundaries follow image "
                           "edges; window radius as a fraction of the image side (0 = off)."),
-        click.option("--edge-eps", default=EDGE_EPS, show_default=True, type=click.FloatRange(0, None,
-                     min_open=True), callback=finite, help="Edge filter regularisation (squared intensity, images in [0, 1]): larger "
-                                          "lets only strong edges move the mask."),
+        click.option("--edge-eps", default=EDGE_EPS, show_default=True,
+                     type=click.FloatRange(0, None, min_open=True), callback=finite,
+                     help="Edge filter regularisation (squared intensity, images in [0, 1]): larger lets only strong "
+                          "edges move the mask."),
         click.option("--colour-cut/--no-colour-cut", default=True, show_default=True,
                      help="Cut each group's masks again with foreground/background colour models learnt from the "
                           "confident pixels of the whole group (GrabCut; each image alone with --single-image). "
-                          "+1.8 to +5.2 J on iCoseg's test8, more on validation (docs/icoseg_experiments.md), for ~4x the "
-                          "inference time on a CPU."),
+                          "+1.8 to +5.2 J on iCoseg's test8, more on validation (docs/icoseg_experiments.md), for ~4x "
+                          "the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
         click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None), callback=finite,
@@ -303,7 +304,8 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 
 @main.command()
 @checkpoint_option
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Data set root.")
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -441,14 +443,15 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 
 
 @main.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data set root.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Data set root.")
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The splits JSON to write [default: DATA/splits.json]; an existing file is never replaced.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              callback=finite,
-              show_default=True, help="Share of the groups (of each subset, where groups have one) held out for testing.")
+              callback=finite, show_default=True,
+              help="Share of the groups (of each subset, where groups have one) held out for testing.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @friendly_errors
 def split(data: Path, layout: str, output: Optional[Path], test_fraction: float, seed: int) -> None:
