@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,11 +39,28 @@ def one_line(*errors: type[BaseException]) -> Iterator[None]:
         fail(error_message(e))
 
 
+def child_output(command: list[str], what: str) -> str:
+    """The standard output of ``command``, a measurement run in a process of its own; when it fails, its standard
+    error is passed on and the benchmark stops with one line naming ``what``."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        fail(f"{what} failed with exit status {done.returncode}: its output is above")
+    return done.stdout
+
+
 def at_least_one(parser: argparse.ArgumentParser, *options: tuple[str, Sequence[int]]) -> None:
     """Stop with ``parser``'s usage error when a value of one of ``options`` (option, its values) is below 1."""
     for option, values in options:
         if min(values) < 1:
             parser.error(f"{option} must be >= 1, got {min(values)}")
+
+
+def model_side(parser: argparse.ArgumentParser, option: str, side: int) -> None:
+    """Stop with ``parser``'s usage error when ``side`` (pixels, ``option``'s value) is not a multiple of 32, the
+    output stride of the default model, which refuses other image sides."""
+    if side % 32:
+        parser.error(f"{option} must be a multiple of 32 (the model's output stride), got {side}")
 
 
 def overrides(pairs: list[str], option: str = "--set") -> dict[str, str]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
-from checks import at_least_one, check_writable, write_json
+from checks import at_least_one, check_writable, child_output, write_json
 
 
 def synthetic_group(n: int, side: int, cut_side: int, seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -64,10 +63,12 @@ def child(side: int, n: int) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512, 1024])
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--out", type=Path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512, 1024],
+                        help="model input sides (pixels) to measure, each in a process of its own (default: 224 512 "
+                             "1024)")
+    parser.add_argument("--images", type=int, default=16, help="images in the group (default: 16)")
+    parser.add_argument("--out", type=Path, help="JSON file to write the rows to")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     at_least_one(parser, ("--sizes", args.sizes), ("--images", [args.images]))
@@ -79,8 +80,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     rows = []
     print(f"{'size':>5} {'cut px':>6} {'inputs MiB':>10} {'peak MiB':>9} {'fit s':>7} {'cut s':>7}")
     for side in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(side), "--images", str(args.images)],
-                             check=True, capture_output=True, text=True).stdout
+        out = child_output([sys.executable, __file__, "--child", str(side), "--images", str(args.images)],
+                           f"the measurement's process (size {side})")
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
         print(f"{side:>5} {row['cut_side']:>6} {row['inputs_mb']:>10} {row['peak_mb']:>9} {row['fit_seconds']:>7} "

@@ -47,7 +47,7 @@ def score(model: torch.nn.Module, samples: list, size: int, pixels: int,
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="a co-segmentation model file")
     parser.add_argument("--data", type=Path, required=True, help="labelled data set root")
     parser.add_argument("--layout", default="auto", help="its layout (default: detect)")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from checks import at_least_one, check_writable, write_json
+from checks import at_least_one, check_writable, fail, model_side, write_json
 
 MODES = {"one pass": 1 << 62, "chunks": None}  # STATISTICS_PIXELS per mode (None: the default)
 
@@ -44,13 +44,14 @@ def child(images: int, size: int, pixels: Optional[int]) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
-    parser.add_argument("--out", type=Path, default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=32, help="images in the group (default: 32)")
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels (default: 1024)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write the measurements to")
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     at_least_one(parser, ("--images", [args.images]), ("--size", [args.size]))
+    model_side(parser, "--size", args.size)
     if args.child is not None:
         print(json.dumps(child(args.images, args.size, MODES[args.child])))
         return
@@ -62,7 +63,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     for mode, process in runs.items():
         out, _ = process.communicate()
         if process.returncode:
-            raise SystemExit(f"{mode}: the child failed (exit {process.returncode})")
+            fail(f"{mode}: the measurement process failed (exit {process.returncode}; its error is above)")
         results[mode] = json.loads(out.strip().splitlines()[-1])
     print(f"{args.images} images of {args.size}×{args.size}")
     print(f"{'mode':<10} {'inputs MB':>10} {'peak MB':>10} {'seconds':>9}")

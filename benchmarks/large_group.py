@@ -22,14 +22,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from checks import at_least_one, check_writable, fail, one_line, write_json
+from checks import at_least_one, check_writable, child_output, fail, model_side, one_line, write_json
 from timing import paired_ratios, rounds_in_turn
 
 WHOLE = 1 << 30  # stream_above that keeps every group whole
@@ -81,12 +80,8 @@ def measure(folder: Path, stream_above: int, args: argparse.Namespace) -> dict:
                "--members", str(args.members), "--image-size", str(args.image_size)]
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stderr)
-        fail(f"the measurement's process (stream_above {stream_above}) failed with exit status {done.returncode}: "
-             "its output is above")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = child_output(command, f"the measurement's process (stream_above {stream_above})")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def measured_row(count: int, folder: Path, modes: tuple[str, str], args: argparse.Namespace) -> dict:
@@ -127,6 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     at_least_one(parser, ("--images", args.images), ("--members", [args.members]),
                  ("--image-size", [args.image_size]), ("--rounds", [args.rounds]))
+    if args.checkpoint is None:
+        model_side(parser, "--image-size", args.image_size)
     if args.child is not None:
         print(json.dumps(child(args.child, args.stream_above, args.checkpoint, args.members, args.image_size)))
         return

@@ -405,7 +405,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write the results to")
     parser.add_argument("--quick", action="store_true", help="smaller inputs: the whole run under a minute")
     parser.add_argument("--threads", type=int, default=1,
