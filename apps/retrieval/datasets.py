@@ -105,7 +105,8 @@ def _official_root(root: Path, marker: str, folder: str) -> Path:
 
 def _check_split(layout: str, split: str, train_classes: Optional[Sequence[str]]) -> None:
     if train_classes is not None:
-        raise LayoutError(f"layout '{layout}' has official class ranges; train_classes applies to class folders only")
+        raise LayoutError(f"layout '{layout}' has official class ranges; --train-classes (train_classes) applies to "
+                          "class folders only")
     if split not in OFFICIAL_SPLITS:
         raise ValueError(f"unknown split '{split}' for layout '{layout}'; valid: {', '.join(OFFICIAL_SPLITS)}")
 

@@ -87,7 +87,7 @@ def test_cub_missing_index_file_and_unknown_split(tmp_path):
     root = write_cub(tmp_path, [1])
     with pytest.raises(ValueError, match="unknown split 'val'.*train, test, all"):
         load_retrieval_split(root, "val")
-    with pytest.raises(LayoutError, match="train_classes applies to class folders only"):
+    with pytest.raises(LayoutError, match=r"--train-classes \(train_classes\) applies to class folders only"):
         load_retrieval_split(root, "train", train_classes=["001.Bird_1"])
     with pytest.raises(LayoutError, match="no images of split 'test'"):
         load_retrieval_split(root, "test")
