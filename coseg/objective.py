@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Mapping, Optional
 
 import segmentation_models_pytorch as smp
@@ -24,13 +25,13 @@ SEGMENTATION_LOSSES.register("jaccard")(lambda: smp.losses.JaccardLoss("binary",
 IGNORE = 255
 
 
-def pool_labels(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def pool_labels(masks: torch.Tensor, size: tuple[int, int], ignore_index: int = IGNORE) -> torch.Tensor:
     """(B, H, W) 0/1 masks → (B, h, w) labels of the embedding grid: 1 (or 0) where the cell is all foreground
-    (or all background), ``IGNORE`` where it straddles the boundary, so no pixel triplet uses a mixed cell."""
+    (or all background), ``ignore_index`` where it straddles the boundary, so no pixel triplet uses a mixed cell."""
     if tuple(masks.shape[-2:]) == tuple(size):
         return masks.long()
     share = F.adaptive_avg_pool2d(masks.unsqueeze(1).float(), size).squeeze(1)
-    labels = torch.full_like(share, IGNORE, dtype=torch.long)
+    labels = torch.full_like(share, ignore_index, dtype=torch.long)
     labels[share <= 0.0] = 0
     labels[share >= 1.0] = 1
     return labels
@@ -49,8 +50,11 @@ class CosegObjective(nn.Module):
     def __init__(self, seg_weights: Mapping[str, float], triplet_weight: float = 0.0,
                  triplet: Optional[ISTripletLoss] = None) -> None:
         super().__init__()
-        bad = [f"{k} {v}" for k, v in {**seg_weights, "triplet": triplet_weight}.items()
-               if not (math.isfinite(v) and v >= 0)]
+        weights = {**seg_weights, "triplet": triplet_weight}
+        not_numbers = [f"{k} {v!r}" for k, v in weights.items() if not isinstance(v, (numbers.Real, torch.Tensor))]
+        if not_numbers:
+            raise TypeError(f"loss weights must be numbers, got {', '.join(not_numbers)}")
+        bad = [f"{k} {v}" for k, v in weights.items() if not (math.isfinite(v) and v >= 0)]
         if bad:
             raise ValueError(f"loss weights must be finite and >= 0, got {', '.join(bad)}")
         self.seg_weights = {k: float(v) for k, v in seg_weights.items() if v}
@@ -62,6 +66,10 @@ class CosegObjective(nn.Module):
             if triplet.reduction == "none":
                 raise ValueError("the IS-Triplet loss must reduce its per-triplet losses to one number: reduction "
                                  "'none' would make the objective a vector; use 'mean', 'mean_nonzero' or 'sum'")
+            if triplet.ignore_index in (0, 1):
+                raise ValueError(f"the IS-Triplet loss's ignore_index {triplet.ignore_index} is one of the objective's "
+                                 f"labels (0 background, 1 foreground); it marks the embedding cells on a mask "
+                                 f"boundary: use another value, e.g. {IGNORE}")
         self.triplet = triplet if self.triplet_weight else None
         if not self.seg_weights and not self.triplet_weight:
             raise ValueError("the objective has no term with a non-zero weight")
@@ -76,8 +84,11 @@ class CosegObjective(nn.Module):
         if not size["B"]:
             raise ValueError("mask_logits must hold at least one image, got an empty batch")
         if ((masks != 0) & (masks != 1)).any():
+            values = torch.unique(masks)
+            hint = ("there is no void (ignore) label: make each such pixel background or foreground"
+                    if (values == 1).any() else "e.g. masks of 0/255 need (masks > 0)")
             raise ValueError(f"masks must hold only 0 (background) and 1 (foreground), got values "
-                             f"{torch.unique(masks)[:8].tolist()}; e.g. masks of 0/255 need (masks > 0)")
+                             f"{values[:8].tolist()}; {hint}")
         logits = at_least_float32(mask_logits)
         target = masks.unsqueeze(1).to(logits.dtype)
         terms = {name: loss(logits, target) for name, loss in self.seg_losses.items()}
@@ -91,7 +102,8 @@ class CosegObjective(nn.Module):
             probabilities = torch.sigmoid(logits.detach())
             if grid != tuple(logits.shape[-2:]):
                 probabilities = F.adaptive_avg_pool2d(probabilities, grid)
-            terms["triplet"] = self.triplet(at_least_float32(embeddings), pool_labels(masks, grid), groups=groups,
+            labels = pool_labels(masks, grid, self.triplet.ignore_index)
+            terms["triplet"] = self.triplet(at_least_float32(embeddings), labels, groups=groups,
                                             probabilities=probabilities.squeeze(1))
             total = total + self.triplet_weight * terms["triplet"]
         terms["loss"] = total
