@@ -8,7 +8,8 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``internet``: ``Data/<Class>/*.jpg`` + ``Data/<Class>/GroundTruth/<stem>.png``, any non-zero = foreground;
   noise images keep their empty masks. ``root`` may be the folder holding ``Data``, ``Data`` itself or one class
   folder (``Data/Airplane100``: one group named after it). Subfolders of a class other than ``GroundTruth`` and
-  folders holding images beside ``Data`` are reported and left out.
+  folders holding images beside ``Data`` are reported and left out; when some class has a ``GroundTruth`` folder,
+  the images of a class without one are reported as without mask.
 - ``sbcoseg``:  ``[<subset>/]<group>/{<stem>.jpg, <stem>.png}``: image and mask side by side, matched by stem; a
   top folder named after a subset (ECFB, TR, MH, SD, Normal) holds group folders and sets ``Sample.subset``;
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
@@ -19,8 +20,10 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
   ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...; without ``root/images``, such a folder in
   ``root`` whose masks pair with images of ``root``: ``photos/a.jpg`` + ``photos/masks/a.png``), matched by relative
-  folder + stem; these folder names in any case (``Images/`` + ``Masks/``). Such a folder of masks none of which
-  pairs (``photos/masks/a_mask.png``) is reported and left out, not read as a group of photos.
+  folder + stem; these folder names in any case (``Images/`` + ``Masks/``). Without such a folder, each group
+  folder's own one is its masks likewise (MSRC's ``cow/GT/a.png`` for ``cow/a.bmp``; the images of groups without
+  one are then reported as without mask). Such a folder of masks none of which pairs (``photos/masks/a_mask.png``)
+  is reported and left out, not read as a group of photos.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
   it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
   images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
@@ -37,11 +40,12 @@ there (HEIC, camera raw, ...; a JPEG among masks) are reported as unsupported fi
 once (a folder reached again, e.g. through a loop, is reported and skipped); a link that cannot be followed (dangling
 or to itself) is reported as a broken link, a folder that cannot be listed as a skipped folder. An image without a
 mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported (each
-naming an unpaired file of the other kind whose name differs only in case, or whose stem is in another folder). Where
-masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?)
-and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask,
-that is ``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
-escapes); ``printable`` shows them.
+naming an unpaired file of the other kind whose name differs only in case, or whose stem is in another folder, or
+whose stem differs by a suffix: ``a.jpg`` and ``a_GT.png``, which do not pair). Where masks exist, several images
+with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?) and several masks with one
+stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask, that is ``a.jpg`` +
+``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate escapes); ``printable``
+shows them.
 
 A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
 registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output and rejects an empty result.
@@ -234,10 +238,12 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     keys = {_stem_key(image, image_base) for image in images}
     lone_images = {key: image for key, image in unique.items() if key not in masks}
     lone_masks = {key: mask for key, mask in sorted(masks.items()) if key not in keys}
-    image_stems, mask_stems = _by_stem(lone_images), _by_stem(lone_masks)
-    problems.extend(Problem("image without mask", image, _elsewhere(key, mask_stems, "mask"))
+    image_stems, mask_stems, mask_prefixes = _by_stem(lone_images), _by_stem(lone_masks), _by_prefix(lone_masks)
+    problems.extend(Problem("image without mask", image,
+                            _elsewhere(key, mask_stems, "mask") or _suffixed_mask(key, mask_prefixes))
                     for key, image in lone_images.items())
-    problems.extend(Problem("mask without image", mask, _elsewhere(key, image_stems, "image"))
+    problems.extend(Problem("mask without image", mask,
+                            _elsewhere(key, image_stems, "image") or _unsuffixed_image(key, image_stems))
                     for key, mask in lone_masks.items())
     return [Sample(image, masks.get(key), group_of(image), subset, any_nonzero) for key, image in unique.items()]
 
@@ -263,6 +269,45 @@ def _elsewhere(key: tuple[str, str], stems: dict[str, list[tuple[str, str, Path]
     return "" if other is None else (f"the {what} {printable(other)}, also unpaired, has its stem in another folder; "
                                      "an image and its mask pair by stem within the same folder under the images' "
                                      "and the masks' folders")
+
+
+_SUFFIX_SEPARATORS = "_- ."
+_RENAME = "a mask pairs with the image of its exact stem in the same folder: rename the masks without the suffix"
+
+
+def _by_prefix(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, str, Path]]]:
+    """``unpaired`` files (``_stem_key`` → file) as each start of their stem before a separator (``a`` of
+    ``a_GT``), ignoring case → [(relative folder, stem, file)], sorted."""
+    prefixes: dict[str, list[tuple[str, str, Path]]] = {}
+    for (folder, stem), path in sorted(unpaired.items()):
+        for i in range(1, len(stem)):
+            if stem[i] in _SUFFIX_SEPARATORS:
+                prefixes.setdefault(stem[:i].casefold(), []).append((folder, stem, path))
+    return prefixes
+
+
+def _suffixed_mask(key: tuple[str, str], prefixes: dict[str, list[tuple[str, str, Path]]]) -> str:
+    """For an image left unpaired at ``key``: a detail naming an unpaired mask of its folder named after the image
+    with a suffix added (``a.jpg``, ``a_GT.png``; ``prefixes``: :func:`_by_prefix` of the masks), else ""."""
+    found = [(stem, path) for folder, stem, path in prefixes.get(key[1].casefold(), []) if folder == key[0]]
+    if not found:
+        return ""
+    stem, path = min(found, key=lambda f: len(f[0]))
+    suffix = printable(stem[len(key[1]):])
+    return f"the mask {printable(path)}, also unpaired, has its stem followed by '{suffix}'; {_RENAME}"
+
+
+def _unsuffixed_image(key: tuple[str, str], stems: dict[str, list[tuple[str, str, Path]]]) -> str:
+    """For a mask left unpaired at ``key``: a detail naming an unpaired image of its folder whose stem is the mask's
+    but for a suffix (``a_GT.png``, ``a.jpg``; ``stems``: :func:`_by_stem` of the images), else ""."""
+    stem = key[1]
+    for i in range(len(stem) - 1, 0, -1):
+        if stem[i] in _SUFFIX_SEPARATORS:
+            path = next((p for folder, _, p in stems.get(stem[:i].casefold(), []) if folder == key[0]), None)
+            if path is not None:
+                return (f"the image {printable(path)}, also unpaired, has its stem without the suffix "
+                        f"'{printable(stem[i:])}'; {_RENAME}")
+    return ""
 
 
 def _folder_groups(images_root: Path) -> Callable[[Path], str]:
@@ -291,9 +336,10 @@ def _without_clashing_loose_images(images_root: Path, samples: list[Sample], pro
     return [s for s in samples if s.image not in loose], problems
 
 
-def _scan_folder_pair(images_root: Path, masks_root: Optional[Path],
-                      skip: Optional[Path] = None) -> tuple[list[Sample], list[Problem]]:
-    """Samples of the images under ``images_root`` (but ``skip``) paired with the masks under ``masks_root``."""
+def _scan_folder_pair(images_root: Path, masks_root: Optional[Path], skip: Optional[Path] = None,
+                      group_masks: bool = False) -> tuple[list[Sample], list[Problem]]:
+    """Samples of the images under ``images_root`` (but ``skip``) paired with the masks under ``masks_root``; without
+    ``masks_root`` and with ``group_masks``, with those of the groups' own mask folders (``_group_mask_folders``)."""
     problems: list[Problem] = []
     if not images_root.is_dir():
         raise LayoutError(f"image folder not found: {printable(images_root)}")
@@ -302,7 +348,37 @@ def _scan_folder_pair(images_root: Path, masks_root: Optional[Path],
     masks = None
     if masks_root is not None:
         masks = _index_by_stem(_walk(masks_root, MASK_SUFFIXES, problems), masks_root, "mask", problems)
+    elif group_masks:
+        found, mask_folders = _group_mask_folders(images_root, images, problems)
+        images = [image for image in images if not mask_folders.intersection(image.parents)]
+        masks = found or None
     return _pair(images, images_root, masks, _folder_groups(images_root), problems), problems
+
+
+def _group_mask_folders(images_root: Path, images: list[Path], problems: list[Problem]
+                        ) -> tuple[dict[tuple[str, str], Path], set[Path]]:
+    """The masks of group folders that hold their own mask folder (``cow/GT/a.png`` for ``cow/a.jpg``: MSRC class
+    folders), for ``images`` under ``images_root`` without a mask folder of their own: ``(masks keyed by _stem_key
+    relative to images_root, the folders of masks to leave out of the images)``. Each subfolder named in
+    ``MASK_FOLDER_NAMES`` is taken as ``_inner_mask_folder`` takes one in a flat folder: as its folder's masks when
+    one pairs, left out and reported when it holds masks none of which pairs, else kept as a group of images."""
+    names = {name.lower() for name in MASK_FOLDER_NAMES}
+    groups = sorted({image.parent.parent for image in images
+                     if image.parent != images_root and image.parent.name.lower() in names})
+    masks: dict[tuple[str, str], Path] = {}
+    mask_folders: set[Path] = set()
+    for group in groups:
+        folder, unpaired = _inner_mask_folder(group)
+        if unpaired is not None:
+            problems.append(unpaired)
+            mask_folders.add(unpaired.path)
+        if folder is None:
+            continue
+        mask_folders.add(folder)
+        base = group.relative_to(images_root)
+        found = _index_by_stem(_walk(folder, MASK_SUFFIXES, problems), folder, "mask", problems)
+        masks.update((((base / relative).as_posix(), stem), mask) for (relative, stem), mask in found.items())
+    return masks, mask_folders
 
 
 def _named_subfolder(folder: Path, names: Sequence[str]) -> Optional[Path]:
@@ -393,11 +469,13 @@ def scan_folders(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
         if masks_root is None:
             masks_root, unpaired = _inner_mask_folder(root)
         samples, problems = _without_clashing_loose_images(
-            root, *_scan_folder_pair(root, masks_root, unpaired.path if unpaired is not None else None))
+            root, *_scan_folder_pair(root, masks_root, unpaired.path if unpaired is not None else None,
+                                     group_masks=True))
         return samples, problems + ([unpaired] if unpaired is not None else [])
     if masks_root is None:
         masks_root = _named_subfolder(root, MASK_FOLDER_NAMES)
-    samples, problems = _without_clashing_loose_images(images_root, *_scan_folder_pair(images_root, masks_root))
+    samples, problems = _without_clashing_loose_images(images_root,
+                                                       *_scan_folder_pair(images_root, masks_root, group_masks=True))
     return samples, problems + _outside_images(root, images_root, masks_root)
 
 
@@ -438,12 +516,16 @@ def scan_internet(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample],
     if not single:
         problems.extend(Problem("outside any group", p)
                         for p in _walk(data, IMAGE_SUFFIXES, problems, recursive=False))
+    truths = {group: _groundtruth_folder(group) for group in ([data] if single else _subfolders(data))}
+    labelled = any(truth is not None for truth in truths.values())
     samples = []
-    for group in [data] if single else _subfolders(data):
+    for group, truth in truths.items():
         images = _walk(group, IMAGE_SUFFIXES, problems, recursive=False)
-        truth = _groundtruth_folder(group)
         masks = None if truth is None else _index_by_stem(_walk(truth, MASK_SUFFIXES, problems, recursive=False),
                                                           truth, "mask", problems)
+        if truth is None and labelled:  # other classes have ground truth: this one's images would go unscored
+            problems.extend(Problem("image without mask", image, "its class folder has no GroundTruth folder, "
+                                    "which other classes have") for image in images)
         name = Path(os.path.abspath(group)).name
         problems += _nested_folders(group, name, [] if truth is None else [truth])
         samples += _pair(images, group, masks, lambda _, name=name: name, problems, any_nonzero=True)
