@@ -330,8 +330,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
     from coseg.data import find_samples, printable
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
     from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file
-    from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
-                                 samples_of)
+    from coseg.selection import (check_group_choice, choose_groups, default_splits_file, groups_without_masks,
+                                 nothing_labelled, problems_of, samples_of)
 
     explicit = [g.strip() for g in groups.split(",") if g.strip()] if groups else []  # "a,b," as the trainers read it
     check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
@@ -369,7 +369,8 @@ def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Op
         echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
              "image: scored at theirs, the predictions resized to them")
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
-    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in problems_of(scan, chosen)])
+    echo_skipped("unpaired file(s) or folder(s)",
+                 [str(p) for p in (*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen))])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:

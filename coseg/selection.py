@@ -53,6 +53,22 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
     return sorted({s.group for s in scan.labelled})
 
 
+def groups_without_masks(scan: Scan, explicit: Sequence[str], split: Optional[str]) -> list[Problem]:
+    """One problem per group of ``scan`` no image of which has a mask, at the folder of its first image, when the
+    groups are chosen by default (no ``explicit`` names, no ``split``): :func:`choose_groups` then leaves them out, and
+    a class folder whose ground truth is missing would go unnoticed."""
+    if explicit or split:
+        return []
+    labelled = {s.group for s in scan.labelled}
+    images: dict[str, list[Sample]] = {}
+    for sample in scan.samples:
+        if sample.group not in labelled:
+            images.setdefault(sample.group, []).append(sample)
+    return [Problem("group without masks", samples[0].image.parent,
+                    f"group '{printable(group)}': none of its {len(samples)} image(s) has a mask, so it is left out")
+            for group, samples in sorted(images.items())]
+
+
 def samples_of(scan: Scan, groups: Sequence[str], labelled: bool = True) -> list[Sample]:
     wanted = set(groups)
     pool = scan.labelled if labelled else scan.samples

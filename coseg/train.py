@@ -29,8 +29,8 @@ from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
 from coseg.report.build import remove_report
 from coseg.scores import score_image, summarize
-from coseg.selection import (check_group_choice, choose_groups, default_splits_file, nothing_labelled, problems_of,
-                             samples_of)
+from coseg.selection import (check_group_choice, choose_groups, default_splits_file, groups_without_masks,
+                             nothing_labelled, problems_of, samples_of)
 from metric.losses import ISTripletLoss
 from metric.registry import MINERS
 from metric.samplers import PKBatchSampler
@@ -371,7 +371,8 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
                     stopped_by_time=any(f.stopped_by_time for f in fits), seconds=sum(f.seconds for f in fits),
                     images_per_s=images / session if session else 0.0, session_seconds=session)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
-                       runs[0].problems, members=fits, is_main=dist.is_main)
+                       [*groups_without_masks(scan, cfg.train_groups, cfg.train_split), *runs[0].problems],
+                       members=fits, is_main=dist.is_main)
 
 
 def _train_member(index: int, cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Scan, cache: ImageCache,
@@ -450,5 +451,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
 
     fit = engine.fit(task, loader, resume=resume, before_write=start)
     return TrainResult(output, fit, train_data.groups, val_data.groups if val_data else [],
-                       skipped_with_later(cache.skipped, fit), problems_of(scan, [*train_groups, *val_groups]),
+                       skipped_with_later(cache.skipped, fit),
+                       [*groups_without_masks(scan, cfg.train_groups, cfg.train_split),
+                        *problems_of(scan, [*train_groups, *val_groups])],
                        is_main=dist.is_main)
