@@ -178,11 +178,13 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     written again where their content changes (the others are left as they are), so that its masks are those a
     fresh run writes; :attr:`PredictReport.written` counts both. (The mask of an image removed from the input is
     left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
-    broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``) and
-    images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) are
-    skipped and listed (the latter two, in group mode, still predicted with their group, whose consensus does not
-    depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and
-    ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
+    broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``),
+    images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) or the
+    overlay of another image (:func:`overlay_clashes`: that overlay is not written either) and, with
+    ``checkpoint``, images in a top folder named like the record (``predict.json/``, ``overlays.json/``) are
+    skipped and listed (the latter three, in group mode, still predicted with their group, whose consensus does not
+    depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
+    :func:`~coseg.inference.predict_dataset`.
 
     ``checkpoint``: the file ``model`` was loaded from. With it, ``output_dir/predict.json`` records, before any
     mask is written, what makes the masks: the input folder, the model file (path and SHA-256) and
@@ -255,13 +257,35 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                                    f"the folder of the masks of the images in "
                                    f"{printable(input_dir / folder.relative_to(output_dir))} (names compared ignoring "
                                    "case); rename the image or that folder"))
+        no_overlay = set()  # images whose overlay would be another image's mask (neither is written)
+        for i, j in [] if tints is None else overlay_clashes(masks, tints):
+            shared = printable(masks[i])
+            for k, own, other, of in ((i, "mask", "overlay", j), (j, "overlay", "mask", i)):
+                if k in clashing:
+                    continue  # listed once
+                image = printable(scan.samples[k].image)
+                report.skipped.append((image, f"{image}: its {own} would be the {other} of "
+                                       f"{printable(relatives[of])}, {shared} (names compared ignoring case), so "
+                                       "neither is written; choose an overlays folder outside the output folder"))
+            clashing.add(i)
+            no_overlay.add(j)
+        if checkpoint is not None:
+            for folder, name in ((output_dir, PREDICT_RECORD), (overlays, OVERLAYS_RECORD)):
+                for i in [] if folder is None else record_clashes(relatives, name):
+                    if i not in clashing:
+                        clashing.add(i)
+                        image = printable(scan.samples[i].image)
+                        report.skipped.append((image, f"{image}: its output would be in {printable(folder / name)}, "
+                                               "the file where predict records how its outputs were made (names "
+                                               "compared ignoring case); rename the folder "
+                                               f"{printable(input_dir / relatives[i].parts[0])}"))
         # (sample, mask, overlay): None where no file is written (clashing masks, no overlays asked)
         planned: list[tuple[Sample, Optional[_Target], Optional[_Target]]] = []
         kept = 0  # masks up to date before this run
         for i, (sample, mask) in enumerate(zip(scan.samples, masks)):
             mask_target, tint_target = (None if i in clashing or path is None else
                                         _Target(path, overwrite or not _up_to_date(path, sample.image))
-                                        for path in (mask, None if tints is None else tints[i]))
+                                        for path in (mask, None if tints is None or i in no_overlay else tints[i]))
             kept += mask_target is not None and not mask_target.fresh
             planned.append((sample, mask_target, tint_target))
         if group_mode:  # a group with an image added, changed or removed is predicted whole (with the images whose
@@ -411,6 +435,21 @@ def folder_clashes(targets: Sequence[Path]) -> dict[int, Path]:
         for parent in target.parents:
             folders.setdefault(str(parent).casefold(), parent)
     return {i: folders[key] for i, target in enumerate(targets) if (key := str(target).casefold()) in folders}
+
+
+def overlay_clashes(masks: Sequence[Path], tints: Sequence[Path]) -> list[tuple[int, int]]:
+    """``(i, j)`` for each mask ``masks[i]`` that is the overlay ``tints[j]`` of another image (compared ignoring
+    case): an overlays folder inside the output folder, named like a group (``--overlays out/ov``, a group ``ov/g/``
+    beside ``g/``)."""
+    overlay_of = {str(tint).casefold(): j for j, tint in enumerate(tints)}
+    return [(i, overlay_of[key]) for i, mask in enumerate(masks) if (key := str(mask).casefold()) in overlay_of]
+
+
+def record_clashes(relatives: Sequence[Path], record: str) -> list[int]:
+    """The indices of the images (``relatives``: paths under the input folder) in a top folder named ``record``
+    (compared ignoring case): their outputs would go in a folder where the record file of that name is written."""
+    return [i for i, relative in enumerate(relatives)
+            if len(relative.parts) > 1 and relative.parts[0].casefold() == record.casefold()]
 
 
 def _check_outside_input(input_dir: Path, relatives: Sequence[Path], targets: Sequence[Path]) -> None:
