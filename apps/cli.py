@@ -13,7 +13,7 @@ import click
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
                           known_layout, not_training_state, quiet_option, report_options, training_config,
                           training_options, workers_option)
-from coseg.config import EDGE_EPS, EDGE_RADIUS
+from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 
 def error_message(error: BaseException) -> str:
@@ -220,7 +220,8 @@ def inference_options(fn: Callable) -> Callable:
                           "the inference time on a CPU."),
         click.option("--colour-iterations", default=3, show_default=True, type=click.IntRange(1, None),
                      help="GrabCut rounds fitting the group's colour models (with --colour-cut)."),
-        click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, None), callback=finite,
+        click.option("--colour-scale", default=1.5, show_default=True, type=click.FloatRange(1, MAX_COLOUR_SCALE),
+                     callback=finite,
                      help="The colour cut runs on the images at this many times the model's input side (the masks "
                           "upsampled to it), so thin parts lost at the model's resolution can come back (with "
                           "--colour-cut; 1 = at the model's input size)."),

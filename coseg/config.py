@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Optional, Sequence
 # Inference defaults: one value for the CLI's option defaults and coseg.models.EdgeFilter's.
 EDGE_RADIUS = 0.08  # edge filter window radius, fraction of the image side (chosen on validation groups)
 EDGE_EPS = 1e-3
+MAX_COLOUR_SCALE = 4.0  # colour cut side / model input side: beyond it the cut's images outgrow memory, not detail
 
 
 def option(default, help: str):  # noqa: A002 - mirrors click's wording

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from coseg.config import MAX_COLOUR_SCALE
 from metric._checks import check_count, check_shape
 
 T = TypeVar("T")
@@ -52,9 +53,9 @@ class GroupColourCut:
             raise ValueError(f"colour cut 'sure' must be in (0.5, 1], got {self.sure}")
         check_count(self.max_fit_images, 1, "colour cut max_fit_images")
         check_count(self.max_fit_pixels, 1, "colour cut max_fit_pixels")
-        if not (math.isfinite(self.scale) and self.scale >= 1):
-            raise ValueError(f"colour cut scale must be a finite number >= 1 (the model's input side or larger), got "
-                             f"{self.scale}")
+        if not 1 <= self.scale <= MAX_COLOUR_SCALE:  # NaN too
+            raise ValueError(f"colour cut scale must be a finite number in [1, {MAX_COLOUR_SCALE:g}] (times the model's "
+                             f"input side), got {self.scale}")
 
     def size_for(self, image_size: int) -> int:
         """Side in pixels of the images the cut runs on, for a model whose input side is ``image_size``."""

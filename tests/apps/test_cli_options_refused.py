@@ -80,7 +80,7 @@ def test_demo_refuses_a_budget_that_is_not_positive(tmp_path: Path, monkeypatch:
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 @pytest.mark.parametrize("option, value", [("--edge-eps", "nan"), ("--refine-weight", "nan"),
-                                           ("--colour-scale", "inf"), ("--edge-radius", "nan"),
+                                           ("--colour-scale", "nan"), ("--edge-radius", "nan"),
                                            ("--group-statistics", "inf")])
 def test_inference_options_that_are_not_finite_are_usage_errors(tmp_path: Path, command: str, option: str,
                                                                 value: str) -> None:

@@ -279,3 +279,22 @@ def test_the_fit_shape_keeps_to_the_budget(n, height, width, budget):
     assert 1 <= shrunk <= height and 1 <= narrowed <= width
     assert n * shrunk * narrowed <= max(budget, n)
     assert GroupColourCut(max_fit_pixels=n * height * width).fit_shape(n, height, width) == (height, width)
+
+
+@pytest.mark.parametrize("scale", [4.5, 1e9])
+def test_a_cut_scale_beyond_the_largest_is_refused(scale, tmp_path):
+    """--colour-scale 1e9 crashed in OpenCV's resize after predict.json was written; 100 asked for images of 22,400 px
+    a side at 224 px."""
+    from click.testing import CliRunner
+
+    from apps.cli import main
+
+    with pytest.raises(ValueError, match=r"scale must be a finite number in \[1, 4\]"):
+        GroupColourCut(scale=scale)
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"")  # never read: the option is refused first
+    result = CliRunner().invoke(main, ["predict", "--checkpoint", str(model), "--input", str(tmp_path), "--output",
+                                       str(tmp_path / "out"), "--colour-scale", str(scale)])
+    assert result.exit_code == 2 and "Invalid value for '--colour-scale'" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+    GroupColourCut(scale=4)
