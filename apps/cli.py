@@ -419,10 +419,12 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     from coseg.predict import predict_folder
     from coseg.report.build import REPORT_NAME, files_folder, remove_report
 
-    masks_named_like_report = (input_dir / files_folder(Path(REPORT_NAME)).name).exists()
+    named_like_report = [name for name in (REPORT_NAME, files_folder(Path(REPORT_NAME)).name)
+                         if (input_dir / name).exists()]
+    masks_named_like_report = bool(named_like_report)
     if report and masks_named_like_report:
-        raise click.UsageError(f"{input_dir} has a sub-folder named {files_folder(Path(REPORT_NAME)).name}, where "
-                               "--report would put its images among the masks; predict without --report")
+        raise click.UsageError(f"{input_dir} has a sub-folder named {named_like_report[0]}, where --report would put "
+                               "its page or images among the masks; predict without --report")
     dev = _device(device)
     model, size = _model(checkpoint, dev, image_size)
     result = predict_folder(model, size, input_dir, output, dev, batch_size, workers, overlays, overwrite,
