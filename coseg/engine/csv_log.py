@@ -19,11 +19,22 @@ class CsvLog:
     def load(self, up_to_epoch: int) -> None:
         """Read an existing log (on resume), keeping rows with ``epoch <= up_to_epoch``; the file is rewritten
         without the others (epochs a killed run logged but did not checkpoint), even if no row is appended. A
-        byte-order mark (a spreadsheet's "CSV UTF-8") is not taken as part of the first column's name."""
+        byte-order mark (a spreadsheet's "CSV UTF-8") is not taken as part of the first column's name; a file that is
+        not such a log (no ``epoch`` column, e.g. re-saved with semicolons, or not UTF-8) is a ValueError naming it,
+        left as it was."""
         if not self.path.is_file():
             return
-        with open(self.path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(self.path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"{self.path}: cannot read this log ({e}); restore the file the run wrote, or move it "
+                             "away to start a new log") from None
+        if reader.fieldnames is not None and "epoch" not in reader.fieldnames:  # rewriting it would drop every row
+            raise ValueError(f"{self.path}: not a log of this toolkit: no 'epoch' column among "
+                             f"{', '.join(reader.fieldnames)[:80]!r} (re-saved with another separator?); restore the "
+                             "file the run wrote, or move it away to start a new log")
         self.rows = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= up_to_epoch]
         if len(self.rows) < len(rows):
             self._write()

@@ -162,6 +162,11 @@ class Engine:
             raise ValueError(f"select_mode must be 'max' or 'min', got '{select_mode}'")
         if time_budget_s is not None and not time_budget_s > 0:  # a negative one: a new run ends writing nothing
             raise ValueError(f"time_budget_s must be > 0 (None: no budget), got {time_budget_s}")
+        if grad_clip is not None and not grad_clip >= 0:  # a negative norm would turn the gradients around
+            raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
+        if not 0 <= warmup < 1:
+            raise ValueError(f"warmup must be in [0, 1) (a fraction of the run), got {warmup}")
+        lr_factor(1.0, warmup, lr_schedule)  # an unknown schedule is refused before any file is written
         self.dist = dist
         self.device = dist.device
         self.output_dir = Path(output_dir)
@@ -244,7 +249,11 @@ class Engine:
                                   f"a weight average (ema_decay); resume it with the same setting")
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:  # other parameter groups, or a damaged state
+            raise CheckpointError(f"{path}: its optimizer state does not fit this optimizer ({e}); resume it with the "
+                                  "options it was trained with") from None
         if state["scaler"]:  # empty when saved without AMP (CPU, --no-amp): a resume with it starts its scale anew
             self.scaler.load_state_dict(state["scaler"])
         rank_streams = state.get("rng_ranks")
@@ -420,6 +429,9 @@ class Engine:
                     self.unreadable.files.update((f, p) for f, p in files.items() if f not in self.unreadable.files)
                 self.ddp_model.eval()  # the weight average, if any, is always in eval mode
                 metrics = task.validate(self.eval_model)
+                if metrics and self.select_metric not in metrics:  # else the newest epoch would silently be the best
+                    raise ValueError(f"select_metric '{self.select_metric}' is not among the validation metrics "
+                                     f"({', '.join(metrics)}): the best epoch cannot be chosen on it")
                 set_rng_state(rank_streams[0])  # validation must not move the streams last.pt saves for resuming
                 row.update({f"val_{k}": round(float(v), 4) for k, v in metrics.items()})
                 row["unreadable"] = self.unreadable.count  # training items replaced, validation images left out
