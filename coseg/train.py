@@ -278,6 +278,10 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.splits is not None and not Path(cfg.splits).is_file():
         raise ConfigError(f"splits: {printable(cfg.splits)} is not a file")
     check_weights_file(cfg.weights)
+    try:
+        build_augmentation(cfg)  # its crops must keep 2 pixels a side at this image size
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:
