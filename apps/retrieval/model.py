@@ -12,6 +12,7 @@ from torch import nn
 
 from apps.retrieval.pooling import POOLINGS
 from coseg.config import check_normalization
+from coseg.engine.config import ConfigError
 from coseg.models.checkpoint import (BOOLEAN, NAME, Field, check_config, integer, load_model_file, numbers,
                                      write_checkpoint)
 from coseg.models.pretrained import (IMAGENET_WEIGHT_SOURCES, TIMM_PREFIX, downloading_weights, has_offline_imagenet,
@@ -240,18 +241,19 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
 
 def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> list[int]:
     """``pool_stages`` (a list or tuple of ints) as non-negative indices into ``net``'s ``feature_info`` (ascending,
-    distinct)."""
+    distinct). Stages the backbone does not have raise ``ConfigError`` (a ``ValueError``; a usage error naming
+    ``pool_stages``)."""
     if not isinstance(pool_stages, (list, tuple)) or not all(is_integer(i) for i in pool_stages):
         raise TypeError(f"pool_stages must be a list of stage indices (ints), got {pool_stages!r}")  # "12": [1, 2]
     if not pool_stages:
         return []
     info = getattr(net, "feature_info", None)
     if not hasattr(net, "forward_intermediates") or not isinstance(info, list) or not info:
-        raise ValueError(f"backbone '{name}' does not expose intermediate stages (timm's forward_intermediates): "
+        raise ConfigError(f"backbone '{name}' does not expose intermediate stages (timm's forward_intermediates): "
                          f"leave pool_stages empty")
     bad = [i for i in pool_stages if not -len(info) <= int(i) < len(info)]
     if bad:
-        raise ValueError(f"pool_stages {bad} out of range: backbone '{name}' has {len(info)} stages (0 to "
+        raise ConfigError(f"pool_stages {bad} out of range: backbone '{name}' has {len(info)} stages (0 to "
                          f"{len(info) - 1}, or -{len(info)} to -1 from the end)")
     return sorted({int(i) % len(info) for i in pool_stages})
 

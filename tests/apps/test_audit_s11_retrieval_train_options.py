@@ -29,6 +29,7 @@ from tests.apps.retrieval_runs import BACKBONE, tiny_set
     (["--head-init", "identity"], "head_init identity needs embedding_dim = the backbone's feature size"),
     (["--backbone", "no_such_net"], "unknown timm backbone 'no_such_net'"),
     (["--frozen-stages", "9"], "frozen_stages must be in 0..5 (backbone 'test_efficientnet' has 5 stages), got 9"),
+    (["--pool-stages", "9"], "pool_stages [9] out of range: backbone 'test_efficientnet' has 5 stages"),
     (["--loss", "soft_triple", "--la", "-1"], "loss 'soft_triple': la must be"),
     (["--loss", "soft_triple", "--centers-per-class", "0"], "loss 'soft_triple': centers_per_class must be"),
     (["--miner", "semi_hard", "--margin", "0"], "miner 'semi_hard': margin must be"),
