@@ -31,8 +31,16 @@ def check_count(value: Any, minimum: int, name: str) -> None:
 
 
 def check_finite_number(value: float, name: str) -> None:
-    """Raise ``ValueError`` if ``value`` (a margin, weight, ...) is NaN or infinite: every loss would be NaN/Inf."""
-    if not math.isfinite(value):
+    """Raise ``ValueError`` if ``value`` (a margin, weight, ...) is NaN or infinite: every loss would be NaN/Inf;
+    ``TypeError`` naming it for a bool or a value that is no number ("0.2", None)."""
+    number = f"{name} must be a number, got {value!r} ({type(value).__name__})"
+    if isinstance(value, bool):
+        raise TypeError(number)
+    try:
+        finite = math.isfinite(value)
+    except TypeError:
+        raise TypeError(number) from None
+    if not finite:
         raise ValueError(f"{name} must be a finite number, got {value}")
 
 

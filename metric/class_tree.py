@@ -9,11 +9,13 @@ the threshold of the first level where they share a node (0 for a class and itse
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
 
-from metric._checks import check_embedding_size, check_finite, check_floating, check_same_size, check_shape, is_integer
+from metric._checks import (check_embedding_size, check_finite, check_finite_number, check_floating, check_same_size,
+                            check_shape, is_integer)
 from metric.distances.base_distance import BaseDistance, at_least_float32, computing_dtype
 from metric.distances.euclidean import EuclideanDistance
 from metric.samplers.sharding import class_indices
@@ -167,9 +169,9 @@ class ClassTree:
     ) -> "ClassTree":
         """Tree of the classes whose centres are ``centres (C, D)`` (labels ``classes``, default 0..C−1).
 
-        Give either ``thresholds`` (ascending, > 0) or ``num_levels`` L: then d_l = start + (h − start)·l/L,
-        l = 1..L, with h the distance at which the last two clusters join (the paper starts at the mean
-        intra-class distance). Classes that no level joins meet at a root level added at
+        Give either ``thresholds`` (finite, ascending, > 0) or ``num_levels`` L: then d_l = start + (h − start)·l/L,
+        l = 1..L, with h the distance at which the last two clusters join and ``start`` ≥ 0 (the paper starts at
+        the mean intra-class distance). Classes that no level joins meet at a root level added at
         max(last threshold, h). Centre distances use ``distance`` (default Euclidean), symmetrised.
         """
         c = check_shape(centres, ["C", "D"], "centres")["C"]
@@ -189,12 +191,16 @@ class ClassTree:
         top = float(heights[-1]) if len(heights) else 0.0
         if thresholds is None:
             check_num_levels(num_levels)
+            check_finite_number(start, "start")
+            if start < 0:
+                raise ValueError(f"start must be a distance >= 0, got {start}")
             start = min(start, top)
             levels = [start + (top - start) * l / num_levels for l in range(1, num_levels)] + [top]
         else:
             levels = [float(t) for t in thresholds]
-            if not levels or levels[0] <= 0 or any(b <= a for a, b in zip(levels, levels[1:])):
-                raise ValueError(f"thresholds must be positive and strictly ascending, got {levels}")
+            if (not levels or not all(map(math.isfinite, levels)) or levels[0] <= 0
+                    or any(b <= a for a, b in zip(levels, levels[1:]))):
+                raise ValueError(f"thresholds must be finite, positive and strictly ascending, got {levels}")
         assignments = torch.cat([torch.arange(c).unsqueeze(0), _cut(c, pairs, heights, levels)])
         levels = [0.0] + levels
         if bool((assignments[-1] != 0).any()):
@@ -233,12 +239,12 @@ class ClassTree:
         return index
 
     def merge_distances(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """d_H of each pair of class labels ``a``, ``b`` (same shape): the threshold of the first level
-        where they share a node."""
-        ia, ib = self.index_of(a).flatten(), self.index_of(b).flatten()
-        together = self.assignments[:, ia] == self.assignments[:, ib]  # (L + 1, pairs); the root row is all True
+        """d_H of each pair of class labels ``a``, ``b`` (shapes that broadcast, e.g. one label and many): the
+        threshold of the first level where they share a node."""
+        ia, ib = torch.broadcast_tensors(self.index_of(a), self.index_of(b))
+        together = self.assignments[:, ia.flatten()] == self.assignments[:, ib.flatten()]  # the root row is all True
         first = together.to(torch.uint8).argmax(0)
-        return self.thresholds[first].reshape(torch.as_tensor(a).shape)
+        return self.thresholds[first].reshape(ia.shape)
 
     def merge_distance(self, a: int, b: int) -> float:
         """d_H(a, b) of two class labels."""
@@ -252,7 +258,7 @@ class ClassTree:
 
     def nearest_classes(self, c: int, n: int) -> torch.Tensor:
         """The ``n`` class labels nearest to class ``c`` in the tree: by d_H, ties by centre distance."""
-        if not 0 <= n < self.num_classes:
+        if not is_integer(n) or not 0 <= n < self.num_classes:
             raise ValueError(f"n must be in [0, {self.num_classes - 1}] (the other classes), got {n}")
         i = int(self.index_of(torch.tensor(c)))
         to_centres = self.distance.pairwise(self.centres[i : i + 1], self.centres)[0]

@@ -5,6 +5,8 @@ from typing import Literal
 
 import torch
 
+from metric.distances.base_distance import computing_dtype
+
 Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
 REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
 
@@ -31,7 +33,8 @@ def reduce_loss(losses: torch.Tensor, reduction: Reduction = "mean") -> torch.Te
     if reduction == "mean":
         return losses.mean()
     kept = ~(losses <= 0)  # items at or below 0 (e.g. a similarity's −cos) are left out of the sum too; NaN is not
-    return torch.where(kept, losses, 0).sum() / kept.sum().clamp(min=1).to(losses.dtype)
+    total = torch.where(kept, losses, 0).sum(dtype=computing_dtype(losses.dtype))  # a float16 sum overflows at 65504
+    return (total / kept.sum().clamp(min=1)).to(losses.dtype)
 
 
 def reduce_positive_sum(total: torch.Tensor, count: int, reduction: Reduction) -> torch.Tensor:
