@@ -39,7 +39,9 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 TIMM_PREFIX = "tu-"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 WRAPPER_PREFIXES = ("module.", "model.")
-HEAD_PREFIXES = ("fc.", "classifier.", "head.")  # classifiers of torchvision and timm models; encoders have none
+# classifiers of torchvision and timm models, of efficientnet-pytorch (smp's efficientnet-b*) and pretrainedmodels
+# (smp's se_resnet*, dpn*, inceptionv4, ...); encoders have none
+HEAD_PREFIXES = ("fc.", "classifier.", "head.", "_fc.", "last_linear.")
 UNPICKLER_ERROR = "WeightsUnpickler error: "  # starts the line of torch.load(weights_only=True)'s refusal
 MAX_EXPANSION = 16  # a .pth (zip) whose members unpack to more than this many times its size is refused
 LOG = logging.getLogger(__name__)
@@ -260,10 +262,11 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
     """Load ``state_dict`` into ``module``: every key of the module must be given with its shape (BatchNorm's
     ``num_batches_tracked`` may be left out, as in older files: torch fills it), and every given key must be in
     ``known`` (the keys of the full architecture; those the module lacks are dropped). Keys of a classifier head
-    (``HEAD_PREFIXES``: torchvision's ``fc.``, timm's ``classifier.``/``head.``) are also dropped when no key of the
-    module is missing, and the log says which. Keys under a wrapper's prefix are unwrapped first
-    (:func:`_unwrapped`); values must fit the module's dtypes (:func:`check_castable`). Raises ``ValueError``
-    listing missing, unexpected and mis-shaped keys, naming ``source``."""
+    (``HEAD_PREFIXES``: torchvision's ``fc.``, timm's ``classifier.``/``head.``, efficientnet-pytorch's ``_fc.``,
+    pretrainedmodels' ``last_linear.``) are also dropped when no key of the module is missing, and the log says
+    which. Keys under a wrapper's prefix are unwrapped first (:func:`_unwrapped`); values must fit the module's
+    dtypes (:func:`check_castable`). Raises ``ValueError`` listing missing, unexpected and mis-shaped keys, naming
+    ``source``."""
     target = module.state_dict()
     state_dict = _unwrapped(state_dict, target)
     missing = missing_keys(state_dict, target)
@@ -274,7 +277,7 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
         raise ValueError(f"{source} does not fit {type(module).__name__}: {problems}")
     given = {k: state_dict[k] for k in target if k in state_dict}
     check_castable(given, target, source)
-    module.load_state_dict(given, strict=True)
+    module.load_state_dict(given)  # strict by default; smp's MiT and DenseNet encoders' overrides take no `strict`
     if head:
         LOG.warning("%s: left out the classifier keys %s (%s has no classifier)", source, _key_list(head),
                     type(module).__name__)
