@@ -24,6 +24,7 @@ from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
 from coseg.models import ARCHITECTURES, CosegNet, Model, create_model, load_ensemble
+from coseg.models.cosegnet import check_encoder_name
 from coseg.models.checkpoint import seen_metadata, update_metadata
 from coseg.models.ensemble import seen_by_members
 from coseg.objective import CosegObjective
@@ -279,6 +280,7 @@ def check_config(cfg: CosegTrainConfig) -> None:
         raise ConfigError(f"splits: {printable(cfg.splits)} is not a file")
     check_weights_file(cfg.weights)
     try:
+        check_encoder_name(cfg.encoder)
         build_augmentation(cfg)  # its crops must keep 2 pixels a side at this image size
     except ValueError as e:
         raise ConfigError(str(e)) from None

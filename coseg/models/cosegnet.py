@@ -565,6 +565,17 @@ class CosegNet(nn.Module):
         write_checkpoint(path, self.state_dict(), self.config, metadata, kind=MODEL_KIND)
 
 
+def check_encoder_name(encoder: str) -> None:
+    """Raise ``ValueError`` in one line for an encoder name neither smp nor timm (``tu-<timm name>``) knows (smp's
+    own error lists its 76 names on one line)."""
+    if encoder.startswith("tu-"):
+        if not timm.is_model(encoder[3:]):
+            raise ValueError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
+    elif encoder not in smp.encoders.get_encoder_names():
+        raise ValueError(f"unknown encoder '{encoder}': smp has no encoder of that name (e.g. resnet34, "
+                         "efficientnet-b0, mit_b0; a timm model as tu-<timm name>)")
+
+
 def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Optional[PathLike] = "imagenet",
                  embedding_dim: int = 32, embedding_hidden_channels: Optional[int] = None, embedding_stride: int = 4,
                  group_levels: int = 0, semantic_prior: bool = False, frozen_prior: bool = False,
@@ -602,8 +613,7 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
         raise ValueError(f"group_levels must be in [0, {decoded}] for {arch}, got {group_levels}: its decoder does "
                          f"not read the encoder's feature map {decoded + 1} levels from the deepest, so a "
                          f"group-consensus module there would never train (--group-levels)")
-    if encoder.startswith("tu-") and not timm.is_model(encoder[3:]):
-        raise ValueError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
+    check_encoder_name(encoder)
     download = weights == "imagenet" and not has_offline_imagenet(encoder)
     try:
         with downloading_weights(encoder) if download else nullcontext():

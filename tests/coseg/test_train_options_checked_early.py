@@ -18,6 +18,8 @@ from tests.coseg.test_train_run import TINY, coseg
     ("--weights", "nosuch.safetensors", "weights: nosuch.safetensors is not a file (give imagenet, none or a local "
                                         "weights file)"),
     ("--splits", "nosuch.json", "splits: nosuch.json is not a file"),
+    ("--encoder", "no_such_encoder", "unknown encoder 'no_such_encoder': smp has no encoder of that name"),
+    ("--encoder", "tu-no_such_model", "unknown encoder 'tu-no_such_model': timm has no model 'no_such_model'"),
     ("--crop-scale", 0.0001, "crop_scale 0.0001 with crop_ratio (0.75, 1.3333333333333333) makes crops of 64 px "
                              "images under 2 pixels a side"),
 ])

@@ -204,7 +204,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_anew(tmp_p
 @pytest.mark.parametrize("members, option, value, message, exit_code", [
     (1, "--ema-decay", 1.5, "ema_decay must be in [0, 1), got 1.5", 2),  # a usage error, before the data is read
     (2, "--triplet-margin", -0.3, "triplet_margin must be > 0, got -0.3", 2),
-    (2, "--encoder", "resnet-18", "Wrong encoder name `resnet-18`", 1),
+    (2, "--encoder", "resnet-18", "unknown encoder 'resnet-18': smp has no encoder of that name", 2),
 ])
 def test_overwrite_with_an_option_the_run_refuses_keeps_the_old_run(tmp_path, members, option, value, message,
                                                                     exit_code):
