@@ -320,7 +320,8 @@ def downloading_weights(encoder: str, offline: Optional[Sequence[str]] = None) -
         raise WeightsDownloadError(
             f"could not download ImageNet weights for encoder '{encoder}' ({type(err).__name__}: {err}). Without a "
             f"network, pass a local weights file (weights='path/to/weights.safetensors' or .pth) or use an encoder "
-            f"with offline ImageNet weights: {', '.join(offline_encoders() if offline is None else offline)}"
+            f"with offline ImageNet weights: {', '.join(offline_encoders() if offline is None else offline)} "
+            f"(HF_HUB_OFFLINE=1 makes such a download fail at once instead of after its retries)"
         ) from err
 
 
