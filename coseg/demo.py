@@ -10,9 +10,10 @@ from coseg.checkpoints import load_for_inference
 from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, make_synthetic_coseg
 from coseg.engine import resolve_device
-from coseg.evaluate import evaluate_samples, write_evaluation
+from coseg.evaluate import evaluate_samples, remove_earlier_predictions, write_evaluation
 from coseg.models import EdgeFilter, GroupColourCut
 from coseg.predict import predict_folder
+from coseg.report.build import remove_report
 from coseg.report.files import PREDICTIONS, record_path
 from coseg.selection import samples_of
 from coseg.train import train
@@ -29,7 +30,8 @@ DEMO_IMAGE_SIZE = 128
 def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
     """Generate 24 groups of 5 images (the last 4 never seen in training), train for ``minutes`` from the ImageNet
     encoder, predict and evaluate the unseen groups (their predicted masks saved for a report: ``coseg report output``).
-    Returns the summary and where everything went."""
+    An earlier demo's scores and report in ``output`` are removed before training. Returns the summary and where
+    everything went."""
     output = Path(output)
     data = output / "data"
     if not (data / "splits.json").is_file():
@@ -42,6 +44,11 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
                            image_size=DEMO_IMAGE_SIZE, epochs=1000, minutes=minutes, val_fraction=0.2,
                            groups_per_batch=2, images_per_group=4, device=device, quiet=quiet,
                            overwrite=True)  # a second demo replaces the first
+    # the first demo's scores and report describe the checkpoint the training replaces: gone even if it is interrupted
+    for name in ("summary.json", "per_image.csv"):
+        (output / name).unlink(missing_ok=True)
+    remove_earlier_predictions(output / PREDICTIONS)
+    remove_report(output)
     result = train(cfg)
     dev = resolve_device(device)
     checkpoint = result.output / "best.safetensors"
