@@ -3,6 +3,7 @@ option or file gives one (in the format the layout reads), masks named otherwise
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,9 @@ def test_training_on_masks_named_otherwise_names_the_first_unpaired_file(tmp_pat
                                          "paired with the image of its stem), so there is nothing to train on; 3 "
                                          "unpaired file(s) or folder(s), the first: mask "
                                          f"without image: {data}/masks/")
-    assert line.endswith("img0_mask.png")
+    assert re.search(r"masks/.*/img0_mask\.png \(the image .*/img0\.\w+, also unpaired, has its stem without the "
+                     r"suffix '_mask'; a mask pairs with the image of its exact stem in the same folder: rename the "
+                     r"masks without the suffix\)$", line), line
     assert not (tmp_path / "run").exists()
 
 
