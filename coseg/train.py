@@ -19,7 +19,7 @@ from coseg.data import (
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, NonFiniteLossError, RunFolder, adamw,
                           check_at_least, check_choice, check_fraction, check_seed, distributed_run, once,
-                          training_lock)
+                          training_lock, usage_errors)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
@@ -279,11 +279,9 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.splits is not None and not Path(cfg.splits).is_file():
         raise ConfigError(f"splits: {printable(cfg.splits)} is not a file")
     check_weights_file(cfg.weights)
-    try:
+    with usage_errors():
         check_encoder_name(cfg.encoder)
         build_augmentation(cfg)  # its crops must keep 2 pixels a side at this image size
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
 
 def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:

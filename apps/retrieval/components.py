@@ -8,6 +8,7 @@ component (nor read by a hook of the method) is an error naming the components, 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -18,7 +19,7 @@ from torch.utils.data import Sampler
 
 from apps.retrieval.config import RetrievalTrainConfig
 from apps.retrieval.hooks import TRAINING_HOOKS, TrainingHook
-from coseg.engine import ConfigError
+from coseg.engine import ConfigError, usage_errors
 import metric.losses  # noqa: F401  (the imports register the components by name)
 import metric.samplers  # noqa: F401
 from metric.distances import BaseDistance
@@ -71,12 +72,8 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
         check_arguments(factory, kwargs, what)
     except TypeError as error:
         raise ConfigError(str(error)) from None
-    try:
+    with usage_errors(what) if options_only else contextlib.nullcontext():
         return factory(**kwargs)
-    except ValueError as error:
-        if not options_only or isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"{what}: {error}") from None
 
 
 def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
@@ -112,11 +109,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     taken |= loss_taken
 
     def smart_miner() -> SmartMiner:
-        try:
+        with usage_errors(f"--target-active {cfg.target_active}, --controller-gain {cfg.controller_gain}"):
             controller = AdaptiveHardnessController(target_active=cfg.target_active, gain=cfg.controller_gain)
-        except ValueError as error:  # its gain is --controller-gain
-            raise ConfigError(f"--target-active {cfg.target_active}, --controller-gain {cfg.controller_gain}: "
-                              f"{error}") from None
         return create_component(SmartMiner, "smart miner", {"num_neighbours": cfg.num_neighbours,
                                 "controller": controller, "seed": cfg.seed}, taken, options_only=True)
 
@@ -156,12 +150,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         parts.regularizers["zero_mean"] = LOSSES.create("zero_mean", weight=cfg.zero_mean_weight)
     for name in dict.fromkeys((cfg.loss, cfg.sampler)):
         if name in TRAINING_HOOKS:
-            try:
+            with usage_errors(f"{'loss' if name == cfg.loss else 'batch sampler'} '{name}'"):  # it checks options only
                 hook = TRAINING_HOOKS.get(name)(cfg, parts)
-            except ValueError as error:  # a hook checks options only
-                if isinstance(error, ConfigError):
-                    raise
-                raise ConfigError(f"{'loss' if name == cfg.loss else 'batch sampler'} '{name}': {error}") from None
             parts.hooks.append(hook)
             taken |= set(hook.options)
     unused = [name for name in (*TUNABLE, "distance", "align_centroids")

@@ -44,7 +44,7 @@ from coseg.data import (
 )
 from coseg.engine import (
     RESUMABLE, ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-    check_fraction, check_seed, distributed_run, load_config, lr_factor, once, training_lock,
+    check_fraction, check_seed, distributed_run, load_config, lr_factor, once, training_lock, usage_errors,
 )
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
@@ -338,10 +338,8 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
             raise ConfigError(f"{', '.join(stage_options)}: the fine-tuning stage follows the head stage of mode "
                               "staged; mode end_to_end trains everything for --epochs (--minutes)")
     check_fraction(cfg, "val_fraction")
-    try:
+    with usage_errors():
         lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     if not 1 <= cfg.feature_views <= 4:
         raise ConfigError(f"feature_views must be in [1, 4], got {cfg.feature_views}")
     if cfg.embedding_dim < 0:
@@ -362,11 +360,9 @@ def build_model(cfg: RetrievalTrainConfig) -> RetrievalModel:
                                      mean=cfg.input_mean or None, std=cfg.input_std or None)
     except KeyError as e:  # an unknown backbone name (a weights file that does not fit is a ValueError)
         raise ConfigError(e.args[0]) from None
-    try:
+    with usage_errors():
         net.freeze_stages(cfg.frozen_stages)
         check_image_size(net, cfg.image_size)  # before any image is decoded
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     return net
 
 
@@ -538,10 +534,8 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     progress = not cfg.quiet and dist.is_main
 
     net = build_model(cfg)
-    try:
+    with usage_errors():
         check_head_init(cfg.head_init, net.feature_dim, net.embedding_dim)  # before any image is decoded
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
     def check_method(records: list[Record], classes: list[str]) -> None:
         build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size,

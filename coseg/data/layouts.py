@@ -238,7 +238,8 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     keys = {_stem_key(image, image_base) for image in images}
     lone_images = {key: image for key, image in unique.items() if key not in masks}
     lone_masks = {key: mask for key, mask in sorted(masks.items()) if key not in keys}
-    image_stems, mask_stems, mask_prefixes = _by_stem(lone_images), _by_stem(lone_masks), _by_prefix(lone_masks)
+    image_stems, mask_stems = _by_stem(lone_images), _by_stem(lone_masks)
+    mask_prefixes = _by_stem(lone_masks, prefixes=True)
     problems.extend(Problem("image without mask", image,
                             _elsewhere(key, mask_stems, "mask") or _suffixed_mask(key, mask_prefixes))
                     for key, image in lone_images.items())
@@ -248,11 +249,18 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     return [Sample(image, masks.get(key), group_of(image), subset, any_nonzero) for key, image in unique.items()]
 
 
-def _by_stem(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, str, Path]]]:
-    """``unpaired`` files (``_stem_key`` → file) as stem ignoring case → [(relative folder, stem, file)], sorted."""
+_SUFFIX_SEPARATORS = "_- ."
+
+
+def _by_stem(unpaired: dict[tuple[str, str], Path],
+             prefixes: bool = False) -> dict[str, list[tuple[str, str, Path]]]:
+    """``unpaired`` files (``_stem_key`` → file) as stem ignoring case (with ``prefixes``: as each start of their stem
+    before a separator, ``a`` of ``a_GT``) → [(relative folder, stem, file)], sorted."""
     stems: dict[str, list[tuple[str, str, Path]]] = {}
     for (folder, stem), path in sorted(unpaired.items()):
-        stems.setdefault(stem.casefold(), []).append((folder, stem, path))
+        keys = [stem[:i] for i in range(1, len(stem)) if stem[i] in _SUFFIX_SEPARATORS] if prefixes else [stem]
+        for key in keys:
+            stems.setdefault(key.casefold(), []).append((folder, stem, path))
     return stems
 
 
@@ -271,24 +279,13 @@ def _elsewhere(key: tuple[str, str], stems: dict[str, list[tuple[str, str, Path]
                                      "and the masks' folders")
 
 
-_SUFFIX_SEPARATORS = "_- ."
 _RENAME = "a mask pairs with the image of its exact stem in the same folder: rename the masks without the suffix"
-
-
-def _by_prefix(unpaired: dict[tuple[str, str], Path]) -> dict[str, list[tuple[str, str, Path]]]:
-    """``unpaired`` files (``_stem_key`` → file) as each start of their stem before a separator (``a`` of
-    ``a_GT``), ignoring case → [(relative folder, stem, file)], sorted."""
-    prefixes: dict[str, list[tuple[str, str, Path]]] = {}
-    for (folder, stem), path in sorted(unpaired.items()):
-        for i in range(1, len(stem)):
-            if stem[i] in _SUFFIX_SEPARATORS:
-                prefixes.setdefault(stem[:i].casefold(), []).append((folder, stem, path))
-    return prefixes
 
 
 def _suffixed_mask(key: tuple[str, str], prefixes: dict[str, list[tuple[str, str, Path]]]) -> str:
     """For an image left unpaired at ``key``: a detail naming an unpaired mask of its folder named after the image
-    with a suffix added (``a.jpg``, ``a_GT.png``; ``prefixes``: :func:`_by_prefix` of the masks), else ""."""
+    with a suffix added (``a.jpg``, ``a_GT.png``; ``prefixes``: :func:`_by_stem` of the masks, with ``prefixes``),
+    else ""."""
     found = [(stem, path) for folder, stem, path in prefixes.get(key[1].casefold(), []) if folder == key[0]]
     if not found:
         return ""

@@ -2,12 +2,13 @@
 the file, and the resolved config is saved beside the outputs (``config.yaml``)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import yaml
 
@@ -18,6 +19,18 @@ C = TypeVar("C")
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the config's fields or types."""
+
+
+@contextlib.contextmanager
+def usage_errors(what: str = "") -> Iterator[None]:
+    """Raise a ``ValueError`` of the block (a value an option cannot take, told by the code that takes it) as a
+    ``ConfigError``, which the commands tell as a usage error, its message after ``what: `` when given."""
+    try:
+        yield
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{what}: {e}" if what else str(e)) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
