@@ -130,8 +130,11 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
                           "proxies (soft_triple)")
     classes = int(labels.unique().numel())
     if "classes_per_batch" in sampler_params and cfg.classes_per_batch > classes:
-        raise ValueError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "
-                         f"not held out for validation): lower --classes-per-batch to at most {classes}")
+        raise ConfigError(f"--classes-per-batch {cfg.classes_per_batch}, but training has {classes} class(es) (those "
+                          f"not held out for validation): lower --classes-per-batch to at most {classes}")
+    if "classes_per_anchor" in sampler_params and (cfg.classes_per_anchor or 0) > classes:
+        raise ConfigError(f"--classes-per-anchor {cfg.classes_per_anchor}, but training has {classes} class(es) "
+                          f"(those not held out for validation): lower --classes-per-anchor to at most {classes}")
     triplets = cfg.classes_per_batch * cfg.samples_per_class // 3
     if "triplets_per_batch" in sampler_params and triplets % world_size:
         # a value of the sampler's own, not an option: say which options make it

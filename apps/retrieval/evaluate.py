@@ -35,7 +35,7 @@ def load_for_retrieval(checkpoint: PathLike, device: torch.device,
                        image_size: Optional[int] = None) -> tuple[RetrievalModel, int]:
     """The model of ``checkpoint`` in eval mode on ``device`` and its inference size: ``image_size`` if given,
     else the size it was trained at (its metadata), else 224."""
-    model = load_retrieval_model(checkpoint, map_location="cpu").to(device).eval()
+    model = load_retrieval_model(checkpoint, map_location="cpu").to(device)
     if image_size is None:
         image_size = recorded_image_size(checkpoint) or DEFAULT_IMAGE_SIZE
     if image_size < 1:

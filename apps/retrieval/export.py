@@ -112,7 +112,8 @@ def _digest(*parts: Union[str, bytes]) -> str:
 
 def file_stamp(item: Item) -> tuple[int, int, int]:
     """An image's (path hash, modification time in ns, byte size): changes when the file is replaced or edited; for a
-    file gone (or unreadable) since the folder was scanned, (path hash, −1, −1) (it is then skipped as unreadable)."""
+    file gone (or unreadable) since the folder was scanned, (path hash, −1, −1) (it is then skipped as
+    unreadable)."""
     path_hash = int(_digest(item.relative)[:15], 16)  # 60 bits: held by int64
     try:
         stat = os.stat(item.path)

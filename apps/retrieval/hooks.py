@@ -72,7 +72,8 @@ class ReadableMiner:
     def __init__(self, miner: SmartMiner) -> None:
         self.miner = miner
         self.rows = torch.empty(0, dtype=torch.long)  # dataset index of each indexed row
-        self.position = torch.empty(0, dtype=torch.long)  # indexed row of each dataset index (a lost one: its stand-in's)
+        # indexed row of each dataset index (a lost one: its stand-in's)
+        self.position = torch.empty(0, dtype=torch.long)
 
     def __getattr__(self, name: str) -> Any:
         if name == "miner":  # not set yet (e.g. while unpickling)

@@ -205,7 +205,9 @@ def create_retrieval_model(backbone: str = DEFAULT_BACKBONE, weights: Optional[P
                            pooling: str = "avg", embedding_dim: int = 128, freeze_bn: bool = False,
                            mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                            pool_stages: Sequence[int] = (), flip_average: bool = False) -> RetrievalModel:
-    """Build a :class:`RetrievalModel` from names.
+    """Build a :class:`RetrievalModel` from names, in train mode (as any new ``nn.Module``), to train: call ``.eval()``
+    before embedding images with it (train mode takes BatchNorm statistics from the batch and updates them, and skips
+    ``flip_average``); :func:`load_retrieval_model` returns a saved model in eval mode.
 
     backbone: a timm model name. weights: ``"imagenet"`` (offline for ``tf_efficientnet_lite0/1/2``, downloaded by
     timm for other backbones), None (random), or a local ``.safetensors``/``.pth`` file in timm key names.
@@ -260,10 +262,10 @@ def _stage_indices(net: nn.Module, name: str, pool_stages: Sequence[int]) -> lis
 
 def load_retrieval_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> RetrievalModel:
     """Rebuild the model saved by :meth:`RetrievalModel.save` in ``path`` (no download: weights=None, then its
-    state dict), on ``map_location``. Raises ``ValueError`` naming the file if it is not such a model file; a
-    pickled file is refused without being unpickled, and so is a config field that is unknown or of the wrong type
-    or range (:data:`RETRIEVAL_FIELDS`)."""
-    return load_model_file(path, _build_from_file, MODEL_KIND, map_location)
+    state dict), on ``map_location``, in eval mode, ready to embed images (``.train()`` to train it on). Raises
+    ``ValueError`` naming the file if it is not such a model file; a pickled file is refused without being unpickled,
+    and so is a config field that is unknown or of the wrong type or range (:data:`RETRIEVAL_FIELDS`)."""
+    return load_model_file(path, _build_from_file, MODEL_KIND, map_location).eval()
 
 
 def _build_from_file(weights: Optional[PathLike] = None, **config: Any) -> RetrievalModel:

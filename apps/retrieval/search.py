@@ -175,7 +175,10 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         more = f"; and {len(unread) - SHOWN_UNREAD} more" if len(unread) > SHOWN_UNREAD else ""
         raise ValueError(f"cannot read any query ({len(unread)} unusable file(s) or folder(s)): "
                          f"{'; '.join(unread[:SHOWN_UNREAD])}{more}")
-    squared, found = index.search(np.ascontiguousarray(embeddings), min(k, index.ntotal))
+    wanted = min(k, index.ntotal)
+    if hasattr(index, "hnsw"):  # a graph search keeping fewer candidates than it returns finds too few, and worse
+        index.hnsw.efSearch = max(index.hnsw.efSearch, wanted)
+    squared, found = index.search(np.ascontiguousarray(embeddings), wanted)
     results = []
     for row, position in enumerate(positions.tolist()):
         for rank, (value, hit) in enumerate(zip(squared[row].tolist(), found[row].tolist()), start=1):

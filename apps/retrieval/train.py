@@ -326,7 +326,7 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
                            ("pooling", POOLINGS)):
         check_choice(cfg, name, registry.names())
     check_at_least(cfg, 1, "epochs", "image_size", "batch_size", "classes_per_batch", "samples_per_class",
-                   "head_passes", "threads")
+                   "head_passes", "threads", "iterations_per_representative", "classes_per_anchor")
     check_at_least(cfg, 0, "minutes", "finetune_minutes", "workers", "frozen_stages", "finetune_epochs")
     check_seed(cfg)
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)

@@ -66,6 +66,6 @@ def test_more_classes_per_batch_than_training_classes_names_the_option(tmp_path:
     data = write_class_folders(tmp_path / "ret", ["a", "b", "c", "d"])
     code, output = invoke("retrieval", "train", "--data", data, "--train-classes", "a,b,c", "--output",
                           tmp_path / "run", *TINY_RETRIEVAL, "--classes-per-batch", 4, "--val-fraction", 0)
-    assert code == 1 and output.strip() == ("Error: --classes-per-batch 4, but training has 3 class(es) (those not "
+    assert code == 2 and output.strip() == ("Error: --classes-per-batch 4, but training has 3 class(es) (those not "
                                             "held out for validation): lower --classes-per-batch to at most 3")
     assert not (tmp_path / "run").exists()
