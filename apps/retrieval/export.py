@@ -43,7 +43,7 @@ from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.inference import image_batches
 from apps.retrieval.model import RetrievalModel
 from coseg.atomic import PathLike, atomic_path, remove_temporaries, write_bytes_atomic, write_text_atomic
-from coseg.data import find_samples, printable
+from coseg.data import NOTE_KINDS, find_samples, printable
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import record_path
 from coseg.inference import ImageFileDataset
@@ -77,8 +77,8 @@ class Item:
 
 
 # What the folders layout reports about masks, which an export does not read: an image without a mask is exported,
-# and a mask is no image to export.
-MASK_PROBLEMS = frozenset({"image without mask", "mask without image", "ambiguous mask"})
+# and a mask is no image to export; a note on how masks were paired leaves nothing out.
+MASK_PROBLEMS = frozenset({"image without mask", "mask without image", "ambiguous mask"}) | NOTE_KINDS
 
 
 def scan_images(input_dir: Path) -> tuple[list[Item], list[tuple[Path, str]]]:

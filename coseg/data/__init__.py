@@ -9,7 +9,7 @@ from coseg.data.io import (
     read_image_for_size, read_mask, read_pair, shown_names, write_png_atomic,
 )
 from coseg.data.layouts import (
-    LAYOUTS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
+    LAYOUTS, NOTE_KINDS, SBCOSEG_SUBSETS, LayoutError, Problem, Sample, Scan, detect_layout, find_samples,
 )
 from coseg.data.splits import (
     draw_units, groups_sharing_images, holdout_groups, load_split, resolve_groups, resolve_split, sharing_pairs,
@@ -18,7 +18,7 @@ from coseg.data.splits import (
 from coseg.data.synthetic import SYNTHETIC_LAYOUTS, make_synthetic_coseg, synthetic_image
 
 __all__ = [
-    "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
+    "IMAGE_SUFFIXES", "LAYOUTS", "MASK_SUFFIXES", "NOTE_KINDS", "SBCOSEG_SUBSETS", "SYNTHETIC_LAYOUTS", "CosegDataset",
     "DataFileError", "Decoded", "GroupPaste", "ImageCache", "ImageReadError", "LayoutError", "MaskError", "Problem",
     "Sample", "Scan", "TrainAugmentation", "decode_sample", "detect_layout", "draw_units", "encode_png", "find_samples",
     "groups_sharing_images", "holdout_groups", "load_split", "make_synthetic_coseg", "printable", "read_image",

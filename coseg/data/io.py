@@ -4,14 +4,14 @@ Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any 
 including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
 RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
 (for every format; OpenCV's TIFF decoder rotates even when told not to); a float TIFF, which it does not decode,
-is read unchanged and scaled to 8-bit; an 8-bit gray + alpha TIFF, which it refuses or garbles when tiled, is
-decoded by Pillow. The image as stored is that rotated image turned back by the orientation tag as Pillow reads
-it, for every format alike. Masks are decoded with Pillow, which keeps palette indices and 1-bit
-data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored. ``read_pair`` reconciles
-the two: when the EXIF-rotated image does not fit the mask but the stored one does, the image is used as stored;
-``fit_to_mask`` turns a prediction made on the rotated image back by the same rule, and resizes it to a mask of the
-image's aspect ratio saved at another resolution (evaluation scores at the mask's size; training, through
-``read_pair(resize_image=True)``, takes the image at the mask's size).
+is read unchanged and scaled to 8-bit (a 32-bit integer one is refused, saying so); an 8-bit gray + alpha TIFF,
+which it refuses or garbles when tiled, is decoded by Pillow. The image as stored is that rotated image turned back
+by the orientation tag as Pillow reads it, for every format alike. Masks are decoded with Pillow, which keeps palette
+indices and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored.
+``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the stored one does, the
+image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back by the same rule, and
+resizes it to a mask of the image's aspect ratio saved at another resolution (evaluation scores at the mask's size;
+training, through ``read_pair(resize_image=True)``, takes the image at the mask's size).
 
 Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
 """
@@ -123,9 +123,12 @@ def _truncated_jpeg(data: bytes) -> bool:
 def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     """A floating-point image (a 32/64-bit float TIFF, which ``cv2.IMREAD_COLOR`` does not decode) as ``(H, W, 3)``
     uint8 BGR, alpha dropped: colour values all within [0, 1] are scaled by 255, others clipped to [0, 255]. None
-    for other files; ``ImageReadError`` for NaN or infinite values, which no scaling makes a colour."""
-    array = _float_array(data)  # EXIF-turned, as IMREAD_COLOR
-    if array is None or array.shape[2:] not in ((), (3,), (4,)):
+    for other files; ``ImageReadError`` for NaN or infinite values, which no scaling makes a colour, and for a 32-bit
+    integer image (TIFF), which it does not decode either and whose range no file tells."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # EXIF-turned, as IMREAD_COLOR
+    if array is not None and array.dtype in (np.int32, np.uint32):
+        raise ImageReadError(path, f"32-bit integer image ({array.dtype}) is not supported: save it as 8- or 16-bit")
+    if array is None or not np.issubdtype(array.dtype, np.floating) or array.shape[2:] not in ((), (3,), (4,)):
         return None
     if array.ndim == 3:
         array = array[..., :3]  # alpha dropped

@@ -15,15 +15,16 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   other top folders are groups themselves. Groups are named by their path under ``root``: ``ECFB/<group>``; images
   directly in a subset folder are reported as outside any group. ``root`` may be one subset folder (``SBCoseg/ECFB``:
   its groups keep their names and subset, ``ECFB/<group>``, so that they match those of a model trained on the whole
-  data set) or one group folder itself (images and masks side by side in it: one group named after it). Subfolders
+  data set) or one group folder itself (images and masks side by side in it: one group named after it, likewise
+  ``ECFB/<group>`` with its subset when it is in a subset's folder). Subfolders
   of a group holding images are reported and left out.
 - ``folders``:  images under ``root`` (or ``root/images``), masks under ``masks_root`` (or a folder beside
   ``root/images`` named in ``MASK_FOLDER_NAMES``: ``masks``, ``gt``, ...; without ``root/images``, such a folder in
   ``root`` whose masks pair with images of ``root``: ``photos/a.jpg`` + ``photos/masks/a.png``), matched by relative
   folder + stem; these folder names in any case (``Images/`` + ``Masks/``). Without such a folder, each group
   folder's own one is its masks likewise (MSRC's ``cow/GT/a.png`` for ``cow/a.bmp``; the images of groups without
-  one are then reported as without mask). Such a folder of masks none of which pairs (``photos/masks/a_mask.png``)
-  is reported and left out, not read as a group of photos.
+  one are then reported as without mask). Such a folder of masks none of which is named after an image
+  (``photos/masks/mask_a.png``) is reported and left out, not read as a group of photos.
   A group is the folder path under the images root (``a/b``); images directly in it form one group named after
   it, unless a subfolder of that name holds images too (``images/a.jpg`` beside ``images/images/``): the loose
   images are then reported as outside any group and left out. Without masks every sample has ``mask=None``
@@ -31,8 +32,8 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   images (except the mask folder in use) and the images directly in ``root`` are reported and left out; other
   files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``); ``sbcoseg`` needs a subset folder
-  or at least half the PNGs beside a JPEG of their stem, so a folder of JPEG and PNG photos where two share a stem
-  stays ``folders``.
+  or at least half the PNGs beside a JPEG of their stem (or named after one plus a suffix: ``a.jpg``, ``a_mask.png``),
+  so a folder of JPEG and PNG photos where two share a stem stays ``folders``.
 
 Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX``, a Synology NAS's thumbnail folders
 (``@eaDir``) and files that are not images (``Thumbs.db``, a README) are ignored; image files of a format not read
@@ -41,11 +42,15 @@ once (a folder reached again, e.g. through a loop, is reported and skipped); a l
 or to itself) is reported as a broken link, a folder that cannot be listed as a skipped folder. An image without a
 mask (when a mask folder exists) is kept with ``mask=None`` and reported; a mask without an image is reported (each
 naming an unpaired file of the other kind whose name differs only in case, or whose stem is in another folder, or
-whose stem differs by a suffix: ``a.jpg`` and ``a_GT.png``, which do not pair). Where masks exist, several images
-with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the mask of?) and several masks with one
-stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the mask, that is ``a.jpg`` +
-``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate escapes); ``printable``
-shows them.
+whose stem differs by a suffix). A mask named after its image plus a separator (``_``, ``-``, ``.``, space) and a
+suffix (``a.jpg`` and ``a_GT.png``, ``a-mask.png``, ``a.jpg.png``) is paired with it when it is unambiguous: the image
+has no mask of its own stem, one suffix names the masks of the whole scan (the one of each image named by a single
+mask in its place, and every image named so has a mask with it); a "paired by suffix" note (of ``NOTE_KINDS``) at
+``root`` tells it. With several suffixes (``a_GT.png``, ``b_mask.png``), or one without a letter (``a_2.png``), none
+pairs. Where masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the
+mask of?) and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the
+mask, that is ``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
+escapes); ``printable`` shows them.
 
 A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
 registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output and rejects an empty result.
@@ -54,7 +59,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -64,6 +69,8 @@ from coseg.atomic import PathLike
 from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, DataFileError, printable, read_mask
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
+NOTE_KINDS = frozenset({"paired by suffix"})
+"""The ``Problem`` kinds that tell how files were read and leave nothing out."""
 MASK_FOLDER_NAMES = ("masks", "mask", "ground_truth", "groundtruth", "gt", "labels", "annotations")  # any case
 _IGNORED_FOLDERS = frozenset({"__MACOSX", "@eaDir"})  # macOS zip extras; a Synology NAS's thumbnails
 _JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
@@ -84,12 +91,15 @@ class Sample:
 @dataclass(frozen=True)
 class Problem:
     """A file or folder that did not make a complete sample. ``kind``: "image without mask", "mask without
-    image", "ambiguous image", "ambiguous mask", "outside any group", "skipped folder", "broken link" or
-    "unsupported file"."""
+    image", "ambiguous image", "ambiguous mask", "outside any group", "skipped folder", "broken link",
+    "unsupported file" or "data set in a subfolder"; or, of the ``NOTE_KINDS``, which leave nothing out, a note on
+    how the files were read. ``candidates``: for an "image without mask", the unpaired masks of its folder named
+    after it plus a suffix (``a_GT.png`` for ``a.jpg``), which ``find_samples`` may pair with it."""
 
     kind: str
     path: Path
     detail: str = ""
+    candidates: tuple[Path, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.kind}: {printable(self.path)}" + (f" ({self.detail})" if self.detail else "")
@@ -241,7 +251,8 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
     image_stems, mask_stems = _by_stem(lone_images), _by_stem(lone_masks)
     mask_prefixes = _by_stem(lone_masks, prefixes=True)
     problems.extend(Problem("image without mask", image,
-                            _elsewhere(key, mask_stems, "mask") or _suffixed_mask(key, mask_prefixes))
+                            _elsewhere(key, mask_stems, "mask") or _suffixed_mask(key, mask_prefixes),
+                            _named_after(key, mask_prefixes))
                     for key, image in lone_images.items())
     problems.extend(Problem("mask without image", mask,
                             _elsewhere(key, image_stems, "image") or _unsuffixed_image(key, image_stems))
@@ -252,13 +263,18 @@ def _pair(images: list[Path], image_base: Path, masks: Optional[dict[tuple[str, 
 _SUFFIX_SEPARATORS = "_- ."
 
 
+def _prefixes(stem: str) -> list[str]:
+    """Each start of ``stem`` before a separator, longest last: ``a``, ``a_2`` of ``a_2_GT``."""
+    return [stem[:i] for i in range(1, len(stem)) if stem[i] in _SUFFIX_SEPARATORS]
+
+
 def _by_stem(unpaired: dict[tuple[str, str], Path],
              prefixes: bool = False) -> dict[str, list[tuple[str, str, Path]]]:
     """``unpaired`` files (``_stem_key`` → file) as stem ignoring case (with ``prefixes``: as each start of their stem
     before a separator, ``a`` of ``a_GT``) → [(relative folder, stem, file)], sorted."""
     stems: dict[str, list[tuple[str, str, Path]]] = {}
     for (folder, stem), path in sorted(unpaired.items()):
-        keys = [stem[:i] for i in range(1, len(stem)) if stem[i] in _SUFFIX_SEPARATORS] if prefixes else [stem]
+        keys = _prefixes(stem) if prefixes else [stem]
         for key in keys:
             stems.setdefault(key.casefold(), []).append((folder, stem, path))
     return stems
@@ -294,16 +310,21 @@ def _suffixed_mask(key: tuple[str, str], prefixes: dict[str, list[tuple[str, str
     return f"the mask {printable(path)}, also unpaired, has its stem followed by '{suffix}'; {_RENAME}"
 
 
+def _named_after(key: tuple[str, str], prefixes: dict[str, list[tuple[str, str, Path]]]) -> tuple[Path, ...]:
+    """For an image left unpaired at ``key``: the unpaired masks of its folder whose stem is its stem (case included),
+    a separator and more (``prefixes``: as for :func:`_suffixed_mask`)."""
+    return tuple(path for folder, other, path in prefixes.get(key[1].casefold(), [])
+                 if folder == key[0] and key[1] in _prefixes(other))
+
+
 def _unsuffixed_image(key: tuple[str, str], stems: dict[str, list[tuple[str, str, Path]]]) -> str:
     """For a mask left unpaired at ``key``: a detail naming an unpaired image of its folder whose stem is the mask's
     but for a suffix (``a_GT.png``, ``a.jpg``; ``stems``: :func:`_by_stem` of the images), else ""."""
-    stem = key[1]
-    for i in range(len(stem) - 1, 0, -1):
-        if stem[i] in _SUFFIX_SEPARATORS:
-            path = next((p for folder, _, p in stems.get(stem[:i].casefold(), []) if folder == key[0]), None)
-            if path is not None:
-                return (f"the image {printable(path)}, also unpaired, has its stem without the suffix "
-                        f"'{printable(stem[i:])}'; {_RENAME}")
+    for prefix in reversed(_prefixes(key[1])):
+        path = next((p for folder, _, p in stems.get(prefix.casefold(), []) if folder == key[0]), None)
+        if path is not None:
+            return (f"the image {printable(path)}, also unpaired, has its stem without the suffix "
+                    f"'{printable(key[1][len(prefix):])}'; {_RENAME}")
     return ""
 
 
@@ -434,18 +455,20 @@ MASKS_LOOKED_AT = 3
 
 def _inner_mask_folder(root: Path) -> tuple[Optional[Path], Optional[Problem]]:
     """The subfolder of ``root`` named in ``MASK_FOLDER_NAMES`` (``photos/masks/``), as ``(folder, None)`` when a
-    mask in it pairs with an image of ``root`` outside it (``photos/a.jpg`` with ``photos/masks/a.png``): the masks of
-    images held in ``root`` itself, not a group of images. As ``(None, skipped folder)`` when its files are masks (its
-    first ``MASKS_LOOKED_AT`` are two-level images) of which none pairs (``photos/masks/a_mask.png``): it is left out
-    instead of being taken for a group of photos. ``(None, None)`` otherwise (a folder of photos named ``labels``
-    stays a group)."""
+    mask in it pairs with an image of ``root`` outside it (``photos/a.jpg`` with ``photos/masks/a.png``) or is named
+    after one plus a suffix (``photos/masks/a_mask.png``, MSRC's ``cow/GT/1_s_GT.bmp``): the masks of images held in
+    ``root`` itself, not a group of images. As ``(None, skipped folder)`` when its files are masks (its first
+    ``MASKS_LOOKED_AT`` are two-level images) none of which is named after an image (``photos/masks/mask_a.png``): it
+    is left out instead of being taken for a group of photos. ``(None, None)`` otherwise (a folder of photos named
+    ``labels`` stays a group)."""
     folder = _named_subfolder(root, MASK_FOLDER_NAMES)
     files = _walk(folder, MASK_SUFFIXES, []) if folder is not None else []
     if not files:
         return None, None
     masks = {_stem_key(p, folder) for p in files}
-    images = (_stem_key(p, root) for p in _walk(root, IMAGE_SUFFIXES, [], exclude=[folder]))
-    if any(key in masks for key in images):
+    images = {_stem_key(p, root) for p in _walk(root, IMAGE_SUFFIXES, [], exclude=[folder])}
+    suffixed = {(relative, prefix) for relative, stem in masks for prefix in _prefixes(stem)}
+    if not images.isdisjoint(masks) or not images.isdisjoint(suffixed):  # suffixed: find_samples may pair them
         return folder, None
     try:
         for path in files[:MASKS_LOOKED_AT]:
@@ -540,8 +563,10 @@ def scan_sbcoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], 
     _no_masks_root("sbcoseg", masks_root)
     problems: list[Problem] = []
     name = Path(os.path.abspath(root)).name
-    if _pairs_side_by_side(root):
-        return _sbcoseg_group(root, name, None, problems), problems
+    if _pairs_side_by_side(root):  # one group folder; in a subset's folder, named as under the data set's root
+        parent = Path(os.path.abspath(root)).parent.name
+        subset = _sbcoseg_subset(parent)
+        return _sbcoseg_group(root, f"{parent}/{name}" if subset else name, subset, problems), problems
     problems.extend(Problem("outside any group", p) for p in _walk(root, IMAGE_SUFFIXES, problems, recursive=False))
     own = _sbcoseg_subset(name)  # root is one subset's folder: its groups are named as under the data set's root
     samples = []
@@ -566,24 +591,35 @@ def _sbcoseg_group(group: Path, name: str, subset: Optional[str], problems: list
 
 
 def _side_by_side(folder: Path) -> tuple[int, int]:
-    """(PNGs beside a JPEG of their stem, PNGs) directly in ``folder``."""
+    """(PNGs beside a JPEG of their stem or named after one plus a suffix (``a.jpg``, ``a_mask.png``; unless the first
+    of these is no mask: photos ``a copy.png``), PNGs) directly in ``folder``."""
     stems: dict[str, set[str]] = {}
+    pngs: dict[str, str] = {}  # stem → file name
     for entry in _listing(folder):
         if _follow(entry)[1]:
             stem, suffix = os.path.splitext(entry.name)
             stems.setdefault(stem, set()).add(suffix.lower())
-    pngs = [s for s in stems.values() if ".png" in s]
-    return sum(bool(s & _JPEG_SUFFIXES) for s in pngs), len(pngs)
+            if suffix.lower() == ".png":
+                pngs[stem] = entry.name
+    jpegs = {stem for stem, suffixes in stems.items() if suffixes & _JPEG_SUFFIXES}
+    suffixed = [name for stem, name in pngs.items() if stem not in jpegs and not jpegs.isdisjoint(_prefixes(stem))]
+    try:
+        if suffixed:
+            read_mask(folder / suffixed[0])
+    except DataFileError:
+        suffixed = []
+    return len(jpegs.intersection(pngs)) + len(suffixed), len(pngs)
 
 
 def _pairs_side_by_side(folder: Path) -> bool:
-    """True if ``folder`` holds a JPEG and a PNG with the same stem."""
+    """True if ``folder`` holds a JPEG and a PNG with its stem (or with its stem plus a suffix)."""
     return _side_by_side(folder)[0] > 0
 
 
 def detect_layout(root: PathLike) -> str:
     """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg (a subset folder, or at least
-    half the PNGs directly in ``root`` and its folders beside a JPEG of their stem), else folders."""
+    half the PNGs directly in ``root`` and its folders beside a JPEG of their stem, or of their stem but for a suffix),
+    else folders."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
@@ -605,16 +641,75 @@ def detect_layout(root: PathLike) -> str:
 def find_samples(root: PathLike, layout: str = "auto", masks_root: Optional[PathLike] = None) -> Scan:
     """Scan ``root`` in ``layout`` (a ``LAYOUTS`` name or ``"auto"``).
 
-    Raises ``LayoutError`` when the folder is missing or holds no image, ``KeyError`` for an unknown layout."""
+    Raises ``LayoutError`` when the folder (or ``masks_root``) is missing or holds no image, ``KeyError`` for an
+    unknown layout."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
+    if masks_root is not None and not _is_folder(Path(masks_root)):  # else read without masks, without a word
+        raise LayoutError(f"mask folder not found: {printable(Path(masks_root))}")
     name = detect_layout(root) if layout == "auto" else layout
     scan: ScanFn = LAYOUTS.get(name)
-    samples, problems = scan(root, None if masks_root is None else Path(masks_root))
+    try:
+        samples, problems = scan(root, None if masks_root is None else Path(masks_root))
+    except LayoutError as e:
+        raise LayoutError(f"{e}{_nested_hint(root, '; ')}") from None
     if not samples:
         raise LayoutError(f"no images found under {printable(root)} in layout '{name}'"
-                          + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else ""))
+                          + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else "")
+                          + _nested_hint(root, "; "))
+    if layout == "auto" and name == "folders" and _named_subfolder(root, ["images"]) is None:
+        nested = _nested_data_set(root)
+        if nested is not None:
+            problems.append(Problem("data set in a subfolder", nested[0], f"{printable(root)}, which holds no image "
+                                    "itself, was read in the folders layout, each folder a group"
+                                    + _nested_hint(root, ": ", nested)))
+    samples, problems = _pair_suffixed(root, samples, problems)
     samples.sort(key=lambda s: (s.group, s.image))
     problems.sort(key=lambda p: (p.path, p.kind))
     return Scan(name, root, samples, problems)
+
+
+def _nested_data_set(root: Path) -> Optional[tuple[Path, str]]:
+    """(subfolder, layout) for ``root`` given one folder too high (``X/`` holding ``X/SBCoseg/``): when ``root``
+    holds no image itself and exactly one of its subfolders looks like a data set in another layout than
+    ``folders`` (``detect_layout``: two folder levels looked at, no deeper walk); else None."""
+    if any(_follow(e)[1] and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES for e in _listing(root)):
+        return None
+    found = [(folder, layout) for folder in _subfolders(root) if (layout := detect_layout(folder)) != "folders"]
+    return found[0] if len(found) == 1 else None
+
+
+def _nested_hint(root: Path, lead: str, nested: Optional[tuple[Path, str]] = None) -> str:
+    """``lead`` + "did you mean <subfolder>?" for ``root`` given one folder too high (``_nested_data_set``), else
+    "" (``nested``: that subfolder and its layout when already found)."""
+    nested = nested or _nested_data_set(root)
+    if nested is None:
+        return ""
+    return f"{lead}did you mean {printable(nested[0])}? (it holds a data set in the {nested[1]} layout)"
+
+
+def _pair_suffixed(root: Path, samples: list[Sample], problems: list[Problem]) -> tuple[list[Sample], list[Problem]]:
+    """``samples`` and ``problems`` with the images left without mask paired with the mask of their folder named
+    after them plus a suffix (``a.jpg``, ``a_GT.png``: ``Problem.candidates``) when the scan has one such suffix: the
+    one of each image named by a single mask, the same for all, and every image named so has a mask with it. Told by
+    one "paired by suffix" note at ``root``; otherwise (several suffixes, or one without a letter: ``a_2.png`` is the
+    mask of an image ``a_2`` more likely than of ``a``) both stay unpaired and reported."""
+    named = {p.path: p.candidates for p in problems if p.kind == "image without mask" and p.candidates}
+    suffixes = {masks[0].stem[len(image.stem):] for image, masks in named.items() if len(masks) == 1}
+    if len(suffixes) != 1:
+        return samples, problems
+    suffix, = suffixes
+    if not any(c.isalpha() for c in suffix):
+        return samples, problems
+    pairs = {image: mask for image, masks in named.items() for mask in masks if mask.stem == image.stem + suffix}
+    if len(pairs) < len(named):  # an image named by masks of other suffixes only: no single naming scheme
+        return samples, problems
+    paired = set(pairs.values())
+    problems = [p for p in problems if not (p.kind == "image without mask" and p.path in pairs
+                                            or p.kind == "mask without image" and p.path in paired)]
+    image, mask = min(pairs.items())
+    problems.append(Problem("paired by suffix", root, f"{len(pairs)} mask(s) named after their image plus the suffix "
+                            f"'{printable(suffix)}' (as {printable(mask.name)} for {printable(image.name)}) were "
+                            "paired with it"))
+    return [replace(s, mask=pairs[s.image]) if s.mask is None and s.image in pairs else s for s in samples], problems

@@ -48,6 +48,8 @@ def test_another_split_of_class_folders_names_the_file(tmp_path: Path) -> None:
 
 def test_training_on_masks_named_otherwise_names_the_first_unpaired_file(tmp_path: Path) -> None:
     data = own_set(tmp_path / "seg2", "{stem}_mask.png")
+    last = data / "masks" / "grüne Kreise" / "img2_mask.png"
+    last.rename(last.with_name("img2_GT.png"))  # two suffixes: none pairs (with one, they pair)
     code, output = invoke("train", "--data", data, "--output", tmp_path / "run", "--members", 1, "--epochs", 1,
                           "--weights", "none", "--image-size", 64, "--device", "cpu", "--quiet")
     line, = output.strip().splitlines()

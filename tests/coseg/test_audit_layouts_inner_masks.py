@@ -53,7 +53,7 @@ def test_a_folder_of_masks_none_of_which_pairs_is_left_out_and_named(tmp_path):
     # was: predict took photos/masks/ for a group of photos and wrote masks of the masks
     photos = flat_with_inner_masks(tmp_path)
     for mask in (photos / "masks").iterdir():
-        mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
+        mask.rename(mask.with_name(f"mask_{mask.stem}.png"))  # (img000_mask.png pairs by its suffix)
     for scan in (find_samples(photos), scan_input(photos)):
         assert [(s.image.name, s.mask, s.group) for s in scan.samples] == [
             (f"img00{i}.jpg", None, "photos") for i in range(3)]

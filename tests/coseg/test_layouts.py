@@ -55,7 +55,7 @@ def test_one_sbcoseg_group_folder_given_itself_is_one_group_with_its_masks(tmp_p
     assert detect_layout(group) == "sbcoseg"
     scan = find_samples(group)
     assert [(s.image.name, s.mask.name, s.group) for s in scan.labelled] == [
-        ("img000.jpg", "img000.png", "00-star"), ("img001.jpg", "img001.png", "00-star")]
+        ("img000.jpg", "img000.png", "ECFB/00-star"), ("img001.jpg", "img001.png", "ECFB/00-star")]
     assert scan.problems == [] and len(scan.samples) == 2
     assert [s.image.name for s in scan_input(group).samples] == ["img000.jpg", "img001.jpg"]  # masks not predicted
 

@@ -282,7 +282,7 @@ def test_groups_sharing_images_and_one_sbcoseg_group_folder(tmp_path, coseg_runs
     invoke("evaluate", "--checkpoint", coseg_runs["run"] / "best.safetensors", "--data", group, "--output",
            tmp_path / "e", "--device", "cpu", "--quiet")
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
-    assert list(summary["per_group"]) == ["00-star"] and summary["images"] == 3, summary
+    assert list(summary["per_group"]) == ["ECFB/00-star"] and summary["images"] == 3, summary
     invoke("predict", "--checkpoint", coseg_runs["run"] / "best.safetensors", "--input", group, "--output",
            tmp_path / "p", "--device", "cpu", "--quiet")
     assert sorted(p.name for p in (tmp_path / "p").rglob("*.png")) == ["img000.png", "img001.png", "img002.png"]
