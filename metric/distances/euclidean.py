@@ -15,12 +15,17 @@ def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(n, D), (m, D) → (n, m): ‖x_i − y_j‖² ≥ 0 as ‖x‖² + ‖y‖² − 2xᵀy, one matmul, never n×m×D.
+    """(n, D), (m, D) → (n, m): ‖x_i − y_j‖² ≥ 0 as ‖x‖² + ‖y‖² − 2xᵀy: one matmul,
+    never an n×m×D tensor.
 
     Both inputs are first moved by the mean row of ``y`` (distances do not change), so the round-off,
     about eps·‖x‖·‖y‖, scales with the rows' spread instead of their distance from the origin: far from it
-    (e.g. ReLU features of norm 200 that differ by 0.1) the expansion alone returned noise in float32."""
+    (e.g. ReLU features of norm 200 that differ by 0.1) the expansion alone returned noise in float32.
+    Integer-valued ``y`` (e.g. ±1 hash codes) is moved by the rounded mean instead: integer-valued inputs stay
+    integers, so their distances are exact (below 2²⁴ in float32) and equal ones tie exactly."""
     shift = y.detach().mean(0) if y.shape[0] else y.new_zeros(y.shape[1])  # the mean of no row is NaN
+    if torch.equal(y.detach(), y.detach().round()):  # stops at the first fraction: cheap for the usual y
+        shift = shift.round()
     x, y = x - shift, y - shift
     # In place on the matmul's output: each extra pass over an n×m block costs as much as the matmul.
     squared = torch.addmm(y.pow(2).sum(1), x, y.T, alpha=-2)

@@ -27,8 +27,8 @@ def _check_settings(margin: float, lam: float) -> None:
 def global_loss(
     d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, lam: float, is_inverted: bool = False
 ) -> torch.Tensor:
-    """(σ²₊ + σ²₋) + λ·max(0, μ₊ − μ₋ + t) → scalar, from the (T,) anchor–positive and anchor–negative
-    distances of T triplets (μ mean, σ² population variance: 0 for one triplet).
+    """(σ²₊ + σ²₋) + λ·max(0, μ₊ − μ₋ + t) → scalar, from the (T,) anchor–positive and
+    anchor–negative distances of T triplets (μ mean, σ² population variance: 0 for one triplet).
 
     With ``is_inverted`` the inputs are similarities and the hinge is max(0, μ₋ − μ₊ + t). No triplet gives 0,
     still attached to the inputs' graph.

@@ -129,7 +129,8 @@ def is_triplet_loss(
     sampled = embeddings.reshape(b, d, h * w)[sample.image, :, pixel]  # (S, D)
     pools = sample.image if groups is None else groups.to(sample.image.device)[sample.image]
     if reduction != "none" and counts_suffice(miner, margin, distance):
-        total, count = counted_pixel_triplet_loss(sampled, sample.label, pools, miner, margin, distance)  # type: ignore[arg-type]
+        total, count = counted_pixel_triplet_loss(
+            sampled, sample.label, pools, miner, margin, distance)  # type: ignore[arg-type]
         return reduce_positive_sum(total, count, reduction)
     triplets = pixel_triplets(sampled, sample.label, pools, miner)
     return reduce_loss(triplet_margin_loss(sampled, triplets, margin, distance), reduction)

@@ -49,12 +49,21 @@ def representative_proximity_loss(
 @LOSSES.register("representative_proximity")
 class RepresentativeProximityLoss(nn.Module):
     """``forward(embeddings (N, D), labels (N,), representative_mask (N,)) → loss``:
-    :func:`representative_proximity_loss` reduced by ``reduction`` (``mean``: the mean distance)."""
+    :func:`representative_proximity_loss` reduced by ``reduction`` (``mean``: the mean distance).
+
+    A similarity (e.g. cosine) with ``reduction="mean_nonzero"`` is refused: its losses −cos are below 0 for
+    every sample within 90° of its representative, so that mean would keep only the samples farther away."""
 
     def __init__(self, distance: Optional[BaseDistance] = None, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
         self.distance = EuclideanDistance() if distance is None else distance
+        if self.distance.is_inverted and reduction == "mean_nonzero":
+            raise ValueError(
+                f"reduction 'mean_nonzero' with the similarity {type(self.distance).__name__} (distance) would "
+                "average only the samples more than 90° from their representative (the others' losses −cos are "
+                "< 0): use reduction 'mean' or a distance such as EuclideanDistance"
+            )
         self.reduction = reduction
 
     def forward(

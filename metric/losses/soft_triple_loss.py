@@ -10,7 +10,7 @@ from torch import nn
 
 from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_finite_number,
                             check_labelled_embeddings, check_same_device, check_shape)
-from metric.distances.base_distance import at_least_float32, no_autocast
+from metric.distances.base_distance import at_least_float32, computing_dtype, no_autocast
 from metric.distances.cosine import CosineSimilarity
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -36,7 +36,8 @@ def soft_triple_loss(
     ``embeddings`` (N, D) and ``centers`` (D, C·K) are L2-normalised here (column c·K + k is centre k of class
     c, the layout of the official code and pytorch-metric-learning). With s_ick the cosine similarity of sample
     i and centre k of class c, S_ic = Σ_k softmax_k(s_ick / γ)·s_ick and the loss is the cross-entropy of
-    λ·(S_i − δ·onehot(y_i)); the regulariser is τ·Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)).
+    λ·(S_i − δ·onehot(y_i)); the regulariser is
+    τ·Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)).
     """
     _check_hyperparameters(la, gamma, tau, margin)
     check_labelled_embeddings(embeddings, labels)
@@ -44,7 +45,9 @@ def soft_triple_loss(
     check_same_device(embeddings, centers, "embeddings", "centers")
     check_finite(centers, "centers")
     labels = check_class_ids(labels, num_classes, f"{centers_per_class} centres per class")
-    similarities = CosineSimilarity().pairwise(embeddings, centers.T).view(-1, num_classes, centers_per_class)
+    # centres in the embeddings' computing dtype: float64 centres made the loss float64 for float32 embeddings
+    similarities = CosineSimilarity().pairwise(embeddings, centers.T.to(computing_dtype(embeddings.dtype)))
+    similarities = similarities.view(-1, num_classes, centers_per_class)
     class_similarity = (F.softmax(similarities / gamma, dim=2) * similarities).sum(2)  # S_ic, (N, C)
     logits = la * (class_similarity - margin * F.one_hot(labels, num_classes).to(class_similarity.dtype))
     losses = F.cross_entropy(logits, labels, reduction="none")
@@ -62,8 +65,8 @@ def _check_hyperparameters(la: float, gamma: float, tau: float, margin: float) -
 
 
 def center_merging_regularizer(centers: torch.Tensor, num_classes: int, centers_per_class: int) -> torch.Tensor:
-    """Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)) over the L2-normalised centres (D, C·K): small when
-    a class's centres coincide, so τ times it lets redundant centres merge (0 for K = 1)."""
+    """Σ_c Σ_{t<s} sqrt(2 + ε − 2 w_csᵀw_ct) / (C·K·(K − 1)) over the L2-normalised centres (D, C·K):
+    small when a class's centres coincide, so τ times it lets redundant centres merge (0 for K = 1)."""
     if centers_per_class < 2:
         return centers.new_zeros(())
     with no_autocast(centers):  # in 16 bits 2 + ε − 2·cos rounds to 0 or below for merged centres: NaN gradient

@@ -53,7 +53,8 @@ def triplet_distances(
     n, d = embeddings.shape
     if not _uses_pair_table(n, d, len(triplets)):
         anchors = embeddings[triplets.anchor]
-        return distance.paired(anchors, embeddings[triplets.positive]), distance.paired(anchors, embeddings[triplets.negative])
+        return (distance.paired(anchors, embeddings[triplets.positive]),
+                distance.paired(anchors, embeddings[triplets.negative]))
     table = distance.paired(embeddings.repeat_interleave(n, 0), embeddings.repeat(n, 1))  # row i·N + j: d(x_i, x_j)
     return table[triplets.anchor * n + triplets.positive], table[triplets.anchor * n + triplets.negative]
 
@@ -77,7 +78,8 @@ def triplet_margin_loss(
     if class_margins is None:
         check_finite_number(margin, "margin")
     to_positive, to_negative = triplet_distances(embeddings, triplets, distance)
-    margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins)
+    # a float64 class_margins would make the loss float64: the loss follows the embeddings' dtype
+    margins = margin if class_margins is None else _triplet_margins(labels, triplets, class_margins).to(to_positive)
     return torch.relu(distance.gap(to_positive, to_negative) + margins)
 
 
@@ -139,7 +141,8 @@ class TripletMarginLoss(BaseMetricLoss):
         self.check_inputs(embeddings, labels)
         if triplets is None and self.reduction != "none" and self.sums_from_counts():
             # every mined triplet has a positive loss: sum it from pair counts (mean_nonzero is the mean then)
-            total, count = counted_triplet_margin_loss(embeddings, labels, self.miner, self.margin, self.distance)  # type: ignore[arg-type]
+            total, count = counted_triplet_margin_loss(
+                embeddings, labels, self.miner, self.margin, self.distance)  # type: ignore[arg-type]
             return reduce_positive_sum(total, count, self.reduction)
         return reduce_loss(self.compute_loss(embeddings, labels, triplets), self.reduction)
 

@@ -5,8 +5,10 @@ Derivation (squared Euclidean distances, e_ik = ‖x_i − c_k‖², n_k samples
 valid triplets are T = {(a, p, n) : a ≠ p, y_p = y_a, y_n ≠ y_a}, |T| = Σ_k n_k (n_k − 1) (N − n_k), and the
 triplet loss is ℓ = [‖a − p‖² − ‖a − n‖² + m]₊. Three inequalities:
 
-1. ‖a − p‖² ≤ 2 e_{a,y_a} + 2 e_{p,y_a}                  (‖u + v‖² ≤ 2‖u‖² + 2‖v‖², u = a − c, v = c − p);
-2. e_{a,y_n} ≤ 2‖a − n‖² + 2 e_{n,y_n}, i.e. ‖a − n‖² ≥ ½ e_{a,y_n} − e_{n,y_n}  (the same, through c_{y_n});
+1. ‖a − p‖² ≤ 2 e_{a,y_a} + 2 e_{p,y_a}
+   (‖u + v‖² ≤ 2‖u‖² + 2‖v‖², u = a − c, v = c − p);
+2. e_{a,y_n} ≤ 2‖a − n‖² + 2 e_{n,y_n}, i.e. ‖a − n‖² ≥ ½ e_{a,y_n} − e_{n,y_n}
+   (the same, through c_{y_n});
 3. [u + v]₊ ≤ [u]₊ + v for v ≥ 0.
 
 Hence ℓ(a, p, n) ≤ h_{a,y_n} + 2 e_{p,y_p} + e_{n,y_n} with h_ik = [2 e_{i,y_i} − ½ e_ik + m]₊. Summing over T,
@@ -36,7 +38,7 @@ import torch
 
 from metric._checks import (check_built_size, check_class_ids, check_count, check_finite, check_finite_number,
                             check_labelled_embeddings, check_shape, is_integer)
-from metric.distances.base_distance import at_least_float32, no_autocast
+from metric.distances.base_distance import at_least_float32, no_autocast, overflow_scale
 from metric.distances.euclidean import pairwise_squared_euclidean
 from metric.losses.base_loss import BaseMetricLoss
 from metric.reduction import Reduction
@@ -99,11 +101,14 @@ class _BoundTerms(torch.autograd.Function):
     """(N, D) embeddings, (N,) labels, (C, D) centroids, margin → the (N,) bound terms of
     :func:`triplet_upper_bound_loss`, forward and backward written out in a few whole-matrix operations.
 
-    With e_ik = ‖x_i − c_k‖², w_ik = n_k (0 for k = y_i), a_i = n_{y_i} − 1, b_i the pull coefficient and |T| the
-    number of valid triplets, term_i = (a_i Σ_k w_ik h_ik + b_i e_{i,y_i}) / |T|, h_ik = [2 e_{i,y_i} − ½ e_ik + m]₊.
-    Its derivatives in e are ∂term_i/∂e_ik = −½ a_i w_ik 1[h_ik > 0] / |T| (k ≠ y_i) and ∂term_i/∂e_{i,y_i} =
-    (2 a_i Σ_k w_ik 1[h_ik > 0] + b_i) / |T|; through e, ∂/∂x_i = 2 (x_i Σ_k G_ik − Σ_k G_ik c_k) and ∂/∂c_k = 2 (c_k
-    Σ_i G_ik − Σ_i G_ik x_i) for G = ∂L/∂e. At batch sizes of a few dozen the cost is the number of operations,
+    With e_ik = ‖x_i − c_k‖², w_ik = n_k (0 for k = y_i), a_i = n_{y_i} − 1, b_i the pull coefficient and
+    |T| the number of valid triplets, term_i = (a_i Σ_k w_ik h_ik + b_i e_{i,y_i}) / |T|,
+    h_ik = [2 e_{i,y_i} − ½ e_ik + m]₊. Its derivatives in e are
+    ∂term_i/∂e_ik = −½ a_i w_ik 1[h_ik > 0] / |T| (k ≠ y_i) and
+    ∂term_i/∂e_{i,y_i} = (2 a_i Σ_k w_ik 1[h_ik > 0] + b_i) / |T|; through e,
+    ∂/∂x_i = 2 (x_i Σ_k G_ik − Σ_k G_ik c_k) and ∂/∂c_k = 2 (c_k Σ_i G_ik − Σ_i G_ik x_i)
+    for G = ∂L/∂e.
+    At batch sizes of a few dozen the cost is the number of operations,
     not their size: autograd's graph of the same formula took about twice as long, forward and backward.
     The gradient is that of the exact squared distance (the forward's clamp of round-off negatives to 0 is not
     differentiated; the gradient there is ~0 anyway).
@@ -157,17 +162,24 @@ def _bound_terms(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
     """The (N,) terms, in float32 at least and with autocast off (squared distances in 16 bits lose nearby
-    samples to round-off)."""
+    samples to round-off). Inputs so large that squares would overflow (:func:`overflow_scale`) are divided by a
+    power of two s, exactly: the terms are those of (x/s, c/s, m/s²) times s², so they overflow only where the
+    bound itself is beyond the dtype's range (the squares' overflow gave NaN from norms of ~1e19 in float32)."""
     x = at_least_float32(embeddings)
+    centroids = centroids.to(x)
+    scale = max(overflow_scale(x, "embeddings", x.dtype), overflow_scale(centroids, "centroids", x.dtype))
     with no_autocast(x):
-        return _BoundTerms.apply(x, labels.long(), centroids.to(x), margin)  # gather: int64 ids
+        if scale == 1.0:
+            return _BoundTerms.apply(x, labels.long(), centroids, margin)  # gather: int64 ids
+        terms = _BoundTerms.apply(x / scale, labels.long(), centroids / scale, margin / scale / scale)
+        return terms * scale * scale  # twice: scale² alone may exceed the dtype's range
 
 
 def triplet_upper_bound_loss(
     embeddings: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    """(N,) per-sample terms whose sum bounds the mean triplet loss [‖a−p‖² − ‖a−n‖² + margin]₊ over all valid
-    triplets of the batch (squared Euclidean distances, embedding units²). See the module docstring.
+    """(N,) per-sample terms whose sum bounds the mean triplet loss [‖a−p‖² − ‖a−n‖² + margin]₊ over
+    all valid triplets of the batch (squared Euclidean distances, embedding units²). See the module docstring.
 
     ``embeddings`` (N, D), integer ``labels`` (N,) in [0, C), ``centroids`` (C, D). Cost O(N·C·D).
     """

@@ -11,8 +11,9 @@ from metric.registry import MINERS
 @MINERS.register("batch_hard")
 class BatchHardMiner(BaseTripletMiner):
     """One triplet per anchor: (a, hardest positive, hardest negative); anchors without a positive or without
-    a negative are skipped; of equally hard ones the smaller batch index wins (``argmax``/``argmin`` take the first).
-    ``BatchHardMiner(distance=None)`` (Euclidean by default)."""
+    a negative are skipped; of equally hard ones the smaller batch index wins (``argmax``/``argmin`` take the first;
+    Euclidean distances of integer-valued embeddings are exact, so their ties are). ``BatchHardMiner(distance=None)``
+    (Euclidean by default)."""
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         if labels.numel() == 0:  # argmax over an empty row is an error

@@ -129,7 +129,8 @@ class SmartMiner:
         ids = ids.to("cpu", torch.int64).numpy()
         n = self._codes.size
         if ids.size and (ids.min() < 0 or ids.max() >= n):
-            raise ValueError(f"anchor_ids must be dataset indices in [0, {n}), got values in [{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"anchor_ids must be dataset indices in [0, {n}), got values in [{ids.min()}, {ids.max()}]")
         generator = self.generator if generator is None else generator
         eligible = (self._counts[self._codes[ids]] >= 2) & (self._counts.size >= 2)
         anchors = ids[eligible]

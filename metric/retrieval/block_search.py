@@ -103,9 +103,10 @@ class NearestLists(NamedTuple):
 class BlockSearch:
     """Nearest neighbours of rows of ``embeddings (N, D)`` (float32 host array) among all its other rows.
 
-    Scores are ascending and computed as faiss computes its exhaustive-search distances: ``"l2"`` → ‖q‖² + ‖x‖²
-    (faiss's norms, summed first) − 2 q·x (a float32 matrix product), negatives clamped to 0; ``"ip"`` → −q·x;
-    ``"cosine"`` → −q·x of L2-normalised rows. torch's BLAS (MKL) rounds each dot product of blocks of at least
+    Scores are ascending and computed as faiss computes its exhaustive-search distances:
+    ``"l2"`` → ‖q‖² + ‖x‖² (faiss's norms, summed first) − 2 q·x (a float32 matrix product), negatives
+    clamped to 0; ``"ip"`` → −q·x; ``"cosine"`` → −q·x of L2-normalised rows. torch's BLAS (MKL) rounds
+    each dot product of blocks of at least
     :data:`MIN_SIDE` × MIN_SIDE as a sum of the D products in order with fused multiply-adds, whichever operand a
     row is in, so a pair scores the same in :meth:`nearest` and :meth:`symmetric`. faiss's BLAS rounds most pairs
     alike (the faiss-cpu wheel's OpenBLAS: 97-99 % of them, measured), not all: ``tolerance`` bounds, per query,
@@ -378,7 +379,8 @@ class BlockSearch:
 
     def _scores(self, query_row: np.ndarray, block_row: np.ndarray, products: np.ndarray) -> np.ndarray:
         """Scores of the queries at block rows ``query_row`` against references at ``block_row`` (broadcast
-        together) from their ``products``: for "l2", (‖q‖² + ‖x‖²) + (−2 q·x) clamped to 0, as faiss rounds it."""
+        together) from their ``products``: for "l2", (‖q‖² + ‖x‖²) + (−2 q·x) clamped to 0, as faiss
+        rounds it."""
         if self.metric != "l2":
             return products
         scores = self._reference_norms[query_row] + self._reference_norms[block_row]
@@ -427,8 +429,8 @@ class BlockSearch:
 
     @staticmethod
     def _bounds_l2(norms: np.ndarray, threshold: np.ndarray, lowest: np.ndarray, highest: np.ndarray) -> np.ndarray:
-        """Broadcast float32 bounds on −2 q·x: score ≤ t implies −2 q·x ≤ t − ‖q‖² − ‖x‖² + rounding, and
-        ‖x‖² ≥ ``lowest`` (and ≤ ``highest``, for the rounding)."""
+        """Broadcast float32 bounds on −2 q·x: score ≤ t implies −2 q·x ≤ t − ‖q‖² − ‖x‖²
+        + rounding, and ‖x‖² ≥ ``lowest`` (and ≤ ``highest``, for the rounding)."""
         norms, lowest, highest = norms.astype(np.float64), lowest.astype(np.float64), highest.astype(np.float64)
         t = threshold.astype(np.float64)
         with np.errstate(invalid="ignore"):  # infinite thresholds

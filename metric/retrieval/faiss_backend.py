@@ -15,7 +15,8 @@ ArrayLike = Union[torch.Tensor, np.ndarray]
 
 # faiss's GPU brute-force search selects at most this many neighbours per query (GPU_MAX_SELECTION_K).
 GPU_MAX_K = 2048
-# Rows of norm below it keep every squared distance ‖x − y‖² ≤ (‖x‖ + ‖y‖)² and inner product finite in float32.
+# Rows of norm below it keep every squared distance ‖x − y‖² ≤ (‖x‖ + ‖y‖)² and inner product
+# finite in float32.
 MAX_NORM = math.sqrt(float(np.finfo(np.float32).max)) / 2
 
 

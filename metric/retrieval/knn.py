@@ -108,7 +108,8 @@ def knn(
     q = as_float32_rows(queries, "queries")
     r = q if references is None else as_float32_rows(references, "references")
     if q.shape[1] != r.shape[1]:
-        raise ValueError(f"queries and references must have the same embedding size D, got {q.shape[1]} and {r.shape[1]}")
+        raise ValueError(
+            f"queries and references must have the same embedding size D, got {q.shape[1]} and {r.shape[1]}")
     exclude = references is None if exclude_self is None else exclude_self
     if exclude and r.shape[0] < q.shape[0]:
         raise ValueError(
@@ -126,7 +127,8 @@ def knn(
     if available < 1:
         raise ValueError(f"no neighbour to search for: {r.shape[0]} references{', self excluded' if exclude else ''}")
     if not is_integer(k) or not 1 <= k <= available:
-        raise ValueError(f"k must be in [1, {available}] ({r.shape[0]} references{', self excluded' if exclude else ''}), got {k}")
+        excluded = ", self excluded" if exclude else ""
+        raise ValueError(f"k must be in [1, {available}] ({r.shape[0]} references{excluded}), got {k}")
     index = ExactIndex(r, metric, gpu=gpu_device(queries))
     k, chunk_size = int(k), int(chunk_size)  # faiss takes no numpy integers
     distances = np.empty((q.shape[0], k), dtype=np.float32)

@@ -12,7 +12,8 @@ def average_precision_at_r(matches: np.ndarray, relevant: np.ndarray) -> np.ndar
     ``matches (Q, k)`` bool, best first, with k ≥ each query's R (columns past R are ignored).
     """
     if relevant.size and relevant.min() < 1:
-        raise ValueError(f"every query needs R >= 1 relevant samples (leave lone queries out), got R = {relevant.min()}")
+        raise ValueError(
+            f"every query needs R >= 1 relevant samples (leave lone queries out), got R = {relevant.min()}")
     if relevant.size and relevant.max() > matches.shape[1]:
         raise ValueError(
             f"matches hold {matches.shape[1]} neighbours per query, fewer than the largest R = {relevant.max()}"

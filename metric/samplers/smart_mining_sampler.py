@@ -109,7 +109,8 @@ class SmartMiningBatchSampler(ShardedBatchSampler):
             anchors = shard_blocks(blocks, self.rank, self.world_size)
             triplets = self.miner.mine(torch.tensor(anchors), generator=mining)
             if len(triplets) != len(anchors):
-                raise RuntimeError("the miner skipped anchors that admit a triplet: its labels differ from the sampler's")
+                raise RuntimeError(
+                    "the miner skipped anchors that admit a triplet: its labels differ from the sampler's")
             yield torch.cat([triplets.anchor, triplets.positive, triplets.negative]).tolist()
 
     def __len__(self) -> int:

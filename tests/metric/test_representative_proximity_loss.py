@@ -29,7 +29,8 @@ def test_on_a_class_representative_sampler_batch():
     sampler = ClassRepresentativeBatchSampler(labels, 3, 4, batches_per_epoch=2)
     for batch in sampler:
         out = representative_proximity_loss(emb[batch], labels[batch], sampler.representative_mask)
-        expected = ref.proximity_losses(emb[batch].double(), labels[batch].tolist(), sampler.representative_mask.tolist(), "euclidean")
+        expected = ref.proximity_losses(emb[batch].double(), labels[batch].tolist(),
+                                        sampler.representative_mask.tolist(), "euclidean")
         assert out.shape == (9,)
         assert_close(out, expected.float())
 
@@ -41,7 +42,8 @@ def test_module_matches_function_and_registry():
     assert_close(module(emb, LABELS, MASK), representative_proximity_loss(emb, LABELS, MASK).mean())
 
 
-@pytest.mark.parametrize("mask", [torch.ones(9, dtype=torch.bool), torch.zeros(9, dtype=torch.bool)], ids=["all", "none"])
+@pytest.mark.parametrize("mask", [torch.ones(9, dtype=torch.bool), torch.zeros(9, dtype=torch.bool)],
+                         ids=["all", "none"])
 def test_nothing_to_pull_gives_zero_with_gradient(mask):
     emb = torch.randn(9, 4, requires_grad=True)
     labels = torch.arange(9) if mask.all() else LABELS
@@ -72,16 +74,14 @@ def test_rejects_bad_inputs():
         RepresentativeProximityLoss(reduction="max")
 
 
-def test_mean_nonzero_averages_the_positive_losses_only():
-    """A similarity's losses (−cos) can be negative: ``mean_nonzero`` summed them too (−0.0145 here, not 0.9806),
-    and gave their negative sum instead of 0 when none was positive."""
-    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, 0.0], [-1.0, 0.2]], requires_grad=True)
+def test_mean_nonzero_with_a_similarity_is_refused():
+    """A similarity's losses (−cos) are < 0 within 90° of the representative: ``mean_nonzero`` averaged only the
+    samples more than 90° away (0.9806 here, where the plain mean is −0.0145), so the pair is refused."""
+    with pytest.raises(ValueError, match="'mean_nonzero' with the similarity CosineSimilarity"):
+        RepresentativeProximityLoss(DISTANCES.create("cosine"), reduction="mean_nonzero")
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, 0.0], [-1.0, 0.2]])
     labels, mask = torch.tensor([0, 0, 1, 1]), torch.tensor([True, False, True, False])
-    loss = RepresentativeProximityLoss(DISTANCES.create("cosine"), reduction="mean_nonzero")
     per_sample = RepresentativeProximityLoss(DISTANCES.create("cosine"), reduction="none")(emb, labels, mask)
     assert per_sample[0] < 0 < per_sample[1]
-    assert_close(loss(emb, labels, mask), per_sample[1])
-    aligned = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]], requires_grad=True)
-    total = loss(aligned, labels, mask)
-    total.backward()
-    assert total.item() == 0.0 and (aligned.grad == 0).all()
+    euclidean = RepresentativeProximityLoss(reduction="mean_nonzero")(emb, labels, mask)
+    assert_close(euclidean, torch.tensor(0.1 + 2.0099751) / 2)
