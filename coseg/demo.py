@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from coseg.data import find_samples, make_synthetic_coseg
 from coseg.engine import resolve_device
 from coseg.evaluate import evaluate_samples, remove_earlier_predictions, write_evaluation
 from coseg.models import EdgeFilter, GroupColourCut
-from coseg.predict import predict_folder
+from coseg.predict import empty_masks_warning, predict_folder
 from coseg.report.build import remove_report
 from coseg.report.files import PREDICTIONS, record_path
 from coseg.selection import samples_of
@@ -30,8 +32,9 @@ DEMO_IMAGE_SIZE = 128
 def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
     """Generate 24 groups of 5 images (the last 4 never seen in training), train for ``minutes`` from the ImageNet
     encoder, predict and evaluate the unseen groups (their predicted masks saved for a report: ``coseg report output``).
-    An earlier demo's scores and report in ``output`` are removed before training. Returns the summary and where
-    everything went."""
+    An earlier demo's scores and report in ``output`` are removed before training. When the unseen groups' masks
+    are all empty (or a group's are: a model trained too short), a warning says so on stderr. Returns the summary
+    and where everything went."""
     output = Path(output)
     data = output / "data"
     if not (data / "splits.json").is_file():
@@ -62,7 +65,16 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     record_path(evaluation.summary, "checkpoint", checkpoint, output)
     write_evaluation(evaluation, output)
     masks = output / "masks"
+    predicted: Counter[str] = Counter()  # unseen group → masks predicted
+    empty: Counter[str] = Counter()  # unseen group → how many of them are empty
     for group in test_groups:
-        predict_folder(model, size, data / "images" / group, masks / group, dev, overlays=output / "overlays" / group,
-                       overwrite=True, progress=not quiet, edges=edges, colour=colour)
+        report = predict_folder(model, size, data / "images" / group, masks / group, dev,
+                                overlays=output / "overlays" / group, overwrite=True, progress=not quiet, edges=edges,
+                                colour=colour, warn_empty=False)
+        predicted[group], empty[group] = report.predicted.total(), report.empty.total()
+    warning = empty_masks_warning(predicted, empty, f"the model, trained for {minutes:g} minute(s), is likely "
+                                  "under-trained (J 0 there): give the demo more --minutes (3 by default)",
+                                  objects_shared=True)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     return {"summary": evaluation.summary, "masks": masks, "checkpoint": checkpoint, "train": result}

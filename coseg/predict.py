@@ -5,7 +5,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-from collections import deque
+import sys
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_bytes_if_changed, write_text_atomic
-from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image
+from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image, shown_names
 from coseg.engine.run_lock import folder_lock
 from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
@@ -30,6 +31,27 @@ class PredictReport:
     written: int = 0  # masks written
     already_done: int = 0  # masks kept as they were
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    predicted: Counter[str] = field(default_factory=Counter)  # group → masks this run predicted (written or not)
+    empty: Counter[str] = field(default_factory=Counter)  # group → how many of those have no foreground pixel
+
+
+UNDER_TRAINED = "the model is likely under-trained (too short a training) or not the model file meant for these images"
+
+
+def empty_masks_warning(predicted: Counter[str], empty: Counter[str], cause: str = UNDER_TRAINED,
+                        objects_shared: bool = False) -> Optional[str]:
+    """The warning to print when every mask predicted (``predicted``, ``empty``: counts per group, as in
+    :class:`PredictReport`) or every mask of some groups is empty, naming how many and the likely ``cause``; None
+    when no group's masks are all empty. ``objects_shared``: the groups are known to share an object (generated
+    ones), so the warning does not suggest that theirs may share none."""
+    blank = sorted(group for group, count in predicted.items() if count and empty[group] == count)
+    if not blank:
+        return None
+    if len(blank) == len(predicted):
+        return f"warning: all {sum(predicted.values())} mask(s) predicted are empty (no foreground pixel): {cause}"
+    return (f"warning: every mask of {len(blank)} of the {len(predicted)} groups is empty ({shown_names(blank)}; "
+            f"{sum(predicted[group] for group in blank)} mask(s)): "
+            + ("" if objects_shared else "their images may share no object, or ") + cause)
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -167,7 +189,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                    progress: bool = True, group_mode: bool = True,
                    refinement: Optional[GroupRefinement] = None, flip: bool = False,
                    edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
-                   statistics: Optional[GroupStatistics] = None, checkpoint: Optional[Path] = None) -> PredictReport:
+                   statistics: Optional[GroupStatistics] = None, checkpoint: Optional[Path] = None,
+                   warn_empty: bool = True) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
@@ -194,6 +217,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     In group mode a finished run also records which images each group held (digests: :data:`MEMBERS`).
     ``overlays/overlays.json`` records and guards the overlays in the same way. A run into a folder another run
     is writing into is refused (``ValueError``) before it reads or writes anything there.
+    With ``warn_empty``, a warning on stderr says when every mask this run predicted is empty, or every mask of a
+    group (:func:`empty_masks_warning`; :attr:`PredictReport.empty` counts them either way).
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -323,6 +348,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                 if isinstance(result, str):
                     report.skipped.append((printable(sample.image), result))
                     continue
+                report.predicted[sample.group] += 1
+                report.empty[sample.group] += not result.any()
                 if target is None and tinted is None:
                     continue  # predicted only as part of its group
                 if spare:
@@ -340,6 +367,9 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
             if unfinished or group_mode:
                 _write_record(record_file, {**record, MEMBERS: {_key(g): d for g, d in members.items()}} if group_mode
                               else record, False)
+        warning = empty_masks_warning(report.predicted, report.empty) if warn_empty else None
+        if warning is not None:
+            print(warning, file=sys.stderr)
         return report
 
 
