@@ -73,9 +73,12 @@ def test_ctrl_c_during_training_is_one_line(tmp_path: Path, monkeypatch) -> None
 
 
 def test_masks_named_otherwise_are_named_before_any_work(checkpoint: Path, tmp_path: Path) -> None:
-    """Masks ``img0_mask.png`` for images ``img0.jpg``: the error names the data folder, the layout and the first
-    unpaired mask (the end-of-run list never came), instead of "none has a ground-truth mask"."""
+    """Masks ``img0_mask.png``, ``img2_GT.png`` for images ``img0.jpg``, ``img2.jpg`` (two suffixes: none pairs): the
+    error names the data folder, the layout and the first unpaired mask (the end-of-run list never came), instead of
+    "none has a ground-truth mask"."""
     data = own_set(tmp_path / "data", "{stem}_mask.png")
+    last = data / "masks" / "grüne Kreise" / "img2_mask.png"
+    last.rename(last.with_name("img2_GT.png"))  # two suffixes: none pairs (with one, they pair)
     result = invoke("evaluate", "--checkpoint", checkpoint, "--data", data, "--output", tmp_path / "eval", "--quiet")
     assert result.exit_code == 1
     line, = result.output.strip().splitlines()
