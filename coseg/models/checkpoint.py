@@ -23,6 +23,8 @@ PathLike = Union[str, os.PathLike]
 CONFIG_KEY = "coseg_model_config"
 KIND_KEY = "coseg_model_kind"  # which loader reads the file: a co-segmentation or a retrieval model's
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+# how the files torch.save writes start: a zip archive (torch >= 1.6), a pickle (older torch, protocol 2 to 5)
+TORCH_SAVE_STARTS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 TRAINED_ON = "trained_on"  # metadata: the groups (classes) a model was trained on
 VALIDATED_ON = "validated_on"  # metadata: those its epoch was chosen on
 MAX_NAMES_JSON = 1_000_000  # names longer than this as JSON are counted, not stored (a header stays small)
@@ -109,7 +111,9 @@ def _header_metadata(path: Path, f: BinaryIO) -> dict[str, str]:
         raise _not_a_model_file(path, "too short for a safetensors header")
     size = int.from_bytes(prefix, "little")
     if size > MAX_HEADER_BYTES:
-        raise _not_a_model_file(path, f"header length {size} is over {MAX_HEADER_BYTES} bytes")
+        raise _not_a_model_file(path, "it is a file torch.save wrote, a zip archive or a pickle"
+                                if prefix.startswith(TORCH_SAVE_STARTS) else
+                                f"header length {size} is over {MAX_HEADER_BYTES} bytes")
     text = f.read(size)
     if len(text) < size:
         raise _not_a_model_file(path, "the file ends inside its header")

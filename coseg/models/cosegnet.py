@@ -18,7 +18,7 @@ from coseg.config import check_normalization
 from coseg.models.checkpoint import write_checkpoint
 from coseg.models.colour_cut import image_digest, spread
 from coseg.models.embedding_head import EmbeddingHead
-from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_prototypes
+from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_index, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.group_statistics import GroupStatistics, GroupTooSmall
 from coseg.models.refinement import GroupRefinement
@@ -289,11 +289,25 @@ class CosegNet(nn.Module):
                 edges: Optional[EdgeFilter] = None) -> torch.Tensor:
         """Foreground probabilities (B, 1, H, W), computed in eval mode; every module's mode is restored. ``groups``:
         (B,) group ids; without them each image is a group of one (no consensus: :meth:`predict_group` predicts
-        one group). ``flip``: test-time augmentation, the logits averaged with those of the mirrored images (twice
-        the time). ``edges``: the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
+        one group). Each image is compared with at most ``max_references`` images of its group, as in
+        :meth:`predict_group`. ``flip``: test-time augmentation, the logits averaged with those of the mirrored
+        images (twice the time). ``edges``: the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
         with self._evaluating():
-            logits, _ = self._combined_outputs(lambda x: [self(x, groups)], images, flip, embeddings=False)
+            logits, _ = self._combined_outputs(lambda x: [self._outputs_by_group(x, groups)], images, flip,
+                                               embeddings=False)
             return self._probabilities(logits, images, edges)
+
+    def _outputs_by_group(self, images: torch.Tensor, groups: Optional[torch.Tensor]) -> CosegOutput:
+        """The outputs of ``images`` (B, 3, H, W) with group ids ``groups`` (B,): one pass, but a group of more than
+        ``max_references`` images compared with that many of its images (:meth:`_group_outputs`)."""
+        members = [] if groups is None or not self.group_levels else group_index(groups)
+        if all(len(m) <= self.max_references for m in members):
+            return self(images, groups)
+        check_shape(groups, [str(images.shape[0])], "groups")
+        outputs = [o for m in members for o in self._group_outputs(images[m], len(m))]
+        inverse = torch.argsort(torch.cat(members))
+        return CosegOutput(torch.cat([o.mask_logits for o in outputs])[inverse],
+                           torch.cat([o.embeddings for o in outputs])[inverse])
 
     @torch.inference_mode()
     def predict_group(self, images: torch.Tensor, chunk_size: int = 16, refinement: Optional[GroupRefinement] = None,
@@ -583,12 +597,13 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     """Build a :class:`CosegNet` from names.
 
     arch: a name in ``ARCHITECTURES`` (unet, fpn, deeplabv3plus, ...); encoder: an smp encoder name (``tu-<timm
-    name>`` for timm encoders). weights: ``"imagenet"`` (offline for ``tu-tf_efficientnet_lite0/1/2``, downloaded by
-    smp/timm for other encoders), None (random), or a local ``.safetensors``/``.pth`` file (timm key names for
-    ``tu-`` encoders, the encoder's own key names otherwise). embedding_hidden_channels: width of the embedding
-    head's hidden layer (default: the decoder's output channels). embedding_stride: the pixel embeddings are at
-    1/stride of the input size (4 by default: the metric head and its loss cost ~16× less than at full size, and
-    the IS-Triplet loss samples pixels, so it needs no full-resolution map). group_levels: how many of the
+    name>`` for timm encoders). weights: ``"imagenet"`` (offline for ``tu-tf_efficientnet_lite0/1/2`` and smp's
+    older names of them, ``timm-tf_efficientnet_lite0/1/2``; downloaded by smp/timm for other encoders), None
+    (random), or a local ``.safetensors``/``.pth`` file (timm key names for ``tu-`` encoders, the encoder's own key
+    names otherwise). embedding_hidden_channels: width of the embedding head's hidden layer (default: the
+    decoder's output channels). embedding_stride: the pixel embeddings are at 1/stride of the input size (4 by
+    default: the metric head and its loss cost ~16× less than at full size, and the IS-Triplet loss samples
+    pixels, so it needs no full-resolution map). group_levels: how many of the
     encoder's deepest feature maps get a group-consensus module (0 = a single-image model; at most
     ``DECODED_DEEPEST_LEVELS[arch]`` for an architecture whose decoder skips a map). semantic_prior: those
     modules also fuse the class-activation maps of the group's common ImageNet classes, read by the encoder's
@@ -622,7 +637,7 @@ def create_model(arch: str = "unet", encoder: str = DEFAULT_ENCODER, weights: Op
     except ValueError as err:  # smp refusing the pair, e.g. a ViT: "Unsupported model downsampling pattern."
         raise ValueError(f"cannot build {arch} with encoder '{encoder}': {err}") from err
     if weights is not None and not download:
-        load_encoder_weights(net.encoder, weights)
+        load_encoder_weights(net.encoder, weights, encoder)
     mean, std = input_normalization(encoder, mean, std, downloaded=download)
     decoder_channels = net.segmentation_head[0].in_channels
     hidden = decoder_channels if embedding_hidden_channels is None else embedding_hidden_channels

@@ -86,7 +86,8 @@ class GroupConsensus(nn.Module):
         """(B, C, h, w) → (B, K, h·w) unit key vectors."""
         return F.normalize(self.key(features).flatten(2), dim=1)
 
-    def fuse_maps(self, features: torch.Tensor, maps: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def fuse_maps(self, features: torch.Tensor, maps: torch.Tensor, extra: Optional[torch.Tensor] = None
+                  ) -> torch.Tensor:
         """features (B, C, h, w) + consensus maps (B, 2, h·w) (+ ``extra`` (B, E, h, w)) → updated features."""
         inputs = [features, maps.view(maps.shape[0], 2, *features.shape[-2:]).to(features.dtype)]
         if self.extra_channels:
@@ -97,7 +98,8 @@ class GroupConsensus(nn.Module):
             inputs.append(extra.to(features.dtype))
         return features + self.fuse(torch.cat(inputs, dim=1))
 
-    def forward(self, features: torch.Tensor, groups: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, groups: torch.Tensor, extra: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
         check_shape(features, ["B", "C", "h", "w"], "features")
         check_shape(groups, [str(features.shape[0])], "groups")
         keys = self.keys(features).float()

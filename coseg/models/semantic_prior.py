@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coseg.models.pretrained import TIMM_PREFIX, downloading_weights, has_offline_imagenet, load_timm_weights
+from coseg.models.pretrained import (TIMM_PREFIX, downloading_weights, has_offline_imagenet, load_timm_weights,
+                                     offline_timm_name)
 from metric.index_means import index_means
 
 PathLike = Union[str, os.PathLike]
@@ -126,8 +127,10 @@ def build_semantic_prior(encoder: str, deepest_channels: int, weights: Union[Pat
     (random: the weights then come from a model file's state dict). ``trunk``: the frozen encoder it reads (None:
     the segmentation encoder's features are passed in)."""
     if not encoder.startswith(TIMM_PREFIX):
+        same = offline_timm_name(encoder)
+        instead = f"use '{TIMM_PREFIX}{same}' (the same weights) or " if same is not None else ""
         raise ValueError(f"semantic prior needs a timm encoder ('{TIMM_PREFIX}<name>') with an ImageNet classifier, "
-                         f"got '{encoder}'; train without it: --no-semantic-prior (semantic_prior: false)")
+                         f"got '{encoder}'; {instead}train without it: --no-semantic-prior (semantic_prior: false)")
     name = encoder[len(TIMM_PREFIX):]
     if weights == "imagenet" and not has_offline_imagenet(encoder):
         with downloading_weights(encoder):
