@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional, Union
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 
 from coseg.atomic import atomic_path
@@ -118,6 +120,26 @@ def check_world_size(path: Union[str, Path], state: dict[str, Any], world_size: 
     if saved != world_size:
         raise CheckpointError(f"{path}: saved by a run with {saved} process(es); resume it with the same number "
                               f"(now {world_size})")
+
+
+def check_best_file(path: Union[str, Path], state: dict[str, Any]) -> None:
+    """Refuse to resume ``state`` (read from ``path``, a run's ``last.pt``) when its best epoch is an earlier one and
+    the ``best.safetensors`` beside it is missing or cannot be read (damaged, cut short): ``last.pt`` holds the last
+    epoch's model only, so a resume cannot write that file again, and would keep it as the run's best model."""
+    path = Path(path)
+    if state["best_epoch"] == state["epoch"]:  # the resume writes it again
+        return
+    best = path.with_name("best.safetensors")
+    try:
+        safetensors.torch.load(best.read_bytes())
+        return
+    except FileNotFoundError:
+        problem = "not found"
+    except (OSError, safetensors.SafetensorError) as e:
+        problem = f"cannot be read ({e})"
+    raise CheckpointError(f"{best}: {problem}; it is the model of the run's best epoch ({state['best_epoch']}), which "
+                          f"{path.name} (epoch {state['epoch']}) does not hold, so --resume cannot write it again: put "
+                          "back a copy of it, then --resume, or train a new run (--overwrite, or another --output)")
 
 
 def check_metadata(path: Union[str, Path], state: dict[str, Any], metadata: dict[str, str]) -> None:

@@ -19,9 +19,9 @@ class CsvLog:
     def load(self, up_to_epoch: int) -> None:
         """Read an existing log (on resume), keeping rows with ``epoch <= up_to_epoch``; the file is rewritten
         without the others (epochs a killed run logged but did not checkpoint), even if no row is appended. A
-        byte-order mark (a spreadsheet's "CSV UTF-8") is not taken as part of the first column's name; a file that is
-        not such a log (no ``epoch`` column, e.g. re-saved with semicolons, or not UTF-8) is a ValueError naming it,
-        left as it was."""
+        byte-order mark (a spreadsheet's "CSV UTF-8") is not taken as part of the first column's name, nor is a row
+        of empty cells a row; a file that is not such a log (no ``epoch`` column, e.g. re-saved with semicolons, or
+        not UTF-8) or has a row whose epoch is not a whole number is a ValueError naming it, left as it was."""
         if not self.path.is_file():
             return
         try:
@@ -35,7 +35,12 @@ class CsvLog:
             raise ValueError(f"{self.path}: not a log of this toolkit: no 'epoch' column among "
                              f"{', '.join(reader.fieldnames)[:80]!r} (re-saved with another separator?); restore the "
                              "file the run wrote, or move it away to start a new log")
-        self.rows = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= up_to_epoch]
+        rows = [r for r in rows if any(v.strip() for v in r.values() if isinstance(v, str))]  # a spreadsheet's ",,,"
+        odd = next((r["epoch"] for r in rows if not (r["epoch"] or "").strip().isdecimal()), None)
+        if odd is not None:  # rewriting it would drop the row
+            raise ValueError(f"{self.path}: a row's epoch {odd!r} is not a whole number (edited by hand?); restore the "
+                             "file the run wrote, or correct that row")
+        self.rows = [r for r in rows if int(r["epoch"]) <= up_to_epoch]
         if len(self.rows) < len(rows):
             self._write()
 

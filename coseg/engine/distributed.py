@@ -26,8 +26,9 @@ under torchrun, so only a true hang waits this long."""
 
 OTHER_RANK_ERROR_DELAY_S = 10.0
 """How long a process other than rank 0 keeps its error to itself (:func:`hold_error`): torchrun ends every other
-process once one exits (it looks every 0.1 s), so an error rank 0 also meets within this time is told by rank 0
-alone."""
+process once one exits (it looks every 0.1 s, every 5 s before torch 2.4), so an error rank 0 also meets within this
+time is told by rank 0 alone. Rank 0 may meet a shared error seconds after the others: it alone takes the run
+folder's lock and writes the run's files."""
 
 _error_held_since: Optional[float] = None
 """When this process began holding its error (:func:`hold_error`): the wait does not start again when the error

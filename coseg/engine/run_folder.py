@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from coseg.atomic import remove_temporaries
 from coseg.data.io import printable
-from coseg.engine.checkpoint import check_world_size, load_training_state
+from coseg.engine.checkpoint import check_best_file, check_world_size, load_training_state
 from coseg.engine.config import config_to_dict, load_config, save_config
 
 RESUMABLE = frozenset({"output", "overwrite", "epochs", "minutes", "device", "amp", "workers", "cache_dir", "quiet"})
@@ -77,8 +77,9 @@ class RunFolder:
     def check(self, cfg: Any, resume: bool, world_size: int = 1) -> None:
         """Refuse to lose a run already in ``cfg.output``: a new run there needs ``cfg.overwrite``, and ``resume``
         needs the options saved in its ``config.yaml`` (read as ``cfg``'s class), but for the resumable ones, and
-        training states (``last.pt``, its own and its sub-runs') that load and were saved by ``world_size``
-        processes, checked before the trainer writes.
+        training states (``last.pt``, its own and its sub-runs') that load, were saved by ``world_size`` processes
+        and have their best model file (:func:`~coseg.engine.checkpoint.check_best_file`), checked before the trainer
+        writes.
         ``resume`` with ``cfg.overwrite`` is refused (one would be ignored)."""
         if resume and cfg.overwrite:
             raise ValueError("--resume continues the run in --output and --overwrite replaces it: give one of them")
@@ -97,8 +98,11 @@ class RunFolder:
                                  f"or train a new run in another --output")
             for state in self.files(output):
                 if state.name == "last.pt":
-                    # a damaged one, or one of another number of processes, is refused before config.yaml is rewritten
-                    check_world_size(state, load_training_state(state), world_size)
+                    # a damaged one, one of another number of processes, or one whose best model file is lost, is
+                    # refused before config.yaml is rewritten (an ensemble's or staged run's before any sub-run trains)
+                    training = load_training_state(state)
+                    check_world_size(state, training, world_size)
+                    check_best_file(state, training)
         elif not resume and not cfg.overwrite:
             found = self.files(output)
             if found:

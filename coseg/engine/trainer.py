@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from coseg.atomic import PathLike, remove_temporaries
 from coseg.data.io import printable
 from coseg.engine.checkpoint import (
-    CheckpointError, check_metadata, check_world_size, load_training_state, rng_state, save_training_state,
-    set_rng_state,
+    CheckpointError, check_best_file, check_metadata, check_world_size, load_training_state, rng_state,
+    save_training_state, set_rng_state,
 )
 from coseg.engine.csv_log import CsvLog
 from coseg.engine.distributed import (
@@ -133,7 +133,9 @@ class Engine:
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics; ``last.safetensors`` also with
     ``finished``: ``epochs`` or ``time`` when the run ended with its last epoch or its time budget, ``no`` while it
     has not: interrupted, still training or resumed), ``last.pt`` (training state for ``resume``), ``log.csv`` (one
-    row per epoch: its learning rates, in :func:`lr_columns`, the task's loss terms, time and validation metrics).
+    row per epoch: its learning rates, in :func:`lr_columns`, the task's mean loss terms to 6 significant digits, its
+    ``seconds``, ``images_per_s`` after its first step (which holds the loader's start and first-batch compilation)
+    and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end, and an epoch
@@ -207,7 +209,8 @@ class Engine:
               rank_streams: list[dict[str, Any]], finished: str) -> None:
         """Write ``last.pt``, then the model files it records (:meth:`_save_models`); ``rank_streams``: every rank's
         random streams (``rng_state``); ``finished``: whether the run ends with this epoch (see the class)."""
-        meta = {**self.metadata, "epoch": str(epoch), **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
+        meta = {**self.metadata, "epoch": str(epoch),
+                **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float))}}
         save_training_state(self.output_dir / "last.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "best": best, "best_epoch": best_epoch, "rng": rng_state(),
@@ -237,6 +240,7 @@ class Engine:
         state = load_training_state(path)  # on the CPU, where random streams must be: load_state_dict moves the rest
         check_world_size(path, state, self.dist.world_size)
         check_metadata(path, state, self.metadata)
+        check_best_file(path, state)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
@@ -406,19 +410,26 @@ class Engine:
                 steps += 1
                 epoch_images += task.batch_size(batch)
                 if steps % 10 == 0 or steps == 1:
-                    bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
+                    bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")  # float(): the step has run (CUDA)
+                if steps == 1:
+                    t_first, first_images = time.perf_counter(), epoch_images
                 if flags[1] > 0:
                     stop = True
                     break
             bar.close()
-            seconds = time.perf_counter() - t_epoch
+            t_end = time.perf_counter()
+            seconds = t_end - t_epoch
             images_seen += epoch_images
-            means = all_reduce_sum(torch.stack([sums[k] / max(steps, 1) for k in sorted(sums)]), self.dist) / self.dist.world_size
+            means = all_reduce_sum(torch.stack([sums[k] / max(steps, 1) for k in sorted(sums)]),
+                                   self.dist) / self.dist.world_size
             row: dict[str, Any] = {"epoch": epoch, **{column: group["lr"] for column, group
                                                        in zip(self.lr_columns, self.optimizer.param_groups)}}
-            row.update({f"train_{k}": round(float(v), 6) for k, v in zip(sorted(sums), means)})
+            # significant digits, not decimals: a loss term of 1e-7 is not logged as 0
+            row.update({f"train_{k}": float(f"{float(v):.6g}") for k, v in zip(sorted(sums), means)})
             row["seconds"] = round(seconds, 2)
-            row["images_per_s"] = round(epoch_images * self.dist.world_size / max(seconds, 1e-9), 2)
+            # the rate after the epoch's first step (the loader's start, first-batch compilation), which seconds holds
+            timed, images = (t_end - t_first, epoch_images - first_images) if steps > 1 else (seconds, epoch_images)
+            row["images_per_s"] = round(images * self.dist.world_size / max(timed, 1e-9), 2)
             broadcast_buffers(self.model, self.dist)
             gathered = gather_to_main((rng_state(), self.unreadable.count, self.unreadable.files), self.dist)
             if self.dist.is_main:
