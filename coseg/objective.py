@@ -51,7 +51,9 @@ class CosegObjective(nn.Module):
                  triplet: Optional[ISTripletLoss] = None) -> None:
         super().__init__()
         weights = {**seg_weights, "triplet": triplet_weight}
-        not_numbers = [f"{k} {v!r}" for k, v in weights.items() if not isinstance(v, (numbers.Real, torch.Tensor))]
+        not_numbers = [f"{k} {v!r}" for k, v in weights.items()
+                       if isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor))
+                       or isinstance(v, torch.Tensor) and v.numel() != 1]
         if not_numbers:
             raise TypeError(f"loss weights must be numbers, got {', '.join(not_numbers)}")
         bad = [f"{k} {v}" for k, v in weights.items() if not (math.isfinite(v) and v >= 0)]
