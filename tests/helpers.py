@@ -7,7 +7,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-TOLERANCES = {torch.float64: (1e-9, 1e-7), torch.float32: (1e-5, 1e-4), torch.float16: (1e-3, 1e-2), torch.bfloat16: (1e-2, 5e-2)}
+TOLERANCES = {torch.float64: (1e-9, 1e-7), torch.float32: (1e-5, 1e-4), torch.float16: (1e-3, 1e-2),
+              torch.bfloat16: (1e-2, 5e-2)}
 
 
 def assert_close(actual, expected, rtol: float | None = None, atol: float | None = None, msg: str = "") -> None:

@@ -55,8 +55,8 @@ def test_the_losses_of_the_batch_triplets_the_readme_lists_are_those_refused(opt
 
 
 def test_the_quoted_line_of_a_group_without_masks_is_the_code_s(tmp_path: Path) -> None:
-    quoted = re.search(r"\(`(group without masks: <folder> \(group '<name>': none of its N image\(s\) has a mask, …)\)`",
-                       TEXT)
+    quoted = re.search(r"\(`(group without masks: <folder> \(group '<name>': "
+                       r"none of its N image\(s\) has a mask, …)\)`", TEXT)
     assert quoted, "README no longer quotes the line naming a group without masks"
     pattern = re.escape(quoted.group(1))
     for placeholder, regex in (("<folder>", r"\S+"), ("<name>", r"[^']+"), ("N", r"\d+"), ("…", r".+")):

@@ -149,8 +149,8 @@ def test_training_names_its_validation_groups(tmp_path: Path, monkeypatch) -> No
                           best_metric=50.0, best_epoch=1)
     groups = ["grüne Kreise", *(f"g{i:02d}" for i in range(11))]
     for val_groups, shown in ((groups[:1], "validation group(s): grüne Kreise\n"),
-                              (groups, "validation group(s): grüne Kreise, g00, g01, g02, g03, g04, g05, g06, g07, g08, "
-                                       "… (12 in all)\n")):
+                              (groups, "validation group(s): grüne Kreise, g00, g01, g02, g03, g04, g05, g06, "
+                                       "g07, g08, … (12 in all)\n")):
         monkeypatch.setattr("coseg.train.train", lambda cfg, resume: SimpleNamespace(
             is_main=True, members=[], fit=fit, val_groups=val_groups, skipped=[], problems=[], output=tmp_path / "run"))
         result = invoke("train", "--data", own_set(tmp_path / "data"), "--output", tmp_path / "run")

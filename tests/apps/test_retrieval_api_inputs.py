@@ -232,7 +232,8 @@ def test_a_query_folder_without_images_is_listed_and_the_others_searched(exporte
     empty.mkdir()
     result = search_export(index, [empty, folder / "a" / "rgb.png"], k=2)
     assert [n.rank for n in result.neighbours] == [1, 2] and result.skipped == [f"{empty}: a folder without images"]
-    with pytest.raises(ValueError, match=r"cannot read any query \(1 unusable file\(s\) or folder\(s\)\): .*empty: a folder without images"):
+    with pytest.raises(ValueError, match=r"cannot read any query \(1 unusable file\(s\) or folder\(s\)\): "
+                                         r".*empty: a folder without images"):
         search_export(index, [empty], k=2)
 
 

@@ -111,7 +111,8 @@ def test_the_loss_state_beside_the_model_files(data, tmp_path, monkeypatch):
             assert checkpoint_metadata(loss_state) == checkpoint_metadata(folder / name)  # saved with that model
             model = load_retrieval_model(folder / name)  # the model file holds the model alone
             assert load_file(str(folder / name)).keys() == model.state_dict().keys()
-            with pytest.raises(ValueError, match="holds a retrieval loss state, not a retrieval model: give the model file"):
+            with pytest.raises(ValueError, match="holds a retrieval loss state, not a retrieval model: "
+                                                 "give the model file"):
                 load_retrieval_model(loss_state)
     promoted, finetuned = (loss_file(folder / "best.safetensors") for folder in (run, run / FINETUNE_DIR))
     assert promoted.read_bytes() == finetuned.read_bytes()

@@ -58,7 +58,8 @@ def test_an_output_that_cannot_be_written_is_one_line_before_measuring(tmp_path)
 
 
 def test_the_readme_imports_a_measurement_from_the_repository_root():
-    """README: ``python -c "from benchmarks.metric_vs_pml import measure_retrieval; ..."`` (the retrieval part alone)."""
+    """README: ``python -c "from benchmarks.metric_vs_pml import measure_retrieval; ..."`` (the retrieval part
+    alone)."""
     done = subprocess.run([sys.executable, "-c", "from benchmarks.metric_vs_pml import measure_retrieval"],
                           cwd=SCRIPT.parents[1], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

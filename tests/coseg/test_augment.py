@@ -96,7 +96,8 @@ def test_colour_jitter_strength_zero_keeps_the_colours(strength, changed):
     torch.manual_seed(0)
     colour = torch.tensor([0.6, 0.3, 0.2]).view(1, 3, 1, 1)
     images = colour.expand(8, 3, 32, 32).clone()
-    out, _ = build_augmentation(CosegTrainConfig(image_size=32, colour_jitter=strength))(images, torch.ones(8, 1, 32, 32))
+    out, _ = build_augmentation(CosegTrainConfig(image_size=32, colour_jitter=strength))(
+        images, torch.ones(8, 1, 32, 32))
     centre = out[:, :, 12:20, 12:20]  # inside the image whatever the affine step's rotation and shift
     assert (centre - colour).abs().amax().item() > 0.02 if changed else torch.allclose(centre, colour.expand_as(centre),
                                                                                        atol=1e-5)

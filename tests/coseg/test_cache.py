@@ -187,7 +187,8 @@ def test_invalid_size():
 
 def _room_for(monkeypatch, samples: int, size: int = 16) -> None:
     """Pretend the machine's memory share holds exactly ``samples`` decoded samples with masks at ``size``."""
-    monkeypatch.setattr(cache_module, "physical_memory", lambda: int(samples * size * size * 4 / cache_module.MEMORY_SHARE))
+    monkeypatch.setattr(cache_module, "physical_memory",
+                        lambda: int(samples * size * size * 4 / cache_module.MEMORY_SHARE))
 
 
 def test_samples_beyond_the_memory_share_are_read_from_disk(scan, tmp_path, monkeypatch):

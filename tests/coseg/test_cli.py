@@ -20,8 +20,9 @@ def invoke(*args):
 def test_train_evaluate_predict_resume(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=3, images=4)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"epochs": 1, "members": 1, "weights": "none", "image_size": 64, "groups_per_batch": 2,
-                                   "images_per_group": 2, "val_fraction": 0.34, "triplet_pixels": 8}))
+    cfg.write_text(yaml.safe_dump({"epochs": 1, "members": 1, "weights": "none", "image_size": 64,
+                                   "groups_per_batch": 2, "images_per_group": 2, "val_fraction": 0.34,
+                                   "triplet_pixels": 8}))
     run = tmp_path / "run"
     r = invoke("train", "--config", cfg, "--data", data, "--output", run, "--epochs", 2, "--quiet")
     assert r.exit_code == 0, r.output
@@ -45,7 +46,8 @@ def test_train_evaluate_predict_resume(tmp_path):
             in r.output, r.output
         assert (run / "config.yaml").stat().st_ino == config  # not written again
 
-    r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev", "--quiet")
+    r = invoke("evaluate", "--checkpoint", run / "best.safetensors", "--data", data, "--output", tmp_path / "ev",
+               "--quiet")
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert 0 <= summary["P"] <= 100 and 0 <= summary["J"] <= 100 and len(summary["per_group"]) == 3

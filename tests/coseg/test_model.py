@@ -321,7 +321,8 @@ def test_an_encoder_smp_cannot_use_is_named():
 
 
 @pytest.mark.parametrize("change, words", [({"arch": "segnet"}, "unknown segmentation architecture 'segnet'"),
-                                           ({"encoder": "resnet9"}, "unknown encoder 'resnet9': smp has no encoder of that name")])
+                                           ({"encoder": "resnet9"}, "unknown encoder 'resnet9': "
+                                                                    "smp has no encoder of that name")])
 def test_model_file_naming_an_unknown_architecture_or_encoder(tmp_path, unet, change, words):
     from coseg.models.checkpoint import write_checkpoint
 

@@ -38,7 +38,8 @@ def test_helper_threads_only_with_a_core_to_spare(monkeypatch):
 
 def test_masks_at_input_size_with_same_relative_paths(tmp_path, helpers):
     root = odd_sized_set(tmp_path / "data") / "images"
-    report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, overlays=tmp_path / "ov", progress=False)
+    report = predict_folder(ConstantModel(0.8), 64, root, tmp_path / "out", CPU, overlays=tmp_path / "ov",
+                            progress=False)
     assert report.written == 3 and not report.skipped
     for image in root.rglob("*.jpg"):
         mask = cv2.imread(str(tmp_path / "out" / image.relative_to(root).with_suffix(".png")), cv2.IMREAD_UNCHANGED)

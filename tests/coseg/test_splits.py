@@ -115,9 +115,11 @@ def test_resolve_reports_missing_ambiguous_and_duplicate_names():
 
 def test_a_name_split_at_its_comma_is_told_how_to_write_it():
     cheetah = "028 Cheetah-National Zoo, Washington DC"
-    with pytest.raises(ValueError, match="both resolve to .*Washington DC' .a name holding a comma .*leave the comma out"):
+    with pytest.raises(ValueError, match="both resolve to .*Washington DC' .a name holding a comma "
+                                         ".*leave the comma out"):
         resolve_groups("Cheetah-National Zoo, Washington DC".split(", "), FOLDERS)
-    assert resolve_groups(["Cheetah-National Zoo Washington DC"], FOLDERS) == {cheetah: "Cheetah-National Zoo Washington DC"}
+    assert resolve_groups(["Cheetah-National Zoo Washington DC"], FOLDERS) == {
+        cheetah: "Cheetah-National Zoo Washington DC"}
 
 
 def test_holdout_groups_disjoint_deterministic_and_sized():
@@ -214,7 +216,8 @@ def test_validation_groups_without_masks_are_named(tmp_path):
     scan = find_samples(root, "folders")
     for cfg in (CosegTrainConfig(data=str(root), val_groups=["02-polygon"]),
                 CosegTrainConfig(data=str(root), train_groups=["00-star", "02-polygon"], val_groups=["01-ellipse"])):
-        with pytest.raises(ValueError, match="group.s. without any mask, so nothing to train or validate on: 02-polygon"):
+        with pytest.raises(ValueError, match="group.s. without any mask, so nothing to train or validate on: "
+                                             "02-polygon"):
             split_train_val(cfg, scan)
     with pytest.raises(ValueError, match=r"val_fraction 0.9: cannot hold out 2 of 2 groups"):  # the option named
         split_train_val(CosegTrainConfig(data=str(root), val_fraction=0.9), scan)

@@ -39,7 +39,8 @@ def fit(out: Path, epochs: int, resume: bool, info: DistInfo) -> weakref.ref:
     model = ToyModel()
     model.net[2].p = 0.0  # no dropout: rank-local randomness would make the two set-ups differ
     task = ToyTask()
-    loader = DataLoader(TensorDataset(task.x, task.y), batch_sampler=HalfBatches(len(task.x), info.rank, info.world_size))
+    loader = DataLoader(TensorDataset(task.x, task.y),
+                        batch_sampler=HalfBatches(len(task.x), info.rank, info.world_size))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = Engine(model, opt, out, dist=info, epochs=epochs, select_metric="acc", quiet=True, lr_schedule="constant",
                     warmup=0.0)

@@ -10,7 +10,8 @@ from metric.losses import is_triplet_loss
 from metric.miners import BatchAllMiner, SemiHardMiner
 
 
-@pytest.mark.parametrize("miner", [SemiHardMiner(margin=0.5), BatchAllMiner(margin=0.1)], ids=["semi_hard", "batch_all"])
+@pytest.mark.parametrize("miner", [SemiHardMiner(margin=0.5), BatchAllMiner(margin=0.1)],
+                         ids=["semi_hard", "batch_all"])
 def test_counted_loss_of_float16_embeddings_with_a_large_sum_is_the_float32_loss(miner):
     labels = torch.zeros(2, 8, 8, dtype=torch.long)
     labels[:, 2:6, 2:6] = 1

@@ -79,7 +79,8 @@ def test_small_classes_fill_their_blocks():
 
 def test_deterministic_per_seed_and_epoch():
     def run(seed, epoch):
-        return [b for b, _ in batches_with_representatives(ClassRepresentativeBatchSampler(LABELS, 4, 2, seed=seed), epoch)]
+        return [b for b, _ in batches_with_representatives(
+            ClassRepresentativeBatchSampler(LABELS, 4, 2, seed=seed), epoch)]
 
     assert run(0, 0) == run(0, 0) and run(0, 1) == run(0, 1)
     assert run(0, 0) != run(0, 1) and run(0, 0) != run(1, 0)

@@ -100,7 +100,8 @@ def test_class_statistics_of_16_bit_embeddings_are_those_of_their_values_in_floa
     assert tree.thresholds.dtype == torch.float32 and torch.equal(tree.thresholds, wide.thresholds)
     centres = expected[1].to(dtype)
     built = ClassTree.build(centres, num_levels=3).thresholds  # from 16-bit centres: float32 thresholds too
-    assert built.dtype == torch.float32 and torch.equal(built, ClassTree.build(centres.float(), num_levels=3).thresholds)
+    assert built.dtype == torch.float32 and torch.equal(
+        built, ClassTree.build(centres.float(), num_levels=3).thresholds)
 
 
 def test_class_statistics_name_the_problem_with_their_inputs():

@@ -32,5 +32,6 @@ def test_losses_and_miners_refuse_zero_dimensions(component):
 
 
 def test_pixel_loss_refuses_zero_dimensions():
-    with pytest.raises(ValueError, match=r"embeddings must have at least one dimension \(D >= 1\), got shape \(2, 0, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"embeddings must have at least one dimension \(D >= 1\), "
+                                         r"got shape \(2, 0, 3, 3\)"):
         ISTripletLoss(k_per_class=2)(torch.zeros(2, 0, 3, 3), torch.randint(2, (2, 3, 3)))

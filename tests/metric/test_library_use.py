@@ -49,7 +49,8 @@ def _call(loss: nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_gradient_of_16_bit_embeddings_is_the_float32_gradient_rounded_once(name, dtype, monkeypatch):
     # The gathers' backward summed each row's gradient over its triplets in 16 bits: 20–60% off for batch-all
-    # on 256 × 512 (the loss itself, computed in float32, was right). Per triplet, with no pair table, as old code did there.
+    # on 256 × 512 (the loss itself, computed in float32, was right). Per triplet, with no pair table, as old code
+    # did there.
     monkeypatch.setattr(TRIPLET_MODULE, "_uses_pair_table", lambda *sizes: False)
     loss = GATHERING_LOSSES[name]()
     x = _embeddings().to(dtype)

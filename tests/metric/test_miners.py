@@ -147,7 +147,8 @@ def test_all_valid_triplets_on_a_larger_batch():
     assert torch.stack(list(mined)).unique(dim=1).shape[1] == len(mined)
 
 
-@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)], ids=["batch_all", "semi_hard"])
+@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)],
+                         ids=["batch_all", "semi_hard"])
 def test_blocks_of_anchors_give_the_same_triplets_as_one_block(miner, monkeypatch):
     """The margin-based miners test (a, p, n) over blocks of anchors bounded in size; block edges change nothing."""
     import metric.miners.margin_miner as module
@@ -189,7 +190,8 @@ def test_counts_match_the_mined_triplets_counted_by_a_loop(kind, make, one_shot,
     assert int(as_positive.sum()) == int(as_negative.sum()) == len(mined) > 0
 
 
-@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)], ids=["batch_all", "semi_hard"])
+@pytest.mark.parametrize("miner", [BatchAllMiner(margin=0.3), SemiHardMiner(margin=0.5)],
+                         ids=["batch_all", "semi_hard"])
 def test_counts_in_one_broadcast_by_class_and_by_blocks_agree(miner, monkeypatch):
     """Small batches are counted in one broadcast over all B³ candidates, larger ones class by class in blocks of
     anchors: the same counts."""

@@ -94,7 +94,8 @@ def test_hardness_adds_prediction_error_but_on_ignored_pixels():
     hardness = pixel_hardness(labels, probabilities, 1)
     assert (hardness[:, :2] == 0).all() and 0 <= hardness.min() and hardness.max() <= 2
     kept = labels != 255
-    assert torch.equal(hardness[kept], (boundary_mask(labels, 1).float() + (probabilities - labels.float()).abs())[kept])
+    assert torch.equal(hardness[kept],
+                       (boundary_mask(labels, 1).float() + (probabilities - labels.float()).abs())[kept])
 
 
 def test_hard_without_random_share_takes_only_boundary_pixels():
@@ -113,7 +114,8 @@ def test_hard_prefers_boundary_pixels_over_random():
     band = boundary_mask(labels, 2).flatten()
     share = {}
     for strategy in ("random", "hard"):
-        on_band = [band[sample_pixels(labels, 40, strategy, generator=generator(s)).index].float().mean() for s in range(10)]
+        on_band = [band[sample_pixels(labels, 40, strategy, generator=generator(s)).index].float().mean()
+                   for s in range(10)]
         share[strategy] = float(torch.stack(on_band).mean())
     # Band: ~23% of the pixels; hard = half uniform, half band-proportional.
     assert share["random"] < 0.35 and share["hard"] > 0.55, share
@@ -127,7 +129,8 @@ def test_hard_prefers_mispredicted_pixels():
     wrong = (probabilities - labels.float()).abs().flatten() > 0.5
     background_share = float(wrong.sum()) / float((labels == 0).sum())
     picked = [
-        wrong[sample_pixels(labels, 40, "hard", probabilities, random_share=0.2, boundary_width=1, generator=generator(s)).index]
+        wrong[sample_pixels(labels, 40, "hard", probabilities, random_share=0.2, boundary_width=1,
+                            generator=generator(s)).index]
         for s in range(10)
     ]
     sampled_background = torch.cat([p.view(4, 2, 40)[:, 0] for p in picked]).float().mean()

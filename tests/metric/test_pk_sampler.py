@@ -74,7 +74,8 @@ def test_deterministic_per_seed_and_epoch():
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_ddp_ranks_together_equal_one_process(world_size, labels, drop_last):
     single = PKBatchSampler(labels, 6, 2, seed=5, drop_last=drop_last)
-    ranks = [PKBatchSampler(labels, 6, 2, rank=r, world_size=world_size, seed=5, drop_last=drop_last) for r in range(world_size)]
+    ranks = [PKBatchSampler(labels, 6, 2, rank=r, world_size=world_size, seed=5, drop_last=drop_last)
+             for r in range(world_size)]
     for epoch in (0, 1):
         per_rank = [epoch_batches(s, epoch) for s in ranks]
         assert all(len(b) == len(s) == len(single) for b, s in zip(per_rank, ranks))
@@ -100,7 +101,8 @@ def test_works_as_a_dataloader_batch_sampler():
 
 def test_registered_and_rejects_bad_settings():
     labels = balanced()
-    assert isinstance(BATCH_SAMPLERS.create("pk", labels=labels, classes_per_batch=2, samples_per_class=2), PKBatchSampler)
+    assert isinstance(BATCH_SAMPLERS.create("pk", labels=labels, classes_per_batch=2, samples_per_class=2),
+                      PKBatchSampler)
     with pytest.raises(ValueError, match=r"classes_per_batch \(3\) must be divisible by world_size \(2\)"):
         PKBatchSampler(labels, 3, 2, rank=0, world_size=2)
     with pytest.raises(ValueError, match="exceeds the number of classes"):

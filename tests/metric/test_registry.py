@@ -62,7 +62,8 @@ def test_factories_without_annotations_or_signature():
     registry.register("dict")(dict)
     assert registry.create("pair", a="x") == ("x", 2)
     assert registry.create("dict", k=1) == {"k": 1}
-    with pytest.raises(TypeError, match=r"thing 'pair': got an unexpected keyword argument 'c' \(its arguments: a, b\)"):
+    with pytest.raises(TypeError, match=r"thing 'pair': got an unexpected keyword argument 'c' "
+                                        r"\(its arguments: a, b\)"):
         registry.create("pair", a=1, c=3)
     with pytest.raises(KeyError, match="unknown thing 'nope'; valid names: dict, pair"):
         registry.create("nope")

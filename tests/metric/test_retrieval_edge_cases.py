@@ -107,7 +107,8 @@ def float32_reference(x: np.ndarray, y: np.ndarray, ks: tuple, metric: str) -> d
         if r == 0:
             continue
         queries += 1
-        pairs = sorted(zip(scores[q].tolist(), indices[q].tolist()), key=lambda p: (p[0] if metric == "l2" else -p[0], p[1]))
+        pairs = sorted(zip(scores[q].tolist(), indices[q].tolist()),
+                       key=lambda p: (p[0] if metric == "l2" else -p[0], p[1]))
         same = [y[j] == y[q] for _, j in pairs]
         for k in ks:
             hits[k] += any(same[:k])

@@ -45,7 +45,8 @@ def test_image_cells_and_grid_escape_alt_and_class():
     cell = image("files/x_1.png", 'a "quoted" <name>', "caption", "right")
     assert 'alt="a &quot;quoted&quot; &lt;name&gt;"' in cell and '<figure class="right">' in cell
     assert tiles([[cell, cell], [cell]], 120) == ('<div class="tiles" style="--cell:120px">'
-                                                  f'<div class="tile">{cell}{cell}</div><div class="tile">{cell}</div></div>')
+                                                  f'<div class="tile">{cell}{cell}</div>'
+                                                  f'<div class="tile">{cell}</div></div>')
 
 
 def test_page_is_self_contained():

@@ -141,7 +141,8 @@ def test_an_unfinished_run_is_said_to_be_so(tmp_path):
         assert ("Unfinished" in html) == (note is not None) and (note is None or note in html), finished
     (run / "last.safetensors").write_bytes(b"\x05")
     html = training_section(run, tmp_path / "files", "s1")
-    assert "<b>Last model:</b> " in html and "last.safetensors is not a safetensors model file" in html and "Unfinished" not in html
+    assert ("<b>Last model:</b> " in html and "last.safetensors is not a safetensors model file" in html
+            and "Unfinished" not in html)
     (run / "last.safetensors").unlink()
     (run / "config.yaml").unlink()
     assert "Unfinished" not in training_section(run, tmp_path / "files", "s1")  # a log alone: nothing to tell
