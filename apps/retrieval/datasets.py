@@ -20,17 +20,18 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
 - ``auto``:    picks one of the above from the files present (``detect_retrieval_layout``).
 
 Every layout also has the split ``all``. ``root`` may be the official top folder or the folder holding it
-(``CUB_200_2011``, ``Stanford_Online_Products``). Labels are remapped to 0..C−1 per split, in the order of the
-official class ids (folders: of the sorted class names). Text index files are UTF-8, with or without a byte order
-mark, with Unix or Windows line endings. Index lines that cannot be parsed, images listed but missing or listed
-twice (kept once), images without a class and classes outside the official ranges are reported as ``Problem``
-entries, never dropped silently.
+(``CUB_200_2011``, ``Stanford_Online_Products``; Cars196: torchvision's ``stanford_cars``). Labels are remapped to
+0..C−1 per split, in the order of the official class ids (folders: of the sorted class names). Text index files are
+UTF-8, with or without a byte order mark, or UTF-16 with one (Notepad's "Unicode"), with Unix or Windows line
+endings. Index lines that cannot be parsed, images listed but missing or listed twice (kept once), images without a
+class and classes outside the official ranges are reported as ``Problem`` entries, never dropped silently.
 
 A new layout is a function ``scan(root: Path, split: str, train_classes: Sequence[str] | None) ->
 (list[Entry], list[Problem])`` registered with ``@RETRIEVAL_LAYOUTS.register("name")``.
 """
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ SPLITS_FILE = "splits.json"
 CUB_RANGES = (range(1, 101), range(101, 201))
 CARS_RANGES = (range(1, 99), range(99, 197))
 CARS_DEVKIT = {"cars_train": "cars_train_annos.mat", "cars_test": "cars_test_annos_withlabels.mat"}
+CARS_FOLDER = "stanford_cars"
 
 
 class Record(NamedTuple):
@@ -150,11 +152,15 @@ def _table(path: Path, ints: int, text: bool, problems: list[Problem],
     if not path.is_file():
         raise LayoutError(f"index file not found: {printable(path)}")
     try:
-        # utf-8-sig: a byte order mark (files saved by Windows editors) is not part of the first id; lines end at
-        # "\n" ("\r\n" read as "\n") only, not at the Unicode separators str.splitlines also takes (U+2028, ...)
-        lines = path.read_text(encoding="utf-8-sig", errors="surrogateescape").split("\n")
+        raw = path.read_bytes()
     except OSError as e:
         raise LayoutError(f"cannot read index file {printable(path)}: {e.strerror or e}") from None
+    # A byte order mark (files saved by Windows editors) is not part of the first id: utf-8-sig drops UTF-8's;
+    # Notepad's "Unicode" is UTF-16. Lines end at "\n", "\r\n" or "\r" only, not at the Unicode separators
+    # str.splitlines also takes (U+2028, ...).
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    decoded = raw.decode("utf-16" if utf16 else "utf-8-sig", errors="replace" if utf16 else "surrogateescape")
+    lines = decoded.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip() or (number == 1 and header is not None and line.split()[0] == header):
@@ -162,7 +168,7 @@ def _table(path: Path, ints: int, text: bool, problems: list[Problem],
         fields = line.split(maxsplit=ints) if text else line.split()
         values = _parse_ints(fields[:ints]) if len(fields) == ints + text else None
         if values is None:
-            expected = f"{ints} integers" + (" and a path or name" if text else "")
+            expected = ("an integer" if ints == 1 else f"{ints} integers") + (" and a path or name" if text else "")
             problems.append(Problem("bad line", path,
                                     f"line {number}: '{printable(line.strip())}' (expected {expected})"))
             continue
@@ -249,6 +255,17 @@ def _devkit_file(root: Path, name: str) -> Path:
     return nested if nested.is_file() else root / name
 
 
+def _has_cars(root: Path) -> bool:
+    """True if ``root`` holds Cars196's ``cars_annos.mat`` or the devkit's ``cars_train_annos.mat``."""
+    return (root / "cars_annos.mat").is_file() or _devkit_file(root, CARS_DEVKIT["cars_train"]).is_file()
+
+
+def _cars_root(root: Path) -> Path:
+    """``root``, or ``root/stanford_cars`` (where torchvision's ``StanfordCars`` puts the devkit distribution) when
+    only that holds Cars196."""
+    return root / CARS_FOLDER if not _has_cars(root) and _has_cars(root / CARS_FOLDER) else root
+
+
 def _is_cars_devkit(root: Path) -> bool:
     """True if ``root`` holds Cars196 in the devkit distribution (no ``car_ims/``, ``cars_train_annos.mat``)."""
     return not (root / "car_ims").is_dir() and _devkit_file(root, CARS_DEVKIT["cars_train"]).is_file()
@@ -282,7 +299,7 @@ def _integer(value: object) -> Optional[int]:
 def scan_cars(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
     """Cars196: see the module docstring."""
     _check_split("cars", split, train_classes)
-    sources, names = _cars_sources(root)
+    sources, names = _cars_sources(_cars_root(root))
     problems: list[Problem] = []
     entries = []
     for mat_file, images, path_field in sources:
@@ -418,7 +435,7 @@ def detect_retrieval_layout(root: PathLike) -> str:
         raise LayoutError(f"data folder not found: {printable(root)}")
     if (_official_root(root, "images.txt", "CUB_200_2011") / "image_class_labels.txt").is_file():
         return "cub"
-    if (root / "cars_annos.mat").is_file() or _devkit_file(root, CARS_DEVKIT["cars_train"]).is_file():
+    if _has_cars(_cars_root(root)):
         return "cars"
     sop = _official_root(root, "Ebay_train.txt", "Stanford_Online_Products")
     if (sop / "Ebay_train.txt").is_file() or (sop / "Ebay_test.txt").is_file():
@@ -443,7 +460,11 @@ def load_retrieval_split(root: PathLike, split: str = "train", layout: str = "au
     ``train_classes`` (folders only): class folder names forming ``train``; the others form ``test``.
     Listed images missing on disk are reported in ``problems`` and left out. Raises ``LayoutError`` when the
     folder, an index file or every image of the split is missing, ``KeyError`` for an unknown layout or split
-    name in ``splits.json``, ``ValueError`` for an unknown split or class name."""
+    name in ``splits.json``, ``ValueError`` for an unknown split or class name, ``TypeError`` for ``train_classes``
+    given as one string (its letters would be taken as class names)."""
+    if isinstance(train_classes, str):
+        raise TypeError(f"train_classes must be a list of class folder names, not the string "
+                        f"'{printable(train_classes)}' (whose letters would be taken as names)")
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")

@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ from metric._checks import check_shape
 
 # The model config entries that change the pooled features (the head's do not).
 FEATURE_CONFIG = ("backbone", "pooling", "mean", "std", "pool_stages")
+# Class ids of images: a tensor, a numpy array or a list (``RetrievalSplit.labels``).
+Labels = Union[torch.Tensor, np.ndarray, Sequence[int]]
 
 
 def features_key(model: RetrievalModel, dataset: RetrievalImageDataset,
@@ -140,15 +142,27 @@ def unreadable_files(dataset: RetrievalImageDataset,
     return files
 
 
+def label_tensor(labels: Labels, rows: int, name: str = "labels") -> torch.Tensor:
+    """``labels`` (rows,) as an int64 tensor; ``TypeError`` for values that are not integers (bools are two
+    classes), ``ValueError`` for another length."""
+    try:
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
+        raise TypeError(f"{name} must be integer class ids, got {type(labels).__name__} ({error})") from None
+    check_shape(tensor, [str(rows)], name)
+    if tensor.numel() and (tensor.is_floating_point() or tensor.is_complex()):  # torch.as_tensor([]) is float
+        raise TypeError(f"{name} must be integer class ids, got {tensor.dtype}")
+    return tensor.long()
+
+
 class FeatureDataset(Dataset):
     """Cached features (V, N, F) of N images under V views with their labels (N,). Item ``i``: ``features`` (F,)
     of a view drawn at random (torch's global generator) for image i, ``label`` and ``index``."""
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(self, features: torch.Tensor, labels: Labels) -> None:
         sizes = check_shape(features, ["V", "N", "F"], "features")
-        check_shape(labels, [str(sizes["N"])], "labels")
         self.features = features
-        self.labels = labels
+        self.labels = label_tensor(labels, sizes["N"])
 
     def __len__(self) -> int:
         return self.features.shape[1]

@@ -18,6 +18,7 @@ from typing import Optional
 
 import torch
 
+from apps.retrieval.features import Labels, label_tensor
 from apps.retrieval.model import RetrievalModel
 from metric._checks import check_finite, check_shape
 from metric.index_means import index_means
@@ -45,7 +46,7 @@ def check_head_init(how: str, feature_dim: int, embedding_dim: int) -> None:
 
 
 @torch.no_grad()
-def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", labels: Optional[torch.Tensor] = None,
+def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", labels: Optional[Labels] = None,
               shrinkage: float = DEFAULT_SHRINKAGE) -> None:
     """Set ``model``'s linear head from ``features`` (M, feature_dim). ``identity``: weight I, bias 0 (embeddings =
     the L2-normalised features; needs embedding_dim = feature_dim). ``pca``, ``pca_whiten``, ``class_whiten``: the
@@ -63,7 +64,7 @@ def init_head(model: RetrievalModel, features: torch.Tensor, how: str = "pca", l
     model.embedding.bias.copy_(bias.to(model.embedding.bias))
 
 
-def head_weights(features: torch.Tensor, embedding_dim: int, how: str, labels: Optional[torch.Tensor] = None,
+def head_weights(features: torch.Tensor, embedding_dim: int, how: str, labels: Optional[Labels] = None,
                  shrinkage: float = DEFAULT_SHRINKAGE) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight (embedding_dim, F) and bias (embedding_dim,), float64, of a head that projects ``features`` (M, F),
     centred, on their top ``embedding_dim`` principal axes (``pca``), each divided by its standard deviation
@@ -115,10 +116,10 @@ def spanned_axes(values: torch.Tensor, size: int) -> int:
     return int((values > size * torch.finfo(values.dtype).eps * values[0]).sum())
 
 
-def _checked_labels(labels: Optional[torch.Tensor], rows: int) -> torch.Tensor:
+def _checked_labels(labels: Optional[Labels], rows: int) -> torch.Tensor:
     if labels is None:
         raise ValueError("head_init class_whiten needs the class labels of the features")
-    check_shape(labels, [str(rows)], "labels")
+    labels = label_tensor(labels, rows)
     if labels.unique().numel() < 2 or labels.unique().numel() == rows:
         raise ValueError(f"head_init class_whiten needs >= 2 classes with >= 2 images in some class; got "
                          f"{labels.unique().numel()} classes over {rows} features")
