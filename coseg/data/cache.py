@@ -1,8 +1,13 @@
 """Decode each image (and mask) once per run, resized to S×S, held in memory as uint8; optionally kept on disk.
 
-The disk cache holds one ``.npz`` per sample, named by a hash of (image path, mtime, size in bytes, inode, change
-time, the same of the mask, S, mask encoding), so an edited or replaced file is decoded again (also one whose
-mtime was put back) and a second run skips decoding; the sample of a damaged cache file is decoded again.
+The disk cache holds one ``.npz`` per sample, named ``<slot>-<key>.npz``: the slot a hash of the sample's file paths,
+S and mask encoding, the key a hash of (image path, mtime, size in bytes, inode, change time, the same of the mask, S,
+mask encoding), so an edited or replaced file is decoded again (also one whose mtime was put back) and a second run
+skips decoding; the sample of a damaged cache file is decoded again. The entries a sample's earlier files left in its
+slot, which no run reads again, are removed when it is loaded, as are entries of the earlier naming (by key alone) and
+temporary files of writes killed over an hour ago; entries of files since removed, or of another S, stay (another
+run may use them): delete the folder to reclaim their space. Another process using the folder at the same time
+loses at most an entry it then decodes again.
 Files that cannot be used are skipped and listed in ``ImageCache.skipped``; the run goes on without them. A cache
 folder that cannot be written (read-only, full, a file) is a ``ValueError`` naming it; one already holding every
 entry is only read.
@@ -15,20 +20,23 @@ half-way for want of memory.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import io
 import os
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import PathLike, write_bytes_atomic
+from coseg.atomic import TEMPORARY_MARK, PathLike, write_bytes_atomic
 from coseg.data.io import DataFileError, printable, read_image_for_size, read_pair, resize_to
 from coseg.data.layouts import Sample
 from metric._checks import check_count
@@ -38,6 +46,11 @@ _FORMAT = 6  # bump when the stored arrays change meaning (2: black-and-white pa
 # image's pixel-centre grid; 5: those palette masks read by colour with any_nonzero too, the Internet layout's;
 # 6: gray + alpha TIFF images decoded by Pillow, whose tiles OpenCV garbled)
 MEMORY_SHARE = 0.5
+_SLOT_CHARS = 16  # hex digits naming an entry's slot: its sample's file paths, S and mask encoding
+_ENTRY = re.compile(r"[0-9a-f]{%d}-[0-9a-f]{40}\.npz" % _SLOT_CHARS)
+_UNSLOTTED_ENTRY = re.compile(r"[0-9a-f]{40}\.npz")  # the earlier naming, by key alone: never read any more
+_CACHE_FILE = re.compile(r"(?:[0-9a-f]{%d}-)?[0-9a-f]{40}\.npz" % _SLOT_CHARS)
+ABANDONED_AFTER = 3600.0  # seconds since its last write after which a temporary cache file is a killed write's
 
 
 def physical_memory() -> int:
@@ -86,6 +99,19 @@ def _fingerprint(path: Optional[Path]) -> bytes:
     stat = os.stat(path)
     return b"%s|%d|%d|%d|%d" % (os.fsencode(os.path.abspath(path)), stat.st_mtime_ns, stat.st_size, stat.st_ino,
                                 stat.st_ctime_ns)
+
+
+def _abandoned(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of a cache entry's write last written over ``ABANDONED_AFTER`` seconds
+    ago: a killed process's (a write takes a moment; Ctrl-C removes its own)."""
+    name = path.name
+    if not (name.startswith(".") and TEMPORARY_MARK in name
+            and _CACHE_FILE.fullmatch(name[1:name.index(TEMPORARY_MARK)])):
+        return False
+    try:
+        return path.stat().st_mtime < time.time() - ABANDONED_AFTER
+    except OSError:
+        return False  # renamed into place or removed meanwhile
 
 
 def read_or_substitute(read: Callable[[int], Decoded], i: int, labels: torch.Tensor, substitute: bool,
@@ -164,10 +190,13 @@ class ImageCache:
         todo = list(dict.fromkeys(s for s in samples if s not in self._entries and s not in self._failed))
         if todo:
             self._check_memory(todo)
+            slots = self._disk_slots()
             with ThreadPoolExecutor(self.threads) as pool:
                 results = list(tqdm(pool.map(self._fetch, todo), total=len(todo), disable=not self.progress,
                                     desc=f"decoding {self.image_size}px", unit="img"))
-            for sample, (result, from_disk) in zip(todo, results):
+            self._remove(disk.with_name(name) for _, _, disk in results if disk is not None  # their files' earlier
+                         for name in slots.get(disk.name[:_SLOT_CHARS], ()) if name != disk.name)  # entries
+            for sample, (result, from_disk, _) in zip(todo, results):
                 if isinstance(result, DataFileError):
                     self._failed.add(sample)
                     self.skipped.append((result.path, result.problem))
@@ -203,7 +232,33 @@ class ImageCache:
                              b"%d|%d|%d" % (self.image_size, sample.any_nonzero, _FORMAT)])
         except OSError:
             return None  # the file is missing: decoding reports it
-        return self.cache_dir / f"{hashlib.sha1(key).hexdigest()}.npz"
+        files = [b"-" if path is None else os.fsencode(os.path.abspath(path)) for path in (sample.image, sample.mask)]
+        slot = hashlib.sha1(b"\0".join([*files, b"%d|%d" % (self.image_size, sample.any_nonzero)])).hexdigest()
+        return self.cache_dir / f"{slot[:_SLOT_CHARS]}-{hashlib.sha1(key).hexdigest()}.npz"
+
+    def _disk_slots(self) -> dict[str, list[str]]:
+        """The names of the cache folder's entries by slot (none without a folder); removes its entries of the
+        earlier naming and the temporary files of cache writes killed over ``ABANDONED_AFTER`` seconds ago."""
+        slots: dict[str, list[str]] = {}
+        if self.cache_dir is None:
+            return slots
+        try:
+            names = os.listdir(self.cache_dir)
+        except OSError:
+            return slots  # no folder yet, or not one: writing the first entry names the problem
+        for name in names:
+            if _ENTRY.fullmatch(name):
+                slots.setdefault(name[:_SLOT_CHARS], []).append(name)
+        self._remove(self.cache_dir / name for name in names if _UNSLOTTED_ENTRY.fullmatch(name)
+                     or _abandoned(self.cache_dir / name))
+        return slots
+
+    @staticmethod
+    def _remove(paths: Iterable[PathLike]) -> None:
+        """Delete the files at ``paths`` that are still there and can be (a read-only cache folder keeps them)."""
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def _read_disk(self, path: Path, with_mask: bool) -> Optional[Decoded]:
         """The stored arrays, or None when absent or unusable (then they are decoded and stored again)."""
@@ -222,18 +277,18 @@ class ImageCache:
             return None
         return Decoded(image, mask, (int(size[0]), int(size[1])))
 
-    def _fetch(self, sample: Sample) -> tuple[Union[Decoded, Path, DataFileError], bool]:
+    def _fetch(self, sample: Sample) -> tuple[Union[Decoded, Path, DataFileError], bool, Optional[Path]]:
         """(decoded sample, or its disk-cache file when ``on_disk``, or the error met; whether it came from the
-        disk cache)."""
+        disk cache; its disk-cache file, None without a cache folder or when a file is missing)."""
         disk = self._disk_path(sample)
         if disk is not None:
             stored = self._read_disk(disk, sample.mask is not None)
             if stored is not None:
-                return (disk if self.on_disk else stored), True
+                return (disk if self.on_disk else stored), True, disk
         try:
             decoded = decode_sample(sample, self.image_size)
         except DataFileError as e:
-            return e, False
+            return e, False, disk
         if disk is not None:
             arrays = {"image": decoded.image, "size": np.asarray(decoded.size)}
             if decoded.mask is not None:
@@ -245,4 +300,4 @@ class ImageCache:
             except OSError as e:  # read-only, full, or not a folder: bad input, not a crash
                 raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} "
                                  f"({e.strerror or e}); choose another --cache-dir or leave it out") from None
-        return (disk if self.on_disk and disk is not None else decoded), False
+        return (disk if self.on_disk and disk is not None else decoded), False, disk

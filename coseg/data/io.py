@@ -2,12 +2,16 @@
 
 Images are decoded with OpenCV from the file's bytes (``cv2.imdecode``), so any file name the OS accepts works,
 including non-ASCII and non-UTF-8 ones. ``cv2.IMREAD_COLOR`` already gives 3-channel 8-bit BGR for grayscale,
-RGBA (alpha dropped), 16-bit (scaled down by 256) and CMYK JPEGs, and rotates by the EXIF orientation tag
-(for every format; OpenCV's TIFF decoder rotates even when told not to); a float TIFF, which it does not decode,
-is read unchanged and scaled to 8-bit (a 32-bit integer one is refused, saying so); an 8-bit gray + alpha TIFF,
-which it refuses or garbles when tiled, is decoded by Pillow. The image as stored is that rotated image turned back
-by the orientation tag as Pillow reads it, for every format alike. Masks are decoded with Pillow, which keeps palette
-indices and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for pixel as stored.
+RGBA (alpha dropped), 16-bit and CMYK JPEGs, and rotates by the EXIF orientation tag (for every format; OpenCV's
+TIFF decoder rotates even when told not to). 16-bit values are scaled from their full range (65535 → 255, about
+a 256th), as OpenCV, scikit-image and torchvision do and as the PNG standard has writers of fewer significant bits
+store them: 12-bit data stored unscaled in 16 bits (at most 4095) reads nearly black (at most 16), so scale it to
+the full range first. A float TIFF, which OpenCV does not decode, is read unchanged and scaled to 8-bit (a 32-bit
+integer one is refused, saying so); an 8-bit gray + alpha TIFF, which it refuses or garbles when tiled, is decoded
+by Pillow; a float gray + alpha TIFF, which neither decodes, is refused, saying so. The image as stored is that
+rotated image turned back by the orientation tag as Pillow reads it, for every format alike. Masks are decoded with
+Pillow, which keeps palette indices and 1-bit data as stored, and are never EXIF-rotated: a mask is taken pixel for
+pixel as stored (a 16-bit or float gray + alpha TIFF mask, which Pillow does not decode, is refused, saying so).
 ``read_pair`` reconciles the two: when the EXIF-rotated image does not fit the mask but the stored one does, the
 image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated image back by the same rule, and
 resizes it to a mask of the image's aspect ratio saved at another resolution (evaluation scores at the mask's size;
@@ -20,13 +24,14 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from coseg.atomic import PathLike, write_bytes_atomic
 
@@ -40,7 +45,8 @@ UNSUPPORTED_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".jxl", ".svg", ".p
 
 _JPEG_START = b"\xff\xd8"
 _TIFF_STARTS = (b"II*\x00", b"MM\x00*")
-_SAMPLES_PER_PIXEL = 277  # TIFF tag
+_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _SAMPLE_FORMAT = 258, 277, 339  # TIFF tags
+_FLOAT_SAMPLES = 3  # SampleFormat of IEEE floating-point samples
 _JPEG_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")  # not a stuffed 0xFF byte, a fill byte or a restart
 _JPEG_SCAN, _JPEG_END = 0xDA, 0xD9
 _JPEG_NO_LENGTH = frozenset({0x01, 0xD8})  # markers without a length field (restarts are skipped by the pattern)
@@ -169,9 +175,40 @@ def _gray_alpha_tiff(data: bytes) -> Optional[np.ndarray]:
     return cv2.cvtColor(np.ascontiguousarray(array[..., 0]) if array.ndim == 3 else array, cv2.COLOR_GRAY2BGR)
 
 
+def _first_value(value: object) -> Optional[int]:
+    """A TIFF tag's first value (Pillow gives a tuple or a single value), None when it holds no integer."""
+    value = value[0] if isinstance(value, tuple) and value else value
+    return value if isinstance(value, int) else None
+
+
+def _deep_gray_alpha(data: bytes) -> Optional[str]:
+    """The samples of a gray + alpha TIFF (two samples per pixel) deeper than 8 bits, e.g. "16-bit" or "32-bit
+    float", read from its first directory's tags; None for other data. Pillow decodes no such TIFF, and OpenCV only
+    the integer ones, as images."""
+    if not data.startswith(_TIFF_STARTS):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of damaged tags, which the decoders report
+            tags = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+            stream = io.BytesIO(data)
+            stream.seek(tags.next)
+            tags.load(stream)
+            samples, bits, kind = (_first_value(tags.get(tag))  # decoded here, as they are read
+                                   for tag in (_SAMPLES_PER_PIXEL, _BITS_PER_SAMPLE, _SAMPLE_FORMAT))
+    except (*_PILLOW_FAILURES, struct.error):
+        return None
+    if samples != 2 or bits is None or bits <= 8:
+        return None
+    return f"{bits}-bit{' float' if kind == _FLOAT_SAMPLES else ''}"
+
+
 def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     if _truncated_jpeg(data):
         raise ImageReadError(path, "truncated JPEG (its data ends before the end-of-image marker)")
+    deep = _deep_gray_alpha(data)
+    if deep is not None and deep.endswith("float"):  # OpenCV refuses it too, printing its TIFF decoder's complaint
+        raise ImageReadError(path, f"{deep} gray + alpha TIFF is not read: save it without alpha, or as 8- or 16-bit")
     try:
         bgr = _gray_alpha_tiff(data)
         if bgr is None:
@@ -189,9 +226,9 @@ def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
 def read_image(path: PathLike, apply_exif: bool = True) -> np.ndarray:
     """Image at ``path`` as ``(H, W, 3)`` uint8 RGB, EXIF-rotated unless ``apply_exif=False``.
 
-    Grayscale becomes 3 equal channels, alpha is dropped, 16-bit is scaled to 8-bit, CMYK JPEG becomes RGB, float
-    (TIFF) is scaled by 255 when within [0, 1] and clipped to [0, 255] otherwise. Raises ``ImageReadError`` naming
-    the file."""
+    Grayscale becomes 3 equal channels, alpha is dropped, 16-bit is scaled to 8-bit from its full range (65535 →
+    255), CMYK JPEG becomes RGB, float (TIFF) is scaled by 255 when within [0, 1] and clipped to [0, 255] otherwise.
+    Raises ``ImageReadError`` naming the file."""
     path = Path(path)
     return _decode_image(_read_bytes(path), path, apply_exif)
 
@@ -319,6 +356,10 @@ def read_mask(path: PathLike, any_nonzero: bool = False) -> np.ndarray:
             array = _as_stored(np.asarray(im), orientation) if turned else np.asarray(im)
             palette = im.getpalette() if mode in ("P", "PA") else None
     except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        deep = _deep_gray_alpha(data)
+        if deep is not None:
+            raise MaskError(path, f"{deep} gray + alpha TIFF mask is not read: save it as 1-bit or 8-bit grayscale "
+                                  "without alpha") from None
         float_mask = _float_mask(data)
         if float_mask is not None:
             raise MaskError(path, f"{float_mask} mask is not read (only 32-bit float grayscale is): save it as 1-bit "

@@ -4,6 +4,11 @@ Each group has one common object: a group-specific shape (star, ellipse, polygon
 group-specific two-colour stripe texture, seen at a different position, size, rotation and brightness in every
 image. Backgrounds are smooth random colour fields with noise, cluttered with distractor shapes whose kind, colour
 and texture are drawn anew for every image, so only the object is common to a group. The mask is the object.
+
+Each image is drawn from its own random stream, seeded by (seed, group, image), so it does not depend on how many
+groups or images are written; but numpy makes the stream of (seed, group, 0) that of (seed, group), which draws the
+group's object: image 0 of a group reuses those numbers, and in ellipse, cross and ring groups its background's
+first colour cells are the object's two stripe colours. Kept: ``coseg demo``'s data are these very images.
 """
 from __future__ import annotations
 
