@@ -62,6 +62,8 @@ def check_empty_policy(empty: str) -> None:
 
 
 def image_j(score: ImageScore, empty: EmptyPolicy) -> float:
+    """The image's J under the ``empty`` policy: its ``J``, or for an empty ground truth 0 ("zero") or NaN
+    ("exclude")."""
     check_empty_policy(empty)
     if score.empty_gt:
         return 0.0 if empty == "zero" else math.nan

@@ -25,8 +25,9 @@ _PLOTTED_LIMIT = 1e300  # beyond it a series' span (max - min) may overflow the 
 def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[float]], title: str, xlabel: str,
               ylabel: str, mark: Optional[tuple[float, str]] = None, log_x: bool = False) -> None:
     """Write a PNG (about 640×360 px) with one line per ``series`` entry over integer ``x`` (epochs, K); NaN,
-    infinite and huge values (beyond ±10³⁰⁰) are gaps (a series without any other value says so in the legend), the
-    x axis spans every ``x``. ``mark``: a vertical dashed line at x with a label (e.g. the best epoch)."""
+    infinite and huge values (beyond ±10³⁰⁰) are gaps (a series without any other value says so in the legend; a value
+    between gaps is drawn as a dot), the x axis spans every ``x``. ``mark``: a vertical dashed line at x with a label
+    (e.g. the best epoch)."""
     if not series:
         raise ValueError(f"{title}: nothing to plot")
     figure = Figure(figsize=(6.4, 3.6))
@@ -36,7 +37,10 @@ def line_plot(path: PathLike, x: Sequence[int], series: Mapping[str, Sequence[fl
             raise ValueError(f"{title}: series '{name}' has {len(values)} values for {len(x)} x positions")
         values = [v if abs(v) <= _PLOTTED_LIMIT else math.nan for v in values]
         shown = any(not math.isnan(v) for v in values)
-        axes.plot(x, values, marker="o" if len(x) <= 30 else None, markersize=3,
+        # beyond 30 points only the values between gaps are marked: no line runs through them
+        isolated = [i for i, v in enumerate(values) if not math.isnan(v)
+                    and all(not 0 <= n < len(values) or math.isnan(values[n]) for n in (i - 1, i + 1))]
+        axes.plot(x, values, marker="o", markevery=None if len(x) <= 30 else isolated, markersize=3,
                   label=name if shown else f"{name} (no finite value)")
     if mark is not None:
         axes.axvline(mark[0], color="#888", linestyle="--", linewidth=1, label=mark[1])

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coseg.data import DataFileError, printable, read_image, read_mask, read_pair
+from coseg.data.io import same_aspect
 from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
                                 cell_path, json_count, json_number, json_value, model_file_changed, read_csv,
@@ -74,14 +75,14 @@ class Thumbnails:
         self.count = 0
 
     def cell(self, caption: str, alt: str, make: Callable[[Path], None], css_class: str = "") -> str:
-        """A figure for the PNG ``make(path)`` writes (``caption``: HTML), or a figure with the reason when it
-        fails."""
+        """A figure for the PNG ``make(path)`` writes (``caption``: HTML), or, when it fails, a figure with the
+        caption (an image's scores, a neighbour's rank and class) and the reason."""
         self.count += 1
         name = f"{self.prefix}_{self.count:05d}.png"
         try:
             make(self.files / name)
         except (DataFileError, ValueError) as e:
-            return f'<figure><figcaption>{esc(alt)}: not shown ({esc(e)})</figcaption></figure>'
+            return f"<figure><figcaption>{caption or esc(alt)}<br>not shown: {esc(e)}</figcaption></figure>"
         return image(link(self.files, name), alt, caption, css_class)
 
 
@@ -216,8 +217,20 @@ def _evaluation_cells(folder: Path, entry: Optional[dict[str, str]], row: ImageR
         thumbs.cell("ground truth", f"ground truth of {row.image}", lambda p: write_thumbnail(
             p, pair()[0], thumbs.max_side, pair()[1], GROUND_TRUTH_COLOUR)),
         thumbs.cell("prediction", f"prediction for {row.image}",
-                    lambda p: write_thumbnail(p, pair()[0], thumbs.max_side, read_mask(predicted))),
+                    lambda p: write_thumbnail(p, pair()[0], thumbs.max_side, _drawn_over(
+                        read_mask(predicted), predicted, pair()[1]))),
     ]
+
+
+def _drawn_over(mask: np.ndarray, path: Path, picture: np.ndarray) -> np.ndarray:
+    """``mask`` (H, W), read from ``path``, to be drawn over ``picture`` (H, W[, 3]: the ground truth or image it was
+    saved at the size of); a ``ValueError`` when it is of another aspect ratio (the file was replaced since), which
+    its thumbnail would show stretched."""
+    if not same_aspect(mask.shape, picture.shape[:2]):
+        raise ValueError(f"{printable(path)}: a mask of {mask.shape[1]}×{mask.shape[0]} pixels for a picture of "
+                         f"{picture.shape[1]}×{picture.shape[0]}, another aspect ratio (replaced since it was "
+                         "written?)")
+    return mask
 
 
 def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
@@ -261,7 +274,8 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
                 pairs.append([thumbs.cell(esc(sample.image.name), name,
                                           lambda p: write_thumbnail(p, photo(), max_side)),
                               thumbs.cell(f"prediction: foreground {100 * mask.mean():.1f} %", f"prediction for {name}",
-                                          lambda p: write_thumbnail(p, photo(), max_side, mask))])
+                                          lambda p: write_thumbnail(
+                                              p, photo(), max_side, _drawn_over(mask, mask_file, photo())))])
         grids.append(f"<h3>{esc(printable(group))}</h3>"
                      + (f'<p class="note">The first {per_group} of the {masked} images with a mask.</p>'
                         if masked > per_group else "")

@@ -42,7 +42,7 @@ def test_evaluate_and_predict_reports_then_coseg_report(tmp_path, coseg_run):
     r = invoke("predict", "--checkpoint", checkpoint, "--input", data / "images", "--output", predictions,
                "--report", "--quiet")
     assert r.exit_code == 0, r.output
-    lines = r.output.splitlines()
+    lines = r.stdout.splitlines()  # stderr may warn that this barely trained model's masks are empty
     assert lines[-3:] == ["wrote 9 mask(s)", f"outputs: masks in {predictions}/",
                           f"report: {predictions / 'report.html'} (1 section(s); images in "
                           f"{predictions / 'report_files'}/)"]
@@ -93,7 +93,8 @@ def test_quiet_silences_progress(tmp_path, coseg_run):
                    "--report", "--quiet")
     assert loud.exit_code == quiet.exit_code == 0
     assert "predicting" in loud.stderr and "report thumbnails" in loud.stderr
-    assert quiet.stderr == "" and "outputs:" in quiet.stdout
+    # --quiet silences progress, not warnings (this barely trained model's masks may all be empty)
+    assert all(line.startswith("warning: ") for line in quiet.stderr.splitlines()) and "outputs:" in quiet.stdout
 
 
 def test_retrieval_evaluate_report(tmp_path):
