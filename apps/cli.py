@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 from contextlib import contextmanager
@@ -11,8 +12,8 @@ from typing import Any, Callable, Iterator, Optional
 import click
 
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          known_layout, not_training_state, quiet_option, report_options, training_config,
-                          training_options, workers_option)
+                          known_layout, masks_option, name_list, not_training_state, quiet_option, report_options,
+                          training_config, training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 
@@ -54,6 +55,9 @@ KEPT_WHEN_INTERRUPTED = {
              "command with --resume continues it",
     "predict": "the masks already written are kept: the same command again predicts the rest",
     "export": "the finished shards are kept: the same command again exports the rest",
+    "demo": "--output keeps what the demo wrote: its generated data/ (the next demo reuses it once complete), its "
+            "training run/ as far as it got (the next demo trains anew) and, after training, the scores, masks and "
+            "overlays written so far",
 }
 
 
@@ -103,11 +107,11 @@ def click_errors_told() -> Iterator[None]:
     :func:`friendly_errors` tells the commands' own: under torchrun, a process other than rank 0 holds its error and
     then shows it naming the process, keeping click's usage line, help hint and exit code. Rank 0 and a single process
     let click show them as always."""
-    from coseg.engine.distributed import launched_rank
-
     try:
         yield
     except click.ClickException as e:
+        from coseg.engine.distributed import launched_rank  # torch: not for a command line without errors
+
         if isinstance(e, ToldError) or not launched_rank():
             raise
         message = told(e)
@@ -127,6 +131,32 @@ class CosegGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         with click_errors_told():
             return super().invoke(ctx)
+
+
+class LazyGroup(click.Group):
+    """A command group whose commands are a sequence ``commands_of`` (``module:NAME``), imported when they are first
+    needed (listed, looked up, run): the retrieval commands import timm and torchvision, seconds that ``coseg --help``
+    and the other commands need not wait for. Ctrl-C during that import is told as during a command."""
+
+    def __init__(self, *args: Any, commands_of: str, **kwargs: Any) -> None:
+        self.commands_of: Optional[str] = commands_of
+        super().__init__(*args, **kwargs)
+
+    @property
+    def commands(self) -> dict[str, click.Command]:  # type: ignore[override]
+        if self.commands_of is not None:
+            module, name = self.commands_of.split(":")
+            try:
+                commands = getattr(importlib.import_module(module), name)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted before it wrote its results") from None
+            self.commands_of = None
+            self._commands.update((command.name, command) for command in commands)
+        return self._commands
+
+    @commands.setter
+    def commands(self, commands: dict[str, click.Command]) -> None:
+        self._commands = commands
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: Optional[float]) -> Optional[float]:
@@ -307,6 +337,7 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 @checkpoint_option
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
+@masks_option
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -314,51 +345,58 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 @click.option("--splits", type=click.Path(exists=True, dir_okay=False),
               help="Splits JSON (default: DATA/splits.json if it exists).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
-@click.option("--groups", help="Explicit comma-separated groups to evaluate (instead of --split).")
+@click.option("--groups", callback=name_list, help="Explicit comma-separated groups to evaluate (instead of --split).")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @inference_options
 @report_options("scores worst first, image | ground truth | prediction per group (the predicted masks are saved "
                 "in OUTPUT/predictions/), and the training curves and config of the checkpoint's run")
 @friendly_errors
-def evaluate(checkpoint: Path, data: Path, layout: str, output: Path, splits: Optional[str], split: Optional[str],
-             groups: Optional[str], image_size: Optional[int], batch_size: int, empty: str, group_mode: bool,
-             refine_iterations: int, refine_weight: float, group_statistics: Optional[float], flip: bool,
-             edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int, colour_scale: float,
-             device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
+def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, output: Path, splits: Optional[str],
+             split: Optional[str], groups: Optional[list[str]], image_size: Optional[int], batch_size: int, empty: str,
+             group_mode: bool, refine_iterations: int, refine_weight: float, group_statistics: Optional[float],
+             flip: bool, edge_radius: float, edge_eps: float, colour_cut: bool, colour_iterations: int,
+             colour_scale: float, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.data import find_samples, printable
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
-    from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file
+    from coseg.predict import mask_settings
+    from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file, record_path
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, groups_without_masks,
                                  nothing_labelled, problems_of, samples_of)
 
-    explicit = [g.strip() for g in groups.split(",") if g.strip()] if groups else []  # "a,b," as the trainers read it
+    explicit = groups or []
     check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
     if report:
         check_report_outside(output, data)
     dev = _device(device)
     model, size = _model(checkpoint, dev, image_size)
-    scan = find_samples(data, layout)
+    scan = find_samples(data, layout, masks)
     chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
     if not scan.labelled:
         raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
     labelled = {s.group for s in scan.labelled}
     unscored = [printable(g) for g in chosen if g not in labelled]
+    refinement, edges = _refinement(refine_iterations, refine_weight), _edges(edge_radius, edge_eps)
+    colour, statistics = _colour(colour_cut, colour_iterations, colour_scale), _statistics(group_statistics)
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
                                   empty,  # type: ignore[arg-type]
-                                  progress=not quiet, group_mode=group_mode,
-                                  refinement=_refinement(refine_iterations, refine_weight),
-                                  predictions=output / PREDICTIONS if report else None, flip=flip,
-                                  edges=_edges(edge_radius, edge_eps),
-                                  colour=_colour(colour_cut, colour_iterations, colour_scale),
-                                  statistics=_statistics(group_statistics))
+                                  progress=not quiet, group_mode=group_mode, refinement=refinement,
+                                  predictions=output / PREDICTIONS if report else None, flip=flip, edges=edges,
+                                  colour=colour, statistics=statistics)
     overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
     evaluation.summary.update({key: len(names) for key, names in overlap.items()})
     if unscored:
         evaluation.summary["unscored_groups"] = unscored
     record_model_file(evaluation.summary, checkpoint, output)
+    for key, path in (("data", data), ("masks", masks)):  # what was scored, and how
+        if path is not None:
+            record_path(evaluation.summary, key, path, output)
+    evaluation.summary.update({"layout": scan.layout, "split": split and printable(split),
+                               "groups": [printable(g) for g in explicit] or None,
+                               "settings": mask_settings(size, group_mode, refinement, flip, edges, colour,
+                                                         statistics)})
     write_evaluation(evaluation, output)
     if unscored:
         echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups have no ground-truth mask, so they are not "
@@ -449,6 +487,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 @main.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
+@masks_option
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -458,7 +497,8 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
               help="Share of the groups (of each subset, where groups have one) held out for testing.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @friendly_errors
-def split(data: Path, layout: str, output: Optional[Path], test_fraction: float, seed: int) -> None:
+def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path], test_fraction: float,
+          seed: int) -> None:
     """Write a train/test split of DATA's labelled groups, for data sets without an official one (SBCoseg: by
     group, stratified by subset), to use with `train --train-split train` and `evaluate --split test`."""
     from coseg.atomic import write_text_atomic
@@ -467,7 +507,7 @@ def split(data: Path, layout: str, output: Optional[Path], test_fraction: float,
     output = output or data / "splits.json"
     if output.exists():
         raise ValueError(f"{printable(output)} exists; choose another --output (it is never replaced)")
-    scan = find_samples(data, layout)
+    scan = find_samples(data, layout, masks)
     labelled = {s.group for s in scan.labelled}
     subsets = {g: s for g, s in scan.group_subsets().items() if g in labelled}
     if len(subsets) < 2:
@@ -573,9 +613,10 @@ def demo(output: Path, minutes: float, device: str, quiet: bool) -> None:
     _report(output, 160, quiet)
 
 
-from apps.retrieval.cli import retrieval  # noqa: E402  (coseg retrieval ...: apps/retrieval/cli.py)
-
-main.add_command(retrieval)
+@main.group(cls=LazyGroup, commands_of="apps.retrieval.cli:COMMANDS",
+            context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def retrieval() -> None:
+    """Image retrieval: train embeddings, evaluate them, export a collection, search it."""
 
 
 if __name__ == "__main__":

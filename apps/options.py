@@ -7,9 +7,11 @@ import importlib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import click
+
+from coseg.config import MASKS_HELP
 
 
 def _click_type(annotation: Any) -> Any:
@@ -75,18 +77,24 @@ def training_options(cls: type) -> Callable:
 def training_config(cls: type, config_file: Optional[Path], params: dict[str, Any], resume: bool = False) -> Any:
     """The resolved config: ``cls`` defaults ← YAML file ← flags; ``data`` must be set by one of them. With
     ``resume`` and no YAML file, the run's own ``config.yaml`` in ``--output`` is the file, when it is there (when it
-    is not and no ``--data`` is given, nothing is resumed: an error naming the folder). ``data``, ``output``,
-    ``cache_dir`` and ``device``, wherever they were given, are checked as the other commands' options are (a usage
-    error before anything is read or written; a value of the file names the file; an empty folder is refused:
-    :func:`written_folder`)."""
+    is not and no ``--data`` is given, nothing is resumed: an error naming the folder). ``data``, ``masks``
+    (where ``cls`` has it), ``output``, ``cache_dir`` and ``device``, wherever they were given, are checked as the
+    other commands' options are (a usage error before anything is read or written; a value of the file names the
+    file; an empty folder is refused: :func:`written_folder`). A list of names (groups, classes) given on the command
+    line that names none is a usage error: it would choose as if it were not given, and replace the file's choice."""
     from coseg.data import printable
     from coseg.engine import load_config
+    from coseg.engine.config import expand_paths
 
-    given = overrides(params, cls)
+    given = expand_paths(cls, overrides(params, cls))  # a quoted ~/run: the run's config.yaml is looked for there
     ctx = click.get_current_context()
     options = {p.name: p for p in ctx.command.params}
     if "output" in given:  # before --resume looks for the run's config.yaml there
         written_folder(given["output"], options["output"], ctx)
+    hints = typing.get_type_hints(cls)
+    for name, value in given.items():
+        if hints[name] == list[str]:  # the groups or classes to use
+            name_list(ctx, options[name], value)
     if resume and config_file is None:
         output = Path(given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output")))
         if (output / "config.yaml").is_file():
@@ -100,9 +108,10 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
     for name, check in (("data", click.Path(exists=True, file_okay=False).convert),
+                        ("masks", click.Path(exists=True, file_okay=False).convert),
                         ("output", written_folder), ("cache_dir", written_folder),
                         ("device", lambda value, param, context: checked_device(context, param, value))):
-        if getattr(cfg, name) is None:  # an optional folder not given
+        if getattr(cfg, name, None) is None:  # an optional folder not given, or not an option of ``cls``
             continue
         try:
             check(getattr(cfg, name), options[name], ctx)
@@ -113,6 +122,18 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
                 e.message += f" ({name}: {getattr(cfg, name) or repr('')} in {config_file}{relative})"
             raise
     return cfg
+
+
+def name_list(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[list[str]]:
+    """Option callback: the names of a comma-separated list (``a, b,``: a and b), None when the option is not given.
+    One naming none (an unset shell variable) is a usage error: leaving the option out is how to choose by default."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("names none (an unset shell variable?): give the names, or leave the option out",
+                                 ctx, param)
+    return names
 
 
 def written_folder(value: str, param: click.Parameter, ctx: click.Context) -> str:
@@ -132,27 +153,29 @@ def other_trainers_file(cls: type, config_file: Path) -> None:
 
     keys = set(map(str, read_config_file(cls, config_file)))
     unknown = sorted(keys - {f.name for f in dataclasses.fields(cls)})
-    for other, fn in TRAINERS.items():
-        if other is not cls and unknown and keys <= {f.name for f in dataclasses.fields(other)}:
-            raise ConfigError(f"{config_file}: a config file of `coseg {command_of(fn)}`, not of this command (its "
+    if not unknown:
+        return
+    for other, command in trainer_commands().items():
+        if other is not cls and keys <= {f.name for f in dataclasses.fields(other)}:
+            raise ConfigError(f"{config_file}: a config file of `coseg {command}`, not of this command (its "
                               f"keys {', '.join(unknown[:3])}{', ...' if unknown[3:] else ''} are that command's "
-                              f"options): give it to `coseg {command_of(fn)} --config`")
+                              f"options): give it to `coseg {command} --config`")
 
 
-def command_of(fn: Callable) -> str:
-    """The words naming the command whose function is ``fn`` below the root of the current command line (e.g.
-    ``retrieval train``)."""
+def trainer_commands() -> dict[type, str]:
+    """Each trainer's config class (:data:`TRAINERS`) → the words naming its command below the root of the current
+    command line (e.g. ``retrieval train``). Walking the commands imports those of a lazy group
+    (``apps.cli.LazyGroup``), whose trainers register as they are imported."""
 
-    def find(group: click.Group, words: str) -> Optional[str]:
+    def walk(group: click.Group, words: str) -> Iterator[tuple[str, click.Command]]:
         for name, command in group.commands.items():
-            if command.callback is fn:
-                return words + name
-            if isinstance(command, click.Group) and (found := find(command, f"{words}{name} ")):
-                return found
-        return None
+            yield words + name, command
+            if isinstance(command, click.Group):
+                yield from walk(command, f"{words}{name} ")
 
     root = click.get_current_context().find_root().command
-    return (find(root, "") if isinstance(root, click.Group) else None) or fn.__name__
+    named = {command.callback: words for words, command in (walk(root, "") if isinstance(root, click.Group) else ())}
+    return {cls: named.get(fn, fn.__name__) for cls, fn in TRAINERS.items()}
 
 
 def checked_device(ctx: Optional[click.Context], param: Optional[click.Parameter], value: str) -> str:
@@ -181,6 +204,7 @@ def known_layout(registry: str) -> Callable[[click.Context, click.Parameter, str
 
 
 # The options that mean the same in every command that takes them.
+masks_option = click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), help=MASKS_HELP)
 device_option = click.option("--device", default="auto", show_default=True, callback=checked_device,
                              help="auto, cpu, cuda or cuda:N.")
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")

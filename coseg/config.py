@@ -13,10 +13,13 @@ EDGE_EPS = 1e-3
 MAX_COLOUR_SCALE = 4.0  # colour cut side / model input side: beyond it the cut's images outgrow memory, not detail
 
 
-def option(default, help: str):  # noqa: A002 - mirrors click's wording
+def option(default, help: str, path: bool = False):  # noqa: A002 - mirrors click's wording
+    """A config field with its ``--help`` text; ``path``: it names a file or folder, whose ``~`` the config loader
+    expands (:func:`coseg.engine.load_config`)."""
+    metadata = {"help": help, "path": path}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def check_normalization(mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
@@ -48,17 +51,24 @@ INPUT_NORMALIZATION_HELP = ("per RGB channel of images in [0, 1], 3 comma-separa
                             "it.")
 
 
+MASKS_HELP = ("Folder of the ground-truth masks when they are not in the data set: icoseg layout: instead of "
+              "ground_truth/ (MASKS/<group>/<stem>.png); folders layout: masks matched to the images by relative "
+              "folder and stem (the internet and sbcoseg layouts keep masks beside the images). Default: the data "
+              "set's own.")
+
+
 @dataclass
 class CosegTrainConfig:
-    data: str = option("", "Data set root folder; required (on the command line or in --config).")
+    data: str = option("", "Data set root folder; required (on the command line or in --config).", path=True)
+    masks: Optional[str] = option(None, MASKS_HELP, path=True)
     layout: str = option("auto", "Data layout: icoseg, internet, sbcoseg, folders, or auto (detect).")
     output: str = option("runs/coseg", "Run folder: config.yaml, last.*/best.* checkpoints, log.csv (an ensemble: "
-                         "each member's log and checkpoints in member<i>/).")
+                         "each member's log and checkpoints in member<i>/).", path=True)
     overwrite: bool = option(False, "Train into an --output folder that already holds a run, writing its checkpoints, "
                              "log and config anew (default: refuse, so a finished run is not lost; --resume continues "
                              "it).")
     splits: Optional[str] = option(None, "Splits JSON file (e.g. iCoseg splits.json); default: <data>/splits.json if "
-                                   "present.")
+                                   "present.", path=True)
     train_split: Optional[str] = option(None, "Key of the training group list in the splits file (e.g. train30). "
                                         "Given on the command line, it replaces the --config file's train_groups.")
     train_groups: list[str] = option([], "Explicit training groups (comma-separated); default: all groups, or "
@@ -84,7 +94,7 @@ class CosegTrainConfig:
     encoder: str = option("tu-tf_efficientnet_lite0", "Encoder name (smp/timm).")
     weights: Optional[str] = option("imagenet", "Encoder weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
                                     "local .safetensors/.pth file (the timm model's or the smp encoder's state dict, "
-                                    "also saved from DDP with its module. prefix), or none.")
+                                    "also saved from DDP with its module. prefix), or none.", path=True)
     input_mean: list[float] = option([], "Input normalisation mean " + INPUT_NORMALIZATION_HELP + " Give it and "
                                      "--input-std for a local --weights file of a non-timm smp encoder (resnet34, "
                                      "efficientnet-b0, mit_b0, ...), which otherwise gets timm's ImageNet values "
@@ -142,7 +152,8 @@ class CosegTrainConfig:
     amp: bool = option(True, "Mixed precision on CUDA.")
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CUDA and CPU).")
     workers: int = option(0, "DataLoader worker processes.")
-    cache_dir: Optional[str] = option(None, "Folder for decoded-image cache files (default: in memory only).")
+    cache_dir: Optional[str] = option(None, "Folder for decoded-image cache files (default: in memory only).",
+                                      path=True)
     quiet: bool = option(False, "No progress bars.")
 
     REPLACED_BY: ClassVar[dict[str, tuple[str, ...]]] = {"train_groups": ("train_split", "splits"),

@@ -52,12 +52,17 @@ def overlap_warnings(overlap: Mapping[str, list[str]], evaluated: int, noun: str
     lines = []
     trained, validated = overlap.get(TRAINED_ON), overlap.get(VALIDATED_ON)
     if trained:
-        lines.append(f"warning: {len(trained)} of the {evaluated} evaluated {noun} were used to train this model "
-                     f"({shown_names(trained)}): these scores are not of unseen data")
+        lines.append(f"warning: {len(trained)} of the {evaluated} evaluated {noun} {_were(trained)} used to train this "
+                     f"model ({shown_names(trained)}): these scores are not of unseen data")
     if validated:
-        lines.append(f"note: {len(validated)} of the {evaluated} evaluated {noun} were this model's validation "
-                     f"{noun} (used to choose its epoch): {shown_names(validated)}")
+        lines.append(f"note: {len(validated)} of the {evaluated} evaluated {noun} {_were(validated)} this model's "
+                     f"validation {noun} (used to choose its epoch): {shown_names(validated)}")
     return lines
+
+
+def _were(names: Sequence[str]) -> str:
+    """The verb of "N of the M ... were": "was" for one."""
+    return "was" if len(names) == 1 else "were"
 
 
 @dataclass

@@ -171,7 +171,8 @@ def _chosen(scan: Scan, explicit: list[str], option: str, splits: Optional[Path]
         raise ValueError(f"{option}: {e}") from None
 
 
-RUN_FOLDER = RunFolder(subruns="member*", paths=frozenset({"data", "splits", "weights", "output", "cache_dir"}),
+RUN_FOLDER = RunFolder(subruns="member*",
+                       paths=frozenset({"data", "masks", "splits", "weights", "output", "cache_dir"}),
                        remove_report=remove_report)
 """An ensemble's members train in ``OUTPUT/member<i>/``."""
 
@@ -278,6 +279,8 @@ def check_config(cfg: CosegTrainConfig) -> None:
                        ("--train-groups", "--train-split", "--splits"))
     if cfg.splits is not None and not Path(cfg.splits).is_file():
         raise ConfigError(f"splits: {printable(cfg.splits)} is not a file")
+    if cfg.masks is not None and not (cfg.masks.strip() and Path(cfg.masks).is_dir()):  # "": not the current folder
+        raise ConfigError(f"masks: {printable(cfg.masks) or repr('')} is not a folder")
     check_weights_file(cfg.weights)
     with usage_errors():
         check_encoder_name(cfg.encoder)
@@ -337,7 +340,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     and ``last.safetensors`` (of their last ones), the ensemble's validation P/J in the first's metadata. A resume
     that trains a member on first marks the ensemble's ``last.safetensors`` unfinished (:func:`_mark_unfinished`)."""
     output = Path(cfg.output)
-    scan = find_samples(cfg.data, cfg.layout)
+    scan = find_samples(cfg.data, cfg.layout, cfg.masks)
     configs = member_configs(cfg, scan)
 
     @once
@@ -421,7 +424,7 @@ def _train(cfg: CosegTrainConfig, resume: bool, dist: DistInfo, scan: Optional[S
     seed_everything(cfg.seed)
     output = Path(cfg.output)
     resume = resume and (output / "last.pt").is_file()  # a run (or member) killed in its first epoch starts anew
-    scan = find_samples(cfg.data, cfg.layout) if scan is None else scan
+    scan = find_samples(cfg.data, cfg.layout, cfg.masks) if scan is None else scan
     train_groups, val_groups = split_train_val(cfg, scan)
     if cache is None:
         cache = ImageCache(cfg.image_size, cache_dir=cfg.cache_dir, progress=not cfg.quiet and dist.is_main)

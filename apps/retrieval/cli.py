@@ -1,4 +1,5 @@
-"""``coseg retrieval train | evaluate | export | search``: thin click wrappers around apps.retrieval."""
+"""``coseg retrieval train | evaluate | export | search``: thin click wrappers around apps.retrieval, which the
+``retrieval`` group of ``apps.cli`` takes from :data:`COMMANDS` when they are first needed."""
 from __future__ import annotations
 
 import functools
@@ -8,7 +9,8 @@ from typing import Any, Callable, Optional
 import click
 
 from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          known_layout, quiet_option, report_options, training_config, training_options, workers_option)
+                          known_layout, name_list, quiet_option, report_options, training_config, training_options,
+                          workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -30,12 +32,7 @@ def _device(name: str):
     return resolve_device(name)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def retrieval() -> None:
-    """Image retrieval: train embeddings, evaluate them, export a collection, search it."""
-
-
-@retrieval.command(context_settings={"show_default": False})
+@click.command(context_settings={"show_default": False})
 @training_options(RetrievalTrainConfig)
 @friendly
 def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
@@ -77,18 +74,20 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 
 
-@retrieval.command()
+@click.command()
 @checkpoint_option
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for summary.json (with --report also neighbours.csv, recall_at_k.csv and report.html).")
 @click.option("--layout", default="auto", show_default=True,
-              callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"), help="cub, cars, sop, folders or auto.")
+              callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"),
+              help="cub, cars, sop, folders or auto.")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate: test, train, all (every class) or, for class folders, any key of "
                    "DATA/splits.json; with --train-classes, test is the other class folders.")
-@click.option("--train-classes", help="Folders layout: comma-separated training classes (the others are 'test').")
+@click.option("--train-classes", callback=name_list,
+              help="Folders layout: comma-separated training classes (the others are 'test').")
 @image_size_option
 @batch_size_option(32)
 @device_option
@@ -101,7 +100,7 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @click.option("--report-queries", default=24, show_default=True, type=click.IntRange(1, None),
               help="Queries shown in the report (with --report).")
 @friendly
-def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[str],
+def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str, train_classes: Optional[list[str]],
              image_size: Optional[int], batch_size: int, device: str, workers: int, cache_dir: Optional[Path],
              quiet: bool, report: bool, thumbnail: int, report_queries: int) -> None:
     """Retrieval scores of a model on a labelled split: R@1/2/4/8, MAP@R and NMI in percent (every image whose class
@@ -110,8 +109,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     from coseg.evaluate import overlap_warnings
     from coseg.report.build import build_report
 
-    classes = [c.strip() for c in train_classes.split(",") if c.strip()] if train_classes else None
-    evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, classes, image_size, batch_size,
+    evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, train_classes, image_size, batch_size,
                                      _device(device), workers, cache_dir, progress=not quiet,
                                      report_queries=report_queries if report else 0)
     summary = evaluation.summary
@@ -135,7 +133,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
         echo_report(build_report(output, thumbnail=thumbnail, progress=not quiet))
 
 
-@retrieval.command()
+@click.command()
 @checkpoint_option
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of images (class subfolders give the manifest's labels).")
@@ -179,7 +177,7 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
     echo(f"outputs: {output}/embeddings.npy, manifest.csv, index.faiss")
 
 
-@retrieval.command()
+@click.command()
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder written by `coseg retrieval export`.")
 @click.option("--query", "queries", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
@@ -212,3 +210,7 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
     echo_skipped("query file(s) or folder(s)", result.skipped)
     if output is not None:
         echo(f"outputs: {output}")
+
+
+COMMANDS = (train, evaluate, export, search)
+"""The commands of ``coseg retrieval``."""

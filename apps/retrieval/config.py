@@ -13,9 +13,9 @@ from coseg.config import INPUT_NORMALIZATION_HELP, check_input_normalization, op
 @dataclass
 class RetrievalTrainConfig:
     # --- data -------------------------------------------------------------------------------------------------
-    data: str = option("", "Data set root folder; required (on the command line or in --config).")
+    data: str = option("", "Data set root folder; required (on the command line or in --config).", path=True)
     layout: str = option("auto", "Data layout: cub, cars, sop, folders, or auto (detect).")
-    output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.")
+    output: str = option("runs/retrieval", "Run folder: config.yaml, log.csv, last.*/best.* checkpoints.", path=True)
     overwrite: bool = option(False, "Train anew into an --output folder that already holds a run (its fine-tuning "
                                     "stage too); default: refuse, so a finished run is not lost (--resume continues "
                                     "it).")
@@ -52,7 +52,7 @@ class RetrievalTrainConfig:
     # --- model ------------------------------------------------------------------------------------------------
     backbone: str = option("tf_efficientnet_lite0", "timm backbone name.")
     weights: Optional[str] = option("imagenet", "Backbone weights: imagenet (offline for tf_efficientnet_lite0/1/2), a "
-                                                "local file, or none.")
+                                                "local file, or none.", path=True)
     input_mean: list[float] = option([], "Input normalisation mean " + INPUT_NORMALIZATION_HELP + " Give it and "
                                          "--input-std for weights trained with other statistics than the backbone's "
                                          "timm config (e.g. 0.5,0.5,0.5 / 0.5,0.5,0.5).")
@@ -121,7 +121,7 @@ class RetrievalTrainConfig:
     threads: Optional[int] = option(None, "CPU threads of torch (default: torch's choice). The head stage's steps are "
                                           "tiny: 1 thread is often fastest, and much faster on a shared machine.")
     cache_dir: Optional[str] = option(None, "Folder for decoded images and cached backbone features, reused across "
-                                            "runs (default: in memory only).")
+                                            "runs (default: in memory only).", path=True)
     quiet: bool = option(False, "No progress bars.")
 
     def __post_init__(self) -> None:

@@ -512,7 +512,8 @@ def scan_icoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], l
 
 def _no_masks_root(layout: str, masks_root: Optional[Path]) -> None:
     if masks_root is not None:
-        raise LayoutError(f"layout '{layout}' keeps masks beside the images; masks_root does not apply")
+        raise LayoutError(f"layout '{layout}' keeps masks beside the images: a separate mask folder (--masks, "
+                          f"masks_root) does not apply")
 
 
 def _groundtruth_folder(group: Path) -> Optional[Path]:

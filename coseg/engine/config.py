@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -135,8 +136,8 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], source: str = "confi
 
 
 def _checked_values(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """``data`` coerced to the types of ``cls``'s fields; unknown keys and wrong types raise ``ConfigError`` naming
-    ``source``."""
+    """``data`` coerced to the types of ``cls``'s fields, ``~`` expanded in the values of path fields
+    (:func:`expand_paths`); unknown keys and wrong types raise ``ConfigError`` naming ``source``."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(data) - fields))  # YAML keys may be numbers, booleans or null
@@ -150,7 +151,15 @@ def _checked_values(cls: type, data: Mapping[str, Any], source: str) -> dict[str
             values[key] = _coerce(value, hints[key], key)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-    return values
+    return expand_paths(cls, values)
+
+
+def expand_paths(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (field → value of dataclass ``cls``) with a leading ``~`` of each text value of a path field (one
+    whose metadata has ``path``) expanded to the home folder, as the shell does for an unquoted path: a YAML file's
+    or a quoted one's would otherwise be a folder named ``~`` in the current one."""
+    paths = {f.name for f in dataclasses.fields(cls) if f.metadata.get("path")}
+    return {k: os.path.expanduser(v) if k in paths and isinstance(v, str) else v for k, v in values.items()}
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -185,11 +194,13 @@ def read_config_file(cls: type, path: Union[str, Path]) -> dict[str, Any]:
     return {k: texts[k] if k in hints and _holds_text(hints[k]) else v for k, v in loaded.items()}
 
 
-def load_config(cls: type[C], path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None) -> C:
+def load_config(cls: type[C], path: Optional[Union[str, Path]] = None,
+                overrides: Optional[Mapping[str, Any]] = None) -> C:
     """Defaults of ``cls`` ← YAML file ``path`` (:func:`read_config_file`) ← ``overrides``, the command line's
     (entries that are None are skipped); a bad value is named with where it came from, the file or the command
     line. An override also replaces the file's entries that ``cls.REPLACED_BY`` (a class attribute, when there is one:
-    key → keys) names for its key: another way of giving what it gives (explicit groups for the file's split)."""
+    key → keys) names for its key: another way of giving what it gives (explicit groups for the file's split). A
+    leading ``~`` of a path field's value, from either, is the home folder (:func:`expand_paths`)."""
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     replaced = set(given) | {k for key in given for k in getattr(cls, "REPLACED_BY", {}).get(key, ())}
     in_file = read_config_file(cls, path) if path is not None else {}

@@ -259,7 +259,8 @@ def test_empty_and_missing_folders_are_clear_errors(tmp_path):
         find_samples(tmp_path / "only text", "folders")
     with pytest.raises(LayoutError, match="data folder not found: .*absent"):
         find_samples(tmp_path / "absent")
-    with pytest.raises(LayoutError, match="masks_root does not apply"):
+    with pytest.raises(LayoutError, match=r"beside the images: a separate mask folder \(--masks, masks_root\) "
+                                          r"does not apply"):
         find_samples(make_synthetic_coseg(tmp_path / "i", 1, 1, 16, layout="internet"), masks_root=tmp_path)
 
 
