@@ -7,7 +7,7 @@ import json
 import math
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import click
 
@@ -174,6 +174,18 @@ def echo_skipped(what: str, lines: list[str]) -> None:
             echo(f"  {line}")
 
 
+def echo_problems(problems: Iterable[Any]) -> None:
+    """Tell a scan's problems (``coseg.data.Problem``): its notes on how files were read (``NOTE_KINDS``, e.g.
+    masks paired by a suffix) as ``note:`` lines, then the files and folders it left out."""
+    from coseg.data import NOTE_KINDS
+
+    problems = list(problems)
+    for problem in problems:
+        if problem.kind in NOTE_KINDS:
+            echo(f"note: {problem}")
+    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in problems if p.kind not in NOTE_KINDS])
+
+
 def _refinement(iterations: int, weight: float):
     from coseg.models import GroupRefinement
 
@@ -301,7 +313,7 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         echo(f"no validation: the only training group cannot be held out (--val-fraction {cfg.val_fraction}), so "
              "best.safetensors is the last epoch's model")
     echo_skipped("file(s) that could not be used", [f"{printable(p)}: {r}" for p, r in result.skipped])
-    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in result.problems])
+    echo_problems(result.problems)
     echo(f"outputs: {result.output}/ (best.safetensors, last.safetensors, "
          + ("member<i>/, " if result.members else "log.csv, ") + "config.yaml)")
 
@@ -399,7 +411,8 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
                                                          statistics)})
     write_evaluation(evaluation, output)
     if unscored:
-        echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups have no ground-truth mask, so they are not "
+        has = "has" if len(unscored) == 1 else "have"
+        echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups {has} no ground-truth mask, so they are not "
              f"scored and the means are over the others: {', '.join(unscored)}")
     for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
         echo(line)
@@ -408,8 +421,7 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
         echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
              "image: scored at theirs, the predictions resized to them")
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
-    echo_skipped("unpaired file(s) or folder(s)",
-                 [str(p) for p in (*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen))])
+    echo_problems([*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen)])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
     if report:
@@ -517,7 +529,7 @@ def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path]
     echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
          f"({scan.layout} layout, seed {seed})")
     echo_skipped("group(s) without masks", [printable(g) for g in scan.groups if g not in labelled])
-    echo_skipped("unpaired file(s) or folder(s)", [str(p) for p in scan.problems])
+    echo_problems(scan.problems)
 
 
 @main.command()

@@ -155,10 +155,11 @@ def seen_data_note(summary: dict, path: Path, evaluated: int, noun: str = "group
     trained on (its scores are not of unseen data) and validated on (its epoch was chosen on them): the counts
     ``trained_on`` and ``validated_on`` of the summary ``path``; empty when there are none (or none recorded)."""
     trained, validated = (json_count(summary.get(key), path, key) for key in ("trained_on", "validated_on"))
-    return ((f"<p><strong>Warning:</strong> {trained} of the {evaluated} evaluated {noun} were used to train this "
-             "model: these scores are not of unseen data.</p>" if trained else "")
-            + (f'<p class="note">{validated} of the {evaluated} evaluated {noun} were this model\'s validation {noun} '
-               "(used to choose its epoch).</p>" if validated else ""))
+    were = ["was" if count == 1 else "were" for count in (trained, validated)]
+    return ((f"<p><strong>Warning:</strong> {trained} of the {evaluated} evaluated {noun} {were[0]} used to train "
+             "this model: these scores are not of unseen data.</p>" if trained else "")
+            + (f'<p class="note">{validated} of the {evaluated} evaluated {noun} {were[1]} this model\'s validation '
+               f"{noun} (used to choose its epoch).</p>" if validated else ""))
 
 
 def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, max_side: int, progress: bool,

@@ -133,7 +133,7 @@ def test_evaluate_tells_the_chosen_groups_it_cannot_score(tmp_path: Path) -> Non
     code, output = coseg("evaluate", "--checkpoint", model, "--data", data, "--output", tmp_path / "ev", "--split",
                          "test", *fast)
     assert code == 0, output
-    assert ("warning: 1 of the 2 chosen groups have no ground-truth mask, so they are not scored and the means are "
+    assert ("warning: 1 of the 2 chosen groups has no ground-truth mask, so they are not scored and the means are "
             "over the others: 01-ellipse") in output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert list(summary["per_group"]) == ["00-star"] and summary["unscored_groups"] == ["01-ellipse"]

@@ -41,7 +41,7 @@ def test_evaluation_report_warns_of_groups_the_model_was_trained_on_as_evaluate_
     text = (output / "report.html").read_text(encoding="utf-8")
     assert ("<strong>Warning:</strong> 2 of the 3 evaluated groups were used to train this model: these scores are "
             "not of unseen data." in text)
-    assert "1 of the 3 evaluated groups were this model's validation groups (used to choose its epoch)" in text
+    assert "1 of the 3 evaluated groups was this model's validation groups (used to choose its epoch)" in text
     summary.update(trained_on=0, validated_on=0)  # unseen groups: nothing to say
     (output / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     text = build_report(output, thumbnail=16, progress=False).path.read_text(encoding="utf-8")

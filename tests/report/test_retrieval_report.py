@@ -134,6 +134,6 @@ def test_retrieval_report_tells_seen_classes_and_left_out_files(tmp_path):
     (output / "summary.json").write_text(json.dumps(summary))
     text = build_report(output, thumbnail=32, progress=False).path.read_text(encoding="utf-8")
     assert "2 of the 3 evaluated classes were used to train this model" in text
-    assert "1 of the 3 evaluated classes were this model's validation classes" in text
+    assert "1 of the 3 evaluated classes was this model's validation classes" in text
     assert "23 file(s) left out of the scores" in text and "… and 3 more" in text
     assert "bad19 &lt;x&gt;.jpg: cannot decode" in text and "bad20 " not in text
