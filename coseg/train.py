@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -401,11 +402,14 @@ def _train_member(index: int, cfg: CosegTrainConfig, resume: bool, dist: DistInf
 def _mark_unfinished(path: Path) -> None:
     """Set ``finished`` to ``no`` in the metadata of the ensemble's model file ``path`` (when there is one), whose
     members train on: it is written again, finished, when they end (one that cannot be read is left as it is until
-    then)."""
+    then, with a warning on stderr naming it)."""
     try:
         update_metadata(path, {"finished": "no"})
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         pass
+    except ValueError as error:
+        print(f"warning: {error}; the ensemble's model file is written again when its members end (a run stopped "
+              "before then leaves it so: --resume)", file=sys.stderr)
 
 
 def skipped_with_later(skipped: list[tuple[Path, str]], *fits: FitResult) -> list[tuple[Path, str]]:
