@@ -133,6 +133,15 @@ class NonFiniteError(ValueError):
     loss."""
 
 
+def as_class_ids(labels: Any, name: str = "labels") -> torch.Tensor:
+    """``labels`` (a tensor, numpy array or sequence) as a tensor, for class ids; ``TypeError`` naming ``name`` for
+    what holds no numbers (class names, ragged lists). Its dtype is the caller's to check (``[]`` gives float)."""
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
+        raise TypeError(f"{name} must be integer class ids, got {type(labels).__name__} ({error})") from None
+
+
 def check_finite(x: torch.Tensor, name: str = "tensor") -> None:
     """Raise ``NonFiniteError`` (a ``ValueError``) if ``x`` holds NaN or Inf.
 

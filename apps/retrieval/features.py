@@ -20,7 +20,7 @@ from apps.retrieval.inference import VIEWS, Embedded, embed_readable, item_failu
 from apps.retrieval.model import RetrievalModel
 from coseg.atomic import PathLike, write_bytes_atomic
 from coseg.data.io import printable
-from metric._checks import check_shape
+from metric._checks import as_class_ids, check_shape
 
 # The model config entries that change the pooled features (the head's do not).
 FEATURE_CONFIG = ("backbone", "pooling", "mean", "std", "pool_stages")
@@ -145,10 +145,7 @@ def unreadable_files(dataset: RetrievalImageDataset,
 def label_tensor(labels: Labels, rows: int, name: str = "labels") -> torch.Tensor:
     """``labels`` (rows,) as an int64 tensor; ``TypeError`` for values that are not integers (bools are two
     classes), ``ValueError`` for another length."""
-    try:
-        tensor = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
-        raise TypeError(f"{name} must be integer class ids, got {type(labels).__name__} ({error})") from None
+    tensor = as_class_ids(labels, name)
     check_shape(tensor, [str(rows)], name)
     if tensor.numel() and (tensor.is_floating_point() or tensor.is_complex()):  # torch.as_tensor([]) is float
         raise TypeError(f"{name} must be integer class ids, got {tensor.dtype}")

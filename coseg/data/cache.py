@@ -49,7 +49,6 @@ MEMORY_SHARE = 0.5
 _SLOT_CHARS = 16  # hex digits naming an entry's slot: its sample's file paths, S and mask encoding
 _ENTRY = re.compile(r"[0-9a-f]{%d}-[0-9a-f]{40}\.npz" % _SLOT_CHARS)
 _UNSLOTTED_ENTRY = re.compile(r"[0-9a-f]{40}\.npz")  # the earlier naming, by key alone: never read any more
-_CACHE_FILE = re.compile(r"(?:[0-9a-f]{%d}-)?[0-9a-f]{40}\.npz" % _SLOT_CHARS)
 ABANDONED_AFTER = 3600.0  # seconds since its last write after which a temporary cache file is a killed write's
 
 
@@ -105,8 +104,8 @@ def _abandoned(path: Path) -> bool:
     """Whether ``path`` is the temporary file of a cache entry's write last written over ``ABANDONED_AFTER`` seconds
     ago: a killed process's (a write takes a moment; Ctrl-C removes its own)."""
     name = path.name
-    if not (name.startswith(".") and TEMPORARY_MARK in name
-            and _CACHE_FILE.fullmatch(name[1:name.index(TEMPORARY_MARK)])):
+    written = name[1:name.index(TEMPORARY_MARK)] if name.startswith(".") and TEMPORARY_MARK in name else ""
+    if not (_ENTRY.fullmatch(written) or _UNSLOTTED_ENTRY.fullmatch(written)):
         return False
     try:
         return path.stat().st_mtime < time.time() - ABANDONED_AFTER

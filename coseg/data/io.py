@@ -131,7 +131,7 @@ def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     uint8 BGR, alpha dropped: colour values all within [0, 1] are scaled by 255, others clipped to [0, 255]. None
     for other files; ``ImageReadError`` for NaN or infinite values, which no scaling makes a colour, and for a 32-bit
     integer image (TIFF), which it does not decode either and whose range no file tells."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # EXIF-turned, as IMREAD_COLOR
+    array = _unchanged(data)  # EXIF-turned, as IMREAD_COLOR
     if array is not None and array.dtype in (np.int32, np.uint32):
         raise ImageReadError(path, f"32-bit integer image ({array.dtype}) is not supported: save it as 8- or 16-bit")
     if array is None or not np.issubdtype(array.dtype, np.floating) or array.shape[2:] not in ((), (3,), (4,)):
@@ -149,9 +149,14 @@ def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     return cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr
 
 
+def _unchanged(data: bytes) -> Optional[np.ndarray]:
+    """The file's data as OpenCV decodes it unchanged (any depth and channels); None if it cannot."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
 def _float_array(data: bytes) -> Optional[np.ndarray]:
     """The file's data as OpenCV decodes it unchanged, when that is floating-point (a float TIFF); else None."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    array = _unchanged(data)
     return array if array is not None and np.issubdtype(array.dtype, np.floating) else None
 
 

@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from metric._checks import check_count, check_shape, is_integer, whole_number
+from metric._checks import as_class_ids, check_count, check_shape, is_integer, whole_number
 
 Block = list[int]  # dataset indices of one class inside a batch
 
@@ -54,10 +54,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def class_indices(labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``labels (N,)`` → sorted distinct classes ``(C,)`` and, per class, its dataset indices (ascending)."""
-    try:
-        labels = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
-        raise TypeError(f"labels must be integer class ids, got {type(labels).__name__} ({error})") from None
+    labels = as_class_ids(labels)
     check_shape(labels, ["N"], "labels")
     if labels.numel() == 0:  # checked first: torch.as_tensor([]) is a float tensor
         raise ValueError("labels is empty: a batch sampler needs at least one sample")
