@@ -24,7 +24,8 @@ def pairwise_squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     Integer-valued ``y`` (e.g. ±1 hash codes) is moved by the rounded mean instead: integer-valued inputs stay
     integers, so their distances are exact (below 2²⁴ in float32) and equal ones tie exactly."""
     shift = y.detach().mean(0) if y.shape[0] else y.new_zeros(y.shape[1])  # the mean of no row is NaN
-    if torch.equal(y.detach(), y.detach().round()):  # stops at the first fraction: cheap for the usual y
+    first = y.detach()[:1]
+    if torch.equal(first, first.round()) and torch.equal(y.detach(), y.detach().round()):  # the usual y: one row
         shift = shift.round()
     x, y = x - shift, y - shift
     # In place on the matmul's output: each extra pass over an n×m block costs as much as the matmul.
