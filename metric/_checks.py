@@ -5,6 +5,7 @@ import math
 from numbers import Integral
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 
 
@@ -133,11 +134,16 @@ class NonFiniteError(ValueError):
     loss."""
 
 
+def wrappable(array: np.ndarray) -> np.ndarray:
+    """``array``, or a copy of it where it has negative strides (``a[::-1]``), which torch cannot wrap."""
+    return array.copy() if any(stride < 0 for stride in array.strides) else array
+
+
 def as_class_ids(labels: Any, name: str = "labels") -> torch.Tensor:
     """``labels`` (a tensor, numpy array or sequence) as a tensor, for class ids; ``TypeError`` naming ``name`` for
     what holds no numbers (class names, ragged lists). Its dtype is the caller's to check (``[]`` gives float)."""
     try:
-        return torch.as_tensor(labels)
+        return torch.as_tensor(wrappable(labels) if isinstance(labels, np.ndarray) else labels)
     except (TypeError, ValueError, RuntimeError) as error:  # e.g. class names: "too many dimensions 'str'"
         raise TypeError(f"{name} must be integer class ids, got {type(labels).__name__} ({error})") from None
 

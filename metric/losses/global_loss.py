@@ -32,6 +32,10 @@ def global_loss(
 
     With ``is_inverted`` the inputs are similarities and the hinge is max(0, μ₋ − μ₊ + t). No triplet gives 0,
     still attached to the inputs' graph.
+
+    The distances are taken as given, not normalised: squared distances of unit-norm embeddings lie in [0, 4].
+    A convention that divides them by c (e.g. c = 4 to bring those into [0, 1]) with settings t and λ is this loss
+    with ``margin`` c·t and ``lam`` c·λ, divided by c².
     """
     _check_settings(margin, lam)
     t = check_shape(d_pos, ["T"], "d_pos")["T"]
@@ -48,7 +52,10 @@ def global_loss(
 @LOSSES.register("global")
 class GlobalLoss(BaseMetricLoss):
     """``forward(embeddings (N, D), labels (N,), triplets=None) → scalar``: :func:`global_loss` over the given
-    triplets (e.g. from smart mining), or over those ``miner`` finds (default: all valid triplets).
+    triplets (e.g. from smart mining), or over those ``miner`` finds (default: all valid triplets). The means and
+    variances are over the triplets (the paper's batches are triplets, one d⁺ and one d⁻ each): a pair in several
+    triplets counts once per triplet. All valid triplets of a batch of P classes × K samples hold every ordered
+    positive pair K·(P − 1) times and every negative pair K − 1 times, so there they are the pairs' distributions.
 
     ``distance`` defaults to squared Euclidean, as in the paper (on L2-normalised embeddings).
     """

@@ -115,8 +115,10 @@ class TripletMarginLoss(BaseMetricLoss):
     triplets by another distance than the one the loss's margin applies to.
 
     ``distance`` defaults to Euclidean; ``class_margins`` (C, C) gives per-class-pair margins (ATL) instead of
-    ``margin``.
+    ``margin``: a buffer that follows the module's device, not a cast of it (``.half()`` leaves them unrounded).
     """
+
+    setting_buffers = ("class_margins",)
 
     def __init__(
         self,

@@ -191,11 +191,14 @@ def triplet_upper_bound_loss(
 
 @LOSSES.register("triplet_upper_bound")
 class TripletUpperBoundLoss(BaseMetricLoss):
-    """Triplet upper bound with fixed, mutually equidistant centroids (a buffer, never learned).
+    """Triplet upper bound with fixed, mutually equidistant centroids (a buffer, never learned: it follows the
+    module's device, not a cast of it, so ``.half()`` leaves the simplex unrounded).
 
     ``scale`` is the centroids' distance from the origin (1: on the unit sphere, for L2-normalised embeddings).
     With the default ``reduction="sum"`` the loss is the bound on the mean triplet loss of the batch.
     """
+
+    setting_buffers = ("centroids",)
 
     def __init__(
         self,

@@ -28,6 +28,8 @@ class ZeroMeanRegularizer(BaseMetricLoss):
     def __init__(self, weight: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
         check_finite_number(weight, "weight")
+        if weight < 0:  # it would reward ever larger sums: a loss without a minimum
+            raise ValueError(f"weight must be >= 0, got {weight}")
         self.weight = weight
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

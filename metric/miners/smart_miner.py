@@ -10,7 +10,8 @@ import torch
 from metric._checks import check_count, is_integer, whole_number
 from metric.miners.adaptive_controller import AdaptiveHardnessController
 from metric.miners.base_miner import TripletIndices
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, as_tensor, import_faiss
+from metric.retrieval.faiss_backend import (ArrayLike, LabelsLike, as_float32_rows, as_int64_labels, as_tensor,
+                                            import_faiss)
 
 
 class SmartMiner:
@@ -74,7 +75,7 @@ class SmartMiner:
         """Size of the indexed training set (0 before the first :meth:`update`)."""
         return 0 if self._index is None else int(self._codes.shape[0])
 
-    def update(self, embeddings: ArrayLike, labels: ArrayLike) -> None:
+    def update(self, embeddings: ArrayLike, labels: LabelsLike) -> None:
         """(Re)build the index from ``embeddings (N, D)`` of the whole training set and their ``labels (N,)``;
         row i is dataset index i."""
         x = as_float32_rows(embeddings, "embeddings")

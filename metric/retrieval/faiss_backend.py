@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from metric._checks import check_finite, check_shape
+from metric._checks import as_class_ids, check_finite, check_shape, wrappable
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
+# Class ids: also a list or tuple of integers.
+LabelsLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
 
 # faiss's GPU brute-force search selects at most this many neighbours per query (GPU_MAX_SELECTION_K).
 GPU_MAX_K = 2048
@@ -33,9 +35,10 @@ def import_faiss() -> ModuleType:
 
 
 def as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
-    """A torch view of ``x`` (numpy arrays are wrapped without copying)."""
+    """A torch view of ``x`` (numpy arrays are wrapped without copying, unless negative strides (``a[::-1]``) need
+    a copy)."""
     if isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
+        return torch.from_numpy(wrappable(x))
     if isinstance(x, torch.Tensor):
         return x
     raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}")
@@ -62,12 +65,13 @@ def as_float32_rows(x: ArrayLike, name: str) -> np.ndarray:
     return np.ascontiguousarray(t.to("cpu", torch.float32).numpy())
 
 
-def as_int64_labels(labels: ArrayLike, n: int, name: str = "labels") -> np.ndarray:
-    """(N,) integer labels → int64 host array; checks the length against the ``n`` embeddings. Bool labels are two
-    classes, as the losses, miners and samplers take them."""
-    t = as_tensor(labels, name)
+def as_int64_labels(labels: LabelsLike, n: int, name: str = "labels") -> np.ndarray:
+    """(N,) integer labels (a tensor, numpy array or sequence, as the samplers take them) → int64 host array; checks
+    the length against the ``n`` embeddings. Bool labels are two classes, as the losses, miners and samplers take
+    them; a ``TypeError`` naming ``name`` for anything else (floats, class names)."""
+    t = as_class_ids(labels, name)
     check_shape(t, ["N"], name)
-    if t.is_floating_point() or t.is_complex():
+    if t.numel() and (t.is_floating_point() or t.is_complex()):  # torch.as_tensor([]) is float
         raise TypeError(f"{name} must hold integers, got {t.dtype}")
     if t.shape[0] != n:
         raise ValueError(f"embeddings and {name} must have the same length, got {n} and {t.shape[0]}")

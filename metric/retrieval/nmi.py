@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_device, l2_normalized
+from metric.retrieval.faiss_backend import (ArrayLike, LabelsLike, as_float32_rows, as_int64_labels, gpu_device,
+                                            l2_normalized)
 from metric.retrieval.kmeans import kmeans_assign
 from metric.retrieval.knn import Metric, check_metric
 
@@ -39,9 +40,10 @@ def normalized_mutual_info(labels_true: np.ndarray, labels_pred: np.ndarray) -> 
 
 
 def kmeans_nmi(
-    embeddings: ArrayLike, labels: ArrayLike, metric: Metric = "l2", niter: int = 20, seed: int = 1234
+    embeddings: ArrayLike, labels: LabelsLike, metric: Metric = "l2", niter: int = 20, seed: int = 1234
 ) -> float:
-    """NMI between ``labels (N,)`` and a k-means clustering of ``embeddings (N, D)`` with k = number of classes.
+    """NMI between integer ``labels (N,)`` (a tensor, numpy array or list) and a k-means clustering of
+    ``embeddings (N, D)`` with k = number of classes.
 
     ``metric="cosine"`` clusters L2-normalised embeddings; "l2" and "ip" cluster them as they are. Runs on the
     GPU of CUDA embeddings (that one alone) when faiss has GPU support.

@@ -24,15 +24,21 @@ def checked_ks(ks: Sequence[int]) -> list[int]:
     return whole
 
 
+def checked_matches(matches: np.ndarray) -> np.ndarray:
+    """``matches`` (an array or nested lists) as a (Q, k) bool array; ``ValueError`` for another shape or dtype."""
+    matches = np.asarray(matches)
+    if matches.ndim != 2 or matches.dtype != bool:
+        raise ValueError(f"matches must be a (Q, k) bool array, got shape {matches.shape} ({matches.dtype})")
+    return matches
+
+
 def recall_hits(matches: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     """(Q, k) bool matches of each query's neighbours, best first → (Q, len(ks)) bool hits at each K of ``ks`` (in
     the order given; positive integers, see :func:`checked_ks`).
 
     With K > k the k available neighbours are used; with k = 0 (no neighbour, e.g. a set of one sample) no query
     has a hit."""
-    matches = np.asarray(matches)
-    if matches.ndim != 2 or matches.dtype != bool:
-        raise ValueError(f"matches must be a (Q, k) bool array, got shape {matches.shape} ({matches.dtype})")
+    matches = checked_matches(matches)
     limits = np.minimum(np.asarray(checked_ks(ks), dtype=np.int64), matches.shape[1])
     if matches.shape[1] == 0:
         return np.zeros((matches.shape[0], limits.size), dtype=bool)

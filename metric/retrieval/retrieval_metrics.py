@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from metric._checks import is_integer
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, as_int64_labels, gpu_device
+from metric.retrieval.faiss_backend import ArrayLike, LabelsLike, as_float32_rows, as_int64_labels, gpu_device
 from metric.retrieval.knn import Metric, check_metric
 from metric.retrieval.map_at_r import average_precision_at_r
 from metric.retrieval.neighbour_matches import iter_neighbour_matches
@@ -17,7 +17,7 @@ from metric.retrieval.recall_at_k import checked_ks, recall_hits
 
 def retrieval_metrics(
     embeddings: ArrayLike,
-    labels: ArrayLike,
+    labels: LabelsLike,
     ks: Sequence[int] = (1, 2, 4, 8),
     metric: Metric = "l2",
     with_map_at_r: bool = True,
@@ -26,7 +26,8 @@ def retrieval_metrics(
     kmeans_seed: int = 1234,
     candidate_budget: int = 1 << 30,
 ) -> dict[str, float]:
-    """Leave-one-out retrieval metrics of ``embeddings (N, D)`` with integer ``labels (N,)``, as fractions in [0, 1].
+    """Leave-one-out retrieval metrics of ``embeddings (N, D)`` with integer ``labels (N,)`` (a tensor, numpy array
+    or list; bools are two classes), as fractions in [0, 1].
 
     Returns ``{"R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI"}`` (one "R@K" per entry of ``ks``):
       - R@K: share of queries with a same-class sample among their K nearest neighbours (the query excluded).

@@ -68,7 +68,7 @@ class SmartMiningBatchSampler(ShardedBatchSampler):
                 f"triplet: no full batch"
             )
         self.miner = miner
-        self.num_samples = int(torch.as_tensor(labels).numel())
+        self.num_samples = sum(indices.numel() for indices in per_class)
         self.triplets_per_batch = triplets_per_batch
         self.drop_last = drop_last
 
