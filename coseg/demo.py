@@ -5,18 +5,18 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from coseg.atomic import write_text_atomic
+from coseg.atomic import remove_temporaries, write_text_atomic
 from coseg.checkpoints import load_for_inference
 from coseg.config import CosegTrainConfig
 from coseg.data import find_samples, make_synthetic_coseg
 from coseg.engine import resolve_device
 from coseg.evaluate import evaluate_samples, remove_earlier_predictions, write_evaluation
 from coseg.models import EdgeFilter, GroupColourCut
-from coseg.predict import empty_masks_warning, predict_folder
+from coseg.predict import OVERLAYS_RECORD, empty_masks_warning, output_path, predict_folder
 from coseg.report.build import remove_report
-from coseg.report.files import PREDICTIONS, record_path
+from coseg.report.files import PREDICT_RECORD, PREDICTIONS, record_path
 from coseg.selection import samples_of
 from coseg.train import train
 
@@ -32,9 +32,10 @@ DEMO_IMAGE_SIZE = 128
 def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bool = False) -> dict[str, Any]:
     """Generate 24 groups of 5 images (the last 4 never seen in training), train for ``minutes`` from the ImageNet
     encoder, predict and evaluate the unseen groups (their predicted masks saved for a report: ``coseg report output``).
-    An earlier demo's scores and report in ``output`` are removed before training. When the unseen groups' masks
-    are all empty (or a group's are: a model trained too short), a warning says so on stderr. Returns the summary
-    and where everything went."""
+    An earlier demo's scores, report, masks and overlays in ``output`` are removed before training
+    (:func:`remove_earlier_masks`: only the files it wrote). When the unseen groups' masks are all empty (or a
+    group's are: a model trained too short), a warning says so on stderr. Returns the summary and where everything
+    went."""
     output = Path(output)
     data = output / "data"
     if not (data / "splits.json").is_file():
@@ -47,17 +48,18 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
                            image_size=DEMO_IMAGE_SIZE, epochs=1000, minutes=minutes, val_fraction=0.2,
                            groups_per_batch=2, images_per_group=4, device=device, quiet=quiet,
                            overwrite=True)  # a second demo replaces the first
-    # the first demo's scores and report describe the checkpoint the training replaces: gone even if it is interrupted
+    test_groups = json.loads((data / "splits.json").read_text())["test"]
+    # the first demo's scores, report, masks and overlays describe the checkpoint the training replaces: gone even if
+    # it is interrupted
     for name in ("summary.json", "per_image.csv"):
         (output / name).unlink(missing_ok=True)
     remove_earlier_predictions(output / PREDICTIONS)
     remove_report(output)
+    remove_earlier_masks(output, data / "images", test_groups)
     result = train(cfg)
     dev = resolve_device(device)
     checkpoint = result.output / "best.safetensors"
     model, size = load_for_inference(checkpoint, dev)
-    split = json.loads((data / "splits.json").read_text())
-    test_groups = split["test"]
     scan = find_samples(data, "icoseg")
     edges, colour = EdgeFilter(), GroupColourCut()  # as coseg evaluate / predict by default
     evaluation = evaluate_samples(model, samples_of(scan, test_groups, labelled=False), size, dev,
@@ -78,3 +80,23 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
     if warning is not None:
         print(warning, file=sys.stderr)
     return {"summary": evaluation.summary, "masks": masks, "checkpoint": checkpoint, "train": result}
+
+
+def remove_earlier_masks(output: Path, images: Path, groups: Sequence[str]) -> None:
+    """Remove what an earlier demo's predictions wrote in ``output/masks/<group>/`` and ``output/overlays/<group>/``
+    for each of the unseen ``groups`` (their images in ``images/<group>/``): the PNG of each image, predict's record
+    and the temporary files of a killed write; folders left empty go too. Other files there are left as they are."""
+    for folder, record in (("masks", PREDICT_RECORD), ("overlays", OVERLAYS_RECORD)):
+        for group in groups:
+            written = output / folder / group
+            if Path(group).name != group or group == ".." or not written.is_dir() or not (images / group).is_dir():
+                continue  # a group name the demo never writes (a path) or nothing to remove
+            for path in [written / record, *(output_path(written, Path(image.name)) for image in
+                                             (images / group).iterdir())]:
+                if path.is_file():
+                    path.unlink()
+            remove_temporaries(written, recursive=False)
+            if not any(written.iterdir()):
+                written.rmdir()
+        if (output / folder).is_dir() and not any((output / folder).iterdir()):
+            (output / folder).rmdir()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import sys
@@ -17,7 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_bytes_if_changed, write_text_atomic
-from coseg.data import Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image, shown_names
+from coseg.data import (
+    DataFileError, Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image, shown_names,
+)
+from coseg.data.layouts import data_set_in_subfolder
 from coseg.engine.run_lock import folder_lock
 from coseg.inference import check_group_steps, group_ids, images_for, predict_dataset, spare_cpu
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
@@ -82,9 +86,14 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
 def scan_input(input_dir: Path) -> Scan:
     """The images to predict under ``input_dir``: the folders layout (a mask folder beside ``images/`` is left out),
     or for an Internet data set (``<Class>/GroundTruth/`` beside each class's images) or an SBCoseg one (PNG masks
-    beside the JPEG images) its own layout, so that ground-truth masks are not taken for images."""
+    beside the JPEG images) its own layout, so that ground-truth masks are not taken for images. A folder given one
+    folder too high (``X/`` holding only ``X/SBCoseg/``, read in the folders layout) has a "data set in a subfolder"
+    problem saying "did you mean X/SBCoseg?", as ``coseg train`` and ``evaluate`` tell it."""
     layout = detect_layout(input_dir)
-    return find_samples(input_dir, layout if layout in ("internet", "sbcoseg") else "folders")
+    scan = find_samples(input_dir, layout if layout in ("internet", "sbcoseg") else "folders")
+    if layout == "folders" and (nested := data_set_in_subfolder(input_dir)) is not None:
+        scan.problems.insert(0, nested)  # listed first: it explains what follows
+    return scan
 
 
 def mask_settings(image_size: int, group_mode: bool, refinement: Optional[GroupRefinement], flip: bool,
@@ -203,11 +212,13 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
     broken links, unreadable folders, images whose masks would overwrite each other's (``a.jpg`` and ``a.png``),
     images whose mask would be the folder of other masks (``x.jpg`` beside a folder of images ``x.png/``) or the
-    overlay of another image (:func:`overlay_clashes`: that overlay is not written either) and, with
-    ``checkpoint``, images in a top folder named like the record (``predict.json/``, ``overlays.json/``) are
-    skipped and listed (the latter three, in group mode, still predicted with their group, whose consensus does not
-    depend on file names). ``refinement``, ``flip``, ``edges``, ``colour`` and ``statistics``: as in
-    :func:`~coseg.inference.predict_dataset`.
+    overlay of another image (:func:`overlay_clashes`: that overlay is not written either), images whose mask or
+    overlay path is a folder and, with ``checkpoint``, images in a top folder named like the record
+    (``predict.json/``, ``overlays.json/``) are skipped and listed (the latter four, in group mode, still predicted
+    with their group, whose consensus does not depend on file names); so are images whose outputs cannot be written
+    (:data:`ONE_FILE_ERRORS`: any other write error, a full disk, stops the run) or that cannot be read again for
+    their overlay (a file replaced or removed during the run). ``refinement``, ``flip``, ``edges``, ``colour`` and
+    ``statistics``: as in :func:`~coseg.inference.predict_dataset`.
 
     ``checkpoint``: the file ``model`` was loaded from. With it, ``output_dir/predict.json`` records, before any
     mask is written, what makes the masks: the input folder, the model file (path and SHA-256) and
@@ -304,6 +315,13 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                                                "the file where predict records how its outputs were made (names "
                                                "compared ignoring case); rename the folder "
                                                f"{printable(input_dir / relatives[i].parts[0])}"))
+        for i, mask in enumerate(masks):
+            for path, what in ((mask, "mask"), (None if tints is None or i in no_overlay else tints[i], "overlay")):
+                if i not in clashing and path is not None and path.is_dir():
+                    clashing.add(i)
+                    image = printable(scan.samples[i].image)
+                    report.skipped.append((image, f"{image}: its {what} cannot be written: {printable(path)} is a "
+                                           "folder; move or rename that folder"))
         # (sample, mask, overlay): None where no file is written (clashing masks, no overlays asked)
         planned: list[tuple[Sample, Optional[_Target], Optional[_Target]]] = []
         kept = 0  # masks up to date before this run
@@ -331,15 +349,27 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         spare = spare_cpu(device)
         changed = 0  # kept masks written again, their group's new consensus having changed them
 
-        def count(job: Future, mask: Optional[_Target]) -> None:
+        def skip(image: Path, error: Exception) -> None:
+            """List ``image``, whose outputs ``error`` kept from being written, or raise ``error`` when it keeps any
+            output from being written (a full disk, a read-only file system)."""
+            if isinstance(error, OSError) and error.errno not in ONE_FILE_ERRORS:
+                raise error
+            report.skipped.append((printable(image), str(error) if isinstance(error, DataFileError) else
+                                   f"{printable(image)}: its output could not be written ({error})"))
+
+        def count(job: Future, mask: Optional[_Target], image: Path) -> None:
             nonlocal changed
-            written = job.result()  # a failed write raises here
-            if mask is not None and written[0]:
+            try:
+                written = job.result()  # a failed write raises here
+            except (DataFileError, OSError) as e:
+                skip(image, e)
+                return
+            if mask is not None and written[-1]:
                 report.written += 1
                 changed += not mask.fresh
 
         with single_threaded_pool(WRITER_THREADS if spare else 1) as writer:
-            pending: deque[tuple[Future, Optional[_Target]]] = deque()
+            pending: deque[tuple[Future, Optional[_Target], Path]] = deque()
             for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
                                                  groups=groups, refinement=refinement, flip=flip, edges=edges,
                                                  colour=colour, statistics=statistics):
@@ -353,10 +383,14 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                 if target is None and tinted is None:
                     continue  # predicted only as part of its group
                 if spare:
-                    pending.append((writer.submit(_write_outputs, result, target, sample.image, tinted), target))
+                    job = writer.submit(_write_outputs, result, target, sample.image, tinted)
                 else:
-                    pending.append((writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted)),
-                                    target))
+                    try:
+                        job = writer.submit(_write_files, _encoded_outputs(result, target, sample.image, tinted))
+                    except DataFileError as e:  # the image, read again for its overlay, became unreadable since
+                        skip(sample.image, e)
+                        continue
+                pending.append((job, target, sample.image))
                 if len(pending) > MAX_PENDING_WRITES:
                     count(*pending.popleft())  # the backlog stays bounded
             for job in pending:
@@ -428,14 +462,17 @@ def _up_to_date(target: Path, image: Path) -> bool:
         return False
 
 
-# the scan problems that leave an image unpredicted (an "image without mask" is still predicted)
-SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file")
+# the scan problems that leave an image unpredicted (an "image without mask" is still predicted), and the hint that
+# the input may be one folder too high, whose masks would be read as images
+SKIPPING_PROBLEMS = ("broken link", "skipped folder", "outside any group", "ambiguous image", "unsupported file",
+                     "data set in a subfolder")
 
 
 def skipped_inputs(scan: Scan) -> list[tuple[str, str]]:
-    """(file, reason) for each problem of ``scan`` that leaves a file of the input unpredicted: those of
-    ``SKIPPING_PROBLEMS`` and, in the sbcoseg layout, each "mask without image": a PNG among the images (a PNG photo
-    in a group of its own) that the layout takes for a mask since no JPEG of its stem is beside it."""
+    """(file, reason) for each problem of ``scan`` that leaves a file of the input unpredicted (or may: the input
+    given one folder too high): those of ``SKIPPING_PROBLEMS`` and, in the sbcoseg layout, each "mask without
+    image": a PNG among the images (a PNG photo in a group of its own) that the layout takes for a mask since no JPEG
+    of its stem is beside it."""
     found = []
     for problem in scan.problems:
         if problem.kind in SKIPPING_PROBLEMS:
@@ -494,6 +531,9 @@ def _check_outside_input(input_dir: Path, relatives: Sequence[Path], targets: Se
 
 
 WRITER_THREADS = 2
+# errors writing one image's outputs (a file where a group's folder would be, a folder nobody may write in, a name too
+# long for the file system) that skip that image; any other stops the run
+ONE_FILE_ERRORS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG})
 MAX_PENDING_WRITES = 64
 
 
@@ -507,11 +547,17 @@ class _Target:
 
 def _encoded_outputs(mask: np.ndarray, target: Optional[_Target], image_path: Path,
                      overlay_target: Optional[_Target]) -> list[tuple[_Target, bytes]]:
-    """The PNG files to write for one image: its mask and its overlay, each where a target is given."""
-    files = [] if target is None else [(target, encode_png(mask, target.path))]
+    """The PNG files to write for one image: its overlay and its mask (last, so that a failed write leaves no mask
+    that would be taken for done), each where a target is given. Raises ``DataFileError`` when the image, read
+    again for its overlay, cannot be read or is no longer of its mask's size (a file replaced during the run)."""
+    files = []
     if overlay_target is not None:
-        files.append((overlay_target, encode_png(overlay(read_image(image_path), mask), overlay_target.path)))
-    return files
+        image = read_image(image_path)
+        if image.shape[:2] != mask.shape:
+            raise DataFileError(image_path, f"changed during the run: {image.shape[0]}x{image.shape[1]} (HxW) now, "
+                                f"{mask.shape[0]}x{mask.shape[1]} when it was predicted; predict it again")
+        files.append((overlay_target, encode_png(overlay(image, mask), overlay_target.path)))
+    return files if target is None else [*files, (target, encode_png(mask, target.path))]
 
 
 def _write_files(files: list[tuple[_Target, bytes]]) -> list[bool]:

@@ -659,16 +659,23 @@ def find_samples(root: PathLike, layout: str = "auto", masks_root: Optional[Path
         raise LayoutError(f"no images found under {printable(root)} in layout '{name}'"
                           + (f" ({len(problems)} problem(s), first: {problems[0]})" if problems else "")
                           + _nested_hint(root, "; "))
-    if layout == "auto" and name == "folders" and _named_subfolder(root, ["images"]) is None:
-        nested = _nested_data_set(root)
-        if nested is not None:
-            problems.append(Problem("data set in a subfolder", nested[0], f"{printable(root)}, which holds no image "
-                                    "itself, was read in the folders layout, each folder a group"
-                                    + _nested_hint(root, ": ", nested)))
+    if layout == "auto" and name == "folders" and (nested := data_set_in_subfolder(root)) is not None:
+        problems.append(nested)
     samples, problems = _pair_suffixed(root, samples, problems)
     samples.sort(key=lambda s: (s.group, s.image))
     problems.sort(key=lambda p: (p.path, p.kind))
     return Scan(name, root, samples, problems)
+
+
+def data_set_in_subfolder(root: Path) -> Optional[Problem]:
+    """The "data set in a subfolder" problem of ``root`` read in the folders layout (no ``root/images``) when it is
+    given one folder too high (``X/`` holding only ``X/SBCoseg/``: :func:`_nested_data_set`), its detail saying
+    "did you mean X/SBCoseg?"; else None."""
+    nested = None if _named_subfolder(root, ["images"]) is not None else _nested_data_set(root)
+    if nested is None:
+        return None
+    return Problem("data set in a subfolder", nested[0], f"{printable(root)}, which holds no image itself, was read "
+                   "in the folders layout, each folder a group" + _nested_hint(root, ": ", nested))
 
 
 def _nested_data_set(root: Path) -> Optional[tuple[Path, str]]:
