@@ -195,6 +195,8 @@ def search(index_dir: Path, queries: tuple[Path, ...], k: int, output: Optional[
     from apps.retrieval.search import search_export
 
     result = search_export(index_dir, queries, k, _device(device), batch_size, output, progress=not quiet)
+    for warning in result.warnings:
+        echo(f"warning: {warning}")
     width = max([len(n.path) for n in result.neighbours] + [4])
     current = None
     for n in result.neighbours:

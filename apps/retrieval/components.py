@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from apps.retrieval.config import RetrievalTrainConfig
-from apps.retrieval.hooks import TRAINING_HOOKS, TrainingHook
+from apps.retrieval.hooks import TRAINING_HOOKS, TrainingHook, super_classes_of
 from coseg.engine import ConfigError, usage_errors
 import metric.losses  # noqa: F401  (the imports register the components by name)
 import metric.samplers  # noqa: F401
@@ -42,7 +42,8 @@ class Lazy:
 @dataclass
 class Parts:
     """The components of one method. ``miner`` is None when the loss mines its own default triplets;
-    ``regularizers`` are added to the loss with their own weights; ``hooks`` in call order (loss, then sampler)."""
+    ``regularizers`` are added to the loss with their own weights; ``hooks`` in call order (loss, then sampler);
+    ``super_classes`` (C,): the super-class of each class label, when the data set has them (SOP)."""
 
     distance: Optional[BaseDistance]
     miner: Optional[nn.Module]
@@ -50,6 +51,7 @@ class Parts:
     sampler: Sampler
     regularizers: dict[str, nn.Module] = field(default_factory=dict)
     hooks: list[TrainingHook] = field(default_factory=list)
+    super_classes: Optional[torch.Tensor] = None
 
 
 def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[str, Any],
@@ -77,9 +79,11 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
 
 
 def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
-                     world_size: int = 1, embedding_dim: Optional[int] = None) -> Parts:
+                     world_size: int = 1, embedding_dim: Optional[int] = None,
+                     super_labels: Optional[torch.Tensor] = None) -> Parts:
     """The components of ``cfg``'s method for training labels ``labels`` (N,) in [0, num_classes), for embeddings
-    of ``embedding_dim`` (default ``cfg.embedding_dim``; pass the model's when the config says 0)."""
+    of ``embedding_dim`` (default ``cfg.embedding_dim``; pass the model's when the config says 0); ``super_labels``
+    (N,): the super-class of each item, when the data set has them."""
     embedding_dim = embedding_dim or cfg.embedding_dim
     if embedding_dim < 1:
         raise ValueError("embedding_dim 0 (the backbone's feature size) must be resolved: pass the model's")
@@ -148,7 +152,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         "triplets_per_batch": triplets,
         "miner": Lazy(smart_miner), "distance": distance, "rank": rank, "world_size": world_size, "seed": cfg.seed,
     }, taken)
-    parts = Parts(distance, miner, loss, sampler)
+    parts = Parts(distance, miner, loss, sampler,
+                  super_classes=None if super_labels is None else super_classes_of(labels, super_labels, num_classes))
     if cfg.zero_mean_weight:
         parts.regularizers["zero_mean"] = LOSSES.create("zero_mean", weight=cfg.zero_mean_weight)
     for name in dict.fromkeys((cfg.loss, cfg.sampler)):
@@ -157,7 +162,7 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
                 hook = TRAINING_HOOKS.get(name)(cfg, parts)
             parts.hooks.append(hook)
             taken |= set(hook.options)
-    unused = [name for name in (*TUNABLE, "distance", "align_centroids")
+    unused = [name for name in (*TUNABLE, "distance", "align_centroids", "class_tree")
               if getattr(cfg, name) is not None and name not in taken]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)

@@ -102,6 +102,11 @@ class RetrievalTrainConfig:
                                                                 "representatives (T, 10).")
     classes_per_anchor: Optional[int] = option(None, "hierarchical sampler: classes drawn with each anchor class from "
                                                      "the tree (2).")
+    class_tree: Optional[str] = option(None, "hierarchical sampler: the class tree neighbouring classes come from: "
+                                             "embeddings (default: the class centres' average-linkage tree, rebuilt "
+                                             "every epoch; with loss hierarchical_triplet the loss's own) or "
+                                             "super_classes (the data set's, e.g. SOP's: the classes of the anchor's "
+                                             "super-class, nearest centre first).")
     num_neighbours: Optional[int] = option(None, "smart_mining: neighbours searched per anchor in the graph index "
                                                  "(32).")
     target_active: float = option(0.5, "smart_mining: share of active triplets the adaptive controller aims at.")

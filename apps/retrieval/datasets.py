@@ -4,7 +4,10 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
 
 - ``cub``:     CUB-200-2011: ``images.txt`` (id, path under ``images/``), ``image_class_labels.txt`` (id, class),
   ``classes.txt`` (class, name). Classes 1–100 are ``train``, 101–200 ``test`` (the official
-  ``train_test_split.txt`` is a classification split and is not used).
+  ``train_test_split.txt`` is a classification split and is not used). Copies without ``image_class_labels.txt``
+  are read too, keeping the split: an image's class is then its numbered class folder's
+  (``images/001.Black_footed_Albatross``: class 1, as the official file gives it; an image outside such a folder is
+  reported), named by ``classes.txt`` or, without it, by the folder.
 - ``cars``:    Cars196: ``cars_annos.mat`` (struct array ``annotations`` with ``relative_im_path`` and ``class``;
   cell array ``class_names``), read with scipy. Classes 1–98 are ``train``, 99–196 ``test`` (the ``test`` flag of
   each annotation is a classification split and is not used). Without ``car_ims/``, the devkit distribution is read
@@ -12,7 +15,8 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
   ``class``; images in ``cars_train/`` and ``cars_test/``), ``cars_meta.mat`` (``class_names``), each in ``root`` or
   ``root/devkit``; both parts are pooled and split by the same class ranges.
 - ``sop``:     Stanford Online Products: ``Ebay_train.txt`` / ``Ebay_test.txt`` (columns image_id, class_id,
-  super_class_id, path); super-classes are kept (``Record.super_label``).
+  super_class_id, path); super-classes are kept (``Record.super_label``): the hierarchical sampler draws each
+  anchor class's neighbours from its super-class with ``class_tree: super_classes``.
 - ``folders``: ``<root>/<class>/*.jpg`` or ``<root>/images/<class>/*.jpg`` (found by coseg's ``folders`` layout;
   nested folders: the class is the relative path ``a/b``; images outside a class folder are reported). The split
   comes from ``train_classes`` (``train`` = those, ``test`` = the others) or from ``<root>/splits.json``
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
@@ -48,6 +53,8 @@ from metric.registry import Registry
 OFFICIAL_SPLITS = ("train", "test", "all")
 SPLITS_FILE = "splits.json"
 CUB_RANGES = (range(1, 101), range(101, 201))
+CUB_CLASS_FOLDER = re.compile(r"(\d{3})\.(.+)")  # 001.Black_footed_Albatross: class 1
+CUB_FILES = ("image_class_labels.txt", "classes.txt", "train_test_split.txt")  # one beside images.txt tells CUB
 CARS_RANGES = (range(1, 99), range(99, 197))
 CARS_DEVKIT = {"cars_train": "cars_train_annos.mat", "cars_test": "cars_test_annos_withlabels.mat"}
 CARS_FOLDER = "stanford_cars"
@@ -187,6 +194,21 @@ def _id_map(path: Path, rows: list[tuple[int, tuple[int, ...], str]], problems: 
     return mapping
 
 
+def _cub_folder_class(relative: str) -> Optional[tuple[int, str]]:
+    """(class id, folder name) of an ``images.txt`` path inside a numbered class folder
+    (``001.Black_footed_Albatross/...``), else None."""
+    parts = Path(relative).parts
+    match = CUB_CLASS_FOLDER.fullmatch(parts[0]) if len(parts) > 1 else None
+    return (int(match[1]), parts[0]) if match else None
+
+
+def _optional_id_map(path: Path, ints: int, text: bool, problems: list[Problem],
+                     required: bool = False) -> Optional[dict[int, tuple]]:
+    """:func:`_id_map` of the index file ``path`` (see :func:`_table`); None when there is no such file, unless
+    ``required`` (then a ``LayoutError``)."""
+    return _id_map(path, _table(path, ints, text, problems), problems) if required or path.is_file() else None
+
+
 @RETRIEVAL_LAYOUTS.register("cub")
 def scan_cub(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> tuple[list[Entry], list[Problem]]:
     """CUB-200-2011: see the module docstring."""
@@ -195,24 +217,34 @@ def scan_cub(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> 
     problems: list[Problem] = []
     images_file, labels_file, classes_file = root / "images.txt", root / "image_class_labels.txt", root / "classes.txt"
     images = _id_map(images_file, _table(images_file, 1, True, problems), problems)
-    labels = _id_map(labels_file, _table(labels_file, 2, False, problems), problems)
-    names = _id_map(classes_file, _table(classes_file, 1, True, problems), problems)
-    for image_id in sorted(labels.keys() - images.keys()):
+    labels = _optional_id_map(labels_file, 2, False, problems)
+    # the numbered folders that stand in for a missing image_class_labels.txt name their classes too
+    names = _optional_id_map(classes_file, 1, True, problems, required=labels is not None)
+    for image_id in sorted(labels.keys() - images.keys()) if labels is not None else ():
         problems.append(Problem("class label without image", labels_file, f"image id {image_id}"))
     entries = []
     for image_id, (relative,) in images.items():
         path = _relative_image(root / "images", relative, images_file, f"image id {image_id}", problems)
         if path is None:
             continue
-        if image_id not in labels:
-            problems.append(Problem("image without class", path, f"image id {image_id} not in {labels_file.name}"))
+        folder = _cub_folder_class(relative)
+        if labels is not None and image_id in labels:
+            class_id = labels[image_id][0]
+        elif labels is None and folder is not None:
+            class_id = folder[0]
+        else:
+            why = (f"not in {labels_file.name}" if labels is not None else f"no {labels_file.name}, and not in a "
+                   "numbered class folder (NNN.Name) that would tell its class")
+            problems.append(Problem("image without class", path, f"image id {image_id} {why}"))
             continue
-        class_id = labels[image_id][0]
-        if class_id not in names:
+        if names is not None and class_id not in names:
             problems.append(Problem("unknown class", path, f"class {class_id} not in {classes_file.name}"))
             continue
-        entry = Entry(path, class_id, names[class_id][0])
-        if not _outside_ranges(entry, CUB_RANGES, labels_file, problems) and _in_split(class_id, split, CUB_RANGES):
+        name = (names[class_id][0] if names is not None
+                else folder[1] if folder is not None and folder[0] == class_id else f"class {class_id}")
+        entry = Entry(path, class_id, name)
+        source = labels_file if labels is not None else images_file
+        if not _outside_ranges(entry, CUB_RANGES, source, problems) and _in_split(class_id, split, CUB_RANGES):
             entries.append(entry)
     return entries, problems
 
@@ -428,12 +460,27 @@ def scan_folders(root: Path, split: str, train_classes: Optional[Sequence[str]])
     return [Entry(s.image, class_ids[s.group], s.group) for s in inside if s.group in wanted], problems
 
 
+def _is_cub(root: Path) -> bool:
+    """True if ``root`` holds CUB-200-2011: ``images.txt`` and one of ``CUB_FILES`` or a numbered class folder
+    (``images/001.Black_footed_Albatross``)."""
+    if not (root / "images.txt").is_file():
+        return False
+    if any((root / name).is_file() for name in CUB_FILES):
+        return True
+    try:
+        with os.scandir(root / "images") as entries:
+            return any(e.is_dir() and CUB_CLASS_FOLDER.fullmatch(e.name) for e in entries)
+    except OSError:
+        return False
+
+
 def detect_retrieval_layout(root: PathLike) -> str:
-    """The layout name ``root`` looks like: cub, cars or sop by their index files, else folders."""
+    """The layout name ``root`` looks like: cub, cars or sop by their index files (CUB: ``images.txt`` with another
+    of its files or numbered class folders), else folders."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
-    if (_official_root(root, "images.txt", "CUB_200_2011") / "image_class_labels.txt").is_file():
+    if _is_cub(_official_root(root, "images.txt", "CUB_200_2011")):
         return "cub"
     if _has_cars(_cars_root(root)):
         return "cars"

@@ -11,8 +11,10 @@ Output folder:
   and byte size), so that a later export by the same model at the same size embeds only new and changed images;
 - ``skipped.csv``: what was left out, with the reason: unreadable images, unusable entries of the folder (broken
   links, unreadable folders) and, when it has an ``images`` folder, the images and folders beside it;
-- ``export.json``: what was exported; removed before the other files are replaced and written last, so a folder
-  without it holds no finished export.
+- ``export.json``: what was exported, with the SHA-1 of ``index.faiss`` (``index_sha1``) and of the paths of
+  ``manifest.csv`` (``manifest_paths_sha1``; its labels may be edited), so that ``search`` refuses either copied from
+  another export; removed before the other files are replaced and written last, so a folder without it holds no
+  finished export.
 
 Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
 hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
@@ -33,7 +35,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -55,6 +57,8 @@ HNSW_LINKS = 32
 FILES = ("embeddings.npy", "manifest.csv", "index.faiss", "model.safetensors", "skipped.csv", "export.json")
 STAMPS = "stamps.npy"  # not in FILES: exports written before it existed are finished ones (it only saves work)
 LOCK = ".export.lock"
+# export.json's digests of index.faiss and of manifest.csv's paths (both absent from records of earlier versions)
+INDEX_DIGEST, MANIFEST_DIGEST = "index_sha1", "manifest_paths_sha1"
 
 
 @dataclass
@@ -108,6 +112,11 @@ def _digest(*parts: Union[str, bytes]) -> str:
         h.update(part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part)
         h.update(b"\0")
     return h.hexdigest()
+
+
+def manifest_digest(paths: Iterable[str]) -> str:
+    """The ``manifest_paths_sha1`` of an export whose ``manifest.csv`` holds ``paths`` in row order."""
+    return _digest(*paths)
 
 
 def file_stamp(item: Item) -> tuple[int, int, int]:
@@ -291,7 +300,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     with folder_lock(output_dir, LOCK, "another `coseg retrieval export` is writing there"):
         done = previous_record(record, overwrite)
         shard_dir = output_dir / SHARD_DIR
-        if done.get("key") == export_key and all((output_dir / name).is_file() for name in FILES):
+        # a record of an earlier version, without the index's digest, is written again (from the earlier rows)
+        if done.get("key") == export_key and INDEX_DIGEST in done and all((output_dir / n).is_file() for n in FILES):
             shutil.rmtree(shard_dir, ignore_errors=True)  # left by a run killed as it removed them
             report.images, report.dim, report.up_to_date = done["images"], done["dim"], True
             report.skipped = [tuple(pair) for pair in done["skipped"]]  # type: ignore[misc]
@@ -347,8 +357,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         write_text_atomic(output_dir / "manifest.csv", _csv(manifest))
         write_text_atomic(output_dir / "skipped.csv", _csv(skipped))
         # serialized here rather than written by faiss, which takes only paths it can encode as UTF-8
-        write_bytes_atomic(output_dir / "index.faiss",
-                           import_faiss().serialize_index(build_index(embeddings, index)).tobytes())
+        index_bytes = import_faiss().serialize_index(build_index(embeddings, index)).tobytes()
+        write_bytes_atomic(output_dir / "index.faiss", index_bytes)
         write_bytes_atomic(output_dir / "model.safetensors", snapshot)
         with atomic_path(output_dir / STAMPS) as tmp:
             np.save(tmp, np.array(row_stamps, np.int64).reshape(-1, 3))
@@ -356,7 +366,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         finished: dict[str, Any] = {"key": export_key}
         record_path(finished, "checkpoint", checkpoint, output_dir)  # absolute: told in errors run from elsewhere
         finished.update({**source, "image_size": size, "images": report.images, "dim": report.dim, "index": index,
-                         "metric": "l2", "skipped": [list(pair) for pair in report.skipped]})
+                         "metric": "l2", INDEX_DIGEST: hashlib.sha1(index_bytes).hexdigest(),
+                         MANIFEST_DIGEST: manifest_digest(row[0] for row in manifest[1:]),
+                         "skipped": [list(pair) for pair in report.skipped]})
         write_text_atomic(record, json.dumps(finished, indent=2, ensure_ascii=False) + "\n")
         shutil.rmtree(shard_dir, ignore_errors=True)
         return report

@@ -100,7 +100,8 @@ def head_weights(features: torch.Tensor, embedding_dim: int, how: str, labels: O
     if whitening is not None:
         axes = axes @ whitening
     if how == "pca_whiten":
-        variances = values.clamp(min=max(WHITEN_FLOOR * float(values[0]), 1e-12))
+        # relative to the spectrum, so that features of any scale are whitened alike; tiny: features all equal
+        variances = values.clamp(min=max(WHITEN_FLOOR * float(values[0]), torch.finfo(values.dtype).tiny))
         spanned = spanned_axes(values, max(x.shape))
         if 0 < spanned < d:
             variances[spanned:] = variances[spanned - 1]
@@ -137,6 +138,6 @@ def within_class_whitening(features: torch.Tensor, labels: torch.Tensor, shrinka
     deviations = features - index_means(features, index, len(classes))[index]
     scatter = deviations.T @ deviations / max(1, features.shape[0] - len(classes))
     dim = scatter.shape[0]
-    floor = max(shrinkage * float(scatter.trace()) / dim, 1e-12)
+    floor = max(shrinkage * float(scatter.trace()) / dim, torch.finfo(scatter.dtype).tiny)
     values, vectors = torch.linalg.eigh(scatter + floor * torch.eye(dim, dtype=scatter.dtype, device=scatter.device))
     return (vectors * values.clamp(min=floor).rsqrt()) @ vectors.T

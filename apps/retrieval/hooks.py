@@ -34,8 +34,9 @@ from torch import nn
 
 from apps.retrieval.inference import Embedded
 from coseg.engine import ConfigError
-from metric.class_tree import ClassTree, check_num_levels, check_tree_distance
+from metric.class_tree import ClassTree, check_num_levels, check_tree_distance, class_statistics
 from metric.index_means import index_means
+from metric.distances import BaseDistance
 from metric.distances.euclidean import EuclideanDistance
 from metric.losses import (HierarchicalTripletLoss, RepresentativeProximityLoss, TripletUpperBoundLoss,
                            triplet_margin_loss)
@@ -205,15 +206,43 @@ class ClassTreeHook(TrainingHook):
         self.loss.update_tree(*own_rows(embed(), labels)[1:])
 
 
+def super_classes_of(labels: torch.Tensor, super_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(num_classes,) the super-class of each class label of the items ``labels`` (N,) whose super-classes are
+    ``super_labels`` (N,) (−1 for a label no item has); ``ValueError`` for a class with items in two super-classes."""
+    labels, super_labels = torch.as_tensor(labels).cpu(), torch.as_tensor(super_labels).cpu()
+    super_of = torch.full((num_classes,), -1, dtype=torch.long)
+    super_of[labels] = super_labels
+    mixed = labels[super_of[labels] != super_labels].unique()
+    if len(mixed):
+        raise ValueError(f"class {int(mixed[0])} has images in two super-classes: a class tree needs each class in one")
+    return super_of
+
+
+def super_class_tree(embeddings: torch.Tensor, labels: torch.Tensor, super_of: torch.Tensor,
+                     distance: Optional[BaseDistance]) -> ClassTree:
+    """The class tree of given super-classes (``super_of`` (C,): the super-class of each class label) over the
+    classes of ``embeddings`` (N, D) with ``labels`` (N,): level 1 joins the classes of each super-class, level 2
+    all. Its thresholds are the levels (1, 2), not distances: it orders neighbouring classes for the hierarchical
+    sampler, which then takes the nearest centres (under ``distance``, default Euclidean) first."""
+    distance = EuclideanDistance() if distance is None else distance
+    classes, centres, _ = class_statistics(embeddings, labels, distance)
+    groups = super_of[classes.cpu()].unique(return_inverse=True)[1]
+    assignments = torch.stack([torch.arange(len(classes)), groups, torch.zeros_like(groups)]).to(centres.device)
+    thresholds = torch.tensor([0.0, 1.0, 2.0], dtype=centres.dtype, device=centres.device)
+    return ClassTree(classes, centres, assignments, thresholds, distance)
+
+
 @TRAINING_HOOKS.register("hierarchical")
 class TreeSamplingHook(TrainingHook):
     """Anchor-neighbour class sampling (Ge et al. 2018): give the sampler the class tree every epoch — the
     hierarchical loss's own tree (its hook runs first), or one built here for another loss, with ``num_levels``
     levels under ``--distance`` (both checked now, before any image is decoded: a similarity cannot build a
-    tree)."""
+    tree); with ``class_tree`` ``super_classes``, the tree of the data set's super-classes
+    (:func:`super_class_tree`), for any loss."""
 
     DEFAULT_LEVELS = 16
-    options = ("num_levels", "distance")
+    CLASS_TREES = ("embeddings", "super_classes")
+    options = ("num_levels", "distance", "class_tree")
 
     def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
         super().__init__()
@@ -222,11 +251,23 @@ class TreeSamplingHook(TrainingHook):
         self.distance = parts.distance
         self.num_levels = self.DEFAULT_LEVELS if cfg.num_levels is None else cfg.num_levels
         check_num_levels(self.num_levels)
-        if self.distance is not None and not isinstance(self.loss, HierarchicalTripletLoss):
+        if cfg.class_tree not in (None, *self.CLASS_TREES):
+            raise ValueError(f"class_tree {cfg.class_tree!r} is unknown; valid: {', '.join(self.CLASS_TREES)}")
+        self.super_classes: Optional[torch.Tensor] = None
+        if cfg.class_tree == "super_classes":
+            if parts.super_classes is None:
+                raise ValueError("class_tree super_classes: the training data has no super-classes (layout sop has "
+                                 "them: the super_class_id of Ebay_train.txt); use class_tree embeddings")
+            self.super_classes = parts.super_classes
+            self.options = ("distance", "class_tree")  # no tree of levels is built: num_levels would be unused
+        if self.distance is not None and (self.super_classes is not None
+                                          or not isinstance(self.loss, HierarchicalTripletLoss)):
             check_tree_distance(self.distance)
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
-        if isinstance(self.loss, HierarchicalTripletLoss):
+        if self.super_classes is not None:
+            tree = super_class_tree(*own_rows(embed(), labels)[1:], self.super_classes, self.distance)
+        elif isinstance(self.loss, HierarchicalTripletLoss):
             tree = self.loss.tree
         else:
             tree, _ = ClassTree.from_embeddings(*own_rows(embed(), labels)[1:], self.num_levels, self.distance)

@@ -5,14 +5,15 @@ import csv
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from apps.retrieval.export import FILES, STAMPS, Item, embed_shard, load_snapshot, read_record, scan_images
+from apps.retrieval.export import (FILES, INDEX_DIGEST, MANIFEST_DIGEST, STAMPS, Item, embed_shard, load_snapshot,
+                                   manifest_digest, read_record, scan_images)
 from coseg.atomic import PathLike, write_text_atomic
 from coseg.data import LayoutError, printable
 from metric._checks import check_count
@@ -36,11 +37,13 @@ class Neighbour:
 @dataclass
 class SearchResult:
     """The neighbours of every readable query, nearest first, and the unreadable queries and unusable entries of the
-    query folders ("<file>: <problem>"); ``exported``: how many images the searched export holds."""
+    query folders ("<file>: <problem>"); ``exported``: how many images the searched export holds; ``warnings``: what
+    could not be checked (an export written by an earlier version)."""
 
     neighbours: list[Neighbour]
     skipped: list[str]
     exported: int
+    warnings: list[str] = field(default_factory=list)
 
 
 def query_images(queries: Sequence[PathLike]) -> tuple[list[Item], list[str]]:
@@ -93,19 +96,37 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def read_index(path: Path):  # noqa: ANN201 - a faiss index
-    """The faiss index in the file ``path``; a file faiss cannot read (damaged, cut short), or an index that does not
-    search squared Euclidean distances (inner products: its values are no distances), is a ``ValueError`` naming
-    it."""
+def read_index(path: Path, data: Optional[bytes] = None):  # noqa: ANN201 - a faiss index
+    """The faiss index in the file ``path`` (whose bytes ``data`` are, when given); a file faiss cannot read
+    (damaged, cut short), or an index that does not search squared Euclidean distances (inner products: its values
+    are no distances), is a ``ValueError`` naming it."""
     faiss = import_faiss()
     try:
-        index = faiss.deserialize_index(np.frombuffer(path.read_bytes(), np.uint8))
+        index = faiss.deserialize_index(np.frombuffer(path.read_bytes() if data is None else data, np.uint8))
     except RuntimeError:  # faiss tells only its own source lines
         raise ValueError(f"{printable(path)}: not a faiss index, or a damaged one; export again") from None
     if index.metric_type != faiss.METRIC_L2:
         raise ValueError(f"{printable(path)}: an index of another metric (faiss metric_type {index.metric_type}) than "
                          f"the Euclidean distances of an export (METRIC_L2, {faiss.METRIC_L2}); export again")
     return index
+
+
+def check_digests(record: Path, info: dict, index_bytes: bytes, manifest: list[dict[str, str]]) -> list[str]:
+    """Raise ``ValueError`` when ``index.faiss`` (its bytes ``index_bytes``) or the paths of ``manifest.csv`` (its
+    rows ``manifest``) beside the export record ``record`` (contents ``info``) are not those it was written with
+    (copied from another export: the index's rows would name the wrong images); a record of an earlier version,
+    which holds no digests, gives a warning instead."""
+    if INDEX_DIGEST not in info:
+        return [f"{printable(record)} records no digest of index.faiss and manifest.csv (an export by an earlier "
+                f"version), so it cannot be checked that they are this export's: run the export again to record them"]
+    found = {INDEX_DIGEST: hashlib.sha1(index_bytes).hexdigest(),
+             MANIFEST_DIGEST: manifest_digest(row["path"] for row in manifest)}
+    for key, name in ((INDEX_DIGEST, "index.faiss"), (MANIFEST_DIGEST, "manifest.csv")):
+        if found[key] != info.get(key):
+            raise ValueError(f"{printable(record.parent / name)} is not the {name} {printable(record)} was written "
+                             f"with (its {key} differs: copied from another export?): the rows of index.faiss would "
+                             "name the wrong images of manifest.csv; export again")
+    return []
 
 
 def refuse_to_overwrite(output: Path, index_dir: Path, items: Sequence[Item]) -> None:
@@ -130,8 +151,9 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     is searched once. Unreadable queries are skipped and listed. With ``output``, the rows are also written there as
     CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query is readable (or given), when the
     export is unfinished, damaged, inconsistent (its ``model.safetensors`` another model than the one that embedded
-    it, too) or replaced while it is read, and when ``output`` is a folder, one of the export's files or a query
-    image."""
+    it, its ``index.faiss`` or the paths of its ``manifest.csv`` another export's, too) or replaced while it is
+    read, and when ``output`` is a folder, one of the export's files or a query image. An export written before
+    ``export.json`` recorded those digests is searched with a warning (``SearchResult.warnings``)."""
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
@@ -152,7 +174,9 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     device = torch.device(device)
     model_file = index_dir / "model.safetensors"
     model, size, snapshot = load_snapshot(model_file, device, recorded_size)  # the bytes it loaded, hashed below
-    index = read_index(index_dir / "index.faiss")
+    index_file = index_dir / "index.faiss"
+    index_bytes = index_file.read_bytes()
+    index = read_index(index_file, index_bytes)
     manifest = read_manifest(index_dir / "manifest.csv")
     if not _record_unchanged(record, info):
         raise ValueError(f"{printable(index_dir)}: the export was replaced while search read it (an export is writing "
@@ -167,6 +191,7 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if "model" in info and hashlib.sha1(snapshot).hexdigest() != info["model"]:
         raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
                          "another): queries would be embedded by another model than the index; export again")
+    warnings = check_digests(record, info, index_bytes, manifest)
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
         unread = [reason for _, reason in errors] + unusable
@@ -192,4 +217,4 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         writer.writerow(["query", "rank", "path", "label", "distance"])
         writer.writerows([n.query, n.rank, n.path, n.label, f"{n.distance:.6f}"] for n in results)
         write_text_atomic(output, buffer.getvalue())
-    return SearchResult(results, [reason for _, reason in errors] + unusable, index.ntotal)
+    return SearchResult(results, [reason for _, reason in errors] + unusable, index.ntotal, warnings)

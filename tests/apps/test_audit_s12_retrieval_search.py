@@ -3,13 +3,15 @@ keeps candidates, 16): every exported image is listed, nearest first (the search
 lists cut short without a word, and its neighbours beyond the 16th were not the nearest)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
 
-from apps.retrieval.export import build_index, export_folder
+from apps.retrieval.export import INDEX_DIGEST, MANIFEST_DIGEST, build_index, export_folder, manifest_digest
 from apps.retrieval.model import create_retrieval_model
 from apps.retrieval.search import search_export
 from tests.apps.retrieval_files import tiny_image
@@ -30,8 +32,13 @@ def test_an_hnsw_export_lists_every_image_when_k_reaches_its_size(tmp_path: Path
     # an export of ROWS images, as far as search reads it: their index and manifest
     vectors = np.random.default_rng(0).standard_normal((ROWS, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    (out / "index.faiss").write_bytes(faiss.serialize_index(build_index(vectors, "hnsw")).tobytes())
+    index = faiss.serialize_index(build_index(vectors, "hnsw")).tobytes()
+    (out / "index.faiss").write_bytes(index)
     (out / "manifest.csv").write_text("path,label\n" + "".join(f"{i}.png,\n" for i in range(ROWS)))
+    record = json.loads((out / "export.json").read_text())  # search refuses files export.json does not record
+    record.update({INDEX_DIGEST: hashlib.sha1(index).hexdigest(),
+                   MANIFEST_DIGEST: manifest_digest(f"{i}.png" for i in range(ROWS))})
+    (out / "export.json").write_text(json.dumps(record))
     query = images / "0.png"
     for k in (ROWS, ROWS + 5):
         found = search_export(out, [query], k=k).neighbours
