@@ -14,26 +14,53 @@ PathLike = Union[str, os.PathLike]
 TEMPORARY_MARK = ".tmp-"  # temporary files are named ``.<target name>.tmp-<random><suffix>``
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read it back: the process's umask, for the mode a plain write would give
+NAME_BYTES = 255
+"""The longest file name the usual file systems take (ext4, XFS, Btrfs, APFS), in bytes: UTF-8 ``é`` takes 2."""
+_TEMPORARY_PREFIX_BYTES = 80  # of the target's name, in a temporary file's name
+_TEMPORARY_SUFFIX_BYTES = 16  # a longer "suffix" (``a.<200 characters>``) names no format
+
+
+def fitted_name(name: str, suffix: str = "", limit: int = NAME_BYTES) -> str:
+    """``name + suffix``, or when that is longer than ``limit`` bytes, as many whole characters of the start of
+    ``name`` as fit with ``~``, 8 hex digits of ``name``'s SHA-256 and ``suffix``: the same on every run, and long
+    names that share their start stay apart."""
+    if len(os.fsencode(name + suffix)) <= limit:
+        return name + suffix
+    tail = f"~{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}{suffix}"
+    return _start_in_bytes(name, limit - len(os.fsencode(tail))) + tail
+
+
+def _start_in_bytes(name: str, limit: int) -> str:
+    """The longest start of ``name`` (whole characters) of at most ``limit`` bytes."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
+def atomic_path(path: PathLike, suffix: str | None = None, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced (unless ``fsync`` is False: a file the next
+    run makes again, whose loss in a power cut costs nothing) and renamed to ``path``.
 
-    ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it). The file gets the mode
+    ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it; one of more than 16
+    bytes names no format and is left out). The temporary name holds at most 80 bytes of ``path``'s name, so any
+    name the file system takes can be written atomically. The file gets the mode
     a plain write would (0666 less the umask; the temporary file is private while it is written).
     On error the temporary file is removed and ``path`` is left as it was; an ``OSError`` that names no file (a
     full disk while writing) is raised again naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMPORARY_MARK}",
-                               suffix=path.suffix if suffix is None else suffix, dir=path.parent)
+    if suffix is None:
+        suffix = path.suffix if len(os.fsencode(path.suffix)) <= _TEMPORARY_SUFFIX_BYTES else ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{_start_in_bytes(path.name, _TEMPORARY_PREFIX_BYTES)}{TEMPORARY_MARK}",
+                               suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
+        if fsync:
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException as e:
@@ -43,8 +70,8 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: PathLike, data: bytes, fsync: bool = True) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_bytes(data)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from coseg.atomic import TEMPORARY_MARK, PathLike, atomic_path
+from coseg.atomic import NAME_BYTES, TEMPORARY_MARK, PathLike, atomic_path, fitted_name
 from coseg.data import printable
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import NEIGHBOURS, read_json, recorded_paths
@@ -59,8 +59,9 @@ file systems): replaced with the folder like the report's own."""
 
 
 def files_folder(page: Path) -> Path:
-    """The folder of a page's PNG files: ``report.html`` → ``report_files/``."""
-    return page.with_name(f"{page.stem}_files")
+    """The folder of a page's PNG files: ``report.html`` → ``report_files/`` (a page name too long for that ends in
+    ``~<hash>_files``, :func:`fitted_name`)."""
+    return page.with_name(fitted_name(page.stem, "_files"))
 
 
 MADE_BY = "Made by <code>coseg report</code>"
@@ -155,6 +156,10 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
     if thumbnail < 1:
         raise ValueError(f"thumbnail must be >= 1 pixel, got {thumbnail}")
     page_path = Path(output) if output is not None else root / REPORT_NAME
+    if len(os.fsencode(page_path.name)) > NAME_BYTES:
+        raise ValueError(f"{printable(page_path.name)}: a file name of {len(os.fsencode(page_path.name))} bytes, "
+                         f"longer than the {NAME_BYTES} a file name may have; choose a shorter name for the report "
+                         "(`coseg report --output`)")
     files = files_folder(page_path)
     plan: list[tuple[str, Path, Callable[[str, Path], str]]] = []  # (kind, folder, make(prefix, PNG folder) -> HTML)
     runs_seen: set[Path] = set()
@@ -191,7 +196,8 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
                          "summary.json (+ neighbours.csv); or a `coseg predict` output: predict.json)"
                          f"{_left_out(left_out, root, '; folders ')}")
     try:
-        with folder_lock(page_path.parent, f".{page_path.name}.lock", "another `coseg report` is writing this report"):
+        with folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
+                         "another `coseg report` is writing this report"):
             return _write(root, page_path, files, plan, left_out)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
@@ -212,6 +218,11 @@ def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path,
         raise ValueError(f"{printable(files)} holds files no report wrote ({printable(', '.join(foreign[:3]))}"
                          f"{', ...' if foreign[3:] else ''}), which the report's pictures would replace; choose "
                          "another place for the report (`coseg report --output`)")
+    sharing = sorted(p.name for p in page_path.parent.glob(glob.escape(page_path.stem) + "*")
+                     if p.name != page_path.name and files_folder(p) == files and p.is_file() and is_report(p))
+    if sharing:  # x.html and x.htm: one files folder, so the earlier page would show the new report's pictures
+        raise ValueError(f"{printable(files)} holds the pictures of the report {printable(sharing[0])}, which this "
+                         "report would replace; choose another name for it (`coseg report --output`)")
     staged = _staging_folder(files)
     try:
         page = Page(f"Report: {printable(root.resolve().name)}",
@@ -238,7 +249,7 @@ def _staging_folder(files: Path) -> Path:
     """An empty folder named like ``files`` (so the page's links to it hold) in a new hidden folder beside it, where
     the new report's PNGs are written while the earlier report stays whole; the staging folders of reports that were
     killed (no clean-up ran) are removed first (a report running is not killed: it holds the page's lock)."""
-    mark = f".{files.name}{TEMPORARY_MARK}"
+    mark = fitted_name(f".{files.name}", TEMPORARY_MARK, NAME_BYTES - 8)  # mkdtemp adds 8 characters
     for leftover in files.parent.glob(glob.escape(mark) + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
     files.parent.mkdir(parents=True, exist_ok=True)

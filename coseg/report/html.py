@@ -79,6 +79,15 @@ def esc_lines(text: str) -> str:
     return "\n".join(esc(line) for line in text.splitlines())
 
 
+MISSING = "–"
+"""How a report shows a missing number (NaN), in tables and captions alike."""
+
+
+def shown_number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec`` (``".3f"``), or :data:`MISSING` when it is NaN."""
+    return MISSING if math.isnan(value) else format(value, spec)
+
+
 NumberFormat = Union[str, Callable[[float], str]]  # a format spec (".2f") or a function giving a float's text
 
 
@@ -86,7 +95,7 @@ def _cell(value: Cell, number_format: NumberFormat) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"<td>{esc('' if value is None else value)}</td>"
     if isinstance(value, float) and math.isnan(value):
-        return '<td class="num" data-value="">–</td>'
+        return f'<td class="num" data-value="">{MISSING}</td>'
     if not isinstance(value, float):
         shown = str(value)
     else:

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from coseg.data.io import printable
 from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, as_float, int_cell, json_count,
                                 json_number, read_csv, read_json, required_columns, row_path)
-from coseg.report.html import esc, link, table, tiles
+from coseg.report.html import esc, link, shown_number, table, tiles
 from coseg.report.plots import line_plot
 from coseg.report.segmentation import Thumbnails, model_changed_note, read_once, seen_data_note
 from coseg.report.thumbnails import write_thumbnail
@@ -68,7 +68,8 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
     parts.append(f"<h3>Queries ({len(queries)} shown, worst first) → {k} nearest neighbours</h3>")
     parts.append('<p class="note">Ordered by the rank of the first neighbour of the query\'s class (queries with '
                  "none among the shown neighbours first). Green frame / ✓: same class as the query; red / ✗: "
-                 "another class. Distances are Euclidean, in embedding units.</p>")
+                 "another class. Distances are Euclidean, in embedding units; – where neighbours.csv holds none (a "
+                 "blank cell, nan or no number).</p>")
     thumbs = Thumbnails(files, prefix, max_side)
     shown = []
     for order in tqdm(sorted(queries), desc="report thumbnails", unit="query", disable=not progress, leave=False):
@@ -83,11 +84,12 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
             mark = '<span class="mark-right">✓</span>' if right else '<span class="mark-wrong">✗</span>'
             neighbour_path = row_path(row, "path", folder)
             neighbour = read_once(neighbour_path)
-            cells.append(thumbs.cell(f"{rank}. {mark} {as_float(row['distance']):.3f}<br>{esc(row['class'])}",
+            cells.append(thumbs.cell(f"{rank}. {mark} {shown_number(as_float(row['distance']), '.3f')}<br>"
+                                     f"{esc(row['class'])}",
                                      printable(neighbour_path), lambda p: write_thumbnail(p, neighbour(), max_side),
                                      "right" if right else "wrong"))
         shown.append(cells)
-    parts.append(tiles(shown, max_side))
+    parts += [thumbs.unshown_note(), tiles(shown, max_side)]
     return "\n".join(parts)
 
 

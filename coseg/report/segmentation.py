@@ -16,7 +16,7 @@ from coseg.predict import output_path, scan_input
 from coseg.report.files import (PREDICT_RECORD, PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, as_float,
                                 cell_path, json_count, json_number, json_value, model_file_changed, read_csv,
                                 read_json, recorded_paths, required_columns, row_path)
-from coseg.report.html import esc, image, link, table, tiles
+from coseg.report.html import esc, image, link, shown_number, table, tiles
 from coseg.report.thumbnails import GROUND_TRUTH_COLOUR, write_thumbnail
 
 T = TypeVar("T")
@@ -68,11 +68,13 @@ def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]
 
 
 class Thumbnails:
-    """Numbered thumbnail files in the report's files folder; a file that cannot be read becomes a note."""
+    """Numbered thumbnail files in the report's files folder; a file that cannot be read becomes a note, and the
+    reasons of those are kept (``unshown``) for :meth:`unshown_note`."""
 
     def __init__(self, files: Path, prefix: str, max_side: int) -> None:
         self.files, self.prefix, self.max_side = files, prefix, max_side
         self.count = 0
+        self.unshown: list[str] = []
 
     def cell(self, caption: str, alt: str, make: Callable[[Path], None], css_class: str = "") -> str:
         """A figure for the PNG ``make(path)`` writes (``caption``: HTML), or, when it fails, a figure with the
@@ -82,14 +84,22 @@ class Thumbnails:
         try:
             make(self.files / name)
         except (DataFileError, ValueError) as e:
+            self.unshown.append(str(e))
             return f"<figure><figcaption>{caption or esc(alt)}<br>not shown: {esc(e)}</figcaption></figure>"
         return image(link(self.files, name), alt, caption, css_class)
+
+    def unshown_note(self) -> str:
+        """HTML counting the pictures not shown, with the first reason (empty when all were): among hundreds of
+        groups a caption saying why is easily missed."""
+        if not self.unshown:
+            return ""
+        return (f"<p><strong>Not shown:</strong> {len(self.unshown)} of the {self.count} pictures below (each caption "
+                f"says why; the first: {esc(self.unshown[0])}).</p>")
 
 
 def _score_caption(row: ImageRow) -> str:
     """The image's name and scores (a missing one, NaN, shown – as in the tables)."""
-    p, j = ("–" if math.isnan(score) else f"{score:.1f}" for score in (row.P, row.J))
-    return f"{esc(row.image)}<br>P {p} · J {j}"
+    return f"{esc(row.image)}<br>P {shown_number(row.P, '.1f')} · J {shown_number(row.J, '.1f')}"
 
 
 def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
@@ -184,7 +194,7 @@ def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, ma
             bar.update(1)
         parts.append(tiles(triples, max_side))
     bar.close()
-    return parts
+    return [thumbs.unshown_note()] + parts
 
 
 def once(load: Callable[[], T]) -> Callable[[], T]:
@@ -284,4 +294,4 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     bar.close()
     parts.append(f"<h3>Images ({len(rows)})</h3>")
     parts.append(table(["group", "image", "foreground %", "note"], rows))
-    return "\n".join(parts + grids)
+    return "\n".join(parts + [thumbs.unshown_note()] + grids)

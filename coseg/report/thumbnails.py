@@ -7,7 +7,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from coseg.data.io import write_png_atomic
+from coseg.atomic import write_bytes_atomic
+from coseg.data.io import encode_png
 from coseg.predict import RED as PREDICTION_COLOUR
 from coseg.predict import overlay
 
@@ -33,10 +34,11 @@ def write_thumbnail(path: Path, image: np.ndarray, max_side: int, mask: Optional
                     colour: tuple[int, int, int] = PREDICTION_COLOUR) -> None:
     """Write ``image`` (H, W, 3) uint8 RGB as a PNG thumbnail, with ``mask`` (H, W) bool tinted ``colour`` over it
     when given. A mask of another size than the image (e.g. ground truth of an EXIF-rotated photo) is resized to
-    the thumbnail."""
+    the thumbnail. The file is written to a temporary one renamed over ``path`` (never seen half-written) but not
+    fsynced: the next report makes it again, and an fsync per thumbnail would take most of a report's time."""
     small = shrink(image, max_side)
     if mask is not None:
         fitted = cv2.resize(mask.astype(np.uint8), (small.shape[1], small.shape[0]),
                             interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
         small = overlay(small, fitted, colour=colour)
-    write_png_atomic(path, small)
+    write_bytes_atomic(path, encode_png(small, path), fsync=False)
