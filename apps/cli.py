@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import click
 
-from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          known_layout, masks_option, name_list, not_training_state, quiet_option, report_options,
-                          training_config, training_options, workers_option)
+from apps.options import (UserPath, batch_size_option, checkpoint_option, device_option, echo, echo_report,
+                          image_size_option, known_layout, masks_option, name_list, not_training_state, quiet_option,
+                          report_options, training_config, training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 
@@ -322,19 +322,22 @@ MAX_GROUPS_SHOWN = 10  # validation groups named after training
 
 
 def fit_summary(fit: Any, lengths: tuple[str, str] = ("--epochs", "--minutes")) -> str:
-    """What a training session did: its epochs, time and speed, or that a resumed run had nothing left to train and
-    which of the options ``lengths`` (its epochs, its time budget) trains it on."""
+    """What a training session did: its epochs, time and training speed (``FitResult.images_per_s``), or that a
+    resumed run had nothing left to train and which of the options ``lengths`` (its epochs, its time budget) trains it
+    on: both when it had reached its epochs and its budget."""
     if not fit.history:
-        longer = lengths[1] if fit.stopped_by_time else lengths[0]
+        epochs_reached = fit.max_epochs is not None and fit.epochs_run >= fit.max_epochs
+        longer = [lengths[0]] * (epochs_reached or not fit.stopped_by_time) + [lengths[1]] * fit.stopped_by_time
         return (f"nothing left to train: the run had reached epoch {fit.epochs_run}"
-                + (" and its time budget" if fit.stopped_by_time else "") + f" (a larger {longer} trains on)")
+                + (" and its time budget" if fit.stopped_by_time else "")
+                + f" (a larger {' and '.join(longer)} train{'' if longer[1:] else 's'} on)")
     first = fit.history[0]["epoch"]
     if first == 1:
         trained = f"trained {fit.epochs_run} epoch(s) in {fit.seconds / 60:.1f} min"
     else:  # a resumed run: this session's epochs; its time counts the earlier sessions'
         epochs = f"epoch {first}" if first == fit.epochs_run else f"epochs {first} to {fit.epochs_run}"
         trained = f"trained {epochs}, {fit.seconds / 60:.1f} min with the earlier ones"
-    return (f"{trained} ({fit.images_per_s:.1f} images/s)"
+    return (f"{trained} (training: {fit.images_per_s:.1f} images/s, validation left out)"
             + (" — stopped by the time budget" if fit.stopped_by_time else ""))
 
 
@@ -347,14 +350,14 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 
 @main.command()
 @checkpoint_option
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--data", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
 @masks_option
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
               help="Folder for summary.json and per_image.csv.")
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+@click.option("--splits", type=UserPath(exists=True, dir_okay=False),
               help="Splits JSON (default: DATA/splits.json if it exists).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
 @click.option("--groups", callback=name_list, help="Explicit comma-separated groups to evaluate (instead of --split).")
@@ -447,11 +450,11 @@ def _print_summary(summary: dict) -> None:
 
 @main.command()
 @checkpoint_option
-@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--input", "input_dir", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of images; each subfolder is a group, a flat folder is one group.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
               help="Folder for the masks: OUTPUT/<same relative path>.png (0/255, at each input's size).")
-@click.option("--overlays", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--overlays", type=UserPath(file_okay=False, path_type=Path),
               help="Also write image overlays (foreground tinted red) to this folder, same relative paths.")
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them, so an "
               "interrupted run resumes; a run with another model, input or mask-changing option is refused).")
@@ -497,12 +500,12 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
 
 
 @main.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--data", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
 @masks_option
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=UserPath(dir_okay=False, path_type=Path),
               help="The splits JSON to write [default: DATA/splits.json]; an existing file is never replaced.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               callback=finite, show_default=True,
@@ -534,8 +537,8 @@ def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path]
 
 @main.command()
 @click.argument("models", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=not_training_state)
-@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                type=UserPath(exists=True, dir_okay=False, path_type=Path), callback=not_training_state)
+@click.option("--output", required=True, type=UserPath(dir_okay=False, path_type=Path),
               help="The ensemble's model file (.safetensors), for evaluate and predict like any other.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file (default: refuse).")
 @friendly_errors
@@ -544,8 +547,13 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
     foreground probabilities. They must have been trained at the same image size."""
     from coseg.data import printable
     from coseg.models import load_ensemble
+    from coseg.models.checkpoint import TRAINING_STATE
     from coseg.models.ensemble import seen_by_members
 
+    if output.name == TRAINING_STATE:  # the model file would be refused by every command, a run's state replaced
+        raise click.BadParameter(f"{TRAINING_STATE} is the name of a run's training state (what --resume continues "
+                                 "from), which no command takes as a model file: name the ensemble's file "
+                                 "*.safetensors", param_hint="'--output'")
     if output.exists() and not overwrite:
         raise ValueError(f"{printable(output)} exists; --overwrite replaces it, or choose another --output")
     if any(output.resolve() == model.resolve() for model in models):
@@ -557,8 +565,8 @@ def ensemble(models: tuple[Path, ...], output: Path, overwrite: bool) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("run_dir", type=UserPath(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", type=UserPath(dir_okay=False, path_type=Path),
               help="The HTML file to write [default: RUN_DIR/report.html]; its PNGs go to <name>_files/ beside it.")
 @click.option("--per-group", type=click.IntRange(min=1), default=12, show_default=True,
               help="Images shown per group (the worst ones when scores exist); the tables list every image.")
@@ -594,7 +602,7 @@ replaced)."""
 
 
 @main.command()
-@click.option("--output", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", default="demo_out", show_default=True, type=UserPath(file_okay=False, path_type=Path),
               help="Folder for the generated data (data/), the run (run/), the masks and overlays of the unseen "
                    "groups, summary.json, per_image.csv and report.html; a demo already there is replaced, a folder "
                    "holding anything else is refused.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 import typing
 from pathlib import Path
@@ -12,6 +13,15 @@ from typing import Any, Callable, Iterator, Optional, Union
 import click
 
 from coseg.config import MASKS_HELP
+
+
+class UserPath(click.Path):
+    """``click.Path`` whose value's leading ``~`` is the home folder, as the shell makes an unquoted one and the config
+    loader a config file's (:func:`coseg.engine.config.expand_paths`): a quoted ``"~/data"`` would otherwise be a folder
+    named ``~`` in the current one. The type of every path option and argument of the commands."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        return super().convert(os.path.expanduser(value), param, ctx)
 
 
 def _click_type(annotation: Any) -> Any:
@@ -66,7 +76,7 @@ def training_options(cls: type) -> Callable:
         fn = config_options(cls)(fn)
         fn = click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint, "
                                                          "with the options of its config.yaml (or of --config).")(fn)
-        return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        return click.option("--config", "config_file", type=UserPath(exists=True, dir_okay=False, path_type=Path),
                             help="YAML file with any of the options below but --resume, spelt as keys "
                                  "(image_size: 256; lists as YAML lists or comma-separated); flags given on the "
                                  "command line override it.")(fn)
@@ -107,8 +117,8 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     cfg = load_config(cls, config_file, given)
     if not cfg.data:
         raise click.UsageError("--data is required (in the config file or on the command line)")
-    for name, check in (("data", click.Path(exists=True, file_okay=False).convert),
-                        ("masks", click.Path(exists=True, file_okay=False).convert),
+    for name, check in (("data", UserPath(exists=True, file_okay=False).convert),
+                        ("masks", UserPath(exists=True, file_okay=False).convert),
                         ("output", written_folder), ("cache_dir", written_folder),
                         ("device", lambda value, param, context: checked_device(context, param, value))):
         if getattr(cfg, name, None) is None:  # an optional folder not given, or not an option of ``cls``
@@ -141,7 +151,7 @@ def written_folder(value: str, param: click.Parameter, ctx: click.Context) -> st
     unset shell variable), which would be the current folder."""
     if not value.strip():
         raise click.BadParameter("is empty (the current folder is '.')", ctx, param)
-    return click.Path(file_okay=False).convert(value, param, ctx)
+    return UserPath(file_okay=False).convert(value, param, ctx)
 
 
 def other_trainers_file(cls: type, config_file: Path) -> None:
@@ -204,7 +214,7 @@ def known_layout(registry: str) -> Callable[[click.Context, click.Parameter, str
 
 
 # The options that mean the same in every command that takes them.
-masks_option = click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), help=MASKS_HELP)
+masks_option = click.option("--masks", type=UserPath(exists=True, file_okay=False, path_type=Path), help=MASKS_HELP)
 device_option = click.option("--device", default="auto", show_default=True, callback=checked_device,
                              help="auto, cpu, cuda or cuda:N.")
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -227,7 +237,7 @@ def not_training_state(ctx: click.Context, param: click.Parameter, value: Union[
 
 
 checkpoint_option = click.option("--checkpoint", required=True,
-                                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                 type=UserPath(exists=True, dir_okay=False, path_type=Path),
                                  callback=not_training_state,
                                  help="Model file (best.safetensors or last.safetensors of a run).")
 workers_option = click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),

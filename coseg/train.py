@@ -373,11 +373,11 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
             last.save(output / "best.safetensors", metadata)
     barrier(dist)
     fits = [r.fit for r in runs]
-    session = sum(f.session_seconds for f in fits)
-    images = sum(f.session_seconds * f.images_per_s for f in fits)  # this session's, as a single run counts
+    timed = sum(f.train_seconds for f in fits)
+    images = sum(f.train_seconds * f.images_per_s for f in fits)  # this session's, as a single run counts
     fit = FitResult(epochs_run=sum(f.epochs_run for f in fits), best_epoch=0, best_metric=best_metric,
                     stopped_by_time=any(f.stopped_by_time for f in fits), seconds=sum(f.seconds for f in fits),
-                    images_per_s=images / session if session else 0.0, session_seconds=session)
+                    images_per_s=images / timed if timed else 0.0, train_seconds=timed)
     return TrainResult(output, fit, runs[0].train_groups, val_groups, skipped_with_later(cache.skipped, *fits),
                        [*groups_without_masks(scan, cfg.train_groups, cfg.train_split), *runs[0].problems],
                        members=fits, is_main=dist.is_main)

@@ -93,11 +93,12 @@ class FitResult:
     best_epoch: int
     best_metric: Optional[float]
     history: list[dict[str, Any]] = field(default_factory=list)
-    stopped_by_time: bool = False
+    stopped_by_time: bool = False  # by its time budget: it ended with it, or was resumed after it was spent
     seconds: float = 0.0  # the run's training time, earlier sessions' included
-    images_per_s: float = 0.0  # this session's
-    session_seconds: float = 0.0  # this session's time
+    images_per_s: float = 0.0  # this session's training speed: its epochs' as log.csv counts them (no validation)
+    train_seconds: float = 0.0  # the time ``images_per_s`` is over: this session's epochs after their first step
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # files that failed during the run (all ranks)
+    max_epochs: Optional[int] = None  # the epochs the run was given (None: not known)
 
 
 def lr_columns(optimizer: torch.optim.Optimizer) -> list[str]:
@@ -131,11 +132,11 @@ class Engine:
 
     Files written by the main process into ``output_dir``: ``last.safetensors`` and ``best.safetensors`` (models,
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics; ``last.safetensors`` also with
-    ``finished``: ``epochs`` or ``time`` when the run ended with its last epoch or its time budget, ``no`` while it
-    has not: interrupted, still training or resumed), ``last.pt`` (training state for ``resume``), ``log.csv`` (one
-    row per epoch: its learning rates, in :func:`lr_columns`, the task's mean loss terms to 6 significant digits, its
-    ``seconds``, ``images_per_s`` after its first step (which holds the loader's start and first-batch compilation)
-    and validation metrics).
+    ``finished``: ``epochs`` or ``time`` when the run ended with its last epoch or its time budget, also when resumed
+    with nothing left to train, ``no`` while it has not: interrupted, still training or resumed), ``last.pt``
+    (training state for ``resume``), ``log.csv`` (one row per epoch: its learning rates, in :func:`lr_columns`, the
+    task's mean loss terms to 6 significant digits, its ``seconds``, ``images_per_s`` after its first step (which
+    holds the loader's start and first-batch compilation) and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end, and an epoch
@@ -220,17 +221,16 @@ class Engine:
         })
         self._save_models(epoch, meta, best=best_epoch == epoch, finished=finished)
 
-    def _save_models(self, epoch: int, metadata: dict[str, str], best: bool, finished: Optional[str]) -> None:
-        """Write ``last.safetensors`` (``finished`` in its metadata, unless None: a state of an older version) and,
-        when epoch ``epoch`` is the best one, ``best.safetensors`` (via ``model.save``, which may write files of its
-        own beside them), after its ``last.pt``: a run killed on the way rewrites them when resumed, so that they
-        never hold an epoch ``last.pt`` and ``log.csv`` do not."""
+    def _save_models(self, epoch: int, metadata: dict[str, str], best: bool, finished: str) -> None:
+        """Write ``last.safetensors`` (``finished`` in its metadata) and, when epoch ``epoch`` is the best one,
+        ``best.safetensors`` (via ``model.save``, which may write files of its own beside them), after its ``last.pt``:
+        a run killed on the way rewrites them when resumed, so that they never hold an epoch ``last.pt`` and
+        ``log.csv`` do not."""
         model: SaveableModel = self.eval_model  # type: ignore[assignment]
         try:
             if best:
                 model.save(self.output_dir / "best.safetensors", metadata=metadata)
-            model.save(self.output_dir / "last.safetensors",
-                       metadata=metadata if finished is None else {**metadata, "finished": finished})
+            model.save(self.output_dir / "last.safetensors", metadata={**metadata, "finished": finished})
         except OSError as e:
             raise self._write_failed(epoch, e, state_written=True) from e
 
@@ -269,14 +269,22 @@ class Engine:
             split_random_streams(self.dist)
         return state
 
-    def _restore_files(self, state: dict[str, Any], going_on: bool) -> None:
+    def _restore_files(self, state: dict[str, Any], finished: str) -> None:
         """Rewrite the log and the model files of the resumed ``state`` (a run killed after writing its ``last.pt``
-        may have left them of an earlier epoch, its log with an epoch the state does not hold); its
-        ``last.safetensors`` unfinished when the run is ``going_on``."""
+        may have left them of an earlier epoch, its log with an epoch the state does not hold), ``finished`` in its
+        ``last.safetensors`` (see the class): ``no`` when the run goes on. A run resumed with nothing left to train
+        ends finished, also when its ``last.pt`` says ``no`` (it was interrupted, and is resumed with fewer epochs or a
+        smaller time budget): that file is written again first, saying so."""
         self.log.load(up_to_epoch=state["epoch"])
-        if isinstance(state.get("model_metadata"), dict):  # older ones wrote them first
-            self._save_models(state["epoch"], state["model_metadata"], best=state["best_epoch"] == state["epoch"],
-                              finished="no" if going_on else state.get("finished"))
+        if not isinstance(state.get("model_metadata"), dict):  # older ones wrote the model files first
+            return
+        try:
+            if finished != "no" and state.get("finished") != finished:
+                save_training_state(self.output_dir / "last.pt", {**state, "finished": finished})
+        except OSError as e:
+            raise self._write_failed(state["epoch"], e, state_written=True) from e
+        self._save_models(state["epoch"], state["model_metadata"], best=state["best_epoch"] == state["epoch"],
+                          finished=finished)
 
     def _non_finite(self, what: str, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> NonFiniteLossError:
         shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
@@ -344,15 +352,14 @@ class Engine:
             if going_on and before_write is not None:
                 before_write()
             if state is not None:
-                self._restore_files(state, going_on)
+                self._restore_files(state, "no" if going_on else "epochs" if start_epoch >= self.epochs else "time")
             # left by a killed run, also one started anew (killed writing its first checkpoint)
             remove_temporaries(self.output_dir, recursive=False)
         total_steps = self.epochs * steps_per_epoch
         result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best,
-                           stopped_by_time=stopped_by_time)
-        t_session = time.perf_counter()
-        t_start = t_session - seconds_before
-        images_seen = 0
+                           stopped_by_time=stopped_by_time, max_epochs=self.epochs)
+        t_start = time.perf_counter() - seconds_before
+        timed_images, timed_seconds = 0, 0.0  # this session's, as log.csv's images_per_s counts them
         for epoch in range(start_epoch + 1, last_epoch + 1):
             sampler = getattr(loader, "batch_sampler", None)
             for obj in (sampler, getattr(loader, "sampler", None)):
@@ -419,7 +426,6 @@ class Engine:
             bar.close()
             t_end = time.perf_counter()
             seconds = t_end - t_epoch
-            images_seen += epoch_images
             means = all_reduce_sum(torch.stack([sums[k] / max(steps, 1) for k in sorted(sums)]),
                                    self.dist) / self.dist.world_size
             row: dict[str, Any] = {"epoch": epoch, **{column: group["lr"] for column, group
@@ -430,6 +436,7 @@ class Engine:
             # the rate after the epoch's first step (the loader's start, first-batch compilation), which seconds holds
             timed, images = (t_end - t_first, epoch_images - first_images) if steps > 1 else (seconds, epoch_images)
             row["images_per_s"] = round(images * self.dist.world_size / max(timed, 1e-9), 2)
+            timed_images, timed_seconds = timed_images + images, timed_seconds + timed
             broadcast_buffers(self.model, self.dist)
             gathered = gather_to_main((rng_state(), self.unreadable.count, self.unreadable.files), self.dist)
             if self.dist.is_main:
@@ -479,7 +486,7 @@ class Engine:
                 break
         result.best_metric, result.best_epoch = best, best_epoch
         result.seconds = time.perf_counter() - t_start
-        result.session_seconds = time.perf_counter() - t_session
-        result.images_per_s = images_seen * self.dist.world_size / max(result.session_seconds, 1e-9)
+        result.train_seconds = timed_seconds
+        result.images_per_s = timed_images * self.dist.world_size / max(timed_seconds, 1e-9)
         result.unreadable = list(self.unreadable.files.items())
         return result
