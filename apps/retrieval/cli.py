@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import (batch_size_option, checkpoint_option, device_option, echo, echo_report, image_size_option,
-                          known_layout, name_list, quiet_option, report_options, training_config, training_options,
-                          workers_option)
+from apps.options import (UserPath, batch_size_option, checkpoint_option, device_option, echo, echo_report,
+                          image_size_option, known_layout, name_list, quiet_option, report_options, training_config,
+                          training_options, workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -76,9 +76,9 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 
 @click.command()
 @checkpoint_option
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--data", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
               help="Folder for summary.json (with --report also neighbours.csv, recall_at_k.csv and report.html).")
 @click.option("--layout", default="auto", show_default=True,
               callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"),
@@ -92,7 +92,7 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @batch_size_option(32)
 @device_option
 @workers_option
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--cache-dir", type=UserPath(file_okay=False, path_type=Path),
               help="Folder of decoded images and backbone features to reuse.")
 @quiet_option
 @report_options("the scores, the R@K curve, and queries (worst first, at even steps) with their 8 nearest "
@@ -135,9 +135,9 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
 
 @click.command()
 @checkpoint_option
-@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--input", "input_dir", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of images (class subfolders give the manifest's labels).")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
               help="Folder for embeddings.npy, manifest.csv, index.faiss (and model.safetensors, skipped.csv, "
                    "stamps.npy, export.json).")
 @image_size_option
@@ -178,12 +178,12 @@ def export(checkpoint: Path, input_dir: Path, output: Path, image_size: Optional
 
 
 @click.command()
-@click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--index", "index_dir", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Folder written by `coseg retrieval export`.")
-@click.option("--query", "queries", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
+@click.option("--query", "queries", required=True, multiple=True, type=UserPath(exists=True, path_type=Path),
               help="Query image, or folder of query images; repeat for several.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, None), help="Neighbours per query.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=UserPath(dir_okay=False, path_type=Path),
               help="Also save the table as CSV (query, rank, path, label, distance).")
 @batch_size_option(32)
 @device_option

@@ -27,14 +27,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def path_parameters() -> Iterator[tuple[str, click.Parameter]]:
-    """Every path option and argument of the `coseg` commands (the retrieval group's are its own)."""
-    for name, command in main.commands.items():
-        if name == "retrieval":
-            continue
-        for param in command.params:
-            if isinstance(param.type, click.Path):
-                yield f"{name} {param.name}", param
+def path_parameters(group: click.Group = main, prefix: str = "") -> Iterator[tuple[str, click.Parameter]]:
+    """Every path option and argument of the `coseg` commands, those of its `retrieval` group included."""
+    with click.Context(group) as ctx:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            if isinstance(command, click.Group):
+                yield from path_parameters(command, f"{prefix}{name} ")
+                continue
+            for param in command.params:
+                if isinstance(param.type, click.Path):
+                    yield f"{prefix}{name} {param.name}", param
 
 
 def test_every_path_option_takes_a_quoted_tilde_as_the_home_folder(home: Path) -> None:
@@ -48,7 +51,8 @@ def test_every_path_option_takes_a_quoted_tilde_as_the_home_folder(home: Path) -
         checked.append(where)
     assert {"train config_file", "evaluate data", "evaluate masks", "evaluate splits", "predict input_dir",
             "predict output", "predict overlays", "split output", "ensemble models", "report run_dir",
-            "report output", "demo output"} <= set(checked)
+            "report output", "demo output", "retrieval train config_file", "retrieval evaluate data",
+            "retrieval export input_dir", "retrieval search index_dir", "retrieval search queries"} <= set(checked)
 
 
 def test_quoted_tilde_paths_on_the_command_line(home: Path) -> None:
