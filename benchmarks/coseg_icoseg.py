@@ -14,7 +14,9 @@ default inference; also with the cut at the model's input size instead of 1.5 ti
 through the metric head (its weight chosen on the validation groups), flip test-time augmentation and BatchNorm
 statistics adapted to each group (the validation J of each choice is in the JSON), and writes ``P``, ``J``,
 ``per_group`` (the default inference), ``variants`` (all eleven, with inference seconds), ``minutes``,
-``images_per_s`` and the side-by-side speed ratios to the JSON:
+``images_per_s`` (the training speed as ``log.csv`` counts it, validation left out; runs before 2026-12-07's
+sixteenth session recorded the session's average, validation included) and the side-by-side speed ratios to the
+JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
   filter, colour cut, upsample, write PNG) / the same group inference, edge filter and colour cut on the images
