@@ -61,6 +61,11 @@ _PILLOW_FAILURES = (OSError, SyntaxError, ValueError, OverflowError, Image.Decom
 _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 
+def natural_key(name: str) -> tuple[list, str]:
+    """Sort key ordering names with numbers by their value (``member2`` before ``member10``), ties by the name."""
+    return [int(part) if n % 2 else part for n, part in enumerate(re.split(r"(\d+)", name))], name  # odd: digits
+
+
 def printable(name: Union[str, os.PathLike]) -> str:
     """``name`` as text safe to print or log: undecodable bytes of a file name and control characters (a line break
     in a name would start a line of its own in a log) appear as ``\\xNN``."""

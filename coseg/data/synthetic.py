@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from coseg.atomic import PathLike
+from coseg.atomic import PathLike, write_bytes_atomic
 from coseg.data.layouts import SBCOSEG_SUBSETS
 from metric._checks import check_count, whole_number
 
@@ -149,6 +149,7 @@ def make_synthetic_coseg(
     empty_per_group: int = 0,
 ) -> Path:
     """Write ``num_groups`` × ``images_per_group`` JPEG images with PNG masks (0/255) under ``root``; return it.
+    Each file is written atomically (:func:`~coseg.atomic.write_bytes_atomic`): a killed run leaves no part of one.
 
     ``layout``: icoseg, internet, sbcoseg (groups spread over the subset folders in turn) or folders
     (``images/`` + ``masks/``). ``group_names`` default to ``00-star``, ``01-ellipse``, ...; the last
@@ -164,7 +165,7 @@ def make_synthetic_coseg(
     outside = [g for g in group_names if g.startswith("/") or {"", ".", ".."} & set(g.split("/"))]
     if outside:
         raise ValueError(f"group names must name folders under the root (no empty part, '.' or '..'), got {outside}")
-    if not 0 <= empty_per_group <= images_per_group:
+    if not 0 <= whole_number("empty_per_group", empty_per_group) <= images_per_group:
         raise ValueError(f"empty_per_group must be in [0, {images_per_group}], got {empty_per_group}")
     root = Path(root)
     for g, group in enumerate(group_names):
@@ -173,6 +174,5 @@ def make_synthetic_coseg(
             image_path, mask_path = _targets(root, layout, group, g, f"img{i:03d}")
             for path, ext, array in ((image_path, ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
                                      (mask_path, ".png", mask * 255)):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(cv2.imencode(ext, array)[1].tobytes())
+                write_bytes_atomic(path, cv2.imencode(ext, array)[1].tobytes())
     return root

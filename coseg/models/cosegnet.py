@@ -324,7 +324,7 @@ class CosegNet(nn.Module):
         ``flip``: test-time augmentation, the group's logits (and embeddings) averaged with those of the mirrored
         group (twice the time). ``edges``: the final probabilities guided-filtered by their images
         (:class:`EdgeFilter`)."""
-        if chunk_size < 1:
+        if whole_number("chunk_size", chunk_size) < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         with self._evaluating():
             adapted = (nullcontext() if statistics is None else
@@ -344,7 +344,10 @@ class CosegNet(nn.Module):
         of the images. A larger group is measured in chunks of that many pixels, in the order of the images' content
         (so the chunks do not depend on the order either; for a decoder that pools each image to 1×1 before a
         BatchNorm layer, a last chunk of one image joins the one before), each chunk seeing the group's consensus;
-        each layer pools its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass)."""
+        each layer pools its inputs over the chunks (:class:`GroupStatistics` says how that differs from one pass),
+        and the encoder runs once per image (:meth:`_chunk_outputs` keeps its features for the decoder). The
+        prediction is a pass of its own: this pass's layers normalise by their batch's statistics, the prediction's
+        by the blend of the training and the whole group's statistics, known only once the whole group has passed."""
         positions = statistics_images(images, self.max_references)
         h, w = self.check_images(images)
         too_few = self._too_few_values(len(positions), h, w)
@@ -360,15 +363,8 @@ class CosegNet(nn.Module):
         chunks = list(images[by_content].split(per_pass))
         if len(chunks[-1]) < smallest:
             chunks[-2:] = [torch.cat(chunks[-2:])]
-        if not self.group_levels:
-            for chunk in chunks:
-                self(chunk)
-            return
-        context = self._context_of_keys([self._chunk_keys(*self._encoded(chunk)) for chunk in chunks])
-        start = 0
-        for chunk in chunks:  # encoded again: GroupStatistics counts each image once per layer
-            self._decoded_in_context(chunk, context, range(start, start + len(chunk)))
-            start += len(chunk)
+        for _ in self._chunk_outputs(chunks):  # only the statistics are wanted, not the outputs
+            pass
 
     @staticmethod
     def _probabilities(logits: torch.Tensor, images: torch.Tensor, edges: Optional[EdgeFilter]) -> torch.Tensor:
@@ -396,15 +392,23 @@ class CosegNet(nn.Module):
 
     def _group_outputs(self, images: torch.Tensor, chunk_size: int,
                        feature_budget_bytes: int = 1 << 30) -> list[CosegOutput]:
-        """Outputs of a group's images, chunk by chunk, every chunk seeing the whole group's consensus. The first
-        pass keeps each chunk's encoder features while they fit in ``feature_budget_bytes`` (so the second pass
-        decodes them without encoding again); chunks beyond the budget are encoded a second time."""
+        """Outputs of a group's images, ``chunk_size`` at a time, every chunk seeing the whole group's consensus
+        (:meth:`_chunk_outputs`)."""
         n = images.shape[0]
-        if not self.group_levels:
-            return [self(chunk) for chunk in images.split(chunk_size)]
-        if n <= min(chunk_size, self.max_references):
+        if self.group_levels and n <= min(chunk_size, self.max_references):
             return [self(images, torch.zeros(n, dtype=torch.long, device=images.device))]
-        chunks = images.split(chunk_size)
+        return list(self._chunk_outputs(images.split(chunk_size), feature_budget_bytes))
+
+    def _chunk_outputs(self, chunks: Sequence[torch.Tensor], feature_budget_bytes: int = 1 << 30
+                       ) -> Iterator[CosegOutput]:
+        """The outputs of a group's ``chunks`` (its images in group order), one chunk after the other, every chunk
+        seeing the whole group's consensus. The first pass keeps each chunk's encoder features while they fit in
+        ``feature_budget_bytes`` (so the second pass decodes them without encoding again); chunks beyond the budget
+        are encoded a second time, to the same features (:class:`GroupStatistics` counts each image once per
+        layer)."""
+        if not self.group_levels:
+            yield from (self(chunk) for chunk in chunks)
+            return
         kept: list[Optional[tuple[list[torch.Tensor], Optional[torch.Tensor]]]] = []
         used = 0
 
@@ -418,11 +422,11 @@ class CosegNet(nn.Module):
             return features, classes
 
         context = self._context_of_keys([self._chunk_keys(*keeping(chunk)) for chunk in chunks])
-        outputs, start = [], 0
-        for chunk, stored in zip(chunks, kept):
-            outputs.append(self._decoded_in_context(chunk, context, range(start, start + len(chunk)), stored))
+        start = 0
+        for at, (chunk, stored) in enumerate(zip(chunks, kept)):
+            kept[at] = None  # decoded: its features are not needed again
+            yield self._decoded_in_context(chunk, context, range(start, start + len(chunk)), stored)
             start += len(chunk)
-        return outputs
 
     def _encoded(self, images: torch.Tensor) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
         """The encoder features of ``images`` and their semantic-prior class features (None without a prior)."""

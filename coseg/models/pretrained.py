@@ -22,7 +22,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import timm
 import torch
@@ -33,7 +33,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from coseg.config import check_normalization
-from coseg.data.io import printable
+from coseg.data.io import natural_key, printable
 from metric.registry import Registry
 
 PathLike = Union[str, os.PathLike]
@@ -50,6 +50,7 @@ HEAD_PREFIXES = ("fc.", "classifier.", "head.", "_fc.", "last_linear.")
 UNPICKLER_ERROR = "WeightsUnpickler error: "  # starts the line of torch.load(weights_only=True)'s refusal
 MAX_EXPANSION = 16  # a .pth (zip) whose members unpack to more than this many times its size is refused
 LOG = logging.getLogger(__name__)
+TENSOR_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")  # a module's, as its state dict
 # torchvision's older DenseNet files: keys "...denselayer1.norm.1.weight" for "...denselayer1.norm1.weight"
 # (torchvision's densenet loader renames them with this pattern)
 DENSENET_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
@@ -220,6 +221,16 @@ def _resolve(timm_name: str, weights: PathLike) -> tuple[StateDict, str]:
     return _encoder_weights_file(weights), printable(weights)
 
 
+def _state_dict_order(keys: Iterable[str]) -> list[str]:
+    """``keys`` ordered as a state dict orders them, whatever the order of a file: modules by name in natural order
+    (``layer9`` before ``layer10``), each module's tensors in torch's order (``TENSOR_ORDER``, then others by name)."""
+    def order(key: str) -> tuple[list, int, str]:
+        module, _, name = key.rpartition(".")
+        return natural_key(module)[0], TENSOR_ORDER.index(name) if name in TENSOR_ORDER else len(TENSOR_ORDER), name
+
+    return sorted(keys, key=order)
+
+
 def _key_list(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
@@ -282,10 +293,11 @@ def missing_keys(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, to
 def key_problems(state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], missing: list[str],
                  unexpected: list[str]) -> str:
     """What keeps ``state_dict`` from loading into a module whose state dict is ``target``, in one line: the
-    ``missing`` and ``unexpected`` keys and the keys of another shape, at most 8 of each named; "" if none."""
+    ``missing`` keys and the keys of another shape in ``target``'s order, the ``unexpected`` keys in a state dict's
+    (:func:`_state_dict_order`), at most 8 of each named; "" if none."""
     mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                   if k in state_dict and state_dict[k].shape != v.shape]
-    found = (("missing keys", missing), ("unexpected keys", unexpected),
+    found = (("missing keys", missing), ("unexpected keys", _state_dict_order(unexpected)),
              ("shape mismatches (given vs model)", mismatched))
     return "; ".join(f"{what}: {_key_list(keys)}" for what, keys in found if keys)
 
@@ -303,7 +315,7 @@ def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], know
     target = module.state_dict()
     state_dict = _target_names(_unwrapped(state_dict, target), target)
     missing = missing_keys(state_dict, target)
-    unexpected = [k for k in state_dict if k not in known and k not in target]
+    unexpected = _state_dict_order(k for k in state_dict if k not in known and k not in target)
     head = [] if missing else [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
     problems = key_problems(state_dict, target, missing, [k for k in unexpected if k not in head])
     if problems:

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 from coseg.atomic import NAME_BYTES, TEMPORARY_MARK, PathLike, atomic_path, fitted_name
 from coseg.data import printable
+from coseg.data.io import natural_key
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import NEIGHBOURS, read_json, recorded_paths
 from coseg.report.html import Page, esc
@@ -88,11 +89,6 @@ def remove_report(folder: Path) -> None:
     if files.is_dir() and not files.is_symlink() and all(
             REPORT_FILE.fullmatch(p.name) or BROWSER_FILE.fullmatch(p.name) for p in files.iterdir()):
         shutil.rmtree(files)
-
-
-def natural_key(name: str) -> tuple[list, str]:
-    """Sort key ordering names with numbers by their value (``member2`` before ``member10``), ties by the name."""
-    return [int(part) if n % 2 else part for n, part in enumerate(re.split(r"(\d+)", name))], name  # odd: digits
 
 
 def _enterable(folder: Path) -> bool:
