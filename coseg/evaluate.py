@@ -25,6 +25,7 @@ from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
                                 path_cells, read_csv)
 from coseg.scores import EmptyPolicy, ImageScore, check_empty_policy, score_image, summarize
+from metric._checks import check_count
 
 
 def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str], samples: Iterable[Sample] = ()
@@ -92,18 +93,21 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     and images the model gives non-finite (NaN/inf) probabilities for are skipped and listed in ``skipped``. With
     ``predictions``, each scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255,
     ground-truth size; :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not
-    saved (``coseg predict`` writes the same masks)."""
+    saved (``coseg predict`` writes the same masks); a ``predictions`` folder that would put a mask among the data
+    set's images or masks is refused before anything is predicted or removed."""
     check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
     check_empty_policy(empty)
+    check_count(batch_size, 1, "batch_size")
     labelled = [s for s in samples if s.mask is not None]
     scored_groups = {s.group for s in labelled}
     inputs = [s for s in samples if s.group in scored_groups] if group_mode else labelled
+    dataset = images_for([s.image for s in inputs], image_size, colour)  # checks image_size
     saved_as: dict[int, Path] = {}
     if predictions is not None:
-        saved_as = dict(zip([i for i, s in enumerate(inputs) if s.mask is not None],
-                            prediction_files(predictions, labelled)))
+        files = prediction_files(predictions, labelled)
+        _check_outside_data(files, labelled, samples)
+        saved_as = dict(zip([i for i, s in enumerate(inputs) if s.mask is not None], files))
         remove_earlier_predictions(predictions)  # its index would pair its masks with this one's scores
-    dataset = images_for([s.image for s in inputs], image_size, colour)
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
     predicted: list[tuple[Sample, Path]] = []
@@ -156,6 +160,20 @@ def prediction_files(folder: Path, samples: Sequence[Sample]) -> list[Path]:
     for i in {i for clash in clashes(files) for i in clash} | set(folder_clashes(files)):
         files[i] = output_path(folder, Path(samples[i].group) / f"{samples[i].image.name}.png")
     return files
+
+
+def _check_outside_data(files: Sequence[Path], labelled: Sequence[Sample], samples: Sequence[Sample]) -> None:
+    """Refuse (``ValueError``) the saved predictions ``files`` of the ``labelled`` samples (one each) when one would
+    be written in a folder of the ``samples``' images or masks (``predictions`` given as the ground-truth folder):
+    it would overwrite a mask, or join the data set as an image or mask."""
+    folders = {path.parent for s in samples for path in (s.image, s.mask) if path is not None}
+    data = {folder.resolve() for folder in folders}
+    inside = {parent for parent in {file.parent for file in files} if parent.resolve() in data}
+    for sample, file in zip(labelled, files):
+        if file.parent in inside:
+            raise ValueError(f"{printable(file)}, the saved prediction of {printable(sample.image)}, would be written "
+                             f"among the data set's images or masks (in {printable(file.parent)}): choose a "
+                             "predictions folder (evaluate --report: OUTPUT/predictions) outside them")
 
 
 def _finite(x: float) -> Optional[float]:

@@ -384,7 +384,9 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
     with the group's colour models. Without ``colour``, two reads, and each chunk's results come out as they are
     made. An image that cannot be read, or whose probabilities are not all finite, is reported once and left out
     (of the colour cut too). On CUDA, a chunk whose float16 probabilities are not all finite is predicted again in
-    float32, in a float32 context of the group (:func:`run_model`; one more read of the group, once)."""
+    float32, in a float32 context of the group (:func:`run_model`; one more read of the group, once); an image that
+    cannot be read any more then (its file changed during the run) is left out of that context and, where its chunk
+    is predicted in it, reported as unreadable."""
     chunks = _chunked(indices, chunk_size)
     readable: list[int] = []
     failed: list[tuple[int, str]] = []
@@ -401,27 +403,41 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
                 yield _model_images(batch, device)
 
     contexts: dict[bool, Any] = {}  # the group's context, by whether it was taken under autocast
+    positions: dict[bool, dict[int, int]] = {}  # each context's group position of each dataset index in it
+    changed: dict[int, str] = {}  # the images unreadable at the float32 context's read: left out of it
 
     def context(half: bool) -> Any:
         """The group's context (``model.group_context``) in the precision ``half`` says (a float32 run needs a
         float32 context): the first one taken during the first read, another one (when a float16 result was not
-        finite) from one more read of the readable images."""
+        finite) from one more read of the readable images, without those that cannot be read any more."""
         if half not in contexts:
             contexts[half] = model.group_context(reread() if contexts else first_read(), flip=flip)
+            positions[half] = {index: k for k, index in enumerate(i for i in readable if i not in changed)}
         return contexts[half]
 
     def reread() -> Iterator[torch.Tensor]:
         for batch in read_batches(dataset, _chunked(readable, chunk_size), pool):
-            if batch["errors"]:
-                raise RuntimeError(f"{batch['errors'][0][1]} (read before: the file changed while its group was "
-                                   "predicted)")
-            yield _model_images(batch, device)
+            changed.update((index, f"{error} (read before: the file changed while its group was predicted)")
+                           for index, error in batch["errors"])
+            if len(batch["index"]):
+                yield _model_images(batch, device)
+
+    def in_context(images: torch.Tensor, indices: list[int], half: bool) -> torch.Tensor:
+        """The probabilities (B, S, S) of a chunk's images (B, 3, S, S), the dataset's ``indices``, in the group's
+        context of precision ``half``; NaN for an image left out of that context."""
+        group, rows = context(half), positions[half]
+        kept = [k for k, index in enumerate(indices) if index in rows]
+        probs = torch.full((len(indices), *images.shape[-2:]), torch.nan, device=images.device)
+        if kept:
+            chunk = images if len(kept) == len(indices) else images[kept]
+            probs[kept] = model.predict_chunk(chunk, group, [rows[indices[k]] for k in kept], flip=flip,
+                                              edges=edges)[:, 0].float()
+        return probs
 
     run_model(context, device)  # the first read: the group's context (again in float32 if not finite)
     yield from failed
     if not readable:
         return
-    row = {index: position for position, index in enumerate(readable)}
     chunks = _chunked(readable, chunk_size)
     fit_order = [] if colour is None else [readable[i] for i in colour.fit_images([digests[i] for i in readable])]
     fitted = set(fit_order)
@@ -431,11 +447,10 @@ def predict_large_group(model: Model, dataset: Dataset, indices: Sequence[int], 
         yield from batch["errors"]
         if not len(batch["index"]):
             continue
-        images, rows = _model_images(batch, device), [row[i] for i in batch["index"].tolist()]
-        chunk_probs = run_model(lambda half: model.predict_chunk(images, context(half), rows, flip=flip,
-                                                                 edges=edges)[:, 0].float(), device).cpu()
+        chunk_probs = run_model(partial(in_context, _model_images(batch, device), batch["index"].tolist()),
+                                device).cpu()
         reports, batch, chunk_probs = drop_non_finite(dataset, batch, chunk_probs)
-        yield from reports
+        yield from ((index, changed.get(index, report)) for index, report in reports)
         batch_indices = batch["index"].tolist()
         if colour is None:
             yield from _results(batch_indices, chunk_probs, batch["size"], original_size, pool)

@@ -194,23 +194,3 @@ def test_an_unlabelled_image_with_non_finite_probabilities_is_listed_as_such(tmp
     assert ev.summary["images"] == 2
     assert ev.skipped == [(str(black), f"{black}: {NON_FINITE} (an image without ground truth)")]
 
-
-def test_a_file_unreadable_when_the_float32_context_is_taken_is_an_error(tmp_path, half_precision_on_cpu,
-                                                                       monkeypatch):
-    """A streamed group's float32 context is taken from one more read of its images: one that cannot be read
-    then (the file changed during the run) cannot be left out of a context the chunks were numbered by."""
-    paths = write_group(tmp_path / "g", 5)
-    model = group_model()
-    overflowing_under_autocast(model, monkeypatch)
-    dataset = images_for(paths, 64, None)
-    read, reads = dataset.__getitem__, []
-
-    def changing(i: int) -> dict:  # image 2 becomes unreadable after the group's first read
-        reads.append(i)
-        if reads.count(2) == 2:
-            paths[2].write_bytes(b"not an image any more")
-        return read(i)
-
-    monkeypatch.setattr(dataset, "__getitem__", changing)
-    with pytest.raises(RuntimeError, match=r"2\.png.*the file changed while its group was predicted"):
-        list(predict_dataset(model, dataset, CPU, batch_size=2, groups=[0] * 5, stream_above=2))
