@@ -374,7 +374,7 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
              colour_scale: float, device: str, workers: int, quiet: bool, report: bool, thumbnail: int) -> None:
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
-    from coseg.data import find_samples, printable
+    from coseg.data import find_samples, printable, shown_names
     from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
     from coseg.predict import mask_settings
     from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file, record_path
@@ -393,6 +393,9 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
         raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
     labelled = {s.group for s in scan.labelled}
     unscored = [printable(g) for g in chosen if g not in labelled]
+    if len(unscored) == len(chosen):
+        raise ValueError(f"none of the {len(chosen)} chosen group(s) has a ground-truth mask ({shown_names(unscored)}; "
+                         f"{scan.layout} layout), so there is nothing to evaluate")
     refinement, edges = _refinement(refine_iterations, refine_weight), _edges(edge_radius, edge_eps)
     colour, statistics = _colour(colour_cut, colour_iterations, colour_scale), _statistics(group_statistics)
     evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
@@ -424,6 +427,11 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
         echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
              "image: scored at theirs, the predictions resized to them")
     echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
+    if evaluation.unsaved:
+        echo(f"could not save {len(evaluation.unsaved)} predicted mask(s) (their images are scored; the report "
+             "shows no prediction for them):")
+        for _, reason in evaluation.unsaved:
+            echo(f"  {reason}")
     echo_problems([*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen)])
     echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
          + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))

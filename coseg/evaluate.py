@@ -20,7 +20,7 @@ from coseg.data.io import fit_to_mask
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.models.checkpoint import TRAINED_ON, VALIDATED_ON, PathLike, recorded_names
-from coseg.predict import clashes, folder_clashes, output_path
+from coseg.predict import ONE_FILE_ERRORS, clashes, folder_clashes, output_path
 from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
                                 path_cells, read_csv)
@@ -72,6 +72,7 @@ class Evaluation:
     scores: list[ImageScore]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     predicted: list[tuple[Sample, Path]] = field(default_factory=list)  # (sample, saved mask) with ``predictions``
+    unsaved: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): scored, its mask not saved
 
 
 def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, device: torch.device,
@@ -93,8 +94,10 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     and images the model gives non-finite (NaN/inf) probabilities for are skipped and listed in ``skipped``. With
     ``predictions``, each scored mask is also saved as ``predictions/<group>/<image stem>.png`` (0/255,
     ground-truth size; :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not
-    saved (``coseg predict`` writes the same masks); a ``predictions`` folder that would put a mask among the data
-    set's images or masks is refused before anything is predicted or removed."""
+    saved (``coseg predict`` writes the same masks); a mask that cannot be saved (a file where its group's folder
+    goes, a folder at its path, no permission: :data:`~coseg.predict.ONE_FILE_ERRORS`) is listed in ``unsaved``, its
+    image still scored; any other write error (a full disk) stops the evaluation. A ``predictions`` folder that would
+    put a mask among the data set's images or masks is refused before anything is predicted or removed."""
     check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
     check_empty_policy(empty)
     check_count(batch_size, 1, "batch_size")
@@ -111,6 +114,7 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
     predicted: list[tuple[Sample, Path]] = []
+    unsaved: list[tuple[str, str]] = []
     resized = 0
     bar = tqdm(total=len(inputs), desc="evaluating", unit="img", disable=not progress, leave=False)
     groups = group_ids(inputs) if group_mode else None
@@ -133,13 +137,21 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
             resized += sorted(fitted.shape) != sorted(result.shape)  # not merely turned back
             result = fitted
             scores.append(score_image(result, gt, sample.group, sample.image.name))
-            if index in saved_as:
-                write_png_atomic(saved_as[index], result)
-                predicted.append((sample, saved_as[index]))
         except DataFileError as e:
             skipped.append((printable(sample.image), str(e)))
+            continue
         except ValueError as e:
             skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))
+            continue
+        if index in saved_as:
+            try:
+                write_png_atomic(saved_as[index], result)
+            except OSError as e:
+                if e.errno not in ONE_FILE_ERRORS:  # a full disk, a read-only file system: no mask can be saved
+                    raise
+                unsaved.append((printable(sample.image), _unsaved_reason(saved_as[index], sample.image, e)))
+            else:
+                predicted.append((sample, saved_as[index]))
     bar.close()
     if not scores:
         raise ValueError("no image could be evaluated: " + (f"{len(skipped)} skipped, the first {skipped[0][1]}"
@@ -149,7 +161,15 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
     summary["skipped"] = len(skipped)
     summary["resized"] = resized
-    return Evaluation(summary, scores, skipped, predicted)
+    return Evaluation(summary, scores, skipped, predicted, unsaved)
+
+
+def _unsaved_reason(file: Path, image: Path, error: OSError) -> str:
+    """Why ``file``, the predicted mask of ``image``, could not be saved: ``error``'s message, naming the file in its
+    way where that is one of ``file``'s folders (a file where a group's folder goes)."""
+    blocking = error.filename is not None and Path(error.filename) in file.parents
+    return (f"{printable(file)}, the predicted mask of {printable(image)}, could not be saved ({error.strerror}"
+            + (f": {printable(Path(error.filename))}" if blocking else "") + ")")
 
 
 def prediction_files(folder: Path, samples: Sequence[Sample]) -> list[Path]:
@@ -217,6 +237,7 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
                       for g, d in s["per_group"].items()},
         **{k: (_finite(v) if isinstance(v, float) else v) for k, v in s.items() if k not in ("P", "J", "per_group")},
         "skipped_files": [{"file": f, "reason": r} for f, r in evaluation.skipped],
+        "unsaved_predictions": [{"file": f, "reason": r} for f, r in evaluation.unsaved],
     }
     buf = io.StringIO()
     writer = csv.writer(buf)

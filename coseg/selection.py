@@ -1,11 +1,12 @@
 """Choosing groups for a run: from a splits file entry, an explicit list, or all groups of a scan."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
 from coseg.atomic import PathLike
-from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split
+from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split, shown_names
 from coseg.engine.config import ConfigError
 
 
@@ -37,9 +38,14 @@ def check_group_choice(explicit: Sequence[str], split: Optional[str], splits: Op
 def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str], explicit: Sequence[str]) -> list[str]:
     """Folder names of the chosen groups: ``explicit`` names, else entry ``split`` of ``splits_file`` (an entry
     listing no group is a ``ValueError``), else all groups of ``scan`` that have masks. Names are matched leniently
-    (see ``resolve_groups``)."""
+    (see ``resolve_groups``); an ``explicit`` name given more than once is a ``ValueError`` naming it, as are two
+    names of one group."""
     available = sorted({s.group for s in scan.samples})
     if explicit:
+        twice = [name for name, count in Counter(explicit).items() if count > 1]
+        if twice:
+            raise ValueError(f"{len(twice)} group name(s) given more than once: {shown_names(twice, quote=True)} (name "
+                             "each group once)")
         return list(resolve_groups(list(explicit), available))
     if split:
         if splits_file is None:
