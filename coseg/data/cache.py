@@ -41,10 +41,11 @@ from coseg.data.io import DataFileError, printable, read_image_for_size, read_pa
 from coseg.data.layouts import Sample
 from metric._checks import check_count
 
-_FORMAT = 6  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
+_FORMAT = 7  # bump when the stored arrays change meaning (2: black-and-white palette masks read by colour;
 # 3: 16-bit colour masks read at full depth, TIFF masks with an orientation tag as stored; 4: masks resized on the
 # image's pixel-centre grid; 5: those palette masks read by colour with any_nonzero too, the Internet layout's;
-# 6: gray + alpha TIFF images decoded by Pillow, whose tiles OpenCV garbled)
+# 6: gray + alpha TIFF images decoded by Pillow, whose tiles OpenCV garbled; 7: an image side that shrinks while
+# the other grows averaged by area, no longer sampled bilinearly)
 MEMORY_SHARE = 0.5
 _SLOT_CHARS = 16  # hex digits naming an entry's slot: its sample's file paths, S and mask encoding
 _ENTRY = re.compile(r"[0-9a-f]{%d}-[0-9a-f]{40}\.npz" % _SLOT_CHARS)
@@ -68,7 +69,8 @@ class Decoded:
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W, 3)`` uint8 → ``(size, size, 3)``: area interpolation when shrinking both sides, else bilinear."""
+    """``(H, W, 3)`` uint8 → ``(size, size, 3)``: area interpolation on a side that shrinks, bilinear on one that
+    grows (:func:`coseg.data.io.resize_to`)."""
     return resize_to(image, (size, size))
 
 
@@ -297,6 +299,7 @@ class ImageCache:
             try:
                 write_bytes_atomic(disk, buffer.getvalue())
             except OSError as e:  # read-only, full, or not a folder: bad input, not a crash
-                raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} "
-                                 f"({e.strerror or e}); choose another --cache-dir or leave it out") from None
+                why = "it is a file, not a folder" if disk.parent.is_file() else e.strerror or e  # not "File exists"
+                raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} ({why}); choose another "
+                                 "--cache-dir or leave it out") from None
         return (disk if self.on_disk and disk is not None else decoded), False, disk

@@ -81,13 +81,14 @@ def shrink_and_place(images: torch.Tensor, masks: torch.Tensor, factor: torch.Te
 
 
 class GroupPaste(nn.Module):
-    """``forward(images (B, 3, S, S) in [0, 1], masks (B, 1, S, S) in {0, 1}, groups (B,))`` → images, masks.
+    """``forward(images (B, 3, S, S) in [0, 1], masks (B, 1, S, S) in {0, 1}, groups (B,))`` → images, masks; masks
+    holding other values (0/255) are a ``ValueError``.
 
     Each group, with probability ``common_background_p``: its images' foregrounds are put on the images of one other
     group (:func:`common_background_donors`). Then each image independently: with probability ``background_p`` its
     foreground is put on another group's image instead of its own background; with probability ``distractor_p`` an
     object of another group's image is pasted in (scaled by a factor in ``distractor_scale``, labelled background).
-    Pasted edges are feathered over ``feather`` pixels so a hard cut-out edge is no cue (not at the frame: a
+    Pasted edges are feathered over ``feather`` >= 0 pixels so a hard cut-out edge is no cue (not at the frame: a
     foreground touching it stays intact). Masks come back in their input dtype. A batch of one group (or of no
     image) is returned unchanged."""
 
@@ -102,6 +103,8 @@ class GroupPaste(nn.Module):
         if len(distractor_scale) != 2 or not 0 < distractor_scale[0] <= distractor_scale[1] < math.inf:
             raise ValueError(f"distractor_scale must be (low, high) with 0 < low <= high < inf, got {distractor_scale}")
         check_finite_number(feather, "feather (pixels)")
+        if feather < 0:
+            raise ValueError(f"feather (pixels) must be >= 0 (0: hard edges), got {feather}")
         self.distractor_p = distractor_p
         self.background_p = background_p
         self.common_background_p = common_background_p
@@ -134,6 +137,10 @@ class GroupPaste(nn.Module):
         sizes = check_shape(images, ["B", "3", "H", "W"], "images")
         check_shape(masks, [str(sizes["B"]), "1", str(sizes["H"]), str(sizes["W"])], "masks")
         check_shape(groups, [str(sizes["B"])], "groups")
+        if bool(((masks != 0) & (masks != 1)).any()):  # 0/255 would weigh the images by 255
+            found = torch.unique(masks.float())
+            values = ", ".join(f"{v:g}" for v in found[:5].tolist()) + (", …" if len(found) > 5 else "")
+            raise ValueError(f"masks must hold 0 (background) and 1 (foreground) only, found {values}")
         mask_dtype, masks = masks.dtype, masks.to(images.dtype)
         if self.common_background_p:
             common = common_background_donors(groups, self.common_background_p)

@@ -17,7 +17,9 @@ image is used as stored; ``fit_to_mask`` turns a prediction made on the rotated 
 resizes it to a mask of the image's aspect ratio saved at another resolution (evaluation scores at the mask's size;
 training, through ``read_pair(resize_image=True)``, takes the image at the mask's size).
 
-Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on.
+Every failure is a ``DataFileError`` naming the file, so a caller can skip one bad file and go on; the lines OpenCV
+logs about it (its BMP, GIF, TIFF and JPEG 2000 decoders'), which name no file, are kept off the terminal (libpng and
+libjpeg print their own, about damaged PNG and JPEG data, past OpenCV's log).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import io
 import os
 import re
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -154,9 +157,50 @@ def _float_image(data: bytes, path: Path) -> Optional[np.ndarray]:
     return cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr
 
 
+class _QuietOpenCV:
+    """While any thread is inside, OpenCV's log is silent: a damaged file's decoder logs lines naming no file
+    (twice, one per decode tried), where the ``DataFileError`` raised instead names it. The log level is the
+    process's, so threads decoding at once share one quiet spell and the level is put back when the last leaves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._level = 0
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child no thread is inside: a lock held by a parent's thread would never be released there."""
+        self._lock = threading.Lock()
+        if self._inside:
+            self._inside = 0
+            cv2.utils.logging.setLogLevel(self._level)
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._inside:
+                self._level = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if not self._inside:
+                cv2.utils.logging.setLogLevel(self._level)
+
+
+_QUIET_OPENCV = _QuietOpenCV()
+
+
+def _imdecode(data: bytes, flags: int) -> Optional[np.ndarray]:
+    """``cv2.imdecode`` of the file's data with OpenCV's log silent (:class:`_QuietOpenCV`); None if it cannot."""
+    with _QUIET_OPENCV:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def _unchanged(data: bytes) -> Optional[np.ndarray]:
     """The file's data as OpenCV decodes it unchanged (any depth and channels); None if it cannot."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return _imdecode(data, cv2.IMREAD_UNCHANGED)
 
 
 def _float_array(data: bytes) -> Optional[np.ndarray]:
@@ -222,7 +266,7 @@ def _decode_image(data: bytes, path: Path, apply_exif: bool) -> np.ndarray:
     try:
         bgr = _gray_alpha_tiff(data)
         if bgr is None:
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            bgr = _imdecode(data, cv2.IMREAD_COLOR)
         if bgr is None:
             bgr = _float_image(data, path)
     except cv2.error as e:
@@ -270,7 +314,7 @@ def read_image_for_size(path: PathLike, size: int) -> tuple[np.ndarray, tuple[in
     full = None if _truncated_jpeg(data) else _jpeg_full_size(data)
     factor = next((f for f in (8, 4, 2) if full is not None and min(full) >= f * size), 1)
     if factor > 1:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        bgr = _imdecode(data, _REDUCED[factor])
         if bgr is not None and bgr.shape[:2] == tuple(-(-side // factor) for side in full):  # type: ignore[union-attr]
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr), full  # type: ignore[return-value]
     image = _decode_image(data, path, apply_exif=True)
@@ -327,7 +371,7 @@ def _stored_16_bit(im: Image.Image) -> bool:
 def _deep_colours(data: bytes, path: Path) -> Optional[np.ndarray]:
     """The channels of a 16-bit colour mask, ``(H, W, 3 or 4)`` uint16 RGB(A) as stored, which Pillow would cut to
     their high byte (0/255 would read as all black); None if OpenCV does not decode it so."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, except in TIFF
+    array = _unchanged(data)  # no EXIF turn, except in TIFF
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         return None
     if _exif_orientation(data) not in (None, 1):
@@ -486,15 +530,21 @@ def _fitted(array: np.ndarray, mask_shape: tuple[int, ...], orientation: Callabl
 
 
 def resize_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``image`` (h, w) or (h, w, 3) uint8 resized to ``shape`` (H, W): area interpolation when shrinking both sides,
-    else bilinear."""
-    shrink = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    """``image`` (h, w) or (h, w, 3) uint8 resized to ``shape`` (H, W): a side shrunk with area interpolation, one
+    enlarged bilinearly. A side that shrinks while the other grows is shrunk first, on its own: bilinear sampling
+    would take 2 of the many pixels each output pixel covers (a 200x3000 panorama's stripes kept at full contrast)."""
+    height, width = shape[0], shape[1]
+    if height <= image.shape[0] and width <= image.shape[1]:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    if height < image.shape[0] or width < image.shape[1]:
+        image = cv2.resize(image, (min(width, image.shape[1]), min(height, image.shape[0])),
+                           interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _resize_foreground(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``mask`` (h, w) bool resized to ``shape`` (H, W): each pixel foreground where at least half of what it covers
-    is (area interpolation when shrinking both sides, else bilinear, as :func:`resize_to`)."""
+    is (area interpolation on a side that shrinks, bilinear on one that grows, as :func:`resize_to`)."""
     levels = np.where(mask, np.uint8(255), np.uint8(0))  # bytes: a float copy of a large mask takes 4 times more
     return resize_to(levels, shape) >= 128  # 255 / 2, rounded
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 from coseg.atomic import PathLike
 from coseg.data.io import printable
+from metric._checks import check_count
 
 if TYPE_CHECKING:
     from coseg.data.layouts import Sample
@@ -132,8 +133,7 @@ def _holdout_count(n: int, fraction: Optional[float], number: Optional[int]) -> 
     if fraction is not None:
         _check_fraction(fraction)
         return max(1, round(fraction * n)) if fraction > 0 else 0
-    if number < 0:
-        raise ValueError(f"number must be >= 0, got {number}")
+    check_count(number, 0, "number")
     return number
 
 
@@ -169,13 +169,15 @@ def holdout_groups(groups: Iterable[str], fraction: Optional[float] = None, numb
 def groups_sharing_images(samples: Iterable[Sample]) -> dict[str, str]:
     """For the groups that hold an image also in another group (the same file contents), group → the first name
     (sorted) of the set of groups linked that way; :func:`holdout_groups` keeps each set on one side. Only files of
-    a size found in two groups are read."""
+    a size found in two groups are read; empty files (failed downloads, skipped when decoded) link nothing."""
     by_size: dict[int, list[Sample]] = {}
     for sample in samples:
         try:
-            by_size.setdefault(sample.image.stat().st_size, []).append(sample)
+            size = sample.image.stat().st_size
         except OSError:  # unreadable: skipped (and reported) when it is decoded
             continue
+        if size:
+            by_size.setdefault(size, []).append(sample)
     parent: dict[str, str] = {}
 
     def root(group: str) -> str:
