@@ -297,7 +297,8 @@ class ImageCache:
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
             try:
-                write_bytes_atomic(disk, buffer.getvalue())
+                # not fsynced: an entry a power cut damages is decoded again (see the module docstring)
+                write_bytes_atomic(disk, buffer.getvalue(), fsync=False)
             except OSError as e:  # read-only, full, or not a folder: bad input, not a crash
                 why = "it is a file, not a folder" if disk.parent.is_file() else e.strerror or e  # not "File exists"
                 raise ValueError(f"cannot write to the cache folder {printable(disk.parent)} ({why}); choose another "

@@ -34,7 +34,8 @@ Wanted = Union[Sequence[str], Mapping[str, str]]
 
 
 def load_split(path: PathLike, name: str) -> dict[str, str]:
-    """Split ``name`` of the JSON file at ``path`` as ``{name as written: short name}`` (a list maps to itself)."""
+    """Split ``name`` of the JSON file at ``path`` as ``{name as written: short name}`` (a list maps to itself; one
+    naming an entry twice is a ``ValueError``)."""
     path = Path(path)
     try:
         splits = json.loads(path.read_text(encoding="utf-8-sig"))  # with or without a BOM (Notepad)
@@ -47,6 +48,10 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
         raise KeyError(f"split '{name}' not in {printable(path)}; splits there: {valid}")
     entry = splits[name]
     if isinstance(entry, list) and all(isinstance(g, str) for g in entry):
+        twice = [g for g, count in Counter(entry).items() if count > 1]
+        if twice:  # most likely a slip (a name meant for another entry), as on the command line
+            raise ValueError(f"split '{name}' in {printable(path)} lists {len(twice)} name(s) more than once: "
+                             + ", ".join(repr(g) for g in twice[:5]) + (", ..." if len(twice) > 5 else ""))
         return {g: g for g in entry}
     if isinstance(entry, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
         return dict(entry)

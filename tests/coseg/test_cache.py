@@ -155,7 +155,7 @@ def test_unwritable_cache_folder_is_a_clear_error(scan, tmp_path, monkeypatch):
 
     ImageCache(16, cache_dir=tmp_path / "cache", progress=False).load(scan.samples)
 
-    def full(path, data):
+    def full(path, data, fsync=True):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(cache_module, "write_bytes_atomic", full)
