@@ -55,9 +55,11 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         if fit.best_metric is not None:
             echo(f"  best validation MAP@R {fit.best_metric:.2f} at epoch {fit.best_epoch} "
                  f"({len(result.val_classes)} held-out class(es))")
-    if result.promoted_finetune:
+    if result.finetune_kept:
         why = "better validation MAP@R" if result.val_classes else "no validation classes: the later stage"
         echo(f"best.safetensors is the fine-tuned model ({why})")
+    elif "finetune" in result.stages:
+        echo("best.safetensors is the head stage's model (the fine-tuning stage did not validate better)")
     from coseg.data import printable
 
     echo_skipped("unreadable file(s)", [f"{printable(p)}: {r}" for p, r in result.skipped])

@@ -58,7 +58,9 @@ class RetrievalTrainConfig:
                                          "timm config (e.g. 0.5,0.5,0.5 / 0.5,0.5,0.5).")
     input_std: list[float] = option([], "Input normalisation standard deviation (> 0) " + INPUT_NORMALIZATION_HELP
                                         + " See --input-mean.")
-    pooling: str = option("avg", "Global pooling: avg or gem.")
+    pooling: str = option("avg", "Global pooling: avg or gem (generalised mean, learnable power p starting at 3; "
+                                 "values below 1e-6 count as 1e-6, so of a signed map, e.g. a --pool-stages "
+                                 "stage of tf_efficientnet_lite*, only the positive part counts).")
     pool_stages: list[int] = option([], "Backbone stages (indices of its feature_info, negative from the end) whose "
                                         "pooled maps are L2-normalised and concatenated to the final map's (e.g. 3,4 "
                                         "for tf_efficientnet_lite*: strides 16 and 32).")

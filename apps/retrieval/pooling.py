@@ -29,7 +29,9 @@ class AvgPool(nn.Module):
 @POOLINGS.register("gem")
 class GeM(nn.Module):
     """(B, C, h, w) → (B, C): generalised mean ``(mean_hw max(x, eps)^p)^(1/p)`` with a learnable power ``p``
-    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Computed in float32 (float64 maps in float64)
+    (Radenović et al. 2018): p = 1 is the average, p → ∞ the maximum. Values below ``eps`` count as ``eps``, so a
+    signed map (an intermediate stage of many backbones, e.g. EfficientNet's linear bottlenecks: about half its
+    values negative) is pooled by its positive part alone. Computed in float32 (float64 maps in float64)
     relative to each channel's maximum, so powers neither overflow (large p or activations, AMP) nor underflow (small
     ones)."""
 

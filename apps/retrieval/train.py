@@ -425,6 +425,11 @@ def _best_metric(path: Path) -> Optional[float]:
     return None if value is None else round(float(value), 4)
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether the files ``a`` and ``b`` both exist and hold the same bytes."""
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
+
+
 def promote_finetuned(output: Path) -> bool:
     """Make ``output/best.safetensors`` the fine-tuned best if its validation MAP@R is higher as the logs show it
     (a tie keeps the earlier stage's, as a tie between epochs does; if neither has one, the later stage wins), with
@@ -434,7 +439,7 @@ def promote_finetuned(output: Path) -> bool:
         return False
     before, after = _best_metric(stage1), _best_metric(stage2)
     better = after is None or before is None or after > before
-    if better and stage2.read_bytes() != (stage1.read_bytes() if stage1.is_file() else b""):
+    if better and not same_file(stage1, stage2):
         if loss_state_path(stage2).is_file():  # first, as the learner writes them
             write_bytes_atomic(loss_state_path(stage1), loss_state_path(stage2).read_bytes())
         write_bytes_atomic(stage1, stage2.read_bytes())
@@ -452,7 +457,8 @@ class TrainResult:
     skipped: list[tuple[Path, str]]
     problems: list[Problem]
     feature_seconds: float = 0.0
-    promoted_finetune: bool = False
+    promoted_finetune: bool = False  # best.safetensors replaced by the fine-tuned best in this call
+    finetune_kept: bool = False  # best.safetensors is the fine-tuned best (promoted in this call or an earlier one)
     is_main: bool = True  # False in the other processes of a torchrun run (rank > 0)
     unreadable_classes: list[str] = field(default_factory=list)  # of which no image could be read: left out
 
@@ -632,4 +638,5 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     result.skipped = skipped_with_later(result.skipped, result.stages[stage])
     if cfg.mode == "staged" and dist.is_main:
         result.promoted_finetune = promote_finetuned(output)
+        result.finetune_kept = same_file(output / "best.safetensors", output / FINETUNE_DIR / "best.safetensors")
     return result
