@@ -16,6 +16,7 @@ report of everything; an evaluation whose ``summary.json`` names a checkpoint in
 that run's curves and config."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -26,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
+
 from coseg.atomic import NAME_BYTES, TEMPORARY_MARK, PathLike, atomic_path, fitted_name
 from coseg.data import printable
 from coseg.data.io import natural_key
 from coseg.engine.run_lock import folder_lock
+from coseg.predict import is_inside
 from coseg.report.files import NEIGHBOURS, read_json, recorded_paths
 from coseg.report.html import Page, esc
 from coseg.report.retrieval import is_retrieval_evaluation, retrieval_section
@@ -191,12 +195,40 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
                          "log.csv / config.yaml; an evaluation: summary.json + per_image.csv, or a retrieval one's "
                          "summary.json (+ neighbours.csv); or a `coseg predict` output: predict.json)"
                          f"{_left_out(left_out, root, '; folders ')}")
+    _check_outside_data(files, [folder for _, folder, _ in plan])
     try:
         with folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
                          "another `coseg report` is writing this report"):
             return _write(root, page_path, files, plan, left_out)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
+
+
+def _data_folders(folder: Path) -> list[Path]:
+    """The data folders a result in ``folder`` was made from, as far as its files record them: a training run's
+    ``config.yaml`` ``data`` (as the trainer read it), an evaluation's ``data`` and a prediction's ``input``."""
+    found = []
+    for name, key in (("summary.json", "data"), ("predict.json", "input")):
+        if (folder / name).is_file():
+            with contextlib.suppress(ValueError):  # an unreadable file: its section says so
+                found += recorded_paths(read_json(folder / name), key, folder)
+    with contextlib.suppress(OSError, yaml.YAMLError):
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        if isinstance(config, dict) and isinstance(config.get("data"), str):
+            found.append(Path(config["data"]).expanduser())
+    return [path for path in found if path.is_dir()]
+
+
+def _check_outside_data(files: Path, folders: list[Path]) -> None:
+    """Refuse (``ValueError``) a report whose pictures folder ``files`` lies inside the data folder of one of the
+    reported ``folders`` (a run given ``--output`` inside its ``--data``): a later scan of the data would take the
+    pictures for images of a group or class."""
+    for folder in folders:
+        for data in _data_folders(folder):
+            if is_inside(files, data):
+                raise ValueError(f"{printable(files)}: the report's pictures would go into the data folder "
+                                 f"{printable(data)} of {printable(folder)}, where a later scan would take them for "
+                                 "images; choose another place for the report (`coseg report --output`)")
 
 
 def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path, Callable[[str, Path], str]]],
