@@ -13,10 +13,11 @@ the model alone, the model + edge filter, the model + edge filter + group colour
 default inference; also with the cut at the model's input size instead of 1.5 times it), and group refinement
 through the metric head (its weight chosen on the validation groups), flip test-time augmentation and BatchNorm
 statistics adapted to each group (the validation J of each choice is in the JSON), and writes ``P``, ``J``,
-``per_group`` (the default inference), ``variants`` (all eleven, with inference seconds), ``minutes``,
-``images_per_s`` (the training speed as ``log.csv`` counts it, validation left out; runs before 2026-12-07's
-sixteenth session recorded the session's average, validation included) and the side-by-side speed ratios to the
-JSON:
+``per_group`` (the default inference), ``variants`` (all eleven, with inference seconds and how many images each
+left out), ``skipped_files`` (each image or mask that could not be scored, with why: printed, never a reason to
+stop), ``minutes``, ``images_per_s`` (the training speed as ``log.csv`` counts it, validation left out; runs before
+2026-12-07's sixteenth session recorded the session's average, validation included) and the side-by-side speed
+ratios to the JSON:
 - ``triplet_share``: IS-Triplet sampler + loss (forward and backward) / one whole train step (goal ≤ 0.05);
 - ``predict_vs_forward``: ``predict`` images/s on the test8 groups' files (decode, resize, group inference, edge
   filter, colour cut, upsample, write PNG) / the same group inference, edge filter and colour cut on the images
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import statistics
 import tempfile
 import time
@@ -43,7 +43,7 @@ import yaml
 
 from coseg.checkpoints import load_for_inference
 from coseg.config import CosegTrainConfig
-from coseg.data import find_samples, printable
+from coseg.data import find_samples, load_split, printable
 from coseg.engine import config_from_dict, config_to_dict, load_config, read_config_file, resolve_device
 from coseg.evaluate import evaluate_samples
 from coseg.inference import cut_by_colour, images_for, usable_cores
@@ -127,7 +127,8 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
     """images/s of our training loop (the engine's step: lr schedule, autocast, NaN guard, optimizer, with
     CosegTask's augmentation and the full objective incl. IS-Triplet) vs a plain loop (same model in the same memory
     format, same augmentation, Dice + BCE, backward, step) over the same cached batches. Ours is the engine's own
-    train-loop rate (``images_per_s`` of the epoch row: validation and checkpoint writes excluded)."""
+    train-loop rate (``images_per_s`` of the epoch row: validation, checkpoint writes and the first step excluded),
+    the plain loop's counted alike (from the end of its first step)."""
     import segmentation_models_pytorch as smp
     from torch.utils.data import DataLoader
 
@@ -155,7 +156,7 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         dice, bce = smp.losses.DiceLoss("binary"), smp.losses.SoftBCEWithLogitsLoss()
         augment = augmentation()
-        start = time.perf_counter()
+        start, images, first = time.perf_counter(), 0, None
         for b in batches:
             x = b["image"].float() / 255
             y = b["mask"].unsqueeze(1).float()
@@ -167,7 +168,12 @@ def measure_train_vs_plain(model_path: Path, cfg: CosegTrainConfig, data: Path, 
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return len(batches) * len(batches[0]["image"]) / (time.perf_counter() - start)
+            images += len(b["image"])
+            first = first or (time.perf_counter(), images)
+        end = time.perf_counter()
+        if len(batches) > 1:  # from the end of the first step on, as the engine's images_per_s counts (ours)
+            start, images = first[0], images - first[1]
+        return images / (end - start)
 
     def ours() -> float:
         model = load_model(model_path)
@@ -292,22 +298,27 @@ DEFAULT_VARIANT = "model+edges+colour"  # what coseg evaluate / predict do by de
 def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[str]) -> dict[str, Any]:
     """P/J on test8 of the run's best model: alone, with the edge filter, with the edge filter and the group colour
     cut (the default inference), and with group refinement (its weight chosen on the validation groups), flip or
-    BatchNorm statistics adapted to each group on top; validation J of each choice."""
+    BatchNorm statistics adapted to each group on top; validation J of each choice; the files left out."""
     device = resolve_device(cfg.device)
     model = load_model(run_dir / "best.safetensors").to(device).eval()
     scan = find_samples(data, "icoseg")
-    short = json.loads((data / "splits.json").read_text())["test8"]
+    short = load_split(data / "splits.json", "test8")  # {group: short name}; a list names itself
     test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []), labelled=False)
     val = samples_of(scan, val_groups, labelled=False)
     edges = EdgeFilter()
+    skipped: dict[str, str] = {}  # file: why, of every scoring (test8 and validation), in the order met
 
     def scored(samples: list, refinement: Optional[GroupRefinement] = None, flip: bool = False,
                edge_filter: Optional[EdgeFilter] = edges, colour: Optional[GroupColourCut] = None,
                statistics: Optional[GroupStatistics] = None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        s = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
-                             flip=flip, edges=edge_filter, colour=colour, statistics=statistics).summary
+        evaluation = evaluate_samples(model, samples, cfg.image_size, device, progress=False, refinement=refinement,
+                                      flip=flip, edges=edge_filter, colour=colour, statistics=statistics)
+        for file, why in evaluation.skipped:
+            skipped.setdefault(file, why)
+        s = evaluation.summary
         return {"P": round(s["P"], 2), "J": round(s["J"], 2), "seconds": round(time.perf_counter() - t0, 1),
+                "skipped": s["skipped"],
                 "per_group": {short.get(g, printable(g)): {"P": round(d["P"], 2), "J": round(d["J"], 2)}
                               for g, d in s["per_group"].items()}}
 
@@ -337,6 +348,7 @@ def quality(run_dir: Path, cfg: CosegTrainConfig, data: Path, val_groups: list[s
     first = variants[DEFAULT_VARIANT]
     return {
         "P": first["P"], "J": first["J"], "per_group": first["per_group"],
+        "skipped_files": [{"file": file, "reason": why} for file, why in skipped.items()],
         "val_groups": [printable(g) for g in val_groups], "eval_seconds": first["seconds"],
         "variants": variants,
         "edges": {"radius": edges.radius, "eps": edges.eps, "val_J": val_edges, "val_J_without": val_plain},
@@ -409,6 +421,10 @@ def main() -> None:
             RUN_FOLDER.check(cfg, resume=False)
         if not args.speed_of:
             val_groups = selection_groups(cfg, scan, test)
+        if finished:
+            models = [finished / "best.safetensors"] + ([trained_model(finished, cfg)] if args.speed_of else [])
+            for model_file in dict.fromkeys(models):
+                load_model(model_file)  # a file that is not a model, or another kind's: refused before the work
     check_writable(args.out)
     if args.speed_of:
         out = speed_ratios(args.speed_of, cfg, args.data)
@@ -448,6 +464,10 @@ def main() -> None:
         print(f"trained {out['minutes']} min, {out['epochs']} epochs, {out['images_per_s']} images/s; "
               + (f"the ensemble's validation J {out['val_J']}" if out.get("members") else
                  f"best validation J {out['val_J']} at epoch {out['best_epoch']}"))
+    if out["skipped_files"]:
+        print(f"skipped {len(out['skipped_files'])} file(s) that could not be scored (left out of the scores):")
+        for entry in out["skipped_files"]:
+            print(f"  {entry['file']}: {entry['reason']}")
     print("inference seconds on test8: " + ", ".join(f"{n} {variants[n]['seconds']}" for n in names))
     print(f"validation J: without edge filter {out['edges']['val_J_without']}, with it {out['edges']['val_J']}; "
           f"+ refinement by weight {out['refinement']['val_J_by_weight']} (chosen {out['refinement']['weight']}); "

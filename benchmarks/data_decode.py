@@ -9,7 +9,8 @@ so). At each size, one untimed load first (the files into the OS's page cache, t
 (:func:`timing.rounds_in_turn`). ``seconds`` and ``images_per_s`` are a row's medians over the rounds; ``speedup``
 the median over rounds of its images/s over the first --threads value's in the same round (``speedup_ci95``: the
 median's 95 % interval, ``speedup_pairs``: every round's). ``reload_speedup``: the same for the disk-cache reload
-against the decode into the cache (the last size, one thread).
+against the decode into the cache (the last size, one thread). A file that cannot be decoded is skipped (a row's
+``skipped``: how many), printed and listed with why in ``skipped_files``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from checks import at_least_one, check_writable, fail, one_line, write_json
-from coseg.data import ImageCache, find_samples, make_synthetic_coseg
+from coseg.data import ImageCache, find_samples, make_synthetic_coseg, printable
 from timing import paired_ratios, paired_rounds, rounds_in_turn
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "icoseg"
@@ -34,9 +35,12 @@ def timed_load(cache: ImageCache, samples: list) -> float:
     return time.perf_counter() - start
 
 
-def decode_rows(samples: list, size: int, threads: list[int], rounds: int) -> list[dict]:
-    """One row per ``threads`` value at ``size``, measured side by side after one untimed load."""
-    timed_load(ImageCache(size, progress=False, threads=threads[0]), samples)
+def decode_rows(samples: list, size: int, threads: list[int],
+                rounds: int) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """One row per ``threads`` value at ``size``, measured side by side after one untimed load; and the files that
+    load skipped (file, why)."""
+    first = ImageCache(size, progress=False, threads=threads[0])
+    timed_load(first, samples)
     caches: dict[int, ImageCache] = {}
 
     def measure(i: int) -> Callable[[], float]:
@@ -48,7 +52,7 @@ def decode_rows(samples: list, size: int, threads: list[int], rounds: int) -> li
     seconds = rounds_in_turn([measure(i) for i in range(len(threads))], rounds)
     return [{"size": size, "threads": t, "seconds": statistics.median(s),
              "images_per_s": len(caches[i]) / statistics.median(s), **paired_ratios(seconds[0], s, "speedup"),
-             "skipped": len(caches[i].skipped)} for i, (t, s) in enumerate(zip(threads, seconds))]
+             "skipped": len(caches[i].skipped)} for i, (t, s) in enumerate(zip(threads, seconds))], first.skipped
 
 
 def reload_row(samples: list, size: int, scratch: Path, rounds: int) -> dict:
@@ -97,19 +101,24 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"{len(samples)} samples under {root}; medians of {args.rounds} side-by-side round(s)")
         print(f"{'size':>5} {'threads':>7} {'seconds':>8} {'images/s':>9} {'speedup':>8} {'skipped':>7}  "
               "speedup per round")
-        rows = []
+        rows, skipped = [], {}
         for size in args.sizes:
-            for row in decode_rows(samples, size, args.threads, args.rounds):
+            size_rows, size_skipped = decode_rows(samples, size, args.threads, args.rounds)
+            skipped.update((printable(path), why) for path, why in size_skipped)
+            for row in size_rows:
                 rows.append(row)
                 print(f"{size:>5} {row['threads']:>7} {row['seconds']:>8.2f} {row['images_per_s']:>9.0f} "
                       f"{row['speedup']:>8.2f} {row['skipped']:>7}  {row['speedup_pairs']}")
+        for path, why in skipped.items():
+            print(f"skipped (not decoded, left out of images/s): {path}: {why}")
         reload = reload_row(samples, args.sizes[-1], Path(scratch), args.rounds)
         print(f"disk-cache reload at {reload['size']}px: {reload['reload_seconds']:.2f} s, "
               f"{reload['images_per_s']:.0f} images/s, {reload['reload_speedup']:.1f}x the decode into the cache "
               f"({reload['decode_seconds']:.2f} s; per round {reload['reload_speedup_pairs']})")
     if args.out is not None:
         write_json(args.out, {"root": str(root), "samples": len(samples), "rounds": args.rounds, "rows": rows,
-                              "reload": reload})
+                              "reload": reload,
+                              "skipped_files": [{"file": file, "reason": why} for file, why in skipped.items()]})
         print(f"wrote {args.out}")
 
 

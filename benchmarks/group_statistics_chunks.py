@@ -5,7 +5,8 @@ A group larger than ``STATISTICS_PIXELS`` pixels has its BatchNorm statistics me
 from layers normalised with one chunk's statistics, not the group's. This measures what that changes: each labelled
 group of ``--groups`` scored (the model alone: no edge filter or colour cut) with the statistics in one pass and in
 chunks of ``--images-per-chunk`` images (default: as many as ``STATISTICS_PIXELS`` allows at ``--size``), P/J per
-group and the per-image J difference (points). Prints a table; ``--out`` writes it as JSON.
+group and the per-image J difference (points); an image or mask that cannot be scored is left out, printed and
+listed in ``skipped_files``. Prints a table; ``--out`` writes it as JSON.
 
     python benchmarks/group_statistics_chunks.py --checkpoint bench_out/icoseg_default9_run/member0/best.safetensors \\
         --data ../shared/data/icoseg --groups 042,022,026,012 --size 224 --images-per-chunk 8 \\
@@ -32,7 +33,8 @@ ONE_PASS = 1 << 62  # STATISTICS_PIXELS that no group reaches
 
 def score(model: torch.nn.Module, samples: list, size: int, pixels: int,
           group_statistics: GroupStatistics) -> dict[str, Any]:
-    """P/J (percent) per group and each image's J with the statistics measured ``pixels`` at a time."""
+    """P/J (percent) per group, each image's J and the files left out (file: why) with the statistics measured
+    ``pixels`` at a time."""
     default = cosegnet.STATISTICS_PIXELS
     cosegnet.STATISTICS_PIXELS = pixels
     try:
@@ -43,7 +45,8 @@ def score(model: torch.nn.Module, samples: list, size: int, pixels: int,
     per_group = {g: {"P": d["P"], "J": d["J"], "images": d["images"]}
                  for g, d in evaluation.summary["per_group"].items()}
     return {"P": evaluation.summary["P"], "J": evaluation.summary["J"], "per_group": per_group,
-            "image_J": {f"{s.group}/{s.name}": 100 * s.J for s in evaluation.scores}}
+            "image_J": {f"{s.group}/{s.name}": 100 * s.J for s in evaluation.scores},
+            "skipped": dict(evaluation.skipped)}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -91,10 +94,16 @@ def main(argv: Optional[list[str]] = None) -> None:
               f"{row['image_dJ_mean']:>10.2f} {row['image_dJ_max']:>9.2f}"
               + ("" if row["chunked"] else "  (one chunk)"))
     print(f"{'mean':<40} {'':>6} {modes['one pass']['J']:>10.2f} {modes['chunks']['J']:>9.2f}")
+    skipped = {**modes["chunks"]["skipped"], **modes["one pass"]["skipped"]}
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that could not be scored (left out of the scores):")
+        for file, why in skipped.items():
+            print(f"  {file}: {why}")
     if args.out is not None:
         write_json(args.out, {"checkpoint": str(args.checkpoint), "size": args.size, "chunk_images": chunk_images,
                               "strength": args.strength, "P": {m: modes[m]["P"] for m in modes},
-                              "J": {m: modes[m]["J"] for m in modes}, "groups": rows})
+                              "J": {m: modes[m]["J"] for m in modes}, "groups": rows,
+                              "skipped_files": [{"file": file, "reason": why} for file, why in skipped.items()]})
 
 
 if __name__ == "__main__":

@@ -60,11 +60,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     runs = {mode: subprocess.Popen([sys.executable, __file__, "--images", str(args.images), "--size", str(args.size),
                                     "--child", mode], stdout=subprocess.PIPE, text=True) for mode in MODES}
     results = {}
-    for mode, process in runs.items():
-        out, _ = process.communicate()
-        if process.returncode:
-            fail(f"{mode}: the measurement process failed (exit {process.returncode}; its error is above)")
-        results[mode] = json.loads(out.strip().splitlines()[-1])
+    try:
+        for mode, process in runs.items():
+            out, _ = process.communicate()
+            if process.returncode:
+                fail(f"{mode}: the measurement process failed (exit {process.returncode}; its error is above)")
+            results[mode] = json.loads(out.strip().splitlines()[-1])
+    finally:  # a failure or an interrupt stops the other measurement too (it may hold gigabytes for minutes)
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     print(f"{args.images} images of {args.size}×{args.size}")
     print(f"{'mode':<10} {'inputs MB':>10} {'peak MB':>10} {'seconds':>9}")
     for mode, r in results.items():

@@ -7,7 +7,9 @@ measurement runs in a process of its own, so its peak resident memory (``ru_maxr
 Each size is measured in ``--rounds`` rounds of whole and chunks side by side (their order alternating,
 :func:`timing.rounds_in_turn`): a mode's ``seconds``, ``peak_mb`` and ``model_loaded_mb`` are medians over the rounds
 (every round's in ``runs``; MB = MiB), ``time_ratio`` the median over rounds of chunks / whole seconds
-(``time_ratio_ci95``, ``time_ratio_pairs``: its 95 % interval and every round's).
+(``time_ratio_ci95``, ``time_ratio_pairs``: its 95 % interval and every round's). An image that cannot be read is
+left out of the group (as ``coseg predict`` does), printed and listed in its mode's ``skipped`` (``results``: the
+masks made).
 Give a trained model (``--checkpoint``): an untrained one predicts ~0.5 everywhere, which leaves the colour cut
 nothing sure to start from and makes its time meaningless (memory is still right). The JSON's ``members`` and
 ``image_size`` are those of the model measured (a ``--checkpoint``'s own, not ``--members``/``--image-size``).
@@ -53,11 +55,13 @@ def child(folder: Path, stream_above: int, checkpoint: Optional[Path], members: 
     dataset = images_for(paths, image_size, colour)
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    results = sum(1 for _, mask in predict_dataset(model, dataset, torch.device("cpu"), original_size=True,
-                                                   groups=[0] * len(paths), edges=EdgeFilter(), colour=colour,
-                                                   stream_above=stream_above) if not isinstance(mask, str))
-    return {"seconds": time.perf_counter() - start, "results": results, "model_loaded_mb": loaded,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    predicted = [mask for _, mask in predict_dataset(model, dataset, torch.device("cpu"), original_size=True,
+                                                     groups=[0] * len(paths), edges=EdgeFilter(), colour=colour,
+                                                     stream_above=stream_above)]
+    seconds = time.perf_counter() - start
+    skipped = [mask for mask in predicted if isinstance(mask, str)]  # why, naming the file
+    return {"seconds": seconds, "results": len(predicted) - len(skipped), "skipped": skipped,
+            "model_loaded_mb": loaded, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def group_folder(folder: Path, count: int, images_from: Optional[Path]) -> Path:
@@ -99,7 +103,7 @@ def measured_row(count: int, folder: Path, modes: tuple[str, str], args: argpars
     for mode in ("whole", "chunks"):
         row[mode] = {key: statistics.median(r[key] for r in runs[mode])
                      for key in ("seconds", "peak_mb", "model_loaded_mb")}
-        row[mode].update(results=runs[mode][0]["results"], runs=runs[mode])
+        row[mode].update(results=runs[mode][0]["results"], skipped=runs[mode][0]["skipped"], runs=runs[mode])
     row.update(paired_ratios(seconds["chunks"], seconds["whole"], "time_ratio"))
     return row
 
@@ -163,6 +167,8 @@ def main() -> None:
                 ratio = f"{row['time_ratio']:.3f}" if mode == "chunks" else ""
                 print(f"{count:>6} {mode:>7} {m['peak_mb']:>8.0f} {m['peak_mb'] - m['model_loaded_mb']:>14.0f} "
                       f"{m['seconds']:>8.1f} {ratio:>17}" + (f"  {row['time_ratio_pairs']}" if ratio else ""))
+            for why in dict.fromkeys(row["whole"]["skipped"] + row["chunks"]["skipped"]):
+                print(f"{'':>6} skipped (left out of the group): {why}")
     if args.out is not None:
         write_json(args.out, {"members": members, "image_size": image_size, "rounds": args.rounds,
                               "checkpoint": None if args.checkpoint is None else str(args.checkpoint), "rows": rows})

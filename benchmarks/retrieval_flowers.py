@@ -270,8 +270,8 @@ def method_row(name: str, cfg: RetrievalTrainConfig, data: Path, device: torch.d
         finetune = result.stages["finetune"]
         row.update(finetune_seconds_per_epoch=seconds_per_pass(run / FINETUNE_DIR, 1),
                    finetune_epochs=finetune.epochs_run, finetune_val_MAP_at_R=finetune.best_metric,
-                   kept_stage="finetune" if result.promoted_finetune else "head")
-        if result.promoted_finetune:
+                   kept_stage="finetune" if result.finetune_kept else "head")
+        if result.finetune_kept:
             kept_log, kept = run / FINETUNE_DIR / "log.csv", finetune
     if validation:
         with open(kept_log, newline="") as f:
@@ -355,12 +355,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
-    if args.minutes is None and not (args.loss_times or args.export_speed):
+    alone = "--export-speed" if args.export_speed else "--loss-times" if args.loss_times else None
+    ignored = {"--loss-times": args.loss_times, "--validation": args.validation}
+    if args.export_speed:  # the model file's export, in the export's own batches: no row is built
+        ignored.update({"--methods": args.methods, "--set": args.set, "--config": args.config, "--work": args.work})
+    unused = [option for option, given in ignored.items() if given and option != alone]
+    if alone and unused:  # silently ignored, they would seem to apply to what is measured
+        parser.error(f"{', '.join(unused)} cannot be used with {alone}, which measures "
+                     + ("the export of its model file alone" if args.export_speed else "each method's loss alone"))
+    if args.minutes is None and not alone:
         parser.error("--minutes is required (unless --loss-times or --export-speed)")
-    names = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    names = list(dict.fromkeys(m.strip() for m in args.methods.split(","))) if args.methods else list(METHODS)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+        parser.error(f"--methods: unknown method(s) {', '.join(map(repr, unknown))}; valid: {', '.join(METHODS)}")
     register_pml_losses()
     columns = ("R@1", "MAP@R") if args.validation else COLUMNS
     work = args.work or args.out.with_suffix("").with_name(args.out.stem + "_runs")

@@ -101,7 +101,7 @@ def large_group(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     bench = load_script("large_group.py")
     monkeypatch.setattr(bench, "measure", lambda folder, stream_above, args: {
-        "seconds": 1.0, "results": 2, "model_loaded_mb": 100.0, "peak_mb": 110.0})
+        "seconds": 1.0, "results": 2, "skipped": [], "model_loaded_mb": 100.0, "peak_mb": 110.0})
     return bench
 
 

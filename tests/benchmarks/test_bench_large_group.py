@@ -27,7 +27,8 @@ def test_sizes_are_measured_in_rounds_with_the_median_ratio(bench, tmp_path, mon
         mode = "whole" if stream_above == bench.WHOLE else "chunks"
         calls.append(mode)
         seconds = 2.0 if mode == "whole" else next(chunks_seconds)
-        return {"seconds": seconds, "results": 2, "model_loaded_mb": 100.0, "peak_mb": 100.0 + 10 * seconds}
+        return {"seconds": seconds, "results": 2, "skipped": [], "model_loaded_mb": 100.0,
+                "peak_mb": 100.0 + 10 * seconds}
 
     monkeypatch.setattr(bench, "measure", measure)
     photos = make_synthetic_coseg(tmp_path / "photos", num_groups=1, images_per_group=2, size=32, layout="folders")
