@@ -278,3 +278,5 @@ def echo_report(result: Any) -> None:
         echo(f"  not reported: {heading}: {reason}")
     for folder in result.left_out:
         echo(f"  left out: {folder} (it cannot be listed or entered)")
+    if result.unshown:
+        echo(f"  not shown: {len(result.unshown)} picture(s), each caption says why (the first: {result.unshown[0]})")

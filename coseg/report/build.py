@@ -46,14 +46,15 @@ REPORT_NAME = "report.html"
 @dataclass
 class ReportResult:
     """The page written, the folder of its PNG files, its section headings, the sections that failed (heading,
-    reason; the page says why too) and the folders left out as they cannot be listed or entered (the page names
-    them)."""
+    reason; the page says why too), the folders left out as they cannot be listed or entered (the page names
+    them) and why each picture not shown was not (its caption says so too)."""
 
     path: Path
     files: Path
     sections: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     left_out: list[Path] = field(default_factory=list)
+    unshown: list[str] = field(default_factory=list)
 
 
 REPORT_FILE = re.compile(r"s\d+_.*\.png")
@@ -164,6 +165,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
     plan: list[tuple[str, Path, Callable[[str, Path], str]]] = []  # (kind, folder, make(prefix, PNG folder) -> HTML)
     runs_seen: set[Path] = set()
     left_out: list[Path] = []
+    unshown: list[str] = []  # the sections' pictures not shown, for the ReportResult
 
     def add_run(run: Path) -> None:
         """The run's section and those of its sub-runs (ensemble members, a fine-tuning stage) with a log."""
@@ -181,13 +183,13 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
             add_run(candidate)
         if is_evaluation(candidate):
             plan.append(("Evaluation", candidate, lambda prefix, pngs, c=candidate: evaluation_section(
-                c, pngs, prefix, per_group, thumbnail, progress)))
+                c, pngs, prefix, per_group, thumbnail, progress, unshown)))
         if is_retrieval_evaluation(candidate):
             plan.append(("Retrieval evaluation", candidate, lambda prefix, pngs, c=candidate:
-                         retrieval_section(c, pngs, prefix, thumbnail, progress)))
+                         retrieval_section(c, pngs, prefix, thumbnail, progress, unshown)))
         if is_prediction(candidate):
             plan.append(("Predictions", candidate, lambda prefix, pngs, c=candidate:
-                         prediction_section(c, pngs, prefix, per_group, thumbnail, progress)))
+                         prediction_section(c, pngs, prefix, per_group, thumbnail, progress, unshown)))
         for kind, result in _unfinished_evaluations(candidate):
             plan.append((kind, candidate, lambda prefix, pngs, c=candidate, r=result: _no_summary(c, r)))
     if not plan:
@@ -199,7 +201,7 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
     try:
         with folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
                          "another `coseg report` is writing this report"):
-            return _write(root, page_path, files, plan, left_out)
+            return _write(root, page_path, files, plan, left_out, unshown)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
 
@@ -232,8 +234,9 @@ def _check_outside_data(files: Path, folders: list[Path]) -> None:
 
 
 def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path, Callable[[str, Path], str]]],
-           left_out: list[Path]) -> ReportResult:
-    """Make the sections of ``plan`` and put the page and its pictures in place of the earlier report's."""
+           left_out: list[Path], unshown: list[str]) -> ReportResult:
+    """Make the sections of ``plan`` and put the page and its pictures in place of the earlier report's; ``unshown``
+    fills with why each picture the sections could not draw was not."""
     if page_path.is_file() and not is_report(page_path):
         raise ValueError(f"{printable(page_path)}: not a page `coseg report` wrote, which the report would replace; "
                          "choose another place for the report (`coseg report --output`)")
@@ -256,7 +259,7 @@ def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path,
         page = Page(f"Report: {printable(root.resolve().name)}",
                     f"{MADE_BY} on {esc(time.strftime('%Y-%m-%d %H:%M'))} from "
                     f"<code>{esc(root.resolve())}</code>.{esc(_left_out(left_out, root, ' Folders ', '.'))}")
-        result = ReportResult(page_path, files, left_out=left_out)
+        result = ReportResult(page_path, files, left_out=left_out, unshown=unshown)
         headings = _headings([(kind, folder) for kind, folder, _ in plan], root)
         for n, (heading, (_, _, make)) in enumerate(zip(headings, plan), start=1):
             try:

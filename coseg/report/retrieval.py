@@ -3,6 +3,7 @@ and query → nearest neighbours with their distances, right or wrong); without 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from tqdm.auto import tqdm
 
@@ -31,7 +32,8 @@ def is_retrieval_evaluation(folder: Path) -> bool:
         return False
 
 
-def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool) -> str:
+def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, progress: bool,
+                      tally: Optional[list[str]] = None) -> str:
     """HTML for a retrieval evaluation folder: metrics, the R@K curve (``<prefix>_recall.png``) and one row per
     shown query: the query, then its nearest neighbours with distance and a right (same class) / wrong mark."""
     summary_path = folder / "summary.json"
@@ -70,7 +72,7 @@ def retrieval_section(folder: Path, files: Path, prefix: str, max_side: int, pro
                  "none among the shown neighbours first). Green frame / ✓: same class as the query; red / ✗: "
                  "another class. Distances are Euclidean, in embedding units; – where neighbours.csv holds none (a "
                  "blank cell, nan or no number).</p>")
-    thumbs = Thumbnails(files, prefix, max_side)
+    thumbs = Thumbnails(files, prefix, max_side, tally)
     shown = []
     for order in tqdm(sorted(queries), desc="report thumbnails", unit="query", disable=not progress, leave=False):
         found = sorted(queries[order], key=lambda rank_row: rank_row[0])

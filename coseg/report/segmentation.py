@@ -69,12 +69,14 @@ def _read_prediction_index(folder: Path) -> dict[tuple[str, str], dict[str, str]
 
 class Thumbnails:
     """Numbered thumbnail files in the report's files folder; a file that cannot be read becomes a note, and the
-    reasons of those are kept (``unshown``) for :meth:`unshown_note`."""
+    reasons of those are kept (``unshown``) for :meth:`unshown_note`, and added to ``tally`` when given (the
+    report's count over its sections)."""
 
-    def __init__(self, files: Path, prefix: str, max_side: int) -> None:
+    def __init__(self, files: Path, prefix: str, max_side: int, tally: Optional[list[str]] = None) -> None:
         self.files, self.prefix, self.max_side = files, prefix, max_side
         self.count = 0
         self.unshown: list[str] = []
+        self.tally = tally
 
     def cell(self, caption: str, alt: str, make: Callable[[Path], None], css_class: str = "") -> str:
         """A figure for the PNG ``make(path)`` writes (``caption``: HTML), or, when it fails, a figure with the
@@ -85,6 +87,8 @@ class Thumbnails:
             make(self.files / name)
         except (DataFileError, ValueError) as e:
             self.unshown.append(str(e))
+            if self.tally is not None:
+                self.tally.append(str(e))
             return f"<figure><figcaption>{caption or esc(alt)}<br>not shown: {esc(e)}</figcaption></figure>"
         return image(link(self.files, name), alt, caption, css_class)
 
@@ -103,7 +107,7 @@ def _score_caption(row: ImageRow) -> str:
 
 
 def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
-                       progress: bool) -> str:
+                       progress: bool, tally: Optional[list[str]] = None) -> str:
     """HTML for a co-segmentation ``evaluate`` output folder: the summary, the per-group and per-image tables worst
     first, and per group (worst first) its ``per_group`` worst images as image | ground truth | prediction."""
     summary_path = folder / "summary.json"
@@ -138,7 +142,7 @@ def evaluation_section(folder: Path, files: Path, prefix: str, per_group: int, m
              "without a J, whose ground truth is empty, last; a missing score, –, after every number); click a "
              "header to sort by it.</p>",
              "<h3>Per group</h3>", table(["group", "images", "P", "J"], group_rows, table_id=f"{prefix}-groups")]
-    parts.extend(_evaluation_grids(folder, files, prefix, per_group, max_side, progress, groups, group_rows))
+    parts.extend(_evaluation_grids(folder, files, prefix, per_group, max_side, progress, groups, group_rows, tally))
     parts += [f"<h3>Per image ({len(rows)})</h3>",
               table(["group", "image", "P", "J", "empty ground truth"],
                     [[r.group, r.image, r.P, r.J, "yes" if r.empty_gt else ""] for r in worst_first(rows)],
@@ -173,14 +177,16 @@ def seen_data_note(summary: dict, path: Path, evaluated: int, noun: str = "group
 
 
 def _evaluation_grids(folder: Path, files: Path, prefix: str, per_group: int, max_side: int, progress: bool,
-                      groups: dict[str, list[ImageRow]], group_rows: list[tuple]) -> list[str]:
-    """Per group, worst group first, its worst images as image | ground truth | prediction tiles."""
+                      groups: dict[str, list[ImageRow]], group_rows: list[tuple],
+                      tally: Optional[list[str]]) -> list[str]:
+    """Per group, worst group first, its worst images as image | ground truth | prediction tiles (those not drawn
+    added to ``tally``, see :class:`Thumbnails`)."""
     index = _read_prediction_index(folder)
     if not index:
         return ["<p>No predicted masks saved in this folder: run <code>coseg evaluate … --report</code> to see "
                 "image | ground truth | prediction grids.</p>"]
     parts = []
-    thumbs = Thumbnails(files, prefix, max_side)
+    thumbs = Thumbnails(files, prefix, max_side, tally)
     shown = [(g, worst_first(groups[g])[:per_group]) for g, *_ in group_rows]
     bar = tqdm(total=sum(len(rs) for _, rs in shown), desc="report thumbnails", unit="img", disable=not progress,
                leave=False)
@@ -245,7 +251,7 @@ def _drawn_over(mask: np.ndarray, path: Path, picture: np.ndarray) -> np.ndarray
 
 
 def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, max_side: int,
-                       progress: bool) -> str:
+                       progress: bool, tally: Optional[list[str]] = None) -> str:
     """HTML for a ``predict --report`` output folder: per group its first ``per_group`` images with a mask as image |
     prediction, and a table of every image's predicted foreground share (sortable)."""
     record = read_json(folder / PREDICT_RECORD)
@@ -255,7 +261,7 @@ def prediction_section(folder: Path, files: Path, prefix: str, per_group: int, m
     if source is None:
         raise ValueError(f"{printable(folder / PREDICT_RECORD)}: the input folder {record['input']} is gone")
     samples = scan_input(source).samples  # the images predict read
-    thumbs = Thumbnails(files, prefix, max_side)
+    thumbs = Thumbnails(files, prefix, max_side, tally)
     groups: dict[str, list] = {}
     for sample in samples:
         groups.setdefault(sample.group, []).append(sample)

@@ -71,3 +71,20 @@ def test_predictions_count_the_masks_they_could_not_draw(tmp_path):
     body = sections(build_report(masks, thumbnail=16, progress=False).path.read_text(
         encoding="utf-8"))["Predictions: masks"]
     assert counted(body)[:2] == (1, 6) and "p1.png: a mask of 24×40 pixels" in counted(body)[2]
+
+
+def test_the_result_and_the_terminal_count_the_pictures_not_shown(tmp_path):
+    """`coseg report`'s terminal summary said nothing of pictures not drawn; it counts them, with the first reason,
+    as the ReportResult lists them (every section's)."""
+    from click.testing import CliRunner
+
+    from apps.cli import main
+
+    folder = evaluation_folder(tmp_path)
+    for image in (tmp_path / "data" / "images" / "plain group").iterdir():
+        image.unlink()
+    result = build_report(folder, per_group=2, thumbnail=16, progress=False)
+    body = sections(result.path.read_text(encoding="utf-8"))["Evaluation: eval"]
+    assert len(result.unshown) == counted(body)[0] == 6 and result.unshown[0] == counted(body)[2]
+    out = CliRunner().invoke(main, ["report", str(folder), "--per-group", "2", "--thumbnail", "16"]).output
+    assert f"not shown: 6 picture(s), each caption says why (the first: {result.unshown[0]})" in out
