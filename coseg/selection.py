@@ -1,12 +1,12 @@
 """Choosing groups for a run: from a splits file entry, an explicit list, or all groups of a scan."""
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
 from coseg.atomic import PathLike
 from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split, shown_names
+from coseg.data.splits import repeated
 from coseg.engine.config import ConfigError
 
 
@@ -42,7 +42,7 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
     names of one group."""
     available = sorted({s.group for s in scan.samples})
     if explicit:
-        twice = [name for name, count in Counter(explicit).items() if count > 1]
+        twice = repeated(explicit)
         if twice:
             raise ValueError(f"{len(twice)} group name(s) given more than once: {shown_names(twice, quote=True)} (name "
                              "each group once)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 from coseg.atomic import PathLike
-from coseg.data.io import printable
+from coseg.data.io import printable, shown_names
 from metric._checks import check_count
 
 if TYPE_CHECKING:
@@ -48,14 +48,19 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
         raise KeyError(f"split '{name}' not in {printable(path)}; splits there: {valid}")
     entry = splits[name]
     if isinstance(entry, list) and all(isinstance(g, str) for g in entry):
-        twice = [g for g, count in Counter(entry).items() if count > 1]
+        twice = repeated(entry)
         if twice:  # most likely a slip (a name meant for another entry), as on the command line
             raise ValueError(f"split '{name}' in {printable(path)} lists {len(twice)} name(s) more than once: "
-                             + ", ".join(repr(g) for g in twice[:5]) + (", ..." if len(twice) > 5 else ""))
+                             f"{shown_names(twice, quote=True)}")
         return {g: g for g in entry}
     if isinstance(entry, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
         return dict(entry)
     raise ValueError(f"split '{name}' in {printable(path)} must be a list of names or a mapping name → short name")
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names given more than once in ``names``, in the order first given."""
+    return [name for name, count in Counter(names).items() if count > 1]
 
 
 def resolve_split(path: PathLike, name: str, available: Iterable[str], noun: str = "group") -> dict[str, str]:
