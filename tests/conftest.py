@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import socket
+import tempfile
 from pathlib import Path
 
 import huggingface_hub.constants as hf_constants
@@ -35,6 +36,18 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_in_basetemp(tmp_path_factory):
+    """Scratch folders of the tests and of their child processes (torchrun's logs, Chromium's profile) go under
+    pytest's base folder, removed with it, instead of staying in the system's temporary directory."""
+    scratch = tmp_path_factory.mktemp("scratch")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(scratch))
+    patch.setattr(tempfile, "tempdir", str(scratch))
+    yield
+    patch.undo()
 
 
 @pytest.fixture
