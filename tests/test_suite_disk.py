@@ -19,9 +19,9 @@ def test_fails(tmp_path):
 def test_a_passed_tests_folder_is_removed_and_a_failed_tests_folder_kept(tmp_path) -> None:
     (tmp_path / "test_two.py").write_text(TESTS, encoding="utf-8")
     base = tmp_path / "base"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
-                          "--rootdir", str(tmp_path), "--basetemp", str(base), str(tmp_path / "test_two.py")],
-                         capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
+               "--rootdir", str(tmp_path), "--basetemp", str(base), str(tmp_path / "test_two.py")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
     left = sorted(path.relative_to(base).as_posix() for path in base.rglob("*.bin"))
     assert left == ["test_fails0/model.bin"]
