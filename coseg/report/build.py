@@ -17,6 +17,7 @@ that run's curves and config."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -110,12 +111,15 @@ def _enterable(folder: Path) -> bool:
 
 
 def _candidates(root: Path, skip: Path, left_out: list[Path]) -> list[Path]:
-    """``root`` and its sub-folders but ``skip`` (the report's files folder) and those that cannot be listed or
-    entered, which are added to ``left_out``."""
+    """``root`` and its sub-folders but ``skip`` (the report's files folder), those that cannot be listed or
+    entered, which are added to ``left_out``, and those that are a folder listed before (a symbolic link to it)."""
     subfolders = sorted((p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()),
                         key=lambda p: natural_key(printable(p.name)))
     left_out.extend(p for p in subfolders if p not in left_out and not _enterable(p))
-    return [root] + [p for p in subfolders if p not in left_out]
+    found: dict[Path, Path] = {}  # resolved → the first path to it
+    for folder in [root] + [p for p in subfolders if p not in left_out]:
+        found.setdefault(folder.resolve(), folder)
+    return list(found.values())
 
 
 def _checkpoint_run(folder: Path) -> Optional[Path]:
@@ -161,6 +165,8 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
         raise ValueError(f"{printable(page_path.name)}: a file name of {len(os.fsencode(page_path.name))} bytes, "
                          f"longer than the {NAME_BYTES} a file name may have; choose a shorter name for the report "
                          "(`coseg report --output`)")
+    if page_path.name in ("", "..") or page_path.is_dir():  # refused before its PNG folder is put in place
+        raise _cannot_write(page_path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     files = files_folder(page_path)
     plan: list[tuple[str, Path, Callable[[str, Path], str]]] = []  # (kind, folder, make(prefix, PNG folder) -> HTML)
     runs_seen: set[Path] = set()
@@ -199,8 +205,12 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
                          f"{_left_out(left_out, root, '; folders ')}")
     _check_outside_data(files, [folder for _, folder, _ in plan])
     try:
-        with folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
-                         "another `coseg report` is writing this report"):
+        # the page's lock, then its pictures folder's, which pages of one stem (x.html, x.htm) share
+        with (folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
+                          "another `coseg report` is writing this report"),
+              folder_lock(files.parent, fitted_name(f".{files.name}", ".lock"),
+                          f"another `coseg report` is writing a report whose pictures go to {printable(files.name)} "
+                          "too")):
             return _write(root, page_path, files, plan, left_out, unshown)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
@@ -279,7 +289,7 @@ def _write(root: Path, page_path: Path, files: Path, plan: list[tuple[str, Path,
 def _staging_folder(files: Path) -> Path:
     """An empty folder named like ``files`` (so the page's links to it hold) in a new hidden folder beside it, where
     the new report's PNGs are written while the earlier report stays whole; the staging folders of reports that were
-    killed (no clean-up ran) are removed first (a report running is not killed: it holds the page's lock)."""
+    killed (no clean-up ran) are removed first (a report running is not killed: it holds the lock of ``files``)."""
     mark = fitted_name(f".{files.name}", TEMPORARY_MARK, NAME_BYTES - 8)  # mkdtemp adds 8 characters
     for leftover in files.parent.glob(glob.escape(mark) + "*"):
         shutil.rmtree(leftover, ignore_errors=True)

@@ -30,8 +30,9 @@ def is_training_run(folder: Path) -> bool:
 
 def read_log(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Columns and rows of a ``log.csv``; rows without an integer epoch of at most 15 digits (which a float, and so
-    the plot's axis, holds exactly), or cut short, are dropped."""
-    columns, rows = read_csv(path)
+    the plot's axis, holds exactly), or cut short, are dropped; a file without an ``epoch`` column (re-saved with
+    another separator) is a ``ValueError`` naming it."""
+    columns, rows = read_csv(path, ("epoch",))
     return columns, [r for r in rows if (epoch := (r.get("epoch") or "").strip()).isdecimal() and len(epoch) <= 15]
 
 
