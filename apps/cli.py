@@ -528,15 +528,21 @@ def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path]
     from coseg.data import find_samples, groups_sharing_images, printable, train_test_split
 
     output = output or data / "splits.json"
-    if output.exists():
-        raise ValueError(f"{printable(output)} exists; choose another --output (it is never replaced)")
+    exists = f"{printable(output)} exists; choose another --output (it is never replaced)"
+    if output.is_symlink() or output.exists():
+        raise ValueError(exists)
     scan = find_samples(data, layout, masks)
     labelled = {s.group for s in scan.labelled}
     subsets = {g: s for g, s in scan.group_subsets().items() if g in labelled}
     if len(subsets) < 2:
         raise ValueError(f"{printable(data)} has {len(subsets)} group(s) with masks; a split needs at least 2")
     splits = train_test_split(subsets, test_fraction, seed, groups_sharing_images(scan.labelled))
-    write_text_atomic(output, json.dumps(splits, indent=1) + "\n")
+    try:
+        write_text_atomic(output, json.dumps(splits, indent=1) + "\n", replace=False)
+    except FileExistsError as e:
+        if e.filename != str(output):  # a file where one of its folders goes
+            raise
+        raise ValueError(exists) from None  # made by another process while the groups were read
     echo(f"wrote {output}: {len(splits['train'])} training and {len(splits['test'])} test group(s) "
          f"({scan.layout} layout, seed {seed})")
     echo_skipped("group(s) without masks", [printable(g) for g in scan.groups if g not in labelled])

@@ -4,8 +4,11 @@ A reader (or a run killed with -9) never sees a half-written file: either the ol
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Union
@@ -37,23 +40,41 @@ def _start_in_bytes(name: str, limit: int) -> str:
     return name
 
 
+def _temporary_prefix(path: Path) -> str:
+    """The start of the names of ``path``'s temporary files and staging folders."""
+    return f".{_start_in_bytes(path.name, _TEMPORARY_PREFIX_BYTES)}{TEMPORARY_MARK}"
+
+
 @contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str | None = None, fsync: bool = True) -> Iterator[Path]:
+def _named(path: Path) -> Iterator[None]:
+    """Raise an ``OSError`` of the block (making a temporary file in a read-only folder) again naming ``path``, the
+    file meant, not the random temporary name."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str | None = None, fsync: bool = True, replace: bool = True
+                ) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced (unless ``fsync`` is False: a file the next
-    run makes again, whose loss in a power cut costs nothing) and renamed to ``path``.
+    run makes again, whose loss in a power cut costs nothing) and renamed to ``path``. With ``replace`` False a file
+    at ``path`` by then (made by another process meanwhile) is never replaced: ``FileExistsError`` naming ``path``.
 
     ``suffix`` defaults to ``path``'s own suffix (some writers choose the format from it; one of more than 16
     bytes names no format and is left out). The temporary name holds at most 80 bytes of ``path``'s name, so any
     name the file system takes can be written atomically. The file gets the mode
     a plain write would (0666 less the umask; the temporary file is private while it is written).
     On error the temporary file is removed and ``path`` is left as it was; an ``OSError`` that names no file (a
-    full disk while writing) is raised again naming ``path``."""
+    full disk while writing), and one making the temporary file (a read-only folder), are raised again naming
+    ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = path.suffix if len(os.fsencode(path.suffix)) <= _TEMPORARY_SUFFIX_BYTES else ""
-    fd, tmp = tempfile.mkstemp(prefix=f".{_start_in_bytes(path.name, _TEMPORARY_PREFIX_BYTES)}{TEMPORARY_MARK}",
-                               suffix=suffix, dir=path.parent)
+    with _named(path):
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -62,7 +83,10 @@ def atomic_path(path: PathLike, suffix: str | None = None, fsync: bool = True) -
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)
-        os.replace(tmp_path, path)
+        if replace:
+            os.replace(tmp_path, path)
+        else:
+            _place_new(tmp_path, path)
     except BaseException as e:
         tmp_path.unlink(missing_ok=True)
         if isinstance(e, OSError) and e.filename is None and e.errno is not None:
@@ -70,8 +94,57 @@ def atomic_path(path: PathLike, suffix: str | None = None, fsync: bool = True) -
         raise
 
 
-def write_bytes_atomic(path: PathLike, data: bytes, fsync: bool = True) -> None:
-    with atomic_path(path, fsync=fsync) as tmp:
+@contextlib.contextmanager
+def staging_folder(path: PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path`` (named as :func:`atomic_path` names its temporary files) for files to
+    be moved into ``path`` once all are written; it goes, with whatever it still holds, when the block ends. Those
+    that processes killed in such a block left are removed first (:func:`remove_staging_folders`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_staging_folders(path)
+    with _named(path):
+        folder = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), dir=path.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_staging_folders(path: PathLike) -> int:
+    """Delete the folders :func:`staging_folder` made beside ``path`` and left when their process was killed, with
+    what they hold; returns how many. Not while another process writes into ``path``."""
+    path = Path(path)
+    found = path.parent.glob(glob.escape(_temporary_prefix(path)) + "*")
+    stale = [p for p in found if p.is_dir() and not p.is_symlink()]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return len(stale)
+
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})  # FAT, some FUSE and NAS
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` unless something is at ``path`` (a dangling link too): ``FileExistsError`` naming
+    ``path``. A hard link, which never replaces; where the file system makes none, ``path`` is first created empty
+    and exclusively, then replaced (a kill in between leaves it empty)."""
+    try:
+        try:
+            os.link(tmp, path)
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINKS:
+                raise
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+
+
+def write_bytes_atomic(path: PathLike, data: bytes, fsync: bool = True, replace: bool = True) -> None:
+    """Write ``data`` to ``path`` (:func:`atomic_path`; ``replace`` False: never over an existing file)."""
+    with atomic_path(path, fsync=fsync, replace=replace) as tmp:
         tmp.write_bytes(data)
 
 
@@ -87,8 +160,20 @@ def write_bytes_if_changed(path: PathLike, data: bytes) -> bool:
     return True
 
 
-def write_text_atomic(path: PathLike, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+def move_atomic(source: PathLike, path: PathLike) -> None:
+    """Rename ``source`` to ``path`` (replacing a file there); where ``path`` is on another file system (its folder a
+    link to another disk), copy it there atomically (:func:`write_bytes_atomic`) and remove ``source``."""
+    try:
+        os.replace(source, path)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        write_bytes_atomic(path, Path(source).read_bytes())
+        os.unlink(source)
+
+
+def write_text_atomic(path: PathLike, text: str, replace: bool = True) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), replace=replace)
 
 
 def remove_temporaries(folder: PathLike, recursive: bool = True) -> int:

@@ -1,6 +1,7 @@
 """Evaluation: P and J per image at the ground truth's original resolution, per group, then over groups."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -8,12 +9,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import atomic_path, write_text_atomic
+from coseg.atomic import atomic_path, move_atomic, remove_staging_folders, staging_folder, write_text_atomic
 from coseg.data import (DataFileError, Sample, groups_sharing_images, printable, read_mask, shown_names,
                         write_png_atomic)
 from coseg.data.io import fit_to_mask
@@ -24,6 +25,7 @@ from coseg.predict import ONE_FILE_ERRORS, clashes, folder_clashes, output_path
 from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
                                 path_cells, read_csv)
+from coseg.report.segmentation import is_evaluation
 from coseg.scores import EmptyPolicy, ImageScore, check_empty_policy, score_image, summarize
 from metric._checks import check_count
 
@@ -96,8 +98,11 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
     ground-truth size; :func:`prediction_files`) and listed in ``predicted``; the unlabelled images' masks are not
     saved (``coseg predict`` writes the same masks); a mask that cannot be saved (a file where its group's folder
     goes, a folder at its path, no permission: :data:`~coseg.predict.ONE_FILE_ERRORS`) is listed in ``unsaved``, its
-    image still scored; any other write error (a full disk) stops the evaluation. A ``predictions`` folder that would
-    put a mask among the data set's images or masks is refused before anything is predicted or removed."""
+    image still scored; any other write error (a full disk) stops the evaluation. The masks are written into a folder
+    beside ``predictions`` (:func:`~coseg.atomic.staging_folder`) and moved in once every image is scored, the
+    earlier evaluation there removed just before (:func:`_remove_earlier_evaluation`): an evaluation stopped before
+    (Ctrl-C, an error) leaves the earlier one whole. A ``predictions`` folder that would put a mask among the data
+    set's images or masks is refused before anything is predicted or removed."""
     check_group_steps(group_mode, refinement, statistics)  # before an earlier evaluation's index is removed
     check_empty_policy(empty)
     check_count(batch_size, 1, "batch_size")
@@ -110,58 +115,74 @@ def evaluate_samples(model: Model, samples: Sequence[Sample], image_size: int, d
         files = prediction_files(predictions, labelled)
         _check_outside_data(files, labelled, samples)
         saved_as = dict(zip([i for i, s in enumerate(inputs) if s.mask is not None], files))
-        remove_earlier_predictions(predictions)  # its index would pair its masks with this one's scores
     scores: list[ImageScore] = []
     skipped: list[tuple[str, str]] = []
+    written: list[tuple[Sample, Path]] = []  # (sample, where its mask goes), the mask still in ``staged``
     predicted: list[tuple[Sample, Path]] = []
     unsaved: list[tuple[str, str]] = []
     resized = 0
-    bar = tqdm(total=len(inputs), desc="evaluating", unit="img", disable=not progress, leave=False)
-    groups = group_ids(inputs) if group_mode else None
-    for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
-                                         groups=groups, refinement=refinement, flip=flip, edges=edges,
-                                         colour=colour, statistics=statistics):
-        bar.update(1)
-        sample = inputs[index]
-        if isinstance(result, str):
-            if sample.mask is None:  # an unreadable one was left out of its group; a non-finite one was in it
-                result += (" (an image without ground truth)" if result.endswith(NON_FINITE) else
-                           " (an image without ground truth: its group was predicted without it)")
-            skipped.append((printable(sample.image), result))
-            continue
-        if sample.mask is None:
-            continue  # predicted only as part of its group
-        try:
-            gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)
-            fitted = fit_to_mask(result, sample.image, sample.mask, gt.shape)
-            resized += sorted(fitted.shape) != sorted(result.shape)  # not merely turned back
-            result = fitted
-            scores.append(score_image(result, gt, sample.group, sample.image.name))
-        except DataFileError as e:
-            skipped.append((printable(sample.image), str(e)))
-            continue
-        except ValueError as e:
-            skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))
-            continue
-        if index in saved_as:
+    with contextlib.nullcontext() if predictions is None else staging_folder(predictions) as staged:
+        bar = tqdm(total=len(inputs), desc="evaluating", unit="img", disable=not progress, leave=False)
+        groups = group_ids(inputs) if group_mode else None
+        for index, result in predict_dataset(model, dataset, device, batch_size, workers, original_size=True,
+                                             groups=groups, refinement=refinement, flip=flip, edges=edges,
+                                             colour=colour, statistics=statistics):
+            bar.update(1)
+            sample = inputs[index]
+            if isinstance(result, str):
+                if sample.mask is None:  # an unreadable one was left out of its group; a non-finite one was in it
+                    result += (" (an image without ground truth)" if result.endswith(NON_FINITE) else
+                               " (an image without ground truth: its group was predicted without it)")
+                skipped.append((printable(sample.image), result))
+                continue
+            if sample.mask is None:
+                continue  # predicted only as part of its group
             try:
-                write_png_atomic(saved_as[index], result)
-            except OSError as e:
-                if e.errno not in ONE_FILE_ERRORS:  # a full disk, a read-only file system: no mask can be saved
-                    raise
-                unsaved.append((printable(sample.image), _unsaved_reason(saved_as[index], sample.image, e)))
-            else:
-                predicted.append((sample, saved_as[index]))
-    bar.close()
-    if not scores:
-        raise ValueError("no image could be evaluated: " + (f"{len(skipped)} skipped, the first {skipped[0][1]}"
-                                                            if skipped else "none has a ground-truth mask"))
+                gt = read_mask(sample.mask, any_nonzero=sample.any_nonzero)
+                fitted = fit_to_mask(result, sample.image, sample.mask, gt.shape)
+                resized += sorted(fitted.shape) != sorted(result.shape)  # not merely turned back
+                result = fitted
+                scores.append(score_image(result, gt, sample.group, sample.image.name))
+            except DataFileError as e:
+                skipped.append((printable(sample.image), str(e)))
+                continue
+            except ValueError as e:
+                skipped.append((printable(sample.image), f"{printable(sample.mask)}: {e}"))
+                continue
+            if index in saved_as:
+                with _unless_one_file_error(saved_as[index], sample, unsaved):
+                    write_png_atomic(staged / saved_as[index].relative_to(predictions), result)
+                    written.append((sample, saved_as[index]))
+        bar.close()
+        if not scores:
+            raise ValueError("no image could be evaluated: " + (f"{len(skipped)} skipped, the first {skipped[0][1]}"
+                                                                if skipped else "none has a ground-truth mask"))
+        if predictions is not None:
+            _remove_earlier_evaluation(predictions)
+            for sample, file in written:
+                with _unless_one_file_error(file, sample, unsaved):
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                    move_atomic(staged / file.relative_to(predictions), file)
+                    predicted.append((sample, file))
     summary = summarize(scores, empty)
     other = "zero" if empty == "exclude" else "exclude"
     summary[f"J_empty_{other}"] = summarize(scores, other)["J"]  # type: ignore[arg-type]
     summary["skipped"] = len(skipped)
     summary["resized"] = resized
     return Evaluation(summary, scores, skipped, predicted, unsaved)
+
+
+@contextlib.contextmanager
+def _unless_one_file_error(file: Path, sample: Sample, unsaved: list[tuple[str, str]]) -> Iterator[None]:
+    """Run the block that saves ``file``, ``sample``'s predicted mask: an error of that file alone
+    (:data:`~coseg.predict.ONE_FILE_ERRORS`) is added to ``unsaved``, the block left; any other (a full disk, a
+    read-only file system: no mask can be saved) is raised."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in ONE_FILE_ERRORS:
+            raise
+        unsaved.append((printable(sample.image), _unsaved_reason(file, sample.image, e)))
 
 
 def _unsaved_reason(file: Path, image: Path, error: OSError) -> str:
@@ -223,11 +244,23 @@ def remove_earlier_predictions(predictions: Path) -> None:
         predictions.rmdir()
 
 
+def _remove_earlier_evaluation(predictions: Path) -> None:
+    """Before the masks of a finished evaluation are moved into ``predictions``: remove the earlier evaluation that
+    :func:`write_evaluation` wrote in ``predictions``' folder, its summary.json first (so that none describes other
+    masks), then its report and the masks it saved (:func:`remove_earlier_predictions`)."""
+    folder = predictions.parent
+    if is_evaluation(folder):
+        (folder / "summary.json").unlink()
+        remove_report(folder)
+    remove_earlier_predictions(predictions)
+
+
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
     """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
     atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
     to, read by the report); without them an earlier evaluation's index.csv, the masks it lists and report
-    (report.html and its PNG folder) are removed. summary.json is written last, and an earlier one is removed once
+    (report.html and its PNG folder) are removed, and so are the masks a killed one left staged
+    (:func:`~coseg.atomic.remove_staging_folders`). summary.json is written last, and an earlier one is removed once
     the new per_image.csv is ready to replace the old: where summary.json is, per_image.csv and index.csv beside it
     are of the same evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
     s = evaluation.summary
@@ -258,7 +291,8 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
                              *path_cells(sample.mask, folder), int(sample.any_nonzero),  # type: ignore[arg-type]
                              path_cell(os.path.relpath(saved.resolve(), folder))])
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
-    else:  # masks and a report left by an earlier evaluate --report are not this evaluation's
+    else:  # masks and a report left by an earlier evaluate --report (or a killed one) are not this evaluation's
         remove_earlier_predictions(output / PREDICTIONS)
+        remove_staging_folders(output / PREDICTIONS)
         remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from coseg.atomic import PathLike
 from coseg.data.io import printable, shown_names
@@ -35,10 +35,11 @@ Wanted = Union[Sequence[str], Mapping[str, str]]
 
 def load_split(path: PathLike, name: str) -> dict[str, str]:
     """Split ``name`` of the JSON file at ``path`` as ``{name as written: short name}`` (a list maps to itself; one
-    naming an entry twice is a ``ValueError``)."""
+    naming an entry twice is a ``ValueError``, and so is a file naming a split, or a mapping a folder, twice)."""
     path = Path(path)
     try:
-        splits = json.loads(path.read_text(encoding="utf-8-sig"))  # with or without a BOM (Notepad)
+        splits = json.loads(path.read_text(encoding="utf-8-sig"),  # with or without a BOM (Notepad)
+                            object_pairs_hook=_unique_keys)
     except OSError as e:  # its strerror only: the message names the file once
         raise ValueError(f"cannot read splits file {printable(path)}: {e.strerror or e}") from None
     except ValueError as e:
@@ -56,6 +57,15 @@ def load_split(path: PathLike, name: str) -> dict[str, str]:
     if isinstance(entry, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
         return dict(entry)
     raise ValueError(f"split '{name}' in {printable(path)} must be a list of names or a mapping name → short name")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ``ValueError`` when it names a key twice (JSON keeps the last one silently: a
+    split copied and edited without renaming it would choose other groups than the file seems to say)."""
+    twice = repeated(key for key, _ in pairs)
+    if twice:
+        raise ValueError(f"{len(twice)} key(s) given more than once in one object: {shown_names(twice, quote=True)}")
+    return dict(pairs)
 
 
 def repeated(names: Iterable[str]) -> list[str]:

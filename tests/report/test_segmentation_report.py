@@ -318,9 +318,10 @@ def test_evaluation_without_saved_predictions_drops_the_index_of_an_earlier_one(
     folder = evaluation_folder(tmp_path)
     index = folder / PREDICTIONS / "index.csv"
     samples = find_samples(tmp_path / "data", "icoseg").samples
-    with pytest.raises(RuntimeError, match="interrupted"):  # stopped part-way: no index pairing old masks and scores
+    earlier = index.read_bytes()
+    with pytest.raises(RuntimeError, match="interrupted"):  # stopped part-way: the earlier evaluation stays whole
         evaluate_samples(Broken(), samples, 64, torch.device("cpu"), progress=False, predictions=index.parent)
-    assert not index.exists()
+    assert index.read_bytes() == earlier and (folder / "summary.json").is_file()
     folder = evaluation_folder(tmp_path / "again")
     evaluation = evaluate_samples(ConstantModel(0.2), find_samples(tmp_path / "again" / "data", "icoseg").samples,
                                   64, torch.device("cpu"), progress=False)
