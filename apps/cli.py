@@ -58,6 +58,8 @@ KEPT_WHEN_INTERRUPTED = {
     "demo": "--output keeps what the demo wrote: its generated data/ (the next demo reuses it once complete), its "
             "training run/ as far as it got (the next demo trains anew) and, after training, the scores, masks and "
             "overlays written so far",
+    "evaluate": "summary.json, written last, is there only if the scores were all written; a report cut short is "
+                "written again by `coseg report` on --output",
 }
 
 

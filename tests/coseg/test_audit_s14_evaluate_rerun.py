@@ -156,3 +156,23 @@ def test_coseg_evaluate_report_interrupted_keeps_the_earlier_evaluation_and_repo
     code, output = run_coseg(*args)
     assert code == 130 and "interrupted" in output
     assert contents(out) == earlier
+
+
+def test_ctrl_c_while_the_report_is_built_tells_that_the_scores_are_written(tmp_path, monkeypatch):
+    """Ctrl-C after summary.json was written, while `evaluate --report` built its report, said "interrupted before it
+    wrote its results"."""
+    import coseg.report.build
+
+    data, out = odd_sized_set(tmp_path / "data"), tmp_path / "out"
+    model = tmp_path / "model.safetensors"
+    create_model("unet", weights=None, embedding_dim=8, group_levels=0).save(model, {"image_size": "64"})
+
+    def interrupted(*args, **kwargs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(coseg.report.build, "build_report", interrupted)
+    code, output = run_coseg("evaluate", "--checkpoint", model, "--data", data, "--output", out, "--report",
+                             "--no-colour-cut", "--edge-radius", 0, "--quiet")
+    assert code == 130 and "before it wrote its results" not in output, output
+    assert "summary.json, written last, is there only if the scores were all written" in output
+    assert (out / "summary.json").is_file()
