@@ -42,7 +42,7 @@ def own_set(root: Path, mask_name: str = "{stem}.png") -> Path:
 @pytest.mark.parametrize("command, kept", [("train", "--resume continues it"),
                                            ("predict", "masks already written are kept"),
                                            ("export", "finished shards are kept"),
-                                           ("evaluate", "before it wrote its results")])
+                                           ("evaluate", "summary.json, written last, is there only if")])
 def test_ctrl_c_says_what_was_kept(command: str, kept: str) -> None:
     """Ctrl-C is not click's bare "Aborted!": one line saying what the command kept and how to go on; exit 130."""
     def interrupted() -> None:
