@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import errno
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ from coseg.evaluate import evaluate_samples
 from coseg.inference import cut_by_colour, images_for, usable_cores
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, load_model
 from coseg.objective import pool_labels
-from coseg.predict import predict_folder
+from coseg.predict import empty_masks_warning, predict_folder
 from coseg.selection import choose_groups, samples_of
 from coseg.train import (RUN_FOLDER, build_augmentation, build_objective, build_optimizer, check_config,
                          split_train_val, train)
@@ -238,19 +239,26 @@ def measure_predict_vs_forward(model_path: Path, image_size: int, samples: list,
             for i, d in enumerate(group_dirs):
                 (groups / f"{i:02d}").symlink_to(d.resolve(), target_is_directory=True)
 
+            reports = []  # one a round: the first one's empty-masks warning is printed, once
+
             def predict() -> float:
                 """Seconds of one ``predict_folder`` into a new output folder (its removal afterwards not timed)."""
                 with tempfile.TemporaryDirectory() as tmp:
                     start = time.perf_counter()
-                    predict_folder(model, image_size, groups, Path(tmp), device, batch_size=8, progress=False,
-                                   edges=edges, colour=colour)
-                    return time.perf_counter() - start
+                    report = predict_folder(model, image_size, groups, Path(tmp), device, batch_size=8,
+                                            progress=False, edges=edges, colour=colour, warn_empty=False)
+                    seconds = time.perf_counter() - start
+                reports.append(report)
+                return seconds
 
             forward()  # warm-up
             edge_filter_only()
             colour_cut_only()
             forward_s, predict_s, edge_s, colour_s = rounds_in_turn(
                 [seconds_of(forward), predict, seconds_of(edge_filter_only), seconds_of(colour_cut_only)], rounds)
+    warning = empty_masks_warning(reports[0].predicted, reports[0].empty)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     return {**paired_ratios(edge_s, forward_s, "edge_filter_share"),
             **paired_ratios(colour_s, forward_s, "colour_cut_share"),
             "forward_images_per_s": n / statistics.median(forward_s),
