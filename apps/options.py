@@ -24,12 +24,29 @@ class UserPath(click.Path):
         return super().convert(os.path.expanduser(value), param, ctx)
 
 
+class OutputFolder(UserPath):
+    """``UserPath`` of a folder a command writes into, refusing an empty value (an unset shell variable,
+    ``--output "$OUT"``), which would be the current folder, its files among whatever that holds."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(file_okay=False, **kwargs)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty (the current folder is '.')", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _click_type(annotation: Any) -> Any:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     base = args[0] if typing.get_origin(annotation) is Union and len(args) == 1 else annotation
     if base in (int, float, str):
         return base
     return str  # lists are given comma-separated; the config loader splits and checks them
+
+
+NAMES_FILE_HELP = "Names holding a comma: @FILE, a UTF-8 file of one name a line."
+"""The help of every option that takes a list of names (:func:`name_list`)."""
 
 
 def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
@@ -44,6 +61,8 @@ def config_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable:
             text = f.metadata.get("help", "")
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            if hints[f.name] == list[str]:  # the groups or classes to use: :func:`name_list`
+                text = f"{text} {NAMES_FILE_HELP}"
             if shown not in ("", None, []):
                 text = f"{text} [default: {shown}]"
             elif not re.search(r"\b(default|required)\b", text, re.IGNORECASE):  # else the text says what unset means
@@ -91,7 +110,8 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     (where ``cls`` has it), ``output``, ``cache_dir`` and ``device``, wherever they were given, are checked as the
     other commands' options are (a usage error before anything is read or written; a value of the file names the
     file; an empty folder is refused: :func:`written_folder`). A list of names (groups, classes) given on the command
-    line that names none is a usage error: it would choose as if it were not given, and replace the file's choice."""
+    line is read by :func:`name_list` (``a,b`` or ``@FILE``); one that names none is a usage error: it would choose
+    as if it were not given, and replace the file's choice."""
     from coseg.data import printable
     from coseg.engine import load_config
     from coseg.engine.config import expand_paths
@@ -104,7 +124,7 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     hints = typing.get_type_hints(cls)
     for name, value in given.items():
         if hints[name] == list[str]:  # the groups or classes to use
-            name_list(ctx, options[name], value)
+            given[name] = name_list(ctx, options[name], value)
     if resume and config_file is None:
         output = Path(given.get("output", next(f.default for f in dataclasses.fields(cls) if f.name == "output")))
         if (output / "config.yaml").is_file():
@@ -134,11 +154,16 @@ def training_config(cls: type, config_file: Optional[Path], params: dict[str, An
     return cfg
 
 
-def name_list(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[list[str]]:
-    """Option callback: the names of a comma-separated list (``a, b,``: a and b), None when the option is not given.
-    One naming none (an unset shell variable) is a usage error: leaving the option out is how to choose by default."""
+def name_list(ctx: Optional[click.Context], param: Optional[click.Parameter], value: Optional[str]
+              ) -> Optional[list[str]]:
+    """Option callback: the names of a comma-separated list (``a, b,``: a and b) or, for ``@FILE``, the lines of FILE
+    (UTF-8; blank lines left out), which may hold commas; spaces around a name are dropped. None when the option is
+    not given. One naming none (an unset shell variable, an empty file) is a usage error: leaving the option out is
+    how to choose by default; so is a FILE that cannot be read, named."""
     if value is None:
         return None
+    if value.startswith("@"):
+        return _names_file(value[1:], ctx, param)
     names = [name.strip() for name in value.split(",") if name.strip()]
     if not names:
         raise click.BadParameter("names none (an unset shell variable?): give the names, or leave the option out",
@@ -146,12 +171,30 @@ def name_list(ctx: click.Context, param: click.Parameter, value: Optional[str]) 
     return names
 
 
+def _names_file(path: str, ctx: Optional[click.Context], param: Optional[click.Parameter]) -> list[str]:
+    """The names of :func:`name_list`'s ``@FILE``; a usage error naming the file when it cannot be read or names
+    none."""
+    from coseg.data.io import printable
+
+    path = os.path.expanduser(path)
+    file = f"the names file '{printable(path)}'"
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark some editors write is no name
+            names = [line.strip() for line in f.read().split("\n") if line.strip()]
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {file} ({e.strerror or e})", ctx, param) from None
+    except UnicodeDecodeError as e:
+        raise click.BadParameter(f"{file} is not UTF-8 text (byte {e.object[e.start]:#x} at position {e.start}): "
+                                 "save it as UTF-8", ctx, param) from None
+    if not names:
+        raise click.BadParameter(f"{file} names none: write one name a line", ctx, param)
+    return names
+
+
 def written_folder(value: str, param: click.Parameter, ctx: click.Context) -> str:
-    """``value`` checked as a folder a run writes into (``--output``, ``--cache-dir``): not a file, and not empty (an
-    unset shell variable), which would be the current folder."""
-    if not value.strip():
-        raise click.BadParameter("is empty (the current folder is '.')", ctx, param)
-    return UserPath(file_okay=False).convert(value, param, ctx)
+    """``value`` checked as a folder a run writes into (``--output``, ``--cache-dir``): not a file, and not empty
+    (:class:`OutputFolder`)."""
+    return OutputFolder().convert(value, param, ctx)
 
 
 def other_trainers_file(cls: type, config_file: Path) -> None:

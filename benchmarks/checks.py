@@ -14,9 +14,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
+
+import click
 
 from apps.cli import error_message
+from apps.options import name_list
 from coseg.atomic import TEMPORARY_MARK, write_text_atomic
 from coseg.data import printable
 
@@ -54,6 +57,16 @@ def at_least_one(parser: argparse.ArgumentParser, *options: tuple[str, Sequence[
     for option, values in options:
         if min(values) < 1:
             parser.error(f"{option} must be >= 1, got {min(values)}")
+
+
+def names_of(parser: argparse.ArgumentParser, option: str, value: Optional[str]) -> Optional[list[str]]:
+    """``value`` of ``option`` read as the commands read a list of names (:func:`apps.options.name_list`: ``a,b`` or
+    ``@FILE``), None when it was not given; ``parser``'s usage error when it names none (an unset shell variable) or
+    its FILE cannot be read."""
+    try:
+        return name_list(None, None, value)
+    except click.BadParameter as e:
+        parser.error(f"{option}: {e.message}")
 
 
 def model_side(parser: argparse.ArgumentParser, option: str, side: int) -> None:

@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 import torch
 
-from checks import check_writable, one_line, write_json
+from apps.options import NAMES_FILE_HELP
+from checks import check_writable, names_of, one_line, write_json
 from coseg.checkpoints import load_for_inference
 from coseg.data import find_samples
 from coseg.evaluate import evaluate_samples
@@ -54,13 +55,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a co-segmentation model file")
     parser.add_argument("--data", type=Path, required=True, help="labelled data set root")
     parser.add_argument("--layout", default="auto", help="its layout (default: detect)")
-    parser.add_argument("--groups", required=True, help="comma-separated group names (as coseg evaluate --groups)")
+    parser.add_argument("--groups", required=True,
+                        help=f"comma-separated group names (as coseg evaluate --groups). {NAMES_FILE_HELP}")
     parser.add_argument("--size", type=int, default=224, help="inference size in pixels")
     parser.add_argument("--images-per-chunk", type=int, default=0,
                         help="images per chunk of the chunked mode (0: as many as STATISTICS_PIXELS allows)")
     parser.add_argument("--strength", type=float, default=8.0, help="group statistics strength (--group-statistics)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
+    groups = names_of(parser, "--groups", args.groups)
     if args.images_per_chunk < 0:
         parser.error(f"--images-per-chunk must be >= 0 (0: as many as STATISTICS_PIXELS allows), got "
                      f"{args.images_per_chunk}")
@@ -73,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     with one_line():
         model, _ = load_for_inference(args.checkpoint, torch.device("cpu"), args.size)
         scan = find_samples(args.data, args.layout)
-        samples = samples_of(scan, choose_groups(scan, None, None, [g.strip() for g in args.groups.split(",")]))
+        samples = samples_of(scan, choose_groups(scan, None, None, groups))
     chunk_pixels = (args.images_per_chunk * args.size ** 2 if args.images_per_chunk > 0
                     else cosegnet.STATISTICS_PIXELS)
     modes = {"one pass": score(model, samples, args.size, ONE_PASS, group_statistics),

@@ -365,7 +365,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                      + ("the export of its model file alone" if args.export_speed else "each method's loss alone"))
     if args.minutes is None and not alone:
         parser.error("--minutes is required (unless --loss-times or --export-speed)")
-    names = list(dict.fromkeys(m.strip() for m in args.methods.split(","))) if args.methods else list(METHODS)
+    names = (list(dict.fromkeys(m.strip() for m in args.methods.split(","))) if args.methods is not None
+             else list(METHODS))  # "" (an unset shell variable): the unknown method '', not all of them
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown method(s) {', '.join(map(repr, unknown))}; valid: {', '.join(METHODS)}")

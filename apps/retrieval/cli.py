@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import (UserPath, batch_size_option, checkpoint_option, device_option, echo, echo_report,
-                          image_size_option, known_layout, name_list, quiet_option, report_options, training_config,
-                          training_options, workers_option)
+from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, checkpoint_option,
+                          device_option, echo, echo_report, image_size_option, known_layout, name_list, quiet_option,
+                          report_options, training_config, training_options, workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -80,7 +80,7 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
 @checkpoint_option
 @click.option("--data", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Data set root.")
-@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=OutputFolder(path_type=Path),
               help="Folder for summary.json (with --report also neighbours.csv, recall_at_k.csv and report.html).")
 @click.option("--layout", default="auto", show_default=True,
               callback=known_layout("apps.retrieval.datasets:RETRIEVAL_LAYOUTS"),
@@ -89,7 +89,7 @@ METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
               help="Split to evaluate: test, train, all (every class) or, for class folders, any key of "
                    "DATA/splits.json; with --train-classes, test is the other class folders.")
 @click.option("--train-classes", callback=name_list,
-              help="Folders layout: comma-separated training classes (the others are 'test').")
+              help=f"Folders layout: comma-separated training classes (the others are 'test'). {NAMES_FILE_HELP}")
 @image_size_option
 @batch_size_option(32)
 @device_option
@@ -139,7 +139,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
 @checkpoint_option
 @click.option("--input", "input_dir", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of images (class subfolders give the manifest's labels).")
-@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=OutputFolder(path_type=Path),
               help="Folder for embeddings.npy, manifest.csv, index.faiss (and model.safetensors, skipped.csv, "
                    "stamps.npy, export.json).")
 @image_size_option

@@ -4,11 +4,13 @@ each built from its registry name with the constructor arguments it takes.
 Arguments are matched to constructor parameters by name: the trainer offers everything it knows (the tunable
 options of the config, the number of classes, the labels, the DDP rank, ...) and each component takes what its
 signature names. Tunable options left unset keep the component's default; one that is set but taken by no
-component (nor read by a hook of the method) is an error naming the components, so nothing is silently ignored.
+component (nor read by a hook of the method) is an error naming the components, so nothing is silently ignored; so
+is one of a single sampler's options with a default of its own (``DEFAULTED``) set to another value.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -30,6 +32,8 @@ from metric.registry import BATCH_SAMPLERS, DISTANCES, LOSSES, MINERS, check_arg
 # Config fields passed to the components whose constructors name them; None = the component's default.
 TUNABLE = ("margin", "beta", "num_levels", "centers_per_class", "la", "gamma", "tau", "scale", "lam",
            "iterations_per_representative", "classes_per_anchor", "num_neighbours")
+# Config fields of one sampler's with a value of their own by default: unused when set to another one.
+DEFAULTED = ("target_active", "controller_gain", "proximity_weight")
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
     def smart_miner() -> SmartMiner:
         with usage_errors(f"--target-active {cfg.target_active}, --controller-gain {cfg.controller_gain}"):
             controller = AdaptiveHardnessController(target_active=cfg.target_active, gain=cfg.controller_gain)
+        taken.update(("target_active", "controller_gain"))
         return create_component(SmartMiner, "smart miner", {"num_neighbours": cfg.num_neighbours,
                                 "controller": controller, "seed": cfg.seed}, taken, options_only=True)
 
@@ -162,8 +167,10 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
                 hook = TRAINING_HOOKS.get(name)(cfg, parts)
             parts.hooks.append(hook)
             taken |= set(hook.options)
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     unused = [name for name in (*TUNABLE, "distance", "align_centroids", "class_tree")
               if getattr(cfg, name) is not None and name not in taken]
+    unused += [name for name in DEFAULTED if getattr(cfg, name) != defaults[name] and name not in taken]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ConfigError(f"{flags} set but not used by loss '{cfg.loss}', miner '{cfg.miner or 'none'}' or sampler "

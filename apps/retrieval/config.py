@@ -20,10 +20,10 @@ class RetrievalTrainConfig:
                                     "stage too); default: refuse, so a finished run is not lost (--resume continues "
                                     "it).")
     train_split: str = option("train", "Split to train on (official layouts: train; folders: a key of splits.json).")
-    train_classes: list[str] = option([], "Class folders forming the training split (folders layout, instead of "
-                                          "splits.json).")
-    val_classes: list[str] = option([], "Training classes held out for validation; default: --val-fraction of "
-                                        "them.")
+    train_classes: list[str] = option([], "Class folders forming the training split, comma-separated (folders "
+                                          "layout, instead of splits.json).")
+    val_classes: list[str] = option([], "Training classes held out for validation, comma-separated; default: "
+                                        "--val-fraction of them.")
     val_fraction: float = option(0.2, "Share of the training classes held out (class-disjoint) for validation and "
                                       "best-checkpoint selection; at least 2 classes (0 = no validation).")
     image_size: int = option(224, "Training and inference size in pixels (square).")

@@ -377,11 +377,13 @@ def scan_sop(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> 
 def _folder_classes(split: str, available: list[str], splits_file: Path,
                     train_classes: Optional[Sequence[str]]) -> list[str]:
     """The class folders of ``split`` (see the module docstring)."""
+    if train_classes is not None and split not in ("train", "test"):  # 'all' would take every class without a word
+        raise ValueError(f"split '{printable(split)}' with --train-classes (train_classes), which choose the 'train' "
+                         "classes and make the others 'test': give split train or test, or leave the training "
+                         "classes out" + (" (split 'all' takes every class)" if split == "all" else ""))
     if split == "all":
         return available
     if train_classes is not None:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split '{split}' with train_classes; valid: {', '.join(OFFICIAL_SPLITS)}")
         try:
             train = set(resolve_groups(train_classes, available, "class"))
         except ValueError as e:

@@ -24,6 +24,7 @@ from coseg.models.checkpoint import recorded_image_size
 from coseg.report.build import remove_report
 from coseg.report.files import (NEIGHBOUR_COLUMNS, NEIGHBOURS, RECALL_CURVE, check_report_outside, path_cells,
                                 record_model_file, record_path)
+from metric._checks import check_count
 from metric.retrieval.knn import knn
 from metric.retrieval.recall_at_k import recall_hits
 
@@ -38,8 +39,7 @@ def load_for_retrieval(checkpoint: PathLike, device: torch.device,
     model = load_retrieval_model(checkpoint, map_location="cpu").to(device)
     if image_size is None:
         image_size = recorded_image_size(checkpoint) or DEFAULT_IMAGE_SIZE
-    if image_size < 1:
-        raise ValueError(f"image size must be >= 1, got {image_size}")
+    check_count(image_size, 1, "image_size")
     return model, image_size
 
 
@@ -159,9 +159,13 @@ def evaluate_checkpoint(checkpoint: PathLike, data: PathLike, output: Optional[P
     was trained and validated on are ``trained_on`` and ``validated_on`` in the summary (when it records them; the
     classes in ``seen``). A report (``report_queries`` > 0) into a folder inside ``data`` is refused before any work
     (``ConfigError``): the images of its page would be taken for a class of the data set by a later evaluation; so
-    is an ``output`` that is a file (``ValueError``)."""
+    is an ``output`` that is a file, and a ``batch_size`` that is no integer >= 1 or ``workers`` or
+    ``report_queries`` no integer >= 0 (``ValueError``)."""
     if output is not None and Path(output).exists() and not Path(output).is_dir():
         raise ValueError(f"{printable(output)}: a file, not a folder for summary.json; choose another output folder")
+    check_count(batch_size, 1, "batch_size")  # before the images are decoded
+    check_count(workers, 0, "workers")
+    check_count(report_queries, 0, "report_queries")
     if output is not None and report_queries > 0:
         check_report_outside(output, data, "a class")
     device = torch.device(device)

@@ -49,6 +49,7 @@ from coseg.data import NOTE_KINDS, find_samples, printable
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import record_path
 from coseg.inference import ImageFileDataset
+from metric._checks import check_count
 from metric.retrieval.faiss_backend import import_faiss
 
 SHARD_DIR = ".shards"
@@ -270,10 +271,10 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                   shard_size: int = 1024, index: str = "flat", progress: bool = False,
                   overwrite: bool = False) -> ExportReport:
     """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
-    ``input_dir``. Raises ``ValueError`` when no image is readable, when another export is writing to
-    ``output_dir``, when ``checkpoint`` is replaced while it is loaded (``load_snapshot``), and, unless ``overwrite``,
-    when ``output_dir`` holds a finished export of another folder or by another model, or files named like an
-    export's that no export wrote."""
+    ``input_dir``. Raises ``ValueError`` for a ``batch_size`` or ``shard_size`` below 1 or ``workers`` no integer
+    >= 0, when no image is readable, when another export is writing to ``output_dir``, when ``checkpoint`` is
+    replaced while it is loaded (``load_snapshot``), and, unless ``overwrite``, when ``output_dir`` holds a finished
+    export of another folder or by another model, or files named like an export's that no export wrote."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: " + ("a file, not a folder of images" if input_dir.exists()
@@ -283,6 +284,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                          "folder elsewhere (export never writes into its input)")
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    check_count(workers, 0, "workers")  # DataLoader's own message names no option, after .shards/ is made
     if index not in INDEX_TYPES:
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)

@@ -175,6 +175,8 @@ class ClassRepresentativeHook(TrainingHook):
     epoch (hard class mining by representative distance) and add ``proximity_weight`` × the proximity of each
     sample to its class representative in the batch."""
 
+    options = ("proximity_weight",)
+
     def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
         super().__init__()
         self.sampler = parts.sampler

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -315,8 +315,9 @@ class EpochBatches(Sampler[list[int]]):
 # --- building blocks ----------------------------------------------------------------------------------------------
 def check_config(cfg: RetrievalTrainConfig) -> None:
     """Refuse (``ConfigError`` naming the option: a usage error) the values :func:`train` cannot take, before it
-    reads anything: names, counts, rates, the validation share, the stages' lengths and a weights file that is not
-    there. Those that depend on the backbone or the data are refused later, still before any image is decoded."""
+    reads anything: names, counts, rates, the validation share, the stages' lengths, options of a stage or head start
+    the run has not, and a weights file that is not there. Those that depend on the backbone or the data are refused
+    later, still before any image is decoded."""
     if not cfg.data:
         raise ConfigError("data is required: the data set root folder")
     check_choice(cfg, "mode", MODES)
@@ -331,12 +332,24 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
     check_seed(cfg)
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)
     check_at_least(cfg, 0, "lr", "backbone_lr", "loss_lr", "weight_decay", "zero_mean_weight", "proximity_weight")
+    default = {f.name: f.default for f in fields(RetrievalTrainConfig)}
+
+    def changed(*names: str) -> str:
+        """``--name value`` of each of ``names`` set to another value than its default, comma-separated."""
+        return ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in names if getattr(cfg, n) != default[n])
+
     if cfg.mode == "end_to_end":
         stage_options = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
                          for name in ("finetune_epochs", "finetune_minutes") if getattr(cfg, name)]
         if stage_options:
             raise ConfigError(f"{', '.join(stage_options)}: the fine-tuning stage follows the head stage of mode "
                               "staged; mode end_to_end trains everything for --epochs (--minutes)")
+        if head_options := changed("head_passes", "feature_views"):
+            raise ConfigError(f"{head_options}: options of the head stage on cached features of mode staged, which "
+                              "mode end_to_end has not")
+    elif cfg.finetune_minutes and not cfg.finetune_epochs:
+        raise ConfigError(f"--finetune-minutes {cfg.finetune_minutes}: the fine-tuning stage trains for "
+                          "--finetune-epochs, 0 (none) here: give them too (the stage ends at whichever comes first)")
     check_fraction(cfg, "val_fraction")
     with usage_errors():
         lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
@@ -346,6 +359,9 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ConfigError(f"embedding_dim must be >= 0 (0 = the backbone's feature size), got {cfg.embedding_dim}")
     if cfg.whiten_shrinkage <= 0:
         raise ConfigError(f"whiten_shrinkage must be > 0, got {cfg.whiten_shrinkage}")
+    if cfg.head_init != "class_whiten" and (shrinkage := changed("whiten_shrinkage")):
+        raise ConfigError(f"{shrinkage}: the shrinkage of --head-init class_whiten, not of {cfg.head_init}: choose "
+                          "that head start, or leave it unset")
     check_weights_file(cfg.weights)
 
 
