@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import click
 
-from apps.options import (UserPath, batch_size_option, checkpoint_option, device_option, echo, echo_report,
-                          image_size_option, known_layout, masks_option, name_list, not_training_state, quiet_option,
-                          report_options, training_config, training_options, workers_option)
+from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, checkpoint_option, device_option,
+                          echo, echo_report, image_size_option, known_layout, masks_option, name_list,
+                          not_training_state, quiet_option, report_options, training_config, training_options,
+                          workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 
@@ -357,12 +358,13 @@ def _echo_fit(fit: Any, prefix: str, val_groups: int) -> None:
 @masks_option
 @click.option("--layout", default="auto", show_default=True, callback=known_layout("coseg.data.layouts:LAYOUTS"),
               help="icoseg, internet, sbcoseg, folders or auto.")
-@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=OutputFolder(path_type=Path),
               help="Folder for summary.json and per_image.csv.")
 @click.option("--splits", type=UserPath(exists=True, dir_okay=False),
               help="Splits JSON (default: DATA/splits.json if it exists).")
 @click.option("--split", help="Key of the group list to evaluate in the splits file (e.g. test8). Default: all groups.")
-@click.option("--groups", callback=name_list, help="Explicit comma-separated groups to evaluate (instead of --split).")
+@click.option("--groups", callback=name_list,
+              help=f"Explicit comma-separated groups to evaluate (instead of --split). {NAMES_FILE_HELP}")
 @click.option("--empty", type=click.Choice(["exclude", "zero"]), default="exclude", show_default=True,
               help="Images with an empty ground truth: leave them out of J, or count their J as 0 (both are saved).")
 @inference_options
@@ -462,9 +464,9 @@ def _print_summary(summary: dict) -> None:
 @checkpoint_option
 @click.option("--input", "input_dir", required=True, type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of images; each subfolder is a group, a flat folder is one group.")
-@click.option("--output", required=True, type=UserPath(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=OutputFolder(path_type=Path),
               help="Folder for the masks: OUTPUT/<same relative path>.png (0/255, at each input's size).")
-@click.option("--overlays", type=UserPath(file_okay=False, path_type=Path),
+@click.option("--overlays", type=OutputFolder(path_type=Path),
               help="Also write image overlays (foreground tinted red) to this folder, same relative paths.")
 @click.option("--overwrite", is_flag=True, help="Predict again masks that already exist (default: keep them, so an "
               "interrupted run resumes; a run with another model, input or mask-changing option is refused).")
@@ -618,7 +620,7 @@ replaced)."""
 
 
 @main.command()
-@click.option("--output", default="demo_out", show_default=True, type=UserPath(file_okay=False, path_type=Path),
+@click.option("--output", default="demo_out", show_default=True, type=OutputFolder(path_type=Path),
               help="Folder for the generated data (data/), the run (run/), the masks and overlays of the unseen "
                    "groups, summary.json, per_image.csv and report.html; a demo already there is replaced, a folder "
                    "holding anything else is refused.")

@@ -56,10 +56,10 @@ def overlap_warnings(overlap: Mapping[str, list[str]], evaluated: int, noun: str
     trained, validated = overlap.get(TRAINED_ON), overlap.get(VALIDATED_ON)
     if trained:
         lines.append(f"warning: {len(trained)} of the {evaluated} evaluated {noun} {_were(trained)} used to train this "
-                     f"model ({shown_names(trained)}): these scores are not of unseen data")
+                     f"model ({shown_names(trained, quote=True)}): these scores are not of unseen data")
     if validated:
         lines.append(f"note: {len(validated)} of the {evaluated} evaluated {noun} {_were(validated)} this model's "
-                     f"validation {noun} (used to choose its epoch): {shown_names(validated)}")
+                     f"validation {noun} (used to choose its epoch): {shown_names(validated, quote=True)}")
     return lines
 
 

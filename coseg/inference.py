@@ -304,6 +304,7 @@ def predict_dataset(model: Model, dataset: Dataset, device: torch.device, batch_
     group at once) is read from the dataset in chunks of ``batch_size``, two or three times, instead of being held
     in memory (:func:`predict_large_group`); the other groups are read whole."""
     check_count(batch_size, 1, "batch_size")
+    check_count(workers, 0, "workers")
     check_group_steps(groups is not None, refinement, statistics)
     streamed: list[list[int]] = []
     if groups is not None:

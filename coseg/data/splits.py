@@ -125,8 +125,8 @@ def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group"
         matches = _match(name, available) or _match(short, available)
         if len(matches) == 1:
             if matches[0] in resolved:
-                comma = (" (a name holding a comma is split at it on the command line: leave the comma out, names "
-                         "match loosely)" if "," in matches[0] else "")
+                comma = (" (a name holding a comma is split at it on the command line: name it in an @FILE, one "
+                         "name a line, or leave the comma out, names match loosely)" if "," in matches[0] else "")
                 errors.append(f"'{printable(name)}' and another name both resolve to '{printable(matches[0])}'{comma}")
             resolved[matches[0]] = short
         elif matches:

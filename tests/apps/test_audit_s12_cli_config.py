@@ -92,11 +92,11 @@ def test_one_overlapping_group_is_told_in_the_singular() -> None:
     from coseg.evaluate import TRAINED_ON, VALIDATED_ON, overlap_warnings
 
     one = overlap_warnings({TRAINED_ON: ["a"], VALIDATED_ON: ["b"]}, 4)
-    assert one[0].startswith("warning: 1 of the 4 evaluated groups was used to train this model (a)")
+    assert one[0].startswith("warning: 1 of the 4 evaluated groups was used to train this model ('a')")
     assert one[1].startswith("note: 1 of the 4 evaluated groups was this model's validation groups")
     two = overlap_warnings({TRAINED_ON: ["a", "c"]}, 4, "classes")
-    assert two == ["warning: 2 of the 4 evaluated classes were used to train this model (a, c): these scores are not "
-                   "of unseen data"]
+    assert two == ["warning: 2 of the 4 evaluated classes were used to train this model ('a', 'c'): these scores are "
+                   "not of unseen data"]
 
 
 @pytest.mark.parametrize("groups", ["", " , "])

@@ -29,10 +29,11 @@ def test_evaluating_training_classes_warns(tmp_path):
 
     output, summary = evaluate("train")
     lines = output.splitlines()
-    assert lines[0] == (f"warning: 4 of the 6 evaluated classes were used to train this model ({', '.join(trained)}): "
+    shown = ", ".join(f"'{c}'" for c in trained)
+    assert lines[0] == (f"warning: 4 of the 6 evaluated classes were used to train this model ({shown}): "
                         "these scores are not of unseen data")
     assert lines[1] == ("note: 2 of the 6 evaluated classes were this model's validation classes (used to choose its "
-                        f"epoch): {', '.join(validated)}")
+                        "epoch): " + ", ".join(f"'{c}'" for c in validated))
     assert summary["trained_on"] == 4 and summary["validated_on"] == 2
     output, summary = evaluate("test")
     assert "warning" not in output and "note:" not in output

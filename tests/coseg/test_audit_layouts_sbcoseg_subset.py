@@ -40,7 +40,7 @@ def test_scoring_one_subset_warns_of_the_groups_trained_on(sbcoseg, tmp_path):
                                        "--data", str(sbcoseg / "ECFB"), "--output", str(tmp_path / "eval"),
                                        "--quiet", "--no-colour-cut"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert ("warning: 1 of the 2 evaluated groups was used to train this model (ECFB/00-star): these scores are "
+    assert ("warning: 1 of the 2 evaluated groups was used to train this model ('ECFB/00-star'): these scores are "
             "not of unseen data") in result.output.splitlines()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["trained_on"] == 1 and sorted(summary["per_group"]) == ["ECFB/00-star", "ECFB/05-star"]

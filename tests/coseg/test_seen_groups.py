@@ -56,9 +56,9 @@ def test_the_model_file_records_its_groups(model):
 def test_evaluating_seen_groups_warns_before_the_scores(model, data, tmp_path):
     output, summary = evaluate(model, data, tmp_path / "eval", "A,C,D")
     lines = output.splitlines()
-    assert ("warning: 1 of the 3 evaluated groups was used to train this model (A): these scores are not of unseen "
+    assert ("warning: 1 of the 3 evaluated groups was used to train this model ('A'): these scores are not of unseen "
             "data") in lines
-    assert ("note: 1 of the 3 evaluated groups was this model's validation groups (used to choose its epoch): C"
+    assert ("note: 1 of the 3 evaluated groups was this model's validation groups (used to choose its epoch): 'C'"
             in lines)
     assert lines.index(next(line for line in lines if line.startswith("group "))) > 1
     assert summary["trained_on"] == 1 and summary["validated_on"] == 1
@@ -76,9 +76,9 @@ def test_groups_holding_copies_of_seen_images_count_as_seen(model, data, tmp_pat
     (copied / "images" / "D" / "other.jpg").write_bytes(b"\xff" * 7)  # a size no seen group holds: not read
     output, summary = evaluate(model, copied, tmp_path / "eval", "A100,C100,D")
     lines = output.splitlines()
-    assert ("warning: 1 of the 3 evaluated groups was used to train this model (A100): these scores are not of "
+    assert ("warning: 1 of the 3 evaluated groups was used to train this model ('A100'): these scores are not of "
             "unseen data") in lines
-    assert "note: 1 of the 3 evaluated groups was this model's validation groups (used to choose its epoch): C100" \
+    assert "note: 1 of the 3 evaluated groups was this model's validation groups (used to choose its epoch): 'C100'" \
         in lines
     assert summary["trained_on"] == 1 and summary["validated_on"] == 1
 
@@ -108,7 +108,7 @@ def test_an_ensemble_records_its_members_union(model, data, tmp_path):
     assert recorded_names(joined, TRAINED_ON) == {"A", "B", "D"}
     assert recorded_names(joined, VALIDATED_ON) == {"C"}
     output, summary = evaluate(joined, data, tmp_path / "eval", "A,C,D")
-    assert "warning: 2 of the 3 evaluated groups were used to train this model (A, D)" in output
+    assert "warning: 2 of the 3 evaluated groups were used to train this model ('A', 'D')" in output
     assert summary["trained_on"] == 2 and summary["validated_on"] == 1
 
 
