@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set group_levels=0         # the single-image model
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=1              # one run of the whole budget
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --ratios train_vs_plain --out t.json
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
 Prints per-group and mean P/J (percent, at the original resolution, per image, then per group, then over groups) of
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import yaml
@@ -272,16 +273,26 @@ def trained_model(run_dir: Path, cfg: CosegTrainConfig) -> Path:
     return run_dir / "member0" / "best.safetensors" if cfg.members > 1 else run_dir / "best.safetensors"
 
 
-def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path) -> dict[str, Any]:
-    """The three side-by-side speed measurements of the run's best model (rounded); an ensemble's training ones
-    on its first member."""
+SPEED_RATIOS = ("triplet_share", "predict_vs_forward", "train_vs_plain")
+"""The side-by-side speed measurements (``--ratios``); ``predict_vs_forward`` also gives the edge filter's and the
+colour cut's shares of the group inference."""
+
+
+def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path,
+                 ratios: Sequence[str] = SPEED_RATIOS) -> dict[str, Any]:
+    """The side-by-side speed measurements ``ratios`` (of :data:`SPEED_RATIOS`) of the run's best model (rounded);
+    an ensemble's training ones on its first member."""
     model_path = run_dir / "best.safetensors"
     trained = trained_model(run_dir, cfg)
-    out = measure_triplet_share(load_model(trained), cfg)
-    scan = find_samples(data, "icoseg")
-    test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
-    out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
-    out.update(measure_train_vs_plain(trained, cfg, data))
+    out: dict[str, Any] = {}
+    if "triplet_share" in ratios:
+        out.update(measure_triplet_share(load_model(trained), cfg))
+    if "predict_vs_forward" in ratios:
+        scan = find_samples(data, "icoseg")
+        test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
+        out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
+    if "train_vs_plain" in ratios:
+        out.update(measure_train_vs_plain(trained, cfg, data))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -383,6 +394,10 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="skip the speed ratios")
     parser.add_argument("--speed-of", type=Path, metavar="RUN_DIR",
                         help="no training: measure the speed ratios of a finished run (its config.yaml, best.*)")
+    parser.add_argument("--ratios", default=",".join(SPEED_RATIOS), metavar="NAMES",
+                        help="the speed ratios to measure, comma-separated (default: all; predict_vs_forward, which "
+                             "also gives the edge filter's and colour cut's shares, takes the longest: ~1 h for the "
+                             "default ensemble)")
     parser.add_argument("--scores-of", type=Path, metavar="RUN_DIR",
                         help="no training: score a finished run's best model (its config.yaml picks the validation "
                              "groups) with the current inference")
@@ -398,6 +413,12 @@ def main() -> None:
                      "(the finished run's config.yaml says how it was trained and is scored)")
     if args.speed_of and args.skip_speed:
         parser.error("--skip-speed cannot be used with --speed-of, which measures the speed ratios alone")
+    ratios = [name.strip() for name in args.ratios.split(",") if name.strip()]
+    unknown = [name for name in ratios if name not in SPEED_RATIOS] or ([] if ratios else ["''"])
+    if unknown:
+        parser.error(f"--ratios: unknown ratio(s) {', '.join(unknown)}; choose among {', '.join(SPEED_RATIOS)}")
+    if (args.skip_speed or args.scores_of) and args.ratios != parser.get_default("ratios"):
+        parser.error("--ratios cannot be used with --skip-speed or --scores-of, which measure no speed ratio")
     if finished is None and args.minutes is None:
         parser.error("--minutes is required (unless --speed-of or --scores-of)")
     if args.minutes is not None and not (0 <= args.minutes < float("inf")):
@@ -435,7 +456,7 @@ def main() -> None:
                 load_model(model_file)  # a file that is not a model, or another kind's: refused before the work
     check_writable(args.out)
     if args.speed_of:
-        out = speed_ratios(args.speed_of, cfg, args.data)
+        out = speed_ratios(args.speed_of, cfg, args.data, ratios)
         print("\n".join(f"{k}: {v}" for k, v in out.items()))
         write_json(args.out, out)
         return
@@ -454,7 +475,7 @@ def main() -> None:
                         for f in result.members]})
         write_json(args.out, out)  # quality first: a failing speed probe loses nothing
         if not args.skip_speed:
-            out.update(speed_ratios(run_dir, cfg, args.data))
+            out.update(speed_ratios(run_dir, cfg, args.data, ratios))
 
     variants = out["variants"]
     first = variants[DEFAULT_VARIANT]
