@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import click
 
-from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, checkpoint_option, device_option,
-                          echo, echo_report, image_size_option, known_layout, masks_option, name_list,
-                          not_training_state, quiet_option, report_options, training_config, training_options,
-                          workers_option)
+from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, check_report_only,
+                          checkpoint_option, device_option, echo, echo_report, image_size_option, known_layout,
+                          masks_option, name_list, not_training_state, quiet_option, report_options, training_config,
+                          training_options, workers_option)
 from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 
@@ -385,6 +385,7 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, groups_without_masks,
                                  nothing_labelled, problems_of, samples_of)
 
+    check_report_only(report, "thumbnail")
     explicit = groups or []
     check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
     if report:
@@ -484,6 +485,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     from coseg.predict import predict_folder
     from coseg.report.build import REPORT_NAME, files_folder, remove_report
 
+    check_report_only(report, "thumbnail")
     named_like_report = [name for name in (REPORT_NAME, files_folder(Path(REPORT_NAME)).name)
                          if (input_dir / name).exists()]
     masks_named_like_report = bool(named_like_report)

@@ -306,6 +306,21 @@ def report_options(what: str) -> Callable:
     return decorate
 
 
+def check_report_only(report: bool, *names: str) -> None:
+    """Without ``--report``, refuse (usage error) the report's options ``names`` given on the command line, which
+    nothing would read."""
+    if report:
+        return
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [name for name in names if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags}: an option of the report, which only --report writes: add --report, or leave "
+                               f"{'it' if len(given) == 1 else 'them'} out")
+
+
 def echo(text: str) -> None:
     """Print a line of a command's output; undecodable bytes of file names in it appear as ``\\xNN`` (printing them
     raw fails on a UTF-8 stream)."""

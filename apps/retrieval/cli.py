@@ -8,9 +8,10 @@ from typing import Any, Callable, Optional
 
 import click
 
-from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, checkpoint_option,
-                          device_option, echo, echo_report, image_size_option, known_layout, name_list, quiet_option,
-                          report_options, training_config, training_options, workers_option)
+from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, check_report_only,
+                          checkpoint_option, device_option, echo, echo_report, image_size_option, known_layout,
+                          name_list, quiet_option, report_options, training_config, training_options,
+                          workers_option)
 from apps.retrieval.config import RetrievalTrainConfig
 
 
@@ -111,6 +112,7 @@ def evaluate(checkpoint: Path, data: Path, output: Path, layout: str, split: str
     from coseg.evaluate import overlap_warnings
     from coseg.report.build import build_report
 
+    check_report_only(report, "thumbnail", "report_queries")
     evaluation = evaluate_checkpoint(checkpoint, data, output, layout, split, train_classes, image_size, batch_size,
                                      _device(device), workers, cache_dir, progress=not quiet,
                                      report_queries=report_queries if report else 0)
