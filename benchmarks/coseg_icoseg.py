@@ -395,9 +395,9 @@ def main() -> None:
     parser.add_argument("--speed-of", type=Path, metavar="RUN_DIR",
                         help="no training: measure the speed ratios of a finished run (its config.yaml, best.*)")
     parser.add_argument("--ratios", default=",".join(SPEED_RATIOS), metavar="NAMES",
-                        help="the speed ratios to measure, comma-separated (default: all; predict_vs_forward, which "
-                             "also gives the edge filter's and colour cut's shares, takes the longest: ~1 h for the "
-                             "default ensemble)")
+                        help="the speed ratios to measure, comma-separated (default: all, which had not finished after "
+                             "22 minutes for the default ensemble; predict_vs_forward also gives the edge filter's "
+                             "and colour cut's shares)")
     parser.add_argument("--scores-of", type=Path, metavar="RUN_DIR",
                         help="no training: score a finished run's best model (its config.yaml picks the validation "
                              "groups) with the current inference")

@@ -1,6 +1,6 @@
-"""benchmarks/coseg_icoseg.py --ratios: the speed ratios measured are those named (all of them take over an hour for
-the default ensemble, predict_vs_forward most of it); an unknown name, or --ratios where no ratio is measured, is
-refused in one line before any work."""
+"""benchmarks/coseg_icoseg.py --ratios: the speed ratios measured are those named (all of them had not finished
+after 22 minutes for the default ensemble); an unknown name, or --ratios where no ratio is measured, is refused in one
+line before any work."""
 from __future__ import annotations
 
 import json
