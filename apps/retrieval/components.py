@@ -10,7 +10,6 @@ is one of a single sampler's options with a default of its own (``DEFAULTED``) s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -167,10 +166,9 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
                 hook = TRAINING_HOOKS.get(name)(cfg, parts)
             parts.hooks.append(hook)
             taken |= set(hook.options)
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     unused = [name for name in (*TUNABLE, "distance", "align_centroids", "class_tree")
               if getattr(cfg, name) is not None and name not in taken]
-    unused += [name for name in DEFAULTED if getattr(cfg, name) != defaults[name] and name not in taken]
+    unused += [name for name in cfg.changed(*DEFAULTED) if name not in taken]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ConfigError(f"{flags} set but not used by loss '{cfg.loss}', miner '{cfg.miner or 'none'}' or sampler "

@@ -4,7 +4,7 @@ Component options left unset (None) keep the default of the component that takes
 one that no chosen component takes is an error, so a typo or a mismatched option never goes unnoticed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from coseg.config import INPUT_NORMALIZATION_HELP, check_input_normalization, option
@@ -133,3 +133,8 @@ class RetrievalTrainConfig:
 
     def __post_init__(self) -> None:
         check_input_normalization(self)
+
+    def changed(self, *names: str) -> list[str]:
+        """Those of the fields ``names`` set to another value than their default."""
+        default = {f.name: f.default for f in fields(self)}
+        return [name for name in names if getattr(self, name) != default[name]]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -332,11 +332,10 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
     check_seed(cfg)
     # a negative rate or weight would train away from the objective (AdamW checks only its default rate)
     check_at_least(cfg, 0, "lr", "backbone_lr", "loss_lr", "weight_decay", "zero_mean_weight", "proximity_weight")
-    default = {f.name: f.default for f in fields(RetrievalTrainConfig)}
 
     def changed(*names: str) -> str:
         """``--name value`` of each of ``names`` set to another value than its default, comma-separated."""
-        return ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in names if getattr(cfg, n) != default[n])
+        return ", ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in cfg.changed(*names))
 
     if cfg.mode == "end_to_end":
         stage_options = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
