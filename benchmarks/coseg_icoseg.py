@@ -7,6 +7,8 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=1              # one run of the whole budget
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --ratios train_vs_plain --out t.json
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --ratios predict_vs_forward --rounds 6 \
+        --out p.json                                                              # fewer paired rounds
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
 Prints per-group and mean P/J (percent, at the original resolution, per image, then per group, then over groups) of
@@ -278,21 +280,23 @@ SPEED_RATIOS = ("triplet_share", "predict_vs_forward", "train_vs_plain")
 colour cut's shares of the group inference."""
 
 
-def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path,
-                 ratios: Sequence[str] = SPEED_RATIOS) -> dict[str, Any]:
-    """The side-by-side speed measurements ``ratios`` (of :data:`SPEED_RATIOS`) of the run's best model (rounded);
-    an ensemble's training ones on its first member."""
+def speed_ratios(run_dir: Path, cfg: CosegTrainConfig, data: Path, ratios: Sequence[str] = SPEED_RATIOS,
+                 rounds: Optional[int] = None) -> dict[str, Any]:
+    """The side-by-side speed measurements ``ratios`` (of :data:`SPEED_RATIOS`) of the run's best model (rounded),
+    each in ``rounds`` paired rounds (default: each measurement's own); an ensemble's training ones on its first
+    member."""
     model_path = run_dir / "best.safetensors"
     trained = trained_model(run_dir, cfg)
+    given = {} if rounds is None else {"rounds": rounds}
     out: dict[str, Any] = {}
     if "triplet_share" in ratios:
-        out.update(measure_triplet_share(load_model(trained), cfg))
+        out.update(measure_triplet_share(load_model(trained), cfg, **given))
     if "predict_vs_forward" in ratios:
         scan = find_samples(data, "icoseg")
         test = samples_of(scan, choose_groups(scan, data / "splits.json", "test8", []))
-        out.update(measure_predict_vs_forward(model_path, cfg.image_size, test))
+        out.update(measure_predict_vs_forward(model_path, cfg.image_size, test, **given))
     if "train_vs_plain" in ratios:
-        out.update(measure_train_vs_plain(trained, cfg, data))
+        out.update(measure_train_vs_plain(trained, cfg, data, **given))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -398,6 +402,10 @@ def main() -> None:
                         help="the speed ratios to measure, comma-separated (default: all, which had not finished after "
                              "22 minutes for the default ensemble; predict_vs_forward also gives the edge filter's "
                              "and colour cut's shares)")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="paired rounds of each speed ratio (default: 25, train_vs_plain 24; predict_vs_forward's "
+                             "25 had not finished after 20 minutes for the default ensemble: each round times "
+                             "predict, the same inference and the colour cut alone)")
     parser.add_argument("--scores-of", type=Path, metavar="RUN_DIR",
                         help="no training: score a finished run's best model (its config.yaml picks the validation "
                              "groups) with the current inference")
@@ -417,8 +425,13 @@ def main() -> None:
     unknown = [name for name in ratios if name not in SPEED_RATIOS] or ([] if ratios else ["''"])
     if unknown:
         parser.error(f"--ratios: unknown ratio(s) {', '.join(unknown)}; choose among {', '.join(SPEED_RATIOS)}")
-    if (args.skip_speed or args.scores_of) and args.ratios != parser.get_default("ratios"):
-        parser.error("--ratios cannot be used with --skip-speed or --scores-of, which measure no speed ratio")
+    speed_options = [option for option, given in (("--ratios", args.ratios != parser.get_default("ratios")),
+                                                  ("--rounds", args.rounds is not None)) if given]
+    if (args.skip_speed or args.scores_of) and speed_options:
+        parser.error(f"{', '.join(speed_options)} cannot be used with --skip-speed or --scores-of, which measure no "
+                     "speed ratio")
+    if args.rounds is not None and args.rounds < 2:
+        parser.error(f"--rounds must be at least 2 (a ratio's spread needs two rounds), got {args.rounds}")
     if finished is None and args.minutes is None:
         parser.error("--minutes is required (unless --speed-of or --scores-of)")
     if args.minutes is not None and not (0 <= args.minutes < float("inf")):
@@ -456,7 +469,7 @@ def main() -> None:
                 load_model(model_file)  # a file that is not a model, or another kind's: refused before the work
     check_writable(args.out)
     if args.speed_of:
-        out = speed_ratios(args.speed_of, cfg, args.data, ratios)
+        out = speed_ratios(args.speed_of, cfg, args.data, ratios, args.rounds)
         print("\n".join(f"{k}: {v}" for k, v in out.items()))
         write_json(args.out, out)
         return
@@ -475,7 +488,7 @@ def main() -> None:
                         for f in result.members]})
         write_json(args.out, out)  # quality first: a failing speed probe loses nothing
         if not args.skip_speed:
-            out.update(speed_ratios(run_dir, cfg, args.data, ratios))
+            out.update(speed_ratios(run_dir, cfg, args.data, ratios, args.rounds))
 
     variants = out["variants"]
     first = variants[DEFAULT_VARIANT]
