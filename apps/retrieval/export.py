@@ -271,20 +271,24 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
                   shard_size: int = 1024, index: str = "flat", progress: bool = False,
                   overwrite: bool = False) -> ExportReport:
     """Export the images under ``input_dir`` into ``output_dir`` (see the module docstring). Never writes inside
-    ``input_dir``. Raises ``ValueError`` for a ``batch_size`` or ``shard_size`` below 1 or ``workers`` no integer
-    >= 0, when no image is readable, when another export is writing to ``output_dir``, when ``checkpoint`` is
-    replaced while it is loaded (``load_snapshot``), and, unless ``overwrite``, when ``output_dir`` holds a finished
-    export of another folder or by another model, or files named like an export's that no export wrote."""
+    ``input_dir``. Raises ``ValueError`` for a ``batch_size`` or ``shard_size`` no integer >= 1 or ``workers`` no
+    integer >= 0 (numpy integers are taken), when ``output_dir`` is a file, when no image is readable, when another
+    export is writing to ``output_dir``, when ``checkpoint`` is replaced while it is loaded (``load_snapshot``), and,
+    unless ``overwrite``, when ``output_dir`` holds a finished export of another folder or by another model, or files
+    named like an export's that no export wrote."""
     input_dir, output_dir, checkpoint = Path(input_dir), Path(output_dir), Path(checkpoint)
     if not input_dir.is_dir():
         raise ValueError(f"{printable(input_dir)}: " + ("a file, not a folder of images" if input_dir.exists()
                                                         else "input folder not found"))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{printable(output_dir)}: a file, not a folder to export into; choose another output folder")
     if output_dir.resolve().is_relative_to(input_dir.resolve()):
         raise ValueError(f"{printable(output_dir)} is inside the input folder {printable(input_dir)}: choose an output "
                          "folder elsewhere (export never writes into its input)")
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    check_count(batch_size, 1, "batch_size")
+    check_count(shard_size, 1, "shard_size")
     check_count(workers, 0, "workers")  # DataLoader's own message names no option, after .shards/ is made
+    batch_size, shard_size, workers = int(batch_size), int(shard_size), int(workers)  # DataLoader takes no numpy ints
     if index not in INDEX_TYPES:
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)

@@ -81,11 +81,12 @@ def _record_unchanged(record: Path, info: dict) -> bool:
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
-    """The rows of an export's ``manifest.csv`` (UTF-8; a byte-order mark, as spreadsheets write, is allowed); a file
-    that is not one (another encoding, no ``path`` or ``label`` column) is a ``ValueError`` naming it."""
+    """The rows of an export's ``manifest.csv`` (UTF-8; a byte-order mark, as spreadsheets write, is allowed; a row
+    cut short has empty values for its missing columns); a file that is not one (another encoding, no ``path`` or
+    ``label`` column) is a ``ValueError`` naming it."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, restval="")
             rows, columns = list(reader), reader.fieldnames or []  # an empty file's: read while it is open
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{printable(path)}: not the manifest of an export ({e}); export again") from None
@@ -149,26 +150,31 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     """Embed ``queries`` (image files or folders) with the model of the export in ``index_dir`` and search its
     index: the ``k`` nearest per query (every exported image when it holds fewer), nearest first; an image named twice
     is searched once. Unreadable queries are skipped and listed. With ``output``, the rows are also written there as
-    CSV (query, rank, path, label, distance). Raises ``ValueError`` when no query is readable (or given), when the
-    export is unfinished, damaged, inconsistent (its ``model.safetensors`` another model than the one that embedded
-    it, its ``index.faiss`` or the paths of its ``manifest.csv`` another export's, too) or replaced while it is
-    read, and when ``output`` is a folder, one of the export's files or a query image. An export written before
-    ``export.json`` recorded those digests is searched with a warning (``SearchResult.warnings``)."""
+    CSV (query, rank, path, label, distance). Raises ``ValueError`` for a ``k`` or ``batch_size`` that is no integer
+    >= 1 (numpy integers are taken), when no query is readable (or given), when the export is unfinished, damaged,
+    inconsistent (its ``model.safetensors`` another model than the one that embedded it, its ``index.faiss`` or the
+    paths of its ``manifest.csv`` another export's, too) or replaced while it is read, and when ``output`` is a
+    folder, one of the export's files or a query image. An export written before ``export.json`` recorded those
+    digests is searched with a warning (``SearchResult.warnings``)."""
+    check_count(k, 1, "k")
+    check_count(batch_size, 1, "batch_size")  # DataLoader's own message names no argument, after the model loaded
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
-        raise ValueError(f"{printable(index_dir)}: no finished export here (export.json missing); run `coseg retrieval "
-                         "export` first")
+        why = ("export.json missing" if index_dir.is_dir() else
+               "a file, not a folder" if index_dir.exists() else "no such folder")
+        raise ValueError(f"{printable(index_dir)}: no finished export here ({why}); run `coseg retrieval export` first")
     missing = [name for name in FILES if not (index_dir / name).is_file()]
     if missing:
         raise ValueError(f"{printable(index_dir)}: incomplete export ({', '.join(missing)} missing); export again")
-    check_count(k, 1, "k")
     info = read_record(record)
     recorded_size = info.get("image_size")
     if type(recorded_size) is not int or recorded_size < 1:
         raise ValueError(f"{printable(record)}: image_size {recorded_size!r} is no image size in pixels (a damaged "
                          "record); export again")
     items, unusable = query_images(queries)
+    if not items and not unusable:
+        raise ValueError("no query image given (queries is empty)")
     if output is not None:
         refuse_to_overwrite(Path(output), index_dir, items)
     device = torch.device(device)
@@ -192,15 +198,14 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
                          "another): queries would be embedded by another model than the index; export again")
     warnings = check_digests(record, info, index_bytes, manifest)
-    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
+    embeddings, positions, errors = embed_shard(model, items, size, device, int(batch_size), workers=0,
+                                                progress=progress)
     if len(positions) == 0:
         unread = [reason for _, reason in errors] + unusable
-        if not unread:
-            raise ValueError("no query image given")
         more = f"; and {len(unread) - SHOWN_UNREAD} more" if len(unread) > SHOWN_UNREAD else ""
         raise ValueError(f"cannot read any query ({len(unread)} unusable file(s) or folder(s)): "
                          f"{'; '.join(unread[:SHOWN_UNREAD])}{more}")
-    wanted = min(k, index.ntotal)
+    wanted = min(int(k), index.ntotal)  # faiss takes no numpy integers
     if hasattr(index, "hnsw"):  # a graph search keeping fewer candidates than it returns finds too few, and worse
         index.hnsw.efSearch = max(index.hnsw.efSearch, wanted)
     squared, found = index.search(np.ascontiguousarray(embeddings), wanted)
