@@ -93,7 +93,8 @@ def _read(path: Path, whole: bool) -> tuple[dict[str, str], bytes]:
     Python reads the file, not safetensors' ``safe_open``, so any name the OS accepts works (``safe_open`` refuses
     a path that is not UTF-8)."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {printable(path)}")
+        folder = " is a folder; a run's model is its best.safetensors" if path.is_dir() else ""
+        raise FileNotFoundError(f"model file not found: {printable(path)}{folder}")
     try:
         with open(path, "rb") as f:
             metadata = _header_metadata(path, f)
