@@ -379,7 +379,7 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
     """Score a model on a labelled data set: P and J (percent) at the ground truth's resolution, averaged per
     group, then over groups."""
     from coseg.data import find_samples, printable, shown_names
-    from coseg.evaluate import evaluate_samples, overlap_warnings, seen_overlap, write_evaluation
+    from coseg.evaluate import evaluate_samples, evaluation_lock, overlap_warnings, seen_overlap, write_evaluation
     from coseg.predict import mask_settings
     from coseg.report.files import PREDICTIONS, check_report_outside, record_model_file, record_path
     from coseg.selection import (check_group_choice, choose_groups, default_splits_file, groups_without_masks,
@@ -390,58 +390,59 @@ def evaluate(checkpoint: Path, data: Path, masks: Optional[Path], layout: str, o
     check_group_choice(explicit, split, splits, "groups to evaluate", ("--groups", "--split", "--splits"))
     if report:
         check_report_outside(output, data)
-    dev = _device(device)
-    model, size = _model(checkpoint, dev, image_size)
-    scan = find_samples(data, layout, masks)
-    chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
-    if not scan.labelled:
-        raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
-    labelled = {s.group for s in scan.labelled}
-    unscored = [printable(g) for g in chosen if g not in labelled]
-    if len(unscored) == len(chosen):
-        raise ValueError(f"none of the {len(chosen)} chosen group(s) has a ground-truth mask ({shown_names(unscored)}; "
-                         f"{scan.layout} layout), so there is nothing to evaluate")
-    refinement, edges = _refinement(refine_iterations, refine_weight), _edges(edge_radius, edge_eps)
-    colour, statistics = _colour(colour_cut, colour_iterations, colour_scale), _statistics(group_statistics)
-    evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
-                                  empty,  # type: ignore[arg-type]
-                                  progress=not quiet, group_mode=group_mode, refinement=refinement,
-                                  predictions=output / PREDICTIONS if report else None, flip=flip, edges=edges,
-                                  colour=colour, statistics=statistics)
-    overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
-    evaluation.summary.update({key: len(names) for key, names in overlap.items()})
-    if unscored:
-        evaluation.summary["unscored_groups"] = unscored
-    record_model_file(evaluation.summary, checkpoint, output)
-    for key, path in (("data", data), ("masks", masks)):  # what was scored, and how
-        if path is not None:
-            record_path(evaluation.summary, key, path, output)
-    evaluation.summary.update({"layout": scan.layout, "split": split and printable(split),
-                               "groups": [printable(g) for g in explicit] or None,
-                               "settings": mask_settings(size, group_mode, refinement, flip, edges, colour,
-                                                         statistics)})
-    write_evaluation(evaluation, output)
-    if unscored:
-        has = "has" if len(unscored) == 1 else "have"
-        echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups {has} no ground-truth mask, so they are not "
-             f"scored and the means are over the others: {', '.join(unscored)}")
-    for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
-        echo(line)
-    _print_summary(evaluation.summary)
-    if evaluation.summary["resized"]:
-        echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
-             "image: scored at theirs, the predictions resized to them")
-    echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
-    if evaluation.unsaved:
-        echo(f"could not save {len(evaluation.unsaved)} predicted mask(s) (their images are scored; the report "
-             "shows no prediction for them):")
-        for _, reason in evaluation.unsaved:
-            echo(f"  {reason}")
-    echo_problems([*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen)])
-    echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
-         + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
-    if report:
-        _report(output, thumbnail, quiet)
+    with evaluation_lock(output):  # before the model is loaded: another evaluate or a predict there is refused
+        dev = _device(device)
+        model, size = _model(checkpoint, dev, image_size)
+        scan = find_samples(data, layout, masks)
+        chosen = choose_groups(scan, default_splits_file(data, splits), split, explicit)
+        if not scan.labelled:
+            raise ValueError(nothing_labelled(data, layout, scan, problems_of(scan, chosen), "evaluate"))
+        labelled = {s.group for s in scan.labelled}
+        unscored = [printable(g) for g in chosen if g not in labelled]
+        if len(unscored) == len(chosen):
+            raise ValueError(f"none of the {len(chosen)} chosen group(s) has a ground-truth mask "
+                             f"({shown_names(unscored)}; {scan.layout} layout), so there is nothing to evaluate")
+        refinement, edges = _refinement(refine_iterations, refine_weight), _edges(edge_radius, edge_eps)
+        colour, statistics = _colour(colour_cut, colour_iterations, colour_scale), _statistics(group_statistics)
+        evaluation = evaluate_samples(model, samples_of(scan, chosen, labelled=False), size, dev, batch_size, workers,
+                                      empty,  # type: ignore[arg-type]
+                                      progress=not quiet, group_mode=group_mode, refinement=refinement,
+                                      predictions=output / PREDICTIONS if report else None, flip=flip, edges=edges,
+                                      colour=colour, statistics=statistics)
+        overlap = seen_overlap(checkpoint, evaluation.summary["per_group"], scan.samples)
+        evaluation.summary.update({key: len(names) for key, names in overlap.items()})
+        if unscored:
+            evaluation.summary["unscored_groups"] = unscored
+        record_model_file(evaluation.summary, checkpoint, output)
+        for key, path in (("data", data), ("masks", masks)):  # what was scored, and how
+            if path is not None:
+                record_path(evaluation.summary, key, path, output)
+        evaluation.summary.update({"layout": scan.layout, "split": split and printable(split),
+                                   "groups": [printable(g) for g in explicit] or None,
+                                   "settings": mask_settings(size, group_mode, refinement, flip, edges, colour,
+                                                             statistics)})
+        write_evaluation(evaluation, output)
+        if unscored:
+            has = "has" if len(unscored) == 1 else "have"
+            echo(f"warning: {len(unscored)} of the {len(chosen)} chosen groups {has} no ground-truth mask, so they are "
+                 f"not scored and the means are over the others: {', '.join(unscored)}")
+        for line in overlap_warnings(overlap, len(evaluation.summary["per_group"])):
+            echo(line)
+        _print_summary(evaluation.summary)
+        if evaluation.summary["resized"]:
+            echo(f"note: {evaluation.summary['resized']} ground-truth mask(s) saved at another resolution than their "
+                 "image: scored at theirs, the predictions resized to them")
+        echo_skipped("file(s) that could not be used", [reason for _, reason in evaluation.skipped])
+        if evaluation.unsaved:
+            echo(f"could not save {len(evaluation.unsaved)} predicted mask(s) (their images are scored; the report "
+                 "shows no prediction for them):")
+            for _, reason in evaluation.unsaved:
+                echo(f"  {reason}")
+        echo_problems([*groups_without_masks(scan, explicit, split), *problems_of(scan, chosen)])
+        echo(f"outputs: {output}/summary.json, {output}/per_image.csv"
+             + (f", predicted masks in {output}/{PREDICTIONS}/" if report else ""))
+        if report:
+            _report(output, thumbnail, quiet)
 
 
 def _report(folder: Path, thumbnail: int, quiet: bool) -> None:

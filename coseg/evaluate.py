@@ -18,9 +18,11 @@ from coseg.atomic import atomic_path, move_atomic, remove_staging_folders, stagi
 from coseg.data import (DataFileError, Sample, groups_sharing_images, printable, read_mask, shown_names,
                         write_png_atomic)
 from coseg.data.io import fit_to_mask
+from coseg.engine.run_lock import folder_lock
 from coseg.inference import NON_FINITE, check_group_steps, group_ids, images_for, predict_dataset
 from coseg.models import EdgeFilter, GroupColourCut, GroupRefinement, GroupStatistics, Model
 from coseg.models.checkpoint import TRAINED_ON, VALIDATED_ON, PathLike, recorded_names
+from coseg.predict import LOCK as PREDICT_LOCK
 from coseg.predict import ONE_FILE_ERRORS, clashes, folder_clashes, output_path
 from coseg.report.build import remove_report
 from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PREDICTIONS, cell_path, path_cell,
@@ -28,6 +30,22 @@ from coseg.report.files import (PREDICTION_INDEX, PREDICTION_INDEX_COLUMNS, PRED
 from coseg.report.segmentation import is_evaluation
 from coseg.scores import EmptyPolicy, ImageScore, check_empty_policy, score_image, summarize
 from metric._checks import check_count
+
+
+LOCK = ".evaluate.lock"
+"""Held in the output folder while `coseg evaluate` writes there (:func:`evaluation_lock`)."""
+
+
+@contextlib.contextmanager
+def evaluation_lock(output: PathLike) -> Iterator[None]:
+    """Hold :data:`LOCK` in the folder ``output`` for the block, and `coseg predict`'s (:data:`coseg.predict.LOCK`: a
+    predict removes the temporary files and the report of the folder it writes): while another evaluate or a predict
+    writes there, ``ValueError`` naming the folder and that process, having written nothing
+    (:func:`~coseg.engine.run_lock.folder_lock`, which also removes ``output`` again if it made it and it is left
+    empty)."""
+    with (folder_lock(output, LOCK, "another `coseg evaluate` is writing there"),
+          folder_lock(output, PREDICT_LOCK, "`coseg predict` is writing there")):
+        yield
 
 
 def seen_overlap(checkpoint: PathLike, evaluated: Iterable[str], samples: Iterable[Sample] = ()
@@ -246,23 +264,28 @@ def remove_earlier_predictions(predictions: Path) -> None:
 
 def _remove_earlier_evaluation(predictions: Path) -> None:
     """Before the masks of a finished evaluation are moved into ``predictions``: remove the earlier evaluation that
-    :func:`write_evaluation` wrote in ``predictions``' folder, its summary.json first (so that none describes other
-    masks), then its report and the masks it saved (:func:`remove_earlier_predictions`)."""
+    :func:`write_evaluation` wrote in ``predictions``' folder, its report first (:func:`remove_report`, which a
+    running `coseg report` of it refuses), then its summary.json (so that none describes other masks) and the masks
+    it saved (:func:`remove_earlier_predictions`)."""
     folder = predictions.parent
     if is_evaluation(folder):
+        remove_report(folder)  # first: refused while a `coseg report` writes it, the earlier evaluation is whole
         (folder / "summary.json").unlink()
-        remove_report(folder)
     remove_earlier_predictions(predictions)
 
 
 def write_evaluation(evaluation: Evaluation, output: Path) -> None:
     """``output/summary.json`` (percent; NaN written as null) and ``output/per_image.csv`` (percent), each
     atomically; with saved predictions also ``output/predictions/index.csv`` (which files each saved mask belongs
-    to, read by the report); without them an earlier evaluation's index.csv, the masks it lists and report
-    (report.html and its PNG folder) are removed, and so are the masks a killed one left staged
+    to, read by the report); without them an earlier evaluation's report (report.html and its PNG folder; first, and
+    while a `coseg report` writes it ``ValueError``, nothing written: :func:`remove_report`), index.csv and the masks
+    it lists are removed, and so are the masks a killed one left staged
     (:func:`~coseg.atomic.remove_staging_folders`). summary.json is written last, and an earlier one is removed once
     the new per_image.csv is ready to replace the old: where summary.json is, per_image.csv and index.csv beside it
-    are of the same evaluation (an interrupted write leaves the old set whole, or no summary.json)."""
+    are of the same evaluation (an interrupted write leaves the old set whole, or no summary.json). `coseg evaluate`
+    holds :func:`evaluation_lock` of ``output`` around the evaluation and this, so that no other run writes there."""
+    if not evaluation.predicted:  # first: refused while a `coseg report` writes it, the earlier evaluation is whole
+        remove_report(output)
     s = evaluation.summary
     summary = {
         "P": _finite(s["P"]), "J": _finite(s["J"]),
@@ -291,8 +314,7 @@ def write_evaluation(evaluation: Evaluation, output: Path) -> None:
                              *path_cells(sample.mask, folder), int(sample.any_nonzero),  # type: ignore[arg-type]
                              path_cell(os.path.relpath(saved.resolve(), folder))])
         write_text_atomic(output / PREDICTIONS / PREDICTION_INDEX, buf.getvalue())
-    else:  # masks and a report left by an earlier evaluate --report (or a killed one) are not this evaluation's
+    else:  # masks left by an earlier evaluate --report (or a killed one) are not this evaluation's
         remove_earlier_predictions(output / PREDICTIONS)
         remove_staging_folders(output / PREDICTIONS)
-        remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -68,6 +68,8 @@ class LocksUnsupported(OSError):
 
 
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+_UNLOCKED: set[Path] = set()
+"""The folders this process was warned of as taking no lock (:func:`folder_lock`)."""
 
 
 def _release(fd: int, path: Path) -> None:
@@ -119,14 +121,19 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder: PathLike, lock_file: str, busy: str, option: str = "--output") -> Iterator[None]:
-    """Hold the lock ``folder/lock_file`` for the block, creating the folder; while another process holds it, raise
-    ``ValueError`` naming the folder, ``busy`` (what is running there), that process and the ``option`` that chose
-    the folder, having written nothing. On a file system that takes no lock, the block runs unlocked after a warning.
-    The lock file holds this process's pid and host and is removed on leaving; a folder this creates is removed
-    again when the block fails leaving it empty."""
+    """Hold the lock ``folder/lock_file`` for the block, creating the folder (``FileExistsError`` naming a file or a
+    link to a missing folder in its way); while another process holds it, raise ``ValueError`` naming the folder,
+    ``busy`` (what is running there), that process and the ``option`` that chose the folder, having written nothing.
+    On a file system that takes no lock, the block runs unlocked after a warning (once a folder in a process). The
+    lock file holds this process's pid and host and is removed on leaving; a folder this creates is removed again
+    when the block fails leaving it empty."""
     folder = Path(folder)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:  # "File exists" alone, for a link to a folder that is not there
+        raise FileExistsError(e.errno, "a file or a link to a missing folder is where a folder goes", e.filename
+                              ) from None
     path = folder / lock_file
     unsupported: Optional[LocksUnsupported] = None
     try:
@@ -134,8 +141,10 @@ def folder_lock(folder: PathLike, lock_file: str, busy: str, option: str = "--ou
     except LocksUnsupported as e:
         fd, unsupported = None, e
         path.unlink(missing_ok=True)
-        print(f"warning: {printable(folder)} is on a file system that takes no lock ({e}): going on unlocked, so a "
-              "second run into it would not be refused; see that none starts", file=sys.stderr)
+        if folder.resolve() not in _UNLOCKED:  # once: a run takes several locks there (evaluate, report)
+            _UNLOCKED.add(folder.resolve())
+            print(f"warning: {printable(folder)} is on a file system that takes no lock ({e}): going on unlocked, so "
+                  "a second run into it would not be refused; see that none starts", file=sys.stderr)
     if fd is None and unsupported is None:
         raise ValueError(f"{printable(folder)}: {busy} ({_holder(path)}); wait until it ends, or choose another "
                          f"{option}")

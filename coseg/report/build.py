@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import yaml
 
@@ -87,14 +87,40 @@ def is_report(page: Path) -> bool:
 def remove_report(folder: Path) -> None:
     """Remove ``folder/report.html`` and its PNG folder, an earlier evaluation's report that a new evaluation
     written without ``--report`` would leave showing the earlier scores; a page or a PNG folder holding files no
-    report wrote is left alone."""
+    report wrote is left alone. While a `coseg report` writes that page (it holds :func:`_report_locks`), nothing is
+    removed: ``ValueError`` naming the folder, the page and that process."""
     page = folder / REPORT_NAME
-    if is_report(page):
-        page.unlink()
     files = files_folder(page)
+    if not _earlier_report(page, files):
+        return  # nothing to remove: no lock taken, no lock file made in a folder perhaps read-only
+    with _report_locks(page, files, f"`coseg report` is writing {printable(page.name)} there, which this run would "
+                       "remove", f"`coseg report` is writing pictures into {printable(files.name)} there, which this "
+                       "run would remove"):
+        for path in _earlier_report(page, files):  # again: the report that held the locks may have replaced them
+            if path == files:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _earlier_report(page: Path, files: Path) -> list[Path]:
+    """Of the ``page`` and its PNG folder ``files``, those a report wrote: the page if :func:`is_report`, the folder
+    if it holds only files a report (or a file browser) leaves there."""
+    found = [page] if is_report(page) else []
     if files.is_dir() and not files.is_symlink() and all(
             REPORT_FILE.fullmatch(p.name) or BROWSER_FILE.fullmatch(p.name) for p in files.iterdir()):
-        shutil.rmtree(files)
+        found.append(files)
+    return found
+
+
+@contextlib.contextmanager
+def _report_locks(page: Path, files: Path, busy_page: str, busy_files: str) -> Iterator[None]:
+    """Hold the locks of the report ``page`` for the block: the page's, then its pictures folder's (``files``), which
+    pages of one stem (x.html, x.htm) share; while another process holds one, ``ValueError`` naming the folder,
+    ``busy_page`` or ``busy_files`` and that process (:func:`~coseg.engine.run_lock.folder_lock`)."""
+    with (folder_lock(page.parent, fitted_name(f".{page.name}", ".lock"), busy_page),
+          folder_lock(files.parent, fitted_name(f".{files.name}", ".lock"), busy_files)):
+        yield
 
 
 def _enterable(folder: Path) -> bool:
@@ -205,12 +231,9 @@ def build_report(folder: PathLike, output: Optional[PathLike] = None, per_group:
                          f"{_left_out(left_out, root, '; folders ')}")
     _check_outside_data(files, [folder for _, folder, _ in plan])
     try:
-        # the page's lock, then its pictures folder's, which pages of one stem (x.html, x.htm) share
-        with (folder_lock(page_path.parent, fitted_name(f".{page_path.name}", ".lock"),
-                          "another `coseg report` is writing this report"),
-              folder_lock(files.parent, fitted_name(f".{files.name}", ".lock"),
-                          f"another `coseg report` is writing a report whose pictures go to {printable(files.name)} "
-                          "too")):
+        with _report_locks(page_path, files, "another `coseg report` is writing this report",
+                           f"another `coseg report` is writing a report whose pictures go to {printable(files.name)} "
+                           "too"):
             return _write(root, page_path, files, plan, left_out, unshown)
     except OSError as e:
         raise _cannot_write(page_path, e) from None
