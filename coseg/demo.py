@@ -50,11 +50,11 @@ def run_demo(output: Path, minutes: float = 3.0, device: str = "auto", quiet: bo
                            overwrite=True)  # a second demo replaces the first
     test_groups = json.loads((data / "splits.json").read_text())["test"]
     # the first demo's scores, report, masks and overlays describe the checkpoint the training replaces: gone even if
-    # it is interrupted
+    # it is interrupted; the report first, which a `coseg report` writing it refuses
+    remove_report(output)
     for name in ("summary.json", "per_image.csv"):
         (output / name).unlink(missing_ok=True)
     remove_earlier_predictions(output / PREDICTIONS)
-    remove_report(output)
     remove_earlier_masks(output, data / "images", test_groups)
     result = train(cfg)
     dev = resolve_device(device)

@@ -416,7 +416,8 @@ def _locked(output_dir: Path, overlays: Optional[Path]) -> Iterator[None]:
     with contextlib.ExitStack() as locks:
         for folder, option in ((output_dir, "--output"), (overlays, "--overlays")):
             if folder is not None:
-                locks.enter_context(folder_lock(folder, LOCK, "another `coseg predict` is writing there", option))
+                locks.enter_context(folder_lock(folder, LOCK, "another `coseg predict` or a `coseg evaluate` is "
+                                                "writing there", option))
         yield
 
 

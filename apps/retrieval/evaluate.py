@@ -116,13 +116,14 @@ def write_evaluation(summary: dict, embeddings: torch.Tensor, dataset: Retrieval
     (:func:`write_report_files`, of the images ``kept``); an earlier summary.json is removed first and report files
     of an earlier evaluation (report.html too) are removed when this one writes none, so where summary.json is, the
     report files beside it are of the same evaluation (an interrupted write leaves no summary.json)."""
+    if report_queries <= 0:  # first: refused while a `coseg report` writes it, the earlier evaluation is whole
+        remove_report(output)
     (output / "summary.json").unlink(missing_ok=True)
     if report_queries > 0:
         write_report_files(embeddings, dataset, classes, output, report_queries, kept=kept)
     else:
         for name in (NEIGHBOURS, RECALL_CURVE):
             (output / name).unlink(missing_ok=True)
-        remove_report(output)
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
