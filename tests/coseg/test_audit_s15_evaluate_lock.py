@@ -119,7 +119,8 @@ def test_a_predict_into_a_folder_an_evaluate_writes_is_refused(setup, monkeypatc
     monkeypatch.setattr(evaluate_module, "write_evaluation", write)
     code, output = evaluate(data, model, out)
     assert code == 0, output
-    assert refused and refused[0].startswith(f"{out}: another `coseg predict` or a `coseg evaluate` is writing there (pid ")
+    assert refused and refused[0].startswith(f"{out}: another `coseg predict` or a `coseg evaluate` is writing there "
+                                             "(pid ")
     assert sorted(p.name for p in out.iterdir()) == ["per_image.csv", "summary.json"]  # no mask of the predict
 
 

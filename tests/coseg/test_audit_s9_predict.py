@@ -78,8 +78,8 @@ def test_a_second_run_into_a_folder_a_run_writes_is_refused(tmp_path, shared):
     first = predict_folder(model, 16, tmp_path / "in", out, CPU, overlays=overlays, progress=False)
     assert first.written == 2
     shared_folder = out if shared == "masks" else overlays
-    assert model.error == f"{shared_folder}: another `coseg predict` or a `coseg evaluate` is writing there (pid {os.getpid()} on host " \
-                          f"{os.uname().nodename}); wait until it ends, or choose another " \
+    assert model.error == f"{shared_folder}: another `coseg predict` or a `coseg evaluate` is writing there " \
+                          f"(pid {os.getpid()} on host {os.uname().nodename}); wait until it ends, or choose another " \
                           + ("--output" if shared == "masks" else "--overlays")
     assert not elsewhere.exists()  # the refused run wrote nothing, not even its folder
     for folder in (out, overlays):  # the first run's masks, of its settings; the locks went with it
