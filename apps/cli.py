@@ -533,12 +533,15 @@ def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path]
     group, stratified by subset), to use with `train --train-split train` and `evaluate --split test`."""
     from coseg.atomic import write_text_atomic
     from coseg.data import find_samples, groups_sharing_images, printable, train_test_split
+    from coseg.selection import nothing_labelled
 
     output = output or data / "splits.json"
     exists = f"{printable(output)} exists; choose another --output (it is never replaced)"
     if output.is_symlink() or output.exists():
         raise ValueError(exists)
     scan = find_samples(data, layout, masks)
+    if not scan.labelled:  # as train and evaluate say it, with the first unpaired file (did you mean X/SBCoseg?)
+        raise ValueError(nothing_labelled(data, layout, scan, scan.problems, "split"))
     labelled = {s.group for s in scan.labelled}
     subsets = {g: s for g, s in scan.group_subsets().items() if g in labelled}
     if len(subsets) < 2:

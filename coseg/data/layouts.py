@@ -132,6 +132,11 @@ class LayoutError(ValueError):
     """The folder does not hold a usable data set in the requested layout."""
 
 
+class MasksRootError(LayoutError):
+    """A separate mask folder given to a layout that keeps its masks beside the images: the data folder is not at
+    fault."""
+
+
 ScanFn = Callable[[Path, Optional[Path]], tuple[list[Sample], list[Problem]]]
 LAYOUTS: Registry = Registry("layout")
 
@@ -512,8 +517,8 @@ def scan_icoseg(root: Path, masks_root: Optional[Path]) -> tuple[list[Sample], l
 
 def _no_masks_root(layout: str, masks_root: Optional[Path]) -> None:
     if masks_root is not None:
-        raise LayoutError(f"layout '{layout}' keeps masks beside the images: a separate mask folder (--masks, "
-                          f"masks_root) does not apply")
+        raise MasksRootError(f"layout '{layout}' keeps masks beside the images: a separate mask folder (--masks, "
+                             f"masks_root) does not apply")
 
 
 def _groundtruth_folder(group: Path) -> Optional[Path]:
@@ -653,6 +658,8 @@ def find_samples(root: PathLike, layout: str = "auto", masks_root: Optional[Path
     scan: ScanFn = LAYOUTS.get(name)
     try:
         samples, problems = scan(root, None if masks_root is None else Path(masks_root))
+    except MasksRootError:
+        raise
     except LayoutError as e:
         raise LayoutError(f"{e}{_nested_hint(root, '; ')}") from None
     if not samples:
