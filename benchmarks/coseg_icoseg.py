@@ -7,8 +7,7 @@
     .venv/bin/python benchmarks/coseg_icoseg.py ... --set members=1              # one run of the whole budget
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --out speed.json  # ratios only
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --ratios train_vs_plain --out t.json
-    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --ratios predict_vs_forward --rounds 6 \
-        --out p.json                                                              # fewer paired rounds
+    .venv/bin/python benchmarks/coseg_icoseg.py --data ... --speed-of RUN_DIR --rounds 5 --out p.json  # fewer rounds
     .venv/bin/python benchmarks/coseg_icoseg.py --data ... --scores-of RUN_DIR --out scores.json  # P/J only
 
 Prints per-group and mean P/J (percent, at the original resolution, per image, then per group, then over groups) of

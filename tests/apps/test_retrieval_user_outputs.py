@@ -102,7 +102,7 @@ def test_search_names_a_damaged_record_image_size(export, data, tmp_path, size):
 
 
 def test_export_refuses_a_batch_size_below_one_before_writing(models, data, tmp_path):
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         export_folder(models[0], data, tmp_path / "index", batch_size=0)
     assert not (tmp_path / "index").exists()
 
