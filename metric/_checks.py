@@ -25,10 +25,12 @@ def outside_unit_range(x: torch.Tensor, slack: float = 0.0) -> Optional[tuple[fl
     return low, high, int(x.isnan().sum())
 
 
-def check_count(value: Any, minimum: int, name: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is an integer (:func:`is_integer`) >= ``minimum``."""
+def check_count(value: Any, minimum: int, name: str) -> int:
+    """``value`` as a Python int (what the data loader and faiss take of a numpy integer); ``ValueError`` unless it is
+    an integer (:func:`is_integer`) >= ``minimum``."""
     if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_finite_number(value: float, name: str) -> None:

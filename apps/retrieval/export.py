@@ -285,10 +285,8 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
     if output_dir.resolve().is_relative_to(input_dir.resolve()):
         raise ValueError(f"{printable(output_dir)} is inside the input folder {printable(input_dir)}: choose an output "
                          "folder elsewhere (export never writes into its input)")
-    check_count(batch_size, 1, "batch_size")
-    check_count(shard_size, 1, "shard_size")
-    check_count(workers, 0, "workers")  # DataLoader's own message names no option, after .shards/ is made
-    batch_size, shard_size, workers = int(batch_size), int(shard_size), int(workers)  # DataLoader takes no numpy ints
+    batch_size, shard_size = check_count(batch_size, 1, "batch_size"), check_count(shard_size, 1, "shard_size")
+    workers = check_count(workers, 0, "workers")  # DataLoader's own message names no option, after .shards/ is made
     if index not in INDEX_TYPES:
         raise ValueError(f"unknown index type '{index}'; valid: {', '.join(INDEX_TYPES)}")
     device = torch.device(device)

@@ -156,8 +156,8 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     paths of its ``manifest.csv`` another export's, too) or replaced while it is read, and when ``output`` is a
     folder, one of the export's files or a query image. An export written before ``export.json`` recorded those
     digests is searched with a warning (``SearchResult.warnings``)."""
-    check_count(k, 1, "k")
-    check_count(batch_size, 1, "batch_size")  # DataLoader's own message names no argument, after the model loaded
+    k = check_count(k, 1, "k")
+    batch_size = check_count(batch_size, 1, "batch_size")  # DataLoader's own message names no argument, after loading
     index_dir = Path(index_dir)
     record = index_dir / "export.json"
     if not record.is_file():
@@ -198,14 +198,13 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
         raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
                          "another): queries would be embedded by another model than the index; export again")
     warnings = check_digests(record, info, index_bytes, manifest)
-    embeddings, positions, errors = embed_shard(model, items, size, device, int(batch_size), workers=0,
-                                                progress=progress)
+    embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
         unread = [reason for _, reason in errors] + unusable
         more = f"; and {len(unread) - SHOWN_UNREAD} more" if len(unread) > SHOWN_UNREAD else ""
         raise ValueError(f"cannot read any query ({len(unread)} unusable file(s) or folder(s)): "
                          f"{'; '.join(unread[:SHOWN_UNREAD])}{more}")
-    wanted = min(int(k), index.ntotal)  # faiss takes no numpy integers
+    wanted = min(k, index.ntotal)
     if hasattr(index, "hnsw"):  # a graph search keeping fewer candidates than it returns finds too few, and worse
         index.hnsw.efSearch = max(index.hnsw.efSearch, wanted)
     squared, found = index.search(np.ascontiguousarray(embeddings), wanted)
