@@ -115,8 +115,9 @@ def read_index(path: Path, data: Optional[bytes] = None):  # noqa: ANN201 - a fa
 def check_digests(record: Path, info: dict, index_bytes: bytes, manifest: list[dict[str, str]]) -> list[str]:
     """Raise ``ValueError`` when ``index.faiss`` (its bytes ``index_bytes``) or the paths of ``manifest.csv`` (its
     rows ``manifest``) beside the export record ``record`` (contents ``info``) are not those it was written with
-    (copied from another export: the index's rows would name the wrong images); a record of an earlier version,
-    which holds no digests, gives a warning instead."""
+    (damaged, or copied from another export: the index's rows would name the wrong images); a record of an earlier
+    version, which holds no digests, gives a warning instead. Call it before faiss reads ``index_bytes``: a file
+    export.json does not vouch for could make faiss allocate what its header claims."""
     if INDEX_DIGEST not in info:
         return [f"{printable(record)} records no digest of index.faiss and manifest.csv (an export by an earlier "
                 f"version), so it cannot be checked that they are this export's: run the export again to record them"]
@@ -125,8 +126,8 @@ def check_digests(record: Path, info: dict, index_bytes: bytes, manifest: list[d
     for key, name in ((INDEX_DIGEST, "index.faiss"), (MANIFEST_DIGEST, "manifest.csv")):
         if found[key] != info.get(key):
             raise ValueError(f"{printable(record.parent / name)} is not the {name} {printable(record)} was written "
-                             f"with (its {key} differs: copied from another export?): the rows of index.faiss would "
-                             "name the wrong images of manifest.csv; export again")
+                             f"with (its {key} differs: damaged, or copied from another export?): the rows of "
+                             "index.faiss would name the wrong images of manifest.csv; export again")
     return []
 
 
@@ -182,11 +183,12 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     model, size, snapshot = load_snapshot(model_file, device, recorded_size)  # the bytes it loaded, hashed below
     index_file = index_dir / "index.faiss"
     index_bytes = index_file.read_bytes()
-    index = read_index(index_file, index_bytes)
     manifest = read_manifest(index_dir / "manifest.csv")
     if not _record_unchanged(record, info):
         raise ValueError(f"{printable(index_dir)}: the export was replaced while search read it (an export is writing "
                          "there); search again when it ends")
+    warnings = check_digests(record, info, index_bytes, manifest)
+    index = read_index(index_file, index_bytes)
     if index.ntotal != len(manifest):
         raise ValueError(f"{printable(index_dir)}: index.faiss holds {index.ntotal} vectors but manifest.csv "
                          f"{len(manifest)} rows; export again")
@@ -197,7 +199,6 @@ def search_export(index_dir: PathLike, queries: Sequence[PathLike], k: int = 10,
     if "model" in info and hashlib.sha1(snapshot).hexdigest() != info["model"]:
         raise ValueError(f"{printable(model_file)} is not the model that embedded this export (export.json records "
                          "another): queries would be embedded by another model than the index; export again")
-    warnings = check_digests(record, info, index_bytes, manifest)
     embeddings, positions, errors = embed_shard(model, items, size, device, batch_size, workers=0, progress=progress)
     if len(positions) == 0:
         unread = [reason for _, reason in errors] + unusable

@@ -169,7 +169,8 @@ def test_a_manifest_saved_by_a_spreadsheet_is_read(collection, export, tmp_path)
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("index.faiss", None, r"index\.faiss: not a faiss index, or a damaged one; export again"),
+    ("index.faiss", None, r"index\.faiss is not the index\.faiss .*export\.json was written with \(its index_sha1 "
+                          r"differs: damaged, or copied from another export\?\)"),
     ("manifest.csv", "path,label\nclass0/\xe9t\xe9.jpg,class0\n".encode("latin-1"),
      r"manifest\.csv: not the manifest of an export \('utf-8' codec can't decode"),
     ("manifest.csv", b"file,class\n" + b"a.jpg,a\n" * 16, r"manifest\.csv: not the manifest of an export \(no column "
