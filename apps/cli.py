@@ -489,8 +489,7 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     check_report_only(report, "thumbnail")
     named_like_report = [name for name in (REPORT_NAME, files_folder(Path(REPORT_NAME)).name)
                          if (input_dir / name).exists()]
-    masks_named_like_report = bool(named_like_report)
-    if report and masks_named_like_report:
+    if report and named_like_report:
         raise click.UsageError(f"{input_dir} has a sub-folder named {named_like_report[0]}, where --report would put "
                                "its page or images among the masks; predict without --report")
     dev = _device(device)
@@ -500,7 +499,9 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
                             refinement=_refinement(refine_iterations, refine_weight), flip=flip,
                             edges=_edges(edge_radius, edge_eps),
                             colour=_colour(colour_cut, colour_iterations, colour_scale),
-                            statistics=_statistics(group_statistics), checkpoint=checkpoint)
+                            statistics=_statistics(group_statistics), checkpoint=checkpoint,
+                            # an earlier run's report would show other masks; --report writes a new one
+                            before_write=None if report or named_like_report else remove_report)
     echo_skipped("file(s) or folder(s)", [reason for _, reason in result.skipped])
     if not result.written and not result.already_done:  # every image skipped: a script must not take it for done
         raise click.ClickException(f"no mask written: none of the images under {printable(input_dir)} could be "
@@ -510,8 +511,6 @@ def predict(checkpoint: Path, input_dir: Path, output: Path, overlays: Optional[
     echo(f"outputs: masks in {output}/" + (f", overlays in {overlays}/" if overlays else ""))
     if report:
         _report(output, thumbnail, quiet)
-    elif result.written and not masks_named_like_report:  # an earlier run's report shows other masks
-        remove_report(output)
 
 
 @main.command()

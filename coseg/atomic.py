@@ -10,8 +10,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 TEMPORARY_MARK = ".tmp-"  # temporary files are named ``.<target name>.tmp-<random><suffix>``
@@ -176,18 +177,35 @@ def write_text_atomic(path: PathLike, text: str, replace: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), replace=replace)
 
 
-def remove_temporaries(folder: PathLike, recursive: bool = True) -> int:
-    """Delete the temporary files that atomic writes left in ``folder`` when their process was killed (kill -9
-    runs no clean-up); returns how many. Call it when a run starts on its own output folder, not while another
-    process writes there."""
+def remove_temporaries(folder: PathLike) -> int:
+    """Delete the temporary files that atomic writes left in ``folder`` (not in its sub-folders) when their process
+    was killed (kill -9 runs no clean-up); returns how many. Call it when a run starts on its own output folder, not
+    while another process writes there."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    pattern = f".*{TEMPORARY_MARK}*"
-    found = [p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file()]
+    found = [p for p in folder.glob(f".*{TEMPORARY_MARK}*") if p.is_file()]
     for p in found:
         p.unlink(missing_ok=True)
     return len(found)
+
+
+def remove_temporaries_of(paths: Iterable[PathLike]) -> int:
+    """Delete the temporary files that atomic writes of ``paths`` left when their process was killed; returns how
+    many. Other files' temporaries beside them are left alone: another process may be writing those."""
+    prefixes: dict[Path, set[str]] = defaultdict(set)
+    for path in map(Path, paths):
+        prefixes[path.parent].add(_temporary_prefix(path))
+    removed = 0
+    for folder, starts in prefixes.items():
+        if not folder.is_dir():
+            continue
+        ours = tuple(starts)
+        for p in folder.glob(f".*{TEMPORARY_MARK}*"):
+            if p.name.startswith(ours) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:

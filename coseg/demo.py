@@ -95,7 +95,7 @@ def remove_earlier_masks(output: Path, images: Path, groups: Sequence[str]) -> N
                                              (images / group).iterdir())]:
                 if path.is_file():
                     path.unlink()
-            remove_temporaries(written, recursive=False)
+            remove_temporaries(written)
             if not any(written.iterdir()):
                 written.rmdir()
         if (output / folder).is_dir() and not any((output / folder).iterdir()):

@@ -11,13 +11,15 @@ from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coseg.atomic import file_digest, remove_temporaries, write_bytes_atomic, write_bytes_if_changed, write_text_atomic
+from coseg.atomic import (
+    file_digest, remove_temporaries_of, write_bytes_atomic, write_bytes_if_changed, write_text_atomic,
+)
 from coseg.data import (
     DataFileError, Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image, shown_names,
 )
@@ -199,7 +201,7 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                    refinement: Optional[GroupRefinement] = None, flip: bool = False,
                    edges: Optional[EdgeFilter] = None, colour: Optional[GroupColourCut] = None,
                    statistics: Optional[GroupStatistics] = None, checkpoint: Optional[Path] = None,
-                   warn_empty: bool = True) -> PredictReport:
+                   warn_empty: bool = True, before_write: Optional[Callable[[Path], None]] = None) -> PredictReport:
     """Write ``output_dir/<relative path>.png`` (0/255 mask at the input's size) for every image under
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
@@ -230,6 +232,9 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     is writing into is refused (``ValueError``) before it reads or writes anything there.
     With ``warn_empty``, a warning on stderr says when every mask this run predicted is empty, or every mask of a
     group (:func:`empty_masks_warning`; :attr:`PredictReport.empty` counts them either way).
+    ``before_write``: called with ``output_dir`` while the run holds its lock, when it has images to predict, before
+    it writes anything (`coseg predict` removes an earlier report with it, which would show other masks; what it
+    raises stops the run with nothing written).
     Nothing is ever written inside ``input_dir``: a run whose masks or overlays would land there (an output
     folder holding the input folder) is refused (``ValueError``) before anything is written."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -267,11 +272,8 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                         folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
                     if group_mode:
                         recorded.update(_recorded_members(folder / name))
-        for target in (output_dir, overlays):
-            if target is not None:
-                remove_temporaries(target)  # left by a killed run
-        for record_file, record, unfinished in records:  # the members recorded stay until this run has finished
-            _write_record(record_file, {**record, MEMBERS: recorded} if recorded else record, unfinished)
+        # left by a killed run: of this run's files only (an evaluation may be writing into a sub-folder)
+        remove_temporaries_of([*masks, *(tints or []), *(record_file for record_file, _, _ in records)])
         report = PredictReport(output=output_dir)
         report.skipped.extend(skipped_inputs(scan))
         clashing = set()
@@ -340,6 +342,10 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
         else:
             todo = [(sample, *(t if t is not None and t.fresh else None for t in targets))
                     for sample, *targets in planned if any(t is not None and t.fresh for t in targets)]
+        if todo and before_write is not None:
+            before_write(output_dir)
+        for record_file, record, unfinished in records:  # the members recorded stay until this run has finished
+            _write_record(record_file, {**record, MEMBERS: recorded} if recorded else record, unfinished)
         dataset = images_for([sample.image for sample, _, _ in todo], image_size, colour)
         groups = group_ids([sample for sample, _, _ in todo]) if group_mode else None
         bar = tqdm(total=len(todo), desc="predicting", unit="img", disable=not progress, leave=False)

@@ -357,7 +357,7 @@ def _train_members(cfg: CosegTrainConfig, resume: bool, dist: DistInfo) -> Train
     val_groups = runs[0].val_groups
     best_metric = None
     if dist.is_main:
-        remove_temporaries(output, recursive=False)  # left by a killed write of the ensemble's own model files
+        remove_temporaries(output)  # left by a killed write of the ensemble's own model files
         lasts = [Path(c.output) / "last.safetensors" for c in configs]
         metadata = {"image_size": str(cfg.image_size), "members": str(cfg.members), **seen_by_members(lasts)}
         last, _ = load_ensemble(lasts)

@@ -320,7 +320,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
             raise ValueError(f"{printable(output_dir)} holds {', '.join(foreign)}, not written by an export: "
                              "--overwrite replaces them, or choose another --output")
         for folder in (output_dir, shard_dir):  # left by a killed run; not in other folders below (a training's)
-            remove_temporaries(folder, recursive=False)
+            remove_temporaries(folder)
         shard_dir.mkdir(parents=True, exist_ok=True)
         earlier, earlier_rows = previous_rows(output_dir, done, source, size)
         parts = []

@@ -53,13 +53,13 @@ class RunFolder:
         ``overwrite``), and the sub-runs' configs, so that neither a later resume nor a report takes them up, the
         run's report (:attr:`remove_report`), and the temporary files of the writes a killed run left there; a
         sub-run folder left empty goes too."""
-        remove_temporaries(output, recursive=False)
+        remove_temporaries(output)
         if self.remove_report is not None:
             self.remove_report(output)
         for name in self.run_files:
             (output / name).unlink(missing_ok=True)
         for folder in output.glob(self.subruns):
-            remove_temporaries(folder, recursive=False)
+            remove_temporaries(folder)
             for name in (*self.run_files, "config.yaml"):
                 (folder / name).unlink(missing_ok=True)
             if folder.is_dir() and not any(folder.iterdir()):

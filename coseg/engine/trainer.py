@@ -354,7 +354,7 @@ class Engine:
             if state is not None:
                 self._restore_files(state, "no" if going_on else "epochs" if start_epoch >= self.epochs else "time")
             # left by a killed run, also one started anew (killed writing its first checkpoint)
-            remove_temporaries(self.output_dir, recursive=False)
+            remove_temporaries(self.output_dir)
         total_steps = self.epochs * steps_per_epoch
         result = FitResult(epochs_run=start_epoch, best_epoch=best_epoch, best_metric=best,
                            stopped_by_time=stopped_by_time, max_epochs=self.epochs)
