@@ -1,10 +1,10 @@
 """Test-time adaptation of the BatchNorm statistics to a group (AdaBN, with the training statistics as a prior).
 
 A model trained on a few categories normalises its features with statistics of those categories; a group of a new
-category has other feature statistics. Before a group is predicted, every BatchNorm layer's statistics become a
-blend of the training statistics and the group's own, measured in forward passes over the group in which the
-BatchNorm layers normalise by the statistics of the images they are given (as in training, where they normalise by
-the batch's):
+category has other feature statistics. Before a group is predicted, every BatchNorm layer's statistics (but those
+a module keeps frozen in training: the semantic prior's ImageNet ones) become a blend of the training statistics and
+the group's own, measured in forward passes over the group in which the BatchNorm layers normalise by the
+statistics of the images they are given (as in training, where they normalise by the batch's):
 
     mean = w · mean_train + (1 − w) · mean_group,   var = w · var_train + (1 − w) · var_group,
     w = strength / (strength + n)   for a group of n images,
@@ -57,13 +57,13 @@ class GroupStatistics:
     @contextmanager
     def adapted(self, model: nn.Module, measure: Callable[[], object], n: int,
                 measured: Optional[int] = None) -> Iterator[None]:
-        """Inside the block, ``model``'s BatchNorm layers (those that track running statistics) hold the blend of
+        """Inside the block, ``model``'s BatchNorm layers (:func:`adaptable_layers`) hold the blend of
         their statistics and the group's, which ``measure()`` (forward passes over ``measured`` images of the
         group of ``n``, all of them by default) produces, and are in eval mode (a layer ``measure()`` does not run
         keeps its own statistics); on leaving, the statistics, momentum and modes are restored. Each layer pools the
         first ``measured`` images it is given: a pass that gives it the same images again (re-encoding them to
         decode in a group's context) does not count them twice."""
-        layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        layers = adaptable_layers(model)
         saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum,
                   m.training) for m in layers]
         weight = self.prior_weight(n)
@@ -98,6 +98,19 @@ class GroupStatistics:
                     m.num_batches_tracked.copy_(count)
                     m.momentum = momentum
                     m.train(training)
+
+
+def adaptable_layers(model: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers of ``model`` that track running statistics and that ``model.train()`` puts in training
+    mode: not those a module keeps frozen (the semantic prior's ImageNet statistics, whose class maps are meant not
+    to drift). The modes of ``model``'s modules are left as they were."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats and m.training]
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class _Pool:
