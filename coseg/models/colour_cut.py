@@ -144,7 +144,8 @@ class GroupColourCut:
         height, width = self.fit_shape(*labels.shape)
         if (height, width) != labels.shape[1:]:
             pixels = np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in pixels])
-            labels = np.stack([cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST) for label in labels])
+            labels = np.stack([cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+                               for label in labels])  # each pixel's label from the centre of its area, as its colour
         mosaic = np.ascontiguousarray(np.concatenate(list(pixels)))
         mask = np.concatenate(list(labels))
         foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
