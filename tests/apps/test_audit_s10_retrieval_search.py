@@ -5,6 +5,8 @@ named."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 import apps.retrieval.search as search_module
-from apps.retrieval.export import export_folder
+from apps.retrieval.export import INDEX_DIGEST, export_folder
 from apps.retrieval.model import create_retrieval_model
 from apps.retrieval.search import search_export
 from tests.apps.retrieval_files import tiny_image
@@ -73,6 +75,9 @@ def test_an_index_of_another_metric_is_refused(exported, tmp_path):
     inner = faiss.IndexFlatIP(8)
     inner.add(np.load(copy / "embeddings.npy"))
     (copy / "index.faiss").write_bytes(faiss.serialize_index(inner).tobytes())
+    record = json.loads((copy / "export.json").read_text())  # as if an export had written it (else refused first)
+    record[INDEX_DIGEST] = hashlib.sha1((copy / "index.faiss").read_bytes()).hexdigest()
+    (copy / "export.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"index\.faiss: an index of another metric .* export again"):
         search_export(copy, [images / "a" / "0.png"])
 

@@ -315,13 +315,14 @@ def test_search_refuses_an_export_replaced_while_it_reads_it(collection, checkpo
     export_folder(checkpoint, collection, out)
     torch.manual_seed(5)
     create_retrieval_model(BACKBONE, weights=None, embedding_dim=8).save(other, metadata={"image_size": "32"})
-    real = search_module.import_faiss
+    real = search_module.load_snapshot
 
-    def replaced_meanwhile():
+    def replaced_meanwhile(*args, **kwargs):
+        loaded = real(*args, **kwargs)
         export_folder(other, collection, out, overwrite=True)
-        return real()
+        return loaded
 
-    monkeypatch.setattr(search_module, "import_faiss", replaced_meanwhile)
+    monkeypatch.setattr(search_module, "load_snapshot", replaced_meanwhile)
     with pytest.raises(ValueError, match="the export was replaced while search read it"):
         search_export(out, [collection / "class5" / "img002.jpg"], k=1)
 
