@@ -177,17 +177,22 @@ def write_text_atomic(path: PathLike, text: str, replace: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), replace=replace)
 
 
+def _temporary_files(folder: Path) -> list[Path]:
+    """The temporary files of atomic writes in ``folder`` (not in its sub-folders); none when it is no folder."""
+    return [p for p in folder.glob(f".*{TEMPORARY_MARK}*") if p.is_file()] if folder.is_dir() else []
+
+
+def _remove(files: list[Path]) -> int:
+    for p in files:
+        p.unlink(missing_ok=True)
+    return len(files)
+
+
 def remove_temporaries(folder: PathLike) -> int:
     """Delete the temporary files that atomic writes left in ``folder`` (not in its sub-folders) when their process
     was killed (kill -9 runs no clean-up); returns how many. Call it when a run starts on its own output folder, not
     while another process writes there."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    found = [p for p in folder.glob(f".*{TEMPORARY_MARK}*") if p.is_file()]
-    for p in found:
-        p.unlink(missing_ok=True)
-    return len(found)
+    return _remove(_temporary_files(Path(folder)))
 
 
 def remove_temporaries_of(paths: Iterable[PathLike]) -> int:
@@ -196,16 +201,8 @@ def remove_temporaries_of(paths: Iterable[PathLike]) -> int:
     prefixes: dict[Path, set[str]] = defaultdict(set)
     for path in map(Path, paths):
         prefixes[path.parent].add(_temporary_prefix(path))
-    removed = 0
-    for folder, starts in prefixes.items():
-        if not folder.is_dir():
-            continue
-        ours = tuple(starts)
-        for p in folder.glob(f".*{TEMPORARY_MARK}*"):
-            if p.name.startswith(ours) and p.is_file():
-                p.unlink(missing_ok=True)
-                removed += 1
-    return removed
+    return _remove([p for folder, starts in prefixes.items() for p in _temporary_files(folder)
+                    if p.name.startswith(tuple(starts))])
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:

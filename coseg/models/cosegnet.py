@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import segmentation_models_pytorch as smp
@@ -21,6 +21,7 @@ from coseg.models.embedding_head import EmbeddingHead
 from coseg.models.group_consensus import GroupConsensus, consensus_maps, group_index, group_prototypes
 from coseg.models.edge_filter import EdgeFilter
 from coseg.models.group_statistics import GroupStatistics, GroupTooSmall
+from coseg.models.modes import in_mode
 from coseg.models.refinement import GroupRefinement
 from coseg.models.semantic_prior import (PRIOR_CHANNELS, SemanticPrior, build_semantic_prior, group_mean,
                                          resize_maps)
@@ -292,7 +293,7 @@ class CosegNet(nn.Module):
         one group). Each image is compared with at most ``max_references`` images of its group, as in
         :meth:`predict_group`. ``flip``: test-time augmentation, the logits averaged with those of the mirrored
         images (twice the time). ``edges``: the probabilities guided-filtered by their images (:class:`EdgeFilter`)."""
-        with self._evaluating():
+        with in_mode(self, False):
             logits, _ = self._combined_outputs(lambda x: [self._outputs_by_group(x, groups)], images, flip,
                                                embeddings=False)
             return self._probabilities(logits, images, edges)
@@ -326,7 +327,7 @@ class CosegNet(nn.Module):
         (:class:`EdgeFilter`)."""
         if whole_number("chunk_size", chunk_size) < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        with self._evaluating():
+        with in_mode(self, False):
             adapted = (nullcontext() if statistics is None else
                        statistics.adapted(self, lambda: self._statistics_pass(images), images.shape[0],
                                           min(images.shape[0], self.max_references)))
@@ -486,7 +487,7 @@ class CosegNet(nn.Module):
         with ``flip``; None for a model without group consensus. :meth:`context_of` joins the chunks' parts."""
         if not self.group_levels:
             return None
-        with self._evaluating():
+        with in_mode(self, False):
             plain = self._chunk_keys(*self._encoded(chunk))
             return ChunkKeys(plain, self._chunk_keys(*self._encoded(chunk.flip(-1))) if flip else None)
 
@@ -509,18 +510,6 @@ class CosegNet(nn.Module):
         context (for ``predict_chunk(..., flip=True)``). None for a model without group consensus."""
         return self.context_of([self.chunk_keys(chunk, flip) for chunk in chunks])
 
-    @contextmanager
-    def _evaluating(self) -> Iterator[None]:
-        """Eval mode inside; after, every module's mode as it was (also a part the caller left in another mode than
-        the model's, e.g. a decoder put in eval mode in training)."""
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
-
     @torch.inference_mode()
     def predict_chunk(self, chunk: torch.Tensor, context: Optional[StreamedContext], rows: Sequence[int],
                       flip: bool = False, edges: Optional[EdgeFilter] = None) -> torch.Tensor:
@@ -535,7 +524,7 @@ class CosegNet(nn.Module):
         def logits_of(images: torch.Tensor, group: Optional[GroupContext]) -> torch.Tensor:
             return (self(images) if group is None else self._decoded_in_context(images, group, rows)).mask_logits
 
-        with self._evaluating():
+        with in_mode(self, False):
             logits = logits_of(chunk, None if context is None else context.plain)
             if flip:
                 mirrored = logits_of(chunk.flip(-1), None if context is None else context.mirrored)

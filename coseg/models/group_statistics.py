@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from coseg.models.modes import in_mode
+
 
 class GroupTooSmall(ValueError):
     """A group too small at its image size for its BatchNorm statistics to be measured (one image whose deepest
@@ -104,13 +106,8 @@ def adaptable_layers(model: nn.Module) -> list[_BatchNorm]:
     """The BatchNorm layers of ``model`` that track running statistics and that ``model.train()`` puts in training
     mode: not those a module keeps frozen (the semantic prior's ImageNet statistics, whose class maps are meant not
     to drift). The modes of ``model``'s modules are left as they were."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
+    with in_mode(model, True):
         return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats and m.training]
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class _Pool:
