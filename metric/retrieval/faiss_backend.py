@@ -84,6 +84,23 @@ def l2_normalized(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
 
 
+def centred(x: np.ndarray) -> np.ndarray:
+    """(N, D) float32 rows minus their mean row when it outweighs their spread (N·‖mean‖² > Σ‖x − mean‖²), else
+    ``x`` itself: for Euclidean searches and k-means, which translation does not change, but whose float32
+    expansion ‖q‖² + ‖x‖² − 2q·x (faiss's, and the block search's scores) rounds off about eps·(‖q‖² + ‖x‖²).
+    Rows offset by 10⁴ × their spread lost their distances to it: MAP@R 0.015 for the exact 0.119, k-means NMI
+    0.01 for 0.97. Integer-valued rows are moved by the rounded mean: they stay integers, their ties exact."""
+    if not x.shape[0]:  # the mean of no row is NaN, with a warning
+        return x
+    mean = x.mean(axis=0, dtype=np.float64)
+    offset = x.shape[0] * float(mean @ mean)  # N·‖mean‖²; Σ‖x‖² = Σ‖x − mean‖² + N·‖mean‖²
+    if 2 * offset <= float(np.einsum("ij,ij->i", x, x).sum(dtype=np.float64)):
+        return x
+    if np.array_equal(x, np.round(x)):
+        mean = np.round(mean)
+    return x - mean.astype(np.float32)
+
+
 def gpu_index(index: Any, device: int) -> Any:
     """A copy of the faiss CPU ``index`` on CUDA device ``device`` alone (faiss built with GPU support), holding on
     to its GPU resources."""

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from metric._checks import check_count, is_integer, whole_number
-from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, gpu_index, import_faiss
+from metric.retrieval.faiss_backend import ArrayLike, as_float32_rows, centred, gpu_index, import_faiss
 
 
 def kmeans_assign(
@@ -15,13 +15,15 @@ def kmeans_assign(
     """Cluster (N, D) rows with faiss k-means (in float32); return each row's nearest centroid, int64 (N,).
 
     Defaults are pytorch-metric-learning's AccuracyCalculator's (``faiss.Kmeans(d, k, niter=20)``, whose default
-    seed is 1234; more than 256·k rows are subsampled for training, seeded), so both give the same clusters.
+    seed is 1234; more than 256·k rows are subsampled for training, seeded), so both give the same clusters,
+    except for rows whose mean outweighs their spread: they are clustered centred (:func:`centred`; a shift moves
+    k-means's centroids alike, but far from the origin faiss's float32 distances lost the rows to round-off).
     ``gpu``: a CUDA device index to run on that GPU alone (faiss built with GPU support), as the neighbour
     searches do; None runs on the CPU.
     """
     if isinstance(gpu, bool):
         raise TypeError(f"gpu must be a CUDA device index or None, got {gpu}")
-    x = as_float32_rows(embeddings, "embeddings")
+    x = centred(as_float32_rows(embeddings, "embeddings"))
     n, dim = x.shape
     if not is_integer(num_clusters) or not 1 <= num_clusters <= n:
         raise ValueError(f"num_clusters must be in [1, {n}] (the number of rows), got {num_clusters}")

@@ -8,7 +8,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import numpy as np
 
 from metric.retrieval.block_search import BlockSearch, NearestLists
-from metric.retrieval.faiss_backend import import_faiss
+from metric.retrieval.faiss_backend import centred, import_faiss
 from metric.retrieval.knn import ExactIndex, Metric
 
 # Queries per chunk at most: larger blocks are no faster (the matrix product is already efficient), only bigger.
@@ -59,18 +59,20 @@ def iter_neighbour_matches(
     a dot product as torch's does (most pairs, see :class:`BlockSearch`); elsewhere two neighbours within float32
     rounding of each other may swap, and MAP@R agrees with faiss (and so with pytorch-metric-learning) up to such
     near-ties (3.8e-9 at 100,000 × 128, see benchmarks/metric_vs_pml.py). For "l2" that rounding grows with
-    ‖q‖² + ‖x‖², while faiss sums (q − x)² directly below ``distance_compute_blas_threshold / D`` queries:
-    embeddings far from the origin for their spread have many more near-ties (MAP@R 1.3e-5 from PML's at
-    3,000 × 32 offset by 100 × their spread; 1.1e-8 once centred).
-    ``nearest`` is exact in any case: a query is settled when no rounding of its scores within the bound of both
-    computations can change its Recall@K hit at any K of ``ks`` (see :func:`is_settled`); the other queries are
-    searched again with faiss (:class:`ExactRecheck`) and yielded in later chunks.
+    ‖q‖² + ‖x‖², so embeddings whose mean dominates their norms are searched centred
+    (:func:`~metric.retrieval.faiss_backend.centred`).
+    ``nearest`` is exact in any case (faiss's ranking, of the centred rows when they are): a query is settled when
+    no rounding of its scores within the bound of both computations can change its Recall@K hit at any K of ``ks``
+    (see :func:`is_settled`); the other queries are searched again with faiss (:class:`ExactRecheck`) and yielded
+    in later chunks.
     """
     n = codes.shape[0]
     relevant = np.bincount(codes)[codes] - 1
     queries = np.flatnonzero(relevant > 0)
     if queries.size == 0:
         return
+    if metric == "l2":
+        embeddings = centred(embeddings)
     k = min(max(ks), n - 1)
     # One neighbour more than needed: the gap after the K-th score tells whether its K nearest are settled.
     depth = np.minimum((np.maximum(relevant, k) if through_r else np.full(n, k)) + 1, n - 1)

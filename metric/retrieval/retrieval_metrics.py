@@ -34,8 +34,12 @@ def retrieval_metrics(
         R@1 equals pytorch-metric-learning's ``precision_at_1``.
       - MAP@R: mean AP@R (see :func:`average_precision_at_r`), R = other samples of the query's class; equals
         PML's ``mean_average_precision_at_r`` up to neighbours within float32 rounding of each other that faiss
-        orders the other way (see :func:`iter_neighbour_matches`: more of them for embeddings far from the origin).
+        orders the other way (see :func:`iter_neighbour_matches`).
       - NMI: of a seeded faiss k-means with k = number of classes (see :func:`kmeans_nmi`).
+    Embeddings whose mean outweighs their spread are searched ("l2") and clustered centred
+    (:func:`~metric.retrieval.faiss_backend.centred`): far from the origin, faiss's float32 expansion of the
+    distances loses them to round-off, as PML's search does with ≥ ``distance_compute_blas_threshold / D``
+    queries and its k-means (its R@1 and NMI then differ from these: theirs are wrong).
     Every sample is a query and every other sample a reference. A query whose class has a single sample (R = 0)
     is left out of R@K and MAP@R, as PML's AccuracyCalculator leaves out "lone" queries; NaN when every query is
     lone (empty ``embeddings`` raise a ``ValueError``). NMI counts every sample. Neighbours at exactly equal
