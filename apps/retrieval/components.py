@@ -5,14 +5,15 @@ Arguments are matched to constructor parameters by name: the trainer offers ever
 options of the config, the number of classes, the labels, the DDP rank, ...) and each component takes what its
 signature names. Tunable options left unset keep the component's default; one that is set but taken by no
 component (nor read by a hook of the method) is an error naming the components, so nothing is silently ignored; so
-is one of a single sampler's options with a default of its own (``DEFAULTED``) set to another value.
+is one of a single sampler's options with a default of its own (``DEFAULTED``) set to another value, and
+``loss_lr`` set to another value for a loss without parameters of its own.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -46,7 +47,8 @@ class Lazy:
 class Parts:
     """The components of one method. ``miner`` is None when the loss mines its own default triplets;
     ``regularizers`` are added to the loss with their own weights; ``hooks`` in call order (loss, then sampler);
-    ``super_classes`` (C,): the super-class of each class label, when the data set has them (SOP)."""
+    ``super_classes`` (C,): the super-class of each class label, when the data set has them (SOP) and the
+    ``class_tree`` ``super_classes`` uses them."""
 
     distance: Optional[BaseDistance]
     miner: Optional[nn.Module]
@@ -83,10 +85,12 @@ def create_component(factory: Callable[..., Any], what: str, arguments: Mapping[
 
 def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classes: int, rank: int = 0,
                      world_size: int = 1, embedding_dim: Optional[int] = None,
-                     super_labels: Optional[torch.Tensor] = None) -> Parts:
+                     super_labels: Optional[torch.Tensor] = None,
+                     class_names: Optional[Sequence[str]] = None) -> Parts:
     """The components of ``cfg``'s method for training labels ``labels`` (N,) in [0, num_classes), for embeddings
     of ``embedding_dim`` (default ``cfg.embedding_dim``; pass the model's when the config says 0); ``super_labels``
-    (N,): the super-class of each item, when the data set has them."""
+    (N,): the super-class of each item, when the data set has them, made the super-class of each class (refused for
+    a class, named by ``class_names``, in two of them) only for ``class_tree`` ``super_classes``, which uses it."""
     embedding_dim = embedding_dim or cfg.embedding_dim
     if embedding_dim < 1:
         raise ValueError("embedding_dim 0 (the backbone's feature size) must be resolved: pass the model's")
@@ -114,6 +118,8 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         raise ConfigError(f"loss '{cfg.loss}' needs {', '.join(needs)} besides embeddings and labels: it is not a "
                           "loss to train with on its own (e.g. a regulariser a sampler's hook adds)")
     taken |= loss_taken
+    if any(p.requires_grad for p in loss.parameters()):  # SoftTriple's centres: trained at --loss-lr
+        taken.add("loss_lr")
 
     def smart_miner() -> SmartMiner:
         with usage_errors(f"--target-active {cfg.target_active}, --controller-gain {cfg.controller_gain}"):
@@ -156,8 +162,9 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
         "triplets_per_batch": triplets,
         "miner": Lazy(smart_miner), "distance": distance, "rank": rank, "world_size": world_size, "seed": cfg.seed,
     }, taken)
-    parts = Parts(distance, miner, loss, sampler,
-                  super_classes=None if super_labels is None else super_classes_of(labels, super_labels, num_classes))
+    super_classes = (super_classes_of(labels, super_labels, num_classes, class_names)
+                     if super_labels is not None and cfg.class_tree == "super_classes" else None)
+    parts = Parts(distance, miner, loss, sampler, super_classes=super_classes)
     if cfg.zero_mean_weight:
         parts.regularizers["zero_mean"] = LOSSES.create("zero_mean", weight=cfg.zero_mean_weight)
     for name in dict.fromkeys((cfg.loss, cfg.sampler)):
@@ -168,7 +175,7 @@ def build_components(cfg: RetrievalTrainConfig, labels: torch.Tensor, num_classe
             taken |= set(hook.options)
     unused = [name for name in (*TUNABLE, "distance", "align_centroids", "class_tree")
               if getattr(cfg, name) is not None and name not in taken]
-    unused += [name for name in cfg.changed(*DEFAULTED) if name not in taken]
+    unused += [name for name in cfg.changed(*DEFAULTED, "loss_lr") if name not in taken]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ConfigError(f"{flags} set but not used by loss '{cfg.loss}', miner '{cfg.miner or 'none'}' or sampler "

@@ -25,10 +25,12 @@ Layouts (``RETRIEVAL_LAYOUTS`` registry; each entry is ``scan(root, split, train
 
 Every layout also has the split ``all``. ``root`` may be the official top folder or the folder holding it
 (``CUB_200_2011``, ``Stanford_Online_Products``; Cars196: torchvision's ``stanford_cars``). Labels are remapped to
-0..C−1 per split, in the order of the official class ids (folders: of the sorted class names). Text index files are
-UTF-8, with or without a byte order mark, or UTF-16 with one (Notepad's "Unicode"), with Unix or Windows line
-endings. Index lines that cannot be parsed, images listed but missing or listed twice (kept once), images without a
-class and classes outside the official ranges are reported as ``Problem`` entries, never dropped silently.
+0..C−1 per split, in the order of the official class ids (folders: of the sorted class names); a name that
+``classes.txt`` or ``class_names`` gives several class ids is followed by the id (``Bird (class 2)``), as classes
+are told apart by name. Text index files are UTF-8, with or without a byte order mark, or UTF-16 with one
+(Notepad's "Unicode"), with Unix or Windows line endings. Index lines that cannot be parsed, images listed but
+missing or listed twice (kept once), images without a class and classes outside the official ranges are reported as
+``Problem`` entries, never dropped silently.
 
 A new layout is a function ``scan(root: Path, split: str, train_classes: Sequence[str] | None) ->
 (list[Entry], list[Problem])`` registered with ``@RETRIEVAL_LAYOUTS.register("name")``.
@@ -38,6 +40,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
@@ -220,6 +223,8 @@ def scan_cub(root: Path, split: str, train_classes: Optional[Sequence[str]]) -> 
     labels = _optional_id_map(labels_file, 2, False, problems)
     # the numbered folders that stand in for a missing image_class_labels.txt name their classes too
     names = _optional_id_map(classes_file, 1, True, problems, required=labels is not None)
+    if names is not None:
+        names = {i: (name,) for i, name in _distinct_names({i: row[0] for i, row in names.items()}).items()}
     for image_id in sorted(labels.keys() - images.keys()) if labels is not None else ():
         problems.append(Problem("class label without image", labels_file, f"image id {image_id}"))
     entries = []
@@ -264,9 +269,18 @@ def _load_mat(path: Path) -> dict:
 
 
 def _class_names(mat: dict) -> dict[int, str]:
-    """Class id → name from the cell array ``class_names`` of a loaded Cars196 file (empty when it has none)."""
+    """Class id → name from the cell array ``class_names`` of a loaded Cars196 file (empty when it has none; names
+    made distinct by :func:`_distinct_names`)."""
     names = np.atleast_1d(mat.get("class_names", np.array([], dtype=object)))
-    return {i: str(name) for i, name in enumerate(names, start=1)}
+    return _distinct_names({i: str(name) for i, name in enumerate(names, start=1)})
+
+
+def _distinct_names(names: dict[int, str]) -> dict[int, str]:
+    """``names`` (class id → name) with each name that several ids share followed by its id (``Bird (class 2)``):
+    classes are told apart by name (training and validation classes, the classes a model file records), so two
+    classes of one name would be trained as one."""
+    counts = Counter(names.values())
+    return {i: f"{name} (class {i})" if counts[name] > 1 else name for i, name in names.items()}
 
 
 def _cars_annotations(mat: dict, path: Path, path_field: str) -> np.ndarray:

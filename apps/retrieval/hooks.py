@@ -27,12 +27,13 @@ the model. A new hook is a :class:`TrainingHook` subclass registered under its c
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from apps.retrieval.inference import Embedded
+from coseg.data.io import printable
 from coseg.engine import ConfigError
 from metric.class_tree import ClassTree, check_num_levels, check_tree_distance, class_statistics
 from metric.index_means import index_means
@@ -208,15 +209,19 @@ class ClassTreeHook(TrainingHook):
         self.loss.update_tree(*own_rows(embed(), labels)[1:])
 
 
-def super_classes_of(labels: torch.Tensor, super_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def super_classes_of(labels: torch.Tensor, super_labels: torch.Tensor, num_classes: int,
+                     names: Optional[Sequence[str]] = None) -> torch.Tensor:
     """(num_classes,) the super-class of each class label of the items ``labels`` (N,) whose super-classes are
-    ``super_labels`` (N,) (−1 for a label no item has); ``ValueError`` for a class with items in two super-classes."""
+    ``super_labels`` (N,) (−1 for a label no item has); ``ValueError`` for a class with items in two super-classes,
+    named by ``names`` (the name of each label) when given."""
     labels, super_labels = torch.as_tensor(labels).cpu(), torch.as_tensor(super_labels).cpu()
     super_of = torch.full((num_classes,), -1, dtype=torch.long)
     super_of[labels] = super_labels
     mixed = labels[super_of[labels] != super_labels].unique()
     if len(mixed):
-        raise ValueError(f"class {int(mixed[0])} has images in two super-classes: a class tree needs each class in one")
+        label = int(mixed[0])
+        raise ValueError(f"class {label if names is None else repr(printable(names[label]))} has images in two "
+                         "super-classes: a class tree needs each class in one")
     return super_of
 
 

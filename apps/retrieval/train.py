@@ -561,14 +561,14 @@ def _train(cfg: RetrievalTrainConfig, resume: bool, dist: DistInfo) -> TrainResu
     def check_method(records: list[Record], classes: list[str]) -> None:
         supers = [r.super_label for r in records]
         build_components(cfg, torch.tensor([r.label for r in records]), len(classes), dist.rank, dist.world_size,
-                         net.embedding_dim, None if None in supers else torch.tensor(supers))
+                         net.embedding_dim, None if None in supers else torch.tensor(supers), classes)
 
     data = load_training_data(cfg, progress, check=check_method)
     check_same_files(data.skipped, dist)  # else the processes' batches would not pair up
     labels = data.train.labels
     feature_params = net.feature_parameters()
     parts = build_components(cfg, labels, len(data.train_classes), dist.rank, dist.world_size, net.embedding_dim,
-                             data.train.super_labels)
+                             data.train.super_labels, data.train_classes)
     learner = RetrievalLearner(net, parts, cfg.loss)
     val_labels = data.val.labels if data.val is not None else None
     device = dist.device

@@ -38,7 +38,10 @@ def test_the_samplers_own_options_and_the_defaults_are_taken(changes: dict) -> N
     assert build_components(RetrievalTrainConfig(classes_per_batch=2, samples_per_class=3, **changes), LABELS, 4)
 
 
-def test_the_command_refuses_it_before_any_image_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("flag, value", [("--controller-gain", "0.2"),
+                                         ("--loss-lr", "0.1")])  # a loss without parameters (audit s17)
+def test_the_command_refuses_it_before_any_image_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str,
+                                                         value: str) -> None:
     import apps.retrieval.train as retrieval_train
 
     def no_images(*args, **kwargs):
@@ -48,6 +51,6 @@ def test_the_command_refuses_it_before_any_image_is_read(tmp_path: Path, monkeyp
     data = tiny_set(tmp_path / "data")
     code, output = coseg("retrieval", "train", "--data", data, "--output", tmp_path / "run", "--backbone", BACKBONE,
                          "--weights", "none", "--classes-per-batch", "2", "--samples-per-class", "2",
-                         "--val-fraction", "0.34", "--controller-gain", "0.2", "--device", "cpu", "--quiet")
-    assert code == 2 and "Error: --controller-gain set but not used by loss 'triplet_margin'" in output, output
+                         "--val-fraction", "0.34", flag, value, "--device", "cpu", "--quiet")
+    assert code == 2 and f"Error: {flag} set but not used by loss 'triplet_margin'" in output, output
     assert not (tmp_path / "run").exists()
