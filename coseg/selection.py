@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 from coseg.atomic import PathLike
 from coseg.data import Problem, Sample, Scan, printable, resolve_groups, resolve_split, shown_names
+from coseg.data.layouts import unread_mask_folder
 from coseg.data.splits import repeated
 from coseg.engine.config import ConfigError
 
@@ -96,8 +97,11 @@ def problems_of(scan: Scan, groups: Sequence[str]) -> list[Problem]:
 def nothing_labelled(data: PathLike, layout: str, scan: Scan, problems: Sequence[Problem], purpose: str) -> str:
     """Why a command has nothing to ``purpose`` (``evaluate``, ``train on``): no image of ``data`` has a mask,
     with the layout read (``layout``: the option given) and the first of the files left unpaired (``problems``;
-    e.g. masks named ``x_mask.png`` for images ``x.jpg``), which a run lists only at its end."""
+    e.g. masks named ``x_mask.png`` for images ``x.jpg``), which a run lists only at its end; a mask folder the layout
+    does not look for (``segmentations/``: :func:`~coseg.data.layouts.unread_mask_folder`) is named first."""
+    first = next((p for p in problems if unread_mask_folder(p)), problems[0] if problems else None)
+    which = "the first" if problems and first is problems[0] else "among them"
     return (f"{printable(Path(data))}: none of its {len(scan.samples)} image(s) has a mask ({scan.layout} layout"
             + (", as --layout says" if layout != "auto" else "")
             + f"; a mask is paired with the image of its stem), so there is nothing to {purpose}"
-            + (f"; {len(problems)} unpaired file(s) or folder(s), the first: {problems[0]}" if problems else ""))
+            + (f"; {len(problems)} unpaired file(s) or folder(s), {which}: {first}" if problems else ""))

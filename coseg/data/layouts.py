@@ -32,7 +32,8 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   images (except the mask folder in use) and the images directly in ``root`` are reported and left out; other
   files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``); ``sbcoseg`` needs a subset folder
-  or at least half the PNGs beside a JPEG of their stem (or named after one plus a suffix: ``a.jpg``, ``a_mask.png``),
+  holding a group folder of such pairs (a group of photos named ``normal`` is no subset folder) or at least half the
+  PNGs beside a JPEG of their stem (or named after one plus a suffix: ``a.jpg``, ``a_mask.png``),
   so a folder of JPEG and PNG photos where two share a stem stays ``folders``.
 
 Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX``, a Synology NAS's thumbnail folders
@@ -50,7 +51,8 @@ mask in its place, and every image named so has a mask with it); a "paired by su
 pairs. Where masks exist, several images with one stem in one folder (``a.jpg``, ``a.png``: which one is ``a.png`` the
 mask of?) and several masks with one stem are reported as ambiguous and left out (in ``sbcoseg``, where the PNG is the
 mask, that is ``a.jpg`` + ``a.jpeg``). Group names are kept exactly as the OS gives them (non-UTF-8 bytes as surrogate
-escapes); ``printable`` shows them.
+escapes); ``printable`` shows them. Images and masks pair by folder and stem compared in Unicode's composed form
+(NFC), so a name written by macOS (decomposed) pairs with the same name written elsewhere.
 
 A new layout is a function ``scan(root: Path, masks_root: Path | None) -> (list[Sample], list[Problem])``
 registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output and rejects an empty result.
@@ -58,6 +60,7 @@ registered with ``@LAYOUTS.register("name")``; ``find_samples`` sorts its output
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -219,9 +222,15 @@ def _subfolders(folder: Path) -> list[Path]:
     return [Path(e.path) for e in _listing(folder) if _follow(e)[0]]
 
 
+def _key(folder: str, stem: str) -> tuple[str, str]:
+    """(folder, stem) in Unicode's composed form (NFC): a name written by macOS (decomposed, ``e`` + accent) pairs
+    with the same name written elsewhere; the two look alike in every listing."""
+    return unicodedata.normalize("NFC", folder), unicodedata.normalize("NFC", stem)
+
+
 def _stem_key(path: Path, base: Path) -> tuple[str, str]:
-    """(folder relative to ``base``, stem): what pairs an image with its mask."""
-    return path.parent.relative_to(base).as_posix(), path.stem
+    """(folder relative to ``base``, stem), composed (:func:`_key`): what pairs an image with its mask."""
+    return _key(path.parent.relative_to(base).as_posix(), path.stem)
 
 
 def _index_by_stem(files: list[Path], base: Path, what: str, problems: list[Problem]) -> dict[tuple[str, str], Path]:
@@ -400,7 +409,7 @@ def _group_mask_folders(images_root: Path, images: list[Path], problems: list[Pr
         mask_folders.add(folder)
         base = group.relative_to(images_root)
         found = _index_by_stem(_walk(folder, MASK_SUFFIXES, problems), folder, "mask", problems)
-        masks.update((((base / relative).as_posix(), stem), mask) for (relative, stem), mask in found.items())
+        masks.update((_key((base / relative).as_posix(), stem), mask) for (relative, stem), mask in found.items())
     return masks, mask_folders
 
 
@@ -416,14 +425,26 @@ def _named_subfolder(folder: Path, names: Sequence[str]) -> Optional[Path]:
     return None
 
 
+_MASKS_HINT = "if they are their masks"
+
+
+def unread_mask_folder(problem: Problem) -> bool:
+    """Whether ``problem`` is a folder left out whose files are named as the images, a mask folder the layout does not
+    look for: what explains a scan without masks best."""
+    return problem.kind == "skipped folder" and _MASKS_HINT in problem.detail
+
+
 def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path], under: str = "images/"
                     ) -> list[Problem]:
     """The image files directly in ``root`` and the other visible folders of ``root`` holding images (at any
     depth), except ``images_root`` and the mask folder in use: the layout leaves them out (``under`` names the
-    folder to move them into)."""
+    folder to move them into). Without a mask folder, one whose masks are named as the images (``segmentations/``,
+    a name the layouts do not look for) is told as their likely masks."""
     used = [images_root] + ([masks_root] if masks_root is not None else [])
     skip = {os.path.realpath(p) for p in used}
     outside = f"outside {printable(images_root)}, which holds this layout's images"
+    no_masks = under == "images/" and (masks_root is None or not _is_folder(masks_root))
+    images: set[tuple[str, str]] = set()  # the images' keys, once a folder beside them may hold their masks
     problems = []
     for entry in _listing(root):
         path = Path(entry.path)
@@ -432,7 +453,15 @@ def _outside_images(root: Path, images_root: Path, masks_root: Optional[Path], u
         is_dir, is_file = _follow(entry)
         if is_dir:
             count = len(_walk(path, IMAGE_SUFFIXES, [], exclude=used))
-            if count:
+            if count and no_masks and not images:
+                images = {_stem_key(p, images_root) for p in _walk(images_root, IMAGE_SUFFIXES, [])}
+            masks = sum(_stem_key(p, path) in images for p in _walk(path, MASK_SUFFIXES, [])) if count and images else 0
+            if masks:
+                problems.append(Problem("skipped folder", path, f"{masks} file(s) named as images of "
+                                        f"{printable(images_root)} (by relative folder and stem), in a folder no mask "
+                                        f"is read from: {_MASKS_HINT}, rename it masks/ (train, evaluate and split "
+                                        f"also take --masks {printable(path)})"))
+            elif count:
                 problems.append(Problem("skipped folder", path, f"{count} image(s) {outside}; to use them, pass "
                                                                 f"this folder itself or move it under {under}"))
         elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
@@ -622,10 +651,16 @@ def _pairs_side_by_side(folder: Path) -> bool:
     return _side_by_side(folder)[0] > 0
 
 
+def _subset_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an SBCoseg subset's: named after one (any case) and holding a group folder of images
+    and masks side by side, not a user's group of photos named ``normal`` or ``TR``."""
+    return _sbcoseg_subset(folder.name) is not None and any(_pairs_side_by_side(g) for g in _subfolders(folder))
+
+
 def detect_layout(root: PathLike) -> str:
-    """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg (a subset folder, or at least
-    half the PNGs directly in ``root`` and its folders beside a JPEG of their stem, or of their stem but for a suffix),
-    else folders."""
+    """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg (a subset folder holding a
+    group of pairs, or at least half the PNGs directly in ``root`` and its folders beside a JPEG of their stem, or of
+    their stem but for a suffix), else folders."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
@@ -636,7 +671,7 @@ def detect_layout(root: PathLike) -> str:
         return "internet"
     if _is_folder(root / "images") and _is_folder(root / "ground_truth"):
         return "icoseg"
-    if any(_sbcoseg_subset(t.name) for t in tops):
+    if any(_subset_folder(t) for t in tops):
         return "sbcoseg"
     paired, pngs = map(sum, zip(*(_side_by_side(t) for t in [root, *tops])))
     if paired and 2 * paired >= pngs:  # PNG masks beside their JPEGs, not PNG photos among JPEG ones
