@@ -5,13 +5,14 @@ import functools
 import importlib
 import json
 import math
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import click
 
-from apps.options import (NAMES_FILE_HELP, OutputFolder, UserPath, batch_size_option, check_report_only,
+from apps.options import (NAMES_FILE_HELP, ModelFile, OutputFolder, UserPath, batch_size_option, check_report_only,
                           checkpoint_option, device_option, echo, echo_report, image_size_option, known_layout,
                           masks_option, name_list, not_training_state, quiet_option, report_options, training_config,
                           training_options, workers_option)
@@ -312,6 +313,9 @@ def train(config_file: Optional[Path], resume: bool, **params: Any) -> None:
         shown = [printable(g) for g in result.val_groups[:MAX_GROUPS_SHOWN]]
         echo(f"validation group(s): {', '.join(shown)}"
              + (f", … ({len(result.val_groups)} in all)" if len(result.val_groups) > len(shown) else ""))
+        if result.fit.best_metric is None:  # J is undefined on empty ground truth: no epoch could be chosen on it
+            echo("warning: every validation mask is empty, so validation has no J to choose the best epoch on: "
+                 "best.safetensors is the last epoch's model (choose validation groups with foreground)")
     elif cfg.val_fraction and not cfg.val_groups:  # a single training group: none could be held out
         echo(f"no validation: the only training group cannot be held out (--val-fraction {cfg.val_fraction}), so "
              "best.safetensors is the last epoch's model")
@@ -451,13 +455,21 @@ def _report(folder: Path, thumbnail: int, quiet: bool) -> None:
     echo_report(build_report(folder, thumbnail=thumbnail, progress=not quiet))
 
 
+def _columns(text: str) -> int:
+    """The terminal columns ``text`` takes: none for a combining accent (a name written by macOS: ``e`` + accent), two
+    for a wide character (CJK)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _print_summary(summary: dict) -> None:
     from coseg.data import printable
 
-    width = max([len(printable(g)) for g in summary["per_group"]] + [5])
+    names = {g: printable(g) for g in summary["per_group"]}
+    width = max([_columns(name) for name in names.values()] + [5])
     echo(f"{'group':<{width}}  {'P':>6}  {'J':>6}  images")
-    for g, d in sorted(summary["per_group"].items(), key=lambda kv: printable(kv[0])):
-        echo(f"{printable(g):<{width}}  {d['P']:6.2f}  {d['J']:6.2f}  {d['images']}")
+    for g, d in sorted(summary["per_group"].items(), key=lambda kv: names[kv[0]]):
+        padding = " " * (width - _columns(names[g]))
+        echo(f"{names[g]}{padding}  {d['P']:6.2f}  {d['J']:6.2f}  {d['images']}")
     echo(f"{'mean':<{width}}  {summary['P']:6.2f}  {summary['J']:6.2f}  {summary['images']} "
          f"(empty ground truth: {summary['empty']}, {summary['empty_gt_images']} image(s))")
 
@@ -559,8 +571,7 @@ def split(data: Path, masks: Optional[Path], layout: str, output: Optional[Path]
 
 
 @main.command()
-@click.argument("models", nargs=-1, required=True,
-                type=UserPath(exists=True, dir_okay=False, path_type=Path), callback=not_training_state)
+@click.argument("models", nargs=-1, required=True, type=ModelFile(), callback=not_training_state)
 @click.option("--output", required=True, type=UserPath(dir_okay=False, path_type=Path),
               help="The ensemble's model file (.safetensors), for evaluate and predict like any other.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file (default: refuse).")

@@ -37,6 +37,22 @@ class OutputFolder(UserPath):
         return super().convert(value, param, ctx)
 
 
+class ModelFile(UserPath):
+    """``UserPath`` of an existing model file; a folder given instead (a run's) is refused naming the file to give,
+    its ``best.safetensors``, where click says only "is a directory"."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        folder = Path(os.path.expanduser(value)) if isinstance(value, str) else None
+        if folder is not None and folder.is_dir():
+            best = folder / "best.safetensors"
+            self.fail(f"{click.format_filename(value)} is a folder; a run's model is its best.safetensors"
+                      + (f": {click.format_filename(best)}" if best.is_file() else ""), param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _click_type(annotation: Any) -> Any:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     base = args[0] if typing.get_origin(annotation) is Union and len(args) == 1 else annotation
@@ -279,9 +295,7 @@ def not_training_state(ctx: click.Context, param: click.Parameter, value: Union[
     return value
 
 
-checkpoint_option = click.option("--checkpoint", required=True,
-                                 type=UserPath(exists=True, dir_okay=False, path_type=Path),
-                                 callback=not_training_state,
+checkpoint_option = click.option("--checkpoint", required=True, type=ModelFile(), callback=not_training_state,
                                  help="Model file (best.safetensors or last.safetensors of a run).")
 workers_option = click.option("--workers", default=0, show_default=True, type=click.IntRange(0, None),
                               help="DataLoader worker processes reading the images (0: the main process reads them).")
