@@ -6,12 +6,14 @@ A task supplies what differs: how one batch becomes losses, and how to validate.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -115,6 +117,34 @@ def lr_columns(optimizer: torch.optim.Optimizer) -> list[str]:
     return columns
 
 
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback ")
+_TRACEBACK = "Traceback (most recent call last):\n"
+
+
+def worker_error(error: BaseException) -> Optional[BaseException]:
+    """The error a DataLoader worker process raised, of ``error``'s type, with the worker's own message; None for
+    any other error. torch raises a worker's error again in the main process with the worker's whole traceback as
+    its message ("Caught ValueError in DataLoader worker process 0. Original Traceback ..."), which a command would
+    show as the error's message."""
+    text = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else ""
+    found = _WORKER_ERROR.match(text)
+    if found is None or found[1] != type(error).__name__:  # not a worker's, or one torch raised as a RuntimeError
+        return None
+    lines = text.rpartition(_TRACEBACK)[2].splitlines()  # the last traceback of a chain: the error raised
+    start = next((i for i, line in enumerate(lines) if not line.startswith(" ")), len(lines))  # after its frames
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):  # as the traceback names it
+        name = f"{kind.__module__}.{name}"
+    raised = "\n".join(lines[start:])
+    if not raised.startswith(f"{name}: "):
+        return None
+    try:
+        return kind(raised[len(name) + 2:])
+    except Exception:  # a type taking other arguments
+        return None
+
+
 def lr_factor(progress: float, warmup: float, schedule: str) -> float:
     """Learning-rate multiplier at ``progress`` ∈ [0, 1] of the run: linear warm-up, then constant or cosine."""
     if warmup > 0 and progress < warmup:
@@ -134,11 +164,14 @@ class Engine:
     via ``model.save``, with ``metadata`` plus the epoch and its validation metrics; ``last.safetensors`` also with
     ``finished``: ``epochs`` or ``time`` when the run ended with its last epoch or its time budget, also when resumed
     with nothing left to train, ``no`` while it has not: interrupted, still training or resumed), ``last.pt``
-    (training state for ``resume``), ``log.csv`` (one row per epoch: its learning rates, in :func:`lr_columns`, the
-    task's mean loss terms to 6 significant digits, its ``seconds``, ``images_per_s`` after its first step (which
-    holds the loader's start and first-batch compilation) and validation metrics).
+    (training state for ``resume``), ``log.csv`` (one row per epoch: the learning rates of its last step, in
+    :func:`lr_columns`, the task's mean loss terms to 6 significant digits, its ``seconds``, ``images_per_s`` after
+    its first step (which holds the loader's start and first-batch compilation) and validation metrics).
     An epoch's ``last.pt`` is written before the model files it records, which a resume writes again: whatever write a
     kill stops, ``best.safetensors`` is the model of the best epoch that ``last.pt`` and ``log.csv`` record.
+    The schedule (:func:`lr_factor`) is set before each step, at the share of the run's steps done before it (step
+    ``k`` of ``n``: ``k / n``, as torch's and timm's per-step schedules do): with a warm-up the first step is at 1 %
+    of the rate (a run of one step too), and a cosine schedule's last step at a small rate, not 0.
     With a time budget the schedule follows elapsed time, so a budgeted run still anneals to its end, and an epoch
     that ends with the budget spent (by its validation too) is the last one; a resumed run counts the time its
     checkpointed epochs took (saved in ``last.pt``), so the budget is not granted twice.
@@ -331,7 +364,19 @@ class Engine:
             before_write: Optional[Callable[[], None]] = None) -> FitResult:
         """Run the epochs; ``loader``'s batch sampler gets ``set_epoch(epoch)`` when it has one. ``before_write`` is
         called in the main process before the first file is written, unless a resumed run has nothing left to train
-        (then the run's files, its config too, are left as they are)."""
+        (then the run's files, its config too, are left as they are). An error a DataLoader worker process raised
+        (e.g. a group none of whose images can be read any more) is raised with the worker's own message
+        (:func:`worker_error`), torch's error (the worker's traceback) as its cause."""
+        try:
+            return self._fit(task, loader, resume, before_write)
+        except Exception as e:
+            told = worker_error(e)
+            if told is None:
+                raise
+            raise told from e
+
+    def _fit(self, task: TrainTask, loader: Iterable, resume: bool,
+             before_write: Optional[Callable[[], None]]) -> FitResult:
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("the training loader yields no batch: too few samples for one batch")
@@ -373,8 +418,13 @@ class Engine:
             epoch_images = 0
             stop = False
             # a loader draws its workers' seed from the global stream when they start, which persistent workers do in
-            # a session's first epoch only: a resumed run would draw where the uninterrupted one did not
+            # a session's first epoch only: a resumed run would draw where the uninterrupted one did not. So the loader
+            # draws from a stream of the epoch's own, seeded from the global one, which it leaves as it was: a
+            # shuffling sampler, which draws there too when workers start, then draws other batches each epoch, also
+            # when training draws no random number
             with torch.random.fork_rng(devices=[]):
+                entropy = int(torch.randint(2**62, (), dtype=torch.int64))
+                torch.default_generator.manual_seed(int(np.random.SeedSequence([entropy, epoch]).generate_state(1)[0]))
                 batches = iter(loader)
             bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                        disable=self.quiet or not self.dist.is_main, dynamic_ncols=True)
