@@ -21,9 +21,12 @@ from coseg.config import EDGE_EPS, EDGE_RADIUS, MAX_COLOUR_SCALE
 
 def error_message(error: BaseException) -> str:
     """An error's own message: a KeyError's without the quotes ``str`` adds, the OS's errors as "problem: file", a
-    click error's as click shows it after "Error:"."""
+    click error's as click shows it after "Error:", a DataLoader worker's without the traceback torch adds
+    (:func:`~coseg.engine.trainer.worker_error`)."""
     from coseg.data import printable
+    from coseg.engine.trainer import worker_error
 
+    error = worker_error(error) or error
     if isinstance(error, click.ClickException):
         return error.format_message()
     if isinstance(error, KeyError) and len(error.args) == 1:

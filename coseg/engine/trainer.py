@@ -5,6 +5,8 @@ non-finite-loss guard, a time budget, per-epoch validation, best/last checkpoint
 A task supplies what differs: how one batch becomes losses, and how to validate."""
 from __future__ import annotations
 
+import ast
+import contextlib
 import math
 import re
 import sys
@@ -139,8 +141,12 @@ def worker_error(error: BaseException) -> Optional[BaseException]:
     raised = "\n".join(lines[start:])
     if not raised.startswith(f"{name}: "):
         return None
+    message: Any = raised[len(name) + 2:]
+    if issubclass(kind, KeyError):  # a KeyError's text is the repr of its key
+        with contextlib.suppress(ValueError, SyntaxError):
+            message = ast.literal_eval(message)
     try:
-        return kind(raised[len(name) + 2:])
+        return kind(message)
     except Exception:  # a type taking other arguments
         return None
 
