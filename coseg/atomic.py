@@ -8,6 +8,7 @@ import errno
 import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections import defaultdict
@@ -186,6 +187,19 @@ def _remove(files: list[Path]) -> int:
     for p in files:
         p.unlink(missing_ok=True)
     return len(files)
+
+
+_RANDOM = "[a-z0-9_]{8}"  # what tempfile.mkstemp puts in a temporary name
+
+
+def is_temporary(name: str, suffix: str) -> bool:
+    """Whether ``name`` is that of a temporary file :func:`atomic_path` makes for a file whose name ends in
+    ``suffix`` (``.png``): ``.<its name>.tmp-<8 random characters><suffix>``, its name cut when longer than 80
+    bytes."""
+    found = re.fullmatch(rf"\.(.+){re.escape(TEMPORARY_MARK)}{_RANDOM}{re.escape(suffix)}", name, re.DOTALL)
+    # a cut name ends anywhere: its last character takes up to 4 bytes
+    return found is not None and (found[1].endswith(suffix)
+                                  or len(os.fsencode(found[1])) > _TEMPORARY_PREFIX_BYTES - 4)
 
 
 def remove_temporaries(folder: PathLike) -> int:

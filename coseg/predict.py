@@ -6,6 +6,8 @@ import dataclasses
 import errno
 import hashlib
 import json
+import os
+import re
 import sys
 from collections import Counter, deque
 from concurrent.futures import Future
@@ -18,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coseg.atomic import (
-    file_digest, remove_temporaries_of, write_bytes_atomic, write_bytes_if_changed, write_text_atomic,
+    file_digest, is_temporary, remove_temporaries_of, write_bytes_atomic, write_bytes_if_changed, write_text_atomic,
 )
 from coseg.data import (
     DataFileError, Sample, Scan, detect_layout, encode_png, find_samples, printable, read_image, shown_names,
@@ -126,6 +128,39 @@ OVERLAYS_RECORD = "overlays.json"
 UNFINISHED = "overwrite_unfinished"  # in a record while an --overwrite run replaces files of other settings
 
 
+_OWN_FILE = re.compile(r".*\.png|\.DS_Store|Thumbs\.db|desktop\.ini|\._.*", re.IGNORECASE | re.DOTALL)
+"""The files a folder of masks or overlays holds: PNGs (their temporary files too), and those a file browser leaves
+in a folder it showed (macOS Finder, Windows Explorer)."""
+
+
+def remove_leftovers(folder: Path, input_dir: Path) -> int:
+    """Delete the temporary files of masks and overlays (PNG, :func:`~coseg.atomic.is_temporary`) that killed runs
+    left in ``folder`` (an output or overlays folder) and in those of its sub-folders that are predict's, at any
+    depth: those holding no file but :data:`_OWN_FILE` ones, reached through such folders, neither hidden (staging
+    folders), nor links, nor ``input_dir``. A sub-folder holding another file is left alone with what is under it:
+    another tool's (an evaluation's lock or summary.json, a training run's, another predict's record or lock) or the
+    user's. Returns how many were removed."""
+    removed, pending, input_dir = 0, [folder], input_dir.resolve()
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+            files = [entry for entry in entries if not entry.is_dir()]  # links and other entries too
+            folders = [Path(entry.path) for entry in entries
+                       if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue  # not a folder (yet), or one that cannot be listed: nothing of predict's there
+        if current != folder and not all(_OWN_FILE.fullmatch(entry.name) for entry in files):
+            continue
+        for entry in files:
+            if is_temporary(entry.name, ".png") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):  # in a folder nobody may write in (an old group's): left there
+                    os.unlink(entry.path)
+                    removed += 1
+        pending.extend(sub for sub in folders if sub.resolve() != input_dir)
+    return removed
+
+
 def _same_folder(a: Path, b: Path) -> bool:
     return a.is_dir() and a.resolve() == b.resolve()
 
@@ -206,9 +241,11 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
     ``input_dir`` (:func:`scan_input`). Each subfolder is a group (a flat folder is one group) predicted together
     when ``group_mode``; a group larger than ``batch_size`` is processed in chunks that share its consensus. Masks
     (and overlays) already written are kept unless ``overwrite`` or their image changed since: an interrupted run
-    resumes and removes the temporary files a killed run left. In group mode a group that misses a mask (an
-    interrupted run, an image added), holds an image changed since its mask was written or, by the record of the
-    run that wrote them (with ``checkpoint``), lost an image, is predicted again whole, and its kept masks are
+    resumes and removes the temporary files a killed run left (of masks and overlays in any folder of predict's
+    under ``output_dir`` and ``overlays``, also of images removed or groups renamed since: :func:`remove_leftovers`;
+    another tool's, an evaluation's writing into a sub-folder, are left alone). In group mode a group that misses a
+    mask (an interrupted run, an image added), holds an image changed since its mask was written or, by the record
+    of the run that wrote them (with ``checkpoint``), lost an image, is predicted again whole, and its kept masks are
     written again where their content changes (the others are left as they are), so that its masks are those a
     fresh run writes; :attr:`PredictReport.written` counts both. (The mask of an image removed from the input is
     left where it is.) Files that cannot be read, images the model gives non-finite (NaN/inf) probabilities for,
@@ -272,8 +309,12 @@ def predict_folder(model: Model, image_size: int, input_dir: Path, output_dir: P
                         folder / name, record, input_dir, overwrite, any(t.exists() for t in targets), what)))
                     if group_mode:
                         recorded.update(_recorded_members(folder / name))
-        # left by a killed run: of this run's files only (an evaluation may be writing into a sub-folder)
+        # left by a killed run: of this run's files, and of masks and overlays in predict's own folders (of images
+        # removed or groups renamed since), not of another tool's (an evaluation writing into a sub-folder)
         remove_temporaries_of([*masks, *(tints or []), *(record_file for record_file, _, _ in records)])
+        for folder in (output_dir, overlays):
+            if folder is not None:
+                remove_leftovers(folder, input_dir)
         report = PredictReport(output=output_dir)
         report.skipped.extend(skipped_inputs(scan))
         clashing = set()

@@ -1,6 +1,7 @@
 """Choosing groups for a run: from a splits file entry, an explicit list, or all groups of a scan."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -40,24 +41,61 @@ def choose_groups(scan: Scan, splits_file: Optional[Path], split: Optional[str],
     """Folder names of the chosen groups: ``explicit`` names, else entry ``split`` of ``splits_file`` (an entry
     listing no group is a ``ValueError``), else all groups of ``scan`` that have masks. Names are matched leniently
     (see ``resolve_groups``); an ``explicit`` name given more than once is a ``ValueError`` naming it, as are two
-    names of one group."""
+    names of one group, and one not found (of a folder there holding no image read, that folder:
+    :func:`no_group_reason`)."""
     available = sorted({s.group for s in scan.samples})
     if explicit:
         twice = repeated(explicit)
         if twice:
             raise ValueError(f"{len(twice)} group name(s) given more than once: {shown_names(twice, quote=True)} (name "
                              "each group once)")
-        return list(resolve_groups(list(explicit), available))
+        return list(resolve_groups(list(explicit), available, unmatched=partial(no_group_reason, scan)))
     if split:
         if splits_file is None:
             raise ValueError(f"split '{split}' was asked for but there is no splits file: "
                              f"{printable(scan.root / 'splits.json')} does not exist (give --splits FILE)")
-        chosen = list(resolve_split(splits_file, split, available))
+        chosen = list(resolve_split(splits_file, split, available, unmatched=partial(no_group_reason, scan)))
         if not chosen:
             raise ValueError(f"split '{printable(split)}' of {printable(splits_file)} lists no group, so there is "
                              "nothing to choose")
         return chosen
     return sorted({s.group for s in scan.labelled})
+
+
+def no_group_reason(scan: Scan, name: str) -> Optional[str]:
+    """Why the group ``name`` is none of ``scan``'s though a folder of that name is where its groups are
+    (:func:`_group_folders`): it holds no image, or none the scan kept (naming how many files or folders it left out
+    there and the first: unsupported files, ambiguous images, ...); None when there is no such folder."""
+    relative = Path(name)
+    if not relative.parts or relative.is_absolute() or any(part.startswith(".") for part in relative.parts):
+        return None  # no folder of a group: the folder itself, outside it, or hidden (never read)
+    for base in _group_folders(scan):
+        folder = base / relative
+        try:
+            if not folder.is_dir() or any(folder in sample.image.parents for sample in scan.samples):
+                continue  # no folder, or one holding groups of other names (a/b of a)
+        except OSError:  # a folder that cannot be looked at
+            continue
+        left_out = [p for p in scan.problems if p.path == folder or folder in p.path.parents]
+        return (f"the folder {printable(folder)} holds no image" if not left_out else
+                f"the folder {printable(folder)} holds no image read: {len(left_out)} file(s) or folder(s) left out "
+                f"there, the first: {left_out[0]}")
+    return None
+
+
+def _group_folders(scan: Scan) -> list[Path]:
+    """The folders under which ``scan``'s groups are named by their path (the images folder of the folders layout, an
+    SBCoseg data set, Internet's ``Data``): each sample's folder less its group's path, where that is inside the
+    scan's root; then the root."""
+    found: dict[Path, None] = {}
+    for sample in scan.samples:
+        parts, folder = Path(sample.group).parts, sample.image.parent
+        if parts and folder.parts[-len(parts):] == parts:
+            base = Path(*folder.parts[:-len(parts)])
+            if base == scan.root or scan.root in base.parents:
+                found[base] = None
+    found[scan.root] = None
+    return list(found)
 
 
 def groups_without_masks(scan: Scan, explicit: Sequence[str], split: Optional[str]) -> list[Problem]:

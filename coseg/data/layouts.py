@@ -33,8 +33,9 @@ Layouts (``LAYOUTS`` registry; each entry is ``scan(root, masks_root) -> (sample
   files there (``splits.json``, a README) are ignored.
 - ``auto``: picks one of the above from the folders present (``detect_layout``); ``sbcoseg`` needs a subset folder
   holding a group folder of such pairs (a group of photos named ``normal`` is no subset folder) or at least half the
-  PNGs beside a JPEG of their stem (or named after one plus a suffix: ``a.jpg``, ``a_mask.png``),
-  so a folder of JPEG and PNG photos where two share a stem stays ``folders``.
+  PNGs beside a JPEG of their stem (or named after one plus a suffix: ``a.jpg``, ``a_mask.png``), and those PNGs
+  masks (two-level images), not photos, so a folder of JPEG and PNG photos where some share a stem stays
+  ``folders`` (and gives no "did you mean" hint).
 
 Hidden files and folders (``.DS_Store``, AppleDouble ``._a.jpg``), ``__MACOSX``, a Synology NAS's thumbnail folders
 (``@eaDir``) and files that are not images (``Thumbs.db``, a README) are ignored; image files of a format not read
@@ -69,7 +70,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from metric.registry import Registry
 
 from coseg.atomic import PathLike
-from coseg.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, DataFileError, printable, read_mask
+from coseg.data.io import (IMAGE_SUFFIXES, MASK_SUFFIXES, UNSUPPORTED_SUFFIXES, DataFileError, MaskError, printable,
+                          read_mask)
 
 SBCOSEG_SUBSETS = ("ECFB", "TR", "MH", "SD", "Normal")
 NOTE_KINDS = frozenset({"paired by suffix"})
@@ -625,9 +627,9 @@ def _sbcoseg_group(group: Path, name: str, subset: Optional[str], problems: list
     return _pair(images, group, masks, lambda _: name, problems, subset=subset)
 
 
-def _side_by_side(folder: Path) -> tuple[int, int]:
+def _side_by_side(folder: Path) -> tuple[list[Path], int]:
     """(PNGs beside a JPEG of their stem or named after one plus a suffix (``a.jpg``, ``a_mask.png``; unless the first
-    of these is no mask: photos ``a copy.png``), PNGs) directly in ``folder``."""
+    of these is no mask: photos ``a copy.png``), how many PNGs) directly in ``folder``."""
     stems: dict[str, set[str]] = {}
     pngs: dict[str, str] = {}  # stem → file name
     for entry in _listing(folder):
@@ -643,24 +645,42 @@ def _side_by_side(folder: Path) -> tuple[int, int]:
             read_mask(folder / suffixed[0])
     except DataFileError:
         suffixed = []
-    return len(jpegs.intersection(pngs)) + len(suffixed), len(pngs)
+    paired = [pngs[stem] for stem in sorted(jpegs.intersection(pngs))] + suffixed
+    return [folder / name for name in paired], len(pngs)
 
 
 def _pairs_side_by_side(folder: Path) -> bool:
     """True if ``folder`` holds a JPEG and a PNG with its stem (or with its stem plus a suffix)."""
-    return _side_by_side(folder)[0] > 0
+    return bool(_side_by_side(folder)[0])
+
+
+def _mostly_masks(pngs: Sequence[Path]) -> bool:
+    """Whether the PNGs ``pngs`` beside a JPEG of their stem are masks, not the PNG photos of a user's folder whose
+    names clash with JPEG ones (``a.jpg``, ``a.png``): of the first ``MASKS_LOOKED_AT``, no more are photos (read but
+    not two-level) than masks (a file that cannot be read tells neither)."""
+    masks = photos = 0
+    for path in pngs[:MASKS_LOOKED_AT]:
+        try:
+            read_mask(path)
+            masks += 1
+        except MaskError:
+            photos += 1
+        except DataFileError:
+            pass
+    return photos <= masks
 
 
 def _subset_folder(folder: Path) -> bool:
     """Whether ``folder`` is an SBCoseg subset's: named after one (any case) and holding a group folder of images
     and masks side by side, not a user's group of photos named ``normal`` or ``TR``."""
-    return _sbcoseg_subset(folder.name) is not None and any(_pairs_side_by_side(g) for g in _subfolders(folder))
+    return _sbcoseg_subset(folder.name) is not None and any(
+        paired and _mostly_masks(paired) for paired, _ in map(_side_by_side, _subfolders(folder)))
 
 
 def detect_layout(root: PathLike) -> str:
     """The layout name ``root`` looks like: checks, in order, internet, icoseg, sbcoseg (a subset folder holding a
     group of pairs, or at least half the PNGs directly in ``root`` and its folders beside a JPEG of their stem, or of
-    their stem but for a suffix), else folders."""
+    their stem but for a suffix; the PNGs paired masks, not photos: :func:`_mostly_masks`), else folders."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {printable(root)}")
@@ -673,8 +693,9 @@ def detect_layout(root: PathLike) -> str:
         return "icoseg"
     if any(_subset_folder(t) for t in tops):
         return "sbcoseg"
-    paired, pngs = map(sum, zip(*(_side_by_side(t) for t in [root, *tops])))
-    if paired and 2 * paired >= pngs:  # PNG masks beside their JPEGs, not PNG photos among JPEG ones
+    found = [_side_by_side(t) for t in [root, *tops]]
+    paired, pngs = [png for pairs, _ in found for png in pairs], sum(count for _, count in found)
+    if paired and 2 * len(paired) >= pngs and _mostly_masks(paired):  # not PNG photos among JPEG ones
         return "sbcoseg"
     return "folders"
 

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from coseg.atomic import PathLike
 from coseg.data.io import printable, shown_names
@@ -73,12 +73,13 @@ def repeated(names: Iterable[str]) -> list[str]:
     return [name for name, count in Counter(names).items() if count > 1]
 
 
-def resolve_split(path: PathLike, name: str, available: Iterable[str], noun: str = "group") -> dict[str, str]:
+def resolve_split(path: PathLike, name: str, available: Iterable[str], noun: str = "group",
+                  unmatched: Optional[Callable[[str], Optional[str]]] = None) -> dict[str, str]:
     """:func:`resolve_groups` of split ``name`` of the splits file at ``path``; a name not found is reported with
     the file and the split it came from."""
     wanted = load_split(path, name)
     try:
-        return resolve_groups(wanted, available, noun)
+        return resolve_groups(wanted, available, noun, unmatched)
     except ValueError as e:
         raise ValueError(f"split '{name}' of {printable(Path(path))}: {e}") from None
 
@@ -110,12 +111,14 @@ def _match(name: str, available: Sequence[str]) -> list[str]:
     return starting or [g for g in available if _holds_words(g, key)]
 
 
-def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group") -> dict[str, str]:
+def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group",
+                   unmatched: Optional[Callable[[str], Optional[str]]] = None) -> dict[str, str]:
     """Map each wanted group to its folder among ``available``: ``{folder: short name}`` in the order wanted.
 
     ``wanted`` is a list of names or a mapping ``{folder name: short name}`` (as ``load_split`` returns).
-    Raises ``ValueError`` listing the names not found (with close folder names) or matching several folders,
-    and when two names resolve to one folder; ``noun`` names what they are in it ("class" for retrieval)."""
+    Raises ``ValueError`` listing the names not found (with close folder names, and what ``unmatched`` says of the
+    name when it says something: why a folder of that name is no group) or matching several folders, and when two
+    names resolve to one folder; ``noun`` names what they are in it ("class" for retrieval)."""
     available = sorted(set(available))
     plural = noun + ("es" if noun.endswith("s") else "s")
     pairs = wanted.items() if isinstance(wanted, Mapping) else ((w, w) for w in wanted)
@@ -135,7 +138,8 @@ def resolve_groups(wanted: Wanted, available: Iterable[str], noun: str = "group"
         else:
             close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
             hint = f" (closest: {', '.join(repr(printable(c)) for c in close)})" if close else ""
-            errors.append(f"'{printable(name)}' not found{hint}")
+            reason = None if unmatched is None else unmatched(name)
+            errors.append(f"'{printable(name)}' not found{hint}" + ("" if reason is None else f": {reason}"))
     if errors:
         raise ValueError(f"cannot resolve {len(errors)} {noun} name(s) among {len(available)} {plural}: "
                          + "; ".join(errors))
