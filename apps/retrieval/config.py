@@ -5,7 +5,7 @@ one that no chosen component takes is an error, so a typo or a mismatched option
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import ClassVar, Optional
 
 from coseg.config import INPUT_NORMALIZATION_HELP, check_input_normalization, option
 
@@ -23,9 +23,12 @@ class RetrievalTrainConfig:
     train_classes: list[str] = option([], "Class folders forming the training split, comma-separated (folders "
                                           "layout, instead of splits.json).")
     val_classes: list[str] = option([], "Training classes held out for validation, comma-separated; default: "
-                                        "--val-fraction of them.")
+                                        "--val-fraction of them. Given on the command line, they replace the "
+                                        "--config file's val_fraction.")
     val_fraction: float = option(0.2, "Share of the training classes held out (class-disjoint) for validation and "
-                                      "best-checkpoint selection; at least 2 classes (0 = no validation).")
+                                      "best-checkpoint selection; at least 2 classes (0 = no validation). Not with "
+                                      "--val-classes; given on the command line, it replaces the --config file's "
+                                      "val_classes.")
     image_size: int = option(224, "Training and inference size in pixels (square).")
     # --- schedule ---------------------------------------------------------------------------------------------
     mode: str = option("staged", "staged: train the embedding head on cached backbone features, then optionally "
@@ -124,12 +127,19 @@ class RetrievalTrainConfig:
     seed: int = option(0, "Random seed (runs on CPU are deterministic for a seed).")
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     amp: bool = option(True, "Mixed precision on CUDA.")
-    workers: int = option(0, "DataLoader worker processes.")
+    workers: int = option(0, "DataLoader worker processes. The smart_mining sampler's training batches are read "
+                             "without them, each mined after the step before it (as the controller left it), so "
+                             "that the run does not depend on them.")
     threads: Optional[int] = option(None, "CPU threads of torch (default: torch's choice). The head stage's steps are "
                                           "tiny: 1 thread is often fastest, and much faster on a shared machine.")
     cache_dir: Optional[str] = option(None, "Folder for decoded images and cached backbone features, reused across "
                                             "runs (default: in memory only).", path=True)
     quiet: bool = option(False, "No progress bars.")
+
+    REPLACED_BY: ClassVar[dict[str, tuple[str, ...]]] = {"val_classes": ("val_fraction",),
+                                                         "val_fraction": ("val_classes",)}
+    """A command-line option → the config file's options it replaces: they choose the validation classes another way
+    (:func:`coseg.engine.load_config`)."""
 
     def __post_init__(self) -> None:
         check_input_normalization(self)

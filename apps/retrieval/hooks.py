@@ -11,7 +11,9 @@ every hook found, in that order:
 - ``batch_triplets(batch_size)``: triplets for the loss, as positions in this process's share of the batch (of
   ``batch_size`` items), or None (the loss then mines its own);
 - ``extra_losses(embeddings, labels, gather)``: weighted loss terms added to the batch's loss;
-- ``after_step(embeddings, labels, triplets)``: feedback after the loss, returns values to log.
+- ``after_step(embeddings, labels, triplets)``: feedback after the loss, returns values to log; a hook whose
+  feedback changes what the sampler draws next sets ``steers_batches`` (the batches are then drawn in step with
+  the training, without worker processes).
 
 Under DDP (torchrun) each process holds a share of every batch, but ``extra_losses`` and ``after_step`` see the
 whole batch, as every process does: ``embeddings`` (N, D) and ``labels`` (N,) are the shares concatenated in rank
@@ -110,9 +112,13 @@ class ReadableMiner:
 
 class TrainingHook(nn.Module):
     """No-op defaults of every hook method; a hook overrides the ones it needs. ``options``: the config fields
-    the hook reads besides its component's constructor arguments (so setting them is not reported as unused)."""
+    the hook reads besides its component's constructor arguments (so setting them is not reported as unused).
+    ``steers_batches``: each step changes what the sampler draws next, so the trainer draws every batch after the
+    step before it, in the main process (DataLoader workers would draw batches ahead, each under a state as many
+    steps old as the batches in flight: the training would depend on ``--workers``)."""
 
     options: tuple[str, ...] = ()
+    steers_batches = False
 
     def before_epoch(self, embed: Embed, labels: torch.Tensor) -> None:
         """Refresh what depends on the whole training set's embeddings."""
@@ -134,9 +140,11 @@ class SmartMiningHook(TrainingHook):
     epoch, hand the loss the sampler's mined triplets, and feed the adaptive controller the share of active
     triplets — those with a non-zero triplet hinge at ``ACTIVE_MARGIN`` in Euclidean distance, the distance the
     index searches. The controller's offset is kept in a buffer (checkpointed, resumed). Images lost during the
-    run are left out of the index: the sampler's miner is wrapped in a :class:`ReadableMiner`."""
+    run are left out of the index: the sampler's miner is wrapped in a :class:`ReadableMiner`. Each batch is mined
+    with the offset the step before it left (``steers_batches``)."""
 
     ACTIVE_MARGIN = 0.1
+    steers_batches = True
 
     def __init__(self, cfg: "RetrievalTrainConfig", parts: "Parts") -> None:
         super().__init__()

@@ -181,14 +181,15 @@ def check_validation_classes(labels: torch.Tensor, classes: list[str], lost: str
     why = why_unscorable(labels)
     if why == NO_QUERY:
         raise ValueError(f"no validation class has two readable images{lost}, so validation has no query: "
-                         f"{', '.join(printable(c) for c in classes)}; name others with --val-classes or set "
-                         "--val-fraction 0")
+                         f"{', '.join(printable(c) for c in classes)}; name others with --val-classes, or validate "
+                         "on none: --val-fraction 0 (without --val-classes)")
     if why == ONE_CLASS:
         readable = classes[int(labels[0])]
         unreadable = [c for c in classes if c != readable]
         raise ValueError(f"only the validation class {printable(readable)} has readable images (none of "
                          f"{', '.join(map(printable, unreadable))} could be read{lost}), and MAP@R over a single "
-                         "class is 100 whatever the model; name others with --val-classes or set --val-fraction 0")
+                         "class is 100 whatever the model; name others with --val-classes, or validate on none: "
+                         "--val-fraction 0 (without --val-classes)")
 
 
 # --- the engine task ----------------------------------------------------------------------------------------------
@@ -313,11 +314,12 @@ class EpochBatches(Sampler[list[int]]):
 
 
 # --- building blocks ----------------------------------------------------------------------------------------------
-def check_config(cfg: RetrievalTrainConfig) -> None:
+def check_config(cfg: RetrievalTrainConfig, resume: bool = False) -> None:
     """Refuse (``ConfigError`` naming the option: a usage error) the values :func:`train` cannot take, before it
-    reads anything: names, counts, rates, the validation share, the stages' lengths, options of a stage or head start
-    the run has not, and a weights file that is not there. Those that depend on the backbone or the data are refused
-    later, still before any image is decoded."""
+    reads anything: names, counts, rates, the validation share, or one set beside the validation classes it would
+    not choose (but the run's own on ``resume``: earlier versions saved both, ignoring the share), the stages'
+    lengths, options of a stage or head start the run has not, and a weights file that is not there. Those that
+    depend on the backbone or the data are refused later, still before any image is decoded."""
     if not cfg.data:
         raise ConfigError("data is required: the data set root folder")
     check_choice(cfg, "mode", MODES)
@@ -350,6 +352,10 @@ def check_config(cfg: RetrievalTrainConfig) -> None:
         raise ConfigError(f"--finetune-minutes {cfg.finetune_minutes}: the fine-tuning stage trains for "
                           "--finetune-epochs, 0 (none) here: give them too (the stage ends at whichever comes first)")
     check_fraction(cfg, "val_fraction")
+    if cfg.val_classes and not resume and (fraction := changed("val_fraction")):
+        none = " (no validation)" if not cfg.val_fraction else ""
+        raise ConfigError(f"{fraction}{none} and --val-classes {', '.join(map(printable, cfg.val_classes))} both "
+                          "choose the validation classes: give one of them")
     with usage_errors():
         lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
     if not 1 <= cfg.feature_views <= 4:
@@ -398,9 +404,12 @@ def train_loader(dataset: Dataset, learner: RetrievalLearner, sampler: Sampler, 
                  embed: Callable[[], Embedded], cfg: RetrievalTrainConfig, device: torch.device,
                  passes: int = 1, workers: Optional[int] = None) -> DataLoader:
     """Each epoch's batches: ``passes`` passes of ``sampler``, read by ``workers`` processes (default
-    ``cfg.workers``); before each epoch the learner's hooks refresh from ``embed()`` (the training set's current
-    embeddings, computed in eval mode and only if a hook asks)."""
+    ``cfg.workers``; none when a hook of the learner steers the sampler step by step: each batch is then drawn after
+    the step before it, as workers reading ahead would not); before each epoch the learner's hooks refresh from
+    ``embed()`` (the training set's current embeddings, computed in eval mode and only if a hook asks)."""
     workers = cfg.workers if workers is None else workers
+    if any(hook.steers_batches for hook in learner.hooks):
+        workers = 0
 
     def on_epoch() -> None:
         memo: list[Embedded] = []
@@ -486,7 +495,7 @@ def train(cfg: RetrievalTrainConfig, resume: bool = False, dist: Optional[DistIn
     """Train a retrieval model as configured; files go to ``cfg.output`` (see the module docstring and
     :class:`coseg.engine.Engine`). A run already there is continued (``resume``, with its own options but for
     :data:`RUN_FOLDER`'s resumable ones) or replaced (``cfg.overwrite``), never silently lost."""
-    check_config(cfg)
+    check_config(cfg, resume)
     with training_lock(cfg.output, dist):  # before the run folder is read: another training may be writing it
         RUN_FOLDER.check(cfg, resume, world_size(dist))
         if resume:

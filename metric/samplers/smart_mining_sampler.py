@@ -29,7 +29,9 @@ class SmartMiningBatchSampler(ShardedBatchSampler):
     ``drop_last=False`` the last partial batch is topped up with the epoch's first anchors.
 
     Mining is lazy: each batch's anchors are mined by ``miner`` when the batch is drawn, so the controller's
-    current offset applies (a DataLoader draws a few batches ahead). Refresh the miner's index with
+    current offset applies: draw each batch after the step before it (DataLoader workers draw batches ahead, each
+under an offset as many steps old as the batches in flight; the retrieval trainer reads this sampler's batches
+without workers). Refresh the miner's index with
     ``miner.update(all_embeddings, labels)`` between epochs; its labels must be ``labels``.
 
     DDP: every rank draws the same global batch of anchors and keeps its contiguous share (the shared
