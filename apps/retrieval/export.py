@@ -7,8 +7,13 @@ Output folder:
   its ``images`` folder), row i = embedding row i;
 - ``index.faiss``: the embeddings in a faiss index (exact ``flat`` L2, or ``hnsw`` for very large folders);
 - ``model.safetensors``: a copy of the model, so ``search`` embeds queries the same way;
-- ``stamps.npy``: int64 (N, 3), row i = the file behind embedding row i (a hash of its path, its modification time
-  and byte size), so that a later export by the same model at the same size embeds only new and changed images;
+- ``stamps.npy``: int64 (N, 6), row i = the file behind embedding row i (:data:`STAMP_COLUMNS`: a hash of its path,
+  its modification time, byte size, inode and change time, and a hash of its bytes), so that a later export by the
+  same model at the same size embeds only new and changed images: a file of the same path, modification time and
+  size is taken as unchanged if its inode and change time are too, else if its bytes are (a file replaced by one of
+  the same size whose modification time was put back, by ``cp -p``, ``rsync -t`` or a restored backup, is embedded
+  again; an export folder moved with its images to another machine, where inodes and change times differ, reads
+  each image once to tell, but embeds none again);
 - ``skipped.csv``: what was left out, with the reason: unreadable images, unusable entries of the folder (broken
   links, unreadable folders) and, when it has an ``images`` folder, the images and folders beside it;
 - ``export.json``: what was exported, with the SHA-1 of ``index.faiss`` (``index_sha1``) and of the paths of
@@ -17,13 +22,13 @@ Output folder:
   finished export.
 
 Images are embedded in shards of ``shard_size``; each finished shard is stored in ``.shards/`` under a name that
-hashes the model file, the image size and its images (path, modification time, size), so an interrupted export
-run again continues with the first unfinished shard, and shards whose images changed are embedded again. The
-final files are assembled from the shards (each written atomically), then ``.shards/`` is removed. Once an export
-has finished, running it again after images were added, changed or removed embeds only the new and changed ones: the
-others' rows are taken from the finished export, if it was made by the same model file at the same image size. An
-export holds
-the lock of ``.export.lock`` in the output folder while it runs: a second export into that folder is refused.
+hashes the model file, the image size and its images (path, modification time, size, inode, change time), so an
+interrupted export run again continues with the first unfinished shard, and shards whose images changed are embedded
+again. The final files are assembled from the shards (each written atomically), then ``.shards/`` is removed. Once an
+export has finished, running it again after images were added, changed or removed embeds only the new and changed
+ones: the others' rows are taken from the finished export, if it was made by the same model file at the same image
+size. An export holds the lock of ``.export.lock`` in the output folder while it runs: a second export into that
+folder is refused.
 """
 from __future__ import annotations
 
@@ -57,6 +62,9 @@ INDEX_TYPES = ("flat", "hnsw")
 HNSW_LINKS = 32
 FILES = ("embeddings.npy", "manifest.csv", "index.faiss", "model.safetensors", "skipped.csv", "export.json")
 STAMPS = "stamps.npy"  # not in FILES: exports written before it existed are finished ones (it only saves work)
+# The columns of stamps.npy. Earlier versions' (N, 3) stamps (path, modification time, size) cannot tell a file replaced
+# by one of the same size and time: their rows are not used.
+STAMP_COLUMNS = ("path", "mtime_ns", "size", "inode", "ctime_ns", "content")
 LOCK = ".export.lock"
 # export.json's digests of index.faiss and of manifest.csv's paths (both absent from records of earlier versions)
 INDEX_DIGEST, MANIFEST_DIGEST = "index_sha1", "manifest_paths_sha1"
@@ -120,22 +128,61 @@ def manifest_digest(paths: Iterable[str]) -> str:
     return _digest(*paths)
 
 
-def file_stamp(item: Item) -> tuple[int, int, int]:
-    """An image's (path hash, modification time in ns, byte size): changes when the file is replaced or edited; for a
-    file gone (or unreadable) since the folder was scanned, (path hash, −1, −1) (it is then skipped as
-    unreadable)."""
-    path_hash = int(_digest(item.relative)[:15], 16)  # 60 bits: held by int64
+Stamp = tuple[int, int, int, int, int]
+
+
+def _hash60(digest: str) -> int:
+    return int(digest[:15], 16)  # 60 bits: held by int64
+
+
+def file_stamp(item: Item) -> Stamp:
+    """An image's (path hash, modification time in ns, byte size, inode, change time in ns): changes when the file is
+    edited or replaced, also by one of the same size whose modification time was put back (which no tool sets the
+    inode and change time of); for a file gone (or unreadable) since the folder was scanned, (path hash, −1, −1, −1,
+    −1) (it is then skipped as unreadable)."""
+    path_hash = _hash60(_digest(item.relative))
     try:
         stat = os.stat(item.path)
     except OSError:
-        return path_hash, -1, -1
-    return path_hash, stat.st_mtime_ns, stat.st_size
+        return path_hash, -1, -1, -1, -1
+    return path_hash, stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns
 
 
-def previous_rows(output_dir: Path, done: dict, source: dict[str, str], size: int) -> tuple[np.ndarray, dict]:
-    """The embeddings of the finished export whose record is ``done`` (memory-mapped) and {file stamp: row} of its
-    rows, when it embedded the same input folder with the same model file at the same image size; else an empty
-    array and {}. An export written before ``stamps.npy`` existed, or whose files disagree, gives nothing."""
+def content_hash(path: Path) -> int:
+    """A hash of the bytes of the file at ``path`` (60 bits of their SHA-1), −1 when it cannot be read."""
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return -1
+    return _hash60(h.hexdigest())
+
+
+Earlier = dict[tuple[int, int, int], tuple[int, int, int, int]]
+"""The rows of a finished export: (path hash, modification time, size) → (row, inode, change time, content hash)."""
+
+
+def reused_row(item: Item, stamp: Stamp, earlier: Earlier) -> tuple[Optional[int], int]:
+    """(the row of the finished export ``earlier`` that holds ``item``'s embedding, or None when it must be embedded
+    again; the hash of its bytes). A row of the same path, modification time and size is used when the file's inode
+    and change time are the row's too, else when its bytes are (read now: before the image is decoded, so that a file
+    replaced meanwhile is embedded again by the next export). The bytes of a file without a row are hashed too."""
+    if stamp[1] < 0:
+        return None, -1
+    entry = earlier.get(stamp[:3])
+    if entry is not None and entry[1:3] == stamp[3:]:
+        return entry[0], entry[3]
+    content = content_hash(item.path)
+    return (entry[0] if entry is not None and content >= 0 and entry[3] == content else None), content
+
+
+def previous_rows(output_dir: Path, done: dict, source: dict[str, str], size: int) -> tuple[np.ndarray, Earlier]:
+    """The embeddings of the finished export whose record is ``done`` (memory-mapped) and its rows (:data:`Earlier`),
+    when it embedded the same input folder with the same model file at the same image size; else an empty array and
+    {}. An export written before ``stamps.npy`` existed or held its :data:`STAMP_COLUMNS`, or whose files disagree,
+    gives nothing."""
     nothing = np.empty((0, 0), np.float32), {}
     if not done or any(done.get(name) != value for name, value in source.items()) or done.get("image_size") != size:
         return nothing
@@ -144,15 +191,16 @@ def previous_rows(output_dir: Path, done: dict, source: dict[str, str], size: in
         embeddings = np.load(output_dir / "embeddings.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return nothing
-    if (stamps.dtype != np.int64 or stamps.ndim != 2 or stamps.shape[1] != 3 or embeddings.ndim != 2
+    if (stamps.dtype != np.int64 or stamps.ndim != 2 or stamps.shape[1] != len(STAMP_COLUMNS) or embeddings.ndim != 2
             or embeddings.dtype != np.float32 or not stamps.shape[0] == embeddings.shape[0] == done.get("images")):
         return nothing
-    return embeddings, {tuple(stamp): row for row, stamp in enumerate(stamps.tolist()) if stamp[1] >= 0}
+    return embeddings, {tuple(stamp[:3]): (row, *stamp[3:]) for row, stamp in enumerate(stamps.tolist())
+                        if stamp[1] >= 0}
 
 
-def _stamp_text(item: Item, stamp: tuple[int, int, int]) -> str:
-    """The part of the shard and export keys an image gives (as exports have always keyed it)."""
-    return f"{item.relative}|-" if stamp[1] < 0 else f"{item.relative}|{stamp[1]}|{stamp[2]}"
+def _stamp_text(item: Item, stamp: Stamp) -> str:
+    """The part of the shard and export keys an image gives."""
+    return f"{item.relative}|-" if stamp[1] < 0 else f"{item.relative}|" + "|".join(map(str, stamp[1:]))
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -197,10 +245,12 @@ def _embed_missing(model: RetrievalModel, shard: Sequence[Item], found: Sequence
             np.array([reason for _, reason in errors], dtype=str))
 
 
-def _load_shard(path: Path) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _load_shard(path: Path) -> Optional[tuple[np.ndarray, ...]]:
+    """A stored shard's (embeddings, positions, failed positions, their reasons, the hash of each image's bytes);
+    None when it cannot be used."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return stored["embeddings"], stored["positions"], stored["failed"], stored["reasons"]
+            return tuple(stored[name] for name in ("embeddings", "positions", "failed", "reasons", "contents"))
     except (OSError, ValueError, KeyError, EOFError):
         return None
 
@@ -330,10 +380,13 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
             path = shard_dir / f"{number:06d}-{key}.npz"
             stored = _load_shard(path) if path.is_file() else None
             if stored is None:
-                found = [earlier_rows.get(stamp) for stamp in stamps[start:start + shard_size]]
-                stored = _embed_missing(model, shard, found, earlier, size, device, batch_size, workers)
+                found, contents = zip(*(reused_row(item, stamp, earlier_rows)
+                                        for item, stamp in zip(shard, stamps[start:start + shard_size])))
+                stored = (*_embed_missing(model, shard, found, earlier, size, device, batch_size, workers),
+                          np.array(contents, np.int64))
                 report.images_reused += sum(row is not None for row in found)
-                _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3])
+                _save_npz(path, embeddings=stored[0], positions=stored[1], failed=stored[2], reasons=stored[3],
+                          contents=stored[4])
             else:
                 report.shards_reused += 1
             parts.append((start, shard, stored))
@@ -342,9 +395,9 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         del earlier  # the memory map of the embeddings.npy about to be replaced
         rows, manifest, skipped = [], [("path", "label")], [("path", "reason")]
         row_stamps = []
-        for start, shard, (embeddings, positions, failed, reasons) in parts:
+        for start, shard, (embeddings, positions, failed, reasons, contents) in parts:
             rows.append(embeddings)
-            row_stamps.extend(stamps[start + p] for p in positions.tolist())
+            row_stamps.extend((*stamps[start + p], int(contents[p])) for p in positions.tolist())
             manifest.extend((printable(shard[p].relative), printable(shard[p].label)) for p in positions.tolist())
             skipped.extend((printable(shard[p].relative), str(r).removeprefix(f"{printable(shard[p].path)}: "))
                            for p, r in zip(failed.tolist(), reasons.tolist()))
@@ -365,7 +418,7 @@ def export_folder(checkpoint: PathLike, input_dir: PathLike, output_dir: PathLik
         write_bytes_atomic(output_dir / "index.faiss", index_bytes)
         write_bytes_atomic(output_dir / "model.safetensors", snapshot)
         with atomic_path(output_dir / STAMPS) as tmp:
-            np.save(tmp, np.array(row_stamps, np.int64).reshape(-1, 3))
+            np.save(tmp, np.array(row_stamps, np.int64).reshape(-1, len(STAMP_COLUMNS)))
         report.images, report.dim, report.skipped = embeddings.shape[0], embeddings.shape[1], skipped[1:]
         finished: dict[str, Any] = {"key": export_key}
         record_path(finished, "checkpoint", checkpoint, output_dir)  # absolute: told in errors run from elsewhere

@@ -66,7 +66,7 @@ def assert_same_export(a, b) -> None:
 def test_only_new_and_changed_images_are_embedded_again(collection, checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "export"
     first = export_folder(checkpoint, collection, out, shard_size=4)
-    assert first.images == 24 and first.images_reused == 0 and np.load(out / STAMPS).shape == (24, 3)
+    assert first.images == 24 and first.images_reused == 0 and np.load(out / STAMPS).shape == (24, 6)
     edit(collection)
     embedded = Embedded()
     monkeypatch.setattr(export_module, "embed_shard", embedded)
