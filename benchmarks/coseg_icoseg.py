@@ -450,7 +450,9 @@ def main() -> None:
                                         str(finished))
         else:
             base = read_config_file(CosegTrainConfig, args.config) if args.config else {}
-            base.update(overrides(args.set))
+            sets = overrides(args.set)  # each replaces the config file's other ways of giving it, as coseg train's do
+            replaced = {k for key in sets for k in CosegTrainConfig.REPLACED_BY.get(key, ())}
+            base = {k: v for k, v in base.items() if k not in replaced} | sets
             base.update(data=str(args.data), layout="icoseg", output=str(run_dir), minutes=args.minutes,
                         epochs=int(base.get("epochs", 1000)))
             if not base.get("train_groups"):  # explicit training groups (checked against test8 below) or train30

@@ -76,8 +76,11 @@ class CosegTrainConfig:
                                      "train_split and splits.")
     val_groups: list[str] = option([], "Explicit validation groups (a name may be the start of one folder's name, "
                                    "e.g. its number, or whole words found in no other); default: hold out "
-                                   "--val-fraction of the training groups.")
-    val_fraction: float = option(0.15, "Share of training groups held out for validation / model selection (0 = none).")
+                                   "--val-fraction of the training groups. Given on the command line, they replace the "
+                                   "--config file's val_fraction.")
+    val_fraction: float = option(0.15, "Share of training groups held out for validation / model selection (0 = none). "
+                                 "Not with --val-groups; given on the command line, it replaces the --config file's "
+                                 "val_groups.")
     image_size: int = option(224, "Training and inference size in pixels (square, multiple of 32).")
     epochs: int = option(30, "Number of epochs (with --minutes: at most this many). An ensemble without --minutes "
                          "shares them: each of its models trains epochs / members (rounded, at least 1).")
@@ -157,9 +160,11 @@ class CosegTrainConfig:
     quiet: bool = option(False, "No progress bars.")
 
     REPLACED_BY: ClassVar[dict[str, tuple[str, ...]]] = {"train_groups": ("train_split", "splits"),
-                                                         "train_split": ("train_groups",)}
-    """A command-line option → the config file's options it replaces: they choose the training groups another way
-    (:func:`coseg.engine.load_config`)."""
+                                                         "train_split": ("train_groups",),
+                                                         "val_groups": ("val_fraction",),
+                                                         "val_fraction": ("val_groups",)}
+    """A command-line option → the config file's options it replaces: they choose the training (validation) groups
+    another way (:func:`coseg.engine.load_config`)."""
 
     def __post_init__(self) -> None:
         check_input_normalization(self)

@@ -246,10 +246,12 @@ def check_groups_per_batch(cfg: CosegTrainConfig, train_groups: list[str], val_g
 LOSS_WEIGHTS = ("dice_weight", "ce_weight", "focal_weight", "jaccard_weight", "triplet_weight")
 
 
-def check_config(cfg: CosegTrainConfig) -> None:
+def check_config(cfg: CosegTrainConfig, resume: bool = False) -> None:
     """Refuse (``ConfigError`` naming the option) the values :func:`train` cannot take, before it reads anything:
-    sizes, counts, the time budget, the validation share, the optimiser's rates, the loss weights and margin, the EMA
-    decay, augmentation strengths and probabilities, the choice of training groups and files that are not there."""
+    sizes, counts, the time budget, the validation share, or one set beside the validation groups it would not choose
+    (but the run's own on ``resume``: earlier versions saved both, ignoring the share), the optimiser's rates, the
+    loss weights and margin, the EMA decay, augmentation strengths and probabilities, the choice of training groups
+    and files that are not there."""
     check_at_least(cfg, 32, "image_size")
     if cfg.image_size % 32:
         raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
@@ -263,6 +265,11 @@ def check_config(cfg: CosegTrainConfig) -> None:
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
+    if cfg.val_groups and not resume and cfg.val_fraction != CosegTrainConfig.val_fraction:
+        none = " (no validation)" if not cfg.val_fraction else ""
+        raise ConfigError(f"--val-fraction {cfg.val_fraction}{none} and --val-groups "
+                          f"{', '.join(map(printable, cfg.val_groups))} both choose the validation groups: give one of "
+                          "them")
     check_fraction(cfg, "ema_decay")  # 0: no EMA
     check_seed(cfg, cfg.members)
     if not 0 < cfg.crop_scale <= 1:
@@ -300,7 +307,7 @@ def build_augmentation(cfg: CosegTrainConfig) -> Optional[TrainAugmentation]:
 def train(cfg: CosegTrainConfig, resume: bool = False, dist: Optional[DistInfo] = None) -> TrainResult:
     """Train a co-segmentation model as configured; files go to ``cfg.output`` (see :class:`Engine`). With
     ``cfg.members`` > 1, an ensemble: see :func:`member_configs` and :func:`_train_members`."""
-    check_config(cfg)
+    check_config(cfg, resume)
     with training_lock(cfg.output, dist):  # before the run folder is read: another training may be writing it
         RUN_FOLDER.check(cfg, resume, world_size(dist))
         with distributed_run(cfg.device, dist) as info:
@@ -332,7 +339,8 @@ def member_configs(cfg: CosegTrainConfig, scan: Scan) -> list[CosegTrainConfig]:
     return [replace(cfg, members=1, seed=cfg.seed + i, output=str(Path(cfg.output) / f"member{i}"), minutes=minutes,
                     epochs=epochs,
                     train_groups=list(train_groups), val_groups=list(val_groups),
-                    val_fraction=cfg.val_fraction if val_groups else 0.0)
+                    # the default share beside the groups: another one would be refused (check_config)
+                    val_fraction=CosegTrainConfig.val_fraction if val_groups else 0.0)
             for i in range(cfg.members)]
 
 

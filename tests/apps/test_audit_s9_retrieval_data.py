@@ -67,7 +67,7 @@ def test_validation_classes_outside_the_training_split_name_the_option(tmp_path)
     data = tiny_set(tmp_path / "data")
     with pytest.raises(ValueError, match=r"^--val-classes \(held out of the training split 'train'\): cannot resolve "
                                          r"1 class name\(s\) among 6 classes: 'class6' not found"):
-        train(tiny_config(data, tmp_path / "run", val_classes=["class5", "class6"]))
+        train(tiny_config(data, tmp_path / "run", val_classes=["class5", "class6"], val_fraction=0.2))
     assert not (tmp_path / "run").exists()
 
 

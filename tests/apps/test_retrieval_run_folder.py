@@ -19,7 +19,7 @@ from coseg.engine import load_config
 from coseg.report.build import build_report
 from tests.apps.retrieval_files import write_class_folders
 from tests.apps.retrieval_runs import tiny_config, tiny_set
-from tests.reliability.test_bad_inputs import TINY_RETRIEVAL
+from tests.reliability.test_bad_inputs import TINY_RETRIEVAL, without_share
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_numeric_class_names_in_a_config_file_are_names(tmp_path):
     assert cfg.train_classes == names[:6] and cfg.val_classes == ["5", "6"] and cfg.pool_stages == [3, -1]
     run = tmp_path / "run"
     code, output = retrieval("train", "--config", config, "--data", data, "--layout", "folders", "--output", run,
-                             "--epochs", 1, *TINY_RETRIEVAL)
+                             "--epochs", 1, *without_share(TINY_RETRIEVAL))
     assert code == 0, output
     assert "best validation MAP@R" in output and "(2 held-out class(es))" in output
     saved = yaml.safe_load((run / "config.yaml").read_text())

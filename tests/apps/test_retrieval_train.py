@@ -101,7 +101,7 @@ def test_validation_classes_of_single_images_are_a_clear_error(tmp_path):
     for name in ("solo a", "solo b"):
         tiny_image(data / name / "only.jpg", seed=len(name))
     cfg = tiny_config(data, tmp_path / "run", train_classes=[*TRAIN_CLASSES, "solo a", "solo b"],
-                      val_classes=["solo a", "solo b"])
+                      val_classes=["solo a", "solo b"], val_fraction=0.2)
     with pytest.raises(ValueError, match="no validation class has two readable images.*: solo a, solo b"):
         train(cfg)
     assert not (tmp_path / "run").exists()

@@ -50,7 +50,8 @@ def groups(data: Path) -> tuple[list[str], list[str]]:
 
 def test_validation_groups_from_test8_are_refused_before_training(bench, data, tmp_path, monkeypatch):
     test_group = groups(data)[1][0]
-    message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, *TINY, f"--set=val_groups={test_group}",
+    message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, *TINY, "--set=val_fraction=0.15",
+                      f"--set=val_groups={test_group}",
                       "--out", tmp_path / "out.json")
     assert "validation group(s)" in message and test_group in message and "test8" in message
     assert list(tmp_path.iterdir()) == []
@@ -58,7 +59,7 @@ def test_validation_groups_from_test8_are_refused_before_training(bench, data, t
 
 def test_training_groups_from_test8_are_refused_before_training(bench, data, tmp_path, monkeypatch):
     train, test = groups(data)
-    message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, *TINY,
+    message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, *TINY, "--set=val_fraction=0.15",
                       f"--set=train_groups={train[0]},{train[1]},{test[1]}", f"--set=val_groups={train[2]}",
                       "--out", tmp_path / "out.json")
     assert "training group(s)" in message and test[1] in message
@@ -83,3 +84,16 @@ def test_a_set_without_key_and_value_is_named(bench, data, tmp_path, monkeypatch
     message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, f"--set={pair}",
                       "--out", tmp_path / "out.json")
     assert message.endswith(f"--set {pair!r}: expected KEY=VALUE")
+
+
+def test_a_set_replaces_the_config_files_other_way_of_giving_it(bench, data, tmp_path, monkeypatch):
+    """``--set val_groups=`` replaces a ``--config`` file's ``val_fraction`` (and ``train_groups`` its
+    ``train_split``), as ``coseg train``'s command line does: the run goes on to the test8 check, not refused for
+    giving both."""
+    config = tmp_path / "base.yaml"
+    config.write_text("val_fraction: 0.3\n")
+    test_group = groups(data)[1][0]
+    message = refusal(bench, monkeypatch, "--data", data, "--minutes", 0.01, "--config", config,
+                      *[a for a in TINY if "val_fraction" not in a], f"--set=val_groups={test_group}",
+                      "--out", tmp_path / "out.json")
+    assert "test8" in message and "both choose" not in message, message

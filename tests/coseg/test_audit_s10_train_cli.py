@@ -11,6 +11,7 @@ from coseg.config import CosegTrainConfig
 from coseg.engine import load_config
 from tests.coseg.pipeline_fixtures import synthetic_set
 from tests.coseg.test_train_run import TINY, coseg, digests
+from tests.reliability.test_bad_inputs import without_share
 
 
 @pytest.mark.parametrize("option", ["--train-groups", "--val-groups"])
@@ -18,7 +19,7 @@ def test_a_group_not_found_names_its_option(tmp_path, option):
     """Both said "cannot resolve 1 group name(s) among 3 groups: 'nosuch' not found", which of the two lists holds
     the typo left to guess."""
     data = synthetic_set(tmp_path / "data", groups=3, images=2)
-    code, output = coseg("train", "--data", data, "--output", tmp_path / "run", *TINY, option, "nosuch")
+    code, output = coseg("train", "--data", data, "--output", tmp_path / "run", *without_share(TINY), option, "nosuch")
     assert code == 1 and f"Error: {option}: cannot resolve 1 group name(s) among 3 groups: 'nosuch' not found" in output
     assert not (tmp_path / "run").exists()
 

@@ -15,6 +15,7 @@ from coseg.config import CosegTrainConfig
 from coseg.engine import DistInfo, load_config
 from coseg.train import RUN_FOLDER, train
 from tests.coseg.pipeline_fixtures import synthetic_set
+from tests.reliability.test_bad_inputs import without_share
 
 TINY = ["--members", 1, "--weights", "none", "--image-size", 64, "--groups-per-batch", 2, "--images-per-group", 2,
         "--triplet-pixels", 8, "--val-fraction", 0.34, "--device", "cpu", "--quiet"]
@@ -122,7 +123,7 @@ def test_resume_with_overwrite_is_refused(tmp_path):
 def test_too_few_training_groups_for_a_batch_say_what_holds_them_out_before_anything_is_written(tmp_path):
     data = synthetic_set(tmp_path / "data", groups=3, images=2)
     run = tmp_path / "run"
-    args = ["train", "--data", data, "--output", run, "--epochs", 1, *TINY, "--groups-per-batch", 3]
+    args = ["train", "--data", data, "--output", run, "--epochs", 1, *without_share(TINY), "--groups-per-batch", 3]
     code, output = coseg(*args, "--val-groups", "00", "--members", 2)
     assert code != 0 and "2 training group(s), 1 held out for validation, but groups_per_batch = 3: lower " \
                          "--groups-per-batch or give fewer --val-groups" in output

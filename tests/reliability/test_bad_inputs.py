@@ -39,6 +39,13 @@ TINY_RETRIEVAL = ["--backbone", BACKBONE, "--weights", "none", "--image-size", 3
                   "--device", "cpu", "--quiet"]
 
 
+def without_share(args: list) -> list:
+    """``args`` without their ``--val-fraction`` and its value: for runs that name their validation groups or
+    classes, which a share set beside them would contradict (refused)."""
+    at = args.index("--val-fraction")
+    return args[:at] + args[at + 2:]
+
+
 def invoke(*args) -> str:
     """Run ``coseg ARGS``; the command must succeed. Returns what it printed."""
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
