@@ -19,8 +19,8 @@ from coseg.data import (
     groups_sharing_images, holdout_groups, printable, sharing_pairs, stratified_holdout,
 )
 from coseg.engine import (ConfigError, DistInfo, Engine, FitResult, NonFiniteLossError, RunFolder, adamw,
-                          check_at_least, check_choice, check_fraction, check_seed, distributed_run, once,
-                          training_lock, usage_errors)
+                          check_at_least, check_choice, check_fraction, check_one_validation_choice, check_seed,
+                          distributed_run, once, training_lock, usage_errors)
 from coseg.engine.distributed import barrier, check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
 from coseg.inference import predict_dataset
@@ -265,11 +265,8 @@ def check_config(cfg: CosegTrainConfig, resume: bool = False) -> None:
     if cfg.minutes is not None and not cfg.minutes >= 0:  # NaN too: no budget would ever run out
         raise ConfigError(f"minutes must be >= 0 (0 or unset: no time budget), got {cfg.minutes}")
     check_fraction(cfg, "val_fraction")
-    if cfg.val_groups and not resume and cfg.val_fraction != CosegTrainConfig.val_fraction:
-        none = " (no validation)" if not cfg.val_fraction else ""
-        raise ConfigError(f"--val-fraction {cfg.val_fraction}{none} and --val-groups "
-                          f"{', '.join(map(printable, cfg.val_groups))} both choose the validation groups: give one of "
-                          "them")
+    if not resume:  # earlier versions saved both, the share ignored
+        check_one_validation_choice(cfg, "val_groups")
     check_fraction(cfg, "ema_decay")  # 0: no EMA
     check_seed(cfg, cfg.members)
     if not 0 < cfg.crop_scale <= 1:

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from apps.retrieval.evaluate import load_for_retrieval
 from apps.retrieval.inference import image_batches
 from apps.retrieval.model import RetrievalModel
-from coseg.atomic import PathLike, atomic_path, remove_temporaries, write_bytes_atomic, write_text_atomic
+from coseg.atomic import PathLike, atomic_path, file_digest, remove_temporaries, write_bytes_atomic, write_text_atomic
 from coseg.data import NOTE_KINDS, find_samples, printable
 from coseg.engine.run_lock import folder_lock
 from coseg.report.files import record_path
@@ -150,14 +150,10 @@ def file_stamp(item: Item) -> Stamp:
 
 def content_hash(path: Path) -> int:
     """A hash of the bytes of the file at ``path`` (60 bits of their SHA-1), −1 when it cannot be read."""
-    h = hashlib.sha1()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        return _hash60(file_digest(path, "sha1"))
     except OSError:
         return -1
-    return _hash60(h.hexdigest())
 
 
 Earlier = dict[tuple[int, int, int], tuple[int, int, int, int]]

@@ -44,7 +44,8 @@ from coseg.data import (
 )
 from coseg.engine import (
     RESUMABLE, ConfigError, DistInfo, Engine, FitResult, RunFolder, adamw, check_at_least, check_choice,
-    check_fraction, check_seed, distributed_run, load_config, lr_factor, once, training_lock, usage_errors,
+    check_fraction, check_one_validation_choice, check_seed, distributed_run, load_config, lr_factor, once,
+    training_lock, usage_errors,
 )
 from coseg.engine.distributed import check_same_files, world_size
 from coseg.engine.trainer import UnreadableLog
@@ -352,10 +353,8 @@ def check_config(cfg: RetrievalTrainConfig, resume: bool = False) -> None:
         raise ConfigError(f"--finetune-minutes {cfg.finetune_minutes}: the fine-tuning stage trains for "
                           "--finetune-epochs, 0 (none) here: give them too (the stage ends at whichever comes first)")
     check_fraction(cfg, "val_fraction")
-    if cfg.val_classes and not resume and (fraction := changed("val_fraction")):
-        none = " (no validation)" if not cfg.val_fraction else ""
-        raise ConfigError(f"{fraction}{none} and --val-classes {', '.join(map(printable, cfg.val_classes))} both "
-                          "choose the validation classes: give one of them")
+    if not resume:  # earlier versions saved both, the share ignored
+        check_one_validation_choice(cfg, "val_classes")
     with usage_errors():
         lr_factor(1.0, 0.0, cfg.lr_schedule)  # an unknown schedule fails now, not after the features are computed
     if not 1 <= cfg.feature_views <= 4:

@@ -245,6 +245,21 @@ def check_fraction(cfg: Any, name: str) -> None:
         raise ConfigError(f"{name} must be in [0, 1), got {value}")
 
 
+def check_one_validation_choice(cfg: Any, names_field: str) -> None:
+    """Raise ``ConfigError`` naming both options if ``cfg.val_fraction`` is set to another value than its default
+    (even 0, no validation) beside the validation groups or classes that field ``names_field`` names: both choose
+    them (the share was ignored)."""
+    from coseg.data.io import printable
+
+    names = getattr(cfg, names_field)
+    default = next(f.default for f in dataclasses.fields(cfg) if f.name == "val_fraction")
+    if names and cfg.val_fraction != default:
+        none = " (no validation)" if not cfg.val_fraction else ""
+        what = names_field.removeprefix("val_")
+        raise ConfigError(f"--val-fraction {cfg.val_fraction}{none} and --{names_field.replace('_', '-')} "
+                          f"{', '.join(map(printable, names))} both choose the validation {what}: give one of them")
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict of the config with YAML-friendly values (tuples → lists, paths → strings)."""
     def plain(v: Any) -> Any:
